@@ -1,0 +1,49 @@
+"""Names and shapes shared by the data, the model and the federation.
+
+A modality is something a device senses; a task is something it predicts. Both the benchmark
+generator and the module bank are built from these specs, so a user's own dataset plugs in by
+describing itself with them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ModalityKind = Literal["image", "text", "signal"]
+TaskKind = Literal["classification", "regression"]
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One input modality.
+
+    image: float tensor (channels, height, width); text: long tensor (length,) of token ids in
+    [0, vocab_size); signal: float tensor (channels, length), e.g. radio I/Q samples.
+    """
+
+    name: str
+    kind: ModalityKind
+    shape: tuple[int, ...]
+    vocab_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("image", "text", "signal"):
+            raise ValueError(f"modality {self.name!r}: kind must be image, text or signal, got {self.kind!r}")
+        if self.kind == "text" and not self.vocab_size:
+            raise ValueError(f"modality {self.name!r}: a text modality needs vocab_size > 0")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One prediction task: classification targets are long class ids, regression targets floats."""
+
+    name: str
+    kind: TaskKind
+    num_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("classification", "regression"):
+            raise ValueError(f"task {self.name!r}: kind must be classification or regression, got {self.kind!r}")
+        if self.kind == "classification" and (self.num_classes is None or self.num_classes < 2):
+            raise ValueError(f"task {self.name!r}: a classification task needs num_classes >= 2")
