@@ -1,0 +1,145 @@
+"""Aggregation rules as pure functions, and per-module masked aggregation.
+
+Every rule has one signature, ``rule(results, reference) -> state``: ``results`` is a sequence of
+``(state_dict, weight)`` pairs from the nodes that trained a module, ``reference`` the state the
+aggregator held before (used by rules that look at updates, such as norm clipping). Edge and cloud
+call the same rules, so a rule is written and tested once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import Tensor
+
+StateDict = dict[str, Tensor]
+ModuleStates = dict[str, StateDict]
+Results = Sequence[tuple[Mapping[str, Tensor], float]]
+Rule = Callable[[Results, Mapping[str, Tensor] | None], StateDict]
+
+
+def _check(results: Results) -> None:
+    if not results:
+        raise ValueError("aggregation needs at least one (state, weight) result")
+    keys = set(results[0][0])
+    for state, weight in results:
+        if set(state) != keys:
+            raise ValueError(f"results disagree on keys: {sorted(keys ^ set(state))}")
+        if not weight >= 0:
+            raise ValueError(f"aggregation weights must be >= 0, got {weight}")
+
+
+def weighted_average(results: Results, reference: Mapping[str, Tensor] | None = None) -> StateDict:
+    """FedAvg: the sample-weighted mean (plain mean when every weight is zero)."""
+    _check(results)
+    weights = torch.tensor([float(w) for _, w in results], dtype=torch.float64)
+    if weights.sum() <= 0:
+        weights = torch.ones_like(weights)
+    weights = weights / weights.sum()
+    out: StateDict = {}
+    for key in results[0][0]:
+        stacked = torch.stack([state[key].to(torch.float64) for state, _ in results])
+        shape = (-1,) + (1,) * (stacked.dim() - 1)
+        out[key] = (stacked * weights.view(shape)).sum(0).to(results[0][0][key].dtype)
+    return out
+
+
+def coordinate_median(results: Results, reference: Mapping[str, Tensor] | None = None) -> StateDict:
+    """Coordinate-wise median; ignores weights (robust to a minority of arbitrary updates)."""
+    _check(results)
+    out: StateDict = {}
+    for key in results[0][0]:
+        stacked = torch.stack([state[key].to(torch.float64) for state, _ in results])
+        # torch.median returns the lower middle value; averaging both middles is the textbook median.
+        out[key] = stacked.quantile(0.5, dim=0).to(results[0][0][key].dtype) if stacked.numel() else stacked[0]
+    return out
+
+
+def trimmed_mean(
+    results: Results, reference: Mapping[str, Tensor] | None = None, trim_fraction: float = 0.1
+) -> StateDict:
+    """Coordinate-wise mean after dropping the ``trim_fraction`` largest and smallest values."""
+    _check(results)
+    if not 0.0 <= trim_fraction < 0.5:
+        raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
+    n = len(results)
+    k = int(trim_fraction * n)
+    out: StateDict = {}
+    for key in results[0][0]:
+        stacked = torch.stack([state[key].to(torch.float64) for state, _ in results])
+        kept = stacked.sort(dim=0).values[k : n - k]
+        out[key] = kept.mean(0).to(results[0][0][key].dtype)
+    return out
+
+
+def norm_clipped_average(
+    results: Results, reference: Mapping[str, Tensor] | None = None, max_norm: float = 1.0
+) -> StateDict:
+    """Weighted mean of updates whose L2 norm (over the whole module) is clipped to ``max_norm``.
+
+    Bounds how far one node can move a module; needs the aggregator's previous state.
+    """
+    _check(results)
+    if reference is None:
+        raise ValueError("norm clipping needs the reference (previous) state of the module")
+    if max_norm <= 0:
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    clipped = []
+    for state, weight in results:
+        delta = {k: state[k].to(torch.float64) - reference[k].to(torch.float64) for k in state}
+        norm = torch.sqrt(sum((d**2).sum() for d in delta.values()))
+        scale = min(1.0, max_norm / float(norm)) if norm > 0 else 1.0
+        clipped.append(({k: d * scale for k, d in delta.items()}, weight))
+    mean_delta = weighted_average(clipped)
+    return {k: (reference[k].to(torch.float64) + mean_delta[k]).to(reference[k].dtype) for k in reference}
+
+
+RULES: dict[str, Callable[..., StateDict]] = {
+    "mean": weighted_average,
+    "median": coordinate_median,
+    "trimmed_mean": trimmed_mean,
+    "clip": norm_clipped_average,
+}
+
+
+def make_rule(name: str, **options: float) -> Rule:
+    """Look a rule up by name and bind its options (``trim_fraction``, ``max_norm``)."""
+    if name not in RULES:
+        raise ValueError(f"unknown aggregation rule {name!r}; choose one of {sorted(RULES)}")
+    return partial(RULES[name], **options) if options else RULES[name]
+
+
+@dataclass(frozen=True)
+class ModuleUpdate:
+    """What a node sends up for one module: its state and the number of samples behind it."""
+
+    node: int
+    module: str
+    state: StateDict
+    num_samples: float
+
+
+def aggregate_modules(
+    current: Mapping[str, StateDict], updates: Sequence[ModuleUpdate], rule: Rule = weighted_average
+) -> tuple[ModuleStates, dict[str, float]]:
+    """Masked per-module aggregation.
+
+    A module is aggregated only over the updates that carry it; a module nobody updated keeps its
+    current state, so a node that lacks a module never changes it. Returns the new states of the
+    modules that were updated and the total weight behind each (the weight an upper tier uses).
+    """
+    by_module: dict[str, list[ModuleUpdate]] = {}
+    for update in updates:
+        if update.module not in current:
+            raise KeyError(f"update for module {update.module!r}, which the aggregator does not hold")
+        by_module.setdefault(update.module, []).append(update)
+    new: ModuleStates = {}
+    weight: dict[str, float] = {}
+    for name, group in by_module.items():
+        group = sorted(group, key=lambda u: u.node)  # fixed order: same sums on any number of ranks
+        new[name] = rule([(u.state, u.num_samples) for u in group], current[name])
+        weight[name] = float(sum(u.num_samples for u in group))
+    return new, weight

@@ -1,0 +1,99 @@
+"""What one device does in a round: load its modules, run local steps, hand back updates.
+
+One module bank lives in each process; a device's sub-model is a view of it with the device's
+module states loaded in, so the frozen trunk exists once however many devices are simulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from lightning.fabric import Fabric
+
+from hffm.data.benchmark import M3TDataset
+from hffm.federation.aggregate import ModuleStates, ModuleUpdate
+from hffm.modules.bank import ModuleBank
+from hffm.modules.lightning import M3TLightningModule
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    steps: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    optimizer: str = "adamw"
+
+
+def _to_device(fabric: Fabric, batch: dict) -> dict:
+    return {k: {n: fabric.to_device(t) for n, t in v.items()} for k, v in batch.items()}
+
+
+def _batches(data: M3TDataset, batch_size: int, generator: torch.Generator) -> Iterable[dict]:
+    while True:  # as many passes as the step budget needs
+        yield from data.batches(batch_size, shuffle=True, generator=generator)
+
+
+def train_device(
+    fabric: Fabric,
+    bank: ModuleBank,
+    data: M3TDataset,
+    states: Mapping[str, Mapping[str, torch.Tensor]],
+    trainable: Iterable[str],
+    cfg: LocalConfig,
+    seed: int,
+) -> tuple[ModuleStates, dict[str, float]]:
+    """Train the device's sub-model from ``states``; returns the trained modules' states and losses.
+
+    ``seed`` fixes the batch order (and any dropout), so a device trains identically on whatever
+    rank runs it.
+    """
+    modalities = [m.name for m in data.modalities]
+    tasks = [t.name for t in data.tasks]
+    required = bank.required_modules(modalities, tasks)
+    bank.load_states({name: states[name] for name in required})
+    trainable = [m for m in required if m in set(trainable)]
+    model = bank.submodel(modalities, tasks, trainable=trainable)
+    lm = M3TLightningModule(model, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+    losses: dict[str, float] = {}
+    if trainable:
+        torch.manual_seed(seed)
+        optimizer = lm.configure_optimizers()
+        generator = torch.Generator().manual_seed(seed)
+        batches = _batches(data, cfg.batch_size, generator)
+        lm.train()
+        for step in range(cfg.steps):
+            batch = _to_device(fabric, next(batches))
+            loss = lm.training_step(batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            optimizer.step()
+        losses = {f"{task}/loss": value for task, value in lm.last_task_losses.items()}
+        losses["loss"] = float(loss.detach())
+    return bank.state_of(trainable), losses
+
+
+@torch.no_grad()
+def evaluate(
+    fabric: Fabric,
+    bank: ModuleBank,
+    data: M3TDataset,
+    states: Mapping[str, Mapping[str, torch.Tensor]],
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Per-task metrics of the sub-model for ``data``'s modalities and tasks, with ``states`` loaded."""
+    modalities = [m.name for m in data.modalities]
+    tasks = [t.name for t in data.tasks]
+    required = bank.required_modules(modalities, tasks)
+    bank.load_states({name: states[name] for name in required})
+    lm = M3TLightningModule(bank.submodel(modalities, tasks, trainable=[]))
+    lm.eval()
+    for i, batch in enumerate(data.batches(batch_size, shuffle=False)):
+        lm.validation_step(_to_device(fabric, batch), i)
+    return lm.compute_metrics()
+
+
+def updates_of(device: int, states: ModuleStates, num_samples: float) -> list[ModuleUpdate]:
+    return [ModuleUpdate(device, name, state, num_samples) for name, state in states.items()]
