@@ -1,0 +1,217 @@
+"""Split an M3T dataset over federated devices: label skew, modality skew and task skew.
+
+Each device gets disjoint sample indices (Dirichlet(alpha) label skew over one classification task,
+or IID), a subset of modalities (fixed per device from ``modality_sets`` or drawn at random) and a
+non-empty random subset of the tasks those modalities can solve (per ``dataset.task_modalities``).
+A seed fixes everything; indices and modality/task choices use independent streams of it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hffm.data.dataset import M3TDataset
+
+
+@dataclass
+class DevicePartition:
+    """What one device holds: its sample indices into the full dataset, modalities and tasks."""
+
+    device: int
+    indices: np.ndarray
+    modalities: tuple[str, ...]
+    tasks: tuple[str, ...]
+
+    @property
+    def num_samples(self) -> int:
+        return int(len(self.indices))
+
+
+@dataclass
+class PartitionConfig:
+    """How to split a dataset over devices (defaults: 40 devices, Dirichlet(0.5) skew on ``object``)."""
+
+    num_devices: int = 40
+    """Number of devices (>= 1)."""
+    alpha: float | None = 0.5
+    """Dirichlet concentration of the label skew over ``label_task``: small = each device sees few
+    classes, large = close to the global mix; None or inf = IID (equal-size random split)."""
+    label_task: str = "object"
+    """Classification task whose labels are skewed."""
+    modality_sets: list[list[str]] | None = None
+    """If given, device i gets ``modality_sets[i % len(modality_sets)]``; else a random subset."""
+    min_modalities: int = 1
+    """Smallest random modality subset (ignored when ``modality_sets`` is given)."""
+    max_modalities: int | None = None
+    """Largest random modality subset (None = all modalities)."""
+    task_sets: list[list[str]] | None = None
+    """If given, device i gets ``task_sets[i % len(task_sets)]`` (each must be solvable from its modalities)."""
+    min_tasks: int = 1
+    """Smallest random task subset (capped at the number of tasks the device can solve)."""
+    max_tasks: int | None = None
+    """Largest random task subset (None = all solvable tasks)."""
+    min_samples_per_device: int = 8
+    """Every device gets at least this many samples (>= 1)."""
+    max_redraws: int = 50
+    """Dirichlet redraws to meet ``min_samples_per_device`` before samples are moved from the largest devices."""
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ValueError(f"PartitionConfig.{msg}")
+
+        need(int(self.num_devices) >= 1, f"num_devices must be >= 1, got {self.num_devices}")
+        if self.alpha is not None:
+            self.alpha = float(self.alpha)
+            need(self.alpha > 0, f"alpha must be > 0 (or None / inf for IID), got {self.alpha}")
+        need(int(self.min_modalities) >= 1, f"min_modalities must be >= 1, got {self.min_modalities}")
+        need(self.max_modalities is None or self.max_modalities >= self.min_modalities,
+             f"max_modalities ({self.max_modalities}) must be >= min_modalities ({self.min_modalities})")
+        need(int(self.min_tasks) >= 1, f"min_tasks must be >= 1, got {self.min_tasks}")
+        need(self.max_tasks is None or self.max_tasks >= self.min_tasks,
+             f"max_tasks ({self.max_tasks}) must be >= min_tasks ({self.min_tasks})")
+        need(int(self.min_samples_per_device) >= 1,
+             f"min_samples_per_device must be >= 1, got {self.min_samples_per_device}")
+        need(int(self.max_redraws) >= 1, f"max_redraws must be >= 1, got {self.max_redraws}")
+        for field in ("modality_sets", "task_sets"):
+            sets = getattr(self, field)
+            if sets is None:
+                continue
+            sets = [[str(x) for x in s] for s in sets]  # also accepts Hydra ListConfig
+            need(len(sets) > 0 and all(len(s) > 0 for s in sets),
+                 f"{field} must be None or a non-empty list of non-empty name lists, got {sets}")
+            setattr(self, field, sets)
+
+    @property
+    def iid(self) -> bool:
+        return self.alpha is None or math.isinf(self.alpha)
+
+
+def _check_against(dataset: M3TDataset, cfg: PartitionConfig) -> None:
+    if not cfg.iid:
+        spec = dataset.task(cfg.label_task)
+        if spec.kind != "classification":
+            raise ValueError(f"PartitionConfig.label_task {cfg.label_task!r} is a {spec.kind} task; "
+                             "label skew needs a classification task (or alpha=None for IID)")
+    for field, known in (("modality_sets", dataset.modality_names), ("task_sets", dataset.task_names)):
+        for s in getattr(cfg, field) or []:
+            bad = [x for x in s if x not in known]
+            if bad:
+                raise ValueError(f"PartitionConfig.{field}: unknown name(s) {bad}; the dataset has {known}")
+    n, d, m = len(dataset), cfg.num_devices, cfg.min_samples_per_device
+    if d * m > n:
+        raise ValueError(f"too many devices for the data: {n} samples cannot give {d} devices at least {m} each "
+                         "(lower num_devices or min_samples_per_device, or generate more samples)")
+
+
+def _dirichlet_indices(labels: np.ndarray, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per class, split its samples over devices by Dirichlet(alpha) shares (devices already holding
+    their fair share n/D are skipped for further classes, which keeps sizes balanced); redraw until every
+    device has ``min_samples_per_device``, then move random samples from the largest devices."""
+    d, n, need = cfg.num_devices, len(labels), cfg.min_samples_per_device
+    classes = np.unique(labels)
+    best: list[list[int]] | None = None
+    for _ in range(cfg.max_redraws):
+        parts: list[list[int]] = [[] for _ in range(d)]
+        for c in classes:
+            idx = rng.permutation(np.flatnonzero(labels == c))
+            p = rng.dirichlet(np.full(d, cfg.alpha))
+            p = p * np.array([len(q) < n / d for q in parts])
+            p = p / p.sum() if p.sum() > 0 else np.full(d, 1.0 / d)
+            cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
+            for q, chunk in zip(parts, np.split(idx, cuts), strict=True):
+                q.extend(chunk.tolist())
+        if best is None or min(map(len, parts)) > min(map(len, best)):
+            best = parts
+        if min(map(len, parts)) >= need:
+            break
+    assert best is not None
+    sizes = np.array([len(q) for q in best])
+    while sizes.min() < need:  # repair: feasible because D * need <= n was checked
+        small, big = int(sizes.argmin()), int(sizes.argmax())
+        k = min(need - sizes[small], sizes[big] - need)
+        take = rng.choice(sizes[big], size=k, replace=False)
+        moved = [best[big][i] for i in take]
+        keep = np.ones(sizes[big], dtype=bool)
+        keep[take] = False
+        best[big] = [x for x, kk in zip(best[big], keep, strict=True) if kk]
+        best[small].extend(moved)
+        sizes = np.array([len(q) for q in best])
+    return [np.sort(np.asarray(q, dtype=np.int64)) for q in best]
+
+
+def _solvable(dataset: M3TDataset, modalities: Sequence[str]) -> list[str]:
+    have = set(modalities)
+    return [t for t in dataset.task_names if have & set(dataset.task_modalities[t])]
+
+
+def _pick_modalities(dataset: M3TDataset, cfg: PartitionConfig, rng: np.random.Generator) -> tuple[str, ...]:
+    names = dataset.modality_names
+    hi = len(names) if cfg.max_modalities is None else min(cfg.max_modalities, len(names))
+    by_size = {}
+    for k in range(cfg.min_modalities, hi + 1):
+        cands = [c for c in itertools.combinations(names, k) if _solvable(dataset, c)]
+        if cands:
+            by_size[k] = cands
+    if not by_size:
+        raise ValueError(f"no subset of {cfg.min_modalities}..{hi} modalities of {names} can solve any task; "
+                         "check PartitionConfig.min_modalities / max_modalities and dataset.task_modalities")
+    sizes = sorted(by_size)
+    cands = by_size[sizes[int(rng.integers(len(sizes)))]]
+    return cands[int(rng.integers(len(cands)))]
+
+
+def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[DevicePartition]:
+    """Deterministic (by ``seed``) split of ``dataset`` into ``cfg.num_devices`` device partitions."""
+    _check_against(dataset, cfg)
+    index_rng, choice_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
+    if cfg.iid:
+        chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), cfg.num_devices)]
+    else:
+        chunks = _dirichlet_indices(dataset.labels(cfg.label_task), cfg, index_rng)
+    parts = []
+    for i, idx in enumerate(chunks):
+        if cfg.modality_sets is not None:
+            chosen = set(cfg.modality_sets[i % len(cfg.modality_sets)])
+            mods = tuple(m for m in dataset.modality_names if m in chosen)
+        else:
+            mods = _pick_modalities(dataset, cfg, choice_rng)
+        solvable = _solvable(dataset, mods)
+        if cfg.task_sets is not None:
+            chosen = set(cfg.task_sets[i % len(cfg.task_sets)])
+            bad = [t for t in chosen if t not in solvable]
+            if bad:
+                raise ValueError(f"device {i}: task(s) {bad} from PartitionConfig.task_sets cannot be solved from its "
+                                 f"modalities {list(mods)} (needs one of "
+                                 f"{ {t: dataset.task_modalities[t] for t in bad} })")
+            tasks = tuple(t for t in dataset.task_names if t in chosen)
+        else:
+            if not solvable:
+                raise ValueError(f"device {i}: its modalities {list(mods)} solve none of the tasks "
+                                 f"{dataset.task_modalities}; fix PartitionConfig.modality_sets")
+            hi = len(solvable) if cfg.max_tasks is None else min(cfg.max_tasks, len(solvable))
+            lo = min(cfg.min_tasks, hi)
+            k = int(choice_rng.integers(lo, hi + 1))
+            chosen = set(choice_rng.choice(solvable, size=k, replace=False).tolist())
+            tasks = tuple(t for t in solvable if t in chosen)
+        parts.append(DevicePartition(device=i, indices=idx, modalities=mods, tasks=tasks))
+    return parts
+
+
+def device_dataset(dataset: M3TDataset, part: DevicePartition) -> M3TDataset:
+    """The device's view: its samples, restricted to its modalities and tasks."""
+    return dataset.subset(part.indices, modalities=part.modalities, tasks=part.tasks)
+
+
+def label_skew_stats(dataset: M3TDataset, parts: Sequence[DevicePartition], task: str) -> np.ndarray:
+    """``[num_devices, num_classes]`` label counts of ``task`` per device."""
+    spec = dataset.task(task)
+    if spec.kind != "classification":
+        raise ValueError(f"label_skew_stats: task {task!r} is {spec.kind}, needs a classification task")
+    labels = dataset.labels(task)
+    return np.stack([np.bincount(labels[p.indices], minlength=spec.num_classes) for p in parts])
