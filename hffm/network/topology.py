@@ -1,0 +1,194 @@
+"""Positions of edge servers and devices, device-to-edge assignment and the D2D graph.
+
+Each edge server heads one cluster of devices. D2D links exist only inside a cluster, between
+devices within the connectivity radius, plus (by default) the shortest extra links that make each
+cluster's D2D graph connected (the long edges of its minimum spanning tree), so a relay or a
+cooperative aggregation can always reach every device of its cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hffm.network.config import TopologyConfig
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    """A drawn network. Arrays are read-only.
+
+    edge_pos [E, 2] and device_pos [N, 2] in metres; device_edge [N] the server of each device's
+    cluster; d2d_adj [N, N] symmetric bool, no self-links, only within a cluster; d2d_dist [N, N]
+    the distance between every pair of devices (links or not); d2d_patched [N, N] the links that the
+    spanning-tree patch added beyond the radius.
+    """
+
+    edge_pos: np.ndarray
+    device_pos: np.ndarray
+    device_edge: np.ndarray
+    d2d_adj: np.ndarray
+    d2d_dist: np.ndarray
+    d2d_patched: np.ndarray
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_pos.shape[0])
+
+    @property
+    def num_devices(self) -> int:
+        return int(self.device_pos.shape[0])
+
+    @property
+    def edge_dist(self) -> np.ndarray:
+        """[N] distance of each device to its own edge server (the uplink distance)."""
+        return np.linalg.norm(self.device_pos - self.edge_pos[self.device_edge], axis=1)
+
+    def neighbours(self, i: int) -> np.ndarray:
+        """Indices of device i's D2D neighbours (same cluster, linked)."""
+        if not 0 <= i < self.num_devices:
+            raise IndexError(f"device {i} out of range [0, {self.num_devices})")
+        return np.flatnonzero(self.d2d_adj[i])
+
+    def cluster(self, e: int) -> np.ndarray:
+        """Indices of the devices served by edge e."""
+        if not 0 <= e < self.num_edges:
+            raise IndexError(f"edge {e} out of range [0, {self.num_edges})")
+        return np.flatnonzero(self.device_edge == e)
+
+
+def _spanning_patch(dist: np.ndarray, adj: np.ndarray) -> np.ndarray:
+    """Links to add to `adj` (within one cluster) so it becomes connected: Kruskal over all pairs,
+    which after the within-radius links keeps exactly the shortest links joining the components."""
+    n = dist.shape[0]
+    parent = list(range(n))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in zip(*np.nonzero(np.triu(adj, 1)), strict=True):
+        parent[find(int(a))] = find(int(b))
+    added = np.zeros_like(adj)
+    iu, ju = np.triu_indices(n, 1)
+    for k in np.argsort(dist[iu, ju], kind="stable"):
+        a, b = int(iu[k]), int(ju[k])
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            added[a, b] = added[b, a] = True
+    return added
+
+
+def build_topology(
+    edge_pos: np.ndarray,
+    device_pos: np.ndarray,
+    device_edge: np.ndarray,
+    *,
+    d2d_radius_m: float,
+    max_edge_distance_m: float = np.inf,
+    spanning_patch: bool = True,
+) -> Topology:
+    """Topology from explicit positions (a user's own layout, or a hand-built test case).
+
+    Raises ValueError when a device is farther than max_edge_distance_m from its edge (no reachable
+    edge) or when shapes and indices do not match.
+    """
+    edge_pos = np.asarray(edge_pos, dtype=float).reshape(-1, 2) if np.size(edge_pos) else np.zeros((0, 2))
+    device_pos = np.asarray(device_pos, dtype=float)
+    device_edge = np.asarray(device_edge)
+    if device_pos.ndim != 2 or device_pos.shape[1] != 2:
+        raise ValueError(f"device_pos must have shape [N, 2], got {device_pos.shape}")
+    if edge_pos.shape[0] < 1:
+        raise ValueError("edge_pos must hold at least one edge server, shape [E, 2]")
+    n = device_pos.shape[0]
+    if device_edge.shape != (n,) or not np.issubdtype(device_edge.dtype, np.integer):
+        raise ValueError(
+            f"device_edge must be an integer array of shape [{n}], got {device_edge.dtype} {device_edge.shape}"
+        )
+    if n and (device_edge.min() < 0 or device_edge.max() >= edge_pos.shape[0]):
+        raise ValueError(f"device_edge values must lie in [0, {edge_pos.shape[0]})")
+    if not (np.all(np.isfinite(edge_pos)) and np.all(np.isfinite(device_pos))):
+        raise ValueError("edge_pos and device_pos must be finite")
+    if not d2d_radius_m >= 0:
+        raise ValueError(f"d2d_radius_m must be >= 0, got {d2d_radius_m!r}")
+    device_edge = device_edge.astype(np.int64)
+    up = np.linalg.norm(device_pos - edge_pos[device_edge], axis=1)
+    far = np.flatnonzero(up > max_edge_distance_m)
+    if far.size:
+        i = int(far[0])
+        raise ValueError(
+            f"device {i} is {up[i]:.0f} m from its edge {int(device_edge[i])}, beyond max_edge_distance_m = "
+            f"{max_edge_distance_m:g} m: it has no reachable edge ({far.size} such device(s)); "
+            "move it, or raise max_edge_distance_m"
+        )
+    dist = np.linalg.norm(device_pos[:, None, :] - device_pos[None, :, :], axis=-1)
+    same = device_edge[:, None] == device_edge[None, :]
+    adj = same & (dist <= d2d_radius_m)
+    np.fill_diagonal(adj, False)
+    patched = np.zeros_like(adj)
+    if spanning_patch:
+        for e in range(edge_pos.shape[0]):
+            idx = np.flatnonzero(device_edge == e)
+            if idx.size > 1:
+                add = _spanning_patch(dist[np.ix_(idx, idx)], adj[np.ix_(idx, idx)])
+                patched[np.ix_(idx, idx)] = add
+        adj = adj | patched
+    arrays = (edge_pos.copy(), device_pos.copy(), device_edge, adj, dist, patched)
+    for a in arrays:
+        a.setflags(write=False)
+    return Topology(*arrays)
+
+
+def _place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarray:
+    """Uniform positions with pairwise distance >= min_edge_separation_m (rejection sampling)."""
+    sep = cfg.min_edge_separation_m
+    for _restart in range(50):
+        pts: list[np.ndarray] = []
+        for _ in range(cfg.num_edges):
+            for _try in range(2000):
+                p = rng.uniform(0.0, cfg.area_m, size=2)
+                if all(np.hypot(*(p - q)) >= sep for q in pts):
+                    pts.append(p)
+                    break
+            else:
+                break
+        if len(pts) == cfg.num_edges:
+            return np.array(pts)
+    raise ValueError(
+        f"TopologyConfig.min_edge_separation_m = {sep:g} m: could not place {cfg.num_edges} servers that far "
+        f"apart in a {cfg.area_m:g} m square; lower the separation or grow area_m"
+    )
+
+
+def _uniform_disc(rng: np.random.Generator, centre: np.ndarray, radius: float, count: int) -> np.ndarray:
+    r = radius * np.sqrt(rng.uniform(0.0, 1.0, size=count))
+    theta = rng.uniform(0.0, 2 * np.pi, size=count)
+    return centre + np.stack([r * np.cos(theta), r * np.sin(theta)], axis=1)
+
+
+def make_topology(cfg: TopologyConfig, rng: np.random.Generator) -> Topology:
+    """Draw servers at least min_edge_separation_m apart, one cluster centre per server within
+    cluster_center_distance_m of it, devices_per_edge devices within cluster_radius_m of the centre
+    (all clipped to the area), then the D2D graph. Same rng state -> same topology."""
+    if not isinstance(cfg, TopologyConfig):
+        raise TypeError(f"make_topology needs a TopologyConfig, got {type(cfg).__name__}")
+    edges = _place_edges(cfg, rng)
+    devices, owner = [], []
+    for e in range(cfg.num_edges):
+        centre = _uniform_disc(rng, edges[e], cfg.cluster_center_distance_m, 1)[0]
+        centre = np.clip(centre, 0.0, cfg.area_m)
+        pts = np.clip(_uniform_disc(rng, centre, cfg.cluster_radius_m, cfg.devices_per_edge), 0.0, cfg.area_m)
+        devices.append(pts)
+        owner.extend([e] * cfg.devices_per_edge)
+    return build_topology(
+        edges,
+        np.concatenate(devices),
+        np.array(owner, dtype=np.int64),
+        d2d_radius_m=cfg.d2d_radius_m,
+        max_edge_distance_m=cfg.max_edge_distance_m,
+        spanning_patch=cfg.d2d_spanning_patch,
+    )
