@@ -1,0 +1,51 @@
+"""Per-layer adapter module: a serial bottleneck adapter plus LoRA deltas on the layer's linears.
+
+The trunk is shared once per process and frozen, so an adapter is not inserted into it: the trunk
+asks the adapter passed in at forward time for its deltas. Up projections (bottleneck `up`, LoRA
+`B`) start at zero, so a fresh adapter leaves the pretrained trunk's output unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+
+class LoRA(nn.Module):
+    """Low-rank delta for one linear: y += (alpha / r) * x @ A^T @ B^T, with B zero at init."""
+
+    def __init__(self, in_features: int, out_features: int, rank: int, alpha: float) -> None:
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(rank, in_features))
+        self.B = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))
+        self.scale = alpha / rank
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x @ self.A.t() @ self.B.t()) * self.scale
+
+
+class AdapterModule(nn.Module):
+    """Everything trainable for one trunk layer: LoRA on qkv / out / fc1 / fc2 and a bottleneck adapter."""
+
+    LINEARS = ("qkv", "out", "fc1", "fc2")
+
+    def __init__(self, width: int, mlp_hidden: int, bottleneck: int, rank: int, alpha: float) -> None:
+        super().__init__()
+        dims = {"qkv": (width, 3 * width), "out": (width, width), "fc1": (width, mlp_hidden),
+                "fc2": (mlp_hidden, width)}
+        self.lora = nn.ModuleDict({k: LoRA(i, o, rank, alpha) for k, (i, o) in dims.items()})
+        self.down = nn.Linear(width, bottleneck)
+        self.up = nn.Linear(bottleneck, width)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def delta(self, linear: str, x: Tensor) -> Tensor:
+        """LoRA delta for the trunk linear named `linear` on input x."""
+        return self.lora[linear](x)
+
+    def bottleneck(self, h: Tensor) -> Tensor:
+        """Serial adapter applied to the layer output (residual): h + up(gelu(down(h)))."""
+        return h + self.up(torch.nn.functional.gelu(self.down(h)))

@@ -1,0 +1,151 @@
+"""A device's M3T model: the bank's modules it needs, the shared trunk by reference.
+
+The model registers the bank's own module objects (no copies), so training it trains the bank's
+parameters and `bank.module_state(name)` reads the result. The trunk is the bank's single trunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from hffm.modules.config import ModelConfig
+from hffm.modules.encoders import check_input
+from hffm.modules.moe import moe_forward
+from hffm.modules.trunk import Trunk
+from hffm.spec import ModalitySpec, TaskSpec
+
+
+def set_trainable(module: nn.Module, trainable: bool) -> None:
+    """Set requires_grad on a module's parameters, keeping those under its `frozen_prefixes` frozen."""
+    frozen = tuple(getattr(module, "frozen_prefixes", ()))
+    for name, p in module.named_parameters():
+        p.requires_grad_(trainable and not name.startswith(frozen) if frozen else trainable)
+
+
+class M3TModel(nn.Module):
+    """Encoders -> [task prompts; tokens] -> shared trunk (+ adapters/LoRA) -> MoE -> task heads.
+
+    Built by `ModuleBank.submodel`; holds only the modules of its modalities and tasks.
+    """
+
+    def __init__(self, cfg: ModelConfig, trunk: Trunk, modalities: Sequence[ModalitySpec],
+                 tasks: Sequence[TaskSpec], modules: Mapping[str, nn.Module], trainable: Iterable[str],
+                 train_trunk: bool) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.modalities = list(modalities)
+        self.tasks = list(tasks)
+        self.module_names = list(modules)
+        trainable = set(trainable)
+        self.trainable_module_names = [n for n in self.module_names if n in trainable]
+        self.train_trunk = train_trunk
+        self.trunk = trunk
+        self.encoders = nn.ModuleDict()
+        self.prompts = nn.ModuleDict()
+        self.experts = nn.ModuleDict()
+        self.adapters = nn.ModuleDict()
+        self.heads = nn.ModuleDict()
+        groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
+                  "adapter": self.adapters, "head": self.heads}
+        for name, module in modules.items():
+            kind, key = name.split("/", 1)
+            groups[kind][key] = module
+        self._modality_by_name = {m.name: m for m in self.modalities}
+        self.apply_trainable()
+
+    def _module(self, name: str) -> nn.Module:
+        kind, key = name.split("/", 1)
+        return {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
+                "adapter": self.adapters, "head": self.heads}[kind][key]
+
+    def apply_trainable(self) -> None:
+        """(Re)apply this model's requires_grad flags to the shared parameters.
+
+        Sub-models of one bank share parameter objects, so the flags are those of the sub-model
+        built or applied last; call this before training a sub-model built earlier.
+        """
+        set_trainable(self.trunk, self.train_trunk)
+        trainable = set(self.trainable_module_names)
+        for name in self.module_names:
+            set_trainable(self._module(name), name in trainable)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters this model trains (its trainable modules, and the trunk if unfrozen)."""
+        params: list[nn.Parameter] = []
+        mods: list[nn.Module] = [self._module(n) for n in self.trainable_module_names]
+        if self.train_trunk:
+            mods.append(self.trunk)
+        seen: set[int] = set()
+        for mod in mods:
+            for p in mod.parameters():
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        return params
+
+    def _experts(self) -> list[nn.Module]:
+        return [self.experts[k] for k in sorted(self.experts, key=int)]
+
+    def _batch_size(self, inputs: Mapping[str, Tensor]) -> int:
+        unknown = sorted(set(inputs) - set(self._modality_by_name))
+        if unknown:
+            raise ValueError(f"inputs hold modalities {unknown} this model has no encoder for "
+                             f"(model modalities: {sorted(self._modality_by_name)})")
+        if not inputs:
+            raise ValueError(f"inputs are empty: give at least one of {sorted(self._modality_by_name)}")
+        sizes = {name: int(x.shape[0]) for name, x in inputs.items()}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"inputs disagree on batch size: {sizes}")
+        return next(iter(sizes.values()))
+
+    def forward(self, inputs: Mapping[str, Tensor],
+                present: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
+        """Outputs per task (logits [B, C] or regression values [B]) and the MoE balance loss.
+
+        Modalities of the model missing from `inputs` are absent for the whole batch; `present[m]`
+        (bool [B]) masks the tokens of samples that miss modality m out of attention.
+        """
+        b = self._batch_size(inputs)
+        present = present or {}
+        tokens, pads = [], []
+        for spec in self.modalities:
+            if spec.name not in inputs:
+                continue
+            x = inputs[spec.name]
+            check_input(spec, x)
+            tok, pad = self.encoders[spec.name](x)
+            pad = torch.zeros(tok.shape[:2], dtype=torch.bool, device=tok.device) if pad is None else pad
+            if spec.name in present:
+                mask = present[spec.name]
+                if mask.shape != (b,):
+                    raise ValueError(f"present[{spec.name!r}] must have shape [{b}], got {tuple(mask.shape)}")
+                pad = pad | ~mask.bool().to(pad.device)[:, None]
+            tokens.append(tok)
+            pads.append(pad)
+        prompt = [self.prompts[t.name](b) for t in self.tasks]
+        plen = self.cfg.prompt_len
+        device = tokens[0].device
+        seq = torch.cat(prompt + tokens, dim=1)
+        pad = torch.cat([torch.zeros(b, plen * len(self.tasks), dtype=torch.bool, device=device)] + pads, 1)
+        adapters = {int(k): a for k, a in self.adapters.items()}
+        h = self.trunk(seq, pad, adapters)
+        h, aux, _ = moe_forward(h, self._experts(), self.cfg.top_k, ~pad)
+        outputs = {}
+        for i, task in enumerate(self.tasks):
+            pooled = h[:, i * plen:(i + 1) * plen].mean(1)
+            outputs[task.name] = self.heads[task.name](pooled)
+        return outputs, aux
+
+    def task_loss(self, task: str, output: Tensor, target: Tensor) -> Tensor:
+        """Loss of one task (cross-entropy, or MSE of normalised regression values)."""
+        if task not in self.heads:
+            raise ValueError(f"task {task!r} has no head in this model (tasks: {[t.name for t in self.tasks]})")
+        return self.heads[task].loss(output, target)
+
+    def named_modules_of_bank(self) -> Iterator[tuple[str, nn.Module]]:
+        """(bank name, module) pairs of the federated modules this model holds."""
+        for name in self.module_names:
+            yield name, self._module(name)

@@ -1,0 +1,77 @@
+"""The shared transformer trunk (the "foundation" part) that fuses tokens of all modalities.
+
+It owns no adapter parameters: adapters and LoRA deltas come in at forward time, so one trunk
+serves every sub-model of a process without being copied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hffm.modules.adapters import AdapterModule
+
+
+class TrunkLayer(nn.Module):
+    """Pre-norm transformer layer whose linears accept an optional LoRA delta."""
+
+    def __init__(self, width: int, heads: int, mlp_hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.ln1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        self.fc1 = nn.Linear(width, mlp_hidden)
+        self.fc2 = nn.Linear(mlp_hidden, width)
+
+    @staticmethod
+    def _lin(name: str, layer: nn.Linear, x: Tensor, adapter: AdapterModule | None) -> Tensor:
+        y = layer(x)
+        return y if adapter is None else y + adapter.delta(name, x)
+
+    def forward(self, h: Tensor, attend: Tensor, adapter: AdapterModule | None) -> Tensor:
+        """h [B, S, W]; attend [B, 1, 1, S] bool, True where a key may be attended."""
+        b, s, w = h.shape
+        qkv = self._lin("qkv", self.qkv, self.ln1(h), adapter)
+        q, k, v = qkv.view(b, s, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
+        drop = self.dropout if self.training else 0.0
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=drop)
+        att = att.transpose(1, 2).reshape(b, s, w)
+        h = h + F.dropout(self._lin("out", self.out, att, adapter), drop, self.training)
+        mid = F.gelu(self._lin("fc1", self.fc1, self.ln2(h), adapter))
+        h = h + F.dropout(self._lin("fc2", self.fc2, mid, adapter), drop, self.training)
+        return h if adapter is None else adapter.bottleneck(h)
+
+
+class Trunk(nn.Module):
+    """Stack of TrunkLayers and a final LayerNorm."""
+
+    def __init__(self, width: int, layers: int, heads: int, mlp_hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(TrunkLayer(width, heads, mlp_hidden, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None,
+                adapters: Mapping[int, AdapterModule] | None = None) -> Tensor:
+        """tokens [B, S, W]; key_padding_mask [B, S] True where a token is absent/padding.
+
+        adapters maps a layer index to its AdapterModule; layers without one run unadapted.
+        """
+        adapters = adapters or {}
+        unknown = sorted(set(adapters) - set(range(len(self.layers))))
+        if unknown:
+            raise ValueError(f"trunk: adapters given for layers {unknown}, trunk has {len(self.layers)} layers")
+        attend = None
+        if key_padding_mask is not None:
+            if key_padding_mask.shape != tokens.shape[:2]:
+                raise ValueError(f"trunk: key_padding_mask shape {tuple(key_padding_mask.shape)} does not "
+                                 f"match tokens {tuple(tokens.shape[:2])}")
+            attend = (~key_padding_mask.bool())[:, None, None, :]
+        h = tokens
+        for i, layer in enumerate(self.layers):
+            h = layer(h, attend, adapters.get(i))
+        return self.norm(h)
