@@ -34,6 +34,7 @@ class Transfer:
     src: int
     dst: int
     module: str
+    step: int = 0
 
 
 def relay(
@@ -92,9 +93,9 @@ def cooperate(
             out.append(ModuleUpdate(head, module, mixed[0], sum(u.num_samples for u in members)))
             sent.setdefault(head, []).append(module)
             src, dst = np.nonzero(np.triu(sub[np.ix_(idx, idx)], 1))
-            for _ in range(cons_rounds):  # each gossip step sends the module both ways on every link
+            for step in range(cons_rounds):  # each gossip step sends the module both ways on every link
                 for a, b in zip(src, dst, strict=True):
-                    transfers.append(Transfer(members[a].node, members[b].node, module))
-                    transfers.append(Transfer(members[b].node, members[a].node, module))
+                    transfers.append(Transfer(members[a].node, members[b].node, module, step))
+                    transfers.append(Transfer(members[b].node, members[a].node, module, step))
     routes = [Route(d, tuple(ms), d) for d, ms in sorted(sent.items())]
     return out, routes, transfers

@@ -23,10 +23,10 @@ from hffm.federation.evaluation import evaluate_round
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.policy import KINDS, TierPolicy
 from hffm.federation.state import FederationState
-from hffm.federation.wireless import charge_round_costs, plan_round
+from hffm.federation.wireless import RoundDecision, charge_round_costs, plan_round
 from hffm.federation.world import World
 
-Logger = Callable[[dict[str, float], int], None]
+Logger = Callable[[dict[str, float], int, RoundDecision], None]
 
 
 @dataclass
@@ -62,6 +62,7 @@ def run_federation(
     cfg: FederationConfig,
     *,
     solver: str = "none",
+    solver_options: dict[str, float] | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
     loggers: Sequence[Logger] = (),
@@ -88,7 +89,7 @@ def run_federation(
         # 1. This round's channel draw, participants and plan (placement, relays, bandwidth).
         channel = world.draw_channel(rng)
         participants = _draw_participants(rng, world.num_devices, cfg.participation)
-        plan = plan_round(world, channel, participants, policy, cfg, solver)
+        plan = plan_round(world, channel, participants, policy, cfg, solver, solver_options or {})
 
         # 2. Local training, devices sharded over ranks; every rank then holds every result.
         mine = []
@@ -140,13 +141,16 @@ def run_federation(
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
         metrics |= _train_metrics(results, participants)
         metrics |= plan.metrics() | cost.as_metrics("cost/")
+        previous = state.history[-1] if state.history else {}
+        for key in ("latency_s", "energy_j"):
+            metrics[f"cost/cum_{key}"] = previous.get(f"cost/cum_{key}", 0.0) + metrics[f"cost/{key}"]
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             metrics |= evaluate_round(fabric, world, state, cfg, group_of)
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
         for log in loggers:
-            log(metrics, t + 1)
+            log(metrics, t + 1, plan)
         if progress is not None:
             progress(t + 1, cfg.rounds, metrics)
         last = state.round == cfg.rounds

@@ -1,0 +1,164 @@
+"""The typed run configuration: one dataclass per Hydra config group, registered in the ConfigStore.
+
+Hydra YAML -> these dataclasses (a wrong key or type fails at start, naming the field) -> the
+constructors in ``hffm.build``. No DictConfig goes further than ``resolve``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from hffm.data.benchmark import BenchmarkConfig
+from hffm.data.partition import PartitionConfig
+from hffm.federation.config import SOLVERS, FederationConfig
+from hffm.modules.config import ModelConfig
+from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
+
+
+@dataclass
+class DataConfig:
+    """The built-in benchmark and how it is split over devices."""
+
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    global_test_fraction: float = 0.2
+    """Share of all samples held out as the global test set."""
+    device_test_fraction: float = 0.2
+    """Share of each device's samples held out for its personalized test."""
+
+
+@dataclass
+class TopologyGroup:
+    """The wireless network: a preset plus field overrides.
+
+    ``preset``: default (physically consistent) or prototype (the published prototype's assumptions).
+    ``layout`` / ``channel`` / ``compute`` override fields of TopologyConfig / ChannelConfig /
+    ComputeConfig (unknown names fail at start).
+    """
+
+    preset: str = "default"
+    num_edges: int = 10
+    devices_per_edge: int = 4
+    d2d: bool = False
+    """Enable device-to-device links: relaying and cooperative aggregation as ``federation`` says."""
+    device_memory_mb: float = 64.0
+    """Memory per device for training modules (the solver's M_i)."""
+    layout: dict[str, Any] = field(default_factory=dict)
+    channel: dict[str, Any] = field(default_factory=dict)
+    compute: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SolverConfig:
+    """The per-round planner (see solvers/README.md)."""
+
+    name: str = "none"
+    """none (full placement, direct uploads, equal bandwidth), equal, greedy, random or joint."""
+    gamma: float = 0.5
+    """Coverage: per edge and module, the share of eligible samples that must train it."""
+    lam: float = 0.0
+    """Weight of energy in the objective T + lam * E (s/J)."""
+
+
+@dataclass
+class LoggerConfig:
+    """Where metrics go. ``kind``: none, csv or wandb (offline unless ``mode=online``)."""
+
+    kind: str = "csv"
+    mode: str = "offline"
+    project: str = "hffm"
+    group: str | None = None
+    """wandb group; defaults to the experiment name so a sweep lands in one dashboard."""
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FabricConfig:
+    """How Lightning Fabric launches the loop: processes share the round's devices."""
+
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    """auto for one process; ddp (or ddp_spawn) for several (gloo on CPU, NCCL on GPU)."""
+    num_nodes: int = 1
+
+
+@dataclass
+class Config:
+    experiment: str = "demo"
+    """Name of the preset that made this config (also the wandb group)."""
+    seed: int = 0
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    topology: TopologyGroup = field(default_factory=TopologyGroup)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    fabric: FabricConfig = field(default_factory=FabricConfig)
+    pretrained: str | None = None
+    """Checkpoint from hffm-pretrain to start the trunk and modules from."""
+    progress: str = "bar"
+    """bar (a progress bar), lines (one line a round) or none (quiet, for CI)."""
+    plots: bool = True
+    """Save learning-curve, cost and topology plots with every run."""
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, node in (
+        ("model", ModelConfig),
+        ("data", DataConfig),
+        ("topology", TopologyGroup),
+        ("federation", FederationConfig),
+        ("solver", SolverConfig),
+        ("logger", LoggerConfig),
+    ):
+        cs.store(group=group, name=f"base_{group}", node=node)
+
+
+def resolve(cfg: DictConfig | Config) -> Config:
+    """A Config of real dataclasses (their checks run here), with cross-group checks."""
+    obj = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    problems = []
+    if obj.solver.name not in SOLVERS:
+        problems.append(f"solver.name={obj.solver.name!r}: choose one of {list(SOLVERS)}")
+    if obj.topology.preset not in PRESETS:
+        problems.append(f"topology.preset={obj.topology.preset!r}: choose one of {list(PRESETS)}")
+    if obj.logger.kind not in ("none", "csv", "wandb"):
+        problems.append(f"logger.kind={obj.logger.kind!r}: choose none, csv or wandb")
+    if obj.logger.mode not in ("offline", "online", "disabled"):
+        problems.append(f"logger.mode={obj.logger.mode!r}: choose offline, online or disabled")
+    if obj.progress not in ("bar", "lines", "none"):
+        problems.append(f"progress={obj.progress!r}: choose bar, lines or none")
+    if obj.topology.device_memory_mb <= 0:
+        problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
+    if problems:
+        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+    return obj
+
+
+def network_config(group: TopologyGroup) -> NetworkConfig:
+    """The NetworkConfig of a preset with the group's overrides applied."""
+    base = NetworkConfig.preset(group.preset)
+    layout = _override(
+        base.topology, TopologyConfig, "topology.layout",
+        {"num_edges": group.num_edges, "devices_per_edge": group.devices_per_edge, **group.layout},
+    )
+    channel = _override(base.channel, ChannelConfig, "topology.channel", group.channel)
+    compute = _override(base.compute, ComputeConfig, "topology.compute", group.compute)
+    return dataclasses.replace(base, topology=layout, channel=channel, compute=compute)
+
+
+def _override(obj: Any, cls: type, where: str, values: dict[str, Any]) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known fields are {sorted(known)}")
+    values = {k: tuple(v) if isinstance(getattr(obj, k), tuple) else v for k, v in values.items()}
+    return dataclasses.replace(obj, **values)

@@ -1,0 +1,139 @@
+"""Everything fixed for a run: data per device, topology, hardware, and the process's module bank.
+
+Built once from the seed; the round loop only reads it (the channel is redrawn each round).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hffm.data.benchmark import BenchmarkConfig, make_benchmark
+from hffm.data.dataset import M3TDataset
+from hffm.data.partition import DevicePartition, PartitionConfig, device_dataset, partition
+from hffm.modules.bank import ModuleBank
+from hffm.modules.config import ModelConfig
+from hffm.network.channel import ChannelState, draw_channel
+from hffm.network.compute import draw_cpu_hz
+from hffm.network.config import NetworkConfig
+from hffm.network.topology import Topology, make_topology
+
+
+@dataclass
+class World:
+    bank: ModuleBank
+    train: list[M3TDataset]
+    """Each device's training data (its modalities, tasks and label-skewed samples)."""
+    test: list[M3TDataset]
+    """Each device's held-out data, from the same distribution as its training data."""
+    global_test: M3TDataset
+    parts: list[DevicePartition]
+    topology: Topology
+    network: NetworkConfig
+    cpu_hz: np.ndarray
+    memory_bytes: np.ndarray
+    num_samples: np.ndarray
+    module_bytes: dict[str, int]
+    eval_devices: list[int]
+    _views: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def num_devices(self) -> int:
+        return len(self.train)
+
+    def draw_channel(self, rng: np.random.Generator) -> ChannelState:
+        return draw_channel(self.topology, self.network.channel, rng)
+
+    def global_test_view(self, device: int) -> M3TDataset:
+        """The global test set seen through one device: its modalities and tasks only."""
+        key = ("device", self.parts[device].modalities, self.parts[device].tasks)
+        if key not in self._views:
+            self._views[key] = _restricted(self.global_test, self.parts[device].modalities, self.parts[device].tasks)
+        return self._views[key]
+
+    def single_modality_views(self) -> dict[str, M3TDataset]:
+        """For each modality, the global test set with only that modality and the tasks it can solve."""
+        if "single" not in self._views:
+            views = {}
+            for spec in self.global_test.modalities:
+                tasks = [t for t, mods in self.global_test.task_modalities.items() if spec.name in mods]
+                if tasks:
+                    views[spec.name] = _restricted(self.global_test, (spec.name,), tasks)
+            self._views["single"] = views
+        return self._views["single"]
+
+
+def _restricted(data: M3TDataset, modalities, tasks) -> M3TDataset:
+    """Subset to these modalities and tasks, dropping samples that have none of the modalities."""
+    keep = torch.zeros(len(data), dtype=torch.bool)
+    for m in modalities:
+        keep |= data.present[m].bool()
+    return data.subset(torch.nonzero(keep).flatten().numpy(), modalities=modalities, tasks=tasks)
+
+
+def build_world(
+    *,
+    benchmark: BenchmarkConfig,
+    partition_cfg: PartitionConfig,
+    model: ModelConfig,
+    network: NetworkConfig,
+    seed: int,
+    global_test_fraction: float = 0.2,
+    device_test_fraction: float = 0.2,
+    device_memory_bytes: float = 64e6,
+    max_eval_devices: int = 64,
+    dataset: M3TDataset | None = None,
+    pretrained: str | None = None,
+) -> World:
+    """Data, partitions, topology and hardware from one seed.
+
+    The number of devices is the topology's (edges x devices per edge); the partitioner is told so.
+    ``dataset`` replaces the built-in benchmark with a user's own (see docs/datasets.md).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    data = dataset if dataset is not None else make_benchmark(benchmark, seed)
+    train_pool, global_test = data.split(global_test_fraction, seed)
+    topology = make_topology(network.topology, rng)
+    n = topology.num_devices
+    if partition_cfg.num_devices != n:
+        partition_cfg = _with_devices(partition_cfg, n)
+    parts = partition(train_pool, partition_cfg, seed)
+    train, test = [], []
+    for part in parts:
+        local = device_dataset(train_pool, part)
+        if len(local) < 2:
+            raise ValueError(f"device {part.device} has {len(local)} samples: too few to hold out a test split")
+        a, b = local.split(device_test_fraction, seed + part.device)
+        train.append(a)
+        test.append(b)
+    bank = ModuleBank(model, data.modalities, data.tasks, vocab=getattr(data, "vocab", None), seed=seed)
+    if pretrained:
+        from hffm.modules.pretrain import load_pretrained
+
+        load_pretrained(bank, pretrained)
+    eval_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    eval_devices = (
+        list(range(n)) if n <= max_eval_devices else sorted(eval_rng.choice(n, max_eval_devices, replace=False).tolist())
+    )
+    return World(
+        bank=bank,
+        train=train,
+        test=test,
+        global_test=global_test,
+        parts=parts,
+        topology=topology,
+        network=network,
+        cpu_hz=draw_cpu_hz(network.compute, n, rng),
+        memory_bytes=np.full(n, float(device_memory_bytes)),
+        num_samples=np.array([float(len(d)) for d in train]),
+        module_bytes={name: bank.num_bytes(name) for name in bank.names()},
+        eval_devices=eval_devices,
+    )
+
+
+def _with_devices(cfg: PartitionConfig, n: int) -> PartitionConfig:
+    from dataclasses import replace
+
+    return replace(cfg, num_devices=n)

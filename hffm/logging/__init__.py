@@ -1,0 +1,1 @@
+"""Metric sinks for the round loop: CSV/JSON files, wandb (offline by default), a progress display."""

@@ -1,0 +1,94 @@
+"""From a resolved Config to a finished run: Fabric launch, world, loggers, the loop, plots.
+
+``train`` is what ``hffm-train`` calls after Hydra composed the config; tests and scripts call it
+directly with a Config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric import Fabric
+
+from hffm.config import Config, network_config
+from hffm.federation.config import FederationConfig
+from hffm.federation.loop import FederationResult, run_federation
+from hffm.federation.world import World, build_world
+from hffm.logging.files import FileLogger
+from hffm.logging.progress import make_progress
+
+
+def federation_config(cfg: Config) -> FederationConfig:
+    """D2D features act only where the topology has D2D links."""
+    fed = cfg.federation
+    if not cfg.topology.d2d:
+        fed = dataclasses.replace(fed, d2d_relay=False, d2d_gossip=False)
+    return fed
+
+
+def make_world(cfg: Config) -> World:
+    return build_world(
+        benchmark=cfg.data.benchmark,
+        partition_cfg=cfg.data.partition,
+        model=cfg.model,
+        network=network_config(cfg.topology),
+        seed=cfg.seed,
+        global_test_fraction=cfg.data.global_test_fraction,
+        device_test_fraction=cfg.data.device_test_fraction,
+        device_memory_bytes=cfg.topology.device_memory_mb * 1e6,
+        pretrained=cfg.pretrained,
+    )
+
+
+def make_fabric(cfg: Config) -> Fabric:
+    f = cfg.fabric
+    return Fabric(accelerator=f.accelerator, devices=f.devices, strategy=f.strategy, num_nodes=f.num_nodes)
+
+
+def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult:
+    """What every Fabric process runs; rank 0 writes files and logs."""
+    torch.manual_seed(cfg.seed)
+    world = make_world(cfg)
+    world.bank.to(fabric.device)
+    loggers: list[Any] = []
+    wandb_logger = None
+    if fabric.global_rank == 0:
+        loggers.append(FileLogger(out_dir))
+        if cfg.logger.kind == "wandb":
+            from hffm.logging.wandb_logger import WandbLogger
+
+            wandb_logger = WandbLogger(cfg, out_dir, world)
+            loggers.append(wandb_logger)
+    fed = federation_config(cfg)
+    result = run_federation(
+        fabric, world, fed, solver=cfg.solver.name, solver_options={"gamma": cfg.solver.gamma, "lam": cfg.solver.lam},
+        seed=cfg.seed, out_dir=out_dir, loggers=loggers,
+        progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank),
+    )
+    if fabric.global_rank == 0:
+        summary = {k: v for k, v in result.history[-1].items()}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        if cfg.plots:
+            from hffm.plots import save_run_plots
+
+            paths = save_run_plots(result.history, world, out_dir)
+            if wandb_logger is not None:
+                wandb_logger.log_images(paths)
+        if wandb_logger is not None:
+            wandb_logger.finish(result.history)
+    return result
+
+
+def train(cfg: Config, out_dir: str | Path) -> FederationResult:
+    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+    fabric = make_fabric(cfg)
+    if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
+        return fabric.launch(run_in_fabric, cfg, out_dir)
+    return run_in_fabric(fabric, cfg, out_dir)
