@@ -158,6 +158,7 @@ def charge_round(
             up_bytes[j] = size(_check_bytes(f"relay_payload_bytes[{j}]", given)) if given is not None else max(parts)
         else:
             up_bytes[j] = float(sum(parts))
+    uploaders = [j for j in uploaders if up_bytes[j] > 0]  # nothing to send: no uplink, no band
 
     band = _uplink_bandwidth(net, topology, uploaders, uplink_bandwidth_hz)
     rates = channel.uplink_rate_at(band)
