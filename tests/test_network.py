@@ -230,3 +230,13 @@ def test_prototype_preset_differs_as_documented() -> None:
     assert p.fixed_payload_bytes == 6_000_000 and d.fixed_payload_bytes is None
     assert not p.channel.charge_downlink and d.channel.charge_downlink
     assert NetworkConfig.preset("default", fixed_payload_bytes=1000).fixed_payload_bytes == 1000
+
+
+def test_configs_work_as_hydra_structured_configs() -> None:
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.structured(NetworkConfig.preset("prototype"))
+    node.channel.d2d_bandwidth_hz = 2e6
+    back = OmegaConf.to_object(node)
+    assert isinstance(back, NetworkConfig) and back.channel.d2d_bandwidth_hz == 2e6
+    assert back.channel.noise_bandwidth_scale == 1e-3 and back.compute.cpu_hz_range == (1e9, 2e9)

@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Literal
-
-FadingKind = Literal["rayleigh", "none"]
-
 
 def _positive(owner: str, name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
@@ -105,7 +101,7 @@ class ChannelConfig:
     noise_bandwidth_scale: float = 1.0
     """Noise power = N0 * bandwidth_hz * this. 1 is physical; the prototype used the bandwidth in kHz
     with N0 per Hz (1e-3), which makes every SNR 30 dB too high."""
-    fading: FadingKind = "rayleigh"
+    fading: str = "rayleigh"
     """"rayleigh": |h|^2 ~ Exp(1), redrawn each round (each draw_channel call); "none": |h|^2 = 1."""
     device_tx_power_w: float = 1.0
     """Device uplink transmit power (rates, and energies unless device_energy_power_w is set)."""
