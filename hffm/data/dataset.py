@@ -108,7 +108,7 @@ class M3TDataset(Dataset):
                 raise ValueError(f"{kind}: missing key(s) {missing} (one tensor per spec is needed)")
             if extra:
                 raise ValueError(f"{kind}: key(s) {extra} have no spec; add a spec or drop them")
-        n = None
+        n, first = None, ""
         out_inputs: dict[str, torch.Tensor] = {}
         for spec in modalities:
             x = torch.as_tensor(inputs[spec.name])
@@ -132,9 +132,10 @@ class M3TDataset(Dataset):
                 if not torch.isfinite(x).all():
                     raise ValueError(f"inputs[{spec.name!r}]: contains NaN or inf")
             if n is None:
-                n = int(x.shape[0])
+                n, first = int(x.shape[0]), spec.name
             elif int(x.shape[0]) != n:
-                raise ValueError(f"inputs[{spec.name!r}]: has {x.shape[0]} samples, expected {n}")
+                raise ValueError(f"inputs[{spec.name!r}]: has {x.shape[0]} samples but inputs[{first!r}] has {n}; "
+                                 "every tensor needs the same first dimension")
             out_inputs[spec.name] = x
         assert n is not None
         if n == 0:
@@ -143,7 +144,8 @@ class M3TDataset(Dataset):
         for spec in tasks:
             y = torch.as_tensor(targets[spec.name])
             if tuple(y.shape) != (n,):
-                raise ValueError(f"targets[{spec.name!r}]: shape {tuple(y.shape)}, expected ({n},)")
+                raise ValueError(f"targets[{spec.name!r}]: shape {tuple(y.shape)}, expected ({n},) "
+                                 f"(one target per sample, as in inputs[{first!r}])")
             if spec.kind == "classification":
                 if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
                     raise ValueError(f"targets[{spec.name!r}]: classification needs integer class ids, got {y.dtype}")
