@@ -90,8 +90,8 @@ class FabricConfig:
 
 @dataclass
 class Config:
-    experiment: str = "demo"
-    """Name of the preset that made this config (also the wandb group)."""
+    name: str = "demo"
+    """Name of the experiment preset that made this config (the wandb group, the output folder)."""
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

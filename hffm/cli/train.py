@@ -1,0 +1,40 @@
+"""hffm-train: a Hydra app. ``hffm-train experiment=hffm_d2d federation.e_agg=8``; sweeps with ``-m``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from hffm.config import register_configs, resolve
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+log = logging.getLogger("hffm")
+
+register_configs()
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def _app(dict_cfg: DictConfig) -> float | None:
+    from hffm.run import train
+
+    cfg = resolve(dict_cfg)
+    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    result = train(cfg, out_dir)
+    final = result.history[-1]
+    log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J -> %s", cfg.name,
+             final.get("accuracy", float("nan")), final["cost/cum_latency_s"], final["cost/cum_energy_j"], out_dir)
+    return final.get("accuracy")
+
+
+def main() -> None:
+    _app()
+
+
+if __name__ == "__main__":
+    main()
