@@ -1,0 +1,37 @@
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests run on 2 cores: keep torch from oversubscribing them.
+    torch.set_num_threads(1)
+    yield
+
+
+def tiny_config(**federation):
+    """A run config small enough for a test: 2 edges x 2 devices, width-32 one-layer model."""
+    from hffm.config import Config, resolve
+    from hffm.data.benchmark import BenchmarkConfig
+    from hffm.modules.config import ModelConfig
+
+    cfg = Config()
+    cfg.model = ModelConfig(width=32, trunk_layers=1, trunk_heads=4, num_experts=2, top_k=1, adapter_bottleneck=8,
+                            lora_rank=2)
+    cfg.data.benchmark = BenchmarkConfig(num_samples=400)
+    cfg.topology.num_edges = 2
+    cfg.topology.devices_per_edge = 2
+    cfg.federation.rounds = 2
+    cfg.federation.local_steps = 2
+    cfg.federation.batch_size = 16
+    for key, value in federation.items():
+        setattr(cfg.federation, key, value)
+    cfg.progress = "none"
+    cfg.plots = False
+    cfg.logger.kind = "none"
+    return resolve(cfg)
