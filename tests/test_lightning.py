@@ -39,7 +39,7 @@ def test_training_step_and_metrics_keys() -> None:
     assert set(metrics) == {"object/acc", "object/f1", "snr/mae"}
     assert 0.0 <= metrics["object/acc"] <= 1.0 and metrics["snr/mae"] > 0
     mae = (model(batch["inputs"], batch["present"])[0]["snr"] - batch["targets"]["snr"]).abs().mean()
-    assert abs(metrics["snr/mae"] - float(mae)) < 1e-4
+    assert abs(metrics["snr/mae"] - float(mae.detach())) < 1e-4
     assert lm.compute_metrics() == {}  # reset after compute
     with pytest.raises(ValueError, match=r"targets for tasks \['sentiment'\]"):
         lm.training_step({"inputs": batch["inputs"], "targets": {"sentiment": torch.zeros(8, dtype=torch.long)}}, 0)

@@ -181,6 +181,9 @@ def test_absent_modality_is_masked_out(bank: ModuleBank) -> None:
     out2, _ = model(changed, present)
     assert torch.allclose(out1["object"][1], out2["object"][1], atol=1e-6)  # absent: ignored
     assert not torch.allclose(out1["object"][0], out2["object"][0], atol=1e-4)  # present: used
+    # a sample missing every modality of the device (possible after a modality split) stays finite
+    none = {"image": torch.tensor([True, False, True, True]), "iq": torch.tensor([True, False, True, True])}
+    assert torch.isfinite(model(batch["inputs"], none)[0]["object"]).all()
     # a device whose batch holds only one of its modalities
     only_iq, _ = model({"iq": batch["inputs"]["iq"]})
     assert only_iq["object"].shape == (4, 10)

@@ -9,7 +9,7 @@ banks with the same seed start identical whatever other modalities or tasks they
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -62,7 +62,8 @@ class ModuleBank(nn.Module):
         self._groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
                         "adapter": self.adapters, "head": self.heads}
 
-    def _seeded(self, name: str, make):  # noqa: ANN001, ANN202 - private factory helper
+    def _seeded(self, name: str, make: Callable[[], nn.Module]) -> nn.Module:
+        """Build a module from a seed derived from (bank seed, module name), leaving the global RNG alone."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
             return make()
