@@ -1,0 +1,175 @@
+"""The convex bandwidth step for fixed placement and relays, solved two independent ways.
+
+1. `bisection_bandwidth` (lambda = 0, exact, fast): bisection on each edge's latency T; for a trial T every
+   uploader needs the least b with start + U / R(b) <= T, i.e. R(b) >= q = U / (T - start). R is increasing
+   and concave, so that b is R's inverse, in closed form with the Lambert W function: with k = q ln2 / a,
+   a / b = y solves ln(1 + y) = k y, y = -W_{-1}(-k e^-k) / k - 1. T is feasible iff sum b <= B_e.
+   Vectorized over all edges at once (each edge bisects its own T).
+2. `ConvexBandwidth` (cvxpy, any lambda >= 0): the DPP-parametrized conic program, one compiled problem per
+   shape, in scaled units (bandwidth as a fraction of B_e, time in units of the equal-share latency) so
+   Clarabel stays accurate. lambda = 0 decomposes by edge; lambda > 0 couples the edges through max T.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import lambertw
+
+from solvers.evaluate import LN2, uplink_rate
+from solvers.instance import RoundProblem
+
+
+def min_bandwidth(q: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Least b >= 0 with R(b) = b log2(1 + a / b) >= q; inf when q >= sup R = a / ln 2."""
+    q = np.asarray(q, dtype=float)
+    a = np.broadcast_to(np.asarray(a, dtype=float), q.shape)
+    k = q * LN2 / a
+    out = np.full(q.shape, np.inf)
+    out[q <= 0] = 0.0
+    ok = (k > 0) & (k < 1.0)
+    if ok.any():
+        kk = np.maximum(k[ok], 1e-300)
+        y = -lambertw(-kk * np.exp(-kk), -1).real / kk - 1.0
+        for _ in range(2):  # Newton polish of ln(1 + y) = k y (W is least accurate near k -> 1)
+            f = np.log1p(y) - kk * y
+            d = 1.0 / (1.0 + y) - kk
+            y = np.where(np.abs(d) > 1e-12, y - f / np.where(d == 0, 1.0, d), y)
+        y = np.maximum(y, 1e-300)
+        out[ok] = a[ok] / y
+    return out
+
+
+def _group_max(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+    out = np.zeros(num_groups)
+    np.maximum.at(out, group, values)
+    return out
+
+
+def minmax_bandwidth(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, budget: np.ndarray,
+                     rtol: float = 1e-10, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """Min over b of max_j (start_j + bits_j / R_j(b_j)) per group, sum of b over a group <= budget[g].
+
+    Arrays are per uploader (bits > 0); returns (T per group, b per uploader). Every group's b sums to its
+    budget exactly (the bisection's slack is shared out proportionally, which only shortens uploads).
+    """
+    g = len(budget)
+    count = np.bincount(group, minlength=g)
+    if len(group) == 0:
+        return np.zeros(g), np.zeros(0)
+    share = budget[group] / count[group]
+    hi = _group_max(start + bits / uplink_rate(share, a), group, g)
+    lo = _group_max(start + bits * LN2 / a, group, g)  # infinite bandwidth: rate -> a / ln 2
+    for _ in range(max_iter):
+        mid = 0.5 * (lo + hi)
+        need = np.bincount(group, weights=_need(mid[group], start, bits, a), minlength=g)
+        feasible = need <= budget
+        hi = np.where(feasible, mid, hi)
+        lo = np.where(feasible, lo, mid)
+        if np.all((hi - lo) <= rtol * np.maximum(hi, 1e-300)):
+            break
+    b = _need(hi[group], start, bits, a)
+    total = np.bincount(group, weights=b, minlength=g)
+    b = b * (budget / np.where(total > 0, total, 1.0))[group]
+    t = _group_max(start + bits / uplink_rate(b, a), group, g)
+    return np.where(count > 0, t, 0.0), b
+
+
+def _need(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
+    slack = t - start
+    with np.errstate(divide="ignore"):
+        q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
+    return min_bandwidth(q, a)
+
+
+def bisection_bandwidth(problem: RoundProblem, start: np.ndarray, bits: np.ndarray,
+                        uploader: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact min-max-latency bandwidth of a whole round (lambda = 0): (b [N], latency per edge [E])."""
+    idx = np.flatnonzero(uploader)
+    t, b_up = minmax_bandwidth(problem.device_edge[idx], start[idx], bits[idx], problem.snr_hz[idx],
+                               problem.edge_bandwidth_hz)
+    b = np.zeros(problem.num_devices)
+    b[idx] = b_up
+    return b, t
+
+
+class ConvexBandwidth:
+    """cvxpy programs for the bandwidth step, compiled once per shape and re-solved with new parameters."""
+
+    def __init__(self, solver: str = "CLARABEL", options: dict | None = None) -> None:
+        self.solver = solver
+        self._cache: dict[tuple, tuple] = {}
+        self.options = dict(options or {})
+
+    def _program(self, counts: tuple[int, ...], coupled: bool) -> tuple:
+        import cvxpy as cp
+
+        key = (counts, coupled)
+        if key in self._cache:
+            return self._cache[key]
+        k = int(sum(counts))
+        v, t = cp.Variable(k, nonneg=True), cp.Variable()
+        s, u, c = cp.Parameter(k), cp.Parameter(k, nonneg=True), cp.Parameter(k, nonneg=True)
+        sigma = cp.Parameter(k, nonneg=True)
+        inv_rate = cp.Variable(k)  # epigraph of 1 / (v ln(1 + c / v)), so that u * inv_rate stays DPP
+        cons = [inv_rate >= cp.inv_pos(-cp.rel_entr(v, v + c)), s + cp.multiply(u, inv_rate) <= t]
+        rows = np.repeat(np.arange(len(counts)), counts)
+        member = sp.csr_matrix((np.ones(k), (rows, np.arange(k))), shape=(len(counts), k))
+        cons.append(member @ cp.multiply(sigma, v) <= 1)
+        if coupled:
+            lp = cp.Parameter(k, nonneg=True)
+            prob = cp.Problem(cp.Minimize(t + lp @ inv_rate), cons)
+        else:
+            lp = None
+            prob = cp.Problem(cp.Minimize(t), cons)
+        assert prob.is_dpp()
+        self._cache[key] = (prob, v, t, s, u, c, sigma, lp)
+        return self._cache[key]
+
+    def solve(self, problem: RoundProblem, start: np.ndarray, bits: np.ndarray,
+              uploader: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+        """(b [N], latency per edge [E], worst cvxpy status). lambda = 0: one program per edge."""
+        b = np.zeros(problem.num_devices)
+        edge_t = np.zeros(problem.num_edges)
+        worst = "optimal"
+        idx = np.flatnonzero(uploader)
+        edge = problem.device_edge[idx]
+        order = idx[np.argsort(edge, kind="stable")]
+        edges_used, counts = np.unique(problem.device_edge[order], return_counts=True)
+        if problem.lam > 0 and order.size:
+            groups = [(edges_used, order, tuple(int(v) for v in counts), True)]
+        else:
+            splits = np.split(order, np.cumsum(counts)[:-1]) if order.size else []
+            groups = [(np.array([e]), sel, (len(sel),), False) for e, sel in zip(edges_used, splits, strict=True)]
+        for edges_g, sel, cnt, coupled in groups:
+            budget = problem.edge_bandwidth_hz[problem.device_edge[sel]]
+            a = problem.snr_hz[sel]
+            ts = float(np.max(start[sel] + bits[sel] / uplink_rate(budget / np.repeat(cnt, cnt), a)))
+            prob, v, t, s, u, c, sigma, lp = self._program(cnt, coupled)
+            # Units: time / ts, bandwidth b = B_e * sigma_j * v_j with sigma_j a rough guess of b_j / B_e
+            # (fixed-point of the high-SNR rate at the equal-share latency), so v = O(1) and c = O(1..1e3).
+            q = bits[sel] * LN2 / (budget * np.maximum(ts - start[sel], 1e-9 * ts))
+            ratio = a / budget
+            guess = q.copy()
+            for _ in range(8):
+                guess = q / np.log1p(ratio / guess)
+            sig = np.clip(guess, 1e-12, 1.0)
+            s.value = start[sel] / ts
+            u.value = bits[sel] * LN2 / (budget * ts * sig)
+            c.value = ratio / sig
+            sigma.value = sig
+            if lp is not None:
+                lp.value = problem.lam * problem.tx_power_w[sel] * u.value
+            prob.solve(solver=self.solver, **self.options)
+            if prob.status not in ("optimal", "optimal_inaccurate") or v.value is None:
+                raise RuntimeError(f"bandwidth program for edges {edges_g.tolist()}: cvxpy status {prob.status}")
+            if prob.status != "optimal":
+                worst = prob.status
+            frac = np.maximum(np.asarray(v.value), 0.0) * sig
+            rows = np.repeat(np.arange(len(cnt)), cnt)
+            tot = np.bincount(rows, weights=frac)
+            frac = frac / np.where(tot > 0, tot, 1.0)[rows]  # use all of B_e (only helps), never more
+            b[sel] = frac * budget
+            fin = start[sel] + bits[sel] / uplink_rate(b[sel], a)
+            np.maximum.at(edge_t, problem.device_edge[sel], fin)
+        return b, edge_t, worst

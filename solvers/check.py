@@ -1,0 +1,118 @@
+"""Feasibility checker, written apart from the solvers: plain loops over devices, its own cost formulas.
+
+`check_plan` lists every violated constraint of a plan (empty list = feasible) and re-derives the plan's
+latency and energy from the README formulas, so a solver that misreports its own cost is caught too.
+"""
+
+from __future__ import annotations
+
+import math
+
+from solvers.instance import RoundProblem
+from solvers.plan import RoundPlan
+
+
+def _rate(b: float, p: float, g: float, n0: float) -> float:
+    return b * math.log2(1 + p * g / (n0 * b)) if b > 0 else 0.0
+
+
+def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float]:
+    """(T, E) of the plan by the definitions, one device at a time."""
+    pr = problem
+    n, m = pr.num_devices, pr.num_modules
+    links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
+    x = [[bool(plan.placement[i, k]) for k in range(m)] for i in range(n)]
+    rho = [int(plan.relay[i]) for i in range(n)]
+    tau = [pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) / pr.cpu_hz[i] for i in range(n)]
+    pay = [8 * sum(pr.module_bytes[k] for k in range(m) if x[i][k]) for i in range(n)]
+    energy = sum(pr.kappa * pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) * pr.cpu_hz[i] ** 2
+                 for i in range(n))
+    latency = 0.0
+    serves: dict[int, list[int]] = {j: [] for j in range(n)}
+    for i in range(n):
+        if rho[i] != i:
+            serves[rho[i]].append(i)
+    for j in range(n):
+        if rho[j] != j:
+            energy += pr.d2d_power_w[j] * pay[j] / links[(j, rho[j])]
+            continue
+        served = serves[j]
+        start = max([tau[j]] + [tau[i] + pay[i] / links[(i, j)] for i in served])
+        if pr.relay_aggregates:
+            bits = 8 * sum(pr.module_bytes[k] for k in range(m) if x[j][k] or any(x[i][k] for i in served))
+        else:
+            bits = pay[j] + sum(pay[i] for i in served)
+        if bits <= 0:
+            continue
+        r = _rate(float(plan.bandwidth_hz[j]), pr.tx_power_w[j], pr.uplink_gain[j], pr.noise_w_per_hz)
+        up = bits / r if r > 0 else math.inf
+        latency = max(latency, start + up)
+        energy += pr.tx_power_w[j] * up
+    return latency, energy
+
+
+def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check_cost: bool = True,
+               allow_coverage: bool = False) -> list[str]:
+    """Every violation of the round's constraints by `plan` (allow_coverage skips coverage, for fallbacks)."""
+    pr = problem
+    n, m = pr.num_devices, pr.num_modules
+    if plan.placement.shape != (n, m) or plan.relay.shape != (n,) or plan.bandwidth_hz.shape != (n,):
+        return [f"shapes: plan has placement {plan.placement.shape}, relay {plan.relay.shape}, bandwidth "
+                f"{plan.bandwidth_hz.shape} for {n} devices and {m} modules"]
+    out: list[str] = []
+    neighbours = {i: set() for i in range(n)}
+    for s, d in zip(pr.d2d_src, pr.d2d_dst, strict=True):
+        neighbours[int(s)].add(int(d))
+    for i in range(n):
+        dev = pr.device_ids[i]
+        for k in range(m):
+            if plan.placement[i, k] and not pr.eligible[i, k]:
+                out.append(f"placement: device {dev!r} trains {pr.module_names[k]!r}, which it is not eligible for")
+        used = sum(pr.module_memory_bytes[k] for k in range(m) if plan.placement[i, k])
+        if used > pr.memory_bytes[i] * (1 + 1e-9):
+            out.append(f"memory: device {dev!r} needs {used:g} bytes > {pr.memory_bytes[i]:g}")
+        r = int(plan.relay[i])
+        if not 0 <= r < n:
+            out.append(f"relay: device {dev!r} relays to unknown index {r}")
+            continue
+        if r != i:
+            if r not in neighbours[i]:
+                out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r} has no D2D link")
+            if int(plan.relay[r]) != r:
+                out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r}, which does not upload directly (one hop)")
+        b = float(plan.bandwidth_hz[i])
+        if not (math.isfinite(b) and b >= 0):
+            out.append(f"bandwidth: device {dev!r} has {b!r} Hz")
+    if pr.relay_capacity is not None:
+        count: dict[int, int] = {}
+        for i in range(n):
+            if int(plan.relay[i]) != i:
+                count[int(plan.relay[i])] = count.get(int(plan.relay[i]), 0) + 1
+        for j, cnt in count.items():
+            if cnt > pr.relay_capacity:
+                out.append(f"relay capacity: device {pr.device_ids[j]!r} serves {cnt} > {pr.relay_capacity}")
+    by_edge: dict[int, list[int]] = {e: [] for e in range(pr.num_edges)}
+    for i in range(n):
+        by_edge[int(pr.device_edge[i])].append(i)
+    for e in range(pr.num_edges):
+        members = by_edge[e]
+        used = sum(max(float(plan.bandwidth_hz[i]), 0.0) for i in members)
+        if used > pr.edge_bandwidth_hz[e] * (1 + 1e-9):
+            out.append(f"bandwidth: edge {pr.edge_ids[e]!r} uses {used:g} Hz > {pr.edge_bandwidth_hz[e]:g}")
+        if allow_coverage:
+            continue
+        for k in range(m):
+            need = pr.gamma * sum(pr.samples[i] for i in members if pr.eligible[i, k])
+            got = sum(pr.samples[i] for i in members if plan.placement[i, k])
+            if got < need * (1 - 1e-9):
+                out.append(f"coverage: edge {pr.edge_ids[e]!r}, module {pr.module_names[k]!r}: {got:g} < {need:g}")
+    if out or not check_cost:
+        return out
+    t, en = recompute_cost(pr, plan)
+    if not math.isfinite(t):
+        out.append("bandwidth: an uploading device has no bandwidth")
+    for name, got, want in (("latency_s", plan.latency_s, t), ("energy_j", plan.energy_j, en),
+                            ("objective", plan.objective, t + pr.lam * en)):
+        if not math.isclose(got, want, rel_tol=rtol, abs_tol=1e-12):
+            out.append(f"{name}: plan reports {got!r}, recomputed {want!r}")
+    return out

@@ -1,0 +1,278 @@
+"""One round's optimization problem (`RoundProblem`): plain numpy arrays, JSON in and out, validation.
+
+Devices, edges and modules are indexed internally 0..N-1, 0..E-1, 0..M-1; the JSON keeps the ids and
+names as given. Every bad input raises ValueError naming the offending field, so a user editing an
+instance file by hand sees what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+_DEVICE_FIELDS = ("id", "edge", "samples", "cpu_hz", "memory_bytes", "tx_power_w", "uplink_gain", "modules")
+_MODULE_FIELDS = ("name", "bytes", "memory_bytes", "cycles_per_sample")
+_EDGE_FIELDS = ("id", "bandwidth_hz")
+_LINK_FIELDS = ("src", "dst", "rate_bps")
+_TOP_FIELDS = ("noise_w_per_hz", "gamma", "lambda", "relay_aggregates", "devices", "edges", "modules", "d2d_links")
+
+
+def _arr(name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(value, dtype=dtype)
+    if a.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
+    if dtype is float and not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: all values must be finite")
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class RoundProblem:
+    """The symbols of one round (SI units). See solvers/README.md for the math."""
+
+    device_ids: tuple
+    edge_ids: tuple
+    module_names: tuple[str, ...]
+    device_edge: np.ndarray  # int [N]: edge index e(i)
+    samples: np.ndarray  # float [N]: n_i
+    cpu_hz: np.ndarray  # float [N]: f_i
+    memory_bytes: np.ndarray  # float [N]: M_i
+    tx_power_w: np.ndarray  # float [N]: p_i (uplink)
+    uplink_gain: np.ndarray  # float [N]: g_i (path loss x fading)
+    d2d_power_w: np.ndarray  # float [N]: power charged for D2D energy
+    eligible: np.ndarray  # bool [N, M]: m in A_i
+    module_bytes: np.ndarray  # float [M]: s_m
+    module_memory_bytes: np.ndarray  # float [M]: mem_m
+    module_cycles: np.ndarray  # float [M]: c_m, cycles per sample
+    edge_bandwidth_hz: np.ndarray  # float [E]: B_e
+    d2d_src: np.ndarray  # int [L]
+    d2d_dst: np.ndarray  # int [L]
+    d2d_rate_bps: np.ndarray  # float [L]: r_ij (directed, src -> dst)
+    noise_w_per_hz: float
+    gamma: float = 0.5
+    lam: float = 0.0
+    relay_aggregates: bool = False
+    kappa: float = 1e-28
+    relay_capacity: int | None = None
+
+    def __post_init__(self) -> None:
+        n, e, m = len(self.device_ids), len(self.edge_ids), len(self.module_names)
+        if n < 1 or e < 1 or m < 1:
+            raise ValueError(f"devices, edges, modules: need at least one of each, got {n}, {e}, {m}")
+        for label, ids in (("devices.id", self.device_ids), ("edges.id", self.edge_ids),
+                           ("modules.name", self.module_names)):
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"{label}: duplicate values")
+        set_ = object.__setattr__
+        set_(self, "device_edge", _arr("devices.edge", self.device_edge, int, (n,)))
+        if np.any(self.device_edge < 0) or np.any(self.device_edge >= e):
+            raise ValueError("devices.edge: edge index out of range")
+        for name in ("samples", "cpu_hz", "memory_bytes", "tx_power_w", "uplink_gain", "d2d_power_w"):
+            set_(self, name, _arr(f"devices.{name}", getattr(self, name), float, (n,)))
+        for name in ("cpu_hz", "tx_power_w", "uplink_gain"):
+            if np.any(getattr(self, name) <= 0):
+                raise ValueError(f"devices.{name}: must be > 0 for every device")
+        for name in ("samples", "memory_bytes", "d2d_power_w"):
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(f"devices.{name}: must be >= 0 for every device")
+        set_(self, "eligible", _arr("devices.modules", self.eligible, bool, (n, m)))
+        for name in ("module_bytes", "module_memory_bytes", "module_cycles"):
+            set_(self, name, _arr(f"modules.{name}", getattr(self, name), float, (m,)))
+            if np.any(getattr(self, name) < 0):
+                raise ValueError(f"modules.{name}: must be >= 0")
+        set_(self, "edge_bandwidth_hz", _arr("edges.bandwidth_hz", self.edge_bandwidth_hz, float, (e,)))
+        if np.any(self.edge_bandwidth_hz <= 0):
+            raise ValueError("edges.bandwidth_hz: must be > 0 for every edge")
+        num_links = len(np.asarray(self.d2d_src))
+        set_(self, "d2d_src", _arr("d2d_links.src", self.d2d_src, int, (num_links,)))
+        set_(self, "d2d_dst", _arr("d2d_links.dst", self.d2d_dst, int, (num_links,)))
+        set_(self, "d2d_rate_bps", _arr("d2d_links.rate_bps", self.d2d_rate_bps, float, (num_links,)))
+        if num_links:
+            if np.any((self.d2d_src < 0) | (self.d2d_src >= n) | (self.d2d_dst < 0) | (self.d2d_dst >= n)):
+                raise ValueError("d2d_links: device index out of range")
+            if np.any(self.d2d_src == self.d2d_dst):
+                raise ValueError("d2d_links: a link from a device to itself")
+            if np.any(self.d2d_rate_bps <= 0):
+                raise ValueError("d2d_links.rate_bps: must be > 0")
+            bad = np.flatnonzero(self.device_edge[self.d2d_src] != self.device_edge[self.d2d_dst])
+            if bad.size:
+                k = int(bad[0])
+                raise ValueError(
+                    f"d2d_links[{k}]: src {self.device_ids[self.d2d_src[k]]!r} and dst "
+                    f"{self.device_ids[self.d2d_dst[k]]!r} are attached to different edges; a relay must be "
+                    "in the same cluster")
+            keys = self.d2d_src * n + self.d2d_dst
+            if np.unique(keys).size != keys.size:
+                raise ValueError("d2d_links: duplicate (src, dst) link")
+        for name, label, positive in (("noise_w_per_hz", "noise_w_per_hz", True), ("kappa", "kappa", False),
+                                      ("lam", "lambda", False)):
+            _number(getattr(self, name), label, positive=positive)
+        if not (isinstance(self.gamma, int | float) and 0 <= self.gamma <= 1):
+            raise ValueError(f"gamma: must be in [0, 1], got {self.gamma!r}")
+        if self.relay_capacity is not None and (not isinstance(self.relay_capacity, int) or self.relay_capacity < 0):
+            raise ValueError(f"relay_capacity: must be null or an integer >= 0, got {self.relay_capacity!r}")
+
+    # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def num_devices(self) -> int:
+        return len(self.device_ids)
+
+    @property
+    def num_edges(self) -> int:
+        return len(self.edge_ids)
+
+    @property
+    def num_modules(self) -> int:
+        return len(self.module_names)
+
+    @property
+    def snr_hz(self) -> np.ndarray:
+        """a_i = p_i g_i / N0 (Hz): R_i(b) = b log2(1 + a_i / b)."""
+        return self.tx_power_w * self.uplink_gain / self.noise_w_per_hz
+
+    def d2d_matrix(self) -> sp.csr_matrix:
+        """Sparse [N, N] D2D rates (0 where no link)."""
+        n = self.num_devices
+        return sp.csr_matrix((self.d2d_rate_bps, (self.d2d_src, self.d2d_dst)), shape=(n, n))
+
+    def coverage_demand(self) -> np.ndarray:
+        """[E, M]: gamma x samples of the eligible devices of each edge, per module."""
+        d = np.zeros((self.num_edges, self.num_modules))
+        np.add.at(d, self.device_edge, self.eligible * self.samples[:, None])
+        return self.gamma * d
+
+    def edge_devices(self, e: int) -> np.ndarray:
+        return np.flatnonzero(self.device_edge == e)
+
+    # ---- JSON ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        names = self.module_names
+        return {
+            "noise_w_per_hz": self.noise_w_per_hz, "gamma": self.gamma, "lambda": self.lam,
+            "relay_aggregates": self.relay_aggregates, "kappa": self.kappa, "relay_capacity": self.relay_capacity,
+            "modules": [{"name": names[k], "bytes": float(self.module_bytes[k]),
+                         "memory_bytes": float(self.module_memory_bytes[k]),
+                         "cycles_per_sample": float(self.module_cycles[k])} for k in range(self.num_modules)],
+            "edges": [{"id": self.edge_ids[k], "bandwidth_hz": float(self.edge_bandwidth_hz[k])}
+                      for k in range(self.num_edges)],
+            "devices": [{"id": self.device_ids[i], "edge": self.edge_ids[self.device_edge[i]],
+                         "samples": float(self.samples[i]), "cpu_hz": float(self.cpu_hz[i]),
+                         "memory_bytes": float(self.memory_bytes[i]), "tx_power_w": float(self.tx_power_w[i]),
+                         "uplink_gain": float(self.uplink_gain[i]), "d2d_power_w": float(self.d2d_power_w[i]),
+                         "modules": [names[k] for k in np.flatnonzero(self.eligible[i])]}
+                        for i in range(self.num_devices)],
+            "d2d_links": [{"src": self.device_ids[s], "dst": self.device_ids[d], "rate_bps": float(r)}
+                          for s, d, r in zip(self.d2d_src, self.d2d_dst, self.d2d_rate_bps, strict=True)],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RoundProblem:
+        """Build and validate from the JSON structure of solvers/schema/instance.schema.json."""
+        if not isinstance(data, dict):
+            raise ValueError("instance: top level must be a JSON object")
+        for f in _TOP_FIELDS:
+            if f not in data:
+                raise ValueError(f"instance: missing field {f!r}")
+        for f in ("devices", "edges", "modules", "d2d_links"):
+            if not isinstance(data[f], list):
+                raise ValueError(f"{f}: must be a list")
+        mods = [_record(data["modules"], k, "modules", _MODULE_FIELDS) for k in range(len(data["modules"]))]
+        edges = [_record(data["edges"], k, "edges", _EDGE_FIELDS) for k in range(len(data["edges"]))]
+        devs = [_record(data["devices"], k, "devices", _DEVICE_FIELDS) for k in range(len(data["devices"]))]
+        module_index = {mm["name"]: k for k, mm in enumerate(mods)}
+        edge_index = {_key(ee["id"]): k for k, ee in enumerate(edges)}
+        device_index = {_key(dd["id"]): k for k, dd in enumerate(devs)}
+        for k, ee in enumerate(edges):
+            _number(ee["bandwidth_hz"], f"edges[{k}].bandwidth_hz", positive=True)
+        for k, mm in enumerate(mods):
+            if not isinstance(mm["name"], str):
+                raise ValueError(f"modules[{k}].name: must be a string")
+            for f in _MODULE_FIELDS[1:]:
+                _number(mm[f], f"modules[{k}].{f}")
+        eligible = np.zeros((len(devs), len(mods)), dtype=bool)
+        edge_of = np.zeros(len(devs), dtype=int)
+        for i, dd in enumerate(devs):
+            if _key(dd["edge"]) not in edge_index:
+                raise ValueError(f"devices[{i}].edge: unknown edge {dd['edge']!r}")
+            edge_of[i] = edge_index[_key(dd["edge"])]
+            for f in ("samples", "memory_bytes"):
+                _number(dd[f], f"devices[{i}].{f}")
+            for f in ("cpu_hz", "tx_power_w", "uplink_gain"):
+                _number(dd[f], f"devices[{i}].{f}", positive=True)
+            _number(dd.get("d2d_power_w", dd["tx_power_w"]), f"devices[{i}].d2d_power_w")
+            if not isinstance(dd["modules"], list):
+                raise ValueError(f"devices[{i}].modules: must be a list of module names")
+            for name in dd["modules"]:
+                if name not in module_index:
+                    raise ValueError(f"devices[{i}].modules: unknown module {name!r} (known: {sorted(module_index)})")
+                eligible[i, module_index[name]] = True
+        links = [_record(data["d2d_links"], k, "d2d_links", _LINK_FIELDS) for k in range(len(data["d2d_links"]))]
+        src, dst = np.zeros(len(links), dtype=int), np.zeros(len(links), dtype=int)
+        for k, ln in enumerate(links):
+            for f in ("src", "dst"):
+                if _key(ln[f]) not in device_index:
+                    raise ValueError(f"d2d_links[{k}].{f}: unknown device {ln[f]!r}")
+            src[k], dst[k] = device_index[_key(ln["src"])], device_index[_key(ln["dst"])]
+            _number(ln["rate_bps"], f"d2d_links[{k}].rate_bps", positive=True)
+            if edge_of[src[k]] != edge_of[dst[k]]:
+                raise ValueError(f"d2d_links[{k}]: src {ln['src']!r} and dst {ln['dst']!r} are attached to different "
+                                 "edges; D2D relays must stay within a cluster")
+        for f in ("noise_w_per_hz", "gamma", "lambda"):
+            _number(data[f], f, positive=(f == "noise_w_per_hz"))
+        if not isinstance(data["relay_aggregates"], bool):
+            raise ValueError("relay_aggregates: must be true or false")
+        cap = data.get("relay_capacity")
+        return cls(
+            device_ids=tuple(dd["id"] for dd in devs), edge_ids=tuple(ee["id"] for ee in edges),
+            module_names=tuple(mm["name"] for mm in mods), device_edge=edge_of,
+            samples=[dd["samples"] for dd in devs], cpu_hz=[dd["cpu_hz"] for dd in devs],
+            memory_bytes=[dd["memory_bytes"] for dd in devs], tx_power_w=[dd["tx_power_w"] for dd in devs],
+            uplink_gain=[dd["uplink_gain"] for dd in devs],
+            d2d_power_w=[dd.get("d2d_power_w", dd["tx_power_w"]) for dd in devs], eligible=eligible,
+            module_bytes=[mm["bytes"] for mm in mods], module_memory_bytes=[mm["memory_bytes"] for mm in mods],
+            module_cycles=[mm["cycles_per_sample"] for mm in mods],
+            edge_bandwidth_hz=[ee["bandwidth_hz"] for ee in edges], d2d_src=src, d2d_dst=dst,
+            d2d_rate_bps=[ln["rate_bps"] for ln in links], noise_w_per_hz=float(data["noise_w_per_hz"]),
+            gamma=float(data["gamma"]), lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"],
+            kappa=float(data.get("kappa", 1e-28)), relay_capacity=cap,
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> RoundProblem:
+        try:
+            data = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data)
+
+
+def _key(v: Any) -> str:
+    """Ids may be strings or ints; compare them by JSON spelling so 1 and "1" stay distinct."""
+    return json.dumps(v)
+
+
+def _record(items: list, k: int, label: str, fields: tuple[str, ...]) -> dict:
+    item = items[k]
+    if not isinstance(item, dict):
+        raise ValueError(f"{label}[{k}]: must be an object")
+    for f in fields:
+        if f not in item:
+            raise ValueError(f"{label}[{k}]: missing field {f!r}")
+    return item
+
+
+def _number(v: Any, name: str, positive: bool = False) -> None:
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or v < 0 or (positive and v == 0):
+        raise ValueError(f"{name}: must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")

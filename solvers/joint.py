@@ -1,0 +1,227 @@
+"""Joint placement, relay and bandwidth: price-guided decomposition around the exact convex bandwidth step.
+
+For a target latency T_e of edge e, device i's *price* is the least bandwidth it needs to finish by T_e,
+h_i(T) = R_i^-1(U_i / (T - start_i)), and T_e is achievable iff sum_i h_i(T) <= B_e (this is the convex
+bandwidth step's optimality condition). So at fixed T the discrete choices should minimize the total price:
+  1. placement: per module, cover the demand with the devices of least marginal price per sample (a
+     fractional-knapsack cover, the LP relaxation's greedy solution), then prune to a minimal cover;
+  2. relays: accept D2D pairs (i -> j) in order of price saved h_i + h_j - h_j(with i's payload, later start);
+  3. bandwidth: the exact convex step (bisection; or cvxpy for lambda > 0) gives the new T_e.
+Repeat with the new T_e (prices sharpen as T_e drops), keep each edge's best, then improve small edges by
+local search with exact evaluations (solvers/local.py). See solvers/README.md for the benchmark behind it.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidth, minmax_bandwidth
+from solvers.evaluate import evaluate, round_timeline, uplink_rate
+from solvers.instance import RoundProblem
+from solvers.local import local_search
+from solvers.milp import milp_placement
+from solvers.plan import RoundPlan
+
+BIG = 1e30
+
+
+class CoverageError(ValueError):
+    """Coverage cannot be met within the memories (names the edge and module)."""
+
+
+def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Least bandwidth to send `bits` from `start` by `t` (0 for no bits, inf if impossible)."""
+    slack = t - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
+    q = np.where(bits > 0, q, 0.0)
+    return min_bandwidth(q, a)
+
+
+def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
+    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]."""
+    p = problem
+    n, m = p.num_devices, p.num_modules
+    x = np.zeros((n, m), dtype=bool)
+    tau, bits, mem = np.zeros(n), np.zeros(n), np.zeros(n)
+    demand = p.coverage_demand()
+    a = p.snr_hz
+    repair: set[int] = set()
+    for k in np.argsort(-p.module_bytes, kind="stable"):
+        need = demand[:, k]
+        if not np.any(need > 0):
+            continue
+        cand = np.flatnonzero(p.eligible[:, k] & (p.samples > 0)
+                              & (mem + p.module_memory_bytes[k] <= p.memory_bytes * (1 + 1e-12)))
+        d_tau = p.samples[cand] * p.module_cycles[k] / p.cpu_hz[cand]
+        before = price(t_dev[cand], tau[cand], bits[cand], a[cand])
+        after = price(t_dev[cand], tau[cand] + d_tau, bits[cand] + 8 * p.module_bytes[k], a[cand])
+        with np.errstate(invalid="ignore"):
+            cost = after - before
+        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * 0.6931 / a[cand]
+        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max())))
+        ratio = cost / p.samples[cand]
+        edge = p.device_edge[cand]
+        order = np.lexsort((ratio, edge))
+        cand, edge, ratio = cand[order], edge[order], ratio[order]
+        cum = np.cumsum(p.samples[cand])
+        first = np.searchsorted(edge, edge, side="left")
+        before_cum = cum - p.samples[cand] - np.where(first > 0, cum[first - 1], 0.0)
+        take = before_cum < need[edge] * (1 - 1e-12)
+        got = np.bincount(edge[take], weights=p.samples[cand[take]], minlength=p.num_edges)
+        short = got < need * (1 - 1e-12)
+        repair.update(np.flatnonzero(short).tolist())
+        take &= ~short[edge]
+        chosen = cand[take]
+        chosen_edge = edge[take]
+        surplus = got - need
+        for i, e in zip(chosen[::-1], chosen_edge[::-1], strict=True):  # prune: costliest first
+            if p.samples[i] <= surplus[e] + 1e-12 * need[e]:
+                surplus[e] -= p.samples[i]
+            else:
+                x[i, k] = True
+        sel = np.flatnonzero(x[:, k])
+        tau[sel] += p.samples[sel] * p.module_cycles[k] / p.cpu_hz[sel]
+        bits[sel] += 8 * p.module_bytes[k]
+        mem[sel] += p.module_memory_bytes[k]
+    for e in sorted(repair):
+        _repair_edge(p, x, e, demand[e])
+    return x
+
+
+def _repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray) -> None:
+    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP, then prune."""
+    d = p.edge_devices(e)
+    cnt = max(d.size, 1)
+    rate = uplink_rate(p.edge_bandwidth_hz[e] / cnt, p.snr_hz[d])
+    w = (p.samples[d, None] * p.module_cycles[None, :] / p.cpu_hz[d, None]
+         + 8 * p.module_bytes[None, :] / rate[:, None]) / np.maximum(p.samples[d], 1e-12)[:, None]
+    xe = milp_placement(p, e, w)
+    if xe is None:
+        raise CoverageError(f"coverage: edge {p.edge_ids[e]!r} cannot reach gamma={p.gamma:g} of the samples for "
+                            "every module within the devices' memory")
+    for k in range(p.num_modules):  # prune to a minimal cover, costliest per sample first
+        cover = np.flatnonzero(xe[:, k])
+        total = p.samples[d[cover]].sum()
+        for i in cover[np.argsort(-w[cover, k])]:
+            if total - p.samples[d[i]] >= demand[k] * (1 - 1e-12):
+                xe[i, k] = False
+                total -= p.samples[d[i]]
+    x[d] = xe
+
+
+def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np.ndarray:
+    """One-hop relay map that greedily saves the most bandwidth price at the target latencies."""
+    p = problem
+    n = p.num_devices
+    relay = np.arange(n)
+    if p.d2d_src.size == 0:
+        return relay
+    tl = round_timeline(p, x, relay)
+    a = p.snr_hz
+    h = price(t_dev, tl.tau, tl.payload_bits, a)
+    s, d, r = p.d2d_src, p.d2d_dst, p.d2d_rate_bps
+    keep = tl.payload_bits[s] > 0
+    s, d, r = s[keep], d[keep], r[keep]
+    arrival = tl.tau[s] + tl.payload_bits[s] / r
+    if p.relay_aggregates:
+        merged = 8.0 * ((x[s] | x[d]).astype(float) @ p.module_bytes)
+    else:
+        merged = tl.payload_bits[d] + tl.payload_bits[s]
+    with np.errstate(invalid="ignore"):
+        gain = h[s] + h[d] - price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])
+    ok = np.isfinite(gain) & (gain > 0) | (np.isinf(h[s]) & np.isfinite(price(t_dev[d], arrival, merged, a[d])))
+    order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG))]
+    start, bits, cur = tl.tau.copy(), tl.payload_bits.copy(), h.copy()
+    union = x.copy()
+    served = np.zeros(n, dtype=int)
+    cap = p.relay_capacity
+    for c in order:
+        i, j = int(s[c]), int(d[c])
+        if relay[i] != i or served[i] > 0 or relay[j] != j or (cap is not None and served[j] >= cap):
+            continue
+        new_start = max(start[j], arrival[c])
+        if p.relay_aggregates:
+            new_bits = 8.0 * float((union[j] | x[i]).astype(float) @ p.module_bytes)
+        else:
+            new_bits = bits[j] + tl.payload_bits[i]
+        new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
+        g = cur[i] + cur[j] - new_h
+        if not (np.isfinite(new_h) and (g > 0 or np.isinf(cur[i]))):
+            continue
+        relay[i] = j
+        served[j] += 1
+        start[j], bits[j], cur[j], cur[i] = new_start, new_bits, new_h, 0.0
+        union[j] |= x[i]
+    return relay
+
+
+def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndarray]],
+                  rtol: float = 1e-7) -> list[np.ndarray]:
+    """Exact min-max latency per edge of several whole-round choices, in one vectorized bisection."""
+    p, ne = problem, problem.num_edges
+    grp, st, bits, a = [], [], [], []
+    for c, (x, relay) in enumerate(choices):
+        tl = round_timeline(p, x, relay)
+        idx = np.flatnonzero(tl.uploader)
+        grp.append(p.device_edge[idx] + c * ne)
+        st.append(tl.start[idx])
+        bits.append(tl.bits[idx])
+        a.append(p.snr_hz[idx])
+    t, _ = minmax_bandwidth(np.concatenate(grp), np.concatenate(st), np.concatenate(bits), np.concatenate(a),
+                            np.tile(p.edge_bandwidth_hz, len(choices)), rtol=rtol)
+    return [t[c * ne:(c + 1) * ne] for c in range(len(choices))]
+
+
+def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
+                local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None) -> RoundPlan:
+    """Joint plan (see module doc). bandwidth: "auto" (bisection if lambda = 0, else cvxpy), "bisection", "cvxpy".
+
+    Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
+    """
+    if bandwidth not in ("auto", "bisection", "cvxpy"):
+        raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
+    t0 = time.perf_counter()
+    p = problem
+    n = p.num_devices
+    # Start from the prices of the full placement at equal shares: every smaller placement is feasible there.
+    full = p.eligible.copy()
+    tl = round_timeline(p, full, np.arange(n))
+    cnt = np.bincount(p.device_edge[tl.uploader], minlength=p.num_edges)
+    share = p.edge_bandwidth_hz[p.device_edge] / np.maximum(cnt[p.device_edge], 1)
+    fin = np.where(tl.uploader, tl.start + tl.bits / np.maximum(uplink_rate(share, p.snr_hz), 1e-300), 0.0)
+    t_edge = np.zeros(p.num_edges)
+    np.maximum.at(t_edge, p.device_edge, fin)
+    best_t = np.full(p.num_edges, np.inf)
+    best_x = np.zeros_like(full)
+    best_r = np.arange(n)
+    for _ in range(iterations):
+        t_dev = t_edge[p.device_edge]
+        x = greedy_placement(p, t_dev)
+        relays = (greedy_relays(p, x, t_dev), np.arange(n))
+        for relay, t_new in zip(relays, _edge_latency(p, [(x, r) for r in relays]), strict=True):
+            better = t_new < best_t
+            if better.any():
+                rows = better[p.device_edge]
+                best_x[rows] = x[rows]
+                best_r[rows] = relay[rows]
+                best_t = np.where(better, t_new, best_t)
+        t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
+        if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+            break
+    if local_rounds > 0:
+        best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds)
+    tl = round_timeline(p, best_x, best_r)
+    status = "optimal"
+    use_cvx = bandwidth == "cvxpy" or (bandwidth == "auto" and p.lam > 0)
+    if use_cvx:
+        b, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
+    else:
+        b, _ = bisection_bandwidth(p, tl.start, tl.bits, tl.uploader)
+    cost = evaluate(p, best_x, best_r, b)
+    return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
+                     energy_j=cost.energy_j, objective=cost.objective, solver="joint",
+                     status="solved" if status == "optimal" else status,
+                     solve_seconds=time.perf_counter() - t0)

@@ -1,0 +1,109 @@
+"""A solver's answer for one round (`RoundPlan`) and its JSON form (device ids and module names)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from solvers.instance import RoundProblem, _key
+
+
+@dataclass(frozen=True, eq=False)
+class RoundPlan:
+    """placement x[i, m], relay rho[i] (i itself = direct upload), bandwidth b[i] in Hz, and its cost."""
+
+    placement: np.ndarray  # bool [N, M]
+    relay: np.ndarray  # int [N]
+    bandwidth_hz: np.ndarray  # float [N]
+    latency_s: float
+    energy_j: float
+    objective: float
+    solver: str
+    status: str = "optimal"
+    solve_seconds: float = 0.0
+    fallback: bool = False
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        x = np.asarray(self.placement, dtype=bool)
+        r = np.asarray(self.relay, dtype=int)
+        b = np.asarray(self.bandwidth_hz, dtype=float)
+        if x.ndim != 2 or r.shape != (x.shape[0],) or b.shape != (x.shape[0],):
+            raise ValueError(f"RoundPlan: inconsistent shapes placement {x.shape}, relay {r.shape}, "
+                             f"bandwidth {b.shape}")
+        for name, a in (("placement", x), ("relay", r), ("bandwidth_hz", b)):
+            a = a.copy()
+            a.setflags(write=False)
+            object.__setattr__(self, name, a)
+
+    def with_(self, **changes: Any) -> RoundPlan:
+        return replace(self, **changes)
+
+    def to_dict(self, problem: RoundProblem) -> dict[str, Any]:
+        ids, names = problem.device_ids, problem.module_names
+        return {
+            "placement": {str(ids[i]): [names[m] for m in np.flatnonzero(self.placement[i])]
+                          for i in range(problem.num_devices)},
+            "relay": {str(ids[i]): ids[int(self.relay[i])] for i in range(problem.num_devices)},
+            "bandwidth_hz": {str(ids[i]): float(self.bandwidth_hz[i]) for i in range(problem.num_devices)},
+            "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j), "objective": _num(self.objective),
+            "solver": self.solver, "status": self.status, "solve_seconds": float(self.solve_seconds),
+            "fallback": bool(self.fallback), "message": self.message,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], problem: RoundProblem) -> RoundPlan:
+        """Inverse of to_dict; device ids are matched by their string form (JSON object keys are strings)."""
+        n, m = problem.num_devices, problem.num_modules
+        dev = {str(d): i for i, d in enumerate(problem.device_ids)}
+        by_key = {_key(d): i for i, d in enumerate(problem.device_ids)}
+        mod = {name: k for k, name in enumerate(problem.module_names)}
+        for f in ("placement", "relay", "bandwidth_hz", "latency_s", "energy_j", "objective", "solver", "status"):
+            if f not in data:
+                raise ValueError(f"plan: missing field {f!r}")
+        x = np.zeros((n, m), dtype=bool)
+        relay = np.arange(n)
+        bw = np.zeros(n)
+        for key, mods in data["placement"].items():
+            i = _dev(dev, key, "placement")
+            for name in mods:
+                if name not in mod:
+                    raise ValueError(f"placement[{key!r}]: unknown module {name!r}")
+                x[i, mod[name]] = True
+        for key, target in data["relay"].items():
+            i = _dev(dev, key, "relay")
+            if _key(target) not in by_key:
+                raise ValueError(f"relay[{key!r}]: unknown device {target!r}")
+            relay[i] = by_key[_key(target)]
+        for key, hz in data["bandwidth_hz"].items():
+            bw[_dev(dev, key, "bandwidth_hz")] = float(hz)
+        return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
+                   energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
+                   status=data["status"], solve_seconds=float(data.get("solve_seconds", 0.0)),
+                   fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")))
+
+    def save(self, path: str | Path, problem: RoundProblem) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(problem), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path, problem: RoundProblem) -> RoundPlan:
+        return cls.from_dict(json.loads(Path(path).read_text()), problem)
+
+
+def _dev(index: dict[str, int], key: str, field: str) -> int:
+    if str(key) not in index:
+        raise ValueError(f"{field}: unknown device id {key!r}")
+    return index[str(key)]
+
+
+def _num(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def _inv(v: float | None) -> float:
+    return math.inf if v is None else float(v)
