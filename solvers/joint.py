@@ -61,7 +61,7 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore"):
             cost = after - before
         finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * 0.6931 / a[cand]
-        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max())))
+        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max(initial=0.0))))
         ratio = cost / p.samples[cand]
         edge = p.device_edge[cand]
         order = np.lexsort((ratio, edge))

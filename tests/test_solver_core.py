@@ -1,0 +1,201 @@
+"""solvers/: bandwidth cross-check, feasibility checker, joint vs exact, baselines, JSON, CLI, fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from solvers import RoundPlan, RoundProblem, check_plan, evaluate, random_instance, solve
+from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidth
+from solvers.evaluate import round_timeline, uplink_rate
+from solvers.exact import exact_solve
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "solvers" / "examples" / "instance_small.json"
+
+
+def test_min_bandwidth_inverts_rate():
+    a = np.array([1e9, 1e7, 1e5, 3e4])
+    q = np.array([1e6, 1e6, 1e5, 4e4])
+    b = min_bandwidth(q, a)
+    np.testing.assert_allclose(uplink_rate(b, a), q, rtol=1e-9)
+    assert np.isinf(min_bandwidth(np.array([1e6]), np.array([1e5]))[0])  # above sup R = a / ln 2
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05])
+def test_cvxpy_bandwidth_matches_bisection(lam):
+    p = random_instance(24, 3, 4, seed=5, lam=lam)
+    tl = round_timeline(p, p.eligible, np.arange(p.num_devices))
+    b_bis, t_bis = bisection_bandwidth(p, tl.start, tl.bits, tl.uploader)
+    b_cvx, t_cvx, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
+    assert status == "optimal"
+    if lam == 0:
+        np.testing.assert_allclose(t_cvx, t_bis, rtol=1e-4)
+    else:  # the coupled program trades latency for energy: it can only be better on T + lambda E
+        o_cvx = evaluate(p, p.eligible, np.arange(p.num_devices), b_cvx).objective
+        o_bis = evaluate(p, p.eligible, np.arange(p.num_devices), b_bis).objective
+        assert o_cvx <= o_bis * (1 + 1e-6)
+    for e in range(p.num_edges):
+        assert b_cvx[p.device_edge == e].sum() <= p.edge_bandwidth_hz[e] * (1 + 1e-9)
+
+
+def test_bisection_is_a_true_minimum():
+    """Moving bandwidth between any two uploaders of the bottleneck edge never lowers its latency."""
+    p = random_instance(12, 1, 3, seed=2)
+    tl = round_timeline(p, p.eligible, np.arange(12))
+    b, t = bisection_bandwidth(p, tl.start, tl.bits, tl.uploader)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        i, j = rng.choice(np.flatnonzero(tl.uploader), 2, replace=False)
+        b2 = b.copy()
+        d = 0.01 * b[i]
+        b2[i] -= d
+        b2[j] += d
+        assert evaluate(p, p.eligible, np.arange(12), b2).latency_s >= t.max() * (1 - 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_joint_within_one_percent_of_exact(seed):
+    p = random_instance(6 if seed % 2 else 4, 1 if seed < 2 else 2, 3, seed=100 + seed)
+    ex = exact_solve(p)
+    jo = solve(p, "joint")
+    assert not check_plan(p, ex) and not check_plan(p, jo)
+    assert jo.objective <= ex.objective * 1.01
+    assert ex.objective <= jo.objective * (1 + 1e-6)  # the reference really is a lower bound
+
+
+@pytest.mark.parametrize("method", ["equal", "greedy", "random", "joint"])
+@pytest.mark.parametrize("aggregates", [False, True])
+def test_methods_feasible(method, aggregates):
+    p = random_instance(30, 3, 5, seed=9, relay_aggregates=aggregates, relay_capacity=2)
+    plan = solve(p, method)
+    assert not plan.fallback
+    assert check_plan(p, plan) == []
+
+
+def test_joint_beats_equal_on_default_topology():
+    p = random_instance(40, 10, 5, seed=0)
+    assert solve(p, "joint").latency_s <= 0.7 * solve(p, "equal").latency_s
+
+
+def _good_plan(p: RoundProblem) -> RoundPlan:
+    return solve(p, "joint")
+
+
+def test_checker_catches_each_violation():
+    p = random_instance(8, 2, 3, seed=4, relay_capacity=1)
+    good = _good_plan(p)
+    assert check_plan(p, good) == []
+    x = good.placement.copy()
+    bad_elig = np.argwhere(~p.eligible)
+    cases = {}
+    if len(bad_elig):
+        xe = x.copy()
+        xe[tuple(bad_elig[0])] = True
+        cases["not eligible"] = good.with_(placement=xe)
+    xm = x.copy()
+    k = int(np.argmax(p.module_memory_bytes))
+    cov = np.flatnonzero(xm[:, k])
+    xm[cov, k] = False
+    cases["coverage"] = good.with_(placement=xm)
+    cases["bandwidth: edge"] = good.with_(bandwidth_hz=good.bandwidth_hz * 1.5)
+    cases["bandwidth: device"] = good.with_(bandwidth_hz=np.where(np.arange(8) == 0, -1.0, good.bandwidth_hz))
+    r = np.arange(8)
+    other = int(np.flatnonzero(p.device_edge != p.device_edge[0])[0])
+    r[0] = other
+    cases["no D2D link"] = good.with_(relay=r)
+    s, d = int(p.d2d_src[0]), int(p.d2d_dst[0])
+    third = [j for j in p.d2d_dst[p.d2d_src == d] if j != s]
+    r2 = np.arange(8)
+    r2[s] = d
+    if third:
+        r2[d] = int(third[0])
+        cases["one hop"] = good.with_(relay=r2)
+    nb = p.d2d_dst[p.d2d_src == d]
+    r3 = np.arange(8)
+    r3[nb[:2]] = d
+    if len(nb) >= 2:
+        cases["relay capacity"] = good.with_(relay=r3)
+    cases["latency_s"] = good.with_(latency_s=good.latency_s * 0.9)
+    mem = good.with_(placement=p.eligible.copy())
+    p_small = RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__},
+                              "memory_bytes": np.full(8, float(p.module_memory_bytes.min()) * 0.5)})
+    cases["memory"] = (p_small, mem)
+    for name, case in cases.items():
+        prob, plan = case if isinstance(case, tuple) else (p, case)
+        found = check_plan(prob, plan)
+        assert any(name in v for v in found), (name, found)
+
+
+def test_json_round_trip(tmp_path):
+    p = RoundProblem.load(EXAMPLE)
+    p.save(tmp_path / "i.json")
+    q = RoundProblem.load(tmp_path / "i.json")
+    assert q.to_dict() == p.to_dict()
+    plan = solve(p, "joint")
+    plan.save(tmp_path / "p.json", p)
+    back = RoundPlan.load(tmp_path / "p.json", p)
+    assert np.array_equal(back.placement, plan.placement) and np.array_equal(back.relay, plan.relay)
+    np.testing.assert_allclose(back.bandwidth_hz, plan.bandwidth_hz)
+    assert check_plan(p, back) == []
+
+
+def _edit(tmp_path, change):
+    data = json.loads(EXAMPLE.read_text())
+    change(data)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["devices"][2].pop("cpu_hz"), "devices[2]: missing field 'cpu_hz'"),
+    (lambda d: d.pop("gamma"), "missing field 'gamma'"),
+    (lambda d: d["edges"][1].__setitem__("bandwidth_hz", -5.0), "edges[1].bandwidth_hz"),
+    (lambda d: d["devices"][0]["modules"].append("head/nope"), "devices[0].modules: unknown module 'head/nope'"),
+    (lambda d: d["d2d_links"].append({"src": 0, "dst": 5, "rate_bps": 1e6}), "different edges"),
+    (lambda d: d["devices"][1].__setitem__("edge", "e7"), "devices[1].edge"),
+])
+def test_bad_instance_names_field(tmp_path, change, field):
+    with pytest.raises(ValueError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        RoundProblem.load(_edit(tmp_path, change))
+
+
+def test_cli_solve_example(tmp_path):
+    out = tmp_path / "plan.json"
+    res = subprocess.run([sys.executable, "-m", "solvers", "solve", str(EXAMPLE), "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    plan = json.loads(out.read_text())
+    for key in ("placement", "relay", "bandwidth_hz", "latency_s", "energy_j", "objective", "solver", "status",
+                "solve_seconds"):
+        assert key in plan
+    assert plan["solver"] == "joint" and plan["latency_s"] > 0
+    bad = _edit(tmp_path, lambda d: d["edges"][0].__setitem__("bandwidth_hz", -1))
+    res = subprocess.run([sys.executable, "-m", "solvers", "solve", str(bad), "-o", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "edges[0].bandwidth_hz" in res.stderr
+
+
+def test_fallback_on_infeasible_instance(caplog):
+    p = random_instance(8, 2, 3, seed=1)
+    small = RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__},
+                            "memory_bytes": np.full(8, float(p.module_memory_bytes.min()) * 0.5)})
+    with caplog.at_level(logging.WARNING, logger="solvers"):
+        plan = solve(small, "joint")
+    assert plan.fallback and plan.status == "infeasible" and "coverage" in plan.message
+    assert check_plan(small, plan, allow_coverage=True) == []
+    assert any("fallback" in r.message for r in caplog.records)
+
+
+def test_solve_rejects_bad_method_and_options():
+    p = random_instance(4, 1, 3, seed=0)
+    with pytest.raises(ValueError, match="method"):
+        solve(p, "magic")
+    with pytest.raises(ValueError, match="opts"):
+        solve(p, "joint", nonsense=1)
