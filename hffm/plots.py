@@ -189,7 +189,8 @@ def plot_topology(
                     arrowprops={"arrowstyle": "->", "color": "crimson", "lw": 1.4})
     if relayed:
         ax.plot([], [], color="crimson", label=f"relay ({len(relayed)})")
-    ax.set(xlabel="x (m)", ylabel="y (m)", aspect="equal",
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set(xlabel="x (m)", ylabel="y (m)",
            title=title or f"{topology.num_edges} edges, {topology.num_devices} devices")
     ax.legend(fontsize="small", loc="best")
     return _save(fig, path)

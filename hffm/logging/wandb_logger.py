@@ -54,12 +54,13 @@ class WandbLogger:
         self.run = wandb.init(
             project=cfg.logger.project,
             group=cfg.logger.group or cfg.name,
-            name=name or f"{cfg.name}-seed{cfg.seed}-{self.out_dir.name}",
+            name=name or f"{cfg.name}-seed{cfg.seed}-{self.out_dir.name}"[:128],
             dir=str(self.out_dir),
             mode=os.environ.get("WANDB_MODE") or cfg.logger.mode,
             config=dataclasses.asdict(cfg),
             tags=list(cfg.logger.tags),
             reinit="create_new",
+            settings=wandb.Settings(quiet=cfg.progress == "none"),
         )
         self.enabled = not getattr(self.run, "disabled", False)
         self._define_metrics()
@@ -149,12 +150,15 @@ class WandbLogger:
         """Log saved plot files as images, keyed ``plots/<file stem>``, at the last round."""
         import wandb
 
+        if not self.enabled:
+            return
         images = {f"plots/{Path(p).stem}": wandb.Image(str(p)) for p in paths}
         if images:
             self.run.log({"round": self._last_round, **images})
 
-    def finish(self, history: Sequence[dict[str, float]] = ()) -> None:
-        """Write the run summary (final accuracy, cumulative latency and energy) and close the run."""
+    def finish(self, history: Sequence[dict[str, float]] = (), exit_code: int | None = None) -> None:
+        """Write the run summary (final accuracy, cumulative latency and energy) and close the run;
+        a non-zero ``exit_code`` marks it failed (call from an ``except``/``finally`` when the loop raised)."""
         if history:
             last = history[-1]
             summary = {
@@ -169,5 +173,5 @@ class WandbLogger:
             for key, value in summary.items():
                 if value is not None:
                     self.run.summary[key] = value
-        self.run.finish()
+        self.run.finish(exit_code=exit_code)
 
