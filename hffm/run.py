@@ -49,7 +49,7 @@ def make_fabric(cfg: Config) -> Fabric:
     return Fabric(accelerator=f.accelerator, devices=f.devices, strategy=f.strategy, num_nodes=f.num_nodes)
 
 
-def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult:
+def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult | None:
     """What every Fabric process runs; rank 0 writes files and logs."""
     torch.manual_seed(cfg.seed)
     world = make_world(cfg)
@@ -64,27 +64,38 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
             wandb_logger = WandbLogger(cfg, out_dir, world)
             loggers.append(wandb_logger)
     fed = federation_config(cfg)
-    result = run_federation(
-        fabric, world, fed, solver=cfg.solver.name, solver_options={"gamma": cfg.solver.gamma, "lam": cfg.solver.lam},
-        seed=cfg.seed, out_dir=out_dir, loggers=loggers,
-        progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank),
-    )
+    try:
+        result = run_federation(
+            fabric, world, fed, solver=cfg.solver.name,
+            solver_options={"gamma": cfg.solver.gamma, "lam": cfg.solver.lam},
+            seed=cfg.seed, out_dir=out_dir, loggers=loggers,
+            progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank),
+        )
+    except BaseException:
+        if wandb_logger is not None:
+            wandb_logger.finish([], exit_code=1)
+        raise
     if fabric.global_rank == 0:
         summary = {k: v for k, v in result.history[-1].items()}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
         if cfg.plots:
             from hffm.plots import save_run_plots
 
-            paths = save_run_plots(result.history, world, out_dir)
+            paths = save_run_plots(result.history, world, out_dir, plan=result.last_plan)
             if wandb_logger is not None:
                 wandb_logger.log_images(paths)
         if wandb_logger is not None:
             wandb_logger.finish(result.history)
-    return result
+    # Only one process hands its result back: a spawned process's return value goes through a queue
+    # that deadlocks on large objects; rank 0 has written everything to out_dir anyway.
+    return result if fabric.world_size == 1 else None
 
 
-def train(cfg: Config, out_dir: str | Path) -> FederationResult:
-    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots)."""
+def train(cfg: Config, out_dir: str | Path) -> FederationResult | None:
+    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots).
+
+    Returns the result on one process; on several, None (read ``out_dir/summary.json``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 from pathlib import Path
 
 import hydra
@@ -23,10 +23,9 @@ def _app(dict_cfg: DictConfig) -> float | None:
     from hffm.run import train
 
     cfg = resolve(dict_cfg)
-    os.environ.setdefault("WANDB_MODE", cfg.logger.mode)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     result = train(cfg, out_dir)
-    final = result.history[-1]
+    final = result.history[-1] if result is not None else json.loads((out_dir / "summary.json").read_text())
     log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J -> %s", cfg.name,
              final.get("accuracy", float("nan")), final["cost/cum_latency_s"], final["cost/cum_energy_j"], out_dir)
     return final.get("accuracy")

@@ -33,6 +33,7 @@ Logger = Callable[[dict[str, float], int, RoundDecision], None]
 class FederationResult:
     state: FederationState
     history: list[dict[str, float]]
+    last_plan: RoundDecision | None = None
 
 
 def tier_policy(cfg: FederationConfig) -> TierPolicy:
@@ -81,6 +82,7 @@ def run_federation(
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
 
+    plan = None
     while state.round < cfg.rounds:
         t = state.round
         tic = time.perf_counter()
@@ -157,7 +159,7 @@ def run_federation(
         due = cfg.checkpoint_every and state.round % cfg.checkpoint_every == 0
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, {"state": state.to_dict(), "rng": rng_state(rng), "round": state.round})
-    return FederationResult(state=state, history=state.history)
+    return FederationResult(state=state, history=state.history, last_plan=plan)
 
 
 def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule) -> np.ndarray:

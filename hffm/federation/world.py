@@ -114,9 +114,9 @@ def build_world(
 
         load_pretrained(bank, pretrained)
     eval_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
-    eval_devices = (
-        list(range(n)) if n <= max_eval_devices else sorted(eval_rng.choice(n, max_eval_devices, replace=False).tolist())
-    )
+    eval_devices = list(range(n))
+    if n > max_eval_devices:  # evaluating every device of a 1,000-device run each round would dominate
+        eval_devices = sorted(eval_rng.choice(n, max_eval_devices, replace=False).tolist())
     return World(
         bank=bank,
         train=train,

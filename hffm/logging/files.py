@@ -25,5 +25,6 @@ class FileLogger:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
-        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in self.rows]
+        finite = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # noqa: E731
+        clean = [{k: finite(v) for k, v in r.items()} for r in self.rows]
         (self.dir / "metrics.json").write_text(json.dumps(clean, indent=1))

@@ -41,10 +41,10 @@ class M3TLightningModule(L.LightningModule):
             if task.kind == "classification":
                 n = int(task.num_classes or 0)
                 self.metrics[task.name] = nn.ModuleDict({
-                    "acc": MulticlassAccuracy(num_classes=n, average="micro"),
-                    "f1": MulticlassF1Score(num_classes=n, average="macro")})
+                    "acc": MulticlassAccuracy(num_classes=n, average="micro", sync_on_compute=False),
+                    "f1": MulticlassF1Score(num_classes=n, average="macro", sync_on_compute=False)})
             else:
-                self.metrics[task.name] = nn.ModuleDict({"mae": MeanAbsoluteError()})
+                self.metrics[task.name] = nn.ModuleDict({"mae": MeanAbsoluteError(sync_on_compute=False)})
         self._updated: set[str] = set()
 
     def forward(self, inputs: Mapping[str, Tensor],
