@@ -200,7 +200,10 @@ def _device_seed(seed: int, round_index: int, device: int) -> int:
 
 
 def _train_metrics(results, participants: list[int]) -> dict[str, float]:
-    out: dict[str, float] = {"participants": float(len(participants))}
+    out: dict[str, float] = {
+        "participants": float(len(participants)),
+        "train/modules_trained": float(sum(len(trained) for _, trained, _ in results)),
+    }
     sums: dict[str, list[float]] = {}
     for _, _, losses in results:
         for key, value in losses.items():

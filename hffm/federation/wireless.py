@@ -7,7 +7,6 @@ the planned bandwidth for the bytes really sent.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -21,7 +20,6 @@ from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, charge_round
 
-log = logging.getLogger(__name__)
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
 
@@ -68,9 +66,7 @@ def plan_round(
     if solver == "none" or cfg.mode == "local" or cfg.mode == "star":
         return RoundDecision(eligible, {d: d for d in participants}, None, {"solver_used": 0.0})
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
-    plan = solvers.solve(problem, method=solver)
-    if plan.fallback:
-        log.warning("round plan fell back to a feasible default (%s): %s", plan.status, plan.message)
+    plan = solvers.solve(problem, method=solver)  # never raises: logs the cause and falls back
     names = problem.module_names
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(participants)}
     relay = {d: int(participants[int(plan.relay[k])]) for k, d in enumerate(participants)}

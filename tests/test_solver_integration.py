@@ -1,0 +1,57 @@
+"""The loop obeys the solver's plan, and keeps training when the solver cannot give one."""
+
+import pytest
+from conftest import tiny_config
+from lightning.fabric import Fabric
+
+from hffm.federation.loop import run_federation
+from hffm.run import federation_config, make_world
+
+
+def _run(solver, **topology):
+    cfg = tiny_config(e_agg=1, rounds=2, d2d_relay=True)
+    cfg.topology.d2d = True
+    for key, value in topology.items():
+        setattr(cfg.topology, key, value)
+    return run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), federation_config(cfg), solver=solver)
+
+
+def test_devices_train_only_their_placed_modules():
+    result = _run("joint")
+    for h in result.history:
+        assert h["plan/solver_used"] == 1.0 and h["plan/fallback"] == 0.0
+        assert h["train/modules_trained"] == h["plan/modules_placed"]
+    assert any(h["plan/modules_placed"] < h["plan/modules_eligible"] for h in result.history)
+
+
+def test_updates_take_the_planned_relays():
+    # A weak uplink (1 mW) against 200 mW D2D links makes relaying worth it.
+    result = _run("greedy", channel={"device_tx_power_w": 0.001})
+    relayed = [h["plan/relays_used"] for h in result.history]
+    assert sum(relayed) > 0
+    assert [h["cost/count/relayed"] for h in result.history] == relayed
+    assert all(h["cost/bytes/d2d"] > 0 for h, r in zip(result.history, relayed) if r > 0)
+
+
+def test_the_joint_plan_is_no_slower_on_the_uplink_than_equal_bandwidth():
+    joint = _run("joint", channel={"device_tx_power_w": 0.001})
+    equal = _run("equal", channel={"device_tx_power_w": 0.001})
+    for j, e in zip(joint.history, equal.history):
+        assert j["plan/latency_s"] <= e["plan/latency_s"] * (1 + 1e-6)
+
+
+def test_an_infeasible_round_falls_back_and_training_goes_on(caplog):
+    result = _run("joint", device_memory_mb=0.05)  # no device can hold enough modules for coverage
+    assert len(result.history) == 2
+    assert all(h["plan/fallback"] == 1.0 for h in result.history)
+    assert "infeasible" in caplog.text and "coverage" in caplog.text
+    assert result.history[-1]["train/modules_trained"] > 0
+
+
+def test_unknown_solver_is_rejected_at_config_time():
+    from hffm.config import resolve
+
+    cfg = tiny_config()
+    cfg.solver.name = "magic"
+    with pytest.raises(ValueError, match="solver.name"):
+        resolve(cfg)
