@@ -86,6 +86,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
                 wandb_logger.log_images(paths)
         if wandb_logger is not None:
             wandb_logger.finish(result.history)
+    fabric.barrier()  # other ranks wait until rank 0 has written the run's files
     # Only one process hands its result back: a spawned process's return value goes through a queue
     # that deadlocks on large objects; rank 0 has written everything to out_dir anyway.
     return result if fabric.world_size == 1 else None
