@@ -128,3 +128,15 @@ def test_train_writes_run_outputs(tmp_path):
     for name in ("config.json", "metrics.csv", "metrics.json", "summary.json", "checkpoints/federation.pt"):
         assert (tmp_path / name).is_file(), name
     assert np.isfinite(float((tmp_path / "metrics.csv").read_text().splitlines()[-1].split(",")[1]))
+
+
+def test_d2d_fetch_starts_a_device_from_its_neighbours_trained_personal_module():
+    cfg = tiny_config(rounds=4, participation=0.5, d2d_fetch=True)
+    cfg.federation.policy = {"encoder": "personal", "prompt": "hierarchical", "expert": "hierarchical",
+                             "adapter": "hierarchical", "head": "hierarchical"}
+    cfg.topology.d2d = True
+    cfg.data.partition.modality_sets = [["image", "text", "iq"]]
+    result = run_federation(_fabric(), make_world(cfg), federation_config(cfg))
+    # later rounds' newcomers fetch encoders over D2D from earlier rounds' trainers; in round 1 nobody has one
+    assert result.history[0]["cost/bytes/d2d"] == 0
+    assert any(h["cost/bytes/d2d"] > 0 for h in result.history[1:])

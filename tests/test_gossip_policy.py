@@ -62,3 +62,13 @@ def test_cloud_rounds_follow_e_agg():
     assert not any(TierPolicy(e_agg=0).is_cloud_round(r) for r in range(8))
     with pytest.raises(ValueError, match="policy.head"):
         TierPolicy(places={"encoder": "hierarchical", "prompt": "edge", "expert": "edge", "adapter": "edge", "head": "nowhere"})
+
+
+def test_fetch_takes_a_missing_personal_module_from_a_neighbour():
+    from hffm.federation.d2d import fetch_missing
+
+    adj = np.zeros((3, 3), dtype=bool)
+    adj[0, 1] = adj[1, 0] = True
+    personal = {1: {"encoder/iq": {"w": torch.ones(1)}}, 2: {"encoder/iq": {"w": torch.ones(1)}}}
+    got = fetch_missing({0: ["encoder/iq", "head/snr"], 1: ["encoder/iq"]}, personal, adj)
+    assert got == {0: {"encoder/iq": 1}}  # device 2 holds it too but is not a neighbour; device 1 has its own

@@ -52,6 +52,8 @@ class FederationConfig:
     """Localized cooperative training: consensus averaging in each cluster, then one upload per cluster."""
     cons_rounds: int = 2
     """Gossip steps per round when ``d2d_gossip`` is on."""
+    d2d_fetch: bool = False
+    """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's."""
     eval_every: int = 1
     test_fraction: float = 0.2
     """Share of each device's data kept for its personalized test."""

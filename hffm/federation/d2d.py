@@ -99,3 +99,25 @@ def cooperate(
                     transfers.append(Transfer(members[b].node, members[a].node, module, step))
     routes = [Route(d, tuple(ms), d) for d, ms in sorted(sent.items())]
     return out, routes, transfers
+
+
+def fetch_missing(
+    needs: Mapping[int, Sequence[str]], personal: Mapping[int, Mapping[str, object]], adjacency: np.ndarray
+) -> dict[int, dict[str, int]]:
+    """For each device, the personal modules it lacks that a D2D neighbour has: module -> neighbour.
+
+    A device that never trained a module kept personal (say it just gained a modality) starts from
+    a trained neighbour's copy instead of the edge's untrained one. The lowest-numbered neighbour
+    holding it is chosen, so every rank decides the same.
+    """
+    out: dict[int, dict[str, int]] = {}
+    for device, modules in sorted(needs.items()):
+        have = personal.get(device, {})
+        for module in modules:
+            if module in have:
+                continue
+            for j in np.flatnonzero(adjacency[device]):
+                if module in personal.get(int(j), {}):
+                    out.setdefault(device, {})[module] = int(j)
+                    break
+    return out

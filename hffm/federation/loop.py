@@ -94,9 +94,11 @@ def run_federation(
         plan = plan_round(world, channel, participants, policy, cfg, solver, solver_options or {})
 
         # 2. Local training, devices sharded over ranks; every rank then holds every result.
+        fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
         mine = []
         for device in shard(participants, fabric):
             states = state.device_states(int(group_of[device]), device)
+            states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
             trained, losses = train_device(
                 fabric, world.bank, world.train[device], states, plan.placement[device], local,
                 seed=_device_seed(seed, t, device),
@@ -119,6 +121,7 @@ def run_federation(
         else:
             updates, routes = d2d.relay(updates, plan.relay, cfg.relay_aggregates)
             gossip_transfers = []
+        gossip_transfers += [d2d.Transfer(j, d, m) for d, got in fetched.items() for m, j in got.items()]
 
         # 5. Edge aggregation: masked, per module, over the updates that reached each edge.
         for group in range(len(state.group_states)):
@@ -178,6 +181,15 @@ def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule)
             group_states[name] = {k: v.clone() for k, v in new[name].items()}
     state.pending_weight = [{} for _ in state.group_states]
     return sent
+
+
+def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:
+    needs = {
+        d: [m for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks)
+            if not policy.shared(world.bank.kind(m))]
+        for d in participants
+    }
+    return d2d.fetch_missing(needs, state.personal, world.topology.d2d_adj)
 
 
 def _rule_options(cfg: FederationConfig) -> dict[str, float]:
