@@ -1,0 +1,73 @@
+"""Smoke test of experiments/paper_table.py at --quick sizes (2 edges x 2 devices, 2 rounds, 1 seed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "paper_table.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("paper_table", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_sweep_writes_table_plot_and_json(tmp_path: Path) -> None:
+    pt = load_script()
+    out = tmp_path / "pt"
+    results = pt.main(["--quick", "--seeds", "0", "--rounds", "2", "--presets", "default,prototype",
+                       "--out", str(out), "--set", "federation.lr=0.003"])
+    for name in ("results.json", "table.md", "accuracy_vs_cost.png", "accuracy_vs_cost_default.png",
+                 "accuracy_vs_cost_prototype.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["settings"]["overrides"][-1] == "federation.lr=0.003"
+    table = (out / "table.md").read_text()
+    for preset in ("default", "prototype"):
+        assert f"## Preset `{preset}`" in table
+        assert set(saved["runs"][preset]) == set(pt.METHODS)
+        for method, runs in saved["runs"][preset].items():
+            assert len(runs) == 1 and len(runs[0]["history"]) == 2
+            row = results["table"][preset][method]
+            assert row["latency_s"]["mean"] > 0 and row["energy_j"]["mean"] > 0
+            assert 0 <= row["accuracy"]["mean"] <= 1
+    for label in pt.METHODS.values():
+        assert table.count(f"| {label} |") == 2, label  # one row per method and preset
+    assert table.count("**PASS**") + table.count("**FAIL**") == 2 * 12
+    # The prototype preset charges its fixed 6 MB model: star = 0.1 s + 48 Mbit / 4 Mbit/s per round.
+    assert results["table"]["prototype"]["star"]["latency_s"]["mean"] == pytest.approx(12.1)
+    # Same seed, same training: the methods without D2D learn the same under both presets.
+    for method in ("star", "edge_only", "hffm"):
+        acc = [results["table"][p][method]["accuracy"]["mean"] for p in ("default", "prototype")]
+        assert acc[0] == pytest.approx(acc[1])
+    # A rerun reuses the cached runs (same overrides) and gives the same table.
+    again = pt.main(["--quick", "--seeds", "0", "--rounds", "2", "--presets", "default,prototype",
+                     "--out", str(out), "--set", "federation.lr=0.003"])
+    assert again["table"] == results["table"]
+
+
+def test_merging_gossip_payloads_is_neutral_with_real_sizes(tmp_path: Path) -> None:
+    pt = load_script()
+    args = ["--quick", "--seeds", "0", "--rounds", "1", "--presets", "default", "--methods", "hffm_d2d"]
+    merged = pt.main([*args, "--out", str(tmp_path / "a")])["table"]["default"]["hffm_d2d"]
+    per_module = pt.main([*args, "--out", str(tmp_path / "b"), "--per-module-gossip"])["table"]["default"]["hffm_d2d"]
+    for key in ("latency_s", "energy_j"):
+        assert merged[key]["mean"] == pytest.approx(per_module[key]["mean"], rel=1e-9)
+
+
+def test_bad_arguments_fail_naming_the_flag() -> None:
+    pt = load_script()
+    with pytest.raises(SystemExit):
+        pt.parse_args(["--presets", "nope"])
+    with pytest.raises(SystemExit):
+        pt.parse_args(["--methods", "star,fedprox"])
+    with pytest.raises(SystemExit, match="--seeds"):
+        pt.parse_args(["--seeds", "0,x"])
+    with pytest.raises(ValueError, match="preset"):
+        pt.compose_config("star", "nope", 0, 2, [])
