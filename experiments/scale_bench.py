@@ -1,0 +1,348 @@
+"""Scale benchmark of the federated engine: peak memory and seconds per round for 10, 100, 1,000 devices.
+
+Each size runs in a fresh Python process (so its peak RSS is its own): build the world, run a few
+hierarchical rounds (evaluation only at the end, as the loop always evaluates its last round), then
+measure the final evaluation once more on its own. Reported per size:
+
+- seconds per round (all rounds; the median of rounds 2..R-1, which exclude warm-up and evaluation),
+- RSS after imports, after world building, after each round; peak RSS of the build and of the rounds,
+- bytes of module state held by the FederationState (edge groups, cloud, personal) against one copy
+  of the bank's federated modules and against the frozen trunk, with checks that the trunk is in no
+  state, shares no storage with one, and exists once in the process.
+
+Usage (the results in experiments/results/scale_bench were made with the first line):
+    .venv/bin/python experiments/scale_bench.py --devices 10 100 1000 --rounds 4
+    .venv/bin/python experiments/scale_bench.py --table-only        # rebuild results.json/md from runs/
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "experiments" / "results" / "scale_bench"
+MACHINE = "2-core CPU container, shared with other jobs"
+MB = 1e6
+
+
+# ---- memory probes ------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    """A field of /proc/self/status in kB (VmRSS: resident now, VmHWM: peak resident)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field} (this benchmark needs Linux)")
+
+
+def rss_mb() -> float:
+    return _status_kb("VmRSS") * 1024 / MB
+
+
+def peak_rss_mb() -> float:
+    return _status_kb("VmHWM") * 1024 / MB
+
+
+def reset_peak() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0), so the next peak is of one phase only."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def tensor_bytes(tree: Any) -> int:
+    """Bytes of every tensor in nested dicts / lists (counting a tensor each time it appears)."""
+    if isinstance(tree, torch.Tensor):
+        return tree.numel() * tree.element_size()
+    if isinstance(tree, dict):
+        return sum(tensor_bytes(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return sum(tensor_bytes(v) for v in tree)
+    return 0
+
+
+def _storages(tree: Any, out: set[int]) -> set[int]:
+    if isinstance(tree, torch.Tensor):
+        out.add(tree.untyped_storage().data_ptr())
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            _storages(v, out)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            _storages(v, out)
+    return out
+
+
+# ---- the run configuration ----------------------------------------------------------------------
+def model_config(name: str):
+    """The model preset of conf/model/<name>.yaml as a ModelConfig (one source of truth with Hydra)."""
+    from hffm.modules.config import ModelConfig
+
+    path = ROOT / "conf" / "model" / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"--model {name!r}: no {path}; choose one of {known}")
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    values.pop("defaults", None)
+    return ModelConfig(**values)
+
+
+def layout(n_devices: int, devices_per_edge: int = 10) -> tuple[int, int, float]:
+    """(edges, devices per edge, area side in m): clusters of 10, the default density of edge servers.
+
+    The default network puts 10 servers in 5 km x 5 km; 100 servers at 500 m separation do not fit
+    there, so the side grows with sqrt(edges / 10) to keep that density.
+    """
+    if n_devices < 1:
+        raise ValueError(f"devices={n_devices}: must be >= 1")
+    per_edge = min(devices_per_edge, n_devices)
+    if n_devices % per_edge:
+        raise ValueError(f"devices={n_devices}: must be a multiple of {per_edge} devices per edge")
+    edges = n_devices // per_edge
+    return edges, per_edge, 5000.0 * max(1.0, (edges / 10) ** 0.5)
+
+
+def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0, local_steps: int = 5,
+                 batch_size: int = 32, samples_per_device: int = 20):
+    """A hierarchical run (E_agg 2, no solver, no D2D, no logger) sized for ``n_devices``."""
+    from hffm.config import Config, DataConfig, LoggerConfig, TopologyGroup, resolve
+    from hffm.data.benchmark import BenchmarkConfig
+    from hffm.data.partition import PartitionConfig
+    from hffm.federation.config import FederationConfig
+
+    edges, per_edge, area = layout(n_devices)
+    cfg = Config(
+        name=f"scale_bench_{n_devices}",
+        seed=seed,
+        model=model_config(model),
+        data=DataConfig(
+            benchmark=BenchmarkConfig(num_samples=max(2000, samples_per_device * n_devices)),
+            partition=PartitionConfig(num_devices=n_devices, min_samples_per_device=10),
+        ),
+        topology=TopologyGroup(num_edges=edges, devices_per_edge=per_edge, layout={"area_m": area}),
+        federation=FederationConfig(rounds=rounds, e_agg=2, local_steps=local_steps, batch_size=batch_size,
+                                    eval_every=rounds + 1, checkpoint_every=0),
+        logger=LoggerConfig(kind="none"),
+        progress="none",
+        plots=False,
+    )
+    return resolve(cfg)
+
+
+# ---- one measurement (in this process) ----------------------------------------------------------
+def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0, local_steps: int = 5,
+            batch_size: int = 32, threads: int | None = 1) -> dict[str, Any]:
+    """Build a world of ``n_devices``, run ``rounds`` rounds and return times, RSS and state sizes.
+
+    ``threads`` sets torch's intra-op threads (None leaves torch's default): on a shared 2-core
+    machine two threads on these small tensors run several times slower than one.
+    """
+    from hffm.federation.evaluation import evaluate_round
+    from hffm.federation.loop import run_federation
+    from hffm.modules.trunk import Trunk
+    from hffm.run import federation_config, make_fabric, make_world
+
+    if rounds < 1:
+        raise ValueError(f"rounds={rounds}: must be >= 1")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    rss_start = rss_mb()
+    cfg = bench_config(n_devices, rounds, model, seed, local_steps, batch_size)
+    reset_peak()
+    tic = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    world = make_world(cfg)
+    build_s = time.perf_counter() - tic
+    gc.collect()
+    rss_world, peak_build = rss_mb(), peak_rss_mb()
+    can_reset = reset_peak()
+
+    fabric = make_fabric(cfg)
+    fed = federation_config(cfg)
+    per_round: list[dict[str, float]] = []
+
+    def record(metrics: dict[str, float], round_index: int, plan: object) -> None:
+        per_round.append({"round": round_index, "seconds": metrics["time/round_s"], "rss_mb": rss_mb(),
+                          "cloud_round": bool(metrics["cloud_round"])})
+
+    tic = time.perf_counter()
+    result = run_federation(fabric, world, fed, solver=cfg.solver.name, seed=cfg.seed, loggers=[record])
+    rounds_s = time.perf_counter() - tic
+    peak_rounds = peak_rss_mb()
+    state = result.state
+    group_of = world.topology.device_edge
+    tic = time.perf_counter()
+    evaluate_round(fabric, world, state, fed, group_of)
+    eval_s = time.perf_counter() - tic
+    gc.collect()
+
+    trunk = world.bank.trunk
+    with warnings.catch_warnings():  # isinstance on every live object touches deprecated torch aliases
+        warnings.simplefilter("ignore")
+        trunk_objects = sum(isinstance(o, Trunk) for o in gc.get_objects())
+    trunk_bytes = tensor_bytes(dict(trunk.state_dict()))
+    bank_module_bytes = sum(world.module_bytes.values())
+    groups_bytes = tensor_bytes(state.group_states)
+    cloud_bytes = tensor_bytes(state.cloud_state)
+    personal_bytes = tensor_bytes(state.personal)
+    held = [state.cloud_state, *state.group_states, *state.personal.values()]
+    trunk_storages = _storages(dict(trunk.state_dict()), set())
+    state_storages = _storages(held, set())
+    # What a round holds at once before aggregation: every participant's trained modules.
+    update_bytes = sum(world.module_bytes[m] for d in range(world.num_devices)
+                       for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks))
+    data_bytes = sum(tensor_bytes([d.inputs, d.present, d.targets, d.extras])
+                     for d in [*world.train, *world.test, world.global_test])
+    seconds = [r["seconds"] for r in per_round]
+    steady = seconds[1:-1]
+    return {
+        "devices": world.num_devices,
+        "edges": world.topology.num_edges,
+        "devices_per_edge": world.topology.num_devices // world.topology.num_edges,
+        "area_m": cfg.topology.layout["area_m"],
+        "samples": cfg.data.benchmark.num_samples,
+        "min_train_samples": int(world.num_samples.min()),
+        "model": model,
+        "rounds": rounds,
+        "local_steps": local_steps,
+        "batch_size": batch_size,
+        "torch_threads": torch.get_num_threads(),
+        "build_s": build_s,
+        "round_s": seconds,
+        "round_s_median_all": statistics.median(seconds),
+        "round_s_median_steady": statistics.median(steady) if steady else None,
+        "steady_rounds": "rounds 2..R-1: no warm-up, no evaluation" if steady else "none (rounds < 3)",
+        "eval_s": eval_s,
+        "rounds_total_s": rounds_s,
+        "rss_start_mb": rss_start,
+        "rss_world_mb": rss_world,
+        "rss_after_round_mb": [r["rss_mb"] for r in per_round],
+        "rss_end_mb": rss_mb(),
+        "peak_build_mb": peak_build,
+        "peak_rounds_mb": peak_rounds if can_reset else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB,
+        "trunk_bytes": trunk_bytes,
+        "bank_module_bytes": bank_module_bytes,
+        "state_bytes": groups_bytes + cloud_bytes + personal_bytes,
+        "state_group_bytes": groups_bytes,
+        "state_cloud_bytes": cloud_bytes,
+        "state_personal_bytes": personal_bytes,
+        "state_groups": len(state.group_states),
+        "state_expected_bytes": (len(state.group_states) + 1) * bank_module_bytes + personal_bytes,
+        "round_update_bytes": update_bytes,
+        "data_bytes": data_bytes,
+        "trunk_in_state": any("trunk" in s for s in held),
+        "state_shares_trunk_storage": bool(trunk_storages & state_storages),
+        "trunk_objects_in_process": trunk_objects,
+        "group_module_names_equal_bank": all(sorted(g) == sorted(world.bank.names()) for g in state.group_states),
+    }
+
+
+# ---- driver: one fresh process per size, then the tables ---------------------------------------
+def run_child(n_devices: int, args: argparse.Namespace, out: Path, command: str) -> dict[str, Any]:
+    path = out / "runs" / f"n{n_devices}_{args.model}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--single", str(n_devices), "--json", str(path),
+           "--rounds", str(args.rounds), "--model", args.model, "--local-steps", str(args.local_steps),
+           "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    print("running:", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    result = json.loads(path.read_text())
+    result["command"] = command
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def write_tables(out: Path) -> list[dict[str, Any]]:
+    runs = sorted((json.loads(p.read_text()) for p in (out / "runs").glob("*.json")),
+                  key=lambda r: (r["model"], r["devices"]))
+    meta = {"machine": MACHINE, "python": platform.python_version(), "torch": torch.__version__,
+            "commands": sorted({r.get("command", "?") for r in runs})}
+    (out / "results.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    lines = [
+        "# Scale benchmark of the federated engine",
+        "",
+        f"Machine: {MACHINE}. Commands: {', '.join(f'`{c}`' for c in meta['commands'])} (each size in a "
+        "fresh process, from the repository root; the docstring of `experiments/scale_bench.py` says what is "
+        "measured).",
+        "",
+        "| model | devices | edges | s/round (median, steady) | s/round (all) | final eval s | peak RSS MB "
+        "| RSS after world MB | RSS after last round MB | federation state MB | bank modules MB | trunk MB "
+        "| round updates MB | data MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in runs:
+        steady = r["round_s_median_steady"]
+        lines.append(
+            f"| {r['model']} | {r['devices']} | {r['edges']} | {'-' if steady is None else f'{steady:.2f}'} "
+            f"| {', '.join(f'{s:.2f}' for s in r['round_s'])} | {r['eval_s']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['rss_world_mb']:.0f} | {r['rss_after_round_mb'][-1]:.0f} | {r['state_bytes'] / MB:.3f} "
+            f"| {r['bank_module_bytes'] / MB:.3f} | {r['trunk_bytes'] / MB:.3f} "
+            f"| {r['round_update_bytes'] / MB:.3f} | {r['data_bytes'] / MB:.1f} |"
+        )
+    lines += [
+        "",
+        "Columns: *s/round (median, steady)* is the median of rounds 2..R-1 (round 1 warms up, round R "
+        "also runs the loop's final evaluation); *s/round (all)* lists every round; *final eval s* times that "
+        "evaluation once more on its own. *peak RSS* is the process's ru_maxrss (imports, data, world, rounds, "
+        "evaluation). *federation state* is every tensor in FederationState (one copy of the bank's federated "
+        "modules per edge group, one for the cloud, personal modules); *bank modules* is one copy of those "
+        "modules; *trunk* is the frozen trunk, held once by the process's bank and in no state; *round updates* "
+        "is what one round holds at once before aggregation (every device's trained modules); *data* is the "
+        "tensors of all device train/test splits and the global test set.",
+        "",
+        "Checks per run (results.json): `trunk_in_state` false, `state_shares_trunk_storage` false, "
+        "`trunk_objects_in_process` 1, `state_bytes == state_expected_bytes` "
+        "((edge groups + 1) x bank modules + personal).",
+    ]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    return runs
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, nargs="+", default=[10, 100, 1000])
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--model", default="tiny", help="a preset of conf/model (tiny or small)")
+    p.add_argument("--local-steps", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--single", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--table-only", action="store_true", help="only rebuild results.json/md from out/runs")
+    args = p.parse_args(argv)
+    if args.single is not None:
+        result = measure(args.single, args.rounds, args.model, local_steps=args.local_steps,
+                         batch_size=args.batch_size, threads=args.threads or None)
+        args.json.write_text(json.dumps(result, indent=1))
+        print(json.dumps({k: result[k] for k in ("devices", "round_s", "peak_rss_mb", "state_bytes")}), flush=True)
+        return
+    given = argv if argv is not None else sys.argv[1:]
+    command = ".venv/bin/python experiments/scale_bench.py " + " ".join(given)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        for n in args.devices:
+            run_child(n, args, args.out, command)
+            write_tables(args.out)
+    for r in write_tables(args.out):
+        print(r["model"], r["devices"], r["round_s_median_steady"], round(r["peak_rss_mb"]), r["state_bytes"])
+
+
+if __name__ == "__main__":
+    main()
