@@ -73,7 +73,7 @@ class ModuleBank(nn.Module):
         if spec.kind == "image":
             return ImageEncoder(spec, cfg.width, cfg.image_patch, cfg.dropout)
         if spec.kind == "signal":
-            return SignalEncoder(spec, cfg.width, cfg.signal_patch, cfg.dropout)
+            return SignalEncoder(spec, cfg.width, cfg.signal_patch, cfg.dropout, cfg.signal_iq_features)
         if cfg.text_encoder == "native":
             return TextEncoder(spec, cfg.width, cfg.dropout)
         from hffm.modules.hf_text import HFTextEncoder, resolve_model_dir

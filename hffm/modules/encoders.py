@@ -69,21 +69,33 @@ class ImageEncoder(_Encoder):
 
 
 class SignalEncoder(_Encoder):
-    """1-D conv over channels (e.g. radio I/Q [2, T]) then patching: [B, C, T] -> [B, T/p, width]."""
+    """1-D conv over channels (e.g. radio I/Q [2, T]) then patching: [B, C, T] -> [B, T/p, width].
 
-    def __init__(self, spec: ModalitySpec, width: int, patch: int, dropout: float = 0.0) -> None:
+    iq_features (2-channel signals only): append |x|^2, Re x^2 and Im x^2 of x = I + jQ as three more
+    input channels. Modulations differ in these second-order statistics (constant modulus of PSK, the
+    non-zero mean of x^2 of BPSK), not in anything linear in the raw samples under a random carrier
+    phase; with raw I/Q alone the one-GELU stem has to discover them first, and the benchmark's
+    modulation task sat at chance for the first ~200 steps of pretraining.
+    """
+
+    def __init__(self, spec: ModalitySpec, width: int, patch: int, dropout: float = 0.0,
+                 iq_features: bool = True) -> None:
         if len(spec.shape) != 2:
             raise ValueError(f"modality {spec.name!r}: a signal spec needs shape (C, T), got {spec.shape}")
         c, t = spec.shape
         if t < patch:
             raise ValueError(f"modality {spec.name!r}: signal length {t} is shorter than signal_patch={patch}")
         super().__init__(spec, width, t // patch)
+        self.iq_features = bool(iq_features) and c == 2
         mid = max(width // 2, 4)
-        self.stem = nn.Sequential(nn.Conv1d(c, mid, 5, padding=2), nn.GELU(),
+        self.stem = nn.Sequential(nn.Conv1d(c + 3 * self.iq_features, mid, 5, padding=2), nn.GELU(),
                                   nn.Conv1d(mid, width, patch, stride=patch))
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.iq_features:
+            i, q = x[:, :1], x[:, 1:]
+            x = torch.cat([x, i * i + q * q, i * i - q * q, 2 * i * q], dim=1)
         tokens = self.stem(x).transpose(1, 2)
         return self.drop(self._finish(tokens)), None
 

@@ -29,8 +29,8 @@ FORMAT = "hffm-module-bank/1"
 # fields that change parameter shapes or meaning; the others (dropout, freezing, loss weights, top_k)
 # may differ between pretraining and fine-tuning
 ARCH_FIELDS = ("width", "trunk_layers", "trunk_heads", "mlp_ratio", "num_experts", "adapter_bottleneck",
-               "lora_rank", "lora_alpha", "prompt_len", "image_patch", "signal_patch", "text_encoder",
-               "text_freeze_backbone")
+               "lora_rank", "lora_alpha", "prompt_len", "image_patch", "signal_patch", "signal_iq_features",
+               "text_encoder", "text_freeze_backbone")
 
 
 def _fit_regression_scales(bank: ModuleBank, dataset: Dataset, max_samples: int = 1024) -> None:
