@@ -88,6 +88,18 @@ def _storages(tree: Any, out: set[int]) -> set[int]:
     return out
 
 
+def engine_version() -> str:
+    """HEAD of the repository, with a mark when hffm/ has uncommitted edits (numbers depend on the engine)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "hffm"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + (" + uncommitted hffm/ edits" if dirty else "")
+
+
 # ---- the run configuration ----------------------------------------------------------------------
 def model_config(name: str):
     """The model preset of conf/model/<name>.yaml as a ModelConfig (one source of truth with Hydra)."""
@@ -142,6 +154,21 @@ def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0
         plots=False,
     )
     return resolve(cfg)
+
+
+def eval_view_cache(world) -> dict[str, float]:
+    """Fill the world's evaluation views as ``evaluate_round`` does and count what the cache holds.
+
+    ``World.global_test_view`` keeps one restricted copy of the global test set per (modalities,
+    tasks) combination of the evaluated devices; this measures how much that costs.
+    """
+    for device in world.eval_devices:
+        world.global_test_view(device)
+    world.single_modality_views()
+    views = [v for k, v in world._views.items() if k != "single"] + list(world._views["single"].values())
+    count = lambda d: tensor_bytes([d.inputs, d.present, d.targets, d.extras])  # noqa: E731
+    return {"eval_views": len(views), "eval_view_bytes": sum(count(v) for v in views),
+            "global_test_bytes": count(world.global_test), "global_test_samples": len(world.global_test)}
 
 
 # ---- one measurement (in this process) ----------------------------------------------------------
@@ -208,10 +235,12 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
                        for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks))
     data_bytes = sum(tensor_bytes([d.inputs, d.present, d.targets, d.extras])
                      for d in [*world.train, *world.test, world.global_test])
+    views = eval_view_cache(world)  # already filled by the evaluations above: this only counts
     seconds = [r["seconds"] for r in per_round]
     steady = seconds[1:-1]
     return {
         "devices": world.num_devices,
+        "engine": engine_version(),
         "edges": world.topology.num_edges,
         "devices_per_edge": world.topology.num_devices // world.topology.num_edges,
         "area_m": cfg.topology.layout["area_m"],
@@ -250,7 +279,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
         "state_shares_trunk_storage": bool(trunk_storages & state_storages),
         "trunk_objects_in_process": trunk_objects,
         "group_module_names_equal_bank": all(sorted(g) == sorted(world.bank.names()) for g in state.group_states),
-    }
+    } | views
 
 
 # ---- driver: one fresh process per size, then the tables ---------------------------------------
@@ -310,6 +339,9 @@ def write_tables(out: Path) -> list[dict[str, Any]]:
         "`trunk_objects_in_process` 1, `state_bytes == state_expected_bytes` "
         "((edge groups + 1) x bank modules + personal).",
     ]
+    notes = out / "notes.md"  # hand-written context (engine versions, anomalies), kept under the table
+    if notes.is_file():
+        lines += ["", notes.read_text().strip()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     return runs
 
@@ -325,8 +357,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--single", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--views-only", type=int, metavar="N",
+                   help="only build the N-device world and count the evaluation view cache (out/eval_views_nN.json)")
     p.add_argument("--table-only", action="store_true", help="only rebuild results.json/md from out/runs")
     args = p.parse_args(argv)
+    if args.views_only is not None:
+        from hffm.run import make_world
+
+        world = make_world(bench_config(args.views_only, args.rounds, args.model))
+        rss = rss_mb()
+        views = eval_view_cache(world) | {"devices": world.num_devices, "model": args.model,
+                                          "rss_added_mb": rss_mb() - rss, "engine": engine_version()}
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"eval_views_n{args.views_only}.json").write_text(json.dumps(views, indent=1))
+        print(json.dumps(views))
+        return
     if args.single is not None:
         result = measure(args.single, args.rounds, args.model, local_steps=args.local_steps,
                          batch_size=args.batch_size, threads=args.threads or None)

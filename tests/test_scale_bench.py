@@ -45,6 +45,9 @@ def test_times_and_memory_are_sane(result):
     assert result["peak_rss_mb"] >= max(result["rss_after_round_mb"])
     assert result["peak_rss_mb"] >= result["peak_build_mb"] >= result["rss_world_mb"]
     assert result["data_bytes"] > 0 and result["round_update_bytes"] > 0
+    assert result["engine"]
+    # one restricted copy of the global test set per evaluated (modalities, tasks) combination
+    assert result["eval_views"] >= 1 and result["eval_view_bytes"] > 0 and result["global_test_bytes"] > 0
 
 
 def test_state_holds_modules_not_the_trunk(bench, result):
