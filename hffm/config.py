@@ -100,6 +100,9 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
+    threads: int | None = None
+    """torch intra-op threads per process (None: torch's default). 1 is much faster for tiny models on a
+    busy few-core machine (experiments/results/scale_bench/notes.md)."""
     pretrained: str | None = None
     """Checkpoint from hffm-pretrain to start the trunk and modules from."""
     progress: str = "bar"
@@ -136,6 +139,8 @@ def resolve(cfg: DictConfig | Config) -> Config:
         problems.append(f"logger.mode={obj.logger.mode!r}: choose offline, online or disabled")
     if obj.progress not in ("bar", "lines", "none"):
         problems.append(f"progress={obj.progress!r}: choose bar, lines or none")
+    if obj.threads is not None and obj.threads < 1:
+        problems.append(f"threads={obj.threads}: must be >= 1 (or null for torch's default)")
     if obj.topology.device_memory_mb <= 0:
         problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     if problems:

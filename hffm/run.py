@@ -52,6 +52,8 @@ def make_fabric(cfg: Config) -> Fabric:
 def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult | None:
     """What every Fabric process runs; rank 0 writes files and logs."""
     torch.manual_seed(cfg.seed)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     world = make_world(cfg)
     world.bank.to(fabric.device)
     loggers: list[Any] = []

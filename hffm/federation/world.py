@@ -48,10 +48,9 @@ class World:
 
     def global_test_view(self, device: int) -> M3TDataset:
         """The global test set seen through one device: its modalities and tasks only."""
-        key = ("device", self.parts[device].modalities, self.parts[device].tasks)
-        if key not in self._views:
-            self._views[key] = _restricted(self.global_test, self.parts[device].modalities, self.parts[device].tasks)
-        return self._views[key]
+        # Not cached: a view copies its tensors, and a 1,000-device run has dozens of distinct
+        # (modalities, tasks) combinations (hundreds of MB, experiments/results/scale_bench/notes.md).
+        return _restricted(self.global_test, self.parts[device].modalities, self.parts[device].tasks)
 
     def single_modality_views(self) -> dict[str, M3TDataset]:
         """For each modality, the global test set with only that modality and the tasks it can solve."""
