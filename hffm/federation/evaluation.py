@@ -45,7 +45,10 @@ def evaluate_round(
     out |= _prefixed("global/", weighted_mean(gather(mine_global, fabric)))
     if cfg.mode != "local":
         mine_edge = []
-        for group in shard(list(range(len(state.group_states))), fabric):
+        groups = list(range(len(state.group_states)))
+        if len(groups) > len(world.eval_edges):  # star mode has one group; otherwise the sampled edges
+            groups = list(world.eval_edges)
+        for group in shard(groups, fabric):
             metrics = evaluate(fabric, world.bank, world.global_test, state.group_states[group])
             for modality, view in world.single_modality_views().items():
                 single = evaluate(fabric, world.bank, view, state.group_states[group])

@@ -124,9 +124,11 @@ def run_federation(
         gossip_transfers += [d2d.Transfer(j, d, m) for d, got in fetched.items() for m, j in got.items()]
 
         # 5. Edge aggregation: masked, per module, over the updates that reached each edge.
+        arrived: list[list[ModuleUpdate]] = [[] for _ in state.group_states]
+        for u in updates:
+            arrived[int(group_of[u.node])].append(u)
         for group in range(len(state.group_states)):
-            arrived = [u for u in updates if group_of[u.node] == group]
-            new, weight = aggregate_modules(state.group_states[group], arrived, rule)
+            new, weight = aggregate_modules(state.group_states[group], arrived[group], rule)
             state.group_states[group].update(new)
             for name, w in weight.items():
                 state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w

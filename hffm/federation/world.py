@@ -37,6 +37,9 @@ class World:
     num_samples: np.ndarray
     module_bytes: dict[str, int]
     eval_devices: list[int]
+    """Devices evaluated each evaluation round (all of them up to max_eval_devices, else a seeded sample)."""
+    eval_edges: list[int]
+    """Edges whose modules are evaluated on the global test set (all up to max_eval_edges, else a sample)."""
     _views: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,6 +86,7 @@ def build_world(
     device_test_fraction: float = 0.2,
     device_memory_bytes: float = 64e6,
     max_eval_devices: int = 64,
+    max_eval_edges: int = 16,
     dataset: M3TDataset | None = None,
     pretrained: str | None = None,
 ) -> World:
@@ -116,6 +120,10 @@ def build_world(
     eval_devices = list(range(n))
     if n > max_eval_devices:  # evaluating every device of a 1,000-device run each round would dominate
         eval_devices = sorted(eval_rng.choice(n, max_eval_devices, replace=False).tolist())
+    e = topology.num_edges
+    eval_edges = list(range(e))
+    if e > max_eval_edges:
+        eval_edges = sorted(eval_rng.choice(e, max_eval_edges, replace=False).tolist())
     return World(
         bank=bank,
         train=train,
@@ -129,6 +137,7 @@ def build_world(
         num_samples=np.array([float(len(d)) for d in train]),
         module_bytes={name: bank.num_bytes(name) for name in bank.names()},
         eval_devices=eval_devices,
+        eval_edges=eval_edges,
     )
 
 
