@@ -14,14 +14,13 @@ overrides is reused, so an interrupted sweep picks up where it stopped.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,50 +93,31 @@ def keep_round(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
-@contextlib.contextmanager
-def merged_gossip_payloads(enabled: bool = True) -> Iterator[None]:
-    """Charge one D2D payload per (sender, receiver, gossip step) instead of one per module.
+def engine_commit() -> str:
+    """The commit the runs were made with (a cached run from another engine is made again)."""
+    import subprocess
 
-    The loop lists gossip per module; the ledger's ``fixed_payload_bytes`` (the prototype's 6 MB
-    "model") then charges every module as a whole model. Summing a link's module bytes first is
-    exactly neutral when payloads are real sizes (a sender's transfers in a step are sequential, so
-    time and energy add) and charges the prototype one 6 MB model per link and step, as it meant.
-    The engine change that makes this unnecessary is described in results/paper_table/README.md.
-    """
-    import hffm.federation.wireless as wireless
-    from hffm.network.ledger import D2DTransfer
-
-    original = wireless.charge_round
-
-    def charge(*args: Any, gossip: Sequence[D2DTransfer] = (), **kwargs: Any) -> Any:
-        merged: dict[tuple[int, int, int], int] = {}
-        for g in gossip:
-            key = (int(g.src), int(g.dst), int(g.step))
-            merged[key] = merged.get(key, 0) + int(g.payload_bytes)
-        return original(*args, gossip=[D2DTransfer(s, d, b, st) for (s, d, st), b in merged.items()], **kwargs)
-
-    if enabled:
-        wireless.charge_round = charge
     try:
-        yield
-    finally:
-        wireless.charge_round = original
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def run_one(
-    method: str, preset: str, seed: int, rounds: int, overrides: Sequence[str], cache: Path, merge_gossip: bool = True
+    method: str, preset: str, seed: int, rounds: int, overrides: Sequence[str], cache: Path
 ) -> dict:
     """Train one run (or reuse its cached history made with the same overrides)."""
     from hffm.run import train
 
-    key = [*run_overrides(method, preset, seed, rounds, overrides), f"(gossip payloads merged: {merge_gossip})"]
+    key = [*run_overrides(method, preset, seed, rounds, overrides), f"(engine {engine_commit()})"]
     if cache.exists():
         cached = json.loads(cache.read_text())
         if cached.get("overrides") == key:
             return cached
     cfg = compose_config(method, preset, seed, rounds, overrides)
     tic = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="paper_table_") as tmp, merged_gossip_payloads(merge_gossip):
+    with tempfile.TemporaryDirectory(prefix="paper_table_") as tmp:
         result = train(cfg, tmp)
     if result is None:
         raise RuntimeError("paper_table runs one process (fabric.devices=1); several returned no history")
@@ -322,9 +302,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test (2 edges x 2 devices)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="extra Hydra override for every run (repeatable), e.g. --set federation.local_steps=5")
-    p.add_argument("--per-module-gossip", action="store_true",
-                   help="charge gossip per module, as the engine lists it (with the prototype's fixed 6 MB\n"
-                        "payload that charges every module as a whole model); default: one payload per link and step")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
     args = p.parse_args(argv)
     args.seed_list = [_int("--seeds", s) for s in args.seeds.split(",") if s.strip()]
@@ -370,8 +347,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for method in args.method_list:
             for seed in args.seed_list:
                 cache = out / "runs" / preset / f"{method}_s{seed}.json"
-                record = run_one(method, preset, seed, args.rounds, overrides, cache,
-                                 merge_gossip=not args.per_module_gossip)
+                record = run_one(method, preset, seed, args.rounds, overrides, cache)
                 runs.setdefault(preset, {}).setdefault(method, []).append(record)
                 done += 1
                 s = summarize_run(record)
@@ -383,8 +359,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     results = {
         "command": "python experiments/paper_table.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "settings": {"seeds": args.seed_list, "rounds": args.rounds, "presets": args.preset_list,
-                     "methods": args.method_list, "overrides": overrides, "quick": args.quick,
-                     "gossip_payloads": "per module" if args.per_module_gossip else "merged per link and step"},
+                     "methods": args.method_list, "overrides": overrides, "quick": args.quick},
         "machine": f"2-core CPU container, shared ({platform.machine()}, torch threads {args.threads})",
         "sweep_wall_s": time.perf_counter() - tic,
         "run_wall_s_total": float(sum(r["wall_s"] for ms in runs.values() for rs in ms.values() for r in rs)),

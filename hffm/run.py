@@ -26,7 +26,7 @@ def federation_config(cfg: Config) -> FederationConfig:
     """D2D features act only where the topology has D2D links."""
     fed = cfg.federation
     if not cfg.topology.d2d:
-        fed = dataclasses.replace(fed, d2d_relay=False, d2d_gossip=False, d2d_fetch=False)
+        fed = dataclasses.replace(fed, d2d_relay=False, d2d_gossip=False, d2d_tree=False, d2d_fetch=False)
     return fed
 
 

@@ -140,3 +140,14 @@ def test_d2d_fetch_starts_a_device_from_its_neighbours_trained_personal_module()
     # later rounds' newcomers fetch encoders over D2D from earlier rounds' trainers; in round 1 nobody has one
     assert result.history[0]["cost/bytes/d2d"] == 0
     assert any(h["cost/bytes/d2d"] > 0 for h in result.history[1:])
+
+
+def test_d2d_tree_learns_what_direct_uploads_learn_with_one_upload_per_cluster():
+    cfg = tiny_config(e_agg=1, rounds=2, d2d_tree=True)
+    cfg.topology.d2d = True
+    tree = run_federation(_fabric(), make_world(cfg), federation_config(cfg))
+    plain = run_federation(_fabric(), make_world(cfg), dataclasses.replace(federation_config(cfg), d2d_tree=False))
+    _states_equal(tree.state.cloud_state, plain.state.cloud_state, atol=1e-5)
+    for t, p in zip(tree.history, plain.history):
+        assert t["cost/count/uploaders"] == 2 and p["cost/count/uploaders"] == 4
+        assert t["cost/bytes/d2d"] > 0 and t["cost/bytes/uplink"] < p["cost/bytes/uplink"]

@@ -72,3 +72,31 @@ def test_fetch_takes_a_missing_personal_module_from_a_neighbour():
     personal = {1: {"encoder/iq": {"w": torch.ones(1)}}, 2: {"encoder/iq": {"w": torch.ones(1)}}}
     got = fetch_missing({0: ["encoder/iq", "head/snr"], 1: ["encoder/iq"]}, personal, adj)
     assert got == {0: {"encoder/iq": 1}}  # device 2 holds it too but is not a neighbour; device 1 has its own
+
+
+def test_tree_aggregation_gives_the_exact_weighted_mean_from_one_upload():
+    from hffm.federation.d2d import tree_aggregate
+
+    adj = _path_graph(4)  # 0 - 1 - 2 - 3, one connected group
+    gain = np.array([1.0, 5.0, 2.0, 3.0])  # device 1 has the best uplink: the root
+    ups = [ModuleUpdate(d, "m", {"w": torch.tensor([float(d)])}, float(d + 1)) for d in range(4)]
+    ups += [ModuleUpdate(3, "only3", {"w": torch.tensor([7.0])}, 4.0)]
+    out, routes, transfers = tree_aggregate(ups, adj, gain)
+    assert [(u.node, u.module) for u in out] == [(1, "m"), (1, "only3")]
+    m = next(u for u in out if u.module == "m")
+    assert m.num_samples == 10.0 and m.state["w"].item() == pytest.approx((0 * 1 + 1 * 2 + 2 * 3 + 3 * 4) / 10)
+    assert next(u for u in out if u.module == "only3").state["w"].item() == 7.0
+    assert [(r.device, r.relay) for r in routes] == [(1, 1)]
+    # depth 2 (device 3) sends first, then depth 1 (devices 0 and 2), each one payload up the tree
+    assert [(t.step, t.src, t.dst, t.modules) for t in transfers] == [
+        (0, 3, 2, ("m", "only3")), (1, 0, 1, ("m",)), (1, 2, 1, ("m", "only3"))]
+
+
+def test_tree_aggregation_uploads_once_per_connected_group():
+    from hffm.federation.d2d import tree_aggregate
+
+    adj = np.zeros((3, 3), dtype=bool)
+    adj[0, 1] = adj[1, 0] = True
+    ups = [ModuleUpdate(d, "m", {"w": torch.tensor([1.0])}, 1.0) for d in range(3)]
+    out, routes, transfers = tree_aggregate(ups, adj, np.array([1.0, 2.0, 3.0]))
+    assert sorted(u.node for u in out) == [1, 2] and len(transfers) == 1

@@ -52,15 +52,6 @@ def test_quick_sweep_writes_table_plot_and_json(tmp_path: Path) -> None:
     assert again["table"] == results["table"]
 
 
-def test_merging_gossip_payloads_is_neutral_with_real_sizes(tmp_path: Path) -> None:
-    pt = load_script()
-    args = ["--quick", "--seeds", "0", "--rounds", "1", "--presets", "default", "--methods", "hffm_d2d"]
-    merged = pt.main([*args, "--out", str(tmp_path / "a")])["table"]["default"]["hffm_d2d"]
-    per_module = pt.main([*args, "--out", str(tmp_path / "b"), "--per-module-gossip"])["table"]["default"]["hffm_d2d"]
-    for key in ("latency_s", "energy_j"):
-        assert merged[key]["mean"] == pytest.approx(per_module[key]["mean"], rel=1e-9)
-
-
 def test_bad_arguments_fail_naming_the_flag() -> None:
     pt = load_script()
     with pytest.raises(SystemExit):

@@ -48,6 +48,9 @@ class FederationConfig:
     """Let the plan route a device's update through a D2D neighbour that uploads it."""
     relay_aggregates: bool = True
     """A relay averages what it received with its own update before uploading (one copy per module)."""
+    d2d_tree: bool = False
+    """Cluster aggregation over D2D: averages flow up a spanning tree to the best-uplink device, which
+    uploads once per connected group (exact for the mean rule)."""
     d2d_gossip: bool = False
     """Localized cooperative training: consensus averaging in each cluster, then one upload per cluster."""
     cons_rounds: int = 2

@@ -4,6 +4,9 @@
   uploads it (averaged with its own when ``relay_aggregates``; for the mean rule that is exact).
 - Cooperative training: the holders of a module gossip for ``cons_rounds`` steps over the D2D graph,
   then one device per connected group uploads the group's consensus with the group's sample count.
+- Cluster aggregation over a D2D tree: every device sends its subtree's average once, up a
+  breadth-first spanning tree rooted at the device with the best uplink, which uploads once for the
+  whole connected group (the prototype's "D2D to a cluster aggregator", with a chosen aggregator).
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ class Route:
 
 @dataclass(frozen=True)
 class Transfer:
-    """A D2D transfer of one module's state (gossip or fetch)."""
+    """One D2D transfer carrying some modules' states (gossip, tree aggregation or fetch).
+
+    Transfers with the same ``step`` run at the same time; steps run one after another.
+    """
 
     src: int
     dst: int
-    module: str
+    modules: tuple[str, ...]
     step: int = 0
 
 
@@ -76,7 +82,7 @@ def cooperate(
     for u in updates:
         by_module.setdefault(u.module, []).append(u)
     out: list[ModuleUpdate] = []
-    transfers: list[Transfer] = []
+    carried: dict[tuple[int, int, int], list[str]] = {}
     sent: dict[int, list[str]] = {}
     for module, group in sorted(by_module.items()):
         group = sorted(group, key=lambda u: u.node)
@@ -95,10 +101,74 @@ def cooperate(
             src, dst = np.nonzero(np.triu(sub[np.ix_(idx, idx)], 1))
             for step in range(cons_rounds):  # each gossip step sends the module both ways on every link
                 for a, b in zip(src, dst, strict=True):
-                    transfers.append(Transfer(members[a].node, members[b].node, module, step))
-                    transfers.append(Transfer(members[b].node, members[a].node, module, step))
+                    for x, y in ((members[a].node, members[b].node), (members[b].node, members[a].node)):
+                        carried.setdefault((step, x, y), []).append(module)
+    transfers = [Transfer(x, y, tuple(ms), step) for (step, x, y), ms in sorted(carried.items())]
     routes = [Route(d, tuple(ms), d) for d, ms in sorted(sent.items())]
     return out, routes, transfers
+
+
+def tree_aggregate(
+    updates: Sequence[ModuleUpdate], adjacency: np.ndarray, uplink_gain: np.ndarray
+) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
+    """Average each connected group's updates up a D2D spanning tree; its root uploads once.
+
+    The root is the group's device with the best uplink gain this round. Leaves send first; a node
+    sends when its children are done, one payload holding the sample-weighted average of every module
+    in its subtree. Nested weighted means with summed weights give the group's exact weighted mean, so
+    the edge learns what it would from direct uploads (with the mean rule), from one upload a group.
+    """
+    own: dict[int, list[ModuleUpdate]] = {}
+    for u in updates:
+        own.setdefault(u.node, []).append(u)
+    nodes = np.array(sorted(own))
+    if nodes.size == 0:
+        return [], [], []
+    sub = adjacency[np.ix_(nodes, nodes)]
+    n_comp, label = connected_components(sub, directed=False)
+    out: list[ModuleUpdate] = []
+    routes: list[Route] = []
+    transfers: list[Transfer] = []
+    for c in range(n_comp):
+        idx = np.flatnonzero(label == c)
+        root = int(idx[np.argmax(uplink_gain[nodes[idx]])])
+        parent, depth, order = _bfs_tree(sub, root, set(idx.tolist()))
+        carried = {int(i): list(own[int(nodes[i])]) for i in idx}
+        deepest = max(depth.values())
+        for i in reversed(order):  # children before parents
+            merged = _merge(carried[i], int(nodes[i]))
+            if i == root:
+                out += merged
+                routes.append(Route(int(nodes[i]), tuple(u.module for u in merged), int(nodes[i])))
+            else:
+                carried[parent[i]] += merged
+                step = deepest - depth[i]
+                transfers.append(Transfer(int(nodes[i]), int(nodes[parent[i]]), tuple(u.module for u in merged), step))
+    return out, routes, sorted(transfers, key=lambda t: (t.step, t.src))
+
+
+def _bfs_tree(adj: np.ndarray, root: int, members: set[int]) -> tuple[dict[int, int], dict[int, int], list[int]]:
+    parent, depth, order = {root: root}, {root: 0}, [root]
+    for i in order:
+        for j in np.flatnonzero(adj[i]):
+            j = int(j)
+            if j in members and j not in depth:
+                parent[j], depth[j] = i, depth[i] + 1
+                order.append(j)
+    return parent, depth, order
+
+
+def _merge(updates: list[ModuleUpdate], node: int) -> list[ModuleUpdate]:
+    """One update per module: the sample-weighted mean of those carried, with their summed weight."""
+    by_module: dict[str, list[ModuleUpdate]] = {}
+    for u in updates:
+        by_module.setdefault(u.module, []).append(u)
+    merged = []
+    for module, group in sorted(by_module.items()):
+        group = sorted(group, key=lambda u: u.node)
+        state = group[0].state if len(group) == 1 else weighted_average([(u.state, u.num_samples) for u in group])
+        merged.append(ModuleUpdate(node, module, state, sum(u.num_samples for u in group)))
+    return merged
 
 
 def fetch_missing(

@@ -115,13 +115,15 @@ def run_federation(
                 else:
                     state.personal.setdefault(device, {})[name] = module_state
 
-        # 4. D2D: cooperative gossip in each cluster, or relays pre-aggregating what they carry.
-        if cfg.d2d_gossip:
-            updates, routes, gossip_transfers = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
+        # 4. D2D: aggregation up a tree in each cluster, cooperative gossip, or the plan's relays.
+        if cfg.d2d_tree:
+            updates, routes, d2d_transfers = d2d.tree_aggregate(updates, world.topology.d2d_adj, channel.uplink_gain)
+        elif cfg.d2d_gossip:
+            updates, routes, d2d_transfers = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
         else:
             updates, routes = d2d.relay(updates, plan.relay, cfg.relay_aggregates)
-            gossip_transfers = []
-        gossip_transfers += [d2d.Transfer(j, d, m) for d, got in fetched.items() for m, j in got.items()]
+            d2d_transfers = []
+        d2d_transfers += [d2d.Transfer(j, d, (m,)) for d, got in fetched.items() for m, j in got.items()]
 
         # 5. Edge aggregation: masked, per module, over the updates that reached each edge.
         arrived: list[list[ModuleUpdate]] = [[] for _ in state.group_states]
@@ -140,7 +142,7 @@ def run_federation(
 
         # 7. The ledger charges what was actually sent, over the routes it took.
         cost = charge_round_costs(
-            world, channel, plan, routes, gossip_transfers, results, cfg,
+            world, channel, plan, routes, d2d_transfers, results, cfg,
             cloud_round=cloud_round, edge_to_cloud_bytes=edge_to_cloud,
         )
 

@@ -182,7 +182,7 @@ def charge_round_costs(
         edge_to_cloud_bytes=None if star else edge_to_cloud_bytes,
         cloud_to_edge_bytes=None if star else edge_to_cloud_bytes,
         edge_to_device_bytes=down,
-        gossip=[D2DTransfer(t.src, t.dst, int(size[t.module]), t.step) for t in gossip],
+        gossip=[D2DTransfer(t.src, t.dst, int(sum(size[m] for m in t.modules)), t.step) for t in gossip],
         star=star,
         cloud_to_device_bytes=_star_return_bytes(world, results) if star else None,
     )
