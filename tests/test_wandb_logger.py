@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,8 +61,19 @@ def put(target: dict, item) -> None:
 
 def run_contents(run_dir: Path) -> dict:
     """config (nested dict), summary (flat, last value), history (list of flat rows), metric definitions."""
-    records = read_records(next(run_dir.glob("run-*.wandb")))
-    kinds = [r.WhichOneof("record_type") for r in records]
+    # wandb's service may still be flushing the log when finish() returns on a busy machine: wait for it.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            records = read_records(next(run_dir.glob("run-*.wandb")))
+        except Exception:  # a log still being written: header or last record incomplete
+            if time.monotonic() > deadline:
+                raise
+            records = []
+        kinds = [r.WhichOneof("record_type") for r in records]
+        if kinds.count("exit") == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert kinds.count("exit") == 1, "the run was not finished"
     config, summary, history, metrics = {}, {}, [], {}
     for r in records:
