@@ -100,3 +100,15 @@ def test_tree_aggregation_uploads_once_per_connected_group():
     ups = [ModuleUpdate(d, "m", {"w": torch.tensor([1.0])}, 1.0) for d in range(3)]
     out, routes, transfers = tree_aggregate(ups, adj, np.array([1.0, 2.0, 3.0]))
     assert sorted(u.node for u in out) == [1, 2] and len(transfers) == 1
+
+
+def test_tree_follows_the_fastest_path_to_the_root():
+    from hffm.federation.d2d import tree_aggregate
+
+    adj = ~np.eye(3, dtype=bool)  # a triangle
+    rate = np.array([[0, 10e6, 1e6], [10e6, 0, 10e6], [1e6, 10e6, 0]])  # 0-2 is slow: 2 goes through 1
+    ups = [ModuleUpdate(d, "m", {"w": torch.tensor([1.0])}, 1.0) for d in range(3)]
+    _, _, by_rate = tree_aggregate(ups, adj, np.array([9.0, 1.0, 1.0]), rate)
+    assert [(t.src, t.dst) for t in by_rate] == [(2, 1), (1, 0)]
+    _, _, by_hops = tree_aggregate(ups, adj, np.array([9.0, 1.0, 1.0]))
+    assert sorted((t.src, t.dst) for t in by_hops) == [(1, 0), (2, 0)]

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import connected_components, dijkstra
 
 from hffm.federation.aggregate import ModuleUpdate, weighted_average
 from hffm.federation.gossip import gossip_average
@@ -109,11 +109,15 @@ def cooperate(
 
 
 def tree_aggregate(
-    updates: Sequence[ModuleUpdate], adjacency: np.ndarray, uplink_gain: np.ndarray
+    updates: Sequence[ModuleUpdate],
+    adjacency: np.ndarray,
+    uplink_gain: np.ndarray,
+    link_rate: np.ndarray | None = None,
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
     """Average each connected group's updates up a D2D spanning tree; its root uploads once.
 
-    The root is the group's device with the best uplink gain this round. Leaves send first; a node
+    The root is the group's device with the best uplink gain this round; the tree holds each device's
+    fastest path to it (per-bit time 1 / ``link_rate``; fewest hops without rates). Leaves send first; a node
     sends when its children are done, one payload holding the sample-weighted average of every module
     in its subtree. Nested weighted means with summed weights give the group's exact weighted mean, so
     the edge learns what it would from direct uploads (with the mean rule), from one upload a group.
@@ -132,7 +136,8 @@ def tree_aggregate(
     for c in range(n_comp):
         idx = np.flatnonzero(label == c)
         root = int(idx[np.argmax(uplink_gain[nodes[idx]])])
-        parent, depth, order = _bfs_tree(sub, root, set(idx.tolist()))
+        rates = None if link_rate is None else link_rate[np.ix_(nodes, nodes)]
+        parent, depth, order = _path_tree(sub, rates, root, idx)
         carried = {int(i): list(own[int(nodes[i])]) for i in idx}
         deepest = max(depth.values())
         for i in reversed(order):  # children before parents
@@ -147,14 +152,36 @@ def tree_aggregate(
     return out, routes, sorted(transfers, key=lambda t: (t.step, t.src))
 
 
-def _bfs_tree(adj: np.ndarray, root: int, members: set[int]) -> tuple[dict[int, int], dict[int, int], list[int]]:
-    parent, depth, order = {root: root}, {root: 0}, [root]
-    for i in order:
-        for j in np.flatnonzero(adj[i]):
-            j = int(j)
-            if j in members and j not in depth:
-                parent[j], depth[j] = i, depth[i] + 1
-                order.append(j)
+def _path_tree(
+    adj: np.ndarray, rates: np.ndarray | None, root: int, members: np.ndarray
+) -> tuple[dict[int, int], dict[int, int], list[int]]:
+    """Shortest-path tree to ``root`` over the members (edge cost 1 / rate, or 1 a hop): parent,
+    depth in hops, and the nodes ordered by depth."""
+    if rates is None:
+        cost = np.where(adj, 1.0, 0.0)
+    else:
+        linked = adj & (rates > 0)
+        # Relative to the fastest link: scipy's dense graphs treat tiny weights (~1e-8) as no edge.
+        cost = np.where(linked, rates.max(initial=0.0) / np.where(linked, rates, 1.0), 0.0)
+    local = cost[np.ix_(members, members)]
+    r = int(np.flatnonzero(members == root)[0])
+    _, pred = dijkstra(local, directed=False, indices=r, return_predecessors=True)
+    parent = {root: root}
+    for k, i in enumerate(members):
+        if k != r:
+            if pred[k] < 0:
+                raise ValueError(f"D2D tree: device index {int(i)} cannot reach its group's root {root}")
+            parent[int(i)] = int(members[pred[k]])
+    depth: dict[int, int] = {}
+
+    def hops(i: int) -> int:
+        if i not in depth:
+            depth[i] = 0 if i == root else hops(parent[i]) + 1
+        return depth[i]
+
+    for i in parent:
+        hops(i)
+    order = sorted(parent, key=lambda i: (depth[i], i))
     return parent, depth, order
 
 

@@ -117,7 +117,9 @@ def run_federation(
 
         # 4. D2D: aggregation up a tree in each cluster, cooperative gossip, or the plan's relays.
         if cfg.d2d_tree:
-            updates, routes, d2d_transfers = d2d.tree_aggregate(updates, world.topology.d2d_adj, channel.uplink_gain)
+            updates, routes, d2d_transfers = d2d.tree_aggregate(
+                updates, world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate
+            )
         elif cfg.d2d_gossip:
             updates, routes, d2d_transfers = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
         else:
