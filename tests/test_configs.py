@@ -1,0 +1,46 @@
+"""Every experiment preset composes into a valid typed config (compose, no training)."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from hffm.config import network_config, register_configs, resolve
+from hffm.run import federation_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+def _compose(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return resolve(compose(config_name="config", overrides=list(overrides)))
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_resolves(preset):
+    cfg = _compose(f"experiment={preset}")
+    assert cfg.name == preset
+    network_config(cfg.topology)  # the network preset and overrides build too
+
+
+def test_presets_set_what_their_method_means():
+    assert _compose("experiment=star").federation.mode == "star"
+    assert _compose("experiment=edge_only").federation.e_agg == 0
+    assert _compose("experiment=hffm_e8").federation.e_agg == 8
+    d2d = federation_config(_compose("experiment=hffm_d2d"))
+    assert d2d.d2d_tree and d2d.e_agg == 2
+    no_links = federation_config(_compose("experiment=hffm_d2d", "topology.d2d=false"))
+    assert not no_links.d2d_tree  # D2D features act only where the topology has D2D links
+    assert _compose("experiment=hffm_joint").solver.name == "joint"
+    assert _compose("topology=prototype").topology.preset == "prototype"
+
+
+def test_bad_values_fail_at_start_naming_the_field():
+    with pytest.raises(ValueError, match="federation.e_agg"):
+        _compose("federation.e_agg=-1")
+    with pytest.raises(ValueError, match="solver.name"):
+        _compose("solver.name=gurobi")
+    with pytest.raises(ValueError, match="topology.channel"):
+        network_config(_compose("+topology.channel.not_a_field=1").topology)
