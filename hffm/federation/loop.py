@@ -91,7 +91,7 @@ def run_federation(
         # 1. This round's channel draw, participants and plan (placement, relays, bandwidth).
         channel = world.draw_channel(rng)
         participants = _draw_participants(rng, world.num_devices, cfg.participation)
-        plan = plan_round(world, channel, participants, policy, cfg, solver, solver_options or {})
+        plan = plan_round(world, channel, participants, cfg, solver, solver_options or {})
 
         # 2. Local training, devices sharded over ranks; every rank then holds every result.
         fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}

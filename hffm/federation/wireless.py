@@ -15,7 +15,6 @@ import numpy as np
 import solvers
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d import Route, Transfer
-from hffm.federation.policy import TierPolicy
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, charge_round
@@ -37,7 +36,8 @@ class RoundDecision:
         return {f"plan/{k}": v for k, v in self.info.items()}
 
 
-def eligible_modules(world: World, device: int, policy: TierPolicy) -> list[str]:
+def eligible_modules(world: World, device: int) -> list[str]:
+    """The modules a device's modalities and tasks need: what it may be asked to train."""
     part = world.parts[device]
     return list(world.bank.required_modules(part.modalities, part.tasks))
 
@@ -55,14 +55,13 @@ def plan_round(
     world: World,
     channel: ChannelState,
     participants: Sequence[int],
-    policy: TierPolicy,
     cfg: FederationConfig,
     solver: str,
     options: dict[str, float],
 ) -> RoundDecision:
     """Full placement, direct uploads and the ledger's default bandwidth when ``solver`` is none;
     otherwise the solver's plan over this round's participants (D2D links only with ``d2d_relay``)."""
-    eligible = {d: eligible_modules(world, d, policy) for d in participants}
+    eligible = {d: eligible_modules(world, d) for d in participants}
     if solver == "none" or cfg.mode == "local" or cfg.mode == "star":
         return RoundDecision(eligible, {d: d for d in participants}, None, {"solver_used": 0.0})
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
