@@ -15,6 +15,10 @@ def _run(fabric, cfg, path):
     if fabric.global_rank == 0:
         # Through a file: a large return value from a spawned process deadlocks the launcher's queue.
         torch.save((result.state.group_states, result.state.cloud_state, result.history), path)
+    # Leave together: a rank that exits while its peer still holds the gloo connection can abort it.
+    fabric.barrier()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def test_two_processes_match_one(tmp_path):

@@ -93,49 +93,53 @@ def run_federation(
         participants = _draw_participants(rng, world.num_devices, cfg.participation)
         plan = plan_round(world, channel, participants, cfg, solver, solver_options or {})
 
-        # 2. Local training, devices sharded over ranks; every rank then holds every result.
+        # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
         fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
-        mine = []
-        for device in shard(participants, fabric):
-            states = state.device_states(int(group_of[device]), device)
-            states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
-            trained, losses = train_device(
-                fabric, world.bank, world.train[device], states, plan.placement[device], local,
-                seed=_device_seed(seed, t, device),
-            )
-            mine.append((device, trained, losses))
-        results = sorted(gather(mine, fabric), key=lambda r: r[0])
+        results: list[tuple[int, tuple[str, ...], dict[str, float]]] = []
+        routes: list[d2d.Route] = []
+        d2d_transfers: list[d2d.Transfer] = []
+        for group, members in _by_group(participants, group_of):
+            # 2. Local training, devices sharded over ranks; every rank then holds every result.
+            mine = []
+            for device in shard(members, fabric):
+                states = state.device_states(group, device)
+                states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
+                trained, losses = train_device(
+                    fabric, world.bank, world.train[device], states, plan.placement[device], local,
+                    seed=_device_seed(seed, t, device),
+                )
+                mine.append((device, trained, losses))
+            trained_here = sorted(gather(mine, fabric), key=lambda r: r[0])
 
-        # 3. Personal modules stay on the device; shared ones become updates.
-        updates: list[ModuleUpdate] = []
-        for device, trained, _ in results:
-            for name, module_state in trained.items():
-                if policy.shared(world.bank.kind(name)):
-                    updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
-                else:
-                    state.personal.setdefault(device, {})[name] = module_state
+            # 3. Personal modules stay on the device; shared ones become updates.
+            updates: list[ModuleUpdate] = []
+            for device, trained, losses in trained_here:
+                results.append((device, tuple(trained), losses))
+                for name, module_state in trained.items():
+                    if policy.shared(world.bank.kind(name)):
+                        updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
+                    else:
+                        state.personal.setdefault(device, {})[name] = module_state
 
-        # 4. D2D: aggregation up a tree in each cluster, cooperative gossip, or the plan's relays.
-        if cfg.d2d_tree:
-            updates, routes, d2d_transfers = d2d.tree_aggregate(
-                updates, world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate
-            )
-        elif cfg.d2d_gossip:
-            updates, routes, d2d_transfers = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
-        else:
-            updates, routes = d2d.relay(updates, plan.relay, cfg.relay_aggregates)
-            d2d_transfers = []
-        d2d_transfers += [d2d.Transfer(j, d, (m,)) for d, got in fetched.items() for m, j in got.items()]
+            # 4. D2D: aggregation up a tree in the cluster, cooperative gossip, or the plan's relays.
+            if cfg.d2d_tree:
+                updates, sent, moved = d2d.tree_aggregate(
+                    updates, world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate
+                )
+            elif cfg.d2d_gossip:
+                updates, sent, moved = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
+            else:
+                updates, sent = d2d.relay(updates, plan.relay, cfg.relay_aggregates)
+                moved = []
+            routes += sent
+            d2d_transfers += moved
 
-        # 5. Edge aggregation: masked, per module, over the updates that reached each edge.
-        arrived: list[list[ModuleUpdate]] = [[] for _ in state.group_states]
-        for u in updates:
-            arrived[int(group_of[u.node])].append(u)
-        for group in range(len(state.group_states)):
-            new, weight = aggregate_modules(state.group_states[group], arrived[group], rule)
+            # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
+            new, weight = aggregate_modules(state.group_states[group], updates, rule)
             state.group_states[group].update(new)
             for name, w in weight.items():
                 state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
+        d2d_transfers += [d2d.Transfer(j, d, (m,)) for d, got in fetched.items() for m, j in got.items()]
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud = np.zeros(len(state.group_states))
@@ -196,6 +200,13 @@ def _fetch(world: World, state: FederationState, participants: list[int], policy
         for d in participants
     }
     return d2d.fetch_missing(needs, state.personal, world.topology.d2d_adj)
+
+
+def _by_group(participants: list[int], group_of: np.ndarray) -> list[tuple[int, list[int]]]:
+    groups: dict[int, list[int]] = {}
+    for device in participants:
+        groups.setdefault(int(group_of[device]), []).append(device)
+    return sorted(groups.items())
 
 
 def _rule_options(cfg: FederationConfig) -> dict[str, float]:

@@ -148,7 +148,7 @@ def charge_round_costs(
     decision: RoundDecision,
     routes: Sequence[Route],
     gossip: Sequence[Transfer],
-    results: Sequence[tuple[int, dict, dict]],
+    results: Sequence[tuple[int, Sequence[str], dict]],
     cfg: FederationConfig,
     *,
     cloud_round: bool,
@@ -187,7 +187,7 @@ def charge_round_costs(
     )
 
 
-def _downlink_bytes(world: World, results: Sequence[tuple[int, dict, dict]]) -> np.ndarray:
+def _downlink_bytes(world: World, results: Sequence[tuple[int, Sequence[str], dict]]) -> np.ndarray:
     """Each edge broadcasts once every module its round's devices need next (their union)."""
     need: dict[int, set[str]] = {}
     for device, _, _ in results:
@@ -201,7 +201,7 @@ def _downlink_bytes(world: World, results: Sequence[tuple[int, dict, dict]]) -> 
     return out
 
 
-def _star_return_bytes(world: World, results: Sequence[tuple[int, dict, dict]]) -> np.ndarray:
+def _star_return_bytes(world: World, results: Sequence[tuple[int, Sequence[str], dict]]) -> np.ndarray:
     out = np.zeros(world.num_devices)
     for device, _, _ in results:
         part = world.parts[device]
