@@ -33,7 +33,10 @@ def test_presets_set_what_their_method_means():
     assert d2d.d2d_tree and d2d.e_agg == 2
     no_links = federation_config(_compose("experiment=hffm_d2d", "topology.d2d=false"))
     assert not no_links.d2d_tree  # D2D features act only where the topology has D2D links
-    assert _compose("experiment=hffm_joint").solver.name == "joint"
+    joint = _compose("experiment=hffm_joint")
+    assert joint.solver.name == "joint" and joint.federation.d2d_relay and not joint.federation.d2d_tree
+    assert federation_config(_compose("topology.d2d=true")).d2d_tree  # the switch alone turns D2D on
+    assert not federation_config(_compose("topology.d2d=false")).d2d_tree
     assert _compose("topology=prototype").topology.preset == "prototype"
 
 

@@ -107,7 +107,7 @@ def test_baselines_run_and_report_every_tier(overrides):
 
 
 def test_d2d_gossip_uploads_once_per_cluster():
-    cfg = tiny_config(e_agg=1, rounds=1, d2d_gossip=True, cons_rounds=3)
+    cfg = tiny_config(e_agg=1, rounds=1, d2d_gossip=True, d2d_tree=False, cons_rounds=3)
     cfg.topology.d2d = True
     cfg.data.partition.modality_sets = [["image", "text", "iq"]]  # every device holds every module
     cfg.data.partition.task_sets = [["object", "color", "modulation", "snr"]]
@@ -131,7 +131,7 @@ def test_train_writes_run_outputs(tmp_path):
 
 
 def test_d2d_fetch_starts_a_device_from_its_neighbours_trained_personal_module():
-    cfg = tiny_config(rounds=4, participation=0.5, d2d_fetch=True)
+    cfg = tiny_config(rounds=4, participation=0.5, d2d_fetch=True, d2d_tree=False)
     cfg.federation.policy = {"encoder": "personal", "prompt": "hierarchical", "expert": "hierarchical",
                              "adapter": "hierarchical", "head": "hierarchical"}
     cfg.topology.d2d = True
@@ -143,7 +143,7 @@ def test_d2d_fetch_starts_a_device_from_its_neighbours_trained_personal_module()
 
 
 def test_d2d_tree_learns_what_direct_uploads_learn_with_one_upload_per_cluster():
-    cfg = tiny_config(e_agg=1, rounds=2, d2d_tree=True)
+    cfg = tiny_config(e_agg=1, rounds=2)  # tree aggregation is the default D2D mode
     cfg.topology.d2d = True
     tree = run_federation(_fabric(), make_world(cfg), federation_config(cfg))
     plain = run_federation(_fabric(), make_world(cfg), dataclasses.replace(federation_config(cfg), d2d_tree=False))

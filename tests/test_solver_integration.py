@@ -9,7 +9,7 @@ from hffm.run import federation_config, make_world
 
 
 def _run(solver, **topology):
-    cfg = tiny_config(e_agg=1, rounds=2, d2d_relay=True)
+    cfg = tiny_config(e_agg=1, rounds=2, d2d_relay=True, d2d_tree=False)
     cfg.topology.d2d = True
     for key, value in topology.items():
         setattr(cfg.topology, key, value)

@@ -48,9 +48,10 @@ class FederationConfig:
     """Let the plan route a device's update through a D2D neighbour that uploads it."""
     relay_aggregates: bool = True
     """A relay averages what it received with its own update before uploading (one copy per module)."""
-    d2d_tree: bool = False
+    d2d_tree: bool = True
     """Cluster aggregation over D2D: averages flow up a spanning tree to the best-uplink device, which
-    uploads once per connected group (exact for the mean rule)."""
+    uploads once per connected group (exact for the mean rule). The default D2D mode, so
+    ``topology.d2d=true`` alone switches D2D on; set false to use ``d2d_relay`` or ``d2d_gossip``."""
     d2d_gossip: bool = False
     """Localized cooperative training: consensus averaging in each cluster, then one upload per cluster."""
     cons_rounds: int = 2
