@@ -23,7 +23,7 @@ from hffm.federation.evaluation import evaluate_round
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.policy import KINDS, TierPolicy
 from hffm.federation.state import FederationState
-from hffm.federation.wireless import RoundDecision, charge_round_costs, plan_round
+from hffm.federation.wireless import RoundDecision, charge_round_costs, eligible_modules, plan_round
 from hffm.federation.world import World
 
 Logger = Callable[[dict[str, float], int, RoundDecision], None]
@@ -194,11 +194,7 @@ def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule)
 
 
 def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:
-    needs = {
-        d: [m for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks)
-            if not policy.shared(world.bank.kind(m))]
-        for d in participants
-    }
+    needs = {d: [m for m in eligible_modules(world, d) if not policy.shared(world.bank.kind(m))] for d in participants}
     return d2d.fetch_missing(needs, state.personal, world.topology.d2d_adj)
 
 

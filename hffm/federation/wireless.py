@@ -191,10 +191,7 @@ def _downlink_bytes(world: World, results: Sequence[tuple[int, Sequence[str], di
     """Each edge broadcasts once every module its round's devices need next (their union)."""
     need: dict[int, set[str]] = {}
     for device, _, _ in results:
-        part = world.parts[device]
-        need.setdefault(int(world.topology.device_edge[device]), set()).update(
-            world.bank.required_modules(part.modalities, part.tasks)
-        )
+        need.setdefault(int(world.topology.device_edge[device]), set()).update(eligible_modules(world, device))
     out = np.zeros(world.topology.num_edges)
     for e, modules in need.items():
         out[e] = sum(world.module_bytes[m] for m in modules)
@@ -204,6 +201,5 @@ def _downlink_bytes(world: World, results: Sequence[tuple[int, Sequence[str], di
 def _star_return_bytes(world: World, results: Sequence[tuple[int, Sequence[str], dict]]) -> np.ndarray:
     out = np.zeros(world.num_devices)
     for device, _, _ in results:
-        part = world.parts[device]
-        out[device] = sum(world.module_bytes[m] for m in world.bank.required_modules(part.modalities, part.tasks))
+        out[device] = sum(world.module_bytes[m] for m in eligible_modules(world, device))
     return out

@@ -5,7 +5,7 @@ Built once from the seed; the round loop only reads it (the channel is redrawn e
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ def build_world(
     topology = make_topology(network.topology, rng)
     n = topology.num_devices
     if partition_cfg.num_devices != n:
-        partition_cfg = _with_devices(partition_cfg, n)
+        partition_cfg = replace(partition_cfg, num_devices=n)
     parts = partition(train_pool, partition_cfg, seed)
     train, test = [], []
     for part in parts:
@@ -139,9 +139,3 @@ def build_world(
         eval_devices=eval_devices,
         eval_edges=eval_edges,
     )
-
-
-def _with_devices(cfg: PartitionConfig, n: int) -> PartitionConfig:
-    from dataclasses import replace
-
-    return replace(cfg, num_devices=n)
