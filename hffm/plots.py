@@ -197,10 +197,13 @@ def plot_topology(
 
 
 def relay_links(plan: RoundDecision | None) -> list[tuple[int, int]]:
-    """The plan's (device, relay) pairs where a device does not upload itself, sorted."""
+    """The round's D2D forwarding links, sorted: the plan's (device, relay) pairs where a device does not
+    upload itself, and the (device, parent) links of the D2D tree aggregation."""
     if plan is None:
         return []
-    return sorted((int(d), int(r)) for d, r in plan.relay.items() if int(d) != int(r))
+    links = {(int(d), int(r)) for d, r in plan.relay.items() if int(d) != int(r)}
+    links |= {(int(d), int(p)) for d, p in plan.tree_links}
+    return sorted(links)
 
 
 def save_run_plots(

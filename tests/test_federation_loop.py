@@ -151,3 +151,15 @@ def test_d2d_tree_learns_what_direct_uploads_learn_with_one_upload_per_cluster()
     for t, p in zip(tree.history, plain.history):
         assert t["cost/count/uploaders"] == 2 and p["cost/count/uploaders"] == 4
         assert t["cost/bytes/d2d"] > 0 and t["cost/bytes/uplink"] < p["cost/bytes/uplink"]
+
+
+def test_the_round_plan_records_the_d2d_tree_links_for_the_topology_map():
+    from hffm.plots import relay_links
+
+    cfg = tiny_config(e_agg=1, rounds=1)
+    cfg.topology.d2d = True
+    world = make_world(cfg)
+    result = run_federation(_fabric(), world, federation_config(cfg))
+    links = relay_links(result.last_plan)
+    assert len(links) == 2  # two clusters of two linked devices: one child -> root link each
+    assert all(world.topology.d2d_adj[a, b] for a, b in links)

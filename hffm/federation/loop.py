@@ -133,6 +133,8 @@ def run_federation(
                 moved = []
             routes += sent
             d2d_transfers += moved
+            if cfg.d2d_tree:
+                plan.tree_links += [(t.src, t.dst) for t in moved]
 
             # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
             new, weight = aggregate_modules(state.group_states[group], updates, rule)

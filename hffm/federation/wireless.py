@@ -31,6 +31,8 @@ class RoundDecision:
     relay: dict[int, int]
     bandwidth_hz: np.ndarray | None
     info: dict[str, float] = field(default_factory=dict)
+    tree_links: list[tuple[int, int]] = field(default_factory=list)
+    """(device, parent) links the round's D2D tree aggregation used (filled in by the loop)."""
 
     def metrics(self) -> dict[str, float]:
         return {f"plan/{k}": v for k, v in self.info.items()}
