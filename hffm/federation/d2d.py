@@ -55,19 +55,11 @@ def relay(
     ]
     if not relay_aggregates:
         return list(updates), routes
-    # Group what each relay carries by module and average it into one update per module.
-    carried: dict[tuple[int, str], list[ModuleUpdate]] = {}
+    # What each relay carries, averaged into one update per module (the same merge as a tree node's).
+    carried: dict[int, list[ModuleUpdate]] = {}
     for u in updates:
-        carried.setdefault((int(relay_of.get(u.node, u.node)), u.module), []).append(u)
-    merged = []
-    for (uploader, module), group in sorted(carried.items()):
-        if len(group) == 1:
-            merged.append(ModuleUpdate(uploader, module, group[0].state, group[0].num_samples))
-            continue
-        group = sorted(group, key=lambda u: u.node)
-        state = weighted_average([(u.state, u.num_samples) for u in group])
-        merged.append(ModuleUpdate(uploader, module, state, sum(u.num_samples for u in group)))
-    return merged, routes
+        carried.setdefault(int(relay_of.get(u.node, u.node)), []).append(u)
+    return [m for uploader, group in sorted(carried.items()) for m in _merge(group, uploader)], routes
 
 
 def cooperate(

@@ -13,7 +13,7 @@ import torch
 from lightning.fabric import Fabric
 
 from hffm.data.benchmark import M3TDataset
-from hffm.federation.aggregate import ModuleStates, ModuleUpdate
+from hffm.federation.aggregate import ModuleStates
 from hffm.modules.bank import ModuleBank
 from hffm.modules.lightning import M3TLightningModule
 
@@ -93,7 +93,3 @@ def evaluate(
     for i, batch in enumerate(data.batches(batch_size, shuffle=False)):
         lm.validation_step(_to_device(fabric, batch), i)
     return lm.compute_metrics()
-
-
-def updates_of(device: int, states: ModuleStates, num_samples: float) -> list[ModuleUpdate]:
-    return [ModuleUpdate(device, name, state, num_samples) for name, state in states.items()]
