@@ -185,7 +185,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     from hffm.federation.evaluation import evaluate_round
     from hffm.federation.loop import run_federation
     from hffm.modules.trunk import Trunk
-    from hffm.run import federation_config, make_fabric, make_world
+    from hffm.run import make_fabric, make_world
 
     if rounds < 1:
         raise ValueError(f"rounds={rounds}: must be >= 1")
@@ -203,7 +203,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     can_reset = reset_peak()
 
     fabric = make_fabric(cfg)
-    fed = federation_config(cfg)
+    fed = cfg.federation
     per_round: list[dict[str, float]] = []
 
     def record(metrics: dict[str, float], round_index: int, plan: object) -> None:

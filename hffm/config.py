@@ -13,9 +13,10 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+import solvers
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.partition import PartitionConfig
-from hffm.federation.config import SOLVERS, FederationConfig
+from hffm.federation.config import FederationConfig
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
@@ -32,25 +33,39 @@ class DataConfig:
     """Share of each device's samples held out for its personalized test."""
 
 
+def _overrides(cls: type, skip: tuple[str, ...] = ()) -> type:
+    """A dataclass with every field of ``cls`` typed Any and None by default (None keeps the preset's
+    value), so ``topology.channel.<field>=...`` works from the command line without a leading ``+``
+    and an unknown name fails, naming the known ones."""
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
+    return dataclasses.make_dataclass(f"{cls.__name__}Overrides", [(n, Any, None) for n in names])
+
+
+LayoutOverrides = _overrides(TopologyConfig, skip=("num_edges", "devices_per_edge"))
+ChannelOverrides = _overrides(ChannelConfig)
+ComputeOverrides = _overrides(ComputeConfig)
+
+
 @dataclass
 class TopologyGroup:
     """The wireless network: a preset plus field overrides.
 
     ``preset``: default (physically consistent) or prototype (the published prototype's assumptions).
     ``layout`` / ``channel`` / ``compute`` override fields of TopologyConfig / ChannelConfig /
-    ComputeConfig (unknown names fail at start).
+    ComputeConfig (unset fields keep the preset's value; unknown names fail at start).
     """
 
     preset: str = "default"
     num_edges: int = 10
     devices_per_edge: int = 4
-    d2d: bool = False
-    """Enable device-to-device links: relaying and cooperative aggregation as ``federation`` says."""
     device_memory_mb: float = 64.0
     """Memory per device for training modules (the solver's M_i)."""
-    layout: dict[str, Any] = field(default_factory=dict)
-    channel: dict[str, Any] = field(default_factory=dict)
-    compute: dict[str, Any] = field(default_factory=dict)
+    layout: Any = field(default_factory=LayoutOverrides)
+    """Fields of hffm.network.TopologyConfig (area_m, d2d_radius_m, ...), e.g. ``topology.layout.d2d_radius_m=100``."""
+    channel: Any = field(default_factory=ChannelOverrides)
+    """Fields of hffm.network.ChannelConfig, e.g. ``topology.channel.device_tx_power_w=0.5``."""
+    compute: Any = field(default_factory=ComputeOverrides)
+    """Fields of hffm.network.ComputeConfig, e.g. ``topology.compute.kappa=1e-27``."""
 
 
 @dataclass
@@ -58,7 +73,8 @@ class SolverConfig:
     """The per-round planner (see solvers/README.md)."""
 
     name: str = "none"
-    """none (full placement, direct uploads, equal bandwidth), equal, greedy, random or joint."""
+    """none (full placement, direct uploads, equal bandwidth) or a method of ``solvers.METHODS``
+    (joint, greedy, equal, random, exact)."""
     gamma: float = 0.5
     """Coverage: per edge and module, the share of eligible samples that must train it."""
     lam: float = 0.0
@@ -129,8 +145,8 @@ def resolve(cfg: DictConfig | Config) -> Config:
     """A Config of real dataclasses (their checks run here), with cross-group checks."""
     obj = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
     problems = []
-    if obj.solver.name not in SOLVERS:
-        problems.append(f"solver.name={obj.solver.name!r}: choose one of {list(SOLVERS)}")
+    if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
+        problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
     if obj.topology.preset not in PRESETS:
         problems.append(f"topology.preset={obj.topology.preset!r}: choose one of {list(PRESETS)}")
     if obj.logger.kind not in ("none", "csv", "wandb"):
@@ -153,11 +169,17 @@ def network_config(group: TopologyGroup) -> NetworkConfig:
     base = NetworkConfig.preset(group.preset)
     layout = _override(
         base.topology, TopologyConfig, "topology.layout",
-        {"num_edges": group.num_edges, "devices_per_edge": group.devices_per_edge, **group.layout},
+        {"num_edges": group.num_edges, "devices_per_edge": group.devices_per_edge, **_set(group.layout)},
     )
-    channel = _override(base.channel, ChannelConfig, "topology.channel", group.channel)
-    compute = _override(base.compute, ComputeConfig, "topology.compute", group.compute)
+    channel = _override(base.channel, ChannelConfig, "topology.channel", _set(group.channel))
+    compute = _override(base.compute, ComputeConfig, "topology.compute", _set(group.compute))
     return dataclasses.replace(base, topology=layout, channel=channel, compute=compute)
+
+
+def _set(overrides: Any) -> dict[str, Any]:
+    """The fields an overrides object (or a plain dict, from Python) sets."""
+    values = overrides if isinstance(overrides, dict) else dataclasses.asdict(overrides)
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _override(obj: Any, cls: type, where: str, values: dict[str, Any]) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from hffm.federation.wireless import RoundDecision
+    from hffm.federation.records import RoundOutcome
     from hffm.federation.world import World
     from hffm.network.topology import Topology
 
@@ -168,12 +168,12 @@ def plot_accuracy_vs_cost(histories: dict[str, History], path: str | Path, metri
 
 
 def plot_topology(
-    topology: Topology, plan: RoundDecision | None = None, path: str | Path | None = None, title: str | None = None
+    topology: Topology, outcome: RoundOutcome | None = None, path: str | Path | None = None, title: str | None = None
 ) -> Path:
     """Edge servers (squares), devices coloured by cluster, D2D links thin grey, uplinks faint, and the
-    plan's relay links (device -> relay) as arrows when ``plan`` relays anything."""
-    if path is None or isinstance(plan, (str, Path)):
-        raise TypeError("plot_topology(topology, plan=None, path=...): pass the output file as path=")
+    round's forwarding links (relays and tree links, device -> next hop) as arrows."""
+    if path is None or isinstance(outcome, (str, Path)):
+        raise TypeError("plot_topology(topology, outcome=None, path=...): pass the output file as path=")
     fig, (ax,) = _figure(width=6.0, height=6.0)
     colours = [ax._get_lines.get_next_color() for _ in range(topology.num_edges)]  # the default colour cycle
     dev, edge, owner = topology.device_pos, topology.edge_pos, topology.device_edge
@@ -183,12 +183,12 @@ def plot_topology(
         ax.plot(*np.stack([dev[i], edge[owner[i]]]).T, color=colours[owner[i]], lw=0.4, alpha=0.3, zorder=1)
     ax.scatter(dev[:, 0], dev[:, 1], c=[colours[e] for e in owner], s=22, zorder=3, label="device")
     ax.scatter(edge[:, 0], edge[:, 1], c=colours, marker="s", s=90, edgecolors="k", zorder=4, label="edge server")
-    relayed = relay_links(plan)
+    relayed = outcome.relay_links() if outcome is not None else []
     for src, dst in relayed:
         ax.annotate("", xy=dev[dst], xytext=dev[src], zorder=5,
                     arrowprops={"arrowstyle": "->", "color": "crimson", "lw": 1.4})
     if relayed:
-        ax.plot([], [], color="crimson", label=f"relay ({len(relayed)})")
+        ax.plot([], [], color="crimson", label=f"D2D forwarding ({len(relayed)})")
     ax.set_aspect("equal", adjustable="datalim")
     ax.set(xlabel="x (m)", ylabel="y (m)",
            title=title or f"{topology.num_edges} edges, {topology.num_devices} devices")
@@ -196,18 +196,8 @@ def plot_topology(
     return _save(fig, path)
 
 
-def relay_links(plan: RoundDecision | None) -> list[tuple[int, int]]:
-    """The round's D2D forwarding links, sorted: the plan's (device, relay) pairs where a device does not
-    upload itself, and the (device, parent) links of the D2D tree aggregation."""
-    if plan is None:
-        return []
-    links = {(int(d), int(r)) for d, r in plan.relay.items() if int(d) != int(r)}
-    links |= {(int(d), int(p)) for d, p in plan.tree_links}
-    return sorted(links)
-
-
 def save_run_plots(
-    history: History, world: World, out_dir: str | Path, plan: RoundDecision | None = None
+    history: History, world: World, out_dir: str | Path, outcome: RoundOutcome | None = None, name: str | None = None
 ) -> list[Path]:
     """Write every plot of a run under ``out_dir/plots`` and return the files written (plots with
     nothing to draw, e.g. no evaluated task, are skipped)."""
@@ -219,7 +209,7 @@ def save_run_plots(
         plot_train_loss(history, folder / "train_loss.png"),
         plot_costs_per_round(history, folder / "cost_per_round.png"),
         plot_costs_cumulative(history, folder / "cost_cumulative.png"),
-        plot_accuracy_vs_cost({Path(out_dir).name or "run": history}, folder / "accuracy_vs_cost.png"),
-        plot_topology(world.topology, plan, path=folder / "topology.png"),
+        plot_accuracy_vs_cost({name or Path(out_dir).name or "run": history}, folder / "accuracy_vs_cost.png"),
+        plot_topology(world.topology, outcome, path=folder / "topology.png"),
     ]
     return [p for p in written if p is not None]

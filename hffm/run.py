@@ -15,19 +15,10 @@ import torch
 from lightning.fabric import Fabric
 
 from hffm.config import Config, network_config
-from hffm.federation.config import FederationConfig
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.world import World, build_world
 from hffm.logging.files import FileLogger
 from hffm.logging.progress import make_progress
-
-
-def federation_config(cfg: Config) -> FederationConfig:
-    """D2D features act only where the topology has D2D links."""
-    fed = cfg.federation
-    if not cfg.topology.d2d:
-        fed = dataclasses.replace(fed, d2d_relay=False, d2d_gossip=False, d2d_tree=False, d2d_fetch=False)
-    return fed
 
 
 def make_world(cfg: Config) -> World:
@@ -65,7 +56,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
 
             wandb_logger = WandbLogger(cfg, out_dir, world)
             loggers.append(wandb_logger)
-    fed = federation_config(cfg)
+    fed = cfg.federation
     try:
         result = run_federation(
             fabric, world, fed, solver=cfg.solver.name,
@@ -83,7 +74,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
         if cfg.plots:
             from hffm.plots import save_run_plots
 
-            paths = save_run_plots(result.history, world, out_dir, plan=result.last_plan)
+            paths = save_run_plots(result.history, world, out_dir, outcome=result.last_outcome, name=cfg.name)
             if wandb_logger is not None:
                 wandb_logger.log_images(paths)
         if wandb_logger is not None:

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 
 import pytest
@@ -26,11 +27,7 @@ def tiny_config(**federation):
     cfg.data.benchmark = BenchmarkConfig(num_samples=400)
     cfg.topology.num_edges = 2
     cfg.topology.devices_per_edge = 2
-    cfg.federation.rounds = 2
-    cfg.federation.local_steps = 2
-    cfg.federation.batch_size = 16
-    for key, value in federation.items():
-        setattr(cfg.federation, key, value)
+    cfg.federation = dataclasses.replace(cfg.federation, **({"rounds": 2, "local_steps": 2, "batch_size": 16} | federation))
     cfg.progress = "none"
     cfg.plots = False
     cfg.logger.kind = "none"

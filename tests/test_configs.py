@@ -6,7 +6,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from hffm.config import network_config, register_configs, resolve
-from hffm.run import federation_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -29,14 +28,13 @@ def test_presets_set_what_their_method_means():
     assert _compose("experiment=star").federation.mode == "star"
     assert _compose("experiment=edge_only").federation.e_agg == 0
     assert _compose("experiment=hffm_e8").federation.e_agg == 8
-    d2d = federation_config(_compose("experiment=hffm_d2d"))
-    assert d2d.d2d_tree and d2d.e_agg == 2
-    no_links = federation_config(_compose("experiment=hffm_d2d", "topology.d2d=false"))
-    assert not no_links.d2d_tree  # D2D features act only where the topology has D2D links
+    d2d = _compose("experiment=hffm_d2d").federation
+    assert d2d.d2d == "tree" and d2d.e_agg == 2
+    assert _compose("experiment=hffm_d2d", "federation.d2d=none").federation.d2d == "none"
     joint = _compose("experiment=hffm_joint")
-    assert joint.solver.name == "joint" and joint.federation.d2d_relay and not joint.federation.d2d_tree
-    assert federation_config(_compose("topology.d2d=true")).d2d_tree  # the switch alone turns D2D on
-    assert not federation_config(_compose("topology.d2d=false")).d2d_tree
+    assert joint.solver.name == "joint" and joint.federation.d2d == "relay"
+    assert _compose("experiment=hffm_gossip").federation.d2d == "gossip"
+    assert _compose().federation.d2d == "none"
     assert _compose("topology=prototype").topology.preset == "prototype"
 
 
@@ -45,5 +43,22 @@ def test_bad_values_fail_at_start_naming_the_field():
         _compose("federation.e_agg=-1")
     with pytest.raises(ValueError, match="solver.name"):
         _compose("solver.name=gurobi")
-    with pytest.raises(ValueError, match="topology.channel"):
-        network_config(_compose("+topology.channel.not_a_field=1").topology)
+    with pytest.raises(Exception, match="not_a_field"):
+        _compose("topology.channel.not_a_field=1")
+    with pytest.raises(Exception, match="federation.d2d|D2DMode"):
+        _compose("federation.d2d=mesh")
+    with pytest.raises(ValueError, match="federation.d2d=tree: mode=star"):
+        _compose("experiment=star", "federation.d2d=tree")
+    with pytest.raises(ValueError, match="data.partition.num_devices"):
+        from hffm.run import make_world
+
+        make_world(_compose("data.partition.num_devices=7"))
+
+
+def test_network_fields_override_without_a_plus():
+    cfg = _compose("topology.channel.device_tx_power_w=0.5", "topology.layout.d2d_radius_m=100",
+                   "topology.compute.kappa=1e-27")
+    net = network_config(cfg.topology)
+    assert net.channel.device_tx_power_w == 0.5 and net.topology.d2d_radius_m == 100
+    assert net.compute.kappa == 1e-27
+    assert network_config(_compose().topology).channel.device_tx_power_w == 1.0  # unset keeps the preset's

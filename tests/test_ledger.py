@@ -14,8 +14,10 @@ from hffm.network import (
     DeviceUpload,
     NetworkConfig,
     TopologyConfig,
+    Traffic,
     build_topology,
     charge_round,
+    charge_star,
     draw_channel,
     make_topology,
 )
@@ -44,6 +46,11 @@ def _scene(**channel: object) -> tuple[NetworkConfig, object, object, np.ndarray
     return net, topo, ch, np.array([2e9, 1e9, 1.5e9])
 
 
+def _round(net, topo, ch, cpu, uploads, uplink_bandwidth_hz=None, **traffic):  # noqa: ANN001, ANN202
+    """One hierarchical round of ``uploads`` with the rest of its Traffic given by keyword."""
+    return charge_round(net, topo, ch, cpu, Traffic(uploads, **traffic), uplink_bandwidth_hz)
+
+
 def _uploads(relay_of_1: int = 0) -> list[DeviceUpload]:
     return [DeviceUpload(0, P0, 0, 2e9), DeviceUpload(1, P1, relay_of_1, 0.5e9)]
 
@@ -61,7 +68,7 @@ def test_hand_rates_match_channel() -> None:
 
 def test_two_device_round_direct_plus_relayed() -> None:
     net, topo, ch, cpu = _scene()
-    cost = charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False,
+    cost = _round(net, topo, ch, cpu, _uploads(), cloud_round=False,
                         uplink_bandwidth_hz=np.array([1e6, 0.0, 0.0]))
     d2d_t = 8 * P1 / R_D2D  # device 1 -> relay 0, starts after its 0.5 s of compute
     arrive = TAU1 + d2d_t  # 1.359 s, later than relay 0's own compute (1 s): the relay waits for it
@@ -91,7 +98,7 @@ def test_relay_compute_on_critical_path_and_default_share() -> None:
     # single uploader of edge 0 gets the whole 4 MHz.
     net, topo, ch, cpu = _scene()
     ups = [DeviceUpload(0, P0, 0, 2e9), DeviceUpload(1, P1, 0, 0.0)]
-    cost = charge_round(net, topo, ch, cpu, ups, cloud_round=False)
+    cost = _round(net, topo, ch, cpu, ups, cloud_round=False)
     assert 8 * P1 / R_D2D < TAU0
     up_t = 8 * (P0 + P1) / R_UP_4MHZ
     assert cost.latency_s == pytest.approx(TAU0 + up_t)
@@ -101,7 +108,7 @@ def test_relay_compute_on_critical_path_and_default_share() -> None:
 
 def test_both_direct_share_the_edge_band() -> None:
     net, topo, ch, cpu = _scene()
-    cost = charge_round(net, topo, ch, cpu, _uploads(relay_of_1=1), cloud_round=False)
+    cost = _round(net, topo, ch, cpu, _uploads(relay_of_1=1), cloud_round=False)
     r1 = 2e6 * math.log2(1 + 1e-3 * math.hypot(100, 50) ** -3 / (N0 * 2e6))
     r0 = 2e6 * math.log2(1 + G_UP0 / (N0 * 2e6))
     assert cost.latency_s == pytest.approx(max(TAU0 + 8 * P0 / r0, TAU1 + 8 * P1 / r1))
@@ -111,8 +118,8 @@ def test_both_direct_share_the_edge_band() -> None:
 def test_cloud_round_adds_backhaul_and_downlink() -> None:
     net, topo, ch, cpu = _scene()
     kw = {"uplink_bandwidth_hz": np.array([1e6, 0.0, 0.0])}
-    edge = charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False, **kw)
-    cloud = charge_round(net, topo, ch, cpu, _uploads(), cloud_round=True, **kw,
+    edge = _round(net, topo, ch, cpu, _uploads(), cloud_round=False, **kw)
+    cloud = _round(net, topo, ch, cpu, _uploads(), cloud_round=True, **kw,
                          edge_to_cloud_bytes=np.array([1e6, 0.0]), cloud_to_edge_bytes=np.array([1e6, 1e6]),
                          edge_to_device_bytes=np.array([1e6, 0.0]))
     bh = 0.1 + 8e6 / 4e6  # 2.1 s each way
@@ -125,18 +132,18 @@ def test_cloud_round_adds_backhaul_and_downlink() -> None:
     assert cloud.energy_j == pytest.approx(edge.energy_j + 0.8 * bh * 3 + dl)
     assert b["bytes/backhaul"] == 3e6 and b["bytes/downlink"] == 1e6
     with pytest.raises(ValueError, match="cloud_round=False"):
-        charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False, edge_to_cloud_bytes=np.array([1e6, 0.0]))
+        _round(net, topo, ch, cpu, _uploads(), cloud_round=False, edge_to_cloud_bytes=np.array([1e6, 0.0]))
 
 
 def test_relay_aggregates_and_fixed_payload() -> None:
     net, topo, ch, cpu = _scene()
     kw = {"cloud_round": False, "uplink_bandwidth_hz": np.array([1e6, 0.0, 0.0])}
-    agg = charge_round(net, topo, ch, cpu, _uploads(), relay_aggregates=True, **kw)
+    agg = _round(net, topo, ch, cpu, _uploads(), relay_aggregates=True, **kw)
     assert agg.breakdown["bytes/uplink"] == max(P0, P1)
-    sized = charge_round(net, topo, ch, cpu, _uploads(), relay_aggregates=True, relay_payload_bytes={0: 2_500_000}, **kw)
+    sized = _round(net, topo, ch, cpu, _uploads(), relay_aggregates=True, relay_payload_bytes={0: 2_500_000}, **kw)
     assert sized.breakdown["bytes/uplink"] == 2_500_000
     fixed = NetworkConfig(channel=net.channel, compute=net.compute, fixed_payload_bytes=6_000_000)
-    f = charge_round(fixed, topo, ch, cpu, _uploads(), **kw)
+    f = _round(fixed, topo, ch, cpu, _uploads(), **kw)
     assert f.breakdown["bytes/uplink"] == 12_000_000 and f.breakdown["bytes/d2d"] == 6_000_000
 
 
@@ -144,7 +151,7 @@ def test_gossip_steps_run_in_sequence() -> None:
     net, topo, ch, cpu = _scene()
     gossip = [D2DTransfer(0, 1, P0, 0), D2DTransfer(1, 0, P0, 0), D2DTransfer(0, 1, P0, 1), D2DTransfer(1, 0, P0, 1)]
     ups = [DeviceUpload(0, P0, 0, 2e9), DeviceUpload(1, 0, 1, 0.5e9)]
-    cost = charge_round(net, topo, ch, cpu, ups, cloud_round=False, gossip=gossip,
+    cost = _round(net, topo, ch, cpu, ups, cloud_round=False, d2d=gossip,
                         uplink_bandwidth_hz=np.array([1e6, 0.0, 0.0]))
     step = 8 * P0 / R_D2D  # both directions in parallel within a step
     assert cost.latency_s == pytest.approx(TAU0 + 2 * step + 8 * P0 / R_UP_1MHZ)
@@ -155,21 +162,21 @@ def test_gossip_steps_run_in_sequence() -> None:
 def test_invalid_rounds_raise_clear_errors() -> None:
     net, topo, ch, cpu = _scene()
     with pytest.raises(ValueError, match="not its D2D neighbour"):
-        charge_round(net, topo, ch, cpu, [DeviceUpload(0, P0, 2, 0.0)], cloud_round=False)
+        _round(net, topo, ch, cpu, [DeviceUpload(0, P0, 2, 0.0)], cloud_round=False)
     with pytest.raises(ValueError, match="itself relays"):
-        charge_round(net, topo, ch, cpu, [DeviceUpload(0, P0, 1, 0.0), DeviceUpload(1, P1, 0, 0.0)], cloud_round=False)
+        _round(net, topo, ch, cpu, [DeviceUpload(0, P0, 1, 0.0), DeviceUpload(1, P1, 0, 0.0)], cloud_round=False)
     with pytest.raises(ValueError, match="budget"):
-        charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False, uplink_bandwidth_hz=np.array([3e6, 2e6, 0.0]))
+        _round(net, topo, ch, cpu, _uploads(), cloud_round=False, uplink_bandwidth_hz=np.array([3e6, 2e6, 0.0]))
     with pytest.raises(ValueError, match=r"uplink_bandwidth_hz\[0\] = 0"):
-        charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False, uplink_bandwidth_hz=np.zeros(3))
+        _round(net, topo, ch, cpu, _uploads(), cloud_round=False, uplink_bandwidth_hz=np.zeros(3))
     with pytest.raises(ValueError, match="two DeviceUploads"):
-        charge_round(net, topo, ch, cpu, [DeviceUpload(0, P0, 0), DeviceUpload(0, P1, 0)], cloud_round=False)
+        _round(net, topo, ch, cpu, [DeviceUpload(0, P0, 0), DeviceUpload(0, P1, 0)], cloud_round=False)
     with pytest.raises(ValueError, match="payload_bytes"):
-        charge_round(net, topo, ch, cpu, [DeviceUpload(0, -5, 0)], cloud_round=False)
+        _round(net, topo, ch, cpu, [DeviceUpload(0, -5, 0)], cloud_round=False)
     with pytest.raises(ValueError, match="device_cpu_hz"):
-        charge_round(net, topo, ch, np.zeros(3), _uploads(), cloud_round=False)
+        _round(net, topo, ch, np.zeros(3), _uploads(), cloud_round=False)
     with pytest.raises(ValueError, match="not a D2D link"):
-        charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False, gossip=[D2DTransfer(0, 2, 10)])
+        _round(net, topo, ch, cpu, _uploads(), cloud_round=False, d2d=[D2DTransfer(0, 2, 10)])
 
 
 def test_prototype_star_and_edge_round_match_published_scale() -> None:
@@ -181,21 +188,21 @@ def test_prototype_star_and_edge_round_match_published_scale() -> None:
     ch = draw_channel(topo, net.channel, rng)
     cpu = np.full(40, 1e9)
     ups = [DeviceUpload(i, 38_000_000, i, 1e10) for i in range(40)]  # real size ignored: fixed 6 MB
-    star = charge_round(net, topo, ch, cpu, ups, cloud_round=True, star=True)
+    star = charge_star(net, topo, cpu, ups)
     assert star.latency_s == pytest.approx(12.1) and star.energy_j == pytest.approx(387.2)
     # A cloud round adds 10 edges x 12.1 s x 0.8 W = 96.8 J of backhaul to the edge-only round.
-    e = charge_round(net, topo, ch, cpu, ups, cloud_round=False)
-    c = charge_round(net, topo, ch, cpu, ups, cloud_round=True, edge_to_cloud_bytes=1.0, cloud_to_edge_bytes=1.0)
+    e = _round(net, topo, ch, cpu, ups, cloud_round=False)
+    c = _round(net, topo, ch, cpu, ups, cloud_round=True, edge_to_cloud_bytes=1.0, cloud_to_edge_bytes=1.0)
     assert c.energy_j - e.energy_j == pytest.approx(96.8)
     assert c.latency_s - e.latency_s == pytest.approx(12.1)  # no downlink in the prototype
     assert e.breakdown["energy/compute"] == 0.0  # no computation charged
     with pytest.raises(ValueError, match="direct"):
-        charge_round(net, topo, ch, cpu, [DeviceUpload(0, 1, int(topo.neighbours(0)[0]))], cloud_round=True, star=True)
+        charge_star(net, topo, cpu, [DeviceUpload(0, 1, int(topo.neighbours(0)[0]))])
 
 
 def test_cost_sum_over_rounds() -> None:
     net, topo, ch, cpu = _scene()
-    a = charge_round(net, topo, ch, cpu, _uploads(), cloud_round=False)
+    a = _round(net, topo, ch, cpu, _uploads(), cloud_round=False)
     total = a + a
     assert total.latency_s == pytest.approx(2 * a.latency_s) and total.energy_j == pytest.approx(2 * a.energy_j)
     assert total.breakdown["bytes/uplink"] == 2 * a.breakdown["bytes/uplink"]
@@ -209,5 +216,5 @@ def test_default_round_is_deterministic() -> None:
         topo = make_topology(net.topology, rng)
         ch = draw_channel(topo, net.channel, rng)
         ups = [DeviceUpload(i, 100_000, i, 1e8) for i in range(9)]
-        out.append(charge_round(net, topo, ch, np.full(9, 1.5e9), ups, cloud_round=False).as_metrics())
+        out.append(_round(net, topo, ch, np.full(9, 1.5e9), ups, cloud_round=False).as_metrics())
     assert out[0] == out[1]

@@ -6,12 +6,12 @@ from conftest import tiny_config
 from lightning.fabric import Fabric
 
 from hffm.federation.loop import run_federation
-from hffm.run import federation_config, make_world
+from hffm.run import make_world
 
 
 def _run(fabric, cfg, path):
     torch.set_num_threads(1)
-    result = run_federation(fabric, make_world(cfg), federation_config(cfg))
+    result = run_federation(fabric, make_world(cfg), cfg.federation)
     if fabric.global_rank == 0:
         # Through a file: a large return value from a spawned process deadlocks the launcher's queue.
         torch.save((result.state.group_states, result.state.cloud_state, result.history), path)

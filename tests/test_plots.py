@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from hffm.federation.wireless import RoundDecision
+from hffm.federation.records import RoundOutcome, Route
 from hffm.network.config import TopologyConfig
 from hffm.network.topology import make_topology
 from hffm.plots import (
@@ -17,7 +17,6 @@ from hffm.plots import (
     plot_costs_per_round,
     plot_learning_curves,
     plot_topology,
-    relay_links,
     save_run_plots,
 )
 
@@ -97,10 +96,11 @@ def test_topology_with_relays(tmp_path, topology):
     cluster = [int(d) for d in topology.cluster(0)]
     relay = {d: d for d in range(topology.num_devices)}
     relay[cluster[0]] = cluster[1]
-    plan = RoundDecision({d: [] for d in relay}, relay, np.full(topology.num_devices, 1e6))
-    assert relay_links(plan) == [(cluster[0], cluster[1])]
+    routes = tuple(Route(d, ("head/object",), r) for d, r in relay.items())
+    outcome = RoundOutcome(0, (), routes, (), False, np.zeros(topology.num_edges))
+    assert outcome.relay_links() == [(cluster[0], cluster[1])]
     plain = plot_topology(topology, path=tmp_path / "plain.png")
-    relayed = plot_topology(topology, plan, path=tmp_path / "relayed.png")
+    relayed = plot_topology(topology, outcome, path=tmp_path / "relayed.png")
     assert is_png(plain) and is_png(relayed)
     assert plain.read_bytes() != relayed.read_bytes()
     with pytest.raises(TypeError, match="path="):

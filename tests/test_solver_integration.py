@@ -5,15 +5,14 @@ from conftest import tiny_config
 from lightning.fabric import Fabric
 
 from hffm.federation.loop import run_federation
-from hffm.run import federation_config, make_world
+from hffm.run import make_world
 
 
 def _run(solver, **topology):
-    cfg = tiny_config(e_agg=1, rounds=2, d2d_relay=True, d2d_tree=False)
-    cfg.topology.d2d = True
+    cfg = tiny_config(e_agg=1, rounds=2, d2d="relay")
     for key, value in topology.items():
         setattr(cfg.topology, key, value)
-    return run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), federation_config(cfg), solver=solver)
+    return run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.federation, solver=solver)
 
 
 def test_devices_train_only_their_placed_modules():

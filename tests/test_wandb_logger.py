@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from hffm.federation.wireless import RoundDecision
+from hffm.federation.records import Plan, RoundOutcome, Route
 from hffm.logging.wandb_logger import WandbLogger
 
 BLOCK = 32768
@@ -139,7 +139,7 @@ def test_offline_run_through_train(tmp_path, monkeypatch):
     assert len(table["data"]) == 4
 
 
-def plans(n: int) -> list[RoundDecision]:
+def plans(n: int) -> list[tuple[Plan, RoundOutcome]]:
     """Five rounds: no relay, no relay, 0 -> 1, 0 -> 1 again, none; solver bandwidth every round."""
     relay_at = {3: {0: 1}, 4: {0: 1}}
     out = []
@@ -147,7 +147,9 @@ def plans(n: int) -> list[RoundDecision]:
         relay = {d: relay_at.get(t, {}).get(d, d) for d in range(n)}
         bandwidth = np.where(np.array([relay[d] == d for d in range(n)]), 0.5e6 * t, 0.0)
         placement = {d: ["head/object", "expert/0"] if d % 2 else ["head/object"] for d in range(n)}
-        out.append(RoundDecision(placement, relay, bandwidth, {"solver_used": 1.0}))
+        routes = tuple(Route(d, tuple(placement[d]), relay[d]) for d in range(n))
+        outcome = RoundOutcome(t - 1, (), routes, (), False, np.zeros(1))
+        out.append((Plan(placement, relay, bandwidth, info={"solver_used": 1.0}), outcome))
     return out
 
 
@@ -163,9 +165,9 @@ def test_plan_summary_tables_and_maps(tmp_path, monkeypatch, world):
     cfg = dataclasses.replace(tiny_config(rounds=5), name="plan-test")
     logger = WandbLogger(cfg, tmp_path, world, table_every=3)
     n = world.num_devices
-    for t, plan in enumerate(plans(n), start=1):
+    for t, (plan, outcome) in enumerate(plans(n), start=1):
         metrics = {"round": float(t), "accuracy": 0.1 * t, "cost/cum_latency_s": 2.0 * t, "cost/cum_energy_j": 3.0 * t}
-        logger(metrics, t, plan)
+        logger(metrics, t, plan, outcome)
     logger.finish([metrics])
     run_dir = offline_run(tmp_path)
     got = run_contents(run_dir)
@@ -198,8 +200,8 @@ def test_disabled_mode_writes_nothing(tmp_path, monkeypatch, world):
     cfg.logger.mode = "disabled"
     logger = WandbLogger(cfg, tmp_path, world)
     assert not logger.enabled
-    for t, plan in enumerate(plans(world.num_devices), start=1):
-        logger({"round": float(t), "accuracy": 0.5}, t, plan)
+    for t, (plan, outcome) in enumerate(plans(world.num_devices), start=1):
+        logger({"round": float(t), "accuracy": 0.5}, t, plan, outcome)
     logger.log_images([])
     logger.finish([{"round": 5.0, "accuracy": 0.5}])
     assert not (tmp_path / "wandb").exists()

@@ -97,12 +97,23 @@ def _app(dict_cfg: DictConfig) -> float:
     log.info("metrics on the %d%% held-out test split:", round(100 * cfg.data.global_test_fraction))
     for key in sorted(k for k in metrics if k.startswith("test/")):
         log.info("  %-22s %.4f", key[5:], metrics[key])
-    log.info("saved %s (%.1f s of training); start a federated run from it with: hffm-train pretrained=%s",
-             cfg.out, metrics["seconds"], Path(cfg.out).resolve())
+    log.info("saved %s (%.1f s of training); start a federated run from it with:\n  %s",
+             cfg.out, metrics["seconds"], train_command(cfg))
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     (out_dir / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=1,
                                                       default=str))
     return metrics.get("test/modulation/acc", float("nan"))
+
+
+def train_command(cfg: PretrainConfig) -> str:
+    """The hffm-train line that starts from this checkpoint: same model, data and seed as the pretraining
+    (a federated run with another model or data could not load it, or would test on what it trained on)."""
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    same = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~").startswith(("model.", "data."))]
+    args = [f"model={choices['model']}", f"data={choices['data']}", *same, f"seed={cfg.seed}",
+            f"pretrained={Path(cfg.out).resolve()}"]
+    return "hffm-train " + " ".join(args)
 
 
 def main() -> None:

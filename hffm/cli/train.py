@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from hffm.config import register_configs, resolve
+from hffm.logging.ranks import log_from_rank_zero
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 log = logging.getLogger("hffm")
@@ -32,6 +33,7 @@ def _app(dict_cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    log_from_rank_zero("hffm", "solvers")
     _app()
 
 

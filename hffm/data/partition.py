@@ -34,10 +34,11 @@ class DevicePartition:
 
 @dataclass
 class PartitionConfig:
-    """How to split a dataset over devices (defaults: 40 devices, Dirichlet(0.5) skew on ``object``)."""
+    """How to split a dataset over devices (default: Dirichlet(0.5) skew on ``object``)."""
 
-    num_devices: int = 40
-    """Number of devices (>= 1)."""
+    num_devices: int | None = None
+    """Number of devices (>= 1). In a run the topology decides it (num_edges x devices_per_edge): leave
+    it unset there; a different value is an error, not silently replaced."""
     alpha: float | None = 0.5
     """Dirichlet concentration of the label skew over ``label_task``: small = each device sees few
     classes, large = close to the global mix; None or inf = IID (equal-size random split)."""
@@ -65,7 +66,8 @@ class PartitionConfig:
             if not ok:
                 raise ValueError(f"PartitionConfig.{msg}")
 
-        need(int(self.num_devices) >= 1, f"num_devices must be >= 1, got {self.num_devices}")
+        ok = self.num_devices is None or int(self.num_devices) >= 1
+        need(ok, f"num_devices must be >= 1, got {self.num_devices}")
         if self.alpha is not None:
             self.alpha = float(self.alpha)
             need(self.alpha > 0, f"alpha must be > 0 (or None / inf for IID), got {self.alpha}")
@@ -103,6 +105,8 @@ def _check_against(dataset: M3TDataset, cfg: PartitionConfig) -> None:
             bad = [x for x in s if x not in known]
             if bad:
                 raise ValueError(f"PartitionConfig.{field}: unknown name(s) {bad}; the dataset has {known}")
+    if cfg.num_devices is None:
+        raise ValueError("PartitionConfig.num_devices is unset: give the number of devices to split the data over")
     n, d, m = len(dataset), cfg.num_devices, cfg.min_samples_per_device
     if d * m > n:
         raise ValueError(f"too many devices for the data: {n} samples cannot give {d} devices at least {m} each "

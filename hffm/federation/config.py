@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from hffm.federation.aggregate import RULES
-from hffm.federation.policy import KINDS, PLACES
+from hffm.federation.policy import PLACES, Mode
+from hffm.modules.bank import KINDS
 
-MODES = ("hierarchical", "star", "local")
-SOLVERS = ("none", "equal", "greedy", "joint", "random")
+
+class D2DMode(StrEnum):
+    """How devices cooperate over D2D links before uploading (``federation.d2d``)."""
+
+    none = "none"
+    relay = "relay"
+    tree = "tree"
+    gossip = "gossip"
 
 
 def _default_policy() -> dict[str, str]:
@@ -21,10 +29,10 @@ class FederationConfig:
 
     The paper's methods are settings of this one loop: ``mode=local`` (no aggregation), ``mode=star``
     (every device to the cloud every round), ``e_agg=0`` (edge only), ``e_agg=k`` (HF-FM), and HF-FM
-    with ``d2d_relay`` / ``d2d_gossip`` (HF-FM + D2D).
+    with ``d2d=tree`` (HF-FM + D2D).
     """
 
-    mode: str = "hierarchical"
+    mode: Mode = Mode.hierarchical
     """hierarchical (devices -> edges -> cloud), star (devices -> cloud) or local (no aggregation)."""
     rounds: int = 10
     """Edge rounds to run."""
@@ -44,23 +52,19 @@ class FederationConfig:
     max_norm: float = 1.0
     policy: dict[str, str] = field(default_factory=_default_policy)
     """Module kind -> hierarchical | edge | personal."""
-    d2d_relay: bool = False
-    """Let the plan route a device's update through a D2D neighbour that uploads it."""
+    d2d: D2DMode = D2DMode.none
+    """D2D cooperation inside a cluster: none (direct uploads), relay (the plan's one-hop relays upload
+    for their neighbours), tree (averages flow up an aggregation tree to one uploader per connected
+    group; exact for the mean rule) or gossip (consensus among each module's holders, then one upload
+    per group). Not available with mode=star or mode=local."""
     relay_aggregates: bool = True
     """A relay averages what it received with its own update before uploading (one copy per module)."""
-    d2d_tree: bool = True
-    """Cluster aggregation over D2D: averages flow up a spanning tree to the best-uplink device, which
-    uploads once per connected group (exact for the mean rule). The default D2D mode, so
-    ``topology.d2d=true`` alone switches D2D on; set false to use ``d2d_relay`` or ``d2d_gossip``."""
-    d2d_gossip: bool = False
-    """Localized cooperative training: consensus averaging in each cluster, then one upload per cluster."""
     cons_rounds: int = 2
-    """Gossip steps per round when ``d2d_gossip`` is on."""
+    """Gossip steps per round with ``d2d=gossip``."""
     d2d_fetch: bool = False
-    """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's."""
+    """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's
+    (needs ``d2d`` other than none)."""
     eval_every: int = 1
-    test_fraction: float = 0.2
-    """Share of each device's data kept for its personalized test."""
     checkpoint_every: int = 0
     """Save the whole federation state every N rounds (0 = only at the end)."""
     resume: str | None = None
@@ -68,8 +72,16 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if self.mode not in MODES:
-            problems.append(f"federation.mode={self.mode!r}: choose one of {list(MODES)}")
+        for name, kind in (("mode", Mode), ("d2d", D2DMode)):
+            try:
+                setattr(self, name, kind(getattr(self, name)))
+            except ValueError:
+                problems.append(f"federation.{name}={getattr(self, name)!r}: choose one of {[k.value for k in kind]}")
+        if self.d2d != D2DMode.none and self.mode in (Mode.star, Mode.local):
+            problems.append(f"federation.d2d={self.d2d.value}: mode={self.mode.value} has no edge rounds to cooperate "
+                            "in; use mode=hierarchical or d2d=none")
+        if self.d2d_fetch and self.d2d == D2DMode.none:
+            problems.append("federation.d2d_fetch=true needs D2D links: set federation.d2d to relay, tree or gossip")
         if self.rounds < 1:
             problems.append(f"federation.rounds={self.rounds}: must be >= 1")
         if self.e_agg < 0:
@@ -88,8 +100,6 @@ class FederationConfig:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
         if self.eval_every < 1:
             problems.append(f"federation.eval_every={self.eval_every}: must be >= 1")
-        if not 0 < self.test_fraction < 1:
-            problems.append(f"federation.test_fraction={self.test_fraction}: must be in (0, 1)")
         if self.checkpoint_every < 0:
             problems.append(f"federation.checkpoint_every={self.checkpoint_every}: must be >= 0")
         for kind, place in self.policy.items():

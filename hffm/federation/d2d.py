@@ -1,58 +1,98 @@
-"""Device-to-device cooperation inside a cluster.
+"""Device-to-device cooperation inside a cluster: one mode a round, chosen once by ``federation.d2d``.
 
-- Relaying: a device's update travels over a D2D link to the neighbour the plan chose, which
+- ``none``: every device uploads its own updates.
+- ``relay``: a device's update travels over a D2D link to the neighbour the plan chose, which
   uploads it (averaged with its own when ``relay_aggregates``; for the mean rule that is exact).
-- Cooperative training: the holders of a module gossip for ``cons_rounds`` steps over the D2D graph,
-  then one device per connected group uploads the group's consensus with the group's sample count.
-- Cluster aggregation over a D2D tree: every device sends its subtree's average once, up a
-  breadth-first spanning tree rooted at the device with the best uplink, which uploads once for the
-  whole connected group (the prototype's "D2D to a cluster aggregator", with a chosen aggregator).
+- ``tree``: every device sends its subtree's average once, up the plan's aggregation tree (by
+  default each device's fastest path to the group's best-uplink device), whose root uploads once
+  for the whole connected group.
+- ``gossip``: the holders of a module gossip for ``cons_rounds`` steps over the D2D graph, then one
+  device per connected group uploads the group's consensus with the group's sample count.
+
+Every mode has one signature, ``mode(updates, links) -> Exchange``, and is looked up in ``MODES``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from hffm.federation.aggregate import ModuleUpdate, weighted_average
 from hffm.federation.gossip import gossip_average
+from hffm.federation.records import Route, Transfer
+
+__all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "exchange", "fetch_missing", "gossip_traffic",
+           "tree_parents", "tree_traffic"]
+
+
+@dataclass(frozen=True, eq=False)
+class Links:
+    """What a D2D mode may use this round: the D2D graph [N, N], uplink gains [N] and D2D rates [N, N]
+    of the channel draw, and the plan's relays and tree (global device ids)."""
+
+    adjacency: np.ndarray
+    uplink_gain: np.ndarray
+    rate: np.ndarray | None = None
+    relay_of: Mapping[int, int] = field(default_factory=dict)
+    parent: Mapping[int, int] = field(default_factory=dict)
+    relay_aggregates: bool = True
+    cons_rounds: int = 2
 
 
 @dataclass(frozen=True)
-class Route:
-    """One device's wireless traffic this round: the modules it sends and the next hop (itself = uplink)."""
+class Exchange:
+    """A mode's answer: the updates that reach the edge, the routes of the uploads, the D2D transfers."""
 
-    device: int
-    modules: tuple[str, ...]
-    relay: int
+    updates: list[ModuleUpdate]
+    routes: list[Route]
+    transfers: list[Transfer] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Transfer:
-    """One D2D transfer carrying some modules' states (gossip, tree aggregation or fetch).
+def direct(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
+    """No D2D: each device uploads its own updates."""
+    return Exchange(list(updates), _routes_of(updates, {}))
 
-    Transfers with the same ``step`` run at the same time; steps run one after another.
-    """
 
-    src: int
-    dst: int
-    modules: tuple[str, ...]
-    step: int = 0
+def relay_mode(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
+    updates, routes = relay(updates, links.relay_of, links.relay_aggregates)
+    return Exchange(updates, routes)
+
+
+def tree_mode(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
+    out, routes, transfers = tree_aggregate(updates, links.adjacency, links.uplink_gain, links.rate, links.parent)
+    return Exchange(out, routes, transfers)
+
+
+def gossip_mode(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
+    out, routes, transfers = cooperate(updates, links.adjacency, links.cons_rounds)
+    return Exchange(out, routes, transfers)
+
+
+MODES: dict[str, Callable[[Sequence[ModuleUpdate], Links], Exchange]] = {
+    "none": direct, "relay": relay_mode, "tree": tree_mode, "gossip": gossip_mode,
+}
+
+
+def exchange(mode: str, updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
+    """Run one cluster's D2D step in ``mode`` (a key of ``MODES``)."""
+    return MODES[mode](updates, links)
+
+
+def _routes_of(updates: Sequence[ModuleUpdate], relay_of: Mapping[int, int]) -> list[Route]:
+    by_device: dict[int, list[str]] = {}
+    for u in updates:
+        by_device.setdefault(u.node, []).append(u.module)
+    return [Route(d, tuple(ms), int(relay_of.get(d, d))) for d, ms in sorted(by_device.items())]
 
 
 def relay(
     updates: Sequence[ModuleUpdate], relay_of: Mapping[int, int], relay_aggregates: bool
 ) -> tuple[list[ModuleUpdate], list[Route]]:
     """Route each device's updates through its relay; optionally merge them at the relay."""
-    by_device: dict[int, list[ModuleUpdate]] = {}
-    for u in updates:
-        by_device.setdefault(u.node, []).append(u)
-    routes = [
-        Route(d, tuple(u.module for u in us), int(relay_of.get(d, d))) for d, us in sorted(by_device.items())
-    ]
+    routes = _routes_of(updates, relay_of)
     if not relay_aggregates:
         return list(updates), routes
     # What each relay carries, averaged into one update per module (the same merge as a tree node's).
@@ -62,42 +102,90 @@ def relay(
     return [m for uploader, group in sorted(carried.items()) for m in _merge(group, uploader)], routes
 
 
+def gossip_groups(holders: Mapping[int, Sequence[str]], adjacency: np.ndarray) -> list[tuple[str, list[int]]]:
+    """(module, devices) for each connected group of a module's holders over the D2D graph; the
+    first device of a group (the lowest-numbered) uploads its consensus."""
+    by_module: dict[str, list[int]] = {}
+    for d, modules in holders.items():
+        for m in modules:
+            by_module.setdefault(m, []).append(int(d))
+    groups = []
+    for module, nodes in sorted(by_module.items()):
+        ids = np.array(sorted(nodes))
+        n_comp, label = connected_components(adjacency[np.ix_(ids, ids)], directed=False)
+        groups += [(module, [int(i) for i in ids[label == c]]) for c in range(n_comp)]
+    return groups
+
+
+def gossip_traffic(
+    holders: Mapping[int, Sequence[str]], adjacency: np.ndarray, cons_rounds: int
+) -> tuple[list[Route], list[Transfer]]:
+    """The routes and transfers of gossip: every step sends each module both ways on every link among
+    its group; each group's first device uploads the module."""
+    carried: dict[tuple[int, int, int], list[str]] = {}
+    sent: dict[int, list[str]] = {}
+    for module, members in gossip_groups(holders, adjacency):
+        sent.setdefault(members[0], []).append(module)
+        src, dst = np.nonzero(np.triu(adjacency[np.ix_(members, members)], 1))
+        for step in range(cons_rounds):
+            for a, b in zip(src, dst, strict=True):
+                for x, y in ((members[a], members[b]), (members[b], members[a])):
+                    carried.setdefault((step, x, y), []).append(module)
+    transfers = [Transfer(x, y, tuple(ms), step, "gossip") for (step, x, y), ms in sorted(carried.items())]
+    return [Route(d, tuple(ms), d) for d, ms in sorted(sent.items())], transfers
+
+
 def cooperate(
     updates: Sequence[ModuleUpdate], adjacency: np.ndarray, cons_rounds: int
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
     """Gossip each module among its holders over the D2D graph; one upload per connected group.
 
     ``adjacency`` is the D2D graph over all devices (links only inside a cluster), so groups never
-    span two edges. The uploader of a group is its lowest-numbered device (deterministic).
+    span two edges.
     """
-    by_module: dict[str, list[ModuleUpdate]] = {}
+    held = {(u.node, u.module): u for u in updates}
+    holders: dict[int, list[str]] = {}
     for u in updates:
-        by_module.setdefault(u.module, []).append(u)
+        holders.setdefault(u.node, []).append(u.module)
     out: list[ModuleUpdate] = []
-    carried: dict[tuple[int, int, int], list[str]] = {}
-    sent: dict[int, list[str]] = {}
-    for module, group in sorted(by_module.items()):
-        group = sorted(group, key=lambda u: u.node)
-        nodes = np.array([u.node for u in group])
-        sub = adjacency[np.ix_(nodes, nodes)]
-        n_comp, label = connected_components(sub, directed=False)
-        for c in range(n_comp):
-            idx = np.flatnonzero(label == c)
-            members = [group[i] for i in idx]
-            mixed = gossip_average(
-                [u.state for u in members], [u.num_samples for u in members], sub[np.ix_(idx, idx)], cons_rounds
-            )
-            head = members[0].node
-            out.append(ModuleUpdate(head, module, mixed[0], sum(u.num_samples for u in members)))
-            sent.setdefault(head, []).append(module)
-            src, dst = np.nonzero(np.triu(sub[np.ix_(idx, idx)], 1))
-            for step in range(cons_rounds):  # each gossip step sends the module both ways on every link
-                for a, b in zip(src, dst, strict=True):
-                    for x, y in ((members[a].node, members[b].node), (members[b].node, members[a].node)):
-                        carried.setdefault((step, x, y), []).append(module)
-    transfers = [Transfer(x, y, tuple(ms), step) for (step, x, y), ms in sorted(carried.items())]
-    routes = [Route(d, tuple(ms), d) for d, ms in sorted(sent.items())]
+    for module, nodes in gossip_groups(holders, adjacency):
+        members = [held[(d, module)] for d in nodes]
+        mixed = gossip_average(
+            [u.state for u in members], [u.num_samples for u in members], adjacency[np.ix_(nodes, nodes)], cons_rounds
+        )
+        out.append(ModuleUpdate(nodes[0], module, mixed[0], sum(u.num_samples for u in members)))
+    routes, transfers = gossip_traffic(holders, adjacency, cons_rounds)
     return out, routes, transfers
+
+
+def tree_parents(
+    nodes: Sequence[int], adjacency: np.ndarray, uplink_gain: np.ndarray, link_rate: np.ndarray | None = None
+) -> dict[int, int]:
+    """The default aggregation tree over ``nodes``: in each connected group, each device's fastest path
+    (per-bit time 1 / ``link_rate``; fewest hops without rates) to the group's best-uplink device.
+    Returns device -> parent (the root is its own parent)."""
+    ids = np.array(sorted(int(d) for d in nodes))
+    if ids.size == 0:
+        return {}
+    sub = adjacency[np.ix_(ids, ids)]
+    rates = None if link_rate is None else link_rate[np.ix_(ids, ids)]
+    n_comp, label = connected_components(sub, directed=False)
+    parent: dict[int, int] = {}
+    for c in range(n_comp):
+        idx = np.flatnonzero(label == c)
+        root = int(idx[np.argmax(uplink_gain[ids[idx]])])
+        local = _path_tree(sub, rates, root, idx)
+        parent |= {int(ids[i]): int(ids[p]) for i, p in local.items()}
+    return parent
+
+
+def tree_traffic(holders: Mapping[int, Sequence[str]], parent: Mapping[int, int]) -> tuple[list[Route], list[Transfer]]:
+    """The routes and transfers of a tree aggregation where device d holds ``holders[d]``: each node
+    sends the union of its subtree's modules once; each root uploads its group's union."""
+    own = {d: [(m,) for m in ms] for d, ms in holders.items() if ms}
+    at_root, sent = _fold_tree(own, _tree_for(list(own), parent), lambda xs, node: sorted(set(xs)))
+    routes = [Route(r, tuple(m for (m,) in xs), r) for r, xs in sorted(at_root.items())]
+    return routes, [Transfer(s, d, tuple(m for (m,) in xs), step) for s, d, step, xs in sent]
 
 
 def tree_aggregate(
@@ -105,50 +193,85 @@ def tree_aggregate(
     adjacency: np.ndarray,
     uplink_gain: np.ndarray,
     link_rate: np.ndarray | None = None,
+    parent: Mapping[int, int] | None = None,
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
-    """Average each connected group's updates up a D2D spanning tree; its root uploads once.
+    """Average each connected group's updates up an aggregation tree; its root uploads once.
 
-    The root is the group's device with the best uplink gain this round; the tree holds each device's
-    fastest path to it (per-bit time 1 / ``link_rate``; fewest hops without rates). Leaves send first; a node
-    sends when its children are done, one payload holding the sample-weighted average of every module
-    in its subtree. Nested weighted means with summed weights give the group's exact weighted mean, so
-    the edge learns what it would from direct uploads (with the mean rule), from one upload a group.
+    The tree is ``parent`` (the plan's) when it spans exactly the devices that hold updates, else
+    ``tree_parents``'s default. Leaves send first; a node sends when its children are done, one
+    payload holding the sample-weighted average of every module in its subtree. Nested weighted
+    means with summed weights give the group's exact weighted mean, so the edge learns what it would
+    from direct uploads (with the mean rule), from one upload a group.
     """
     own: dict[int, list[ModuleUpdate]] = {}
     for u in updates:
         own.setdefault(u.node, []).append(u)
-    nodes = np.array(sorted(own))
-    if nodes.size == 0:
+    if not own:
         return [], [], []
-    sub = adjacency[np.ix_(nodes, nodes)]
-    n_comp, label = connected_components(sub, directed=False)
-    out: list[ModuleUpdate] = []
-    routes: list[Route] = []
-    transfers: list[Transfer] = []
-    for c in range(n_comp):
-        idx = np.flatnonzero(label == c)
-        root = int(idx[np.argmax(uplink_gain[nodes[idx]])])
-        rates = None if link_rate is None else link_rate[np.ix_(nodes, nodes)]
-        parent, depth, order = _path_tree(sub, rates, root, idx)
-        carried = {int(i): list(own[int(nodes[i])]) for i in idx}
-        deepest = max(depth.values())
-        for i in reversed(order):  # children before parents
-            merged = _merge(carried[i], int(nodes[i]))
-            if i == root:
-                out += merged
-                routes.append(Route(int(nodes[i]), tuple(u.module for u in merged), int(nodes[i])))
-            else:
-                carried[parent[i]] += merged
-                step = deepest - depth[i]
-                transfers.append(Transfer(int(nodes[i]), int(nodes[parent[i]]), tuple(u.module for u in merged), step))
-    return out, routes, sorted(transfers, key=lambda t: (t.step, t.src))
+    tree = parent if parent is not None and _spans(parent, own) else tree_parents(
+        list(own), adjacency, uplink_gain, link_rate)
+    at_root, sent = _fold_tree(own, tree, _merge)
+    out = [u for _, us in sorted(at_root.items()) for u in us]
+    routes = [Route(r, tuple(u.module for u in us), r) for r, us in sorted(at_root.items())]
+    transfers = [Transfer(s, d, tuple(u.module for u in us), step) for s, d, step, us in sent]
+    return out, routes, transfers
 
 
-def _path_tree(
-    adj: np.ndarray, rates: np.ndarray | None, root: int, members: np.ndarray
-) -> tuple[dict[int, int], dict[int, int], list[int]]:
-    """Shortest-path tree to ``root`` over the members (edge cost 1 / rate, or 1 a hop): parent,
-    depth in hops, and the nodes ordered by depth."""
+def _spans(parent: Mapping[int, int], nodes: Mapping[int, object]) -> bool:
+    """``parent`` is a forest over exactly ``nodes`` (every parent is a node, no cycle)."""
+    if set(parent) != set(nodes) or any(p not in nodes for p in parent.values()):
+        return False
+    for d in parent:
+        seen = {d}
+        while parent[d] != d:
+            d = parent[d]
+            if d in seen:
+                return False
+            seen.add(d)
+    return True
+
+
+def _tree_for(nodes: list[int], parent: Mapping[int, int]) -> dict[int, int]:
+    if not _spans(parent, dict.fromkeys(nodes)):
+        raise ValueError(f"tree: the parent map {dict(parent)} does not span the devices {sorted(nodes)}")
+    return dict(parent)
+
+
+def _fold_tree(own, parent, merge):  # noqa: ANN001, ANN202 - generic over what the nodes carry
+    """Children before parents: each node merges what it carries (``merge(items, node)``) and sends it
+    to its parent, in step ``deepest - depth`` of its group; returns (root -> merged items, sends)."""
+    depth: dict[int, int] = {}
+
+    def hops(i: int) -> int:
+        if i not in depth:
+            depth[i] = 0 if parent[i] == i else hops(parent[i]) + 1
+        return depth[i]
+
+    def root_of(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in parent:
+        hops(i)
+    deepest: dict[int, int] = {}
+    for i in parent:
+        r = root_of(i)
+        deepest[r] = max(deepest.get(r, 0), depth[i])
+    carried = {i: list(own.get(i, [])) for i in parent}
+    at_root, sent = {}, []
+    for i in sorted(parent, key=lambda i: (-depth[i], i)):
+        merged = merge(carried[i], i)
+        if parent[i] == i:
+            at_root[i] = merged
+        else:
+            carried[parent[i]] += merged
+            sent.append((i, parent[i], deepest[root_of(i)] - depth[i], merged))
+    return at_root, sorted(sent, key=lambda x: (x[2], x[0]))
+
+
+def _path_tree(adj: np.ndarray, rates: np.ndarray | None, root: int, members: np.ndarray) -> dict[int, int]:
+    """Shortest-path tree to ``root`` over the members (edge cost 1 / rate, or 1 a hop): local parents."""
     if rates is None:
         cost = np.where(adj, 1.0, 0.0)
     else:
@@ -164,17 +287,7 @@ def _path_tree(
             if pred[k] < 0:
                 raise ValueError(f"D2D tree: device index {int(i)} cannot reach its group's root {root}")
             parent[int(i)] = int(members[pred[k]])
-    depth: dict[int, int] = {}
-
-    def hops(i: int) -> int:
-        if i not in depth:
-            depth[i] = 0 if i == root else hops(parent[i]) + 1
-        return depth[i]
-
-    for i in parent:
-        hops(i)
-    order = sorted(parent, key=lambda i: (depth[i], i))
-    return parent, depth, order
+    return parent
 
 
 def _merge(updates: list[ModuleUpdate], node: int) -> list[ModuleUpdate]:

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from lightning.fabric import Fabric
 
-from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.local import evaluate
+from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.state import FederationState
 from hffm.federation.world import World
 
@@ -33,7 +33,7 @@ def weighted_mean(results: Sequence[tuple[dict[str, float], float]]) -> dict[str
 
 
 def evaluate_round(
-    fabric: Fabric, world: World, state: FederationState, cfg: FederationConfig, group_of: np.ndarray
+    fabric: Fabric, world: World, state: FederationState, policy: TierPolicy, group_of: np.ndarray
 ) -> dict[str, float]:
     mine_device, mine_global = [], []
     for device in shard(list(world.eval_devices), fabric):
@@ -43,7 +43,7 @@ def evaluate_round(
         mine_global.append((evaluate(fabric, world.bank, view, states), len(view)))
     out = _prefixed("device/", weighted_mean(gather(mine_device, fabric)))
     out |= _prefixed("global/", weighted_mean(gather(mine_global, fabric)))
-    if cfg.mode != "local":
+    if policy.mode != Mode.local:
         mine_edge = []
         groups = list(range(len(state.group_states)))
         if len(groups) > len(world.eval_edges):  # star mode has one group; otherwise the sampled edges

@@ -12,9 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
 
-StateDict = dict[str, Tensor]
+from hffm.federation.aggregate import StateDict
 
 
 def metropolis_weights(adjacency: np.ndarray) -> np.ndarray:

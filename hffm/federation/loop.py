@@ -1,13 +1,13 @@
 """The round loop: devices -> (D2D) -> edges -> every E_agg rounds the cloud -> back down.
 
-Read it top to bottom; every step of a round is a call below, in order. Loggers only receive the
-metrics, they never change what happens.
+Read it top to bottom; every step of a round is a call below, in order. The plan is what was
+decided, the ``RoundOutcome`` what happened; loggers only read them, they never change what happens.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,34 +21,32 @@ from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.local import LocalConfig, train_device
-from hffm.federation.policy import KINDS, TierPolicy
+from hffm.federation.policy import TierPolicy
+from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
 from hffm.federation.state import FederationState
-from hffm.federation.wireless import RoundDecision, charge_round_costs, eligible_modules, plan_round
+from hffm.federation.wireless import charge_outcome, d2d_links, eligible_modules, plan_round
 from hffm.federation.world import World
 
-Logger = Callable[[dict[str, float], int, RoundDecision], None]
+Logger = Callable[[dict[str, float], int, Plan, RoundOutcome], None]
+"""Receives each round's metrics, its plan and its outcome; reads them, changes nothing."""
 
 
 @dataclass
 class FederationResult:
     state: FederationState
     history: list[dict[str, float]]
-    last_plan: RoundDecision | None = None
+    last_plan: Plan | None = None
+    last_outcome: RoundOutcome | None = None
 
 
 def tier_policy(cfg: FederationConfig) -> TierPolicy:
-    """The policy a mode implies: star is the cloud every round, local keeps everything personal."""
-    if cfg.mode == "local":
-        return TierPolicy(places={k: "personal" for k in KINDS}, e_agg=0)
-    if cfg.mode == "star":
-        return TierPolicy(places=dict(cfg.policy), e_agg=1)
-    return TierPolicy(places=dict(cfg.policy), e_agg=cfg.e_agg)
+    return TierPolicy.for_mode(cfg.mode, cfg.policy, cfg.e_agg)
 
 
-def initial_state(world: World, cfg: FederationConfig) -> FederationState:
+def initial_state(world: World, policy: TierPolicy) -> FederationState:
     start = world.bank.state_of(world.bank.names())
-    groups = 1 if cfg.mode == "star" else world.topology.num_edges
     clone = lambda: {m: {k: v.clone() for k, v in s.items()} for m, s in start.items()}  # noqa: E731
+    groups = policy.num_groups(world.topology.num_edges)
     return FederationState(
         round=0,
         group_states=[clone() for _ in range(groups)],
@@ -63,7 +61,7 @@ def run_federation(
     cfg: FederationConfig,
     *,
     solver: str = "none",
-    solver_options: dict[str, float] | None = None,
+    solver_options: Mapping[str, float] | None = None,
     seed: int = 0,
     out_dir: str | Path | None = None,
     loggers: Sequence[Logger] = (),
@@ -72,32 +70,35 @@ def run_federation(
     policy = tier_policy(cfg)
     rule = make_rule(cfg.rule, **_rule_options(cfg))
     local = LocalConfig(cfg.local_steps, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer)
-    group_of = np.zeros(world.num_devices, dtype=int) if cfg.mode == "star" else world.topology.device_edge
+    group_of = policy.group_of(world.topology.device_edge)
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
 
-    state = initial_state(world, cfg)
+    state = initial_state(world, policy)
     if cfg.resume:
         payload = load_checkpoint(cfg.resume)
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
 
-    plan = None
+    plan, outcome = None, None
     while state.round < cfg.rounds:
         t = state.round
         tic = time.perf_counter()
-        cloud_round = policy.is_cloud_round(t) and cfg.mode != "local"
+        cloud_round = policy.is_cloud_round(t)
 
-        # 1. This round's channel draw, participants and plan (placement, relays, bandwidth).
+        # 1. This round's channel draw, participants and plan (placement, relays or tree, bandwidth).
         channel = world.draw_channel(rng)
         participants = _draw_participants(rng, world.num_devices, cfg.participation)
-        plan = plan_round(world, channel, participants, cfg, solver, solver_options or {})
+        plan = plan_round(world, channel, participants, cfg, policy, solver, solver_options or {})
+        links = d2d_links(world, channel, cfg, plan)
 
         # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
         fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
-        results: list[tuple[int, tuple[str, ...], dict[str, float]]] = []
-        routes: list[d2d.Route] = []
-        d2d_transfers: list[d2d.Transfer] = []
+        results: list[DeviceResult] = []
+        routes: list[Route] = []
+        transfers: list[Transfer] = [
+            Transfer(j, d, (m,), kind="fetch") for d, got in fetched.items() for m, j in got.items()
+        ]
         for group, members in _by_group(participants, group_of):
             # 2. Local training, devices sharded over ranks; every rank then holds every result.
             mine = []
@@ -114,45 +115,32 @@ def run_federation(
             # 3. Personal modules stay on the device; shared ones become updates.
             updates: list[ModuleUpdate] = []
             for device, trained, losses in trained_here:
-                results.append((device, tuple(trained), losses))
+                results.append(DeviceResult(device, tuple(trained), losses))
                 for name, module_state in trained.items():
                     if policy.shared(world.bank.kind(name)):
                         updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
                     else:
                         state.personal.setdefault(device, {})[name] = module_state
 
-            # 4. D2D: aggregation up a tree in the cluster, cooperative gossip, or the plan's relays.
-            if cfg.d2d_tree:
-                updates, sent, moved = d2d.tree_aggregate(
-                    updates, world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate
-                )
-            elif cfg.d2d_gossip:
-                updates, sent, moved = d2d.cooperate(updates, world.topology.d2d_adj, cfg.cons_rounds)
-            else:
-                updates, sent = d2d.relay(updates, plan.relay, cfg.relay_aggregates)
-                moved = []
-            routes += sent
-            d2d_transfers += moved
-            if cfg.d2d_tree:
-                plan.tree_links += [(t.src, t.dst) for t in moved]
+            # 4. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
+            sent = d2d.exchange(cfg.d2d, updates, links)
+            routes += sent.routes
+            transfers += sent.transfers
 
             # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
-            new, weight = aggregate_modules(state.group_states[group], updates, rule)
+            new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
             state.group_states[group].update(new)
             for name, w in weight.items():
                 state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
-        d2d_transfers += [d2d.Transfer(j, d, (m,)) for d, got in fetched.items() for m, j in got.items()]
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud = np.zeros(len(state.group_states))
         if cloud_round:
             edge_to_cloud = _cloud_round(state, world, policy, rule)
+        outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
-        cost = charge_round_costs(
-            world, channel, plan, routes, d2d_transfers, results, cfg,
-            cloud_round=cloud_round, edge_to_cloud_bytes=edge_to_cloud,
-        )
+        cost = charge_outcome(world, channel, plan, outcome, cfg, policy)
 
         # 8. Metrics, logging, checkpoint.
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
@@ -162,19 +150,19 @@ def run_federation(
         for key in ("latency_s", "energy_j"):
             metrics[f"cost/cum_{key}"] = previous.get(f"cost/cum_{key}", 0.0) + metrics[f"cost/{key}"]
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-            metrics |= evaluate_round(fabric, world, state, cfg, group_of)
+            metrics |= evaluate_round(fabric, world, state, policy, group_of)
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
         for log in loggers:
-            log(metrics, t + 1, plan)
+            log(metrics, t + 1, plan, outcome)
         if progress is not None:
             progress(t + 1, cfg.rounds, metrics)
         last = state.round == cfg.rounds
         due = cfg.checkpoint_every and state.round % cfg.checkpoint_every == 0
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, {"state": state.to_dict(), "rng": rng_state(rng), "round": state.round})
-    return FederationResult(state=state, history=state.history, last_plan=plan)
+    return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
 
 
 def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule) -> np.ndarray:
@@ -226,14 +214,14 @@ def _device_seed(seed: int, round_index: int, device: int) -> int:
     return int(np.random.SeedSequence([seed, round_index, device]).generate_state(1)[0])
 
 
-def _train_metrics(results, participants: list[int]) -> dict[str, float]:
+def _train_metrics(results: Sequence[DeviceResult], participants: list[int]) -> dict[str, float]:
     out: dict[str, float] = {
         "participants": float(len(participants)),
-        "train/modules_trained": float(sum(len(trained) for _, trained, _ in results)),
+        "train/modules_trained": float(sum(len(r.modules) for r in results)),
     }
     sums: dict[str, list[float]] = {}
-    for _, _, losses in results:
-        for key, value in losses.items():
+    for r in results:
+        for key, value in r.losses.items():
             sums.setdefault(key, []).append(value)
     out |= {f"train/{k}": float(np.mean(v)) for k, v in sums.items()}
     return out

@@ -1,41 +1,28 @@
-"""The loop's bridge to the network model and the solver: plan a round, then charge it.
+"""The loop's bridge to the network model and the solver: plan a round, then charge what it did.
 
-``solvers/`` sees plain arrays (a ``RoundProblem``) and answers a ``RoundPlan``; the loop obeys it:
-devices train only their placed modules, updates take the planned relays, and the ledger charges
-the planned bandwidth for the bytes really sent.
+``solvers/`` sees plain arrays (a ``RoundProblem``) and answers a plan; the loop obeys it: devices
+train only their placed modules, updates take the planned relays or tree, and the ledger charges
+the planned bandwidth for the bytes really sent (the ``RoundOutcome``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 import solvers
-from hffm.federation.config import FederationConfig
-from hffm.federation.d2d import Route, Transfer
+from hffm.federation import d2d
+from hffm.federation.config import D2DMode, FederationConfig
+from hffm.federation.policy import Mode, TierPolicy
+from hffm.federation.records import Plan, RoundOutcome, Route, Transfer
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState
-from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, charge_round
+from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, Traffic, charge_round, charge_star, uplink_queue
+from solvers.bandwidth import minmax_bandwidth
 
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
-
-
-@dataclass
-class RoundDecision:
-    """What the loop obeys this round."""
-
-    placement: dict[int, list[str]]
-    relay: dict[int, int]
-    bandwidth_hz: np.ndarray | None
-    info: dict[str, float] = field(default_factory=dict)
-    tree_links: list[tuple[int, int]] = field(default_factory=list)
-    """(device, parent) links the round's D2D tree aggregation used (filled in by the loop)."""
-
-    def metrics(self) -> dict[str, float]:
-        return {f"plan/{k}": v for k, v in self.info.items()}
 
 
 def eligible_modules(world: World, device: int) -> list[str]:
@@ -58,14 +45,43 @@ def plan_round(
     channel: ChannelState,
     participants: Sequence[int],
     cfg: FederationConfig,
+    policy: TierPolicy,
     solver: str,
-    options: dict[str, float],
-) -> RoundDecision:
-    """Full placement, direct uploads and the ledger's default bandwidth when ``solver`` is none;
-    otherwise the solver's plan over this round's participants (D2D links only with ``d2d_relay``)."""
+    options: Mapping[str, float],
+) -> Plan:
+    """The round's plan for the D2D mode that will run.
+
+    Without a solver (or in star / local mode): full placement, direct uploads, the ledger's default
+    bandwidth. With one: the solver's placement (and relays in ``relay`` mode) and bandwidth. In
+    ``tree`` mode the plan holds the aggregation tree, and in ``tree`` and ``gossip`` modes the
+    bandwidth is planned for the devices that really upload (one per group), when they are ready.
+    """
     eligible = {d: eligible_modules(world, d) for d in participants}
-    if solver == "none" or cfg.mode == "local" or cfg.mode == "star":
-        return RoundDecision(eligible, {d: d for d in participants}, None, {"solver_used": 0.0})
+    placement: Mapping[int, Sequence[str]] = eligible
+    relay: dict[int, int] = {}
+    band: np.ndarray | None = None
+    info: dict[str, float] = {"solver_used": 0.0}
+    if solver != "none" and policy.mode == Mode.hierarchical:
+        placement, relay, band, info = _solve(world, channel, participants, eligible, cfg, solver, options)
+    links = _links(world, channel, cfg, relay, {})
+    parent: dict[int, int] = {}
+    if cfg.d2d == D2DMode.tree:
+        parent = d2d.tree_parents(list(_shared(world, policy, placement)), links.adjacency, links.uplink_gain,
+                                  links.rate)
+    if band is not None and cfg.d2d in (D2DMode.tree, D2DMode.gossip):
+        band, info = _group_bandwidth(world, channel, cfg, policy, placement, parent, info)
+    return Plan(placement, relay, band, parent, info)
+
+
+def _solve(
+    world: World,
+    channel: ChannelState,
+    participants: Sequence[int],
+    eligible: Mapping[int, list[str]],
+    cfg: FederationConfig,
+    solver: str,
+    options: Mapping[str, float],
+) -> tuple[dict[int, list[str]], dict[int, int], np.ndarray, dict[str, float]]:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
     plan = solvers.solve(problem, method=solver)  # never raises: logs the cause and falls back
     names = problem.module_names
@@ -83,19 +99,58 @@ def plan_round(
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
     }
-    return RoundDecision(placement, relay, bandwidth, info)
+    return placement, relay, bandwidth, info
+
+
+def _shared(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
+    """Device -> the modules it trained that leave it (updates), for devices that have any."""
+    out = {d: [m for m in ms if policy.shared(world.bank.kind(m))] for d, ms in trained.items()}
+    return {d: ms for d, ms in out.items() if ms}
+
+
+def _group_bandwidth(
+    world: World,
+    channel: ChannelState,
+    cfg: FederationConfig,
+    policy: TierPolicy,
+    placement: Mapping[int, Sequence[str]],
+    parent: Mapping[int, int],
+    info: dict[str, float],
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Min-max uplink bandwidth for the uploaders of a tree or gossip round, from the ledger's own
+    timeline of when each uploader is ready (compute, then the D2D steps) and what it sends."""
+    holders = _shared(world, policy, placement)
+    if cfg.d2d == D2DMode.tree:
+        routes, transfers = d2d.tree_traffic(holders, parent)
+    else:
+        routes, transfers = d2d.gossip_traffic(holders, world.topology.d2d_adj, cfg.cons_rounds)
+    traffic = _traffic(world, cfg, placement, routes, transfers)
+    queue = uplink_queue(world.network, world.topology, channel, world.cpu_hz, traffic)
+    band = np.zeros(world.num_devices)
+    info = {k: v for k, v in info.items() if k not in ("latency_s", "energy_j")}  # the solver's model had no D2D
+    if not queue.uploaders:
+        return band, info
+    up = np.array(queue.uploaders)
+    edges = world.topology.device_edge[up]
+    snr_hz = channel.device_tx_power_w * channel.uplink_gain[up] / channel.n0_w_per_hz
+    start = np.array([queue.start[j].t for j in up])
+    bits = np.array([8.0 * queue.nbytes[j] for j in up])
+    budget = np.full(world.topology.num_edges, world.network.channel.edge_bandwidth_hz)
+    _, band[up] = minmax_bandwidth(edges, start, bits, snr_hz, budget)
+    return band, info | {"group_bandwidth": 1.0}
 
 
 def build_problem(
     world: World,
     channel: ChannelState,
     participants: Sequence[int],
-    eligible: dict[int, list[str]],
+    eligible: Mapping[int, list[str]],
     cfg: FederationConfig,
     gamma: float = 0.5,
     lam: float = 0.0,
 ) -> solvers.RoundProblem:
-    """This round's symbols in SI units, over the participants (indexed 0..K-1 in that order)."""
+    """This round's symbols in SI units, over the participants (indexed 0..K-1 in that order).
+    D2D links are offered only in ``relay`` mode, the one-hop relaying the solver models."""
     net = world.network
     names = tuple(world.bank.names())
     col = {name: j for j, name in enumerate(names)}
@@ -107,7 +162,7 @@ def build_problem(
     edges = sorted({int(world.topology.device_edge[d]) for d in parts})
     edge_index = {e: j for j, e in enumerate(edges)}
     src, dst, rate = [], [], []
-    if cfg.d2d_relay:
+    if cfg.d2d == D2DMode.relay:
         pos = {d: i for i, d in enumerate(parts)}
         for i, d in enumerate(parts):
             for j in world.topology.neighbours(d):
@@ -144,55 +199,68 @@ def build_problem(
     )
 
 
-def charge_round_costs(
-    world: World,
-    channel: ChannelState,
-    decision: RoundDecision,
-    routes: Sequence[Route],
-    gossip: Sequence[Transfer],
-    results: Sequence[tuple[int, Sequence[str], dict]],
-    cfg: FederationConfig,
-    *,
-    cloud_round: bool,
-    edge_to_cloud_bytes: np.ndarray,
+def d2d_links(world: World, channel: ChannelState, cfg: FederationConfig, plan: Plan) -> d2d.Links:
+    """What the round's D2D mode may use: the graph, this round's channel and the plan's relays and tree."""
+    return _links(world, channel, cfg, plan.relay, plan.parent)
+
+
+def _links(
+    world: World, channel: ChannelState, cfg: FederationConfig, relay: Mapping[int, int], parent: Mapping[int, int]
+) -> d2d.Links:
+    return d2d.Links(world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate, relay, parent,
+                     cfg.relay_aggregates, cfg.cons_rounds)
+
+
+def charge_outcome(
+    world: World, channel: ChannelState, plan: Plan, outcome: RoundOutcome, cfg: FederationConfig, policy: TierPolicy
 ) -> RoundCost:
     """Charge the bytes each device really sent, over the route it used, at the planned bandwidth."""
+    trained = {r.device: r.modules for r in outcome.results}
+    if policy.star:
+        uploads = _traffic(world, cfg, trained, outcome.routes, ()).uploads
+        return charge_star(world.network, world.topology, world.cpu_hz, uploads, _star_return_bytes(world, trained))
+    traffic = _traffic(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
+                       outcome.edge_to_cloud_bytes)
+    return charge_round(world.network, world.topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+
+
+def _traffic(
+    world: World,
+    cfg: FederationConfig,
+    trained: Mapping[int, Sequence[str]],
+    routes: Sequence[Route],
+    transfers: Sequence[Transfer],
+    cloud_round: bool = False,
+    edge_to_cloud_bytes: np.ndarray | None = None,
+) -> Traffic:
+    """The ledger's view of a round: who computed what, and which bytes went over which link."""
     size = world.module_bytes
     sent = {r.device: r for r in routes}
     uploads = []
     carried: dict[int, set[str]] = {}
-    for device, trained, _ in results:
+    for device, modules in sorted(trained.items()):
         route = sent.get(device)
-        modules = route.modules if route is not None else ()
+        payload = route.modules if route is not None else ()
         relay = route.relay if route is not None else device
-        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in trained)
-        uploads.append(DeviceUpload(device, int(sum(size[m] for m in modules)), relay, cycles))
-        carried.setdefault(relay, set()).update(modules)
-    star = cfg.mode == "star"
-    down = _downlink_bytes(world, results) if not star else None
-    return charge_round(
-        world.network,
-        world.topology,
-        channel,
-        world.cpu_hz,
-        uploads,
-        cloud_round=cloud_round or star,
-        uplink_bandwidth_hz=decision.bandwidth_hz,
+        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules)
+        uploads.append(DeviceUpload(device, int(sum(size[m] for m in payload)), relay, cycles))
+        carried.setdefault(relay, set()).update(payload)
+    return Traffic(
+        uploads=uploads,
+        d2d=[D2DTransfer(t.src, t.dst, int(sum(size[m] for m in t.modules)), t.step) for t in transfers],
         relay_aggregates=cfg.relay_aggregates,
         relay_payload_bytes={j: int(sum(size[m] for m in ms)) for j, ms in carried.items()},
-        edge_to_cloud_bytes=None if star else edge_to_cloud_bytes,
-        cloud_to_edge_bytes=None if star else edge_to_cloud_bytes,
-        edge_to_device_bytes=down,
-        gossip=[D2DTransfer(t.src, t.dst, int(sum(size[m] for m in t.modules)), t.step) for t in gossip],
-        star=star,
-        cloud_to_device_bytes=_star_return_bytes(world, results) if star else None,
+        cloud_round=cloud_round,
+        edge_to_cloud_bytes=edge_to_cloud_bytes,
+        cloud_to_edge_bytes=edge_to_cloud_bytes,
+        edge_to_device_bytes=_downlink_bytes(world, trained),
     )
 
 
-def _downlink_bytes(world: World, results: Sequence[tuple[int, Sequence[str], dict]]) -> np.ndarray:
+def _downlink_bytes(world: World, trained: Mapping[int, Sequence[str]]) -> np.ndarray:
     """Each edge broadcasts once every module its round's devices need next (their union)."""
     need: dict[int, set[str]] = {}
-    for device, _, _ in results:
+    for device in trained:
         need.setdefault(int(world.topology.device_edge[device]), set()).update(eligible_modules(world, device))
     out = np.zeros(world.topology.num_edges)
     for e, modules in need.items():
@@ -200,8 +268,8 @@ def _downlink_bytes(world: World, results: Sequence[tuple[int, Sequence[str], di
     return out
 
 
-def _star_return_bytes(world: World, results: Sequence[tuple[int, Sequence[str], dict]]) -> np.ndarray:
+def _star_return_bytes(world: World, trained: Mapping[int, Sequence[str]]) -> np.ndarray:
     out = np.zeros(world.num_devices)
-    for device, _, _ in results:
+    for device in trained:
         out[device] = sum(world.module_bytes[m] for m in eligible_modules(world, device))
     return out

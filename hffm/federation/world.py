@@ -100,8 +100,13 @@ def build_world(
     train_pool, global_test = data.split(global_test_fraction, seed)
     topology = make_topology(network.topology, rng)
     n = topology.num_devices
-    if partition_cfg.num_devices != n:
+    if partition_cfg.num_devices is None:
         partition_cfg = replace(partition_cfg, num_devices=n)
+    elif partition_cfg.num_devices != n:
+        raise ValueError(
+            f"data.partition.num_devices={partition_cfg.num_devices} but the topology has {n} devices "
+            "(topology.num_edges x topology.devices_per_edge decide it): leave data.partition.num_devices unset"
+        )
     parts = partition(train_pool, partition_cfg, seed)
     train, test = [], []
     for part in parts:

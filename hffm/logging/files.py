@@ -16,7 +16,7 @@ class FileLogger:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.rows: list[dict[str, float]] = []
 
-    def __call__(self, metrics: dict[str, float], step: int, plan: object = None) -> None:
+    def __call__(self, metrics: dict[str, float], step: int, plan: object = None, outcome: object = None) -> None:
         self.rows.append({"step": step, **metrics})
         columns: list[str] = []
         for row in self.rows:

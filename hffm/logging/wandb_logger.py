@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hffm.plots import plot_topology, relay_links
+from hffm.plots import plot_topology
 
 if TYPE_CHECKING:
     from hffm.config import Config
-    from hffm.federation.wireless import RoundDecision
+    from hffm.federation.records import Plan, RoundOutcome
     from hffm.federation.world import World
 
 COST_AXES = {"cost/cum_latency_s": "vs_latency", "cost/cum_energy_j": "vs_energy"}
@@ -75,7 +75,9 @@ class WandbLogger:
         self.run.define_metric("*", step_metric="round")
 
     # ---- the loop's call ------------------------------------------------------------------
-    def __call__(self, metrics: dict[str, float], step: int, plan: RoundDecision | None = None) -> None:
+    def __call__(
+        self, metrics: dict[str, float], step: int, plan: Plan | None = None, outcome: RoundOutcome | None = None
+    ) -> None:
         """Log one round: its metrics, the plan summary, and on some rounds the plan table and map."""
         import wandb
 
@@ -89,7 +91,7 @@ class WandbLogger:
                 if cum in row:
                     row[f"{prefix}/accuracy"] = row["accuracy"]
         if plan is not None:
-            row |= self.plan_summary(plan)
+            row |= self.plan_summary(plan, outcome)
             if plan.bandwidth_hz is not None:
                 shares = self.bandwidth_shares(plan)
                 if shares.size:
@@ -99,10 +101,11 @@ class WandbLogger:
                     columns=["device", "edge", "relay", "bandwidth_hz", "num_modules", "modules"],
                     data=self.plan_rows(plan),
                 )
-            relays = frozenset(relay_links(plan))
+        if outcome is not None:
+            relays = frozenset(outcome.relay_links())
             if relays != self._last_relays and self.enabled:
-                row["plan/topology"] = wandb.Image(str(self._topology_map(plan, step)),
-                                                   caption=f"round {step}: {len(relays)} relay link(s)")
+                row["plan/topology"] = wandb.Image(str(self._topology_map(outcome, step)),
+                                                   caption=f"round {step}: {len(relays)} D2D forwarding link(s)")
                 self._last_relays = relays
         self.run.log(row)
 
@@ -110,26 +113,26 @@ class WandbLogger:
         every = self.table_every and step % self.table_every == 0
         return step == self._first_step or step == self.total_rounds or bool(every)
 
-    def plan_summary(self, plan: RoundDecision) -> dict[str, float]:
-        """Placement counts per module kind and the relays used this round."""
+    def plan_summary(self, plan: Plan, outcome: RoundOutcome | None = None) -> dict[str, float]:
+        """Placement counts per module kind and the D2D forwarding links used this round."""
         out: dict[str, float] = {}
         for modules in plan.placement.values():
             for name in modules:
                 key = f"plan/placed/{self.world.bank.kind(name)}"
                 out[key] = out.get(key, 0.0) + 1.0
-        links = relay_links(plan)
+        links = outcome.relay_links() if outcome is not None else []
         out["plan/placed/total"] = float(sum(len(m) for m in plan.placement.values()))
         out["plan/relayed_devices"] = float(len(links))
         out["plan/relay_nodes"] = float(len({r for _, r in links}))
         return out
 
-    def bandwidth_shares(self, plan: RoundDecision) -> np.ndarray:
+    def bandwidth_shares(self, plan: Plan) -> np.ndarray:
         """Each participant's share of its edge server's uplink budget (bandwidth_hz / budget)."""
         budget = float(self.world.network.channel.edge_bandwidth_hz)
         devices = sorted(plan.relay or plan.placement)
         return np.asarray(plan.bandwidth_hz, dtype=float)[devices] / budget
 
-    def plan_rows(self, plan: RoundDecision) -> list[list[Any]]:
+    def plan_rows(self, plan: Plan) -> list[list[Any]]:
         """(device, edge, relay, bandwidth_hz, number of modules, module names) per participant."""
         edge_of = self.world.topology.device_edge
         rows = []
@@ -140,10 +143,10 @@ class WandbLogger:
                          " ".join(modules)])
         return rows
 
-    def _topology_map(self, plan: RoundDecision, step: int) -> Path:
+    def _topology_map(self, outcome: RoundOutcome, step: int) -> Path:
         path = self.out_dir / "plots" / "relays" / f"topology_round_{step:04d}.png"
-        n = len(relay_links(plan))
-        return plot_topology(self.world.topology, plan, path=path, title=f"round {step}: {n} relay link(s)")
+        n = len(outcome.relay_links())
+        return plot_topology(self.world.topology, outcome, path=path, title=f"round {step}: {n} D2D forwarding link(s)")
 
     # ---- after the loop ---------------------------------------------------------------------
     def log_images(self, paths: Iterable[str | Path]) -> None:

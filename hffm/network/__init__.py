@@ -1,7 +1,8 @@
 """Wireless network model of the device / edge / cloud hierarchy and the per-round cost ledger.
 
 Pure functions over numpy arrays: ``make_topology`` (once per run), ``draw_cpu_hz`` (once per run),
-``draw_channel`` (each round, fresh fading) and ``charge_round`` (each round, from what was sent).
+``draw_channel`` (each round, fresh fading) and ``charge_round`` / ``charge_star`` (each round, from
+the ``Traffic`` that was sent).
 """
 
 from hffm.network.channel import (
@@ -14,7 +15,7 @@ from hffm.network.channel import (
 )
 from hffm.network.compute import compute_energy, compute_time, draw_cpu_hz, module_cycles
 from hffm.network.config import ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
-from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, charge_round
+from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, Traffic, charge_round, charge_star, uplink_queue
 from hffm.network.topology import Topology, build_topology, make_topology
 
 __all__ = [
@@ -28,7 +29,10 @@ __all__ = [
     "Topology",
     "TopologyConfig",
     "build_topology",
+    "Traffic",
     "charge_round",
+    "charge_star",
+    "uplink_queue",
     "compute_energy",
     "compute_time",
     "draw_channel",

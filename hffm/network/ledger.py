@@ -3,24 +3,29 @@
 Timeline of one edge round (the same one the per-round solver models):
 
 1. Device i trains: compute time tau_i = cycles_i / f_i, energy kappa * cycles_i * f_i^2.
-2. Optional cooperative gossip (``D2DTransfer``) inside a cluster, after its participants finished
-   computing. Gossip steps run one after another; within a step different senders transmit in
-   parallel on orthogonal D2D channels, while one sender's transfers are sequential. A participant
-   is ready to upload once its cluster's gossip is over.
+2. Optional D2D steps (``D2DTransfer``: tree aggregation, gossip, fetches) inside a cluster, after
+   its participants finished computing. Steps run one after another; within a step different senders
+   transmit in parallel on orthogonal D2D channels, while one sender's transfers are sequential. A
+   participant is ready to upload once its cluster's D2D steps are over.
 3. A relayed device i sends its payload P_i to relay j over D2D, arriving at ready_i + 8 P_i / r_ij
    (links into one relay are orthogonal, hence parallel). Relay j starts its uplink when its own
    work and its last input are done, and sends U_j = its own payload plus every payload it received
    (or, with ``relay_aggregates``, one aggregated payload), taking 8 U_j / R_j(b_j).
-4. The edge is ready when its last uplink arrived. In a cloud round each edge then sends to the
-   cloud over the backhaul (latency + 8 bytes / rate, edges in parallel), the cloud waits for all
-   edges, and sends back down. Finally each edge broadcasts to its cluster at the downlink rate.
+4. The edge is ready when its last uplink arrived.
+5. In a cloud round each edge then sends to the cloud over the backhaul (latency + 8 bytes / rate,
+   edges in parallel), the cloud waits for all edges, and sends back down.
+6. Finally each edge broadcasts to its cluster at the downlink rate.
+
+Each step is one function below (``_compute``, ``_d2d_steps``, ``_relay_hops``, ``_uplinks``,
+``_cloud``, ``_downlink``); ``uplink_queue`` runs steps 1-3 alone, for a planner that needs to know
+when each uploader is ready.
 
 Round latency is the slowest path through this timeline; its ``latency/*`` breakdown splits that
 critical path by link kind, so the parts sum to the total. Energy sums every computation and every
 transfer; it is split by link kind (``energy/compute|d2d|uplink|backhaul|downlink``) and by the tier
 that spends it (``energy/device|edge|cloud``). Receiving costs no energy.
 
-Star mode (``star=True``) is the paper's star baseline: each device sends its model straight to
+``charge_star`` is the paper's star baseline: each device sends its model straight to
 the cloud over its own fixed backhaul-like link (latency + 8 bytes / backhaul rate, devices in
 parallel, charged at backhaul power to the device), with no wireless hop, no edge and no D2D; the
 way back is ``cloud_to_device_bytes`` over the same links, charged to the cloud.
@@ -28,7 +33,8 @@ way back is ``cloud_to_device_bytes`` over the same links, charged to the cloud.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +44,9 @@ from hffm.network.config import NetworkConfig
 from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, TimePoint, latest
 from hffm.network.topology import Topology
 
-__all__ = ["D2DTransfer", "DeviceUpload", "RoundCost", "charge_round"]
+__all__ = ["D2DTransfer", "DeviceUpload", "RoundCost", "Traffic", "UplinkQueue", "charge_round", "charge_star",
+           "uplink_queue"]
+
 
 def _edge_array(name: str, value: np.ndarray | float | None, e: int) -> np.ndarray:
     arr = np.zeros(e) if value is None else np.broadcast_to(np.asarray(value, dtype=float), (e,)).copy()
@@ -59,46 +67,127 @@ def _check_bytes(name: str, b: float) -> float:
     return float(b)
 
 
+@dataclass(frozen=True, eq=False)
+class Traffic:
+    """What one round sent, in bytes: the input of the ledger.
+
+    uploads: one DeviceUpload per device that trained (relay == device: a direct uplink).
+    d2d: D2D transfers in steps (tree aggregation, gossip, fetches), charged before the uplinks.
+    relay_aggregates: a relay merges what it received with its own update into one payload, of size
+    relay_payload_bytes[relay] if given, else the largest of its inputs (exact when they carry the
+    same modules). Edge arrays are [E] bytes (or a scalar for all edges); backhaul bytes must be 0
+    unless cloud_round.
+    """
+
+    uploads: Sequence[DeviceUpload]
+    d2d: Sequence[D2DTransfer] = ()
+    relay_aggregates: bool = False
+    relay_payload_bytes: Mapping[int, int] | None = None
+    cloud_round: bool = False
+    edge_to_cloud_bytes: np.ndarray | float | None = None
+    cloud_to_edge_bytes: np.ndarray | float | None = None
+    edge_to_device_bytes: np.ndarray | float | None = None
+
+
+@dataclass(frozen=True)
+class UplinkQueue:
+    """Who uploads, when each can start (its own work and every input done) and how many bytes."""
+
+    uploaders: list[int]
+    start: dict[int, TimePoint]
+    nbytes: dict[int, float]
+
+
 def charge_round(
     net: NetworkConfig,
     topology: Topology,
     channel: ChannelState,
     device_cpu_hz: np.ndarray,
-    uploads: Sequence[DeviceUpload],
-    *,
-    cloud_round: bool,
+    traffic: Traffic,
     uplink_bandwidth_hz: np.ndarray | None = None,
-    relay_aggregates: bool = False,
-    relay_payload_bytes: Mapping[int, int] | None = None,
-    edge_to_cloud_bytes: np.ndarray | float | None = None,
-    cloud_to_edge_bytes: np.ndarray | float | None = None,
-    edge_to_device_bytes: np.ndarray | float | None = None,
-    gossip: Sequence[D2DTransfer] = (),
-    star: bool = False,
+) -> RoundCost:
+    """Charge one hierarchical round, stage by stage (see the module docstring for the timeline).
+
+    uplink_bandwidth_hz: [N] band per device (the plan's; only uploaders use theirs, and each edge's
+    total must fit edge_bandwidth_hz); None: the channel config's fixed per-device band if set, else
+    an equal share of edge_bandwidth_hz among the edge's uploaders.
+    """
+    book = CostBook(topology.num_devices)
+    queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic, book)
+    at_edge = _uplinks(net, topology, channel, queue, uplink_bandwidth_hz, book)
+    back = _cloud(net, traffic, at_edge, book)
+    end = _downlink(net, traffic, back, book)
+    extra = {"count/uploads": float(len(traffic.uploads)),
+             "count/relayed": float(sum(u.relay != u.device for u in traffic.uploads)),
+             "count/uploaders": float(len(queue.uploaders))}
+    return book.cost(latest(end), extra)
+
+
+def charge_star(
+    net: NetworkConfig,
+    topology: Topology,
+    device_cpu_hz: np.ndarray,
+    uploads: Sequence[DeviceUpload],
     cloud_to_device_bytes: np.ndarray | float | None = None,
 ) -> RoundCost:
-    """Charge one round (see the module docstring for the timeline).
+    """The star baseline: every device -> cloud over its own fixed link, and back (module docstring)."""
+    ch, n = net.channel, topology.num_devices
+    book = CostBook(n)
+    by_dev = _check_uploads(uploads, n)
+    ready = _compute(net, device_cpu_hz, by_dev, book)
+    arrivals = []
+    for i, u in by_dev.items():
+        if int(u.relay) != i:
+            raise ValueError(f"star: device {i} relays through {u.relay}; star uploads are direct")
+        nbytes = _size(net, float(u.payload_bytes))
+        if nbytes <= 0:
+            continue
+        dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+        book.charge("backhaul", "device", ch.backhaul_power_w * dt, nbytes, device=i)
+        arrivals.append(ready[i].plus("backhaul", dt))
+    end = latest(arrivals)
+    if ch.charge_downlink and cloud_to_device_bytes is not None:
+        down = np.broadcast_to(np.asarray(cloud_to_device_bytes, dtype=float), (n,))
+        if not np.all(np.isfinite(down)) or np.any(down < 0):
+            raise ValueError(f"cloud_to_device_bytes must be finite bytes >= 0, one per device (shape [{n}])")
+        worst = 0.0
+        for i in np.flatnonzero(down > 0):
+            nbytes = _size(net, float(down[i]))
+            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
+            worst = max(worst, dt)
+        end = end.plus("backhaul", worst)
+    extra = {"count/uploads": float(len(by_dev)), "count/relayed": 0.0, "count/uploaders": float(len(arrivals))}
+    return book.cost(end, extra)
 
-    uplink_bandwidth_hz: [N] band per device (the solver's plan; only uploading devices and relays
-    use theirs, and each edge's total must fit edge_bandwidth_hz); None: the channel config's fixed
-    per-device band if set, else an equal share of edge_bandwidth_hz among the edge's uploaders.
-    relay_aggregates: a relay merges what it received with its own update into one payload, of size
-    relay_payload_bytes[relay] if given, else the largest of its inputs (exact when they carry the
-    same modules). Edge arrays are [E] bytes (or a scalar for all edges); backhaul bytes must be 0
-    unless cloud_round. star: the star baseline (module docstring); then uploads must be direct.
-    """
-    n, e = topology.num_devices, topology.num_edges
-    ch, comp = net.channel, net.compute
+
+def uplink_queue(
+    net: NetworkConfig,
+    topology: Topology,
+    channel: ChannelState,
+    device_cpu_hz: np.ndarray,
+    traffic: Traffic,
+    book: CostBook | None = None,
+) -> UplinkQueue:
+    """Stages before the uplinks: compute, D2D steps, relay hops. A planner calls it to learn when
+    each uploader is ready and what it sends; ``charge_round`` to charge them into ``book``."""
+    n = topology.num_devices
     if channel.num_devices != n:
         raise ValueError(f"channel has {channel.num_devices} devices but the topology has {n}")
-    cpu = np.asarray(device_cpu_hz, dtype=float)
-    if cpu.shape != (n,) or np.any(~np.isfinite(cpu)) or np.any(cpu <= 0):
-        raise ValueError(f"device_cpu_hz must hold {n} finite frequencies > 0 (draw_cpu_hz), got shape {cpu.shape}")
+    book = CostBook(n) if book is None else book
+    by_dev = _check_uploads(traffic.uploads, n)
+    ready = _compute(net, device_cpu_hz, by_dev, book)
+    _d2d_steps(net, topology, channel, traffic.d2d, ready, book)
+    return _relay_hops(net, topology, channel, traffic, by_dev, ready, book)
+
+
+def _size(net: NetworkConfig, b: float) -> float:
+    """Bytes charged for a payload of b bytes (the prototype preset charges a fixed model size)."""
     fixed = net.fixed_payload_bytes
+    return float(fixed) if fixed is not None and b > 0 else b
 
-    def size(b: float) -> float:
-        return float(fixed) if fixed is not None and b > 0 else b
 
+def _check_uploads(uploads: Sequence[DeviceUpload], n: int) -> dict[int, DeviceUpload]:
     by_dev: dict[int, DeviceUpload] = {}
     for u in uploads:
         i = _check_device("DeviceUpload.device", u.device, n)
@@ -109,24 +198,35 @@ def charge_round(
         if not np.isfinite(u.compute_cycles) or u.compute_cycles < 0:
             raise ValueError(f"DeviceUpload.compute_cycles of device {i} must be finite and >= 0")
         by_dev[i] = u
-    book = CostBook(n)
+    return by_dev
+
+
+def _compute(
+    net: NetworkConfig, device_cpu_hz: np.ndarray, by_dev: Mapping[int, DeviceUpload], book: CostBook
+) -> list[TimePoint]:
+    """Stage 1: every device's local training; returns when each device is done."""
+    n, comp = book.device.shape[0], net.compute
+    cpu = np.asarray(device_cpu_hz, dtype=float)
+    if cpu.shape != (n,) or np.any(~np.isfinite(cpu)) or np.any(cpu <= 0):
+        raise ValueError(f"device_cpu_hz must hold {n} finite frequencies > 0 (draw_cpu_hz), got shape {cpu.shape}")
     ready = [TimePoint() for _ in range(n)]
     for i, u in by_dev.items():
         if comp.enabled and u.compute_cycles > 0:
-            tau = float(compute_time(u.compute_cycles, cpu[i]))
             book.charge("compute", "device", float(compute_energy(u.compute_cycles, cpu[i], comp.kappa)), device=i)
-            ready[i] = ready[i].plus("compute", tau)
-    extra = {"count/uploads": float(len(by_dev)),
-             "count/relayed": float(sum(u.relay != u.device for u in by_dev.values()))}
-    if star:
-        return _charge_star(net, topology, by_dev, ready, book, extra, cloud_round, cloud_to_device_bytes,
-                            (edge_to_cloud_bytes, cloud_to_edge_bytes, edge_to_device_bytes), gossip)
-    if cloud_to_device_bytes is not None:
-        raise ValueError("cloud_to_device_bytes is only for star=True; use cloud_to_edge_bytes / edge_to_device_bytes")
+            ready[i] = ready[i].plus("compute", float(compute_time(u.compute_cycles, cpu[i])))
+    return ready
 
-    _charge_gossip(net, topology, channel, gossip, ready, book, size)
 
-    # D2D hops to relays, and what each uploader sends.
+def _relay_hops(
+    net: NetworkConfig,
+    topology: Topology,
+    channel: ChannelState,
+    traffic: Traffic,
+    by_dev: Mapping[int, DeviceUpload],
+    ready: list[TimePoint],
+    book: CostBook,
+) -> UplinkQueue:
+    """Stage 3: one-hop D2D relays; then what each uploader sends and when it can start."""
     inputs: dict[int, list[TimePoint]] = {}
     received: dict[int, list[float]] = {}
     for i, u in by_dev.items():
@@ -143,73 +243,94 @@ def charge_round(
         rate = float(channel.d2d_rate[i, j])
         if rate <= 0:
             raise ValueError(f"D2D link {i} -> {j} has rate 0 this round")
-        nbytes = size(float(u.payload_bytes))
+        nbytes = _size(net, float(u.payload_bytes))
         dt = 8.0 * nbytes / rate
-        book.charge("d2d", "device", ch.d2d_energy_power * dt, nbytes, device=i)
+        book.charge("d2d", "device", net.channel.d2d_energy_power * dt, nbytes, device=i)
         inputs.setdefault(j, []).append(ready[i].plus("d2d", dt))
         received.setdefault(j, []).append(nbytes)
     uploaders = sorted({i for i, u in by_dev.items() if u.relay == i} | set(inputs))
     up_bytes = {}
     for j in uploaders:
-        own = [size(float(by_dev[j].payload_bytes))] if j in by_dev else []
+        own = [_size(net, float(by_dev[j].payload_bytes))] if j in by_dev else []
         parts = own + received.get(j, [])
-        if relay_aggregates and j in inputs:
-            given = None if relay_payload_bytes is None else relay_payload_bytes.get(j)
-            up_bytes[j] = size(_check_bytes(f"relay_payload_bytes[{j}]", given)) if given is not None else max(parts)
+        given = None if traffic.relay_payload_bytes is None else traffic.relay_payload_bytes.get(j)
+        if traffic.relay_aggregates and j in inputs and given is not None:
+            up_bytes[j] = _size(net, _check_bytes(f"relay_payload_bytes[{j}]", given))
+        elif traffic.relay_aggregates and j in inputs:
+            up_bytes[j] = max(parts)
         else:
             up_bytes[j] = float(sum(parts))
     uploaders = [j for j in uploaders if up_bytes[j] > 0]  # nothing to send: no uplink, no band
+    start = {j: latest([ready[j], *inputs.get(j, [])]) for j in uploaders}
+    return UplinkQueue(uploaders, start, {j: up_bytes[j] for j in uploaders})
 
-    band = _uplink_bandwidth(net, topology, uploaders, uplink_bandwidth_hz)
+
+def _uplinks(
+    net: NetworkConfig,
+    topology: Topology,
+    channel: ChannelState,
+    queue: UplinkQueue,
+    given: np.ndarray | None,
+    book: CostBook,
+) -> list[TimePoint]:
+    """Stage 4: FDMA uplinks at the planned (or default) band; returns when each edge has everything."""
+    band = _uplink_bandwidth(net, topology, queue.uploaders, given)
     rates = channel.uplink_rate_at(band)
-    edge_ready = [[] for _ in range(e)]
-    for j in uploaders:
+    edge_ready: list[list[TimePoint]] = [[] for _ in range(topology.num_edges)]
+    for j in queue.uploaders:
         if rates[j] <= 0:
             raise ValueError(f"device {j} uploads but its uplink rate is 0 (bandwidth {band[j]:g} Hz)")
-        dt = 8.0 * up_bytes[j] / float(rates[j])
-        book.charge("uplink", "device", ch.uplink_energy_power_w * dt, up_bytes[j], device=j)
-        start = latest([ready[j], *inputs.get(j, [])])
-        edge_ready[int(topology.device_edge[j])].append(start.plus("uplink", dt))
-    at_edge = [latest(p) for p in edge_ready]
+        dt = 8.0 * queue.nbytes[j] / float(rates[j])
+        book.charge("uplink", "device", net.channel.uplink_energy_power_w * dt, queue.nbytes[j], device=j)
+        edge_ready[int(topology.device_edge[j])].append(queue.start[j].plus("uplink", dt))
+    return [latest(p) for p in edge_ready]
 
-    e2c = _edge_array("edge_to_cloud_bytes", edge_to_cloud_bytes, e)
-    c2e = _edge_array("cloud_to_edge_bytes", cloud_to_edge_bytes, e)
-    e2d = _edge_array("edge_to_device_bytes", edge_to_device_bytes, e)
-    if not cloud_round and (e2c.any() or c2e.any()):
-        raise ValueError("edge_to_cloud_bytes / cloud_to_edge_bytes are nonzero but cloud_round=False; "
-                         "pass zeros (or None) on edge-only rounds")
-    back = at_edge
-    if cloud_round:
-        to_cloud = []
-        for k in range(e):
-            if e2c[k] > 0:
-                nbytes = size(e2c[k])
-                dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-                book.charge("backhaul", "edge", ch.backhaul_power_w * dt, nbytes)
-                to_cloud.append(at_edge[k].plus("backhaul", dt))
-        at_cloud = latest(to_cloud)
-        back = []
-        for k in range(e):
-            p = latest([at_edge[k], at_cloud])
-            if ch.charge_downlink and c2e[k] > 0:
-                nbytes = size(c2e[k])
-                dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-                book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
-                p = p.plus("backhaul", dt)
-            back.append(p)
-    done = back
-    if ch.charge_downlink:
-        done = []
-        for k in range(e):
-            p = back[k]
-            if e2d[k] > 0:
-                nbytes = size(e2d[k])
-                dt = 8.0 * nbytes / ch.downlink_rate_bps
-                book.charge("downlink", "edge", ch.edge_tx_power_w * dt, nbytes)
-                p = p.plus("downlink", dt)
-            done.append(p)
-    extra["count/uploaders"] = float(len(uploaders))
-    return book.cost(latest(done), extra)
+
+def _cloud(net: NetworkConfig, traffic: Traffic, at_edge: list[TimePoint], book: CostBook) -> list[TimePoint]:
+    """Stage 5: in a cloud round, edges -> cloud over the backhaul, the cloud waits for all, and back."""
+    ch, e = net.channel, len(at_edge)
+    e2c = _edge_array("edge_to_cloud_bytes", traffic.edge_to_cloud_bytes, e)
+    c2e = _edge_array("cloud_to_edge_bytes", traffic.cloud_to_edge_bytes, e)
+    if not traffic.cloud_round:
+        if e2c.any() or c2e.any():
+            raise ValueError("edge_to_cloud_bytes / cloud_to_edge_bytes are nonzero but cloud_round=False; "
+                             "pass zeros (or None) on edge-only rounds")
+        return at_edge
+    to_cloud = []
+    for k in range(e):
+        if e2c[k] > 0:
+            nbytes = _size(net, e2c[k])
+            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            book.charge("backhaul", "edge", ch.backhaul_power_w * dt, nbytes)
+            to_cloud.append(at_edge[k].plus("backhaul", dt))
+    at_cloud = latest(to_cloud)
+    back = []
+    for k in range(e):
+        p = latest([at_edge[k], at_cloud])
+        if ch.charge_downlink and c2e[k] > 0:
+            nbytes = _size(net, c2e[k])
+            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
+            p = p.plus("backhaul", dt)
+        back.append(p)
+    return back
+
+
+def _downlink(net: NetworkConfig, traffic: Traffic, back: list[TimePoint], book: CostBook) -> list[TimePoint]:
+    """Stage 6: each edge broadcasts the aggregated modules to its cluster."""
+    ch = net.channel
+    e2d = _edge_array("edge_to_device_bytes", traffic.edge_to_device_bytes, len(back))
+    if not ch.charge_downlink:
+        return back
+    done = []
+    for k, p in enumerate(back):
+        if e2d[k] > 0:
+            nbytes = _size(net, e2d[k])
+            dt = 8.0 * nbytes / ch.downlink_rate_bps
+            book.charge("downlink", "edge", ch.edge_tx_power_w * dt, nbytes)
+            p = p.plus("downlink", dt)
+        done.append(p)
+    return done
 
 
 def _uplink_bandwidth(
@@ -247,29 +368,29 @@ def _uplink_bandwidth(
     return band
 
 
-def _charge_gossip(
+def _d2d_steps(
     net: NetworkConfig,
     topology: Topology,
     channel: ChannelState,
-    gossip: Sequence[D2DTransfer],
+    transfers: Sequence[D2DTransfer],
     ready: list[TimePoint],
     book: CostBook,
-    size: Callable[[float], float],
 ) -> None:
-    """Gossip steps per cluster: start when the participants are done computing; in a step, senders
-    run in parallel and each sender's transfers back to back; participants then wait for the end."""
-    if not gossip:
+    """Stage 2, D2D steps per cluster (tree aggregation, gossip, fetches): start when the cluster's
+    participants are done computing; in a step, senders run in parallel and each sender's transfers
+    back to back; the cluster's participants then wait for the end."""
+    if not transfers:
         return
     n = topology.num_devices
     clusters: dict[int, list[D2DTransfer]] = {}
-    for g in gossip:
+    for g in transfers:
         s = _check_device("D2DTransfer.src", g.src, n)
         d = _check_device("D2DTransfer.dst", g.dst, n)
         _check_bytes(f"D2DTransfer.payload_bytes ({s} -> {d})", g.payload_bytes)
         if not isinstance(g.step, int | np.integer) or g.step < 0:
             raise ValueError(f"D2DTransfer.step must be an int >= 0, got {g.step!r}")
         if s == d or not topology.d2d_adj[s, d]:
-            raise ValueError(f"gossip transfer {s} -> {d} is not a D2D link (src and dst must be linked neighbours)")
+            raise ValueError(f"D2D transfer {s} -> {d} is not a D2D link (src and dst must be linked neighbours)")
         if channel.d2d_rate[s, d] <= 0:
             raise ValueError(f"D2D link {s} -> {d} has rate 0 this round")
         clusters.setdefault(int(topology.device_edge[s]), []).append(g)
@@ -279,57 +400,10 @@ def _charge_gossip(
         for step in sorted({int(g.step) for g in transfers}):
             busy: dict[int, float] = {}
             for g in (g for g in transfers if g.step == step):
-                nbytes = size(float(g.payload_bytes))
+                nbytes = _size(net, float(g.payload_bytes))
                 dt = 8.0 * nbytes / float(channel.d2d_rate[g.src, g.dst])
                 busy[int(g.src)] = busy.get(int(g.src), 0.0) + dt
                 book.charge("d2d", "device", net.channel.d2d_energy_power * dt, nbytes, device=int(g.src))
             t = t.plus("d2d", max(busy.values()))
         for i in members:
             ready[i] = t
-
-
-def _charge_star(
-    net: NetworkConfig,
-    topology: Topology,
-    by_dev: dict[int, DeviceUpload],
-    ready: list[TimePoint],
-    book: CostBook,
-    extra: dict[str, float],
-    cloud_round: bool,
-    c2d: np.ndarray | float | None,
-    edge_arrays: tuple[object, ...],
-    gossip: Sequence[D2DTransfer],
-) -> RoundCost:
-    """Star baseline: every device -> cloud over its own fixed link, and back."""
-    ch, n = net.channel, topology.num_devices
-    fixed = net.fixed_payload_bytes
-    if not cloud_round:
-        raise ValueError("star=True aggregates at the cloud every round: pass cloud_round=True")
-    if gossip:
-        raise ValueError("star=True has no D2D: gossip must be empty")
-    if any(a is not None and np.any(np.asarray(a) != 0) for a in edge_arrays):
-        raise ValueError("star=True skips the edges: leave edge_to_cloud/cloud_to_edge/edge_to_device bytes unset")
-    arrivals = []
-    for i, u in by_dev.items():
-        if int(u.relay) != i:
-            raise ValueError(f"star=True: device {i} relays through {u.relay}; star uploads are direct")
-        nbytes = float(fixed) if fixed is not None and u.payload_bytes > 0 else float(u.payload_bytes)
-        if nbytes <= 0:
-            continue
-        dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-        book.charge("backhaul", "device", ch.backhaul_power_w * dt, nbytes, device=i)
-        arrivals.append(ready[i].plus("backhaul", dt))
-    at_cloud = latest(arrivals)
-    end = at_cloud
-    if ch.charge_downlink and c2d is not None:
-        down = np.broadcast_to(np.asarray(c2d, dtype=float), (n,))
-        if not np.all(np.isfinite(down)) or np.any(down < 0):
-            raise ValueError(f"cloud_to_device_bytes must be finite bytes >= 0, one per device (shape [{n}])")
-        worst = 0.0
-        for i in np.flatnonzero(down > 0):
-            nbytes = float(fixed) if fixed is not None else float(down[i])
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-            book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
-            worst = max(worst, dt)
-        end = at_cloud.plus("backhaul", worst)
-    return book.cost(end, extra)

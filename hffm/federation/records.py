@@ -1,0 +1,104 @@
+"""What a round decided and what it did, kept apart.
+
+``Plan`` is the decision (placement, relays, aggregation tree, bandwidth), frozen once made;
+``RoundOutcome`` records what happened (who trained what, the routes and D2D transfers, the cloud
+step). The ledger charges the outcome at the plan's bandwidth; loggers and plots read both and
+change neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+
+def _frozen_map(m: Mapping) -> Mapping:
+    return MappingProxyType(dict(m))
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """One round's decision over its participants (global device ids).
+
+    placement: device -> the modules it trains; relay: device -> the neighbour that uploads for it
+    (itself = direct); parent: in ``tree`` D2D mode, device -> its parent in the cluster's aggregation
+    tree (itself = the uploader); bandwidth_hz: [N] uplink band per device, or None for the ledger's
+    default share; info: the solver's report (``plan/*`` metrics).
+    """
+
+    placement: Mapping[int, tuple[str, ...]]
+    relay: Mapping[int, int]
+    bandwidth_hz: np.ndarray | None = None
+    parent: Mapping[int, int] = field(default_factory=dict)
+    info: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "placement", _frozen_map({int(d): tuple(m) for d, m in self.placement.items()}))
+        set_(self, "relay", _frozen_map({int(d): int(r) for d, r in self.relay.items()}))
+        set_(self, "parent", _frozen_map({int(d): int(p) for d, p in self.parent.items()}))
+        set_(self, "info", _frozen_map(self.info))
+        if self.bandwidth_hz is not None:
+            band = np.array(self.bandwidth_hz, dtype=float)
+            band.setflags(write=False)
+            set_(self, "bandwidth_hz", band)
+
+    @property
+    def participants(self) -> list[int]:
+        return sorted(self.placement)
+
+    def metrics(self) -> dict[str, float]:
+        return {f"plan/{k}": float(v) for k, v in self.info.items()}
+
+
+@dataclass(frozen=True)
+class DeviceResult:
+    """One device's local training this round: the modules it trained and its losses."""
+
+    device: int
+    modules: tuple[str, ...]
+    losses: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One device's wireless traffic this round: the modules it sends and the next hop (itself = uplink)."""
+
+    device: int
+    modules: tuple[str, ...]
+    relay: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """One D2D transfer carrying some modules' states; ``kind`` is tree, gossip or fetch.
+
+    Transfers with the same ``step`` run at the same time; steps run one after another.
+    """
+
+    src: int
+    dst: int
+    modules: tuple[str, ...]
+    step: int = 0
+    kind: str = "tree"
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What one round did: training results, the routes its updates took, its D2D transfers
+    (tree, gossip and fetches), and the cloud step's bytes per edge (zeros on edge-only rounds)."""
+
+    round: int
+    results: tuple[DeviceResult, ...]
+    routes: tuple[Route, ...]
+    transfers: tuple[Transfer, ...]
+    cloud_round: bool
+    edge_to_cloud_bytes: np.ndarray
+
+    def relay_links(self) -> list[tuple[int, int]]:
+        """(device, next hop) of every D2D link that carried an update: relays and tree links."""
+        links = {(r.device, r.relay) for r in self.routes if r.relay != r.device}
+        return sorted(links | {(t.src, t.dst) for t in self.transfers if t.kind == "tree"})
