@@ -1,0 +1,30 @@
+"""hffm: hierarchical federated foundation models.
+
+A script composes a config as ``hffm-train`` would, builds the world and runs the federation::
+
+    import hffm
+
+    cfg = hffm.compose("experiment=demo", "federation.d2d=tree", "federation.rounds=2")
+    world = hffm.make_world(cfg)
+    result = hffm.run_federation(hffm.make_fabric(cfg), world, cfg.federation, seed=cfg.seed)
+    print(result.history[-1]["accuracy"], result.last_outcome.relay_links())
+"""
+
+from hffm.config import Config, compose, network_config, resolve
+from hffm.federation import (
+    D2DMode,
+    FederationConfig,
+    FederationResult,
+    Plan,
+    RoundOutcome,
+    TierPolicy,
+    World,
+    build_world,
+    run_federation,
+)
+from hffm.run import make_fabric, make_world, train
+
+__all__ = [
+    "Config", "D2DMode", "FederationConfig", "FederationResult", "Plan", "RoundOutcome", "TierPolicy", "World",
+    "build_world", "compose", "make_fabric", "make_world", "network_config", "resolve", "run_federation", "train",
+]

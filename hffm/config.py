@@ -33,17 +33,19 @@ class DataConfig:
     """Share of each device's samples held out for its personalized test."""
 
 
-def _overrides(cls: type, skip: tuple[str, ...] = ()) -> type:
+def _overrides(name: str, cls: type, skip: tuple[str, ...] = ()) -> type:
     """A dataclass with every field of ``cls`` typed Any and None by default (None keeps the preset's
     value), so ``topology.channel.<field>=...`` works from the command line without a leading ``+``
     and an unknown name fails, naming the known ones."""
     names = [f.name for f in dataclasses.fields(cls) if f.name not in skip]
-    return dataclasses.make_dataclass(f"{cls.__name__}Overrides", [(n, Any, None) for n in names])
+    made = dataclasses.make_dataclass(name, [(n, Any, None) for n in names])
+    made.__module__ = __name__  # picklable (spawned Fabric processes receive the config)
+    return made
 
 
-LayoutOverrides = _overrides(TopologyConfig, skip=("num_edges", "devices_per_edge"))
-ChannelOverrides = _overrides(ChannelConfig)
-ComputeOverrides = _overrides(ComputeConfig)
+LayoutOverrides = _overrides("LayoutOverrides", TopologyConfig, skip=("num_edges", "devices_per_edge"))
+ChannelOverrides = _overrides("ChannelOverrides", ChannelConfig)
+ComputeOverrides = _overrides("ComputeOverrides", ComputeConfig)
 
 
 @dataclass
@@ -116,9 +118,9 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
-    threads: int | None = None
-    """torch intra-op threads per process (None: torch's default). 1 is much faster for tiny models on a
-    busy few-core machine (experiments/results/scale_bench/notes.md)."""
+    threads: int | None = 1
+    """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
+    models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""
     pretrained: str | None = None
     """Checkpoint from hffm-pretrain to start the trunk and modules from."""
     progress: str = "bar"
@@ -162,6 +164,18 @@ def resolve(cfg: DictConfig | Config) -> Config:
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
     return obj
+
+
+def compose(*overrides: str) -> Config:
+    """The resolved Config that ``hffm-train OVERRIDES...`` would run, for scripts and notebooks."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from hffm.cli.train import CONF_DIR
+
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 
 def network_config(group: TopologyGroup) -> NetworkConfig:
