@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -42,7 +43,7 @@ MACHINE = "2-core CPU container, shared"
 
 def model_config(name: str) -> ModelConfig:
     """The ModelConfig of conf/model/NAME.yaml (the preset hffm-train and hffm-pretrain use)."""
-    raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+    raw = OmegaConf.to_container(OmegaConf.create(files("hffm.conf").joinpath("model", f"{name}.yaml").read_text()))
     raw.pop("defaults", None)
     return ModelConfig(**raw)
 

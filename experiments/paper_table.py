@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 METHODS: dict[str, str] = {
     "star": "star topology (plain FedAvg to cloud)",
     "edge_only": "edge aggregation only",
@@ -60,7 +58,7 @@ KEEP = ("round", "cloud_round", "accuracy", "time/round_s", "participants")
 
 def compose_config(method: str, preset: str, seed: int, rounds: int, overrides: Sequence[str]) -> Any:
     """The resolved Config of one run, composed from conf/ exactly as ``hffm-train`` would."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from hffm.config import register_configs, resolve
@@ -71,7 +69,7 @@ def compose_config(method: str, preset: str, seed: int, rounds: int, overrides: 
         raise ValueError(f"preset {preset!r}: choose among {list(PRESETS)}")
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+    with initialize_config_module(config_module="hffm.conf", version_base=None):
         cfg = compose("config", overrides=run_overrides(method, preset, seed, rounds, overrides))
     return resolve(cfg)
 
