@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-probe", action="store_true", help="skip the linear-probe reference")
     ap.add_argument("--no-control", action="store_true", help="skip the never-pretrained-trunk control")
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "central"))
+    ap.add_argument("--out", default="experiments/results/central", help="output folder (relative: to the cwd)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()
