@@ -21,6 +21,7 @@ import os
 import platform
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import torch
@@ -42,7 +43,7 @@ MACHINE = "2-core CPU container, shared"
 
 def model_config(name: str) -> ModelConfig:
     """The ModelConfig of conf/model/NAME.yaml (the preset hffm-train and hffm-pretrain use)."""
-    raw = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+    raw = OmegaConf.to_container(OmegaConf.create(files("hffm.conf").joinpath("model", f"{name}.yaml").read_text()))
     raw.pop("defaults", None)
     return ModelConfig(**raw)
 
@@ -118,7 +119,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-probe", action="store_true", help="skip the linear-probe reference")
     ap.add_argument("--no-control", action="store_true", help="skip the never-pretrained-trunk control")
-    ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "central"))
+    ap.add_argument("--out", default="experiments/results/central", help="output folder (relative: to the cwd)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t_all = time.perf_counter()

@@ -18,12 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from hffm.config import register_configs, resolve
 from hffm.run import make_world, train
-
-CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def chance_levels(world) -> dict[str, float]:
@@ -41,7 +39,7 @@ def chance_levels(world) -> dict[str, float]:
 def run(rounds: int, seed: int, sets: list[str], out: Path) -> dict:
     register_configs()
     overrides = ["experiment=hffm", f"federation.rounds={rounds}", f"seed={seed}", "progress=lines", "logger=csv"]
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+    with initialize_config_module(config_module="hffm.conf", version_base="1.3"):
         cfg = resolve(compose(config_name="config", overrides=overrides + sets))
     tic = time.perf_counter()
     result = train(cfg, out / "run")

@@ -3,7 +3,10 @@
 Draws `--topologies` seeded topologies x `--draws` channel draws each and reports: uplink SNR and rate
 on 1 MHz, D2D link rates and lengths, the time to upload 1 MB on 1 MHz, and one full round (all 40
 devices upload directly on an equal share of the edge band, with and without a cloud round, and the
-star baseline) for 6 MB (the prototype's assumed model size) and 38 MB (its adapters in fp32).
+star baseline) for 6 MB (the prototype's assumed model size) and 38 MB (its adapters in fp32), and the
+mean latency per round of HF-FM without D2D at E_agg 2 and 8 (one cloud round every E_agg edge rounds).
+Besides the two presets it measures `prototype_noise_fixed`: the prototype preset with the noise taken
+over the bandwidth in Hz (noise_bandwidth_scale = 1), every other assumption kept.
 
     .venv/bin/python experiments/network_sanity.py [--topologies 20] [--draws 50] [--json out.json]
 """
@@ -11,6 +14,7 @@ star baseline) for 6 MB (the prototype's assumed model size) and 38 MB (its adap
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import numpy as np
@@ -23,8 +27,20 @@ def _q(x: np.ndarray) -> dict[str, float]:
     return {"p10": float(p10), "median": float(p50), "p90": float(p90)}
 
 
+def _noise_fixed(net: NetworkConfig) -> NetworkConfig:
+    channel = dataclasses.replace(net.channel, noise_bandwidth_scale=1.0)
+    return dataclasses.replace(net, channel=channel, name=f"{net.name}_noise_fixed")
+
+
+VARIANTS = {
+    "default": lambda: NetworkConfig.preset("default"),
+    "prototype": lambda: NetworkConfig.preset("prototype"),
+    "prototype_noise_fixed": lambda: _noise_fixed(NetworkConfig.preset("prototype")),
+}
+
+
 def preset_numbers(name: str, topologies: int, draws: int) -> dict:
-    net = NetworkConfig.preset(name)
+    net = VARIANTS[name]()
     up_rate, up_snr, d2d_rate, d2d_len, patched = [], [], [], [], []
     rounds: dict[str, list[float]] = {}
     for seed in range(topologies):
@@ -51,6 +67,9 @@ def preset_numbers(name: str, topologies: int, draws: int) -> dict:
                     for tag, c in (("edge", edge), ("cloud", cloud), ("star", star)):
                         rounds.setdefault(f"{tag}_{mb}MB_latency_s", []).append(c.latency_s)
                         rounds.setdefault(f"{tag}_{mb}MB_energy_j", []).append(c.energy_j)
+                    for e_agg in (2, 8):  # HF-FM without D2D: a cloud round every e_agg edge rounds
+                        mean = ((e_agg - 1) * edge.latency_s + cloud.latency_s) / e_agg
+                        rounds.setdefault(f"hffm_e{e_agg}_{mb}MB_latency_s", []).append(mean)
     up = np.concatenate(up_rate)
     return {
         "uplink_rate_1MHz_bps": _q(up),
@@ -69,7 +88,7 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=50)
     ap.add_argument("--json", default=None, help="also write the numbers to this file")
     args = ap.parse_args()
-    out = {name: preset_numbers(name, args.topologies, args.draws) for name in ("default", "prototype")}
+    out = {name: preset_numbers(name, args.topologies, args.draws) for name in VARIANTS}
     for name, res in out.items():
         print(f"== {name} ({args.topologies} topologies x {args.draws} channel draws, 40 devices)")
         for key, val in res.items():

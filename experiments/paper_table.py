@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 METHODS: dict[str, str] = {
     "star": "star topology (plain FedAvg to cloud)",
     "edge_only": "edge aggregation only",
@@ -40,7 +38,7 @@ METHODS: dict[str, str] = {
 """Method key (= the experiment preset in conf/experiment) -> the published table's row name."""
 
 PRESETS = ("default", "prototype")
-PUBLISHED = {  # design.md: latency (s), "energy (kJ)" (really J, see design.md), accuracy (%)
+PUBLISHED = {  # latency (s), "energy (kJ)" (really J, see docs/network-model.md), accuracy (%)
     "star": (12.10, 387.20, 37.89), "edge_only": (3.59, 59.25, 27.48), "edge_only_d2d": (2.00, 14.75, 27.48),
     "hffm": (9.58, 107.65, 38.65), "hffm_e8": (5.04, 71.35, 36.25), "hffm_d2d": (8.86, 67.57, 38.65),
     "hffm_d2d_e8": (3.66, 27.92, 36.25),
@@ -60,7 +58,7 @@ KEEP = ("round", "cloud_round", "accuracy", "time/round_s", "participants")
 
 def compose_config(method: str, preset: str, seed: int, rounds: int, overrides: Sequence[str]) -> Any:
     """The resolved Config of one run, composed from conf/ exactly as ``hffm-train`` would."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
 
     from hffm.config import register_configs, resolve
@@ -71,7 +69,7 @@ def compose_config(method: str, preset: str, seed: int, rounds: int, overrides: 
         raise ValueError(f"preset {preset!r}: choose among {list(PRESETS)}")
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base=None):
+    with initialize_config_module(config_module="hffm.conf", version_base=None):
         cfg = compose("config", overrides=run_overrides(method, preset, seed, rounds, overrides))
     return resolve(cfg)
 
@@ -232,7 +230,7 @@ def write_table(results: dict, path: Path) -> Path:
              "accuracy is the headline `accuracy` (device models on the global test set, mean over "
              "classification tasks) after the last round; edge-tier accuracy is the mean of `edge/<task>/acc`. "
              "Each cell is mean ± std over seeds. Published: the prototype's table (its energy column is "
-             "labelled kJ but holds J/1000 of a mislabelled column; see design.md).", ""]
+             "labelled kJ but holds J/1000 of a mislabelled column; see docs/network-model.md).", ""]
     for preset, rows in results["table"].items():
         lines += [f"## Preset `{preset}`", "",
                   "| method | latency (s/round) | energy (J/round) | accuracy (%) | edge-tier acc (%) "

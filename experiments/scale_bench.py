@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import warnings
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,12 @@ def model_config(name: str):
     """The model preset of conf/model/<name>.yaml as a ModelConfig (one source of truth with Hydra)."""
     from hffm.modules.config import ModelConfig
 
-    path = ROOT / "conf" / "model" / f"{name}.yaml"
+    presets = files("hffm.conf") / "model"
+    path = presets / f"{name}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ValueError(f"--model {name!r}: no {path}; choose one of {known}")
-    values = OmegaConf.to_container(OmegaConf.load(path))
+        known = sorted(p.name.removesuffix(".yaml") for p in presets.iterdir() if p.name.endswith(".yaml"))
+        raise ValueError(f"--model {name!r}: no conf/model/{name}.yaml; choose one of {known}")
+    values = OmegaConf.to_container(OmegaConf.create(path.read_text()))
     values.pop("defaults", None)
     return ModelConfig(**values)
 

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--exact-sizes", default="4,8,12")
     b.add_argument("--exact-seeds", type=int, default=10)
-    g = sub.add_parser("generate", help="write a random instance (design.md network model)")
+    g = sub.add_parser("generate", help="write a random instance (the network model of docs/network-model.md)")
     g.add_argument("-n", "--devices", type=int, default=40)
     g.add_argument("-e", "--edges", type=int, default=10)
     g.add_argument("-m", "--modules", type=int, default=5)

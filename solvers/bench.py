@@ -1,8 +1,8 @@
 """`python -m solvers bench`: solve time, objective vs baselines, gap to the exact reference.
 
 Sweep: N devices, about N/100 edges (at least 1), 3 to 10 modules (drawn from the seed), 3 D2D neighbours.
-Exact suite: clusters of 4 devices (the design.md default), 3 or 4 modules, N in --exact-sizes.
-Default topology: 40 devices = 10 edges x 4 (design.md), 5 modules, joint vs equal bandwidth / no relay.
+Exact suite: clusters of 4 devices (the default of docs/network-model.md), 3 or 4 modules, N in --exact-sizes.
+Default topology: 40 devices = 10 edges x 4 (docs/network-model.md), 5 modules, joint vs equal bandwidth / no relay.
 Every plan is checked by solvers.check; wall times include that check (the `solve` entry point runs it).
 """
 

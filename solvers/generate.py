@@ -1,4 +1,4 @@
-"""Seeded random instances from the network model of /work/shared/design.md.
+"""Seeded random instances from the network model of docs/network-model.md (its default preset).
 
 Edge servers at least 500 m apart in a square (5000 m for 10 servers, the side grows with sqrt(E) so
 the packing stays possible); per server a cluster centre within 1000 m and its devices within 500 m of
@@ -39,7 +39,7 @@ def random_instance(num_devices: int, num_edges: int, num_modules: int, seed: in
                     gamma: float = 0.5, lam: float = 0.0, relay_aggregates: bool = False,
                     eligibility: float = 0.7, memory_fraction: tuple[float, float] = (1.0, 1.5),
                     relay_capacity: int | None = None) -> RoundProblem:
-    """A RoundProblem drawn from the design.md network model; the same seed gives the same instance.
+    """A RoundProblem drawn from the network model of docs/network-model.md; the same seed gives the same instance.
 
     Devices are split as evenly as possible over the edges; each edge's band is bandwidth_per_device_hz
     times its device count (1 MHz per device: the prototype's 4 MHz for 4 devices). Each device is eligible

@@ -1,19 +1,19 @@
 """Every experiment preset composes into a valid typed config (compose, no training)."""
 
-from pathlib import Path
+from importlib.resources import files
 
 import pytest
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize_config_module
 
 from hffm.config import network_config, register_configs, resolve
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+PRESETS = sorted(p.name.removesuffix(".yaml") for p in (files("hffm.conf") / "experiment").iterdir()
+                 if p.name.endswith(".yaml"))
 
 
 def _compose(*overrides):
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module(config_module="hffm.conf", version_base="1.3"):
         return resolve(compose(config_name="config", overrides=list(overrides)))
 
 

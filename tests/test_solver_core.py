@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidt
 from solvers.evaluate import round_timeline, uplink_rate
 from solvers.exact import exact_solve
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "solvers" / "examples" / "instance_small.json"
+EXAMPLE = Path(str(files("solvers") / "examples" / "instance_small.json"))  # package data, as a user has it
 
 
 def test_min_bandwidth_inverts_rate():

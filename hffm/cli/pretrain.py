@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from hffm.config import DataConfig, register_configs
 from hffm.modules.config import ModelConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = "pkg://hffm.conf"  # the configs ship inside the package (conf/ in a checkout)
 log = logging.getLogger("hffm")
 
 
@@ -90,7 +90,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="pretrain")
+@hydra.main(version_base="1.3", config_path=CONF, config_name="pretrain")
 def _app(dict_cfg: DictConfig) -> float:
     cfg: PretrainConfig = OmegaConf.to_object(dict_cfg)  # type: ignore[assignment]
     metrics = run_pretrain(cfg)

@@ -13,13 +13,13 @@ from omegaconf import DictConfig
 from hffm.config import register_configs, resolve
 from hffm.logging.ranks import log_from_rank_zero
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+CONF = "pkg://hffm.conf"  # the configs ship inside the package (conf/ in a checkout)
 log = logging.getLogger("hffm")
 
 register_configs()
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def _app(dict_cfg: DictConfig) -> float | None:
     from hffm.run import train
 

@@ -2,8 +2,8 @@
 
 Two presets exist. ``default`` is physically consistent (noise over the real bandwidth in Hz, one
 transmit power per link used both for rates and energies, computation charged). ``prototype`` keeps
-the assumptions of the published HF-FM prototype, flaws included (see /work/shared/design.md,
-"Known flaws of the published prototype"), so its numbers can be reproduced and compared honestly.
+the assumptions of the published HF-FM prototype, flaws included (docs/network-model.md, "The published
+prototype, and its flaws"), so its numbers can be reproduced and compared honestly.
 """
 
 from __future__ import annotations
