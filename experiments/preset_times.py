@@ -17,26 +17,21 @@ import platform
 import sys
 import tempfile
 import time
+from importlib.resources import files
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from hffm.config import register_configs, resolve
+from hffm.config import compose
 from hffm.run import train
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def presets() -> list[str]:
-    return sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+    return sorted(p.name[:-5] for p in (files("hffm.conf") / "experiment").iterdir() if p.name.endswith(".yaml"))
 
 
 def time_preset(name: str, rounds: int, threads: int, extra: list[str]) -> dict:
-    register_configs()
     overrides = [f"experiment={name}", f"federation.rounds={rounds}", f"threads={threads}", "progress=none",
                  "plots=false", "logger=none", *extra]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = resolve(compose(config_name="config", overrides=overrides))
+    cfg = compose(*overrides)
     tic = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="preset_times_") as tmp:
         result = train(cfg, tmp)

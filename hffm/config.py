@@ -169,12 +169,10 @@ def resolve(cfg: DictConfig | Config) -> Config:
 def compose(*overrides: str) -> Config:
     """The resolved Config that ``hffm-train OVERRIDES...`` would run, for scripts and notebooks."""
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    from hffm.cli.train import CONF_DIR
+    from hydra import initialize_config_module
 
     register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    with initialize_config_module(config_module="hffm.conf", version_base="1.3"):
         return resolve(hydra_compose(config_name="config", overrides=list(overrides)))
 
 

@@ -82,18 +82,13 @@ def test_bad_keys_fail_naming_them(override, expected, tmp_path):
 
 
 def test_the_printed_hint_starts_a_run_from_the_checkpoint(checkpoint):
-    from hydra import compose, initialize_config_dir
-
-    from hffm.config import register_configs, resolve
+    from hffm.config import compose
 
     path, _, done = checkpoint
     line = next(ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip().startswith("hffm-train "))
     overrides = line.split()[1:]
     assert f"pretrained={path.resolve()}" in overrides and "model=tiny" in overrides
-    register_configs()
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = resolve(compose(config_name="config", overrides=overrides))
+    cfg = compose(*overrides)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     state = make_world(cfg).bank.state_dict()  # loads the checkpoint: same model and data, so it fits
     assert all(torch.equal(state[k], ckpt["state"][k]) for k in ckpt["state"])
