@@ -146,6 +146,8 @@ def register_configs() -> None:
 def resolve(cfg: DictConfig | Config) -> Config:
     """A Config of real dataclasses (their checks run here), with cross-group checks."""
     obj = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    if not isinstance(obj, Config):
+        raise TypeError(f"resolve: expected a Config (or its DictConfig), got {type(obj).__name__}")
     problems = []
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")

@@ -69,21 +69,54 @@ def eval_tasks(history: History) -> dict[str, str]:
     return dict(sorted(tasks.items()))
 
 
-def plot_learning_curves(history: History, path: str | Path) -> Path | None:
-    """One panel per task: its acc (or mae) against the round, global tier solid, edge dotted, device dashed."""
+def plot_learning_curves(
+    history: History,
+    path: str | Path,
+    chance: dict[str, float] | None = None,
+    units: dict[str, tuple[str, float]] | None = None,
+) -> Path | None:
+    """One panel per task: its acc (or mae) against the round, global tier solid, edge dotted, device dashed.
+
+    chance: task -> the accuracy of guessing (drawn as a grey line); units: task -> (unit, factor) of a
+    regression target, so its MAE is also read in that unit on a right-hand axis (e.g. SNR in dB).
+    """
     tasks = eval_tasks(history)
     if not tasks:
         return None
+    chance, units = chance or {}, units or {}
     fig, axes = _figure(1, len(tasks), width=4.0)
     for ax, (task, metric) in zip(axes, tasks.items()):
         for tier, style in TIER_STYLE.items():
             x, y = _series(history, f"{tier}/{task}/{metric}")
             if x.size:
                 ax.plot(x, y, style, marker=".", label=tier)
-        ax.set(title=task, xlabel="round", ylabel=metric)
+        if task in chance and metric == "acc":
+            ax.axhline(chance[task], color="0.5", lw=1, ls="-.", label=f"chance ({chance[task]:.2f})")
+        ylabel = "accuracy" if metric == "acc" else "MAE (normalised target)"
+        if task in units and metric == "mae":
+            unit, factor = units[task]
+            ax.secondary_yaxis("right", functions=(lambda v, f=factor: v * f, lambda v, f=factor: v / f)).set_ylabel(
+                f"MAE ({unit})")
+        ax.set(title=task, xlabel="round", ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     return _save(fig, path)
+
+
+def task_chance_and_units(world: World) -> tuple[dict[str, float], dict[str, tuple[str, float]]]:
+    """Chance accuracy of each classification task (1 / classes) and, for a regression target whose raw
+    value the data keeps as ``extras[<task>_db]``, the factor from the normalised target to dB."""
+    data = world.global_test
+    chance = {t.name: 1.0 / t.num_classes for t in data.tasks if t.kind == "classification" and t.num_classes}
+    units = {}
+    for t in data.tasks:
+        raw = data.extras.get(f"{t.name}_db")
+        if t.kind == "regression" and raw is not None and len(raw) > 1:
+            target = data.targets[t.name].double()
+            spread = float(target.max() - target.min())
+            if spread > 0:
+                units[t.name] = ("dB", float(raw.double().max() - raw.double().min()) / spread)
+    return chance, units
 
 
 def plot_train_loss(history: History, path: str | Path) -> Path | None:
@@ -205,7 +238,7 @@ def save_run_plots(
         raise ValueError("save_run_plots: history is empty (no round finished), nothing to plot")
     folder = Path(out_dir) / "plots"
     written = [
-        plot_learning_curves(history, folder / "learning_curves.png"),
+        plot_learning_curves(history, folder / "learning_curves.png", *task_chance_and_units(world)),
         plot_train_loss(history, folder / "train_loss.png"),
         plot_costs_per_round(history, folder / "cost_per_round.png"),
         plot_costs_cumulative(history, folder / "cost_cumulative.png"),

@@ -95,5 +95,5 @@ def train(cfg: Config, out_dir: str | Path) -> FederationResult | None:
     (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
     fabric = make_fabric(cfg)
     if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
-        return fabric.launch(run_in_fabric, cfg, out_dir)
+        return fabric.launch(run_in_fabric, cfg, out_dir)  # type: ignore[arg-type]  # launch passes *args on
     return run_in_fabric(fabric, cfg, out_dir)

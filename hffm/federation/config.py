@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from hffm.federation.aggregate import RULES
-from hffm.federation.policy import PLACES, Mode
+from hffm.federation.policy import PLACES, Mode, default_places
 from hffm.modules.bank import KINDS
 
 
@@ -17,10 +17,6 @@ class D2DMode(StrEnum):
     relay = "relay"
     tree = "tree"
     gossip = "gossip"
-
-
-def _default_policy() -> dict[str, str]:
-    return {kind: "hierarchical" for kind in KINDS}
 
 
 @dataclass
@@ -50,7 +46,7 @@ class FederationConfig:
     """Aggregation rule at edge and cloud: mean, median, trimmed_mean or clip."""
     trim_fraction: float = 0.1
     max_norm: float = 1.0
-    policy: dict[str, str] = field(default_factory=_default_policy)
+    policy: dict[str, str] = field(default_factory=default_places)
     """Module kind -> hierarchical | edge | personal."""
     d2d: D2DMode = D2DMode.none
     """D2D cooperation inside a cluster: none (direct uploads), relay (the plan's one-hop relays upload
@@ -72,11 +68,11 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name, kind in (("mode", Mode), ("d2d", D2DMode)):
+        for name, enum in (("mode", Mode), ("d2d", D2DMode)):
             try:
-                setattr(self, name, kind(getattr(self, name)))
+                setattr(self, name, enum(getattr(self, name)))
             except ValueError:
-                problems.append(f"federation.{name}={getattr(self, name)!r}: choose one of {[k.value for k in kind]}")
+                problems.append(f"federation.{name}={getattr(self, name)!r}: choose one of {[k.value for k in enum]}")
         if self.d2d != D2DMode.none and self.mode in (Mode.star, Mode.local):
             problems.append(f"federation.d2d={self.d2d.value}: mode={self.mode.value} has no edge rounds to cooperate "
                             "in; use mode=hierarchical or d2d=none")

@@ -32,7 +32,7 @@ class Mode(StrEnum):
     local = "local"
 
 
-def _default_places() -> dict[str, str]:
+def default_places() -> dict[str, str]:
     return {kind: "hierarchical" for kind in KINDS}
 
 
@@ -40,7 +40,7 @@ def _default_places() -> dict[str, str]:
 class TierPolicy:
     """Where each module kind is aggregated, how often the cloud runs, and how devices are grouped."""
 
-    places: Mapping[str, str] = field(default_factory=_default_places)
+    places: Mapping[str, str] = field(default_factory=default_places)
     e_agg: int = 2
     """Cloud aggregation every ``e_agg`` edge rounds; 0 means never (edge only)."""
     mode: Mode = Mode.hierarchical

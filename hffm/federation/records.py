@@ -8,7 +8,7 @@ change neither.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -29,7 +29,7 @@ class Plan:
     default share; info: the solver's report (``plan/*`` metrics).
     """
 
-    placement: Mapping[int, tuple[str, ...]]
+    placement: Mapping[int, Sequence[str]]
     relay: Mapping[int, int]
     bandwidth_hz: np.ndarray | None = None
     parent: Mapping[int, int] = field(default_factory=dict)

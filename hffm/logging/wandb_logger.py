@@ -56,7 +56,7 @@ class WandbLogger:
             group=cfg.logger.group or cfg.name,
             name=name or f"{cfg.name}-seed{cfg.seed}-{self.out_dir.name}"[:128],
             dir=str(self.out_dir),
-            mode=os.environ.get("WANDB_MODE") or cfg.logger.mode,
+            mode=os.environ.get("WANDB_MODE") or cfg.logger.mode,  # type: ignore[arg-type]  # checked by resolve
             config=dataclasses.asdict(cfg),
             tags=list(cfg.logger.tags),
             reinit="create_new",
@@ -95,7 +95,7 @@ class WandbLogger:
             if plan.bandwidth_hz is not None:
                 shares = self.bandwidth_shares(plan)
                 if shares.size:
-                    row["plan/bandwidth_share"] = wandb.Histogram(shares)
+                    row["plan/bandwidth_share"] = wandb.Histogram(shares.tolist())
             if self._table_due(step):
                 row["plan/devices"] = wandb.Table(
                     columns=["device", "edge", "relay", "bandwidth_hz", "num_modules", "modules"],

@@ -268,4 +268,4 @@ class NetworkConfig:
         bad = set(overrides) - known
         if bad:
             raise ValueError(f"NetworkConfig.preset: unknown override(s) {sorted(bad)}; known: {sorted(known)}")
-        return replace(cfg, **overrides) if overrides else cfg
+        return replace(cfg, **overrides) if overrides else cfg  # type: ignore[arg-type]  # names checked above

@@ -151,8 +151,8 @@ def charge_star(
         if not np.all(np.isfinite(down)) or np.any(down < 0):
             raise ValueError(f"cloud_to_device_bytes must be finite bytes >= 0, one per device (shape [{n}])")
         worst = 0.0
-        for i in np.flatnonzero(down > 0):
-            nbytes = _size(net, float(down[i]))
+        for k in np.flatnonzero(down > 0):
+            nbytes = _size(net, float(down[k]))
             dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
             book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
             worst = max(worst, dt)
