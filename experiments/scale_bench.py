@@ -208,7 +208,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     fed = cfg.federation
     per_round: list[dict[str, float]] = []
 
-    def record(metrics: dict[str, float], round_index: int, plan: object) -> None:
+    def record(metrics: dict[str, float], round_index: int, plan: object, outcome: object) -> None:
         per_round.append({"round": round_index, "seconds": metrics["time/round_s"], "rss_mb": rss_mb(),
                           "cloud_round": bool(metrics["cloud_round"])})
 

@@ -57,8 +57,24 @@ def is_png(path) -> bool:
     return len(data) > 1000 and data.startswith(PNG)
 
 
-def test_save_run_plots_writes_every_plot(tmp_path, topology):
-    world = SimpleNamespace(topology=topology)  # save_run_plots reads only world.topology
+@pytest.fixture(scope="module")
+def world():
+    from conftest import tiny_config
+
+    from hffm.run import make_world
+
+    return make_world(tiny_config())
+
+
+def test_chance_levels_and_units_come_from_the_data(world):
+    from hffm.plots import task_chance_and_units
+
+    chance, units = task_chance_and_units(world)
+    assert chance == {"object": pytest.approx(1 / 6), "color": pytest.approx(1 / 4), "modulation": pytest.approx(1 / 4)}
+    assert units == {"snr": ("dB", pytest.approx(12.5))}  # the benchmark maps -5..20 dB onto -1..1
+
+
+def test_save_run_plots_writes_every_plot(tmp_path, world):
     paths = save_run_plots(history(eval_every=2), world, tmp_path)
     names = sorted(p.name for p in paths)
     assert names == sorted(["learning_curves.png", "train_loss.png", "cost_per_round.png", "cost_cumulative.png",
