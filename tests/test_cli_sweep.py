@@ -67,3 +67,13 @@ def test_bad_command_line_fails_naming_the_key(tmp_path, override, expected):
     assert done.returncode != 0
     assert expected in done.stderr, done.stderr[-2000:]
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_two_processes_log_each_line_once(tmp_path):
+    """A 2-rank run (ddp re-runs the command in a second process) prints its closing line once, from rank 0."""
+    done = hffm_train([*TINY, "fabric.devices=2", "fabric.strategy=ddp", "logger=csv",
+                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout + done.stderr
+    assert out.count("finished demo:") == 1, out[-3000:]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["round"] == 1.0
