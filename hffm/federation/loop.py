@@ -22,6 +22,7 @@ from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.policy import KINDS, TierPolicy
+from hffm.federation.screening import log_rejections, screen_updates
 from hffm.federation.state import FederationState
 from hffm.federation.wireless import RoundDecision, charge_round_costs, eligible_modules, plan_round
 from hffm.federation.world import World
@@ -121,6 +122,8 @@ def run_federation(
                     else:
                         state.personal.setdefault(device, {})[name] = module_state
 
+            updates, rejected = screen_updates(updates, state.group_states[group], cfg.max_update_norm)
+            log_rejections(rejected, f"round {t + 1}, edge {group}")
             # 4. D2D: aggregation up a tree in the cluster, cooperative gossip, or the plan's relays.
             if cfg.d2d_tree:
                 updates, sent, moved = d2d.tree_aggregate(
@@ -186,6 +189,8 @@ def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule)
             if policy.to_cloud(world.bank.kind(name)) and w > 0:
                 updates.append(ModuleUpdate(group, name, state.group_states[group][name], w))
                 sent[group] += world.module_bytes[name]
+    updates, rejected = screen_updates(updates, state.cloud_state)
+    log_rejections(rejected, f"round {state.round + 1}, cloud")
     new, _ = aggregate_modules(state.cloud_state, updates, rule)
     state.cloud_state.update(new)
     for group_states in state.group_states:
