@@ -20,10 +20,11 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def _app(dict_cfg: DictConfig) -> float | None:
-    from hffm.run import train
+    from hffm.run import claim_run_dir, train
 
     cfg = resolve(dict_cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    claim_run_dir(out_dir, cfg)
     result = train(cfg, out_dir)
     final = result.history[-1] if result is not None else json.loads((out_dir / "summary.json").read_text())
     log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J -> %s", cfg.name,

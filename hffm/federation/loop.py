@@ -6,17 +6,19 @@ metrics, they never change what happens.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.fabric import Fabric
 
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, aggregate_modules, make_rule
-from hffm.federation.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from hffm.federation.checkpoint import check_resume, load_checkpoint, make_payload, restore_rng, save_checkpoint
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
@@ -69,7 +71,10 @@ def run_federation(
     out_dir: str | Path | None = None,
     loggers: Sequence[Logger] = (),
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> FederationResult:
+    """``run_config``: the run's resolved config (config.json), stored in checkpoints and checked on resume."""
+    run_config = run_config if run_config is not None else {"seed": seed, "federation": dataclasses.asdict(cfg)}
     policy = tier_policy(cfg)
     rule = make_rule(cfg.rule, **_rule_options(cfg))
     local = LocalConfig(cfg.local_steps, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer)
@@ -80,6 +85,7 @@ def run_federation(
     state = initial_state(world, cfg)
     if cfg.resume:
         payload = load_checkpoint(cfg.resume)
+        check_resume(payload, cfg.resume, run_config, cfg.rounds, state.to_dict())
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
 
@@ -176,7 +182,7 @@ def run_federation(
         last = state.round == cfg.rounds
         due = cfg.checkpoint_every and state.round % cfg.checkpoint_every == 0
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
-            save_checkpoint(ckpt_path, {"state": state.to_dict(), "rng": rng_state(rng), "round": state.round})
+            save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan)
 
 
