@@ -15,10 +15,38 @@ import torch
 from lightning.fabric import Fabric
 
 from hffm.config import Config, network_config
+from hffm.federation.checkpoint import load_checkpoint
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.world import World, build_world
 from hffm.logging.files import FileLogger
 from hffm.logging.progress import make_progress
+
+
+def config_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved config as plain JSON data: what config.json holds and checkpoints carry."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def claim_run_dir(out_dir: str | Path, cfg: Config) -> None:
+    """Refuse a folder that already holds another run (two runs must never mix their files).
+
+    The claim is an exclusive creation of config.json, so of two runs racing for one folder exactly one
+    wins. Resuming from a checkpoint inside ``out_dir`` continues that run there and is allowed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    resume = cfg.federation.resume
+    if resume and Path(resume).resolve().is_relative_to(out_dir.resolve()):
+        return
+    try:
+        with open(out_dir / "config.json", "x") as f:
+            f.write(json.dumps(config_dict(cfg), indent=1))
+    except FileExistsError:
+        raise FileExistsError(
+            f"output folder {str(out_dir)!r} already holds a run (config.json); runs never share a folder: "
+            "choose another hydra.run.dir, or resume that run there with "
+            f"federation.resume={out_dir / 'checkpoints' / 'federation.pt'}"
+        ) from None
 
 
 def make_world(cfg: Config) -> World:
@@ -49,20 +77,21 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
     world.bank.to(fabric.device)
     loggers: list[Any] = []
     wandb_logger = None
+    fed = cfg.federation
     if fabric.global_rank == 0:
-        loggers.append(FileLogger(out_dir))
+        resumed = load_checkpoint(fed.resume)["state"]["history"] if fed.resume else []
+        loggers.append(FileLogger(out_dir, history=resumed))
         if cfg.logger.kind == "wandb":
             from hffm.logging.wandb_logger import WandbLogger
 
             wandb_logger = WandbLogger(cfg, out_dir, world)
             loggers.append(wandb_logger)
-    fed = cfg.federation
     try:
         result = run_federation(
             fabric, world, fed, solver=cfg.solver.name,
             solver_options={"gamma": cfg.solver.gamma, "lam": cfg.solver.lam},
             seed=cfg.seed, out_dir=out_dir, loggers=loggers,
-            progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank),
+            progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank), run_config=config_dict(cfg),
         )
     except BaseException:
         if wandb_logger is not None:
@@ -92,7 +121,7 @@ def train(cfg: Config, out_dir: str | Path) -> FederationResult | None:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1, default=str))
+    (out_dir / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
     fabric = make_fabric(cfg)
     if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
         return fabric.launch(run_in_fabric, cfg, out_dir)  # type: ignore[arg-type]  # launch passes *args on

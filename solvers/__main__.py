@@ -1,5 +1,8 @@
 """Command line: `python -m solvers solve INSTANCE.json -o PLAN.json [--method joint]`, `python -m solvers bench`,
-`python -m solvers generate -n 40 -e 10 -m 5 --seed 0 -o INSTANCE.json`."""
+`python -m solvers generate -n 40 -e 10 -m 5 --seed 0 -o INSTANCE.json`.
+
+Bad input (a file, a field, an option) is one line on stderr naming it, and exit code 2; never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import argparse
 import json
 import logging
 import sys
+import time
+from pathlib import Path
 
 from solvers.api import METHODS, solve
 from solvers.check import check_plan
@@ -22,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("-o", "--out", required=True)
     s.add_argument("--method", default="joint", choices=sorted(METHODS))
     b = sub.add_parser("bench", help="benchmark the methods on random instances")
-    b.add_argument("--out", default="experiments/results/solver_bench")
+    b.add_argument("--out", default=None,
+                   help="results folder (default: a new outputs/solver_bench/<time>; never overwrites by default)")
     b.add_argument("--sizes", default="10,100,1000,10000")
     b.add_argument("--repeats", type=int, default=3)
     b.add_argument("--exact-sizes", default="4,8,12")
@@ -35,26 +41,65 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("-o", "--out", required=True)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.cmd in ("solve", "generate"):
+        why = _writable(args.out, "-o/--out")
+        if why:
+            return _fail(why)
     if args.cmd == "solve":
         try:
             problem = RoundProblem.load(args.instance)
-        except (OSError, ValueError) as exc:
-            print(f"error: {args.instance}: {exc}", file=sys.stderr)
-            return 2
+        except (OSError, ValueError, RecursionError) as exc:
+            return _fail(f"{args.instance}: {_one_line(exc)}")
         plan = solve(problem, args.method)
-        plan.save(args.out, problem)
+        try:
+            plan.save(args.out, problem)
+        except OSError as exc:
+            return _fail(f"-o/--out {args.out}: cannot write the plan ({_one_line(exc)})")
         bad = check_plan(problem, plan, allow_coverage=plan.fallback)
         print(json.dumps({k: plan.to_dict(problem)[k] for k in ("latency_s", "energy_j", "objective", "solver",
                                                                    "status", "solve_seconds", "fallback")}))
         return 1 if bad else 0
     if args.cmd == "generate":
-        random_instance(args.devices, args.edges, args.modules, args.seed).save(args.out)
+        try:
+            instance = random_instance(args.devices, args.edges, args.modules, args.seed)
+        except ValueError as exc:
+            return _fail(f"generate: {_one_line(exc)}")
+        try:
+            instance.save(args.out)
+        except OSError as exc:
+            return _fail(f"-o/--out {args.out}: cannot write the instance ({_one_line(exc)})")
         return 0
     from solvers.bench import run_bench
 
-    run_bench(args.out, [int(v) for v in args.sizes.split(",")], args.repeats,
-              [int(v) for v in args.exact_sizes.split(",") if v], args.exact_seeds)
+    try:
+        sizes = [int(v) for v in args.sizes.split(",")]
+        exact_sizes = [int(v) for v in args.exact_sizes.split(",") if v]
+    except ValueError:
+        return _fail(f"--sizes {args.sizes!r} / --exact-sizes {args.exact_sizes!r}: comma-separated integers, "
+                     "e.g. --sizes 10,100")
+    out = args.out or f"outputs/solver_bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}_{time.time_ns() % 10**9:09d}"
+    print(f"writing to {out}", file=sys.stderr)
+    run_bench(out, sizes, args.repeats, exact_sizes, args.exact_seeds)
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _writable(path: str, option: str) -> str | None:
+    """Why ``path`` cannot be written, checked before any work (None when it can)."""
+    folder = Path(path).parent
+    if not folder.is_dir():
+        return f"{option} {path}: folder {str(folder)!r} does not exist; create it first"
+    if Path(path).is_dir():
+        return f"{option} {path}: is a folder; give a file name"
+    return None
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from solvers.plan import RoundPlan
 
 
 def _rate(b: float, p: float, g: float, n0: float) -> float:
-    return b * math.log2(1 + p * g / (n0 * b)) if b > 0 else 0.0
+    return b * math.log1p(p * g / (n0 * b)) / math.log(2) if b > 0 else 0.0  # log1p: exact for weak links too
 
 
 def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float]:

@@ -22,6 +22,13 @@ _EDGE_FIELDS = ("id", "bandwidth_hz")
 _LINK_FIELDS = ("src", "dst", "rate_bps")
 _TOP_FIELDS = ("noise_w_per_hz", "gamma", "lambda", "relay_aggregates", "devices", "edges", "modules", "d2d_links")
 
+LIMIT = 1e30
+"""Derived quantities (seconds, joules, bits, p g / (N0 B)) must lie in [1 / LIMIT, LIMIT] where they are not 0:
+far beyond any real network, and far enough from float64's range (1e308) that no formula overflows into a wrong
+latency. An instance outside is refused, naming its fields."""
+MAX_LAMBDA = 1e6
+"""lambda (s/J) above this leaves latency below the solvers' numerical precision; 1e6 already minimises energy."""
+
 
 def _arr(name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
     a = np.asarray(value, dtype=dtype)
@@ -117,8 +124,13 @@ class RoundProblem:
             _number(getattr(self, name), label, positive=positive)
         if not (isinstance(self.gamma, int | float) and 0 <= self.gamma <= 1):
             raise ValueError(f"gamma: must be in [0, 1], got {self.gamma!r}")
-        if self.relay_capacity is not None and (not isinstance(self.relay_capacity, int) or self.relay_capacity < 0):
+        cap = self.relay_capacity
+        if cap is not None and (not isinstance(cap, int | np.integer) or isinstance(cap, bool) or cap < 0):
             raise ValueError(f"relay_capacity: must be null or an integer >= 0, got {self.relay_capacity!r}")
+        if self.lam > MAX_LAMBDA:
+            raise ValueError(f"lambda: must be <= {MAX_LAMBDA:g} s/J, got {self.lam!r} (larger values only lose the "
+                             "latency term to rounding: the plan already minimises energy)")
+        _check_magnitudes(self)
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
@@ -187,14 +199,19 @@ class RoundProblem:
         mods = [_record(data["modules"], k, "modules", _MODULE_FIELDS) for k in range(len(data["modules"]))]
         edges = [_record(data["edges"], k, "edges", _EDGE_FIELDS) for k in range(len(data["edges"]))]
         devs = [_record(data["devices"], k, "devices", _DEVICE_FIELDS) for k in range(len(data["devices"]))]
+        for label, items in (("edges", edges), ("devices", devs)):
+            for k, item in enumerate(items):
+                if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
+                    raise ValueError(f"{label}[{k}].id: must be a string or an integer, got {item['id']!r}")
+        for k, mm in enumerate(mods):
+            if not isinstance(mm["name"], str):
+                raise ValueError(f"modules[{k}].name: must be a string")
         module_index = {mm["name"]: k for k, mm in enumerate(mods)}
         edge_index = {_key(ee["id"]): k for k, ee in enumerate(edges)}
         device_index = {_key(dd["id"]): k for k, dd in enumerate(devs)}
         for k, ee in enumerate(edges):
             _number(ee["bandwidth_hz"], f"edges[{k}].bandwidth_hz", positive=True)
         for k, mm in enumerate(mods):
-            if not isinstance(mm["name"], str):
-                raise ValueError(f"modules[{k}].name: must be a string")
             for f in _MODULE_FIELDS[1:]:
                 _number(mm[f], f"modules[{k}].{f}")
         eligible = np.zeros((len(devs), len(mods)), dtype=bool)
@@ -211,6 +228,8 @@ class RoundProblem:
             if not isinstance(dd["modules"], list):
                 raise ValueError(f"devices[{i}].modules: must be a list of module names")
             for name in dd["modules"]:
+                if not isinstance(name, str):
+                    raise ValueError(f"devices[{i}].modules: module names are strings, got {name!r}")
                 if name not in module_index:
                     raise ValueError(f"devices[{i}].modules: unknown module {name!r} (known: {sorted(module_index)})")
                 eligible[i, module_index[name]] = True
@@ -227,9 +246,12 @@ class RoundProblem:
                                  "edges; D2D relays must stay within a cluster")
         for f in ("noise_w_per_hz", "gamma", "lambda"):
             _number(data[f], f, positive=(f == "noise_w_per_hz"))
+        _number(data.get("kappa", 1e-28), "kappa")
         if not isinstance(data["relay_aggregates"], bool):
             raise ValueError("relay_aggregates: must be true or false")
         cap = data.get("relay_capacity")
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 0):
+            raise ValueError(f"relay_capacity: must be null or an integer >= 0, got {cap!r}")
         return cls(
             device_ids=tuple(dd["id"] for dd in devs), edge_ids=tuple(ee["id"] for ee in edges),
             module_names=tuple(mm["name"] for mm in mods), device_edge=edge_of,
@@ -273,6 +295,70 @@ def _record(items: list, k: int, label: str, fields: tuple[str, ...]) -> dict:
 
 
 def _number(v: Any, name: str, positive: bool = False) -> None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    try:
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        ok = False
     if not ok or v < 0 or (positive and v == 0):
         raise ValueError(f"{name}: must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+
+def _check_magnitudes(pr: RoundProblem) -> None:
+    """Refuse inputs whose times, energies, bits or SNR-to-bandwidth ratios leave [1 / LIMIT, LIMIT] (see LIMIT).
+
+    Bounds the worst case each formula can reach (every eligible module placed, every byte of a cluster sent
+    by one uploader at its edge's whole bandwidth, over each D2D link), so any plan's cost stays exact.
+    """
+
+    def refuse(what: str, value: float, fields: str) -> None:
+        raise ValueError(f"{fields}: {what} = {value:.3g} is outside [{1 / LIMIT:g}, {LIMIT:g}]; "
+                         "check these values and their units (SI: Hz, W, bytes, cycles)")
+
+    def out(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        return ~np.isfinite(x) | (x > LIMIT) | ((x != 0) & (np.abs(x) < 1 / LIMIT))
+
+    with np.errstate(all="ignore"):
+        cycles = pr.samples * (pr.eligible.astype(float) @ pr.module_cycles)
+        for what, x, fields in (
+            ("compute time samples x cycles_per_sample / cpu_hz (s)", cycles / pr.cpu_hz,
+             "devices[{i}].samples, devices[{i}].cpu_hz or modules[*].cycles_per_sample"),
+            ("compute energy kappa x cycles x cpu_hz^2 (J)", pr.kappa * cycles * pr.cpu_hz ** 2,
+             "kappa, devices[{i}].cpu_hz, devices[{i}].samples or modules[*].cycles_per_sample"),
+        ):
+            bad = np.flatnonzero(out(x))
+            if bad.size:
+                i = int(bad[0])
+                refuse(f"device {pr.device_ids[i]!r}'s {what}", float(x[i]), fields.format(i=i))
+        total_bits = 8.0 * float(np.sum(pr.module_bytes))
+        if out(np.array([total_bits]))[0]:
+            refuse("8 x the sum of modules[*].bytes (bits)", total_bits, "modules[*].bytes")
+        bandwidth = pr.edge_bandwidth_hz[pr.device_edge]
+        ratio = pr.snr_hz / bandwidth
+        rate = bandwidth * np.log1p(ratio) / math.log(2.0)  # the most an uploader can get: its edge's whole band
+        cluster_bits = np.zeros(pr.num_edges)
+        np.add.at(cluster_bits, pr.device_edge, 8.0 * (pr.eligible.astype(float) @ pr.module_bytes))
+        upload = cluster_bits[pr.device_edge] / rate
+        for what, x, fields in (
+            ("p x g / (N0 x bandwidth)", ratio,
+             "edges[{e}].bandwidth_hz, devices[{i}].uplink_gain, devices[{i}].tx_power_w or noise_w_per_hz"),
+            ("upload time of its cluster's bits at its edge's whole bandwidth (s)", upload,
+             "edges[{e}].bandwidth_hz, devices[{i}].uplink_gain or modules[*].bytes"),
+            ("upload energy tx_power_w x that time (J)", pr.tx_power_w * upload,
+             "devices[{i}].tx_power_w, edges[{e}].bandwidth_hz or modules[*].bytes"),
+        ):
+            bad = np.flatnonzero(out(x))
+            if bad.size:
+                i = int(bad[0])
+                refuse(f"device {pr.device_ids[i]!r}'s {what}", float(x[i]),
+                       fields.format(i=i, e=int(pr.device_edge[i])))
+        if pr.d2d_rate_bps.size:
+            bits = 8.0 * (pr.eligible.astype(float) @ pr.module_bytes)[pr.d2d_src]
+            hop = bits / pr.d2d_rate_bps
+            for what, x in (("D2D time of the source's bits (s)", hop),
+                            ("D2D energy d2d_power_w x that time (J)", pr.d2d_power_w[pr.d2d_src] * hop)):
+                bad = np.flatnonzero(out(x))
+                if bad.size:
+                    k = int(bad[0])
+                    refuse(f"link {k}'s {what}", float(x[k]),
+                           f"d2d_links[{k}].rate_bps, devices[{int(pr.d2d_src[k])}].d2d_power_w or modules[*].bytes")

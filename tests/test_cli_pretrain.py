@@ -42,6 +42,9 @@ def test_pretrain_writes_a_checkpoint_and_reports_held_out_metrics(checkpoint):
     assert "pretrain step 3/3" in log and "modulation/acc" in log and "snr/mae" in log
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert ckpt["config"]["width"] == 32 and ckpt["metrics"]["steps"] == 3.0
+    assert ckpt["data"]["seed"] == 0 and ckpt["data"]["global_test_fraction"] == 0.2  # what it trained on
+    assert ckpt["data"]["benchmark"]["num_samples"] == 400
+    assert [p.name for p in path.parent.iterdir()] == ["trunk.pt"]  # written via a temp file, none left
     assert {"test/object/acc", "test/color/f1", "test/modulation/acc", "test/snr/mae"} <= set(ckpt["metrics"])
     saved = json.loads((run_dir / "pretrain.json").read_text())
     assert saved["config"]["steps"] == 3 and saved["metrics"] == pytest.approx(ckpt["metrics"])

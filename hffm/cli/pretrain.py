@@ -71,6 +71,7 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, float]:
     import torch
 
     from hffm.data import make_benchmark
+    from hffm.data.leakage import training_record
     from hffm.modules import ModuleBank
     from hffm.modules.lightning import M3TLightningModule
     from hffm.modules.pretrain import pretrain, save_pretrained
@@ -86,7 +87,8 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, float]:
         for batch in test.batches(256, shuffle=False):
             lm.validation_step(batch)
     metrics.update({f"test/{k}": v for k, v in lm.compute_metrics().items()})
-    save_pretrained(bank, cfg.out, metrics)
+    save_pretrained(bank, cfg.out, metrics,
+                    data=training_record(cfg.data.benchmark, cfg.seed, cfg.data.global_test_fraction))
     return metrics
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import hydra
@@ -21,10 +22,13 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def _app(dict_cfg: DictConfig) -> float | None:
-    from hffm.run import train
+    from hffm.run import claim_run_dir, train
 
+    log_from_rank_zero()
     cfg = resolve(dict_cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
+    if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
+        claim_run_dir(out_dir, cfg)  # once: Fabric's ddp re-runs this command in the other ranks' processes
     result = train(cfg, out_dir)
     final = result.history[-1] if result is not None else json.loads((out_dir / "summary.json").read_text())
     log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J -> %s", cfg.name,
@@ -33,7 +37,6 @@ def _app(dict_cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    log_from_rank_zero("hffm", "solvers")
     _app()
 
 

@@ -289,9 +289,8 @@ class M3TDataset(Dataset):
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         if self._n < 2:
             raise ValueError(f"split needs at least 2 samples, the dataset has {self._n}")
-        perm = np.random.default_rng(seed).permutation(self._n)
-        n_test = min(max(int(round(self._n * float(test_fraction))), 1), self._n - 1)
-        return self.subset(np.sort(perm[n_test:])), self.subset(np.sort(perm[:n_test]))
+        train, test = split_indices(self._n, test_fraction, seed)
+        return self.subset(train), self.subset(test)
 
     def batches(
         self,
@@ -324,3 +323,10 @@ class M3TDataset(Dataset):
             "present": {k: v.index_select(0, idx) for k, v in self.present.items()},
             "targets": {k: v.index_select(0, idx) for k, v in self.targets.items()},
         }
+
+
+def split_indices(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted (train, test) sample indices of ``M3TDataset.split`` on ``n`` samples (both parts non-empty)."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = min(max(int(round(n * float(test_fraction))), 1), n - 1)
+    return np.sort(perm[n_test:]), np.sort(perm[:n_test])

@@ -4,10 +4,15 @@ Every rule has one signature, ``rule(results, reference) -> state``: ``results``
 ``(state_dict, weight)`` pairs from the nodes that trained a module, ``reference`` the state the
 aggregator held before (used by rules that look at updates, such as norm clipping). Edge and cloud
 call the same rules, so a rule is written and tested once.
+
+The robust rules (median, trimmed_mean, clip) first drop any update holding a NaN or an Inf, so a
+broken value can neither pass through them nor turn the others into NaN; ``mean`` is plain FedAvg
+(the screen in ``hffm.federation.screening`` keeps non-finite updates away from every rule).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -28,8 +33,37 @@ def _check(results: Results) -> None:
     for state, weight in results:
         if set(state) != keys:
             raise ValueError(f"results disagree on keys: {sorted(keys ^ set(state))}")
-        if not weight >= 0:
-            raise ValueError(f"aggregation weights must be >= 0, got {weight}")
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"aggregation weights must be finite and >= 0, got {weight}")
+
+
+def is_finite_state(state: Mapping[str, Tensor]) -> bool:
+    """True when no tensor of the state holds a NaN or an Inf."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values())
+
+
+def _finite_only(results: Results, reference: Mapping[str, Tensor] | None) -> Results | None:
+    """The results whose states are all finite; None when none is (the caller keeps ``reference``)."""
+    _check(results)
+    kept = [(s, w) for s, w in results if is_finite_state(s)]
+    if kept:
+        return kept
+    if reference is None:
+        raise ValueError("every update holds NaN or Inf and there is no reference state to keep")
+    return None
+
+
+def _keep(reference: Mapping[str, Tensor]) -> StateDict:
+    return {k: v.clone() for k, v in reference.items()}
+
+
+def update_norm(state: Mapping[str, Tensor], reference: Mapping[str, Tensor]) -> float:
+    """L2 norm of ``state - reference`` over the whole module, without overflow for huge finite values."""
+    deltas = [state[k].to(torch.float64) - reference[k].to(torch.float64) for k in reference]
+    peak = max((float(d.abs().max()) for d in deltas if d.numel()), default=0.0)
+    if peak == 0.0 or not math.isfinite(peak):
+        return peak
+    return peak * math.sqrt(sum(float(((d / peak) ** 2).sum()) for d in deltas))
 
 
 def weighted_average(results: Results, reference: Mapping[str, Tensor] | None = None) -> StateDict:
@@ -49,7 +83,10 @@ def weighted_average(results: Results, reference: Mapping[str, Tensor] | None = 
 
 def coordinate_median(results: Results, reference: Mapping[str, Tensor] | None = None) -> StateDict:
     """Coordinate-wise median; ignores weights (robust to a minority of arbitrary updates)."""
-    _check(results)
+    finite = _finite_only(results, reference)
+    if finite is None:
+        return _keep(reference)  # type: ignore[arg-type]
+    results = finite
     out: StateDict = {}
     for key in results[0][0]:
         stacked = torch.stack([state[key].to(torch.float64) for state, _ in results])
@@ -61,12 +98,21 @@ def coordinate_median(results: Results, reference: Mapping[str, Tensor] | None =
 def trimmed_mean(
     results: Results, reference: Mapping[str, Tensor] | None = None, trim_fraction: float = 0.1
 ) -> StateDict:
-    """Coordinate-wise mean after dropping the ``trim_fraction`` largest and smallest values."""
-    _check(results)
+    """Coordinate-wise mean after dropping the ``trim_fraction`` largest and smallest values.
+
+    Any ``trim_fraction > 0`` trims at least one value from each end once there are 3 or more
+    updates: a rounded-down count would trim nothing in the small groups an edge sees.
+    """
     if not 0.0 <= trim_fraction < 0.5:
         raise ValueError(f"trim_fraction must be in [0, 0.5), got {trim_fraction}")
+    finite = _finite_only(results, reference)
+    if finite is None:
+        return _keep(reference)  # type: ignore[arg-type]
+    results = finite
     n = len(results)
     k = int(trim_fraction * n)
+    if trim_fraction > 0 and n >= 3:
+        k = max(1, k)
     out: StateDict = {}
     for key in results[0][0]:
         stacked = torch.stack([state[key].to(torch.float64) for state, _ in results])
@@ -85,17 +131,25 @@ def norm_clipped_average(
     _check(results)
     if reference is None:
         raise ValueError("norm clipping needs the reference (previous) state of the module")
-    if max_norm <= 0:
-        raise ValueError(f"max_norm must be > 0, got {max_norm}")
+    if not (max_norm > 0 and math.isfinite(max_norm)):
+        raise ValueError(f"max_norm must be finite and > 0, got {max_norm}")
+    finite = _finite_only(results, reference)
+    if finite is None:
+        return _keep(reference)
     clipped = []
-    for state, weight in results:
+    for state, weight in finite:
         delta = {k: state[k].to(torch.float64) - reference[k].to(torch.float64) for k in state}
-        norm = torch.sqrt(sum((d**2).sum() for d in delta.values()))
-        scale = min(1.0, max_norm / float(norm)) if norm > 0 else 1.0
+        norm = update_norm(state, reference)
+        scale = min(1.0, max_norm / norm) if norm > 0 else 1.0
         clipped.append(({k: d * scale for k, d in delta.items()}, weight))
     mean_delta = weighted_average(clipped)
     return {k: (reference[k].to(torch.float64) + mean_delta[k]).to(reference[k].dtype) for k in reference}
 
+
+ROBUST_RULES = ("median", "trimmed_mean", "clip")
+"""Rules that bound what a minority can do; they need a few holders per module to do it."""
+MIN_ROBUST_HOLDERS = 3
+"""Below this many holders of a module, a robust rule cannot outvote one bad update."""
 
 RULES: dict[str, Callable[..., StateDict]] = {
     "mean": weighted_average,

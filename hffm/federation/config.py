@@ -46,6 +46,9 @@ class FederationConfig:
     """Aggregation rule at edge and cloud: mean, median, trimmed_mean or clip."""
     trim_fraction: float = 0.1
     max_norm: float = 1.0
+    max_update_norm: float | None = None
+    """Reject a device update whose L2 distance from the edge's module state exceeds this (None: no
+    norm check). NaN/Inf and wrong-shape updates are always rejected."""
     policy: dict[str, str] = field(default_factory=default_places)
     """Module kind -> hierarchical | edge | personal."""
     d2d: D2DMode = D2DMode.none
@@ -92,6 +95,8 @@ class FederationConfig:
             problems.append(f"federation.participation={self.participation}: must be in (0, 1]")
         if self.rule not in RULES:
             problems.append(f"federation.rule={self.rule!r}: choose one of {sorted(RULES)}")
+        if self.max_update_norm is not None and not 0 < self.max_update_norm < float("inf"):
+            problems.append(f"federation.max_update_norm={self.max_update_norm}: must be > 0 and finite, or null")
         if self.cons_rounds < 0:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
         if self.eval_every < 1:

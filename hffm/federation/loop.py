@@ -6,26 +6,32 @@ decided, the ``RoundOutcome`` what happened; loggers only read them, they never 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from lightning.fabric import Fabric
 
 from hffm.federation import d2d
-from hffm.federation.aggregate import ModuleUpdate, aggregate_modules, make_rule
-from hffm.federation.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
+from hffm.federation.checkpoint import check_resume, load_checkpoint, make_payload, restore_rng, save_checkpoint
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.policy import TierPolicy
 from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
+from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
 from hffm.federation.state import FederationState
 from hffm.federation.wireless import charge_outcome, d2d_links, eligible_modules, plan_round
 from hffm.federation.world import World
+
+log = logging.getLogger(__name__)
 
 Logger = Callable[[dict[str, float], int, Plan, RoundOutcome], None]
 """Receives each round's metrics, its plan and its outcome; reads them, changes nothing."""
@@ -66,7 +72,10 @@ def run_federation(
     out_dir: str | Path | None = None,
     loggers: Sequence[Logger] = (),
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
+    run_config: Mapping[str, Any] | None = None,
 ) -> FederationResult:
+    """``run_config``: the run's resolved config (config.json), stored in checkpoints and checked on resume."""
+    run_config = run_config if run_config is not None else {"seed": seed, "federation": dataclasses.asdict(cfg)}
     policy = tier_policy(cfg)
     rule = make_rule(cfg.rule, **_rule_options(cfg))
     local = LocalConfig(cfg.local_steps, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer)
@@ -77,10 +86,12 @@ def run_federation(
     state = initial_state(world, policy)
     if cfg.resume:
         payload = load_checkpoint(cfg.resume)
+        check_resume(payload, cfg.resume, run_config, cfg.rounds, state.to_dict())
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
 
     plan, outcome = None, None
+    warned_thin: set[str] = set()
     while state.round < cfg.rounds:
         t = state.round
         tic = time.perf_counter()
@@ -95,6 +106,8 @@ def run_federation(
         # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
         fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
         results: list[DeviceResult] = []
+        rejected: list[Rejection] = []
+        thin: dict[str, int] = {}
         routes: list[Route] = []
         transfers: list[Transfer] = [
             Transfer(j, d, (m,), kind="fetch") for d, got in fetched.items() for m, j in got.items()
@@ -122,22 +135,30 @@ def run_federation(
                     else:
                         state.personal.setdefault(device, {})[name] = module_state
 
-            # 4. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
+            # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
+            updates, refused = screen_updates(updates, state.group_states[group], cfg.max_update_norm)
+            log_rejections(refused, f"round {t + 1}, edge {group}")
+            rejected += refused
+
+            # 4b. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
             sent = d2d.exchange(cfg.d2d, updates, links)
             routes += sent.routes
             transfers += sent.transfers
 
             # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
+            thin |= thin_modules(sent.updates, cfg.rule)
             new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
             state.group_states[group].update(new)
             for name, w in weight.items():
                 state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
-        edge_to_cloud = np.zeros(len(state.group_states))
+        edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), []
         if cloud_round:
-            edge_to_cloud = _cloud_round(state, world, policy, rule)
-        outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud)
+            edge_to_cloud, cloud_rejected = _cloud_round(state, world, policy, rule)
+        outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
+                               tuple(rejected), tuple(cloud_rejected))
+        _warn_thin(thin, cfg.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
         cost = charge_outcome(world, channel, plan, outcome, cfg, policy)
@@ -145,6 +166,7 @@ def run_federation(
         # 8. Metrics, logging, checkpoint.
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
         metrics |= _train_metrics(results, participants)
+        metrics["faults/rejected_updates"] = float(len(outcome.rejected) + len(outcome.cloud_rejected))
         metrics |= plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}
         for key in ("latency_s", "energy_j"):
@@ -161,12 +183,15 @@ def run_federation(
         last = state.round == cfg.rounds
         due = cfg.checkpoint_every and state.round % cfg.checkpoint_every == 0
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
-            save_checkpoint(ckpt_path, {"state": state.to_dict(), "rng": rng_state(rng), "round": state.round})
+            save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
 
 
-def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule) -> np.ndarray:
-    """Aggregate each cloud-level module over the edges that trained it; returns bytes sent per edge."""
+def _cloud_round(
+    state: FederationState, world: World, policy: TierPolicy, rule: Rule
+) -> tuple[np.ndarray, list[Rejection]]:
+    """Aggregate each cloud-level module over the edges that trained it; returns the bytes each edge
+    sent and the edge updates the screen rejected."""
     sent = np.zeros(len(state.group_states))
     updates = []
     for group, weights in enumerate(state.pending_weight):
@@ -174,13 +199,24 @@ def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule)
             if policy.to_cloud(world.bank.kind(name)) and w > 0:
                 updates.append(ModuleUpdate(group, name, state.group_states[group][name], w))
                 sent[group] += world.module_bytes[name]
+    updates, rejected = screen_updates(updates, state.cloud_state)
+    log_rejections(rejected, f"round {state.round + 1}, cloud")
     new, _ = aggregate_modules(state.cloud_state, updates, rule)
     state.cloud_state.update(new)
     for group_states in state.group_states:
         for name in new:
             group_states[name] = {k: v.clone() for k, v in new[name].items()}
     state.pending_weight = [{} for _ in state.group_states]
-    return sent
+    return sent, rejected
+
+
+def _warn_thin(thin: dict[str, int], rule: str, warned: set[str]) -> None:
+    """Once a run per module: a robust rule over fewer than 3 holders cannot outvote a bad update."""
+    new = {m: c for m, c in thin.items() if m not in warned}
+    if new:
+        log.warning("rule %s aggregates %s over fewer than 3 holders: a bad update there is not outvoted",
+                    rule, ", ".join(f"{m} ({c})" for m, c in sorted(new.items())))
+        warned |= set(new)
 
 
 def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:

@@ -14,6 +14,8 @@ from types import MappingProxyType
 
 import numpy as np
 
+from hffm.federation.screening import Rejection
+
 
 def _frozen_map(m: Mapping) -> Mapping:
     return MappingProxyType(dict(m))
@@ -89,7 +91,8 @@ class Transfer:
 @dataclass(frozen=True)
 class RoundOutcome:
     """What one round did: training results, the routes its updates took, its D2D transfers
-    (tree, gossip and fetches), and the cloud step's bytes per edge (zeros on edge-only rounds)."""
+    (tree, gossip and fetches), the cloud step's bytes per edge (zeros on edge-only rounds) and the
+    updates the screen rejected."""
 
     round: int
     results: tuple[DeviceResult, ...]
@@ -97,6 +100,10 @@ class RoundOutcome:
     transfers: tuple[Transfer, ...]
     cloud_round: bool
     edge_to_cloud_bytes: np.ndarray
+    rejected: tuple[Rejection, ...] = ()
+    """Device updates the screen kept out of the D2D step and the edge."""
+    cloud_rejected: tuple[Rejection, ...] = ()
+    """Edge updates the screen kept out of the cloud (``node`` is the edge)."""
 
     def relay_links(self) -> list[tuple[int, int]]:
         """(device, next hop) of every D2D link that carried an update: relays and tree links."""

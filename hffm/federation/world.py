@@ -118,9 +118,12 @@ def build_world(
         test.append(b)
     bank = ModuleBank(model, data.modalities, data.tasks, vocab=getattr(data, "vocab", None), seed=seed)
     if pretrained:
-        from hffm.modules.pretrain import load_pretrained
+        from hffm.data.leakage import check_no_test_leak
+        from hffm.modules.pretrain import load_pretrained, pretrained_data
 
         load_pretrained(bank, pretrained)
+        if dataset is None:  # the record describes the built-in benchmark
+            check_no_test_leak(pretrained_data(pretrained), benchmark, seed, global_test_fraction, pretrained)
     eval_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     eval_devices = list(range(n))
     if n > max_eval_devices:  # evaluating every device of a 1,000-device run each round would dominate

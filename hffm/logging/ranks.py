@@ -14,9 +14,9 @@ class RankZeroFilter(logging.Filter):
         return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def log_from_rank_zero(*names: str) -> None:
-    """Install the filter on these loggers (idempotent)."""
-    for name in names:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, RankZeroFilter) for f in logger.filters):
-            logger.addFilter(RankZeroFilter())
+def log_from_rank_zero() -> None:
+    """Install the filter on the root logger's handlers (idempotent), so every logger's records
+    (hffm.*, solvers, ...) are printed by rank 0 only. Call after logging is configured (in a Hydra app)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RankZeroFilter) for f in handler.filters):
+            handler.addFilter(RankZeroFilter())

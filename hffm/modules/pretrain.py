@@ -21,6 +21,7 @@ from hffm.modules.bank import ModuleBank
 from hffm.modules.config import ModelConfig
 from hffm.modules.lightning import M3TLightningModule
 from hffm.modules.model import set_trainable
+from hffm.safe_io import atomic_torch_save, safe_torch_load
 from hffm.spec import ModalitySpec, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -122,16 +123,25 @@ def _frozen_keys(bank: ModuleBank) -> set[str]:
 
 
 def save_pretrained(bank: ModuleBank, path: str | os.PathLike[str],
-                    metrics: Mapping[str, float] | None = None) -> None:
-    """Write the bank state (not a frozen HF backbone) with its config and specs as plain dicts."""
+                    metrics: Mapping[str, float] | None = None, data: Mapping[str, Any] | None = None) -> None:
+    """Write the bank state (not a frozen HF backbone) with its config and specs as plain dicts.
+
+    ``data``: what it was trained on (``hffm.data.leakage.training_record``), so a federated run can
+    refuse a checkpoint that saw its test set. Atomic: a kill mid-write leaves the previous file.
+    """
     frozen = _frozen_keys(bank)
     state = {k: v.detach().cpu().clone() for k, v in bank.state_dict().items() if k not in frozen}
     ckpt = {"format": FORMAT, "config": bank.cfg.to_dict(), "seed": bank.seed,
             "modalities": [asdict(m) for m in bank.modalities.values()],
             "tasks": [asdict(t) for t in bank.tasks.values()],
-            "metrics": dict(metrics or {}), "state": state}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    torch.save(ckpt, path)
+            "metrics": dict(metrics or {}), "data": dict(data) if data is not None else None, "state": state}
+    atomic_torch_save(ckpt, path)
+
+
+def pretrained_data(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The data record of a save_pretrained checkpoint (None if it has none: saved without one, or older)."""
+    ckpt = safe_torch_load(path, "pretrained checkpoint")
+    return ckpt.get("data") if isinstance(ckpt, dict) else None
 
 
 def _specs_differ(saved: list[dict[str, Any]], own: list[Any], cls: type) -> str | None:
@@ -148,7 +158,7 @@ def load_pretrained(bank: ModuleBank, path: str | os.PathLike[str], trunk_only: 
     trunk_only: load only the trunk (the foundation) into a bank whose modalities/tasks differ;
     then only the architecture fields of the config must match. Returns the checkpoint's metrics.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = safe_torch_load(path, "pretrained checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not an hffm module-bank checkpoint (format {FORMAT!r})")
     saved_cfg = ModelConfig.from_dict(ckpt["config"])
