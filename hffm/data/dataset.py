@@ -120,7 +120,7 @@ class M3TDataset(Dataset):
                 if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
                     raise ValueError(f"inputs[{spec.name!r}]: text needs integer token ids, got {x.dtype}")
                 x = x.long()
-                if x.numel() and (int(x.min()) < 0 or int(x.max()) >= int(spec.vocab_size)):
+                if x.numel() and (int(x.min()) < 0 or int(x.max()) >= int(spec.vocab_size or 0)):
                     raise ValueError(
                         f"inputs[{spec.name!r}]: token ids must lie in [0, {spec.vocab_size}), "
                         f"got [{int(x.min())}, {int(x.max())}]"
@@ -141,27 +141,27 @@ class M3TDataset(Dataset):
         if n == 0:
             raise ValueError("inputs: the dataset has no samples")
         out_targets: dict[str, torch.Tensor] = {}
-        for spec in tasks:
-            y = torch.as_tensor(targets[spec.name])
+        for task in tasks:
+            y = torch.as_tensor(targets[task.name])
             if tuple(y.shape) != (n,):
-                raise ValueError(f"targets[{spec.name!r}]: shape {tuple(y.shape)}, expected ({n},) "
+                raise ValueError(f"targets[{task.name!r}]: shape {tuple(y.shape)}, expected ({n},) "
                                  f"(one target per sample, as in inputs[{first!r}])")
-            if spec.kind == "classification":
+            if task.kind == "classification":
                 if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
-                    raise ValueError(f"targets[{spec.name!r}]: classification needs integer class ids, got {y.dtype}")
+                    raise ValueError(f"targets[{task.name!r}]: classification needs integer class ids, got {y.dtype}")
                 y = y.long()
-                if int(y.min()) < 0 or int(y.max()) >= int(spec.num_classes):
+                if int(y.min()) < 0 or int(y.max()) >= int(task.num_classes or 0):
                     raise ValueError(
-                        f"targets[{spec.name!r}]: class ids must lie in [0, {spec.num_classes}), "
+                        f"targets[{task.name!r}]: class ids must lie in [0, {task.num_classes}), "
                         f"got [{int(y.min())}, {int(y.max())}]"
                     )
             else:
                 if not y.dtype.is_floating_point:
-                    raise ValueError(f"targets[{spec.name!r}]: regression needs a float tensor, got {y.dtype}")
+                    raise ValueError(f"targets[{task.name!r}]: regression needs a float tensor, got {y.dtype}")
                 y = y.float()
                 if not torch.isfinite(y).all():
-                    raise ValueError(f"targets[{spec.name!r}]: contains NaN or inf")
-            out_targets[spec.name] = y
+                    raise ValueError(f"targets[{task.name!r}]: contains NaN or inf")
+            out_targets[task.name] = y
         out_present: dict[str, torch.Tensor] = {}
         present = present or {}
         extra = [k for k in present if k not in mnames]

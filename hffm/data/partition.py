@@ -105,9 +105,7 @@ def _check_against(dataset: M3TDataset, cfg: PartitionConfig) -> None:
             bad = [x for x in s if x not in known]
             if bad:
                 raise ValueError(f"PartitionConfig.{field}: unknown name(s) {bad}; the dataset has {known}")
-    if cfg.num_devices is None:
-        raise ValueError("PartitionConfig.num_devices is unset: give the number of devices to split the data over")
-    n, d, m = len(dataset), cfg.num_devices, cfg.min_samples_per_device
+    n, d, m = len(dataset), _num_devices(cfg), cfg.min_samples_per_device
     if d * m > n:
         raise ValueError(f"too many devices for the data: {n} samples cannot give {d} devices at least {m} each "
                          "(lower num_devices or min_samples_per_device, or generate more samples)")
@@ -117,7 +115,7 @@ def _dirichlet_indices(labels: np.ndarray, cfg: PartitionConfig, rng: np.random.
     """Per class, split its samples over devices by Dirichlet(alpha) shares (devices already holding
     their fair share n/D are skipped for further classes, which keeps sizes balanced); redraw until every
     device has ``min_samples_per_device``, then move random samples from the largest devices."""
-    d, n, need = cfg.num_devices, len(labels), cfg.min_samples_per_device
+    d, n, need = _num_devices(cfg), len(labels), cfg.min_samples_per_device
     classes = np.unique(labels)
     best: list[list[int]] | None = None
     for _ in range(cfg.max_redraws):
@@ -170,12 +168,18 @@ def _pick_modalities(dataset: M3TDataset, cfg: PartitionConfig, rng: np.random.G
     return cands[int(rng.integers(len(cands)))]
 
 
+def _num_devices(cfg: PartitionConfig) -> int:
+    if cfg.num_devices is None:
+        raise ValueError("PartitionConfig.num_devices is unset: give the number of devices to split the data over")
+    return int(cfg.num_devices)
+
+
 def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[DevicePartition]:
     """Deterministic (by ``seed``) split of ``dataset`` into ``cfg.num_devices`` device partitions."""
     _check_against(dataset, cfg)
     index_rng, choice_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
     if cfg.iid:
-        chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), cfg.num_devices)]
+        chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), _num_devices(cfg))]
     else:
         chunks = _dirichlet_indices(dataset.labels(cfg.label_task), cfg, index_rng)
     parts = []
@@ -218,4 +222,4 @@ def label_skew_stats(dataset: M3TDataset, parts: Sequence[DevicePartition], task
     if spec.kind != "classification":
         raise ValueError(f"label_skew_stats: task {task!r} is {spec.kind}, needs a classification task")
     labels = dataset.labels(task)
-    return np.stack([np.bincount(labels[p.indices], minlength=spec.num_classes) for p in parts])
+    return np.stack([np.bincount(labels[p.indices], minlength=spec.num_classes or 0) for p in parts])

@@ -153,7 +153,7 @@ def run_federation(
                 state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
-        edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), []
+        edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), list[Rejection]()
         if cloud_round:
             edge_to_cloud, cloud_rejected = _cloud_round(state, world, policy, rule)
         outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
