@@ -3,8 +3,9 @@
 Names: `encoder/<modality>`, `prompt/<task>`, `expert/<i>`, `adapter/<layer>`, `head/<task>`.
 The shared trunk ("trunk", kind "trunk") is the frozen foundation and is not a federated module,
 so it is not in `names()`; it is the native small transformer or a pretrained Hugging Face model
-(`ModelConfig.trunk`), whose sizes then replace the config's (`bank.cfg` is the resolved config). Each module is created from a seed derived from (seed, name), so two
-banks with the same seed start identical whatever other modalities or tasks they hold.
+(`ModelConfig.trunk`), whose sizes then replace the config's (`bank.cfg` is the resolved config).
+Each module is created from a seed derived from (seed, name), so two banks with the same seed
+start identical whatever other modalities or tasks they hold.
 """
 
 from __future__ import annotations
