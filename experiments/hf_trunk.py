@@ -2,11 +2,12 @@
 architecture randomly initialised, and the native small trunk.
 
 Everything but the trunk is the `experiment=hffm_d2d` preset (model=small sizes, D2D tree, cloud every
-2 rounds, the 3000-sample benchmark); the Hugging Face trunks replace width / layers / heads with
-MiniLM's (384 / 6 / 12), so their encoders, experts and adapters are larger, and the table's bytes are
-the real payloads. Per-task accuracy per tier is measured once, after the last round, on a seeded
-sample of devices and edges (evaluating all 40 devices with MiniLM would cost more than training).
-Run (about 10-15 min on a busy 2-core machine; --quick is a ~3 min smoke test):
+2 rounds) on `data=small` (the benchmark's 1200-sample version, to keep evaluation short); the Hugging
+Face trunks replace width / layers / heads with MiniLM's (384 / 6 / 12), so their encoders, experts and
+adapters are larger, and the table's bytes are the real payloads. Per-task accuracy per tier is
+measured once, after the last round, on a seeded sample of devices and edges (evaluating all 40
+devices with MiniLM would cost more than training). One torch thread. Run (about 15 min on a busy
+2-core machine; --quick, 2 rounds of 1 local step, about 7 min there):
 
     .venv/bin/python experiments/hf_trunk.py            # writes results.md / results.json
     .venv/bin/python experiments/hf_trunk.py --quick    # writes quick.md / quick.json
@@ -40,11 +41,10 @@ TRUNKS = {  # label -> model overrides
 BYTE_LINKS = ("d2d", "uplink", "backhaul", "downlink")
 
 
-def run_one(label: str, rounds: int, local_steps: int, samples: int, eval_devices: int, eval_edges: int,
-            seed: int) -> dict:
+def run_one(label: str, rounds: int, local_steps: int, eval_devices: int, eval_edges: int, seed: int) -> dict:
     """One HF-FM + D2D run; accuracies after the last round, costs and wall time per round."""
     overrides = ["experiment=hffm_d2d", f"federation.rounds={rounds}", f"federation.local_steps={local_steps}",
-                 f"federation.eval_every={rounds}", f"data.benchmark.num_samples={samples}", f"seed={seed}",
+                 f"federation.eval_every={rounds}", "data=small", f"seed={seed}",
                  "threads=1", "progress=none", "logger=none", "plots=false", *TRUNKS[label]]
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = resolve(compose(config_name="config", overrides=overrides))
@@ -125,7 +125,7 @@ def write(results: list[dict], out: Path, stem: str, command: str, seconds: floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 2 rounds, 1 local step, small data")
+    ap.add_argument("--quick", action="store_true", help="smoke test: 2 rounds, 1 local step, 2 devices evaluated")
     ap.add_argument("--rounds", type=int, default=None)
     ap.add_argument("--local-steps", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -139,13 +139,13 @@ def main() -> None:
     register_configs()
     quick = args.quick
     rounds = args.rounds or (2 if quick else 4)
-    steps = args.local_steps or (1 if quick else 3)
-    samples, eval_devices, eval_edges = (1200, 2, 2) if quick else (3000, 8, 4)
+    steps = args.local_steps or (1 if quick else 2)
+    eval_devices, eval_edges = (2, 2) if quick else (6, 3)
     tic = time.perf_counter()
     results = []
     for label in args.trunks:
         print(f"--- {label}", flush=True)
-        results.append(run_one(label, rounds, steps, samples, eval_devices, eval_edges, args.seed))
+        results.append(run_one(label, rounds, steps, eval_devices, eval_edges, args.seed))
     command = "python experiments/hf_trunk.py" + (" --quick" if quick else "")
     if args.rounds or args.local_steps:
         command += f" --rounds {rounds} --local-steps {steps}"

@@ -97,7 +97,7 @@ def test_minilm_loads_offline_frozen_with_its_sizes_and_is_not_federated(minilm_
     assert all(not lin._forward_hooks for lin in bank.trunk._linears[0].values())  # hooks gone after the call
 
 
-def test_fresh_adapters_leave_the_pretrained_trunk_unchanged(minilm_bank: ModuleBank) -> None:
+def test_fresh_adapters_leave_the_hf_trunk_unchanged(minilm_bank: ModuleBank) -> None:
     trunk = minilm_bank.trunk
     x = torch.randn(2, 5, 384, generator=torch.Generator().manual_seed(0))
     pad = torch.tensor([[False] * 5, [False, False, False, True, True]])
@@ -167,6 +167,18 @@ def test_base_weights_stay_bit_identical_over_rounds_while_adapters_change_and_r
     for name, state in cloud.items():
         for key, value in state.items():
             assert torch.equal(resumed.state.cloud_state[name][key], value), (name, key)
+
+
+@pytest.mark.parametrize("mode,solver", [("d2d_relay", "joint"), ("d2d_gossip", "none")])
+def test_other_d2d_modes_and_the_solver_run_on_a_hf_trunk(tiny_bert, mode, solver) -> None:
+    cfg = hf_config(tiny_bert, e_agg=1, rounds=1, local_steps=1, d2d_tree=False, **{mode: True})
+    cfg.topology.d2d = True
+    cfg.solver.name = solver
+    world = make_world(cfg)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, federation_config(cfg), solver=solver)
+    assert result.history[-1]["cost/bytes/uplink"] > 0
+    assert solver == "none" or result.history[-1]["plan/solver_used"] == 1.0
+    assert mode != "d2d_gossip" or result.history[-1]["cost/bytes/d2d"] > 0
 
 
 def test_module_state_round_trip_and_bank_checkpoint_without_the_trunk(tiny_bert, tmp_path) -> None:

@@ -99,7 +99,7 @@ class ModelConfig:
                              f"{MINILM} or a model folder); use text_encoder=native with the native trunk")
 
     @property
-    def pretrained_trunk(self) -> bool:
+    def hf_trunk(self) -> bool:
         """Whether the trunk is a Hugging Face model (frozen, never federated nor checkpointed)."""
         return self.trunk != NATIVE
 

@@ -158,13 +158,13 @@ def load_pretrained(bank: ModuleBank, path: str | os.PathLike[str], trunk_only: 
     if diff:
         raise ValueError(f"{path}: ModelConfig mismatch (field: (checkpoint, bank)) {diff}; "
                          "build the bank with the checkpoint's config")
-    if bank.cfg.trunk_weights == "random" and bank.cfg.pretrained_trunk and ckpt.get("seed") != bank.seed:
+    if bank.cfg.trunk_weights == "random" and bank.cfg.hf_trunk and ckpt.get("seed") != bank.seed:
         raise ValueError(f"{path}: its random {bank.cfg.trunk} trunk came from seed {ckpt.get('seed')}, the bank's "
                          f"from seed {bank.seed}; build the bank with seed={ckpt.get('seed')}")
     if trunk_only:
         prefix = "trunk."
         trunk_state = {k[len(prefix):]: v for k, v in ckpt["state"].items() if k.startswith(prefix)}
-        if not bank.cfg.pretrained_trunk:  # a Hugging Face trunk is rebuilt from its folder, never saved
+        if not bank.cfg.hf_trunk:  # a Hugging Face trunk is rebuilt from its folder, never saved
             bank.trunk.load_state_dict(trunk_state)
         return dict(ckpt.get("metrics", {}))
     for key, cls, own in (("modalities", ModalitySpec, bank.modalities.values()),

@@ -93,7 +93,7 @@ class Trunk(nn.Module):
 
 def build_trunk(cfg: ModelConfig) -> nn.Module:
     """The native Trunk from the config's sizes, or the Hugging Face model `cfg.trunk` names (frozen)."""
-    if not cfg.pretrained_trunk:
+    if not cfg.hf_trunk:
         return Trunk(cfg.width, cfg.trunk_layers, cfg.trunk_heads, cfg.width * cfg.mlp_ratio, cfg.dropout)
     from hffm.modules.hf_trunk import HFTrunk
 
@@ -104,8 +104,8 @@ def resolve_config(cfg: ModelConfig, trunk: nn.Module) -> ModelConfig:
     """The config the bank builds with: a pretrained trunk's sizes, and text_encoder 'auto' decided."""
     text = cfg.text_encoder
     if text == "auto":
-        text = "trunk" if cfg.pretrained_trunk else "native"
-    if not cfg.pretrained_trunk:
+        text = "trunk" if cfg.hf_trunk else "native"
+    if not cfg.hf_trunk:
         return replace(cfg, text_encoder=text)
     return replace(cfg, width=trunk.width, trunk_layers=trunk.num_layers, trunk_heads=trunk.heads,
                    text_encoder=text)
