@@ -11,6 +11,7 @@ devices with MiniLM would cost more than training). One torch thread. Run (about
 
     .venv/bin/python experiments/hf_trunk.py            # writes results.md / results.json
     .venv/bin/python experiments/hf_trunk.py --quick    # writes quick.md / quick.json
+    .venv/bin/python experiments/hf_trunk.py --rounds 6 --local-steps 4   # results_r6_s4.md / .json
 """
 
 from __future__ import annotations
@@ -149,7 +150,8 @@ def main() -> None:
     command = "python experiments/hf_trunk.py" + (" --quick" if quick else "")
     if args.rounds or args.local_steps:
         command += f" --rounds {rounds} --local-steps {steps}"
-    write(results, args.out, "quick" if quick else "results", command, time.perf_counter() - tic, args.machine)
+    stem = "quick" if quick else "results" if command.endswith("hf_trunk.py") else f"results_r{rounds}_s{steps}"
+    write(results, args.out, stem, command, time.perf_counter() - tic, args.machine)
 
 
 if __name__ == "__main__":
