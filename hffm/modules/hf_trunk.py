@@ -5,7 +5,8 @@ and never trained, federated or checkpointed: its weights come from the folder (
 control, from the bank seed) in every process. Adapters are not inserted into it. For one forward
 call, forward hooks add each layer's LoRA deltas to the outputs of its nn.Linear modules and apply the
 bottleneck adapter to the layer output, and are removed when the call returns; the base weights are
-never modified or copied, so one trunk serves every device's adapters in turn. (PEFT would wrap the
+never modified or copied, so one trunk serves every device's adapters in turn (one forward at a time
+per process, as the round loop runs its devices one after another). (PEFT would wrap the
 base linears in place with one set of adapters per model; here the adapters of many devices are swapped
 through one trunk every round, which PEFT's named-adapter switching could do only by registering each
 device's copy on the shared model. Hooks keep the trunk untouched and add no dependency.)
