@@ -97,8 +97,9 @@ def _app(dict_cfg: DictConfig) -> float:
     log.info("metrics on the %d%% held-out test split:", round(100 * cfg.data.global_test_fraction))
     for key in sorted(k for k in metrics if k.startswith("test/")):
         log.info("  %-22s %.4f", key[5:], metrics[key])
-    log.info("saved %s (%.1f s of training); start a federated run from it with: hffm-train pretrained=%s",
-             cfg.out, metrics["seconds"], Path(cfg.out).resolve())
+    trunk = f" model.trunk={cfg.model.trunk}" if cfg.model.hf_trunk else ""  # the same frozen trunk
+    log.info("saved %s (%.1f s of training); start a federated run from it with: hffm-train pretrained=%s%s",
+             cfg.out, metrics["seconds"], Path(cfg.out).resolve(), trunk)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     (out_dir / "pretrain.json").write_text(json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=1,
                                                       default=str))
