@@ -185,8 +185,11 @@ def test_module_state_round_trip_and_bank_checkpoint_without_the_trunk(tiny_bert
     mods, tasks = tiny_specs()
     cfg = ModelConfig(trunk=tiny_bert, num_experts=2, top_k=1)
     bank, other = ModuleBank(cfg, mods, tasks, vocab=VOCAB, seed=0), ModuleBank(cfg, mods, tasks, vocab=VOCAB, seed=5)
+    with torch.no_grad():
+        bank.module("adapter/1").lora["intermediate_dense"].B.normal_()  # a trained-looking adapter
     states = bank.state_of(bank.names())
     assert not any(k.startswith("model.") for s in states.values() for k in s)
+    assert not torch.equal(other.module_state("adapter/1")["down.weight"], states["adapter/1"]["down.weight"])
     other.load_states(states)
     for name, state in other.state_of(other.names()).items():
         assert all(torch.equal(state[k], states[name][k]) for k in state), name
@@ -195,6 +198,8 @@ def test_module_state_round_trip_and_bank_checkpoint_without_the_trunk(tiny_bert
     assert saved["config"]["trunk"] == tiny_bert and not any(k.startswith("trunk.") for k in saved["state"])
     third = ModuleBank(cfg, mods, tasks, vocab=VOCAB, seed=0)
     load_pretrained(third, tmp_path / "bank.pt")
+    b = "lora.intermediate_dense.B"
+    assert torch.equal(third.module_state("adapter/1")[b], states["adapter/1"][b]) and states["adapter/1"][b].any()
     load_pretrained(third, tmp_path / "bank.pt", trunk_only=True)
     with pytest.raises(ValueError, match="build the bank with seed=0"):
         random = dataclasses.replace(cfg, trunk_weights="random")
