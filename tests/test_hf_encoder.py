@@ -68,8 +68,8 @@ def test_hf_encoder_needs_vocab() -> None:
         ModuleBank(cfg, mods, tasks)
     with pytest.raises(ValueError, match="vocab has 3 words"):
         ModuleBank(cfg, mods, tasks, vocab=["<pad>", "a", "b"])
-    with pytest.raises(ValueError, match="neither 'native'"):
-        ModuleBank(ModelConfig(width=16, trunk_heads=2, text_encoder="/no/such/dir"), mods, tasks, vocab=VOCAB)
+    with pytest.raises(ValueError, match="text_encoder='/no/such/dir': no such folder"):
+        ModelConfig(width=16, trunk_heads=2, text_encoder="/no/such/dir")
 
 
 def test_checkpoint_leaves_out_the_frozen_backbone(bank: ModuleBank, tmp_path) -> None:

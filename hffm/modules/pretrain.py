@@ -1,7 +1,8 @@
 """Central pretraining of the whole bank (trunk unfrozen) and its checkpoint format.
 
 The federated runs start from a pretrained foundation: `pretrain` trains trunk, encoders,
-prompts, experts, adapters and heads together on one dataset, `save_pretrained` writes the bank
+prompts, experts, adapters and heads together on one dataset (a Hugging Face trunk is already
+pretrained and stays frozen: then everything but it is trained), `save_pretrained` writes the bank
 state with its config and specs as plain dicts, `load_pretrained` checks them before loading.
 """
 
@@ -31,7 +32,7 @@ FORMAT = "hffm-module-bank/1"
 # may differ between pretraining and fine-tuning
 ARCH_FIELDS = ("width", "trunk_layers", "trunk_heads", "mlp_ratio", "num_experts", "adapter_bottleneck",
                "lora_rank", "lora_alpha", "prompt_len", "image_patch", "signal_patch", "signal_iq_features",
-               "text_encoder", "text_freeze_backbone")
+               "text_encoder", "text_freeze_backbone", "trunk", "trunk_weights")
 
 
 def _fit_regression_scales(bank: ModuleBank, dataset: Dataset, max_samples: int = 1024) -> None:
@@ -55,7 +56,7 @@ def _fit_regression_scales(bank: ModuleBank, dataset: Dataset, max_samples: int 
 
 def pretrain(bank: ModuleBank, dataset: Dataset, *, steps: int, batch_size: int, lr: float, seed: int,
              log_every: int = 50, eval_samples: int = 512) -> dict[str, float]:
-    """Train every module and the trunk centrally; return train metrics measured after the last step.
+    """Train every module and the trunk (unless frozen Hugging Face) centrally; return metrics after the last step.
 
     Returns 'loss' and '<task>/loss' (mean over the last `log_every` steps), the per-task metrics
     of M3TLightningModule on up to `eval_samples` training samples, 'steps' and 'seconds'.
@@ -111,7 +112,7 @@ def pretrain(bank: ModuleBank, dataset: Dataset, *, steps: int, batch_size: int,
 
 
 def _frozen_keys(bank: ModuleBank) -> set[str]:
-    """Bank state keys of fixed pretrained parts reloaded from disk (a frozen HF text backbone)."""
+    """Bank state keys of fixed pretrained parts rebuilt from disk or seed (a frozen HF trunk or text backbone)."""
     keys: set[str] = set()
     for prefix, module in bank.named_modules():
         frozen = tuple(getattr(module, "frozen_prefixes", ()))
@@ -124,7 +125,7 @@ def _frozen_keys(bank: ModuleBank) -> set[str]:
 
 def save_pretrained(bank: ModuleBank, path: str | os.PathLike[str],
                     metrics: Mapping[str, float] | None = None, data: Mapping[str, Any] | None = None) -> None:
-    """Write the bank state (not a frozen HF backbone) with its config and specs as plain dicts.
+    """Write the bank state (not a frozen HF trunk or backbone) with its config and specs as plain dicts.
 
     ``data``: what it was trained on (``hffm.data.leakage.training_record``), so a federated run can
     refuse a checkpoint that saw its test set. Atomic: a kill mid-write leaves the previous file.
@@ -167,9 +168,14 @@ def load_pretrained(bank: ModuleBank, path: str | os.PathLike[str], trunk_only: 
     if diff:
         raise ValueError(f"{path}: ModelConfig mismatch (field: (checkpoint, bank)) {diff}; "
                          "build the bank with the checkpoint's config")
+    if bank.cfg.trunk_weights == "random" and bank.cfg.hf_trunk and ckpt.get("seed") != bank.seed:
+        raise ValueError(f"{path}: its random {bank.cfg.trunk} trunk came from seed {ckpt.get('seed')}, the bank's "
+                         f"from seed {bank.seed}; build the bank with seed={ckpt.get('seed')}")
     if trunk_only:
         prefix = "trunk."
-        bank.trunk.load_state_dict({k[len(prefix):]: v for k, v in ckpt["state"].items() if k.startswith(prefix)})
+        trunk_state = {k[len(prefix):]: v for k, v in ckpt["state"].items() if k.startswith(prefix)}
+        if not bank.cfg.hf_trunk:  # a Hugging Face trunk is rebuilt from its folder, never saved
+            bank.trunk.load_state_dict(trunk_state)
         return dict(ckpt.get("metrics", {}))
     for key, cls, own in (("modalities", ModalitySpec, bank.modalities.values()),
                           ("tasks", TaskSpec, bank.tasks.values())):

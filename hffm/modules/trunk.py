@@ -1,4 +1,6 @@
-"""The shared transformer trunk (the "foundation" part) that fuses tokens of all modalities.
+"""The native shared transformer trunk (the "foundation" part) that fuses tokens of all modalities.
+
+`build_trunk` picks it or a pretrained Hugging Face trunk (hf_trunk.py) from ModelConfig.trunk.
 
 It owns no adapter parameters: adapters and LoRA deltas come in at forward time, so one trunk
 serves every sub-model of a process without being copied.
@@ -7,11 +9,13 @@ serves every sub-model of a process without being copied.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hffm.modules.adapters import AdapterModule
+from hffm.modules.config import ModelConfig
 
 
 class TrunkLayer(nn.Module):
@@ -54,6 +58,16 @@ class Trunk(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(TrunkLayer(width, heads, mlp_hidden, dropout) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
+        self.width, self.heads, self.mlp_hidden = width, heads, mlp_hidden
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def adapter_linears(self) -> dict[str, tuple[int, int]]:
+        """Each layer's linears that take a LoRA delta: name -> (in_features, out_features)."""
+        w, hid = self.width, self.mlp_hidden
+        return {"qkv": (w, 3 * w), "out": (w, w), "fc1": (w, hid), "fc2": (hid, w)}
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None,
                 adapters: Mapping[int, AdapterModule] | None = None) -> Tensor:
@@ -75,3 +89,23 @@ class Trunk(nn.Module):
         for i, layer in enumerate(self.layers):
             h = layer(h, attend, adapters.get(i))
         return self.norm(h)
+
+
+def build_trunk(cfg: ModelConfig) -> nn.Module:
+    """The native Trunk from the config's sizes, or the Hugging Face model `cfg.trunk` names (frozen)."""
+    if not cfg.hf_trunk:
+        return Trunk(cfg.width, cfg.trunk_layers, cfg.trunk_heads, cfg.width * cfg.mlp_ratio, cfg.dropout)
+    from hffm.modules.hf_trunk import HFTrunk
+
+    return HFTrunk.load(cfg.trunk, cfg.trunk_weights)
+
+
+def resolve_config(cfg: ModelConfig, trunk: nn.Module) -> ModelConfig:
+    """The config the bank builds with: a pretrained trunk's sizes, and text_encoder 'auto' decided."""
+    text = cfg.text_encoder
+    if text == "auto":
+        text = "trunk" if cfg.hf_trunk else "native"
+    if not cfg.hf_trunk:
+        return replace(cfg, text_encoder=text)
+    return replace(cfg, width=trunk.width, trunk_layers=trunk.num_layers, trunk_heads=trunk.heads,
+                   text_encoder=text)
