@@ -17,12 +17,14 @@ import time
 
 import numpy as np
 
-from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidth, minmax_bandwidth
-from solvers.evaluate import evaluate, round_timeline, uplink_rate
+from solvers.bandwidth import ConvexBandwidth, min_bandwidth, minmax_bandwidth
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.local import local_search
 from solvers.milp import milp_placement
 from solvers.plan import RoundPlan
+from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
 BIG = 1e30
 
@@ -60,7 +62,7 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
         after = price(t_dev[cand], tau[cand] + d_tau, bits[cand] + 8 * p.module_bytes[k], a[cand])
         with np.errstate(invalid="ignore"):
             cost = after - before
-        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * 0.6931 / a[cand]
+        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * LN2 / a[cand]
         cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max(initial=0.0))))
         ratio = cost / p.samples[cand]
         edge = p.device_edge[cand]
@@ -176,8 +178,11 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
-                local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None) -> RoundPlan:
-    """Joint plan (see module doc). bandwidth: "auto" (bisection if lambda = 0, else cvxpy), "bisection", "cvxpy".
+                local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
+                enum_max: int = 3000) -> RoundPlan:
+    """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
+    1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
+    Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
@@ -211,15 +216,20 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
         if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
             break
+    small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}
+    best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0:
-        best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds)
-    tl = round_timeline(p, best_x, best_r)
+        best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
+                                      skip=frozenset(small))
+    hint = None
+    if p.lam > 0:
+        best_x, best_r, hint = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
     status = "optimal"
-    use_cvx = bandwidth == "cvxpy" or (bandwidth == "auto" and p.lam > 0)
-    if use_cvx:
+    if bandwidth == "cvxpy":
+        tl = round_timeline(p, best_x, best_r)
         b, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
     else:
-        b, _ = bisection_bandwidth(p, tl.start, tl.bits, tl.uploader)
+        b = plan_bandwidth(p, best_x, best_r, hint=hint)
     cost = evaluate(p, best_x, best_r, b)
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",

@@ -28,6 +28,7 @@ class RoundPlan:
     solve_seconds: float = 0.0
     fallback: bool = False
     message: str = ""
+    lower_bound: float = 0.0  # certified: no feasible plan has a smaller objective (0 = no bound computed)
 
     def __post_init__(self) -> None:
         x = np.asarray(self.placement, dtype=bool)
@@ -53,7 +54,7 @@ class RoundPlan:
             "bandwidth_hz": {str(ids[i]): float(self.bandwidth_hz[i]) for i in range(problem.num_devices)},
             "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j), "objective": _num(self.objective),
             "solver": self.solver, "status": self.status, "solve_seconds": float(self.solve_seconds),
-            "fallback": bool(self.fallback), "message": self.message,
+            "fallback": bool(self.fallback), "message": self.message, "lower_bound": _num(self.lower_bound),
         }
 
     @classmethod
@@ -85,7 +86,8 @@ class RoundPlan:
         return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
                    energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
                    status=data["status"], solve_seconds=float(data.get("solve_seconds", 0.0)),
-                   fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")))
+                   fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")),
+                   lower_bound=float(data.get("lower_bound") or 0.0))
 
     def save(self, path: str | Path, problem: RoundProblem) -> None:
         Path(path).write_text(json.dumps(self.to_dict(problem), indent=1))

@@ -69,6 +69,49 @@ def test_joint_within_one_percent_of_exact(seed):
     assert ex.objective <= jo.objective * (1 + 1e-6)  # the reference really is a lower bound
 
 
+# A seeded suite against the exact reference at every lambda of the issue (clusters of 4, one with relays that
+# aggregate); joint must be within 1 % at lambda > 0 and 0.5 % at lambda = 0, and never below the certified bound.
+SUITE = [dict(num_devices=4, num_edges=1, num_modules=3, seed=308),
+         dict(num_devices=4, num_edges=1, num_modules=4, seed=309),
+         dict(num_devices=8, num_edges=2, num_modules=3, seed=616, relay_aggregates=True),
+         dict(num_devices=8, num_edges=2, num_modules=4, seed=617)]
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.05, 0.5, 5.0, 10.0])
+def test_joint_matches_exact_at_every_lambda(lam):
+    for kw in SUITE:
+        p = random_instance(**kw, lam=lam)
+        ex, jo = exact_solve(p), solve(p, "joint")
+        assert not check_plan(p, ex) and not check_plan(p, jo)
+        assert ex.lower_bound <= ex.objective * (1 + 1e-9)
+        assert jo.objective >= ex.lower_bound * (1 - 1e-6), kw
+        assert jo.objective <= ex.objective * (1.005 if lam == 0 else 1.01), (kw, jo.objective, ex.objective)
+
+
+def test_energy_bandwidth_matches_cvxpy():
+    """The water-filling + 1-D search over T agrees with the conic program on T + lambda E."""
+    from solvers.energy import plan_bandwidth
+
+    for lam in (0.05, 5.0):
+        p = random_instance(24, 3, 4, seed=5, lam=lam)
+        x, r = p.eligible, np.arange(p.num_devices)
+        tl = round_timeline(p, x, r)
+        b_cvx, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
+        o_cvx = evaluate(p, x, r, b_cvx).objective
+        o_wf = evaluate(p, x, r, plan_bandwidth(p, x, r)).objective
+        assert status == "optimal"
+        assert o_cvx * (1 - 1e-4) <= o_wf <= o_cvx * (1 + 1e-7)
+
+
+def test_energy_prices_change_the_plan():
+    """At a large lambda the plan spends less energy than the latency-optimal plan (issue's lambda = 10 case)."""
+    p = RoundProblem.load(EXAMPLE)
+    fast = solve(p, "joint")
+    slow = solve(RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "lam": 10.0}), "joint")
+    assert slow.energy_j < fast.energy_j and slow.latency_s >= fast.latency_s * (1 - 1e-9)
+    assert slow.objective < fast.latency_s + 10.0 * fast.energy_j
+
+
 @pytest.mark.parametrize("method", ["equal", "greedy", "random", "joint"])
 @pytest.mark.parametrize("aggregates", [False, True])
 def test_methods_feasible(method, aggregates):
