@@ -18,6 +18,7 @@ import time
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, min_bandwidth, minmax_bandwidth
+from solvers.bounds import round_lower_bound
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
@@ -179,10 +180,11 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
-                enum_max: int = 3000) -> RoundPlan:
+                enum_max: int = 3000, bound: bool = True) -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
+    bound: compute the plan's certified lower_bound (solvers/bounds.py; else 0).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
@@ -221,9 +223,9 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if local_rounds > 0:
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
                                       skip=frozenset(small))
-    hint = None
+    hint, exact_lb = None, 0.0
     if p.lam > 0:
-        best_x, best_r, hint = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
+        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
     status = "optimal"
     if bandwidth == "cvxpy":
         tl = round_timeline(p, best_x, best_r)
@@ -231,7 +233,14 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     else:
         b = plan_bandwidth(p, best_x, best_r, hint=hint)
     cost = evaluate(p, best_x, best_r, b)
+    lower = 0.0
+    if bound:
+        known = np.zeros(p.num_edges)
+        for e, c in small.items():
+            known[e] = float(c.t_min.min()) * (1 - 1e-9)
+        t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
+        lower = max(round_lower_bound(p, t_known, known), exact_lb)
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
-                     solve_seconds=time.perf_counter() - t0)
+                     solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))

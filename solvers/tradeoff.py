@@ -67,8 +67,9 @@ def _local(view: EdgeView, x: np.ndarray, relay: np.ndarray, covers: list | None
 
 
 def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small: dict[int, EdgeCandidates],
-                  local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float]:
-    """Improve (x, relay) for T + lambda E; returns the new choice and its best deadline T."""
+                  local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
+    optimum when every edge was enumerated, else 0)."""
     p = problem
     x, relay = x.copy(), relay.copy()
     views, cands, covers = [], [], []
@@ -110,8 +111,13 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         else:
             choice.append(0)
     cur, t_ref = _objective(p, x, relay)
+    exact = all(v.edge in small for v in views)
+    lower = 0.0
     for _ in range(rounds):
-        new = select_exact(cands, p.lam, rtol=1e-6).choice
+        sel = select_exact(cands, p.lam, rtol=1e-6)
+        new = sel.choice
+        if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
+            lower = max(lower, sel.lower_bound)
         if new == choice:
             break
         x2, r2 = x.copy(), relay.copy()
@@ -126,4 +132,4 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
             if v.edge not in small and v.n <= local_max_devices:
                 cands[k] = _local(v, x, relay, covers[k])
                 choice[k] = 0
-    return x, relay, t_ref
+    return x, relay, t_ref, lower

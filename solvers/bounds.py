@@ -1,0 +1,186 @@
+"""Certified lower bounds on the optimum of a round, at any size (no enumeration).
+
+Latency (lambda = 0), per edge: a latency T is achievable only if some choice has sum_j h_j(T) <= B_e (h: the
+least band of solvers/joint.py). The bound splits that sum into per-device pieces. For an uploader j serving the
+set I, h_j = R_j^-1(U_j / (T - S_j)) with U_j = P_j + sum_{i in I} P_i and S_j >= every part's own ready time;
+R^-1 is convex with R^-1(0) = 0, hence superadditive, so h_j >= R_j^-1(P_j / (T - tau_j)) +
+sum_i R_j^-1(P_i / (T - arrival_i)). So sum_j h_j >= sum_i w_i(S_i, T), w the cheapest route of device i's
+module subset S_i alone (direct, or via any D2D neighbour at the neighbour's SNR; 0 via a neighbour when relays
+aggregate, since the relay may hold those modules already). Dropping memory between devices and integrality,
+"one subset per device, coverage per module" is an LP (HiGHS); if its value exceeds B_e, T is impossible.
+w is nonincreasing in T, so the largest certified T_e bounds the edge, and max_e T_e bounds T.
+
+Energy (lambda > 0): every placed module is computed and its bits reach the edge at no less than the
+infinite-band energy per bit; T + lambda E >= T_lb + lambda E_lb (valid, loose where T and E trade off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.evaluate import LN2
+from solvers.instance import RoundProblem
+
+
+def _knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Per edge: sum over modules of min sum_i w_i x_i s.t. sum_i n_i x_i >= demand, 0 <= x <= 1 (sorted greedy)."""
+    ne, nm = demand.shape
+    key = p.device_edge[dev] * nm + mod
+    ratio = w / p.samples[dev]
+    order = np.lexsort((ratio, key))
+    key, w, n = key[order], w[order], p.samples[dev][order]
+    cum = np.cumsum(n)
+    first = np.searchsorted(key, key, side="left")
+    before = cum - n - np.where(first > 0, cum[first - 1], 0.0)
+    need = demand.ravel()[key]
+    frac = np.clip((need - before) / n, 0.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        cost = np.where(frac > 0, frac * w, 0.0)
+    out = np.bincount(key, weights=cost, minlength=ne * nm)
+    got = np.bincount(key, weights=n, minlength=ne * nm)
+    out = np.where(got >= demand.ravel() * (1 - 1e-12), out, np.inf)  # not even coverable: no plan at all
+    return out.reshape(ne, nm).sum(axis=1)
+
+
+def _subset_columns(p: RoundProblem) -> tuple[np.ndarray, np.ndarray]:
+    """(device, module mask) of every nonempty eligible subset of modules that fits the device's memory."""
+    m = p.num_modules
+    masks = np.arange(1, 1 << m)
+    bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
+    mem = bits @ p.module_memory_bytes
+    elig = (p.eligible & (p.samples[:, None] > 0)).astype(int) @ (1 << np.arange(m))
+    ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[:, None] * (1 + 1e-12))
+    dev, col = np.nonzero(ok)
+    return dev, masks[col]
+
+
+def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
+                       ladder: tuple[float, ...] = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6),
+                       refine: int = 3) -> float:
+    """Certified lower bound on the round's least latency, tighter than `latency_lower_bound`: the pieces are
+    whole module subsets of a device (one column each, its cheapest route), and the coverage problem over them
+    is the LP relaxation "at most one subset per device, samples per module >= demand", solved by HiGHS.
+    T_e is certified when that LP's value exceeds B_e. Only edges that can raise max_e T_e are tried, the
+    slowest first (`upper` [E]: latencies known achievable); T = upper / (1 + step) down the ladder, then
+    `refine` bisection steps between the last failure and the first success. known [E] > 0 marks edges whose
+    least latency is already known exactly (enumerated): they are not tried, and count as they are."""
+    p = problem
+    m = p.num_modules
+    if m > 12:  # 2^M subsets per device: no bound beyond the exactly known edges
+        return float(np.max(known, initial=0.0)) if known is not None else 0.0
+    dev, mask = _subset_columns(p)
+    mbits = (mask[:, None] >> np.arange(m)[None, :]) & 1
+    pay = 8.0 * (mbits @ p.module_bytes)
+    tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
+    col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]
+    if p.d2d_src.size:
+        order = np.argsort(dev, kind="stable")
+        first = np.searchsorted(dev[order], p.d2d_src, side="left")
+        count = np.searchsorted(dev[order], p.d2d_src, side="right") - first
+        link = np.repeat(np.arange(p.d2d_src.size), count)
+        cols = order[np.concatenate([np.arange(f, f + c) for f, c in zip(first, count, strict=True)])]
+        col.append(cols)
+        ready.append(tau[cols] + pay[cols] / p.d2d_rate_bps[link])
+        a.append(p.snr_hz[p.d2d_dst[link]])
+        free.append(np.full(cols.size, p.relay_aggregates))
+    route = _Routes(dev, mbits, pay, np.concatenate(col), np.concatenate(ready), np.concatenate(a),
+                    np.concatenate(free))
+    demand = p.coverage_demand()
+    upper = np.asarray(upper, dtype=float)
+    known = np.zeros(p.num_edges) if known is None else np.asarray(known, dtype=float)
+    best = float(known.max(initial=0.0))
+    for e in np.argsort(-upper):
+        if upper[e] <= best or not np.any(p.device_edge == e):
+            break
+        if known[e] > 0:
+            continue
+        failed = upper[e]
+        for step in ladder:
+            t = upper[e] / (1 + step)
+            if t <= best:
+                break
+            if route.impossible(p, int(e), t, demand[e]):
+                lo, hi = t, failed
+                for _ in range(refine):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if route.impossible(p, int(e), mid, demand[e]) else (lo, mid)
+                best = max(best, lo)
+                break
+            failed = t
+    return best
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """Columns (device, subset) and their routes (direct or via a D2D neighbour) for the subset bound."""
+
+    dev: np.ndarray
+    mbits: np.ndarray
+    pay: np.ndarray
+    col: np.ndarray
+    ready: np.ndarray
+    a: np.ndarray
+    free: np.ndarray
+
+    def impossible(self, p: RoundProblem, e: int, t: float, demand: np.ndarray) -> bool:
+        """True if no fractional choice of edge e finishes by t within B_e (the LP relaxation says so)."""
+        on_edge = p.device_edge[self.dev[self.col]] == e
+        col, ready, a, free = self.col[on_edge], self.ready[on_edge], self.a[on_edge], self.free[on_edge]
+        slack = t - ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(slack > 0, self.pay[col] / np.where(slack > 0, slack, 1.0), np.inf)
+        w = np.where(free & (slack > 0), 0.0, min_bandwidth(q, a))
+        cost = np.full(self.dev.size, np.inf)
+        np.minimum.at(cost, col, w)
+        return _lp_exceeds(p, e, self.dev, self.mbits, cost, demand)
+
+
+def _lp_exceeds(p: RoundProblem, e: int, dev: np.ndarray, mbits: np.ndarray, cost: np.ndarray,
+                demand: np.ndarray) -> bool:
+    """True if every fractional choice of one subset per device of edge e covering `demand` costs more than B_e."""
+    import scipy.sparse as sps
+    from scipy.optimize import linprog
+
+    cols = np.flatnonzero(p.device_edge[dev] == e)
+    finite = np.isfinite(cost[cols])
+    need = demand > 0
+    n_fin = p.samples[dev[cols[finite]]]
+    if np.any((mbits[cols[finite]] * n_fin[:, None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
+        return True  # the columns that can finish by T cannot even cover: T is impossible
+    cols = cols[finite]
+    devs, local = np.unique(dev[cols], return_inverse=True)
+    scale = p.edge_bandwidth_hz[e]
+    k = cols.size
+    one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
+    cov = sps.csr_matrix(-(mbits[cols][:, need] * (p.samples[dev[cols]] / demand[need].max())[:, None]).T)
+    res = linprog(cost[cols] / scale, A_ub=sps.vstack([one, cov]).tocsr(),
+                  b_ub=np.concatenate([np.ones(devs.size), -demand[need] / demand[need].max()]),
+                  bounds=(0, 1), method="highs")
+    if res.status == 2:  # infeasible: no cover at all
+        return True
+    return bool(res.status == 0 and res.fun > 1 + 1e-6)
+
+
+def energy_lower_bound(problem: RoundProblem) -> float:
+    """Least energy of any plan: every placed module is computed (kappa n_i c_k f_i^2) and its bytes reach the edge
+    at no less than N0 ln2 / g joules per bit (the rate's limit a / ln2 at infinite band), directly or after a
+    D2D hop (p_d2d / r per bit); fractional knapsack per (edge, module), memory dropped."""
+    p = problem
+    dev, mod = np.nonzero(p.eligible & (p.samples[:, None] > 0))
+    per_bit = p.tx_power_w * LN2 / p.snr_hz
+    if p.d2d_src.size:
+        via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps + (0.0 if p.relay_aggregates else per_bit[p.d2d_dst])
+        np.minimum.at(per_bit, p.d2d_src, via)
+    w = (p.kappa * p.samples[dev] * p.module_cycles[mod] * p.cpu_hz[dev] ** 2
+         + 8.0 * p.module_bytes[mod] * per_bit[dev])
+    per_edge = _knapsack(p, dev, mod, w, p.coverage_demand())
+    return float(np.sum(per_edge[np.isfinite(per_edge)]))
+
+
+def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None) -> float:
+    """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge), E >= energy bound."""
+    t = subset_lower_bound(problem, edge_latency, known)
+    return t + problem.lam * energy_lower_bound(problem) if problem.lam > 0 else t
