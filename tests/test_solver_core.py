@@ -239,6 +239,19 @@ def test_cli_solve_example(tmp_path):
     assert res.returncode == 2 and "edges[0].bandwidth_hz" in res.stderr
 
 
+def test_cli_pareto_front(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "solvers", "pareto", str(EXAMPLE), "-o", str(tmp_path),
+                          "--lams", "0,0.05,0.5,5"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    out = json.loads((tmp_path / "front.json").read_text())
+    assert (tmp_path / "front.png").stat().st_size > 0
+    assert [r["lambda"] for r in out["points"]] == [0.0, 0.05, 0.5, 5.0]
+    front = out["front"]
+    assert len(front) >= 2  # energy is bought with latency on this instance
+    lat, en = [r["latency_s"] for r in front], [r["energy_j"] for r in front]
+    assert lat == sorted(lat) and en == sorted(en, reverse=True)  # a real front: faster costs more energy
+
+
 def test_fallback_on_infeasible_instance(caplog):
     p = random_instance(8, 2, 3, seed=1)
     small = RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__},
