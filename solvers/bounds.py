@@ -45,68 +45,37 @@ def _knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, 
     return out.reshape(ne, nm).sum(axis=1)
 
 
-def _subset_columns(p: RoundProblem) -> tuple[np.ndarray, np.ndarray]:
-    """(device, module mask) of every nonempty eligible subset of modules that fits the device's memory."""
-    m = p.num_modules
-    masks = np.arange(1, 1 << m)
-    bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
-    mem = bits @ p.module_memory_bytes
-    elig = (p.eligible & (p.samples[:, None] > 0)).astype(int) @ (1 << np.arange(m))
-    ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[:, None] * (1 + 1e-12))
-    dev, col = np.nonzero(ok)
-    return dev, masks[col]
-
-
 def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
                        ladder: tuple[float, ...] = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6),
                        refine: int = 3) -> float:
-    """Certified lower bound on the round's least latency, tighter than `latency_lower_bound`: the pieces are
-    whole module subsets of a device (one column each, its cheapest route), and the coverage problem over them
-    is the LP relaxation "at most one subset per device, samples per module >= demand", solved by HiGHS.
-    T_e is certified when that LP's value exceeds B_e. Only edges that can raise max_e T_e are tried, the
-    slowest first (`upper` [E]: latencies known achievable); T = upper / (1 + step) down the ladder, then
-    `refine` bisection steps between the last failure and the first success. known [E] > 0 marks edges whose
-    least latency is already known exactly (enumerated): they are not tried, and count as they are."""
+    """Certified lower bound on the round's least latency (see the module doc): T_e is certified when the LP
+    "at most one module subset per device, samples per module >= demand" costs more than B_e at T_e.
+    Only edges that can raise max_e T_e are tried, the slowest first (`upper` [E]: latencies known achievable);
+    T = upper / (1 + step) down the ladder, then `refine` bisection steps between the last failure and the first
+    success. known [E] > 0 marks edges whose least latency is known exactly (enumerated): they count as they are."""
     p = problem
-    m = p.num_modules
-    if m > 12:  # 2^M subsets per device: no bound beyond the exactly known edges
-        return float(np.max(known, initial=0.0)) if known is not None else 0.0
-    dev, mask = _subset_columns(p)
-    mbits = (mask[:, None] >> np.arange(m)[None, :]) & 1
-    pay = 8.0 * (mbits @ p.module_bytes)
-    tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
-    col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]
-    if p.d2d_src.size:
-        order = np.argsort(dev, kind="stable")
-        first = np.searchsorted(dev[order], p.d2d_src, side="left")
-        count = np.searchsorted(dev[order], p.d2d_src, side="right") - first
-        link = np.repeat(np.arange(p.d2d_src.size), count)
-        cols = order[np.concatenate([np.arange(f, f + c) for f, c in zip(first, count, strict=True)])]
-        col.append(cols)
-        ready.append(tau[cols] + pay[cols] / p.d2d_rate_bps[link])
-        a.append(p.snr_hz[p.d2d_dst[link]])
-        free.append(np.full(cols.size, p.relay_aggregates))
-    route = _Routes(dev, mbits, pay, np.concatenate(col), np.concatenate(ready), np.concatenate(a),
-                    np.concatenate(free))
-    demand = p.coverage_demand()
-    upper = np.asarray(upper, dtype=float)
     known = np.zeros(p.num_edges) if known is None else np.asarray(known, dtype=float)
     best = float(known.max(initial=0.0))
+    if p.num_modules > 12:  # 2^M subsets per device: no bound beyond the exactly known edges
+        return best
+    demand = p.coverage_demand()
+    upper = np.asarray(upper, dtype=float)
     for e in np.argsort(-upper):
-        if upper[e] <= best or not np.any(p.device_edge == e):
+        if upper[e] <= best:
             break
-        if known[e] > 0:
+        if known[e] > 0 or not np.any(p.device_edge == e):
             continue
+        route = _Routes.of(p, int(e))
         failed = upper[e]
         for step in ladder:
             t = upper[e] / (1 + step)
             if t <= best:
                 break
-            if route.impossible(p, int(e), t, demand[e]):
+            if route.impossible(t, demand[e]):
                 lo, hi = t, failed
                 for _ in range(refine):
                     mid = 0.5 * (lo + hi)
-                    lo, hi = (mid, hi) if route.impossible(p, int(e), mid, demand[e]) else (lo, mid)
+                    lo, hi = (mid, hi) if route.impossible(mid, demand[e]) else (lo, mid)
                 best = max(best, lo)
                 break
             failed = t
@@ -115,53 +84,70 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
 
 @dataclass(frozen=True)
 class _Routes:
-    """Columns (device, subset) and their routes (direct or via a D2D neighbour) for the subset bound."""
+    """Columns (device, module subset) of one edge and their routes (direct or via a D2D neighbour)."""
 
-    dev: np.ndarray
-    mbits: np.ndarray
+    problem: RoundProblem
+    edge: int
+    dev: np.ndarray  # per column
+    mbits: np.ndarray  # [columns, M]
     pay: np.ndarray
-    col: np.ndarray
+    col: np.ndarray  # per route: its column
     ready: np.ndarray
     a: np.ndarray
     free: np.ndarray
 
-    def impossible(self, p: RoundProblem, e: int, t: float, demand: np.ndarray) -> bool:
-        """True if no fractional choice of edge e finishes by t within B_e (the LP relaxation says so)."""
-        on_edge = p.device_edge[self.dev[self.col]] == e
-        col, ready, a, free = self.col[on_edge], self.ready[on_edge], self.a[on_edge], self.free[on_edge]
-        slack = t - ready
+    @classmethod
+    def of(cls, p: RoundProblem, e: int) -> _Routes:
+        m = p.num_modules
+        members = p.edge_devices(e)
+        masks = np.arange(1, 1 << m)
+        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
+        mem = bits @ p.module_memory_bytes
+        elig = (p.eligible[members] & (p.samples[members, None] > 0)).astype(int) @ (1 << np.arange(m))
+        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
+        li, cm = np.nonzero(ok)
+        dev, mbits = members[li], bits[cm]
+        pay = 8.0 * (mbits @ p.module_bytes)
+        tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
+        col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]
+        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
+        for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
+            cols = np.flatnonzero(dev == s_)
+            col.append(cols)
+            ready.append(tau[cols] + pay[cols] / r_)
+            a.append(np.full(cols.size, p.snr_hz[d_]))
+            free.append(np.full(cols.size, p.relay_aggregates))
+        return cls(p, e, dev, mbits, pay, *(np.concatenate(v) for v in (col, ready, a, free)))
+
+    def impossible(self, t: float, demand: np.ndarray) -> bool:
+        """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
+        import scipy.sparse as sps
+        from scipy.optimize import linprog
+
+        p = self.problem
+        slack = t - self.ready
         with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(slack > 0, self.pay[col] / np.where(slack > 0, slack, 1.0), np.inf)
-        w = np.where(free & (slack > 0), 0.0, min_bandwidth(q, a))
+            q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
+        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
         cost = np.full(self.dev.size, np.inf)
-        np.minimum.at(cost, col, w)
-        return _lp_exceeds(p, e, self.dev, self.mbits, cost, demand)
-
-
-def _lp_exceeds(p: RoundProblem, e: int, dev: np.ndarray, mbits: np.ndarray, cost: np.ndarray,
-                demand: np.ndarray) -> bool:
-    """True if every fractional choice of one subset per device of edge e covering `demand` costs more than B_e."""
-    import scipy.sparse as sps
-    from scipy.optimize import linprog
-
-    cols = np.flatnonzero(p.device_edge[dev] == e)
-    finite = np.isfinite(cost[cols])
-    need = demand > 0
-    n_fin = p.samples[dev[cols[finite]]]
-    if np.any((mbits[cols[finite]] * n_fin[:, None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
-        return True  # the columns that can finish by T cannot even cover: T is impossible
-    cols = cols[finite]
-    devs, local = np.unique(dev[cols], return_inverse=True)
-    scale = p.edge_bandwidth_hz[e]
-    k = cols.size
-    one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
-    cov = sps.csr_matrix(-(mbits[cols][:, need] * (p.samples[dev[cols]] / demand[need].max())[:, None]).T)
-    res = linprog(cost[cols] / scale, A_ub=sps.vstack([one, cov]).tocsr(),
-                  b_ub=np.concatenate([np.ones(devs.size), -demand[need] / demand[need].max()]),
-                  bounds=(0, 1), method="highs")
-    if res.status == 2:  # infeasible: no cover at all
-        return True
-    return bool(res.status == 0 and res.fun > 1 + 1e-6)
+        np.minimum.at(cost, self.col, w)
+        cols = np.flatnonzero(np.isfinite(cost))
+        need = demand > 0
+        if not need.any():
+            return False
+        if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
+            return True  # the columns that can finish by t cannot even cover: t is impossible
+        devs, local = np.unique(self.dev[cols], return_inverse=True)
+        k = cols.size
+        one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
+        scale = demand[need].max()
+        cov = sps.csr_matrix(-(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None]).T)
+        res = linprog(cost[cols] / p.edge_bandwidth_hz[self.edge], A_ub=sps.vstack([one, cov]).tocsr(),
+                      b_ub=np.concatenate([np.ones(devs.size), -demand[need] / scale]), bounds=(0, 1),
+                      method="highs")
+        if res.status == 2:  # infeasible: no cover at all
+            return True
+        return bool(res.status == 0 and res.fun > 1 + 1e-6)
 
 
 def energy_lower_bound(problem: RoundProblem) -> float:

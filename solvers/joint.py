@@ -133,8 +133,9 @@ def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np
         merged = 8.0 * ((x[s] | x[d]).astype(float) @ p.module_bytes)
     else:
         merged = tl.payload_bits[d] + tl.payload_bits[s]
+    h_merged = price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])  # j's price if i is its first
     with np.errstate(invalid="ignore"):
-        gain = h[s] + h[d] - price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])
+        gain = h[s] + h[d] - h_merged
     ok = np.isfinite(gain) & (gain > 0) | (np.isinf(h[s]) & np.isfinite(price(t_dev[d], arrival, merged, a[d])))
     order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG))]
     start, bits, cur = tl.tau.copy(), tl.payload_bits.copy(), h.copy()
@@ -150,7 +151,10 @@ def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np
             new_bits = 8.0 * float((union[j] | x[i]).astype(float) @ p.module_bytes)
         else:
             new_bits = bits[j] + tl.payload_bits[i]
-        new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
+        if served[j] == 0:
+            new_h = float(h_merged[c])
+        else:
+            new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
         g = cur[i] + cur[j] - new_h
         if not (np.isfinite(new_h) and (g > 0 or np.isinf(cur[i]))):
             continue
