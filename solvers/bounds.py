@@ -45,9 +45,12 @@ def _knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, 
     return out.reshape(ne, nm).sum(axis=1)
 
 
+LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
+"""Trial latencies upper / (1 + step) of the subset bound, nearest first."""
+
+
 def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
-                       ladder: tuple[float, ...] = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6),
-                       refine: int = 3) -> float:
+                       ladder: tuple[float, ...] = LADDER, refine: int = 3) -> float:
     """Certified lower bound on the round's least latency (see the module doc): T_e is certified when the LP
     "at most one module subset per device, samples per module >= demand" costs more than B_e at T_e.
     Only edges that can raise max_e T_e are tried, the slowest first (`upper` [E]: latencies known achievable);
@@ -151,7 +154,7 @@ class _Routes:
 
 
 def energy_lower_bound(problem: RoundProblem) -> float:
-    """Least energy of any plan: every placed module is computed (kappa n_i c_k f_i^2) and its bytes reach the edge
+    """Least energy of any plan: every placed module is computed (kappa n_i c_k f_min^2) and its bytes reach the edge
     at no less than N0 ln2 / g joules per bit (the rate's limit a / ln2 at infinite band), directly or after a
     D2D hop (p_d2d / r per bit); fractional knapsack per (edge, module), memory dropped."""
     p = problem
@@ -160,7 +163,7 @@ def energy_lower_bound(problem: RoundProblem) -> float:
     if p.d2d_src.size:
         via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps + (0.0 if p.relay_aggregates else per_bit[p.d2d_dst])
         np.minimum.at(per_bit, p.d2d_src, via)
-    w = (p.kappa * p.samples[dev] * p.module_cycles[mod] * p.cpu_hz[dev] ** 2
+    w = (p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
          + 8.0 * p.module_bytes[mod] * per_bit[dev])
     per_edge = _knapsack(p, dev, mod, w, p.coverage_demand())
     return float(np.sum(per_edge[np.isfinite(per_edge)]))

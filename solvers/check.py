@@ -22,10 +22,12 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
     n, m = pr.num_devices, pr.num_modules
     links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
     x = [[bool(plan.placement[i, k]) for k in range(m)] for i in range(n)]
+    f = [float(v) for v in (pr.cpu_hz if plan.cpu_hz is None else plan.cpu_hz)]
+    pw = [float(v) for v in (pr.tx_power_w if plan.tx_power_w is None else plan.tx_power_w)]
     rho = [int(plan.relay[i]) for i in range(n)]
-    tau = [pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) / pr.cpu_hz[i] for i in range(n)]
+    tau = [pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) / f[i] for i in range(n)]
     pay = [8 * sum(pr.module_bytes[k] for k in range(m) if x[i][k]) for i in range(n)]
-    energy = sum(pr.kappa * pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) * pr.cpu_hz[i] ** 2
+    energy = sum(pr.kappa * pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) * f[i] ** 2
                  for i in range(n))
     latency = 0.0
     serves: dict[int, list[int]] = {j: [] for j in range(n)}
@@ -44,10 +46,10 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
             bits = pay[j] + sum(pay[i] for i in served)
         if bits <= 0:
             continue
-        r = _rate(float(plan.bandwidth_hz[j]), pr.tx_power_w[j], pr.uplink_gain[j], pr.noise_w_per_hz)
+        r = _rate(float(plan.bandwidth_hz[j]), pw[j], pr.uplink_gain[j], pr.noise_w_per_hz)
         up = bits / r if r > 0 else math.inf
         latency = max(latency, start + up)
-        energy += pr.tx_power_w[j] * up
+        energy += pw[j] * up
     return latency, energy
 
 
@@ -83,6 +85,14 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         b = float(plan.bandwidth_hz[i])
         if not (math.isfinite(b) and b >= 0):
             out.append(f"bandwidth: device {dev!r} has {b!r} Hz")
+        if plan.tx_power_w is not None:
+            pw, hi = float(plan.tx_power_w[i]), float(pr.power_max[i])
+            if not (math.isfinite(pw) and 0 < pw <= hi * (1 + 1e-9)):
+                out.append(f"power: device {dev!r} plans {pw!r} W, allowed (0, {hi:g}] (p_max)")
+        if plan.cpu_hz is not None:
+            fr, lo, hi = float(plan.cpu_hz[i]), float(pr.freq_min[i]), float(pr.freq_max[i])
+            if not (math.isfinite(fr) and lo * (1 - 1e-9) <= fr <= hi * (1 + 1e-9)):
+                out.append(f"frequency: device {dev!r} plans {fr!r} Hz, allowed [{lo:g}, {hi:g}] (f_min, f_max)")
     if pr.relay_capacity is not None:
         count: dict[int, int] = {}
         for i in range(n):

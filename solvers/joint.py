@@ -13,18 +13,20 @@ local search with exact evaluations (solvers/local.py). See solvers/README.md fo
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, min_bandwidth, minmax_bandwidth
-from solvers.bounds import round_lower_bound
+from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.local import local_search
 from solvers.milp import milp_placement
 from solvers.plan import RoundPlan
+from solvers.powerfreq import plan_power_frequency
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
 BIG = 1e30
@@ -194,6 +196,10 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
+    if problem.has_power_frequency:
+        return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
+                                     local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                                     enum_max=enum_max, bound=bound)
     t0 = time.perf_counter()
     p = problem
     n = p.num_devices
@@ -248,3 +254,27 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
                      solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
+
+
+def _with_power_frequency(problem: RoundProblem, **opts: object) -> RoundPlan:
+    """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
+    how the energy search prices them), then bandwidth, power and frequency for T + lambda E
+    (solvers/powerfreq.py); the better of that and the max-power plan is kept."""
+    t0 = time.perf_counter()
+    p = problem
+    base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
+    plan = joint_solve(base, **opts)
+    x, r = plan.placement, plan.relay
+    options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
+    if p.lam > 0:
+        options.append(plan_power_frequency(p, x, r))
+    costs = [evaluate(p, x, r, *o) for o in options]
+    j = int(np.argmin([c.objective for c in costs]))
+    b, pw, fr = options[j]
+    lower = plan.lower_bound
+    if p.lam > 0 and opts.get("bound", True):
+        t_edge = _edge_latency(base, [(x, r)])[0]
+        lower = subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p)
+    return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
+                      energy_j=costs[j].energy_j, objective=costs[j].objective,
+                      lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)

@@ -126,6 +126,61 @@ def test_energy_prices_change_the_plan():
     assert slow.objective < fast.latency_s + 10.0 * fast.energy_j
 
 
+def _with_decisions(p: RoundProblem, f_low: float = 0.3) -> RoundProblem:
+    return RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "p_max": p.tx_power_w * 1.0,
+                           "f_min": p.cpu_hz * f_low, "f_max": p.cpu_hz * 1.0})
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_power_and_frequency_decisions(lam, tmp_path):
+    """lambda = 0: full power and frequency (latency-optimal); lambda > 0: lower power / frequency buy energy,
+    the plan beats the fixed-value plan on T + lambda E, stays within bounds, and survives JSON."""
+    fixed = random_instance(12, 3, 4, seed=3, lam=lam)
+    p = _with_decisions(fixed)
+    plan, ref = solve(p, "joint"), solve(fixed, "joint")
+    assert check_plan(p, plan) == [] and not plan.fallback
+    if lam == 0:
+        np.testing.assert_allclose(plan.tx_power_w, p.p_max)
+        np.testing.assert_allclose(plan.cpu_hz, p.f_max)
+        assert plan.objective == pytest.approx(ref.objective, rel=1e-9)
+    else:
+        assert plan.objective < 0.9 * ref.objective and plan.energy_j < ref.energy_j
+        assert plan.tx_power_w.min() < p.p_max.min() and plan.cpu_hz.min() < p.f_max.min()
+    assert 0 < plan.lower_bound <= plan.objective
+    p.save(tmp_path / "i.json")
+    q = RoundProblem.load(tmp_path / "i.json")
+    np.testing.assert_allclose(q.f_min, p.f_min)
+    plan.save(tmp_path / "p.json", q)
+    back = RoundPlan.load(tmp_path / "p.json", q)
+    np.testing.assert_allclose(back.tx_power_w, plan.tx_power_w)
+    assert check_plan(q, back) == []
+    assert any("power" in v for v in check_plan(p, plan.with_(tx_power_w=p.p_max * 2)))
+
+
+def test_power_bandwidth_block_matches_cvxpy():
+    """The water-filling over bands with the least power per band agrees with the exponential-cone program."""
+    from solvers.powerfreq import Groups, _bands, power_bandwidth_cvxpy, upload_energy
+
+    p = _with_decisions(random_instance(8, 1, 3, seed=11, lam=1.0))
+    g = Groups.of(p, p.eligible & (p.eligible @ p.module_memory_bytes <= p.memory_bytes)[:, None],
+                  np.arange(p.num_devices))
+    t = 1.5 * float(np.max(g.start_min() + g.k / np.log(2) / (p.edge_bandwidth_hz[0] / g.up.size))) - g.start_min()
+    b_wf = _bands(g, t, p.edge_bandwidth_hz)
+    b_cvx = power_bandwidth_cvxpy(t, g.k / np.log(2), g.n0g, g.a_max, float(p.edge_bandwidth_hz[0]))
+    e_wf = upload_energy(b_wf, t, g.k, g.n0g).sum()
+    e_cvx = upload_energy(b_cvx, t, g.k, g.n0g).sum()
+    assert e_wf == pytest.approx(e_cvx, rel=1e-4) and e_wf <= e_cvx * (1 + 1e-6)
+
+
+def test_bad_decision_bounds_name_the_field(tmp_path):
+    data = json.loads(EXAMPLE.read_text())
+    data["devices"][0]["f_min"] = data["devices"][0]["cpu_hz"] * 2
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="f_min"):
+        RoundProblem.load(path)
+
+
 @pytest.mark.parametrize("method", ["equal", "greedy", "random", "joint"])
 @pytest.mark.parametrize("aggregates", [False, True])
 def test_methods_feasible(method, aggregates):
