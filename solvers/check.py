@@ -74,6 +74,8 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         if used > pr.memory_bytes[i] * (1 + 1e-9):
             out.append(f"memory: device {dev!r} needs {used:g} bytes > {pr.memory_bytes[i]:g}")
         r = int(plan.relay[i])
+        if pr.tree_aggregation:
+            r = i  # the tree (plan.parent) is checked below; relay is its copy
         if not 0 <= r < n:
             out.append(f"relay: device {dev!r} relays to unknown index {r}")
             continue
@@ -116,9 +118,11 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
             got = sum(pr.samples[i] for i in members if plan.placement[i, k])
             if got < need * (1 - 1e-9):
                 out.append(f"coverage: edge {pr.edge_ids[e]!r}, module {pr.module_names[k]!r}: {got:g} < {need:g}")
+    if pr.tree_aggregation:
+        out += _check_tree(pr, plan, neighbours, by_edge)
     if out or not check_cost:
         return out
-    t, en = recompute_cost(pr, plan)
+    t, en = recompute_tree_cost(pr, plan) if pr.tree_aggregation else recompute_cost(pr, plan)
     if not math.isfinite(t):
         out.append("bandwidth: an uploading device has no bandwidth")
     for name, got, want in (("latency_s", plan.latency_s, t), ("energy_j", plan.energy_j, en),
@@ -126,3 +130,72 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         if not math.isclose(got, want, rel_tol=rtol, abs_tol=1e-12):
             out.append(f"{name}: plan reports {got!r}, recomputed {want!r}")
     return out
+
+
+def _check_tree(pr: RoundProblem, plan: RoundPlan, neighbours: dict, by_edge: dict) -> list[str]:
+    """One root per edge, every other device's parent a D2D neighbour, no cycle, band only to the root."""
+    if plan.parent is None:
+        return ["parent: tree_aggregation needs the plan's parent array"]
+    out = []
+    n = pr.num_devices
+    par = [int(v) for v in plan.parent]
+    for e, members in by_edge.items():
+        roots = [i for i in members if par[i] == i]
+        if members and len(roots) != 1:
+            out.append(f"parent: edge {pr.edge_ids[e]!r} has {len(roots)} roots, needs exactly one uploader")
+        for i in members:
+            if not 0 <= par[i] < n:
+                out.append(f"parent: device {pr.device_ids[i]!r} has unknown parent index {par[i]}")
+                continue
+            if par[i] != i and par[i] not in neighbours[i]:
+                out.append(f"parent: device {pr.device_ids[i]!r} -> {pr.device_ids[par[i]]!r} has no D2D link")
+            if par[i] != i and float(plan.bandwidth_hz[i]) > 0:
+                out.append(f"bandwidth: device {pr.device_ids[i]!r} is not its tree's uploader but has band")
+            j, steps = i, 0
+            while 0 <= j < n and par[j] != j and steps <= n:
+                j, steps = par[j], steps + 1
+            if steps > n:
+                out.append(f"parent: device {pr.device_ids[i]!r} is on a cycle")
+    return out
+
+
+def recompute_tree_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float]:
+    """(T, E) of a tree plan by the definitions (solvers/tree.py), by recursion over children."""
+    pr = problem
+    n, m = pr.num_devices, pr.num_modules
+    links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
+    par = [int(v) for v in plan.parent]
+    children: dict[int, list[int]] = {i: [] for i in range(n)}
+    for i in range(n):
+        if par[i] != i:
+            children[par[i]].append(i)
+    x = [[bool(plan.placement[i, k]) for k in range(m)] for i in range(n)]
+    tau = [pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) / pr.cpu_hz[i] for i in range(n)]
+    energy = sum(pr.kappa * pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) * pr.cpu_hz[i] ** 2
+                 for i in range(n))
+
+    def visit(i: int) -> tuple[float, set[int]]:  # (ready time, modules of the subtree)
+        ready, mods = tau[i], {k for k in range(m) if x[i][k]}
+        for c in children[i]:
+            c_ready, c_mods = visit(c)
+            bits = 8 * sum(pr.module_bytes[k] for k in c_mods)
+            hop = bits / links[(c, i)] if bits > 0 else 0.0
+            nonlocal energy
+            energy += pr.d2d_power_w[c] * hop
+            ready = max(ready, c_ready + hop)
+            mods |= c_mods
+        return ready, mods
+
+    latency = 0.0
+    for r in range(n):
+        if par[r] != r:
+            continue
+        ready, mods = visit(r)
+        bits = 8 * sum(pr.module_bytes[k] for k in mods)
+        if bits <= 0:
+            continue
+        rate = _rate(float(plan.bandwidth_hz[r]), pr.tx_power_w[r], pr.uplink_gain[r], pr.noise_w_per_hz)
+        up = bits / rate if rate > 0 else math.inf
+        latency = max(latency, ready + up)
+        energy += pr.tx_power_w[r] * up
+    return latency, energy

@@ -65,6 +65,7 @@ class RoundProblem:
     p_max: np.ndarray | None = None  # float [N]: uplink power is a decision in (0, p_max] (None: fixed tx_power_w)
     f_min: np.ndarray | None = None  # float [N]: CPU frequency is a decision in [f_min, f_max] (None: cpu_hz)
     f_max: np.ndarray | None = None  # float [N] (None: fixed cpu_hz)
+    tree_aggregation: bool = False  # the round merges updates up one D2D tree per edge (solvers/tree.py)
 
     def __post_init__(self) -> None:
         n, e, m = len(self.device_ids), len(self.edge_ids), len(self.module_names)
@@ -190,6 +191,7 @@ class RoundProblem:
         return {
             "noise_w_per_hz": self.noise_w_per_hz, "gamma": self.gamma, "lambda": self.lam,
             "relay_aggregates": self.relay_aggregates, "kappa": self.kappa, "relay_capacity": self.relay_capacity,
+            **({"tree_aggregation": True} if self.tree_aggregation else {}),
             "modules": [{"name": names[k], "bytes": float(self.module_bytes[k]),
                          "memory_bytes": float(self.module_memory_bytes[k]),
                          "cycles_per_sample": float(self.module_cycles[k])} for k in range(self.num_modules)],
@@ -278,6 +280,7 @@ class RoundProblem:
             gamma=float(data["gamma"]), lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"],
             kappa=float(data.get("kappa", 1e-28)), relay_capacity=cap,
             **{key: _optional(devs, key) for key in ("p_max", "f_min", "f_max")},
+            tree_aggregation=_flag(data, "tree_aggregation"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -299,6 +302,13 @@ def _key(v: Any) -> str:
     if type(v) is int:
         return str(v)
     return json.dumps(v)
+
+
+def _flag(data: dict, key: str) -> bool:
+    v = data.get(key, False)
+    if not isinstance(v, bool):
+        raise ValueError(f"{key}: must be true or false, got {v!r}")
+    return v
 
 
 def _optional(devs: list[dict], key: str) -> np.ndarray | None:

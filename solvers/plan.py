@@ -31,6 +31,7 @@ class RoundPlan:
     lower_bound: float = 0.0  # certified: no feasible plan has a smaller objective (0 = no bound computed)
     tx_power_w: np.ndarray | None = None  # float [N] planned uplink power (None: the instance's tx_power_w)
     cpu_hz: np.ndarray | None = None  # float [N] planned CPU frequency (None: the instance's cpu_hz)
+    parent: np.ndarray | None = None  # int [N] D2D tree (tree_aggregation): next hop, parent[i] = i for the uploader
 
     def __post_init__(self) -> None:
         x = np.asarray(self.placement, dtype=bool)
@@ -40,6 +41,11 @@ class RoundPlan:
             raise ValueError(f"RoundPlan: inconsistent shapes placement {x.shape}, relay {r.shape}, "
                              f"bandwidth {b.shape}")
         arrays = [("placement", x), ("relay", r), ("bandwidth_hz", b)]
+        if self.parent is not None:
+            par = np.asarray(self.parent, dtype=int)
+            if par.shape != (x.shape[0],):
+                raise ValueError(f"RoundPlan: parent has shape {par.shape}, expected ({x.shape[0]},)")
+            arrays.append(("parent", par))
         for name in ("tx_power_w", "cpu_hz"):
             if getattr(self, name) is not None:
                 v = np.asarray(getattr(self, name), dtype=float)
@@ -74,6 +80,8 @@ class RoundPlan:
             "fallback": bool(self.fallback), "message": self.message, "lower_bound": _num(self.lower_bound),
             **{name: {str(ids[i]): float(v[i]) for i in range(problem.num_devices)}
                for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz)) if v is not None},
+            **({"parent": {str(ids[i]): ids[int(self.parent[i])] for i in range(problem.num_devices)}}
+               if self.parent is not None else {}),
         }
 
     @classmethod
@@ -109,6 +117,13 @@ class RoundPlan:
                 for key, val in data[name].items():
                     v[_dev(dev, key, name)] = float(val)
                 extra[name] = v
+        if "parent" in data:
+            par = np.arange(n)
+            for key, target in data["parent"].items():
+                if _key(target) not in by_key:
+                    raise ValueError(f"parent[{key!r}]: unknown device {target!r}")
+                par[_dev(dev, key, "parent")] = by_key[_key(target)]
+            extra["parent"] = par
         return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
                    energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
                    status=data["status"], solve_seconds=float(data.get("solve_seconds", 0.0)),
