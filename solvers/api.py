@@ -71,4 +71,9 @@ def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str 
         x = full_placement(problem)
         note = f"; coverage relaxed ({exc})"
     plan = _equal_share_plan(problem, x, np.arange(problem.num_devices), "fallback", t0)
+    if problem.tree_aggregation:  # the fixed tree rule, if the D2D graph connects every cluster
+        try:
+            plan = tree_rule_plan(problem, "fallback")
+        except ValueError as exc:
+            note += f"; no tree ({exc}), direct uploads"
     return plan.with_(status=status, fallback=True, message=message + note)
