@@ -50,12 +50,14 @@ LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 
 
 
 def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
-                       ladder: tuple[float, ...] = LADDER, refine: int = 3) -> float:
+                       ladder: tuple[float, ...] = LADDER, refine: int = 3, min_gain: float = 0.005,
+                       max_lps: int = 16) -> float:
     """Certified lower bound on the round's least latency (see the module doc): T_e is certified when the LP
     "at most one module subset per device, samples per module >= demand" costs more than B_e at T_e.
     Only edges that can raise max_e T_e are tried, the slowest first (`upper` [E]: latencies known achievable);
     T = upper / (1 + step) down the ladder, then `refine` bisection steps between the last failure and the first
-    success. known [E] > 0 marks edges whose least latency is known exactly (enumerated): they count as they are."""
+    success. known [E] > 0 marks edges whose least latency is known exactly (enumerated): they count as they are.
+    An edge is tried only while it could raise the bound by min_gain (relative), at most max_lps LPs in all."""
     p = problem
     known = np.zeros(p.num_edges) if known is None else np.asarray(known, dtype=float)
     best = float(known.max(initial=0.0))
@@ -63,16 +65,17 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
         return best
     demand = p.coverage_demand()
     upper = np.asarray(upper, dtype=float)
+    calls = [0]
     for e in np.argsort(-upper):
-        if upper[e] <= best:
+        if upper[e] <= best * (1 + min_gain) or calls[0] >= max_lps:
             break
         if known[e] > 0 or not np.any(p.device_edge == e):
             continue
-        route = _Routes.of(p, int(e))
+        route = _Routes.of(p, int(e), calls)
         failed = upper[e]
         for step in ladder:
             t = upper[e] / (1 + step)
-            if t <= best:
+            if t <= best * (1 + min_gain) or calls[0] >= max_lps:  # too little left to gain, or out of budget
                 break
             if route.impossible(t, demand[e]):
                 lo, hi = t, failed
@@ -98,9 +101,10 @@ class _Routes:
     ready: np.ndarray
     a: np.ndarray
     free: np.ndarray
+    calls: list  # LPs solved so far (shared counter)
 
     @classmethod
-    def of(cls, p: RoundProblem, e: int) -> _Routes:
+    def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
         m = p.num_modules
         members = p.edge_devices(e)
         masks = np.arange(1, 1 << m)
@@ -120,7 +124,7 @@ class _Routes:
             ready.append(tau[cols] + pay[cols] / r_)
             a.append(np.full(cols.size, p.snr_hz[d_]))
             free.append(np.full(cols.size, p.relay_aggregates))
-        return cls(p, e, dev, mbits, pay, *(np.concatenate(v) for v in (col, ready, a, free)))
+        return cls(p, e, dev, mbits, pay, *(np.concatenate(v) for v in (col, ready, a, free)), calls)
 
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
@@ -141,6 +145,7 @@ class _Routes:
         if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
             return True  # the columns that can finish by t cannot even cover: t is impossible
         devs, local = np.unique(self.dev[cols], return_inverse=True)
+        self.calls[0] += 1
         k = cols.size
         one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
         scale = demand[need].max()
