@@ -5,6 +5,7 @@ Exact suite: clusters of 4 devices (the design.md default), 3 or 4 modules, N in
 --lams (every third seed with aggregating relays).
 Certified gap: the joint plan's objective over its own lower_bound (solvers/bounds.py), at every sweep size.
 Default topology: 40 devices = 10 edges x 4 (design.md), 5 modules, joint vs equal bandwidth / no relay.
+Tree suite (tree_aggregation): exact vs joint vs its heuristic path vs the fixed best-uplink shortest-path rule.
 Every plan is checked by solvers.check; wall times include that check (the `solve` entry point runs it).
 """
 
@@ -61,6 +62,31 @@ def exact_suite(sizes: list[int], seeds: int, lams: tuple[float, ...] = (0.0,)) 
     return rows
 
 
+def tree_suite(seeds: int) -> list[dict]:
+    """tree_aggregation: exact vs joint vs its heuristic path (no enumeration) vs the fixed rule."""
+    import dataclasses
+
+    from solvers.tree import tree_solve
+
+    rows = []
+    for n, e in ((4, 1), (5, 1), (8, 2), (40, 10), (200, 20), (1000, 10)):
+        for s in range(seeds):
+            for lam in (0.0, 0.5):  # 6 D2D neighbours from 40 devices on: 3 often leave a large cluster unconnected
+                problem = dataclasses.replace(random_instance(n, e, 3 + s % 2, 91 * n + s, lam=lam,
+                                                              d2d_neighbours=3 if n <= 8 else 6), tree_aggregation=True)
+                methods = ("exact", "joint", "equal") if n <= 8 else ("joint", "equal")
+                for method in methods:
+                    rows.append({"suite": "tree", "devices": n, "edges": e, "lam": lam, "seed": 91 * n + s,
+                                 **_run(problem, method)})
+                if n <= 8:
+                    t0 = time.perf_counter()
+                    plan = tree_solve(problem, enum_max=0)
+                    rows.append({"suite": "tree", "devices": n, "edges": e, "lam": lam, "seed": 91 * n + s,
+                                 "method": "search", "wall_s": time.perf_counter() - t0,
+                                 "objective": plan.objective, "feasible": not check_plan(problem, plan)})
+    return rows
+
+
 def default_topology(seeds: int) -> list[dict]:
     rows = []
     for s in range(seeds):
@@ -101,6 +127,24 @@ def summarize(rows: list[dict]) -> dict:
                                  "joint_median_s": float(np.median([j["wall_s"] for j in jo])),
                                  "all_feasible": all(r["feasible"] for r in
                                                      _by(rows, suite="exact", devices=n, lam=lam))})
+    out["tree"] = []
+    for n in sorted({r["devices"] for r in _by(rows, suite="tree")}):
+        for lam in sorted({r["lam"] for r in _by(rows, suite="tree", devices=n)}):
+            jo = _by(rows, suite="tree", devices=n, lam=lam, method="joint")
+            rule = _by(rows, suite="tree", devices=n, lam=lam, method="equal")
+            row = {"devices": n, "edges": jo[0]["edges"], "lam": lam, "instances": len(jo),
+                   "joint_median_s": float(np.median([j["wall_s"] for j in jo])),
+                   "joint_over_rule": float(np.median([j["objective"] / r["objective"]
+                                                       for j, r in zip(jo, rule, strict=True)])),
+                   "all_feasible": all(r["feasible"] for r in _by(rows, suite="tree", devices=n, lam=lam))}
+            ex = _by(rows, suite="tree", devices=n, lam=lam, method="exact")
+            if ex:
+                se = _by(rows, suite="tree", devices=n, lam=lam, method="search")
+                row["joint_max_gap"] = float(max(j["objective"] / x["objective"] - 1
+                                                 for j, x in zip(jo, ex, strict=True)))
+                gaps = [h["objective"] / x["objective"] - 1 for h, x in zip(se, ex, strict=True)]
+                row["search_median_gap"], row["search_max_gap"] = float(np.median(gaps)), float(np.max(gaps))
+            out["tree"].append(row)
     jo, eq = _by(rows, suite="default40", method="joint"), _by(rows, suite="default40", method="equal")
     if jo:
         red = [1 - j["latency_s"] / e["latency_s"] for j, e in zip(jo, eq, strict=True)]
@@ -131,6 +175,16 @@ def markdown(summary: dict, machine: str) -> str:
         for r in summary["exact"]:
             lines.append(f"| {r['devices']} | {r['lam']:g} | {r['instances']} | {100 * r['median_gap']:.3f}% | "
                          f"{100 * r['max_gap']:.3f}% | {r['exact_median_s']:.2f} | {r['joint_median_s']:.2f} | "
+                         f"{r['all_feasible']} |")
+    if summary.get("tree"):
+        lines += ["", "| tree aggregation: devices | edges | lambda | instances | joint median s | joint / fixed rule "
+                  "| joint max gap to exact | heuristic path median / max gap | all feasible |", "|" + "---|" * 9]
+        for r in summary["tree"]:
+            gap = f"{100 * r['joint_max_gap']:.3f}%" if "joint_max_gap" in r else "n/a"
+            sg = (f"{100 * r['search_median_gap']:.2f}% / {100 * r['search_max_gap']:.2f}%"
+                  if "search_max_gap" in r else "n/a")
+            lines.append(f"| {r['devices']} | {r['edges']} | {r['lam']:g} | {r['instances']} | "
+                         f"{r['joint_median_s']:.2f} | {r['joint_over_rule']:.3f} | {gap} | {sg} | "
                          f"{r['all_feasible']} |")
     d = summary["default40"]
     if d:
@@ -180,7 +234,8 @@ def run_bench(out: str, sizes: list[int], repeats: int, exact_sizes: list[int], 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.platform()}, {os.cpu_count()} CPU cores visible"
-    rows = sweep(sizes, repeats) + exact_suite(exact_sizes, exact_seeds, lams) + default_topology(max(repeats, 10))
+    rows = (sweep(sizes, repeats) + exact_suite(exact_sizes, exact_seeds, lams) + tree_suite(exact_seeds)
+            + default_topology(max(repeats, 10)))
     summary = summarize(rows)
     (out_dir / "bench.json").write_text(json.dumps({"machine": machine, "summary": summary, "rows": rows}, indent=1))
     (out_dir / "bench.md").write_text(markdown(summary, machine))
