@@ -21,14 +21,15 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
     pr = problem
     n, m = pr.num_devices, pr.num_modules
     links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
-    x = [[bool(plan.placement[i, k]) for k in range(m)] for i in range(n)]
-    f = [float(v) for v in (pr.cpu_hz if plan.cpu_hz is None else plan.cpu_hz)]
-    pw = [float(v) for v in (pr.tx_power_w if plan.tx_power_w is None else plan.tx_power_w)]
-    rho = [int(plan.relay[i]) for i in range(n)]
-    tau = [pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) / f[i] for i in range(n)]
-    pay = [8 * sum(pr.module_bytes[k] for k in range(m) if x[i][k]) for i in range(n)]
-    energy = sum(pr.kappa * pr.samples[i] * sum(pr.module_cycles[k] for k in range(m) if x[i][k]) * f[i] ** 2
-                 for i in range(n))
+    x = plan.placement.tolist()  # plain Python values from here on (numpy scalars are slow in loops)
+    f = (pr.cpu_hz if plan.cpu_hz is None else plan.cpu_hz).tolist()
+    pw = (pr.tx_power_w if plan.tx_power_w is None else plan.tx_power_w).tolist()
+    rho = plan.relay.tolist()
+    samples, cyc, size = pr.samples.tolist(), pr.module_cycles.tolist(), pr.module_bytes.tolist()
+    tau = [samples[i] * sum(cyc[k] for k in range(m) if x[i][k]) / f[i] for i in range(n)]
+    pay = [8 * sum(size[k] for k in range(m) if x[i][k]) for i in range(n)]
+    energy = sum(pr.kappa * samples[i] * sum(cyc[k] for k in range(m) if x[i][k]) * f[i] ** 2 for i in range(n))
+    d2d_power, gain, band = pr.d2d_power_w.tolist(), pr.uplink_gain.tolist(), plan.bandwidth_hz.tolist()
     latency = 0.0
     serves: dict[int, list[int]] = {j: [] for j in range(n)}
     for i in range(n):
@@ -36,17 +37,17 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
             serves[rho[i]].append(i)
     for j in range(n):
         if rho[j] != j:
-            energy += pr.d2d_power_w[j] * pay[j] / links[(j, rho[j])]
+            energy += d2d_power[j] * pay[j] / links[(j, rho[j])]
             continue
         served = serves[j]
         start = max([tau[j]] + [tau[i] + pay[i] / links[(i, j)] for i in served])
         if pr.relay_aggregates:
-            bits = 8 * sum(pr.module_bytes[k] for k in range(m) if x[j][k] or any(x[i][k] for i in served))
+            bits = 8 * sum(size[k] for k in range(m) if x[j][k] or any(x[i][k] for i in served))
         else:
             bits = pay[j] + sum(pay[i] for i in served)
         if bits <= 0:
             continue
-        r = _rate(float(plan.bandwidth_hz[j]), pw[j], pr.uplink_gain[j], pr.noise_w_per_hz)
+        r = _rate(band[j], pw[j], gain[j], pr.noise_w_per_hz)
         up = bits / r if r > 0 else math.inf
         latency = max(latency, start + up)
         energy += pw[j] * up
@@ -63,17 +64,19 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
                 f"{plan.bandwidth_hz.shape} for {n} devices and {m} modules"]
     out: list[str] = []
     neighbours = {i: set() for i in range(n)}
-    for s, d in zip(pr.d2d_src, pr.d2d_dst, strict=True):
-        neighbours[int(s)].add(int(d))
+    for s, d in zip(pr.d2d_src.tolist(), pr.d2d_dst.tolist(), strict=True):
+        neighbours[s].add(d)
+    x, elig, relay = plan.placement.tolist(), pr.eligible.tolist(), plan.relay.tolist()
+    mem_k, mem_i, band = pr.module_memory_bytes.tolist(), pr.memory_bytes.tolist(), plan.bandwidth_hz.tolist()
     for i in range(n):
         dev = pr.device_ids[i]
         for k in range(m):
-            if plan.placement[i, k] and not pr.eligible[i, k]:
+            if x[i][k] and not elig[i][k]:
                 out.append(f"placement: device {dev!r} trains {pr.module_names[k]!r}, which it is not eligible for")
-        used = sum(pr.module_memory_bytes[k] for k in range(m) if plan.placement[i, k])
-        if used > pr.memory_bytes[i] * (1 + 1e-9):
-            out.append(f"memory: device {dev!r} needs {used:g} bytes > {pr.memory_bytes[i]:g}")
-        r = int(plan.relay[i])
+        used = sum(mem_k[k] for k in range(m) if x[i][k])
+        if used > mem_i[i] * (1 + 1e-9):
+            out.append(f"memory: device {dev!r} needs {used:g} bytes > {mem_i[i]:g}")
+        r = relay[i]
         if pr.tree_aggregation:
             r = i  # the tree (plan.parent) is checked below; relay is its copy
         if not 0 <= r < n:
@@ -82,9 +85,9 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         if r != i:
             if r not in neighbours[i]:
                 out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r} has no D2D link")
-            if int(plan.relay[r]) != r:
+            if relay[r] != r:
                 out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r}, which does not upload directly (one hop)")
-        b = float(plan.bandwidth_hz[i])
+        b = band[i]
         if not (math.isfinite(b) and b >= 0):
             out.append(f"bandwidth: device {dev!r} has {b!r} Hz")
         if plan.tx_power_w is not None:
@@ -104,18 +107,19 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
             if cnt > pr.relay_capacity:
                 out.append(f"relay capacity: device {pr.device_ids[j]!r} serves {cnt} > {pr.relay_capacity}")
     by_edge: dict[int, list[int]] = {e: [] for e in range(pr.num_edges)}
-    for i in range(n):
-        by_edge[int(pr.device_edge[i])].append(i)
+    for i, e in enumerate(pr.device_edge.tolist()):
+        by_edge[e].append(i)
+    samples = pr.samples.tolist()
     for e in range(pr.num_edges):
         members = by_edge[e]
-        used = sum(max(float(plan.bandwidth_hz[i]), 0.0) for i in members)
+        used = sum(max(band[i], 0.0) for i in members)
         if used > pr.edge_bandwidth_hz[e] * (1 + 1e-9):
             out.append(f"bandwidth: edge {pr.edge_ids[e]!r} uses {used:g} Hz > {pr.edge_bandwidth_hz[e]:g}")
         if allow_coverage:
             continue
         for k in range(m):
-            need = pr.gamma * sum(pr.samples[i] for i in members if pr.eligible[i, k])
-            got = sum(pr.samples[i] for i in members if plan.placement[i, k])
+            need = pr.gamma * sum(samples[i] for i in members if elig[i][k])
+            got = sum(samples[i] for i in members if x[i][k])
             if got < need * (1 - 1e-9):
                 out.append(f"coverage: edge {pr.edge_ids[e]!r}, module {pr.module_names[k]!r}: {got:g} < {need:g}")
     if pr.tree_aggregation:
