@@ -24,28 +24,34 @@ from solvers.instance import RoundProblem
 _GOLD = (np.sqrt(5.0) - 1.0) / 2.0
 
 
-def g_func(y: np.ndarray) -> np.ndarray:
-    """G(y) = y^2 (ln(1+y) - y/(1+y)) / ln(1+y)^2 (series below y = 1e-2, where the difference cancels)."""
-    y = np.asarray(y, dtype=float)
+def _diff(y: np.ndarray) -> np.ndarray:
+    """ln(1+y) - y/(1+y), by its series where the difference cancels (y < 1e-2)."""
+    d = np.log1p(y) - y / (1.0 + y)
     small = y < 1e-2
-    ys = np.where(small, y, 0.0)
-    series = sum((-1) ** n * (n - 1) / n * ys ** n for n in range(2, 10))
+    if small.any():
+        ys = y[small]
+        d[small] = sum((-1) ** n * (n - 1) / n * ys ** n for n in range(2, 10))
+    return d
+
+
+def g_func(y: np.ndarray) -> np.ndarray:
+    """G(y) = y^2 (ln(1+y) - y/(1+y)) / ln(1+y)^2."""
+    y = np.asarray(y, dtype=float)
     lg = np.log1p(y)
-    d = np.where(small, series, lg - y / (1.0 + y))
-    return y * y * d / (lg * lg)
+    return y * y * _diff(y) / (lg * lg)
 
 
 def _dlog_g(y: np.ndarray) -> np.ndarray:
     """d log G / d log y (for Newton steps in log space)."""
     lg = np.log1p(y)
-    small = y < 1e-2
-    ys = np.where(small, y, 0.0)
-    d = np.where(small, sum((-1) ** n * (n - 1) / n * ys ** n for n in range(2, 10)), lg - y / (1.0 + y))
-    return 2.0 + y * y / ((1.0 + y) ** 2 * d) - 2.0 * y / ((1.0 + y) * lg)
+    return 2.0 + y * y / ((1.0 + y) ** 2 * _diff(y)) - 2.0 * y / ((1.0 + y) * lg)
 
 
 _LY = np.linspace(np.log(1e-9), np.log(1e16), 4001)
 _LG = np.log(g_func(np.exp(_LY)))
+_LC = np.linspace(_LG[0], _LG[-1], 16001)  # the inverse on a uniform grid of log G: lookups without a search
+_LYC = np.interp(_LC, _LG, _LY)
+_STEP = _LC[1] - _LC[0]
 
 
 def inv_g(c: np.ndarray, newton: int = 3) -> np.ndarray:
@@ -54,10 +60,14 @@ def inv_g(c: np.ndarray, newton: int = 3) -> np.ndarray:
 
 
 def _inv_log_g(lc: np.ndarray, newton: int) -> np.ndarray:
-    ly = np.interp(lc, _LG, _LY)
+    pos = np.clip((lc - _LC[0]) / _STEP, 0.0, _LC.size - 1.000001)
+    i = pos.astype(int)
+    w = pos - i
+    ly = _LYC[i] * (1.0 - w) + _LYC[i + 1] * w  # piecewise linear, so monotone in lc
     low, high = lc < _LG[0], lc > _LG[-1]
-    ly = np.where(low, 0.5 * (lc + np.log(2.0)), ly)  # G ~ y^2 / 2
-    ly = np.where(high, 0.5 * (lc + np.log(np.maximum(0.5 * lc, 1.0))), ly)  # G ~ y^2 / ln y
+    if low.any() or high.any():
+        ly = np.where(low, 0.5 * (lc + np.log(2.0)), ly)  # G ~ y^2 / 2
+        ly = np.where(high, 0.5 * (lc + np.log(np.maximum(0.5 * lc, 1.0))), ly)  # G ~ y^2 / ln y
     for _ in range(newton):
         y = np.exp(ly)
         ly = ly - (np.log(g_func(y)) - lc) / _dlog_g(y)
@@ -65,7 +75,7 @@ def _inv_log_g(lc: np.ndarray, newton: int) -> np.ndarray:
 
 
 def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
-                    budget: np.ndarray, deadline: np.ndarray, iters: int = 48) -> tuple[np.ndarray, np.ndarray]:
+                    budget: np.ndarray, deadline: np.ndarray, iters: int = 36) -> tuple[np.ndarray, np.ndarray]:
     """Least upload energy per group to finish by deadline[g] within budget[g] Hz: (energy [G], b per uploader).
 
     Arrays are per uploader (bits > 0). A group that cannot meet its deadline gets energy inf (and b = 0).

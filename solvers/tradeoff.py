@@ -63,7 +63,7 @@ def _local(view: EdgeView, x: np.ndarray, relay: np.ndarray, covers: list | None
     re = np.array([local[int(r)] for r in relay[d]])
     xa, ra = neighbours(view, xe, re, compound=view.n <= 8, covers=covers)
     c = EdgeCandidates.of(view, np.concatenate([xe[None], xa]), np.concatenate([re[None], ra]))
-    return c.subset(np.flatnonzero(c.pareto_mask() | (np.arange(c.size) == 0)))
+    return c.subset(np.flatnonzero(c.pareto_mask(points=10) | (np.arange(c.size) == 0)))
 
 
 def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small: dict[int, EdgeCandidates],
@@ -114,7 +114,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
     exact = all(v.edge in small for v in views)
     lower = 0.0
     for _ in range(rounds):
-        sel = select_exact(cands, p.lam, rtol=1e-6)
+        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17)
         new = sel.choice
         if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
             lower = max(lower, sel.lower_bound)
