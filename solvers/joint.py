@@ -6,9 +6,12 @@ bandwidth step's optimality condition). So at fixed T the discrete choices shoul
   1. placement: per module, cover the demand with the devices of least marginal price per sample (a
      fractional-knapsack cover, the LP relaxation's greedy solution), then prune to a minimal cover;
   2. relays: accept D2D pairs (i -> j) in order of price saved h_i + h_j - h_j(with i's payload, later start);
-  3. bandwidth: the exact convex step (bisection; or cvxpy for lambda > 0) gives the new T_e.
-Repeat with the new T_e (prices sharpen as T_e drops), keep each edge's best, then improve small edges by
-local search with exact evaluations (solvers/local.py). See solvers/README.md for the benchmark behind it.
+  3. bandwidth: the exact convex step (bisection) gives the new T_e.
+Repeat with the new T_e (prices sharpen as T_e drops), keep each edge's best; small edges are then enumerated
+exactly and mid-size ones improved by local search with exact evaluations (solvers/tradeoff.py, local.py).
+With lambda > 0 the choices are re-priced with energy (solvers/tradeoff.py) and the bandwidth is the exact
+T + lambda E step (solvers/energy.py); power / frequency decisions go through solvers/powerfreq.py. The plan
+carries a certified lower bound (solvers/bounds.py). See solvers/README.md for the math and the benchmark.
 """
 
 from __future__ import annotations
