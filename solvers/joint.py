@@ -48,8 +48,9 @@ def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> 
     return min_bandwidth(q, a)
 
 
-def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
-    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]."""
+def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]
+    (or, given weights [N, M], by least weight per sample: e.g. energy, see `energy_weights`)."""
     p = problem
     n, m = p.num_devices, p.num_modules
     x = np.zeros((n, m), dtype=bool)
@@ -70,6 +71,8 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
             cost = after - before
         finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * LN2 / a[cand]
         cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max(initial=0.0))))
+        if weights is not None:
+            cost = weights[cand, k]
         ratio = cost / p.samples[cand]
         edge = p.device_edge[cand]
         order = np.lexsort((ratio, edge))
@@ -97,6 +100,14 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
     for e in sorted(repair):
         _repair_edge(p, x, e, demand[e])
     return x
+
+
+def energy_weights(problem: RoundProblem) -> np.ndarray:
+    """[N, M] least energy of device i training module k alone: compute kappa n c f^2 plus its bytes at the
+    infinite-band energy per bit N0 ln2 / g (the placement the energy term alone would pick)."""
+    p = problem
+    return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2
+            + 8.0 * p.module_bytes[None, :] * (p.tx_power_w * LN2 / p.snr_hz)[:, None])
 
 
 def _repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray) -> None:

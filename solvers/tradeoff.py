@@ -70,9 +70,17 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
     optimum when every edge was enumerated, else 0)."""
+    from solvers.joint import energy_weights, greedy_placement, greedy_relays
+
     p = problem
     x, relay = x.copy(), relay.copy()
     views, cands, covers = [], [], []
+    try:
+        x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p))
+    except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
+        x_energy = x.copy()
+    _, t_now = _objective(p, x, relay)
+    relay_energy = greedy_relays(p, x_energy, np.full(p.num_devices, t_now))
     for e in range(p.num_edges):
         if e in small:
             views.append(small[e].view)
@@ -91,11 +99,12 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         covers.append(cov)
         if view.n <= local_max_devices:
             cands.append(_local(view, x, relay, cov))
-        else:
+        else:  # its lambda-0 choice, and the least-energy cover without and with greedy relays
             d = view.dev
             local = {int(g): k for k, g in enumerate(d)}
             re = np.array([local[int(r)] for r in relay[d]])
-            cands.append(EdgeCandidates.of(view, x[d][None], re[None]))
+            xe, r_e = x_energy[d], np.array([local[int(r)] for r in relay_energy[d]])
+            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe]), np.stack([re, np.arange(view.n), r_e])))
     choice = []
     for v, c in zip(views, cands, strict=True):  # the current choice of each edge
         if v.edge in small:
