@@ -263,7 +263,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         for e, c in small.items():
             known[e] = float(c.t_min.min()) * (1 - 1e-9)
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
-        lower = max(round_lower_bound(p, t_known, known), exact_lb)
+        lower = float(max(round_lower_bound(p, t_known, known), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
@@ -288,7 +288,7 @@ def _with_power_frequency(problem: RoundProblem, **opts: object) -> RoundPlan:
     lower = plan.lower_bound
     if p.lam > 0 and opts.get("bound", True):
         t_edge = _edge_latency(base, [(x, r)])[0]
-        lower = subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p)
+        lower = float(subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p))
     return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
                       energy_j=costs[j].energy_j, objective=costs[j].objective,
                       lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)
