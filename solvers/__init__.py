@@ -1,6 +1,8 @@
-"""Per-round joint optimization of module placement, D2D relays and uplink bandwidth (numpy + cvxpy).
+"""Per-round joint optimization of module placement, D2D relays or aggregation trees, uplink bandwidth, and
+optionally uplink power and CPU frequency, for latency + lambda x energy (numpy + cvxpy).
 
-Plain arrays and JSON in, a plan out; this package never imports hffm. Entry point: `solve`.
+Plain arrays and JSON in, a plan out; this package never imports hffm. Entry point: `solve`; the method names
+are `METHODS` (import them rather than copying the list).
 """
 
 from solvers.api import METHODS, fallback_plan, solve

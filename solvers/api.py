@@ -22,6 +22,7 @@ from solvers.exact import exact_solve
 from solvers.instance import RoundProblem
 from solvers.joint import CoverageError, greedy_placement, joint_solve
 from solvers.plan import RoundPlan
+from solvers.tree import tree_rule_plan, tree_solve
 
 log = logging.getLogger("solvers")
 
@@ -43,7 +44,11 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
         raise ValueError(f"opts: {exc} (method {method!r} takes {list(inspect.signature(fn).parameters)[1:]})") from exc
     t0 = time.perf_counter()
     try:
-        plan = fn(problem, **opts)
+        if problem.tree_aggregation:  # one D2D tree per edge (solvers/tree.py); baselines run the fixed rule
+            plan = tree_solve(problem, exact=method == "exact") if method in ("joint", "exact") else \
+                tree_rule_plan(problem, method)
+        else:
+            plan = fn(problem, **opts)
         bad = check_plan(problem, plan, rtol=1e-6)
         if bad:
             raise RuntimeError(f"plan failed the feasibility check: {'; '.join(bad[:3])}")
@@ -66,4 +71,9 @@ def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str 
         x = full_placement(problem)
         note = f"; coverage relaxed ({exc})"
     plan = _equal_share_plan(problem, x, np.arange(problem.num_devices), "fallback", t0)
+    if problem.tree_aggregation:  # the fixed tree rule, if the D2D graph connects every cluster
+        try:
+            plan = tree_rule_plan(problem, "fallback")
+        except ValueError as exc:
+            note += f"; no tree ({exc}), direct uploads"
     return plan.with_(status=status, fallback=True, message=message + note)

@@ -69,11 +69,13 @@ def link_rates(problem: RoundProblem, relay: np.ndarray) -> np.ndarray:
     return rate
 
 
-def round_timeline(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> Timeline:
-    """Timeline of a whole round (K = 1, squeezed to [N])."""
+def round_timeline(problem: RoundProblem, x: np.ndarray, relay: np.ndarray,
+                   cpu_hz: np.ndarray | None = None) -> Timeline:
+    """Timeline of a whole round (K = 1, squeezed to [N]); cpu_hz: planned frequencies (default the instance's)."""
     relay = np.asarray(relay, dtype=int)
+    f = problem.cpu_hz if cpu_hz is None else cpu_hz
     tl = timeline(np.asarray(x, dtype=bool)[None], relay[None], link_rates(problem, relay)[None], problem.samples,
-                  problem.cpu_hz, problem.module_cycles, problem.module_bytes, problem.relay_aggregates)
+                  f, problem.module_cycles, problem.module_bytes, problem.relay_aggregates)
     return Timeline(*(a[0] for a in (tl.tau, tl.payload_bits, tl.start, tl.bits, tl.uploader, tl.relayed)))
 
 
@@ -85,21 +87,25 @@ class Cost:
     edge_latency_s: np.ndarray  # [E]
 
 
-def evaluate(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, bandwidth_hz: np.ndarray) -> Cost:
-    """T, E and T + lambda E of a plan (inf latency if an uploader got no bandwidth)."""
+def evaluate(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, bandwidth_hz: np.ndarray,
+             power: np.ndarray | None = None, cpu_hz: np.ndarray | None = None) -> Cost:
+    """T, E and T + lambda E of a plan (inf latency if an uploader got no bandwidth); power and cpu_hz are the
+    planned uplink powers and CPU frequencies (default: the instance's fixed values)."""
     relay = np.asarray(relay, dtype=int)
-    tl = round_timeline(problem, x, relay)
-    rate = uplink_rate(np.asarray(bandwidth_hz, dtype=float), problem.snr_hz)
+    pw = problem.tx_power_w if power is None else np.asarray(power, dtype=float)
+    f = problem.cpu_hz if cpu_hz is None else np.asarray(cpu_hz, dtype=float)
+    tl = round_timeline(problem, x, relay, f)
+    rate = uplink_rate(np.asarray(bandwidth_hz, dtype=float), pw * problem.uplink_gain / problem.noise_w_per_hz)
     with np.errstate(divide="ignore"):
         up_time = np.where(tl.uploader, tl.bits / np.where(tl.uploader, rate, 1.0), 0.0)
     finish = np.where(tl.uploader, tl.start + up_time, 0.0)
     edge_t = np.zeros(problem.num_edges)
     np.maximum.at(edge_t, problem.device_edge, finish)
     cycles = problem.samples * (np.asarray(x, dtype=float) @ problem.module_cycles)
-    energy = float(np.sum(problem.kappa * cycles * problem.cpu_hz ** 2))
+    energy = float(np.sum(problem.kappa * cycles * f ** 2))
     lr = link_rates(problem, relay)
     if tl.relayed.any():
         energy += float(np.sum(problem.d2d_power_w[tl.relayed] * tl.payload_bits[tl.relayed] / lr[tl.relayed]))
-    energy += float(np.sum(problem.tx_power_w * up_time))
+    energy += float(np.sum(pw * up_time))
     latency = float(edge_t.max())
     return Cost(latency_s=latency, energy_j=energy, objective=latency + problem.lam * energy, edge_latency_s=edge_t)

@@ -69,6 +69,10 @@ class RoundProblem:
     relay_aggregates: bool = False
     kappa: float = 1e-28
     relay_capacity: int | None = None
+    p_max: np.ndarray | None = None  # float [N]: uplink power is a decision in (0, p_max] (None: fixed tx_power_w)
+    f_min: np.ndarray | None = None  # float [N]: CPU frequency is a decision in [f_min, f_max] (None: cpu_hz)
+    f_max: np.ndarray | None = None  # float [N] (None: fixed cpu_hz)
+    tree_aggregation: bool = False  # the round merges updates up one D2D tree per edge (solvers/tree.py)
 
     def __post_init__(self) -> None:
         n, e, m = len(self.device_ids), len(self.edge_ids), len(self.module_names)
@@ -132,7 +136,36 @@ class RoundProblem:
                              "latency term to rounding: the plan already minimises energy)")
         _check_magnitudes(self)
 
+        for name, label in (("p_max", "devices.p_max"), ("f_min", "devices.f_min"), ("f_max", "devices.f_max")):
+            if getattr(self, name) is not None:
+                set_(self, name, _arr(label, getattr(self, name), float, (n,)))
+                if np.any(getattr(self, name) <= 0):
+                    raise ValueError(f"{label}: must be > 0 for every device")
+        if np.any(self.tx_power_w > self.power_max * (1 + 1e-12)):
+            raise ValueError("devices.p_max: must be >= tx_power_w (the nominal power) for every device")
+        if np.any(self.freq_min > self.cpu_hz * (1 + 1e-12)) or np.any(self.cpu_hz > self.freq_max * (1 + 1e-12)):
+            raise ValueError("devices.f_min, devices.f_max: need f_min <= cpu_hz (the nominal frequency) <= f_max "
+                             "for every device")
+
     # ---- derived quantities -------------------------------------------------------------------
+    @property
+    def power_max(self) -> np.ndarray:
+        """Largest uplink power per device (p_max, else the fixed tx_power_w)."""
+        return self.tx_power_w if self.p_max is None else self.p_max
+
+    @property
+    def freq_max(self) -> np.ndarray:
+        return self.cpu_hz if self.f_max is None else self.f_max
+
+    @property
+    def freq_min(self) -> np.ndarray:
+        return self.cpu_hz if self.f_min is None else self.f_min
+
+    @property
+    def has_power_frequency(self) -> bool:
+        """Whether power or frequency are decisions (any of p_max, f_min, f_max given)."""
+        return any(v is not None for v in (self.p_max, self.f_min, self.f_max))
+
     @property
     def num_devices(self) -> int:
         return len(self.device_ids)
@@ -170,6 +203,7 @@ class RoundProblem:
         return {
             "noise_w_per_hz": self.noise_w_per_hz, "gamma": self.gamma, "lambda": self.lam,
             "relay_aggregates": self.relay_aggregates, "kappa": self.kappa, "relay_capacity": self.relay_capacity,
+            **({"tree_aggregation": True} if self.tree_aggregation else {}),
             "modules": [{"name": names[k], "bytes": float(self.module_bytes[k]),
                          "memory_bytes": float(self.module_memory_bytes[k]),
                          "cycles_per_sample": float(self.module_cycles[k])} for k in range(self.num_modules)],
@@ -179,7 +213,9 @@ class RoundProblem:
                          "samples": float(self.samples[i]), "cpu_hz": float(self.cpu_hz[i]),
                          "memory_bytes": float(self.memory_bytes[i]), "tx_power_w": float(self.tx_power_w[i]),
                          "uplink_gain": float(self.uplink_gain[i]), "d2d_power_w": float(self.d2d_power_w[i]),
-                         "modules": [names[k] for k in np.flatnonzero(self.eligible[i])]}
+                         "modules": [names[k] for k in np.flatnonzero(self.eligible[i])],
+                         **{key: float(v[i]) for key, v in (("p_max", self.p_max), ("f_min", self.f_min),
+                                                              ("f_max", self.f_max)) if v is not None}}
                         for i in range(self.num_devices)],
             "d2d_links": [{"src": self.device_ids[s], "dst": self.device_ids[d], "rate_bps": float(r)}
                           for s, d, r in zip(self.d2d_src, self.d2d_dst, self.d2d_rate_bps, strict=True)],
@@ -265,6 +301,8 @@ class RoundProblem:
             d2d_rate_bps=[ln["rate_bps"] for ln in links], noise_w_per_hz=float(data["noise_w_per_hz"]),
             gamma=float(data["gamma"]), lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"],
             kappa=float(data.get("kappa", 1e-28)), relay_capacity=cap,
+            **{key: _optional(devs, key) for key in ("p_max", "f_min", "f_max")},
+            tree_aggregation=_flag(data, "tree_aggregation"),
         )
 
     def save(self, path: str | Path) -> None:
@@ -281,7 +319,31 @@ class RoundProblem:
 
 def _key(v: Any) -> str:
     """Ids may be strings or ints; compare them by JSON spelling so 1 and "1" stay distinct."""
+    if type(v) is str:  # fast paths (100,000 devices): still injective, quotes only around strings
+        return '"' + v + '"'
+    if type(v) is int:
+        return str(v)
     return json.dumps(v)
+
+
+def _flag(data: dict, key: str) -> bool:
+    v = data.get(key, False)
+    if not isinstance(v, bool):
+        raise ValueError(f"{key}: must be true or false, got {v!r}")
+    return v
+
+
+def _optional(devs: list[dict], key: str) -> np.ndarray | None:
+    """Optional per-device number (p_max, f_min, f_max): None when no device gives it; a default per device
+    otherwise (p_max: tx_power_w; f_min and f_max: cpu_hz)."""
+    if not any(key in dd for dd in devs):
+        return None
+    out = []
+    for i, dd in enumerate(devs):
+        v = dd.get(key, dd["tx_power_w"] if key == "p_max" else dd["cpu_hz"])
+        _number(v, f"devices[{i}].{key}", positive=True)
+        out.append(v)
+    return np.array(out, dtype=float)
 
 
 def _record(items: list, k: int, label: str, fields: tuple[str, ...]) -> dict:

@@ -6,23 +6,31 @@ bandwidth step's optimality condition). So at fixed T the discrete choices shoul
   1. placement: per module, cover the demand with the devices of least marginal price per sample (a
      fractional-knapsack cover, the LP relaxation's greedy solution), then prune to a minimal cover;
   2. relays: accept D2D pairs (i -> j) in order of price saved h_i + h_j - h_j(with i's payload, later start);
-  3. bandwidth: the exact convex step (bisection; or cvxpy for lambda > 0) gives the new T_e.
-Repeat with the new T_e (prices sharpen as T_e drops), keep each edge's best, then improve small edges by
-local search with exact evaluations (solvers/local.py). See solvers/README.md for the benchmark behind it.
+  3. bandwidth: the exact convex step (bisection) gives the new T_e.
+Repeat with the new T_e (prices sharpen as T_e drops), keep each edge's best; small edges are then enumerated
+exactly and mid-size ones improved by local search with exact evaluations (solvers/tradeoff.py, local.py).
+With lambda > 0 the choices are re-priced with energy (solvers/tradeoff.py) and the bandwidth is the exact
+T + lambda E step (solvers/energy.py); power / frequency decisions go through solvers/powerfreq.py. The plan
+carries a certified lower bound (solvers/bounds.py). See solvers/README.md for the math and the benchmark.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
-from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidth, minmax_bandwidth
-from solvers.evaluate import evaluate, round_timeline, uplink_rate
+from solvers.bandwidth import ConvexBandwidth, min_bandwidth, minmax_bandwidth
+from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.local import local_search
 from solvers.milp import milp_placement
 from solvers.plan import RoundPlan
+from solvers.powerfreq import plan_power_frequency
+from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
 BIG = 1e30
 
@@ -40,8 +48,9 @@ def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> 
     return min_bandwidth(q, a)
 
 
-def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
-    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]."""
+def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]
+    (or, given weights [N, M], by least weight per sample: e.g. energy, see `energy_weights`)."""
     p = problem
     n, m = p.num_devices, p.num_modules
     x = np.zeros((n, m), dtype=bool)
@@ -60,8 +69,10 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
         after = price(t_dev[cand], tau[cand] + d_tau, bits[cand] + 8 * p.module_bytes[k], a[cand])
         with np.errstate(invalid="ignore"):
             cost = after - before
-        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * 0.6931 / a[cand]
+        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * LN2 / a[cand]
         cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max(initial=0.0))))
+        if weights is not None:
+            cost = weights[cand, k]
         ratio = cost / p.samples[cand]
         edge = p.device_edge[cand]
         order = np.lexsort((ratio, edge))
@@ -89,6 +100,14 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray) -> np.ndarray:
     for e in sorted(repair):
         _repair_edge(p, x, e, demand[e])
     return x
+
+
+def energy_weights(problem: RoundProblem) -> np.ndarray:
+    """[N, M] least energy of device i training module k alone: compute kappa n c f^2 plus its bytes at the
+    infinite-band energy per bit N0 ln2 / g (the placement the energy term alone would pick)."""
+    p = problem
+    return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2
+            + 8.0 * p.module_bytes[None, :] * (p.tx_power_w * LN2 / p.snr_hz)[:, None])
 
 
 def _repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray) -> None:
@@ -130,8 +149,9 @@ def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np
         merged = 8.0 * ((x[s] | x[d]).astype(float) @ p.module_bytes)
     else:
         merged = tl.payload_bits[d] + tl.payload_bits[s]
+    h_merged = price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])  # j's price if i is its first
     with np.errstate(invalid="ignore"):
-        gain = h[s] + h[d] - price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])
+        gain = h[s] + h[d] - h_merged
     ok = np.isfinite(gain) & (gain > 0) | (np.isinf(h[s]) & np.isfinite(price(t_dev[d], arrival, merged, a[d])))
     order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG))]
     start, bits, cur = tl.tau.copy(), tl.payload_bits.copy(), h.copy()
@@ -147,7 +167,10 @@ def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np
             new_bits = 8.0 * float((union[j] | x[i]).astype(float) @ p.module_bytes)
         else:
             new_bits = bits[j] + tl.payload_bits[i]
-        new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
+        if served[j] == 0:
+            new_h = float(h_merged[c])
+        else:
+            new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
         g = cur[i] + cur[j] - new_h
         if not (np.isfinite(new_h) and (g > 0 or np.isinf(cur[i]))):
             continue
@@ -176,13 +199,21 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
-                local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None) -> RoundPlan:
-    """Joint plan (see module doc). bandwidth: "auto" (bisection if lambda = 0, else cvxpy), "bisection", "cvxpy".
+                local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
+                enum_max: int = 3000, bound: bool = True) -> RoundPlan:
+    """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
+    1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
+    Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
+    bound: compute the plan's certified lower_bound (solvers/bounds.py; else 0).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
+    if problem.has_power_frequency:
+        return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
+                                     local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                                     enum_max=enum_max, bound=bound)
     t0 = time.perf_counter()
     p = problem
     n = p.num_devices
@@ -211,17 +242,53 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
         if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
             break
+    small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}
+    best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0:
-        best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds)
-    tl = round_timeline(p, best_x, best_r)
+        best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
+                                      skip=frozenset(small))
+    hint, exact_lb = None, 0.0
+    if p.lam > 0:
+        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
     status = "optimal"
-    use_cvx = bandwidth == "cvxpy" or (bandwidth == "auto" and p.lam > 0)
-    if use_cvx:
+    if bandwidth == "cvxpy":
+        tl = round_timeline(p, best_x, best_r)
         b, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
     else:
-        b, _ = bisection_bandwidth(p, tl.start, tl.bits, tl.uploader)
+        b = plan_bandwidth(p, best_x, best_r, hint=hint)
     cost = evaluate(p, best_x, best_r, b)
+    lower = 0.0
+    if bound:
+        known = np.zeros(p.num_edges)
+        for e, c in small.items():
+            known[e] = float(c.t_min.min()) * (1 - 1e-9)
+        t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
+        lower = float(max(round_lower_bound(p, t_known, known), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
-                     solve_seconds=time.perf_counter() - t0)
+                     solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
+
+
+def _with_power_frequency(problem: RoundProblem, **opts: object) -> RoundPlan:
+    """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
+    how the energy search prices them), then bandwidth, power and frequency for T + lambda E
+    (solvers/powerfreq.py); the better of that and the max-power plan is kept."""
+    t0 = time.perf_counter()
+    p = problem
+    base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
+    plan = joint_solve(base, **opts)
+    x, r = plan.placement, plan.relay
+    options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
+    if p.lam > 0:
+        options.append(plan_power_frequency(p, x, r))
+    costs = [evaluate(p, x, r, *o) for o in options]
+    j = int(np.argmin([c.objective for c in costs]))
+    b, pw, fr = options[j]
+    lower = plan.lower_bound
+    if p.lam > 0 and opts.get("bound", True):
+        t_edge = _edge_latency(base, [(x, r)])[0]
+        lower = float(subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p))
+    return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
+                      energy_j=costs[j].energy_j, objective=costs[j].objective,
+                      lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)

@@ -102,11 +102,13 @@ def neighbours(view: EdgeView, xe: np.ndarray, re: np.ndarray, compound: bool = 
 
 def local_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_devices: int = 16,
                  rounds: int = 40, compound_max_devices: int = 8, cover_max_devices: int = 12,
-                 max_covers: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """Improve every edge with at most max_devices devices; returns new (x, relay) (lambda-0 latency)."""
+                 max_covers: int = 400, skip: frozenset[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
+    """Improve every edge with at most max_devices devices (but `skip`); returns new (x, relay) (lambda-0 latency)."""
     x, relay = x.copy(), relay.copy()
     sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
     for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
+        if int(e) in skip:
+            continue
         view = EdgeView.of(problem, int(e))
         d = view.dev
         local = {int(g): k for k, g in enumerate(d)}

@@ -28,6 +28,10 @@ class RoundPlan:
     solve_seconds: float = 0.0
     fallback: bool = False
     message: str = ""
+    lower_bound: float = 0.0  # certified: no feasible plan has a smaller objective (0 = no bound computed)
+    tx_power_w: np.ndarray | None = None  # float [N] planned uplink power (None: the instance's tx_power_w)
+    cpu_hz: np.ndarray | None = None  # float [N] planned CPU frequency (None: the instance's cpu_hz)
+    parent: np.ndarray | None = None  # int [N] D2D tree (tree_aggregation): next hop, parent[i] = i for the uploader
 
     def __post_init__(self) -> None:
         x = np.asarray(self.placement, dtype=bool)
@@ -36,10 +40,30 @@ class RoundPlan:
         if x.ndim != 2 or r.shape != (x.shape[0],) or b.shape != (x.shape[0],):
             raise ValueError(f"RoundPlan: inconsistent shapes placement {x.shape}, relay {r.shape}, "
                              f"bandwidth {b.shape}")
-        for name, a in (("placement", x), ("relay", r), ("bandwidth_hz", b)):
+        arrays = [("placement", x), ("relay", r), ("bandwidth_hz", b)]
+        if self.parent is not None:
+            par = np.asarray(self.parent, dtype=int)
+            if par.shape != (x.shape[0],):
+                raise ValueError(f"RoundPlan: parent has shape {par.shape}, expected ({x.shape[0]},)")
+            arrays.append(("parent", par))
+        for name in ("tx_power_w", "cpu_hz"):
+            if getattr(self, name) is not None:
+                v = np.asarray(getattr(self, name), dtype=float)
+                if v.shape != (x.shape[0],):
+                    raise ValueError(f"RoundPlan: {name} has shape {v.shape}, expected ({x.shape[0]},)")
+                arrays.append((name, v))
+        for name, a in arrays:
             a = a.copy()
             a.setflags(write=False)
             object.__setattr__(self, name, a)
+
+    def power(self, problem: RoundProblem) -> np.ndarray:
+        """Planned uplink power [N] (the instance's fixed power when the plan has none)."""
+        return problem.tx_power_w if self.tx_power_w is None else self.tx_power_w
+
+    def frequency(self, problem: RoundProblem) -> np.ndarray:
+        """Planned CPU frequency [N] (the instance's fixed frequency when the plan has none)."""
+        return problem.cpu_hz if self.cpu_hz is None else self.cpu_hz
 
     def with_(self, **changes: Any) -> RoundPlan:
         return replace(self, **changes)
@@ -53,7 +77,11 @@ class RoundPlan:
             "bandwidth_hz": {str(ids[i]): float(self.bandwidth_hz[i]) for i in range(problem.num_devices)},
             "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j), "objective": _num(self.objective),
             "solver": self.solver, "status": self.status, "solve_seconds": float(self.solve_seconds),
-            "fallback": bool(self.fallback), "message": self.message,
+            "fallback": bool(self.fallback), "message": self.message, "lower_bound": _num(self.lower_bound),
+            **{name: {str(ids[i]): float(v[i]) for i in range(problem.num_devices)}
+               for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz)) if v is not None},
+            **({"parent": {str(ids[i]): ids[int(self.parent[i])] for i in range(problem.num_devices)}}
+               if self.parent is not None else {}),
         }
 
     @classmethod
@@ -82,10 +110,25 @@ class RoundPlan:
             relay[i] = by_key[_key(target)]
         for key, hz in data["bandwidth_hz"].items():
             bw[_dev(dev, key, "bandwidth_hz")] = float(hz)
+        extra = {}
+        for name, nominal in (("tx_power_w", problem.tx_power_w), ("cpu_hz", problem.cpu_hz)):
+            if name in data:
+                v = nominal.copy()
+                for key, val in data[name].items():
+                    v[_dev(dev, key, name)] = float(val)
+                extra[name] = v
+        if "parent" in data:
+            par = np.arange(n)
+            for key, target in data["parent"].items():
+                if _key(target) not in by_key:
+                    raise ValueError(f"parent[{key!r}]: unknown device {target!r}")
+                par[_dev(dev, key, "parent")] = by_key[_key(target)]
+            extra["parent"] = par
         return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
                    energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
                    status=data["status"], solve_seconds=float(data.get("solve_seconds", 0.0)),
-                   fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")))
+                   fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")),
+                   lower_bound=float(data.get("lower_bound") or 0.0), **extra)
 
     def save(self, path: str | Path, problem: RoundProblem) -> None:
         Path(path).write_text(json.dumps(self.to_dict(problem), indent=1))

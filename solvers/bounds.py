@@ -1,0 +1,180 @@
+"""Certified lower bounds on the optimum of a round, at any size (no enumeration).
+
+Latency (lambda = 0), per edge: a latency T is achievable only if some choice has sum_j h_j(T) <= B_e (h: the
+least band of solvers/joint.py). The bound splits that sum into per-device pieces. For an uploader j serving the
+set I, h_j = R_j^-1(U_j / (T - S_j)) with U_j = P_j + sum_{i in I} P_i and S_j >= every part's own ready time;
+R^-1 is convex with R^-1(0) = 0, hence superadditive, so h_j >= R_j^-1(P_j / (T - tau_j)) +
+sum_i R_j^-1(P_i / (T - arrival_i)). So sum_j h_j >= sum_i w_i(S_i, T), w the cheapest route of device i's
+module subset S_i alone (direct, or via any D2D neighbour at the neighbour's SNR; 0 via a neighbour when relays
+aggregate, since the relay may hold those modules already). Dropping memory between devices and integrality,
+"one subset per device, coverage per module" is an LP (HiGHS); if its value exceeds B_e, T is impossible.
+w is nonincreasing in T, so the largest certified T_e bounds the edge, and max_e T_e bounds T.
+
+Energy (lambda > 0): every placed module is computed and its bits reach the edge at no less than the
+infinite-band energy per bit; T + lambda E >= T_lb + lambda E_lb (valid, loose where T and E trade off).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.evaluate import LN2
+from solvers.instance import RoundProblem
+
+
+def _knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Per edge: sum over modules of min sum_i w_i x_i s.t. sum_i n_i x_i >= demand, 0 <= x <= 1 (sorted greedy)."""
+    ne, nm = demand.shape
+    key = p.device_edge[dev] * nm + mod
+    ratio = w / p.samples[dev]
+    order = np.lexsort((ratio, key))
+    key, w, n = key[order], w[order], p.samples[dev][order]
+    cum = np.cumsum(n)
+    first = np.searchsorted(key, key, side="left")
+    before = cum - n - np.where(first > 0, cum[first - 1], 0.0)
+    need = demand.ravel()[key]
+    frac = np.clip((need - before) / n, 0.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        cost = np.where(frac > 0, frac * w, 0.0)
+    out = np.bincount(key, weights=cost, minlength=ne * nm)
+    got = np.bincount(key, weights=n, minlength=ne * nm)
+    out = np.where(got >= demand.ravel() * (1 - 1e-12), out, np.inf)  # not even coverable: no plan at all
+    return out.reshape(ne, nm).sum(axis=1)
+
+
+LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
+"""Trial latencies upper / (1 + step) of the subset bound, nearest first."""
+
+
+def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
+                       ladder: tuple[float, ...] = LADDER, refine: int = 3, min_gain: float = 0.005,
+                       max_lps: int = 16) -> float:
+    """Certified lower bound on the round's least latency (see the module doc): T_e is certified when the LP
+    "at most one module subset per device, samples per module >= demand" costs more than B_e at T_e.
+    Only edges that can raise max_e T_e are tried, the slowest first (`upper` [E]: latencies known achievable);
+    T = upper / (1 + step) down the ladder, then `refine` bisection steps between the last failure and the first
+    success. known [E] > 0 marks edges whose least latency is known exactly (enumerated): they count as they are.
+    An edge is tried only while it could raise the bound by min_gain (relative), at most max_lps LPs in all."""
+    p = problem
+    known = np.zeros(p.num_edges) if known is None else np.asarray(known, dtype=float)
+    best = float(known.max(initial=0.0))
+    if p.num_modules > 12:  # 2^M subsets per device: no bound beyond the exactly known edges
+        return best
+    demand = p.coverage_demand()
+    upper = np.asarray(upper, dtype=float)
+    calls = [0]
+    for e in np.argsort(-upper):
+        if upper[e] <= best * (1 + min_gain) or calls[0] >= max_lps:
+            break
+        if known[e] > 0 or not np.any(p.device_edge == e):
+            continue
+        route = _Routes.of(p, int(e), calls)
+        failed = upper[e]
+        for step in ladder:
+            t = upper[e] / (1 + step)
+            if t <= best * (1 + min_gain) or calls[0] >= max_lps:  # too little left to gain, or out of budget
+                break
+            if route.impossible(t, demand[e]):
+                lo, hi = t, failed
+                for _ in range(refine):
+                    mid = 0.5 * (lo + hi)
+                    lo, hi = (mid, hi) if route.impossible(mid, demand[e]) else (lo, mid)
+                best = max(best, lo)
+                break
+            failed = t
+    return best
+
+
+@dataclass(frozen=True)
+class _Routes:
+    """Columns (device, module subset) of one edge and their routes (direct or via a D2D neighbour)."""
+
+    problem: RoundProblem
+    edge: int
+    dev: np.ndarray  # per column
+    mbits: np.ndarray  # [columns, M]
+    pay: np.ndarray
+    col: np.ndarray  # per route: its column
+    ready: np.ndarray
+    a: np.ndarray
+    free: np.ndarray
+    calls: list  # LPs solved so far (shared counter)
+
+    @classmethod
+    def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
+        m = p.num_modules
+        members = p.edge_devices(e)
+        masks = np.arange(1, 1 << m)
+        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
+        mem = bits @ p.module_memory_bytes
+        elig = (p.eligible[members] & (p.samples[members, None] > 0)).astype(int) @ (1 << np.arange(m))
+        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
+        li, cm = np.nonzero(ok)
+        dev, mbits = members[li], bits[cm]
+        pay = 8.0 * (mbits @ p.module_bytes)
+        tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
+        col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]
+        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
+        for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
+            cols = np.flatnonzero(dev == s_)
+            col.append(cols)
+            ready.append(tau[cols] + pay[cols] / r_)
+            a.append(np.full(cols.size, p.snr_hz[d_]))
+            free.append(np.full(cols.size, p.relay_aggregates))
+        return cls(p, e, dev, mbits, pay, *(np.concatenate(v) for v in (col, ready, a, free)), calls)
+
+    def impossible(self, t: float, demand: np.ndarray) -> bool:
+        """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
+        import scipy.sparse as sps
+        from scipy.optimize import linprog
+
+        p = self.problem
+        slack = t - self.ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
+        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
+        cost = np.full(self.dev.size, np.inf)
+        np.minimum.at(cost, self.col, w)
+        cols = np.flatnonzero(np.isfinite(cost))
+        need = demand > 0
+        if not need.any():
+            return False
+        if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
+            return True  # the columns that can finish by t cannot even cover: t is impossible
+        devs, local = np.unique(self.dev[cols], return_inverse=True)
+        self.calls[0] += 1
+        k = cols.size
+        one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
+        scale = demand[need].max()
+        cov = sps.csr_matrix(-(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None]).T)
+        res = linprog(cost[cols] / p.edge_bandwidth_hz[self.edge], A_ub=sps.vstack([one, cov]).tocsr(),
+                      b_ub=np.concatenate([np.ones(devs.size), -demand[need] / scale]), bounds=(0, 1),
+                      method="highs")
+        if res.status == 2:  # infeasible: no cover at all
+            return True
+        return bool(res.status == 0 and res.fun > 1 + 1e-6)
+
+
+def energy_lower_bound(problem: RoundProblem) -> float:
+    """Least energy of any plan: every placed module is computed (kappa n_i c_k f_min^2) and its bytes reach the edge
+    at no less than N0 ln2 / g joules per bit (the rate's limit a / ln2 at infinite band), directly or after a
+    D2D hop (p_d2d / r per bit); fractional knapsack per (edge, module), memory dropped."""
+    p = problem
+    dev, mod = np.nonzero(p.eligible & (p.samples[:, None] > 0))
+    per_bit = p.tx_power_w * LN2 / p.snr_hz
+    if p.d2d_src.size:
+        via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps + (0.0 if p.relay_aggregates else per_bit[p.d2d_dst])
+        np.minimum.at(per_bit, p.d2d_src, via)
+    w = (p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
+         + 8.0 * p.module_bytes[mod] * per_bit[dev])
+    per_edge = _knapsack(p, dev, mod, w, p.coverage_demand())
+    return float(np.sum(per_edge[np.isfinite(per_edge)]))
+
+
+def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None) -> float:
+    """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge), E >= energy bound."""
+    t = subset_lower_bound(problem, edge_latency, known)
+    return t + problem.lam * energy_lower_bound(problem) if problem.lam > 0 else t

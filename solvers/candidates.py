@@ -1,0 +1,156 @@
+"""Candidate discrete choices of one edge, priced for lambda > 0; choosing one per edge and the round latency.
+
+At a common deadline T the edges separate: edge e's choice c costs E_fix(c) + E_up(c, T) (compute and D2D
+energy fixed by the choice, upload energy by solvers/energy.py), and the round costs T + lambda sum_e E_e(T).
+`select_exact` finds the best choice per edge and T by branch and bound over T intervals: on [T_a, T_b] every
+energy is nonincreasing in T, so T_a + lambda sum_e min_c E_{e,c}(T_b) is a lower bound, and T_b + the same sum
+is achieved; intervals whose bound cannot beat the best value found are dropped, the others split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import minmax_bandwidth
+from solvers.edgebatch import EdgeView
+from solvers.energy import deadline_energy
+from solvers.evaluate import timeline
+
+
+@dataclass(frozen=True)
+class EdgeCandidates:
+    """K choices (x [K, n, M], relay [K, n] local) of one edge with their fixed energy and least latency."""
+
+    view: EdgeView
+    x: np.ndarray
+    relay: np.ndarray
+    fixed: np.ndarray  # [K] compute + D2D energy (J)
+    t_min: np.ndarray  # [K] least latency of the edge (lambda = 0 bandwidth)
+    cand: np.ndarray  # per uploader: candidate index
+    start: np.ndarray
+    bits: np.ndarray
+    a: np.ndarray
+    power: np.ndarray
+
+    @classmethod
+    def of(cls, view: EdgeView, x: np.ndarray, relay: np.ndarray) -> EdgeCandidates:
+        p, d, n = view.problem, view.dev, view.n
+        k = x.shape[0]
+        lr = view.rate[np.arange(n)[None, :], relay]
+        lr = np.where(relay == np.arange(n), np.inf, lr)
+        tl = timeline(x, relay, lr, p.samples[d], p.cpu_hz[d], p.module_cycles, p.module_bytes, p.relay_aggregates)
+        cycles = p.samples[d] * (x.astype(float) @ p.module_cycles)
+        fixed = (p.kappa * cycles * p.cpu_hz[d] ** 2).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            d2d = np.where(tl.relayed, p.d2d_power_w[d] * tl.payload_bits / np.where(tl.relayed, lr, 1.0), 0.0)
+        fixed = fixed + d2d.sum(axis=1)
+        kk, jj = np.nonzero(tl.uploader)
+        start, bits = tl.start[kk, jj], tl.bits[kk, jj]
+        a, power = p.snr_hz[d][jj], p.tx_power_w[d][jj]
+        t_min = minmax_bandwidth(kk, start, bits, a, np.full(k, p.edge_bandwidth_hz[view.edge]), rtol=1e-11)[0]
+        return cls(view, x, relay, fixed, t_min, kk, start, bits, a, power)
+
+    def subset(self, keep: np.ndarray) -> EdgeCandidates:
+        """The candidates `keep` (indices or mask), renumbered."""
+        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=int)
+        new = np.full(self.size, -1)
+        new[idx] = np.arange(idx.size)
+        sel = new[self.cand] >= 0
+        return EdgeCandidates(self.view, self.x[idx], self.relay[idx], self.fixed[idx], self.t_min[idx],
+                              new[self.cand[sel]], self.start[sel], self.bits[sel], self.a[sel], self.power[sel])
+
+    def pareto(self, points: int = 24) -> EdgeCandidates:
+        """The candidates of `pareto_mask`."""
+        return self if self.size <= 1 else self.subset(self.pareto_mask(points))
+
+    def pareto_mask(self, points: int = 24) -> np.ndarray:
+        """[K] False for candidates that no deadline can make best: c is dominated when some candidate feasible at a
+        deadline t <= T_min(c) already spends less at t than c ever can (E_c(inf)); energies fall with T."""
+        finite = np.isfinite(self.t_min)
+        if self.size <= 1 or not finite.any():
+            return finite
+        lo, hi = float(self.t_min[finite].min()), float(self.t_min[finite].max())
+        ts = np.unique(np.geomspace(lo, max(hi, lo), points))
+        e = self.energy(ts)
+        e_inf = self.energy(np.array([1e6 * hi + 1e6]))[0]
+        best = e.min(axis=1)  # [P]
+        k = np.searchsorted(ts, self.t_min * (1 + 1e-12), side="right") - 1  # largest grid point <= T_min(c)
+        dominated = (k >= 0) & (best[np.maximum(k, 0)] < e_inf * (1 - 1e-12))
+        return ~dominated & finite
+
+    @property
+    def size(self) -> int:
+        return int(self.x.shape[0])
+
+    def energy(self, ts: np.ndarray) -> np.ndarray:
+        """[P, K] energy of every candidate at every deadline ts [P] (inf where it cannot finish)."""
+        ts = np.asarray(ts, dtype=float)
+        k, pts = self.size, ts.size
+        if pts == 0:
+            return np.zeros((0, k))
+        group = (np.arange(pts)[:, None] * k + self.cand[None, :]).ravel()
+        budget = np.full(pts * k, self.view.problem.edge_bandwidth_hz[self.view.edge])
+        e, _ = deadline_energy(group, *(np.tile(v, pts) for v in (self.start, self.bits, self.a, self.power)),
+                               budget, np.repeat(ts, k))
+        e = e.reshape(pts, k) + self.fixed[None, :]
+        return np.where(self.t_min[None, :] <= ts[:, None] * (1 + 1e-12), e, np.inf)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """One candidate index per edge, the deadline that priced them, and a certified bound on the optimum."""
+
+    choice: list[int]
+    t: float
+    value: float
+    lower_bound: float
+
+
+def _total(cands: list[EdgeCandidates], ts: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """[P] sum over edges of the best candidate's energy at each deadline, and the argmins per edge."""
+    tot = np.zeros(len(ts))
+    arg = []
+    for c in cands:
+        e = c.energy(ts)
+        j = np.argmin(e, axis=1)
+        tot += e[np.arange(len(ts)), j]
+        arg.append(j)
+    return tot, arg
+
+
+def select_exact(cands: list[EdgeCandidates], lam: float, rtol: float = 1e-7, grid: int = 33,
+                 max_rounds: int = 60) -> Selection:
+    """min over T and one candidate per edge of T + lam sum_e E_e(T), to relative tolerance rtol (certified)."""
+    t_lo = max(float(c.t_min.min()) for c in cands) * (1 + 1e-10)
+    if lam == 0:
+        choice = [int(np.argmin(c.t_min)) for c in cands]
+        return Selection(choice, t_lo, t_lo, t_lo / (1 + 1e-10))
+    e_lo, _ = _total(cands, np.array([t_lo]))
+    e_inf, _ = _total(cands, np.array([1e6 * t_lo + 1e6]))
+    t_hi = max(t_lo + lam * (float(e_lo[0]) - float(e_inf[0])), t_lo * (1 + 1e-9))
+    ts = np.unique(np.concatenate([np.geomspace(t_lo, t_hi, grid), [t_lo, t_hi]]))
+    vals, _ = _total(cands, ts)
+    pts = dict(zip(ts.tolist(), vals.tolist(), strict=True))
+    tail = t_hi + lam * float(e_inf[0])  # any T >= t_hi
+    for _ in range(max_rounds):
+        keys = sorted(pts)
+        f = np.array([pts[t] for t in keys])
+        tk = np.array(keys)
+        best = float(np.min(tk + lam * f))
+        lb = tk[:-1] + lam * f[1:]
+        open_ = np.flatnonzero(lb < best - rtol * abs(best))
+        if open_.size == 0:
+            break
+        mids = 0.5 * (tk[open_] + tk[open_ + 1])
+        new, _ = _total(cands, mids)
+        pts.update(zip(mids.tolist(), new.tolist(), strict=True))
+    keys = sorted(pts)
+    tk = np.array(keys)
+    f = np.array([pts[t] for t in keys])
+    val = tk + lam * f
+    i = int(np.argmin(val))
+    lower = float(min(np.min(tk[:-1] + lam * f[1:], initial=np.inf), val[i], tail))
+    _, arg = _total(cands, tk[i:i + 1])
+    return Selection([int(a[0]) for a in arg], float(tk[i]), float(val[i]), lower)

@@ -1,0 +1,191 @@
+"""Least upload energy to meet a deadline, and the best deadline of a fixed discrete choice (lambda > 0).
+
+At a fixed round latency T the edges separate again (as at lambda = 0): edge e must minimize its upload energy
+sum_j p_j U_j / R_j(b_j) subject to start_j + U_j / R_j(b_j) <= T and sum_j b_j <= B_e. The energy is convex
+decreasing in b_j, the deadline is b_j >= h_j(T) (the price of solvers/joint.py), so the KKT conditions are a
+water-filling: b_j = max(h_j, beta_j(nu)) with beta_j the b where the marginal energy saving equals nu, and nu
+bisected until sum_j b_j = B_e. With y = a / b the marginal saving is p U ln2 / a^2 * G(y),
+G(y) = y^2 (ln(1+y) - y/(1+y)) / ln(1+y)^2, increasing in y, inverted once for all devices (`inv_g`).
+
+E_e(T) is convex and nonincreasing in T (the value of a convex program whose constraints are jointly convex in
+(b, T)), so T + lambda sum_e E_e(T) is convex in T and `best_deadline` minimizes it by golden section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth, minmax_bandwidth
+from solvers.evaluate import LN2, round_timeline, uplink_rate
+from solvers.instance import RoundProblem
+
+_GOLD = (np.sqrt(5.0) - 1.0) / 2.0
+
+
+def _diff(y: np.ndarray) -> np.ndarray:
+    """ln(1+y) - y/(1+y), by its series where the difference cancels (y < 1e-2)."""
+    d = np.log1p(y) - y / (1.0 + y)
+    small = y < 1e-2
+    if small.any():
+        ys = y[small]
+        d[small] = sum((-1) ** n * (n - 1) / n * ys ** n for n in range(2, 10))
+    return d
+
+
+def g_func(y: np.ndarray) -> np.ndarray:
+    """G(y) = y^2 (ln(1+y) - y/(1+y)) / ln(1+y)^2."""
+    y = np.asarray(y, dtype=float)
+    lg = np.log1p(y)
+    return y * y * _diff(y) / (lg * lg)
+
+
+def _dlog_g(y: np.ndarray) -> np.ndarray:
+    """d log G / d log y (for Newton steps in log space)."""
+    lg = np.log1p(y)
+    return 2.0 + y * y / ((1.0 + y) ** 2 * _diff(y)) - 2.0 * y / ((1.0 + y) * lg)
+
+
+_LY = np.linspace(np.log(1e-9), np.log(1e16), 4001)
+_LG = np.log(g_func(np.exp(_LY)))
+_LC = np.linspace(_LG[0], _LG[-1], 16001)  # the inverse on a uniform grid of log G: lookups without a search
+_LYC = np.interp(_LC, _LG, _LY)
+_STEP = _LC[1] - _LC[0]
+
+
+def inv_g(c: np.ndarray, newton: int = 3) -> np.ndarray:
+    """y > 0 with G(y) = c (c > 0): log-log table (monotone), asymptotes outside it, then Newton steps."""
+    return np.exp(_inv_log_g(np.log(np.asarray(c, dtype=float)), newton))
+
+
+def _inv_log_g(lc: np.ndarray, newton: int) -> np.ndarray:
+    pos = np.clip((lc - _LC[0]) / _STEP, 0.0, _LC.size - 1.000001)
+    i = pos.astype(int)
+    w = pos - i
+    ly = _LYC[i] * (1.0 - w) + _LYC[i + 1] * w  # piecewise linear, so monotone in lc
+    low, high = lc < _LG[0], lc > _LG[-1]
+    if low.any() or high.any():
+        ly = np.where(low, 0.5 * (lc + np.log(2.0)), ly)  # G ~ y^2 / 2
+        ly = np.where(high, 0.5 * (lc + np.log(np.maximum(0.5 * lc, 1.0))), ly)  # G ~ y^2 / ln y
+    for _ in range(newton):
+        y = np.exp(ly)
+        ly = ly - (np.log(g_func(y)) - lc) / _dlog_g(y)
+    return ly
+
+
+def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
+                    budget: np.ndarray, deadline: np.ndarray, iters: int = 36) -> tuple[np.ndarray, np.ndarray]:
+    """Least upload energy per group to finish by deadline[g] within budget[g] Hz: (energy [G], b per uploader).
+
+    Arrays are per uploader (bits > 0). A group that cannot meet its deadline gets energy inf (and b = 0).
+    """
+    ng = len(budget)
+    if len(group) == 0:
+        return np.zeros(ng), np.zeros(0)
+    slack = deadline[group] - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
+    h = min_bandwidth(q, a)
+    need = np.bincount(group, weights=np.where(np.isfinite(h), h, 1e300), minlength=ng)
+    ok = (need <= budget * (1 + 1e-12)) & np.isfinite(need)
+    okj = ok[group]
+    hj = np.where(okj, h, 0.0)
+    c = a * a / (power * bits * LN2)  # marginal saving of b is G(a / b) / c
+    with np.errstate(divide="ignore", over="ignore"):
+        lm_full = np.log(g_func(a / budget[group])) - np.log(c)
+        lm_h = np.log(g_func(a / np.where(hj > 0, hj, budget[group]))) - np.log(c)
+    lo = np.full(ng, np.inf)
+    np.minimum.at(lo, group, lm_full)
+    hi = np.full(ng, -np.inf)
+    np.maximum.at(hi, group, lm_h)
+    lo = np.where(ok, lo - 1.0, 0.0)
+    hi = np.where(ok, np.maximum(hi, lo) + 1.0, 0.0)
+    lc, la = np.log(c), np.log(a)
+    for _ in range(iters):  # the table alone is monotone in nu, which is all the bisection needs
+        mid = 0.5 * (lo + hi)
+        b = np.maximum(hj, np.exp(la - _inv_log_g(mid[group] + lc, 0)))
+        over = np.bincount(group, weights=b, minlength=ng) > budget
+        lo = np.where(over, mid, lo)
+        hi = np.where(over, hi, mid)
+    b = np.maximum(hj, np.exp(la - _inv_log_g(hi[group] + lc, 2)))
+    tot = np.bincount(group, weights=b, minlength=ng)
+    b = np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[group], 0.0)  # the leftover only helps
+    e = np.where(okj, power * bits / np.where(okj, uplink_rate(b, a), 1.0), 0.0)
+    energy = np.bincount(group, weights=e, minlength=ng)
+    return np.where(ok, energy, np.inf), b
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """The uploaders of a whole round (or a batch): group (edge), start, bits, SNR a, power, per-group band."""
+
+    group: np.ndarray
+    start: np.ndarray
+    bits: np.ndarray
+    a: np.ndarray
+    power: np.ndarray
+    budget: np.ndarray
+
+    def min_latency(self) -> np.ndarray:
+        """Least latency per group (lambda = 0 bandwidth)."""
+        return minmax_bandwidth(self.group, self.start, self.bits, self.a, self.budget, rtol=1e-12)[0]
+
+    def energy_at(self, t: float) -> tuple[float, np.ndarray]:
+        """Least total upload energy of all groups by one common deadline t (inf if infeasible)."""
+        e, b = deadline_energy(self.group, self.start, self.bits, self.a, self.power, self.budget,
+                               np.full(len(self.budget), t))
+        return float(e.sum()), b
+
+
+def best_deadline(up: Uploads, lam: float, tol: float = 1e-10, max_iter: int = 200,
+                  hint: float | None = None) -> tuple[float, np.ndarray]:
+    """argmin over T of T + lam E(T) for fixed discrete choices: (T, b per uploader); `hint` is also tried."""
+    t_min = float(up.min_latency().max(initial=0.0))
+    if len(up.group) == 0 or lam == 0:
+        return t_min, minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)[1]
+    lo = t_min * (1 + 1e-9) + 1e-300
+    e_lo, b_lo = up.energy_at(lo)
+    e_inf, _ = up.energy_at(1e6 * lo + 1e6)
+    hi = max(lo + (e_lo - e_inf) * lam * (1 + 1e-9), lo)  # beyond hi, T + lam E(T) > the value at lo
+    best = (lo + lam * e_lo, lo, b_lo)
+    a, b = lo, hi
+    x1, x2 = b - _GOLD * (b - a), a + _GOLD * (b - a)
+    f = {}
+    for x in (x1, x2) + ((hint,) if hint is not None and hint >= lo else ()):
+        e, bb = up.energy_at(x)
+        f[x] = (x + lam * e, bb)
+    for _ in range(max_iter):
+        if b - a <= tol * max(b, 1e-300):
+            break
+        if f[x1][0] <= f[x2][0]:
+            b, x2 = x2, x1
+            x1 = b - _GOLD * (b - a)
+            e, bb = up.energy_at(x1)
+            f[x1] = (x1 + lam * e, bb)
+        else:
+            a, x1 = x1, x2
+            x2 = a + _GOLD * (b - a)
+            e, bb = up.energy_at(x2)
+            f[x2] = (x2 + lam * e, bb)
+    for x, (val, bb) in f.items():
+        if val < best[0]:
+            best = (val, x, bb)
+    return best[1], best[2]
+
+
+def round_uploads(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> tuple[Uploads, np.ndarray]:
+    """The uploads of a whole round's choice, and the device index of each uploader."""
+    tl = round_timeline(problem, x, relay)
+    idx = np.flatnonzero(tl.uploader)
+    return Uploads(problem.device_edge[idx], tl.start[idx], tl.bits[idx], problem.snr_hz[idx],
+                   problem.tx_power_w[idx], problem.edge_bandwidth_hz), idx
+
+
+def plan_bandwidth(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, hint: float | None = None) -> np.ndarray:
+    """The exact bandwidth of fixed discrete choices for T + lambda E (min-max latency when lambda = 0)."""
+    up, idx = round_uploads(problem, x, relay)
+    _, b_up = best_deadline(up, problem.lam, hint=hint)
+    b = np.zeros(problem.num_devices)
+    b[idx] = b_up
+    return b

@@ -1,0 +1,144 @@
+"""Discrete choices priced with energy (lambda > 0), and exact enumeration of small edges (any lambda).
+
+Small edges (at most `enum_max` undominated choices) are enumerated: at lambda = 0 the least-latency choice is
+exact; at lambda > 0 every choice on the edge's latency-energy front stays a candidate. Edges of up to
+`local_max_devices` devices get the local-search neighbourhood of their current choice (solvers/local.py), larger
+edges keep their lambda-0 choice. Then coordinate descent over edges: at deadlines around the current best T,
+the branch and bound of solvers/candidates.py picks the best product of the edges' candidate sets and its T;
+local edges then get the neighbourhood of their new choice; a step that does not lower the exact objective
+is undone and the search stops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from solvers.candidates import EdgeCandidates, select_exact
+from solvers.edgebatch import EdgeView
+from solvers.energy import best_deadline, plan_bandwidth, round_uploads
+from solvers.evaluate import evaluate
+from solvers.exact import edge_candidates, minimal_covers
+from solvers.instance import RoundProblem
+from solvers.local import neighbours
+
+
+def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int = 8) -> dict[int, EdgeCandidates]:
+    """Every edge with at most max_devices devices and enum_max choices: all its undominated choices."""
+    out = {}
+    sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
+    for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
+        view = EdgeView.of(problem, int(e))
+        try:
+            c = edge_candidates(view, enum_max)
+        except ValueError:  # coverage or memory: leave the edge to the heuristics, which report it
+            continue
+        if c is not None:
+            out[int(e)] = c
+    return out
+
+
+def enumerate_latency(problem: RoundProblem, x: np.ndarray, relay: np.ndarray,
+                      small: dict[int, EdgeCandidates]) -> tuple[np.ndarray, np.ndarray]:
+    """lambda = 0: every enumerated edge takes its least-latency choice (exact for that edge)."""
+    x, relay = x.copy(), relay.copy()
+    for c in small.values():
+        j = int(np.argmin(c.t_min))
+        x[c.view.dev] = c.x[j]
+        relay[c.view.dev] = c.view.dev[c.relay[j]]
+    return x, relay
+
+
+def _objective(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> tuple[float, float]:
+    """(exact T + lambda E of the choice with its best bandwidth, that T)."""
+    up, _ = round_uploads(problem, x, relay)
+    t, _ = best_deadline(up, problem.lam)
+    b = plan_bandwidth(problem, x, relay, hint=t)
+    return evaluate(problem, x, relay, b).objective, t
+
+
+def _local(view: EdgeView, x: np.ndarray, relay: np.ndarray, covers: list | None) -> EdgeCandidates:
+    d = view.dev
+    local = {int(g): k for k, g in enumerate(d)}
+    xe = x[d]
+    re = np.array([local[int(r)] for r in relay[d]])
+    xa, ra = neighbours(view, xe, re, compound=view.n <= 8, covers=covers)
+    c = EdgeCandidates.of(view, np.concatenate([xe[None], xa]), np.concatenate([re[None], ra]))
+    return c.subset(np.flatnonzero(c.pareto_mask(points=10) | (np.arange(c.size) == 0)))
+
+
+def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small: dict[int, EdgeCandidates],
+                  local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
+    optimum when every edge was enumerated, else 0)."""
+    from solvers.joint import energy_weights, greedy_placement, greedy_relays
+
+    p = problem
+    x, relay = x.copy(), relay.copy()
+    views, cands, covers = [], [], []
+    try:
+        x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p))
+    except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
+        x_energy = x.copy()
+    _, t_now = _objective(p, x, relay)
+    relay_energy = greedy_relays(p, x_energy, np.full(p.num_devices, t_now))
+    for e in range(p.num_edges):
+        if e in small:
+            views.append(small[e].view)
+            cands.append(small[e].pareto())
+            covers.append(None)
+            continue
+        view = EdgeView.of(p, e)
+        if view.n == 0:
+            continue
+        views.append(view)
+        cov = None
+        if view.n <= 12:
+            cov = [minimal_covers(p.samples[view.dev], p.eligible[view.dev, k], view.demand[k])
+                   for k in range(p.num_modules)]
+            cov = cov if sum(len(c) for c in cov) <= 400 else None
+        covers.append(cov)
+        if view.n <= local_max_devices:
+            cands.append(_local(view, x, relay, cov))
+        else:  # its lambda-0 choice, and the least-energy cover without and with greedy relays
+            d = view.dev
+            local = {int(g): k for k, g in enumerate(d)}
+            re = np.array([local[int(r)] for r in relay[d]])
+            xe, r_e = x_energy[d], np.array([local[int(r)] for r in relay_energy[d]])
+            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe]), np.stack([re, np.arange(view.n), r_e])))
+    choice = []
+    for v, c in zip(views, cands, strict=True):  # the current choice of each edge
+        if v.edge in small:
+            d = v.dev
+            local = {int(g): k for k, g in enumerate(d)}
+            re = np.array([local[int(r)] for r in relay[d]])
+            hit = np.flatnonzero((c.x == x[d]).all(axis=(1, 2)) & (c.relay == re).all(axis=1))
+            if hit.size == 0:  # the lambda-0 choice was pruned as dominated: start from the fastest kept
+                j = int(np.argmin(c.t_min))
+                x[d], relay[d] = c.x[j], d[c.relay[j]]
+                hit = np.array([j])
+            choice.append(int(hit[0]))
+        else:
+            choice.append(0)
+    cur, t_ref = _objective(p, x, relay)
+    exact = all(v.edge in small for v in views)
+    lower = 0.0
+    for _ in range(rounds):
+        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17)
+        new = sel.choice
+        if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
+            lower = max(lower, sel.lower_bound)
+        if new == choice:
+            break
+        x2, r2 = x.copy(), relay.copy()
+        for v, c, j in zip(views, cands, new, strict=True):
+            x2[v.dev] = c.x[j]
+            r2[v.dev] = v.dev[c.relay[j]]
+        val, t2 = _objective(p, x2, r2)
+        if not val < cur * (1 - 1e-12):
+            break
+        x, relay, cur, t_ref, choice = x2, r2, val, t2, new
+        for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
+            if v.edge not in small and v.n <= local_max_devices:
+                cands[k] = _local(v, x, relay, covers[k])
+                choice[k] = 0
+    return x, relay, t_ref, lower

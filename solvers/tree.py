@@ -1,0 +1,256 @@
+"""D2D aggregation trees as decisions (instances with "tree_aggregation": true).
+
+Each edge's devices form one tree over the D2D links (parent[i] = the next hop, parent[r] = r for the edge's
+one uploader r). Timeline (what the cost assumes, and what an engine must run to match it):
+  - device i computes its placed modules in tau_i = n_i sum_m c_m x_im / f_i;
+  - it waits for every child's transfer, then sends ONE payload to its parent: the union of the modules placed
+    in its subtree, P_i = 8 sum_m s_m max_{k in subtree(i)} x_km bits, taking P_i / r_{i,parent(i)} seconds
+    (ready_i = max(tau_i, arrivals of its children); arrival_i = ready_i + P_i / r_{i,parent(i)});
+  - the root uploads its subtree's union over the whole band B_e from ready_root; T = max_e of those finishes.
+  - E = sum_i kappa n_i c x f_i^2 + sum_{i not root} p^d2d_i P_i / r_{i,parent(i)} + p_root U_root / R(B_e).
+One uploader per edge owns the band, so the bandwidth decision is trivial; the decisions are placement, tree and
+root. Exact for small edges by enumeration (minimal covers x every spanning tree x every root); otherwise the
+best shortest-path tree (Dijkstra on 1 / rate) over roots, then local search on parents and placements.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+from scipy.sparse.csgraph import dijkstra
+
+from solvers.edgebatch import EdgeView
+from solvers.evaluate import uplink_rate
+from solvers.instance import RoundProblem
+from solvers.plan import RoundPlan
+
+
+def tree_cost(view: EdgeView, x: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(finish [K], energy [K]) of K candidate (x [K, n, M], parent [K, n] local) trees of one edge."""
+    p, d, n = view.problem, view.dev, view.n
+    k = x.shape[0]
+    rows = np.arange(k)[:, None]
+    root = parent == np.arange(n)
+    union = x.copy()
+    for _ in range(n):  # the union flows up one level per pass; depth <= n
+        new = union.copy()
+        for i in range(n):
+            src = ~root[:, i]
+            new[rows[src, 0], parent[src, i]] |= union[src, i]
+        if np.array_equal(new, union):
+            break
+        union = new
+    tau = p.samples[d] * (x.astype(float) @ p.module_cycles) / p.cpu_hz[d]
+    pay = 8.0 * (union.astype(float) @ p.module_bytes)
+    rate = view.rate[np.arange(n)[None, :], parent]
+    with np.errstate(over="ignore", divide="ignore"):
+        hop = np.where(root, 0.0, np.where(pay > 0, pay / np.where(rate > 0, rate, 1e-300), 0.0))
+    ready = tau.copy()
+    for _ in range(n):
+        arrive = ready + hop
+        new = tau.copy()
+        for i in range(n):
+            src = ~root[:, i]
+            new[rows[src, 0], parent[src, i]] = np.maximum(new[rows[src, 0], parent[src, i]], arrive[src, i])
+        if np.array_equal(new, ready):
+            break
+        ready = new
+    r_idx = np.argmax(root, axis=1)
+    a_root = p.snr_hz[d][r_idx]
+    bits = pay[np.arange(k), r_idx]
+    up = np.where(bits > 0, bits / uplink_rate(np.full(k, p.edge_bandwidth_hz[view.edge]), a_root), 0.0)
+    finish = ready[np.arange(k), r_idx] + up
+    cycles = p.samples[d] * (x.astype(float) @ p.module_cycles)
+    energy = (p.kappa * cycles * p.cpu_hz[d] ** 2).sum(axis=1)
+    energy += (np.where(root, 0.0, p.d2d_power_w[d] * hop)).sum(axis=1)
+    energy += p.tx_power_w[d][r_idx] * up
+    return finish, energy
+
+
+def is_tree(rate: np.ndarray, parent: np.ndarray) -> bool:
+    """One root, every other node's parent a D2D neighbour, no cycle."""
+    n = parent.size
+    if np.sum(parent == np.arange(n)) != 1:
+        return False
+    for i in range(n):
+        if parent[i] != i and rate[i, parent[i]] <= 0:
+            return False
+        seen, j = 0, i
+        while parent[j] != j:
+            j = parent[j]
+            seen += 1
+            if seen > n:
+                return False
+    return True
+
+
+def all_trees(rate: np.ndarray, limit: int = 20000) -> np.ndarray | None:
+    """[T, n] every spanning tree (parent array) of the local D2D graph, or None if more than limit."""
+    n = rate.shape[0]
+    choices = [[i] + [int(j) for j in np.flatnonzero(rate[i] > 0)] for i in range(n)]
+    if np.prod([len(c) for c in choices], dtype=float) > 50 * limit:
+        return None
+    out = [par for par in itertools.product(*choices) if is_tree(rate, np.array(par))]
+    return np.array(out, dtype=int).reshape(-1, n) if len(out) <= limit else None
+
+
+def spt_trees(view: EdgeView) -> np.ndarray:
+    """[n, n] for each root, the shortest-path tree to it on 1 / rate (rows: parent arrays; -1 if unreachable)."""
+    n = view.n
+    w = np.where(view.rate > 0, 1.0 / np.where(view.rate > 0, view.rate, 1.0), 0.0)
+    _, pred = dijkstra(w.T, directed=True, return_predecessors=True)  # paths from the root along reversed links
+    out = np.where(pred < 0, -1, pred)
+    out[np.arange(n), np.arange(n)] = np.arange(n)
+    return out
+
+
+def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int]:
+    """One candidate per edge minimizing max finish + lam sum energy (exact over the candidate sets)."""
+    if lam == 0:
+        return [int(np.argmin(f)) for f in fin]
+    fronts = []
+    for f, e in zip(fin, en, strict=True):  # only (finish, energy) Pareto points can be picked
+        order = np.lexsort((e, f))
+        keep = order[np.concatenate([[True], np.minimum.accumulate(e[order])[:-1] > e[order][1:]])]
+        fronts.append(keep)
+    fin = [f[k] for f, k in zip(fin, fronts, strict=True)]
+    en = [e[k] for e, k in zip(en, fronts, strict=True)]
+    best, pick = np.inf, None
+    for t in np.unique(np.concatenate(fin)):
+        if t < max(f.min() for f in fin):
+            continue
+        idx = [int(np.argmin(np.where(f <= t, e, np.inf))) for f, e in zip(fin, en, strict=True)]
+        val = max(f[i] for f, i in zip(fin, idx, strict=True)) + lam * sum(e[i] for e, i in zip(en, idx, strict=True))
+        if val < best:
+            best, pick = val, idx
+    return [int(k[i]) for k, i in zip(fronts, pick, strict=True)]
+
+
+def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> RoundPlan:
+    """Placement, tree and root per edge (exact=True: proven optimal by enumeration, small instances only)."""
+    from solvers.exact import edge_placements
+    from solvers.joint import greedy_placement
+
+    t0 = time.perf_counter()
+    p = problem
+    views = [EdgeView.of(p, e) for e in range(p.num_edges)]
+    views = [v for v in views if v.n > 0]
+    greedy = greedy_placement(p, np.full(p.num_devices, np.inf))
+    cands = []
+    for v in views:
+        trees = all_trees(v.rate) if v.n <= 7 else None
+        pls = None
+        if trees is not None:
+            try:
+                pls = edge_placements(v) if v.n <= 8 else None
+            except ValueError:
+                pls = None
+        if trees is not None and pls is not None and len(trees) * len(pls) <= enum_max:
+            a, b = np.divmod(np.arange(len(pls) * len(trees)), len(trees))
+            xs, ps = pls[a], trees[b]
+        elif exact:
+            raise ValueError(f"edges[{v.edge}]: too many trees x placements for the exact tree reference")
+        else:
+            spt = spt_trees(v)
+            spt = spt[(spt >= 0).all(axis=1)]
+            if len(spt) == 0:
+                raise ValueError(f"edges[{v.edge}]: the D2D graph does not connect the cluster; no tree exists")
+            xs = np.repeat(greedy[v.dev][None], len(spt), axis=0)
+            ps = spt
+            xs, ps = _tree_local_search(v, xs, ps)
+        f, e = tree_cost(v, xs, ps)
+        cands.append((v, xs, ps, f, e))
+    pick = _choose([c[3] for c in cands], [c[4] for c in cands], p.lam)
+    x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
+    parent = np.arange(p.num_devices)
+    b = np.zeros(p.num_devices)
+    for (v, xs, ps, _, _), j in zip(cands, pick, strict=True):
+        x[v.dev] = xs[j]
+        parent[v.dev] = v.dev[ps[j]]
+        b[v.dev[np.flatnonzero(ps[j] == np.arange(v.n))[0]]] = p.edge_bandwidth_hz[v.edge]
+    t = max(float(c[3][j]) for c, j in zip(cands, pick, strict=True))
+    en = sum(float(c[4][j]) for c, j in zip(cands, pick, strict=True))
+    return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
+                     solver="exact" if exact else "joint", status="optimal" if exact else "solved",
+                     solve_seconds=time.perf_counter() - t0, parent=parent)
+
+
+def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: int = 30,
+                       starts: int = 4) -> tuple[np.ndarray, ...]:
+    """Improve the best `starts` starting trees by parent and placement moves (edges of <= 16 devices)."""
+    f, e = tree_cost(view, xs, ps)
+    lam = view.problem.lam
+    order = np.argsort(f + lam * e)
+    if view.n > 16:
+        return xs[order[:1]], ps[order[:1]]
+    out = [_descend(view, xs[j], ps[j], float(f[j] + lam * e[j]), rounds) for j in order[:starts]]
+    return np.array([o[0] for o in out]), np.array([o[1] for o in out])
+
+
+def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds: int) -> tuple[np.ndarray, ...]:
+    """Best-improvement descent from one tree."""
+    from solvers.local import _placement_moves
+
+    lam = view.problem.lam
+    for _ in range(rounds):
+        cx, cp = [], []
+        for i in range(view.n):
+            for q in [i] + [int(v) for v in np.flatnonzero(view.rate[i] > 0)]:
+                par2 = par.copy()
+                if q == i:  # i becomes the root: the old root hangs below its best neighbour
+                    old = int(np.flatnonzero(par == np.arange(view.n))[0])
+                    nb = np.flatnonzero(view.rate[old] > 0)
+                    if old == i or nb.size == 0:
+                        continue
+                    par2[old] = int(nb[np.argmax(view.rate[old, nb])])
+                par2[i] = q
+                if is_tree(view.rate, par2):
+                    cx.append(x)
+                    cp.append(par2)
+        for x2 in _placement_moves(view, x, None):
+            cx.append(x2)
+            cp.append(par)
+        if not cx:
+            break
+        xa, pa = np.array(cx), np.array(cp)
+        ok = view.feasible(xa)
+        xa, pa = xa[ok], pa[ok]
+        if len(xa) == 0:
+            break
+        f, e = tree_cost(view, xa, pa)
+        val = f + lam * e
+        j = int(np.argmin(val))
+        if not val[j] < cur * (1 - 1e-9):
+            break
+        x, par, cur = xa[j], pa[j], float(val[j])
+    return x, par
+
+
+def tree_rule_plan(problem: RoundProblem, name: str = "rule") -> RoundPlan:
+    """The fixed rule the decisions replace: every eligible module (memory-repaired), the best-uplink device of
+    each edge as the root, everyone along the shortest path (1 / rate) to it."""
+    from solvers.baselines import full_placement
+
+    t0 = time.perf_counter()
+    p = problem
+    x = full_placement(p)
+    parent = np.arange(p.num_devices)
+    b = np.zeros(p.num_devices)
+    t, en = 0.0, 0.0
+    for e in range(p.num_edges):
+        v = EdgeView.of(p, e)
+        if v.n == 0:
+            continue
+        spt = spt_trees(v)
+        ok = (spt >= 0).all(axis=1)
+        if not ok.any():
+            raise ValueError(f"edges[{e}]: the D2D graph does not connect the cluster; no tree exists")
+        root = int(np.flatnonzero(ok)[np.argmax(p.snr_hz[v.dev][ok])])
+        f, en_e = tree_cost(v, x[v.dev][None], spt[root][None])
+        parent[v.dev] = v.dev[spt[root]]
+        b[v.dev[root]] = p.edge_bandwidth_hz[e]
+        t, en = max(t, float(f[0])), en + float(en_e[0])
+    return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
+                     solver=name, status="solved", solve_seconds=time.perf_counter() - t0, parent=parent)

@@ -1,0 +1,52 @@
+"""solvers/: D2D aggregation trees as decisions (tree_aggregation): exact reference, heuristic, checker, JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from solvers import RoundPlan, RoundProblem, check_plan, random_instance, solve
+from solvers.tree import tree_solve
+
+
+def _tree(n: int, e: int, seed: int, lam: float = 0.0):
+    return dataclasses.replace(random_instance(n, e, 3, seed=seed, lam=lam), tree_aggregation=True)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_tree_plans_are_feasible_exact_and_beat_the_fixed_rule(lam):
+    for n, e, seed in ((4, 1, 1), (5, 1, 2), (8, 2, 3)):
+        p = _tree(n, e, seed, lam)
+        exact, joint, rule = solve(p, "exact"), solve(p, "joint"), solve(p, "equal")
+        search = tree_solve(p, enum_max=0)  # the heuristic path (shortest-path trees + local search)
+        for plan in (exact, joint, rule, search):
+            assert not plan.fallback and check_plan(p, plan) == [], plan.message
+            assert plan.objective >= exact.objective * (1 - 1e-9)
+        assert joint.objective == pytest.approx(exact.objective, rel=1e-9)  # small edges are enumerated
+        assert joint.objective < rule.objective and search.objective <= rule.objective
+        roots = [i for i in range(n) if joint.parent[i] == i]
+        assert len(roots) == e and all(joint.bandwidth_hz[r] == p.edge_bandwidth_hz[p.device_edge[r]] for r in roots)
+
+
+def test_tree_checker_and_json(tmp_path):
+    p = _tree(8, 2, 3)
+    plan = solve(p, "joint")
+    par = plan.parent.copy()
+    child = int(np.flatnonzero((par != np.arange(8)) & (p.device_edge == 0))[0])
+    two_roots = par.copy()
+    two_roots[child] = child
+    assert any("roots" in v for v in check_plan(p, plan.with_(parent=two_roots)))
+    other = int(np.flatnonzero(p.device_edge == 1)[0])
+    no_link = par.copy()
+    no_link[child] = other
+    assert any("no D2D link" in v for v in check_plan(p, plan.with_(parent=no_link)))
+    assert any("latency_s" in v for v in check_plan(p, plan.with_(latency_s=plan.latency_s * 0.9)))
+    assert check_plan(p, plan.with_(parent=None)) == ["parent: tree_aggregation needs the plan's parent array"]
+    p.save(tmp_path / "i.json")
+    q = RoundProblem.load(tmp_path / "i.json")
+    assert q.tree_aggregation and q.to_dict() == p.to_dict()
+    plan.save(tmp_path / "p.json", q)
+    back = RoundPlan.load(tmp_path / "p.json", q)
+    assert np.array_equal(back.parent, plan.parent) and check_plan(q, back) == []
