@@ -25,17 +25,24 @@ def test_solver_prediction_equals_ledger_charge(solver, d2d):
         assert any(h["cost/count/relayed"] > 0 for h in result.history)
 
 
-def test_tree_mode_plans_bandwidth_for_the_tree_roots_only():
-    """In tree mode only one device a connected group uploads: the plan's band goes to those roots."""
-    cfg = tiny_config(e_agg=1, rounds=1, d2d="tree")
+@pytest.mark.parametrize("d2d", ["tree", "gossip"])
+def test_group_modes_give_the_band_to_the_devices_that_really_upload(d2d):
+    """In tree and gossip rounds one device a group uploads: the plan's band goes to those devices only,
+    and in tree mode the tree that runs is the one the solver chose."""
+    cfg = tiny_config(e_agg=1, rounds=1, d2d=d2d)
     world = make_world(cfg)
     result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, solver="joint")
     plan, outcome = result.last_plan, result.last_outcome
-    roots = {d for d, p in plan.parent.items() if d == p}
-    assert roots == {r.device for r in outcome.routes}  # the plan's tree is the one that ran
-    assert set(plan.bandwidth_hz.nonzero()[0]) == roots
+    uploaders = {r.device for r in outcome.routes if r.modules}
+    assert set(plan.bandwidth_hz.nonzero()[0]) == uploaders
     budget = world.network.channel.edge_bandwidth_hz
     for e in range(world.topology.num_edges):
-        in_edge = [r for r in roots if world.topology.device_edge[r] == e]
+        in_edge = [r for r in uploaders if world.topology.device_edge[r] == e]
         assert sum(plan.bandwidth_hz[r] for r in in_edge) == pytest.approx(budget)
-    assert result.history[-1]["plan/group_bandwidth"] == 1.0
+    last = result.history[-1]
+    if d2d == "tree":
+        assert uploaders == {d for d, p in plan.parent.items() if d == p}  # the solver's roots upload
+        assert outcome.relay_links() == sorted((d, p) for d, p in plan.parent.items() if d != p)
+        assert last["plan/tree_links"] == len(outcome.relay_links()) > 0
+    else:
+        assert last["plan/group_bandwidth"] == 1.0

@@ -14,7 +14,7 @@ Every mode has one signature, ``mode(updates, links) -> Exchange``, and is looke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,7 +197,7 @@ def tree_aggregate(
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
     """Average each connected group's updates up an aggregation tree; its root uploads once.
 
-    The tree is ``parent`` (the plan's) when it spans exactly the devices that hold updates, else
+    The tree is ``parent`` (the plan's) when it holds every device that has updates, else
     ``tree_parents``'s default. Leaves send first; a node sends when its children are done, one
     payload holding the sample-weighted average of every module in its subtree. Nested weighted
     means with summed weights give the group's exact weighted mean, so the edge learns what it would
@@ -208,8 +208,10 @@ def tree_aggregate(
         own.setdefault(u.node, []).append(u)
     if not own:
         return [], [], []
-    tree = parent if parent is not None and _spans(parent, own) else tree_parents(
-        list(own), adjacency, uplink_gain, link_rate)
+    if parent is not None and _spans(parent, own):
+        tree = _paths_to_roots(parent, own)
+    else:
+        tree = tree_parents(list(own), adjacency, uplink_gain, link_rate)
     at_root, sent = _fold_tree(own, tree, _merge)
     out = [u for _, us in sorted(at_root.items()) for u in us]
     routes = [Route(r, tuple(u.module for u in us), r) for r, us in sorted(at_root.items())]
@@ -218,8 +220,9 @@ def tree_aggregate(
 
 
 def _spans(parent: Mapping[int, int], nodes: Mapping[int, object]) -> bool:
-    """``parent`` is a forest over exactly ``nodes`` (every parent is a node, no cycle)."""
-    if set(parent) != set(nodes) or any(p not in nodes for p in parent.values()):
+    """``parent`` is a forest (every parent is in it, no cycle) that holds every one of ``nodes``; its
+    other devices (planned, but with nothing of their own to send) only forward what their children send."""
+    if not set(nodes) <= set(parent) or any(p not in parent for p in parent.values()):
         return False
     for d in parent:
         seen = {d}
@@ -234,7 +237,17 @@ def _spans(parent: Mapping[int, int], nodes: Mapping[int, object]) -> bool:
 def _tree_for(nodes: list[int], parent: Mapping[int, int]) -> dict[int, int]:
     if not _spans(parent, dict.fromkeys(nodes)):
         raise ValueError(f"tree: the parent map {dict(parent)} does not span the devices {sorted(nodes)}")
-    return dict(parent)
+    return _paths_to_roots(parent, nodes)
+
+
+def _paths_to_roots(parent: Mapping[int, int], nodes: Iterable[int]) -> dict[int, int]:
+    """The part of the forest ``parent`` on the paths from ``nodes`` to their roots."""
+    keep: dict[int, int] = {}
+    for d in nodes:
+        while d not in keep:
+            keep[d] = parent[d]
+            d = parent[d]
+    return keep
 
 
 def _fold_tree(own, parent, merge):  # noqa: ANN001, ANN202 - generic over what the nodes carry

@@ -52,23 +52,26 @@ def plan_round(
     """The round's plan for the D2D mode that will run.
 
     Without a solver (or in star / local mode): full placement, direct uploads, the ledger's default
-    bandwidth. With one: the solver's placement (and relays in ``relay`` mode) and bandwidth. In
-    ``tree`` mode the plan holds the aggregation tree, and in ``tree`` and ``gossip`` modes the
-    bandwidth is planned for the devices that really upload (one per group), when they are ready.
+    bandwidth, and in ``tree`` mode the default tree (``d2d.tree_parents``). With one: the solver's
+    placement, relays (``relay`` mode) or aggregation tree (``tree`` mode: the solver chooses each edge's
+    tree and uploader) and bandwidth. In ``gossip`` mode, and in ``tree`` mode when the solver gave no
+    tree, the bandwidth is planned for the devices that really upload (one per group), when they are ready.
     """
     eligible = {d: eligible_modules(world, d) for d in participants}
     placement: Mapping[int, Sequence[str]] = eligible
     relay: dict[int, int] = {}
+    parent: dict[int, int] = {}
     band: np.ndarray | None = None
     info: dict[str, float] = {"solver_used": 0.0}
     if solver != "none" and policy.mode == Mode.hierarchical:
-        placement, relay, band, info = _solve(world, channel, participants, eligible, cfg, solver, options)
-    links = _links(world, channel, cfg, relay, {})
-    parent: dict[int, int] = {}
-    if cfg.d2d == D2DMode.tree:
+        placement, relay, parent, band, info = _solve(world, channel, participants, eligible, cfg, solver, options)
+    if cfg.d2d == D2DMode.tree and not parent:
+        links = _links(world, channel, cfg, relay, {})
         parent = d2d.tree_parents(list(_shared(world, policy, placement)), links.adjacency, links.uplink_gain,
                                   links.rate)
-    if band is not None and cfg.d2d in (D2DMode.tree, D2DMode.gossip):
+        if band is not None:
+            band, info = _group_bandwidth(world, channel, cfg, policy, placement, parent, info)
+    if band is not None and cfg.d2d == D2DMode.gossip:
         band, info = _group_bandwidth(world, channel, cfg, policy, placement, parent, info)
     return Plan(placement, relay, band, parent, info)
 
@@ -81,12 +84,16 @@ def _solve(
     cfg: FederationConfig,
     solver: str,
     options: Mapping[str, float],
-) -> tuple[dict[int, list[str]], dict[int, int], np.ndarray, dict[str, float]]:
+) -> tuple[dict[int, list[str]], dict[int, int], dict[int, int], np.ndarray, dict[str, float]]:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
     plan = solvers.solve(problem, method=solver)  # never raises: logs the cause and falls back
     names = problem.module_names
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(participants)}
-    relay = {d: int(participants[int(plan.relay[k])]) for k, d in enumerate(participants)}
+    relay, parent = {}, {}
+    if plan.parent is not None:  # tree mode: the solver's tree (its relay array repeats it)
+        parent = {d: int(participants[int(plan.parent[k])]) for k, d in enumerate(participants)}
+    else:
+        relay = {d: int(participants[int(plan.relay[k])]) for k, d in enumerate(participants)}
     bandwidth = np.zeros(world.num_devices)
     bandwidth[list(participants)] = plan.bandwidth_hz
     info = {
@@ -96,10 +103,12 @@ def _solve(
         "energy_j": float(plan.energy_j),
         "solve_s": float(plan.solve_seconds),
         "relays_used": float(sum(1 for d, r in relay.items() if r != d)),
+        "tree_links": float(sum(1 for d, p in parent.items() if p != d)),
+        "lower_bound": float(plan.lower_bound),
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
     }
-    return placement, relay, bandwidth, info
+    return placement, relay, parent, bandwidth, info
 
 
 def _shared(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
@@ -150,7 +159,8 @@ def build_problem(
     lam: float = 0.0,
 ) -> solvers.RoundProblem:
     """This round's symbols in SI units, over the participants (indexed 0..K-1 in that order).
-    D2D links are offered only in ``relay`` mode, the one-hop relaying the solver models."""
+    D2D links are offered in ``relay`` mode (one-hop relays) and ``tree`` mode (the solver chooses each
+    edge's aggregation tree: ``tree_aggregation``)."""
     net = world.network
     names = tuple(world.bank.names())
     col = {name: j for j, name in enumerate(names)}
@@ -162,7 +172,7 @@ def build_problem(
     edges = sorted({int(world.topology.device_edge[d]) for d in parts})
     edge_index = {e: j for j, e in enumerate(edges)}
     src, dst, rate = [], [], []
-    if cfg.d2d == D2DMode.relay:
+    if cfg.d2d in (D2DMode.relay, D2DMode.tree):
         pos = {d: i for i, d in enumerate(parts)}
         for i, d in enumerate(parts):
             for j in world.topology.neighbours(d):
@@ -196,6 +206,7 @@ def build_problem(
         lam=lam,
         relay_aggregates=cfg.relay_aggregates,
         kappa=net.compute.kappa,
+        tree_aggregation=cfg.d2d == D2DMode.tree,
     )
 
 
