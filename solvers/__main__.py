@@ -93,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = [int(v) for v in args.sizes.split(",")]
         exact_sizes = [int(v) for v in args.exact_sizes.split(",") if v]
-        lams = tuple(float(v) for v in args.lams.split(",") if v)
+        bench_lams = tuple(float(v) for v in args.lams.split(",") if v)
     except ValueError:
         return _fail(f"--sizes {args.sizes!r} / --exact-sizes {args.exact_sizes!r} / --lams {args.lams!r}: "
                      "comma-separated numbers, e.g. --sizes 10,100")
     out = args.out or f"outputs/solver_bench/{time.strftime('%Y-%m-%d_%H-%M-%S')}_{time.time_ns() % 10**9:09d}"
     print(f"writing to {out}", file=sys.stderr)
-    run_bench(out, sizes, args.repeats, exact_sizes, args.exact_seeds, lams)
+    run_bench(out, sizes, args.repeats, exact_sizes, args.exact_seeds, bench_lams)
     return 0
 
 

@@ -124,7 +124,8 @@ class _Routes:
             ready.append(tau[cols] + pay[cols] / r_)
             a.append(np.full(cols.size, p.snr_hz[d_]))
             free.append(np.full(cols.size, p.relay_aggregates))
-        return cls(p, e, dev, mbits, pay, *(np.concatenate(v) for v in (col, ready, a, free)), calls)
+        return cls(p, e, dev, mbits, pay, col=np.concatenate(col), ready=np.concatenate(ready), a=np.concatenate(a),
+                   free=np.concatenate(free), calls=calls)
 
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""

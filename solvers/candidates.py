@@ -92,8 +92,8 @@ class EdgeCandidates:
             return np.zeros((0, k))
         group = (np.arange(pts)[:, None] * k + self.cand[None, :]).ravel()
         budget = np.full(pts * k, self.view.problem.edge_bandwidth_hz[self.view.edge])
-        e, _ = deadline_energy(group, *(np.tile(v, pts) for v in (self.start, self.bits, self.a, self.power)),
-                               budget, np.repeat(ts, k))
+        start, bits, a, power = (np.tile(v, pts) for v in (self.start, self.bits, self.a, self.power))
+        e, _ = deadline_energy(group, start, bits, a, power, budget, np.repeat(ts, k))
         e = e.reshape(pts, k) + self.fixed[None, :]
         return np.where(self.t_min[None, :] <= ts[:, None] * (1 + 1e-12), e, np.inf)
 

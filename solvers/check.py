@@ -63,7 +63,7 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         return [f"shapes: plan has placement {plan.placement.shape}, relay {plan.relay.shape}, bandwidth "
                 f"{plan.bandwidth_hz.shape} for {n} devices and {m} modules"]
     out: list[str] = []
-    neighbours = {i: set() for i in range(n)}
+    neighbours: dict[int, set[int]] = {i: set() for i in range(n)}
     for s, d in zip(pr.d2d_src.tolist(), pr.d2d_dst.tolist(), strict=True):
         neighbours[s].add(d)
     x, elig, relay = plan.placement.tolist(), pr.eligible.tolist(), plan.relay.tolist()
@@ -166,6 +166,8 @@ def _check_tree(pr: RoundProblem, plan: RoundPlan, neighbours: dict, by_edge: di
 def recompute_tree_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float]:
     """(T, E) of a tree plan by the definitions (solvers/tree.py), by recursion over children."""
     pr = problem
+    if plan.parent is None:
+        raise ValueError("parent: tree_aggregation needs the plan's parent array")
     n, m = pr.num_devices, pr.num_modules
     links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
     par = [int(v) for v in plan.parent]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ MAX_LAMBDA = 1e6
 
 
 def _arr(name: str, value: Any, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-    a = np.asarray(value, dtype=dtype)
+    a: np.ndarray = np.asarray(value, dtype=dtype)
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {a.shape}")
     if dtype is float and not np.all(np.isfinite(a)):
@@ -291,14 +292,15 @@ class RoundProblem:
         return cls(
             device_ids=tuple(dd["id"] for dd in devs), edge_ids=tuple(ee["id"] for ee in edges),
             module_names=tuple(mm["name"] for mm in mods), device_edge=edge_of,
-            samples=[dd["samples"] for dd in devs], cpu_hz=[dd["cpu_hz"] for dd in devs],
-            memory_bytes=[dd["memory_bytes"] for dd in devs], tx_power_w=[dd["tx_power_w"] for dd in devs],
-            uplink_gain=[dd["uplink_gain"] for dd in devs],
-            d2d_power_w=[dd.get("d2d_power_w", dd["tx_power_w"]) for dd in devs], eligible=eligible,
-            module_bytes=[mm["bytes"] for mm in mods], module_memory_bytes=[mm["memory_bytes"] for mm in mods],
-            module_cycles=[mm["cycles_per_sample"] for mm in mods],
-            edge_bandwidth_hz=[ee["bandwidth_hz"] for ee in edges], d2d_src=src, d2d_dst=dst,
-            d2d_rate_bps=[ln["rate_bps"] for ln in links], noise_w_per_hz=float(data["noise_w_per_hz"]),
+            samples=_floats(dd["samples"] for dd in devs), cpu_hz=_floats(dd["cpu_hz"] for dd in devs),
+            memory_bytes=_floats(dd["memory_bytes"] for dd in devs),
+            tx_power_w=_floats(dd["tx_power_w"] for dd in devs), uplink_gain=_floats(dd["uplink_gain"] for dd in devs),
+            d2d_power_w=_floats(dd.get("d2d_power_w", dd["tx_power_w"]) for dd in devs), eligible=eligible,
+            module_bytes=_floats(mm["bytes"] for mm in mods),
+            module_memory_bytes=_floats(mm["memory_bytes"] for mm in mods),
+            module_cycles=_floats(mm["cycles_per_sample"] for mm in mods),
+            edge_bandwidth_hz=_floats(ee["bandwidth_hz"] for ee in edges), d2d_src=src, d2d_dst=dst,
+            d2d_rate_bps=_floats(ln["rate_bps"] for ln in links), noise_w_per_hz=float(data["noise_w_per_hz"]),
             gamma=float(data["gamma"]), lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"],
             kappa=float(data.get("kappa", 1e-28)), relay_capacity=cap,
             **{key: _optional(devs, key) for key in ("p_max", "f_min", "f_max")},
@@ -331,6 +333,11 @@ def _flag(data: dict, key: str) -> bool:
     if not isinstance(v, bool):
         raise ValueError(f"{key}: must be true or false, got {v!r}")
     return v
+
+
+def _floats(values: Iterable[Any]) -> np.ndarray:
+    """A float array of JSON numbers already checked by _number."""
+    return np.array(list(values), dtype=float)
 
 
 def _optional(devs: list[dict], key: str) -> np.ndarray | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import Any
 
 import numpy as np
 
@@ -270,7 +271,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
                      solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
 
 
-def _with_power_frequency(problem: RoundProblem, **opts: object) -> RoundPlan:
+def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
     how the energy search prices them), then bandwidth, power and frequency for T + lambda E
     (solvers/powerfreq.py); the better of that and the max-power plan is kept."""

@@ -78,7 +78,7 @@ def _placement_moves(view: EdgeView, xe: np.ndarray, covers: list | None) -> lis
                     x2[i, k] = False
                 if samples[x2[:, k]].sum() < view.demand[k] * (1 - 1e-12):
                     continue
-                _prune(x2, k, samples, view.demand[k], keep=o)
+                _prune(x2, k, samples, view.demand[k], keep=int(o))
                 out.append(x2)
     return out
 

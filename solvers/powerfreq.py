@@ -180,8 +180,8 @@ def plan_power_frequency(p: RoundProblem, x: np.ndarray, relay: np.ndarray,
     if g.up.size == 0:
         return b_all, power, freq
     s0 = g.start_min()
-    t_lo, b0 = minmax_bandwidth(g.edge, s0, g.k / LN2, g.a_max, p.edge_bandwidth_hz, rtol=1e-12)
-    t_lo = float(t_lo.max()) * (1 + 1e-9)
+    t_edges, b0 = minmax_bandwidth(g.edge, s0, g.k / LN2, g.a_max, p.edge_bandwidth_hz, rtol=1e-12)
+    t_lo = float(t_edges.max()) * (1 + 1e-9)
     if p.lam == 0:
         b_all[g.up] = b0
         return b_all, power, freq

@@ -74,7 +74,9 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
 
     p = problem
     x, relay = x.copy(), relay.copy()
-    views, cands, covers = [], [], []
+    views: list[EdgeView] = []
+    cands: list[EdgeCandidates] = []
+    covers: list[list[list[tuple[int, ...]]] | None] = []  # per view: minimal covers per module (None: too many)
     try:
         x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p))
     except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
