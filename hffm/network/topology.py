@@ -12,7 +12,7 @@ and time are O(devices + links), never O(devices^2), so 100,000-device worlds fi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -93,11 +93,21 @@ class Topology:
         return np.flatnonzero(self.device_edge == e)
 
 
+@lru_cache(maxsize=64)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major (i, j) index pairs with i < j of an n x n matrix (read-only, cached per size)."""
+    iu, ju = np.triu_indices(n, 1)
+    iu.setflags(write=False)
+    ju.setflags(write=False)
+    return iu, ju
+
+
 def _spanning_patch(dist: np.ndarray, adj: np.ndarray) -> np.ndarray:
     """Links to add to `adj` (within one cluster) so it becomes connected: Kruskal over all pairs,
     which after the within-radius links keeps exactly the shortest links joining the components."""
     n = dist.shape[0]
     parent = list(range(n))
+    components = n
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -105,16 +115,25 @@ def _spanning_patch(dist: np.ndarray, adj: np.ndarray) -> np.ndarray:
             a = parent[a]
         return a
 
-    for a, b in zip(*np.nonzero(np.triu(adj, 1)), strict=True):
-        parent[find(int(a))] = find(int(b))
+    iu, ju = _upper(n)
+    linked = adj[iu, ju]
+    for a, b in zip(iu[linked].tolist(), ju[linked].tolist(), strict=True):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            components -= 1
     added = np.zeros_like(adj)
-    iu, ju = np.triu_indices(n, 1)
-    for k in np.argsort(dist[iu, ju], kind="stable"):
+    if components == 1:
+        return added
+    for k in np.argsort(dist[iu, ju], kind="stable").tolist():
         a, b = int(iu[k]), int(ju[k])
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[ra] = rb
             added[a, b] = added[b, a] = True
+            components -= 1
+            if components == 1:  # connected: no later pair joins two components
+                break
     return added
 
 
@@ -126,7 +145,9 @@ def _cluster_links(
     adj = dist <= radius
     np.fill_diagonal(adj, False)
     patched = _spanning_patch(dist, adj) if spanning_patch and pos.shape[0] > 1 else np.zeros_like(adj)
-    a, b = np.nonzero(np.triu(adj | patched, 1))
+    iu, ju = _upper(pos.shape[0])
+    keep = (adj | patched)[iu, ju]
+    a, b = iu[keep], ju[keep]
     return a, b, dist[a, b], patched[a, b]
 
 
@@ -212,17 +233,25 @@ def build_topology(
 
 
 def _place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarray:
-    """Uniform positions with pairwise distance >= min_edge_separation_m (rejection sampling)."""
+    """Uniform positions with pairwise distance >= min_edge_separation_m (rejection sampling).
+
+    A candidate is compared only with the servers in the 5 x 5 grid cells (cells of the separation)
+    around it: every farther server is more than the separation away on one axis, so the answers,
+    and the draws, are those of comparing with every server."""
     sep = cfg.min_edge_separation_m
     for _restart in range(50):
         pts = np.empty((cfg.num_edges, 2))
+        grid: dict[tuple[int, int], list[int]] = {}
         placed = 0
         for _ in range(cfg.num_edges):
             for _try in range(2000):
                 p = rng.uniform(0.0, cfg.area_m, size=2)
-                gaps = p - pts[:placed]
+                cx, cy = (int(p[0] // sep), int(p[1] // sep)) if sep > 0 else (0, 0)
+                near = [k for dx in range(-2, 3) for dy in range(-2, 3) for k in grid.get((cx + dx, cy + dy), ())]
+                gaps = p - pts[near]
                 if np.all(np.hypot(gaps[:, 0], gaps[:, 1]) >= sep):
                     pts[placed] = p
+                    grid.setdefault((cx, cy), []).append(placed)
                     placed += 1
                     break
             else:
