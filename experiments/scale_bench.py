@@ -257,6 +257,48 @@ def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tin
             "phases": phases}
 
 
+def network_only(n_devices: int, participation: float = 0.01, seed: int = 0, draws: int = 3) -> dict[str, Any]:
+    """The network model of an ``n_devices`` world without data or model: build the topology, then
+    ``draws`` rounds of a channel draw plus the D2D work a tree round does on it (the sparse rate
+    matrix, the default aggregation trees over a ``participation`` share of the devices); seconds,
+    bytes and the peak RSS of each part."""
+    import dataclasses
+
+    import numpy as np
+
+    from hffm.config import network_config
+    from hffm.federation.d2d import tree_parents
+    from hffm.network.channel import draw_channel
+    from hffm.network.topology import make_topology
+
+    cfg = bench_config(n_devices, 1, seed=seed, participation=participation)
+    net = network_config(cfg.topology)
+    gc.collect()
+    rss_before = rss_mb()
+    reset_peak()
+    tic = time.perf_counter()
+    topo = make_topology(net.topology, np.random.default_rng(np.random.SeedSequence([seed, 1])))
+    topology_s, peak_topology = time.perf_counter() - tic, peak_rss_mb()
+    reset_peak()
+    channel_s, tree_s = [], []
+    for r in range(draws):
+        rng = np.random.default_rng(r)
+        tic = time.perf_counter()
+        channel = draw_channel(topo, net.channel, rng)
+        channel_s.append(time.perf_counter() - tic)
+        participants = np.sort(rng.choice(n_devices, max(1, round(participation * n_devices)), replace=False))
+        tic = time.perf_counter()
+        tree_parents(participants.tolist(), topo.adjacency, channel.uplink_gain, channel.rate_matrix())
+        tree_s.append(time.perf_counter() - tic)
+    arrays = [getattr(topo, f.name) for f in dataclasses.fields(topo)]
+    return {"devices": n_devices, "edges": topo.num_edges, "d2d_links": topo.num_links, "participation": participation,
+            "engine": engine_version(), "rss_before_mb": rss_before, "topology_s": topology_s,
+            "topology_bytes": sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)),
+            "peak_topology_mb": peak_topology, "channel_s": statistics.median(channel_s),
+            "channel_bytes": sum(a.nbytes for a in (channel.uplink_gain, channel.link_gain, channel.link_rate)),
+            "tree_s": statistics.median(tree_s), "peak_rounds_mb": peak_rss_mb()}
+
+
 # ---- one measurement (in this process) ----------------------------------------------------------
 def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0, local_steps: int = 5,
             batch_size: int = 32, threads: int | None = 1, participation: float = 1.0, evaluate: bool = True,
@@ -477,6 +519,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--views-only", type=int, metavar="N",
                    help="only build the N-device world and count the evaluation view cache (out/eval_views_nN.json)")
     p.add_argument("--table-only", action="store_true", help="only rebuild results.json/md from out/runs")
+    p.add_argument("--network-only", type=int, nargs="+", metavar="N",
+                   help="only the network model (topology, channel draws, D2D trees) at N devices "
+                        "(out/network_only.json)")
     p.add_argument("--phases", type=int, metavar="N",
                    help="only time the world build's steps at N devices, with their peak RSS (out/phases_nN.json)")
     args = p.parse_args(argv)
@@ -490,6 +535,12 @@ def main(argv: list[str] | None = None) -> None:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / f"eval_views_n{args.views_only}.json").write_text(json.dumps(views, indent=1))
         print(json.dumps(views))
+        return
+    if args.network_only:
+        rows = [network_only(n, args.participation) for n in args.network_only]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "network_only.json").write_text(json.dumps({"machine": MACHINE, "runs": rows}, indent=1))
+        print(json.dumps(rows, indent=1))
         return
     if args.phases is not None:
         result = build_phases(args.phases, args.samples_per_device, args.model)

@@ -194,6 +194,9 @@ def tree_parents(
     parent: dict[int, int] = {}
     for c in range(n_comp):
         idx = np.flatnonzero(label == c)
+        if idx.size == 1:  # a device with no linked peer among the nodes is its own root
+            parent[int(ids[idx[0]])] = int(ids[idx[0]])
+            continue
         root = int(np.argmax(uplink_gain[ids[idx]]))
         group_rates = None if rates is None else _dense(rates, idx)
         local = _path_tree(_dense(sub, idx), group_rates, fastest, root)
