@@ -47,14 +47,13 @@ def preset_numbers(name: str, topologies: int, draws: int) -> dict:
         rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
         topo = make_topology(net.topology, rng)
         cpu = draw_cpu_hz(net.compute, topo.num_devices, rng)
-        iu = np.triu(topo.d2d_adj, 1)
-        d2d_len.append(topo.d2d_dist[iu])
-        patched.append(topo.d2d_patched[iu].mean())
+        d2d_len.append(topo.link_dist)
+        patched.append(topo.link_patched.mean())
         for r in range(draws):
             ch = draw_channel(topo, net.channel, np.random.default_rng(np.random.SeedSequence([seed, 2, r])))
             up_rate.append(ch.uplink_rate_at(1e6))
             up_snr.append(ch.uplink_snr_db(1e6))
-            d2d_rate.append(ch.d2d_rate[iu])
+            d2d_rate.append(ch.link_rate)
             if r == 0:  # one full round per topology
                 for mb in (6, 38):
                     ups = [DeviceUpload(i, mb * 10**6, i, 6.0 * 9.46e6 * 16) for i in range(topo.num_devices)]

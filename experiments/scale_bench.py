@@ -1,17 +1,26 @@
-"""Scale benchmark of the federated engine: peak memory and seconds per round for 10, 100, 1,000 devices.
+"""Scale benchmark of the federated engine: world build time, seconds per round and peak memory,
+from 10 to 100,000 devices.
 
 Each size runs in a fresh Python process (so its peak RSS is its own): build the world, run a few
 hierarchical rounds (evaluation only at the end, as the loop always evaluates its last round), then
-measure the final evaluation once more on its own. Reported per size:
+measure the final evaluation once more on its own. ``--participation`` samples that share of the
+devices each round; ``--no-eval`` evaluates no device and no edge (the loop's last-round evaluation
+then has nothing to do), for measuring the network model and memory at sizes where the evaluation
+alone would take minutes. Reported per size:
 
+- world build seconds, and of it the topology alone (positions and the sparse D2D graph), its links and
+  bytes; one channel draw's seconds and bytes (per-link fading and rates),
 - seconds per round (all rounds; the median of rounds 2..R-1, which exclude warm-up and evaluation),
 - RSS after imports, after world building, after each round; peak RSS of the build and of the rounds,
 - bytes of module state held by the FederationState (edge groups, cloud, personal) against one copy
   of the bank's federated modules and against the frozen trunk, with checks that the trunk is in no
   state, shares no storage with one, and exists once in the process.
 
-Usage (the results in experiments/results/scale_bench were made with the first line):
+Usage (the results in experiments/results/scale_bench were made with the first line, those in
+experiments/results/scale_bench/large with the second):
     .venv/bin/python experiments/scale_bench.py --devices 10 100 1000 --rounds 4
+    .venv/bin/python experiments/scale_bench.py --devices 10000 100000 --rounds 1 --participation 0.01 \
+        --no-eval --samples-per-device 10 --out experiments/results/scale_bench/large
     .venv/bin/python experiments/scale_bench.py --table-only        # rebuild results.json/md from runs/
 """
 
@@ -27,6 +36,7 @@ import subprocess
 import sys
 import time
 import warnings
+from functools import partial
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -132,7 +142,7 @@ def layout(n_devices: int, devices_per_edge: int = 10) -> tuple[int, int, float]
 
 
 def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0, local_steps: int = 5,
-                 batch_size: int = 32, samples_per_device: int = 20):
+                 batch_size: int = 32, samples_per_device: int = 20, participation: float = 1.0):
     """A hierarchical run (E_agg 2, no solver, no D2D, no logger) sized for ``n_devices``."""
     from hffm.config import Config, DataConfig, LoggerConfig, TopologyGroup, resolve
     from hffm.data.benchmark import BenchmarkConfig
@@ -150,7 +160,7 @@ def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0
         ),
         topology=TopologyGroup(num_edges=edges, devices_per_edge=per_edge, layout={"area_m": area}),
         federation=FederationConfig(rounds=rounds, e_agg=2, local_steps=local_steps, batch_size=batch_size,
-                                    eval_every=rounds + 1, checkpoint_every=0),
+                                    eval_every=rounds + 1, checkpoint_every=0, participation=participation),
         logger=LoggerConfig(kind="none"),
         progress="none",
         plots=False,
@@ -176,13 +186,128 @@ def eval_view_cache(world) -> dict[str, float]:
             "global_test_bytes": count(world.global_test), "global_test_samples": len(world.global_test)}
 
 
+def network_probe(cfg, world, draws: int = 3) -> dict[str, Any]:
+    """The network model alone: the world's topology rebuilt from the same seed (timed; the same
+    graph, checked), its links and bytes, and ``draws`` channel draws (median seconds, bytes of one)."""
+    import dataclasses
+
+    import numpy as np
+
+    from hffm.config import network_config
+    from hffm.network.topology import make_topology
+
+    net = network_config(cfg.topology)
+    tic = time.perf_counter()
+    topo = make_topology(net.topology, np.random.default_rng(np.random.SeedSequence([cfg.seed, 1])))
+    topology_s = time.perf_counter() - tic
+    if not np.array_equal(topo.link_ends, world.topology.link_ends):
+        raise RuntimeError("the rebuilt topology differs from the world's: the probe no longer mirrors build_world")
+    seconds, channel = [], None
+    for r in range(draws):
+        rng = np.random.default_rng(r)
+        tic = time.perf_counter()
+        channel = world.draw_channel(rng)
+        seconds.append(time.perf_counter() - tic)
+    arrays = [getattr(topo, f.name) for f in dataclasses.fields(topo)]
+    per_round = [channel.uplink_gain, channel.link_gain, channel.link_rate]
+    return {"topology_s": topology_s, "d2d_links": topo.num_links,
+            "topology_bytes": sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)),
+            "channel_s": statistics.median(seconds), "channel_bytes": sum(a.nbytes for a in per_round)}
+
+
+def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tiny", seed: int = 0) -> dict[str, Any]:
+    """Where the world build's time and memory go: the steps of ``build_world`` one by one (data,
+    global split, topology, partition, per-device datasets, module bank), each with its seconds, the
+    peak RSS while it ran (VmHWM reset before it) and the RSS after it."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hffm.config import network_config
+    from hffm.data.benchmark import make_benchmark
+    from hffm.data.partition import device_dataset, partition
+    from hffm.modules.bank import ModuleBank
+    from hffm.network.topology import make_topology
+
+    cfg = bench_config(n_devices, 1, model, seed, samples_per_device=samples_per_device)
+    held: dict[str, Any] = {}
+    phases = []
+
+    def phase(name: str, step) -> None:  # noqa: ANN001 - a closure over held
+        gc.collect()
+        reset_peak()
+        tic = time.perf_counter()
+        held[name] = step()
+        phases.append({"phase": name, "seconds": time.perf_counter() - tic, "peak_mb": peak_rss_mb(),
+                       "rss_after_mb": rss_mb()})
+
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    phase("benchmark data", lambda: make_benchmark(cfg.data.benchmark, seed))
+    phase("global test split", lambda: held.pop("benchmark data").split(cfg.data.global_test_fraction, seed))
+    phase("topology", lambda: make_topology(network_config(cfg.topology).topology, rng))
+    train_pool = held["global test split"][0]
+    part_cfg = replace(cfg.data.partition, num_devices=n_devices)
+    phase("partition", lambda: partition(train_pool, part_cfg, seed))
+    phase("device datasets", lambda: [device_dataset(train_pool, p).split(cfg.data.device_test_fraction,
+                                                                        seed + p.device)
+                                      for p in held["partition"]])
+    phase("module bank", lambda: ModuleBank(cfg.model, train_pool.modalities, train_pool.tasks,
+                                            vocab=getattr(train_pool, "vocab", None), seed=seed))
+    return {"devices": n_devices, "samples": cfg.data.benchmark.num_samples, "engine": engine_version(),
+            "phases": phases}
+
+
+def network_only(n_devices: int, participation: float = 0.01, seed: int = 0, draws: int = 3) -> dict[str, Any]:
+    """The network model of an ``n_devices`` world without data or model: build the topology, then
+    ``draws`` rounds of a channel draw plus the D2D work a tree round does on it (the sparse rate
+    matrix, the default aggregation trees over a ``participation`` share of the devices); seconds,
+    bytes and the peak RSS of each part."""
+    import dataclasses
+
+    import numpy as np
+
+    from hffm.config import network_config
+    from hffm.federation.d2d import tree_parents
+    from hffm.network.channel import draw_channel
+    from hffm.network.topology import make_topology
+
+    cfg = bench_config(n_devices, 1, seed=seed, participation=participation)
+    net = network_config(cfg.topology)
+    gc.collect()
+    rss_before = rss_mb()
+    reset_peak()
+    tic = time.perf_counter()
+    topo = make_topology(net.topology, np.random.default_rng(np.random.SeedSequence([seed, 1])))
+    topology_s, peak_topology = time.perf_counter() - tic, peak_rss_mb()
+    reset_peak()
+    channel_s, tree_s = [], []
+    for r in range(draws):
+        rng = np.random.default_rng(r)
+        tic = time.perf_counter()
+        channel = draw_channel(topo, net.channel, rng)
+        channel_s.append(time.perf_counter() - tic)
+        participants = np.sort(rng.choice(n_devices, max(1, round(participation * n_devices)), replace=False))
+        tic = time.perf_counter()
+        tree_parents(participants.tolist(), topo.adjacency, channel.uplink_gain, channel.rate_matrix())
+        tree_s.append(time.perf_counter() - tic)
+    arrays = [getattr(topo, f.name) for f in dataclasses.fields(topo)]
+    return {"devices": n_devices, "edges": topo.num_edges, "d2d_links": topo.num_links, "participation": participation,
+            "engine": engine_version(), "rss_before_mb": rss_before, "topology_s": topology_s,
+            "topology_bytes": sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)),
+            "peak_topology_mb": peak_topology, "channel_s": statistics.median(channel_s),
+            "channel_bytes": sum(a.nbytes for a in (channel.uplink_gain, channel.link_gain, channel.link_rate)),
+            "tree_s": statistics.median(tree_s), "peak_rounds_mb": peak_rss_mb()}
+
+
 # ---- one measurement (in this process) ----------------------------------------------------------
 def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0, local_steps: int = 5,
-            batch_size: int = 32, threads: int | None = 1) -> dict[str, Any]:
+            batch_size: int = 32, threads: int | None = 1, participation: float = 1.0, evaluate: bool = True,
+            samples_per_device: int = 20) -> dict[str, Any]:
     """Build a world of ``n_devices``, run ``rounds`` rounds and return times, RSS and state sizes.
 
     ``threads`` sets torch's intra-op threads (None leaves torch's default): on a shared 2-core
-    machine two threads on these small tensors run several times slower than one.
+    machine two threads on these small tensors run several times slower than one. ``evaluate=False``
+    empties the world's evaluated devices and edges, so no evaluation runs.
     """
     from hffm.federation.evaluation import evaluate_round
     from hffm.federation.loop import run_federation
@@ -194,7 +319,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     if threads is not None:
         torch.set_num_threads(threads)
     rss_start = rss_mb()
-    cfg = bench_config(n_devices, rounds, model, seed, local_steps, batch_size)
+    cfg = bench_config(n_devices, rounds, model, seed, local_steps, batch_size, samples_per_device, participation)
     reset_peak()
     tic = time.perf_counter()
     torch.manual_seed(cfg.seed)
@@ -202,6 +327,10 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     build_s = time.perf_counter() - tic
     gc.collect()
     rss_world, peak_build = rss_mb(), peak_rss_mb()
+    if not evaluate:
+        world.eval_devices, world.eval_edges = [], []
+    network = network_probe(cfg, world)
+    gc.collect()
     can_reset = reset_peak()
 
     fabric = make_fabric(cfg)
@@ -218,9 +347,11 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     peak_rounds = peak_rss_mb()
     state = result.state
     group_of = world.topology.device_edge
-    tic = time.perf_counter()
-    evaluate_round(fabric, world, state, fed, group_of)
-    eval_s = time.perf_counter() - tic
+    eval_s = None
+    if evaluate:
+        tic = time.perf_counter()
+        evaluate_round(fabric, world, state, fed, group_of)
+        eval_s = time.perf_counter() - tic
     gc.collect()
 
     trunk = world.bank.trunk
@@ -240,7 +371,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
                        for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks))
     data_bytes = sum(tensor_bytes([d.inputs, d.present, d.targets, d.extras])
                      for d in [*world.train, *world.test, world.global_test])
-    views = eval_view_cache(world)
+    views = eval_view_cache(world) if evaluate else {}
     seconds = [r["seconds"] for r in per_round]
     steady = seconds[1:-1]
     return {
@@ -250,6 +381,8 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
         "devices_per_edge": world.topology.num_devices // world.topology.num_edges,
         "area_m": cfg.topology.layout["area_m"],
         "samples": cfg.data.benchmark.num_samples,
+        "participation": participation,
+        "evaluated": evaluate,
         "min_train_samples": int(world.num_samples.min()),
         "model": model,
         "rounds": rounds,
@@ -257,6 +390,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
         "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),
         "build_s": build_s,
+        **network,
         "round_s": seconds,
         "round_s_median_all": statistics.median(seconds),
         "round_s_median_steady": statistics.median(steady) if steady else None,
@@ -295,13 +429,20 @@ def run_child(n_devices: int, args: argparse.Namespace, out: Path, command: str)
     path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--single", str(n_devices), "--json", str(path),
            "--rounds", str(args.rounds), "--model", args.model, "--local-steps", str(args.local_steps),
-           "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+           "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+           "--participation", str(args.participation), "--samples-per-device", str(args.samples_per_device),
+           *(["--no-eval"] if args.no_eval else [])]
     print("running:", " ".join(cmd[1:]), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     result = json.loads(path.read_text())
     result["command"] = command
     path.write_text(json.dumps(result, indent=1))
     return result
+
+
+def _cell(run: dict[str, Any], key: str, fmt: str, scale: float = 1.0) -> str:
+    """A table cell: the run's value formatted, or "-" where the run did not measure it."""
+    return "-" if run.get(key) is None else format(run[key] / scale, fmt)
 
 
 def write_tables(out: Path) -> list[dict[str, Any]]:
@@ -317,23 +458,30 @@ def write_tables(out: Path) -> list[dict[str, Any]]:
         "fresh process, from the repository root; the docstring of `experiments/scale_bench.py` says what is "
         "measured).",
         "",
-        "| model | devices | edges | s/round (median, steady) | s/round (all) | final eval s | peak RSS MB "
-        "| RSS after world MB | RSS after last round MB | federation state MB | bank modules MB | trunk MB "
-        "| round updates MB | data MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | devices | edges | participation | build s | topology s | D2D links | topology MB | channel draw s "
+        "| channel MB | s/round (median, steady) | s/round (all) | final eval s | peak RSS MB | RSS after world MB "
+        "| RSS after last round MB | federation state MB | bank modules MB | trunk MB | round updates MB | data MB |",
+        "| --- " * 21 + "|",
     ]
     for r in runs:
         steady = r["round_s_median_steady"]
+        opt = partial(_cell, r)
         lines.append(
-            f"| {r['model']} | {r['devices']} | {r['edges']} | {'-' if steady is None else f'{steady:.2f}'} "
-            f"| {', '.join(f'{s:.2f}' for s in r['round_s'])} | {r['eval_s']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['model']} | {r['devices']} | {r['edges']} | {r.get('participation', 1.0):g} "
+            f"| {opt('build_s', '.1f')} | {opt('topology_s', '.2f')} | {opt('d2d_links', '.0f')} "
+            f"| {opt('topology_bytes', '.1f', MB)} | {opt('channel_s', '.3f')} | {opt('channel_bytes', '.1f', MB)} "
+            f"| {'-' if steady is None else f'{steady:.2f}'} "
+            f"| {', '.join(f'{s:.2f}' for s in r['round_s'])} | {opt('eval_s', '.2f')} | {r['peak_rss_mb']:.0f} "
             f"| {r['rss_world_mb']:.0f} | {r['rss_after_round_mb'][-1]:.0f} | {r['state_bytes'] / MB:.3f} "
             f"| {r['bank_module_bytes'] / MB:.3f} | {r['trunk_bytes'] / MB:.3f} "
             f"| {r['round_update_bytes'] / MB:.3f} | {r['data_bytes'] / MB:.1f} |"
         )
     lines += [
         "",
-        "Columns: *s/round (median, steady)* is the median of rounds 2..R-1 (round 1 warms up, round R "
+        "Columns: *build s* is the whole world (data, partition, topology, bank); *topology s* rebuilds the "
+        "topology alone (positions and the sparse D2D graph) and *topology MB* is its arrays; *channel draw s* / "
+        "*channel MB* are one round's channel (uplink gains, per-link fading and rates). "
+        "*s/round (median, steady)* is the median of rounds 2..R-1 (round 1 warms up, round R "
         "also runs the loop's final evaluation); *s/round (all)* lists every round; *final eval s* times that "
         "evaluation once more on its own. *peak RSS* is the process's ru_maxrss (imports, data, world, rounds, "
         "evaluation; the largest of ru_maxrss, VmHWM per phase and the sampled RSS). *federation state* is "
@@ -362,12 +510,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--local-steps", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 = torch's default)")
+    p.add_argument("--participation", type=float, default=1.0, help="share of devices drawn each round")
+    p.add_argument("--no-eval", action="store_true", help="evaluate no device and no edge")
+    p.add_argument("--samples-per-device", type=int, default=20, help="benchmark samples per device (>= 2,000 in all)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--single", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--views-only", type=int, metavar="N",
                    help="only build the N-device world and count the evaluation view cache (out/eval_views_nN.json)")
     p.add_argument("--table-only", action="store_true", help="only rebuild results.json/md from out/runs")
+    p.add_argument("--network-only", type=int, nargs="+", metavar="N",
+                   help="only the network model (topology, channel draws, D2D trees) at N devices "
+                        "(out/network_only.json)")
+    p.add_argument("--phases", type=int, metavar="N",
+                   help="only time the world build's steps at N devices, with their peak RSS (out/phases_nN.json)")
     args = p.parse_args(argv)
     if args.views_only is not None:
         from hffm.run import make_world
@@ -380,11 +536,25 @@ def main(argv: list[str] | None = None) -> None:
         (args.out / f"eval_views_n{args.views_only}.json").write_text(json.dumps(views, indent=1))
         print(json.dumps(views))
         return
+    if args.network_only:
+        rows = [network_only(n, args.participation) for n in args.network_only]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "network_only.json").write_text(json.dumps({"machine": MACHINE, "runs": rows}, indent=1))
+        print(json.dumps(rows, indent=1))
+        return
+    if args.phases is not None:
+        result = build_phases(args.phases, args.samples_per_device, args.model)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"phases_n{args.phases}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result))
+        return
     if args.single is not None:
         result = measure(args.single, args.rounds, args.model, local_steps=args.local_steps,
-                         batch_size=args.batch_size, threads=args.threads or None)
+                         batch_size=args.batch_size, threads=args.threads or None, participation=args.participation,
+                         evaluate=not args.no_eval, samples_per_device=args.samples_per_device)
         args.json.write_text(json.dumps(result, indent=1))
-        print(json.dumps({k: result[k] for k in ("devices", "round_s", "peak_rss_mb", "state_bytes")}), flush=True)
+        keys = ("devices", "build_s", "topology_s", "channel_s", "round_s", "peak_rss_mb", "state_bytes")
+        print(json.dumps({k: result[k] for k in keys}), flush=True)
         return
     given = argv if argv is not None else sys.argv[1:]
     command = ".venv/bin/python experiments/scale_bench.py " + " ".join(given)

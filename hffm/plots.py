@@ -210,7 +210,7 @@ def plot_topology(
     fig, (ax,) = _figure(width=6.0, height=6.0)
     colours = [ax._get_lines.get_next_color() for _ in range(topology.num_edges)]  # the default colour cycle
     dev, edge, owner = topology.device_pos, topology.edge_pos, topology.device_edge
-    for i, j in zip(*np.nonzero(np.triu(topology.d2d_adj, 1))):
+    for i, j in topology.link_ends:
         ax.plot(*dev[[i, j]].T, color="0.6", lw=0.6, zorder=1)
     for i in range(topology.num_devices):
         ax.plot(*np.stack([dev[i], edge[owner[i]]]).T, color=colours[owner[i]], lw=0.4, alpha=0.3, zorder=1)

@@ -157,4 +157,4 @@ def test_the_round_outcome_records_the_d2d_tree_links_for_the_topology_map():
     links = result.last_outcome.relay_links()
     assert links == sorted((d, p) for d, p in result.last_plan.parent.items() if d != p)  # the plan's tree ran
     assert len(links) == 2  # two clusters of two linked devices: one child -> root link each
-    assert all(world.topology.d2d_adj[a, b] for a, b in links)
+    assert all(world.topology.linked(a, b) for a, b in links)

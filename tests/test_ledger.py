@@ -58,12 +58,12 @@ def _uploads(relay_of_1: int = 0) -> list[DeviceUpload]:
 def test_hand_rates_match_channel() -> None:
     _, _, ch, _ = _scene()
     assert ch.uplink_gain[0] == pytest.approx(1e-9)
-    assert ch.d2d_gain[0, 1] == pytest.approx(8e-9)
+    assert ch.d2d_gain_of(0, 1) == pytest.approx(8e-9)
     assert ch.uplink_rate_at(1e6)[0] == pytest.approx(R_UP_1MHZ)
     assert R_UP_1MHZ == pytest.approx(17.94e6, rel=1e-3)
-    assert ch.d2d_rate[0, 1] == pytest.approx(R_D2D) and ch.d2d_rate[1, 0] == pytest.approx(R_D2D)
+    assert ch.d2d_rate_of(0, 1) == pytest.approx(R_D2D) and ch.d2d_rate_of(1, 0) == pytest.approx(R_D2D)
     assert R_D2D == pytest.approx(18.62e6, rel=1e-3)
-    assert ch.d2d_rate[0, 2] == 0.0  # other cluster: no link
+    assert ch.d2d_rate_of(0, 2) == 0.0  # other cluster: no link
 
 
 def test_two_device_round_direct_plus_relayed() -> None:

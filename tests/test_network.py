@@ -12,6 +12,7 @@ from hffm.network import (
     ChannelConfig,
     ComputeConfig,
     NetworkConfig,
+    Topology,
     TopologyConfig,
     build_topology,
     compute_energy,
@@ -93,13 +94,24 @@ def test_cpu_draw_in_range_and_seeded() -> None:
 # ---------------------------------------------------------------- topology
 
 
+def _pair_dist(t: Topology) -> np.ndarray:
+    return np.linalg.norm(t.device_pos[:, None, :] - t.device_pos[None, :, :], axis=-1)
+
+
+def _pairs(t: Topology, values: np.ndarray) -> np.ndarray:
+    """A per-link array as a symmetric dense [N, N] matrix (test-sized topologies only)."""
+    out = np.zeros((t.num_devices, t.num_devices), dtype=values.dtype)
+    out[tuple(t.link_ends.T)] = out[tuple(t.link_ends[:, ::-1].T)] = values
+    return out
+
+
 def test_topology_deterministic_by_seed() -> None:
     cfg = TopologyConfig()
     a = make_topology(cfg, np.random.default_rng(7))
     b = make_topology(cfg, np.random.default_rng(7))
     c = make_topology(cfg, np.random.default_rng(8))
     np.testing.assert_array_equal(a.device_pos, b.device_pos)
-    np.testing.assert_array_equal(a.d2d_adj, b.d2d_adj)
+    np.testing.assert_array_equal(a.link_ends, b.link_ends)
     assert not np.array_equal(a.device_pos, c.device_pos)
 
 
@@ -115,13 +127,13 @@ def test_default_topology_geometry(seed: int) -> None:
     assert t.edge_dist.max() <= 1000.0 + 500.0 + 1e-9
     for e in range(10):
         idx = t.cluster(e)
-        assert t.d2d_dist[np.ix_(idx, idx)].max() <= 2 * 500.0 + 1e-9  # all within one 500 m disc
+        assert _pair_dist(t)[np.ix_(idx, idx)].max() <= 2 * 500.0 + 1e-9  # all within one 500 m disc
 
 
 @pytest.mark.parametrize("radius", [0.0, 30.0, 300.0, 5000.0])
 def test_d2d_graph_connected_per_cluster_never_across(radius: float) -> None:
     t = make_topology(TopologyConfig(d2d_radius_m=radius), np.random.default_rng(1))
-    adj = t.d2d_adj
+    adj, dist, patched = t.adjacency.toarray(), _pair_dist(t), _pairs(t, t.link_patched)
     assert np.array_equal(adj, adj.T) and not adj.diagonal().any()
     assert not (adj & (t.device_edge[:, None] != t.device_edge[None, :])).any()
     for e in range(t.num_edges):
@@ -129,24 +141,25 @@ def test_d2d_graph_connected_per_cluster_never_across(radius: float) -> None:
         n_comp, _ = connected_components(adj[np.ix_(idx, idx)], directed=False)
         assert n_comp == 1
     # Radius links are exactly the close pairs; patched links are all longer than the radius.
-    assert np.all(t.d2d_dist[t.d2d_patched] > radius)
-    close = (t.d2d_dist <= radius) & (t.device_edge[:, None] == t.device_edge[None, :]) & ~np.eye(40, dtype=bool)
-    assert np.array_equal(adj & ~t.d2d_patched, close)
+    assert np.all(dist[patched] > radius) and np.array_equal(t.link_dist, dist[tuple(t.link_ends.T)])
+    close = (dist <= radius) & (t.device_edge[:, None] == t.device_edge[None, :]) & ~np.eye(40, dtype=bool)
+    assert np.array_equal(adj & ~patched, close)
     if radius == 0.0:  # nothing within the radius: the patch is each cluster's minimum spanning tree
         assert adj.sum() // 2 == 10 * 3
     for i in range(40):
-        assert set(t.neighbours(i).tolist()) == set(np.flatnonzero(adj[i]).tolist())
+        assert t.neighbours(i).tolist() == np.flatnonzero(adj[i]).tolist()
+        assert [t.linked(i, j) for j in range(40)] == adj[i].tolist()
 
 
 def test_spanning_patch_adds_shortest_link() -> None:
     # Three devices on a line: 0-1 within radius, 2 is 100 m from 1 and 150 m from 0 -> patch adds 1-2.
     t = build_topology(np.zeros((1, 2)), [[10, 0], [20, 0], [120, 0]], np.array([0, 0, 0]), d2d_radius_m=30)
-    assert t.d2d_adj[0, 1] and t.d2d_adj[1, 2] and not t.d2d_adj[0, 2]
-    assert t.d2d_patched[1, 2] and not t.d2d_patched[0, 1]
+    assert t.linked(0, 1) and t.linked(2, 1) and not t.linked(0, 2)
+    assert t.link_ends.tolist() == [[0, 1], [1, 2]] and t.link_patched.tolist() == [False, True]
     unpatched = build_topology(
         np.zeros((1, 2)), [[10, 0], [20, 0], [120, 0]], np.array([0, 0, 0]), d2d_radius_m=30, spanning_patch=False
     )
-    assert not unpatched.d2d_adj[1, 2]
+    assert not unpatched.linked(1, 2) and unpatched.num_links == 1
 
 
 # ---------------------------------------------------------------- invalid configs
@@ -202,9 +215,14 @@ def test_draw_channel_shapes_and_links() -> None:
     rng = np.random.default_rng(0)
     t = make_topology(net.topology, rng)
     ch = draw_channel(t, net.channel, rng)
-    assert ch.uplink_gain.shape == (40,) and ch.d2d_rate.shape == (40, 40)
-    assert np.array_equal(ch.d2d_rate > 0, t.d2d_adj)
-    assert np.array_equal(ch.d2d_gain, ch.d2d_gain.T)
+    assert ch.uplink_gain.shape == (40,) and ch.link_rate.shape == ch.link_gain.shape == (t.num_links,)
+    assert np.all(ch.link_rate > 0)
+    rates = ch.rate_matrix().toarray()
+    assert np.array_equal(rates > 0, t.adjacency.toarray()) and np.array_equal(rates, rates.T)
+    i, j = (int(x) for x in t.link_ends[3])
+    assert ch.d2d_rate_of(i, j) == ch.d2d_rate_of(j, i) == ch.link_rate[3] and ch.d2d_gain_of(j, i) == ch.link_gain[3]
+    far = int(np.flatnonzero(t.device_edge != t.device_edge[0])[0])
+    assert ch.d2d_rate_of(0, far) == 0.0 and ch.d2d_rate_of(0, 0) == 0.0
     ch2 = draw_channel(t, net.channel, rng)  # next round: fresh fading, same positions
     assert not np.allclose(ch.uplink_gain, ch2.uplink_gain, rtol=1e-6, atol=0)
     # Without fading the gain is the path gain itself.

@@ -46,8 +46,22 @@ def test_times_and_memory_are_sane(result):
     assert result["peak_rss_mb"] >= result["peak_build_mb"] >= result["rss_world_mb"]
     assert result["data_bytes"] > 0 and result["round_update_bytes"] > 0
     assert result["engine"]
+    assert 0 < result["topology_s"] < result["build_s"] and result["channel_s"] > 0
+    links = result["d2d_links"]
+    assert result["channel_bytes"] == 8 * (4 + 2 * links)  # uplink gains, then a gain and a rate per link
+    assert result["topology_bytes"] >= 8 * (2 * 1 + 2 * 4 + 4 + 2 * links + links)  # positions, owners, links
     # one restricted copy of the global test set per evaluated (modalities, tasks) combination
     assert result["eval_views"] >= 1 and result["eval_view_bytes"] > 0 and result["global_test_bytes"] > 0
+
+
+def test_no_eval_and_participation(bench):
+    threads = torch.get_num_threads()
+    try:
+        r = bench.measure(4, rounds=1, local_steps=1, batch_size=4, participation=0.5, evaluate=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert r["participation"] == 0.5 and r["evaluated"] is False and r["eval_s"] is None
+    assert "eval_views" not in r and len(r["round_s"]) == 1
 
 
 def test_state_holds_modules_not_the_trunk(bench, result):

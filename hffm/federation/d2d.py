@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 
 from hffm.federation.aggregate import ModuleUpdate, weighted_average
@@ -30,12 +31,13 @@ __all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "exchange", "fetch
 
 @dataclass(frozen=True, eq=False)
 class Links:
-    """What a D2D mode may use this round: the D2D graph [N, N], uplink gains [N] and D2D rates [N, N]
-    of the channel draw, and the plan's relays and tree (global device ids)."""
+    """What a D2D mode may use this round: the D2D graph [N, N] (sparse, ``Topology.adjacency``), uplink
+    gains [N] and D2D rates [N, N] (sparse, ``ChannelState.rate_matrix()``) of the channel draw, and the
+    plan's relays and tree (global device ids). Dense arrays are accepted too."""
 
-    adjacency: np.ndarray
+    adjacency: sp.csr_array | np.ndarray
     uplink_gain: np.ndarray
-    rate: np.ndarray | None = None
+    rate: sp.csr_array | np.ndarray | None = None
     relay_of: Mapping[int, int] = field(default_factory=dict)
     parent: Mapping[int, int] = field(default_factory=dict)
     relay_aggregates: bool = True
@@ -102,7 +104,21 @@ def relay(
     return [m for uploader, group in sorted(carried.items()) for m in _merge(group, uploader)], routes
 
 
-def gossip_groups(holders: Mapping[int, Sequence[str]], adjacency: np.ndarray) -> list[tuple[str, list[int]]]:
+def _block(matrix: sp.csr_array | np.ndarray, ids: Sequence[int]) -> sp.csr_array:
+    """The rows and columns ``ids`` of a graph matrix, sparse (O(entries), never N x N)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    m = matrix if sp.issparse(matrix) else sp.csr_array(np.asarray(matrix))
+    return sp.csr_array(m[ids][:, ids])
+
+
+def _dense(matrix: sp.csr_array | np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """The rows and columns ``ids`` as a dense array: only for a small group (one cluster at most)."""
+    return _block(matrix, ids).toarray()
+
+
+def gossip_groups(
+    holders: Mapping[int, Sequence[str]], adjacency: sp.csr_array | np.ndarray
+) -> list[tuple[str, list[int]]]:
     """(module, devices) for each connected group of a module's holders over the D2D graph; the
     first device of a group (the lowest-numbered) uploads its consensus."""
     by_module: dict[str, list[int]] = {}
@@ -112,13 +128,13 @@ def gossip_groups(holders: Mapping[int, Sequence[str]], adjacency: np.ndarray) -
     groups = []
     for module, nodes in sorted(by_module.items()):
         ids = np.array(sorted(nodes))
-        n_comp, label = connected_components(adjacency[np.ix_(ids, ids)], directed=False)
+        n_comp, label = connected_components(_block(adjacency, ids), directed=False)
         groups += [(module, [int(i) for i in ids[label == c]]) for c in range(n_comp)]
     return groups
 
 
 def gossip_traffic(
-    holders: Mapping[int, Sequence[str]], adjacency: np.ndarray, cons_rounds: int
+    holders: Mapping[int, Sequence[str]], adjacency: sp.csr_array | np.ndarray, cons_rounds: int
 ) -> tuple[list[Route], list[Transfer]]:
     """The routes and transfers of gossip: every step sends each module both ways on every link among
     its group; each group's first device uploads the module."""
@@ -126,7 +142,7 @@ def gossip_traffic(
     sent: dict[int, list[str]] = {}
     for module, members in gossip_groups(holders, adjacency):
         sent.setdefault(members[0], []).append(module)
-        src, dst = np.nonzero(np.triu(adjacency[np.ix_(members, members)], 1))
+        src, dst = np.nonzero(np.triu(_dense(adjacency, members), 1))
         for step in range(cons_rounds):
             for a, b in zip(src, dst, strict=True):
                 for x, y in ((members[a], members[b]), (members[b], members[a])):
@@ -136,7 +152,7 @@ def gossip_traffic(
 
 
 def cooperate(
-    updates: Sequence[ModuleUpdate], adjacency: np.ndarray, cons_rounds: int
+    updates: Sequence[ModuleUpdate], adjacency: sp.csr_array | np.ndarray, cons_rounds: int
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
     """Gossip each module among its holders over the D2D graph; one upload per connected group.
 
@@ -151,7 +167,7 @@ def cooperate(
     for module, nodes in gossip_groups(holders, adjacency):
         members = [held[(d, module)] for d in nodes]
         mixed = gossip_average(
-            [u.state for u in members], [u.num_samples for u in members], adjacency[np.ix_(nodes, nodes)], cons_rounds
+            [u.state for u in members], [u.num_samples for u in members], _dense(adjacency, nodes), cons_rounds
         )
         out.append(ModuleUpdate(nodes[0], module, mixed[0], sum(u.num_samples for u in members)))
     routes, transfers = gossip_traffic(holders, adjacency, cons_rounds)
@@ -159,7 +175,10 @@ def cooperate(
 
 
 def tree_parents(
-    nodes: Sequence[int], adjacency: np.ndarray, uplink_gain: np.ndarray, link_rate: np.ndarray | None = None
+    nodes: Sequence[int],
+    adjacency: sp.csr_array | np.ndarray,
+    uplink_gain: np.ndarray,
+    link_rate: sp.csr_array | np.ndarray | None = None,
 ) -> dict[int, int]:
     """The default aggregation tree over ``nodes``: in each connected group, each device's fastest path
     (per-bit time 1 / ``link_rate``; fewest hops without rates) to the group's best-uplink device.
@@ -167,15 +186,21 @@ def tree_parents(
     ids = np.array(sorted(int(d) for d in nodes))
     if ids.size == 0:
         return {}
-    sub = adjacency[np.ix_(ids, ids)]
-    rates = None if link_rate is None else link_rate[np.ix_(ids, ids)]
+    sub = _block(adjacency, ids)
+    rates = None if link_rate is None else _block(link_rate, ids)
+    # Costs relative to the fastest link among all the nodes (one scale for every group).
+    fastest = 0.0 if rates is None else float(rates.data.max(initial=0.0))
     n_comp, label = connected_components(sub, directed=False)
     parent: dict[int, int] = {}
     for c in range(n_comp):
         idx = np.flatnonzero(label == c)
-        root = int(idx[np.argmax(uplink_gain[ids[idx]])])
-        local = _path_tree(sub, rates, root, idx)
-        parent |= {int(ids[i]): int(ids[p]) for i, p in local.items()}
+        if idx.size == 1:  # a device with no linked peer among the nodes is its own root
+            parent[int(ids[idx[0]])] = int(ids[idx[0]])
+            continue
+        root = int(np.argmax(uplink_gain[ids[idx]]))
+        group_rates = None if rates is None else _dense(rates, idx)
+        local = _path_tree(_dense(sub, idx), group_rates, fastest, root)
+        parent |= {int(ids[idx[i]]): int(ids[idx[p]]) for i, p in local.items()}
     return parent
 
 
@@ -190,9 +215,9 @@ def tree_traffic(holders: Mapping[int, Sequence[str]], parent: Mapping[int, int]
 
 def tree_aggregate(
     updates: Sequence[ModuleUpdate],
-    adjacency: np.ndarray,
+    adjacency: sp.csr_array | np.ndarray,
     uplink_gain: np.ndarray,
-    link_rate: np.ndarray | None = None,
+    link_rate: sp.csr_array | np.ndarray | None = None,
     parent: Mapping[int, int] | None = None,
 ) -> tuple[list[ModuleUpdate], list[Route], list[Transfer]]:
     """Average each connected group's updates up an aggregation tree; its root uploads once.
@@ -283,23 +308,22 @@ def _fold_tree(own, parent, merge):  # noqa: ANN001, ANN202 - generic over what 
     return at_root, sorted(sent, key=lambda x: (x[2], x[0]))
 
 
-def _path_tree(adj: np.ndarray, rates: np.ndarray | None, root: int, members: np.ndarray) -> dict[int, int]:
-    """Shortest-path tree to ``root`` over the members (edge cost 1 / rate, or 1 a hop): local parents."""
+def _path_tree(adj: np.ndarray, rates: np.ndarray | None, fastest: float, root: int) -> dict[int, int]:
+    """Shortest-path tree to ``root`` over one connected group (dense, group-local indices; edge cost
+    fastest / rate, or 1 a hop): local parents."""
     if rates is None:
         cost = np.where(adj, 1.0, 0.0)
     else:
-        linked = adj & (rates > 0)
+        linked = (adj != 0) & (rates > 0)
         # Relative to the fastest link: scipy's dense graphs treat tiny weights (~1e-8) as no edge.
-        cost = np.where(linked, rates.max(initial=0.0) / np.where(linked, rates, 1.0), 0.0)
-    local = cost[np.ix_(members, members)]
-    r = int(np.flatnonzero(members == root)[0])
-    _, pred = dijkstra(local, directed=False, indices=r, return_predecessors=True)
+        cost = np.where(linked, fastest / np.where(linked, rates, 1.0), 0.0)
+    _, pred = dijkstra(cost, directed=False, indices=root, return_predecessors=True)
     parent = {root: root}
-    for k, i in enumerate(members):
-        if k != r:
+    for k in range(adj.shape[0]):
+        if k != root:
             if pred[k] < 0:
-                raise ValueError(f"D2D tree: device index {int(i)} cannot reach its group's root {root}")
-            parent[int(i)] = int(members[pred[k]])
+                raise ValueError(f"D2D tree: device index {k} cannot reach its group's root {root}")
+            parent[k] = int(pred[k])
     return parent
 
 
@@ -317,7 +341,9 @@ def _merge(updates: list[ModuleUpdate], node: int) -> list[ModuleUpdate]:
 
 
 def fetch_missing(
-    needs: Mapping[int, Sequence[str]], personal: Mapping[int, Mapping[str, object]], adjacency: np.ndarray
+    needs: Mapping[int, Sequence[str]],
+    personal: Mapping[int, Mapping[str, object]],
+    adjacency: sp.csr_array | np.ndarray,
 ) -> dict[int, dict[str, int]]:
     """For each device, the personal modules it lacks that a D2D neighbour has: module -> neighbour.
 
@@ -325,13 +351,14 @@ def fetch_missing(
     a trained neighbour's copy instead of the edge's untrained one. The lowest-numbered neighbour
     holding it is chosen, so every rank decides the same.
     """
+    graph = adjacency if sp.issparse(adjacency) else sp.csr_array(np.asarray(adjacency))
     out: dict[int, dict[str, int]] = {}
     for device, modules in sorted(needs.items()):
         have = personal.get(device, {})
         for module in modules:
             if module in have:
                 continue
-            for j in np.flatnonzero(adjacency[device]):
+            for j in np.sort(graph[[device]].nonzero()[1]):
                 if module in personal.get(int(j), {}):
                     out.setdefault(device, {})[module] = int(j)
                     break

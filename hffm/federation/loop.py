@@ -221,7 +221,7 @@ def _warn_thin(thin: dict[str, int], rule: str, warned: set[str]) -> None:
 
 def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:
     needs = {d: [m for m in eligible_modules(world, d) if not policy.shared(world.bank.kind(m))] for d in participants}
-    return d2d.fetch_missing(needs, state.personal, world.topology.d2d_adj)
+    return d2d.fetch_missing(needs, state.personal, world.topology.adjacency)
 
 
 def _by_group(participants: list[int], group_of: np.ndarray) -> list[tuple[int, list[int]]]:

@@ -132,7 +132,7 @@ def _group_bandwidth(
     if cfg.d2d == D2DMode.tree:
         routes, transfers = d2d.tree_traffic(holders, parent)
     else:
-        routes, transfers = d2d.gossip_traffic(holders, world.topology.d2d_adj, cfg.cons_rounds)
+        routes, transfers = d2d.gossip_traffic(holders, world.topology.adjacency, cfg.cons_rounds)
     traffic = _traffic(world, cfg, placement, routes, transfers)
     queue = uplink_queue(world.network, world.topology, channel, world.cpu_hz, traffic)
     band = np.zeros(world.num_devices)
@@ -176,10 +176,11 @@ def build_problem(
         pos = {d: i for i, d in enumerate(parts)}
         for i, d in enumerate(parts):
             for j in world.topology.neighbours(d):
-                if int(j) in pos and channel.d2d_rate[d, j] > 0:
+                r = channel.d2d_rate_of(d, int(j)) if int(j) in pos else 0.0
+                if r > 0:
                     src.append(i)
                     dst.append(pos[int(j)])
-                    rate.append(float(channel.d2d_rate[d, j]))
+                    rate.append(r)
     sizes = np.array([float(world.module_bytes[n]) for n in names])
     uplink_budget = np.full(len(edges), net.channel.edge_bandwidth_hz)
     return solvers.RoundProblem(
@@ -218,7 +219,7 @@ def d2d_links(world: World, channel: ChannelState, cfg: FederationConfig, plan: 
 def _links(
     world: World, channel: ChannelState, cfg: FederationConfig, relay: Mapping[int, int], parent: Mapping[int, int]
 ) -> d2d.Links:
-    return d2d.Links(world.topology.d2d_adj, channel.uplink_gain, channel.d2d_rate, relay, parent,
+    return d2d.Links(world.topology.adjacency, channel.uplink_gain, channel.rate_matrix(), relay, parent,
                      cfg.relay_aggregates, cfg.cons_rounds)
 
 

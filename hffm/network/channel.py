@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from hffm.network.config import ChannelConfig
 from hffm.network.topology import Topology
@@ -48,19 +49,37 @@ def shannon_rate(
 
 @dataclass(frozen=True, eq=False)
 class ChannelState:
-    """One round's channel. uplink_gain [N] device -> own edge; d2d_gain [N, N] symmetric (reciprocal
-    links), 0 where there is no D2D link; d2d_rate [N, N] bit/s on the configured D2D band, 0 where
-    there is no link; n0_w_per_hz is the effective noise density (noise_bandwidth_scale applied)."""
+    """One round's channel. uplink_gain [N] device -> own edge; link_gain [L] and link_rate [L] per
+    D2D link of ``topology`` (reciprocal: one value for both directions), the rate in bit/s on the
+    configured D2D band; n0_w_per_hz is the effective noise density (noise_bandwidth_scale applied).
+    O(devices + links): ask for a pair with ``d2d_rate_of`` / ``d2d_gain_of``."""
 
+    topology: Topology
     uplink_gain: np.ndarray
-    d2d_gain: np.ndarray
-    d2d_rate: np.ndarray
+    link_gain: np.ndarray
+    link_rate: np.ndarray
     n0_w_per_hz: float
     device_tx_power_w: float
 
     @property
     def num_devices(self) -> int:
         return int(self.uplink_gain.shape[0])
+
+    def d2d_rate_of(self, i: int, j: int) -> float:
+        """Rate (bit/s) of the D2D link between devices i and j this round; 0.0 when they are not linked."""
+        k = self.topology.link_index(i, j)
+        return float(self.link_rate[k]) if k >= 0 else 0.0
+
+    def d2d_gain_of(self, i: int, j: int) -> float:
+        """Gain of the D2D link between devices i and j this round; 0.0 when they are not linked."""
+        k = self.topology.link_index(i, j)
+        return float(self.link_gain[k]) if k >= 0 else 0.0
+
+    def rate_matrix(self) -> sp.csr_array:
+        """This round's D2D rates as a symmetric sparse [N, N] matrix (no entry where there is no link)."""
+        t = self.topology
+        n = t.num_devices
+        return sp.csr_array((self.link_rate[t.nbr_link], t.nbr, t.indptr), shape=(n, n))
 
     def uplink_rate_at(self, bandwidth_hz: np.ndarray | float) -> np.ndarray:
         """[N] uplink rates (bit/s) for a bandwidth per device (scalar or [N])."""
@@ -73,18 +92,19 @@ class ChannelState:
 
 def draw_channel(topology: Topology, cfg: ChannelConfig, rng: np.random.Generator) -> ChannelState:
     """Draw this round's fading and compute gains and D2D rates. Call once per round with that
-    round's rng: fading changes, positions do not."""
+    round's rng: fading changes, positions do not.
+
+    With Rayleigh fading the draws are N uplink values, then one value per D2D link in link order:
+    O(devices + links) numbers, the same for the same rng state.
+    """
     n = topology.num_devices
     up = path_gain(topology.edge_dist, cfg.beta0_db, cfg.path_loss_exponent, cfg.d0_m)
-    d2d = path_gain(topology.d2d_dist, cfg.beta0_db, cfg.path_loss_exponent, cfg.d0_m)
+    d2d = path_gain(topology.link_dist, cfg.beta0_db, cfg.path_loss_exponent, cfg.d0_m)
     if cfg.fading == "rayleigh":
         up = up * rayleigh_fading(rng, n)
-        h = rayleigh_fading(rng, (n, n))
-        h = np.triu(h, 1)
-        d2d = d2d * (h + h.T)
-    d2d = np.where(topology.d2d_adj, d2d, 0.0)
+        d2d = d2d * rayleigh_fading(rng, topology.num_links)
     n0 = noise_w_per_hz(cfg.noise_dbm_per_hz) * cfg.noise_bandwidth_scale
-    rate = np.where(topology.d2d_adj, shannon_rate(cfg.d2d_bandwidth_hz, cfg.d2d_tx_power_w, d2d, n0), 0.0)
+    rate = shannon_rate(cfg.d2d_bandwidth_hz, cfg.d2d_tx_power_w, d2d, n0)
     for a in (up, d2d, rate):
         a.setflags(write=False)
-    return ChannelState(up, d2d, rate, n0, cfg.device_tx_power_w)
+    return ChannelState(topology, up, d2d, rate, n0, cfg.device_tx_power_w)

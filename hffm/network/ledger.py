@@ -233,14 +233,14 @@ def _relay_hops(
         j = int(u.relay)
         if j == i:
             continue
-        if not topology.d2d_adj[i, j]:
+        if not topology.linked(i, j):
             raise ValueError(
                 f"device {i} relays through device {j}, which is not its D2D neighbour "
                 f"(neighbours: {topology.neighbours(i).tolist()}); relays must be linked devices of the same cluster"
             )
         if j in by_dev and int(by_dev[j].relay) != j:
             raise ValueError(f"device {i} relays through device {j}, which itself relays: relays must upload directly")
-        rate = float(channel.d2d_rate[i, j])
+        rate = channel.d2d_rate_of(i, j)
         if rate <= 0:
             raise ValueError(f"D2D link {i} -> {j} has rate 0 this round")
         nbytes = _size(net, float(u.payload_bytes))
@@ -389,9 +389,9 @@ def _d2d_steps(
         _check_bytes(f"D2DTransfer.payload_bytes ({s} -> {d})", g.payload_bytes)
         if not isinstance(g.step, int | np.integer) or g.step < 0:
             raise ValueError(f"D2DTransfer.step must be an int >= 0, got {g.step!r}")
-        if s == d or not topology.d2d_adj[s, d]:
+        if s == d or not topology.linked(s, d):
             raise ValueError(f"D2D transfer {s} -> {d} is not a D2D link (src and dst must be linked neighbours)")
-        if channel.d2d_rate[s, d] <= 0:
+        if channel.d2d_rate_of(s, d) <= 0:
             raise ValueError(f"D2D link {s} -> {d} has rate 0 this round")
         clusters.setdefault(int(topology.device_edge[s]), []).append(g)
     for transfers in clusters.values():
@@ -401,7 +401,7 @@ def _d2d_steps(
             busy: dict[int, float] = {}
             for g in (g for g in transfers if g.step == step):
                 nbytes = _size(net, float(g.payload_bytes))
-                dt = 8.0 * nbytes / float(channel.d2d_rate[g.src, g.dst])
+                dt = 8.0 * nbytes / channel.d2d_rate_of(int(g.src), int(g.dst))
                 busy[int(g.src)] = busy.get(int(g.src), 0.0) + dt
                 book.charge("d2d", "device", net.channel.d2d_energy_power * dt, nbytes, device=int(g.src))
             t = t.plus("d2d", max(busy.values()))

@@ -4,13 +4,18 @@ Each edge server heads one cluster of devices. D2D links exist only inside a clu
 devices within the connectivity radius, plus (by default) the shortest extra links that make each
 cluster's D2D graph connected (the long edges of its minimum spanning tree), so a relay or a
 cooperative aggregation can always reach every device of its cluster.
+
+The graph is kept as a list of links (and a CSR index over them), built cluster by cluster: memory
+and time are O(devices + links), never O(devices^2), so 100,000-device worlds fit in memory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 
 import numpy as np
+import scipy.sparse as sp
 
 from hffm.network.config import TopologyConfig
 
@@ -20,17 +25,22 @@ class Topology:
     """A drawn network. Arrays are read-only.
 
     edge_pos [E, 2] and device_pos [N, 2] in metres; device_edge [N] the server of each device's
-    cluster; d2d_adj [N, N] symmetric bool, no self-links, only within a cluster; d2d_dist [N, N]
-    the distance between every pair of devices (links or not); d2d_patched [N, N] the links that the
-    spanning-tree patch added beyond the radius.
+    cluster. The D2D graph is undirected, inside clusters only, as L links: link_ends [L, 2] the
+    two devices of each link (i < j, rows sorted), link_dist [L] their distance, link_patched [L]
+    whether the spanning-tree patch added the link beyond the radius. indptr [N + 1] / nbr [2L] /
+    nbr_link [2L] index them by device (CSR): device i's neighbours are nbr[indptr[i]:indptr[i+1]]
+    (ascending), over the links nbr_link[...].
     """
 
     edge_pos: np.ndarray
     device_pos: np.ndarray
     device_edge: np.ndarray
-    d2d_adj: np.ndarray
-    d2d_dist: np.ndarray
-    d2d_patched: np.ndarray
+    link_ends: np.ndarray
+    link_dist: np.ndarray
+    link_patched: np.ndarray
+    indptr: np.ndarray
+    nbr: np.ndarray
+    nbr_link: np.ndarray
 
     @property
     def num_edges(self) -> int:
@@ -41,15 +51,40 @@ class Topology:
         return int(self.device_pos.shape[0])
 
     @property
+    def num_links(self) -> int:
+        return int(self.link_ends.shape[0])
+
+    @property
     def edge_dist(self) -> np.ndarray:
         """[N] distance of each device to its own edge server (the uplink distance)."""
         return np.linalg.norm(self.device_pos - self.edge_pos[self.device_edge], axis=1)
 
-    def neighbours(self, i: int) -> np.ndarray:
-        """Indices of device i's D2D neighbours (same cluster, linked)."""
+    @cached_property
+    def adjacency(self) -> sp.csr_array:
+        """The D2D graph as a symmetric sparse bool matrix [N, N] (for scipy.sparse.csgraph)."""
+        n = self.num_devices
+        return sp.csr_array((np.ones(self.nbr.size, dtype=bool), self.nbr, self.indptr), shape=(n, n))
+
+    def _check(self, i: int) -> int:
         if not 0 <= i < self.num_devices:
             raise IndexError(f"device {i} out of range [0, {self.num_devices})")
-        return np.flatnonzero(self.d2d_adj[i])
+        return int(i)
+
+    def neighbours(self, i: int) -> np.ndarray:
+        """Indices of device i's D2D neighbours (same cluster, linked), ascending."""
+        i = self._check(i)
+        return self.nbr[self.indptr[i]:self.indptr[i + 1]]
+
+    def link_index(self, i: int, j: int) -> int:
+        """The index (into link_ends, and a channel's per-link arrays) of the link i - j, or -1."""
+        i, j = self._check(i), self._check(j)
+        row = self.nbr[self.indptr[i]:self.indptr[i + 1]]
+        k = int(np.searchsorted(row, j))
+        return int(self.nbr_link[self.indptr[i] + k]) if k < row.size and row[k] == j else -1
+
+    def linked(self, i: int, j: int) -> bool:
+        """Whether devices i and j share a D2D link (never i with itself)."""
+        return self.link_index(i, j) >= 0
 
     def cluster(self, e: int) -> np.ndarray:
         """Indices of the devices served by edge e."""
@@ -58,11 +93,21 @@ class Topology:
         return np.flatnonzero(self.device_edge == e)
 
 
+@lru_cache(maxsize=64)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-major (i, j) index pairs with i < j of an n x n matrix (read-only, cached per size)."""
+    iu, ju = np.triu_indices(n, 1)
+    iu.setflags(write=False)
+    ju.setflags(write=False)
+    return iu, ju
+
+
 def _spanning_patch(dist: np.ndarray, adj: np.ndarray) -> np.ndarray:
     """Links to add to `adj` (within one cluster) so it becomes connected: Kruskal over all pairs,
     which after the within-radius links keeps exactly the shortest links joining the components."""
     n = dist.shape[0]
     parent = list(range(n))
+    components = n
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -70,17 +115,71 @@ def _spanning_patch(dist: np.ndarray, adj: np.ndarray) -> np.ndarray:
             a = parent[a]
         return a
 
-    for a, b in zip(*np.nonzero(np.triu(adj, 1)), strict=True):
-        parent[find(int(a))] = find(int(b))
+    iu, ju = _upper(n)
+    linked = adj[iu, ju]
+    for a, b in zip(iu[linked].tolist(), ju[linked].tolist(), strict=True):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[ra] = rb
+            components -= 1
     added = np.zeros_like(adj)
-    iu, ju = np.triu_indices(n, 1)
-    for k in np.argsort(dist[iu, ju], kind="stable"):
+    if components == 1:
+        return added
+    for k in np.argsort(dist[iu, ju], kind="stable").tolist():
         a, b = int(iu[k]), int(ju[k])
         ra, rb = find(a), find(b)
         if ra != rb:
             parent[ra] = rb
             added[a, b] = added[b, a] = True
+            components -= 1
+            if components == 1:  # connected: no later pair joins two components
+                break
     return added
+
+
+def _cluster_links(
+    pos: np.ndarray, radius: float, spanning_patch: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One cluster's links (local indices a < b, row-major), their lengths and patch flags."""
+    dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
+    adj = dist <= radius
+    np.fill_diagonal(adj, False)
+    patched = _spanning_patch(dist, adj) if spanning_patch and pos.shape[0] > 1 else np.zeros_like(adj)
+    iu, ju = _upper(pos.shape[0])
+    keep = (adj | patched)[iu, ju]
+    a, b = iu[keep], ju[keep]
+    return a, b, dist[a, b], patched[a, b]
+
+
+def _links(
+    device_pos: np.ndarray, device_edge: np.ndarray, radius: float, spanning_patch: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every cluster's links in global ids, rows (i, j) with i < j sorted: ends [L, 2], dist, patched."""
+    order = np.argsort(device_edge, kind="stable")  # each cluster's devices ascending
+    bounds = np.flatnonzero(np.diff(device_edge[order])) + 1
+    ends, dist, patched = [], [], []
+    for idx in np.split(order, bounds):
+        if idx.size > 1:
+            a, b, d, p = _cluster_links(device_pos[idx], radius, spanning_patch)
+            ends.append(np.stack([idx[a], idx[b]], axis=1))
+            dist.append(d)
+            patched.append(p)
+    if not ends:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0), np.zeros(0, dtype=bool)
+    ends_all, dist_all, patched_all = np.concatenate(ends), np.concatenate(dist), np.concatenate(patched)
+    rows = np.lexsort((ends_all[:, 1], ends_all[:, 0]))
+    return ends_all[rows].astype(np.int64), dist_all[rows], patched_all[rows]
+
+
+def _csr(ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both directions of every link grouped by device, neighbours ascending: (indptr, nbr, link)."""
+    src = np.concatenate([ends[:, 0], ends[:, 1]])
+    dst = np.concatenate([ends[:, 1], ends[:, 0]])
+    link = np.concatenate([np.arange(len(ends))] * 2).astype(np.int64)
+    rows = np.lexsort((dst, src))
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
+    return indptr, dst[rows].astype(np.int64), link[rows]
 
 
 def build_topology(
@@ -125,39 +224,40 @@ def build_topology(
             f"{max_edge_distance_m:g} m: it has no reachable edge ({far.size} such device(s)); "
             "move it, or raise max_edge_distance_m"
         )
-    dist = np.linalg.norm(device_pos[:, None, :] - device_pos[None, :, :], axis=-1)
-    same = device_edge[:, None] == device_edge[None, :]
-    adj = same & (dist <= d2d_radius_m)
-    np.fill_diagonal(adj, False)
-    patched = np.zeros_like(adj)
-    if spanning_patch:
-        for e in range(edge_pos.shape[0]):
-            idx = np.flatnonzero(device_edge == e)
-            if idx.size > 1:
-                add = _spanning_patch(dist[np.ix_(idx, idx)], adj[np.ix_(idx, idx)])
-                patched[np.ix_(idx, idx)] = add
-        adj = adj | patched
-    arrays = (edge_pos.copy(), device_pos.copy(), device_edge, adj, dist, patched)
+    ends, dist, patched = _links(device_pos, device_edge, float(d2d_radius_m), spanning_patch)
+    indptr, nbr, nbr_link = _csr(ends, n)
+    arrays = (edge_pos.copy(), device_pos.copy(), device_edge, ends, dist, patched, indptr, nbr, nbr_link)
     for a in arrays:
         a.setflags(write=False)
     return Topology(*arrays)
 
 
 def _place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarray:
-    """Uniform positions with pairwise distance >= min_edge_separation_m (rejection sampling)."""
+    """Uniform positions with pairwise distance >= min_edge_separation_m (rejection sampling).
+
+    A candidate is compared only with the servers in the 5 x 5 grid cells (cells of the separation)
+    around it: every farther server is more than the separation away on one axis, so the answers,
+    and the draws, are those of comparing with every server."""
     sep = cfg.min_edge_separation_m
     for _restart in range(50):
-        pts: list[np.ndarray] = []
+        pts = np.empty((cfg.num_edges, 2))
+        grid: dict[tuple[int, int], list[int]] = {}
+        placed = 0
         for _ in range(cfg.num_edges):
             for _try in range(2000):
                 p = rng.uniform(0.0, cfg.area_m, size=2)
-                if all(np.hypot(*(p - q)) >= sep for q in pts):
-                    pts.append(p)
+                cx, cy = (int(p[0] // sep), int(p[1] // sep)) if sep > 0 else (0, 0)
+                near = [k for dx in range(-2, 3) for dy in range(-2, 3) for k in grid.get((cx + dx, cy + dy), ())]
+                gaps = p - pts[near]
+                if np.all(np.hypot(gaps[:, 0], gaps[:, 1]) >= sep):
+                    pts[placed] = p
+                    grid.setdefault((cx, cy), []).append(placed)
+                    placed += 1
                     break
             else:
                 break
-        if len(pts) == cfg.num_edges:
-            return np.array(pts)
+        if placed == cfg.num_edges:
+            return pts
     raise ValueError(
         f"TopologyConfig.min_edge_separation_m = {sep:g} m: could not place {cfg.num_edges} servers that far "
         f"apart in a {cfg.area_m:g} m square; lower the separation or grow area_m"
