@@ -164,3 +164,11 @@ def test_hffm_train_with_nan_attackers_finishes_finite_and_says_what_it_rejected
     assert all(math.isfinite(v) for v in summary.values()) and rejected > 0 and summary["faults/attackers"] == 1
     line = [x for x in (done.stdout + done.stderr).splitlines() if "finished demo" in x]
     assert len(line) == 1 and f"{rejected} updates rejected" in line[0], line
+
+
+def test_every_fault_at_once_with_a_d2d_tree_and_fetches(world):
+    faults = FaultsConfig(dropout=0.3, straggler=0.3, relay_failure=0.5, edge_outage=0.4, attack="inf",
+                          attack_fraction=0.25)
+    result, seen = run(world, faults, rounds=4, d2d="tree", d2d_fetch=True, deadline_s=10.0, rule="median")
+    assert any(o.faults.moved for _, _, o in seen)  # a re-attached device skips D2D (no fetch over a cut link)
+    assert all(math.isfinite(v) for v in result.history[-1].values())

@@ -113,7 +113,7 @@ def run_federation(
         links = d2d_links(world, channel, cfg, plan)
 
         # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
-        fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
+        fetched = _fetch(world, state, participants, policy, net.topology.d2d_adj) if cfg.d2d_fetch else {}
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
         thin: dict[str, int] = {}
@@ -232,9 +232,11 @@ def _warn_thin(thin: dict[str, int], rule: str, warned: set[str]) -> None:
         warned |= set(new)
 
 
-def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:
+def _fetch(
+    world: World, state: FederationState, participants: list[int], policy: TierPolicy, adjacency: np.ndarray
+) -> dict:
     needs = {d: [m for m in eligible_modules(world, d) if not policy.shared(world.bank.kind(m))] for d in participants}
-    return d2d.fetch_missing(needs, state.personal, world.topology.d2d_adj)
+    return d2d.fetch_missing(needs, state.personal, adjacency)
 
 
 def _by_group(participants: list[int], group_of: np.ndarray) -> list[tuple[int, list[int]]]:
