@@ -111,7 +111,7 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                     f"faults.attack_fraction={frac}", f"faults.attack_scale={args.attack_scale}"]))
     scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
                      f"federation.eval_every={args.scenario_rounds}"]
-    deadline = clean_deadline(scenario_base)
+    deadline = clean_deadline(scenario_base) if args.scenario_rules else math.nan
     for rule in args.scenario_rules:
         runs.append((f"tree_{rule}_clean", [*scenario_base, f"federation.rule={rule}"]))
         runs.append((f"tree_{rule}_scenario", [*scenario_base, f"federation.rule={rule}", "faults=scenario",
@@ -139,6 +139,8 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(f"| {rule} | {acc(clean):.1f} | "
                      + " | ".join(cell(f"{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
                      + f" | {int(rejected)} |")
+    if not args.scenario_rules:
+        return "\n".join(lines) + "\n"
     lines += ["", "| fault scenario (D2D tree) | clean | scenario | dropped | late (deadline) | failed relays "
               "| down edges | re-attached |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rule in args.scenario_rules:
@@ -158,14 +160,21 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=None, help="rounds of the attack runs (default 16; quick 1)")
     p.add_argument("--scenario-rounds", type=int, default=None, help="rounds of the fault scenario (default 20)")
     p.add_argument("--attack-scale", type=float, default=10.0)
+    p.add_argument("--attacks", default=None, help=f"comma-separated subset of {','.join(ATTACKS)}")
+    p.add_argument("--fractions", default=None, help="comma-separated attacker shares (default 0.1,0.2)")
+    p.add_argument("--no-scenario", action="store_true", help="skip the fault scenario runs")
     p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 16)
     args.scenario_rounds = args.scenario_rounds or (2 if args.quick else 20)
     args.rules = ("mean", "median") if args.quick else RULES
-    args.attacks = ("signflip", "nan") if args.quick else ATTACKS
-    args.fractions = (0.25,) if args.quick else FRACTIONS
-    args.scenario_rules = ("mean",) if args.quick else ("mean", "median")
+    args.attacks = tuple(args.attacks.split(",")) if args.attacks else ("signflip", "nan") if args.quick else ATTACKS
+    unknown = sorted(set(args.attacks) - set(ATTACKS))
+    if unknown:
+        p.error(f"--attacks: unknown {unknown}; choose among {list(ATTACKS)}")
+    args.fractions = (tuple(float(f) for f in args.fractions.split(",")) if args.fractions
+                      else (0.25,) if args.quick else FRACTIONS)
+    args.scenario_rules = () if args.no_scenario else ("mean",) if args.quick else ("mean", "median")
     return args
 
 
