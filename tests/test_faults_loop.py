@@ -95,9 +95,10 @@ def _plain_net(world):
                         world.draw_channel(np.random.default_rng(0)))
 
 
-@pytest.mark.parametrize("reattach", [True, False])
-def test_an_edge_outage_moves_or_skips_its_devices(world, reattach):
-    _, seen = run(world, FaultsConfig(edge_outage=0.5, reattach=reattach), rounds=4)
+@pytest.mark.parametrize(("reattach", "d2d"), [(True, "none"), (True, "gossip"), (False, "none")])
+def test_an_edge_outage_moves_or_skips_its_devices(world, reattach, d2d):
+    # with gossip, both devices of the down edge move to the other edge and still gossip over their D2D link
+    _, seen = run(world, FaultsConfig(edge_outage=0.5, reattach=reattach), rounds=4, d2d=d2d)
     hit = [(m, o) for m, _, o in seen if len(o.faults.drawn.down_edges) == 1]
     assert hit, "no round with exactly one edge down at this seed"
     metrics, outcome = hit[0]
@@ -106,6 +107,8 @@ def test_an_edge_outage_moves_or_skips_its_devices(world, reattach):
     if reattach:
         assert dict(outcome.faults.moved) == {d: 1 - down for d in victims} and not outcome.faults.stranded
         assert victims <= sent_by(outcome) and metrics["faults/reattached"] == len(victims)
+        if d2d == "gossip":
+            assert any({t.src, t.dst} == victims for t in outcome.transfers)
     else:
         assert set(outcome.faults.stranded) == victims and not outcome.faults.moved
         assert not victims & {r.device for r in outcome.results} and metrics["faults/stranded"] == len(victims)

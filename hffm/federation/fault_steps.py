@@ -1,7 +1,8 @@
 """The round loop's fault steps, in the order it calls them (all no-ops when faults are off).
 
 1. ``edges_this_round``: edge outages, before the round is planned: a device of a down edge re-attaches
-   to the nearest edge that is up (``faults.reattach``) or skips the round.
+   to the nearest edge that is up (``faults.reattach``; it keeps its D2D links to old cluster mates that moved
+   to the same edge) or skips the round.
 2. ``round_faults``: after the plan, the seeded draws (dropouts, stragglers, failed relays), the plan
    rewired around the devices that fail or moved (their relay clients upload directly), and the
    deadline: who would finish after ``federation.deadline_s`` on the ledger's own timeline.
@@ -33,7 +34,8 @@ from hffm.network.topology import Topology
 @dataclasses.dataclass(frozen=True, eq=False)
 class RoundNetwork:
     """The round's view of the network: devices' edges after outages (-1: skips), with the topology and
-    channel re-attached devices really use (their uplink to the new edge, no D2D links)."""
+    channel re-attached devices really use (their uplink to the new edge; D2D links only with cluster mates
+    that re-attached to the same edge)."""
 
     edge: np.ndarray
     topology: Topology
@@ -61,8 +63,7 @@ def edges_this_round(
     ch = world.network.channel
     new_edge = np.array(topo.device_edge)
     new_edge[moved] = edge[moved]
-    adj = np.array(topo.d2d_adj)
-    adj[moved, :] = adj[:, moved] = False  # a re-attached device is alone in its new cluster
+    adj = topo.d2d_adj & (new_edge[:, None] == new_edge[None, :])  # D2D stays inside the round's clusters
     gain = np.array(channel.uplink_gain)
     old_d, new_d = distance[moved, topo.device_edge[moved]], distance[moved, edge[moved]]
     gain[moved] *= (path_gain(new_d, ch.beta0_db, ch.path_loss_exponent, ch.d0_m)

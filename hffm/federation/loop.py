@@ -110,7 +110,7 @@ def run_federation(
         plan = plan_round(world, channel, participants, cfg, policy, solver, solver_options or {})
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
         plan, fault = round_faults(world, net, plan, cfg, faults, policy, seed, t, stranded, attacking)
-        links = d2d_links(world, channel, cfg, plan)
+        links = d2d_links(world, net.channel, cfg, plan)
 
         # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
         fetched = _fetch(world, state, participants, policy, net.topology.d2d_adj) if cfg.d2d_fetch else {}
