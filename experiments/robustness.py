@@ -70,6 +70,27 @@ def clean_deadline(overrides: Sequence[str], quantile: float = DEADLINE_QUANTILE
     return float(np.quantile(ends, quantile))
 
 
+def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """Module -> (smallest, largest) L2 norm of the honest device updates in ``rounds`` clean rounds, read from the
+    screen's own rejections with a bound too small to pass anything: what to set ``federation.max_update_norm`` from."""
+    import logging
+
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_fabric, make_world
+
+    cfg = compose([*overrides, f"federation.rounds={rounds}", f"federation.eval_every={rounds}",
+                   "federation.max_update_norm=1e-12"])
+    norms: dict[str, list[float]] = {}
+
+    def grab(metrics, step, plan, outcome) -> None:  # noqa: ANN001 - the loop's logger signature
+        for r in outcome.rejected:
+            norms.setdefault(r.module, []).append(float(r.detail.split(" >")[0]))
+
+    logging.getLogger("hffm").setLevel(logging.ERROR)  # one warning per rejected update otherwise
+    run_federation(make_fabric(cfg), make_world(cfg), cfg.federation, seed=cfg.seed, loggers=[grab])
+    return {m: (min(v), max(v)) for m, v in sorted(norms.items())}
+
+
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
@@ -162,6 +183,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--attack-scale", type=float, default=10.0)
     p.add_argument("--attacks", default=None, help=f"comma-separated subset of {','.join(ATTACKS)}")
     p.add_argument("--fractions", default=None, help="comma-separated attacker shares (default 0.1,0.2)")
+    p.add_argument("--norms", action="store_true", help="only print the honest update norms of 3 clean rounds")
     p.add_argument("--no-scenario", action="store_true", help="skip the fault scenario runs")
     p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
     args = p.parse_args(argv)
@@ -183,6 +205,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     args = parse(argv)
+    if args.norms:
+        base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
+        found = clean_update_norms(base)
+        for module, (lo, hi) in found.items():
+            print(f"{module}: {lo:.3g} .. {hi:.3g}")
+        return {"norms": found}
     out = Path(args.out)
     (out / "runs").mkdir(parents=True, exist_ok=True)
     records: dict[str, dict[str, Any]] = {}

@@ -31,3 +31,8 @@ def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: 
     assert "| median |" in got["table"] and (out / "table.md").read_text() == got["table"]
     again = rb.main(["--quick", "--out", str(out)])  # a rerun reuses every cached run
     assert again["records"] == got["records"]
+
+
+def test_norms_mode_reports_every_shared_modules_honest_update_norm(tmp_path: Path) -> None:
+    found = load_script().main(["--quick", "--norms", "--out", str(tmp_path)])["norms"]
+    assert "adapter/0" in found and all(0 < lo <= hi < 10 for lo, hi in found.values())
