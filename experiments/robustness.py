@@ -86,8 +86,12 @@ def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, t
         for r in outcome.rejected:
             norms.setdefault(r.module, []).append(float(r.detail.split(" >")[0]))
 
-    logging.getLogger("hffm").setLevel(logging.ERROR)  # one warning per rejected update otherwise
-    run_federation(make_fabric(cfg), make_world(cfg), cfg.federation, seed=cfg.seed, loggers=[grab])
+    quiet, level = logging.getLogger("hffm"), logging.getLogger("hffm").level
+    quiet.setLevel(logging.ERROR)  # one warning per rejected update otherwise
+    try:
+        run_federation(make_fabric(cfg), make_world(cfg), cfg.federation, seed=cfg.seed, loggers=[grab])
+    finally:
+        quiet.setLevel(level)
     return {m: (min(v), max(v)) for m, v in sorted(norms.items())}
 
 
