@@ -17,6 +17,7 @@ import solvers
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.partition import PartitionConfig
 from hffm.federation.config import FederationConfig
+from hffm.federation.faults import FaultsConfig
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
@@ -118,6 +119,8 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     fabric: FabricConfig = field(default_factory=FabricConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    """Dropouts, stragglers, relay failures, edge outages and attackers, seeded from ``seed`` (all off by default)."""
     threads: int | None = 1
     """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
     models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""
@@ -139,6 +142,7 @@ def register_configs() -> None:
         ("federation", FederationConfig),
         ("solver", SolverConfig),
         ("logger", LoggerConfig),
+        ("faults", FaultsConfig),
     ):
         cs.store(group=group, name=f"base_{group}", node=node)
 

@@ -92,6 +92,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
             solver_options={"gamma": cfg.solver.gamma, "lam": cfg.solver.lam},
             seed=cfg.seed, out_dir=out_dir, loggers=loggers,
             progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank), run_config=config_dict(cfg),
+            faults=cfg.faults,
         )
     except BaseException:
         if wandb_logger is not None:

@@ -15,7 +15,7 @@ def test_everything_is_off_by_default_and_bad_values_are_named():
     cfg = FaultsConfig()
     assert not cfg.active
     assert draw_round_faults(cfg, 0, 3, range(10), [1, 2], 4).metrics() == {
-        "faults/dropped": 0.0, "faults/stragglers": 0.0, "faults/failed_relays": 0.0, "faults/down_edges": 0.0}
+        "faults/dropped": 0.0, "faults/slowed": 0.0, "faults/failed_relays": 0.0, "faults/down_edges": 0.0}
     assert attackers(cfg, 40, 0) == frozenset()
     with pytest.raises(ValueError, match=r"(?s)faults.dropout=1.5.*faults.attack='evil'.*faults.attack_scale=0"):
         FaultsConfig(dropout=1.5, attack="evil", attack_scale=0.0)

@@ -31,8 +31,9 @@ def _app(dict_cfg: DictConfig) -> float | None:
         claim_run_dir(out_dir, cfg)  # once: Fabric's ddp re-runs this command in the other ranks' processes
     result = train(cfg, out_dir)
     final = result.history[-1] if result is not None else json.loads((out_dir / "summary.json").read_text())
-    log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J -> %s", cfg.name,
-             final.get("accuracy", float("nan")), final["cost/cum_latency_s"], final["cost/cum_energy_j"], out_dir)
+    log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J, %d updates rejected -> %s",
+             cfg.name, final.get("accuracy", float("nan")), final["cost/cum_latency_s"], final["cost/cum_energy_j"],
+             final.get("faults/cum_rejected_updates", 0), out_dir)
     return final.get("accuracy")
 
 

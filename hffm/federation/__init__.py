@@ -7,14 +7,15 @@ What a script needs: build a ``World`` (``build_world``), run ``run_federation``
 from hffm.federation.aggregate import RULES, ModuleUpdate, aggregate_modules, make_rule
 from hffm.federation.config import D2DMode, FederationConfig
 from hffm.federation.d2d import MODES as D2D_MODES
+from hffm.federation.faults import ATTACKS, FaultsConfig
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.policy import Mode, TierPolicy
-from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
+from hffm.federation.records import DeviceResult, FaultRecord, Plan, RoundOutcome, Route, Transfer
 from hffm.federation.state import FederationState
 from hffm.federation.world import World, build_world
 
 __all__ = [
-    "D2D_MODES", "RULES", "D2DMode", "DeviceResult", "FederationConfig", "FederationResult", "FederationState",
-    "Mode", "ModuleUpdate", "Plan", "RoundOutcome", "Route", "TierPolicy", "Transfer", "World", "aggregate_modules",
-    "build_world", "make_rule", "run_federation",
+    "ATTACKS", "D2D_MODES", "RULES", "D2DMode", "DeviceResult", "FaultRecord", "FaultsConfig", "FederationConfig",
+    "FederationResult", "FederationState", "Mode", "ModuleUpdate", "Plan", "RoundOutcome", "Route", "TierPolicy",
+    "Transfer", "World", "aggregate_modules", "build_world", "make_rule", "run_federation",
 ]

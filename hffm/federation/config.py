@@ -49,6 +49,9 @@ class FederationConfig:
     max_update_norm: float | None = None
     """Reject a device update whose L2 distance from the edge's module state exceeds this (None: no
     norm check). NaN/Inf and wrong-shape updates are always rejected."""
+    deadline_s: float | None = None
+    """Round deadline (s): a device whose compute + upload would end later misses the round (it trains and is
+    charged for that, but its update is not aggregated); None: no deadline. Hierarchical mode only."""
     policy: dict[str, str] = field(default_factory=default_places)
     """Module kind -> hierarchical | edge | personal."""
     d2d: D2DMode = D2DMode.none
@@ -97,6 +100,11 @@ class FederationConfig:
             problems.append(f"federation.rule={self.rule!r}: choose one of {sorted(RULES)}")
         if self.max_update_norm is not None and not 0 < self.max_update_norm < float("inf"):
             problems.append(f"federation.max_update_norm={self.max_update_norm}: must be > 0 and finite, or null")
+        if self.deadline_s is not None and not 0 < self.deadline_s < float("inf"):
+            problems.append(f"federation.deadline_s={self.deadline_s}: must be > 0 and finite (seconds), or null")
+        if self.deadline_s is not None and self.mode != Mode.hierarchical:
+            problems.append(f"federation.deadline_s is set but mode={self.mode.value}: deadlines are checked on the "
+                            "hierarchical round's timeline; use mode=hierarchical or deadline_s=null")
         if self.cons_rounds < 0:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
         if self.eval_every < 1:

@@ -81,7 +81,7 @@ class RoundFaults:
     down_edges: frozenset[int] = frozenset()
 
     def metrics(self) -> dict[str, float]:
-        return {"faults/dropped": float(len(self.dropped)), "faults/stragglers": float(len(self.slowdown)),
+        return {"faults/dropped": float(len(self.dropped)), "faults/slowed": float(len(self.slowdown)),
                 "faults/failed_relays": float(len(self.failed_relays)),
                 "faults/down_edges": float(len(self.down_edges))}
 
@@ -99,26 +99,31 @@ def attackers(cfg: FaultsConfig, num_devices: int, seed: int) -> frozenset[int]:
     return frozenset(int(i) for i in chosen)
 
 
+def draw_outages(cfg: FaultsConfig, seed: int, round_index: int, num_edges: int) -> frozenset[int]:
+    """The edges down this round: drawn before the round is planned, from their own stream."""
+    u_edge = _rng(seed, 1, round_index, 3).random(num_edges)
+    return frozenset(int(e) for e in np.flatnonzero(u_edge < cfg.edge_outage))
+
+
 def draw_round_faults(
     cfg: FaultsConfig, seed: int, round_index: int, participants: Sequence[int], relays: Sequence[int],
     num_edges: int,
 ) -> RoundFaults:
-    """This round's faults: each draw independent, from the round's own stream (same inputs, same faults).
+    """This round's faults: each kind from its own stream of the round (same inputs, same faults), so
+    switching one fault on, or a change in who relays, never moves the draws of another.
 
-    ``relays``: the devices the round's plan uses as relays (or tree / gossip uploaders).
+    ``relays``: the devices the round's plan uses as relays (or tree parents).
     """
-    rng = _rng(seed, 1, round_index)
-    # one uniform per candidate in a fixed order, drawn even when a probability is 0, so switching one fault on
-    # does not change the draws of another
     people = sorted(int(d) for d in participants)
-    u_drop, u_slow = rng.random(len(people)), rng.random(len(people))
     relay_list = sorted({int(r) for r in relays})
-    u_relay, u_edge = rng.random(len(relay_list)), rng.random(num_edges)
+    u_drop = _rng(seed, 1, round_index, 0).random(len(people))
+    u_slow = _rng(seed, 1, round_index, 1).random(len(people))
+    u_relay = _rng(seed, 1, round_index, 2).random(len(relay_list))
     return RoundFaults(
         dropped=frozenset(d for d, u in zip(people, u_drop) if u < cfg.dropout),
         slowdown={d: cfg.straggler_slowdown for d, u in zip(people, u_slow) if u < cfg.straggler},
         failed_relays=frozenset(r for r, u in zip(relay_list, u_relay) if u < cfg.relay_failure),
-        down_edges=frozenset(int(e) for e in np.flatnonzero(u_edge < cfg.edge_outage)),
+        down_edges=draw_outages(cfg, seed, round_index, num_edges),
     )
 
 

@@ -23,6 +23,8 @@ from hffm.federation.checkpoint import check_resume, load_checkpoint, make_paylo
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
+from hffm.federation.fault_steps import edges_this_round, round_faults, send
+from hffm.federation.faults import FaultsConfig, attackers
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.policy import TierPolicy
 from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
@@ -73,8 +75,11 @@ def run_federation(
     loggers: Sequence[Logger] = (),
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     run_config: Mapping[str, Any] | None = None,
+    faults: FaultsConfig | None = None,
 ) -> FederationResult:
-    """``run_config``: the run's resolved config (config.json), stored in checkpoints and checked on resume."""
+    """``run_config``: the run's resolved config (config.json), stored in checkpoints and checked on resume.
+    ``faults``: dropouts, stragglers, relay failures, edge outages and attackers (none by default)."""
+    faults = faults or FaultsConfig()
     run_config = run_config if run_config is not None else {"seed": seed, "federation": dataclasses.asdict(cfg)}
     policy = tier_policy(cfg)
     rule = make_rule(cfg.rule, **_rule_options(cfg))
@@ -82,6 +87,7 @@ def run_federation(
     group_of = policy.group_of(world.topology.device_edge)
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
+    attacking = attackers(faults, world.num_devices, seed)
 
     state = initial_state(world, policy)
     if cfg.resume:
@@ -97,14 +103,17 @@ def run_federation(
         tic = time.perf_counter()
         cloud_round = policy.is_cloud_round(t)
 
-        # 1. This round's channel draw, participants and plan (placement, relays or tree, bandwidth).
+        # 1. This round's channel draw, participants (less those of a down edge) and plan.
         channel = world.draw_channel(rng)
-        participants = _draw_participants(rng, world.num_devices, cfg.participation)
+        net = edges_this_round(world, channel, faults, seed, t, policy)
+        participants, stranded = net.keep(_draw_participants(rng, world.num_devices, cfg.participation))
         plan = plan_round(world, channel, participants, cfg, policy, solver, solver_options or {})
-        links = d2d_links(world, channel, cfg, plan)
+        # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
+        plan, fault = round_faults(world, net, plan, cfg, faults, policy, seed, t, stranded, attacking)
+        links = d2d_links(world, net.channel, cfg, plan)
 
         # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
-        fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
+        fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if cfg.d2d_fetch else {}
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
         thin: dict[str, int] = {}
@@ -112,7 +121,7 @@ def run_federation(
         transfers: list[Transfer] = [
             Transfer(j, d, (m,), kind="fetch") for d, got in fetched.items() for m, j in got.items()
         ]
-        for group, members in _by_group(participants, group_of):
+        for group, members in _by_group(participants, policy.group_of(np.maximum(net.edge, 0))):
             # 2. Local training, devices sharded over ranks; every rank then holds every result.
             mine = []
             for device in shard(members, fabric):
@@ -134,6 +143,9 @@ def run_federation(
                         updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
                     else:
                         state.personal.setdefault(device, {})[name] = module_state
+
+            # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers.
+            updates = send(updates, fault, state.group_states[group], faults, seed, t)
 
             # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
             updates, refused = screen_updates(updates, state.group_states[group], cfg.max_update_norm)
@@ -157,20 +169,21 @@ def run_federation(
         if cloud_round:
             edge_to_cloud, cloud_rejected = _cloud_round(state, world, policy, rule)
         outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
-                               tuple(rejected), tuple(cloud_rejected))
+                               tuple(rejected), tuple(cloud_rejected), fault)
         _warn_thin(thin, cfg.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
-        cost = charge_outcome(world, channel, plan, outcome, cfg, policy)
+        cost = charge_outcome(world, net.channel, plan, outcome, cfg, policy, net.topology)
 
         # 8. Metrics, logging, checkpoint.
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
         metrics |= _train_metrics(results, participants)
         metrics["faults/rejected_updates"] = float(len(outcome.rejected) + len(outcome.cloud_rejected))
-        metrics |= plan.metrics() | cost.as_metrics("cost/")
+        metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}
-        for key in ("latency_s", "energy_j"):
-            metrics[f"cost/cum_{key}"] = previous.get(f"cost/cum_{key}", 0.0) + metrics[f"cost/{key}"]
+        for key in ("cost/latency_s", "cost/energy_j", "faults/rejected_updates"):
+            cum = key.replace("/", "/cum_")
+            metrics[cum] = previous.get(cum, 0.0) + metrics[key]
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
             metrics |= evaluate_round(fabric, world, state, policy, group_of)
         metrics["time/round_s"] = time.perf_counter() - tic
@@ -219,9 +232,11 @@ def _warn_thin(thin: dict[str, int], rule: str, warned: set[str]) -> None:
         warned |= set(new)
 
 
-def _fetch(world: World, state: FederationState, participants: list[int], policy: TierPolicy) -> dict:
+def _fetch(
+    world: World, state: FederationState, participants: list[int], policy: TierPolicy, adjacency: np.ndarray
+) -> dict:
     needs = {d: [m for m in eligible_modules(world, d) if not policy.shared(world.bank.kind(m))] for d in participants}
-    return d2d.fetch_missing(needs, state.personal, world.topology.adjacency)
+    return d2d.fetch_missing(needs, state.personal, adjacency)
 
 
 def _by_group(participants: list[int], group_of: np.ndarray) -> list[tuple[int, list[int]]]:

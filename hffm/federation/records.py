@@ -14,6 +14,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from hffm.federation.faults import RoundFaults
 from hffm.federation.screening import Rejection
 
 
@@ -89,6 +90,35 @@ class Transfer:
 
 
 @dataclass(frozen=True)
+class FaultRecord:
+    """What went wrong in one round (global device and edge ids; all empty when faults are off)."""
+
+    drawn: RoundFaults = field(default_factory=RoundFaults)
+    """The seeded draws: dropped devices, slowed devices (and by how much), failed relays, down edges."""
+    moved: Mapping[int, int] = field(default_factory=dict)
+    """Device -> the edge it re-attached to because its own was down."""
+    stranded: tuple[int, ...] = ()
+    """Devices that skipped the round: their edge was down and they could not re-attach."""
+    late: tuple[int, ...] = ()
+    """Devices whose upload would have ended after ``federation.deadline_s``: trained, not aggregated."""
+    attackers: tuple[int, ...] = ()
+    """Attackers whose poisoned updates were sent this round (the screen may still reject them)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "moved", _frozen_map({int(d): int(e) for d, e in self.moved.items()}))
+
+    @property
+    def silent(self) -> frozenset[int]:
+        """Devices that trained but sent nothing: dropped, failed relays and late ones."""
+        return self.drawn.dropped | self.drawn.failed_relays | frozenset(self.late)
+
+    def metrics(self) -> dict[str, float]:
+        return self.drawn.metrics() | {
+            "faults/stragglers": float(len(self.late)), "faults/reattached": float(len(self.moved)),
+            "faults/stranded": float(len(self.stranded)), "faults/attackers": float(len(self.attackers))}
+
+
+@dataclass(frozen=True)
 class RoundOutcome:
     """What one round did: training results, the routes its updates took, its D2D transfers
     (tree, gossip and fetches), the cloud step's bytes per edge (zeros on edge-only rounds) and the
@@ -104,6 +134,8 @@ class RoundOutcome:
     """Device updates the screen kept out of the D2D step and the edge."""
     cloud_rejected: tuple[Rejection, ...] = ()
     """Edge updates the screen kept out of the cloud (``node`` is the edge)."""
+    faults: FaultRecord = field(default_factory=FaultRecord)
+    """Drops, stragglers, failed relays, edge outages and attackers of the round."""
 
     def relay_links(self) -> list[tuple[int, int]]:
         """(device, next hop) of every D2D link that carried an update: relays and tree links."""

@@ -18,7 +18,17 @@ from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.records import Plan, RoundOutcome, Route, Transfer
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState
-from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, Traffic, charge_round, charge_star, uplink_queue
+from hffm.network.ledger import (
+    D2DTransfer,
+    DeviceUpload,
+    RoundCost,
+    Traffic,
+    charge_round,
+    charge_star,
+    uplink_ends,
+    uplink_queue,
+)
+from hffm.network.topology import Topology
 from solvers.bandwidth import minmax_bandwidth
 
 MEMORY_FACTOR = 4.0
@@ -219,21 +229,64 @@ def d2d_links(world: World, channel: ChannelState, cfg: FederationConfig, plan: 
 def _links(
     world: World, channel: ChannelState, cfg: FederationConfig, relay: Mapping[int, int], parent: Mapping[int, int]
 ) -> d2d.Links:
-    return d2d.Links(world.topology.adjacency, channel.uplink_gain, channel.rate_matrix(), relay, parent,
+    return d2d.Links(channel.topology.adjacency, channel.uplink_gain, channel.rate_matrix(), relay, parent,
                      cfg.relay_aggregates, cfg.cons_rounds)
 
 
 def charge_outcome(
-    world: World, channel: ChannelState, plan: Plan, outcome: RoundOutcome, cfg: FederationConfig, policy: TierPolicy
+    world: World, channel: ChannelState, plan: Plan, outcome: RoundOutcome, cfg: FederationConfig, policy: TierPolicy,
+    topology: Topology | None = None,
 ) -> RoundCost:
-    """Charge the bytes each device really sent, over the route it used, at the planned bandwidth."""
+    """Charge the bytes each device really sent, over the route it used, at the planned bandwidth, with
+    stragglers' compute slowed. ``topology`` / ``channel``: the round's (devices re-attached by an edge outage)."""
+    topology = world.topology if topology is None else topology
     trained = {r.device: r.modules for r in outcome.results}
+    slowdown = outcome.faults.drawn.slowdown
     if policy.star:
-        uploads = _traffic(world, cfg, trained, outcome.routes, ()).uploads
-        return charge_star(world.network, world.topology, world.cpu_hz, uploads, _star_return_bytes(world, trained))
+        uploads = _traffic(world, cfg, trained, outcome.routes, (), slowdown=slowdown).uploads
+        return charge_star(world.network, topology, world.cpu_hz, uploads, _star_return_bytes(world, trained))
     traffic = _traffic(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
-                       outcome.edge_to_cloud_bytes)
-    return charge_round(world.network, world.topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+                       outcome.edge_to_cloud_bytes, slowdown, topology)
+    return charge_round(world.network, topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+
+
+def upload_ends(
+    world: World, topology: Topology, channel: ChannelState, plan: Plan, cfg: FederationConfig, policy: TierPolicy,
+    silent: frozenset[int], slowdown: Mapping[int, float],
+) -> dict[int, float]:
+    """Device -> when its update would reach its edge (s into the round): the end of the uplink carrying it, on the
+    ledger's own timeline of the plan's traffic (``silent`` devices compute but send nothing). A relayed or tree
+    device ends with its relay's or root's upload; with gossip, with the last uploader of its cluster."""
+    placed = {d: ms for d, ms in plan.placement.items()}
+    holders = {d: ms for d, ms in _shared(world, policy, placed).items() if d not in silent}
+    carrier = {d: d for d in holders}
+    transfers: Sequence[Transfer] = ()
+    if cfg.d2d == D2DMode.relay:
+        routes = [Route(d, tuple(ms), plan.relay.get(d, d)) for d, ms in sorted(holders.items())]
+        carrier = {d: plan.relay.get(d, d) for d in holders}
+    elif cfg.d2d == D2DMode.tree:
+        parent = d2d.tree_parents(list(holders), topology.adjacency, channel.uplink_gain, channel.rate_matrix())
+        routes, transfers = d2d.tree_traffic(holders, parent)
+        carrier = {d: _root(parent, d) for d in holders}
+    elif cfg.d2d == D2DMode.gossip:
+        routes, transfers = d2d.gossip_traffic(holders, topology.adjacency, cfg.cons_rounds)
+    else:
+        routes = [Route(d, tuple(ms), d) for d, ms in sorted(holders.items())]
+    traffic = _traffic(world, cfg, placed, routes, transfers, slowdown=slowdown, topology=topology)
+    ends = uplink_ends(world.network, topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+    if cfg.d2d == D2DMode.gossip:
+        last: dict[int, float] = {}
+        for j, end in ends.items():
+            edge = int(topology.device_edge[j])
+            last[edge] = max(last.get(edge, 0.0), end)
+        return {d: last.get(int(topology.device_edge[d]), 0.0) for d in holders}
+    return {d: ends[carrier[d]] for d in holders if carrier[d] in ends}
+
+
+def _root(parent: Mapping[int, int], d: int) -> int:
+    while parent[d] != d:
+        d = parent[d]
+    return d
 
 
 def _traffic(
@@ -244,8 +297,12 @@ def _traffic(
     transfers: Sequence[Transfer],
     cloud_round: bool = False,
     edge_to_cloud_bytes: np.ndarray | None = None,
+    slowdown: Mapping[int, float] | None = None,
+    topology: Topology | None = None,
 ) -> Traffic:
-    """The ledger's view of a round: who computed what, and which bytes went over which link."""
+    """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
+    cycles), and which bytes went over which link."""
+    slowdown = slowdown or {}
     size = world.module_bytes
     sent = {r.device: r for r in routes}
     uploads = []
@@ -254,7 +311,7 @@ def _traffic(
         route = sent.get(device)
         payload = route.modules if route is not None else ()
         relay = route.relay if route is not None else device
-        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules)
+        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
         uploads.append(DeviceUpload(device, int(sum(size[m] for m in payload)), relay, cycles))
         carried.setdefault(relay, set()).update(payload)
     return Traffic(
@@ -265,15 +322,15 @@ def _traffic(
         cloud_round=cloud_round,
         edge_to_cloud_bytes=edge_to_cloud_bytes,
         cloud_to_edge_bytes=edge_to_cloud_bytes,
-        edge_to_device_bytes=_downlink_bytes(world, trained),
+        edge_to_device_bytes=_downlink_bytes(world, trained, (topology or world.topology).device_edge),
     )
 
 
-def _downlink_bytes(world: World, trained: Mapping[int, Sequence[str]]) -> np.ndarray:
+def _downlink_bytes(world: World, trained: Mapping[int, Sequence[str]], device_edge: np.ndarray) -> np.ndarray:
     """Each edge broadcasts once every module its round's devices need next (their union)."""
     need: dict[int, set[str]] = {}
     for device in trained:
-        need.setdefault(int(world.topology.device_edge[device]), set()).update(eligible_modules(world, device))
+        need.setdefault(int(device_edge[device]), set()).update(eligible_modules(world, device))
     out = np.zeros(world.topology.num_edges)
     for e, modules in need.items():
         out[e] = sum(world.module_bytes[m] for m in modules)

@@ -6,6 +6,7 @@ share b at power p is r = b * log2(1 + p * gain / (N0 * b)), concave and increas
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,15 @@ class ChannelState:
         t = self.topology
         n = t.num_devices
         return sp.csr_array((self.link_rate[t.nbr_link], t.nbr, t.indptr), shape=(n, n))
+
+    def regrouped(self, topology: Topology, kept_links: np.ndarray, uplink_gain: np.ndarray) -> ChannelState:
+        """This draw on a regrouped topology (``Topology.regrouped``): the kept links' values, new uplink gains."""
+        gains = np.array(uplink_gain, dtype=float)
+        link_gain, link_rate = self.link_gain[kept_links], self.link_rate[kept_links]
+        for a in (gains, link_gain, link_rate):
+            a.setflags(write=False)
+        return dataclasses.replace(self, topology=topology, uplink_gain=gains, link_gain=link_gain,
+                                   link_rate=link_rate)
 
     def uplink_rate_at(self, bandwidth_hz: np.ndarray | float) -> np.ndarray:
         """[N] uplink rates (bit/s) for a bandwidth per device (scalar or [N])."""

@@ -45,7 +45,7 @@ from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, Ti
 from hffm.network.topology import Topology
 
 __all__ = ["D2DTransfer", "DeviceUpload", "RoundCost", "Traffic", "UplinkQueue", "charge_round", "charge_star",
-           "uplink_queue"]
+           "uplink_ends", "uplink_queue"]
 
 
 def _edge_array(name: str, value: np.ndarray | float | None, e: int) -> np.ndarray:
@@ -181,6 +181,35 @@ def uplink_queue(
     return _relay_hops(net, topology, channel, traffic, by_dev, ready, book)
 
 
+def uplink_ends(
+    net: NetworkConfig,
+    topology: Topology,
+    channel: ChannelState,
+    device_cpu_hz: np.ndarray,
+    traffic: Traffic,
+    uplink_bandwidth_hz: np.ndarray | None = None,
+) -> dict[int, float]:
+    """Uploader -> when its uplink ends (s from the round's start): the timeline ``charge_round``
+    charges, up to the edge (a deadline checks it)."""
+    queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic)
+    seconds = _uplink_seconds(net, topology, channel, queue, uplink_bandwidth_hz)
+    return {j: queue.start[j].t + seconds[j] for j in queue.uploaders}
+
+
+def _uplink_seconds(
+    net: NetworkConfig, topology: Topology, channel: ChannelState, queue: UplinkQueue, given: np.ndarray | None
+) -> dict[int, float]:
+    """Uploader -> its uplink's duration at the planned (or default) band."""
+    band = _uplink_bandwidth(net, topology, queue.uploaders, given)
+    rates = channel.uplink_rate_at(band)
+    out = {}
+    for j in queue.uploaders:
+        if rates[j] <= 0:
+            raise ValueError(f"device {j} uploads but its uplink rate is 0 (bandwidth {band[j]:g} Hz)")
+        out[j] = 8.0 * queue.nbytes[j] / float(rates[j])
+    return out
+
+
 def _size(net: NetworkConfig, b: float) -> float:
     """Bytes charged for a payload of b bytes (the prototype preset charges a fixed model size)."""
     fixed = net.fixed_payload_bytes
@@ -274,13 +303,10 @@ def _uplinks(
     book: CostBook,
 ) -> list[TimePoint]:
     """Stage 4: FDMA uplinks at the planned (or default) band; returns when each edge has everything."""
-    band = _uplink_bandwidth(net, topology, queue.uploaders, given)
-    rates = channel.uplink_rate_at(band)
+    seconds = _uplink_seconds(net, topology, channel, queue, given)
     edge_ready: list[list[TimePoint]] = [[] for _ in range(topology.num_edges)]
     for j in queue.uploaders:
-        if rates[j] <= 0:
-            raise ValueError(f"device {j} uploads but its uplink rate is 0 (bandwidth {band[j]:g} Hz)")
-        dt = 8.0 * queue.nbytes[j] / float(rates[j])
+        dt = seconds[j]
         book.charge("uplink", "device", net.channel.uplink_energy_power_w * dt, queue.nbytes[j], device=j)
         edge_ready[int(topology.device_edge[j])].append(queue.start[j].plus("uplink", dt))
     return [latest(p) for p in edge_ready]

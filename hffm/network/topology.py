@@ -11,6 +11,7 @@ and time are O(devices + links), never O(devices^2), so 100,000-device worlds fi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
@@ -85,6 +86,22 @@ class Topology:
     def linked(self, i: int, j: int) -> bool:
         """Whether devices i and j share a D2D link (never i with itself)."""
         return self.link_index(i, j) >= 0
+
+    def regrouped(self, device_edge: np.ndarray) -> tuple[Topology, np.ndarray]:
+        """The same devices attached to other edges (e.g. re-attached around an outage): D2D links stay
+        only between devices still in one cluster. Returns the topology and the indices of the kept links
+        (to carry a channel's per-link arrays over: ``ChannelState.regrouped``)."""
+        edge = np.asarray(device_edge, dtype=np.int64)
+        if edge.shape != self.device_edge.shape or edge.min(initial=0) < 0 or edge.max(initial=0) >= self.num_edges:
+            raise ValueError(f"device_edge must hold one edge index in [0, {self.num_edges}) per device")
+        kept = np.flatnonzero(edge[self.link_ends[:, 0]] == edge[self.link_ends[:, 1]])
+        ends = self.link_ends[kept]
+        indptr, nbr, link = _csr(ends, self.num_devices)
+        arrays = (edge, ends, self.link_dist[kept], self.link_patched[kept], indptr, nbr, link)
+        for a in arrays:
+            a.setflags(write=False)
+        names = ("device_edge", "link_ends", "link_dist", "link_patched", "indptr", "nbr", "nbr_link")
+        return dataclasses.replace(self, **dict(zip(names, arrays, strict=True))), kept
 
     def cluster(self, e: int) -> np.ndarray:
         """Indices of the devices served by edge e."""

@@ -1,0 +1,241 @@
+"""Robustness study: aggregation rules x attacks at 0 / 10 / 20 % attackers, and a fault scenario.
+
+    .venv/bin/python experiments/robustness.py                 # the README table (40 devices, about 40 runs)
+    .venv/bin/python experiments/robustness.py --quick --out /tmp/rb   # a smoke run (4 devices, 1 round)
+
+Every run is ``hffm-train experiment=hffm`` on the default 40-device topology (10 edges x 4 devices) with
+the tiny model and small data, composed from conf/ and trained by ``hffm.run.train``. Attack runs use
+direct uploads (``federation.d2d=none``: each device's update reaches the edge's rule alone); the fault
+scenario uses the D2D tree (its parents are the relays that fail), ``faults=scenario`` (20 % dropout, about
+one relay failure and one edge outage every 10 rounds, re-attach on) and a ``federation.deadline_s`` set at
+the 90th percentile of every device's update arrival on the ledger's timeline of the clean rounds (so it
+cuts the slowest 10 % of a clean round). Each run's final accuracy is compared with the clean run of the
+same rule; a run also records whether any non-finite value reached the edge or cloud states.
+
+Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides, so an
+interrupted sweep resumes), results.json (all of them) and table.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RULES = ("mean", "median", "trimmed_mean", "clip")
+ATTACKS = ("signflip", "scale", "nan", "inf")
+FRACTIONS = (0.1, 0.2)
+BASE = ["experiment=hffm", "topology=default", "model=tiny", "data=benchmark", "data.benchmark.num_samples=1200",
+        "federation.local_steps=2", "federation.batch_size=32", "logger=none", "progress=none", "plots=false"]
+QUICK = ["topology.num_edges=2", "topology.devices_per_edge=2", "data.benchmark.num_samples=300",
+         "federation.local_steps=1", "federation.batch_size=16"]
+DEADLINE_QUANTILE = 0.9
+KEEP = ("accuracy", "cost/cum_latency_s", "cost/cum_energy_j", "faults/cum_rejected_updates")
+
+
+def compose(overrides: Sequence[str]) -> Any:
+    from hydra.core.global_hydra import GlobalHydra
+
+    from hffm.config import compose as hffm_compose
+
+    GlobalHydra.instance().clear()
+    return hffm_compose(*overrides)
+
+
+def clean_deadline(overrides: Sequence[str], quantile: float = DEADLINE_QUANTILE) -> float:
+    """The ``quantile`` of every device's update arrival (s into the round) over the clean run's rounds: the same
+    channel draws (full participation), plans and ledger timeline the loop would use."""
+    from hffm.federation.loop import tier_policy
+    from hffm.federation.wireless import plan_round, upload_ends
+    from hffm.run import make_world
+
+    cfg = compose(overrides)
+    fed = cfg.federation
+    world, policy = make_world(cfg), tier_policy(fed)
+    rng = np.random.default_rng(cfg.seed)  # the loop's stream: one channel draw a round
+    ends = []
+    for _ in range(fed.rounds):
+        channel = world.draw_channel(rng)
+        plan = plan_round(world, channel, list(range(world.num_devices)), fed, policy, "none", {})
+        ends += upload_ends(world, world.topology, channel, plan, fed, policy, frozenset(), {}).values()
+    return float(np.quantile(ends, quantile))
+
+
+def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, tuple[float, float]]:
+    """Module -> (smallest, largest) L2 norm of the honest device updates in ``rounds`` clean rounds, read from the
+    screen's own rejections with a bound too small to pass anything: what to set ``federation.max_update_norm`` from."""
+    import logging
+
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_fabric, make_world
+
+    cfg = compose([*overrides, f"federation.rounds={rounds}", f"federation.eval_every={rounds}",
+                   "federation.max_update_norm=1e-12"])
+    norms: dict[str, list[float]] = {}
+
+    def grab(metrics, step, plan, outcome) -> None:  # noqa: ANN001 - the loop's logger signature
+        for r in outcome.rejected:
+            norms.setdefault(r.module, []).append(float(r.detail.split(" >")[0]))
+
+    quiet, level = logging.getLogger("hffm"), logging.getLogger("hffm").level
+    quiet.setLevel(logging.ERROR)  # one warning per rejected update otherwise
+    try:
+        run_federation(make_fabric(cfg), make_world(cfg), cfg.federation, seed=cfg.seed, loggers=[grab])
+    finally:
+        quiet.setLevel(level)
+    return {m: (min(v), max(v)) for m, v in sorted(norms.items())}
+
+
+def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
+    """Train one run (or reuse its cached record made with the same overrides)."""
+    import torch
+
+    from hffm.run import train
+
+    path = cache / f"{name}.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["overrides"] == list(overrides):
+            return saved
+    cfg = compose(overrides)
+    tic = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        result = train(cfg, tmp)
+    states = [*result.state.group_states, result.state.cloud_state]
+    finite = all(bool(torch.isfinite(v).all()) for s in states for m in s.values() for v in m.values()
+                 if v.is_floating_point())
+    history = result.history
+    faults = {k: float(sum(h.get(k, 0.0) for h in history)) for k in history[-1] if k.startswith("faults/")
+              and "/cum_" not in k}
+    record = {"name": name, "overrides": list(overrides), "final": {k: history[-1].get(k) for k in KEEP},
+              "faults_total": faults, "rounds": len(history), "state_finite": finite,
+              "seconds": time.perf_counter() - tic}
+    path.write_text(json.dumps(record, indent=1))
+    return record
+
+
+def plan_runs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(name, overrides) of every run, clean runs first."""
+    base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
+    attack_base = [*base, f"federation.rounds={args.rounds}", f"federation.eval_every={args.rounds}"]
+    runs = [(f"{rule}_clean", [*attack_base, f"federation.rule={rule}"]) for rule in args.rules]
+    for rule in args.rules:
+        for attack in args.attacks:
+            for frac in args.fractions:
+                runs.append((f"{rule}_{attack}_{round(100 * frac)}", [
+                    *attack_base, f"federation.rule={rule}", f"faults.attack={attack}",
+                    f"faults.attack_fraction={frac}", f"faults.attack_scale={args.attack_scale}"]))
+    scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
+                     f"federation.eval_every={args.scenario_rounds}"]
+    deadline = clean_deadline(scenario_base) if args.scenario_rules else math.nan
+    for rule in args.scenario_rules:
+        runs.append((f"tree_{rule}_clean", [*scenario_base, f"federation.rule={rule}"]))
+        runs.append((f"tree_{rule}_scenario", [*scenario_base, f"federation.rule={rule}", "faults=scenario",
+                                               f"federation.deadline_s={deadline:.6g}"]))
+    return runs
+
+
+def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    """Markdown: final accuracy (%) and its change from the same rule's clean run, per rule x attack x share."""
+    def acc(name: str) -> float:
+        return 100.0 * float(records[name]["final"]["accuracy"])
+
+    def cell(name: str, clean: str) -> str:
+        r = records[name]
+        mark = "" if r["state_finite"] else " **NaN/Inf in state**"
+        return f"{acc(name):.1f} ({acc(name) - acc(clean):+.1f}){mark}"
+
+    cols = [(a, f) for a in args.attacks for f in args.fractions]
+    lines = ["| rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols) + " | rejected updates |",
+             "| --- | --- | " + " | ".join("---" for _ in cols) + " | --- |"]
+    for rule in args.rules:
+        clean = f"{rule}_clean"
+        rejected = sum(records[f"{rule}_{a}_{round(100 * f)}"]["final"]["faults/cum_rejected_updates"] or 0
+                       for a, f in cols)
+        lines.append(f"| {rule} | {acc(clean):.1f} | "
+                     + " | ".join(cell(f"{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
+                     + f" | {int(rejected)} |")
+    if not args.scenario_rules:
+        return "\n".join(lines) + "\n"
+    lines += ["", "| fault scenario (D2D tree) | clean | scenario | dropped | late (deadline) | failed relays "
+              "| down edges | re-attached |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for rule in args.scenario_rules:
+        clean, hit = f"tree_{rule}_clean", f"tree_{rule}_scenario"
+        f = records[hit]["faults_total"]
+        lines.append(f"| {rule} | {acc(clean):.1f} | {cell(hit, clean)}"
+                     f" | {f['faults/dropped']:.0f} | {f['faults/stragglers']:.0f} | {f['faults/failed_relays']:.0f}"
+                     f" | {f['faults/down_edges']:.0f} | {f['faults/reattached']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="smoke sizes: 2 edges x 2 devices, 1-2 rounds, 2 rules")
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "robustness"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=None, help="rounds of the attack runs (default 16; quick 1)")
+    p.add_argument("--scenario-rounds", type=int, default=None, help="rounds of the fault scenario (default 20)")
+    p.add_argument("--attack-scale", type=float, default=10.0)
+    p.add_argument("--attacks", default=None, help=f"comma-separated subset of {','.join(ATTACKS)}")
+    p.add_argument("--fractions", default=None, help="comma-separated attacker shares (default 0.1,0.2)")
+    p.add_argument("--norms", action="store_true", help="only print the honest update norms of 3 clean rounds")
+    p.add_argument("--no-scenario", action="store_true", help="skip the fault scenario runs")
+    p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
+    args = p.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 16)
+    args.scenario_rounds = args.scenario_rounds or (2 if args.quick else 20)
+    args.rules = ("mean", "median") if args.quick else RULES
+    args.attacks = tuple(args.attacks.split(",")) if args.attacks else ("signflip", "nan") if args.quick else ATTACKS
+    unknown = sorted(set(args.attacks) - set(ATTACKS))
+    if unknown:
+        p.error(f"--attacks: unknown {unknown}; choose among {list(ATTACKS)}")
+    args.fractions = (tuple(float(f) for f in args.fractions.split(",")) if args.fractions
+                      else (0.25,) if args.quick else FRACTIONS)
+    args.scenario_rules = () if args.no_scenario else ("mean",) if args.quick else ("mean", "median")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    args = parse(argv)
+    if args.norms:
+        base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
+        found = clean_update_norms(base)
+        for module, (lo, hi) in found.items():
+            print(f"{module}: {lo:.3g} .. {hi:.3g}")
+        return {"norms": found}
+    out = Path(args.out)
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict[str, Any]] = {}
+    runs = plan_runs(args)
+    for k, (name, overrides) in enumerate(runs):
+        records[name] = run_one(name, overrides, out / "runs")
+        r = records[name]
+        print(f"[{k + 1}/{len(runs)}] {name}: accuracy {r['final']['accuracy']:.4f}, rejected "
+              f"{r['final']['faults/cum_rejected_updates']:.0f}, finite {r['state_finite']}, {r['seconds']:.0f} s",
+              flush=True)
+    md = table(records, args)
+    settings = {"argv": list(sys.argv[1:] if argv is None else argv), "machine": platform.platform(),
+                "python": platform.python_version(), "base": BASE, "quick": args.quick}
+    (out / "results.json").write_text(json.dumps({"settings": settings, "runs": records}, indent=1))
+    (out / "table.md").write_text(md)
+    print(md)
+    bad = [n for n, r in records.items() if not math.isfinite(r["final"]["accuracy"] or math.nan)]
+    if bad:
+        print(f"runs with a non-finite accuracy: {bad}", file=sys.stderr)
+    return {"records": records, "table": md}
+
+
+if __name__ == "__main__":
+    main()

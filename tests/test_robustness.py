@@ -1,0 +1,38 @@
+"""Smoke test of experiments/robustness.py at --quick sizes (2 edges x 2 devices, 2 rules, 2 attacks, 1-2 rounds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "robustness.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("robustness", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: Path) -> None:
+    rb = load_script()
+    out = tmp_path / "rb"
+    got = rb.main(["--quick", "--out", str(out)])
+    saved = json.loads((out / "results.json").read_text())["runs"]
+    assert set(saved) == {"mean_clean", "median_clean", "mean_signflip_25", "mean_nan_25", "median_signflip_25",
+                          "median_nan_25", "tree_mean_clean", "tree_mean_scenario"}
+    assert all(r["state_finite"] for r in saved.values())
+    for rule in ("mean", "median"):
+        assert saved[f"{rule}_nan_25"]["final"]["faults/cum_rejected_updates"] > 0
+        assert saved[f"{rule}_signflip_25"]["final"]["faults/cum_rejected_updates"] == 0
+    assert saved["tree_mean_scenario"]["faults_total"]["faults/dropped"] > 0
+    assert "| median |" in got["table"] and (out / "table.md").read_text() == got["table"]
+    again = rb.main(["--quick", "--out", str(out)])  # a rerun reuses every cached run
+    assert again["records"] == got["records"]
+
+
+def test_norms_mode_reports_every_shared_modules_honest_update_norm(tmp_path: Path) -> None:
+    found = load_script().main(["--quick", "--norms", "--out", str(tmp_path)])["norms"]
+    assert "adapter/0" in found and all(0 < lo <= hi < 10 for lo, hi in found.values())
