@@ -31,7 +31,7 @@ from torch.func import functional_call, vmap
 
 from hffm.data.dataset import M3TDataset
 from hffm.federation.aggregate import ModuleStates
-from hffm.federation.local import LocalConfig, _batches
+from hffm.federation.local import LocalConfig, _batches, train_device
 from hffm.federation.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
@@ -61,6 +61,14 @@ def batched_unsupported(bank: ModuleBank) -> str | None:
     if not cfg.freeze_trunk:
         return "model.freeze_trunk=false: batched training shares one frozen trunk"
     return None
+
+
+def train_devices(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig,
+                  batched: bool = True, max_devices: int = 64) -> list[tuple[ModuleStates, dict[str, float]]]:
+    """`train_device` for every job, batched when asked and the model allows it; results in job order."""
+    if batched and batched_unsupported(bank) is None:
+        return train_batched(fabric, bank, jobs, cfg, max_devices)
+    return [train_device(fabric, bank, j.data, j.states, j.trainable, cfg, seed=j.seed) for j in jobs]
 
 
 def train_batched(

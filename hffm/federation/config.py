@@ -58,6 +58,12 @@ class FederationConfig:
     """Gossip steps per round when ``d2d_gossip`` is on."""
     d2d_fetch: bool = False
     """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's."""
+    batched: bool = True
+    """Train (and evaluate) the devices of a round together in batched passes (`hffm.federation.batched`);
+    false runs them one at a time. Both give the same module states up to float summation order.
+    Models with dropout, a Hugging Face text encoder or a trainable trunk always run one at a time."""
+    max_batch_devices: int = 64
+    """Most devices in one batched pass (memory grows with it)."""
     eval_every: int = 1
     test_fraction: float = 0.2
     """Share of each device's data kept for its personalized test."""
@@ -86,6 +92,8 @@ class FederationConfig:
             problems.append(f"federation.rule={self.rule!r}: choose one of {sorted(RULES)}")
         if self.cons_rounds < 0:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
+        if self.max_batch_devices < 1:
+            problems.append(f"federation.max_batch_devices={self.max_batch_devices}: must be >= 1")
         if self.eval_every < 1:
             problems.append(f"federation.eval_every={self.eval_every}: must be >= 1")
         if not 0 < self.test_fraction < 1:

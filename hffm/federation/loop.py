@@ -16,11 +16,12 @@ from lightning.fabric import Fabric
 
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, aggregate_modules, make_rule
+from hffm.federation.batched import DeviceJob, train_devices
 from hffm.federation.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
-from hffm.federation.local import LocalConfig, train_device
+from hffm.federation.local import LocalConfig
 from hffm.federation.policy import KINDS, TierPolicy
 from hffm.federation.state import FederationState
 from hffm.federation.wireless import RoundDecision, charge_round_costs, eligible_modules, plan_round
@@ -100,15 +101,14 @@ def run_federation(
         d2d_transfers: list[d2d.Transfer] = []
         for group, members in _by_group(participants, group_of):
             # 2. Local training, devices sharded over ranks; every rank then holds every result.
-            mine = []
+            jobs = []
             for device in shard(members, fabric):
                 states = state.device_states(group, device)
                 states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
-                trained, losses = train_device(
-                    fabric, world.bank, world.train[device], states, plan.placement[device], local,
-                    seed=_device_seed(seed, t, device),
-                )
-                mine.append((device, trained, losses))
+                jobs.append(DeviceJob(device, world.train[device], states, tuple(plan.placement[device]),
+                                      seed=_device_seed(seed, t, device)))
+            trained_jobs = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
+            mine = [(job.device, trained, losses) for job, (trained, losses) in zip(jobs, trained_jobs)]
             trained_here = sorted(gather(mine, fabric), key=lambda r: r[0])
 
             # 3. Personal modules stay on the device; shared ones become updates.
