@@ -8,6 +8,7 @@ import torch
 from conftest import tiny_config
 from lightning.fabric import Fabric
 
+from hffm.federation.batch_groups import Member, plan_groups
 from hffm.federation.batched import DeviceJob, train_batched
 from hffm.federation.local import LocalConfig, train_device
 from hffm.federation.loop import run_federation
@@ -114,3 +115,15 @@ def test_stacked_optimizer_steps_each_slice_as_its_own_optimizer(name):
                 alone.grad = grad[d].clone()
             reference.step()
         assert torch.equal(alone, stacked[d].detach())
+
+
+def test_groups_merge_modality_sets_only_while_the_masked_tokens_cost_less_than_a_pass():
+    tokens = {"image": 64, "text": 16, "iq": 16}
+    small = [Member(frozenset(m), frozenset({"object"}), batch=8) for m in (["text"], ["iq"], ["text"], ["iq"])]
+    assert plan_groups(small, tokens, prompt_len=2, max_devices=64) == [[0, 1, 2, 3]]  # cheap to pad each other
+    big = [Member(frozenset(m), frozenset({"object"}), batch=32) for m in (["image"], ["text"])] * 20
+    groups = plan_groups(big, tokens, prompt_len=2, max_devices=64)
+    assert sorted(map(sorted, groups)) == [list(range(0, 40, 2)), list(range(1, 40, 2))]  # text would pay for images
+    assert all(len(g) <= 7 for g in plan_groups(big, tokens, prompt_len=2, max_devices=7))
+    with pytest.raises(ValueError, match="max_devices"):
+        plan_groups(big, tokens, prompt_len=2, max_devices=0)

@@ -31,6 +31,7 @@ from torch.func import functional_call, vmap
 
 from hffm.data.dataset import M3TDataset
 from hffm.federation.aggregate import ModuleStates
+from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.federation.local import LocalConfig, _batches, train_device
 from hffm.federation.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
@@ -80,25 +81,19 @@ def train_batched(
         raise ValueError(f"federation.batched=true: {reason}, or set federation.batched=false")
     if max_devices < 1:
         raise ValueError(f"federation.max_batch_devices={max_devices}: must be >= 1")
+    members = [Member(frozenset(j.data.modality_names), frozenset(j.data.task_names), min(cfg.batch_size, len(j.data)))
+               for j in jobs]
+    tokens = {m: bank.module(f"encoder/{m}").num_tokens for m in bank.modalities}
     results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
-    for members in _groups(jobs, max_devices):
-        for i, result in zip(members, _train_group(fabric, bank, [jobs[i] for i in members], cfg)):
+    for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
+        if len(group) < MIN_PASS_DEVICES:
+            for i in group:
+                job = jobs[i]
+                results[i] = train_device(fabric, bank, job.data, job.states, job.trainable, cfg, seed=job.seed)
+            continue
+        for i, result in zip(group, _train_group(fabric, bank, [jobs[i] for i in group], cfg)):
             results[i] = result
     return results
-
-
-def _groups(jobs: Sequence[DeviceJob], max_devices: int) -> list[list[int]]:
-    """Job indices grouped by modality set, at most ``max_devices`` a group.
-
-    A group's sequence holds the tokens of every modality any member senses, and attention costs
-    grow with the square of its length: a text-only device batched with image devices would pay for
-    masked image tokens. Tasks add only a few prompt tokens, so devices of different tasks share groups.
-    """
-    by_modalities: dict[tuple[str, ...], list[int]] = {}
-    for i, job in enumerate(jobs):
-        by_modalities.setdefault(tuple(job.data.modality_names), []).append(i)
-    return [members[start:start + max_devices] for members in by_modalities.values()
-            for start in range(0, len(members), max_devices)]
 
 
 class _Group:
