@@ -67,8 +67,14 @@ def test_batched_and_sequential_rounds_end_in_the_same_module_states(mode, optim
         _assert_states_close(a, b, atol)
     _assert_states_close(one.state.cloud_state, many.state.cloud_state, atol)
     for h1, h2 in zip(one.history, many.history):
+        assert h1.keys() == h2.keys()
         assert h1["train/modules_trained"] == h2["train/modules_trained"]
         assert h1["train/loss"] == pytest.approx(h2["train/loss"], abs=atol)
+    # every tier's evaluation (batched over devices and edges, or one model at a time) agrees too
+    scores = [k for k in one.history[-1] if k.startswith(("device/", "global/", "edge/"))]
+    assert any("@" in k for k in scores) and any(k.startswith("global/") for k in scores)
+    for key in scores:
+        assert one.history[-1][key] == pytest.approx(many.history[-1][key], abs=max(atol, 1e-5) * 10), key
 
 
 def test_a_device_trains_only_its_placed_modules_and_short_devices_are_masked():

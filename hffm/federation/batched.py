@@ -96,18 +96,24 @@ def train_batched(
     return results
 
 
-class _Group:
-    """What the devices of one group share: the union model and which modules each device holds and trains."""
+class StackedGroup:
+    """What the devices of one pass share: the union model, and what each device holds and trains."""
 
-    def __init__(self, bank: ModuleBank, jobs: Sequence[DeviceJob]) -> None:
-        mods = [m for m in bank.modalities if any(m in j.data.modality_names for j in jobs)]
-        tasks = [t for t in bank.tasks if any(t in j.data.task_names for j in jobs)]
+    def __init__(self, bank: ModuleBank, signatures: Sequence[tuple[Sequence[str], Sequence[str]]],
+                 trainable: Sequence[Sequence[str]]) -> None:
+        """signatures: each device's (modalities, tasks); trainable: the modules each device may train."""
+        mods = [m for m in bank.modalities if any(m in s[0] for s in signatures)]
+        tasks = [t for t in bank.tasks if any(t in s[1] for s in signatures)]
         self.model = bank.submodel(mods, tasks, trainable=[], train_trunk=False)
         self.modalities = [bank.modalities[m] for m in mods]
         self.tasks = [bank.tasks[t] for t in tasks]
-        required = [bank.required_modules(j.data.modality_names, j.data.task_names) for j in jobs]
+        required = [bank.required_modules(*s) for s in signatures]
         self.required = [set(r) for r in required]
-        self.trained = [[m for m in r if m in set(j.trainable)] for r, j in zip(required, jobs)]
+        self.trained = [[m for m in r if m in set(t)] for r, t in zip(required, trainable)]
+
+
+def _group_of(bank: ModuleBank, jobs: Sequence[DeviceJob]) -> StackedGroup:
+    return StackedGroup(bank, [(j.data.modality_names, j.data.task_names) for j in jobs], [j.trainable for j in jobs])
 
 
 @dataclass
@@ -123,7 +129,9 @@ class _Stacked:
     """Per trained parameter that only routed tokens reach: its expert's index."""
 
 
-def _stack(bank: ModuleBank, group: _Group, jobs: Sequence[DeviceJob], device: torch.device) -> _Stacked:
+def stack_states(bank: ModuleBank, group: StackedGroup, states: Sequence[Mapping[str, Mapping[str, Tensor]]],
+                 device: torch.device) -> _Stacked:
+    """Each module tensor of the group stacked over its devices (a device lacking the module: the bank's)."""
     out = _Stacked({}, {}, {}, {})
     for name in group.model.module_names:
         module = bank.module(name)
@@ -131,8 +139,8 @@ def _stack(bank: ModuleBank, group: _Group, jobs: Sequence[DeviceJob], device: t
         is_param = dict(module.named_parameters())
         routed = getattr(module, "routed_prefixes", ())
         for key, default in module.state_dict().items():
-            slices = [job.states[name][key] if name in required else default
-                      for job, required in zip(jobs, group.required)]
+            slices = [own[name][key] if name in required else default
+                      for own, required in zip(states, group.required)]
             stacked = torch.stack([s.detach().to(device=device, dtype=default.dtype) for s in slices])
             full = _prefix(name) + key
             if key not in is_param:
@@ -167,7 +175,7 @@ class _DeviceLoss(nn.Module):
         return total + self.model.cfg.moe_aux_weight * aux, losses, routed
 
 
-def _stacked_batch(group: _Group, batches: Sequence[dict], device: torch.device) -> dict[str, Any]:
+def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.device) -> dict[str, Any]:
     """One step's batches of every device, padded to the longest and stacked: [D, B, ...]."""
     n = len(batches)
     sizes = [next(iter(b["targets"].values())).shape[0] for b in batches]
@@ -202,15 +210,15 @@ def _stacked_batch(group: _Group, batches: Sequence[dict], device: torch.device)
 def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig
                  ) -> list[tuple[ModuleStates, dict[str, float]]]:
     results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
-    group = _Group(bank, jobs)
+    group = _group_of(bank, jobs)
     active = [i for i, trained in enumerate(group.trained) if trained]  # train_device skips the others too
     if not active:
         return results
     if len(active) < len(jobs):
         jobs = [jobs[i] for i in active]
-        group = _Group(bank, jobs)
+        group = _group_of(bank, jobs)
     device = fabric.device
-    stacked = _stack(bank, group, jobs, device)
+    stacked = stack_states(bank, group, [j.states for j in jobs], device)
     keys = list(stacked.trains)
     optimizer = StackedOptimizer([stacked.params[k] for k in keys], cfg.optimizer, cfg.lr, cfg.weight_decay)
     loss_fn = _DeviceLoss(group.model).eval()  # dropout is 0 (batched_unsupported): eval changes nothing else
@@ -225,7 +233,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     total: Tensor | None = None
     task_losses: dict[str, Tensor] = {}
     for _ in range(cfg.steps):
-        batch = _stacked_batch(group, [next(s) for s in streams], device)
+        batch = stacked_batch(group, [next(s) for s in streams], device)
         total, task_losses, routed = mapped(stacked.params, stacked.buffers, batch)
         optimizer.zero_grad()
         fabric.backward(total.sum())  # a sum of per-device losses: each device's slice gets its own gradient

@@ -65,6 +65,9 @@ class FederationConfig:
     max_batch_devices: int = 64
     """Most devices in one batched pass (memory grows with it)."""
     eval_every: int = 1
+    eval_samples: int = 2000
+    """Samples of the global test set every evaluation uses: one seeded sample, the same for every tier
+    and round, so evaluation costs the same however much data the run made (0 = the whole set)."""
     test_fraction: float = 0.2
     """Share of each device's data kept for its personalized test."""
     checkpoint_every: int = 0
@@ -94,6 +97,8 @@ class FederationConfig:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
         if self.max_batch_devices < 1:
             problems.append(f"federation.max_batch_devices={self.max_batch_devices}: must be >= 1")
+        if self.eval_samples < 0:
+            problems.append(f"federation.eval_samples={self.eval_samples}: must be >= 0 (0 = the whole test set)")
         if self.eval_every < 1:
             problems.append(f"federation.eval_every={self.eval_every}: must be >= 1")
         if not 0 < self.test_fraction < 1:
