@@ -8,17 +8,18 @@ Per device count (10, 100) and torch thread count (1, 2), in one process, one af
   federation machinery: the floor for training devices one at a time.
 - ``sequential`` / ``batched``: ``run_federation`` in star mode (FedAvg: every device to the cloud
   every round) with ``federation.batched`` false / true;
-- ``hierarchical-batched`` (one thread): the default hierarchical mode, batched; the loop batches the
-  devices of one edge at a time, so its batches are one edge's 10 devices (split by modality set).
+- ``hierarchical-sequential`` / ``hierarchical-batched`` (one thread): the default hierarchical mode;
+  the loop trains one edge's devices at a time, so a batched pass holds at most one edge's 10 devices.
 
-Seconds per round are the median over the steady rounds (not the first, and not the last, which
-evaluates); CPU seconds are the process's CPU time over those rounds (both threads when there are two).
-Ratios come from one run. The machine: a 2-core CPU container shared with other jobs, so absolute
+Each variant runs ``--repeats`` times, interleaved with the others, so a change of load hits them all;
+the table reports each variant's fastest steady round (not the first, and not the last, which
+evaluates) and ratios of those; results.json also holds medians and CPU seconds (both threads when
+there are two). Ratios come from one run. The machine: a 2-core CPU container shared with other jobs, so absolute
 numbers move with the load; ratios measured back to back move less.
 
 Usage:
     .venv/bin/python experiments/bench_overhead.py                      # 10 and 100 devices, 1 and 2 threads
-    .venv/bin/python experiments/bench_overhead.py --devices 100 --threads 1 --rounds 4
+    .venv/bin/python experiments/bench_overhead.py --devices 100 --threads 1 --repeats 2
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import statistics
 import time
@@ -98,14 +100,12 @@ def time_hffm(world, rounds: int, fed) -> list[tuple[float, float]]:
     return out
 
 
-def steady(times: list[tuple[float, float]]) -> dict[str, float]:
-    """Median wall seconds and mean CPU seconds per round over rounds 2..R-1."""
-    middle = times[1:-1] or times
-    return {"wall_s": statistics.median(w for w, _ in middle), "cpu_s": float(np.mean([c for _, c in middle])),
-            "rounds_timed": len(middle)}
+def steady(times: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The steady rounds: not the first (warm-up) and not the last (it evaluates)."""
+    return times[1:-1] or times
 
 
-def measure(n_devices: int, threads: int, rounds: int) -> dict[str, dict[str, float]]:
+def measure(n_devices: int, threads: int, rounds: int, repeats: int) -> dict[str, dict[str, float]]:
     from hffm.run import federation_config, make_world
 
     torch.set_num_threads(threads)
@@ -119,24 +119,34 @@ def measure(n_devices: int, threads: int, rounds: int) -> dict[str, dict[str, fl
     }
     if threads == 1:
         hier = dataclasses.replace(star, mode="hierarchical")
+        variants["hierarchical-sequential"] = lambda: time_hffm(world, rounds, dataclasses.replace(hier, batched=False))
         variants["hierarchical-batched"] = lambda: time_hffm(world, rounds, dataclasses.replace(hier, batched=True))
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):  # interleaved, so a change of the machine's load hits every variant alike
+        for name, run in variants.items():
+            samples[name] += steady(run())
     result = {}
-    for name, run in variants.items():
-        result[name] = steady(run())
+    for name, times in samples.items():
+        walls = [w for w, _ in times]
+        result[name] = {"wall_s_min": min(walls), "wall_s_median": statistics.median(walls),
+                        "cpu_s_mean": float(np.mean([c for _, c in times])), "rounds_timed": len(times)}
         print(f"devices={n_devices} threads={threads} {name}: {result[name]}", flush=True)
     return result
 
 
 def table(results: dict) -> str:
+    """Fastest steady round of each variant (the least disturbed by other jobs) and ratios of those."""
     lines = ["| devices | threads | bare s/round | sequential s/round | batched s/round | sequential / bare "
-             "| batched / bare | sequential / batched | hierarchical batched s/round |",
+             "| batched / bare | sequential / batched | hierarchical: sequential / batched s/round |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, r in results.items():
         n, k = key.split("x")
-        b, s, m = r["bare"]["wall_s"], r["sequential"]["wall_s"], r["batched"]["wall_s"]
-        hier = r.get("hierarchical-batched", {}).get("wall_s")
-        lines.append(f"| {n} | {k} | {b:.2f} | {s:.2f} | {m:.2f} | {s / b:.2f} | {m / b:.2f} | {s / m:.2f} | "
-                     f"{'' if hier is None else f'{hier:.2f}'} |")
+        b, s, m = (r[v]["wall_s_min"] for v in ("bare", "sequential", "batched"))
+        hier = ""
+        if "hierarchical-batched" in r:
+            hs, hb = r["hierarchical-sequential"]["wall_s_min"], r["hierarchical-batched"]["wall_s_min"]
+            hier = f"{hs:.2f} / {hb:.2f} ({hs / hb:.2f}x)"
+        lines.append(f"| {n} | {k} | {b:.2f} | {s:.2f} | {m:.2f} | {s / b:.2f} | {m / b:.2f} | {s / m:.2f} | {hier} |")
     return "\n".join(lines)
 
 
@@ -144,19 +154,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, nargs="+", default=[10, 100])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
-    results = {f"{n}x{k}": measure(n, k, args.rounds) for n in args.devices for k in args.threads}
     meta = {"machine": MACHINE, "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "engine": engine_version(), "rounds": args.rounds,
+            "engine": engine_version(), "rounds": args.rounds, "repeats": args.repeats,
+            "load_average_before": os.getloadavg(),
             "command": "experiments/bench_overhead.py " + " ".join(
                 f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
                 if k != "out")}
+    results = {f"{n}x{k}": measure(n, k, args.rounds, args.repeats) for n in args.devices for k in args.threads}
+    meta["load_average_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    md = f"{table(results)}\n\nMachine: {MACHINE}; torch {torch.__version__}; engine {meta['engine']}.\n"
+    load = f"load average {meta['load_average_before'][0]:.1f} before, {meta['load_average_after'][0]:.1f} after"
+    md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {meta['engine']}.\n"
     (args.out / "results.md").write_text(md)
     print(md)
 

@@ -94,23 +94,14 @@ def run_federation(
         participants = _draw_participants(rng, world.num_devices, cfg.participation)
         plan = plan_round(world, channel, participants, cfg, solver, solver_options or {})
 
-        # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
+        # 2-5, one edge at a time (trained in waves of edges), so a round holds one wave's trained modules.
         fetched = _fetch(world, state, participants, policy) if cfg.d2d_fetch else {}
         results: list[tuple[int, tuple[str, ...], dict[str, float]]] = []
         routes: list[d2d.Route] = []
         d2d_transfers: list[d2d.Transfer] = []
-        for group, members in _by_group(participants, group_of):
-            # 2. Local training, devices sharded over ranks; every rank then holds every result.
-            jobs = []
-            for device in shard(members, fabric):
-                states = state.device_states(group, device)
-                states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
-                jobs.append(DeviceJob(device, world.train[device], states, tuple(plan.placement[device]),
-                                      seed=_device_seed(seed, t, device)))
-            trained_jobs = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
-            mine = [(job.device, trained, losses) for job, (trained, losses) in zip(jobs, trained_jobs)]
-            trained_here = sorted(gather(mine, fabric), key=lambda r: r[0])
-
+        waves = _train_waves(fabric, world, state, plan.placement, fetched, _by_group(participants, group_of),
+                             local, cfg, seed, t)
+        for group, trained_here in waves:
             # 3. Personal modules stay on the device; shared ones become updates.
             updates: list[ModuleUpdate] = []
             for device, trained, losses in trained_here:
@@ -175,6 +166,36 @@ def run_federation(
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, {"state": state.to_dict(), "rng": rng_state(rng), "round": state.round})
     return FederationResult(state=state, history=state.history, last_plan=plan)
+
+
+def _train_waves(fabric: Fabric, world: World, state: FederationState, placement, fetched: dict,
+                 groups: list[tuple[int, list[int]]], local: LocalConfig, cfg: FederationConfig, seed: int, t: int):
+    """2. Local training, devices sharded over ranks; every rank then holds every result.
+
+    Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
+    each edge's results are yielded (in device order) before its aggregation. A device trains from
+    its own edge's and its own personal modules only, so training an edge before the previous one
+    aggregated changes nothing.
+    """
+    limit = cfg.max_batch_devices if cfg.batched else 1
+    wave: list[tuple[int, list[int]]] = []
+    for i, (group, members) in enumerate(groups):
+        wave.append((group, members))
+        if sum(len(m) for _, m in wave) < limit and i + 1 < len(groups):
+            continue
+        jobs = []
+        for g, devices in wave:
+            for device in shard(devices, fabric):
+                states = state.device_states(g, device)
+                states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
+                jobs.append(DeviceJob(device, world.train[device], states, tuple(placement[device]),
+                                      seed=_device_seed(seed, t, device)))
+        trained = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
+        mine = [(job.device, states, losses) for job, (states, losses) in zip(jobs, trained)]
+        by_device = {r[0]: r for r in gather(mine, fabric)}
+        for g, devices in wave:
+            yield g, [by_device[d] for d in sorted(devices)]
+        wave = []
 
 
 def _cloud_round(state: FederationState, world: World, policy: TierPolicy, rule) -> np.ndarray:
