@@ -165,13 +165,16 @@ def main() -> None:
             "command": "experiments/bench_overhead.py " + " ".join(
                 f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()
                 if k != "out")}
-    results = {f"{n}x{k}": measure(n, k, args.rounds, args.repeats) for n in args.devices for k in args.threads}
-    meta["load_average_after"] = os.getloadavg()
+    results: dict[str, dict] = {}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    load = f"load average {meta['load_average_before'][0]:.1f} before, {meta['load_average_after'][0]:.1f} after"
-    md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {meta['engine']}.\n"
-    (args.out / "results.md").write_text(md)
+    for k in args.threads:  # one thread first: written after each size, so a cut-short run keeps what it measured
+        for n in args.devices:
+            results[f"{n}x{k}"] = measure(n, k, args.rounds, args.repeats)
+            meta["load_average_after"] = os.getloadavg()
+            (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+            load = f"load average {meta['load_average_before'][0]:.1f} before, {meta['load_average_after'][0]:.1f} after"
+            md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {meta['engine']}.\n"
+            (args.out / "results.md").write_text(md)
     print(md)
 
 
