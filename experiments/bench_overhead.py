@@ -172,7 +172,8 @@ def main() -> None:
             results[f"{n}x{k}"] = measure(n, k, args.rounds, args.repeats)
             meta["load_average_after"] = os.getloadavg()
             (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-            load = f"load average {meta['load_average_before'][0]:.1f} before, {meta['load_average_after'][0]:.1f} after"
+            before, after = meta["load_average_before"][0], meta["load_average_after"][0]
+            load = f"load average {before:.1f} before, {after:.1f} after"
             md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {meta['engine']}.\n"
             (args.out / "results.md").write_text(md)
     print(md)
