@@ -174,7 +174,8 @@ def main() -> None:
             (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
             before, after = meta["load_average_before"][0], meta["load_average_after"][0]
             load = f"load average {before:.1f} before, {after:.1f} after"
-            md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {meta['engine']}.\n"
+            engine = meta["engine"]
+            md = f"{table(results)}\n\nMachine: {MACHINE} ({load}); torch {torch.__version__}; engine {engine}.\n"
             (args.out / "results.md").write_text(md)
     print(md)
 
