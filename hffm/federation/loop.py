@@ -7,7 +7,7 @@ metrics, they never change what happens.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,8 +168,9 @@ def run_federation(
     return FederationResult(state=state, history=state.history, last_plan=plan)
 
 
-def _train_waves(fabric: Fabric, world: World, state: FederationState, placement, fetched: dict,
-                 groups: list[tuple[int, list[int]]], local: LocalConfig, cfg: FederationConfig, seed: int, t: int):
+def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
+                 fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, cfg: FederationConfig,
+                 seed: int, t: int) -> Iterator[tuple[int, list[tuple[int, dict, dict[str, float]]]]]:
     """2. Local training, devices sharded over ranks; every rank then holds every result.
 
     Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
