@@ -32,16 +32,16 @@ kind, n = os.environ["HFFM_TEST_KILL"].split(":")
 n, calls = int(n), [0]
 
 def die_at(k):
-    calls[0] += 1
-    return calls[0] == n
+    calls[0] += k
+    return calls[0] >= n
 
-if kind == "train":  # SIGKILL while the nth device of the run trains
-    real_train = loop.train_device
-    def train_device(*a, **k):
-        if die_at(1):
+if kind == "train":  # SIGKILL while the nth device of the run trains (devices train in batched passes)
+    real_train = loop.train_devices
+    def train_devices(fabric, bank, jobs, *a, **k):
+        if die_at(len(jobs)):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_train(*a, **k)
-    loop.train_device = train_device
+        return real_train(fabric, bank, jobs, *a, **k)
+    loop.train_devices = train_devices
 elif kind == "save":  # SIGKILL halfway through writing the nth checkpoint
     real_save = torch.save
     def save(obj, f, *a, **k):

@@ -147,15 +147,17 @@ def test_a_device_sending_nan_every_round_never_reaches_the_edges_or_the_cloud(m
     from hffm.federation import loop
     from hffm.run import make_world
 
-    real_train = loop.train_device
+    real_train = loop.train_devices
 
-    def train_then_poison(fabric, bank, data, states, placement, local, seed):
-        trained, losses = real_train(fabric, bank, data, states, placement, local, seed=seed)
-        if data is world.train[0]:
-            trained = {m: {k: torch.full_like(v, math.nan) for k, v in s.items()} for m, s in trained.items()}
-        return trained, losses
+    def train_then_poison(fabric, bank, jobs, *args, **kwargs):
+        out = []
+        for job, (trained, losses) in zip(jobs, real_train(fabric, bank, jobs, *args, **kwargs), strict=True):
+            if job.device == 0:
+                trained = {m: {k: torch.full_like(v, math.nan) for k, v in s.items()} for m, s in trained.items()}
+            out.append((trained, losses))
+        return out
 
-    monkeypatch.setattr(loop, "train_device", train_then_poison)
+    monkeypatch.setattr(loop, "train_devices", train_then_poison)
     cfg = tiny_config(rounds=2, e_agg=1, rule="mean")
     world = make_world(cfg)
     from lightning.fabric import Fabric

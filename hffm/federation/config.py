@@ -66,7 +66,16 @@ class FederationConfig:
     d2d_fetch: bool = False
     """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's
     (needs ``d2d`` other than none)."""
+    batched: bool = True
+    """Train (and evaluate) the devices of a round together in batched passes (`hffm.federation.batched`);
+    false runs them one at a time. Both give the same module states up to float summation order.
+    Models with dropout, a Hugging Face text encoder or a trainable trunk always run one at a time."""
+    max_batch_devices: int = 64
+    """Most devices in one batched pass (memory grows with it)."""
     eval_every: int = 1
+    eval_samples: int = 2000
+    """Samples of the global test set every evaluation uses: one seeded sample, the same for every tier
+    and round, so evaluation costs the same however much data the run made (0 = the whole set)."""
     checkpoint_every: int = 0
     """Save the whole federation state every N rounds (0 = only at the end)."""
     resume: str | None = None
@@ -107,6 +116,10 @@ class FederationConfig:
                             "hierarchical round's timeline; use mode=hierarchical or deadline_s=null")
         if self.cons_rounds < 0:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
+        if self.max_batch_devices < 1:
+            problems.append(f"federation.max_batch_devices={self.max_batch_devices}: must be >= 1")
+        if self.eval_samples < 0:
+            problems.append(f"federation.eval_samples={self.eval_samples}: must be >= 0 (0 = the whole test set)")
         if self.eval_every < 1:
             problems.append(f"federation.eval_every={self.eval_every}: must be >= 1")
         if self.checkpoint_every < 0:

@@ -1,10 +1,13 @@
 """Per-round evaluation at each tier.
 
 - ``device/``: each device's own model (its edge's modules + its personal ones) on its held-out data;
-- ``global/``: the same models on the global test set, restricted to each device's modalities and tasks
+- ``global/``: the same models on the global test sample, restricted to each device's modalities and tasks
   (how well what a device holds generalizes beyond its skewed labels; the headline accuracy);
-- ``edge/``: each edge's (or in star mode the cloud's) modules on the whole global test set, and with
+- ``edge/``: each edge's (or in star mode the cloud's) modules on the whole global test sample, and with
   one modality at a time (``edge/<task>/acc@<modality>``). Not reported in local mode.
+
+Every tier uses one seeded sample of the global test set (``federation.eval_samples``), and all the
+round's models are evaluated together in batched passes when ``federation.batched`` is on.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 from lightning.fabric import Fabric
 
+from hffm.data.dataset import M3TDataset
+from hffm.federation.batched_eval import EvalJob, evaluate_jobs
+from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
-from hffm.federation.local import evaluate
 from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.state import FederationState
 from hffm.federation.world import World
@@ -33,29 +38,72 @@ def weighted_mean(results: Sequence[tuple[dict[str, float], float]]) -> dict[str
 
 
 def evaluate_round(
-    fabric: Fabric, world: World, state: FederationState, policy: TierPolicy, group_of: np.ndarray
+    fabric: Fabric, world: World, state: FederationState, cfg: FederationConfig, policy: TierPolicy,
+    group_of: np.ndarray,
 ) -> dict[str, float]:
-    mine_device, mine_global = [], []
-    for device in shard(list(world.eval_devices), fabric):
+    """Metrics of every tier on the same seeded sample of the global test set (``cfg.eval_samples``)."""
+    sample = world.global_sample(cfg.eval_samples)
+    devices = shard(list(world.eval_devices), fabric)
+    jobs, weights = [], []
+    for device in devices:  # each device's model on its own test data
         states = state.device_states(int(group_of[device]), device)
-        mine_device.append((evaluate(fabric, world.bank, world.test[device], states), len(world.test[device])))
-        view = world.global_test_view(device)
-        mine_global.append((evaluate(fabric, world.bank, view, states), len(view)))
-    out = _prefixed("device/", weighted_mean(gather(mine_device, fabric)))
-    out |= _prefixed("global/", weighted_mean(gather(mine_global, fabric)))
+        jobs.append(EvalJob(states, tuple(world.test[device].modality_names), tuple(world.test[device].task_names),
+                            world.test[device]))
+        weights.append(float(len(world.test[device])))
+    for device, job in zip(devices, list(jobs)):  # ... and on the global sample, through its modalities and tasks
+        mods, tasks = tuple(world.parts[device].modalities), tuple(world.parts[device].tasks)
+        jobs.append(EvalJob(job.states, _ordered(sample.modality_names, mods), _ordered(sample.task_names, tasks),
+                            sample, restrict=True))
+        weights.append(float(_seen(sample, mods).sum()))
+    edge_jobs = []
     if policy.mode != Mode.local:
-        mine_edge = []
         groups = list(range(len(state.group_states)))
         if len(groups) > len(world.eval_edges):  # star mode has one group; otherwise the sampled edges
             groups = list(world.eval_edges)
+        single = _single_modality_tasks(sample)
         for group in shard(groups, fabric):
-            metrics = evaluate(fabric, world.bank, world.global_test, state.group_states[group])
-            for modality, view in world.single_modality_views().items():
-                single = evaluate(fabric, world.bank, view, state.group_states[group])
-                metrics |= {f"{k}@{modality}": v for k, v in single.items()}
-            mine_edge.append((metrics, 1.0))
+            states = state.group_states[group]
+            edge_jobs.append(EvalJob(states, tuple(sample.modality_names), tuple(sample.task_names), sample))
+            edge_jobs += [EvalJob(states, (m,), tasks, sample, restrict=True) for m, tasks in single.items()]
+    metrics = evaluate_jobs(fabric, world.bank, jobs + edge_jobs, cfg.batched, cfg.max_batch_devices)
+    n = len(devices)
+    mine_device = list(zip(metrics[:n], weights[:n]))
+    mine_global = list(zip(metrics[n:2 * n], weights[n:2 * n]))
+    out = _prefixed("device/", weighted_mean(gather(mine_device, fabric)))
+    out |= _prefixed("global/", weighted_mean(gather(mine_global, fabric)))
+    if policy.mode != Mode.local:
+        per_edge = len(_single_modality_tasks(sample)) + 1
+        edge_metrics = metrics[2 * n:]
+        mine_edge = []
+        for start in range(0, len(edge_metrics), per_edge):
+            merged = dict(edge_metrics[start])
+            for modality, single in zip(_single_modality_tasks(sample), edge_metrics[start + 1:start + per_edge]):
+                merged |= {f"{k}@{modality}": v for k, v in single.items()}
+            mine_edge.append((merged, 1.0))
         out |= _prefixed("edge/", weighted_mean(gather(mine_edge, fabric)))
     out |= _headline(out)
+    return out
+
+
+def _ordered(order: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    return tuple(n for n in order if n in set(names))
+
+
+def _seen(data: M3TDataset, modalities: Sequence[str]) -> np.ndarray:
+    """Bool per sample: at least one of ``modalities`` is present."""
+    keep = np.zeros(len(data), dtype=bool)
+    for m in modalities:
+        keep |= data.present[m].numpy().astype(bool)
+    return keep
+
+
+def _single_modality_tasks(data: M3TDataset) -> dict[str, tuple[str, ...]]:
+    """For each modality, the tasks it can solve alone (the edge tier's ``<task>/acc@<modality>``)."""
+    out = {}
+    for m in data.modality_names:
+        tasks = tuple(t for t in data.task_names if m in data.task_modalities[t])
+        if tasks:
+            out[m] = tasks
     return out
 
 

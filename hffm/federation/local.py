@@ -36,6 +36,24 @@ def _batches(data: M3TDataset, batch_size: int, generator: torch.Generator) -> I
         yield from data.batches(batch_size, shuffle=True, generator=generator)
 
 
+def lightning_module(bank: ModuleBank, modalities: list[str], tasks: list[str], trainable: list[str],
+                     cfg: LocalConfig | None) -> M3TLightningModule:
+    """The LightningModule of one device signature, built once per bank (its metrics start reset).
+
+    A model over the bank's own modules holds no state of its own, so every device with the same
+    modalities, tasks and placed modules can share it; ``cfg`` None: for evaluation only.
+    """
+    hyper = (cfg.lr, cfg.weight_decay, cfg.optimizer) if cfg is not None else None
+    key = ("lightning", tuple(modalities), tuple(tasks), tuple(trainable), hyper)
+    if key not in bank.derived:
+        model = bank.submodel(modalities, tasks, trainable=trainable)
+        options = {} if cfg is None else {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "optimizer": cfg.optimizer}
+        bank.derived[key] = M3TLightningModule(model, **options)
+    lm = bank.derived[key]
+    assert isinstance(lm, M3TLightningModule)
+    return lm
+
+
 def train_device(
     fabric: Fabric,
     bank: ModuleBank,
@@ -55,8 +73,7 @@ def train_device(
     required = bank.required_modules(modalities, tasks)
     bank.load_states({name: states[name] for name in required})
     trainable = [m for m in required if m in set(trainable)]
-    model = bank.submodel(modalities, tasks, trainable=trainable)
-    lm = M3TLightningModule(model, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+    lm = lightning_module(bank, modalities, tasks, trainable, cfg)
     losses: dict[str, float] = {}
     if trainable:
         torch.manual_seed(seed)
@@ -88,7 +105,8 @@ def evaluate(
     tasks = [t.name for t in data.tasks]
     required = bank.required_modules(modalities, tasks)
     bank.load_states({name: states[name] for name in required})
-    lm = M3TLightningModule(bank.submodel(modalities, tasks, trainable=[]))
+    lm = lightning_module(bank, modalities, tasks, [], None)
+    lm.reset_metrics()
     lm.eval()
     for i, batch in enumerate(data.batches(batch_size, shuffle=False)):
         lm.validation_step(_to_device(fabric, batch), i)

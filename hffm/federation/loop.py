@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,13 +19,14 @@ from lightning.fabric import Fabric
 
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
+from hffm.federation.batched import DeviceJob, train_devices
 from hffm.federation.checkpoint import check_resume, load_checkpoint, make_payload, restore_rng, save_checkpoint
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
 from hffm.federation.faults import FaultsConfig, attackers
-from hffm.federation.local import LocalConfig, train_device
+from hffm.federation.local import LocalConfig
 from hffm.federation.policy import TierPolicy
 from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
 from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
@@ -112,7 +113,7 @@ def run_federation(
         plan, fault = round_faults(world, net, plan, cfg, faults, policy, seed, t, stranded, attacking)
         links = d2d_links(world, net.channel, cfg, plan)
 
-        # 2-5, one edge at a time, so a round never holds more than one cluster's trained modules.
+        # 2-5, one edge at a time (trained in waves of edges), so a round holds one wave's trained modules.
         fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if cfg.d2d_fetch else {}
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
@@ -121,19 +122,9 @@ def run_federation(
         transfers: list[Transfer] = [
             Transfer(j, d, (m,), kind="fetch") for d, got in fetched.items() for m, j in got.items()
         ]
-        for group, members in _by_group(participants, policy.group_of(np.maximum(net.edge, 0))):
-            # 2. Local training, devices sharded over ranks; every rank then holds every result.
-            mine = []
-            for device in shard(members, fabric):
-                states = state.device_states(group, device)
-                states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
-                trained, losses = train_device(
-                    fabric, world.bank, world.train[device], states, plan.placement[device], local,
-                    seed=_device_seed(seed, t, device),
-                )
-                mine.append((device, trained, losses))
-            trained_here = sorted(gather(mine, fabric), key=lambda r: r[0])
-
+        groups = _by_group(participants, policy.group_of(np.maximum(net.edge, 0)))
+        waves = _train_waves(fabric, world, state, plan.placement, fetched, groups, local, cfg, seed, t)
+        for group, trained_here in waves:
             # 3. Personal modules stay on the device; shared ones become updates.
             updates: list[ModuleUpdate] = []
             for device, trained, losses in trained_here:
@@ -185,7 +176,7 @@ def run_federation(
             cum = key.replace("/", "/cum_")
             metrics[cum] = previous.get(cum, 0.0) + metrics[key]
         if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-            metrics |= evaluate_round(fabric, world, state, policy, group_of)
+            metrics |= evaluate_round(fabric, world, state, cfg, policy, group_of)
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
@@ -198,6 +189,37 @@ def run_federation(
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
+
+
+def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
+                 fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, cfg: FederationConfig,
+                 seed: int, t: int) -> Iterator[tuple[int, list[tuple[int, dict, dict[str, float]]]]]:
+    """2. Local training, devices sharded over ranks; every rank then holds every result.
+
+    Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
+    each edge's results are yielded (in device order) before its aggregation. A device trains from
+    its own edge's and its own personal modules only, so training an edge before the previous one
+    aggregated changes nothing.
+    """
+    limit = cfg.max_batch_devices if cfg.batched else 1
+    wave: list[tuple[int, list[int]]] = []
+    for i, (group, members) in enumerate(groups):
+        wave.append((group, members))
+        if sum(len(m) for _, m in wave) < limit and i + 1 < len(groups):
+            continue
+        jobs = []
+        for g, devices in wave:
+            for device in shard(devices, fabric):
+                states = state.device_states(g, device)
+                states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
+                jobs.append(DeviceJob(device, world.train[device], states, tuple(placement[device]),
+                                      seed=_device_seed(seed, t, device)))
+        trained = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
+        mine = [(job.device, states, losses) for job, (states, losses) in zip(jobs, trained)]
+        by_device = {r[0]: r for r in gather(mine, fabric)}
+        for g, devices in wave:
+            yield g, [by_device[d] for d in sorted(devices)]
+        wave = []
 
 
 def _cloud_round(

@@ -40,6 +40,8 @@ class World:
     """Devices evaluated each evaluation round (all of them up to max_eval_devices, else a seeded sample)."""
     eval_edges: list[int]
     """Edges whose modules are evaluated on the global test set (all up to max_eval_edges, else a sample)."""
+    seed: int = 0
+    """The run's seed (draws the evaluation sample)."""
     _views: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -54,6 +56,16 @@ class World:
         # Not cached: a view copies its tensors, and a 1,000-device run has dozens of distinct
         # (modalities, tasks) combinations (hundreds of MB, experiments/results/scale_bench/notes.md).
         return _restricted(self.global_test, self.parts[device].modalities, self.parts[device].tasks)
+
+    def global_sample(self, size: int) -> M3TDataset:
+        """A seeded sample of ``size`` samples of the global test set (all of it when 0 or not smaller)."""
+        if size <= 0 or size >= len(self.global_test):
+            return self.global_test
+        key = ("sample", size)
+        if key not in self._views:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 3]))
+            self._views[key] = self.global_test.subset(np.sort(rng.choice(len(self.global_test), size, replace=False)))
+        return self._views[key]
 
     def single_modality_views(self) -> dict[str, M3TDataset]:
         """For each modality, the global test set with only that modality and the tasks it can solve."""
@@ -146,4 +158,5 @@ def build_world(
         module_bytes={name: bank.num_bytes(name) for name in bank.names()},
         eval_devices=eval_devices,
         eval_edges=eval_edges,
+        seed=seed,
     )

@@ -61,6 +61,9 @@ class ModuleBank(nn.Module):
             for i in range(cfg.trunk_layers)})
         self.heads = nn.ModuleDict({t.name: self._seeded(f"head/{t.name}", lambda t=t: build_head(
             t, cfg.width)) for t in tasks})
+        self._size_cache: dict[str, tuple[int, int]] = {}
+        self.derived: dict[tuple, object] = {}
+        """Objects built from the bank and kept for reuse (one LightningModule per device signature)."""
         self._groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
                         "adapter": self.adapters, "head": self.heads}
 
@@ -122,39 +125,47 @@ class ModuleBank(nn.Module):
         kind, key = self._split(name)
         return self._groups[kind][key]
 
-    def module_state(self, name: str) -> dict[str, Tensor]:
-        """Detached clones of a module's tensors (parameters and buffers; not a frozen HF backbone)."""
+    def _federated(self, name: str) -> dict[str, Tensor]:
+        """The module's federated tensors themselves (parameters and buffers; not a frozen HF backbone)."""
         module = self.module(name)
         frozen = tuple(getattr(module, "frozen_prefixes", ()))
-        return {k: v.detach().clone() for k, v in module.state_dict().items()
-                if not (frozen and k.startswith(frozen))}
+        return {k: v for k, v in module.state_dict(keep_vars=True).items() if not (frozen and k.startswith(frozen))}
+
+    def module_state(self, name: str) -> dict[str, Tensor]:
+        """Detached clones of a module's tensors (parameters and buffers; not a frozen HF backbone)."""
+        return {k: v.detach().clone() for k, v in self._federated(name).items()}
 
     def num_params(self, name: str) -> int:
-        """Parameters in the module's federated state."""
-        params = dict(self.module(name).named_parameters())
-        return sum(v.numel() for k, v in self.module_state(name).items() if k in params)
+        """Parameters in the module's federated state (sizes never change: computed once)."""
+        return self._sizes(name)[0]
 
     def num_bytes(self, name: str) -> int:
         """Bytes of the module's federated state (what an upload of it carries)."""
-        return sum(v.numel() * v.element_size() for v in self.module_state(name).values())
+        return self._sizes(name)[1]
+
+    def _sizes(self, name: str) -> tuple[int, int]:
+        if name not in self._size_cache:
+            params = dict(self.module(name).named_parameters())
+            tensors = self._federated(name)
+            self._size_cache[name] = (sum(v.numel() for k, v in tensors.items() if k in params),
+                                      sum(v.numel() * v.element_size() for v in tensors.values()))
+        return self._size_cache[name]
 
     # ---- loading ------------------------------------------------------------------------------
     def load_module_state(self, name: str, state: Mapping[str, Tensor]) -> None:
         """Copy `state` into the module in place (strict: same keys and shapes)."""
-        module = self.module(name)
-        own = self.module_state(name)
-        missing = sorted(set(own) - set(state))
-        extra = sorted(set(state) - set(own))
-        if missing or extra:
+        own = self._federated(name)
+        if own.keys() != state.keys():
+            missing = sorted(set(own) - set(state))
+            extra = sorted(set(state) - set(own))
             raise ValueError(f"module {name!r}: state keys do not match (missing {missing}, unexpected {extra})")
         for key, value in state.items():
-            if tuple(value.shape) != tuple(own[key].shape):
+            if value.shape != own[key].shape:
                 raise ValueError(f"module {name!r}: key {key!r} has shape {tuple(value.shape)}, "
                                  f"expected {tuple(own[key].shape)}")
-        targets = {**dict(module.named_parameters()), **dict(module.named_buffers())}
         with torch.no_grad():
             for key, value in state.items():
-                targets[key].copy_(value.to(device=targets[key].device, dtype=targets[key].dtype))
+                own[key].copy_(value.to(device=own[key].device, dtype=own[key].dtype))
 
     def state_of(self, names: Iterable[str]) -> dict[str, dict[str, Tensor]]:
         """module_state of several modules, keyed by module name."""

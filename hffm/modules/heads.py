@@ -46,6 +46,10 @@ class ClassificationHead(nn.Module):
                              f"got {target.dtype} {tuple(target.shape)}")
         return F.cross_entropy(output, target.long())
 
+    def per_sample_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Cross-entropy of each sample [B] (batched training masks and averages it per device)."""
+        return F.cross_entropy(output, target.long(), reduction="none")
+
 
 class RegressionHead(nn.Module):
     """LayerNorm + linear to one value; predictions are denormalised with the target mean/scale buffers."""
@@ -73,8 +77,12 @@ class RegressionHead(nn.Module):
         if target.dim() != 1:
             raise ValueError(f"task {self.spec.name!r}: regression targets must be floats [B], "
                              f"got {tuple(target.shape)}")
+        return self.per_sample_loss(output, target).mean()
+
+    def per_sample_loss(self, output: Tensor, target: Tensor) -> Tensor:
+        """Squared error of normalised values, per sample [B]."""
         diff = (output - target.to(output.dtype)) / self.target_scale
-        return (diff * diff).mean()
+        return diff * diff
 
 
 def build_head(spec: TaskSpec, width: int) -> nn.Module:

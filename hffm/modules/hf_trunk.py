@@ -135,8 +135,13 @@ class HFTrunk(nn.Module):
         return self
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None,
-                adapters: Mapping[int, AdapterModule] | None = None) -> Tensor:
-        """tokens [B, S, width]; key_padding_mask [B, S] True where a token is absent/padding."""
+                adapters: Mapping[int, AdapterModule] | None = None, mapped: bool = False) -> Tensor:
+        """tokens [B, S, width]; key_padding_mask [B, S] True where a token is absent/padding.
+
+        mapped: must be False — a Hugging Face trunk is not run under vmap (batched training falls back to
+        one device at a time for it: ``hffm.federation.batched.batched_unsupported``)."""
+        if mapped:
+            raise ValueError("HFTrunk: batched (vmapped) passes are not supported; use federation.batched=false")
         adapters = adapters or {}
         unknown = sorted(set(adapters) - set(range(self.num_layers)))
         if unknown:

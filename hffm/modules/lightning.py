@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import lightning as L
@@ -17,7 +17,12 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from hffm.modules.model import M3TModel
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
+OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
+}
+"""Optimizer by name; every one is elementwise, so one over device-stacked parameters steps each device alone."""
 
 
 class M3TLightningModule(L.LightningModule):
@@ -27,7 +32,7 @@ class M3TLightningModule(L.LightningModule):
                  optimizer: str = "adamw") -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
@@ -105,8 +110,4 @@ class M3TLightningModule(L.LightningModule):
         if not params:
             raise ValueError(f"model has no trainable parameters (trainable modules: "
                              f"{self.model.trainable_module_names}, train_trunk={self.model.train_trunk})")
-        if self.optimizer_name == "adamw":
-            return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        if self.optimizer_name == "adam":
-            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        return torch.optim.SGD(params, lr=self.lr, weight_decay=self.weight_decay, momentum=0.9)
+        return OPTIMIZERS[self.optimizer_name](params, self.lr, self.weight_decay)

@@ -110,34 +110,70 @@ class M3TModel(nn.Module):
         """
         b = self._batch_size(inputs)
         present = present or {}
-        tokens, pads = [], []
+        for spec in self.modalities:
+            if spec.name in inputs:
+                check_input(spec, inputs[spec.name])
+            if spec.name in present and present[spec.name].shape != (b,):
+                raise ValueError(f"present[{spec.name!r}] must have shape [{b}], got {tuple(present[spec.name].shape)}")
+        outputs, aux, _ = self.forward_masked(inputs, present)
+        return outputs, aux
+
+    def forward_masked(self, inputs: Mapping[str, Tensor], present: Mapping[str, Tensor] | None = None,
+                       held: Mapping[str, Tensor] | None = None, rows: Tensor | None = None,
+                       mapped: bool = False) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+        """`forward` without input checks or data-dependent branches, so `torch.func.vmap` can map it.
+
+        Batched training runs one model over the union of many devices' modalities and tasks:
+        `held[name]` (bool scalar) is False for a modality or task the device lacks (its tokens or
+        prompt are masked out of attention), `rows` (bool [B]) False for a short batch's padding
+        (it counts for no routing statistic); `mapped` says the call runs under vmap over devices: every
+        expert runs on every token, gated to zero where not chosen (same outputs), and attention is
+        `hffm.modules.attention`. Also returns which experts a held token was routed to
+        (bool [num_experts]): an expert no token reached gets no gradient in an unbatched pass.
+        """
+        b = next(iter(inputs.values())).shape[0]
+        present = present or {}
+        held = held or {}
+        tokens, pads, owned = [], [], []
         for spec in self.modalities:
             if spec.name not in inputs:
                 continue
-            x = inputs[spec.name]
-            check_input(spec, x)
-            tok, pad = self.encoders[spec.name](x)
+            tok, pad = self.encoders[spec.name](inputs[spec.name])
             pad = torch.zeros(tok.shape[:2], dtype=torch.bool, device=tok.device) if pad is None else pad
             if spec.name in present:
-                mask = present[spec.name]
-                if mask.shape != (b,):
-                    raise ValueError(f"present[{spec.name!r}] must have shape [{b}], got {tuple(mask.shape)}")
-                pad = pad | ~mask.bool().to(pad.device)[:, None]
+                pad = pad | ~present[spec.name].bool().to(pad.device)[:, None]
+            own = self._held(held, spec.name, tok.shape[:2], tok.device)
             tokens.append(tok)
-            pads.append(pad)
+            owned.append(own)
+            pads.append(pad | ~own)
         prompt = [self.prompts[t.name](b) for t in self.tasks]
         plen = self.cfg.prompt_len
         device = tokens[0].device
+        owned = [self._held(held, t.name, (b, plen), device) for t in self.tasks] + owned
         seq = torch.cat(prompt + tokens, dim=1)
-        pad = torch.cat([torch.zeros(b, plen * len(self.tasks), dtype=torch.bool, device=device)] + pads, 1)
+        pad = torch.cat([~o for o in owned[:len(self.tasks)]] + pads, 1)
         adapters = {int(k): a for k, a in self.adapters.items()}
-        h = self.trunk(seq, pad, adapters)
-        h, aux, _ = moe_forward(h, self._experts(), self.cfg.top_k, ~pad)
+        h = self.trunk(seq, pad, adapters, mapped)
+        counted = ~pad if rows is None else ~pad & rows.bool()[:, None]
+        h, aux, chosen = moe_forward(h, self._experts(), self.cfg.top_k, counted, dense=mapped)
+        routed = self._routed(chosen, torch.cat(owned, 1) if rows is None else torch.cat(owned, 1) & rows[:, None])
         outputs = {}
         for i, task in enumerate(self.tasks):
             pooled = h[:, i * plen:(i + 1) * plen].mean(1)
             outputs[task.name] = self.heads[task.name](pooled)
-        return outputs, aux
+        return outputs, aux, routed
+
+    @staticmethod
+    def _held(held: Mapping[str, Tensor], name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """Bool mask of `shape`: False where `held` says the device lacks modality or task `name`."""
+        if name not in held:
+            return torch.ones(shape, dtype=torch.bool, device=device)
+        return held[name].bool().reshape(1, 1).expand(*shape)
+
+    def _routed(self, chosen: Tensor, owned: Tensor) -> Tensor:
+        """Bool [num_experts]: some token of the device's own (owned [B, S]) was routed to the expert."""
+        experts = torch.arange(len(self.experts), device=chosen.device)
+        return ((chosen.unsqueeze(-1) == experts) & owned[..., None, None]).flatten(0, 2).any(0)
 
     def task_loss(self, task: str, output: Tensor, target: Tensor) -> Tensor:
         """Loss of one task (cross-entropy, or MSE of normalised regression values)."""

@@ -18,6 +18,9 @@ from torch import Tensor, nn
 class Expert(nn.Module):
     """One expert: a two-layer FFN plus its router row (logit = <router, h> + router_bias)."""
 
+    routed_prefixes = ("fc1.", "fc2.")
+    """Tensors that get a gradient only from tokens routed to this expert (the router always gets one)."""
+
     def __init__(self, width: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.router = nn.Parameter(torch.randn(width) * 0.02)
@@ -31,10 +34,12 @@ class Expert(nn.Module):
 
 
 def moe_forward(h: Tensor, experts: Sequence[Expert], top_k: int,
-                valid: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                valid: Tensor | None = None, dense: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Route tokens of h [B, S, W] to top_k of `experts`; return (h + moe(h), aux loss, chosen [B, S, k]).
 
     valid [B, S] bool marks tokens that count for the balance loss (padding/absent tokens do not).
+    dense: run every expert on every token and zero the gates of unchosen ones: the same sums in
+    the same order, without the data-dependent gather, so `torch.func.vmap` can map it.
     """
     if not experts:
         raise ValueError("moe: a sub-model needs at least one expert")
@@ -46,14 +51,18 @@ def moe_forward(h: Tensor, experts: Sequence[Expert], top_k: int,
     probs = F.softmax(flat @ weight.t() + bias, dim=-1)  # [T, n]
     gate, chosen = probs.topk(k, dim=-1)  # [T, k]
     gate = gate / gate.sum(-1, keepdim=True)
+    picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [T, k, n]
     out = torch.zeros_like(flat)
     for i, expert in enumerate(experts):
+        if dense:
+            out = out + expert(flat) * (gate * picked[..., i]).sum(-1, keepdim=True)
+            continue
         rows, slot = (chosen == i).nonzero(as_tuple=True)
         if rows.numel():
             out.index_add_(0, rows, expert(flat[rows]) * gate[rows, slot].unsqueeze(-1))
     mask = torch.ones(flat.shape[0], dtype=torch.bool, device=h.device) if valid is None else valid.reshape(-1)
     count = mask.sum().clamp(min=1)
-    dispatch = F.one_hot(chosen, n).sum(1).to(probs.dtype)  # [T, n], k ones per token
+    dispatch = picked.sum(1).to(probs.dtype)  # [T, n], k ones per token
     f = (dispatch * mask[:, None]).sum(0) / (count * k)
     p = (probs * mask[:, None]).sum(0) / count
     aux = n * (f * p).sum()

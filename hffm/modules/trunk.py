@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hffm.modules.adapters import AdapterModule
+from hffm.modules.attention import attention
 from hffm.modules.config import ModelConfig
 
 
@@ -37,13 +38,19 @@ class TrunkLayer(nn.Module):
         y = layer(x)
         return y if adapter is None else y + adapter.delta(name, x)
 
-    def forward(self, h: Tensor, attend: Tensor, adapter: AdapterModule | None) -> Tensor:
-        """h [B, S, W]; attend [B, 1, 1, S] bool, True where a key may be attended."""
+    def forward(self, h: Tensor, attend: Tensor, adapter: AdapterModule | None, mapped: bool = False) -> Tensor:
+        """h [B, S, W]; attend [B, 1, 1, S] bool, True where a key may be attended.
+
+        mapped: the call runs under `torch.func.vmap` over devices (batched training, no dropout).
+        """
         b, s, w = h.shape
         qkv = self._lin("qkv", self.qkv, self.ln1(h), adapter)
         q, k, v = qkv.view(b, s, 3, self.heads, w // self.heads).permute(2, 0, 3, 1, 4)
         drop = self.dropout if self.training else 0.0
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=drop)
+        if mapped:
+            att = attention(q, k, v, attend)
+        else:
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=attend, dropout_p=drop)
         att = att.transpose(1, 2).reshape(b, s, w)
         h = h + F.dropout(self._lin("out", self.out, att, adapter), drop, self.training)
         mid = F.gelu(self._lin("fc1", self.fc1, self.ln2(h), adapter))
@@ -70,10 +77,11 @@ class Trunk(nn.Module):
         return {"qkv": (w, 3 * w), "out": (w, w), "fc1": (w, hid), "fc2": (hid, w)}
 
     def forward(self, tokens: Tensor, key_padding_mask: Tensor | None = None,
-                adapters: Mapping[int, AdapterModule] | None = None) -> Tensor:
+                adapters: Mapping[int, AdapterModule] | None = None, mapped: bool = False) -> Tensor:
         """tokens [B, S, W]; key_padding_mask [B, S] True where a token is absent/padding.
 
         adapters maps a layer index to its AdapterModule; layers without one run unadapted.
+        mapped: runs under `torch.func.vmap` over devices (see `hffm.modules.attention`).
         """
         adapters = adapters or {}
         unknown = sorted(set(adapters) - set(range(len(self.layers))))
@@ -87,7 +95,7 @@ class Trunk(nn.Module):
             attend = (~key_padding_mask.bool())[:, None, None, :]
         h = tokens
         for i, layer in enumerate(self.layers):
-            h = layer(h, attend, adapters.get(i))
+            h = layer(h, attend, adapters.get(i), mapped)
         return self.norm(h)
 
 

@@ -1,0 +1,261 @@
+"""Batched local training: the devices of a round train together, in one pass per local step.
+
+Running devices one at a time spends most of a tiny model's step on per-operation overhead, not on
+arithmetic. Here the devices' module states are stacked along a leading device axis and one model
+over the union of their modalities and tasks runs under `torch.func.vmap` (as multi-LoRA serving
+batches adapters): the frozen trunk is the bank's own, passed unstacked, so its matmuls run once over
+every device's tokens. What keeps the devices apart:
+
+- a device's missing modalities and tasks are masked out of attention (`M3TModel.forward_masked`),
+  and its task losses are masked, so its outputs are those of its own sub-model;
+- the loss is the sum over devices of per-device losses, so no gradient mixes devices;
+- the optimizer steps each device's slice as the device's own optimizer would (`StackedOptimizer`):
+  slices of modules a device does not train, or of an expert none of its tokens reached, are skipped;
+- each device draws its batches from its own seeded generator, in `train_device`'s order; a device
+  whose batch is short is masked (its padding rows count for no loss and no routing statistic).
+
+The result per device is what `train_device` returns, equal up to float summation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from hffm.data.dataset import M3TDataset
+from hffm.federation.aggregate import ModuleStates
+from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
+from hffm.federation.local import LocalConfig, _batches, train_device
+from hffm.federation.stacked_optim import StackedOptimizer
+from hffm.modules.bank import ModuleBank
+from hffm.modules.model import M3TModel
+
+ATTRIBUTE = {"encoder": "encoders", "prompt": "prompts", "expert": "experts", "adapter": "adapters", "head": "heads"}
+"""Where M3TModel keeps each module kind (the bank name kind/key is model.<attribute>.<key>)."""
+
+
+@dataclass(frozen=True)
+class DeviceJob:
+    """One device's local training of a round: its data, the states it starts from, what it trains."""
+
+    device: int
+    data: M3TDataset
+    states: Mapping[str, Mapping[str, Tensor]]
+    trainable: tuple[str, ...]
+    seed: int
+
+
+def batched_unsupported(bank: ModuleBank) -> str | None:
+    """Why this bank's models cannot train batched (None when they can)."""
+    cfg = bank.cfg
+    if cfg.hf_trunk:
+        return f"model.trunk={cfg.trunk!r}: a Hugging Face trunk runs its adapters through hooks, one device at a time"
+    if cfg.dropout > 0:
+        return f"model.dropout={cfg.dropout}: batched training draws no per-device dropout masks (set it to 0)"
+    if cfg.text_encoder != "native":
+        return f"model.text_encoder={cfg.text_encoder!r}: only native encoders are stacked over devices"
+    if not cfg.freeze_trunk:
+        return "model.freeze_trunk=false: batched training shares one frozen trunk"
+    return None
+
+
+def train_devices(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig,
+                  batched: bool = True, max_devices: int = 64) -> list[tuple[ModuleStates, dict[str, float]]]:
+    """`train_device` for every job, batched when asked and the model allows it; results in job order."""
+    if batched and batched_unsupported(bank) is None:
+        return train_batched(fabric, bank, jobs, cfg, max_devices)
+    return [train_device(fabric, bank, j.data, j.states, j.trainable, cfg, seed=j.seed) for j in jobs]
+
+
+def train_batched(
+    fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig, max_devices: int
+) -> list[tuple[ModuleStates, dict[str, float]]]:
+    """`train_device` for every job, in groups of at most ``max_devices``; results in job order."""
+    reason = batched_unsupported(bank)
+    if reason is not None:
+        raise ValueError(f"federation.batched=true: {reason}, or set federation.batched=false")
+    if max_devices < 1:
+        raise ValueError(f"federation.max_batch_devices={max_devices}: must be >= 1")
+    members = [Member(frozenset(j.data.modality_names), frozenset(j.data.task_names), min(cfg.batch_size, len(j.data)))
+               for j in jobs]
+    tokens = {m: bank.module(f"encoder/{m}").num_tokens for m in bank.modalities}
+    results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
+    for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
+        if len(group) < MIN_PASS_DEVICES:
+            for i in group:
+                job = jobs[i]
+                results[i] = train_device(fabric, bank, job.data, job.states, job.trainable, cfg, seed=job.seed)
+            continue
+        for i, result in zip(group, _train_group(fabric, bank, [jobs[i] for i in group], cfg)):
+            results[i] = result
+    return results
+
+
+class StackedGroup:
+    """What the devices of one pass share: the union model, and what each device holds and trains."""
+
+    def __init__(self, bank: ModuleBank, signatures: Sequence[tuple[Sequence[str], Sequence[str]]],
+                 trainable: Sequence[Sequence[str]]) -> None:
+        """signatures: each device's (modalities, tasks); trainable: the modules each device may train."""
+        mods = [m for m in bank.modalities if any(m in s[0] for s in signatures)]
+        tasks = [t for t in bank.tasks if any(t in s[1] for s in signatures)]
+        self.model = bank.submodel(mods, tasks, trainable=[], train_trunk=False)
+        self.modalities = [bank.modalities[m] for m in mods]
+        self.tasks = [bank.tasks[t] for t in tasks]
+        required = [bank.required_modules(*s) for s in signatures]
+        self.required = [set(r) for r in required]
+        self.trained = [[m for m in r if m in set(t)] for r, t in zip(required, trainable)]
+
+
+def _group_of(bank: ModuleBank, jobs: Sequence[DeviceJob]) -> StackedGroup:
+    return StackedGroup(bank, [(j.data.modality_names, j.data.task_names) for j in jobs], [j.trainable for j in jobs])
+
+
+@dataclass
+class _Stacked:
+    """The group's module tensors stacked over devices, keyed by their name in `_DeviceLoss`."""
+
+    params: dict[str, Tensor]
+    """Parameters; those some device trains require grad."""
+    buffers: dict[str, Tensor]
+    trains: dict[str, np.ndarray]
+    """Per trained parameter: bool [D], the devices that train its module."""
+    expert: dict[str, int]
+    """Per trained parameter that only routed tokens reach: its expert's index."""
+
+
+def stack_states(bank: ModuleBank, group: StackedGroup, states: Sequence[Mapping[str, Mapping[str, Tensor]]],
+                 device: torch.device) -> _Stacked:
+    """Each module tensor of the group stacked over its devices (a device lacking the module: the bank's)."""
+    out = _Stacked({}, {}, {}, {})
+    for name in group.model.module_names:
+        module = bank.module(name)
+        trains = np.array([name in trained for trained in group.trained])
+        is_param = dict(module.named_parameters())
+        routed = getattr(module, "routed_prefixes", ())
+        for key, default in module.state_dict().items():
+            slices = [own[name][key] if name in required else default
+                      for own, required in zip(states, group.required)]
+            stacked = torch.stack([s.detach().to(device=device, dtype=default.dtype) for s in slices])
+            full = _prefix(name) + key
+            if key not in is_param:
+                out.buffers[full] = stacked
+                continue
+            out.params[full] = stacked
+            if trains.any():
+                stacked.requires_grad_(True)
+                out.trains[full] = trains
+                if key.startswith(routed):
+                    out.expert[full] = int(name.split("/", 1)[1])
+    return out
+
+
+class _DeviceLoss(nn.Module):
+    """One device's loss on its (padded) batch: its task losses + the weighted MoE balance loss."""
+
+    def __init__(self, model: M3TModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict[str, Tensor], present: dict[str, Tensor], targets: dict[str, Tensor],
+                held: dict[str, Tensor], rows: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        outputs, aux, routed = self.model.forward_masked(inputs, present, held, rows, mapped=True)
+        weight = rows.to(aux.dtype)
+        count = weight.sum().clamp(min=1)
+        losses = {t: (self.model.heads[t].per_sample_loss(outputs[t], y) * weight).sum() / count
+                  for t, y in targets.items()}
+        total = torch.zeros((), dtype=aux.dtype, device=aux.device)
+        for t, loss in losses.items():  # the unbatched order: the device's tasks, in bank order
+            total = total + torch.where(held[t], loss, torch.zeros_like(loss))
+        return total + self.model.cfg.moe_aux_weight * aux, losses, routed
+
+
+def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.device) -> dict[str, Any]:
+    """One step's batches of every device, padded to the longest and stacked: [D, B, ...]."""
+    n = len(batches)
+    sizes = [next(iter(b["targets"].values())).shape[0] for b in batches]
+    width = max(sizes)
+    rows = torch.zeros(n, width, dtype=torch.bool, device=device)
+    for d, size in enumerate(sizes):
+        rows[d, :size] = True
+    inputs, present, targets, held = {}, {}, {}, {}
+    for spec in group.modalities:
+        sample = next(b["inputs"][spec.name] for b in batches if spec.name in b["inputs"])
+        x = torch.zeros((n, width, *sample.shape[1:]), dtype=sample.dtype, device=device)
+        p = torch.zeros(n, width, dtype=torch.bool, device=device)
+        on = torch.zeros(n, dtype=torch.bool, device=device)
+        for d, (b, size) in enumerate(zip(batches, sizes)):
+            if spec.name in b["inputs"]:
+                x[d, :size] = b["inputs"][spec.name]
+                p[d, :size] = b["present"][spec.name]
+                on[d] = True
+        inputs[spec.name], present[spec.name], held[spec.name] = x, p, on
+    for spec in group.tasks:
+        sample = next(b["targets"][spec.name] for b in batches if spec.name in b["targets"])
+        y = torch.zeros((n, width), dtype=sample.dtype, device=device)
+        on = torch.zeros(n, dtype=torch.bool, device=device)
+        for d, (b, size) in enumerate(zip(batches, sizes)):
+            if spec.name in b["targets"]:
+                y[d, :size] = b["targets"][spec.name]
+                on[d] = True
+        targets[spec.name], held[spec.name] = y, on
+    return {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
+
+
+def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig
+                 ) -> list[tuple[ModuleStates, dict[str, float]]]:
+    results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
+    group = _group_of(bank, jobs)
+    active = [i for i, trained in enumerate(group.trained) if trained]  # train_device skips the others too
+    if not active:
+        return results
+    if len(active) < len(jobs):
+        jobs = [jobs[i] for i in active]
+        group = _group_of(bank, jobs)
+    device = fabric.device
+    stacked = stack_states(bank, group, [j.states for j in jobs], device)
+    keys = list(stacked.trains)
+    optimizer = StackedOptimizer([stacked.params[k] for k in keys], cfg.optimizer, cfg.lr, cfg.weight_decay)
+    loss_fn = _DeviceLoss(group.model).eval()  # dropout is 0 (batched_unsupported): eval changes nothing else
+
+    def device_loss(params: dict, buffers: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        return functional_call(loss_fn, (params, buffers), args=(), kwargs=batch, strict=False)
+
+    mapped = vmap(device_loss)
+    streams: list[Iterator[dict]] = [
+        _batches(j.data, cfg.batch_size, torch.Generator().manual_seed(j.seed)) for j in jobs
+    ]
+    total: Tensor | None = None
+    task_losses: dict[str, Tensor] = {}
+    for _ in range(cfg.steps):
+        batch = stacked_batch(group, [next(s) for s in streams], device)
+        total, task_losses, routed = mapped(stacked.params, stacked.buffers, batch)
+        optimizer.zero_grad()
+        fabric.backward(total.sum())  # a sum of per-device losses: each device's slice gets its own gradient
+        reached = routed.cpu().numpy()  # [D, experts]
+        optimizer.step([stacked.trains[k] & reached[:, stacked.expert[k]] if k in stacked.expert
+                        else stacked.trains[k] for k in keys])
+    assert total is not None
+    totals = total.detach().tolist()
+    per_task = {t: v.detach().tolist() for t, v in task_losses.items()}
+    tensors = stacked.params | stacked.buffers
+    for d, i in enumerate(active):
+        states = {name: {key: tensors[_prefix(name) + key][d].detach().clone()
+                         for key in bank.module(name).state_dict()} for name in group.trained[d]}
+        losses = {f"{t}/loss": per_task[t][d] for t in jobs[d].data.task_names}
+        losses["loss"] = totals[d]
+        results[i] = (states, losses)
+    return results
+
+
+def _prefix(name: str) -> str:
+    """Where module `name`'s tensors sit in `_DeviceLoss` (bank name kind/key -> model.<attribute>.<key>.)."""
+    kind, key = name.split("/", 1)
+    return f"model.{ATTRIBUTE[kind]}.{key}."

@@ -1,0 +1,126 @@
+"""Batched evaluation: many models (devices' or edges') on their data in one vmapped pass per batch.
+
+The counterpart of `local.evaluate` for a list of jobs: each job is one model (its module states)
+restricted to some modalities and tasks, on a dataset. Module states are stacked as in batched
+training (`hffm.federation.batched`); a job's missing modalities and tasks are masked, and with
+``restrict`` only the samples having one of its modalities count (as `World.global_test_view` keeps).
+Metrics are those of `M3TLightningModule.compute_metrics` (accuracy, macro F1, MAE), per job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from lightning.fabric import Fabric
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+from torchmetrics.functional import mean_absolute_error
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+from hffm.data.dataset import M3TDataset
+from hffm.federation.batch_groups import MIN_PASS_DEVICES
+from hffm.federation.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
+from hffm.federation.local import evaluate
+from hffm.modules.bank import ModuleBank
+from hffm.modules.model import M3TModel
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One model to evaluate: its module states, the modalities and tasks it uses, the data."""
+
+    states: Mapping[str, Mapping[str, Tensor]]
+    modalities: tuple[str, ...]
+    tasks: tuple[str, ...]
+    data: M3TDataset
+    restrict: bool = False
+    """Count only samples with at least one of ``modalities`` present (a device's view of shared data)."""
+
+
+def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], batched: bool = True,
+                  max_devices: int = 64, batch_size: int = 256) -> list[dict[str, float]]:
+    """Per-task metrics of each job's model, in job order."""
+    if not batched or batched_unsupported(bank) is not None or len(jobs) < MIN_PASS_DEVICES:
+        return [_one(fabric, bank, job, batch_size) for job in jobs]
+    out: list[dict[str, float]] = []
+    for start in range(0, len(jobs), max_devices):
+        out += _evaluate_group(fabric, bank, list(jobs[start:start + max_devices]), batch_size)
+    return out
+
+
+def _one(fabric: Fabric, bank: ModuleBank, job: EvalJob, batch_size: int) -> dict[str, float]:
+    data = job.data
+    if job.restrict:
+        keep = torch.zeros(len(data), dtype=torch.bool)
+        for m in job.modalities:
+            keep |= data.present[m].bool()
+        if not keep.any():
+            return {}
+        data = data.subset(torch.nonzero(keep).flatten().numpy(), modalities=job.modalities, tasks=job.tasks)
+    elif (data.modality_names, data.task_names) != (list(job.modalities), list(job.tasks)):
+        data = data.subset(range(len(data)), modalities=job.modalities, tasks=job.tasks)
+    return evaluate(fabric, bank, data, job.states, batch_size)
+
+
+class _Outputs(nn.Module):
+    def __init__(self, model: M3TModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: dict, present: dict, targets: dict, held: dict, rows: Tensor) -> dict[str, Tensor]:
+        return self.model.forward_masked(inputs, present, held, rows, mapped=True)[0]
+
+
+def _view(batch: dict, job: EvalJob) -> dict:
+    """A batch of the job's data with only the job's modalities and tasks."""
+    return {"inputs": {m: batch["inputs"][m] for m in job.modalities},
+            "present": {m: batch["present"][m] for m in job.modalities},
+            "targets": {t: batch["targets"][t] for t in job.tasks}}
+
+
+@torch.no_grad()
+def _evaluate_group(fabric: Fabric, bank: ModuleBank, jobs: list[EvalJob], batch_size: int) -> list[dict[str, float]]:
+    device = fabric.device
+    group = StackedGroup(bank, [(j.modalities, j.tasks) for j in jobs], [() for _ in jobs])
+    stacked = stack_states(bank, group, [j.states for j in jobs], device)
+    run = _Outputs(group.model).eval()
+    mapped = vmap(lambda p, b, batch: functional_call(run, (p, b), args=(), kwargs=batch, strict=False))
+    collected: list[dict[str, list[tuple[Tensor, Tensor]]]] = [{t: [] for t in j.tasks} for j in jobs]
+    streams = [j.data.batches(batch_size, shuffle=False) for j in jobs]
+    while True:
+        batches = [next(s, None) for s in streams]
+        if all(b is None for b in batches):
+            break
+        live = [i for i, b in enumerate(batches) if b is not None]
+        views = [_view(batches[i], jobs[i]) for i in live]
+        batch = stacked_batch(group, views, device)
+        index = torch.as_tensor(live, device=device)
+        outputs = mapped({k: v.index_select(0, index) for k, v in stacked.params.items()},
+                         {k: v.index_select(0, index) for k, v in stacked.buffers.items()}, batch)
+        for row, i in enumerate(live):
+            counted = batch["rows"][row]
+            if jobs[i].restrict:
+                counted = counted & torch.stack([batch["present"][m][row] for m in jobs[i].modalities]).any(0)
+            for t in jobs[i].tasks:
+                collected[i][t].append((outputs[t][row][counted], batch["targets"][t][row][counted]))
+    return [_metrics(bank, pairs) for pairs in collected]
+
+
+def _metrics(bank: ModuleBank, pairs: dict[str, list[tuple[Tensor, Tensor]]]) -> dict[str, float]:
+    """`M3TLightningModule.compute_metrics` of one job from its outputs and targets."""
+    out: dict[str, float] = {}
+    for task, chunks in pairs.items():
+        pred = torch.cat([p for p, _ in chunks])
+        target = torch.cat([y for _, y in chunks])
+        if len(target) == 0:
+            continue
+        spec = bank.tasks[task]
+        if spec.kind == "classification":
+            n = int(spec.num_classes or 0)
+            out[f"{task}/acc"] = float(multiclass_accuracy(pred, target, num_classes=n, average="micro"))
+            out[f"{task}/f1"] = float(multiclass_f1_score(pred, target, num_classes=n, average="macro"))
+        else:
+            out[f"{task}/mae"] = float(mean_absolute_error(pred, target.to(pred.dtype)))
+    return dict(sorted(out.items()))
