@@ -22,9 +22,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -x -q
 	$(BIN)/ruff check hffm solvers tests experiments
+	$(BIN)/mypy
 
 lint: $(STAMP)
 	$(BIN)/ruff check hffm solvers tests experiments
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) outputs multirun wandb .pytest_cache .ruff_cache

@@ -310,7 +310,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     empties the world's evaluated devices and edges, so no evaluation runs.
     """
     from hffm.federation.evaluation import evaluate_round
-    from hffm.federation.loop import run_federation
+    from hffm.federation.loop import run_federation, tier_policy
     from hffm.modules.trunk import Trunk
     from hffm.run import make_fabric, make_world
 
@@ -346,11 +346,12 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     rounds_s = time.perf_counter() - tic
     peak_rounds = peak_rss_mb()
     state = result.state
-    group_of = world.topology.device_edge
+    policy = tier_policy(fed)
+    group_of = policy.group_of(world.topology.device_edge)
     eval_s = None
     if evaluate:
         tic = time.perf_counter()
-        evaluate_round(fabric, world, state, fed, group_of)
+        evaluate_round(fabric, world, state, fed, policy, group_of)
         eval_s = time.perf_counter() - tic
     gc.collect()
 
