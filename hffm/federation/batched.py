@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -85,7 +85,8 @@ def train_batched(
         raise ValueError(f"federation.max_batch_devices={max_devices}: must be >= 1")
     members = [Member(frozenset(j.data.modality_names), frozenset(j.data.task_names), min(cfg.batch_size, len(j.data)))
                for j in jobs]
-    tokens = {m: bank.module(f"encoder/{m}").num_tokens for m in bank.modalities}
+    # native encoders only (batched_unsupported rules out Hugging Face ones): each has an int num_tokens
+    tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
     results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
     for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
         if len(group) < MIN_PASS_DEVICES:
@@ -169,7 +170,7 @@ class _DeviceLoss(nn.Module):
         outputs, aux, routed = self.model.forward_masked(inputs, present, held, rows, mapped=True)
         weight = rows.to(aux.dtype)
         count = weight.sum().clamp(min=1)
-        losses = {t: (self.model.heads[t].per_sample_loss(outputs[t], y) * weight).sum() / count
+        losses = {t: (self.model.head(t).per_sample_loss(outputs[t], y) * weight).sum() / count
                   for t, y in targets.items()}
         total = torch.zeros((), dtype=aux.dtype, device=aux.device)
         for t, loss in losses.items():  # the unbatched order: the device's tasks, in bank order
@@ -197,15 +198,15 @@ def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.de
                 p[d, :size] = b["present"][spec.name]
                 on[d] = True
         inputs[spec.name], present[spec.name], held[spec.name] = x, p, on
-    for spec in group.tasks:
-        sample = next(b["targets"][spec.name] for b in batches if spec.name in b["targets"])
+    for task in group.tasks:
+        sample = next(b["targets"][task.name] for b in batches if task.name in b["targets"])
         y = torch.zeros((n, width), dtype=sample.dtype, device=device)
         on = torch.zeros(n, dtype=torch.bool, device=device)
         for d, (b, size) in enumerate(zip(batches, sizes)):
-            if spec.name in b["targets"]:
-                y[d, :size] = b["targets"][spec.name]
+            if task.name in b["targets"]:
+                y[d, :size] = b["targets"][task.name]
                 on[d] = True
-        targets[spec.name], held[spec.name] = y, on
+        targets[task.name], held[task.name] = y, on
     return {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
 
 

@@ -94,7 +94,7 @@ def _evaluate_group(fabric: Fabric, bank: ModuleBank, jobs: list[EvalJob], batch
         if all(b is None for b in batches):
             break
         live = [i for i, b in enumerate(batches) if b is not None]
-        views = [_view(batches[i], jobs[i]) for i in live]
+        views = [_view(b, jobs[i]) for i, b in enumerate(batches) if b is not None]
         batch = stacked_batch(group, views, device)
         index = torch.as_tensor(live, device=device)
         outputs = mapped({k: v.index_select(0, index) for k, v in stacked.params.items()},

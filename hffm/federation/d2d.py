@@ -104,14 +104,14 @@ def relay(
     return [m for uploader, group in sorted(carried.items()) for m in _merge(group, uploader)], routes
 
 
-def _block(matrix: sp.csr_array | np.ndarray, ids: Sequence[int]) -> sp.csr_array:
+def _block(matrix: sp.csr_array | np.ndarray, ids: Sequence[int] | np.ndarray) -> sp.csr_array:
     """The rows and columns ``ids`` of a graph matrix, sparse (O(entries), never N x N)."""
-    ids = np.asarray(ids, dtype=np.int64)
+    index = np.asarray(ids, dtype=np.int64)
     m = matrix if sp.issparse(matrix) else sp.csr_array(np.asarray(matrix))
-    return sp.csr_array(m[ids][:, ids])
+    return sp.csr_array(m[index][:, index])
 
 
-def _dense(matrix: sp.csr_array | np.ndarray, ids: Sequence[int]) -> np.ndarray:
+def _dense(matrix: sp.csr_array | np.ndarray, ids: Sequence[int] | np.ndarray) -> np.ndarray:
     """The rows and columns ``ids`` as a dense array: only for a small group (one cluster at most)."""
     return _block(matrix, ids).toarray()
 

@@ -77,8 +77,8 @@ def evaluate_round(
         mine_edge = []
         for start in range(0, len(edge_metrics), per_edge):
             merged = dict(edge_metrics[start])
-            for modality, single in zip(_single_modality_tasks(sample), edge_metrics[start + 1:start + per_edge]):
-                merged |= {f"{k}@{modality}": v for k, v in single.items()}
+            for modality, one in zip(_single_modality_tasks(sample), edge_metrics[start + 1:start + per_edge]):
+                merged |= {f"{k}@{modality}": v for k, v in one.items()}
             mine_edge.append((merged, 1.0))
         out |= _prefixed("edge/", weighted_mean(gather(mine_edge, fabric)))
     out |= _headline(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ def round_faults(
     return plan, FaultRecord(drawn, moved, stranded, late, tuple(sorted(attackers & sending)))
 
 
-def _rewire(plan: Plan, cut: set[int], topology: Topology, budget_hz: float) -> Plan:
+def _rewire(plan: Plan, cut: Collection[int], topology: Topology, budget_hz: float) -> Plan:
     """No D2D hop through or from a device in ``cut`` (failed, dropped or re-attached): its clients and
     children upload directly. Planned bands are scaled down where re-attached devices overfill an edge."""
     if not cut:

@@ -6,7 +6,7 @@ module states loaded in, so the frozen trunk exists once however many devices ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +31,7 @@ def _to_device(fabric: Fabric, batch: dict) -> dict:
     return {k: {n: fabric.to_device(t) for n, t in v.items()} for k, v in batch.items()}
 
 
-def _batches(data: M3TDataset, batch_size: int, generator: torch.Generator) -> Iterable[dict]:
+def _batches(data: M3TDataset, batch_size: int, generator: torch.Generator) -> Iterator[dict]:
     while True:  # as many passes as the step budget needs
         yield from data.batches(batch_size, shuffle=True, generator=generator)
 
@@ -47,8 +47,9 @@ def lightning_module(bank: ModuleBank, modalities: list[str], tasks: list[str], 
     key = ("lightning", tuple(modalities), tuple(tasks), tuple(trainable), hyper)
     if key not in bank.derived:
         model = bank.submodel(modalities, tasks, trainable=trainable)
-        options = {} if cfg is None else {"lr": cfg.lr, "weight_decay": cfg.weight_decay, "optimizer": cfg.optimizer}
-        bank.derived[key] = M3TLightningModule(model, **options)
+        bank.derived[key] = (M3TLightningModule(model) if cfg is None else
+                             M3TLightningModule(model, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                                optimizer=cfg.optimizer))
     lm = bank.derived[key]
     assert isinstance(lm, M3TLightningModule)
     return lm

@@ -34,7 +34,7 @@ def _(info, in_dims, q: Tensor, k: Tensor, v: Tensor, attend: Tensor) -> tuple[T
         t = t.unsqueeze(0).expand(size, *t.shape) if dim is None else t.movedim(dim, 0)
         return t.reshape(-1, *t.shape[2:])
 
-    out = F.scaled_dot_product_attention(*(fold(t, d) for t, d in zip((q, k, v), in_dims)),
+    out = F.scaled_dot_product_attention(fold(q, in_dims[0]), fold(k, in_dims[1]), fold(v, in_dims[2]),
                                          attn_mask=fold(attend, in_dims[3]))
     return out.reshape(size, -1, *out.shape[1:]), 0
 

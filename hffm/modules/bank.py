@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +21,14 @@ from torch import Tensor, nn
 from hffm.modules.adapters import AdapterModule
 from hffm.modules.config import ModelConfig
 from hffm.modules.encoders import ImageEncoder, SignalEncoder, TextEncoder
-from hffm.modules.heads import Prompt, build_head
+from hffm.modules.heads import Prompt, RegressionHead, build_head
 from hffm.modules.model import M3TModel
 from hffm.modules.moe import Expert
 from hffm.modules.trunk import build_trunk, resolve_config
 from hffm.spec import ModalitySpec, TaskSpec
 
 KINDS = ("encoder", "prompt", "expert", "adapter", "head")
+M = TypeVar("M", bound=nn.Module)
 
 
 class ModuleBank(nn.Module):
@@ -50,8 +53,8 @@ class ModuleBank(nn.Module):
         self.cfg = cfg = resolve_config(cfg, self.trunk)
         hidden = cfg.width * cfg.mlp_ratio
         linears = self.trunk.adapter_linears()
-        self.encoders = nn.ModuleDict({m.name: self._seeded(f"encoder/{m.name}", lambda m=m:
-                                                            self._encoder(m, vocab)) for m in modalities})
+        self.encoders = nn.ModuleDict({m.name: self._seeded(f"encoder/{m.name}", partial(self._encoder, m, vocab))
+                                       for m in modalities})
         self.prompts = nn.ModuleDict({t.name: self._seeded(f"prompt/{t.name}", lambda: Prompt(
             cfg.prompt_len, cfg.width)) for t in tasks})
         self.experts = nn.ModuleDict({str(i): self._seeded(f"expert/{i}", lambda: Expert(
@@ -59,15 +62,15 @@ class ModuleBank(nn.Module):
         self.adapters = nn.ModuleDict({str(i): self._seeded(f"adapter/{i}", lambda: AdapterModule(
             cfg.width, linears, cfg.adapter_bottleneck, cfg.lora_rank, cfg.lora_alpha))
             for i in range(cfg.trunk_layers)})
-        self.heads = nn.ModuleDict({t.name: self._seeded(f"head/{t.name}", lambda t=t: build_head(
-            t, cfg.width)) for t in tasks})
+        self.heads = nn.ModuleDict({t.name: self._seeded(f"head/{t.name}", partial(build_head, t, cfg.width))
+                                    for t in tasks})
         self._size_cache: dict[str, tuple[int, int]] = {}
         self.derived: dict[tuple, object] = {}
         """Objects built from the bank and kept for reuse (one LightningModule per device signature)."""
         self._groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
                         "adapter": self.adapters, "head": self.heads}
 
-    def _seeded(self, name: str, make: Callable[[], nn.Module]) -> nn.Module:
+    def _seeded(self, name: str, make: Callable[[], M]) -> M:
         """Build a module from a seed derived from (bank seed, module name), leaving the global RNG alone."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed((self.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63))
@@ -81,7 +84,7 @@ class ModuleBank(nn.Module):
             return SignalEncoder(spec, cfg.width, cfg.signal_patch, cfg.dropout, cfg.signal_iq_features)
         if cfg.text_encoder == "native":
             return TextEncoder(spec, cfg.width, cfg.dropout)
-        from hffm.modules.hf_text import HFTextEncoder, TrunkTextEncoder, resolve_model_dir
+        from hffm.modules.hf_text import HFTextEncoder, HFTrunk, TrunkTextEncoder, resolve_model_dir
 
         if vocab is None:
             raise ValueError(f"modality {spec.name!r}: ModelConfig.text_encoder={cfg.text_encoder!r} needs the "
@@ -90,7 +93,8 @@ class ModuleBank(nn.Module):
             raise ValueError(f"modality {spec.name!r}: vocab has {len(vocab)} words, spec.vocab_size is "
                              f"{spec.vocab_size}")
         if cfg.text_encoder == "trunk":
-            return TrunkTextEncoder(spec, self.trunk, vocab, cfg.adapter_bottleneck)
+            # ModelConfig rejects text_encoder='trunk' unless the trunk is a Hugging Face one
+            return TrunkTextEncoder(spec, cast(HFTrunk, self.trunk), vocab, cfg.adapter_bottleneck)
         return HFTextEncoder(resolve_model_dir(cfg.text_encoder, "text_encoder"), vocab, cfg.width,
                              freeze_backbone=cfg.text_freeze_backbone, spec=spec)
 
@@ -179,7 +183,7 @@ class ModuleBank(nn.Module):
     def set_target_scale(self, task: str, mean: float, scale: float) -> None:
         """Normalisation of a regression task's targets (see RegressionHead)."""
         head = self.module(f"head/{task}")
-        if not hasattr(head, "set_target_scale"):
+        if not isinstance(head, RegressionHead):
             raise ValueError(f"task {task!r} is not a regression task")
         head.set_target_scale(mean, scale)
 

@@ -54,6 +54,9 @@ class ClassificationHead(nn.Module):
 class RegressionHead(nn.Module):
     """LayerNorm + linear to one value; predictions are denormalised with the target mean/scale buffers."""
 
+    target_mean: Tensor
+    target_scale: Tensor
+
     def __init__(self, spec: TaskSpec, width: int) -> None:
         super().__init__()
         self.spec = spec
@@ -85,6 +88,9 @@ class RegressionHead(nn.Module):
         return diff * diff
 
 
-def build_head(spec: TaskSpec, width: int) -> nn.Module:
+Head = ClassificationHead | RegressionHead
+
+
+def build_head(spec: TaskSpec, width: int) -> Head:
     """The head matching a task's kind."""
     return ClassificationHead(spec, width) if spec.kind == "classification" else RegressionHead(spec, width)

@@ -50,6 +50,7 @@ class HFTextEncoder(nn.Module):
     """Word ids [B, L] -> HF model -> linear projection: tokens [B, L, width] and padding mask [B, L]."""
 
     frozen_prefixes: tuple[str, ...] = ()
+    lookup: Tensor
 
     def __init__(self, model_dir: str, vocab: Sequence[str], width: int, freeze_backbone: bool = True,
                  spec: ModalitySpec | None = None) -> None:
@@ -93,6 +94,8 @@ class TrunkTextEncoder(nn.Module):
     The trunk's embedding block later adds its own positions and LayerNorm, so text reaches the
     pretrained layers the way it was pretrained; only `down`, `up` and `type_embed` are federated.
     """
+
+    lookup: Tensor
 
     def __init__(self, spec: ModalitySpec, trunk: HFTrunk, vocab: Sequence[str], bottleneck: int) -> None:
         super().__init__()

@@ -91,6 +91,7 @@ class HFTrunk(nn.Module):
     """A frozen Hugging Face encoder with the native Trunk's interface: (tokens, padding, adapters) -> tokens."""
 
     frozen_prefixes: tuple[str, ...] = ("model.",)
+    model: Any  # a transformers PreTrainedModel (its config and methods are not in nn.Module's typing)
 
     def __init__(self, model: nn.Module, model_dir: str) -> None:
         super().__init__()
@@ -98,7 +99,7 @@ class HFTrunk(nn.Module):
         self.model_dir = model_dir
         self.model.requires_grad_(False)
         self.model.eval()
-        config = model.config
+        config = self.model.config
         self.width = int(config.hidden_size)
         self.heads = int(getattr(config, "num_attention_heads", 1))
         self.max_tokens = int(getattr(config, "max_position_embeddings", 0) or 0)

@@ -7,12 +7,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError
+from torchmetrics import MeanAbsoluteError, Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from hffm.modules.model import M3TModel
@@ -82,24 +82,28 @@ class M3TLightningModule(L.LightningModule):
         total, _, outputs = self._loss(batch)
         for task, target in batch["targets"].items():
             out = outputs[task]
-            for metric in self.metrics[task].values():
+            for metric in self._task_metrics(task).values():
                 metric.update(out, target.to(out.device))
             self._updated.add(task)
         return total
+
+    def _task_metrics(self, task: str) -> dict[str, Metric]:
+        """One task's metrics by name (held in nn.ModuleDicts so they follow the module's device)."""
+        return {k: cast(Metric, m) for k, m in cast(nn.ModuleDict, self.metrics[task]).items()}
 
     def compute_metrics(self) -> dict[str, float]:
         """{'<task>/acc', '<task>/f1'} for classification, {'<task>/mae'} for regression; then reset."""
         result = {}
         for task in self._updated:
-            for key, metric in self.metrics[task].items():
+            for key, metric in self._task_metrics(task).items():
                 result[f"{task}/{key}"] = float(metric.compute())
         self.reset_metrics()
         return dict(sorted(result.items()))
 
     def reset_metrics(self) -> None:
         """Forget all metric state."""
-        for group in self.metrics.values():
-            for metric in group.values():
+        for task in self.metrics:
+            for metric in self._task_metrics(task).values():
                 metric.reset()
         self._updated.clear()
 

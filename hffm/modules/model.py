@@ -8,13 +8,15 @@ parameters and `bank.module_state(name)` reads the result. The trunk is the bank
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from hffm.modules.config import ModelConfig
 from hffm.modules.encoders import check_input
-from hffm.modules.moe import moe_forward
+from hffm.modules.heads import Head
+from hffm.modules.moe import Expert, moe_forward
 from hffm.spec import ModalitySpec, TaskSpec
 
 
@@ -86,8 +88,8 @@ class M3TModel(nn.Module):
                     params.append(p)
         return params
 
-    def _experts(self) -> list[nn.Module]:
-        return [self.experts[k] for k in sorted(self.experts, key=int)]
+    def _experts(self) -> list[Expert]:
+        return [cast(Expert, self.experts[k]) for k in sorted(self.experts, key=int)]
 
     def _batch_size(self, inputs: Mapping[str, Tensor]) -> int:
         unknown = sorted(set(inputs) - set(self._modality_by_name))
@@ -179,7 +181,11 @@ class M3TModel(nn.Module):
         """Loss of one task (cross-entropy, or MSE of normalised regression values)."""
         if task not in self.heads:
             raise ValueError(f"task {task!r} has no head in this model (tasks: {[t.name for t in self.tasks]})")
-        return self.heads[task].loss(output, target)
+        return self.head(task).loss(output, target)
+
+    def head(self, task: str) -> Head:
+        """The head of one task (typed: `self.heads` is an nn.ModuleDict of heads)."""
+        return cast(Head, self.heads[task])
 
     def named_modules_of_bank(self) -> Iterator[tuple[str, nn.Module]]:
         """(bank name, module) pairs of the federated modules this model holds."""

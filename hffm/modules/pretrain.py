@@ -11,9 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sized
 from dataclasses import asdict
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -41,7 +41,7 @@ def _fit_regression_scales(bank: ModuleBank, dataset: Dataset, max_samples: int 
     if not reg:
         return
     values: dict[str, list[torch.Tensor]] = {t: [] for t in reg}
-    n = min(len(dataset), max_samples)  # type: ignore[arg-type]
+    n = min(len(cast(Sized, dataset)), max_samples)
     for i in range(n):
         targets = dataset[i]["targets"]
         for t in reg:
@@ -65,7 +65,8 @@ def pretrain(bank: ModuleBank, dataset: Dataset, *, steps: int, batch_size: int,
     if steps < 1 or batch_size < 1 or not lr > 0 or log_every < 1:
         raise ValueError(f"pretrain: steps, batch_size, log_every must be >= 1 and lr > 0 "
                          f"(got steps={steps}, batch_size={batch_size}, lr={lr}, log_every={log_every})")
-    if len(dataset) == 0:  # type: ignore[arg-type]
+    size = len(cast(Sized, dataset))  # map-style datasets have a length; torch's Dataset type does not declare it
+    if size == 0:
         raise ValueError("pretrain: the dataset is empty")
     was_training = bank.training
     with torch.random.fork_rng(devices=[]):
@@ -74,7 +75,7 @@ def pretrain(bank: ModuleBank, dataset: Dataset, *, steps: int, batch_size: int,
         model = bank.submodel(list(bank.modalities), list(bank.tasks), trainable=bank.names(), train_trunk=True)
         lm = M3TLightningModule(model, lr=lr)
         opt = lm.configure_optimizers()
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=len(dataset) >= batch_size,
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=size >= batch_size,
                             generator=torch.Generator().manual_seed(seed))
         window: list[tuple[float, dict[str, float]]] = []
         start = time.perf_counter()
@@ -94,7 +95,7 @@ def pretrain(bank: ModuleBank, dataset: Dataset, *, steps: int, batch_size: int,
                     break
         seconds = time.perf_counter() - start
         model.eval()
-        n_eval = min(eval_samples, len(dataset))  # type: ignore[arg-type]
+        n_eval = min(eval_samples, size)
         with torch.no_grad():
             for batch in DataLoader(Subset(dataset, range(n_eval)), batch_size=batch_size):
                 lm.validation_step(batch)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,6 +18,9 @@ from torch import Tensor, nn
 from hffm.modules.adapters import AdapterModule
 from hffm.modules.attention import attention
 from hffm.modules.config import ModelConfig
+
+if TYPE_CHECKING:
+    from hffm.modules.hf_trunk import HFTrunk
 
 
 class TrunkLayer(nn.Module):
@@ -99,7 +103,7 @@ class Trunk(nn.Module):
         return self.norm(h)
 
 
-def build_trunk(cfg: ModelConfig) -> nn.Module:
+def build_trunk(cfg: ModelConfig) -> Trunk | HFTrunk:
     """The native Trunk from the config's sizes, or the Hugging Face model `cfg.trunk` names (frozen)."""
     if not cfg.hf_trunk:
         return Trunk(cfg.width, cfg.trunk_layers, cfg.trunk_heads, cfg.width * cfg.mlp_ratio, cfg.dropout)
@@ -108,7 +112,7 @@ def build_trunk(cfg: ModelConfig) -> nn.Module:
     return HFTrunk.load(cfg.trunk, cfg.trunk_weights)
 
 
-def resolve_config(cfg: ModelConfig, trunk: nn.Module) -> ModelConfig:
+def resolve_config(cfg: ModelConfig, trunk: Trunk | HFTrunk) -> ModelConfig:
     """The config the bank builds with: a pretrained trunk's sizes, and text_encoder 'auto' decided."""
     text = cfg.text_encoder
     if text == "auto":

@@ -199,7 +199,7 @@ class ComputeConfig:
         rng = tuple(float(x) for x in self.cpu_hz_range)
         if len(rng) != 2 or not (0 < rng[0] <= rng[1] < math.inf):
             raise ValueError(f"{o}.cpu_hz_range must be (low, high) with 0 < low <= high, got {self.cpu_hz_range!r}")
-        self.cpu_hz_range = rng  # type: ignore[assignment]
+        self.cpu_hz_range = rng
 
     def cycles_per_sample(self, kind: str, num_params: int) -> float:
         """Cycles to train one sample of a module of this kind and size."""
