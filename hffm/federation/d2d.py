@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,9 @@ from scipy.sparse.csgraph import connected_components, dijkstra
 from hffm.federation.aggregate import ModuleUpdate, weighted_average
 from hffm.federation.gossip import gossip_average
 from hffm.federation.records import Route, Transfer
+
+T = TypeVar("T")
+"""What a tree node carries: module updates (aggregation) or module names (planning)."""
 
 __all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "exchange", "fetch_missing", "gossip_traffic",
            "tree_parents", "tree_traffic"]
@@ -275,7 +279,9 @@ def _paths_to_roots(parent: Mapping[int, int], nodes: Iterable[int]) -> dict[int
     return keep
 
 
-def _fold_tree(own, parent, merge):  # noqa: ANN001, ANN202 - generic over what the nodes carry
+def _fold_tree(
+    own: Mapping[int, list[T]], parent: Mapping[int, int], merge: Callable[[list[T], int], list[T]]
+) -> tuple[dict[int, list[T]], list[tuple[int, int, int, list[T]]]]:
     """Children before parents: each node merges what it carries (``merge(items, node)``) and sends it
     to its parent, in step ``deepest - depth`` of its group; returns (root -> merged items, sends)."""
     depth: dict[int, int] = {}
