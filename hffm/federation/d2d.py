@@ -29,8 +29,8 @@ from hffm.federation.records import Route, Transfer
 T = TypeVar("T")
 """What a tree node carries: module updates (aggregation) or module names (planning)."""
 
-__all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "exchange", "fetch_missing", "gossip_traffic",
-           "tree_parents", "tree_traffic"]
+__all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "aggregation_tree", "exchange", "fetch_missing",
+           "gossip_traffic", "root_of", "tree_parents", "tree_traffic"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,15 +237,34 @@ def tree_aggregate(
         own.setdefault(u.node, []).append(u)
     if not own:
         return [], [], []
-    if parent is not None and _spans(parent, own):
-        tree = _paths_to_roots(parent, own)
-    else:
-        tree = tree_parents(list(own), adjacency, uplink_gain, link_rate)
+    tree = aggregation_tree(list(own), parent, adjacency, uplink_gain, link_rate)
     at_root, sent = _fold_tree(own, tree, _merge)
     out = [u for _, us in sorted(at_root.items()) for u in us]
     routes = [Route(r, tuple(u.module for u in us), r) for r, us in sorted(at_root.items())]
     transfers = [Transfer(s, d, tuple(u.module for u in us), step) for s, d, step, us in sent]
     return out, routes, transfers
+
+
+def aggregation_tree(
+    nodes: Sequence[int],
+    parent: Mapping[int, int] | None,
+    adjacency: sp.csr_array | np.ndarray,
+    uplink_gain: np.ndarray,
+    link_rate: sp.csr_array | np.ndarray | None = None,
+) -> dict[int, int]:
+    """The tree a tree round runs over ``nodes``: the plan's ``parent`` (on the paths from ``nodes`` to
+    their roots) when it holds them all, else the default ``tree_parents``. Both the aggregation and any
+    timeline that predicts it (a deadline) ask here, so they use the same tree."""
+    if parent is not None and _spans(parent, dict.fromkeys(nodes)):
+        return _paths_to_roots(parent, nodes)
+    return tree_parents(list(nodes), adjacency, uplink_gain, link_rate)
+
+
+def root_of(parent: Mapping[int, int], d: int) -> int:
+    """The root (uploader) of device ``d`` in the forest ``parent``."""
+    while parent[d] != d:
+        d = parent[d]
+    return d
 
 
 def _spans(parent: Mapping[int, int], nodes: Mapping[int, object]) -> bool:
@@ -291,16 +310,11 @@ def _fold_tree(
             depth[i] = 0 if parent[i] == i else hops(parent[i]) + 1
         return depth[i]
 
-    def root_of(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
     for i in parent:
         hops(i)
     deepest: dict[int, int] = {}
     for i in parent:
-        r = root_of(i)
+        r = root_of(parent, i)
         deepest[r] = max(deepest.get(r, 0), depth[i])
     carried = {i: list(own.get(i, [])) for i in parent}
     at_root, sent = {}, []
@@ -310,7 +324,7 @@ def _fold_tree(
             at_root[i] = merged
         else:
             carried[parent[i]] += merged
-            sent.append((i, parent[i], deepest[root_of(i)] - depth[i], merged))
+            sent.append((i, parent[i], deepest[root_of(parent, i)] - depth[i], merged))
     return at_root, sorted(sent, key=lambda x: (x[2], x[0]))
 
 

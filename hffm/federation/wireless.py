@@ -265,9 +265,10 @@ def upload_ends(
         routes = [Route(d, tuple(ms), plan.relay.get(d, d)) for d, ms in sorted(holders.items())]
         carrier = {d: plan.relay.get(d, d) for d in holders}
     elif cfg.d2d == D2DMode.tree:
-        parent = d2d.tree_parents(list(holders), topology.adjacency, channel.uplink_gain, channel.rate_matrix())
+        parent = d2d.aggregation_tree(list(holders), plan.parent or None, topology.adjacency, channel.uplink_gain,
+                                      channel.rate_matrix())
         routes, transfers = d2d.tree_traffic(holders, parent)
-        carrier = {d: _root(parent, d) for d in holders}
+        carrier = {d: d2d.root_of(parent, d) for d in holders}
     elif cfg.d2d == D2DMode.gossip:
         routes, transfers = d2d.gossip_traffic(holders, topology.adjacency, cfg.cons_rounds)
     else:
@@ -281,12 +282,6 @@ def upload_ends(
             last[edge] = max(last.get(edge, 0.0), end)
         return {d: last.get(int(topology.device_edge[d]), 0.0) for d in holders}
     return {d: ends[carrier[d]] for d in holders if carrier[d] in ends}
-
-
-def _root(parent: Mapping[int, int], d: int) -> int:
-    while parent[d] != d:
-        d = parent[d]
-    return d
 
 
 def _traffic(
