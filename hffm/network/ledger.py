@@ -1,24 +1,9 @@
 """Per-round latency and energy, charged from what the round loop actually sent.
 
-Timeline of one edge round (the same one the per-round solver models):
-
-1. Device i trains: compute time tau_i = cycles_i / f_i, energy kappa * cycles_i * f_i^2.
-2. Optional D2D steps (``D2DTransfer``: tree aggregation, gossip, fetches) inside a cluster, after
-   its participants finished computing. Steps run one after another; within a step different senders
-   transmit in parallel on orthogonal D2D channels, while one sender's transfers are sequential. A
-   participant is ready to upload once its cluster's D2D steps are over.
-3. A relayed device i sends its payload P_i to relay j over D2D, arriving at ready_i + 8 P_i / r_ij
-   (links into one relay are orthogonal, hence parallel). Relay j starts its uplink when its own
-   work and its last input are done, and sends U_j = its own payload plus every payload it received
-   (or, with ``relay_aggregates``, one aggregated payload), taking 8 U_j / R_j(b_j).
-4. The edge is ready when its last uplink arrived.
-5. In a cloud round each edge then sends to the cloud over the backhaul (latency + 8 bytes / rate,
-   edges in parallel), the cloud waits for all edges, and sends back down.
-6. Finally each edge broadcasts to its cluster at the downlink rate.
-
-Each step is one function below (``_compute``, ``_d2d_steps``, ``_relay_hops``, ``_uplinks``,
-``_cloud``, ``_downlink``); ``uplink_queue`` runs steps 1-3 alone, for a planner that needs to know
-when each uploader is ready.
+``charge_round`` runs one edge round's timeline (``timeline.py``: compute, D2D steps, relay hops,
+uplinks, cloud, downlink), stage by stage, over the ``Traffic`` the round sent; ``uplink_queue`` runs
+the stages before the uplinks alone, for a planner that needs to know when each uploader is ready, and
+``uplink_ends`` the timeline up to the edge, for a deadline.
 
 Round latency is the slowest path through this timeline; its ``latency/*`` breakdown splits that
 critical path by link kind, so the parts sum to the total. Energy sums every computation and every
@@ -33,69 +18,30 @@ way back is ``cloud_to_device_bytes`` over the same links, charged to the cloud.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 
 from hffm.network.channel import ChannelState
-from hffm.network.compute import compute_energy, compute_time
 from hffm.network.config import NetworkConfig
-from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, TimePoint, latest
+from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, latest
+from hffm.network.timeline import (
+    Traffic,
+    UplinkQueue,
+    charged_bytes,
+    check_uploads,
+    cloud_stage,
+    compute_stage,
+    d2d_stage,
+    downlink_stage,
+    relay_stage,
+    uplink_seconds,
+    uplink_stage,
+)
 from hffm.network.topology import Topology
 
 __all__ = ["D2DTransfer", "DeviceUpload", "RoundCost", "Traffic", "UplinkQueue", "charge_round", "charge_star",
            "uplink_ends", "uplink_queue"]
-
-
-def _edge_array(name: str, value: np.ndarray | float | None, e: int) -> np.ndarray:
-    arr = np.zeros(e) if value is None else np.broadcast_to(np.asarray(value, dtype=float), (e,)).copy()
-    if arr.shape != (e,) or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(f"{name} must be finite bytes >= 0, one per edge (shape [{e}])")
-    return arr
-
-
-def _check_device(name: str, i: int, n: int) -> int:
-    if not isinstance(i, int | np.integer) or not 0 <= int(i) < n:
-        raise ValueError(f"{name} = {i!r} is not a device index in [0, {n})")
-    return int(i)
-
-
-def _check_bytes(name: str, b: float) -> float:
-    if not np.isfinite(b) or b < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {b!r}")
-    return float(b)
-
-
-@dataclass(frozen=True, eq=False)
-class Traffic:
-    """What one round sent, in bytes: the input of the ledger.
-
-    uploads: one DeviceUpload per device that trained (relay == device: a direct uplink).
-    d2d: D2D transfers in steps (tree aggregation, gossip, fetches), charged before the uplinks.
-    relay_aggregates: a relay merges what it received with its own update into one payload, of size
-    relay_payload_bytes[relay] if given, else the largest of its inputs (exact when they carry the
-    same modules). Edge arrays are [E] bytes (or a scalar for all edges); backhaul bytes must be 0
-    unless cloud_round.
-    """
-
-    uploads: Sequence[DeviceUpload]
-    d2d: Sequence[D2DTransfer] = ()
-    relay_aggregates: bool = False
-    relay_payload_bytes: Mapping[int, int] | None = None
-    cloud_round: bool = False
-    edge_to_cloud_bytes: np.ndarray | float | None = None
-    cloud_to_edge_bytes: np.ndarray | float | None = None
-    edge_to_device_bytes: np.ndarray | float | None = None
-
-
-@dataclass(frozen=True)
-class UplinkQueue:
-    """Who uploads, when each can start (its own work and every input done) and how many bytes."""
-
-    uploaders: list[int]
-    start: dict[int, TimePoint]
-    nbytes: dict[int, float]
 
 
 def charge_round(
@@ -106,7 +52,7 @@ def charge_round(
     traffic: Traffic,
     uplink_bandwidth_hz: np.ndarray | None = None,
 ) -> RoundCost:
-    """Charge one hierarchical round, stage by stage (see the module docstring for the timeline).
+    """Charge one hierarchical round, stage by stage (the timeline: ``timeline.py``).
 
     uplink_bandwidth_hz: [N] band per device (the plan's; only uploaders use theirs, and each edge's
     total must fit edge_bandwidth_hz); None: the channel config's fixed per-device band if set, else
@@ -114,9 +60,9 @@ def charge_round(
     """
     book = CostBook(topology.num_devices)
     queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic, book)
-    at_edge = _uplinks(net, topology, channel, queue, uplink_bandwidth_hz, book)
-    back = _cloud(net, traffic, at_edge, book)
-    end = _downlink(net, traffic, back, book)
+    at_edge = uplink_stage(net, topology, channel, queue, uplink_bandwidth_hz, book)
+    back = cloud_stage(net, traffic, at_edge, book)
+    end = downlink_stage(net, traffic, back, book)
     extra = {"count/uploads": float(len(traffic.uploads)),
              "count/relayed": float(sum(u.relay != u.device for u in traffic.uploads)),
              "count/uploaders": float(len(queue.uploaders))}
@@ -133,13 +79,13 @@ def charge_star(
     """The star baseline: every device -> cloud over its own fixed link, and back (module docstring)."""
     ch, n = net.channel, topology.num_devices
     book = CostBook(n)
-    by_dev = _check_uploads(uploads, n)
-    ready = _compute(net, device_cpu_hz, by_dev, book)
+    by_dev = check_uploads(uploads, n)
+    ready = compute_stage(net, device_cpu_hz, by_dev, book)
     arrivals = []
     for i, u in by_dev.items():
         if int(u.relay) != i:
             raise ValueError(f"star: device {i} relays through {u.relay}; star uploads are direct")
-        nbytes = _size(net, float(u.payload_bytes))
+        nbytes = charged_bytes(net, float(u.payload_bytes))
         if nbytes <= 0:
             continue
         dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
@@ -152,7 +98,7 @@ def charge_star(
             raise ValueError(f"cloud_to_device_bytes must be finite bytes >= 0, one per device (shape [{n}])")
         worst = 0.0
         for k in np.flatnonzero(down > 0):
-            nbytes = _size(net, float(down[k]))
+            nbytes = charged_bytes(net, float(down[k]))
             dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
             book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
             worst = max(worst, dt)
@@ -175,10 +121,10 @@ def uplink_queue(
     if channel.num_devices != n:
         raise ValueError(f"channel has {channel.num_devices} devices but the topology has {n}")
     book = CostBook(n) if book is None else book
-    by_dev = _check_uploads(traffic.uploads, n)
-    ready = _compute(net, device_cpu_hz, by_dev, book)
-    _d2d_steps(net, topology, channel, traffic.d2d, ready, book)
-    return _relay_hops(net, topology, channel, traffic, by_dev, ready, book)
+    by_dev = check_uploads(traffic.uploads, n)
+    ready = compute_stage(net, device_cpu_hz, by_dev, book)
+    d2d_stage(net, topology, channel, traffic.d2d, ready, book)
+    return relay_stage(net, topology, channel, traffic, by_dev, ready, book)
 
 
 def uplink_ends(
@@ -192,244 +138,5 @@ def uplink_ends(
     """Uploader -> when its uplink ends (s from the round's start): the timeline ``charge_round``
     charges, up to the edge (a deadline checks it)."""
     queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic)
-    seconds = _uplink_seconds(net, topology, channel, queue, uplink_bandwidth_hz)
+    seconds = uplink_seconds(net, topology, channel, queue, uplink_bandwidth_hz)
     return {j: queue.start[j].t + seconds[j] for j in queue.uploaders}
-
-
-def _uplink_seconds(
-    net: NetworkConfig, topology: Topology, channel: ChannelState, queue: UplinkQueue, given: np.ndarray | None
-) -> dict[int, float]:
-    """Uploader -> its uplink's duration at the planned (or default) band."""
-    band = _uplink_bandwidth(net, topology, queue.uploaders, given)
-    rates = channel.uplink_rate_at(band)
-    out = {}
-    for j in queue.uploaders:
-        if rates[j] <= 0:
-            raise ValueError(f"device {j} uploads but its uplink rate is 0 (bandwidth {band[j]:g} Hz)")
-        out[j] = 8.0 * queue.nbytes[j] / float(rates[j])
-    return out
-
-
-def _size(net: NetworkConfig, b: float) -> float:
-    """Bytes charged for a payload of b bytes (the prototype preset charges a fixed model size)."""
-    fixed = net.fixed_payload_bytes
-    return float(fixed) if fixed is not None and b > 0 else b
-
-
-def _check_uploads(uploads: Sequence[DeviceUpload], n: int) -> dict[int, DeviceUpload]:
-    by_dev: dict[int, DeviceUpload] = {}
-    for u in uploads:
-        i = _check_device("DeviceUpload.device", u.device, n)
-        if i in by_dev:
-            raise ValueError(f"device {i} appears in two DeviceUploads; merge its payloads into one")
-        _check_device(f"DeviceUpload.relay of device {i}", u.relay, n)
-        _check_bytes(f"DeviceUpload.payload_bytes of device {i}", u.payload_bytes)
-        if not np.isfinite(u.compute_cycles) or u.compute_cycles < 0:
-            raise ValueError(f"DeviceUpload.compute_cycles of device {i} must be finite and >= 0")
-        by_dev[i] = u
-    return by_dev
-
-
-def _compute(
-    net: NetworkConfig, device_cpu_hz: np.ndarray, by_dev: Mapping[int, DeviceUpload], book: CostBook
-) -> list[TimePoint]:
-    """Stage 1: every device's local training; returns when each device is done."""
-    n, comp = book.device.shape[0], net.compute
-    cpu = np.asarray(device_cpu_hz, dtype=float)
-    if cpu.shape != (n,) or np.any(~np.isfinite(cpu)) or np.any(cpu <= 0):
-        raise ValueError(f"device_cpu_hz must hold {n} finite frequencies > 0 (draw_cpu_hz), got shape {cpu.shape}")
-    ready = [TimePoint() for _ in range(n)]
-    for i, u in by_dev.items():
-        if comp.enabled and u.compute_cycles > 0:
-            book.charge("compute", "device", float(compute_energy(u.compute_cycles, cpu[i], comp.kappa)), device=i)
-            ready[i] = ready[i].plus("compute", float(compute_time(u.compute_cycles, cpu[i])))
-    return ready
-
-
-def _relay_hops(
-    net: NetworkConfig,
-    topology: Topology,
-    channel: ChannelState,
-    traffic: Traffic,
-    by_dev: Mapping[int, DeviceUpload],
-    ready: list[TimePoint],
-    book: CostBook,
-) -> UplinkQueue:
-    """Stage 3: one-hop D2D relays; then what each uploader sends and when it can start."""
-    inputs: dict[int, list[TimePoint]] = {}
-    received: dict[int, list[float]] = {}
-    for i, u in by_dev.items():
-        j = int(u.relay)
-        if j == i:
-            continue
-        if not topology.linked(i, j):
-            raise ValueError(
-                f"device {i} relays through device {j}, which is not its D2D neighbour "
-                f"(neighbours: {topology.neighbours(i).tolist()}); relays must be linked devices of the same cluster"
-            )
-        if j in by_dev and int(by_dev[j].relay) != j:
-            raise ValueError(f"device {i} relays through device {j}, which itself relays: relays must upload directly")
-        rate = channel.d2d_rate_of(i, j)
-        if rate <= 0:
-            raise ValueError(f"D2D link {i} -> {j} has rate 0 this round")
-        nbytes = _size(net, float(u.payload_bytes))
-        dt = 8.0 * nbytes / rate
-        book.charge("d2d", "device", net.channel.d2d_energy_power * dt, nbytes, device=i)
-        inputs.setdefault(j, []).append(ready[i].plus("d2d", dt))
-        received.setdefault(j, []).append(nbytes)
-    uploaders = sorted({i for i, u in by_dev.items() if u.relay == i} | set(inputs))
-    up_bytes = {}
-    for j in uploaders:
-        own = [_size(net, float(by_dev[j].payload_bytes))] if j in by_dev else []
-        parts = own + received.get(j, [])
-        given = None if traffic.relay_payload_bytes is None else traffic.relay_payload_bytes.get(j)
-        if traffic.relay_aggregates and j in inputs and given is not None:
-            up_bytes[j] = _size(net, _check_bytes(f"relay_payload_bytes[{j}]", given))
-        elif traffic.relay_aggregates and j in inputs:
-            up_bytes[j] = max(parts)
-        else:
-            up_bytes[j] = float(sum(parts))
-    uploaders = [j for j in uploaders if up_bytes[j] > 0]  # nothing to send: no uplink, no band
-    start = {j: latest([ready[j], *inputs.get(j, [])]) for j in uploaders}
-    return UplinkQueue(uploaders, start, {j: up_bytes[j] for j in uploaders})
-
-
-def _uplinks(
-    net: NetworkConfig,
-    topology: Topology,
-    channel: ChannelState,
-    queue: UplinkQueue,
-    given: np.ndarray | None,
-    book: CostBook,
-) -> list[TimePoint]:
-    """Stage 4: FDMA uplinks at the planned (or default) band; returns when each edge has everything."""
-    seconds = _uplink_seconds(net, topology, channel, queue, given)
-    edge_ready: list[list[TimePoint]] = [[] for _ in range(topology.num_edges)]
-    for j in queue.uploaders:
-        dt = seconds[j]
-        book.charge("uplink", "device", net.channel.uplink_energy_power_w * dt, queue.nbytes[j], device=j)
-        edge_ready[int(topology.device_edge[j])].append(queue.start[j].plus("uplink", dt))
-    return [latest(p) for p in edge_ready]
-
-
-def _cloud(net: NetworkConfig, traffic: Traffic, at_edge: list[TimePoint], book: CostBook) -> list[TimePoint]:
-    """Stage 5: in a cloud round, edges -> cloud over the backhaul, the cloud waits for all, and back."""
-    ch, e = net.channel, len(at_edge)
-    e2c = _edge_array("edge_to_cloud_bytes", traffic.edge_to_cloud_bytes, e)
-    c2e = _edge_array("cloud_to_edge_bytes", traffic.cloud_to_edge_bytes, e)
-    if not traffic.cloud_round:
-        if e2c.any() or c2e.any():
-            raise ValueError("edge_to_cloud_bytes / cloud_to_edge_bytes are nonzero but cloud_round=False; "
-                             "pass zeros (or None) on edge-only rounds")
-        return at_edge
-    to_cloud = []
-    for k in range(e):
-        if e2c[k] > 0:
-            nbytes = _size(net, e2c[k])
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-            book.charge("backhaul", "edge", ch.backhaul_power_w * dt, nbytes)
-            to_cloud.append(at_edge[k].plus("backhaul", dt))
-    at_cloud = latest(to_cloud)
-    back = []
-    for k in range(e):
-        p = latest([at_edge[k], at_cloud])
-        if ch.charge_downlink and c2e[k] > 0:
-            nbytes = _size(net, c2e[k])
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
-            book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
-            p = p.plus("backhaul", dt)
-        back.append(p)
-    return back
-
-
-def _downlink(net: NetworkConfig, traffic: Traffic, back: list[TimePoint], book: CostBook) -> list[TimePoint]:
-    """Stage 6: each edge broadcasts the aggregated modules to its cluster."""
-    ch = net.channel
-    e2d = _edge_array("edge_to_device_bytes", traffic.edge_to_device_bytes, len(back))
-    if not ch.charge_downlink:
-        return back
-    done = []
-    for k, p in enumerate(back):
-        if e2d[k] > 0:
-            nbytes = _size(net, e2d[k])
-            dt = 8.0 * nbytes / ch.downlink_rate_bps
-            book.charge("downlink", "edge", ch.edge_tx_power_w * dt, nbytes)
-            p = p.plus("downlink", dt)
-        done.append(p)
-    return done
-
-
-def _uplink_bandwidth(
-    net: NetworkConfig, topology: Topology, uploaders: list[int], given: np.ndarray | None
-) -> np.ndarray:
-    """[N] band per device: the plan's (checked against each edge's budget) or the default share."""
-    n, budget = topology.num_devices, net.channel.edge_bandwidth_hz
-    per_edge = {k: [j for j in uploaders if topology.device_edge[j] == k] for k in range(topology.num_edges)}
-    band = np.zeros(n)
-    if given is None:
-        fixed = net.channel.uplink_bandwidth_per_device_hz
-        for k, devs in per_edge.items():
-            if not devs:
-                continue
-            if fixed is not None and len(devs) * fixed > budget * (1 + 1e-9):
-                raise ValueError(
-                    f"edge {k}: {len(devs)} uploaders x uplink_bandwidth_per_device_hz = {fixed:g} Hz exceed "
-                    f"edge_bandwidth_hz = {budget:g}; pass uplink_bandwidth_hz or raise the budget"
-                )
-            band[devs] = fixed if fixed is not None else budget / len(devs)
-        return band
-    band = np.asarray(given, dtype=float)
-    if band.shape != (n,) or not np.all(np.isfinite(band)) or np.any(band < 0):
-        raise ValueError(f"uplink_bandwidth_hz must hold {n} finite values >= 0 (Hz per device)")
-    for j in uploaders:
-        if band[j] <= 0:
-            raise ValueError(f"device {j} uploads but uplink_bandwidth_hz[{j}] = {band[j]:g}: give it a band > 0")
-    for k in range(topology.num_edges):
-        total = float(band[topology.device_edge == k].sum())
-        if total > budget * (1 + 1e-9):
-            raise ValueError(
-                f"uplink_bandwidth_hz of edge {k}'s devices sums to {total:g} Hz, over its "
-                f"edge_bandwidth_hz budget of {budget:g} Hz"
-            )
-    return band
-
-
-def _d2d_steps(
-    net: NetworkConfig,
-    topology: Topology,
-    channel: ChannelState,
-    transfers: Sequence[D2DTransfer],
-    ready: list[TimePoint],
-    book: CostBook,
-) -> None:
-    """Stage 2, D2D steps per cluster (tree aggregation, gossip, fetches): start when the cluster's
-    participants are done computing; in a step, senders run in parallel and each sender's transfers
-    back to back; the cluster's participants then wait for the end."""
-    if not transfers:
-        return
-    n = topology.num_devices
-    clusters: dict[int, list[D2DTransfer]] = {}
-    for g in transfers:
-        s = _check_device("D2DTransfer.src", g.src, n)
-        d = _check_device("D2DTransfer.dst", g.dst, n)
-        _check_bytes(f"D2DTransfer.payload_bytes ({s} -> {d})", g.payload_bytes)
-        if not isinstance(g.step, int | np.integer) or g.step < 0:
-            raise ValueError(f"D2DTransfer.step must be an int >= 0, got {g.step!r}")
-        if s == d or not topology.linked(s, d):
-            raise ValueError(f"D2D transfer {s} -> {d} is not a D2D link (src and dst must be linked neighbours)")
-        if channel.d2d_rate_of(s, d) <= 0:
-            raise ValueError(f"D2D link {s} -> {d} has rate 0 this round")
-        clusters.setdefault(int(topology.device_edge[s]), []).append(g)
-    for transfers in clusters.values():
-        members = sorted({int(g.src) for g in transfers} | {int(g.dst) for g in transfers})
-        t = latest([ready[i] for i in members])
-        for step in sorted({int(g.step) for g in transfers}):
-            busy: dict[int, float] = {}
-            for g in (g for g in transfers if g.step == step):
-                nbytes = _size(net, float(g.payload_bytes))
-                dt = 8.0 * nbytes / channel.d2d_rate_of(int(g.src), int(g.dst))
-                busy[int(g.src)] = busy.get(int(g.src), 0.0) + dt
-                book.charge("d2d", "device", net.channel.d2d_energy_power * dt, nbytes, device=int(g.src))
-            t = t.plus("d2d", max(busy.values()))
-        for i in members:
-            ready[i] = t
