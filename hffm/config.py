@@ -16,8 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 import solvers
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.partition import PartitionConfig
-from hffm.federation.config import FederationConfig
+from hffm.federation.config import D2DMode, FederationConfig
 from hffm.federation.faults import FaultsConfig
+from hffm.federation.policy import Mode
+from hffm.federation.wireless import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
@@ -82,6 +84,24 @@ class SolverConfig:
     """Coverage: per edge and module, the share of eligible samples that must train it."""
     lam: float = 0.0
     """Weight of energy in the objective T + lam * E (s/J)."""
+    max_tx_power_w: float | None = None
+    """Uplink transmit power becomes a decision in (0, max_tx_power_w] W per device (>=
+    topology.channel.device_tx_power_w); None keeps device_tx_power_w fixed."""
+    cpu_scale_min: float = 1.0
+    """CPU frequency becomes a decision in [cpu_scale_min, cpu_scale_max] x each device's drawn cpu_hz
+    (cpu_scale_min <= 1 <= cpu_scale_max); 1 and 1 keep the drawn frequency fixed."""
+    cpu_scale_max: float = 1.0
+
+    def power_frequency(self) -> dict[str, float]:
+        """The options that make power / frequency decisions (empty when both stay fixed)."""
+        out = {} if self.max_tx_power_w is None else {"max_tx_power_w": self.max_tx_power_w}
+        if (self.cpu_scale_min, self.cpu_scale_max) != (1.0, 1.0):
+            out |= {"cpu_scale_min": self.cpu_scale_min, "cpu_scale_max": self.cpu_scale_max}
+        return out
+
+    def options(self) -> dict[str, float]:
+        """What ``run_federation(solver_options=...)`` passes to ``build_problem``."""
+        return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
 
 
 @dataclass
@@ -167,9 +187,32 @@ def resolve(cfg: DictConfig | Config) -> Config:
         problems.append(f"threads={obj.threads}: must be >= 1 (or null for torch's default)")
     if obj.topology.device_memory_mb <= 0:
         problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
+    problems += _power_frequency_problems(obj)
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
     return obj
+
+
+def _power_frequency_problems(obj: Config) -> list[str]:
+    """Power / frequency decisions need a solver that plans them, in a mode where they apply, on a network
+    that can charge them."""
+    options = obj.solver.power_frequency()
+    if not options:
+        return []
+    out = []
+    if obj.solver.name not in POWER_FREQUENCY_SOLVERS:
+        out.append(f"solver.name={obj.solver.name!r}: only {' or '.join(POWER_FREQUENCY_SOLVERS)} plans uplink power "
+                   "and CPU frequency; pick it, or unset solver.max_tx_power_w and solver.cpu_scale_min|max")
+    fed = obj.federation
+    if fed.mode != Mode.hierarchical or fed.d2d not in (D2DMode.none, D2DMode.relay):
+        out.append(f"federation.mode={fed.mode}, federation.d2d={fed.d2d}: power and frequency are planned in "
+                   "hierarchical rounds with d2d none or relay (the solver's one-hop uploads); tree and gossip rounds "
+                   "keep the fixed values, so unset solver.max_tx_power_w and solver.cpu_scale_min|max")
+    try:
+        check_power_frequency(network_config(obj.topology), **options)
+    except ValueError as exc:
+        out.append(str(exc))
+    return out
 
 
 def compose(*overrides: str) -> Config:

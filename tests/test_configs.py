@@ -62,3 +62,29 @@ def test_network_fields_override_without_a_plus():
     assert net.channel.device_tx_power_w == 0.5 and net.topology.d2d_radius_m == 100
     assert net.compute.kappa == 1e-27
     assert network_config(_compose().topology).channel.device_tx_power_w == 1.0  # unset keeps the preset's
+
+
+def test_power_and_frequency_decisions_compose_and_pass_to_the_solver():
+    cfg = _compose("experiment=hffm_joint", "solver.lam=0.1", "solver.max_tx_power_w=2", "solver.cpu_scale_min=0.3")
+    assert cfg.solver.options() == {"gamma": 0.5, "lam": 0.1, "max_tx_power_w": 2.0, "cpu_scale_min": 0.3,
+                                    "cpu_scale_max": 1.0}
+    assert _compose("experiment=hffm_joint").solver.options() == {"gamma": 0.5, "lam": 0.0}  # off by default
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    (["solver.max_tx_power_w=0.5"], r"max_tx_power_w = 0.5 W: must be a finite power >= "
+                                    r"topology.channel.device_tx_power_w = 1 W"),
+    (["solver.cpu_scale_min=1.5"], r"cpu_scale_min <= 1 <= cpu_scale_max"),
+    (["solver.cpu_scale_max=0.5"], r"cpu_scale_min <= 1 <= cpu_scale_max"),
+    (["solver.cpu_scale_min=0"], r"solver.cpu_scale_min = 0(\.0)?: must be a finite number > 0"),
+    (["topology=prototype", "solver.max_tx_power_w=2"], r"device_energy_power_w = 0.6 W"),
+    (["topology=prototype", "solver.cpu_scale_min=0.5"], r"topology.compute.enabled is false"),
+    (["solver.name=greedy", "solver.max_tx_power_w=2"], r"solver.name='greedy': only joint plans"),
+    (["solver.name=none", "solver.max_tx_power_w=2"], r"solver.name='none': only joint plans"),
+    (["federation.mode=star", "federation.d2d=none", "solver.max_tx_power_w=2"], r"federation.mode=star"),
+    (["federation.d2d=tree", "solver.cpu_scale_min=0.5"], r"federation.d2d=tree: power and frequency"),
+    (["federation.d2d=gossip", "solver.max_tx_power_w=2"], r"federation.d2d=gossip"),
+])
+def test_power_and_frequency_decisions_refuse_what_cannot_apply(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _compose("experiment=hffm_joint", *overrides)

@@ -21,6 +21,7 @@ from hffm.network import (
     draw_channel,
     make_topology,
 )
+from hffm.network.ledger import uplink_ends
 
 # Hand-computed numbers of the scene below (no fading):
 N0 = 10 ** (-20.4)  # -174 dBm/Hz in W/Hz
@@ -113,6 +114,47 @@ def test_both_direct_share_the_edge_band() -> None:
     r0 = 2e6 * math.log2(1 + G_UP0 / (N0 * 2e6))
     assert cost.latency_s == pytest.approx(max(TAU0 + 8 * P0 / r0, TAU1 + 8 * P1 / r1))
     assert cost.breakdown["energy/uplink"] == pytest.approx(8 * P0 / r0 + 8 * P1 / r1)
+
+
+def test_planned_power_and_frequency_by_hand() -> None:
+    """A plan's uplink power sets the uplink's rate and energy, its CPU frequency the compute time and energy;
+    the deadline timeline (uplink_ends) runs at them too."""
+    net, topo, ch, _ = _scene()
+    power, cpu = np.array([0.25, 0.7, 1.0]), np.array([1e9, 0.25e9, 1.5e9])
+    ups = _uploads(relay_of_1=1)
+    band = np.array([1e6, 3e6, 0.0])
+    cost = charge_round(net, topo, ch, cpu, Traffic(ups), band, power)
+    r0 = 1e6 * math.log2(1 + 0.25 * G_UP0 / (N0 * 1e6))
+    r1 = 3e6 * math.log2(1 + 0.7 * 1e-3 * math.hypot(100, 50) ** -3 / (N0 * 3e6))
+    tau0, tau1 = 2e9 / 1e9, 0.5e9 / 0.25e9
+    up0, up1 = 8 * P0 / r0, 8 * P1 / r1
+    assert cost.latency_s == pytest.approx(max(tau0 + up0, tau1 + up1), rel=1e-12)
+    b = cost.breakdown
+    assert b["energy/uplink"] == pytest.approx(0.25 * up0 + 0.7 * up1, rel=1e-12)
+    assert b["energy/compute"] == pytest.approx(1e-28 * (2e9 * 1e9**2 + 0.5e9 * 0.25e9**2), rel=1e-12)
+    ends = uplink_ends(net, topo, ch, cpu, Traffic(ups), band, power)
+    assert ends == pytest.approx({0: tau0 + up0, 1: tau1 + up1}, rel=1e-12)
+
+
+def test_fixed_values_as_a_plan_charge_exactly_the_default() -> None:
+    """Passing the fixed power and the drawn frequencies as if planned changes no bit of the charge."""
+    net, topo, ch, cpu = _scene()
+    traffic = Traffic(_uploads(), cloud_round=True, edge_to_cloud_bytes=np.array([P0, 0.0]),
+                      cloud_to_edge_bytes=np.array([P0, 0.0]), edge_to_device_bytes=np.array([P1, 0.0]))
+    default = charge_round(net, topo, ch, cpu, traffic)
+    planned = charge_round(net, topo, ch, cpu.copy(), traffic, None, np.full(3, net.channel.device_tx_power_w))
+    assert planned.latency_s == default.latency_s and planned.energy_j == default.energy_j
+    assert planned.breakdown == default.breakdown
+    assert np.array_equal(planned.device_energy_j, default.device_energy_j)
+
+
+def test_planned_power_refuses_a_fixed_energy_power() -> None:
+    net, topo, ch, cpu = _scene(device_energy_power_w=0.6)
+    with pytest.raises(ValueError, match="device_energy_power_w = 0.6 W"):
+        charge_round(net, topo, ch, cpu, Traffic(_uploads()), None, np.ones(3))
+    net, topo, ch, cpu = _scene()
+    with pytest.raises(ValueError, match="uplink_power_w must hold 3 finite powers > 0"):
+        charge_round(net, topo, ch, cpu, Traffic(_uploads()), None, np.array([1.0, 0.0, 1.0]))
 
 
 def test_cloud_round_adds_backhaul_and_downlink() -> None:

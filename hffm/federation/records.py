@@ -1,8 +1,9 @@
 """What a round decided and what it did, kept apart.
 
-``Plan`` is the decision (placement, relays, aggregation tree, bandwidth), frozen once made;
+``Plan`` is the decision (placement, relays, aggregation tree, bandwidth, and uplink power and CPU
+frequency when the solver chose them), frozen once made;
 ``RoundOutcome`` records what happened (who trained what, the routes and D2D transfers, the cloud
-step). The ledger charges the outcome at the plan's bandwidth; loggers and plots read both and
+step). The ledger charges the outcome at the plan's bandwidth, power and frequency; loggers and plots read both and
 change neither.
 """
 
@@ -29,7 +30,10 @@ class Plan:
     placement: device -> the modules it trains; relay: device -> the neighbour that uploads for it
     (itself = direct); parent: in ``tree`` D2D mode, device -> its parent in the cluster's aggregation
     tree (itself = the uploader); bandwidth_hz: [N] uplink band per device, or None for the ledger's
-    default share; info: the solver's report (``plan/*`` metrics).
+    default share; info: the solver's report (``plan/*`` metrics). tx_power_w / cpu_hz: [N] uplink power
+    (W) and CPU frequency (Hz) per device when the solver planned them (``solver.max_tx_power_w``,
+    ``solver.cpu_scale_min|max``): its values for the participants, the fixed ones elsewhere; None: the
+    fixed ``device_tx_power_w`` and the drawn ``cpu_hz``.
     """
 
     placement: Mapping[int, Sequence[str]]
@@ -37,6 +41,8 @@ class Plan:
     bandwidth_hz: np.ndarray | None = None
     parent: Mapping[int, int] = field(default_factory=dict)
     info: Mapping[str, float] = field(default_factory=dict)
+    tx_power_w: np.ndarray | None = None
+    cpu_hz: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -44,10 +50,11 @@ class Plan:
         set_(self, "relay", _frozen_map({int(d): int(r) for d, r in self.relay.items()}))
         set_(self, "parent", _frozen_map({int(d): int(p) for d, p in self.parent.items()}))
         set_(self, "info", _frozen_map(self.info))
-        if self.bandwidth_hz is not None:
-            band = np.array(self.bandwidth_hz, dtype=float)
-            band.setflags(write=False)
-            set_(self, "bandwidth_hz", band)
+        for name in ("bandwidth_hz", "tx_power_w", "cpu_hz"):
+            if getattr(self, name) is not None:
+                arr = np.array(getattr(self, name), dtype=float)
+                arr.setflags(write=False)
+                set_(self, name, arr)
 
     @property
     def participants(self) -> list[int]:
@@ -55,6 +62,10 @@ class Plan:
 
     def metrics(self) -> dict[str, float]:
         return {f"plan/{k}": float(v) for k, v in self.info.items()}
+
+    def device_cpu_hz(self, drawn: np.ndarray) -> np.ndarray:
+        """[N] CPU frequency each device computes at: the plan's, else the drawn one."""
+        return drawn if self.cpu_hz is None else self.cpu_hz
 
 
 @dataclass(frozen=True)

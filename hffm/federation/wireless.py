@@ -7,6 +7,8 @@ the planned bandwidth for the bytes really sent (the ``RoundOutcome``).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -18,6 +20,7 @@ from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.records import Plan, RoundOutcome, Route, Transfer
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState
+from hffm.network.config import NetworkConfig
 from hffm.network.ledger import (
     D2DTransfer,
     DeviceUpload,
@@ -33,6 +36,8 @@ from solvers.bandwidth import minmax_bandwidth
 
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
+POWER_FREQUENCY_SOLVERS = ("joint",)
+"""The ``solvers.METHODS`` that plan uplink power and CPU frequency (solvers/README.md); the others keep them fixed."""
 
 
 def eligible_modules(world: World, device: int) -> list[str]:
@@ -64,26 +69,24 @@ def plan_round(
     Without a solver (or in star / local mode): full placement, direct uploads, the ledger's default
     bandwidth, and in ``tree`` mode the default tree (``d2d.tree_parents``). With one: the solver's
     placement, relays (``relay`` mode) or aggregation tree (``tree`` mode: the solver chooses each edge's
-    tree and uploader) and bandwidth. In ``gossip`` mode, and in ``tree`` mode when the solver gave no
-    tree, the bandwidth is planned for the devices that really upload (one per group), when they are ready.
+    tree and uploader), bandwidth, and uplink power and CPU frequency when ``options`` make them decisions
+    (``build_problem``). In ``gossip`` mode, and in ``tree`` mode when the solver gave no tree, the
+    bandwidth is planned for the devices that really upload (one per group), when they are ready.
     """
     eligible = {d: eligible_modules(world, d) for d in participants}
-    placement: Mapping[int, Sequence[str]] = eligible
-    relay: dict[int, int] = {}
-    parent: dict[int, int] = {}
-    band: np.ndarray | None = None
-    info: dict[str, float] = {"solver_used": 0.0}
+    plan = Plan(eligible, {}, info={"solver_used": 0.0})
     if solver != "none" and policy.mode == Mode.hierarchical:
-        placement, relay, parent, band, info = _solve(world, channel, participants, eligible, cfg, solver, options)
-    if cfg.d2d == D2DMode.tree and not parent:
-        links = _links(world, channel, cfg, relay, {})
-        parent = d2d.tree_parents(list(_shared(world, policy, placement)), links.adjacency, links.uplink_gain,
+        plan = _solve(world, channel, participants, eligible, cfg, solver, options)
+    if cfg.d2d == D2DMode.tree and not plan.parent:
+        links = _links(world, channel, cfg, plan.relay, {})
+        parent = d2d.tree_parents(list(_shared(world, policy, plan.placement)), links.adjacency, links.uplink_gain,
                                   links.rate)
-        if band is not None:
-            band, info = _group_bandwidth(world, channel, cfg, policy, placement, parent, info)
-    if band is not None and cfg.d2d == D2DMode.gossip:
-        band, info = _group_bandwidth(world, channel, cfg, policy, placement, parent, info)
-    return Plan(placement, relay, band, parent, info)
+        plan = dataclasses.replace(plan, parent=parent)
+        if plan.bandwidth_hz is not None:
+            plan = _group_bandwidth(world, channel, cfg, policy, plan)
+    if plan.bandwidth_hz is not None and cfg.d2d == D2DMode.gossip:
+        plan = _group_bandwidth(world, channel, cfg, policy, plan)
+    return plan
 
 
 def _solve(
@@ -94,18 +97,25 @@ def _solve(
     cfg: FederationConfig,
     solver: str,
     options: Mapping[str, float],
-) -> tuple[dict[int, list[str]], dict[int, int], dict[int, int], np.ndarray, dict[str, float]]:
+) -> Plan:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
     plan = solvers.solve(problem, method=solver)  # never raises: logs the cause and falls back
-    names = problem.module_names
-    placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(participants)}
+    names, parts = problem.module_names, list(participants)
+    placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
     relay, parent = {}, {}
     if plan.parent is not None:  # tree mode: the solver's tree (its relay array repeats it)
-        parent = {d: int(participants[int(plan.parent[k])]) for k, d in enumerate(participants)}
+        parent = {d: int(parts[int(plan.parent[k])]) for k, d in enumerate(parts)}
     else:
-        relay = {d: int(participants[int(plan.relay[k])]) for k, d in enumerate(participants)}
+        relay = {d: int(parts[int(plan.relay[k])]) for k, d in enumerate(parts)}
     bandwidth = np.zeros(world.num_devices)
-    bandwidth[list(participants)] = plan.bandwidth_hz
+    bandwidth[parts] = plan.bandwidth_hz
+    power = cpu = None
+    if plan.tx_power_w is not None:  # the solver planned them: its values for the participants, fixed elsewhere
+        power = np.full(world.num_devices, world.network.channel.device_tx_power_w)
+        power[parts] = plan.tx_power_w
+    if plan.cpu_hz is not None:
+        cpu = np.array(world.cpu_hz, dtype=float)
+        cpu[parts] = plan.cpu_hz
     info = {
         "solver_used": 1.0,
         "fallback": float(plan.fallback),
@@ -117,8 +127,9 @@ def _solve(
         "lower_bound": float(plan.lower_bound),
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
+        "power_frequency": float(power is not None or cpu is not None),
     }
-    return placement, relay, parent, bandwidth, info
+    return Plan(placement, relay, bandwidth, parent, info, power, cpu)
 
 
 def _shared(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
@@ -128,35 +139,32 @@ def _shared(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[str
 
 
 def _group_bandwidth(
-    world: World,
-    channel: ChannelState,
-    cfg: FederationConfig,
-    policy: TierPolicy,
-    placement: Mapping[int, Sequence[str]],
-    parent: Mapping[int, int],
-    info: dict[str, float],
-) -> tuple[np.ndarray, dict[str, float]]:
+    world: World, channel: ChannelState, cfg: FederationConfig, policy: TierPolicy, plan: Plan
+) -> Plan:
     """Min-max uplink bandwidth for the uploaders of a tree or gossip round, from the ledger's own
-    timeline of when each uploader is ready (compute, then the D2D steps) and what it sends."""
-    holders = _shared(world, policy, placement)
+    timeline of when each uploader is ready (compute, then the D2D steps) and what it sends. Planned
+    power and frequency are dropped: the solver chose them for other uploaders on a timeline without D2D."""
+    holders = _shared(world, policy, plan.placement)
     if cfg.d2d == D2DMode.tree:
-        routes, transfers = d2d.tree_traffic(holders, parent)
+        routes, transfers = d2d.tree_traffic(holders, plan.parent)
     else:
         routes, transfers = d2d.gossip_traffic(holders, world.topology.adjacency, cfg.cons_rounds)
-    traffic = _traffic(world, cfg, placement, routes, transfers)
+    traffic = _traffic(world, cfg, plan.placement, routes, transfers)
     queue = uplink_queue(world.network, world.topology, channel, world.cpu_hz, traffic)
     band = np.zeros(world.num_devices)
-    info = {k: v for k, v in info.items() if k not in ("latency_s", "energy_j")}  # the solver's model had no D2D
-    if not queue.uploaders:
-        return band, info
-    up = np.array(queue.uploaders)
-    edges = world.topology.device_edge[up]
-    snr_hz = channel.device_tx_power_w * channel.uplink_gain[up] / channel.n0_w_per_hz
-    start = np.array([queue.start[j].t for j in up])
-    bits = np.array([8.0 * queue.nbytes[j] for j in up])
-    budget = np.full(world.topology.num_edges, world.network.channel.edge_bandwidth_hz)
-    _, band[up] = minmax_bandwidth(edges, start, bits, snr_hz, budget)
-    return band, info | {"group_bandwidth": 1.0}
+    info = {k: v for k, v in plan.info.items() if k not in ("latency_s", "energy_j")}  # the solver's model had no D2D
+    if "power_frequency" in info:
+        info["power_frequency"] = 0.0
+    if queue.uploaders:
+        up = np.array(queue.uploaders)
+        edges = world.topology.device_edge[up]
+        snr_hz = channel.device_tx_power_w * channel.uplink_gain[up] / channel.n0_w_per_hz
+        start = np.array([queue.start[j].t for j in up])
+        bits = np.array([8.0 * queue.nbytes[j] for j in up])
+        budget = np.full(world.topology.num_edges, world.network.channel.edge_bandwidth_hz)
+        _, band[up] = minmax_bandwidth(edges, start, bits, snr_hz, budget)
+        info["group_bandwidth"] = 1.0
+    return dataclasses.replace(plan, bandwidth_hz=band, info=info, tx_power_w=None, cpu_hz=None)
 
 
 def build_problem(
@@ -167,11 +175,17 @@ def build_problem(
     cfg: FederationConfig,
     gamma: float = 0.5,
     lam: float = 0.0,
+    max_tx_power_w: float | None = None,
+    cpu_scale_min: float = 1.0,
+    cpu_scale_max: float = 1.0,
 ) -> solvers.RoundProblem:
     """This round's symbols in SI units, over the participants (indexed 0..K-1 in that order).
     D2D links are offered in ``relay`` mode (one-hop relays) and ``tree`` mode (the solver chooses each
-    edge's aggregation tree: ``tree_aggregation``)."""
+    edge's aggregation tree: ``tree_aggregation``). Uplink power is a decision in (0, max_tx_power_w] when
+    that is given (``p_max``), CPU frequency one in [cpu_scale_min, cpu_scale_max] x each device's drawn
+    cpu_hz when that range is not [1, 1] (``f_min``, ``f_max``); else both stay fixed."""
     net = world.network
+    check_power_frequency(net, max_tx_power_w, cpu_scale_min, cpu_scale_max)
     names = tuple(world.bank.names())
     col = {name: j for j, name in enumerate(names)}
     parts = list(participants)
@@ -193,13 +207,16 @@ def build_problem(
                     rate.append(r)
     sizes = np.array([float(world.module_bytes[n]) for n in names])
     uplink_budget = np.full(len(edges), net.channel.edge_bandwidth_hz)
+    cpu = world.cpu_hz[parts]
+    p_max = None if max_tx_power_w is None else np.full(k, float(max_tx_power_w))
+    scaled = (cpu_scale_min, cpu_scale_max) != (1.0, 1.0)
     return solvers.RoundProblem(
         device_ids=tuple(parts),
         edge_ids=tuple(edges),
         module_names=names,
         device_edge=np.array([edge_index[int(world.topology.device_edge[d])] for d in parts]),
         samples=np.full(k, samples_per_round(cfg)),
-        cpu_hz=world.cpu_hz[parts],
+        cpu_hz=cpu,
         memory_bytes=world.memory_bytes[parts],
         tx_power_w=np.full(k, net.channel.device_tx_power_w),
         uplink_gain=channel.uplink_gain[parts],
@@ -218,7 +235,40 @@ def build_problem(
         relay_aggregates=cfg.relay_aggregates,
         kappa=net.compute.kappa,
         tree_aggregation=cfg.d2d == D2DMode.tree,
+        p_max=p_max,
+        f_min=cpu_scale_min * cpu if scaled else None,
+        f_max=cpu_scale_max * cpu if scaled else None,
     )
+
+
+def check_power_frequency(
+    net: NetworkConfig, max_tx_power_w: float | None = None, cpu_scale_min: float = 1.0, cpu_scale_max: float = 1.0
+) -> None:
+    """Refuse power / frequency decision ranges the network cannot honour, naming the fields and the fix."""
+    ch = net.channel
+    if max_tx_power_w is not None:
+        if not (isinstance(max_tx_power_w, int | float) and math.isfinite(max_tx_power_w)
+                and max_tx_power_w >= ch.device_tx_power_w):
+            raise ValueError(
+                f"solver.max_tx_power_w = {max_tx_power_w!r} W: must be a finite power >= "
+                f"topology.channel.device_tx_power_w = {ch.device_tx_power_w:g} W (the fixed power, which the "
+                "range includes); raise it, or lower device_tx_power_w")
+        if ch.device_energy_power_w is not None:
+            raise ValueError(
+                f"solver.max_tx_power_w: topology.channel.device_energy_power_w = {ch.device_energy_power_w:g} W "
+                "charges uplink energy at a fixed power whatever is sent (the prototype preset does), so a planned "
+                "power could not change the energy; use topology.preset=default, or plan no power")
+    for name, v in (("cpu_scale_min", cpu_scale_min), ("cpu_scale_max", cpu_scale_max)):
+        if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+            raise ValueError(f"solver.{name} = {v!r}: must be a finite number > 0 (a fraction of the drawn cpu_hz)")
+    if not cpu_scale_min <= 1.0 <= cpu_scale_max:
+        raise ValueError(
+            f"solver.cpu_scale_min = {cpu_scale_min:g}, solver.cpu_scale_max = {cpu_scale_max:g}: the range must "
+            "hold 1 (the drawn cpu_hz): cpu_scale_min <= 1 <= cpu_scale_max, e.g. 0.3 and 1")
+    if (cpu_scale_min, cpu_scale_max) != (1.0, 1.0) and not net.compute.enabled:
+        raise ValueError(
+            "solver.cpu_scale_min / cpu_scale_max: topology.compute.enabled is false, so computation costs "
+            "nothing and a planned CPU frequency changes nothing; enable it or leave the range at 1, 1")
 
 
 def d2d_links(world: World, channel: ChannelState, cfg: FederationConfig, plan: Plan) -> d2d.Links:
@@ -237,17 +287,20 @@ def charge_outcome(
     world: World, channel: ChannelState, plan: Plan, outcome: RoundOutcome, cfg: FederationConfig, policy: TierPolicy,
     topology: Topology | None = None,
 ) -> RoundCost:
-    """Charge the bytes each device really sent, over the route it used, at the planned bandwidth, with
-    stragglers' compute slowed. ``topology`` / ``channel``: the round's (devices re-attached by an edge outage)."""
+    """Charge the bytes each device really sent, over the route it used, at the planned bandwidth, uplink power
+    and CPU frequency (where the plan set them), with stragglers' compute slowed. ``topology`` / ``channel``: the
+    round's (devices re-attached by an edge outage)."""
     topology = world.topology if topology is None else topology
     trained = {r.device: r.modules for r in outcome.results}
     slowdown = outcome.faults.drawn.slowdown
     if policy.star:
         uploads = _traffic(world, cfg, trained, outcome.routes, (), slowdown=slowdown).uploads
-        return charge_star(world.network, topology, world.cpu_hz, uploads, _star_return_bytes(world, trained))
+        return charge_star(world.network, topology, plan.device_cpu_hz(world.cpu_hz), uploads,
+                           _star_return_bytes(world, trained))
     traffic = _traffic(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
                        outcome.edge_to_cloud_bytes, slowdown, topology)
-    return charge_round(world.network, topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+    return charge_round(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
+                        plan.tx_power_w)
 
 
 def upload_ends(
@@ -274,7 +327,8 @@ def upload_ends(
     else:
         routes = [Route(d, tuple(ms), d) for d, ms in sorted(holders.items())]
     traffic = _traffic(world, cfg, placed, routes, transfers, slowdown=slowdown, topology=topology)
-    ends = uplink_ends(world.network, topology, channel, world.cpu_hz, traffic, plan.bandwidth_hz)
+    ends = uplink_ends(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
+                       plan.tx_power_w)
     if cfg.d2d == D2DMode.gossip:
         last: dict[int, float] = {}
         for j, end in ends.items():

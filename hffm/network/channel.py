@@ -91,9 +91,11 @@ class ChannelState:
         return dataclasses.replace(self, topology=topology, uplink_gain=gains, link_gain=link_gain,
                                    link_rate=link_rate)
 
-    def uplink_rate_at(self, bandwidth_hz: np.ndarray | float) -> np.ndarray:
-        """[N] uplink rates (bit/s) for a bandwidth per device (scalar or [N])."""
-        return shannon_rate(bandwidth_hz, self.device_tx_power_w, self.uplink_gain, self.n0_w_per_hz)
+    def uplink_rate_at(self, bandwidth_hz: np.ndarray | float, power_w: np.ndarray | None = None) -> np.ndarray:
+        """[N] uplink rates (bit/s) for a bandwidth per device (scalar or [N]) at a power per device ([N];
+        None: the configured device_tx_power_w)."""
+        power = self.device_tx_power_w if power_w is None else power_w
+        return shannon_rate(bandwidth_hz, power, self.uplink_gain, self.n0_w_per_hz)
 
     def uplink_snr_db(self, bandwidth_hz: float) -> np.ndarray:
         """[N] received uplink SNR in dB over the given band."""

@@ -51,16 +51,21 @@ def charge_round(
     device_cpu_hz: np.ndarray,
     traffic: Traffic,
     uplink_bandwidth_hz: np.ndarray | None = None,
+    uplink_power_w: np.ndarray | None = None,
 ) -> RoundCost:
     """Charge one hierarchical round, stage by stage (the timeline: ``timeline.py``).
 
+    device_cpu_hz: [N] CPU frequency per device (the drawn one, or the plan's where it chose one).
     uplink_bandwidth_hz: [N] band per device (the plan's; only uploaders use theirs, and each edge's
     total must fit edge_bandwidth_hz); None: the channel config's fixed per-device band if set, else
     an equal share of edge_bandwidth_hz among the edge's uploaders.
+    uplink_power_w: [N] uplink transmit power per device (the plan's), for the rate and the energy;
+    None: the channel config's device_tx_power_w for rates and uplink_energy_power_w for energy.
+    Refused with device_energy_power_w set (a fixed energy power would ignore the power sent).
     """
     book = CostBook(topology.num_devices)
     queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic, book)
-    at_edge = uplink_stage(net, topology, channel, queue, uplink_bandwidth_hz, book)
+    at_edge = uplink_stage(net, topology, channel, queue, uplink_bandwidth_hz, book, uplink_power_w)
     back = cloud_stage(net, traffic, at_edge, book)
     end = downlink_stage(net, traffic, back, book)
     extra = {"count/uploads": float(len(traffic.uploads)),
@@ -134,9 +139,10 @@ def uplink_ends(
     device_cpu_hz: np.ndarray,
     traffic: Traffic,
     uplink_bandwidth_hz: np.ndarray | None = None,
+    uplink_power_w: np.ndarray | None = None,
 ) -> dict[int, float]:
     """Uploader -> when its uplink ends (s from the round's start): the timeline ``charge_round``
-    charges, up to the edge (a deadline checks it)."""
+    charges (same arguments), up to the edge (a deadline checks it)."""
     queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic)
-    seconds = uplink_seconds(net, topology, channel, queue, uplink_bandwidth_hz)
+    seconds = uplink_seconds(net, topology, channel, queue, uplink_bandwidth_hz, uplink_power_w)
     return {j: queue.start[j].t + seconds[j] for j in queue.uploaders}

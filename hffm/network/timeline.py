@@ -8,7 +8,9 @@
 3. A relayed device i sends its payload P_i to relay j over D2D, arriving at ready_i + 8 P_i / r_ij
    (links into one relay are orthogonal, hence parallel). Relay j starts its uplink when its own
    work and its last input are done, and sends U_j = its own payload plus every payload it received
-   (or, with ``relay_aggregates``, one aggregated payload), taking 8 U_j / R_j(b_j).
+   (or, with ``relay_aggregates``, one aggregated payload), taking 8 U_j / R_j(b_j) with
+   R_j(b) = b log2(1 + p_j g_j / (N0 b)); f_i and p_j are the plan's when it set them (else the drawn
+   frequency and the config's device_tx_power_w), and uplink energy is p_j x time.
 4. The edge is ready when its last uplink arrived.
 5. In a cloud round each edge then sends to the cloud over the backhaul (latency + 8 bytes / rate,
    edges in parallel), the cloud waits for all edges, and sends back down.
@@ -243,12 +245,28 @@ def _uplink_bandwidth(
     return band
 
 
+def _uplink_power(net: NetworkConfig, n: int, given: np.ndarray | None) -> np.ndarray | None:
+    """[N] planned uplink power per device (checked), or None for the channel config's fixed power."""
+    if given is None:
+        return None
+    if net.channel.device_energy_power_w is not None:
+        raise ValueError(
+            f"uplink_power_w (planned uplink powers) cannot be combined with ChannelConfig.device_energy_power_w = "
+            f"{net.channel.device_energy_power_w:g} W, a fixed power charged for uplink energy whatever is sent; "
+            "unset device_energy_power_w (energy at the power sent) or pass no uplink_power_w")
+    power = np.asarray(given, dtype=float)
+    if power.shape != (n,) or not np.all(np.isfinite(power)) or np.any(power <= 0):
+        raise ValueError(f"uplink_power_w must hold {n} finite powers > 0 (W per device), got shape {power.shape}")
+    return power
+
+
 def uplink_seconds(
-    net: NetworkConfig, topology: Topology, channel: ChannelState, queue: UplinkQueue, given: np.ndarray | None
+    net: NetworkConfig, topology: Topology, channel: ChannelState, queue: UplinkQueue, given: np.ndarray | None,
+    power: np.ndarray | None = None,
 ) -> dict[int, float]:
-    """Uploader -> its uplink's duration at the planned (or default) band."""
+    """Uploader -> its uplink's duration at the planned (or default) band and power."""
     band = _uplink_bandwidth(net, topology, queue.uploaders, given)
-    rates = channel.uplink_rate_at(band)
+    rates = channel.uplink_rate_at(band, _uplink_power(net, topology.num_devices, power))
     out = {}
     for j in queue.uploaders:
         if rates[j] <= 0:
@@ -264,13 +282,16 @@ def uplink_stage(
     queue: UplinkQueue,
     given: np.ndarray | None,
     book: CostBook,
+    power: np.ndarray | None = None,
 ) -> list[TimePoint]:
-    """Stage 4: FDMA uplinks at the planned (or default) band; returns when each edge has everything."""
-    seconds = uplink_seconds(net, topology, channel, queue, given)
+    """Stage 4: FDMA uplinks at the planned (or default) band and power (energy: the power sent, or the
+    config's fixed uplink energy power); returns when each edge has everything."""
+    seconds = uplink_seconds(net, topology, channel, queue, given, power)
     edge_ready: list[list[TimePoint]] = [[] for _ in range(topology.num_edges)]
     for j in queue.uploaders:
         dt = seconds[j]
-        book.charge("uplink", "device", net.channel.uplink_energy_power_w * dt, queue.nbytes[j], device=j)
+        watts = net.channel.uplink_energy_power_w if power is None else float(power[j])
+        book.charge("uplink", "device", watts * dt, queue.nbytes[j], device=j)
         edge_ready[int(topology.device_edge[j])].append(queue.start[j].plus("uplink", dt))
     return [latest(p) for p in edge_ready]
 
