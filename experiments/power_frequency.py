@@ -4,10 +4,11 @@
     .venv/bin/python experiments/power_frequency.py --quick --out /tmp/pf    # a smoke run (4 devices, 1 round)
 
 Every run is ``hffm-train experiment=hffm_joint`` (joint solver, D2D relays, cloud every 2nd round) on the small
-topology (4 edges x 3 devices, default network preset) with the tiny model, composed from conf/ and trained by ``run_federation``. For each lambda the
-same run is made twice: with the fixed 1 W uplinks and drawn CPU frequencies, and with ``solver.max_tx_power_w=1``
-``solver.cpu_scale_min=0.3`` (the same largest power and frequency, so the solver can only lower them). The
-numbers are the ledger's charges summed over the run (downlink and cloud rounds included) and the final accuracy.
+topology (4 edges x 3 devices, default network preset) with the tiny model, composed from conf/ and trained by
+``run_federation``. For each lambda the same run is made twice: with the fixed 1 W uplinks and drawn CPU
+frequencies, and with ``solver.max_tx_power_w=1 solver.cpu_scale_min=0.3`` (the same largest power and
+frequency, so the solver can only lower them). The numbers are the ledger's charges summed over the run
+(downlink and cloud rounds included) and the final accuracy.
 
 Writes ``--out``/results.json and table.md.
 """
