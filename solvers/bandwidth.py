@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -37,15 +39,41 @@ def _snr_root(k: np.ndarray) -> np.ndarray:
     """The root y > 0 of ln(1 + y) = k y, 0 < k < 1 (y = -W_-1(-k e^-k) / k - 1, without complex Lambert W).
 
     f(y) = ln(1 + y) - k y is concave, so Newton from a y0 right of the root (f(y0) < 0: L = -ln k,
-    y0 = 2L / k for every k in (0, 1), (L + ln L + 1) / k once L >= 1) decreases monotonically onto it."""
+    y0 = 2L / k for every k in (0, 1), (L + ln L + 1) / k once L >= 1) decreases monotonically onto it.
+    Each entry stops once its own step is below 1e-13 y, so an entry's value does not depend on the others in
+    the batch (the same edge gives the same numbers alone or with the whole round, serial or in a pool)."""
     big = -np.log(k)
     y = np.minimum(2.0 * big, big + np.log(np.maximum(big, 1.0)) + 1.0) / k  # both lie right of the root
+    idx, kk, yy = np.arange(y.size), k.ravel(), y.ravel().copy()
+    out = y.ravel().copy()
     for _ in range(40):
-        step = (np.log1p(y) - k * y) / (1.0 / (1.0 + y) - k)
-        y = y - step
-        if np.all(np.abs(step) <= 1e-13 * y):
+        step = (np.log1p(yy) - kk * yy) / (1.0 / (1.0 + yy) - kk)
+        yy = yy - step
+        done = np.abs(step) <= 1e-13 * yy
+        out[idx[done]] = yy[done]
+        idx, kk, yy = idx[~done], kk[~done], yy[~done]
+        if idx.size == 0:
             break
-    return np.maximum(y, 1e-300)
+    out[idx] = yy
+    return np.maximum(out.reshape(y.shape), 1e-300)
+
+
+def min_bandwidth_one(q: float, a: float) -> float:
+    """min_bandwidth of one value in plain floats (the same Newton iteration; no numpy overhead per call)."""
+    if q <= 0:
+        return 0.0
+    k = q * LN2 / a
+    if not 0 < k < 1.0:
+        return math.inf
+    k = max(k, 1e-300)
+    big = -math.log(k)
+    y = min(2.0 * big, big + math.log(max(big, 1.0)) + 1.0) / k
+    for _ in range(40):
+        step = (math.log1p(y) - k * y) / (1.0 / (1.0 + y) - k)
+        y -= step
+        if abs(step) <= 1e-13 * y:
+            break
+    return a / max(y, 1e-300)
 
 
 def _group_max(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
@@ -68,14 +96,20 @@ def minmax_bandwidth(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: 
     share = budget[group] / count[group]
     hi = _group_max(start + bits / uplink_rate(share, a), group, g)
     lo = _group_max(start + bits * LN2 / a, group, g)  # infinite bandwidth: rate -> a / ln 2
-    for _ in range(max_iter):
-        mid = 0.5 * (lo + hi)
-        need = np.bincount(group, weights=_need(mid[group], start, bits, a), minlength=g)
-        feasible = need <= budget
-        hi = np.where(feasible, mid, hi)
-        lo = np.where(feasible, lo, mid)
-        if np.all((hi - lo) <= rtol * np.maximum(hi, 1e-300)):
+    active = count > 0
+    elem = np.arange(len(group))
+    for _ in range(max_iter):  # each group stops on its own tolerance: its T does not depend on the other groups
+        elem = elem[active[group[elem]]]
+        if elem.size == 0:
             break
+        act = np.flatnonzero(active)
+        mid = 0.5 * (lo + hi)
+        gr = group[elem]
+        need = np.bincount(gr, weights=_need(mid[gr], start[elem], bits[elem], a[elem]), minlength=g)[act]
+        feasible = need <= budget[act]
+        hi[act] = np.where(feasible, mid[act], hi[act])
+        lo[act] = np.where(feasible, lo[act], mid[act])
+        active[act] = (hi[act] - lo[act]) > rtol * np.maximum(hi[act], 1e-300)
     b = _need(hi[group], start, bits, a)
     total = np.bincount(group, weights=b, minlength=g)
     b = b * (budget / np.where(total > 0, total, 1.0))[group]
