@@ -17,6 +17,7 @@ infinite-band energy per bit; T + lambda E >= T_lb + lambda E_lb (valid, loose w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,6 @@ class _Routes:
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
         import scipy.sparse as sps
-        from scipy.optimize import linprog
 
         p = self.problem
         slack = t - self.ready
@@ -151,12 +151,40 @@ class _Routes:
         one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
         scale = demand[need].max()
         cov = sps.csr_matrix(-(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None]).T)
-        res = linprog(cost[cols] / p.edge_bandwidth_hz[self.edge], A_ub=sps.vstack([one, cov]).tocsr(),
-                      b_ub=np.concatenate([np.ones(devs.size), -demand[need] / scale]), bounds=(0, 1),
-                      method="highs")
-        if res.status == 2:  # infeasible: no cover at all
+        status, value = _lp_min(cost[cols] / p.edge_bandwidth_hz[self.edge], sps.vstack([one, cov]).tocsc(),
+                                np.concatenate([np.ones(devs.size), -demand[need] / scale]))
+        if status == "infeasible":  # no cover at all
             return True
-        return bool(res.status == 0 and res.fun > 1 + 1e-6)
+        return bool(status == "optimal" and value > 1 + 1e-6)
+
+
+def _lp_min(c: np.ndarray, a_ub: Any, b_ub: np.ndarray) -> tuple[str, float]:
+    """min c x s.t. a_ub x <= b_ub (a_ub: scipy CSC), 0 <= x <= 1, by HiGHS: (optimal | infeasible | other, value).
+
+    Through highspy's bare solver object: importing scipy.optimize for linprog costs 0.3-0.8 s, more than the LPs
+    (and the public highspy.Highs prints a banner on stdout, which the CLI keeps for its JSON answer)."""
+    try:
+        import highspy
+        from highspy._core import _Highs
+    except ImportError:  # another highspy layout: the same HiGHS through scipy
+        from scipy.optimize import linprog
+
+        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, 1), method="highs")
+        return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
+    h = _Highs()
+    h.setOptionValue("output_flag", False)
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = c.size, b_ub.size
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = c, np.zeros(c.size), np.ones(c.size)
+    lp.row_lower_, lp.row_upper_ = np.full(b_ub.size, -highspy.kHighsInf), b_ub
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a_ub.indptr, a_ub.indices, a_ub.data
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    kind = {highspy.HighsModelStatus.kOptimal: "optimal",
+            highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
+    return kind, float(h.getInfo().objective_function_value)
 
 
 def energy_lower_bound(problem: RoundProblem) -> float:

@@ -205,13 +205,11 @@ def write_instance(pr: RoundProblem, layout: str = "columns") -> dict[str, Any]:
     if layout not in LAYOUTS:
         raise ValueError(f"layout: must be one of {LAYOUTS}, got {layout!r}")
     names = pr.module_names
-    patterns, row = np.unique(pr.eligible, axis=0, return_inverse=True)
-    lists = [[names[k] for k in np.flatnonzero(pat)] for pat in patterns]
     devices: dict[str, list] = {
         "id": list(pr.device_ids), "edge": [pr.edge_ids[e] for e in pr.device_edge.tolist()],
         "samples": pr.samples.tolist(), "cpu_hz": pr.cpu_hz.tolist(), "memory_bytes": pr.memory_bytes.tolist(),
         "tx_power_w": pr.tx_power_w.tolist(), "uplink_gain": pr.uplink_gain.tolist(),
-        "d2d_power_w": pr.d2d_power_w.tolist(), "modules": [list(lists[j]) for j in row.ravel().tolist()],
+        "d2d_power_w": pr.d2d_power_w.tolist(), "modules": row_names(pr.eligible, names),
         **{key: v.tolist() for key, v in (("p_max", pr.p_max), ("f_min", pr.f_min), ("f_max", pr.f_max))
            if v is not None},
     }
@@ -231,3 +229,16 @@ def write_instance(pr: RoundProblem, layout: str = "columns") -> dict[str, Any]:
         "relay_aggregates": pr.relay_aggregates, "kappa": pr.kappa, "relay_capacity": pr.relay_capacity,
         **({"tree_aggregation": True} if pr.tree_aggregation else {}), **tables,
     }
+
+
+def row_names(matrix: np.ndarray, names: tuple[str, ...]) -> list[list[str]]:
+    """Per row of a bool matrix, the names of its True columns (worked out once per distinct row)."""
+    m = matrix.shape[1]
+    if m <= 62:
+        codes = matrix.astype(np.int64) @ (np.int64(1) << np.arange(m, dtype=np.int64))
+        uniq, row = np.unique(codes, return_inverse=True)
+        lists = [[names[k] for k in range(m) if (c >> k) & 1] for c in uniq.tolist()]
+    else:
+        patterns, row = np.unique(matrix, axis=0, return_inverse=True)
+        lists = [[names[k] for k in np.flatnonzero(pat)] for pat in patterns]
+    return [list(lists[j]) for j in row.ravel().tolist()]

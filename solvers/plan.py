@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from solvers.instance import RoundProblem, _key
-from solvers.instance_io import LAYOUTS
+from solvers.instance_io import LAYOUTS, row_names
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,10 +75,8 @@ class RoundPlan:
         if layout not in LAYOUTS:
             raise ValueError(f"layout: must be one of {LAYOUTS}, got {layout!r}")
         ids, names = problem.device_ids, problem.module_names
-        patterns, row = np.unique(self.placement, axis=0, return_inverse=True)
-        lists = [[names[m] for m in np.flatnonzero(pat)] for pat in patterns]
         columns: dict[str, list] = {
-            "placement": [list(lists[j]) for j in row.ravel().tolist()],
+            "placement": row_names(self.placement, names),
             "relay": [ids[j] for j in self.relay.tolist()],
             "bandwidth_hz": self.bandwidth_hz.tolist(),
             **{name: v.tolist() for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz))
