@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.sparse as sp
 
 from solvers.evaluate import LN2, uplink_rate
 from solvers.instance import RoundProblem
@@ -145,6 +144,7 @@ class ConvexBandwidth:
 
     def _program(self, counts: tuple[int, ...], coupled: bool) -> tuple:
         import cvxpy as cp
+        import scipy.sparse as sp
 
         key = (counts, coupled)
         if key in self._cache:

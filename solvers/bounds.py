@@ -17,7 +17,6 @@ infinite-band energy per bit; T + lambda E >= T_lb + lambda E_lb (valid, loose w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -130,8 +129,6 @@ class _Routes:
 
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
-        import scipy.sparse as sps
-
         p = self.problem
         slack = t - self.ready
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -148,28 +145,39 @@ class _Routes:
         devs, local = np.unique(self.dev[cols], return_inverse=True)
         self.calls[0] += 1
         k = cols.size
-        one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
         scale = demand[need].max()
-        cov = sps.csr_matrix(-(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None]).T)
-        status, value = _lp_min(cost[cols] / p.edge_bandwidth_hz[self.edge], sps.vstack([one, cov]).tocsc(),
+        # Constraints in CSC form: column c has its device's row (at most one subset per device), then the rows
+        # of the modules it covers (samples per module >= demand, as -samples / scale <= -demand / scale).
+        cov = -(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None])
+        nz_c, nz_j = np.nonzero(cov)  # row-major: by column c, then module j
+        indptr = np.concatenate([[0], np.cumsum(1 + np.bincount(nz_c, minlength=k))])
+        indices, data = np.empty(indptr[-1], dtype=np.int32), np.empty(indptr[-1])
+        indices[indptr[:-1]], data[indptr[:-1]] = local, 1.0
+        pos = indptr[nz_c] + 1 + np.arange(nz_c.size) - np.searchsorted(nz_c, nz_c)
+        indices[pos], data[pos] = devs.size + nz_j, cov[nz_c, nz_j]
+        status, value = _lp_min(cost[cols] / p.edge_bandwidth_hz[self.edge], (indptr, indices, data),
                                 np.concatenate([np.ones(devs.size), -demand[need] / scale]))
         if status == "infeasible":  # no cover at all
             return True
         return bool(status == "optimal" and value > 1 + 1e-6)
 
 
-def _lp_min(c: np.ndarray, a_ub: Any, b_ub: np.ndarray) -> tuple[str, float]:
-    """min c x s.t. a_ub x <= b_ub (a_ub: scipy CSC), 0 <= x <= 1, by HiGHS: (optimal | infeasible | other, value).
+def _lp_min(c: np.ndarray, a_ub: tuple[np.ndarray, np.ndarray, np.ndarray], b_ub: np.ndarray) -> tuple[str, float]:
+    """min c x s.t. A x <= b_ub, 0 <= x <= 1, A in CSC arrays (indptr, indices, data), by HiGHS:
+    (optimal | infeasible | other, value).
 
     Through highspy's bare solver object: importing scipy.optimize for linprog costs 0.3-0.8 s, more than the LPs
     (and the public highspy.Highs prints a banner on stdout, which the CLI keeps for its JSON answer)."""
+    indptr, indices, data = a_ub
     try:
         import highspy
         from highspy._core import _Highs
     except ImportError:  # another highspy layout: the same HiGHS through scipy
+        import scipy.sparse as sps
         from scipy.optimize import linprog
 
-        res = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, 1), method="highs")
+        a = sps.csc_matrix((data, indices, indptr), shape=(b_ub.size, c.size))
+        res = linprog(c, A_ub=a, b_ub=b_ub, bounds=(0, 1), method="highs")
         return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
     h = _Highs()
     h.setOptionValue("output_flag", False)
@@ -178,7 +186,7 @@ def _lp_min(c: np.ndarray, a_ub: Any, b_ub: np.ndarray) -> tuple[str, float]:
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = c, np.zeros(c.size), np.ones(c.size)
     lp.row_lower_, lp.row_upper_ = np.full(b_ub.size, -highspy.kHighsInf), b_ub
     lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a_ub.indptr, a_ub.indices, a_ub.data
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
     h.passModel(lp)
     h.run()
     status = h.getModelStatus()

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 LIMIT = 1e30
 """Derived quantities (seconds, joules, bits, p g / (N0 B)) must lie in [1 / LIMIT, LIMIT] where they are not 0:
@@ -114,7 +113,11 @@ class RoundProblem:
                     f"d2d_links[{k}]: src {self.device_ids[self.d2d_src[k]]!r} and dst "
                     f"{self.device_ids[self.d2d_dst[k]]!r} are attached to different edges; a relay must be "
                     "in the same cluster")
-            keys = np.sort(self.d2d_src * n + self.d2d_dst)
+            keys = self.d2d_src.astype(np.int64) * n + self.d2d_dst
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            set_(self, "_link_key", keys)  # sorted (src, dst) keys for link_rate
+            set_(self, "_link_order", order)
             if np.any(keys[1:] == keys[:-1]):
                 raise ValueError("d2d_links: duplicate (src, dst) link")
         for name, label, positive in (("noise_w_per_hz", "noise_w_per_hz", True), ("kappa", "kappa", False),
@@ -177,10 +180,21 @@ class RoundProblem:
         """a_i = p_i g_i / N0 (Hz): R_i(b) = b log2(1 + a_i / b)."""
         return self.tx_power_w * self.uplink_gain / self.noise_w_per_hz
 
-    def d2d_matrix(self) -> sp.csr_matrix:
-        """Sparse [N, N] D2D rates (0 where no link)."""
+    def d2d_matrix(self) -> Any:
+        """Sparse [N, N] D2D rates (0 where no link), a scipy CSR matrix (imported here: start-up stays light)."""
+        import scipy.sparse as sp
+
         n = self.num_devices
         return sp.csr_matrix((self.d2d_rate_bps, (self.d2d_src, self.d2d_dst)), shape=(n, n))
+
+    def link_rate(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """D2D rate of each link src -> dst (0 where there is none), by binary search over the sorted links."""
+        want = np.asarray(src, dtype=np.int64) * self.num_devices + np.asarray(dst, dtype=np.int64)
+        keys: np.ndarray | None = self.__dict__.get("_link_key")
+        if keys is None or keys.size == 0:
+            return np.zeros(want.shape)
+        pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+        return np.where(keys[pos] == want, self.d2d_rate_bps[self.__dict__["_link_order"][pos]], 0.0)
 
     def coverage_demand(self) -> np.ndarray:
         """[E, M]: gamma x samples of the eligible devices of each edge, per module."""
