@@ -88,16 +88,18 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarr
         short = got < need * (1 - 1e-12)
         repair.update(np.flatnonzero(short).tolist())
         take &= ~short[edge]
-        chosen = cand[take]
-        surplus, slack = (got - need).tolist(), (1e-12 * need).tolist()
-        keep = []
-        for n_i, e in zip(p.samples[chosen][::-1].tolist(), edge[take][::-1].tolist(), strict=True):
-            if n_i <= surplus[e] + slack[e]:  # prune: costliest first (plain floats: this loop is per device)
-                surplus[e] -= n_i
-                keep.append(False)
-            else:
-                keep.append(True)
-        x[chosen[::-1][np.array(keep, dtype=bool)], k] = True
+        chosen, chosen_edge = cand[take][::-1], edge[take][::-1]  # prune: costliest first
+        x[chosen, k] = True
+        surplus, slack = got - need, 1e-12 * need
+        # A device with more samples than its edge's surplus can never be dropped (the surplus only shrinks):
+        # only the others go through the sequential loop, in the same order (plain floats: it is per device).
+        maybe = np.flatnonzero(p.samples[chosen] <= surplus[chosen_edge] + slack[chosen_edge])
+        left, tol = surplus.tolist(), slack.tolist()
+        for j, n_i, e in zip(maybe.tolist(), p.samples[chosen[maybe]].tolist(), chosen_edge[maybe].tolist(),
+                             strict=True):
+            if n_i <= left[e] + tol[e]:
+                left[e] -= n_i
+                x[chosen[j], k] = False
         sel = np.flatnonzero(x[:, k])
         tau[sel] += p.samples[sel] * p.module_cycles[k] / p.cpu_hz[sel]
         bits[sel] += 8 * p.module_bytes[k]
