@@ -146,12 +146,12 @@ def read_instance(data: Any) -> dict[str, Any]:
     module_fields = {f: mods.numbers(f) for f in MODULE_FIELDS[1:]}
     bandwidth = edges.numbers("bandwidth_hz", positive=True)
     edge_of = devs.refs("edge", {v: k for k, v in enumerate(edge_ids)}, "edge")
-    per_device = {f: devs.numbers(f) for f in ("samples", "memory_bytes")}
+    per_device: dict[str, np.ndarray | None] = {f: devs.numbers(f) for f in ("samples", "memory_bytes")}
     per_device |= {f: devs.numbers(f, positive=True) for f in ("cpu_hz", "tx_power_w", "uplink_gain")}
-    per_device["d2d_power_w"] = devs.numbers("d2d_power_w", default=per_device["tx_power_w"]) \
-        if "d2d_power_w" in devs.cols else per_device["tx_power_w"]
-    for key, nominal in (("p_max", "tx_power_w"), ("f_min", "cpu_hz"), ("f_max", "cpu_hz")):
-        per_device[key] = devs.numbers(key, positive=True, default=per_device[nominal]) if key in devs.cols else None
+    power, cpu = per_device["tx_power_w"], per_device["cpu_hz"]
+    per_device["d2d_power_w"] = devs.numbers("d2d_power_w", default=power) if "d2d_power_w" in devs.cols else power
+    for key, nominal in (("p_max", power), ("f_min", cpu), ("f_max", cpu)):
+        per_device[key] = devs.numbers(key, positive=True, default=nominal) if key in devs.cols else None
     eligible = _eligible(devs, names)
     device_index = {v: k for k, v in enumerate(device_ids)}
     src, dst = links.refs("src", device_index, "device"), links.refs("dst", device_index, "device")
@@ -213,7 +213,7 @@ def write_instance(pr: RoundProblem, layout: str = "columns") -> dict[str, Any]:
         **{key: v.tolist() for key, v in (("p_max", pr.p_max), ("f_min", pr.f_min), ("f_max", pr.f_max))
            if v is not None},
     }
-    tables = {
+    tables: dict[str, Any] = {
         "modules": {"name": list(names), "bytes": pr.module_bytes.tolist(),
                     "memory_bytes": pr.module_memory_bytes.tolist(), "cycles_per_sample": pr.module_cycles.tolist()},
         "edges": {"id": list(pr.edge_ids), "bandwidth_hz": pr.edge_bandwidth_hz.tolist()},

@@ -251,7 +251,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
                                      enum_max=enum_max, bound=bound, workers=workers)
     t0 = time.perf_counter()
     p = problem
-    opts = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
+    opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                 time_budget_s=time_budget_s, enum_max=enum_max)
     if p.lam == 0 and bandwidth != "cvxpy":  # the round separates by edge
         part = map_edges(p, latency_choice, 1 if time_budget_s is not None else n_workers, **opts)
