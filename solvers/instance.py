@@ -7,8 +7,11 @@ instance file by hand sees what to fix.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,17 +224,32 @@ class RoundProblem:
 
     def save(self, path: str | Path, layout: str = "columns") -> None:
         """Write the JSON (columns: compact, one line; records: indented, for reading by hand)."""
-        Path(path).write_text(json.dumps(self.to_dict(layout), indent=1 if layout == "records" else None))
+        with paused_gc():
+            Path(path).write_text(json.dumps(self.to_dict(layout), indent=1 if layout == "records" else None))
 
     @classmethod
     def load(cls, path: str | Path) -> RoundProblem:
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not a UTF-8 text file ({exc})") from exc
-        return cls.from_dict(data)
+        with paused_gc():
+            try:
+                data = json.loads(Path(path).read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not a UTF-8 text file ({exc})") from exc
+            return cls.from_dict(data)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of JSON objects are made and dropped: every collection
+    would walk all of them (half the time of reading a 100,000-device file). Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _key(v: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,14 +43,17 @@ class _Table:
             if not set(map(type, value)) <= {dict}:
                 k = next(k for k, item in enumerate(value) if type(item) is not dict)
                 raise ValueError(f"{label}[{k}]: must be an object")
-            self.cols: dict[str, list] = {}
-            for f in required:
-                col = [item.get(f, _MISSING) for item in value]
-                if _MISSING in col:
-                    raise ValueError(f"{label}[{col.index(_MISSING)}]: missing field {f!r}")
-                self.cols[f] = col
+            try:  # every required field of every record in one pass (C loops), else find the missing one
+                rows = list(map(itemgetter(*required), value)) if len(required) > 1 else \
+                    [(v,) for v in map(itemgetter(required[0]), value)]
+            except KeyError:
+                k, f = next((k, f) for k, item in enumerate(value) for f in required if f not in item)
+                raise ValueError(f"{label}[{k}]: missing field {f!r}") from None
+            self.cols: dict[str, list] = dict(zip(required, map(list, zip(*rows, strict=True)), strict=True)) \
+                if rows else {f: [] for f in required}
+            present = set().union(*map(dict.keys, value)) if optional else set()
             for f in optional:
-                if any(f in item for item in value):
+                if f in present:
                     self.cols[f] = [item.get(f) for item in value]  # None: the default applies
             self.size = len(value)
         elif isinstance(value, dict):

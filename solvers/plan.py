@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.instance import RoundProblem, _key
+from solvers.instance import RoundProblem, _key, paused_gc
 from solvers.instance_io import LAYOUTS, row_names
 
 
@@ -148,11 +148,13 @@ class RoundPlan:
 
     def save(self, path: str | Path, problem: RoundProblem, layout: str = "columns") -> None:
         """Write the JSON (columns: compact, one line; records: indented)."""
-        Path(path).write_text(json.dumps(self.to_dict(problem, layout), indent=1 if layout == "records" else None))
+        with paused_gc():
+            Path(path).write_text(json.dumps(self.to_dict(problem, layout), indent=1 if layout == "records" else None))
 
     @classmethod
     def load(cls, path: str | Path, problem: RoundProblem) -> RoundPlan:
-        return cls.from_dict(json.loads(Path(path).read_text()), problem)
+        with paused_gc():
+            return cls.from_dict(json.loads(Path(path).read_text()), problem)
 
 
 def _keyed(data: dict[str, Any], problem: RoundProblem) -> dict[str, Any]:
