@@ -2,10 +2,10 @@
 worker processes and their choices merged; the plan is the same as the serial one, bit for bit.
 
 Each chunk is a `RoundProblem` of its own (its edges, their devices in the original order, their D2D links).
-Every step of the lambda-0 search is per edge and batch-invariant (bisections and Newton iterations stop per
-group, running sums restart per edge), which is what makes the merge equal to the serial answer
-(tests/test_solver_core.py checks it). Workers are forked where the platform allows it (no re-import), else
-spawned; a pool that cannot start falls back to serial with a warning.
+Every step of the lambda-0 search is per edge and batch-invariant (root searches and Newton iterations stop per
+group or entry, running sums restart per edge, ties break stably), which is what makes the merge equal to the
+serial answer (tests/test_solver_parallel.py checks it). Workers are forked where the platform allows it (no
+re-import), else spawned; a pool that cannot start falls back to serial with a warning.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ log = logging.getLogger("solvers")
 
 AUTO_MIN_DEVICES = 20_000
 """`workers=None` uses two processes from this many devices on (and at least 2 edges and 2 CPUs): below it the
-solve takes well under a second and a forked worker's start-up and transfers eat most of the gain (measured by
-experiments/solver_speed.py)."""
+solve takes about half a second (10,000 devices, experiments/solver_speed.py), little for a second process to win
+on a machine shared with other jobs, and callers with small rounds (the training loop) never fork."""
 
 
 @dataclass(frozen=True)
