@@ -1,5 +1,10 @@
 """Wall time of `python -m solvers solve` end to end (start-up, reading and validating the instance JSON, solving,
-checking, writing the plan JSON) at 10,000 devices / 100 edges and 100,000 / 1,000, lambda = 0.
+checking the plan, writing the plan JSON) at 10,000 devices / 100 edges and 100,000 / 1,000, lambda = 0, 6 modules.
+
+Per size and case (instance layout x workers) it runs the CLI `--repeats` times and records the total wall (timed
+here, from process start to exit) and the phases the CLI reports (read, solve, check, write; start-up = the rest),
+with the 1-minute load average before each run: the machine (2 cores) is shared, so the load says how much of it
+the run had. Targets (issue 10): 10,000 / 100 <= 2 s and 100,000 / 1,000 <= 10 s wall.
 
 Run: python experiments/solver_speed.py [--repeats 3]  (writes experiments/results/solver_bench/speed.json)
 """
@@ -10,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,6 +23,19 @@ import time
 from pathlib import Path
 
 SIZES = ((10_000, 100), (100_000, 1_000))
+TARGET_S = {10_000: 2.0, 100_000: 10.0}
+CASES = (("columns", "auto"), ("columns", "1"), ("records", "auto"))
+"""(instance layout, workers): the default, one process, and the old per-device-object layout."""
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -24,26 +43,55 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="experiments/results/solver_bench/speed.json")
     args = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, e in SIZES:
-            inst = Path(tmp) / f"i{n}.json"
-            subprocess.run([sys.executable, "-m", "solvers", "generate", "-n", str(n), "-e", str(e), "-m", "6",
-                            "--seed", str(n), "-o", str(inst)], check=True)
+            paths = {}
+            for layout in sorted({c[0] for c in CASES}):
+                paths[layout] = Path(tmp) / f"i{n}_{layout}.json"
+                subprocess.run([sys.executable, "-c", "import sys; from solvers import random_instance; "
+                                f"random_instance({n}, {e}, 6, seed={n}).save(sys.argv[1], layout={layout!r})",
+                                str(paths[layout])], check=True, env=env)
             for r in range(args.repeats):
-                t0 = time.perf_counter()
-                res = subprocess.run([sys.executable, "-m", "solvers", "solve", str(inst), "-o",
-                                      str(Path(tmp) / "plan.json")], capture_output=True, text=True, check=True)
-                wall = time.perf_counter() - t0
-                out = json.loads(res.stdout)
-                rows.append({"devices": n, "edges": e, "repeat": r, "wall_s": wall,
-                             "solve_seconds": out["solve_seconds"], "objective": out["objective"],
-                             "lower_bound": out["lower_bound"]})
-                print(rows[-1], flush=True)
-    machine = f"{platform.platform()}, {os.cpu_count()} CPU cores visible (shared with other jobs while it ran)"
+                for layout, workers in CASES:
+                    cmd = [sys.executable, "-m", "solvers", "solve", str(paths[layout]), "-o",
+                           str(Path(tmp) / "plan.json")] + ([] if workers == "auto" else ["--workers", workers])
+                    load = os.getloadavg()[0]
+                    t0 = time.perf_counter()
+                    res = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+                    wall = time.perf_counter() - t0
+                    out = json.loads(res.stdout)
+                    sec = out["seconds"]
+                    rows.append({"devices": n, "edges": e, "layout": layout, "workers": workers, "repeat": r,
+                                 "wall_s": wall, **{f"{k}_s": v for k, v in sec.items()},
+                                 "startup_s": wall - sum(sec.values()), "load_before": load,
+                                 "objective": out["objective"], "lower_bound": out["lower_bound"],
+                                 "instance_mb": paths[layout].stat().st_size / 1e6})
+                    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()}),
+                          flush=True)
+    summary = []
+    for n, e in SIZES:
+        for layout, workers in CASES:
+            sel = [r for r in rows if r["devices"] == n and r["layout"] == layout and r["workers"] == workers]
+            best = min(sel, key=lambda r: r["wall_s"])
+            summary.append({"devices": n, "edges": e, "layout": layout, "workers": workers,
+                            "best_wall_s": best["wall_s"], "median_wall_s": statistics.median(r["wall_s"] for r in sel),
+                            "target_s": TARGET_S[n], "met": best["wall_s"] <= TARGET_S[n],
+                            **{k: best[k] for k in ("read_s", "solve_s", "check_s", "write_s", "startup_s",
+                                                    "load_before", "objective", "lower_bound", "instance_mb")},
+                            "load_range": [min(r["load_before"] for r in sel), max(r["load_before"] for r in sel)]})
+    machine = (f"{platform.platform()}, {_cpu()}, {os.cpu_count()} CPU cores visible, shared with other jobs "
+               "(load_before: the 1-minute load average just before each run)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
-
+    Path(args.out).write_text(json.dumps({"machine": machine, "python": platform.python_version(),
+                                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                          "summary": summary, "rows": rows}, indent=1))
+    for s in summary:
+        phases = ", ".join(f"{k} {s[k + '_s']:.2f}" for k in ("read", "solve", "check", "write", "startup"))
+        print(f"{s['devices']:>7} / {s['edges']:<5} {s['layout']:8} workers={s['workers']:4} best "
+              f"{s['best_wall_s']:.2f} s (median {s['median_wall_s']:.2f}; {phases}) load {s['load_before']:.1f}, "
+              f"target {s['target_s']:.0f} s {'met' if s['met'] else 'MISSED'}")
 
 if __name__ == "__main__":
     main()

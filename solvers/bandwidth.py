@@ -13,8 +13,9 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
-import scipy.sparse as sp
 
 from solvers.evaluate import LN2, uplink_rate
 from solvers.instance import RoundProblem
@@ -37,15 +38,41 @@ def _snr_root(k: np.ndarray) -> np.ndarray:
     """The root y > 0 of ln(1 + y) = k y, 0 < k < 1 (y = -W_-1(-k e^-k) / k - 1, without complex Lambert W).
 
     f(y) = ln(1 + y) - k y is concave, so Newton from a y0 right of the root (f(y0) < 0: L = -ln k,
-    y0 = 2L / k for every k in (0, 1), (L + ln L + 1) / k once L >= 1) decreases monotonically onto it."""
+    y0 = 2L / k for every k in (0, 1), (L + ln L + 1) / k once L >= 1) decreases monotonically onto it.
+    Each entry stops once its own step is below 1e-13 y, so an entry's value does not depend on the others in
+    the batch (the same edge gives the same numbers alone or with the whole round, serial or in a pool)."""
     big = -np.log(k)
     y = np.minimum(2.0 * big, big + np.log(np.maximum(big, 1.0)) + 1.0) / k  # both lie right of the root
+    idx, kk, yy = np.arange(y.size), k.ravel(), y.ravel().copy()
+    out = y.ravel().copy()
     for _ in range(40):
-        step = (np.log1p(y) - k * y) / (1.0 / (1.0 + y) - k)
-        y = y - step
-        if np.all(np.abs(step) <= 1e-13 * y):
+        step = (np.log1p(yy) - kk * yy) / (1.0 / (1.0 + yy) - kk)
+        yy = yy - step
+        done = np.abs(step) <= 1e-13 * yy
+        out[idx[done]] = yy[done]
+        idx, kk, yy = idx[~done], kk[~done], yy[~done]
+        if idx.size == 0:
             break
-    return np.maximum(y, 1e-300)
+    out[idx] = yy
+    return np.maximum(out.reshape(y.shape), 1e-300)
+
+
+def min_bandwidth_one(q: float, a: float) -> float:
+    """min_bandwidth of one value in plain floats (the same Newton iteration; no numpy overhead per call)."""
+    if q <= 0:
+        return 0.0
+    k = q * LN2 / a
+    if not 0 < k < 1.0:
+        return math.inf
+    k = max(k, 1e-300)
+    big = -math.log(k)
+    y = min(2.0 * big, big + math.log(max(big, 1.0)) + 1.0) / k
+    for _ in range(40):
+        step = (math.log1p(y) - k * y) / (1.0 / (1.0 + y) - k)
+        y -= step
+        if abs(step) <= 1e-13 * y:
+            break
+    return a / max(y, 1e-300)
 
 
 def _group_max(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
@@ -59,7 +86,14 @@ def minmax_bandwidth(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: 
     """Min over b of max_j (start_j + bits_j / R_j(b_j)) per group, sum of b over a group <= budget[g].
 
     Arrays are per uploader (bits > 0); returns (T per group, b per uploader). Every group's b sums to its
-    budget exactly (the bisection's slack is shared out proportionally, which only shortens uploads).
+    budget exactly (the search's slack is shared out proportionally, which only shortens uploads).
+
+    Root of F(T) = sum_j h_j(T) - budget per group, with h the least band (min_bandwidth). Each h_j is convex
+    decreasing in T (R^-1 convex increasing, q = U / (T - S) convex decreasing), so F is: Newton steps from the
+    infeasible side stay infeasible, chords between the two sides land on the feasible side, so both shrink the
+    bracket [lo, hi] from their own side (a midpoint is used where either is undefined or progress is slow).
+    Stops when hi - lo <= rtol hi, hi feasible, as the bisection it replaces (3-5x fewer evaluations). Each group
+    stops on its own: its T does not depend on the other groups.
     """
     g = len(budget)
     count = np.bincount(group, minlength=g)
@@ -68,19 +102,69 @@ def minmax_bandwidth(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: 
     share = budget[group] / count[group]
     hi = _group_max(start + bits / uplink_rate(share, a), group, g)
     lo = _group_max(start + bits * LN2 / a, group, g)  # infinite bandwidth: rate -> a / ln 2
+    f_lo, s_lo, f_hi = np.full(g, np.inf), np.full(g, np.nan), np.full(g, np.nan)
+    width = hi - lo
+    active = count > 0
+    elem = np.arange(len(group))
     for _ in range(max_iter):
-        mid = 0.5 * (lo + hi)
-        need = np.bincount(group, weights=_need(mid[group], start, bits, a), minlength=g)
-        feasible = need <= budget
-        hi = np.where(feasible, mid, hi)
-        lo = np.where(feasible, lo, mid)
-        if np.all((hi - lo) <= rtol * np.maximum(hi, 1e-300)):
+        elem = elem[active[group[elem]]]
+        if elem.size == 0:
             break
+        act = np.flatnonzero(active)
+        lo_a, hi_a, w = lo[act], hi[act], hi[act] - lo[act]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            newton = lo_a - f_lo[act] / s_lo[act]
+            chord = hi_a - f_hi[act] * w / (f_hi[act] - f_lo[act])
+        mid = lo_a + 0.5 * w
+        inside = lo_a + 1e-3 * w, hi_a - 1e-3 * w
+        x1 = np.where(np.isfinite(newton) & (newton > inside[0]) & (newton < inside[1]), newton, lo_a + 0.25 * w)
+        slow = w > 0.5 * width[act]  # the last step did not halve the bracket: bisect
+        x2 = np.where(np.isfinite(chord) & (chord > inside[0]) & (chord < inside[1]) & ~slow, chord, mid)
+        width[act] = w
+        pos = np.full(g, -1)
+        pos[act] = np.arange(act.size)
+        gr = pos[group[elem]]
+        h, dh = _need_slope(np.concatenate([x1[gr], x2[gr]]), np.tile(start[elem], 2), np.tile(bits[elem], 2),
+                            np.tile(a[elem], 2))
+        both = np.concatenate([gr, gr + act.size])
+        need = np.bincount(both, weights=h, minlength=2 * act.size)
+        with np.errstate(invalid="ignore"):
+            slope = np.bincount(both, weights=dh, minlength=2 * act.size)
+        for x, f, sl in ((x1, need[:act.size], slope[:act.size]), (x2, need[act.size:], slope[act.size:])):
+            feasible = f <= budget[act]
+            up = feasible & (x < hi[act])
+            hi[act] = np.where(up, x, hi[act])
+            f_hi[act] = np.where(up, f - budget[act], f_hi[act])
+            down = ~feasible & (x > lo[act])
+            lo[act] = np.where(down, x, lo[act])
+            f_lo[act] = np.where(down, f - budget[act], f_lo[act])
+            s_lo[act] = np.where(down, sl, s_lo[act])
+        active[act] = (hi[act] - lo[act]) > rtol * np.maximum(hi[act], 1e-300)
     b = _need(hi[group], start, bits, a)
     total = np.bincount(group, weights=b, minlength=g)
     b = b * (budget / np.where(total > 0, total, 1.0))[group]
     t = _group_max(start + bits / uplink_rate(b, a), group, g)
     return np.where(count > 0, t, 0.0), b
+
+
+def _need_slope(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """h = the least band to finish by t (min_bandwidth, the same floats) and dh/dt (< 0; -inf where h is inf).
+
+    With k = q ln2 / a and y = a / h the root of ln(1 + y) = k y: dy/dk = y / (1/(1+y) - k), dk/dt = -k / (t - S)."""
+    slack = t - start
+    with np.errstate(divide="ignore"):
+        q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
+    k = q * LN2 / a
+    h, dh = np.full(q.shape, np.inf), np.full(q.shape, -np.inf)
+    h[q <= 0], dh[q <= 0] = 0.0, 0.0
+    ok = (k > 0) & (k < 1.0)
+    if ok.any():
+        kk = np.maximum(k[ok], 1e-300)
+        y = _snr_root(kk)
+        h[ok] = a[ok] / y
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            dh[ok] = a[ok] * kk / (y * (1.0 / (1.0 + y) - kk) * slack[ok])
+    return h, dh
 
 
 def _need(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -111,6 +195,7 @@ class ConvexBandwidth:
 
     def _program(self, counts: tuple[int, ...], coupled: bool) -> tuple:
         import cvxpy as cp
+        import scipy.sparse as sp
 
         key = (counts, coupled)
         if key in self._cache:

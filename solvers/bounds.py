@@ -16,7 +16,8 @@ infinite-band energy per bit; T + lambda E >= T_lb + lambda E_lb (valid, loose w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -102,6 +103,7 @@ class _Routes:
     a: np.ndarray
     free: np.ndarray
     calls: list  # LPs solved so far (shared counter)
+    lps: dict = field(default_factory=dict)  # demand bytes -> _EdgeLP of this edge
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
@@ -129,9 +131,6 @@ class _Routes:
 
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
-        import scipy.sparse as sps
-        from scipy.optimize import linprog
-
         p = self.problem
         slack = t - self.ready
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -145,18 +144,77 @@ class _Routes:
             return False
         if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
             return True  # the columns that can finish by t cannot even cover: t is impossible
-        devs, local = np.unique(self.dev[cols], return_inverse=True)
         self.calls[0] += 1
-        k = cols.size
-        one = sps.csr_matrix((np.ones(k), (local, np.arange(k))), shape=(devs.size, k))
-        scale = demand[need].max()
-        cov = sps.csr_matrix(-(self.mbits[cols][:, need] * (p.samples[self.dev[cols]] / scale)[:, None]).T)
-        res = linprog(cost[cols] / p.edge_bandwidth_hz[self.edge], A_ub=sps.vstack([one, cov]).tocsr(),
-                      b_ub=np.concatenate([np.ones(devs.size), -demand[need] / scale]), bounds=(0, 1),
-                      method="highs")
-        if res.status == 2:  # infeasible: no cover at all
+        key = demand.tobytes()
+        if key not in self.lps:  # one LP per edge and demand, kept: later trial latencies restart from its basis
+            self.lps[key] = _EdgeLP(self.dev, self.mbits, p.samples, demand)
+        status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
+        if status == "infeasible":  # no cover at all
             return True
-        return bool(res.status == 0 and res.fun > 1 + 1e-6)
+        return bool(status == "optimal" and value > 1 + 1e-6)
+
+
+class _EdgeLP:
+    """min c x s.t. at most one subset per device, samples per module >= demand, 0 <= x <= 1, over every column
+    (device, subset) of an edge. Between trial latencies only the costs change and which columns can finish in
+    time (the others are fixed at 0), so HiGHS re-solves from the last basis (warm start)."""
+
+    def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray) -> None:
+        need = demand > 0
+        scale = demand[need].max()
+        devs, local = np.unique(dev, return_inverse=True)
+        k = dev.size
+        # CSC: column c has its device's row, then the rows of the modules it covers (-samples / scale <= -demand).
+        cov = -(mbits[:, need] * (samples[dev] / scale)[:, None])
+        nz_c, nz_j = np.nonzero(cov)  # row-major: by column c, then module j
+        indptr = np.concatenate([[0], np.cumsum(1 + np.bincount(nz_c, minlength=k))]).astype(np.int32)
+        indices, data = np.empty(indptr[-1], dtype=np.int32), np.empty(indptr[-1])
+        indices[indptr[:-1]], data[indptr[:-1]] = local, 1.0
+        pos = indptr[nz_c] + 1 + np.arange(nz_c.size) - np.searchsorted(nz_c, nz_c)
+        indices[pos], data[pos] = devs.size + nz_j, cov[nz_c, nz_j]
+        self.k, self.csc = k, (indptr, indices, data)
+        self.b_ub = np.concatenate([np.ones(devs.size), -demand[need] / scale])
+        self.highs: Any = None
+
+    def solve(self, c: np.ndarray) -> tuple[str, float]:
+        """(optimal | infeasible | other, value) with costs c [columns]; inf marks a column that cannot be used.
+
+        Through highspy's bare solver object: importing scipy.optimize for linprog costs 0.3-0.8 s, more than the
+        LPs (and the public highspy.Highs prints a banner on stdout, which the CLI keeps for its JSON answer)."""
+        usable = np.isfinite(c)
+        cost, upper = np.where(usable, c, 0.0), usable.astype(float)
+        indptr, indices, data = self.csc
+        try:
+            import highspy
+            from highspy._core import _Highs
+        except ImportError:  # another highspy layout: the same HiGHS through scipy
+            import scipy.sparse as sps
+            from scipy.optimize import linprog
+
+            a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
+            res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
+                          method="highs")
+            return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
+        if self.highs is None:
+            h = _Highs()
+            h.setOptionValue("output_flag", False)
+            lp = highspy.HighsLp()
+            lp.num_col_, lp.num_row_ = self.k, self.b_ub.size
+            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k), upper
+            lp.row_lower_, lp.row_upper_ = np.full(self.b_ub.size, -highspy.kHighsInf), self.b_ub
+            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+            lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
+            h.passModel(lp)
+            self.highs = h
+        else:
+            idx = np.arange(self.k, dtype=np.int32)
+            self.highs.changeColsCost(self.k, idx, cost)
+            self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper)
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        kind = {highspy.HighsModelStatus.kOptimal: "optimal",
+                highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
+        return kind, float(self.highs.getInfo().objective_function_value)
 
 
 def energy_lower_bound(problem: RoundProblem) -> float:

@@ -1,12 +1,15 @@
-"""Feasibility checker, written apart from the solvers: plain loops over devices, its own cost formulas.
+"""Feasibility checker, written apart from the solvers: its own cost formulas, on whole arrays with numpy.
 
 `check_plan` lists every violated constraint of a plan (empty list = feasible) and re-derives the plan's
-latency and energy from the README formulas, so a solver that misreports its own cost is caught too.
+latency and energy from the README formulas, so a solver that misreports its own cost is caught too. It imports
+nothing from the solvers (not even solvers/evaluate.py), so a wrong formula there cannot hide here.
 """
 
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
@@ -16,41 +19,56 @@ def _rate(b: float, p: float, g: float, n0: float) -> float:
     return b * math.log1p(p * g / (n0 * b)) / math.log(2) if b > 0 else 0.0  # log1p: exact for weak links too
 
 
+class _Links:
+    """Lookup of directed D2D links (src, dst) -> rate, by binary search over the sorted pair keys."""
+
+    def __init__(self, pr: RoundProblem) -> None:
+        self.n = pr.num_devices
+        key = pr.d2d_src.astype(np.int64) * self.n + pr.d2d_dst
+        order = np.argsort(key, kind="stable")
+        self.key, self.rate = key[order], pr.d2d_rate_bps[order]
+
+    def rate_of(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """Rate of each link src -> dst; 0 where there is no such link."""
+        want = np.asarray(src, dtype=np.int64) * self.n + np.asarray(dst)
+        if self.key.size == 0:
+            return np.zeros(want.shape)
+        pos = np.minimum(np.searchsorted(self.key, want), self.key.size - 1)
+        return np.where(self.key[pos] == want, self.rate[pos], 0.0)
+
+
 def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float]:
-    """(T, E) of the plan by the definitions, one device at a time."""
+    """(T, E) of a one-hop relay plan by the definitions of solvers/README.md."""
     pr = problem
-    n, m = pr.num_devices, pr.num_modules
-    links = {(int(s), int(d)): float(r) for s, d, r in zip(pr.d2d_src, pr.d2d_dst, pr.d2d_rate_bps, strict=True)}
-    x = plan.placement.tolist()  # plain Python values from here on (numpy scalars are slow in loops)
-    f = (pr.cpu_hz if plan.cpu_hz is None else plan.cpu_hz).tolist()
-    pw = (pr.tx_power_w if plan.tx_power_w is None else plan.tx_power_w).tolist()
-    rho = plan.relay.tolist()
-    samples, cyc, size = pr.samples.tolist(), pr.module_cycles.tolist(), pr.module_bytes.tolist()
-    tau = [samples[i] * sum(cyc[k] for k in range(m) if x[i][k]) / f[i] for i in range(n)]
-    pay = [8 * sum(size[k] for k in range(m) if x[i][k]) for i in range(n)]
-    energy = sum(pr.kappa * samples[i] * sum(cyc[k] for k in range(m) if x[i][k]) * f[i] ** 2 for i in range(n))
-    d2d_power, gain, band = pr.d2d_power_w.tolist(), pr.uplink_gain.tolist(), plan.bandwidth_hz.tolist()
-    latency = 0.0
-    serves: dict[int, list[int]] = {j: [] for j in range(n)}
-    for i in range(n):
-        if rho[i] != i:
-            serves[rho[i]].append(i)
-    for j in range(n):
-        if rho[j] != j:
-            energy += d2d_power[j] * pay[j] / links[(j, rho[j])]
-            continue
-        served = serves[j]
-        start = max([tau[j]] + [tau[i] + pay[i] / links[(i, j)] for i in served])
-        if pr.relay_aggregates:
-            bits = 8 * sum(size[k] for k in range(m) if x[j][k] or any(x[i][k] for i in served))
-        else:
-            bits = pay[j] + sum(pay[i] for i in served)
-        if bits <= 0:
-            continue
-        r = _rate(band[j], pw[j], gain[j], pr.noise_w_per_hz)
-        up = bits / r if r > 0 else math.inf
-        latency = max(latency, start + up)
-        energy += pw[j] * up
+    n = pr.num_devices
+    x = plan.placement
+    f = pr.cpu_hz if plan.cpu_hz is None else plan.cpu_hz
+    pw = pr.tx_power_w if plan.tx_power_w is None else plan.tx_power_w
+    rho = plan.relay
+    cycles = pr.samples * (x.astype(float) @ pr.module_cycles)
+    tau = cycles / f
+    pay = 8.0 * (x.astype(float) @ pr.module_bytes)
+    energy = float(np.sum(pr.kappa * cycles * f ** 2))
+    relayed = np.flatnonzero(rho != np.arange(n))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        hop = pay[relayed] / _Links(pr).rate_of(relayed, rho[relayed])
+    energy += float(np.sum(pr.d2d_power_w[relayed] * hop))
+    start = tau.copy()
+    np.maximum.at(start, rho[relayed], tau[relayed] + hop)
+    if pr.relay_aggregates:
+        union = x.copy()
+        np.logical_or.at(union, rho[relayed], x[relayed])
+        bits = 8.0 * (union.astype(float) @ pr.module_bytes)
+    else:
+        bits = pay.copy()
+        np.add.at(bits, rho[relayed], pay[relayed])
+    up = np.flatnonzero((rho == np.arange(n)) & (bits > 0))
+    b = plan.bandwidth_hz[up]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.where(b > 0, b * np.log1p(pw[up] * pr.uplink_gain[up] / (pr.noise_w_per_hz * b)) / math.log(2), 0.0)
+        time = np.where(rate > 0, bits[up] / rate, np.inf)
+    latency = float(np.max(start[up] + time, initial=0.0))
+    energy += float(np.sum(pw[up] * time))
     return latency, energy
 
 
@@ -63,80 +81,68 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         return [f"shapes: plan has placement {plan.placement.shape}, relay {plan.relay.shape}, bandwidth "
                 f"{plan.bandwidth_hz.shape} for {n} devices and {m} modules"]
     out: list[str] = []
-    neighbours: dict[int, set[int]] = {i: set() for i in range(n)}
-    for s, d in zip(pr.d2d_src.tolist(), pr.d2d_dst.tolist(), strict=True):
-        neighbours[s].add(d)
-    x, elig, relay = plan.placement.tolist(), pr.eligible.tolist(), plan.relay.tolist()
-    mem_k, mem_i, band = pr.module_memory_bytes.tolist(), pr.memory_bytes.tolist(), plan.bandwidth_hz.tolist()
-    for i in range(n):
-        dev = pr.device_ids[i]
-        for k in range(m):
-            if x[i][k] and not elig[i][k]:
-                out.append(f"placement: device {dev!r} trains {pr.module_names[k]!r}, which it is not eligible for")
-        used = sum(mem_k[k] for k in range(m) if x[i][k])
-        if used > mem_i[i] * (1 + 1e-9):
-            out.append(f"memory: device {dev!r} needs {used:g} bytes > {mem_i[i]:g}")
-        r = relay[i]
-        if pr.tree_aggregation:
-            r = i  # the tree (plan.parent) is checked below; relay is its copy
-        if not 0 <= r < n:
-            out.append(f"relay: device {dev!r} relays to unknown index {r}")
-            continue
-        if r != i:
-            if r not in neighbours[i]:
-                out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r} has no D2D link")
-            if relay[r] != r:
-                out.append(f"relay: device {dev!r} -> {pr.device_ids[r]!r}, which does not upload directly (one hop)")
-        b = band[i]
-        if not (math.isfinite(b) and b >= 0):
-            out.append(f"bandwidth: device {dev!r} has {b!r} Hz")
-        if plan.tx_power_w is not None:
-            pw, hi = float(plan.tx_power_w[i]), float(pr.power_max[i])
-            if not (math.isfinite(pw) and 0 < pw <= hi * (1 + 1e-9)):
-                out.append(f"power: device {dev!r} plans {pw!r} W, allowed (0, {hi:g}] (p_max)")
-        if plan.cpu_hz is not None:
-            fr, lo, hi = float(plan.cpu_hz[i]), float(pr.freq_min[i]), float(pr.freq_max[i])
-            if not (math.isfinite(fr) and lo * (1 - 1e-9) <= fr <= hi * (1 + 1e-9)):
-                out.append(f"frequency: device {dev!r} plans {fr!r} Hz, allowed [{lo:g}, {hi:g}] (f_min, f_max)")
+    ids, x, band = pr.device_ids, plan.placement, plan.bandwidth_hz
+    for i, k in np.argwhere(x & ~pr.eligible).tolist():
+        out.append(f"placement: device {ids[i]!r} trains {pr.module_names[k]!r}, which it is not eligible for")
+    used = x.astype(float) @ pr.module_memory_bytes
+    for i in np.flatnonzero(used > pr.memory_bytes * (1 + 1e-9)).tolist():
+        out.append(f"memory: device {ids[i]!r} needs {used[i]:g} bytes > {pr.memory_bytes[i]:g}")
+    links = _Links(pr)
+    r = plan.relay
+    moved = np.flatnonzero((r != np.arange(n)) & (r >= 0) & (r < n))
+    if not pr.tree_aggregation:  # in a tree plan relay is the copy of parent, checked by _check_tree
+        for i in np.flatnonzero((r < 0) | (r >= n)).tolist():
+            out.append(f"relay: device {ids[i]!r} relays to unknown index {int(r[i])}")
+        for i in moved[links.rate_of(moved, r[moved]) <= 0].tolist():
+            out.append(f"relay: device {ids[i]!r} -> {ids[r[i]]!r} has no D2D link")
+        for i in moved[r[r[moved]] != r[moved]].tolist():
+            out.append(f"relay: device {ids[i]!r} -> {ids[r[i]]!r}, which does not upload directly (one hop)")
     if pr.relay_capacity is not None:
-        count: dict[int, int] = {}
-        for i in range(n):
-            if int(plan.relay[i]) != i:
-                count[int(plan.relay[i])] = count.get(int(plan.relay[i]), 0) + 1
-        for j, cnt in count.items():
-            if cnt > pr.relay_capacity:
-                out.append(f"relay capacity: device {pr.device_ids[j]!r} serves {cnt} > {pr.relay_capacity}")
-    by_edge: dict[int, list[int]] = {e: [] for e in range(pr.num_edges)}
-    for i, e in enumerate(pr.device_edge.tolist()):
-        by_edge[e].append(i)
-    samples = pr.samples.tolist()
-    for e in range(pr.num_edges):
-        members = by_edge[e]
-        used = sum(max(band[i], 0.0) for i in members)
-        if used > pr.edge_bandwidth_hz[e] * (1 + 1e-9):
-            out.append(f"bandwidth: edge {pr.edge_ids[e]!r} uses {used:g} Hz > {pr.edge_bandwidth_hz[e]:g}")
-        if allow_coverage:
-            continue
-        for k in range(m):
-            need = pr.gamma * sum(samples[i] for i in members if elig[i][k])
-            got = sum(samples[i] for i in members if x[i][k])
-            if got < need * (1 - 1e-9):
-                out.append(f"coverage: edge {pr.edge_ids[e]!r}, module {pr.module_names[k]!r}: {got:g} < {need:g}")
+        count = np.bincount(r[moved], minlength=n)
+        for j in np.flatnonzero(count > pr.relay_capacity).tolist():
+            out.append(f"relay capacity: device {ids[j]!r} serves {count[j]} > {pr.relay_capacity}")
+    for i in np.flatnonzero(~(np.isfinite(band) & (band >= 0))).tolist():
+        out.append(f"bandwidth: device {ids[i]!r} has {float(band[i])!r} Hz")
+    if plan.tx_power_w is not None:
+        pw, hi = plan.tx_power_w, pr.power_max
+        for i in np.flatnonzero(~(np.isfinite(pw) & (pw > 0) & (pw <= hi * (1 + 1e-9)))).tolist():
+            out.append(f"power: device {ids[i]!r} plans {float(pw[i])!r} W, allowed (0, {hi[i]:g}] (p_max)")
+    if plan.cpu_hz is not None:
+        fr, lo, hi = plan.cpu_hz, pr.freq_min, pr.freq_max
+        for i in np.flatnonzero(~(np.isfinite(fr) & (fr >= lo * (1 - 1e-9)) & (fr <= hi * (1 + 1e-9)))).tolist():
+            out.append(f"frequency: device {ids[i]!r} plans {float(fr[i])!r} Hz, allowed [{lo[i]:g}, {hi[i]:g}] "
+                       "(f_min, f_max)")
+    edge = pr.device_edge
+    with np.errstate(invalid="ignore"):
+        used_band = np.bincount(edge, weights=np.maximum(band, 0.0), minlength=pr.num_edges)
+    for e in np.flatnonzero(~(used_band <= pr.edge_bandwidth_hz * (1 + 1e-9))).tolist():
+        out.append(f"bandwidth: edge {pr.edge_ids[e]!r} uses {used_band[e]:g} Hz > {pr.edge_bandwidth_hz[e]:g}")
+    if not allow_coverage:
+        need, got = np.zeros((pr.num_edges, m)), np.zeros((pr.num_edges, m))
+        np.add.at(need, edge, pr.eligible * pr.samples[:, None])
+        np.add.at(got, edge, x * pr.samples[:, None])
+        need *= pr.gamma
+        for e, k in np.argwhere(got < need * (1 - 1e-9)).tolist():
+            out.append(f"coverage: edge {pr.edge_ids[e]!r}, module {pr.module_names[k]!r}: {got[e, k]:g} < "
+                       f"{need[e, k]:g}")
     if pr.tree_aggregation:
-        out += _check_tree(pr, plan, neighbours, by_edge)
+        by_edge: dict[int, list[int]] = {e: [] for e in range(pr.num_edges)}
+        for i, e in enumerate(edge.tolist()):
+            by_edge[e].append(i)
+        out += _check_tree(pr, plan, links, by_edge)
     if out or not check_cost:
         return out
     t, en = recompute_tree_cost(pr, plan) if pr.tree_aggregation else recompute_cost(pr, plan)
     if not math.isfinite(t):
         out.append("bandwidth: an uploading device has no bandwidth")
-    for name, got, want in (("latency_s", plan.latency_s, t), ("energy_j", plan.energy_j, en),
-                            ("objective", plan.objective, t + pr.lam * en)):
-        if not math.isclose(got, want, rel_tol=rtol, abs_tol=1e-12):
-            out.append(f"{name}: plan reports {got!r}, recomputed {want!r}")
+    for name, got_v, want in (("latency_s", plan.latency_s, t), ("energy_j", plan.energy_j, en),
+                              ("objective", plan.objective, t + pr.lam * en)):
+        if not math.isclose(got_v, want, rel_tol=rtol, abs_tol=1e-12):
+            out.append(f"{name}: plan reports {got_v!r}, recomputed {want!r}")
     return out
 
 
-def _check_tree(pr: RoundProblem, plan: RoundPlan, neighbours: dict, by_edge: dict) -> list[str]:
+def _check_tree(pr: RoundProblem, plan: RoundPlan, links: _Links, by_edge: dict) -> list[str]:
     """One root per edge, every other device's parent a D2D neighbour, no cycle, band only to the root."""
     if plan.parent is None:
         return ["parent: tree_aggregation needs the plan's parent array"]
@@ -151,7 +157,7 @@ def _check_tree(pr: RoundProblem, plan: RoundPlan, neighbours: dict, by_edge: di
             if not 0 <= par[i] < n:
                 out.append(f"parent: device {pr.device_ids[i]!r} has unknown parent index {par[i]}")
                 continue
-            if par[i] != i and par[i] not in neighbours[i]:
+            if par[i] != i and links.rate_of(np.array([i]), np.array([par[i]]))[0] <= 0:
                 out.append(f"parent: device {pr.device_ids[i]!r} -> {pr.device_ids[par[i]]!r} has no D2D link")
             if par[i] != i and float(plan.bandwidth_hz[i]) > 0:
                 out.append(f"bandwidth: device {pr.device_ids[i]!r} is not its tree's uploader but has band")

@@ -141,9 +141,10 @@ class Uploads:
 def best_deadline(up: Uploads, lam: float, tol: float = 1e-10, max_iter: int = 200,
                   hint: float | None = None) -> tuple[float, np.ndarray]:
     """argmin over T of T + lam E(T) for fixed discrete choices: (T, b per uploader); `hint` is also tried."""
+    if len(up.group) == 0 or lam == 0:  # one bisection: its band and the latency that band achieves
+        t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
+        return float(t_edge.max(initial=0.0)), b_up
     t_min = float(up.min_latency().max(initial=0.0))
-    if len(up.group) == 0 or lam == 0:
-        return t_min, minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)[1]
     lo = t_min * (1 + 1e-9) + 1e-300
     e_lo, b_lo = up.energy_at(lo)
     e_inf, _ = up.energy_at(1e6 * lo + 1e6)

@@ -65,7 +65,7 @@ def link_rates(problem: RoundProblem, relay: np.ndarray) -> np.ndarray:
     rate = np.full(problem.num_devices, np.inf)
     idx = np.flatnonzero(relay != np.arange(problem.num_devices))
     if idx.size:
-        rate[idx] = np.asarray(problem.d2d_matrix()[idx, relay[idx]]).ravel()
+        rate[idx] = problem.link_rate(idx, relay[idx])
     return rate
 
 

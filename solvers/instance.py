@@ -7,21 +7,16 @@ instance file by hand sees what to fix.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-
-_DEVICE_FIELDS = ("id", "edge", "samples", "cpu_hz", "memory_bytes", "tx_power_w", "uplink_gain", "modules")
-_MODULE_FIELDS = ("name", "bytes", "memory_bytes", "cycles_per_sample")
-_EDGE_FIELDS = ("id", "bandwidth_hz")
-_LINK_FIELDS = ("src", "dst", "rate_bps")
-_TOP_FIELDS = ("noise_w_per_hz", "gamma", "lambda", "relay_aggregates", "devices", "edges", "modules", "d2d_links")
 
 LIMIT = 1e30
 """Derived quantities (seconds, joules, bits, p g / (N0 B)) must lie in [1 / LIMIT, LIMIT] where they are not 0:
@@ -121,8 +116,12 @@ class RoundProblem:
                     f"d2d_links[{k}]: src {self.device_ids[self.d2d_src[k]]!r} and dst "
                     f"{self.device_ids[self.d2d_dst[k]]!r} are attached to different edges; a relay must be "
                     "in the same cluster")
-            keys = self.d2d_src * n + self.d2d_dst
-            if np.unique(keys).size != keys.size:
+            keys = self.d2d_src.astype(np.int64) * n + self.d2d_dst
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            set_(self, "_link_key", keys)  # sorted (src, dst) keys for link_rate
+            set_(self, "_link_order", order)
+            if np.any(keys[1:] == keys[:-1]):
                 raise ValueError("d2d_links: duplicate (src, dst) link")
         for name, label, positive in (("noise_w_per_hz", "noise_w_per_hz", True), ("kappa", "kappa", False),
                                       ("lam", "lambda", False)):
@@ -184,10 +183,21 @@ class RoundProblem:
         """a_i = p_i g_i / N0 (Hz): R_i(b) = b log2(1 + a_i / b)."""
         return self.tx_power_w * self.uplink_gain / self.noise_w_per_hz
 
-    def d2d_matrix(self) -> sp.csr_matrix:
-        """Sparse [N, N] D2D rates (0 where no link)."""
+    def d2d_matrix(self) -> Any:
+        """Sparse [N, N] D2D rates (0 where no link), a scipy CSR matrix (imported here: start-up stays light)."""
+        import scipy.sparse as sp
+
         n = self.num_devices
         return sp.csr_matrix((self.d2d_rate_bps, (self.d2d_src, self.d2d_dst)), shape=(n, n))
+
+    def link_rate(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """D2D rate of each link src -> dst (0 where there is none), by binary search over the sorted links."""
+        want = np.asarray(src, dtype=np.int64) * self.num_devices + np.asarray(dst, dtype=np.int64)
+        keys: np.ndarray | None = self.__dict__.get("_link_key")
+        if keys is None or keys.size == 0:
+            return np.zeros(want.shape)
+        pos = np.minimum(np.searchsorted(keys, want), keys.size - 1)
+        return np.where(keys[pos] == want, self.d2d_rate_bps[self.__dict__["_link_order"][pos]], 0.0)
 
     def coverage_demand(self) -> np.ndarray:
         """[E, M]: gamma x samples of the eligible devices of each edge, per module."""
@@ -198,125 +208,48 @@ class RoundProblem:
     def edge_devices(self, e: int) -> np.ndarray:
         return np.flatnonzero(self.device_edge == e)
 
-    # ---- JSON ---------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
-        names = self.module_names
-        return {
-            "noise_w_per_hz": self.noise_w_per_hz, "gamma": self.gamma, "lambda": self.lam,
-            "relay_aggregates": self.relay_aggregates, "kappa": self.kappa, "relay_capacity": self.relay_capacity,
-            **({"tree_aggregation": True} if self.tree_aggregation else {}),
-            "modules": [{"name": names[k], "bytes": float(self.module_bytes[k]),
-                         "memory_bytes": float(self.module_memory_bytes[k]),
-                         "cycles_per_sample": float(self.module_cycles[k])} for k in range(self.num_modules)],
-            "edges": [{"id": self.edge_ids[k], "bandwidth_hz": float(self.edge_bandwidth_hz[k])}
-                      for k in range(self.num_edges)],
-            "devices": [{"id": self.device_ids[i], "edge": self.edge_ids[self.device_edge[i]],
-                         "samples": float(self.samples[i]), "cpu_hz": float(self.cpu_hz[i]),
-                         "memory_bytes": float(self.memory_bytes[i]), "tx_power_w": float(self.tx_power_w[i]),
-                         "uplink_gain": float(self.uplink_gain[i]), "d2d_power_w": float(self.d2d_power_w[i]),
-                         "modules": [names[k] for k in np.flatnonzero(self.eligible[i])],
-                         **{key: float(v[i]) for key, v in (("p_max", self.p_max), ("f_min", self.f_min),
-                                                              ("f_max", self.f_max)) if v is not None}}
-                        for i in range(self.num_devices)],
-            "d2d_links": [{"src": self.device_ids[s], "dst": self.device_ids[d], "rate_bps": float(r)}
-                          for s, d, r in zip(self.d2d_src, self.d2d_dst, self.d2d_rate_bps, strict=True)],
-        }
+    # ---- JSON (layouts and validation: solvers/instance_io.py) ---------------------------------
+    def to_dict(self, layout: str = "columns") -> dict[str, Any]:
+        """The JSON structure, "columns" (one list per field) or "records" (one object per device, edge, ...)."""
+        from solvers.instance_io import write_instance
+
+        return write_instance(self, layout)
 
     @classmethod
     def from_dict(cls, data: Any) -> RoundProblem:
-        """Build and validate from the JSON structure of solvers/schema/instance.schema.json."""
-        if not isinstance(data, dict):
-            raise ValueError("instance: top level must be a JSON object")
-        for f in _TOP_FIELDS:
-            if f not in data:
-                raise ValueError(f"instance: missing field {f!r}")
-        for f in ("devices", "edges", "modules", "d2d_links"):
-            if not isinstance(data[f], list):
-                raise ValueError(f"{f}: must be a list")
-        mods = [_record(data["modules"], k, "modules", _MODULE_FIELDS) for k in range(len(data["modules"]))]
-        edges = [_record(data["edges"], k, "edges", _EDGE_FIELDS) for k in range(len(data["edges"]))]
-        devs = [_record(data["devices"], k, "devices", _DEVICE_FIELDS) for k in range(len(data["devices"]))]
-        for label, items in (("edges", edges), ("devices", devs)):
-            for k, item in enumerate(items):
-                if not isinstance(item["id"], str | int) or isinstance(item["id"], bool):
-                    raise ValueError(f"{label}[{k}].id: must be a string or an integer, got {item['id']!r}")
-        for k, mm in enumerate(mods):
-            if not isinstance(mm["name"], str):
-                raise ValueError(f"modules[{k}].name: must be a string")
-        module_index = {mm["name"]: k for k, mm in enumerate(mods)}
-        edge_index = {_key(ee["id"]): k for k, ee in enumerate(edges)}
-        device_index = {_key(dd["id"]): k for k, dd in enumerate(devs)}
-        for k, ee in enumerate(edges):
-            _number(ee["bandwidth_hz"], f"edges[{k}].bandwidth_hz", positive=True)
-        for k, mm in enumerate(mods):
-            for f in _MODULE_FIELDS[1:]:
-                _number(mm[f], f"modules[{k}].{f}")
-        eligible = np.zeros((len(devs), len(mods)), dtype=bool)
-        edge_of = np.zeros(len(devs), dtype=int)
-        for i, dd in enumerate(devs):
-            if _key(dd["edge"]) not in edge_index:
-                raise ValueError(f"devices[{i}].edge: unknown edge {dd['edge']!r}")
-            edge_of[i] = edge_index[_key(dd["edge"])]
-            for f in ("samples", "memory_bytes"):
-                _number(dd[f], f"devices[{i}].{f}")
-            for f in ("cpu_hz", "tx_power_w", "uplink_gain"):
-                _number(dd[f], f"devices[{i}].{f}", positive=True)
-            _number(dd.get("d2d_power_w", dd["tx_power_w"]), f"devices[{i}].d2d_power_w")
-            if not isinstance(dd["modules"], list):
-                raise ValueError(f"devices[{i}].modules: must be a list of module names")
-            for name in dd["modules"]:
-                if not isinstance(name, str):
-                    raise ValueError(f"devices[{i}].modules: module names are strings, got {name!r}")
-                if name not in module_index:
-                    raise ValueError(f"devices[{i}].modules: unknown module {name!r} (known: {sorted(module_index)})")
-                eligible[i, module_index[name]] = True
-        links = [_record(data["d2d_links"], k, "d2d_links", _LINK_FIELDS) for k in range(len(data["d2d_links"]))]
-        src, dst = np.zeros(len(links), dtype=int), np.zeros(len(links), dtype=int)
-        for k, ln in enumerate(links):
-            for f in ("src", "dst"):
-                if _key(ln[f]) not in device_index:
-                    raise ValueError(f"d2d_links[{k}].{f}: unknown device {ln[f]!r}")
-            src[k], dst[k] = device_index[_key(ln["src"])], device_index[_key(ln["dst"])]
-            _number(ln["rate_bps"], f"d2d_links[{k}].rate_bps", positive=True)
-            if edge_of[src[k]] != edge_of[dst[k]]:
-                raise ValueError(f"d2d_links[{k}]: src {ln['src']!r} and dst {ln['dst']!r} are attached to different "
-                                 "edges; D2D relays must stay within a cluster")
-        for f in ("noise_w_per_hz", "gamma", "lambda"):
-            _number(data[f], f, positive=(f == "noise_w_per_hz"))
-        _number(data.get("kappa", 1e-28), "kappa")
-        if not isinstance(data["relay_aggregates"], bool):
-            raise ValueError("relay_aggregates: must be true or false")
-        cap = data.get("relay_capacity")
-        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 0):
-            raise ValueError(f"relay_capacity: must be null or an integer >= 0, got {cap!r}")
-        return cls(
-            device_ids=tuple(dd["id"] for dd in devs), edge_ids=tuple(ee["id"] for ee in edges),
-            module_names=tuple(mm["name"] for mm in mods), device_edge=edge_of,
-            samples=_floats(dd["samples"] for dd in devs), cpu_hz=_floats(dd["cpu_hz"] for dd in devs),
-            memory_bytes=_floats(dd["memory_bytes"] for dd in devs),
-            tx_power_w=_floats(dd["tx_power_w"] for dd in devs), uplink_gain=_floats(dd["uplink_gain"] for dd in devs),
-            d2d_power_w=_floats(dd.get("d2d_power_w", dd["tx_power_w"]) for dd in devs), eligible=eligible,
-            module_bytes=_floats(mm["bytes"] for mm in mods),
-            module_memory_bytes=_floats(mm["memory_bytes"] for mm in mods),
-            module_cycles=_floats(mm["cycles_per_sample"] for mm in mods),
-            edge_bandwidth_hz=_floats(ee["bandwidth_hz"] for ee in edges), d2d_src=src, d2d_dst=dst,
-            d2d_rate_bps=_floats(ln["rate_bps"] for ln in links), noise_w_per_hz=float(data["noise_w_per_hz"]),
-            gamma=float(data["gamma"]), lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"],
-            kappa=float(data.get("kappa", 1e-28)), relay_capacity=cap,
-            **{key: _optional(devs, key) for key in ("p_max", "f_min", "f_max")},
-            tree_aggregation=_flag(data, "tree_aggregation"),
-        )
+        """Build and validate from the JSON structure of solvers/schema/instance.schema.json (either layout)."""
+        from solvers.instance_io import read_instance
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        return cls(**read_instance(data))
+
+    def save(self, path: str | Path, layout: str = "columns") -> None:
+        """Write the JSON (columns: compact, one line; records: indented, for reading by hand)."""
+        with paused_gc():
+            Path(path).write_text(json.dumps(self.to_dict(layout), indent=1 if layout == "records" else None))
 
     @classmethod
     def load(cls, path: str | Path) -> RoundProblem:
-        try:
-            data = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-        return cls.from_dict(data)
+        with paused_gc():
+            try:
+                data = json.loads(Path(path).read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}: not a UTF-8 text file ({exc})") from exc
+            return cls.from_dict(data)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while millions of JSON objects are made and dropped: every collection
+    would walk all of them (half the time of reading a 100,000-device file). Reference counting still frees them."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _key(v: Any) -> str:
@@ -335,32 +268,10 @@ def _flag(data: dict, key: str) -> bool:
     return v
 
 
-def _floats(values: Iterable[Any]) -> np.ndarray:
-    """A float array of JSON numbers already checked by _number."""
-    return np.array(list(values), dtype=float)
 
 
-def _optional(devs: list[dict], key: str) -> np.ndarray | None:
-    """Optional per-device number (p_max, f_min, f_max): None when no device gives it; a default per device
-    otherwise (p_max: tx_power_w; f_min and f_max: cpu_hz)."""
-    if not any(key in dd for dd in devs):
-        return None
-    out = []
-    for i, dd in enumerate(devs):
-        v = dd.get(key, dd["tx_power_w"] if key == "p_max" else dd["cpu_hz"])
-        _number(v, f"devices[{i}].{key}", positive=True)
-        out.append(v)
-    return np.array(out, dtype=float)
 
 
-def _record(items: list, k: int, label: str, fields: tuple[str, ...]) -> dict:
-    item = items[k]
-    if not isinstance(item, dict):
-        raise ValueError(f"{label}[{k}]: must be an object")
-    for f in fields:
-        if f not in item:
-            raise ValueError(f"{label}[{k}]: missing field {f!r}")
-    return item
 
 
 def _number(v: Any, name: str, positive: bool = False) -> None:

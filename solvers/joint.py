@@ -17,18 +17,20 @@ carries a certified lower bound (solvers/bounds.py). See solvers/README.md for t
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any
 
 import numpy as np
 
-from solvers.bandwidth import ConvexBandwidth, min_bandwidth, minmax_bandwidth
+from solvers.bandwidth import ConvexBandwidth, min_bandwidth, min_bandwidth_one, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
-from solvers.energy import plan_bandwidth
+from solvers.energy import plan_bandwidth, round_uploads
 from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.local import local_search
 from solvers.milp import milp_placement
+from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
@@ -71,29 +73,33 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarr
         with np.errstate(invalid="ignore"):
             cost = after - before
         finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * LN2 / a[cand]
-        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + finish.max(initial=0.0))))
+        edge = p.device_edge[cand]
+        latest = np.zeros(p.num_edges)  # per edge, so that an edge's choice does not depend on the others
+        np.maximum.at(latest, edge, finish)
+        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + latest[edge])))
         if weights is not None:
             cost = weights[cand, k]
         ratio = cost / p.samples[cand]
-        edge = p.device_edge[cand]
         order = np.lexsort((ratio, edge))
         cand, edge, ratio = cand[order], edge[order], ratio[order]
-        cum = np.cumsum(p.samples[cand])
-        first = np.searchsorted(edge, edge, side="left")
-        before_cum = cum - p.samples[cand] - np.where(first > 0, cum[first - 1], 0.0)
+        before_cum = segment_cumsum(p.samples[cand], edge) - p.samples[cand]
         take = before_cum < need[edge] * (1 - 1e-12)
         got = np.bincount(edge[take], weights=p.samples[cand[take]], minlength=p.num_edges)
         short = got < need * (1 - 1e-12)
         repair.update(np.flatnonzero(short).tolist())
         take &= ~short[edge]
-        chosen = cand[take]
-        chosen_edge = edge[take]
-        surplus = got - need
-        for i, e in zip(chosen[::-1], chosen_edge[::-1], strict=True):  # prune: costliest first
-            if p.samples[i] <= surplus[e] + 1e-12 * need[e]:
-                surplus[e] -= p.samples[i]
-            else:
-                x[i, k] = True
+        chosen, chosen_edge = cand[take][::-1], edge[take][::-1]  # prune: costliest first
+        x[chosen, k] = True
+        surplus, slack = got - need, 1e-12 * need
+        # A device with more samples than its edge's surplus can never be dropped (the surplus only shrinks):
+        # only the others go through the sequential loop, in the same order (plain floats: it is per device).
+        maybe = np.flatnonzero(p.samples[chosen] <= surplus[chosen_edge] + slack[chosen_edge])
+        left, tol = surplus.tolist(), slack.tolist()
+        for j, n_i, e in zip(maybe.tolist(), p.samples[chosen[maybe]].tolist(), chosen_edge[maybe].tolist(),
+                             strict=True):
+            if n_i <= left[e] + tol[e]:
+                left[e] -= n_i
+                x[chosen[j], k] = False
         sel = np.flatnonzero(x[:, k])
         tau[sel] += p.samples[sel] * p.module_cycles[k] / p.cpu_hz[sel]
         bits[sel] += 8 * p.module_bytes[k]
@@ -101,6 +107,24 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarr
     for e in sorted(repair):
         _repair_edge(p, x, e, demand[e])
     return x
+
+
+def segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Running sum of values within each run of equal (sorted) segment ids, restarting at 0 in each run, summed
+    in order from the run's start: the same floats whatever other runs the array holds."""
+    if values.size == 0:
+        return values.astype(float)
+    first = np.searchsorted(segment, segment, side="left")
+    pos = np.arange(values.size) - first
+    starts = np.flatnonzero(pos == 0)
+    row = np.cumsum(pos == 0) - 1
+    width = int(pos.max()) + 1
+    if starts.size * width <= 4 * values.size + 4096:  # a padded matrix, one cumsum along the rows
+        mat = np.zeros((starts.size, width))
+        mat[row, pos] = values
+        return np.cumsum(mat, axis=1)[row, pos]
+    ends = np.append(starts[1:], values.size)
+    return np.concatenate([np.cumsum(values[a:b]) for a, b in zip(starts, ends, strict=True)])
 
 
 def energy_weights(problem: RoundProblem) -> np.ndarray:
@@ -154,31 +178,38 @@ def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np
     with np.errstate(invalid="ignore"):
         gain = h[s] + h[d] - h_merged
     ok = np.isfinite(gain) & (gain > 0) | (np.isinf(h[s]) & np.isfinite(price(t_dev[d], arrival, merged, a[d])))
-    order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG))]
-    start, bits, cur = tl.tau.copy(), tl.payload_bits.copy(), h.copy()
+    order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG), kind="stable")]
+    # The acceptance loop is sequential (each pair sees the earlier ones): plain Python floats, no numpy per pair.
+    start, bits, cur = tl.tau.tolist(), tl.payload_bits.tolist(), h.tolist()
+    pay, arr, hm, t_l, a_l = tl.payload_bits.tolist(), arrival.tolist(), h_merged.tolist(), t_dev.tolist(), a.tolist()
+    s_l, d_l = s.tolist(), d.tolist()
+    rel = relay.tolist()
     union = x.copy()
-    served = np.zeros(n, dtype=int)
-    cap = p.relay_capacity
-    for c in order:
-        i, j = int(s[c]), int(d[c])
-        if relay[i] != i or served[i] > 0 or relay[j] != j or (cap is not None and served[j] >= cap):
+    served = [0] * n
+    cap = n if p.relay_capacity is None else p.relay_capacity
+    for c in order.tolist():
+        i, j = s_l[c], d_l[c]
+        if rel[i] != i or served[i] > 0 or rel[j] != j or served[j] >= cap:
             continue
-        new_start = max(start[j], arrival[c])
+        new_start = max(start[j], arr[c])
         if p.relay_aggregates:
             new_bits = 8.0 * float((union[j] | x[i]).astype(float) @ p.module_bytes)
         else:
-            new_bits = bits[j] + tl.payload_bits[i]
+            new_bits = bits[j] + pay[i]
         if served[j] == 0:
-            new_h = float(h_merged[c])
+            new_h = hm[c]
         else:
-            new_h = float(price(t_dev[j:j + 1], np.array([new_start]), np.array([new_bits]), a[j:j + 1])[0])
+            slack = t_l[j] - new_start
+            new_h = 0.0 if new_bits <= 0 else min_bandwidth_one(new_bits / slack if slack > 0 else math.inf, a_l[j])
         g = cur[i] + cur[j] - new_h
-        if not (np.isfinite(new_h) and (g > 0 or np.isinf(cur[i]))):
+        if not (math.isfinite(new_h) and (g > 0 or math.isinf(cur[i]))):
             continue
-        relay[i] = j
+        rel[i] = j
         served[j] += 1
         start[j], bits[j], cur[j], cur[i] = new_start, new_bits, new_h, 0.0
-        union[j] |= x[i]
+        if p.relay_aggregates:
+            union[j] |= x[i]
+    relay = np.array(rel, dtype=int)
     return relay
 
 
@@ -201,22 +232,81 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
-                enum_max: int = 3000, bound: bool = True) -> RoundPlan:
+                enum_max: int = 3000, bound: bool = True, workers: int | None = None) -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
     bound: compute the plan's certified lower_bound (solvers/bounds.py; else 0).
+    workers: processes over independent edges at lambda = 0 (solvers/parallel.py; None: 2 on large instances,
+    else 1); the plan is the same for any value. A time budget keeps to one process (it is per process).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
+    n_workers = resolve_workers(problem, workers)
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                                     enum_max=enum_max, bound=bound)
+                                     enum_max=enum_max, bound=bound, workers=workers)
     t0 = time.perf_counter()
     p = problem
+    opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
+                time_budget_s=time_budget_s, enum_max=enum_max)
+    if p.lam == 0 and bandwidth != "cvxpy":  # the round separates by edge
+        part = map_edges(p, latency_choice, 1 if time_budget_s is not None else n_workers, **opts)
+        cost = evaluate(p, part.x, part.relay, part.bandwidth_hz)
+        lower = float(round_lower_bound(p, part.edge_latency, part.known)) if bound else 0.0
+        return RoundPlan(placement=part.x, relay=part.relay, bandwidth_hz=part.bandwidth_hz,
+                         latency_s=cost.latency_s, energy_j=cost.energy_j, objective=cost.objective, solver="joint",
+                         status="solved", solve_seconds=time.perf_counter() - t0,
+                         lower_bound=min(lower, cost.objective))
+    best_x, best_r, small = _choose(p, **opts)
+    hint, exact_lb = None, 0.0
+    if p.lam > 0:
+        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
+    status = "optimal"
+    if bandwidth == "cvxpy":
+        tl = round_timeline(p, best_x, best_r)
+        b, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
+    else:
+        b = plan_bandwidth(p, best_x, best_r, hint=hint)
+    cost = evaluate(p, best_x, best_r, b)
+    lower = 0.0
+    if bound:
+        t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
+        lower = float(max(round_lower_bound(p, t_known, _known(p, small)), exact_lb))
+    return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
+                     energy_j=cost.energy_j, objective=cost.objective, solver="joint",
+                     status="solved" if status == "optimal" else status,
+                     solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
+
+
+def _known(p: RoundProblem, small: dict) -> np.ndarray:
+    """[E] the exact least latency of each enumerated edge (a hair below, for the bound), 0 elsewhere."""
+    known = np.zeros(p.num_edges)
+    for e, c in small.items():
+        known[e] = float(c.t_min.min()) * (1 - 1e-9)
+    return known
+
+
+def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
+    """lambda = 0: the choices of every edge, their exact min-max band and latency (per edge separable: what
+    solvers/parallel.py runs on chunks of edges)."""
+    p = problem
+    x, relay, small = _choose(p, **opts)
+    up, idx = round_uploads(p, x, relay)
+    t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
+    b = np.zeros(p.num_devices)
+    b[idx] = b_up
+    return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
+
+
+def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int,
+            time_budget_s: float | None, enum_max: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Placement and relays by prices (steps 1-3, `iterations` times), then enumeration of small edges and local
+    search on mid-size ones: (x, relay, the enumerated edges' candidates)."""
+    t0 = time.perf_counter()
     n = p.num_devices
     # Start from the prices of the full placement at equal shares: every smaller placement is feasible there.
     full = p.eligible.copy()
@@ -248,27 +338,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if local_rounds > 0:
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
                                       skip=frozenset(small))
-    hint, exact_lb = None, 0.0
-    if p.lam > 0:
-        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
-    status = "optimal"
-    if bandwidth == "cvxpy":
-        tl = round_timeline(p, best_x, best_r)
-        b, _, status = ConvexBandwidth().solve(p, tl.start, tl.bits, tl.uploader)
-    else:
-        b = plan_bandwidth(p, best_x, best_r, hint=hint)
-    cost = evaluate(p, best_x, best_r, b)
-    lower = 0.0
-    if bound:
-        known = np.zeros(p.num_edges)
-        for e, c in small.items():
-            known[e] = float(c.t_min.min()) * (1 - 1e-9)
-        t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
-        lower = float(max(round_lower_bound(p, t_known, known), exact_lb))
-    return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
-                     energy_j=cost.energy_j, objective=cost.objective, solver="joint",
-                     status="solved" if status == "optimal" else status,
-                     solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
+    return best_x, best_r, small
 
 
 def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords

@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from solvers.instance import RoundProblem, _key
+from solvers.instance import RoundProblem, _key, paused_gc
+from solvers.instance_io import LAYOUTS, row_names
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,25 +69,40 @@ class RoundPlan:
     def with_(self, **changes: Any) -> RoundPlan:
         return replace(self, **changes)
 
-    def to_dict(self, problem: RoundProblem) -> dict[str, Any]:
+    def to_dict(self, problem: RoundProblem, layout: str = "columns") -> dict[str, Any]:
+        """The plan's JSON: "columns" (lists in the order of `device_ids`; fast) or "records" (objects keyed by
+        device id); from_dict reads both."""
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout: must be one of {LAYOUTS}, got {layout!r}")
         ids, names = problem.device_ids, problem.module_names
+        columns: dict[str, list] = {
+            "placement": row_names(self.placement, names),
+            "relay": [ids[j] for j in self.relay.tolist()],
+            "bandwidth_hz": self.bandwidth_hz.tolist(),
+            **{name: v.tolist() for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz))
+               if v is not None},
+            **({"parent": [ids[j] for j in self.parent.tolist()]} if self.parent is not None else {}),
+        }
+        if layout == "columns":
+            head: dict[str, Any] = {"layout": "columns", "device_ids": list(ids), **columns}
+        else:
+            keys = [str(i) for i in ids]
+            head = {name: dict(zip(keys, col, strict=True)) for name, col in columns.items()}
         return {
-            "placement": {str(ids[i]): [names[m] for m in np.flatnonzero(self.placement[i])]
-                          for i in range(problem.num_devices)},
-            "relay": {str(ids[i]): ids[int(self.relay[i])] for i in range(problem.num_devices)},
-            "bandwidth_hz": {str(ids[i]): float(self.bandwidth_hz[i]) for i in range(problem.num_devices)},
-            "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j), "objective": _num(self.objective),
-            "solver": self.solver, "status": self.status, "solve_seconds": float(self.solve_seconds),
-            "fallback": bool(self.fallback), "message": self.message, "lower_bound": _num(self.lower_bound),
-            **{name: {str(ids[i]): float(v[i]) for i in range(problem.num_devices)}
-               for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz)) if v is not None},
-            **({"parent": {str(ids[i]): ids[int(self.parent[i])] for i in range(problem.num_devices)}}
-               if self.parent is not None else {}),
+            **head, "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j),
+            "objective": _num(self.objective), "solver": self.solver, "status": self.status,
+            "solve_seconds": float(self.solve_seconds), "fallback": bool(self.fallback), "message": self.message,
+            "lower_bound": _num(self.lower_bound),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], problem: RoundProblem) -> RoundPlan:
-        """Inverse of to_dict; device ids are matched by their string form (JSON object keys are strings)."""
+        """Inverse of to_dict (either layout); records match device ids by their string form (JSON object keys are
+        strings)."""
+        if not isinstance(data, dict):
+            raise ValueError("plan: top level must be a JSON object")
+        if data.get("layout", "records") == "columns":
+            data = _keyed(data, problem)
         n, m = problem.num_devices, problem.num_modules
         dev = {str(d): i for i, d in enumerate(problem.device_ids)}
         by_key = {_key(d): i for i, d in enumerate(problem.device_ids)}
@@ -130,12 +146,33 @@ class RoundPlan:
                    fallback=bool(data.get("fallback", False)), message=str(data.get("message", "")),
                    lower_bound=float(data.get("lower_bound") or 0.0), **extra)
 
-    def save(self, path: str | Path, problem: RoundProblem) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(problem), indent=1))
+    def save(self, path: str | Path, problem: RoundProblem, layout: str = "columns") -> None:
+        """Write the JSON (columns: compact, one line; records: indented)."""
+        with paused_gc():
+            Path(path).write_text(json.dumps(self.to_dict(problem, layout), indent=1 if layout == "records" else None))
 
     @classmethod
     def load(cls, path: str | Path, problem: RoundProblem) -> RoundPlan:
-        return cls.from_dict(json.loads(Path(path).read_text()), problem)
+        with paused_gc():
+            return cls.from_dict(json.loads(Path(path).read_text()), problem)
+
+
+def _keyed(data: dict[str, Any], problem: RoundProblem) -> dict[str, Any]:
+    """A columns-layout plan as the records layout (per-device lists keyed by device id)."""
+    ids = data.get("device_ids")
+    if not isinstance(ids, list):
+        raise ValueError("plan.device_ids: the columns layout needs the list of device ids")
+    known = {_key(d) for d in problem.device_ids}
+    for d in ids:
+        if _key(d) not in known:
+            raise ValueError(f"plan.device_ids: unknown device {d!r}")
+    out = dict(data)
+    for name in ("placement", "relay", "bandwidth_hz", "tx_power_w", "cpu_hz", "parent"):
+        if name in data:
+            if not isinstance(data[name], list) or len(data[name]) != len(ids):
+                raise ValueError(f"plan.{name}: must be a list with one value per device_ids entry")
+            out[name] = {str(d): v for d, v in zip(ids, data[name], strict=True)}
+    return out
 
 
 def _dev(index: dict[str, int], key: str, field: str) -> int:

@@ -82,7 +82,7 @@ class Groups:
         pos[up] = np.arange(up.size)
         member = np.flatnonzero(pos[relay] >= 0)
         owner = pos[relay[member]]
-        lr = np.asarray(p.d2d_matrix()[member, relay[member]]).ravel()
+        lr = p.link_rate(member, relay[member])
         relayed = relay[member] != member
         delay = np.where(relayed, tl.payload_bits[member] / np.where(relayed, lr, 1.0), 0.0)
         cycles = p.samples[member] * (x[member].astype(float) @ p.module_cycles)

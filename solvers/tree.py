@@ -19,7 +19,6 @@ import itertools
 import time
 
 import numpy as np
-from scipy.sparse.csgraph import dijkstra
 
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
@@ -100,6 +99,8 @@ def spt_trees(view: EdgeView) -> np.ndarray:
     """[n, n] for each root, the shortest-path tree to it on 1 / rate (rows: parent arrays; -1 if unreachable)."""
     n = view.n
     w = np.where(view.rate > 0, 1.0 / np.where(view.rate > 0, view.rate, 1.0), 0.0)
+    from scipy.sparse.csgraph import dijkstra  # imported here: start-up of the other modes stays light
+
     _, pred = dijkstra(w.T, directed=True, return_predecessors=True)  # paths from the root along reversed links
     out = np.where(pred < 0, -1, pred)
     out[np.arange(n), np.arange(n)] = np.arange(n)

@@ -47,6 +47,31 @@ CASES = [  # (change, the field the one-line error must name)
 ]
 
 
+COLUMNS = RoundProblem.from_dict(BASE).to_dict("columns")  # the same instance, one list per field
+
+COLUMN_CASES = [  # the columns layout names the entry as table.field[k]
+    (_set(("devices", "cpu_hz", 2), -1.0), "devices.cpu_hz[2]"),
+    (_set(("devices", "edge", 1), "nope"), "devices.edge[1]"),
+    (_set(("devices", "modules", 3), ["head/nope"]), "devices.modules[3]"),
+    (_set(("d2d_links", "src", 0), "ghost"), "d2d_links.src[0]"),
+    (_set(("edges", "bandwidth_hz", 0), True), "edges.bandwidth_hz[0]"),
+    (_set(("modules", "bytes", 1), 10**400), "modules.bytes[1]"),
+    (lambda d: d["devices"]["samples"].pop(), "devices.samples"),
+    (lambda d: d["devices"].pop("uplink_gain"), "devices: missing column 'uplink_gain'"),
+    (_set(("devices", "tx_power_w"), 1.0), "devices.tx_power_w"),
+    (_set(("devices",), "devices"), "devices"),
+]
+
+
+@pytest.mark.parametrize("change, field", COLUMN_CASES)
+def test_columns_layout_errors_name_the_entry(tmp_path, capsys, change, field):
+    data = copy.deepcopy(COLUMNS)
+    change(data)
+    code, err = _cli(tmp_path, data, capsys)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2 and len(lines) == 1 and field in lines[0], err
+
+
 def _cli(tmp_path, data, capsys, out=None, method="equal"):
     path = tmp_path / "instance.json"
     path.write_text(data if isinstance(data, str) else json.dumps(data))
@@ -131,13 +156,17 @@ def _paths(node, prefix=()):
             yield from _paths(v, (*prefix, i))
 
 
-PATHS = [p for p in _paths(BASE) if p]
+LAYOUTS = {"records": BASE, "columns": COLUMNS}
+PATHS = {name: [p for p in _paths(base) if p] for name, base in LAYOUTS.items()}
 
 
 @FUZZ
-@given(edits=st.lists(st.tuples(st.sampled_from(PATHS), json_values | st.just("__delete__")), min_size=1, max_size=3))
-def test_the_instance_reader_accepts_or_names_a_field_never_crashes(edits):
-    data = copy.deepcopy(BASE)
+@given(data_=st.data())
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_the_instance_reader_accepts_or_names_a_field_never_crashes(layout, data_):
+    edits = data_.draw(st.lists(st.tuples(st.sampled_from(PATHS[layout]), json_values | st.just("__delete__")),
+                                min_size=1, max_size=3))
+    data = copy.deepcopy(LAYOUTS[layout])
     for path, value in edits:
         node = data
         try:
