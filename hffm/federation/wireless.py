@@ -8,6 +8,7 @@ the planned bandwidth for the bytes really sent (the ``RoundOutcome``).
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 
@@ -99,7 +100,9 @@ def _solve(
     options: Mapping[str, float],
 ) -> Plan:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
-    plan = solvers.solve(problem, method=solver)  # never raises: logs the cause and falls back
+    # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
+    opts = {"workers": 1} if "workers" in inspect.signature(solvers.METHODS[solver]).parameters else {}
+    plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
     relay, parent = {}, {}
