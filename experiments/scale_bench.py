@@ -225,7 +225,7 @@ def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tin
 
     from hffm.config import network_config
     from hffm.data.benchmark import make_benchmark
-    from hffm.data.partition import device_dataset, partition
+    from hffm.data.partition import device_splits, partition
     from hffm.modules.bank import ModuleBank
     from hffm.network.topology import make_topology
 
@@ -243,14 +243,13 @@ def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tin
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     phase("benchmark data", lambda: make_benchmark(cfg.data.benchmark, seed))
-    phase("global test split", lambda: held.pop("benchmark data").split(cfg.data.global_test_fraction, seed))
+    phase("global test split", lambda: held.pop("benchmark data").split_consuming(cfg.data.global_test_fraction,
+                                                                                  seed))
     phase("topology", lambda: make_topology(network_config(cfg.topology).topology, rng))
     train_pool = held["global test split"][0]
     part_cfg = replace(cfg.data.partition, num_devices=n_devices)
     phase("partition", lambda: partition(train_pool, part_cfg, seed))
-    phase("device datasets", lambda: [device_dataset(train_pool, p).split(cfg.data.device_test_fraction,
-                                                                        seed + p.device)
-                                      for p in held["partition"]])
+    phase("device datasets", lambda: device_splits(train_pool, held["partition"], cfg.data.device_test_fraction, seed))
     phase("module bank", lambda: ModuleBank(cfg.model, train_pool.modalities, train_pool.tasks,
                                             vocab=getattr(train_pool, "vocab", None), seed=seed))
     return {"devices": n_devices, "samples": cfg.data.benchmark.num_samples, "engine": engine_version(),

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from hffm.data.dataset import M3TDataset
+from hffm.data.dataset import M3TDataset, split_indices
+
+GROUPS = ("inputs", "present", "targets", "extras")
 
 
 @dataclass
@@ -228,6 +231,52 @@ def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[Devi
 def device_dataset(dataset: M3TDataset, part: DevicePartition) -> M3TDataset:
     """The device's view: its samples, restricted to its modalities and tasks."""
     return dataset.subset(part.indices, modalities=part.modalities, tasks=part.tasks)
+
+
+def device_splits(
+    dataset: M3TDataset, parts: Sequence[DevicePartition], test_fraction: float, seed: int
+) -> tuple[list[M3TDataset], list[M3TDataset]]:
+    """Every device's (train, test): the rows of ``device_dataset(dataset, part).split(test_fraction,
+    seed + part.device)``, gathered with one copy per tensor for all devices and sliced per device (the
+    devices' datasets are views of those copies). 10,000 devices then cost a few large copies instead of
+    30,000 small datasets; each device still holds only its modalities and tasks."""
+    pieces: list[tuple[DevicePartition, np.ndarray]] = []  # device 0 train, device 0 test, device 1 train, ...
+    for part in parts:
+        if part.num_samples < 2:
+            raise ValueError(f"device {part.device} has {part.num_samples} samples: too few to hold out a test split")
+        train, test = split_indices(part.num_samples, test_fraction, seed + part.device)
+        pieces += [(part, part.indices[train]), (part, part.indices[test])]
+    views: list[dict[str, dict[str, torch.Tensor]]] = [{g: {} for g in GROUPS} for _ in pieces]
+
+    def gather(group: str, key: str, holds) -> None:  # noqa: ANN001 - a predicate on a partition
+        mine = [j for j, (part, _) in enumerate(pieces) if holds(part)]
+        if not mine:
+            return
+        rows = np.concatenate([pieces[j][1] for j in mine])
+        whole = getattr(dataset, group)[key].index_select(0, torch.from_numpy(rows.astype(np.int64)))
+        ends = np.cumsum([len(pieces[j][1]) for j in mine]).tolist()
+        for j, lo, hi in zip(mine, [0, *ends[:-1]], ends, strict=True):
+            views[j][group][key] = whole[lo:hi]
+
+    for m in dataset.modality_names:
+        gather("inputs", m, lambda part, m=m: m in part.modalities)
+        gather("present", m, lambda part, m=m: m in part.modalities)
+    for t in dataset.task_names:
+        gather("targets", t, lambda part, t=t: t in part.tasks)
+    for k in dataset.extras:
+        gather("extras", k, lambda part: True)
+    out = []
+    for (part, _), tensors in zip(pieces, views, strict=True):
+        mods = [m for m in dataset.modality_names if m in part.modalities]
+        tasks = [t for t in dataset.task_names if t in part.tasks]
+        out.append(M3TDataset(
+            modalities=[s for s in dataset.modalities if s.name in mods],
+            tasks=[s for s in dataset.tasks if s.name in tasks],
+            task_modalities={t: tuple(m for m in dataset.task_modalities[t] if m in mods) for t in tasks},
+            vocab=dataset.vocab,
+            **tensors,
+        ))
+    return out[0::2], out[1::2]
 
 
 def label_skew_stats(dataset: M3TDataset, parts: Sequence[DevicePartition], task: str) -> np.ndarray:
