@@ -254,9 +254,8 @@ def device_splits(
             return
         rows = np.concatenate([pieces[j][1] for j in mine])
         whole = getattr(dataset, group)[key].index_select(0, torch.from_numpy(rows.astype(np.int64)))
-        ends = np.cumsum([len(pieces[j][1]) for j in mine]).tolist()
-        for j, lo, hi in zip(mine, [0, *ends[:-1]], ends, strict=True):
-            views[j][group][key] = whole[lo:hi]
+        for j, view in zip(mine, whole.split([len(pieces[j][1]) for j in mine]), strict=True):
+            views[j][group][key] = view
 
     for m in dataset.modality_names:
         gather("inputs", m, lambda part, m=m: m in part.modalities)

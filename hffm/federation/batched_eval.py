@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from lightning.fabric import Fabric
@@ -20,7 +21,7 @@ from torchmetrics.functional import mean_absolute_error
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from hffm.data.dataset import M3TDataset
-from hffm.federation.batch_groups import MIN_PASS_DEVICES
+from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.federation.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
 from hffm.federation.local import evaluate
 from hffm.modules.bank import ModuleBank
@@ -44,9 +45,18 @@ def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], bat
     """Per-task metrics of each job's model, in job order."""
     if not batched or batched_unsupported(bank) is not None or len(jobs) < MIN_PASS_DEVICES:
         return [_one(fabric, bank, job, batch_size) for job in jobs]
-    out: list[dict[str, float]] = []
-    for start in range(0, len(jobs), max_devices):
-        out += _evaluate_group(fabric, bank, list(jobs[start:start + max_devices]), batch_size)
+    # Passes as batched training groups devices: one modality set to a pass unless merging saves more
+    # than the masked tokens it adds (a text-only job in an image pass pays for the image's tokens).
+    members = [Member(frozenset(j.modalities), frozenset(j.tasks), min(batch_size, len(j.data))) for j in jobs]
+    tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
+    out: list[dict[str, float]] = [{} for _ in jobs]
+    for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
+        if len(group) < MIN_PASS_DEVICES:
+            results = [_one(fabric, bank, jobs[i], batch_size) for i in group]
+        else:
+            results = _evaluate_group(fabric, bank, [jobs[i] for i in group], batch_size)
+        for i, metrics in zip(group, results, strict=True):
+            out[i] = metrics
     return out
 
 
