@@ -156,7 +156,7 @@ def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0
         model=model_config(model),
         data=DataConfig(
             benchmark=BenchmarkConfig(num_samples=max(2000, samples_per_device * n_devices)),
-            partition=PartitionConfig(num_devices=n_devices, min_samples_per_device=10),
+            partition=PartitionConfig(num_devices=n_devices, min_samples_per_device=min(10, samples_per_device // 2)),
         ),
         topology=TopologyGroup(num_edges=edges, devices_per_edge=per_edge, layout={"area_m": area}),
         federation=FederationConfig(rounds=rounds, e_agg=2, local_steps=local_steps, batch_size=batch_size,
@@ -440,6 +440,44 @@ def run_child(n_devices: int, args: argparse.Namespace, out: Path, command: str)
     return result
 
 
+def cli_overrides(n_devices: int, rounds: int = 2, participation: float = 0.01, model: str = "tiny",
+                  samples_per_device: int = 20) -> list[str]:
+    """The issue's ``hffm-train`` command at ``n_devices`` (20 samples a device, 1 % participation), plus
+    the area that fits the servers (the default 5 km square cannot hold 1,000 servers 500 m apart)."""
+    edges, per_edge, area = layout(n_devices)
+    return ["experiment=hffm", f"model={model}", f"topology.num_edges={edges}", f"topology.devices_per_edge={per_edge}",
+            f"data.benchmark.num_samples={samples_per_device * n_devices}", f"federation.participation={participation}",
+            f"federation.rounds={rounds}", f"topology.layout.area_m={area:g}", "progress=lines"]
+
+
+def run_cli(overrides: list[str], out: Path) -> dict[str, Any]:
+    """Run ``hffm-train`` with these overrides in a child process: its wall time (imports, world build,
+    rounds and every evaluation included) and peak RSS (the child's ru_maxrss, from wait4)."""
+    import os
+    import tempfile
+
+    script = Path(sys.executable).with_name("hffm-train")
+    with tempfile.TemporaryDirectory() as run_dir:
+        cmd = [str(script), *overrides, f"hydra.run.dir={run_dir}"]
+        print("running:", " ".join(cmd), flush=True)
+        tic = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert child.stdout is not None
+        lines = child.stdout.read().splitlines()
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - tic
+        child.returncode = os.waitstatus_to_exitcode(status)
+        metrics = sorted(p.name for p in Path(run_dir).rglob("*") if p.is_file())
+    result = {"command": "hffm-train " + " ".join(overrides), "returncode": child.returncode, "wall_s": wall,
+              "peak_rss_mb": usage.ru_maxrss * 1024 / MB, "cpu_user_s": usage.ru_utime,
+              "cpu_system_s": usage.ru_stime, "run_files": metrics, "output_tail": lines[-12:],
+              "engine": engine_version(), "machine": MACHINE}
+    out.mkdir(parents=True, exist_ok=True)
+    name = next(o for o in overrides if o.startswith("topology.num_edges=")).split("=")[1]
+    (out / f"cli_edges{name}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def _cell(run: dict[str, Any], key: str, fmt: str, scale: float = 1.0) -> str:
     """A table cell: the run's value formatted, or "-" where the run did not measure it."""
     return "-" if run.get(key) is None else format(run[key] / scale, fmt)
@@ -524,7 +562,15 @@ def main(argv: list[str] | None = None) -> None:
                         "(out/network_only.json)")
     p.add_argument("--phases", type=int, metavar="N",
                    help="only time the world build's steps at N devices, with their peak RSS (out/phases_nN.json)")
+    p.add_argument("--cli", type=int, metavar="N",
+                   help="only run hffm-train (the issue's command) at N devices in a child process: wall time and "
+                        "peak RSS (out/cli_edgesE.json)")
     args = p.parse_args(argv)
+    if args.cli is not None:
+        result = run_cli(cli_overrides(args.cli, args.rounds, args.participation, args.model, args.samples_per_device),
+                         args.out)
+        print(json.dumps(result, indent=1))
+        return
     if args.views_only is not None:
         from hffm.run import make_world
 

@@ -90,9 +90,15 @@ def _view(batch: dict, job: EvalJob) -> dict:
             "targets": {t: batch["targets"][t] for t in job.tasks}}
 
 
+PASS_SAMPLES = 4096
+"""Most samples in one vmapped pass, all jobs together: a pass's activations (attention maps above all)
+grow with jobs x batch, and 64 jobs x 256 samples of the tiny model took about 1.5 GB."""
+
+
 @torch.no_grad()
 def _evaluate_group(fabric: Fabric, bank: ModuleBank, jobs: list[EvalJob], batch_size: int) -> list[dict[str, float]]:
     device = fabric.device
+    batch_size = max(1, min(batch_size, PASS_SAMPLES // len(jobs)))
     group = StackedGroup(bank, [(j.modalities, j.tasks) for j in jobs], [() for _ in jobs])
     stacked = stack_states(bank, group, [j.states for j in jobs], device)
     run = _Outputs(group.model).eval()
