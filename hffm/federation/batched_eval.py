@@ -90,9 +90,10 @@ def _view(batch: dict, job: EvalJob) -> dict:
             "targets": {t: batch["targets"][t] for t in job.tasks}}
 
 
-PASS_SAMPLES = 4096
+PASS_SAMPLES = 1024
 """Most samples in one vmapped pass, all jobs together: a pass's activations (attention maps above all)
-grow with jobs x batch, and 64 jobs x 256 samples of the tiny model took about 1.5 GB."""
+grow with jobs x batch. At 100 devices (192 jobs, tiny model) 1,024 took as long as 4,096 with a peak
+about 500 MB lower; 64 jobs x 256 samples took about 1.5 GB (experiments/results/scale_bench/large)."""
 
 
 @torch.no_grad()
