@@ -17,10 +17,14 @@ alone would take minutes. Reported per size:
   state, shares no storage with one, and exists once in the process.
 
 Usage (the results in experiments/results/scale_bench were made with the first line, those in
-experiments/results/scale_bench/large with the second):
+experiments/results/scale_bench/large with the next three):
     .venv/bin/python experiments/scale_bench.py --devices 10 100 1000 --rounds 4
-    .venv/bin/python experiments/scale_bench.py --devices 10000 100000 --rounds 1 --participation 0.01 \
+    .venv/bin/python experiments/scale_bench.py --devices 1000 10000 --rounds 2 --participation 0.01 \
+        --out experiments/results/scale_bench/large
+    .venv/bin/python experiments/scale_bench.py --devices 100000 --rounds 1 --participation 0.01 \
         --no-eval --samples-per-device 10 --out experiments/results/scale_bench/large
+    .venv/bin/python experiments/scale_bench.py --cli 10000 --rounds 2 --participation 0.01 \
+        --out experiments/results/scale_bench/large   # the issue's hffm-train command in a child process
     .venv/bin/python experiments/scale_bench.py --table-only        # rebuild results.json/md from runs/
 """
 
