@@ -75,3 +75,28 @@ def test_chunked_rendering_draws_the_same_numbers() -> None:
     whole = synth_iq(mods, snr, 64, np.random.default_rng(2), 4, 0.35, 0.01, chunk=n)
     parts = synth_iq(mods, snr, 64, np.random.default_rng(2), 4, 0.35, 0.01, chunk=13)
     assert whole.dtype == np.float32 and np.array_equal(whole, parts)
+
+
+def test_consuming_split_and_device_splits_give_the_rows_of_the_plain_ones() -> None:
+    from hffm.data.partition import device_dataset, device_splits
+
+    def same(a, b) -> None:  # noqa: ANN001
+        assert (a.modality_names, a.task_names, a.task_modalities) == (b.modality_names, b.task_names,
+                                                                        b.task_modalities)
+        for group in ("inputs", "present", "targets", "extras"):
+            x, y = getattr(a, group), getattr(b, group)
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), group
+
+    cfg = BenchmarkConfig(num_samples=150, missing_prob=0.2)
+    plain = make_benchmark(cfg, seed=2).split(0.2, seed=9)
+    data = make_benchmark(cfg, seed=2)
+    consumed = data.split_consuming(0.2, seed=9)
+    assert len(data) == 0 and not data.inputs
+    for a, b in zip(plain, consumed, strict=True):
+        same(a, b)
+    pool = plain[0]
+    parts = partition(pool, PartitionConfig(num_devices=6, alpha=0.5, min_samples_per_device=4), seed=1)
+    train, test = device_splits(pool, parts, 0.25, seed=4)
+    for part, tr, te in zip(parts, train, test, strict=True):
+        for a, b in zip(device_dataset(pool, part).split(0.25, 4 + part.device), (tr, te), strict=True):
+            same(a, b)
