@@ -17,10 +17,14 @@ alone would take minutes. Reported per size:
   state, shares no storage with one, and exists once in the process.
 
 Usage (the results in experiments/results/scale_bench were made with the first line, those in
-experiments/results/scale_bench/large with the second):
+experiments/results/scale_bench/large with the next three):
     .venv/bin/python experiments/scale_bench.py --devices 10 100 1000 --rounds 4
-    .venv/bin/python experiments/scale_bench.py --devices 10000 100000 --rounds 1 --participation 0.01 \
+    .venv/bin/python experiments/scale_bench.py --devices 1000 10000 --rounds 2 --participation 0.01 \
+        --out experiments/results/scale_bench/large
+    .venv/bin/python experiments/scale_bench.py --devices 100000 --rounds 1 --participation 0.01 \
         --no-eval --samples-per-device 10 --out experiments/results/scale_bench/large
+    .venv/bin/python experiments/scale_bench.py --cli 10000 --rounds 2 --participation 0.01 \
+        --out experiments/results/scale_bench/large   # the issue's hffm-train command in a child process
     .venv/bin/python experiments/scale_bench.py --table-only        # rebuild results.json/md from runs/
 """
 
@@ -156,7 +160,7 @@ def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0
         model=model_config(model),
         data=DataConfig(
             benchmark=BenchmarkConfig(num_samples=max(2000, samples_per_device * n_devices)),
-            partition=PartitionConfig(num_devices=n_devices, min_samples_per_device=10),
+            partition=PartitionConfig(num_devices=n_devices, min_samples_per_device=min(10, samples_per_device // 2)),
         ),
         topology=TopologyGroup(num_edges=edges, devices_per_edge=per_edge, layout={"area_m": area}),
         federation=FederationConfig(rounds=rounds, e_agg=2, local_steps=local_steps, batch_size=batch_size,
@@ -225,7 +229,7 @@ def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tin
 
     from hffm.config import network_config
     from hffm.data.benchmark import make_benchmark
-    from hffm.data.partition import device_dataset, partition
+    from hffm.data.partition import device_splits, partition
     from hffm.modules.bank import ModuleBank
     from hffm.network.topology import make_topology
 
@@ -236,21 +240,20 @@ def build_phases(n_devices: int, samples_per_device: int = 20, model: str = "tin
     def phase(name: str, step) -> None:  # noqa: ANN001 - a closure over held
         gc.collect()
         reset_peak()
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.process_time()
         held[name] = step()
-        phases.append({"phase": name, "seconds": time.perf_counter() - tic, "peak_mb": peak_rss_mb(),
-                       "rss_after_mb": rss_mb()})
+        phases.append({"phase": name, "seconds": time.perf_counter() - tic, "cpu_s": time.process_time() - cpu,
+                       "peak_mb": peak_rss_mb(), "rss_after_mb": rss_mb()})
 
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     phase("benchmark data", lambda: make_benchmark(cfg.data.benchmark, seed))
-    phase("global test split", lambda: held.pop("benchmark data").split(cfg.data.global_test_fraction, seed))
+    phase("global test split", lambda: held.pop("benchmark data").split_consuming(cfg.data.global_test_fraction,
+                                                                                  seed))
     phase("topology", lambda: make_topology(network_config(cfg.topology).topology, rng))
     train_pool = held["global test split"][0]
     part_cfg = replace(cfg.data.partition, num_devices=n_devices)
     phase("partition", lambda: partition(train_pool, part_cfg, seed))
-    phase("device datasets", lambda: [device_dataset(train_pool, p).split(cfg.data.device_test_fraction,
-                                                                        seed + p.device)
-                                      for p in held["partition"]])
+    phase("device datasets", lambda: device_splits(train_pool, held["partition"], cfg.data.device_test_fraction, seed))
     phase("module bank", lambda: ModuleBank(cfg.model, train_pool.modalities, train_pool.tasks,
                                             vocab=getattr(train_pool, "vocab", None), seed=seed))
     return {"devices": n_devices, "samples": cfg.data.benchmark.num_samples, "engine": engine_version(),
@@ -321,10 +324,10 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     rss_start = rss_mb()
     cfg = bench_config(n_devices, rounds, model, seed, local_steps, batch_size, samples_per_device, participation)
     reset_peak()
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     torch.manual_seed(cfg.seed)
     world = make_world(cfg)
-    build_s = time.perf_counter() - tic
+    build_s, build_cpu_s = time.perf_counter() - tic, time.process_time() - cpu
     gc.collect()
     rss_world, peak_build = rss_mb(), peak_rss_mb()
     if not evaluate:
@@ -348,11 +351,11 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
     state = result.state
     policy = tier_policy(fed)
     group_of = policy.group_of(world.topology.device_edge)
-    eval_s = None
+    eval_s = eval_cpu_s = None
     if evaluate:
-        tic = time.perf_counter()
+        tic, cpu = time.perf_counter(), time.process_time()
         evaluate_round(fabric, world, state, fed, policy, group_of)
-        eval_s = time.perf_counter() - tic
+        eval_s, eval_cpu_s = time.perf_counter() - tic, time.process_time() - cpu
     gc.collect()
 
     trunk = world.bank.trunk
@@ -391,12 +394,14 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
         "batch_size": batch_size,
         "torch_threads": torch.get_num_threads(),
         "build_s": build_s,
+        "build_cpu_s": build_cpu_s,  # CPU seconds: what the build costs whatever else shares the machine
         **network,
         "round_s": seconds,
         "round_s_median_all": statistics.median(seconds),
         "round_s_median_steady": statistics.median(steady) if steady else None,
         "steady_rounds": "rounds 2..R-1: no warm-up, no evaluation" if steady else "none (rounds < 3)",
         "eval_s": eval_s,
+        "eval_cpu_s": eval_cpu_s,
         "rounds_total_s": rounds_s,
         "rss_start_mb": rss_start,
         "rss_world_mb": rss_world,
@@ -438,6 +443,44 @@ def run_child(n_devices: int, args: argparse.Namespace, out: Path, command: str)
     result = json.loads(path.read_text())
     result["command"] = command
     path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def cli_overrides(n_devices: int, rounds: int = 2, participation: float = 0.01, model: str = "tiny",
+                  samples_per_device: int = 20) -> list[str]:
+    """The issue's ``hffm-train`` command at ``n_devices`` (20 samples a device, 1 % participation), plus
+    the area that fits the servers (the default 5 km square cannot hold 1,000 servers 500 m apart)."""
+    edges, per_edge, area = layout(n_devices)
+    return ["experiment=hffm", f"model={model}", f"topology.num_edges={edges}", f"topology.devices_per_edge={per_edge}",
+            f"data.benchmark.num_samples={samples_per_device * n_devices}", f"federation.participation={participation}",
+            f"federation.rounds={rounds}", f"topology.layout.area_m={area:g}", "progress=lines"]
+
+
+def run_cli(overrides: list[str], out: Path) -> dict[str, Any]:
+    """Run ``hffm-train`` with these overrides in a child process: its wall time (imports, world build,
+    rounds and every evaluation included) and peak RSS (the child's ru_maxrss, from wait4)."""
+    import os
+    import tempfile
+
+    script = Path(sys.executable).with_name("hffm-train")
+    with tempfile.TemporaryDirectory() as run_dir:
+        cmd = [str(script), *overrides, f"hydra.run.dir={run_dir}"]
+        print("running:", " ".join(cmd), flush=True)
+        tic = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert child.stdout is not None
+        lines = child.stdout.read().splitlines()
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - tic
+        child.returncode = os.waitstatus_to_exitcode(status)
+        metrics = sorted(p.name for p in Path(run_dir).rglob("*") if p.is_file())
+    result = {"command": "hffm-train " + " ".join(overrides), "returncode": child.returncode, "wall_s": wall,
+              "peak_rss_mb": usage.ru_maxrss * 1024 / MB, "cpu_user_s": usage.ru_utime,
+              "cpu_system_s": usage.ru_stime, "run_files": metrics, "output_tail": lines[-12:],
+              "engine": engine_version(), "machine": MACHINE}
+    out.mkdir(parents=True, exist_ok=True)
+    name = next(o for o in overrides if o.startswith("topology.num_edges=")).split("=")[1]
+    (out / f"cli_edges{name}.json").write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -525,7 +568,15 @@ def main(argv: list[str] | None = None) -> None:
                         "(out/network_only.json)")
     p.add_argument("--phases", type=int, metavar="N",
                    help="only time the world build's steps at N devices, with their peak RSS (out/phases_nN.json)")
+    p.add_argument("--cli", type=int, metavar="N",
+                   help="only run hffm-train (the issue's command) at N devices in a child process: wall time and "
+                        "peak RSS (out/cli_edgesE.json)")
     args = p.parse_args(argv)
+    if args.cli is not None:
+        result = run_cli(cli_overrides(args.cli, args.rounds, args.participation, args.model, args.samples_per_device),
+                         args.out)
+        print(json.dumps(result, indent=1))
+        return
     if args.views_only is not None:
         from hffm.run import make_world
 

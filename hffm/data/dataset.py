@@ -292,6 +292,30 @@ class M3TDataset(Dataset):
         train, test = split_indices(self._n, test_fraction, seed)
         return self.subset(train), self.subset(test)
 
+    def split_consuming(self, test_fraction: float, seed: int) -> tuple[M3TDataset, M3TDataset]:
+        """The same (train, test) as :meth:`split`, made one tensor at a time while this dataset gives up
+        each tensor once copied: the peak is the dataset plus one tensor, not twice the dataset. This
+        dataset is empty afterwards; for a dataset nothing else holds (a freshly generated benchmark)."""
+        if not 0.0 < float(test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        if self._n < 2:
+            raise ValueError(f"split needs at least 2 samples, the dataset has {self._n}")
+        rows = [torch.from_numpy(i) for i in split_indices(self._n, test_fraction, seed)]
+        halves: list[dict[str, dict[str, torch.Tensor]]] = [{}, {}]
+        for group in ("inputs", "present", "targets", "extras"):
+            tensors = getattr(self, group)
+            for half in halves:
+                half[group] = {}
+            for key in list(tensors):
+                t = tensors.pop(key)
+                for half, idx in zip(halves, rows, strict=True):
+                    half[group][key] = t.index_select(0, idx)
+                del t
+        self._n = 0
+        train, test = (M3TDataset(modalities=self.modalities, tasks=self.tasks, task_modalities=self.task_modalities,
+                                  vocab=self.vocab, **half) for half in halves)
+        return train, test
+
     def batches(
         self,
         batch_size: int,

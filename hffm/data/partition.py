@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from hffm.data.dataset import M3TDataset
+from hffm.data.dataset import M3TDataset, split_indices
+
+GROUPS = ("inputs", "present", "targets", "extras")
 
 
 @dataclass
@@ -114,37 +117,45 @@ def _check_against(dataset: M3TDataset, cfg: PartitionConfig) -> None:
 def _dirichlet_indices(labels: np.ndarray, cfg: PartitionConfig, rng: np.random.Generator) -> list[np.ndarray]:
     """Per class, split its samples over devices by Dirichlet(alpha) shares (devices already holding
     their fair share n/D are skipped for further classes, which keeps sizes balanced); redraw until every
-    device has ``min_samples_per_device``, then move random samples from the largest devices."""
+    device has ``min_samples_per_device``, then move random samples from the largest devices.
+
+    Vectorised over devices (a draw is one owner per sample); a device's samples keep the order a
+    per-device list would have (class by class), since the repair draws positions in that order."""
     d, n, need = _num_devices(cfg), len(labels), cfg.min_samples_per_device
-    classes = np.unique(labels)
-    best: list[list[int]] | None = None
+    members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    best: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (owners, samples, sizes) of a draw
     for _ in range(cfg.max_redraws):
-        parts: list[list[int]] = [[] for _ in range(d)]
-        for c in classes:
-            idx = rng.permutation(np.flatnonzero(labels == c))
+        sizes = np.zeros(d, dtype=np.int64)
+        owners, samples = [], []
+        for members_c in members:
+            idx = rng.permutation(members_c)
             p = rng.dirichlet(np.full(d, cfg.alpha))
-            p = p * np.array([len(q) < n / d for q in parts])
+            p = p * (sizes < n / d)
             p = p / p.sum() if p.sum() > 0 else np.full(d, 1.0 / d)
             cuts = (np.cumsum(p)[:-1] * len(idx)).astype(int)
-            for q, chunk in zip(parts, np.split(idx, cuts), strict=True):
-                q.extend(chunk.tolist())
-        if best is None or min(map(len, parts)) > min(map(len, best)):
-            best = parts
-        if min(map(len, parts)) >= need:
+            counts = np.diff(np.clip(np.concatenate(([0], cuts, [len(idx)])), 0, len(idx)))  # np.split's chunks
+            owners.append(np.repeat(np.arange(d), counts))
+            samples.append(idx)
+            sizes += counts
+        if best is None or sizes.min() > best[2].min():
+            best = (np.concatenate(owners), np.concatenate(samples), sizes)
+        if sizes.min() >= need:
             break
     assert best is not None
-    sizes = np.array([len(q) for q in best])
+    owner, sample, sizes = best
+    lists = np.split(sample[np.argsort(owner, kind="stable")], np.cumsum(sizes)[:-1])
+    sizes = sizes.copy()
     while sizes.min() < need:  # repair: feasible because D * need <= n was checked
         small, big = int(sizes.argmin()), int(sizes.argmax())
         k = min(need - sizes[small], sizes[big] - need)
         take = rng.choice(sizes[big], size=k, replace=False)
-        moved = [best[big][i] for i in take]
         keep = np.ones(sizes[big], dtype=bool)
         keep[take] = False
-        best[big] = [x for x, kk in zip(best[big], keep, strict=True) if kk]
-        best[small].extend(moved)
-        sizes = np.array([len(q) for q in best])
-    return [np.sort(np.asarray(q, dtype=np.int64)) for q in best]
+        lists[small] = np.concatenate([lists[small], lists[big][take]])
+        lists[big] = lists[big][keep]
+        sizes[small] += k
+        sizes[big] -= k
+    return [np.sort(q.astype(np.int64)) for q in lists]
 
 
 def _solvable(dataset: M3TDataset, modalities: Sequence[str]) -> list[str]:
@@ -152,7 +163,8 @@ def _solvable(dataset: M3TDataset, modalities: Sequence[str]) -> list[str]:
     return [t for t in dataset.task_names if have & set(dataset.task_modalities[t])]
 
 
-def _pick_modalities(dataset: M3TDataset, cfg: PartitionConfig, rng: np.random.Generator) -> tuple[str, ...]:
+def _modality_candidates(dataset: M3TDataset, cfg: PartitionConfig) -> dict[int, list[tuple[str, ...]]]:
+    """Subset size -> the modality subsets of that size that can solve some task."""
     names = dataset.modality_names
     hi = len(names) if cfg.max_modalities is None else min(cfg.max_modalities, len(names))
     by_size = {}
@@ -163,6 +175,10 @@ def _pick_modalities(dataset: M3TDataset, cfg: PartitionConfig, rng: np.random.G
     if not by_size:
         raise ValueError(f"no subset of {cfg.min_modalities}..{hi} modalities of {names} can solve any task; "
                          "check PartitionConfig.min_modalities / max_modalities and dataset.task_modalities")
+    return by_size
+
+
+def _pick_modalities(by_size: dict[int, list[tuple[str, ...]]], rng: np.random.Generator) -> tuple[str, ...]:
     sizes = sorted(by_size)
     cands = by_size[sizes[int(rng.integers(len(sizes)))]]
     return cands[int(rng.integers(len(cands)))]
@@ -182,13 +198,14 @@ def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[Devi
         chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), _num_devices(cfg))]
     else:
         chunks = _dirichlet_indices(dataset.labels(cfg.label_task), cfg, index_rng)
+    by_size = _modality_candidates(dataset, cfg) if cfg.modality_sets is None else {}
     parts = []
     for i, idx in enumerate(chunks):
         if cfg.modality_sets is not None:
             chosen = set(cfg.modality_sets[i % len(cfg.modality_sets)])
             mods = tuple(m for m in dataset.modality_names if m in chosen)
         else:
-            mods = _pick_modalities(dataset, cfg, choice_rng)
+            mods = _pick_modalities(by_size, choice_rng)
         solvable = _solvable(dataset, mods)
         if cfg.task_sets is not None:
             chosen = set(cfg.task_sets[i % len(cfg.task_sets)])
@@ -214,6 +231,51 @@ def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[Devi
 def device_dataset(dataset: M3TDataset, part: DevicePartition) -> M3TDataset:
     """The device's view: its samples, restricted to its modalities and tasks."""
     return dataset.subset(part.indices, modalities=part.modalities, tasks=part.tasks)
+
+
+def device_splits(
+    dataset: M3TDataset, parts: Sequence[DevicePartition], test_fraction: float, seed: int
+) -> tuple[list[M3TDataset], list[M3TDataset]]:
+    """Every device's (train, test): the rows of ``device_dataset(dataset, part).split(test_fraction,
+    seed + part.device)``, gathered with one copy per tensor for all devices and sliced per device (the
+    devices' datasets are views of those copies). 10,000 devices then cost a few large copies instead of
+    30,000 small datasets; each device still holds only its modalities and tasks."""
+    pieces: list[tuple[DevicePartition, np.ndarray]] = []  # device 0 train, device 0 test, device 1 train, ...
+    for part in parts:
+        if part.num_samples < 2:
+            raise ValueError(f"device {part.device} has {part.num_samples} samples: too few to hold out a test split")
+        train, test = split_indices(part.num_samples, test_fraction, seed + part.device)
+        pieces += [(part, part.indices[train]), (part, part.indices[test])]
+    views: list[dict[str, dict[str, torch.Tensor]]] = [{g: {} for g in GROUPS} for _ in pieces]
+
+    def gather(group: str, key: str, holds) -> None:  # noqa: ANN001 - a predicate on a partition
+        mine = [j for j, (part, _) in enumerate(pieces) if holds(part)]
+        if not mine:
+            return
+        rows = np.concatenate([pieces[j][1] for j in mine])
+        whole = getattr(dataset, group)[key].index_select(0, torch.from_numpy(rows.astype(np.int64)))
+        for j, view in zip(mine, whole.split([len(pieces[j][1]) for j in mine]), strict=True):
+            views[j][group][key] = view
+
+    for m in dataset.modality_names:
+        gather("inputs", m, lambda part, m=m: m in part.modalities)
+        gather("present", m, lambda part, m=m: m in part.modalities)
+    for t in dataset.task_names:
+        gather("targets", t, lambda part, t=t: t in part.tasks)
+    for k in dataset.extras:
+        gather("extras", k, lambda part: True)
+    out = []
+    for (part, _), tensors in zip(pieces, views, strict=True):
+        mods = [m for m in dataset.modality_names if m in part.modalities]
+        tasks = [t for t in dataset.task_names if t in part.tasks]
+        out.append(M3TDataset(
+            modalities=[s for s in dataset.modalities if s.name in mods],
+            tasks=[s for s in dataset.tasks if s.name in tasks],
+            task_modalities={t: tuple(m for m in dataset.task_modalities[t] if m in mods) for t in tasks},
+            vocab=dataset.vocab,
+            **tensors,
+        ))
+    return out[0::2], out[1::2]
 
 
 def label_skew_stats(dataset: M3TDataset, parts: Sequence[DevicePartition], task: str) -> np.ndarray:

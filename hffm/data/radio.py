@@ -47,6 +47,10 @@ def rrc_taps(beta: float, sps: int, span: int) -> np.ndarray:
     return h / np.sqrt(np.sum(h ** 2))
 
 
+CHUNK_SAMPLES = 4096
+"""Bursts shaped at once: the complex128 temporaries stay about 15 kB a sample times this."""
+
+
 def synth_iq(
     modulations: np.ndarray,
     snr_db: np.ndarray,
@@ -55,32 +59,57 @@ def synth_iq(
     sps: int,
     rolloff: float,
     max_cfo: float,
+    chunk: int = CHUNK_SAMPLES,
 ) -> np.ndarray:
     """``(N, 2, length)`` float32 I/Q bursts for modulation ids ``modulations`` at ``snr_db`` (dB, per sample).
 
     ``max_cfo`` is the largest carrier frequency offset in cycles per sample (drawn uniformly in
     +-max_cfo); SNR is signal power over noise power in the full sampled band.
+
+    The stream: the symbols of every sample of each modulation in turn, the timing offsets, phases and
+    CFOs, then the in-phase noise of all samples and the quadrature noise of all samples. Bursts are
+    made ``chunk`` samples at a time from the same numbers (a second generator reads the quadrature
+    noise where the in-phase noise ends), so memory stays bounded and the output does not depend on it.
     """
     n = len(modulations)
+    chunk = int(chunk)
     span = 8
     taps = rrc_taps(rolloff, sps, span)
     nsym = length // sps + span + 2
-    symbols = np.empty((n, nsym), dtype=np.complex128)
+    symbol_ids = np.empty((n, nsym), dtype=np.uint8)  # constellation index of each symbol (<= 64 points)
     for mod in np.unique(modulations):
         pts = constellation(MODULATION_NAMES[int(mod)])
-        sel = modulations == mod
-        symbols[sel] = pts[rng.integers(0, len(pts), (int(sel.sum()), nsym))]
-    up = np.zeros((n, nsym * sps), dtype=np.complex128)
-    up[:, ::sps] = symbols
-    shaped = fftconvolve(up, taps[None, :], axes=1)
+        rows = np.flatnonzero(modulations == mod)
+        for lo in range(0, len(rows), chunk):
+            part = rows[lo:lo + chunk]
+            symbol_ids[part] = rng.integers(0, len(pts), (len(part), nsym))
     start = span * sps + rng.integers(0, sps, n)  # past the filter transient, random timing offset
-    rows = start[:, None] + np.arange(length)[None, :]
-    sig = np.take_along_axis(shaped, rows, axis=1)
-    sig /= np.sqrt(np.mean(np.abs(sig) ** 2, axis=1, keepdims=True))
     phase = rng.uniform(0, 2 * np.pi, n)
     cfo = rng.uniform(-max_cfo, max_cfo, n)
-    sig *= np.exp(1j * (phase[:, None] + 2 * np.pi * cfo[:, None] * np.arange(length)[None, :]))
-    noise_std = np.sqrt(10.0 ** (-np.asarray(snr_db) / 10.0) / 2.0)[:, None]
-    sig = sig + noise_std * (rng.standard_normal((n, length)) + 1j * rng.standard_normal((n, length)))
-    sig /= np.sqrt(np.mean(np.abs(sig) ** 2, axis=1, keepdims=True))  # AGC
-    return np.stack([sig.real, sig.imag], axis=1).astype(np.float32)
+    in_phase = np.random.Generator(type(rng.bit_generator)())
+    in_phase.bit_generator.state = rng.bit_generator.state
+    for lo in range(0, n, chunk):  # move rng past the in-phase noise: it then reads the quadrature noise
+        rng.standard_normal((min(n, lo + chunk) - lo, length))
+    tables = {int(m): constellation(MODULATION_NAMES[int(m)]) for m in np.unique(modulations)}
+    out = np.empty((n, 2, length), dtype=np.float32)
+    t = np.arange(length)
+    for lo in range(0, n, chunk):
+        sl = slice(lo, min(n, lo + chunk))
+        m = sl.stop - sl.start
+        symbols = np.empty((m, nsym), dtype=np.complex128)
+        for mod, pts in tables.items():
+            sel = modulations[sl] == mod
+            symbols[sel] = pts[symbol_ids[sl][sel]]
+        up = np.zeros((m, nsym * sps), dtype=np.complex128)
+        up[:, ::sps] = symbols
+        shaped = fftconvolve(up, taps[None, :], axes=1)
+        rows = start[sl, None] + t[None, :]
+        sig = np.take_along_axis(shaped, rows, axis=1)
+        sig /= np.sqrt(np.mean(np.abs(sig) ** 2, axis=1, keepdims=True))
+        sig *= np.exp(1j * (phase[sl, None] + 2 * np.pi * cfo[sl, None] * t[None, :]))
+        noise_std = np.sqrt(10.0 ** (-np.asarray(snr_db[sl]) / 10.0) / 2.0)[:, None]
+        sig = sig + noise_std * (in_phase.standard_normal((m, length)) + 1j * rng.standard_normal((m, length)))
+        sig /= np.sqrt(np.mean(np.abs(sig) ** 2, axis=1, keepdims=True))  # AGC
+        out[sl, 0] = sig.real
+        out[sl, 1] = sig.imag
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from lightning.fabric import Fabric
@@ -20,7 +21,7 @@ from torchmetrics.functional import mean_absolute_error
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from hffm.data.dataset import M3TDataset
-from hffm.federation.batch_groups import MIN_PASS_DEVICES
+from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.federation.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
 from hffm.federation.local import evaluate
 from hffm.modules.bank import ModuleBank
@@ -44,9 +45,18 @@ def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], bat
     """Per-task metrics of each job's model, in job order."""
     if not batched or batched_unsupported(bank) is not None or len(jobs) < MIN_PASS_DEVICES:
         return [_one(fabric, bank, job, batch_size) for job in jobs]
-    out: list[dict[str, float]] = []
-    for start in range(0, len(jobs), max_devices):
-        out += _evaluate_group(fabric, bank, list(jobs[start:start + max_devices]), batch_size)
+    # Passes as batched training groups devices: one modality set to a pass unless merging saves more
+    # than the masked tokens it adds (a text-only job in an image pass pays for the image's tokens).
+    members = [Member(frozenset(j.modalities), frozenset(j.tasks), min(batch_size, len(j.data))) for j in jobs]
+    tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
+    out: list[dict[str, float]] = [{} for _ in jobs]
+    for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
+        if len(group) < MIN_PASS_DEVICES:
+            results = [_one(fabric, bank, jobs[i], batch_size) for i in group]
+        else:
+            results = _evaluate_group(fabric, bank, [jobs[i] for i in group], batch_size)
+        for i, metrics in zip(group, results, strict=True):
+            out[i] = metrics
     return out
 
 
@@ -80,9 +90,16 @@ def _view(batch: dict, job: EvalJob) -> dict:
             "targets": {t: batch["targets"][t] for t in job.tasks}}
 
 
+PASS_SAMPLES = 1024
+"""Most samples in one vmapped pass, all jobs together: a pass's activations (attention maps above all)
+grow with jobs x batch. At 100 devices (192 jobs, tiny model) 1,024 took as long as 4,096 with a peak
+about 500 MB lower; 64 jobs x 256 samples took about 1.5 GB (experiments/results/scale_bench/large)."""
+
+
 @torch.no_grad()
 def _evaluate_group(fabric: Fabric, bank: ModuleBank, jobs: list[EvalJob], batch_size: int) -> list[dict[str, float]]:
     device = fabric.device
+    batch_size = max(1, min(batch_size, PASS_SAMPLES // len(jobs)))
     group = StackedGroup(bank, [(j.modalities, j.tasks) for j in jobs], [() for _ in jobs])
     stacked = stack_states(bank, group, [j.states for j in jobs], device)
     run = _Outputs(group.model).eval()

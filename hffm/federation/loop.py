@@ -165,6 +165,7 @@ def run_federation(
 
         # 7. The ledger charges what was actually sent, over the routes it took.
         cost = charge_outcome(world, net.channel, plan, outcome, cfg, policy, net.topology)
+        del channel, net, links  # the next round draws its own: never hold two rounds' channels at once
 
         # 8. Metrics, logging, checkpoint.
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}

@@ -12,7 +12,7 @@ import torch
 
 from hffm.data.benchmark import BenchmarkConfig, make_benchmark
 from hffm.data.dataset import M3TDataset
-from hffm.data.partition import DevicePartition, PartitionConfig, device_dataset, partition
+from hffm.data.partition import DevicePartition, PartitionConfig, device_splits, partition
 from hffm.modules.bank import ModuleBank
 from hffm.modules.config import ModelConfig
 from hffm.network.channel import ChannelState, draw_channel
@@ -108,8 +108,10 @@ def build_world(
     ``dataset`` replaces the built-in benchmark with a user's own (see docs/datasets.md).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    data = dataset if dataset is not None else make_benchmark(benchmark, seed)
-    train_pool, global_test = data.split(global_test_fraction, seed)
+    if dataset is None:  # nothing else holds the generated benchmark: split it without holding two copies
+        train_pool, global_test = make_benchmark(benchmark, seed).split_consuming(global_test_fraction, seed)
+    else:
+        train_pool, global_test = dataset.split(global_test_fraction, seed)
     topology = make_topology(network.topology, rng)
     n = topology.num_devices
     if partition_cfg.num_devices is None:
@@ -120,15 +122,10 @@ def build_world(
             "(topology.num_edges x topology.devices_per_edge decide it): leave data.partition.num_devices unset"
         )
     parts = partition(train_pool, partition_cfg, seed)
-    train, test = [], []
-    for part in parts:
-        local = device_dataset(train_pool, part)
-        if len(local) < 2:
-            raise ValueError(f"device {part.device} has {len(local)} samples: too few to hold out a test split")
-        a, b = local.split(device_test_fraction, seed + part.device)
-        train.append(a)
-        test.append(b)
-    bank = ModuleBank(model, data.modalities, data.tasks, vocab=getattr(data, "vocab", None), seed=seed)
+    train, test = device_splits(train_pool, parts, device_test_fraction, seed)
+    del train_pool  # the devices hold copies of their rows: the pool goes now, before the bank is built
+    bank = ModuleBank(model, global_test.modalities, global_test.tasks, vocab=getattr(global_test, "vocab", None),
+                      seed=seed)
     if pretrained:
         from hffm.data.leakage import check_no_test_leak
         from hffm.modules.pretrain import load_pretrained, pretrained_data
