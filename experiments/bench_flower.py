@@ -1,0 +1,250 @@
+"""hffm against Flower on the same FedAvg job: seconds per round and final accuracy, side by side.
+
+Per client count, in one process, one after the other on the same machine:
+
+- ``hffm``: ``run_federation`` in star mode (FedAvg: every client to the cloud every round), batched
+  training, ``--threads`` torch threads in this process;
+- ``flower``: Flower's simulation engine (``flwr.simulation.run_simulation``, Ray backend, ``--actors``
+  actors of 1 CPU each) running ``experiments/flower_job.py``: a ClientApp training each client with a
+  plain PyTorch loop and a FedAvg aggregating per module over the clients that trained it.
+
+The job (``experiments/fedavg_job.py``) is the same for both: the ``tiny`` model's module bank, the scale
+benchmark's partition (about 16 training samples a client), every client every round, 5 local AdamW
+steps of batch 32, the same seed for each client's batches, a sample-weighted average per module. Both
+start from the same modules, and their final global modules are scored by one function on the whole
+global test set (mean accuracy over the classification tasks); the untrained model's score is given too.
+
+Reported per side: start-up (hffm: building the world; Flower: from ``run_simulation`` until round 1
+starts, i.e. Ray and its actors; each actor then builds the job's world during round 1), the first
+round, steady seconds per round (hffm: rounds 2..R-1, as its last round also evaluates; Flower: rounds
+2..R) and the ratio Flower / hffm of the steady medians. The machine: a 2-core CPU container shared with
+other jobs, so the load average before and after each side is recorded; the ratio comes from one run.
+
+Needs Flower: ``pip install -e '.[bench]'``. Usage:
+    python experiments/bench_flower.py --clients 100 --rounds 4
+    python experiments/bench_flower.py --clients 100 1000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from fedavg_job import JobSpec, build_job_world, global_accuracy, trunk_checksum
+from scale_bench import MACHINE, engine_version
+
+OUT = Path(__file__).resolve().parent / "results" / "bench_flower"
+MISSING_FLOWER = ("experiments/bench_flower.py needs Flower with its Ray backend, which hffm does not install: "
+                  "pip install -e '.[bench]'  (flwr[simulation]==1.42.0)")
+
+
+def require_flower() -> None:
+    """Stop with the install command when Flower or Ray is missing."""
+    missing = [name for name in ("flwr", "ray") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise SystemExit(f"{' and '.join(missing)} not installed. {MISSING_FLOWER}")
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def steady(times: list[float], skip_last: bool) -> list[float]:
+    """The steady rounds: not the first (warm-up), nor hffm's last (it evaluates); all rounds if too few."""
+    kept = times[1:-1] if skip_last else times[1:]
+    return kept or times
+
+
+def summary(startup_s: float, rounds: list[float], kept: list[float], acc: dict[str, float],
+            load_before: list[float], extra: dict[str, Any]) -> dict[str, Any]:
+    return {"startup_s": startup_s, "first_round_s": rounds[0], "round_s": rounds,
+            "steady_s_median": statistics.median(kept), "steady_s_min": min(kept), "steady_rounds": len(kept),
+            "final_accuracy": acc["accuracy"], "final_metrics": acc, "load_before": load_before,
+            "load_after": load(), **extra}
+
+
+def run_hffm_threads(world, spec: JobSpec, initial: dict, threads: int, build_s: float) -> dict[str, Any]:
+    """hffm in this process with ``threads`` torch threads, on the world built here."""
+    from lightning.fabric import Fabric
+
+    from hffm.federation.loop import run_federation
+
+    before = load()
+    torch.set_num_threads(threads)
+    world.bank.load_states(initial)
+    rounds: list[float] = []
+
+    def record(metrics, round_index, plan, outcome) -> None:
+        rounds.append(metrics["time/round_s"])
+        print(f"  hffm   round {round_index}/{spec.rounds}: {rounds[-1]:.2f} s"
+              + (" (with the loop's final evaluation)" if round_index == spec.rounds else ""), flush=True)
+
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, spec.federation(), seed=spec.seed,
+                            loggers=[record])
+    acc = global_accuracy(world, result.state.cloud_state)
+    return summary(build_s, rounds, steady(rounds, skip_last=True), acc, before,
+                   {"processes": 1, "threads": threads})
+
+
+def run_hffm_ranks(world, spec: JobSpec, initial: dict, ranks: int, build_s: float) -> dict[str, Any]:
+    """hffm as ``ranks`` Fabric processes of 1 thread (ddp_spawn, gloo), each building the world; the
+    round times are rank 0's (metrics.json), the final modules its checkpoint's."""
+    import dataclasses
+    import tempfile
+
+    from hffm.config import FabricConfig
+    from hffm.federation.checkpoint import load_checkpoint
+    from hffm.run import train
+
+    before = load()
+    cfg = dataclasses.replace(spec.config(), fabric=FabricConfig(devices=ranks, strategy="ddp_spawn"), threads=1)
+    with tempfile.TemporaryDirectory(prefix="bench_flower_") as out:
+        tic = time.perf_counter()
+        train(cfg, out)
+        total = time.perf_counter() - tic
+        history = json.loads((Path(out) / "metrics.json").read_text())
+        final = load_checkpoint(Path(out) / "checkpoints" / "federation.pt")["state"]["cloud_state"]
+    rounds = [float(row["time/round_s"]) for row in history]
+    for i, seconds in enumerate(rounds, 1):
+        print(f"  hffm   round {i}/{spec.rounds}: {seconds:.2f} s (rank 0)", flush=True)
+    acc = global_accuracy(world, final)
+    # start-up: spawning the ranks, importing, building the world in each, and writing the run's files
+    return summary(total - sum(rounds), rounds, steady(rounds, skip_last=True), acc, before,
+                   {"processes": ranks, "threads": 1, "total_s": total})
+
+
+HFFM_VARIANTS = {"threads": run_hffm_threads, "ranks": run_hffm_ranks}
+"""How hffm uses the cores: one process of N threads, or N Fabric processes of one thread."""
+
+
+def run_flower(world, spec: JobSpec, initial: dict, actors: int, threads: int) -> dict[str, Any]:
+    import flower_job
+    from flwr.simulation import run_simulation
+
+    before = load()
+    torch.set_num_threads(threads)  # this process runs the ServerApp (aggregation)
+    record = flower_job.FlowerRecord()
+
+    def on_round(server_round: int, seconds: float) -> None:
+        print(f"  flower round {server_round}/{spec.rounds}: {seconds:.2f} s", flush=True)
+
+    server = flower_job.make_server_app(spec, initial, trunk_checksum(world), record, on_round)
+    logging.getLogger("flwr").setLevel(logging.WARNING)  # (set on importing flwr) progress is printed here
+    backend = {"client_resources": {"num_cpus": 1, "num_gpus": 0.0}, "init_args": {"num_cpus": actors}}
+    tic = time.time()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_simulation(server_app=server, client_app=flower_job.app, num_supernodes=spec.clients,
+                       backend_name="ray", backend_config=backend)
+    done = time.time()
+    if record.final_states is None or len(record.round_end) != spec.rounds:
+        raise RuntimeError(f"the Flower simulation ended after {len(record.round_end)} of {spec.rounds} rounds "
+                           "(its log above says why)")
+    # Round 1 waits for Ray and its actors (started by run_simulation beside the ServerApp): it is timed
+    # from its first client's start, and what came before is the start-up.
+    first = record.first_client[1]
+    rounds = [record.round_end[1] - first] + [record.round_end[r] - record.round_start[r]
+                                              for r in range(2, spec.rounds + 1)]
+    acc = global_accuracy(world, record.final_states)
+    return summary(first - tic, rounds, steady(rounds, skip_last=False), acc, before,
+                   {"actors": actors, "client_torch_threads": sorted(record.client_threads),
+                    "shutdown_s": done - record.round_end[spec.rounds], "total_s": done - tic})
+
+
+def measure(spec: JobSpec, variants: list[str], cores: int) -> dict[str, Any]:
+    """Each hffm variant, then Flower, on one job; every side's final modules scored by one function."""
+    print(f"{spec.clients} clients, {spec.rounds} rounds: building the job's world", flush=True)
+    torch.set_num_threads(cores)
+    tic = time.perf_counter()
+    world = build_job_world(spec)
+    build_s = time.perf_counter() - tic
+    initial = world.bank.state_of(world.bank.names())
+    untrained = global_accuracy(world, initial)["accuracy"]
+    print(f"  world built in {build_s:.1f} s; untrained accuracy {untrained:.4f}", flush=True)
+    sides: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        print(f"  hffm, {cores} {variant}:", flush=True)
+        sides[f"hffm {cores} {variant}"] = HFFM_VARIANTS[variant](world, spec, initial, cores, build_s)
+    print(f"  flower, {cores} Ray actors x 1 CPU (start-up: Ray and its actors):", flush=True)
+    flower = sides["flower"] = run_flower(world, spec, initial, cores, cores)
+    for name, side in sides.items():
+        side["flower_over_this"] = flower["steady_s_median"] / side["steady_s_median"]
+        print(f"  -> {name}: steady {side['steady_s_median']:.2f} s/round (Flower / this "
+              f"{side['flower_over_this']:.2f}x), final accuracy {side['final_accuracy']:.4f}", flush=True)
+    return {"clients": spec.clients, "rounds": spec.rounds, "job": spec.as_dict(),
+            "test_samples": len(world.global_test), "untrained_accuracy": untrained, "sides": sides}
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """One row per (clients, side); the ratio is Flower's steady median over that side's."""
+    lines = ["| clients | rounds | side | start-up (s) | first round (s) | steady s/round (median) | Flower / this "
+             "| final accuracy (untrained) | load average before |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for name, side in r["sides"].items():
+            ratio = "" if name == "flower" else f"**{side['flower_over_this']:.1f}x**"
+            lines.append(
+                f"| {r['clients']:,} | {r['rounds']} | {name} | {side['startup_s']:.1f} | {side['first_round_s']:.2f} "
+                f"| {side['steady_s_median']:.2f} | {ratio} | {side['final_accuracy']:.3f} "
+                f"({r['untrained_accuracy']:.3f}) | {side['load_before'][0]:.1f} |")
+    return "\n".join(lines)
+
+
+def versions() -> dict[str, str]:
+    import flwr
+    import ray
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "flwr": flwr.__version__,
+            "ray": ray.__version__, "engine": engine_version()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per run (>= 3: the first and hffm's last "
+                        "are not steady)")
+    parser.add_argument("--cores", type=int, default=2, help="what each side may use: hffm's threads or ranks, "
+                        "Flower's Ray actors (1 CPU each)")
+    parser.add_argument("--hffm", nargs="+", choices=sorted(HFFM_VARIANTS), default=["threads", "ranks"],
+                        help="hffm in one process of --cores threads, and/or as --cores Fabric ranks of 1 thread")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    require_flower()
+    if args.rounds < 3:
+        parser.error(f"--rounds {args.rounds}: needs >= 3 (round 1 warms up and hffm's last round evaluates)")
+    specs = [JobSpec(clients=n, rounds=args.rounds, seed=args.seed) for n in args.clients]  # checks them first
+    warnings.filterwarnings("ignore", category=UserWarning)
+    meta = {"machine": MACHINE, "cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "versions": versions(), "cores": args.cores, "hffm": args.hffm,
+            "command": "experiments/bench_flower.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "load_average_start": load()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    for spec in specs:  # written after each size, so a cut-short run keeps what it measured
+        results.append(measure(spec, args.hffm, args.cores))
+        meta["load_average_end"] = load()
+        (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        v = meta["versions"]
+        start, end = meta["load_average_start"][0], meta["load_average_end"][0]
+        md = (f"{table(results)}\n\nMachine: {MACHINE} ({meta['cpus']} CPUs; load average {start} at the start, "
+              f"{end} at the end); {args.cores} cores a side (hffm threads or ranks, Flower Ray actors of 1 CPU); "
+              f"torch {v['torch']}, flwr {v['flwr']}, ray {v['ray']}, engine {v['engine']}.\n"
+              f"Command: `{meta['command']}`\n")
+        (args.out / "results.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
