@@ -1,28 +1,35 @@
 """hffm against Flower on the same FedAvg job: seconds per round and final accuracy, side by side.
 
-Per client count, in one process, one after the other on the same machine:
+Per client count, in one invocation, one side after the other on the same machine (``--cores`` each):
 
-- ``hffm``: ``run_federation`` in star mode (FedAvg: every client to the cloud every round), batched
-  training, ``--threads`` torch threads in this process;
-- ``flower``: Flower's simulation engine (``flwr.simulation.run_simulation``, Ray backend, ``--actors``
+- ``hffm <cores> threads``: ``run_federation`` in this process with ``--cores`` torch threads; star mode
+  (FedAvg: every client to the cloud every round), batched training;
+- ``hffm <cores> ranks``: the same run as ``--cores`` Fabric processes of one thread (ddp_spawn, gloo),
+  each training its share of the clients (``hffm.run.train``);
+- ``flower``: Flower's simulation engine (``flwr.simulation.run_simulation``, Ray backend, ``--cores``
   actors of 1 CPU each) running ``experiments/flower_job.py``: a ClientApp training each client with a
-  plain PyTorch loop and a FedAvg aggregating per module over the clients that trained it.
+  plain PyTorch loop, and a FedAvg aggregating each module over the clients that trained it.
 
-The job (``experiments/fedavg_job.py``) is the same for both: the ``tiny`` model's module bank, the scale
+The job (``experiments/fedavg_job.py``) is the same for all: the ``tiny`` model's module bank, the scale
 benchmark's partition (about 16 training samples a client), every client every round, 5 local AdamW
-steps of batch 32, the same seed for each client's batches, a sample-weighted average per module. Both
+steps of batch 32, the same seed for each client's batches, a sample-weighted average per module. All
 start from the same modules, and their final global modules are scored by one function on the whole
 global test set (mean accuracy over the classification tasks); the untrained model's score is given too.
 
-Reported per side: start-up (hffm: building the world; Flower: from ``run_simulation`` until round 1
-starts, i.e. Ray and its actors; each actor then builds the job's world during round 1), the first
-round, steady seconds per round (hffm: rounds 2..R-1, as its last round also evaluates; Flower: rounds
-2..R) and the ratio Flower / hffm of the steady medians. The machine: a 2-core CPU container shared with
-other jobs, so the load average before and after each side is recorded; the ratio comes from one run.
+Reported per side: start-up (hffm threads: building the world; hffm ranks: spawning the ranks, each
+building the world, and writing the run's files; Flower: from ``run_simulation`` until the first client
+starts training, i.e. Ray and its actors; each actor then builds the job's world during round 1), the
+first round, steady seconds per round (hffm: rounds 2..R-1, as its last round also evaluates; Flower:
+rounds 2..R) and Flower's steady median over that side's. The machine: a 2-core CPU container shared with
+other jobs, so the load average before each side is recorded; the ratios come from one run.
+
+``--compute`` needs no Flower: the CPU seconds of a round of hffm's batched training against the
+per-client loop Flower's actors run, in one process of one thread (what batching alone saves).
 
 Needs Flower: ``pip install -e '.[bench]'``. Usage:
     python experiments/bench_flower.py --clients 100 --rounds 4
-    python experiments/bench_flower.py --clients 100 1000 --rounds 3
+    python experiments/bench_flower.py --clients 1000 --rounds 3 --hffm ranks
+    python experiments/bench_flower.py --compute --clients 100
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fedavg_job import JobSpec, build_job_world, global_accuracy, trunk_checksum
+from fedavg_job import JobSpec, build_job_world, fedavg, global_accuracy, local_train, trunk_checksum
 from scale_bench import MACHINE, engine_version
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_flower"
@@ -108,7 +115,8 @@ def run_hffm_ranks(world, spec: JobSpec, initial: dict, ranks: int, build_s: flo
     from hffm.run import train
 
     before = load()
-    cfg = dataclasses.replace(spec.config(), fabric=FabricConfig(devices=ranks, strategy="ddp_spawn"), threads=1)
+    cfg = dataclasses.replace(spec.config(), fabric=FabricConfig(devices=ranks, strategy="ddp_spawn"), threads=1,
+                              progress="lines")  # rank 0 prints a line a round
     with tempfile.TemporaryDirectory(prefix="bench_flower_") as out:
         tic = time.perf_counter()
         train(cfg, out)
@@ -201,6 +209,47 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def compute_floor(spec: JobSpec) -> dict[str, Any]:
+    """CPU seconds of a round's training and averaging, one process of one thread, no Flower: hffm's batched
+    star round against the per-client loop that Flower's actors run (``local_train`` per client + ``fedavg``).
+    Their ratio bounds what batching alone can give over a framework with no overhead at all."""
+    from lightning.fabric import Fabric
+
+    from hffm.federation.loop import run_federation
+
+    torch.set_num_threads(1)
+    world = build_job_world(spec)
+    initial = world.bank.state_of(world.bank.names())
+    loop_cpu = []
+    states = initial
+    for t in range(spec.rounds):
+        tic = time.process_time()
+        results = [(c, job_train(world, c, states, spec, t), float(world.num_samples[c])) for c in range(spec.clients)]
+        states = fedavg(states, results)
+        loop_cpu.append(time.process_time() - tic)
+        print(f"  per-client loop round {t + 1}/{spec.rounds}: {loop_cpu[-1]:.2f} CPU s", flush=True)
+    world.bank.load_states(initial)
+    hffm_cpu: list[float] = []
+    clock = [time.process_time()]
+
+    def record(metrics, round_index, plan, outcome) -> None:
+        now = time.process_time()
+        hffm_cpu.append(now - clock[0])
+        clock[0] = now
+        print(f"  hffm batched round {round_index}/{spec.rounds}: {hffm_cpu[-1]:.2f} CPU s", flush=True)
+
+    run_federation(Fabric(accelerator="cpu", devices=1), world, spec.federation(), seed=spec.seed, loggers=[record])
+    loop, hffm = statistics.median(loop_cpu[1:]), statistics.median(steady(hffm_cpu, skip_last=True))
+    print(f"  -> {spec.clients} clients: per-client loop {loop:.2f}, hffm batched {hffm:.2f} CPU s/round "
+          f"({loop / hffm:.2f}x)", flush=True)
+    return {"clients": spec.clients, "loop_cpu_s": loop_cpu, "hffm_batched_cpu_s": hffm_cpu,
+            "loop_cpu_s_median": loop, "hffm_batched_cpu_s_median": hffm, "loop_over_hffm": loop / hffm}
+
+
+def job_train(world, client: int, states: dict, spec: JobSpec, round_index: int) -> dict:
+    return local_train(world, client, states, spec.local(), round_index, spec.seed)[0]
+
+
 def versions() -> dict[str, str]:
     import flwr
     import ray
@@ -219,8 +268,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hffm", nargs="+", choices=sorted(HFFM_VARIANTS), default=["threads", "ranks"],
                         help="hffm in one process of --cores threads, and/or as --cores Fabric ranks of 1 thread")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compute", action="store_true", help="no Flower: CPU seconds a round of hffm's batched "
+                        "training against the per-client loop Flower's actors run, one process of one thread")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if args.compute:
+        specs = [JobSpec(clients=n, rounds=max(args.rounds, 3), seed=args.seed) for n in args.clients]
+        rows = [compute_floor(spec) for spec in specs]
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compute.json").write_text(json.dumps({"load_average": load(), "rows": rows}, indent=2))
+        return
     require_flower()
     if args.rounds < 3:
         parser.error(f"--rounds {args.rounds}: needs >= 3 (round 1 warms up and hffm's last round evaluates)")

@@ -52,8 +52,10 @@ class JobSpec:
         """The resolved hffm Config of this job (the scale benchmark's, star mode: FedAvg)."""
         cfg = bench_config(self.clients, self.rounds, model=self.model, seed=self.seed,
                            local_steps=self.local_steps, batch_size=self.batch_size)
-        # eval_every past the end: only the loop's last round evaluates (it always does).
-        fed = dataclasses.replace(cfg.federation, mode="star", eval_every=self.rounds + 1, batched=True)
+        # eval_every past the end: only the loop's last round evaluates (it always does), on a small
+        # sample (the benchmark scores both frameworks' final modules itself, with global_accuracy).
+        fed = dataclasses.replace(cfg.federation, mode="star", eval_every=self.rounds + 1, eval_samples=100,
+                                  batched=True)
         return dataclasses.replace(cfg, federation=fed)
 
     def federation(self) -> FederationConfig:
