@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from fedavg_job import JobSpec, build_job_world, fedavg, global_accuracy, local_train, trunk_checksum
+from fedavg_job import JobSpec, build_job_world, fedavg, global_accuracy, local_train, rank_run, trunk_checksum
 from scale_bench import MACHINE, engine_version
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_flower"
@@ -73,10 +73,13 @@ def steady(times: list[float], skip_last: bool) -> list[float]:
     return kept or times
 
 
-def summary(startup_s: float, rounds: list[float], kept: list[float], acc: dict[str, float],
+def summary(startup_s: float, rounds: list[float], cpu: list[float], skip_last: bool, acc: dict[str, float],
             load_before: list[float], extra: dict[str, Any]) -> dict[str, Any]:
-    return {"startup_s": startup_s, "first_round_s": rounds[0], "round_s": rounds,
+    """``rounds``: wall seconds of each round; ``cpu``: CPU seconds of each round, all the side's processes."""
+    kept, kept_cpu = steady(rounds, skip_last), steady(cpu, skip_last)
+    return {"startup_s": startup_s, "first_round_s": rounds[0], "round_s": rounds, "round_cpu_s": cpu,
             "steady_s_median": statistics.median(kept), "steady_s_min": min(kept), "steady_rounds": len(kept),
+            "steady_cpu_s_median": statistics.median(kept_cpu),
             "final_accuracy": acc["accuracy"], "final_metrics": acc, "load_before": load_before,
             "load_after": load(), **extra}
 
@@ -91,44 +94,42 @@ def run_hffm_threads(world, spec: JobSpec, initial: dict, threads: int, build_s:
     torch.set_num_threads(threads)
     world.bank.load_states(initial)
     rounds: list[float] = []
+    cpu: list[float] = []
+    clock = [time.process_time()]
 
     def record(metrics, round_index, plan, outcome) -> None:
         rounds.append(metrics["time/round_s"])
+        now = time.process_time()  # both threads
+        cpu.append(now - clock[0])
+        clock[0] = now
         print(f"  hffm   round {round_index}/{spec.rounds}: {rounds[-1]:.2f} s"
               + (" (with the loop's final evaluation)" if round_index == spec.rounds else ""), flush=True)
 
     result = run_federation(Fabric(accelerator="cpu", devices=1), world, spec.federation(), seed=spec.seed,
                             loggers=[record])
     acc = global_accuracy(world, result.state.cloud_state)
-    return summary(build_s, rounds, steady(rounds, skip_last=True), acc, before,
-                   {"processes": 1, "threads": threads})
+    return summary(build_s, rounds, cpu, True, acc, before, {"processes": 1, "threads": threads})
 
 
 def run_hffm_ranks(world, spec: JobSpec, initial: dict, ranks: int, build_s: float) -> dict[str, Any]:
-    """hffm as ``ranks`` Fabric processes of 1 thread (ddp_spawn, gloo), each building the world; the
-    round times are rank 0's (metrics.json), the final modules its checkpoint's."""
-    import dataclasses
+    """hffm as ``ranks`` Fabric processes of 1 thread (ddp_spawn, gloo; ``fedavg_job.rank_run``), each
+    building the world; wall seconds are rank 0's, CPU seconds the sum over the ranks."""
     import tempfile
 
-    from hffm.config import FabricConfig
-    from hffm.federation.checkpoint import load_checkpoint
-    from hffm.run import train
+    from lightning.fabric import Fabric
 
     before = load()
-    cfg = dataclasses.replace(spec.config(), fabric=FabricConfig(devices=ranks, strategy="ddp_spawn"), threads=1,
-                              progress="lines")  # rank 0 prints a line a round
     with tempfile.TemporaryDirectory(prefix="bench_flower_") as out:
         tic = time.perf_counter()
-        train(cfg, out)
+        Fabric(accelerator="cpu", devices=ranks, strategy="ddp_spawn").launch(rank_run, spec, out)
         total = time.perf_counter() - tic
-        history = json.loads((Path(out) / "metrics.json").read_text())
-        final = load_checkpoint(Path(out) / "checkpoints" / "federation.pt")["state"]["cloud_state"]
-    rounds = [float(row["time/round_s"]) for row in history]
-    for i, seconds in enumerate(rounds, 1):
-        print(f"  hffm   round {i}/{spec.rounds}: {seconds:.2f} s (rank 0)", flush=True)
+        per_rank = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in range(ranks)]
+        final = torch.load(Path(out) / "final.pt", weights_only=True)
+    rounds = [wall for wall, _ in per_rank[0]]
+    cpu = [sum(rank[i][1] for rank in per_rank) for i in range(len(rounds))]
     acc = global_accuracy(world, final)
-    # start-up: spawning the ranks, importing, building the world in each, and writing the run's files
-    return summary(total - sum(rounds), rounds, steady(rounds, skip_last=True), acc, before,
+    # start-up: spawning the ranks, importing, building the world in each
+    return summary(total - sum(rounds), rounds, cpu, True, acc, before,
                    {"processes": ranks, "threads": 1, "total_s": total})
 
 
@@ -164,8 +165,9 @@ def run_flower(world, spec: JobSpec, initial: dict, actors: int, threads: int) -
     first = record.first_client[1]
     rounds = [record.round_end[1] - first] + [record.round_end[r] - record.round_start[r]
                                               for r in range(2, spec.rounds + 1)]
+    cpu = [record.cpu_end[r] - record.cpu_start[r] for r in range(1, spec.rounds + 1)]
     acc = global_accuracy(world, record.final_states)
-    return summary(first - tic, rounds, steady(rounds, skip_last=False), acc, before,
+    return summary(first - tic, rounds, cpu, False, acc, before,
                    {"actors": actors, "client_torch_threads": sorted(record.client_threads),
                     "shutdown_s": done - record.round_end[spec.rounds], "total_s": done - tic})
 
@@ -188,24 +190,27 @@ def measure(spec: JobSpec, variants: list[str], cores: int) -> dict[str, Any]:
     flower = sides["flower"] = run_flower(world, spec, initial, cores, cores)
     for name, side in sides.items():
         side["flower_over_this"] = flower["steady_s_median"] / side["steady_s_median"]
+        side["flower_over_this_cpu"] = flower["steady_cpu_s_median"] / side["steady_cpu_s_median"]
         print(f"  -> {name}: steady {side['steady_s_median']:.2f} s/round (Flower / this "
-              f"{side['flower_over_this']:.2f}x), final accuracy {side['final_accuracy']:.4f}", flush=True)
+              f"{side['flower_over_this']:.2f}x), {side['steady_cpu_s_median']:.2f} CPU s/round (Flower / this "
+              f"{side['flower_over_this_cpu']:.2f}x), final accuracy {side['final_accuracy']:.4f}", flush=True)
     return {"clients": spec.clients, "rounds": spec.rounds, "job": spec.as_dict(),
             "test_samples": len(world.global_test), "untrained_accuracy": untrained, "sides": sides}
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    """One row per (clients, side); the ratio is Flower's steady median over that side's."""
-    lines = ["| clients | rounds | side | start-up (s) | first round (s) | steady s/round (median) | Flower / this "
-             "| final accuracy (untrained) | load average before |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    """One row per (clients, side); the ratios are Flower's steady medians over that side's."""
+    lines = ["| clients | rounds | side | start-up (s) | first round (s) | steady s/round | Flower / this "
+             "| steady CPU s/round | Flower / this (CPU) | final accuracy (untrained) | load average before |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in results:
         for name, side in r["sides"].items():
-            ratio = "" if name == "flower" else f"**{side['flower_over_this']:.1f}x**"
+            ratios = ("", "") if name == "flower" else (f"**{side['flower_over_this']:.2f}x**",
+                                                         f"{side['flower_over_this_cpu']:.2f}x")
             lines.append(
                 f"| {r['clients']:,} | {r['rounds']} | {name} | {side['startup_s']:.1f} | {side['first_round_s']:.2f} "
-                f"| {side['steady_s_median']:.2f} | {ratio} | {side['final_accuracy']:.3f} "
-                f"({r['untrained_accuracy']:.3f}) | {side['load_before'][0]:.1f} |")
+                f"| {side['steady_s_median']:.2f} | {ratios[0]} | {side['steady_cpu_s_median']:.2f} | {ratios[1]} "
+                f"| {side['final_accuracy']:.3f} ({r['untrained_accuracy']:.3f}) | {side['load_before'][0]:.1f} |")
     return "\n".join(lines)
 
 

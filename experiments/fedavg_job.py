@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from scale_bench import bench_config
@@ -152,3 +156,51 @@ def global_accuracy(world: World, states: ModuleStates) -> dict[str, float]:
     metrics = evaluate(Fabric(accelerator="cpu", devices=1), world.bank, world.global_test, states)
     accs = [v for k, v in metrics.items() if k.endswith("/acc")]
     return {"accuracy": sum(accs) / len(accs), **{k: float(v) for k, v in metrics.items()}}
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system, with reaped children's) of process ``root`` and all its descendants,
+    from /proc: a Ray cluster started by ``run_simulation`` and Fabric's spawned ranks are descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended meanwhile
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # from field 3 (state) on
+        pid = int(stat.parent.name)
+        parent[pid] = int(fields[1])
+        cpu[pid] = sum(int(v) for v in fields[11:15]) / ticks  # utime, stime, cutime, cstime
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parent.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def rank_run(fabric, spec: JobSpec, out: str) -> None:
+    """One Fabric rank of the hffm side (one thread): the job's star run; every rank writes its rounds'
+    (wall, CPU) seconds to ``out``/rank<r>.json, rank 0 the final global modules to ``out``/final.pt."""
+    from hffm.federation.loop import run_federation
+
+    torch.set_num_threads(1)
+    world = build_job_world(spec)
+    rounds: list[tuple[float, float]] = []
+    clock = [time.process_time()]
+
+    def record(metrics, round_index, plan, outcome) -> None:
+        now = time.process_time()
+        rounds.append((metrics["time/round_s"], now - clock[0]))
+        clock[0] = now
+        if fabric.global_rank == 0:
+            print(f"  hffm   round {round_index}/{spec.rounds}: {rounds[-1][0]:.2f} s (rank 0)", flush=True)
+
+    result = run_federation(fabric, world, spec.federation(), seed=spec.seed, loggers=[record])
+    Path(out, f"rank{fabric.global_rank}.json").write_text(json.dumps(rounds))
+    if fabric.global_rank == 0:
+        torch.save(result.state.cloud_state, Path(out, "final.pt"))

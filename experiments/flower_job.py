@@ -17,12 +17,13 @@ theirs): Ray pickles a ClientApp defined in ``__main__`` with that module's glob
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
-from fedavg_job import JobSpec, cached_world, fedavg, flatten, local_train, trunk_checksum, unflatten
+from fedavg_job import JobSpec, cached_world, fedavg, flatten, local_train, tree_cpu_s, trunk_checksum, unflatten
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
@@ -63,6 +64,9 @@ class FlowerRecord:
     round_start: dict[int, float] = field(default_factory=dict)
     round_end: dict[int, float] = field(default_factory=dict)
     first_client: dict[int, float] = field(default_factory=dict)
+    cpu_start: dict[int, float] = field(default_factory=dict)
+    """CPU seconds of this process and its descendants (Ray's processes among them) at a round's start / end."""
+    cpu_end: dict[int, float] = field(default_factory=dict)
     final_states: ModuleStates | None = None
     client_threads: set[int] = field(default_factory=set)
 
@@ -79,6 +83,7 @@ class MaskedFedAvg(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.record.round_start[server_round] = time.time()
+        self.record.cpu_start[server_round] = tree_cpu_s(os.getpid())
         return super().configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int,
@@ -102,6 +107,7 @@ class MaskedFedAvg(FedAvg):
         self.states = fedavg(self.states, sorted(results, key=lambda r: r[0]))  # client order, as hffm's loop
         self.record.final_states = self.states
         self.record.round_end[server_round] = time.time()
+        self.record.cpu_end[server_round] = tree_cpu_s(os.getpid())
         self.on_round(server_round, self.record.round_end[server_round] - self.record.round_start[server_round])
         loss = sum(v * w for v, w in losses) / sum(w for _, w in losses)
         return ArrayRecord.from_torch_state_dict(flatten(self.states)), MetricRecord({"loss": loss})
