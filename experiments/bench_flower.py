@@ -121,7 +121,7 @@ def run_hffm_ranks(world, spec: JobSpec, initial: dict, ranks: int, build_s: flo
     before = load()
     with tempfile.TemporaryDirectory(prefix="bench_flower_") as out:
         tic = time.perf_counter()
-        Fabric(accelerator="cpu", devices=ranks, strategy="ddp_spawn").launch(rank_run, spec, out)
+        Fabric(accelerator="cpu", devices=ranks, strategy="ddp_spawn").launch(rank_run, spec.as_dict(), out)
         total = time.perf_counter() - tic
         per_rank = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in range(ranks)]
         final = torch.load(Path(out) / "final.pt", weights_only=True)
@@ -281,7 +281,10 @@ def main(argv: list[str] | None = None) -> None:
         specs = [JobSpec(clients=n, rounds=max(args.rounds, 3), seed=args.seed) for n in args.clients]
         rows = [compute_floor(spec) for spec in specs]
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compute.json").write_text(json.dumps({"load_average": load(), "rows": rows}, indent=2))
+        meta = {"machine": MACHINE, "cpus": os.cpu_count(), "torch": torch.__version__, "engine": engine_version(),
+                "command": "experiments/bench_flower.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                "load_average_end": load()}
+        (args.out / "compute.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
         return
     require_flower()
     if args.rounds < 3:
