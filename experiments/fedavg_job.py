@@ -17,7 +17,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +104,7 @@ def local_train(world: World, device: int, states: Mapping[str, Mapping[str, tor
     torch.manual_seed(device_seed)
     optimizer = OPTIMIZERS[local.optimizer](model.trainable_parameters(), local.lr, local.weight_decay)
     generator = torch.Generator().manual_seed(device_seed)
-    batches = iter(())
+    batches: Iterator[dict] = iter(())
     model.train()
     loss = torch.zeros(())
     for _ in range(local.steps):
@@ -183,11 +183,13 @@ def tree_cpu_s(root: int) -> float:
     return total
 
 
-def rank_run(fabric, spec: JobSpec, out: str) -> None:
-    """One Fabric rank of the hffm side (one thread): the job's star run; every rank writes its rounds'
-    (wall, CPU) seconds to ``out``/rank<r>.json, rank 0 the final global modules to ``out``/final.pt."""
+def rank_run(fabric, job: dict, out: str) -> None:
+    """One Fabric rank of the hffm side (one thread): the star run of ``JobSpec(**job)`` (a dict: Fabric's
+    launcher refuses frozen dataclasses); every rank writes its rounds' (wall, CPU) seconds to
+    ``out``/rank<r>.json, rank 0 the final global modules to ``out``/final.pt."""
     from hffm.federation.loop import run_federation
 
+    spec = JobSpec(**job)
     torch.set_num_threads(1)
     world = build_job_world(spec)
     rounds: list[tuple[float, float]] = []

@@ -108,7 +108,9 @@ class MaskedFedAvg(FedAvg):
         self.record.final_states = self.states
         self.record.round_end[server_round] = time.time()
         self.record.cpu_end[server_round] = tree_cpu_s(os.getpid())
-        self.on_round(server_round, self.record.round_end[server_round] - self.record.round_start[server_round])
+        # Round 1 from its first client's start: before that, the round waited for Ray's actors (start-up).
+        start = self.record.first_client[1] if server_round == 1 else self.record.round_start[server_round]
+        self.on_round(server_round, self.record.round_end[server_round] - start)
         loss = sum(v * w for v, w in losses) / sum(w for _, w in losses)
         return ArrayRecord.from_torch_state_dict(flatten(self.states)), MetricRecord({"loss": loss})
 
