@@ -91,7 +91,7 @@ def time_hffm(world, rounds: int, fed) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     clock = [time.process_time()]
 
-    def record(metrics, round_index, plan) -> None:
+    def record(metrics, round_index, plan, outcome=None) -> None:
         now = time.process_time()
         out.append((metrics["time/round_s"], now - clock[0]))
         clock[0] = now
@@ -106,12 +106,12 @@ def steady(times: list[tuple[float, float]]) -> list[tuple[float, float]]:
 
 
 def measure(n_devices: int, threads: int, rounds: int, repeats: int) -> dict[str, dict[str, float]]:
-    from hffm.run import federation_config, make_world
+    from hffm.run import make_world
 
     torch.set_num_threads(threads)
     cfg = bench_config(n_devices, rounds)
     world = make_world(cfg)
-    star = dataclasses.replace(federation_config(cfg), mode="star", eval_every=rounds + 1)
+    star = dataclasses.replace(cfg.federation, mode="star", eval_every=rounds + 1)
     variants = {
         "bare": lambda: time_bare(world, rounds, star),
         "sequential": lambda: time_hffm(world, rounds, dataclasses.replace(star, batched=False)),

@@ -26,7 +26,8 @@ class LoRA(nn.Module):
         self.scale = alpha / rank
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x @ self.A.t() @ self.B.t()) * self.scale
+        # scaled at rank r, not at the output's width: the same product, a far smaller multiply
+        return ((x @ self.A.t()) * self.scale) @ self.B.t()
 
 
 class AdapterModule(nn.Module):
