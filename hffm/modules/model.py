@@ -142,7 +142,9 @@ class M3TModel(nn.Module):
         for spec in self.modalities:
             if spec.name not in inputs:
                 continue
-            tok, pad = self.encoders[spec.name](inputs[spec.name])
+            encoder = self.encoders[spec.name]
+            # native encoders only when mapped (batched_unsupported): they take the flag
+            tok, pad = encoder(inputs[spec.name], mapped=True) if mapped else encoder(inputs[spec.name])
             pad = torch.zeros(tok.shape[:2], dtype=torch.bool, device=tok.device) if pad is None else pad
             if spec.name in present:
                 pad = pad | ~present[spec.name].bool().to(pad.device)[:, None]

@@ -19,7 +19,7 @@ class Expert(nn.Module):
     """One expert: a two-layer FFN plus its router row (logit = <router, h> + router_bias)."""
 
     routed_prefixes = ("fc1.", "fc2.")
-    """Tensors that get a gradient only from tokens routed to this expert (the router always gets one)."""
+    """Tensors that get a gradient only from kept tokens routed to this expert (the router always gets one)."""
 
     def __init__(self, width: int, hidden: int, dropout: float = 0.0) -> None:
         super().__init__()
