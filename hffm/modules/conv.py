@@ -72,9 +72,11 @@ def _backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None, None]:
 conv.register_autograd(_backward, setup_context=_setup)
 
 
-def conv_layer(layer: nn.Conv1d | nn.Conv2d, x: Tensor) -> Tensor:
-    """`layer(x)` through `conv` (the layer's stride and padding must be the same on every axis)."""
-    stride, padding = layer.stride[0], layer.padding
-    assert isinstance(padding, tuple) and len(set(layer.stride)) == 1 and len(set(padding)) == 1
-    assert layer.bias is not None
-    return conv(x, layer.weight, layer.bias, stride, padding[0])
+def conv_layer(layer: nn.Module, x: Tensor) -> Tensor:
+    """`layer(x)` through `conv`: an nn.Conv1d / nn.Conv2d with one stride and padding for every axis."""
+    if not isinstance(layer, nn.Conv1d | nn.Conv2d) or layer.bias is None:
+        raise TypeError(f"conv_layer: expected a Conv1d or Conv2d with a bias, got {layer}")
+    stride, padding = layer.stride, layer.padding
+    if not isinstance(padding, tuple) or len(set(stride)) != 1 or len(set(padding)) != 1:
+        raise ValueError(f"conv_layer: {layer} needs one stride and one integer padding for every axis")
+    return conv(x, layer.weight, layer.bias, stride[0], padding[0])
