@@ -20,6 +20,8 @@ numbers move with the load; ratios measured back to back move less.
 Usage:
     .venv/bin/python experiments/bench_overhead.py                      # 10 and 100 devices, 1 and 2 threads
     .venv/bin/python experiments/bench_overhead.py --devices 100 --threads 1 --repeats 2
+    .venv/bin/python experiments/bench_overhead.py --devices 1000 --threads 2 --repeats 1 --variants batched \
+        --out experiments/results/bench_overhead/1000
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def time_hffm(world, rounds: int, fed) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     clock = [time.process_time()]
 
-    def record(metrics, round_index, plan) -> None:
+    def record(metrics, round_index, plan, outcome=None) -> None:
         now = time.process_time()
         out.append((metrics["time/round_s"], now - clock[0]))
         clock[0] = now
@@ -105,13 +107,14 @@ def steady(times: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return times[1:-1] or times
 
 
-def measure(n_devices: int, threads: int, rounds: int, repeats: int) -> dict[str, dict[str, float]]:
-    from hffm.run import federation_config, make_world
+def measure(n_devices: int, threads: int, rounds: int, repeats: int,
+            only: list[str] | None = None) -> dict[str, dict[str, float]]:
+    from hffm.run import make_world
 
     torch.set_num_threads(threads)
     cfg = bench_config(n_devices, rounds)
     world = make_world(cfg)
-    star = dataclasses.replace(federation_config(cfg), mode="star", eval_every=rounds + 1)
+    star = dataclasses.replace(cfg.federation, mode="star", eval_every=rounds + 1)
     variants = {
         "bare": lambda: time_bare(world, rounds, star),
         "sequential": lambda: time_hffm(world, rounds, dataclasses.replace(star, batched=False)),
@@ -121,6 +124,8 @@ def measure(n_devices: int, threads: int, rounds: int, repeats: int) -> dict[str
         hier = dataclasses.replace(star, mode="hierarchical")
         variants["hierarchical-sequential"] = lambda: time_hffm(world, rounds, dataclasses.replace(hier, batched=False))
         variants["hierarchical-batched"] = lambda: time_hffm(world, rounds, dataclasses.replace(hier, batched=True))
+    if only:
+        variants = {name: run for name, run in variants.items() if name in only}
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
     for _ in range(repeats):  # interleaved, so a change of the machine's load hits every variant alike
         for name, run in variants.items():
@@ -137,16 +142,19 @@ def measure(n_devices: int, threads: int, rounds: int, repeats: int) -> dict[str
 def table(results: dict) -> str:
     """Fastest steady round of each variant (the least disturbed by other jobs) and ratios of those."""
     lines = ["| devices | threads | bare s/round | sequential s/round | batched s/round | sequential / bare "
-             "| batched / bare | sequential / batched | hierarchical: sequential / batched s/round |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| batched / bare | sequential / batched | sequential / batched, CPU s/round "
+             "| hierarchical: sequential / batched s/round |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for key, r in results.items():
         n, k = key.split("x")
-        b, s, m = (r[v]["wall_s_min"] for v in ("bare", "sequential", "batched"))
+        b, s, m = (r[v]["wall_s_min"] if v in r else float("nan") for v in ("bare", "sequential", "batched"))
+        cs, cm = (r[v]["cpu_s_mean"] if v in r else float("nan") for v in ("sequential", "batched"))
         hier = ""
-        if "hierarchical-batched" in r:
+        if "hierarchical-batched" in r and "hierarchical-sequential" in r:
             hs, hb = r["hierarchical-sequential"]["wall_s_min"], r["hierarchical-batched"]["wall_s_min"]
             hier = f"{hs:.2f} / {hb:.2f} ({hs / hb:.2f}x)"
-        lines.append(f"| {n} | {k} | {b:.2f} | {s:.2f} | {m:.2f} | {s / b:.2f} | {m / b:.2f} | {s / m:.2f} | {hier} |")
+        lines.append(f"| {n} | {k} | {b:.2f} | {s:.2f} | {m:.2f} | {s / b:.2f} | {m / b:.2f} | {s / m:.2f} "
+                     f"| {cs:.2f} / {cm:.2f} ({cs / cm:.2f}x) | {hier} |")
     return "\n".join(lines)
 
 
@@ -156,6 +164,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=None,
+                        help="only these: bare sequential batched hierarchical-sequential hierarchical-batched")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -169,7 +179,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for k in args.threads:  # one thread first: written after each size, so a cut-short run keeps what it measured
         for n in args.devices:
-            results[f"{n}x{k}"] = measure(n, k, args.rounds, args.repeats)
+            results[f"{n}x{k}"] = measure(n, k, args.rounds, args.repeats, args.variants)
             meta["load_average_after"] = os.getloadavg()
             (args.out / "results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
             before, after = meta["load_average_before"][0], meta["load_average_after"][0]

@@ -10,7 +10,7 @@ every device's tokens. What keeps the devices apart:
   and its task losses are masked, so its outputs are those of its own sub-model;
 - the loss is the sum over devices of per-device losses, so no gradient mixes devices;
 - the optimizer steps each device's slice as the device's own optimizer would (`StackedOptimizer`):
-  slices of modules a device does not train, or of an expert none of its tokens reached, are skipped;
+  slices of modules a device does not train, or of an expert none of its task prompts reached, are skipped;
 - each device draws its batches from its own seeded generator, in `train_device`'s order; a device
   whose batch is short is masked (its padding rows count for no loss and no routing statistic).
 

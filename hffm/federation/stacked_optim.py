@@ -3,7 +3,7 @@
 Batched training stacks each module tensor over devices ([D, ...]). One `torch.optim` optimizer over
 the stacked tensors would be elementwise equal to one per device, except for what it does to slices
 that had no gradient in the device's own pass: a device that does not train the module, or an expert
-no token of the device was routed to this step. A per-device optimizer skips those (no update, no
+no task prompt of the device was routed to this step. A per-device optimizer skips those (no update, no
 weight decay, its step count stays), so here each slice keeps its own step count and only the active
 slices are stepped, by torch's own functional update (`torch.optim.adam.adam`, `torch.optim.sgd.sgd`)
 with the hyperparameters `OPTIMIZERS[name]` chooses.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -26,7 +27,12 @@ class LoRA(nn.Module):
         self.scale = alpha / rank
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x @ self.A.t() @ self.B.t()) * self.scale
+        # scaled at rank r, not at the output's width: the same product, a far smaller multiply
+        return ((x @ self.A.t()) * self.scale) @ self.B.t()
+
+    def weight_delta(self) -> Tensor:
+        """The delta as a weight [out_features, in_features]: linear(x, W + delta) is linear(x, W) + self(x)."""
+        return (self.B * self.scale) @ self.A
 
 
 class AdapterModule(nn.Module):
@@ -50,6 +56,10 @@ class AdapterModule(nn.Module):
     def delta(self, linear: str, x: Tensor) -> Tensor:
         """LoRA delta for the trunk linear named `linear` on input x."""
         return self.lora[linear](x)
+
+    def weight_delta(self, linear: str) -> Tensor:
+        """LoRA delta of the trunk linear named `linear` as a weight (to fold into it)."""
+        return cast(LoRA, self.lora[linear]).weight_delta()
 
     def bottleneck(self, h: Tensor) -> Tensor:
         """Serial adapter applied to the layer output (residual): h + up(gelu(down(h)))."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hffm.modules.conv import conv_layer
 from hffm.spec import ModalitySpec
 
 
@@ -48,6 +49,14 @@ class _Encoder(nn.Module):
         return tokens + self.pos_embed[: tokens.shape[1]] + self.type_embed
 
 
+def _stem(stem: nn.Sequential, x: Tensor, mapped: bool) -> Tensor:
+    """conv -> GELU -> conv; mapped (under vmap over devices): through `hffm.modules.conv`."""
+    if not mapped:
+        return stem(x)
+    first, act, second = stem
+    return conv_layer(second, act(conv_layer(first, x)))
+
+
 class ImageEncoder(_Encoder):
     """Small conv stem then a patch embedding: [B, C, H, W] -> [B, (H/p)(W/p), width]."""
 
@@ -63,8 +72,9 @@ class ImageEncoder(_Encoder):
                                   nn.Conv2d(mid, width, patch, stride=patch))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        tokens = self.stem(x).flatten(2).transpose(1, 2)
+    def forward(self, x: Tensor, mapped: bool = False) -> tuple[Tensor, Tensor | None]:
+        """mapped: the call runs under `torch.func.vmap` over devices."""
+        tokens = _stem(self.stem, x, mapped).flatten(2).transpose(1, 2)
         return self.drop(self._finish(tokens)), None
 
 
@@ -92,11 +102,12 @@ class SignalEncoder(_Encoder):
                                   nn.Conv1d(mid, width, patch, stride=patch))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, mapped: bool = False) -> tuple[Tensor, Tensor | None]:
+        """mapped: the call runs under `torch.func.vmap` over devices."""
         if self.iq_features:
             i, q = x[:, :1], x[:, 1:]
             x = torch.cat([x, i * i + q * q, i * i - q * q, 2 * i * q], dim=1)
-        tokens = self.stem(x).transpose(1, 2)
+        tokens = _stem(self.stem, x, mapped).transpose(1, 2)
         return self.drop(self._finish(tokens)), None
 
 
@@ -114,6 +125,7 @@ class TextEncoder(_Encoder):
             self.embed.weight[0].zero_()
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x: Tensor, mapped: bool = False) -> tuple[Tensor, Tensor | None]:
+        """mapped: ignored (an embedding lookup maps over devices as it is)."""
         x = x.long()
         return self.drop(self._finish(self.embed(x))), x == 0

@@ -129,9 +129,11 @@ class M3TModel(nn.Module):
         `held[name]` (bool scalar) is False for a modality or task the device lacks (its tokens or
         prompt are masked out of attention), `rows` (bool [B]) False for a short batch's padding
         (it counts for no routing statistic); `mapped` says the call runs under vmap over devices: every
-        expert runs on every token, gated to zero where not chosen (same outputs), and attention is
-        `hffm.modules.attention`. Also returns which experts a held token was routed to
-        (bool [num_experts]): an expert no token reached gets no gradient in an unbatched pass.
+        expert runs on every prompt token, gated to zero where not chosen (same outputs), and attention is
+        `hffm.modules.attention`. The experts run on the task prompts only (all the heads read); routing
+        and the balance loss see every token. Also returns which experts a prompt token of a held task
+        was routed to (bool [num_experts]): an expert no such token reached gets no gradient in an
+        unbatched pass.
         """
         b = next(iter(inputs.values())).shape[0]
         present = present or {}
@@ -140,7 +142,9 @@ class M3TModel(nn.Module):
         for spec in self.modalities:
             if spec.name not in inputs:
                 continue
-            tok, pad = self.encoders[spec.name](inputs[spec.name])
+            encoder = self.encoders[spec.name]
+            # native encoders only when mapped (batched_unsupported): they take the flag
+            tok, pad = encoder(inputs[spec.name], mapped=True) if mapped else encoder(inputs[spec.name])
             pad = torch.zeros(tok.shape[:2], dtype=torch.bool, device=tok.device) if pad is None else pad
             if spec.name in present:
                 pad = pad | ~present[spec.name].bool().to(pad.device)[:, None]
@@ -157,8 +161,10 @@ class M3TModel(nn.Module):
         adapters = {int(k): a for k, a in self.adapters.items()}
         h = self.trunk(seq, pad, adapters, mapped)
         counted = ~pad if rows is None else ~pad & rows.bool()[:, None]
-        h, aux, chosen = moe_forward(h, self._experts(), self.cfg.top_k, counted, dense=mapped)
-        routed = self._routed(chosen, torch.cat(owned, 1) if rows is None else torch.cat(owned, 1) & rows[:, None])
+        keep = len(self.tasks) * plen  # the heads read the prompt positions only
+        h, aux, chosen = moe_forward(h, self._experts(), self.cfg.top_k, counted, dense=mapped, keep=keep)
+        prompts = torch.cat(owned[:len(self.tasks)], 1)
+        routed = self._routed(chosen[:, :keep], prompts if rows is None else prompts & rows.bool()[:, None])
         outputs = {}
         for i, task in enumerate(self.tasks):
             pooled = h[:, i * plen:(i + 1) * plen].mean(1)
