@@ -27,7 +27,7 @@ from scale_bench import bench_config
 from hffm.federation.aggregate import ModuleStates, ModuleUpdate, aggregate_modules, make_rule
 from hffm.federation.config import FederationConfig
 from hffm.federation.local import LocalConfig
-from hffm.federation.loop import _device_seed  # the loop's per-(round, device) seed: same batches on both sides
+from hffm.federation.loop import device_seed  # the loop's per-(round, device) seed: same batches on both sides
 from hffm.federation.world import World
 from hffm.modules.lightning import OPTIMIZERS
 
@@ -100,10 +100,10 @@ def local_train(world: World, device: int, states: Mapping[str, Mapping[str, tor
     bank.load_states({name: states[name] for name in required})
     model = bank.submodel(data.modality_names, data.task_names, trainable=required)
     model.apply_trainable()
-    device_seed = _device_seed(seed, round_index, device)
-    torch.manual_seed(device_seed)
+    seed_of = device_seed(seed, round_index, device)
+    torch.manual_seed(seed_of)
     optimizer = OPTIMIZERS[local.optimizer](model.trainable_parameters(), local.lr, local.weight_decay)
-    generator = torch.Generator().manual_seed(device_seed)
+    generator = torch.Generator().manual_seed(seed_of)
     batches: Iterator[dict] = iter(())
     model.train()
     loss = torch.zeros(())

@@ -214,7 +214,7 @@ def _train_waves(fabric: Fabric, world: World, state: FederationState, placement
                 states = state.device_states(g, device)
                 states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
                 jobs.append(DeviceJob(device, world.train[device], states, tuple(placement[device]),
-                                      seed=_device_seed(seed, t, device)))
+                                      seed=device_seed(seed, t, device)))
         trained = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
         mine = [(job.device, states, losses) for job, (states, losses) in zip(jobs, trained)]
         by_device = {r[0]: r for r in gather(mine, fabric)}
@@ -284,7 +284,8 @@ def _draw_participants(rng: np.random.Generator, n: int, fraction: float) -> lis
     return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
 
 
-def _device_seed(seed: int, round_index: int, device: int) -> int:
+def device_seed(seed: int, round_index: int, device: int) -> int:
+    """A device's seed for a round (its batches and dropout): the same in every path and process."""
     return int(np.random.SeedSequence([seed, round_index, device]).generate_state(1)[0])
 
 
