@@ -77,9 +77,12 @@ class TopologyConfig:
         # area grown by s/2 on each side, at most at the hexagonal packing density pi / (2 sqrt 3).
         s = self.min_edge_separation_m
         if self.num_edges > 1 and self.num_edges * math.pi * s * s / 4 > 0.9069 * (self.area_m + s) ** 2:
+            side = math.sqrt(self.num_edges * math.pi * s * s / 4 / 0.9069) - s  # the packing's bound
+            hint = math.ceil(2 * side / 1000) * 1000  # twice it: rejection sampling needs room
             raise ValueError(
                 f"{o}.min_edge_separation_m = {s:g} m is impossible for {self.num_edges} servers in a "
-                f"{self.area_m:g} m square; lower it, lower num_edges or grow area_m"
+                f"{self.area_m:g} m square; grow area_m (e.g. topology.layout.area_m={hint}), lower the "
+                "separation or lower num_edges"
             )
 
     @property
