@@ -1,5 +1,6 @@
 """Wall time of `python -m solvers solve` end to end (start-up, reading and validating the instance JSON, solving,
-checking the plan, writing the plan JSON) at 10,000 devices / 100 edges and 100,000 / 1,000, lambda = 0, 6 modules.
+checking the plan, writing the plan JSON) at 10,000 devices / 100 edges and 100,000 / 1,000, lambda = 0, 6 modules,
+also with power and frequency as decisions.
 
 Per size and case (instance layout x workers) it runs the CLI `--repeats` times and records the total wall (timed
 here, from process start to exit) and the phases the CLI reports (read, solve, check, write; start-up = the rest),
@@ -24,8 +25,15 @@ from pathlib import Path
 
 SIZES = ((10_000, 100), (100_000, 1_000))
 TARGET_S = {10_000: 2.0, 100_000: 10.0}
-CASES = (("columns", "auto"), ("columns", "1"), ("records", "auto"))
-"""(instance layout, workers): the default, one process, and the old per-device-object layout."""
+CASES = (("columns", "auto"), ("columns", "1"), ("records", "auto"), ("decisions", "auto"))
+"""(instance layout, workers): the default, one process, the old per-device-object layout, and the default layout
+with power and frequency as decisions (p_max = the nominal power, f in [0.3, 1] x the nominal frequency)."""
+MAKE = {
+    "columns": "p",
+    "records": "p",
+    "decisions": "dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())",
+}
+"""How each case's instance is made from the random instance p (then saved in columns, or records for records)."""
 
 
 def _cpu() -> str:
@@ -50,8 +58,10 @@ def main() -> None:
             paths = {}
             for layout in sorted({c[0] for c in CASES}):
                 paths[layout] = Path(tmp) / f"i{n}_{layout}.json"
-                subprocess.run([sys.executable, "-c", "import sys; from solvers import random_instance; "
-                                f"random_instance({n}, {e}, 6, seed={n}).save(sys.argv[1], layout={layout!r})",
+                saved = "records" if layout == "records" else "columns"
+                subprocess.run([sys.executable, "-c", "import dataclasses, sys; from solvers import random_instance; "
+                                f"p = random_instance({n}, {e}, 6, seed={n}); "
+                                f"({MAKE[layout]}).save(sys.argv[1], layout={saved!r})",
                                 str(paths[layout])], check=True, env=env)
             for r in range(args.repeats):
                 for layout, workers in CASES:
