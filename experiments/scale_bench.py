@@ -448,12 +448,12 @@ def run_child(n_devices: int, args: argparse.Namespace, out: Path, command: str)
 
 def cli_overrides(n_devices: int, rounds: int = 2, participation: float = 0.01, model: str = "tiny",
                   samples_per_device: int = 20) -> list[str]:
-    """The issue's ``hffm-train`` command at ``n_devices`` (20 samples a device, 1 % participation), plus
-    the area that fits the servers (the default 5 km square cannot hold 1,000 servers 500 m apart)."""
-    edges, per_edge, area = layout(n_devices)
+    """The issue's ``hffm-train`` command at ``n_devices`` (20 samples a device, 1 % participation), as
+    written: the area is left unset, so it grows to hold the servers (`TopologyConfig.side_m`)."""
+    edges, per_edge, _ = layout(n_devices)
     return ["experiment=hffm", f"model={model}", f"topology.num_edges={edges}", f"topology.devices_per_edge={per_edge}",
             f"data.benchmark.num_samples={samples_per_device * n_devices}", f"federation.participation={participation}",
-            f"federation.rounds={rounds}", f"topology.layout.area_m={area:g}", "progress=lines"]
+            f"federation.rounds={rounds}", "progress=lines"]
 
 
 def run_cli(overrides: list[str], out: Path) -> dict[str, Any]:

@@ -188,8 +188,8 @@ def test_invalid_topology_and_compute_config() -> None:
         TopologyConfig(num_edges=0)
     with pytest.raises(ValueError, match="area_m"):
         TopologyConfig(area_m=-5.0)
-    with pytest.raises(ValueError, match="min_edge_separation_m"):
-        TopologyConfig(num_edges=100, min_edge_separation_m=1000.0)
+    with pytest.raises(ValueError, match=r"min_edge_separation_m.*topology\.layout\.area_m=\d+"):
+        TopologyConfig(num_edges=100, min_edge_separation_m=1000.0, area_m=5000.0)  # a set area is kept
     with pytest.raises(ValueError, match="max_edge_distance_m"):
         TopologyConfig(max_edge_distance_m=1200.0)
     with pytest.raises(ValueError, match="kappa"):
@@ -258,3 +258,17 @@ def test_configs_work_as_hydra_structured_configs() -> None:
     back = OmegaConf.to_object(node)
     assert isinstance(back, NetworkConfig) and back.channel.d2d_bandwidth_hz == 2e6
     assert back.channel.noise_bandwidth_scale == 1e-3 and back.compute.cpu_hz_range == (1e9, 2e9)
+
+
+def test_unset_area_keeps_5km_and_grows_only_when_servers_cannot_fit() -> None:
+    """Topologies that fit in 5 km stay exactly as they were; 1,000 edges (the scale issue's command) need no setting."""
+    assert TopologyConfig().side_m == 5000.0
+    assert TopologyConfig(num_edges=100).side_m == 5000.0  # fits: unchanged draws
+    big = TopologyConfig(num_edges=1000, devices_per_edge=2)
+    assert big.side_m > 5000.0 and big.area_m is None
+    assert TopologyConfig(num_edges=1000, devices_per_edge=2, area_m=big.side_m)._packs(big.side_m)
+    topo = make_topology(big, np.random.default_rng(0))
+    gaps = topo.edge_pos[:, None, :] - topo.edge_pos[None, :, :]
+    dist = np.hypot(gaps[..., 0], gaps[..., 1]) + np.eye(1000) * 1e9
+    assert dist.min() >= big.min_edge_separation_m
+    assert topo.edge_pos.max() <= big.side_m

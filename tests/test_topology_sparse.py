@@ -30,7 +30,7 @@ def _old_place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarra
         pts: list[np.ndarray] = []
         for _ in range(cfg.num_edges):
             for _try in range(2000):
-                p = rng.uniform(0.0, cfg.area_m, size=2)
+                p = rng.uniform(0.0, cfg.side_m, size=2)
                 if all(np.hypot(*(p - q)) >= cfg.min_edge_separation_m for q in pts):
                     pts.append(p)
                     break

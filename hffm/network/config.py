@@ -22,6 +22,10 @@ def _non_negative(owner: str, name: str, value: float) -> None:
         raise ValueError(f"{owner}.{name} must be a finite number >= 0, got {value!r}")
 
 
+DEFAULT_SIDE_M = 5000.0
+"""The area's side when `TopologyConfig.area_m` is unset and the servers fit in it."""
+
+
 @dataclass
 class TopologyConfig:
     """Where edge servers and devices sit. Defaults are the published prototype's (40 devices)."""
@@ -30,8 +34,10 @@ class TopologyConfig:
     """Number of edge (fog) servers, one device cluster each."""
     devices_per_edge: int = 4
     """Devices in each server's cluster (total devices = num_edges * devices_per_edge)."""
-    area_m: float = 5000.0
-    """Side of the square area [0, area_m]^2 holding servers and devices (positions are clipped to it)."""
+    area_m: float | None = None
+    """Side of the square area [0, area_m]^2 holding servers and devices (positions are clipped to it).
+    None: 5,000 m, grown only when num_edges servers cannot fit min_edge_separation_m apart in it (to
+    twice the densest packing's side, rounded up to 1 km), so 1,000 edges work without a setting; `side_m`."""
     min_edge_separation_m: float = 500.0
     """Minimum distance between any two edge servers (rejection sampling; impossible packings raise)."""
     cluster_center_distance_m: float = 1000.0
@@ -60,7 +66,8 @@ class TopologyConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{o}.{name} must be an integer >= 1, got {v!r}")
-        _positive(o, "area_m", self.area_m)
+        if self.area_m is not None:
+            _positive(o, "area_m", self.area_m)
         _non_negative(o, "min_edge_separation_m", self.min_edge_separation_m)
         _non_negative(o, "cluster_center_distance_m", self.cluster_center_distance_m)
         _non_negative(o, "cluster_radius_m", self.cluster_radius_m)
@@ -75,15 +82,29 @@ class TopologyConfig:
             )
         # Necessary condition for the packing: discs of diameter s around the servers fit in the
         # area grown by s/2 on each side, at most at the hexagonal packing density pi / (2 sqrt 3).
-        s = self.min_edge_separation_m
-        if self.num_edges > 1 and self.num_edges * math.pi * s * s / 4 > 0.9069 * (self.area_m + s) ** 2:
-            side = math.sqrt(self.num_edges * math.pi * s * s / 4 / 0.9069) - s  # the packing's bound
-            hint = math.ceil(2 * side / 1000) * 1000  # twice it: rejection sampling needs room
+        if self.area_m is not None and not self._packs(self.area_m):
             raise ValueError(
-                f"{o}.min_edge_separation_m = {s:g} m is impossible for {self.num_edges} servers in a "
-                f"{self.area_m:g} m square; grow area_m (e.g. topology.layout.area_m={hint}), lower the "
-                "separation or lower num_edges"
+                f"{o}.min_edge_separation_m = {self.min_edge_separation_m:g} m is impossible for {self.num_edges} "
+                f"servers in a {self.area_m:g} m square; grow area_m (e.g. topology.layout.area_m="
+                f"{self._roomy_side():g}, or leave it unset to size it), lower the separation or lower num_edges"
             )
+
+    def _packs(self, side: float) -> bool:
+        s = self.min_edge_separation_m
+        return self.num_edges <= 1 or self.num_edges * math.pi * s * s / 4 <= 0.9069 * (side + s) ** 2
+
+    def _roomy_side(self) -> float:
+        """Twice the side of the densest packing (rejection sampling needs room), rounded up to 1 km."""
+        s = self.min_edge_separation_m
+        side = math.sqrt(self.num_edges * math.pi * s * s / 4 / 0.9069) - s
+        return float(math.ceil(2 * side / 1000) * 1000)
+
+    @property
+    def side_m(self) -> float:
+        """The area's side in metres: area_m, or when unset 5,000 m grown as its docstring says."""
+        if self.area_m is not None:
+            return float(self.area_m)
+        return DEFAULT_SIDE_M if self._packs(DEFAULT_SIDE_M) else self._roomy_side()
 
     @property
     def num_devices(self) -> int:

@@ -255,14 +255,14 @@ def _place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarray:
     A candidate is compared only with the servers in the 5 x 5 grid cells (cells of the separation)
     around it: every farther server is more than the separation away on one axis, so the answers,
     and the draws, are those of comparing with every server."""
-    sep = cfg.min_edge_separation_m
+    sep, side = cfg.min_edge_separation_m, cfg.side_m
     for _restart in range(50):
         pts = np.empty((cfg.num_edges, 2))
         grid: dict[tuple[int, int], list[int]] = {}
         placed = 0
         for _ in range(cfg.num_edges):
             for _try in range(2000):
-                p = rng.uniform(0.0, cfg.area_m, size=2)
+                p = rng.uniform(0.0, side, size=2)
                 cx, cy = (int(p[0] // sep), int(p[1] // sep)) if sep > 0 else (0, 0)
                 near = [k for dx in range(-2, 3) for dy in range(-2, 3) for k in grid.get((cx + dx, cy + dy), ())]
                 gaps = p - pts[near]
@@ -277,7 +277,7 @@ def _place_edges(cfg: TopologyConfig, rng: np.random.Generator) -> np.ndarray:
             return pts
     raise ValueError(
         f"TopologyConfig.min_edge_separation_m = {sep:g} m: could not place {cfg.num_edges} servers that far "
-        f"apart in a {cfg.area_m:g} m square; lower the separation or grow area_m"
+        f"apart in a {cfg.side_m:g} m square; lower the separation or grow area_m"
     )
 
 
@@ -297,8 +297,8 @@ def make_topology(cfg: TopologyConfig, rng: np.random.Generator) -> Topology:
     devices, owner = [], []
     for e in range(cfg.num_edges):
         centre = _uniform_disc(rng, edges[e], cfg.cluster_center_distance_m, 1)[0]
-        centre = np.clip(centre, 0.0, cfg.area_m)
-        pts = np.clip(_uniform_disc(rng, centre, cfg.cluster_radius_m, cfg.devices_per_edge), 0.0, cfg.area_m)
+        centre = np.clip(centre, 0.0, cfg.side_m)
+        pts = np.clip(_uniform_disc(rng, centre, cfg.cluster_radius_m, cfg.devices_per_edge), 0.0, cfg.side_m)
         devices.append(pts)
         owner.extend([e] * cfg.devices_per_edge)
     return build_topology(
