@@ -285,22 +285,22 @@ class M3TDataset(Dataset):
 
     def split(self, test_fraction: float, seed: int) -> tuple[M3TDataset, M3TDataset]:
         """A seeded random (train, test) split; both parts get at least one sample."""
+        train, test = self._split_rows(test_fraction, seed)
+        return self.subset(train), self.subset(test)
+
+    def _split_rows(self, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The (train, test) rows of both splits, after checking the fraction and the size."""
         if not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
         if self._n < 2:
             raise ValueError(f"split needs at least 2 samples, the dataset has {self._n}")
-        train, test = split_indices(self._n, test_fraction, seed)
-        return self.subset(train), self.subset(test)
+        return split_indices(self._n, test_fraction, seed)
 
     def split_consuming(self, test_fraction: float, seed: int) -> tuple[M3TDataset, M3TDataset]:
         """The same (train, test) as :meth:`split`, made one tensor at a time while this dataset gives up
         each tensor once copied: the peak is the dataset plus one tensor, not twice the dataset. This
         dataset is empty afterwards; for a dataset nothing else holds (a freshly generated benchmark)."""
-        if not 0.0 < float(test_fraction) < 1.0:
-            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-        if self._n < 2:
-            raise ValueError(f"split needs at least 2 samples, the dataset has {self._n}")
-        rows = [torch.from_numpy(i) for i in split_indices(self._n, test_fraction, seed)]
+        rows = [torch.from_numpy(i) for i in self._split_rows(test_fraction, seed)]
         halves: list[dict[str, dict[str, torch.Tensor]]] = [{}, {}]
         for group in ("inputs", "present", "targets", "extras"):
             tensors = getattr(self, group)
