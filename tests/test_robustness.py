@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "robustness.py"
+from conftest import load_experiment
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_experiment("robustness")
 
 
 def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: Path) -> None:
