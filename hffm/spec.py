@@ -10,8 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from torch import Tensor
+
 ModalityKind = Literal["image", "text", "signal"]
 TaskKind = Literal["classification", "regression"]
+StateDict = dict[str, Tensor]
+"""One module's tensors by key."""
+ModuleStates = dict[str, StateDict]
+"""Module name -> its state: what a device trains, an edge aggregates, a checkpoint holds."""
 
 
 @dataclass(frozen=True)
