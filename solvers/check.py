@@ -47,7 +47,8 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
     rho = plan.relay
     cycles = pr.samples * (x.astype(float) @ pr.module_cycles)
     tau = cycles / f
-    pay = 8.0 * (x.astype(float) @ pr.module_bytes)
+    factor = np.ones(n) if plan.level is None else pr.level_factor[plan.level]  # type: ignore[index]
+    pay = 8.0 * (x.astype(float) @ pr.module_bytes) * factor
     energy = float(np.sum(pr.kappa * cycles * f ** 2))
     relayed = np.flatnonzero(rho != np.arange(n))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -58,7 +59,7 @@ def recompute_cost(problem: RoundProblem, plan: RoundPlan) -> tuple[float, float
     if pr.relay_aggregates:
         union = x.copy()
         np.logical_or.at(union, rho[relayed], x[relayed])
-        bits = 8.0 * (union.astype(float) @ pr.module_bytes)
+        bits = 8.0 * (union.astype(float) @ pr.module_bytes) * factor
     else:
         bits = pay.copy()
         np.add.at(bits, rho[relayed], pay[relayed])
@@ -117,6 +118,7 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
         used_band = np.bincount(edge, weights=np.maximum(band, 0.0), minlength=pr.num_edges)
     for e in np.flatnonzero(~(used_band <= pr.edge_bandwidth_hz * (1 + 1e-9))).tolist():
         out.append(f"bandwidth: edge {pr.edge_ids[e]!r} uses {used_band[e]:g} Hz > {pr.edge_bandwidth_hz[e]:g}")
+    out += _check_levels(pr, plan)
     if not allow_coverage:
         need, got = np.zeros((pr.num_edges, m)), np.zeros((pr.num_edges, m))
         np.add.at(need, edge, pr.eligible * pr.samples[:, None])
@@ -136,10 +138,36 @@ def check_plan(problem: RoundProblem, plan: RoundPlan, rtol: float = 1e-6, check
     if not math.isfinite(t):
         out.append("bandwidth: an uploading device has no bandwidth")
     for name, got_v, want in (("latency_s", plan.latency_s, t), ("energy_j", plan.energy_j, en),
-                              ("objective", plan.objective, t + pr.lam * en)):
+                              ("objective", plan.objective, t + pr.lam * en + _penalty(pr, plan))):
         if not math.isclose(got_v, want, rel_tol=rtol, abs_tol=1e-12):
             out.append(f"{name}: plan reports {got_v!r}, recomputed {want!r}")
     return out
+
+
+def _check_levels(pr: RoundProblem, plan: RoundPlan) -> list[str]:
+    """A plan's compression levels: offered ones, within the distortion budget (none chosen: full size)."""
+    if plan.level is None:
+        return []
+    if pr.level_factor is None or pr.level_distortion is None:
+        return ["level: the plan chooses compression levels but the round offers none"]
+    lv = plan.level
+    bad = np.flatnonzero((lv < 0) | (lv >= len(pr.level_factor)))
+    if bad.size:
+        return [f"level: device {pr.device_ids[int(bad[0])]!r} has level {int(lv[bad[0]])}, not one of the "
+                f"{len(pr.level_factor)} offered"]
+    total = _penalty(pr, plan, weight=1.0)
+    if pr.distortion_budget is not None and total > pr.distortion_budget * (1 + 1e-9):
+        return [f"distortion: the levels add {total:g} > distortion_budget {pr.distortion_budget:g}"]
+    return []
+
+
+def _penalty(pr: RoundProblem, plan: RoundPlan, weight: float | None = None) -> float:
+    """weight (default: the penalty) x the summed distortion of the sending devices' levels."""
+    if plan.level is None or pr.level_distortion is None:
+        return 0.0
+    sends = plan.placement.any(axis=1) & (plan.placement.astype(float) @ pr.module_bytes > 0)
+    total = float(pr.level_distortion[plan.level][sends].sum())
+    return total * (pr.distortion_penalty if weight is None else weight)
 
 
 def _check_tree(pr: RoundProblem, plan: RoundPlan, links: _Links, by_edge: dict) -> list[str]:

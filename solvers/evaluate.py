@@ -36,12 +36,18 @@ class Timeline:
 
 
 def timeline(x: np.ndarray, relay: np.ndarray, link_rate: np.ndarray, samples: np.ndarray, cpu_hz: np.ndarray,
-             module_cycles: np.ndarray, module_bytes: np.ndarray, aggregates: bool) -> Timeline:
-    """x [K, n, M] bool, relay [K, n] local indices (one hop), link_rate [K, n] D2D rate to the relay."""
+             module_cycles: np.ndarray, module_bytes: np.ndarray, aggregates: bool,
+             factor: np.ndarray | None = None) -> Timeline:
+    """x [K, n, M] bool, relay [K, n] local indices (one hop), link_rate [K, n] D2D rate to the relay; factor
+    [K, n] or [n]: each device's compression level's bytes factor (an aggregating relay sends the union at its
+    own; None: full size)."""
     k, n, _ = x.shape
     xf = x.astype(float)
     tau = samples * (xf @ module_cycles) / cpu_hz
     payload = 8.0 * (xf @ module_bytes)
+    scale = None if factor is None else np.broadcast_to(np.asarray(factor, dtype=float), (k, n))
+    if scale is not None:
+        payload = payload * scale
     relayed = relay != np.arange(n)
     with np.errstate(divide="ignore", invalid="ignore"):
         arrival = np.where(relayed, tau + payload / link_rate, tau)
@@ -52,6 +58,8 @@ def timeline(x: np.ndarray, relay: np.ndarray, link_rate: np.ndarray, samples: n
         union = np.zeros((k * n, x.shape[2]), dtype=np.uint8)
         np.maximum.at(union, target, x.reshape(k * n, -1).astype(np.uint8))
         bits = 8.0 * (union @ module_bytes)
+        if scale is not None:
+            bits = bits * scale.ravel()
     else:
         bits = np.zeros(k * n)
         np.add.at(bits, target, payload.ravel())
@@ -74,8 +82,9 @@ def round_timeline(problem: RoundProblem, x: np.ndarray, relay: np.ndarray,
     """Timeline of a whole round (K = 1, squeezed to [N]); cpu_hz: planned frequencies (default the instance's)."""
     relay = np.asarray(relay, dtype=int)
     f = problem.cpu_hz if cpu_hz is None else cpu_hz
+    factor = None if problem.level is None else problem.byte_factor
     tl = timeline(np.asarray(x, dtype=bool)[None], relay[None], link_rates(problem, relay)[None], problem.samples,
-                  f, problem.module_cycles, problem.module_bytes, problem.relay_aggregates)
+                  f, problem.module_cycles, problem.module_bytes, problem.relay_aggregates, factor)
     return Timeline(*(a[0] for a in (tl.tau, tl.payload_bits, tl.start, tl.bits, tl.uploader, tl.relayed)))
 
 
@@ -89,8 +98,8 @@ class Cost:
 
 def evaluate(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, bandwidth_hz: np.ndarray,
              power: np.ndarray | None = None, cpu_hz: np.ndarray | None = None) -> Cost:
-    """T, E and T + lambda E of a plan (inf latency if an uploader got no bandwidth); power and cpu_hz are the
-    planned uplink powers and CPU frequencies (default: the instance's fixed values)."""
+    """T, E and T + lambda E (+ the distortion penalty of chosen levels) of a plan (inf latency if an uploader got
+    no bandwidth); power and cpu_hz are the planned uplink powers and CPU frequencies (default: the instance's)."""
     relay = np.asarray(relay, dtype=int)
     pw = problem.tx_power_w if power is None else np.asarray(power, dtype=float)
     f = problem.cpu_hz if cpu_hz is None else np.asarray(cpu_hz, dtype=float)
@@ -108,4 +117,5 @@ def evaluate(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, bandwidth_
         energy += float(np.sum(problem.d2d_power_w[tl.relayed] * tl.payload_bits[tl.relayed] / lr[tl.relayed]))
     energy += float(np.sum(pw * up_time))
     latency = float(edge_t.max())
-    return Cost(latency_s=latency, energy_j=energy, objective=latency + problem.lam * energy, edge_latency_s=edge_t)
+    objective = latency + problem.lam * energy + problem.distortion_penalty * problem.distortion(x)
+    return Cost(latency_s=latency, energy_j=energy, objective=objective, edge_latency_s=edge_t)

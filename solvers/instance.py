@@ -69,6 +69,14 @@ class RoundProblem:
     f_min: np.ndarray | None = None  # float [N]: CPU frequency is a decision in [f_min, f_max] (None: cpu_hz)
     f_max: np.ndarray | None = None  # float [N] (None: fixed cpu_hz)
     tree_aggregation: bool = False  # the round merges updates up one D2D tree per edge (solvers/tree.py)
+    # Compression levels (solvers/levels.py): each device sends its payload at one level, a bytes factor and a
+    # distortion; the joint method chooses them. None: every payload goes at full size.
+    level_names: tuple[str, ...] = ()  # [L] names of the levels offered
+    level_factor: np.ndarray | None = None  # float [L]: payload bytes at this level / full bytes, in (0, inf)
+    level_distortion: np.ndarray | None = None  # float [L] >= 0: distortion one sending device adds at this level
+    distortion_budget: float | None = None  # most summed distortion over the sending devices (None: no budget)
+    distortion_penalty: float = 0.0  # seconds of objective per unit of summed distortion
+    level: np.ndarray | None = None  # int [N]: levels already chosen (with_levels); None: full size, no distortion
 
     def __post_init__(self) -> None:
         n, e, m = len(self.device_ids), len(self.edge_ids), len(self.module_names)
@@ -141,6 +149,7 @@ class RoundProblem:
                 set_(self, name, _arr(label, getattr(self, name), float, (n,)))
                 if np.any(getattr(self, name) <= 0):
                     raise ValueError(f"{label}: must be > 0 for every device")
+        _check_levels(self)
         if np.any(self.tx_power_w > self.power_max * (1 + 1e-12)):
             raise ValueError("devices.p_max: must be >= tx_power_w (the nominal power) for every device")
         if np.any(self.freq_min > self.cpu_hz * (1 + 1e-12)) or np.any(self.cpu_hz > self.freq_max * (1 + 1e-12)):
@@ -165,6 +174,42 @@ class RoundProblem:
     def has_power_frequency(self) -> bool:
         """Whether power or frequency are decisions (any of p_max, f_min, f_max given)."""
         return any(v is not None for v in (self.p_max, self.f_min, self.f_max))
+
+    @property
+    def offers_levels(self) -> bool:
+        """Compression levels are offered and not chosen yet: the level per device is a decision."""
+        return self.level_factor is not None and self.level is None
+
+    @property
+    def byte_factor(self) -> np.ndarray:
+        """[N] each device's payload bytes / full bytes (1 until levels are chosen)."""
+        if self.level is None or self.level_factor is None:
+            return np.ones(self.num_devices)
+        return self.level_factor[self.level]
+
+    def distortion(self, x: np.ndarray) -> float:
+        """Summed distortion of the chosen levels over the devices that send something under placement x."""
+        if self.level is None or self.level_distortion is None:
+            return 0.0
+        sends = (np.asarray(x, dtype=float) @ self.module_bytes) > 0
+        return float(self.level_distortion[self.level][sends].sum())
+
+    def with_levels(self, level: np.ndarray | None) -> RoundProblem:
+        """The same round with each device's level fixed (None: full size): what evaluate and check_plan cost."""
+        import dataclasses
+
+        return dataclasses.replace(self, level=None if level is None else np.asarray(level, dtype=int))
+
+    def relaxed(self) -> RoundProblem:
+        """Every payload at the smallest factor offered, no distortion counted: no plan of this round costs less
+        in latency or energy, so its lower bounds hold here (solvers/levels.py)."""
+        import dataclasses
+
+        if self.level_factor is None:
+            return self
+        least = float(min(1.0, self.level_factor.min()))
+        return dataclasses.replace(self, module_bytes=self.module_bytes * least, level_names=(), level_factor=None,
+                                   level_distortion=None, distortion_budget=None, distortion_penalty=0.0, level=None)
 
     @property
     def num_devices(self) -> int:
@@ -272,6 +317,44 @@ def _flag(data: dict, key: str) -> bool:
 
 
 
+
+
+def _check_levels(pr: RoundProblem) -> None:
+    """The compression offer: levels named once, factors > 0, distortions >= 0, a budget some choice meets."""
+    set_ = object.__setattr__
+    given = [pr.level_factor is not None, pr.level_distortion is not None, bool(pr.level_names)]
+    if not any(given):
+        if pr.distortion_budget is not None or pr.distortion_penalty or pr.level is not None:
+            raise ValueError("levels: distortion_budget, distortion_penalty or level set without levels offered; "
+                             "give levels (name, factor, distortion) or leave them unset")
+        return
+    if not all(given):
+        raise ValueError("levels: give level_names, level_factor and level_distortion together")
+    n_levels = len(pr.level_names)
+    if len(set(pr.level_names)) != n_levels:
+        raise ValueError("levels.name: duplicate values")
+    set_(pr, "level_names", tuple(str(v) for v in pr.level_names))
+    set_(pr, "level_factor", _arr("levels.factor", pr.level_factor, float, (n_levels,)))
+    set_(pr, "level_distortion", _arr("levels.distortion", pr.level_distortion, float, (n_levels,)))
+    if np.any(pr.level_factor <= 0):
+        raise ValueError("levels.factor: must be > 0 for every level (payload bytes / full bytes)")
+    if np.any(pr.level_distortion < 0):
+        raise ValueError("levels.distortion: must be >= 0 for every level")
+    _number(pr.distortion_penalty, "distortion_penalty")
+    if pr.distortion_budget is not None:
+        _number(pr.distortion_budget, "distortion_budget")
+        least = pr.num_devices * float(pr.level_distortion.min())
+        if pr.distortion_budget < least:
+            raise ValueError(f"distortion_budget: {pr.distortion_budget:g} is below {least:g}, the least summed "
+                             "distortion (every device at its least distorting level); raise it or offer a level "
+                             "with less distortion")
+    if pr.tree_aggregation or pr.has_power_frequency:
+        raise ValueError("levels: compression levels are planned for one-hop rounds at fixed power and frequency; "
+                         "with tree_aggregation or p_max / f_min / f_max offer no levels")
+    if pr.level is not None:
+        set_(pr, "level", _arr("level", pr.level, int, (pr.num_devices,)))
+        if np.any((pr.level < 0) | (pr.level >= n_levels)):
+            raise ValueError(f"level: every entry must be a level index in [0, {n_levels})")
 
 
 def _number(v: Any, name: str, positive: bool = False) -> None:

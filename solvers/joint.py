@@ -28,6 +28,7 @@ from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_b
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
+from solvers.levels import choose_levels
 from solvers.local import local_search
 from solvers.milp import milp_placement
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
@@ -245,6 +246,10 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
     n_workers = resolve_workers(problem, workers)
+    if problem.offers_levels:
+        return _with_levels(problem, iterations=iterations, local_max_devices=local_max_devices,
+                            local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                            enum_max=enum_max, bound=bound, workers=workers)
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
@@ -339,6 +344,29 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
                                       skip=frozenset(small))
     return best_x, best_r, small
+
+
+def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
+    """Compression levels as decisions: placement and relays at full size (the plan above), then each device's
+    level by the exact small program of solvers/levels.py, then the band for those payloads. The lower bound is
+    the full bound of the relaxed round (every payload at the smallest factor, distortion free)."""
+    t0 = time.perf_counter()
+    p = problem
+    full = dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None, distortion_budget=None,
+                               distortion_penalty=0.0)
+    plan = joint_solve(full, **{**opts, "bound": False})
+    x, r = plan.placement, plan.relay
+    choice = choose_levels(p, x, r)
+    chosen = p.with_levels(choice.level)
+    b = plan_bandwidth(chosen, x, r)
+    cost = evaluate(chosen, x, r, b)
+    lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s)) if opts.get("bound", True) else 0.0
+    how = ("levels exact given placement and relays" if choice.exact else
+           f"levels heuristic (lambda > 0 or edges of over {len(p.level_names)}^n vectors: "
+           f"{choice.edges_enumerated}/{p.num_edges} edges enumerated)")
+    return plan.with_(bandwidth_hz=b, level=choice.level, latency_s=cost.latency_s, energy_j=cost.energy_j,
+                      objective=cost.objective, lower_bound=min(lower, cost.objective), message=how,
+                      solve_seconds=time.perf_counter() - t0)
 
 
 def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords

@@ -33,6 +33,7 @@ class RoundPlan:
     tx_power_w: np.ndarray | None = None  # float [N] planned uplink power (None: the instance's tx_power_w)
     cpu_hz: np.ndarray | None = None  # float [N] planned CPU frequency (None: the instance's cpu_hz)
     parent: np.ndarray | None = None  # int [N] D2D tree (tree_aggregation): next hop, parent[i] = i for the uploader
+    level: np.ndarray | None = None  # int [N] compression level chosen per device (None: full size; solvers/levels.py)
 
     def __post_init__(self) -> None:
         x = np.asarray(self.placement, dtype=bool)
@@ -47,6 +48,11 @@ class RoundPlan:
             if par.shape != (x.shape[0],):
                 raise ValueError(f"RoundPlan: parent has shape {par.shape}, expected ({x.shape[0]},)")
             arrays.append(("parent", par))
+        if self.level is not None:
+            lv = np.asarray(self.level, dtype=int)
+            if lv.shape != (x.shape[0],):
+                raise ValueError(f"RoundPlan: level has shape {lv.shape}, expected ({x.shape[0]},)")
+            arrays.append(("level", lv))
         for name in ("tx_power_w", "cpu_hz"):
             if getattr(self, name) is not None:
                 v = np.asarray(getattr(self, name), dtype=float)
@@ -82,6 +88,7 @@ class RoundPlan:
             **{name: v.tolist() for name, v in (("tx_power_w", self.tx_power_w), ("cpu_hz", self.cpu_hz))
                if v is not None},
             **({"parent": [ids[j] for j in self.parent.tolist()]} if self.parent is not None else {}),
+            **({"level": [problem.level_names[k] for k in self.level.tolist()]} if self.level is not None else {}),
         }
         if layout == "columns":
             head: dict[str, Any] = {"layout": "columns", "device_ids": list(ids), **columns}
@@ -140,6 +147,14 @@ class RoundPlan:
                     raise ValueError(f"parent[{key!r}]: unknown device {target!r}")
                 par[_dev(dev, key, "parent")] = by_key[_key(target)]
             extra["parent"] = par
+        if "level" in data:
+            index = {name: k for k, name in enumerate(problem.level_names)}
+            lv = np.zeros(n, dtype=int)
+            for key, name in data["level"].items():
+                if name not in index:
+                    raise ValueError(f"level[{key!r}]: unknown level {name!r}; offered: {list(problem.level_names)}")
+                lv[_dev(dev, key, "level")] = index[name]
+            extra["level"] = lv
         return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
                    energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
                    status=data["status"], solve_seconds=float(data.get("solve_seconds", 0.0)),
@@ -167,7 +182,7 @@ def _keyed(data: dict[str, Any], problem: RoundProblem) -> dict[str, Any]:
         if _key(d) not in known:
             raise ValueError(f"plan.device_ids: unknown device {d!r}")
     out = dict(data)
-    for name in ("placement", "relay", "bandwidth_hz", "tx_power_w", "cpu_hz", "parent"):
+    for name in ("placement", "relay", "bandwidth_hz", "tx_power_w", "cpu_hz", "parent", "level"):
         if name in data:
             if not isinstance(data[name], list) or len(data[name]) != len(ids):
                 raise ValueError(f"plan.{name}: must be a list with one value per device_ids entry")

@@ -29,11 +29,12 @@ def charge_outcome(
     trained = {r.device: r.modules for r in outcome.results}
     slowdown = outcome.faults.drawn.slowdown
     if policy.star:
-        uploads = traffic_of(world, cfg, trained, outcome.routes, (), slowdown=slowdown).uploads
+        uploads = traffic_of(world, cfg, trained, outcome.routes, (), slowdown=slowdown,
+                             levels=plan.compression).uploads
         return charge_star(world.network, topology, plan.device_cpu_hz(world.cpu_hz), uploads,
                            _star_return_bytes(world, trained))
     traffic = traffic_of(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
-                       outcome.edge_to_cloud_bytes, slowdown, topology)
+                         outcome.edge_to_cloud_bytes, slowdown, topology, plan.compression)
     return charge_round(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
                         plan.tx_power_w)
 
@@ -48,7 +49,7 @@ def upload_ends(
     holders = {d: ms for d, ms in holders_of(world, policy, plan.placement).items() if d not in silent}
     predicted = mode_of(cfg.d2d).predict(holders, round_links(topology, channel, cfg, plan))
     traffic = traffic_of(world, cfg, plan.placement, predicted.routes, predicted.transfers, slowdown=slowdown,
-                         topology=topology)
+                         topology=topology, levels=plan.compression)
     ends = uplink_ends(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
                        plan.tx_power_w)
     out = {}

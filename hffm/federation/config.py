@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hffm.federation.aggregate import RULES
+from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
 from hffm.spec import KINDS
+
+
+DISTORTION = {"none": 0.0, "fp16": 1e-7, "bf16": 1e-5, "int8": 1e-4, "int8_channel": 1e-4, "topk": 0.5,
+              "lowrank": 0.5}
+"""Default distortion per level (placeholders until experiments/compression.py --measure writes the measured ones)."""
 
 
 @dataclass
@@ -57,6 +63,26 @@ class FederationConfig:
     d2d_fetch: bool = False
     """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's
     (needs ``d2d`` other than none)."""
+    compression: str = "none"
+    """How updates leave the devices (``hffm.federation.compression.CODECS``): none, fp16, bf16, int8 (one scale
+    a tensor), int8_channel (one a row), topk (with error feedback), lowrank (with error feedback), or auto (the
+    solver picks a level of ``compression_levels`` per device each round; needs solver=joint)."""
+    compression_kinds: dict[str, str] = field(default_factory=dict)
+    """Per module kind, a codec that overrides ``compression`` for that kind (e.g. adapter: lowrank)."""
+    compression_topk: float = 0.1
+    """Fraction of each tensor's entries top-k sends."""
+    compression_rank: int = 2
+    """Rank low-rank sends (matrices only; a matrix it would not shrink goes dense)."""
+    compression_levels: list[str] = field(default_factory=lambda: ["none", "fp16", "int8", "topk"])
+    """The levels ``auto`` chooses from."""
+    compression_distortion: dict[str, float] = field(default_factory=lambda: dict(DISTORTION))
+    """Level -> its distortion: the relative squared error ||decoded - delta||^2 / ||delta||^2 of one round's
+    update, measured on the model's real updates by experiments/compression.py (``--measure``). What auto's
+    budget and penalty count."""
+    compression_budget: float | None = 0.05
+    """auto: the largest mean distortion over a round's devices (None: no budget, only the penalty)."""
+    compression_penalty: float = 0.0
+    """auto: seconds of round latency one unit of summed distortion is worth (0: the budget alone decides)."""
     batched: bool = True
     """Train (and evaluate) the devices of a round together in batched passes (`hffm.engine.batched`);
     false runs them one at a time. Both give the same module states up to float summation order.
@@ -118,6 +144,7 @@ class FederationConfig:
             problems.append(f"federation.eval_every={self.eval_every}: must be >= 1")
         if self.checkpoint_every < 0:
             problems.append(f"federation.checkpoint_every={self.checkpoint_every}: must be >= 0")
+        problems += self._compression_problems()
         for kind, place in self.policy.items():
             if kind not in KINDS or place not in PLACES:
                 problems.append(
@@ -125,3 +152,36 @@ class FederationConfig:
                 )
         if problems:
             raise ValueError("invalid federation config:\n  " + "\n  ".join(problems))
+
+    def codebook(self) -> Codebook:
+        """The run's codec choice (``hffm.federation.compression``)."""
+        return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank)
+
+    def _compression_problems(self) -> list[str]:
+        try:
+            self.codebook()
+        except ValueError as exc:
+            return [str(exc)]
+        out = []
+        for name in self.compression_levels:
+            try:
+                codec_of(name, "federation.compression_levels")
+            except ValueError as exc:
+                out.append(str(exc))
+            else:
+                if name not in self.compression_distortion:
+                    out.append(f"federation.compression_distortion has no entry for level {name!r} of "
+                               f"compression_levels: add its measured distortion (experiments/compression.py "
+                               "--measure) or drop the level")
+        for name, value in self.compression_distortion.items():
+            if name not in CODECS:
+                out.append(f"federation.compression_distortion.{name}: no such codec; codecs are {sorted(CODECS)}")
+            elif not 0 <= value < float("inf"):
+                out.append(f"federation.compression_distortion.{name}={value}: must be finite and >= 0")
+        if self.compression == AUTO and not self.compression_levels:
+            out.append("federation.compression=auto with no compression_levels: offer at least one, e.g. [none, int8]")
+        if self.compression_budget is not None and not 0 <= self.compression_budget < float("inf"):
+            out.append(f"federation.compression_budget={self.compression_budget}: must be >= 0 and finite, or null")
+        if not 0 <= self.compression_penalty < float("inf"):
+            out.append(f"federation.compression_penalty={self.compression_penalty}: must be >= 0 and finite")
+        return out

@@ -28,6 +28,7 @@ from hffm.federation.checkpoint import (
     restore_rng,
     save_checkpoint,
 )
+from hffm.federation.compression import compress_updates
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
 from hffm.federation.distributed import gather, shard
@@ -102,6 +103,7 @@ def run_federation(
     policy = tier_policy(fed)
     d2d_mode = mode_of(fed.d2d)
     rule = make_rule(fed.rule, **_rule_options(fed))
+    codebook = fed.codebook()
     local = LocalConfig(fed.local_steps, fed.batch_size, fed.lr, fed.weight_decay, fed.optimizer, fed.batched,
                         fed.max_batch_devices)
     group_of = policy.group_of(world.topology.device_edge)
@@ -155,8 +157,12 @@ def run_federation(
                     else:
                         state.personal.setdefault(device, {})[name] = module_state
 
-            # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers.
+            # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers; every
+            #     update through its device's codec, as the edge decodes it (error-feedback residuals stay behind).
             updates = send(updates, fault, state.group_states[group], faults, seed, t)
+            updates, kept = compress_updates(updates, state.group_states[group], codebook, world.bank.kind,
+                                             plan.compression, state.residual)
+            state.keep_residuals(kept)
 
             # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
             updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)

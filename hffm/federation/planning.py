@@ -137,7 +137,8 @@ def _uploader_band(
     uploaders on a timeline without D2D."""
     holders = holders_of(world, policy, plan.placement)
     predicted = mode_of(cfg.d2d).predict(holders, round_links(world.topology, channel, cfg, plan))
-    traffic = traffic_of(world, cfg, plan.placement, predicted.routes, predicted.transfers)
+    traffic = traffic_of(world, cfg, plan.placement, predicted.routes, predicted.transfers,
+                         levels=plan.compression)
     queue = uplink_queue(world.network, world.topology, channel, world.cpu_hz, traffic)
     band = np.zeros(world.num_devices)
     info = {k: v for k, v in plan.info.items() if k not in ("latency_s", "energy_j")}  # the solver's model had no D2D

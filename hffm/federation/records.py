@@ -33,7 +33,7 @@ class Plan:
     default share; info: the solver's report (``plan/*`` metrics). tx_power_w / cpu_hz: [N] uplink power
     (W) and CPU frequency (Hz) per device when the solver planned them (``solver.max_tx_power_w``,
     ``solver.cpu_scale_min|max``): its values for the participants, the fixed ones elsewhere; None: the
-    fixed ``device_tx_power_w`` and the drawn ``cpu_hz``.
+    fixed ``device_tx_power_w`` and the drawn ``cpu_hz``. compression: the codec chosen per device (auto).
     """
 
     placement: Mapping[int, Sequence[str]]
@@ -43,10 +43,13 @@ class Plan:
     info: Mapping[str, float] = field(default_factory=dict)
     tx_power_w: np.ndarray | None = None
     cpu_hz: np.ndarray | None = None
+    compression: Mapping[int, str] = field(default_factory=dict)
+    """Under ``federation.compression=auto``: device -> the codec the solver chose for its updates."""
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "placement", _frozen_map({int(d): tuple(m) for d, m in self.placement.items()}))
+        set_(self, "compression", _frozen_map({int(d): str(c) for d, c in self.compression.items()}))
         set_(self, "relay", _frozen_map({int(d): int(r) for d, r in self.relay.items()}))
         set_(self, "parent", _frozen_map({int(d): int(p) for d, p in self.parent.items()}))
         set_(self, "info", _frozen_map(self.info))

@@ -21,6 +21,9 @@ class FederationState:
     pending_weight: list[dict[str, float]] = field(default_factory=list)
     """Per edge, samples behind each module since the last cloud round (the cloud's weights)."""
     history: list[dict[str, float]] = field(default_factory=list)
+    residual: dict[int, ModuleStates] = field(default_factory=dict)
+    """Device -> module -> what its error-feedback codec (top-k, low-rank) has not sent yet
+    (``hffm.federation.compression``): checkpointed, so a resume sends exactly what the run would have."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,11 +33,24 @@ class FederationState:
             "personal": self.personal,
             "pending_weight": self.pending_weight,
             "history": self.history,
+            "residual": self.residual,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FederationState:
         return cls(**d)
+
+    def keep_residuals(self, kept: dict[int, ModuleStates]) -> None:
+        """Store the residuals a round's sends left (an empty state: sent in full, dropped)."""
+        for device, modules in kept.items():
+            mine = self.residual.setdefault(device, {})
+            for name, tensors in modules.items():
+                if tensors:
+                    mine[name] = tensors
+                else:
+                    mine.pop(name, None)
+            if not mine:
+                del self.residual[device]
 
     def device_states(self, group: int, device: int) -> ModuleStates:
         """The module versions a device trains from: its edge's, overridden by its personal ones."""

@@ -6,10 +6,11 @@ build it here, so the solver's prediction and the ledger's charge count the same
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from hffm.federation.compression import Codebook
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d import Links
 from hffm.federation.policy import TierPolicy
@@ -41,6 +42,30 @@ def holders_of(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[
     return {d: ms for d, ms in out.items() if ms}
 
 
+def wire_size(world: World, cfg: FederationConfig, levels: Mapping[int, str] | None = None
+              ) -> Callable[[int, str], int]:
+    """(device, module) -> the bytes that device's update of that module takes on the wire: the module's size
+    through the device's codec (``federation.compression``; ``levels``: the plan's choice under auto)."""
+    size = world.module_bytes
+    codebook = cfg.codebook()
+    if codebook.off:
+        return lambda device, module: size[module]
+    levels = levels or {}
+    return lambda device, module: codec_bytes(world, codebook, module, levels.get(device))
+
+
+def codec_bytes(world: World, codebook: Codebook, module: str, level: str | None = None) -> int:
+    """One module's update through its codec, in bytes (cached on the world: shapes never change in a run)."""
+    kind = world.bank.kind(module)
+    codec = codebook.codec(kind, level)
+    key = ("wire", codec.name, codebook.options, module)
+    cache = world._views
+    if key not in cache:
+        state = world.bank.state_of([module])[module]
+        cache[key] = codebook.module_wire_bytes(state, kind, level)
+    return int(cache[key])
+
+
 def round_links(topology: Topology, channel: ChannelState, cfg: FederationConfig, plan: Plan) -> Links:
     """What the round's D2D mode may use: the graph, this round's channel and the plan's relays and tree."""
     return Links(topology.adjacency, channel.uplink_gain, channel.rate_matrix(), plan.relay, plan.parent,
@@ -57,11 +82,15 @@ def traffic_of(
     edge_to_cloud_bytes: np.ndarray | None = None,
     slowdown: Mapping[int, float] | None = None,
     topology: Topology | None = None,
+    levels: Mapping[int, str] | None = None,
 ) -> Traffic:
     """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
-    cycles), and which bytes went over which link."""
+    cycles), and which bytes went over which link. An update is charged at its wire size (``wire_size``: through
+    the device's codec, ``levels`` the plan's choice under auto); a D2D hop at its sender's codec; a fetched
+    personal module and the downlink at full size (devices train from the exact edge state)."""
     slowdown = slowdown or {}
     size = world.module_bytes
+    wire = wire_size(world, cfg, levels)
     sent = {r.device: r for r in routes}
     uploads = []
     carried: dict[int, set[str]] = {}
@@ -70,13 +99,14 @@ def traffic_of(
         payload = route.modules if route is not None else ()
         relay = route.relay if route is not None else device
         cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
-        uploads.append(DeviceUpload(device, int(sum(size[m] for m in payload)), relay, cycles))
+        uploads.append(DeviceUpload(device, int(sum(wire(device, m) for m in payload)), relay, cycles))
         carried.setdefault(relay, set()).update(payload)
     return Traffic(
         uploads=uploads,
-        d2d=[D2DTransfer(t.src, t.dst, int(sum(size[m] for m in t.modules)), t.step) for t in transfers],
+        d2d=[D2DTransfer(t.src, t.dst, int(sum(size[m] if t.kind == "fetch" else wire(t.src, m) for m in t.modules)),
+                         t.step) for t in transfers],
         relay_aggregates=cfg.relay_aggregates,
-        relay_payload_bytes={j: int(sum(size[m] for m in ms)) for j, ms in carried.items()},
+        relay_payload_bytes={j: int(sum(wire(j, m) for m in ms)) for j, ms in carried.items()},
         cloud_round=cloud_round,
         edge_to_cloud_bytes=edge_to_cloud_bytes,
         cloud_to_edge_bytes=edge_to_cloud_bytes,

@@ -1,0 +1,284 @@
+"""Compressing module updates on their way off the device: each codec is one record of ``CODECS``.
+
+A device sends the *delta* from the module state it received, encoded by a codec; the edge decodes it and
+adds it back, so aggregation sees ``received + decode(encode(delta))``. A codec record holds its three facets:
+``encode`` (delta -> the tensors that go on the wire), ``decode`` (those tensors -> a delta) and ``wire_bytes``
+(how many bytes ``encode`` puts on the wire for a tensor of that shape, indices and scales included): the
+planner and the ledger charge ``wire_bytes``, and ``tests/test_compression.py`` binds it to the encoded tensors.
+
+Codecs with ``error_feedback`` (top-k, low-rank) keep what they dropped on the device (its residual) and add
+it to the next delta they send, so nothing is lost for good, only delayed. The residuals are part of the
+federation state and of its checkpoints, so a resume continues exactly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from hffm.federation.aggregate import ModuleUpdate
+from hffm.spec import KINDS, ModuleStates, StateDict
+
+Payload = dict[str, Tensor]
+"""What goes on the wire for one tensor (values, indices, scales, factors)."""
+Shape = tuple[int, ...]
+AUTO = "auto"
+"""``federation.compression=auto``: the solver chooses a level per device each round."""
+
+
+@dataclass(frozen=True)
+class CodecOptions:
+    """The knobs codecs read (``federation.compression_topk``, ``federation.compression_rank``)."""
+
+    topk_fraction: float = 0.1
+    rank: int = 2
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One way of sending a float tensor's delta (integer tensors always go raw)."""
+
+    name: str
+    encode: Callable[[Tensor, CodecOptions], Payload]
+    decode: Callable[[Payload, Shape, CodecOptions], Tensor]
+    wire_bytes: Callable[[Shape, CodecOptions], int]
+    """Bytes ``encode`` sends for a float32 tensor of this shape: values, indices and scales."""
+    error_feedback: bool = False
+    """Keep the dropped part on the device and add it to the next round's delta."""
+    lossless: bool = False
+    """Sends the state exactly (the delta is not even formed)."""
+
+
+def _numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+# ---- fp32 / fp16 / bf16 -------------------------------------------------------------------------------------
+def _cast(dtype: torch.dtype) -> tuple[Callable[[Tensor, CodecOptions], Payload],
+                                       Callable[[Payload, Shape, CodecOptions], Tensor],
+                                       Callable[[Shape, CodecOptions], int]]:
+    size = torch.empty((), dtype=dtype).element_size()
+    return (lambda d, o: {"v": d.to(dtype)}, lambda p, s, o: p["v"].to(torch.float32),
+            lambda s, o: size * _numel(s))
+
+
+# ---- int8: symmetric, one scale per tensor or per output channel (dim 0) ---------------------------------------
+def _int8_encode(d: Tensor, per_channel: bool) -> Payload:
+    rows = d.reshape(d.shape[0], -1) if per_channel and d.dim() >= 2 else d.reshape(1, -1)
+    scale = rows.abs().amax(dim=1).to(torch.float32) / 127.0
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(rows / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    return {"q": q, "scale": scale}
+
+
+def _int8_decode(p: Payload, shape: Shape) -> Tensor:
+    return (p["q"].to(torch.float32) * p["scale"][:, None]).reshape(shape)
+
+
+def _int8_bytes(shape: Shape, per_channel: bool) -> int:
+    scales = shape[0] if per_channel and len(shape) >= 2 else 1
+    return _numel(shape) + 4 * scales
+
+
+# ---- top-k: the k largest magnitudes, int32 indices + fp32 values; dense when that is smaller ------------------
+def _topk_k(shape: Shape, o: CodecOptions) -> int:
+    return max(1, math.ceil(o.topk_fraction * _numel(shape)))
+
+
+def _topk_dense(shape: Shape, o: CodecOptions) -> bool:
+    return 8 * _topk_k(shape, o) >= 4 * _numel(shape)
+
+
+def _topk_encode(d: Tensor, o: CodecOptions) -> Payload:
+    if _topk_dense(tuple(d.shape), o):
+        return {"v": d.to(torch.float32).clone()}
+    flat = d.reshape(-1)
+    idx = torch.topk(flat.abs(), _topk_k(tuple(d.shape), o), sorted=False).indices
+    idx = torch.sort(idx).values  # a canonical order: the same payload whatever topk returned first
+    return {"idx": idx.to(torch.int32), "v": flat[idx].to(torch.float32)}
+
+
+def _topk_decode(p: Payload, shape: Shape, o: CodecOptions) -> Tensor:
+    if "idx" not in p:
+        return p["v"].reshape(shape)
+    out = torch.zeros(_numel(shape), dtype=torch.float32)
+    out[p["idx"].long()] = p["v"]
+    return out.reshape(shape)
+
+
+def _topk_bytes(shape: Shape, o: CodecOptions) -> int:
+    return 4 * _numel(shape) if _topk_dense(shape, o) else 8 * _topk_k(shape, o)
+
+
+# ---- low-rank: a rank-r SVD of a matrix (adapters' projections), fp32 factors; dense when that is smaller -------
+def _lowrank_applies(shape: Shape, o: CodecOptions) -> bool:
+    return len(shape) == 2 and o.rank * (shape[0] + shape[1]) < shape[0] * shape[1]
+
+
+def _lowrank_encode(d: Tensor, o: CodecOptions) -> Payload:
+    if not _lowrank_applies(tuple(d.shape), o):
+        return {"v": d.to(torch.float32).clone()}
+    u, s, vh = torch.linalg.svd(d.to(torch.float64), full_matrices=False)
+    r = o.rank
+    return {"u": (u[:, :r] * s[:r]).to(torch.float32), "vh": vh[:r].to(torch.float32)}
+
+
+def _lowrank_decode(p: Payload, shape: Shape, o: CodecOptions) -> Tensor:
+    return (p["u"] @ p["vh"]).reshape(shape) if "u" in p else p["v"].reshape(shape)
+
+
+def _lowrank_bytes(shape: Shape, o: CodecOptions) -> int:
+    return 4 * o.rank * (shape[0] + shape[1]) if _lowrank_applies(shape, o) else 4 * _numel(shape)
+
+
+CODECS: dict[str, Codec] = {
+    "none": Codec("none", *_cast(torch.float32), lossless=True),
+    "fp16": Codec("fp16", *_cast(torch.float16)),
+    "bf16": Codec("bf16", *_cast(torch.bfloat16)),
+    "int8": Codec("int8", lambda d, o: _int8_encode(d, False), lambda p, s, o: _int8_decode(p, s),
+                  lambda s, o: _int8_bytes(s, False)),
+    "int8_channel": Codec("int8_channel", lambda d, o: _int8_encode(d, True), lambda p, s, o: _int8_decode(p, s),
+                          lambda s, o: _int8_bytes(s, True)),
+    "topk": Codec("topk", _topk_encode, _topk_decode, _topk_bytes, error_feedback=True),
+    "lowrank": Codec("lowrank", _lowrank_encode, _lowrank_decode, _lowrank_bytes, error_feedback=True),
+}
+"""Every codec by its ``federation.compression`` name (``auto`` is not a codec: the solver picks one of these)."""
+
+
+def codec_of(name: str, field_name: str = "federation.compression") -> Codec:
+    """The record called ``name``, or an error naming the closest valid choice."""
+    if name in CODECS:
+        return CODECS[name]
+    valid = sorted(CODECS) + ([AUTO] if field_name == "federation.compression" else [])
+    close = difflib.get_close_matches(str(name), valid, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(f"{field_name}={name!r}: choose one of {valid}{hint}")
+
+
+def payload_bytes(payload: Payload) -> int:
+    """Bytes the encoded tensors really hold: what ``Codec.wire_bytes`` must equal."""
+    return sum(t.numel() * t.element_size() for t in payload.values())
+
+
+# ---- which codec each update uses -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Codebook:
+    """The run's codec choice: one level for every kind (or ``auto``: the plan's per-device level), per-kind
+    overrides on top, and the codecs' options. Built once from the config (``codebook_of``)."""
+
+    level: str = "none"
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    options: CodecOptions = CodecOptions()
+
+    @property
+    def auto(self) -> bool:
+        return self.level == AUTO
+
+    @property
+    def off(self) -> bool:
+        """Nothing is ever compressed: the loop and the ledger take the plain path."""
+        return self.level == "none" and all(v == "none" for v in self.kinds.values())
+
+    def codec(self, kind: str, chosen: str | None = None) -> Codec:
+        """The codec for a module of ``kind`` sent by a device whose plan chose ``chosen`` (under auto)."""
+        name = self.kinds.get(kind, self.level)
+        if name == AUTO:
+            name = chosen or "none"
+        return CODECS[name]
+
+    def module_wire_bytes(self, state: Mapping[str, Tensor], kind: str, chosen: str | None = None) -> int:
+        return state_wire_bytes(state, self.codec(kind, chosen), self.options)
+
+
+def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank: int) -> Codebook:
+    """Validate the names (the closest valid one in the error) and build the run's ``Codebook``."""
+    if level != AUTO:
+        codec_of(level)
+    for kind, name in kinds.items():
+        if kind not in KINDS:
+            close = difflib.get_close_matches(str(kind), KINDS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"federation.compression_kinds.{kind}: no module kind {kind!r}; kinds are "
+                             f"{list(KINDS)}{hint}")
+        if name != AUTO:
+            codec_of(name, f"federation.compression_kinds.{kind}")
+    if not 0 < topk_fraction <= 1:
+        raise ValueError(f"federation.compression_topk={topk_fraction}: the kept fraction must be in (0, 1], "
+                         "e.g. 0.1")
+    if rank < 1:
+        raise ValueError(f"federation.compression_rank={rank}: must be >= 1, e.g. 2")
+    return Codebook(level, dict(kinds), CodecOptions(topk_fraction, rank))
+
+
+def state_wire_bytes(state: Mapping[str, Tensor], codec: Codec, options: CodecOptions) -> int:
+    """Bytes one module's update takes on the wire under ``codec`` (integer tensors raw)."""
+    return sum(codec.wire_bytes(tuple(v.shape), options) if v.is_floating_point() else v.numel() * v.element_size()
+               for v in state.values())
+
+
+# ---- applying it ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Sent:
+    """One module update through its codec: the state the edge decodes, the bytes on the wire, and the
+    device's new residual (error-feedback codecs; None otherwise)."""
+
+    state: StateDict
+    wire_bytes: int
+    residual: StateDict | None
+
+
+def send_module(state: Mapping[str, Tensor], received: Mapping[str, Tensor], codec: Codec, options: CodecOptions,
+                residual: Mapping[str, Tensor] | None = None) -> Sent:
+    """Encode ``state - received`` plus the residual the device kept, decode it at the edge. A codec without
+    error feedback sends a kept residual along (left from an earlier round's top-k under ``auto``) and keeps
+    none (``Sent.residual`` is then empty)."""
+    if codec.lossless and not residual:
+        return Sent(dict(state), state_wire_bytes(state, codec, options), None)
+    out: StateDict = {}
+    kept: StateDict = {}
+    nbytes = 0
+    for key, value in state.items():
+        if not value.is_floating_point():
+            out[key], nbytes = value, nbytes + value.numel() * value.element_size()
+            continue
+        base = received[key].to(torch.float32)
+        delta = value.to(torch.float32) - base
+        if residual is not None and key in residual:
+            delta = delta + residual[key]
+        payload = codec.encode(delta, options)
+        nbytes += payload_bytes(payload)
+        decoded = codec.decode(payload, tuple(value.shape), options)
+        if codec.error_feedback:
+            kept[key] = delta - decoded
+        out[key] = (base + decoded).to(value.dtype)
+    return Sent(out, nbytes, kept if codec.error_feedback else ({} if residual else None))
+
+
+def compress_updates(
+    updates: Sequence[ModuleUpdate],
+    received: Mapping[str, StateDict],
+    codebook: Codebook,
+    kind_of: Callable[[str], str],
+    chosen: Mapping[int, str],
+    residuals: Mapping[int, ModuleStates],
+) -> tuple[list[ModuleUpdate], dict[int, ModuleStates]]:
+    """Step 3b of the round: every update as the edge decodes it, and the residuals the devices now keep
+    (device -> module -> tensors, for the error-feedback codecs that ran; an empty dict: the residual was sent
+    in full and is dropped). ``received``: the edge's module states the devices started from; ``chosen``:
+    device -> the plan's level under ``auto``."""
+    if codebook.off:
+        return list(updates), {}
+    out, kept = [], {}
+    for u in updates:
+        codec = codebook.codec(kind_of(u.module), chosen.get(u.node))
+        sent = send_module(u.state, received[u.module], codec, codebook.options,
+                           residuals.get(u.node, {}).get(u.module))
+        out.append(ModuleUpdate(u.node, u.module, sent.state, u.num_samples))
+        if sent.residual is not None:
+            kept.setdefault(u.node, {})[u.module] = sent.residual
+    return out, kept
