@@ -204,6 +204,7 @@ def resolve(cfg: DictConfig | Config) -> Config:
     if obj.topology.device_memory_mb <= 0:
         problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     problems += _power_frequency_problems(obj)
+    problems += _compression_problems(obj)
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
     return obj
@@ -229,6 +230,26 @@ def _power_frequency_problems(obj: Config) -> list[str]:
         check_power_frequency(network_config(obj.topology), **options)
     except ValueError as exc:
         out.append(str(exc))
+    return out
+
+
+def _compression_problems(obj: Config) -> list[str]:
+    """``federation.compression=auto`` needs the joint solver to choose, in one-hop hierarchical rounds at fixed
+    power and frequency (what solvers/levels.py models)."""
+    fed = obj.federation
+    if not fed.codebook().auto and "auto" not in fed.compression_kinds.values():
+        return []
+    out = []
+    if obj.solver.name != "joint":
+        out.append(f"federation.compression=auto: solver.name={obj.solver.name!r} does not choose levels; use "
+                   "solver=joint, or a fixed level (e.g. federation.compression=int8)")
+    if fed.mode != Mode.hierarchical or not mode_of(fed.d2d).plans_power_frequency:
+        able = " or ".join(sorted(m.name for m in D2D_MODES.values() if m.plans_power_frequency))
+        out.append(f"federation.compression=auto with federation.mode={fed.mode}, federation.d2d={fed.d2d}: levels "
+                   f"are planned in hierarchical rounds with d2d {able}; use one, or a fixed level")
+    if obj.solver.power_frequency():
+        out.append("federation.compression=auto with planned power or frequency: levels are planned at fixed power "
+                   "and frequency; unset solver.max_tx_power_w and solver.cpu_scale_min|max, or use a fixed level")
     return out
 
 

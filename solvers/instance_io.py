@@ -180,7 +180,38 @@ def read_instance(data: Any) -> dict[str, Any]:
         d2d_rate_bps=rate, noise_w_per_hz=float(data["noise_w_per_hz"]), gamma=float(data["gamma"]),
         lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"], kappa=float(data.get("kappa", 1e-28)),
         relay_capacity=cap, tree_aggregation=_flag(data, "tree_aggregation"), **per_device,
+        **_read_levels(data.get("compression"), len(device_ids)),
     )
+
+
+def _read_levels(data: Any, num_devices: int) -> dict[str, Any]:
+    """The optional "compression" object: the levels offered (name, factor, distortion), the round's distortion
+    budget and penalty, and (a problem whose levels are chosen) each device's level by name."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError("compression: must be an object with levels (name, factor, distortion)")
+    unknown = sorted(set(data) - {"levels", "distortion_budget", "distortion_penalty", "level"})
+    if unknown:
+        raise ValueError(f"compression: unknown field(s) {unknown}; fields are levels, distortion_budget, "
+                         "distortion_penalty, level")
+    levels = _Table(data.get("levels"), "compression.levels", ("name", "factor", "distortion"))
+    names = tuple(levels.cols["name"])
+    out: dict[str, Any] = {"level_names": names, "level_factor": levels.numbers("factor", positive=True),
+                           "level_distortion": levels.numbers("distortion")}
+    budget = data.get("distortion_budget")
+    if budget is not None:
+        _number(budget, "compression.distortion_budget")
+        out["distortion_budget"] = float(budget)
+    _number(data.get("distortion_penalty", 0.0), "compression.distortion_penalty")
+    out["distortion_penalty"] = float(data.get("distortion_penalty", 0.0))
+    if "level" in data:
+        chosen = data["level"]
+        index = {v: k for k, v in enumerate(names)}
+        if not isinstance(chosen, list) or len(chosen) != num_devices or any(v not in index for v in chosen):
+            raise ValueError(f"compression.level: one level name per device (of {list(names)})")
+        out["level"] = np.array([index[v] for v in chosen], dtype=int)
+    return out
 
 
 def _eligible(devs: _Table, names: list[str]) -> np.ndarray:
@@ -231,8 +262,20 @@ def write_instance(pr: RoundProblem, layout: str = "columns") -> dict[str, Any]:
     return {
         "noise_w_per_hz": pr.noise_w_per_hz, "gamma": pr.gamma, "lambda": pr.lam,
         "relay_aggregates": pr.relay_aggregates, "kappa": pr.kappa, "relay_capacity": pr.relay_capacity,
-        **({"tree_aggregation": True} if pr.tree_aggregation else {}), **tables,
+        **({"tree_aggregation": True} if pr.tree_aggregation else {}), **tables, **_write_levels(pr),
     }
+
+
+def _write_levels(pr: RoundProblem) -> dict[str, Any]:
+    if pr.level_factor is None or pr.level_distortion is None:
+        return {}
+    levels = {"name": list(pr.level_names), "factor": pr.level_factor.tolist(),
+              "distortion": pr.level_distortion.tolist()}
+    out: dict[str, Any] = {"levels": levels, "distortion_budget": pr.distortion_budget,
+                           "distortion_penalty": pr.distortion_penalty}
+    if pr.level is not None:
+        out["level"] = [pr.level_names[k] for k in pr.level.tolist()]
+    return {"compression": out}
 
 
 def row_names(matrix: np.ndarray, names: tuple[str, ...]) -> list[list[str]]:

@@ -177,7 +177,8 @@ class Codebook:
 
     @property
     def auto(self) -> bool:
-        return self.level == AUTO
+        """Some kind's codec is chosen per device by the solver."""
+        return self.level == AUTO or AUTO in self.kinds.values()
 
     @property
     def off(self) -> bool:

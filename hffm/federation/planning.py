@@ -22,6 +22,7 @@ from hffm.federation.d2d_modes import mode_of
 from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.records import Plan
 from hffm.federation.traffic import (
+    codec_bytes,
     eligible_modules,
     holders_of,
     module_cycles,
@@ -112,6 +113,10 @@ def _solve(
     if plan.cpu_hz is not None:
         cpu = np.array(world.cpu_hz, dtype=float)
         cpu[parts] = plan.cpu_hz
+    levels = {}
+    if cfg.codebook().auto:  # the solver's level per device; a plan without levels (a fallback) sends at full size
+        levels = {d: "none" if plan.level is None else problem.level_names[int(plan.level[k])]
+                  for k, d in enumerate(parts)}
     info = {
         "solver_used": 1.0,
         "fallback": float(plan.fallback),
@@ -125,7 +130,9 @@ def _solve(
         "modules_eligible": float(problem.eligible.sum()),
         "power_frequency": float(power is not None or cpu is not None),
     }
-    return Plan(placement, relay, bandwidth, parent, info, power, cpu)
+    if levels:
+        info["compressed_devices"] = float(sum(1 for v in levels.values() if v != "none"))
+    return Plan(placement, relay, bandwidth, parent, info, power, cpu, levels)
 
 
 def _uploader_band(
@@ -195,7 +202,9 @@ def build_problem(
                     src.append(i)
                     dst.append(pos[int(j)])
                     rate.append(r)
-    sizes = np.array([float(world.module_bytes[n]) for n in names])
+    raw = np.array([float(world.module_bytes[n]) for n in names])
+    codebook = cfg.codebook()
+    sizes = np.array([float(codec_bytes(world, codebook, n)) for n in names])  # auto kinds at full size here
     uplink_budget = np.full(len(edges), net.channel.edge_bandwidth_hz)
     cpu = world.cpu_hz[parts]
     p_max = None if max_tx_power_w is None else np.full(k, float(max_tx_power_w))
@@ -213,7 +222,7 @@ def build_problem(
         d2d_power_w=np.full(k, net.channel.d2d_energy_power),
         eligible=mask,
         module_bytes=sizes,
-        module_memory_bytes=MEMORY_FACTOR * sizes,
+        module_memory_bytes=MEMORY_FACTOR * raw,
         module_cycles=np.array([module_cycles(world, n) for n in names]),
         edge_bandwidth_hz=uplink_budget,
         d2d_src=np.array(src, dtype=int),
@@ -228,7 +237,24 @@ def build_problem(
         p_max=p_max,
         f_min=cpu_scale_min * cpu if scaled else None,
         f_max=cpu_scale_max * cpu if scaled else None,
+        **(compression_offer(world, cfg, names, k) if codebook.auto else {}),
     )
+
+
+def compression_offer(world: World, cfg: FederationConfig, names: Sequence[str], devices: int) -> dict:
+    """``federation.compression=auto``: the levels the solver may choose per device, each with its bytes factor
+    (over the modules whose kind auto decides) and its measured distortion, and the round's budget and penalty
+    (the mean budget times the devices planned)."""
+    codebook = cfg.codebook()
+    auto = [n for n in names if codebook.kinds.get(world.bank.kind(n), codebook.level) == "auto"]
+    full = sum(world.module_bytes[n] for n in auto) or 1
+    levels = list(cfg.compression_levels)
+    factor = [sum(codec_bytes(world, codebook, n, level) for n in auto) / full for level in levels]
+    budget = cfg.compression_budget
+    return {"level_names": tuple(levels), "level_factor": np.array(factor, dtype=float),
+            "level_distortion": np.array([cfg.compression_distortion[level] for level in levels], dtype=float),
+            "distortion_budget": None if budget is None else budget * devices,
+            "distortion_penalty": cfg.compression_penalty}
 
 
 def check_power_frequency(
