@@ -334,16 +334,18 @@ def _check_levels(pr: RoundProblem) -> None:
     if len(set(pr.level_names)) != n_levels:
         raise ValueError("levels.name: duplicate values")
     set_(pr, "level_names", tuple(str(v) for v in pr.level_names))
-    set_(pr, "level_factor", _arr("levels.factor", pr.level_factor, float, (n_levels,)))
-    set_(pr, "level_distortion", _arr("levels.distortion", pr.level_distortion, float, (n_levels,)))
-    if np.any(pr.level_factor <= 0):
+    factor = _arr("levels.factor", pr.level_factor, float, (n_levels,))
+    distortion = _arr("levels.distortion", pr.level_distortion, float, (n_levels,))
+    set_(pr, "level_factor", factor)
+    set_(pr, "level_distortion", distortion)
+    if np.any(factor <= 0):
         raise ValueError("levels.factor: must be > 0 for every level (payload bytes / full bytes)")
-    if np.any(pr.level_distortion < 0):
+    if np.any(distortion < 0):
         raise ValueError("levels.distortion: must be >= 0 for every level")
     _number(pr.distortion_penalty, "distortion_penalty")
     if pr.distortion_budget is not None:
         _number(pr.distortion_budget, "distortion_budget")
-        least = pr.num_devices * float(pr.level_distortion.min())
+        least = pr.num_devices * float(distortion.min())
         if pr.distortion_budget < least:
             raise ValueError(f"distortion_budget: {pr.distortion_budget:g} is below {least:g}, the least summed "
                              "distortion (every device at its least distorting level); raise it or offer a level "

@@ -11,7 +11,8 @@ then the round is solved exactly by a threshold on T: at threshold T every edge 
 T_e <= T (cheapest in mu d, which at lambda = 0 is also the least distortion, so the budget test is exact), and
 the best feasible threshold wins: exact at lambda = 0 (``LevelChoice.exact``). At lambda > 0 an edge's energy
 E_e is taken at its min-max band (the final band is then re-planned for T + lambda E) and a threshold whose
-cheapest vectors break the budget falls back to the least distorting ones: a heuristic. Only devices that send something choose; the others keep level 0.
+cheapest vectors break the budget falls back to the least distorting ones: a heuristic. Only devices that send
+something choose; the others keep level 0.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def choose_levels(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_c
     picks = [np.array(cheap)]
     if p.distortion_budget is not None and p.lam > 0:
         picks.append(np.array(least))  # at lambda = 0 the cheapest already are the least distorting
-    best, best_pick = np.inf, None
+    best, best_pick = np.inf, None  # type: tuple[float, list[int] | None]
     for option, pick in enumerate(picks):  # pick: [E, cuts] vector index per edge
         lat = np.max([t.latency[k] for t, k in zip(tables, pick, strict=True)], axis=0)
         dist = np.sum([t.distortion[k] for t, k in zip(tables, pick, strict=True)], axis=0)
@@ -84,6 +85,8 @@ def choose_levels(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_c
         c = int(np.argmin(score))
         if score[c] < best:
             best, best_pick = float(score[c]), [int(k[c]) for k in pick]
+    if best_pick is None:
+        raise ValueError("choose_levels: no level vector meets distortion_budget; raise it")
     level = np.zeros(p.num_devices, dtype=int)
     for t, k in zip(tables, best_pick, strict=True):
         level[t.senders] = t.combos[k]

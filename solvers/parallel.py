@@ -71,7 +71,8 @@ def restrict(problem: RoundProblem, edges: np.ndarray) -> tuple[RoundProblem, np
     new_dev = np.full(p.num_devices, -1)
     new_dev[dev] = np.arange(dev.size)
     links = np.flatnonzero(inside[p.device_edge[p.d2d_src]])  # links never leave a cluster
-    opt = {k: None if getattr(p, k) is None else getattr(p, k)[dev] for k in ("p_max", "f_min", "f_max")}
+    opt: dict[str, Any] = {k: None if getattr(p, k) is None else getattr(p, k)[dev]
+                           for k in ("p_max", "f_min", "f_max")}
     sub = RoundProblem(
         device_ids=tuple(p.device_ids[i] for i in dev.tolist()), edge_ids=tuple(p.edge_ids[e] for e in edges.tolist()),
         module_names=p.module_names, device_edge=new_edge[p.device_edge[dev]], samples=p.samples[dev],

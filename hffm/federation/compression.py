@@ -274,7 +274,8 @@ def compress_updates(
     device -> the plan's level under ``auto``."""
     if codebook.off:
         return list(updates), {}
-    out, kept = [], {}
+    out: list[ModuleUpdate] = []
+    kept: dict[int, ModuleStates] = {}
     for u in updates:
         codec = codebook.codec(kind_of(u.module), chosen.get(u.node))
         sent = send_module(u.state, received[u.module], codec, codebook.options,

@@ -10,7 +10,6 @@ from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
 from hffm.spec import KINDS
 
-
 DISTORTION = {"none": 0.0, "fp16": 1e-7, "bf16": 1e-5, "int8": 1e-4, "int8_channel": 1e-4, "topk": 0.5,
               "lowrank": 0.5}
 """Default distortion per level (placeholders until experiments/compression.py --measure writes the measured ones)."""
