@@ -7,6 +7,7 @@ constructors in ``hffm.build``. No DictConfig goes further than ``resolve``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,9 @@ class SolverConfig:
     """CPU frequency becomes a decision in [cpu_scale_min, cpu_scale_max] x each device's drawn cpu_hz
     (cpu_scale_min <= 1 <= cpu_scale_max); 1 and 1 keep the drawn frequency fixed."""
     cpu_scale_max: float = 1.0
+    method_options: dict[str, Any] = field(default_factory=dict)
+    """Keywords for the solver method itself (``solvers.solve(..., **method_options)``), e.g. ``enum_max: 0`` to
+    skip joint's exact enumeration of small edges (seconds a round with 14 modules on a loaded 2-core machine)."""
 
     def power_frequency(self) -> dict[str, float]:
         """The options that make power / frequency decisions (empty when both stay fixed)."""
@@ -205,6 +209,7 @@ def resolve(cfg: DictConfig | Config) -> Config:
         problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     problems += _power_frequency_problems(obj)
     problems += _compression_problems(obj)
+    problems += _method_option_problems(obj)
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
     return obj
@@ -231,6 +236,20 @@ def _power_frequency_problems(obj: Config) -> list[str]:
     except ValueError as exc:
         out.append(str(exc))
     return out
+
+
+def _method_option_problems(obj: Config) -> list[str]:
+    """Every solver.method_options key must be a keyword of the chosen method (workers is set by the loop)."""
+    opts = obj.solver.method_options
+    if not opts:
+        return []
+    if obj.solver.name not in solvers.METHODS:
+        return [f"solver.method_options: solver.name={obj.solver.name!r} has no method to pass them to; pick one of "
+                f"{sorted(solvers.METHODS)} or leave method_options empty"]
+    takes = [k for k in inspect.signature(solvers.METHODS[obj.solver.name]).parameters if k not in ("problem",
+                                                                                                   "workers")]
+    bad = sorted(set(opts) - set(takes))
+    return [f"solver.method_options.{k}: method {obj.solver.name!r} takes {takes}" for k in bad]
 
 
 def _compression_problems(obj: Config) -> list[str]:

@@ -129,7 +129,7 @@ def run_federation(
         channel = world.draw_channel(rng)
         net = edges_this_round(world, channel, faults, seed, t, policy)
         participants, stranded = net.keep(_draw_participants(rng, world.num_devices, fed.participation))
-        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options)
+        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options, cfg.solver.method_options)
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
         plan, fault = round_faults(world, net, plan, fed, faults, policy, seed, t, stranded, attacking)
         links = round_links(net.channel.topology, net.channel, fed, plan)

@@ -12,6 +12,7 @@ import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -50,8 +51,9 @@ def plan_round(
     policy: TierPolicy,
     solver: str,
     options: Mapping[str, float],
+    method_options: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """The round's plan for the D2D mode that will run.
+    """The round's plan for the D2D mode that will run (``method_options``: keywords for the solver method).
 
     Without a solver (or in star / local mode): full placement, direct uploads, the ledger's default
     bandwidth. With one: the solver's placement, relays or aggregation trees (as the mode offers them),
@@ -62,7 +64,7 @@ def plan_round(
     eligible = {d: eligible_modules(world, d) for d in participants}
     plan = Plan(eligible, {}, info={"solver_used": 0.0})
     if solver != "none" and policy.mode == Mode.hierarchical:
-        plan = _solve(world, channel, participants, eligible, cfg, solver, options)
+        plan = _solve(world, channel, participants, eligible, cfg, solver, options, method_options or {})
     return mode_of(cfg.d2d).complete_plan(plan, _Round(world, channel, cfg, policy))
 
 
@@ -92,10 +94,13 @@ def _solve(
     cfg: FederationConfig,
     solver: str,
     options: Mapping[str, float],
+    method_options: Mapping[str, Any],
 ) -> Plan:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts = {"workers": 1} if "workers" in inspect.signature(solvers.METHODS[solver]).parameters else {}
+    opts = dict(method_options)
+    if "workers" in inspect.signature(solvers.METHODS[solver]).parameters:
+        opts["workers"] = 1
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
