@@ -162,6 +162,30 @@ def table(records: dict[str, dict[str, Any]], dist: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def combine(dirs: Sequence[Path]) -> str:
+    """Mean (and range) over the seeds' results.json: the docs table."""
+    import numpy as np
+
+    runs = [json.loads((d / "results.json").read_text())["runs"] for d in dirs]
+    seeds = [json.loads((d / "results.json").read_text())["base"] for d in dirs]
+    names = list(runs[0])
+    base_acc = np.array([r["none"]["final"]["accuracy"] for r in runs])
+    base_up = np.array([r["none"]["uplink_bytes"] for r in runs])
+    lines = [f"Mean over {len(dirs)} seeds ({', '.join(next(x for x in b if x.startswith('seed=')) for b in seeds)}); "
+             "change: per seed against that seed's `none`, then the mean [min, max].", "",
+             "| level | accuracy (%) | change (points) | total latency (s) | total energy (J) | uplink cut |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for n in names:
+        acc = np.array([r[n]["final"]["accuracy"] for r in runs])
+        ch = 100 * (acc - base_acc)
+        lat = np.mean([r[n]["final"]["cost/cum_latency_s"] for r in runs])
+        en = np.mean([r[n]["final"]["cost/cum_energy_j"] for r in runs])
+        cut = np.mean(base_up / np.array([r[n]["uplink_bytes"] for r in runs]))
+        lines.append(f"| {n} | {100 * acc.mean():.2f} | {ch.mean():+.2f} [{ch.min():+.2f}, {ch.max():+.2f}] | "
+                     f"{lat:.2f} | {en:.1f} | {cut:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(records: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -192,8 +216,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--budget", type=float, default=0.05, help="auto's mean distortion budget per round")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
     ap.add_argument("--measure-only", action="store_true", help="measure the distortions, skip the runs")
+    ap.add_argument("--combine", nargs="+", type=Path, help="write --out/combined.md from these study folders")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.combine:
+        (args.out / "combined.md").write_text(combine(args.combine))
+        print(combine(args.combine))
+        return
     (args.out / "runs").mkdir(exist_ok=True)
     base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
     dist_path = args.out / "distortion.json"
