@@ -164,6 +164,14 @@ class Scales:
         return min_bandwidth(q, self.a[dev]) / self.band[dev]
 
 
+def least_share(p: RoundProblem, sc: Scales) -> np.ndarray:
+    """[N] the least band share an uploader can have in a plan no worse than the incumbent (time unit sc.t0): it
+    sends at least the smallest module within T <= the incumbent's objective."""
+    bits = 8.0 * p.module_bytes
+    small = float(bits[bits > 0].min()) if np.any(bits > 0) else sc.sigma
+    return np.clip(sc.g_inv(np.full(p.num_devices, sc.sigma / small), np.arange(p.num_devices)), 1e-12, 1.0)
+
+
 def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, np.ndarray]:
     """Set the parameters for p with time unit = incumbent objective; returns the scales and beta_min [N]."""
     n = p.num_devices
@@ -186,10 +194,7 @@ def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, 
     par["bits"].value = bits / sigma
     lam = p.lam
     par["e_comp"].value = lam * p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2 / t0
-    # Every uploader of a plan no worse than the incumbent sends >= the smallest module in <= T <= incumbent.
-    small = float(bits[bits > 0].min()) if np.any(bits > 0) else sigma
-    eps_max = sigma / small
-    beta_min = np.clip(sc.g_inv(np.full(n, eps_max), dev), 1e-12, 1.0)
+    beta_min = least_share(p, sc)
     eps_cap = sc.g(beta_min, dev) - sc.dg(beta_min, dev) * beta_min  # the steepest cut's value at beta = 0
     par["eps_min"].value = sc.g(np.ones(n), dev) * (1 - 1e-9)
     par["eps_cap"].value = eps_cap
@@ -265,8 +270,25 @@ def exact_cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:
     return evaluate(p, x, relay, plan_bandwidth(p, x, relay)).objective
 
 
+def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
+    """Coverage, memory, eligibility, one-hop relays over existing links (a MILP stopped early may return junk)."""
+    n = p.num_devices
+    if np.any(x & ~p.eligible) or np.any(x.astype(float) @ p.module_memory_bytes > p.memory_bytes * (1 + 1e-9)):
+        return False
+    got = np.zeros((p.num_edges, p.num_modules))
+    np.add.at(got, p.device_edge, x * p.samples[:, None])
+    if np.any(got < p.coverage_demand() * (1 - 1e-9)):
+        return False
+    moved = np.flatnonzero(relay != np.arange(n))
+    if moved.size and (np.any(relay[relay[moved]] != relay[moved]) or np.any(p.link_rate(moved, relay[moved]) <= 0)):
+        return False
+    if moved.size and p.relay_capacity is not None and np.bincount(relay[moved]).max() > p.relay_capacity:
+        return False
+    return True
+
+
 def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
-            model: RoundModel | None = None, max_milps: int = 6) -> Certified:
+            max_milps: int = 6) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
     MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
     `deadline` (every MILP gets the time left)."""
@@ -276,18 +298,10 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     lower, milps = 0.0, 0
     if not np.isfinite(best) or best <= 0:
         return Certified(best_x, best_r, best, 0.0, False, 0)
-    probe = RoundModel(key=()) if model is None else model
-    probe.par = {}
-    # sizes first (beta_min needs only the scales), then the compiled program with enough slots
     sc = Scales(t0=best, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
-    bits = 8.0 * p.module_bytes
-    eps_max = sc.sigma / float(bits[bits > 0].min())
-    beta_min = np.clip(sc.g_inv(np.full(n, eps_max), np.arange(n)), 1e-12, 1.0)
-    used = grid_size(beta_min)
-    m = model if model is not None else compiled(p, used + EXTRA_CUTS)
+    m = compiled(p, grid_size(least_share(p, sc)) + EXTRA_CUTS)
     sc, beta_min = load(m, p, best)
-    slots = m.cuts
-    cut_a, cut_s, used = grid_cuts(sc, beta_min, slots)
+    cut_a, cut_s, used = grid_cuts(sc, beta_min, m.cuts)
     cut_a[:, used:], cut_s[:, used:] = cut_a[:, [used - 1]], cut_s[:, [used - 1]]
     nxt = used
     while milps < max_milps:
@@ -295,25 +309,20 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
         if left <= 0.05:
             break
         m.par["cut_a"].value, m.par["cut_s"].value = cut_a, cut_s
-        status, sol, bound = _run(m, left, gap, cutoff=1.0)
+        status, sol, bound = _run(m, left, gap)
         milps += 1
         if status == "infeasible":  # nothing beats the incumbent, even in the relaxation
             lower = best
             break
         if bound is not None:
-            lower = max(lower, bound * best * (1 - 1e-7))
-        if sol is not None:
-            xs, rs, beta = sol
-            cand = exact_cost(p, xs, rs)
+            lower = max(lower, bound * sc.t0 * (1 - 1e-7))
+        if sol is not None and feasible(p, sol[0], sol[1]):
+            cand = exact_cost(p, sol[0], sol[1])
             if cand < best:
-                best, best_x, best_r = cand, xs, rs
-            if status == "optimal":
-                lower = max(lower, min(bound if bound is not None else 0.0, np.inf) * sc.t0 * (1 - 1e-7))
-        if lower >= best * (1 - gap) or status == "time_limit" or nxt >= slots:
+                best, best_x, best_r = cand, sol[0], sol[1]
+        if lower >= best * (1 - gap) or status != "optimal" or sol is None or nxt >= m.cuts:
             break
-        if sol is None:
-            break
-        beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's shares (kept >= beta_min: see load)
+        beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's own shares (>= beta_min: see load)
         dev = np.arange(n)
         cut_s[:, nxt] = sc.dg(beta, dev)
         cut_a[:, nxt] = sc.g(beta, dev) - cut_s[:, nxt] * beta
@@ -322,8 +331,7 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps)
 
 
-def _run(m: RoundModel, time_limit: float, gap: float,
-         cutoff: float) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None, float | None]:
+def _run(m: RoundModel, time_limit: float, gap: float) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None, float | None]:
     """One HiGHS solve: (status, (x, relay, beta) or None, dual bound in model units or None)."""
     import cvxpy as cp
 
@@ -331,7 +339,7 @@ def _run(m: RoundModel, time_limit: float, gap: float,
     with quiet_stdout():
         try:
             prob.solve(solver="HIGHS", time_limit=float(time_limit), mip_rel_gap=gap / 4,
-                       objective_bound=float(cutoff) * (1 + 1e-9), output_flag=False)
+                       objective_bound=1.0 + 1e-9, output_flag=False)
         except cp.error.SolverError:
             return "error", None, None
     info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None
