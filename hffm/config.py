@@ -91,6 +91,10 @@ class SolverConfig:
     """CPU frequency becomes a decision in [cpu_scale_min, cpu_scale_max] x each device's drawn cpu_hz
     (cpu_scale_min <= 1 <= cpu_scale_max); 1 and 1 keep the drawn frequency fixed."""
     cpu_scale_max: float = 1.0
+    time_limit_s: float = 2.0
+    """joint: seconds per round for its model to improve and certify the plan (0: heuristics only)."""
+    gap: float = 0.01
+    """joint: the target relative gap; the plan is certified once lower_bound >= (1 - gap) x objective."""
 
     def power_frequency(self) -> dict[str, float]:
         """The options that make power / frequency decisions (empty when both stay fixed)."""
@@ -102,6 +106,10 @@ class SolverConfig:
     def options(self) -> dict[str, float]:
         """What ``run_federation(solver_options=...)`` passes to ``build_problem``."""
         return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
+
+    def solve_options(self) -> dict[str, float]:
+        """The method's own options, passed to ``solvers.solve`` when the method takes them (joint)."""
+        return {"time_limit_s": self.time_limit_s, "gap": self.gap}
 
 
 @dataclass
@@ -175,6 +183,10 @@ def resolve(cfg: DictConfig | Config) -> Config:
     problems = []
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
+    if not 0 <= obj.solver.time_limit_s < float("inf"):
+        problems.append(f"solver.time_limit_s={obj.solver.time_limit_s}: must be >= 0 seconds (0: heuristics only)")
+    if not 0 <= obj.solver.gap < 1:
+        problems.append(f"solver.gap={obj.solver.gap}: the target relative gap must be in [0, 1), e.g. 0.01")
     if obj.topology.preset not in PRESETS:
         problems.append(f"topology.preset={obj.topology.preset!r}: choose one of {list(PRESETS)}")
     if obj.logger.kind not in ("none", "csv", "wandb"):

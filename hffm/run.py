@@ -89,7 +89,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
     try:
         result = run_federation(
             fabric, world, fed, solver=cfg.solver.name,
-            solver_options=cfg.solver.options(),
+            solver_options={**cfg.solver.options(), **cfg.solver.solve_options()},
             seed=cfg.seed, out_dir=out_dir, loggers=loggers,
             progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank), run_config=config_dict(cfg),
             faults=cfg.faults,

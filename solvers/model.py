@@ -23,7 +23,10 @@ modules: the training loop's rounds) re-solves the compiled program (DPP, assert
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +67,7 @@ class RoundModel:
     cuts: int = 0
 
     @classmethod
-    def build(cls, p: RoundProblem, cuts: int, extra: list | None = None) -> RoundModel:
+    def build(cls, p: RoundProblem, cuts: int, extra: list[Callable[[dict, dict], list]] | None = None) -> RoundModel:
         """The program for p's structure with `cuts` tangent slots per device; `extra(var, par)` returns more
         constraints (see solvers/README.md: adding a constraint)."""
         import cvxpy as cp
@@ -80,7 +83,7 @@ class RoundModel:
             ("elig", (n, m), True), ("tau", (n, m), True), ("mem", m, True), ("mem_cap", n, True),
             ("samples", (ne, n), True), ("demand", (ne, m), True), ("bits", m, True), ("eps_min", n, True),
             ("eps_cap", n, True), ("cut_a", (n, cuts), False), ("cut_s", (n, cuts), False),
-            ("e_comp", (n, m), True))}
+            ("e_comp", (n, m), True), ("j_comp", (n, m), True))}
         edge_of = _sel(p.device_edge, ne).T  # [E, N]
         cons = [x <= par["elig"], x @ par["mem"] <= par["mem_cap"],
                 par["samples"] @ x >= par["demand"], edge_of @ beta <= 1,
@@ -89,14 +92,15 @@ class RoundModel:
         tau = cp.sum(cp.multiply(par["tau"], x), axis=1)
         cons.append(start >= tau)
         var: dict[str, Any] = {"x": x, "beta": beta, "eps": eps, "start": start, "T": t, "tau": tau}
-        energy = cp.sum(cp.multiply(par["e_comp"], x))
+        energy = cp.sum(cp.multiply(par["e_comp"], x))  # lambda E / t0: the objective's energy term
+        joules = cp.sum(cp.multiply(par["j_comp"], x), axis=1)  # [N] each device's energy in J
         if nl:
             r = cp.Variable(nl, boolean=True, name="r")
             out_of, s_l, d_l = _sel(src, n).T, _sel(src, n), _sel(dst, n)
             direct = 1 - out_of @ r
             w = cp.Variable((nl, m), nonneg=True, name="w")
             par.update({k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
-                ("hop", (nl, m)), ("big_m", nl), ("e_d2d", (nl, m)))})
+                ("hop", (nl, m)), ("big_m", nl), ("e_d2d", (nl, m)), ("j_d2d", (nl, m)))})
             cons += [out_of @ r <= 1, r + d_l @ (out_of @ r) <= 1,
                      w >= s_l @ x + r[:, None] @ np.ones((1, m)) - 1,
                      d_l @ start >= s_l @ tau + cp.sum(cp.multiply(par["hop"], s_l @ x), axis=1)
@@ -105,6 +109,7 @@ class RoundModel:
                 par["cap"] = cp.Parameter(nonneg=True, name="cap")
                 cons.append(d_l.T @ r <= par["cap"] * direct)
             energy = energy + cp.sum(cp.multiply(par["e_d2d"], w))
+            joules = joules + out_of @ cp.sum(cp.multiply(par["j_d2d"], w), axis=1)
             var.update(r=r, w=w)
         else:
             direct = np.ones(n)
@@ -125,12 +130,14 @@ class RoundModel:
         cap_o = cp.Parameter((k, m), nonneg=True, name="cap_o")
         min_o = cp.Parameter((k, m), nonneg=True, name="min_o")
         e_up = cp.Parameter((k, m), nonneg=True, name="e_up")  # lambda p_owner bits: the upload energy of v
-        par.update(cap_o=cap_o, min_o=min_o, e_up=e_up)
+        j_up = cp.Parameter((k, m), nonneg=True, name="j_up")  # the same in J
+        par.update(cap_o=cap_o, min_o=min_o, e_up=e_up, j_up=j_up)
         cons += [v >= eps_o - cp.multiply(cap_o, 1 - terms), v >= cp.multiply(min_o, terms)]
         upload = own_sel.T @ (v @ par["bits"])  # [N] scaled upload time
         cons.append(t >= start + upload)
         energy = energy + cp.sum(cp.multiply(e_up, v))
-        var.update(own=own, v=v, upload=upload, energy=energy)
+        joules = joules + own_sel.T @ cp.sum(cp.multiply(j_up, v), axis=1)
+        var.update(own=own, v=v, upload=upload, energy=energy, device_energy_j=joules)
         if extra:
             for fn in extra:
                 cons += fn(var, par)
@@ -193,7 +200,8 @@ def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, 
     par["demand"].value = p.coverage_demand() / nscale * (1 - 1e-9)
     par["bits"].value = bits / sigma
     lam = p.lam
-    par["e_comp"].value = lam * p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2 / t0
+    par["j_comp"].value = p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2
+    par["e_comp"].value = lam * par["j_comp"].value / t0
     beta_min = least_share(p, sc)
     eps_cap = sc.g(beta_min, dev) - sc.dg(beta_min, dev) * beta_min  # the steepest cut's value at beta = 0
     par["eps_min"].value = sc.g(np.ones(n), dev) * (1 - 1e-9)
@@ -204,6 +212,7 @@ def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, 
         par["hop"].value = hop
         tau_max = (par["tau"].value * par["elig"].value).sum(axis=1)
         par["big_m"].value = tau_max[p.d2d_src] + hop.sum(axis=1)
+        par["j_d2d"].value = p.d2d_power_w[p.d2d_src, None] * hop * t0
         par["e_d2d"].value = lam * p.d2d_power_w[p.d2d_src, None] * hop
         if "cap" in par:
             par["cap"].value = float(p.relay_capacity or 0)
@@ -211,6 +220,7 @@ def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, 
     par["cap_o"].value = np.repeat(eps_cap[owner, None], p.num_modules, axis=1)
     par["min_o"].value = np.repeat(par["eps_min"].value[owner, None], p.num_modules, axis=1)
     par["e_up"].value = lam * p.tx_power_w[owner, None] * par["bits"].value[None, :]
+    par["j_up"].value = p.tx_power_w[owner, None] * par["bits"].value[None, :] * t0
     return sc, beta_min
 
 
@@ -248,6 +258,7 @@ class Certified:
     lower_bound: float
     proven: bool  # lower_bound >= (1 - gap) objective
     milps: int
+    share: np.ndarray | None = None  # [N] the MILP's band shares b / B_e of x, relay (None: the incumbent's)
 
 
 _CACHE: dict[tuple, RoundModel] = {}
@@ -288,19 +299,24 @@ def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
 
 
 def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
-            max_milps: int = 6) -> Certified:
+            max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = ()) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
     MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
-    `deadline` (every MILP gets the time left)."""
+    `deadline` (every MILP gets the time left).
+
+    extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
+    The incumbent then only sets the units (it may break the new constraints): the answer is the model's own."""
     best_x, best_r = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int)
-    best = exact_cost(p, best_x, best_r)
+    scale = exact_cost(p, best_x, best_r)
+    best = math.inf if extra else scale
     n = p.num_devices
-    lower, milps = 0.0, 0
-    if not np.isfinite(best) or best <= 0:
-        return Certified(best_x, best_r, best, 0.0, False, 0)
-    sc = Scales(t0=best, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
-    m = compiled(p, grid_size(least_share(p, sc)) + EXTRA_CUTS)
-    sc, beta_min = load(m, p, best)
+    lower, milps, share = 0.0, 0, None
+    if not np.isfinite(scale) or scale <= 0:
+        return Certified(best_x, best_r, scale, 0.0, False, 0)
+    sc = Scales(t0=scale, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
+    slots = grid_size(least_share(p, sc)) + EXTRA_CUTS
+    m = RoundModel.build(p, slots, list(extra)) if extra else compiled(p, slots)
+    sc, beta_min = load(m, p, scale)
     cut_a, cut_s, used = grid_cuts(sc, beta_min, m.cuts)
     cut_a[:, used:], cut_s[:, used:] = cut_a[:, [used - 1]], cut_s[:, [used - 1]]
     nxt = used
@@ -309,17 +325,19 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
         if left <= 0.05:
             break
         m.par["cut_a"].value, m.par["cut_s"].value = cut_a, cut_s
-        status, sol, bound = _run(m, left, gap)
+        status, sol, bound = _run(m, left, gap, None if extra else 1.0)
         milps += 1
         if status == "infeasible":  # nothing beats the incumbent, even in the relaxation
             lower = best
             break
         if bound is not None:
             lower = max(lower, bound * sc.t0 * (1 - 1e-7))
-        if sol is not None and feasible(p, sol[0], sol[1]):
+        if sol is not None and feasible(p, sol[0], sol[1]) and (not extra or status == "optimal"):
             cand = exact_cost(p, sol[0], sol[1])
+            if extra:  # the model's own band: the exact band of other objectives may break the new constraints
+                cand = evaluate(p, sol[0], sol[1], sol[2] * p.edge_bandwidth_hz[p.device_edge]).objective
             if cand < best:
-                best, best_x, best_r = cand, sol[0], sol[1]
+                best, best_x, best_r, share = cand, sol[0], sol[1], sol[2]
         if lower >= best * (1 - gap) or status != "optimal" or sol is None or nxt >= m.cuts:
             break
         beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's own shares (>= beta_min: see load)
@@ -328,18 +346,19 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
         cut_a[:, nxt] = sc.g(beta, dev) - cut_s[:, nxt] * beta
         nxt += 1
     lower = min(lower, best)
-    return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps)
+    return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps, share)
 
 
-def _run(m: RoundModel, time_limit: float, gap: float) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None, float | None]:
+def _run(m: RoundModel, time_limit: float, gap: float, cutoff: float | None) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None, float | None]:
     """One HiGHS solve: (status, (x, relay, beta) or None, dual bound in model units or None)."""
     import cvxpy as cp
 
     prob = m.problem
-    with quiet_stdout():
+    with quiet_stdout(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # a time limit: we read the bound
         try:
-            prob.solve(solver="HIGHS", time_limit=float(time_limit), mip_rel_gap=gap / 4,
-                       objective_bound=1.0 + 1e-9, output_flag=False)
+            opts = {} if cutoff is None else {"objective_bound": cutoff * (1 + 1e-9)}
+            prob.solve(solver="HIGHS", time_limit=float(time_limit), mip_rel_gap=gap / 4, output_flag=False, **opts)
         except cp.error.SolverError:
             return "error", None, None
     info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None
