@@ -253,9 +253,14 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
     check_limits(time_limit_s, gap)
     t0 = time.perf_counter()
-    plan = _heuristic(problem, iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
-                      bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
-                      workers=workers)
+    opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
+                                bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
+                                workers=workers)
+    if problem.has_power_frequency:
+        plan = _with_power_frequency(problem, (time_limit_s, gap), **opts)
+        proven = bound and within(plan, gap)
+        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - t0)
+    plan = _heuristic(problem, **opts)
     if not bound or bandwidth == "cvxpy":
         return plan
     if time_limit_s <= 0:
@@ -382,14 +387,18 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     return best_x, best_r, small
 
 
-def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
+def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
+                          **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
-    how the energy search prices them), then bandwidth, power and frequency for T + lambda E
-    (solvers/powerfreq.py); the better of that and the max-power plan is kept."""
+    how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
+    bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
+    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round)."""
     t0 = time.perf_counter()
     p = problem
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = _heuristic(base, **opts)
+    plan = _solve_fixed(base, **opts)
+    if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
+        plan = improve(base, plan, limits[0], limits[1], t0)
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if p.lam > 0:
