@@ -38,8 +38,8 @@ def instance(n: int, mode: str, lam: float, seed: int):
     return p
 
 
-def run(sizes: list[int], seeds: int, exact_max: int, time_limit: float) -> list[dict]:
-    rows = []
+def run(sizes: list[int], seeds: int, exact_max: int, time_limit: float, save=None) -> list[dict]:
+    rows: list[dict] = []
     for n in sizes:
         for mode in MODES:
             for lam in LAMS:
@@ -55,6 +55,8 @@ def run(sizes: list[int], seeds: int, exact_max: int, time_limit: float) -> list
                         row["gap_to_optimum"] = plan.objective / ex.objective - 1
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+                    if save is not None:  # partial results survive an interrupted run
+                        save(rows)
     return rows
 
 
@@ -86,16 +88,19 @@ def main() -> None:
     ap.add_argument("--out", default="experiments/results/solver_model")
     a = ap.parse_args()
     load_before = os.getloadavg()[0]
-    rows = run([int(s) for s in a.sizes.split(",")], a.seeds, a.exact_max, a.time_limit)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)", "load_before": load_before,
-            "load_after": os.getloadavg()[0], "time_limit_s": a.time_limit,
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    md = table(rows)
-    (out / "bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")
-    print(md)
+
+    def save(rows: list[dict]) -> str:
+        meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
+                "load_before": load_before, "load_now": os.getloadavg()[0], "time_limit_s": a.time_limit,
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows)}
+        (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        md = table(rows)
+        (out / "bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")
+        return md
+
+    print(save(run([int(s) for s in a.sizes.split(",")], a.seeds, a.exact_max, a.time_limit, save)))
 
 
 if __name__ == "__main__":

@@ -115,6 +115,7 @@ class RoundModel:
             direct = np.ones(n)
         own = cp.Variable((n, m), nonneg=True, name="own")
         cons.append(own >= x + cp.reshape(direct, (n, 1), order="C") @ np.ones((1, m)) - 1)
+        terms: Any  # the rows of bits that an uploader sends (a variable or a stack of them)
         if p.relay_aggregates and nl:
             union = cp.Variable((n, m), nonneg=True, name="union")
             cons += [union >= own, d_l @ union >= w]
@@ -349,7 +350,12 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps, share)
 
 
-def _run(m: RoundModel, time_limit: float, gap: float, cutoff: float | None) -> tuple[str, tuple[np.ndarray, np.ndarray, np.ndarray] | None, float | None]:
+Solution = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A MILP's answer: placement, relays, band shares."""
+
+
+def _run(m: RoundModel, time_limit: float, gap: float,
+         cutoff: float | None) -> tuple[str, Solution | None, float | None]:
     """One HiGHS solve: (status, (x, relay, beta) or None, dual bound in model units or None)."""
     import cvxpy as cp
 

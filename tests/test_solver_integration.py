@@ -19,6 +19,7 @@ def test_devices_train_only_their_placed_modules():
     result = _run("joint")
     for h in result.history:
         assert h["plan/solver_used"] == 1.0 and h["plan/fallback"] == 0.0
+        assert 0.0 <= h["plan/gap"] <= 1.0  # the certified gap of the round's plan
         assert h["train/modules_trained"] == h["plan/modules_placed"]
     assert any(h["plan/modules_placed"] < h["plan/modules_eligible"] for h in result.history)
 

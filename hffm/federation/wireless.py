@@ -106,7 +106,7 @@ def _solve(
     problem = build_problem(world, channel, participants, eligible, cfg,
                             **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts = {"workers": 1} if "workers" in takes else {}
+    opts: dict[str, float] = {"workers": 1} if "workers" in takes else {}
     opts |= {k: options[k] for k in SOLVE_OPTIONS if k in options and k in takes}
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
