@@ -19,7 +19,6 @@ from hffm.data.partition import PartitionConfig
 from hffm.federation.config import D2DMode, FederationConfig
 from hffm.federation.faults import FaultsConfig
 from hffm.federation.policy import Mode
-from hffm.federation.wireless import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
@@ -199,6 +198,8 @@ def _power_frequency_problems(obj: Config) -> list[str]:
     options = obj.solver.power_frequency()
     if not options:
         return []
+    from hffm.federation.wireless import POWER_FREQUENCY_SOLVERS, check_power_frequency  # only when asked for
+
     out = []
     if obj.solver.name not in POWER_FREQUENCY_SOLVERS:
         out.append(f"solver.name={obj.solver.name!r}: only {' or '.join(POWER_FREQUENCY_SOLVERS)} plans uplink power "
