@@ -73,7 +73,8 @@ def _rows(obj: Any, prefix: str, out: list[tuple[str, list[str]]]) -> None:
                                 "docgen.config_reference.OVERRIDES")
             nested.append((value, key))
             doc = docs.get(f.name) or field_docs(type(value)).get("", "")
-            rows.append(f"| `{key}` | group | see [below](#{key.replace('.', '')}) | {_cell(doc.splitlines()[0] if doc else '')} |")
+            summary = _cell(doc.splitlines()[0] if doc else "")
+            rows.append(f"| `{key}` | group | see [below](#{key.replace('.', '')}) | {summary} |")
             continue
         rows.append(f"| `{key}` | `{_cell(str(f.type))}` | {_default(value)} | {_cell(docs.get(f.name, ''))} |")
     out.append((prefix, rows))

@@ -25,6 +25,14 @@ def generated_pages() -> dict[str, str]:
     return {"configuration.md": config_reference.page(), "solver.md": solver, **results.pages()}
 
 
+def generated_paths() -> list[str]:
+    """Site paths of the generated pages, without generating them (for the link test)."""
+    _on_path()
+    from docgen import results
+
+    return ["configuration.md", "solver.md", "results/index.md", *(f"results/{f.name}.md" for f in results.studies())]
+
+
 def on_config(config: Any) -> Any:
     """The nav's ``Results: results/index.md`` entry becomes the index plus one entry per study."""
     _on_path()

@@ -96,7 +96,8 @@ def index(titles: dict[str, str]) -> str:
         "| --- | --- | --- |",
     ]
     for folder in studies():
-        lines.append(f"| [{titles[folder.name]}]({folder.name}.md) | `{folder.relative_to(REPO)}/` | {commit(folder)} |")
+        rel = folder.relative_to(REPO)
+        lines.append(f"| [{titles[folder.name]}]({folder.name}.md) | `{rel}/` | {commit(folder)} |")
     return "\n".join(lines) + "\n"
 
 

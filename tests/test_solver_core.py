@@ -279,6 +279,7 @@ def test_bad_instance_names_field(tmp_path, change, field):
         RoundProblem.load(_edit(tmp_path, change))
 
 
+@pytest.mark.slow
 def test_cli_solve_example(tmp_path):
     out = tmp_path / "plan.json"
     res = subprocess.run([sys.executable, "-m", "solvers", "solve", str(EXAMPLE), "-o", str(out)],
@@ -295,6 +296,7 @@ def test_cli_solve_example(tmp_path):
     assert res.returncode == 2 and "edges[0].bandwidth_hz" in res.stderr
 
 
+@pytest.mark.slow
 def test_cli_pareto_front(tmp_path):
     res = subprocess.run([sys.executable, "-m", "solvers", "pareto", str(EXAMPLE), "-o", str(tmp_path),
                           "--lams", "0,0.05,0.5,5"], capture_output=True, text=True, timeout=300)

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     )
     from hffm.network.compute import compute_energy, compute_time, draw_cpu_hz, module_cycles
     from hffm.network.config import ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
-    from hffm.network.ledger import D2DTransfer, DeviceUpload, RoundCost, Traffic, charge_round, charge_star, uplink_queue
+    from hffm.network.ledger import (
+        D2DTransfer,
+        DeviceUpload,
+        RoundCost,
+        Traffic,
+        charge_round,
+        charge_star,
+        uplink_queue,
+    )
     from hffm.network.topology import Topology, build_topology, make_topology
 
 # Imported on first use (PEP 562), so importing this package stays cheap: a config error or --help
