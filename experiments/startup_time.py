@@ -3,9 +3,10 @@
     python experiments/startup_time.py                      # this checkout
     python experiments/startup_time.py --src /path/to/other/checkout --repeats 5
 
-``--src`` puts another checkout first on PYTHONPATH, so two versions compare with the same interpreter and
-packages. CPU seconds are the child's user + system time (resource.RUSAGE_CHILDREN), which a loaded machine
-inflates less than wall time; the median of ``--repeats`` runs is reported.
+``--src`` runs the children in another checkout (first on PYTHONPATH, and their working directory), so two
+versions compare with the same interpreter and packages. CPU seconds are the child's user + system time
+(resource.RUSAGE_CHILDREN), which a loaded machine inflates less than wall time; the median of ``--repeats`` runs
+is reported.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ CASES = {
 }
 
 
-def measure(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+def measure(args: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, int]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, *args], env=env, cwd=cwd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -47,11 +48,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
-    if args.src:
-        env["PYTHONPATH"] = str(args.src.resolve())
+    src = (args.src or Path(__file__).resolve().parents[1]).resolve()
+    env["PYTHONPATH"] = str(src)  # and the children run in it: `python -m` / `-c` put their working directory first
     rows = {}
     for name, cmd in CASES.items():
-        runs = [measure(cmd, env) for _ in range(args.repeats)]
+        runs = [measure(cmd, env, src) for _ in range(args.repeats)]
         rows[name] = {"cpu_s": statistics.median(r[0] for r in runs), "wall_s": statistics.median(r[1] for r in runs),
                       "exit": runs[0][2]}
         print(f"{name:<30} CPU {rows[name]['cpu_s']:5.2f} s   wall {rows[name]['wall_s']:5.2f} s   exit {runs[0][2]}")

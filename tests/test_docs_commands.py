@@ -143,6 +143,7 @@ def test_every_make_target_exists(line, page):
         assert target in targets, f"{page}: make {target} is not a target of the Makefile ({sorted(targets)})"
 
 
+@pytest.mark.slow
 def test_the_python_api_snippet_runs(tmp_path, monkeypatch):
     """The README's snippet (the getting-started page shows the same one), on a smaller world."""
     snippets = {b for page in (REPO / "README.md", REPO / "docs" / "getting-started.md")

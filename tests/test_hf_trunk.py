@@ -143,6 +143,7 @@ def hf_config(folder: str, **federation):
     return cfg
 
 
+@pytest.mark.slow
 def test_base_weights_stay_bit_identical_over_rounds_while_adapters_change_and_resume_matches(tiny_bert, tmp_path):
     cfg = hf_config(tiny_bert, e_agg=2, rounds=3, d2d="tree")
     world = make_world(cfg)
