@@ -42,9 +42,11 @@ def machine(folder: Path) -> str:
 
 @cache
 def commit(folder: Path) -> str:
-    """The last commit that changed the folder, and its date (``unknown`` outside a git checkout)."""
+    """The last commit that changed the folder's results (not the hand-written findings.md), and its date
+    (``unknown`` outside a git checkout)."""
     try:
-        out = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", str(folder)], cwd=REPO,
+        out = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", str(folder),
+                              f":(exclude){folder / 'findings.md'}"], cwd=REPO,
                              capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         out = ""
