@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from hffm.federation.aggregate import RULES, ModuleUpdate, aggregate_modules, make_rule
-    from hffm.federation.config import D2DMode, FederationConfig
-    from hffm.federation.d2d import MODES as D2D_MODES
+    from hffm.federation.config import FederationConfig
+    from hffm.federation.d2d_modes import MODES as D2D_MODES
+    from hffm.federation.d2d_modes import D2DMode
     from hffm.federation.faults import ATTACKS, FaultsConfig
     from hffm.federation.loop import FederationResult, run_federation
     from hffm.federation.policy import Mode, TierPolicy
@@ -27,9 +28,9 @@ _LAZY = {
     "ModuleUpdate": ("hffm.federation.aggregate", "ModuleUpdate"),
     "aggregate_modules": ("hffm.federation.aggregate", "aggregate_modules"),
     "make_rule": ("hffm.federation.aggregate", "make_rule"),
-    "D2DMode": ("hffm.federation.config", "D2DMode"),
     "FederationConfig": ("hffm.federation.config", "FederationConfig"),
-    "D2D_MODES": ("hffm.federation.d2d", "MODES"),
+    "D2D_MODES": ("hffm.federation.d2d_modes", "MODES"),
+    "D2DMode": ("hffm.federation.d2d_modes", "D2DMode"),
     "ATTACKS": ("hffm.federation.faults", "ATTACKS"),
     "FaultsConfig": ("hffm.federation.faults", "FaultsConfig"),
     "FederationResult": ("hffm.federation.loop", "FederationResult"),
