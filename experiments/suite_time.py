@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import resource
 import subprocess
 import sys
@@ -40,7 +41,8 @@ def main() -> None:
     summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
     result = {"command": " ".join(cmd[1:]), "exit": done.returncode, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
               "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
-              "cpus": os.cpu_count(), "summary": summary}
+              "cpus": os.cpu_count(), "machine": f"{platform.machine()} CPU container, {os.cpu_count()} cores, shared",
+              "summary": summary}
     print(json.dumps(result, indent=1))
     if done.returncode:
         print(done.stdout[-3000:], done.stderr[-2000:], sep="\n")
