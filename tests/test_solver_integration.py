@@ -33,6 +33,7 @@ def test_updates_take_the_planned_relays():
     assert all(h["cost/bytes/d2d"] > 0 for h, r in zip(result.history, relayed) if r > 0)
 
 
+@pytest.mark.slow
 def test_the_joint_plan_is_no_slower_on_the_uplink_than_equal_bandwidth():
     joint = _run("joint", channel={"device_tx_power_w": 0.001})
     equal = _run("equal", channel={"device_tx_power_w": 0.001})
