@@ -22,6 +22,7 @@ import numpy as np
 from solvers.bandwidth import bisection_bandwidth
 from solvers.candidates import EdgeCandidates, select_exact
 from solvers.edgebatch import EdgeView
+from solvers.errors import CoverageError, TooLargeError
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate, round_timeline
 from solvers.instance import RoundProblem
@@ -68,10 +69,11 @@ def edge_placements(view: EdgeView) -> np.ndarray:
     d = view.dev
     covers = [minimal_covers(p.samples[d], p.eligible[d, k], view.demand[k]) for k in range(m)]
     if any(not c for c in covers):
-        raise ValueError(f"edges[{view.edge}]: coverage cannot be met even with every eligible device")
+        raise CoverageError(f"coverage: edges[{view.edge}] cannot reach gamma of the samples even with every eligible "
+                            "device")
     count = int(np.prod([len(c) for c in covers], dtype=float))
     if count > 5_000_000:
-        raise ValueError(f"edges[{view.edge}]: {count} cover products; the exact reference is for small instances")
+        raise TooLargeError(f"edges[{view.edge}]: {count} cover products; the exact reference is for small instances")
     placements = []
     for combo in itertools.product(*covers):
         xe = np.zeros((view.n, m), dtype=bool)
@@ -81,7 +83,7 @@ def edge_placements(view: EdgeView) -> np.ndarray:
     pl = np.array(placements)
     pl = pl[view.feasible(pl)]
     if len(pl) == 0:
-        raise ValueError(f"edges[{view.edge}]: no placement satisfies both memory and coverage")
+        raise CoverageError(f"coverage: edges[{view.edge}]: no placement satisfies both memory and coverage")
     return pl
 
 
@@ -112,7 +114,7 @@ def exact_solve(problem: RoundProblem, max_candidates: int = 2_000_000, chunk: i
         maps = np.array(relay_maps(view.rate, problem.relay_capacity), dtype=int)
         pl = edge_placements(view)
         if len(pl) * len(maps) > max_candidates:
-            raise ValueError(f"edges[{e}]: {len(pl) * len(maps)} candidates exceed max_candidates={max_candidates}; "
+            raise TooLargeError(f"edges[{e}]: {len(pl) * len(maps)} candidates exceed max_candidates={max_candidates}; "
                              "the exact reference is for small instances")
         best = (np.inf, None, None)
         pairs = [(a, b) for a in range(len(pl)) for b in range(len(maps))]
@@ -140,7 +142,7 @@ def _exact_energy(problem: RoundProblem, max_candidates: int) -> RoundPlan:
     for v in views:
         c = edge_candidates(v, max_candidates)
         if c is None:
-            raise ValueError(f"edges[{v.edge}]: more than max_candidates={max_candidates} choices; the exact "
+            raise TooLargeError(f"edges[{v.edge}]: more than max_candidates={max_candidates} choices; the exact "
                              "reference is for small instances")
         cands.append(c.pareto())
     sel = select_exact(cands, problem.lam)
