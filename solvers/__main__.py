@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"-o/--out {args.out}: cannot write the plan ({_one_line(exc)})")
         t3 = time.perf_counter()
         # solve() already ran check_plan on every plan it returns as solved (else it falls back): check fallbacks only
-        bad = check_plan(problem, plan, allow_coverage=True, check_cost=plan.status != "infeasible") if plan.fallback else []
+        bad = check_plan(problem, plan, allow_coverage=True, check_cost=plan.status != "infeasible") \
+            if plan.fallback else []
         seconds = {"read": t1 - t0, "solve": plan.solve_seconds, "check": t2 - t1 - plan.solve_seconds,
                    "write": t3 - t2}  # check: solve()'s feasibility check of the plan (and its bookkeeping)
         print(json.dumps({**{k: getattr(plan, k) for k in ("latency_s", "energy_j", "objective", "lower_bound",

@@ -32,7 +32,7 @@ from solvers.joint import joint_solve
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
 from solvers.tree import tree_exact, tree_joint
-from solvers.tree_rules import tree_greedy_plan, tree_random_plan, tree_rule_plan
+from solvers.tree_rules import tree_equal_plan, tree_greedy_plan, tree_random_plan, tree_rule_plan
 
 log = logging.getLogger("solvers")
 
@@ -86,7 +86,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("joint", joint_solve, _JOINT, tree=tree_joint, tree_options=frozenset({"enum_max", "workers"}),
            power_frequency=True),
     Method("greedy", greedy_plan, frozenset(), tree=tree_greedy_plan),
-    Method("equal", equal_plan, frozenset(), tree=tree_rule_plan),
+    Method("equal", equal_plan, frozenset(), tree=tree_equal_plan),
     Method("random", random_plan, frozenset({"seed"}), tree=tree_random_plan, tree_options=frozenset({"seed"})),
     Method("exact", exact_solve, frozenset({"max_candidates", "chunk"}), tree=tree_exact,
            tree_options=frozenset({"enum_max"})),
@@ -150,6 +150,9 @@ def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str 
         x = full_placement(problem)
         note = f"; coverage relaxed ({exc})"
         status = "infeasible"
+    except Exception as exc:  # noqa: BLE001 - e.g. the repair MILP's time limit: not a proof of infeasibility
+        x = full_placement(problem)
+        note = f"; coverage relaxed ({type(exc).__name__}: {exc})"
     plan = equal_share_plan(problem, x, np.arange(problem.num_devices), "fallback", t0)
     if problem.tree_aggregation:  # the fixed tree rule, if the D2D graph connects every cluster
         try:

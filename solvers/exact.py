@@ -22,8 +22,8 @@ import numpy as np
 from solvers.bandwidth import bisection_bandwidth
 from solvers.candidates import EdgeCandidates, select_exact
 from solvers.edgebatch import EdgeView
-from solvers.errors import CoverageError, TooLargeError
 from solvers.energy import plan_bandwidth
+from solvers.errors import CoverageError, TooLargeError
 from solvers.evaluate import evaluate, round_timeline
 from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan

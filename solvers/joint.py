@@ -34,6 +34,7 @@ from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
+
 def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndarray]],
                   rtol: float = 1e-7) -> list[np.ndarray]:
     """Exact min-max latency per edge of several whole-round choices, in one vectorized bisection."""

@@ -138,22 +138,66 @@ def grow_tree(view: EdgeView, root: int, pick: Callable[[np.ndarray, np.ndarray]
     return parent
 
 
+def capacity_tree(view: EdgeView, root: int, budget: int = 20_000) -> tuple[np.ndarray | None, bool]:
+    """(a spanning tree toward `root` with at most relay_capacity children per node, or None; whether the search
+    was exhaustive). Depth-first over parent arrays: devices with the fewest links first, each trying its widest
+    links first, pruning a parent that is full or closes a cycle; at most `budget` choices in all."""
+    n, cap = view.n, view.problem.relay_capacity
+    cap = n if cap is None else cap
+    links = [[int(j) for j in np.flatnonzero(view.rate[i] > 0)[np.argsort(-view.rate[i][view.rate[i] > 0],
+                                                                          kind="stable")]] for i in range(n)]
+    order = sorted((i for i in range(n) if i != root), key=lambda i: (len(links[i]), i))
+    parent = np.full(n, -1)
+    parent[root] = root
+    kids = np.zeros(n, dtype=int)
+    steps = [0]
+
+    def closes_cycle(i: int, j: int) -> bool:
+        while j >= 0 and parent[j] != j:
+            if j == i:
+                return True
+            j = parent[j]
+        return j == i
+
+    def search(k: int) -> bool | None:  # True: found; False: none in this branch; None: out of budget
+        if k == len(order):
+            return True
+        i = order[k]
+        for j in links[i]:
+            if kids[j] >= cap or closes_cycle(i, j):
+                continue
+            steps[0] += 1
+            if steps[0] > budget:
+                return None
+            parent[i], kids[j] = j, kids[j] + 1
+            got = search(k + 1)
+            if got is not False:
+                return got
+            parent[i], kids[j] = -1, kids[j] - 1
+        return False
+
+    found = search(0)
+    return (parent.copy() if found else None), found is not None
+
+
 def start_trees(view: EdgeView) -> np.ndarray:
     """[R, n] one tree per root that has one: its shortest-path tree on 1 / rate if it meets relay_capacity,
     else the widest-link tree grown under the capacity. Raises InfeasibleError (naming the edge) when no root has
-    a tree: the D2D graph does not connect the cluster, or (small clusters: proven by enumeration) no tree meets
-    the relay capacity."""
+    a tree: the D2D graph does not connect the cluster, or no tree meets the relay capacity (proven by exhaustive
+    search); RuntimeError when the search budget ran out first."""
     p, n = view.problem, view.n
     spt = spt_trees(view)
     out = []
+    proven = True
     for r in range(n):
         par = spt[r]
         if (par >= 0).all() and is_tree(view.rate, par, p.relay_capacity):
             out.append(par)
         elif (par >= 0).all():  # connected, but the shortest paths overload a relay
-            grown = grow_tree(view, r, lambda s, d: int(np.argmax(view.rate[s, d])))
-            if grown is not None:
-                out.append(grown)
+            tree, exhaustive = capacity_tree(view, r)
+            proven &= exhaustive
+            if tree is not None:
+                out.append(tree)
     if out:
         return np.array(out, dtype=int)
     edge = p.edge_ids[view.edge]
@@ -165,8 +209,10 @@ def start_trees(view: EdgeView) -> np.ndarray:
         raise InfeasibleError(f"tree: the D2D links of edge {edge!r} do not connect its cluster: no device is "
                               f"reachable from all the others (groups {groups[:4]}{' ...' if len(groups) > 4 else ''});"
                               " add links or plan one-hop relays")
-    raise InfeasibleError(f"tree: no D2D tree of edge {edge!r} gives every device at most relay_capacity="
-                          f"{p.relay_capacity} children{' (none exists)' if n <= 7 else ' (none found)'}; raise it")
+    what = f"tree: no D2D tree of edge {edge!r} gives every device at most relay_capacity={p.relay_capacity} children"
+    if proven:
+        raise InfeasibleError(f"{what} (none exists: exhaustive search); raise it")
+    raise RuntimeError(f"{what} was found within the search budget (not a proof that none exists)")
 
 
 def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int]:

@@ -59,6 +59,11 @@ def tree_rule_plan(problem: RoundProblem, name: str = "equal") -> RoundPlan:
     return _plan(problem, full_placement(problem), best_uplink, name)
 
 
+def tree_equal_plan(problem: RoundProblem) -> RoundPlan:
+    """The "equal" method on trees: the fixed rule (`tree_rule_plan`)."""
+    return tree_rule_plan(problem, "equal")
+
+
 def tree_greedy_plan(problem: RoundProblem) -> RoundPlan:
     """Full placement; each edge's shortest-path tree whose own T + lambda E is least."""
     def fastest(v: EdgeView, xe: np.ndarray, trees: np.ndarray) -> np.ndarray:
