@@ -24,7 +24,7 @@ import numpy as np
 from solvers.edgebatch import EdgeView
 from solvers.errors import InfeasibleError, TooLargeError
 from solvers.evaluate import uplink_rate
-from solvers.exact import edge_placements
+from solvers.exact import placements_upto
 from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
 from solvers.local import placement_moves
@@ -264,9 +264,9 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
         if trees is not None and len(trees) == 0:
             start_trees(v)  # raises InfeasibleError naming the edge and the reason
         pls = None
-        if trees is not None:
+        if trees is not None and len(trees) > 0:
             try:
-                pls = edge_placements(v) if v.n <= 8 else None
+                pls = placements_upto(v, enum_max // len(trees)) if v.n <= 8 else None
             except TooLargeError:
                 pls = None
         if trees is not None and pls is not None and len(trees) * len(pls) <= enum_max:
