@@ -293,8 +293,9 @@ def _choices(p: RoundProblem, max_choices: int) -> list[tuple[np.ndarray, np.nda
 
 
 def reference_power_frequency(problem: RoundProblem, max_choices: int = 5000, iters: int = 80) -> RoundPlan:
-    """The optimal plan with uplink power and CPU frequency as decisions (numerically: each 1-D search to 1e-11),
-    by enumeration of every whole-round discrete choice; TooLargeError beyond max_choices."""
+    """The optimal plan with uplink power and CPU frequency as decisions (numerically: each 1-D search to about 1e-9
+    relative), by enumeration of every whole-round discrete choice (those whose bound t_lo + lambda E_floor cannot
+    beat the best t_lo + lambda E(t_lo) are dropped first); TooLargeError beyond max_choices."""
     t0 = time.perf_counter()
     p = problem
     if p.p_max is None:
@@ -305,33 +306,38 @@ def reference_power_frequency(problem: RoundProblem, max_choices: int = 5000, it
     nc = len(choices)
     budget = np.tile(p.edge_bandwidth_hz, nc)
     t_lo = _least_deadline(bt, budget, nc, p.num_edges)
+    if p.lam == 0:  # the least deadline is the optimum; of the plans meeting it, the one spending least energy
+        j = int(np.argmin(t_lo))
+        sub = _subset(bt, np.flatnonzero(bt.choice == j))
+        _, b, s = _energy_at(sub, t_lo, budget)
+        return _plan(p, sub, choices[j], j, float(t_lo[j]), b, s, t0)
     e_lo = _energy_at(bt, t_lo, budget)[0]
-    if p.lam == 0:
-        t_best = t_lo
-    else:  # T beyond t_lo + lam (E(t_lo) - E_floor) costs more than t_lo already does
-        floor = bt.fixed + np.bincount(bt.choice, weights=bt.n0g * bt.k + bt.compute_energy(bt.s_cap)[0],
-                                       minlength=nc)
-        a, c = t_lo.copy(), np.maximum(t_lo + p.lam * (e_lo - floor), t_lo)
-        x1, x2 = c - GOLDEN * (c - a), a + GOLDEN * (c - a)
-        f1 = x1 + p.lam * _energy_at(bt, x1, budget)[0]
-        f2 = x2 + p.lam * _energy_at(bt, x2, budget)[0]
-        for _ in range(iters):
-            left = f1 <= f2
-            c, a = np.where(left, x2, c), np.where(left, a, x1)
-            x2, x1 = np.where(left, x1, x2), np.where(left, x1, x2)
-            x1 = np.where(left, c - GOLDEN * (c - a), x1)
-            x2 = np.where(left, x2, a + GOLDEN * (c - a))
-            f2, f1 = np.where(left, f1, f2), np.where(left, f1, f2)
-            new = np.where(left, x1, x2)
-            fn = new + p.lam * _energy_at(bt, new, budget)[0]
-            f1, f2 = np.where(left, fn, f1), np.where(left, f2, fn)
-            if np.all(c - a <= 1e-9 * c):
-                break
-        t_best = np.where(f1 <= f2, x1, x2)
-        t_best = np.where(t_lo + p.lam * e_lo < np.minimum(f1, f2), t_lo, t_best)
-    energy, b, s = _energy_at(bt, t_best, budget)
-    j = int(np.argmin(t_best + p.lam * energy))
-    return _plan(p, bt, choices[j], j, t_best[j], b, s, t0)
+    floor = bt.fixed + np.bincount(bt.choice, weights=bt.n0g * bt.k + bt.compute_energy(bt.s_cap)[0], minlength=nc)
+    # a choice can do no better than t_lo + lam E_floor (its fastest deadline, its least energy at any deadline)
+    keep = t_lo + p.lam * floor <= np.min(t_lo + p.lam * e_lo) * (1 + 1e-9)
+    sub = _subset(bt, np.flatnonzero(keep[bt.choice]))
+    # T beyond t_lo + lam (E(t_lo) - E_floor) costs more than t_lo already does
+    a, c = t_lo.copy(), np.maximum(t_lo + p.lam * (e_lo - floor), t_lo)
+    x1, x2 = c - GOLDEN * (c - a), a + GOLDEN * (c - a)
+    f1 = x1 + p.lam * _energy_at(sub, x1, budget)[0]
+    f2 = x2 + p.lam * _energy_at(sub, x2, budget)[0]
+    for _ in range(iters):
+        left = f1 <= f2
+        c, a = np.where(left, x2, c), np.where(left, a, x1)
+        x2, x1 = np.where(left, x1, x2), np.where(left, x1, x2)
+        x1 = np.where(left, c - GOLDEN * (c - a), x1)
+        x2 = np.where(left, x2, a + GOLDEN * (c - a))
+        f2, f1 = np.where(left, f1, f2), np.where(left, f1, f2)
+        new = np.where(left, x1, x2)
+        fn = new + p.lam * _energy_at(sub, new, budget)[0]
+        f1, f2 = np.where(left, fn, f1), np.where(left, f2, fn)
+        if np.all(c - a <= 1e-9 * c):
+            break
+    t_best = np.where(f1 <= f2, x1, x2)
+    t_best = np.where(t_lo + p.lam * e_lo < np.minimum(f1, f2), t_lo, t_best)
+    energy, b, s = _energy_at(sub, t_best, budget)
+    j = int(np.argmin(np.where(keep, t_best + p.lam * energy, np.inf)))
+    return _plan(p, sub, choices[j], j, float(t_best[j]), b, s, t0)
 
 
 def _plan(p: RoundProblem, bt: Batch, choice: tuple[np.ndarray, np.ndarray], j: int, t_round: float, b: np.ndarray,
