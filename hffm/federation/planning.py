@@ -8,7 +8,6 @@ train only their placed modules, updates take the planned relays or tree, and th
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from solvers.bandwidth import minmax_bandwidth
 
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
-POWER_FREQUENCY_SOLVERS = ("joint",)
+POWER_FREQUENCY_SOLVERS = tuple(m.name for m in solvers.METHODS.values() if m.power_frequency)
 """The ``solvers.METHODS`` that plan uplink power and CPU frequency (solvers/README.md); the others keep them fixed."""
 
 
@@ -94,7 +93,7 @@ def _solve(
 ) -> Plan:
     problem = build_problem(world, channel, participants, eligible, cfg, **options)
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts = {"workers": 1} if "workers" in inspect.signature(solvers.METHODS[solver]).parameters else {}
+    opts = {"workers": 1} if "workers" in solvers.METHODS[solver].options_for(problem) else {}
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
