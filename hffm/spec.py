@@ -13,6 +13,10 @@ from typing import Literal
 ModalityKind = Literal["image", "text", "signal"]
 TaskKind = Literal["classification", "regression"]
 
+MISSING_LABEL = -100
+"""A classification target that is not there (an unlabelled sample, or a question of another task):
+losses and metrics skip it. The value is PyTorch's ``cross_entropy`` ``ignore_index``."""
+
 
 @dataclass(frozen=True)
 class ModalitySpec:
