@@ -151,12 +151,12 @@ class M3TDataset(Dataset):
                 if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
                     raise ValueError(f"targets[{task.name!r}]: classification needs integer class ids, got {y.dtype}")
                 y = y.long()
-                given = y[y != MISSING_LABEL]
-                if given.numel() and (int(given.min()) < 0 or int(given.max()) >= int(task.num_classes or 0)):
+                ids = y[y != MISSING_LABEL]
+                if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= int(task.num_classes or 0)):
                     raise ValueError(
                         f"targets[{task.name!r}]: class ids must lie in [0, {task.num_classes}) (or be "
                         f"MISSING_LABEL={MISSING_LABEL} where a sample has no label), "
-                        f"got [{int(given.min())}, {int(given.max())}]"
+                        f"got [{int(ids.min())}, {int(ids.max())}]"
                     )
             else:
                 if not y.dtype.is_floating_point:

@@ -115,11 +115,11 @@ def _dataset(root: Path, split: str, rows: list[tuple[str, str, int]], vocab: li
     )
     # The answer over all 13 (task offset + class): the Dirichlet partitioner's label (data.partition.label_task).
     offsets = np.cumsum([0] + [len(v) for v in ANSWERS.values()])[:-1]
-    answer = np.full(len(rows), -1)
+    answer_ids = np.full(len(rows), -1)
     for offset, t in zip(offsets, ANSWERS, strict=True):
         has = targets[t] != MISSING_LABEL
-        answer[has] = offset + targets[t][has]
-    ds.extras["answer"] = torch.from_numpy(answer)
+        answer_ids[has] = offset + targets[t][has]
+    ds.extras["answer"] = torch.from_numpy(answer_ids)
     return ds
 
 

@@ -44,8 +44,8 @@ def _faulty(data: M3TDataset, faults: DataFaults, rng: np.random.Generator) -> M
     inputs, present, targets = dict(data.inputs), dict(data.present), dict(data.targets)
     if faults.missing_modality and data.modality_names:
         names = data.modality_names
-        keep = np.stack([present[m].numpy() for m in names], 1) & (rng.random((n, len(names))) >= faults.missing_modality)
         had = np.stack([present[m].numpy() for m in names], 1)
+        keep = had & (rng.random((n, len(names))) >= faults.missing_modality)
         lost = had.any(1) & ~keep.any(1)  # a sample keeps at least one modality it had
         for row in np.flatnonzero(lost):
             options = np.flatnonzero(had[row])
