@@ -6,7 +6,6 @@ directly with a Config.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -15,16 +14,12 @@ import torch
 from lightning.fabric import Fabric
 
 from hffm.config import Config, network_config
-from hffm.federation.checkpoint import load_checkpoint
+from hffm.engine import Trainer, train_devices
+from hffm.federation.checkpoint import config_dict, load_checkpoint
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.world import World, build_world
 from hffm.logging.files import FileLogger
 from hffm.logging.progress import make_progress
-
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain JSON data: what config.json holds and checkpoints carry."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def claim_run_dir(out_dir: str | Path, cfg: Config) -> None:
@@ -73,7 +68,9 @@ def make_fabric(cfg: Config) -> Fabric:
     return Fabric(accelerator=f.accelerator, devices=f.devices, strategy=f.strategy, num_nodes=f.num_nodes)
 
 
-def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult | None:
+def run_in_fabric(
+    fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer = train_devices
+) -> FederationResult | None:
     """What every Fabric process runs; rank 0 writes files and logs."""
     torch.manual_seed(cfg.seed)
     if cfg.threads is not None:
@@ -92,13 +89,8 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
             wandb_logger = WandbLogger(cfg, out_dir, world)
             loggers.append(wandb_logger)
     try:
-        result = run_federation(
-            fabric, world, fed, solver=cfg.solver.name,
-            solver_options=cfg.solver.options(),
-            seed=cfg.seed, out_dir=out_dir, loggers=loggers,
-            progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank), run_config=config_dict(cfg),
-            faults=cfg.faults,
-        )
+        result = run_federation(fabric, world, cfg, out_dir=out_dir, loggers=loggers, trainer=trainer,
+                                progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank))
     except BaseException:
         if wandb_logger is not None:
             wandb_logger.finish([], exit_code=1)
@@ -120,8 +112,9 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResul
     return result if fabric.world_size == 1 else None
 
 
-def train(cfg: Config, out_dir: str | Path) -> FederationResult | None:
-    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots).
+def train(cfg: Config, out_dir: str | Path, *, trainer: Trainer = train_devices) -> FederationResult | None:
+    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots); ``trainer``: the local-training
+    engine (``hffm.engine.Trainer``), e.g. ``train_devices`` wrapped by an attack or a profiler.
 
     Returns the result on one process; on several, None (read ``out_dir/summary.json``).
     """
@@ -130,5 +123,5 @@ def train(cfg: Config, out_dir: str | Path) -> FederationResult | None:
     (out_dir / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
     fabric = make_fabric(cfg)
     if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
-        return fabric.launch(run_in_fabric, cfg, out_dir)  # type: ignore[arg-type]  # launch passes *args on
-    return run_in_fabric(fabric, cfg, out_dir)
+        return fabric.launch(run_in_fabric, cfg, out_dir, trainer)  # type: ignore[arg-type]  # launch passes *args on
+    return run_in_fabric(fabric, cfg, out_dir, trainer)

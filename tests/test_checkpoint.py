@@ -12,8 +12,8 @@ from lightning.fabric import Fabric
 
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.leakage import check_no_test_leak, seen_test_samples, training_record
-from hffm.federation.checkpoint import config_mismatch, load_checkpoint
-from hffm.federation.loop import run_federation
+from hffm.federation.checkpoint import check_resume, config_mismatch, load_checkpoint
+from hffm.federation.loop import initial_state, run_federation, tier_policy
 from hffm.logging.files import FileLogger
 from hffm.modules.pretrain import save_pretrained
 from hffm.run import claim_run_dir, config_dict, make_world, train
@@ -42,8 +42,8 @@ def one_round(tmp_path_factory):
 
 
 def _resume(cfg, ckpt, **federation):
-    cfg = dataclasses.replace(cfg, federation=dataclasses.replace(cfg.federation, resume=str(ckpt), **federation))
-    return run_federation(_fabric(), make_world(cfg), cfg.federation, run_config=config_dict(cfg))
+    cfg = cfg.replace(federation={"resume": str(ckpt), **federation})
+    return run_federation(_fabric(), make_world(cfg), cfg)
 
 
 def test_a_crafted_pickle_is_refused_without_running_anything(tmp_path, one_round):
@@ -85,13 +85,14 @@ def test_resume_refuses_another_setup_naming_the_keys(one_round):
     assert len(_resume(cfg, ckpt, rounds=2, rule="median", lr=1e-3).history) == 2
 
 
-def test_resume_without_a_config_still_refuses_a_state_of_other_shapes(tmp_path):
+def test_a_state_of_other_shapes_is_refused_even_under_a_matching_config(tmp_path):
     cfg = tiny_config(rounds=1)
-    run_federation(_fabric(), make_world(cfg), cfg.federation, out_dir=tmp_path)
+    run_federation(_fabric(), make_world(cfg), cfg, out_dir=tmp_path)
+    payload = load_checkpoint(tmp_path / "checkpoints/federation.pt")
     bigger = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_experts=3))
-    fed = dataclasses.replace(bigger.federation, rounds=2, resume=str(tmp_path / "checkpoints/federation.pt"))
+    fresh = initial_state(make_world(bigger), tier_policy(bigger.federation)).to_dict()
     with pytest.raises(CheckpointError, match="does not fit this run.*modules differ.*expert"):
-        run_federation(_fabric(), make_world(bigger), fed)
+        check_resume(payload, "ckpt", config_dict(cfg), 2, fresh)
 
 
 def test_resuming_at_the_last_round_says_so(one_round):
