@@ -120,3 +120,12 @@ def test_hffm_train_data_easyvqa_runs_with_either_trunk(tmp_path, trunk):
     train(cfg, tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"global/shape/f1", "global/color/f1", "global/yesno/f1"} <= set(summary)
+
+
+def test_pretrain_refuses_the_real_data_it_would_not_use():
+    from hffm.cli.pretrain import PretrainConfig, run_pretrain
+
+    cfg = PretrainConfig()
+    cfg.data.source = "hapt"
+    with pytest.raises(ValueError, match="pretrains on the built-in benchmark only: data.source='hapt'"):
+        run_pretrain(cfg)
