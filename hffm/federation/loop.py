@@ -110,7 +110,7 @@ def run_federation(
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
     attacking = attackers(faults, world.num_devices, seed)
-    solver, solver_options = cfg.solver.name, cfg.solver.options()
+    solver, solver_options = cfg.solver.name, {**cfg.solver.options(), **cfg.solver.solve_options()}
     state = initial_state(world, policy)
     if fed.resume:
         payload = load_checkpoint(fed.resume)
@@ -129,7 +129,7 @@ def run_federation(
         channel = world.draw_channel(rng)
         net = edges_this_round(world, channel, faults, seed, t, policy)
         participants, stranded = net.keep(_draw_participants(rng, world.num_devices, fed.participation))
-        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options, cfg.solver.method_options)
+        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options)
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
         plan, fault = round_faults(world, net, plan, fed, faults, policy, seed, t, stranded, attacking)
         links = round_links(net.channel.topology, net.channel, fed, plan)

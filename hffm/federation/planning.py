@@ -8,11 +8,9 @@ train only their placed modules, updates take the planned relays or tree, and th
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -37,9 +35,11 @@ from hffm.network.config import NetworkConfig
 from hffm.network.ledger import uplink_queue
 from solvers.bandwidth import minmax_bandwidth
 
+SOLVE_OPTIONS = ("time_limit_s", "gap")
+"""Solver options (``SolverConfig.solve_options``) that go to ``solvers.solve``, not to the problem."""
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
-POWER_FREQUENCY_SOLVERS = ("joint",)
+POWER_FREQUENCY_SOLVERS = tuple(m.name for m in solvers.METHODS.values() if m.power_frequency)
 """The ``solvers.METHODS`` that plan uplink power and CPU frequency (solvers/README.md); the others keep them fixed."""
 
 
@@ -51,9 +51,8 @@ def plan_round(
     policy: TierPolicy,
     solver: str,
     options: Mapping[str, float],
-    method_options: Mapping[str, Any] | None = None,
 ) -> Plan:
-    """The round's plan for the D2D mode that will run (``method_options``: keywords for the solver method).
+    """The round's plan for the D2D mode that will run.
 
     Without a solver (or in star / local mode): full placement, direct uploads, the ledger's default
     bandwidth. With one: the solver's placement, relays or aggregation trees (as the mode offers them),
@@ -64,7 +63,7 @@ def plan_round(
     eligible = {d: eligible_modules(world, d) for d in participants}
     plan = Plan(eligible, {}, info={"solver_used": 0.0})
     if solver != "none" and policy.mode == Mode.hierarchical:
-        plan = _solve(world, channel, participants, eligible, cfg, solver, options, method_options or {})
+        plan = _solve(world, channel, participants, eligible, cfg, solver, options)
     return mode_of(cfg.d2d).complete_plan(plan, _Round(world, channel, cfg, policy))
 
 
@@ -94,13 +93,13 @@ def _solve(
     cfg: FederationConfig,
     solver: str,
     options: Mapping[str, float],
-    method_options: Mapping[str, Any],
 ) -> Plan:
-    problem = build_problem(world, channel, participants, eligible, cfg, **options)
+    problem = build_problem(world, channel, participants, eligible, cfg,
+                            **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
+    takes = solvers.METHODS[solver].options_for(problem)  # the method's record says what it takes
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts = dict(method_options)
-    if "workers" in inspect.signature(solvers.METHODS[solver]).parameters:
-        opts["workers"] = 1
+    opts: dict[str, float] = {"workers": 1} if "workers" in takes else {}
+    opts |= {k: options[k] for k in SOLVE_OPTIONS if k in options and k in takes}  # the method's own options
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
@@ -131,6 +130,7 @@ def _solve(
         "relays_used": float(sum(1 for d, r in relay.items() if r != d)),
         "tree_links": float(sum(1 for d, p in parent.items() if p != d)),
         "lower_bound": float(plan.lower_bound),
+        "gap": float(plan.gap),
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
         "power_frequency": float(power is not None or cpu is not None),
