@@ -72,9 +72,11 @@ def test_torchrun_one_node_two_processes(tmp_path, reference):
     assert not (tmp_path / "outputs").exists()
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "fabric"])
+@pytest.mark.parametrize("launcher", ["torchrun", "fabric", "srun"])
 def test_two_nodes_on_loopback(tmp_path, reference, launcher):
-    """One process a node, each with its own folder, as on nodes without a shared file system."""
+    """One process a node, each with its own folder, as on nodes without a shared file system. ``srun``: the
+    environment srun gives each task of ``sbatch --nodes=2 --ntasks-per-node=1`` (there is no SLURM here), which
+    Fabric's SLURMEnvironment reads; MASTER_ADDR stands in for the job's node list."""
     port = free_port()
     procs = []
     for node in (0, 1):
@@ -83,9 +85,15 @@ def test_two_nodes_on_loopback(tmp_path, reference, launcher):
             cmd = [str(BIN / "torchrun"), "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=1",
                    "--master-addr=127.0.0.1", f"--master-port={port}", str(BIN / "hffm-train"), *args]
             procs.append(start(cmd, tmp_path))
-        else:  # Fabric's own launcher: the same command on each node, told the node's rank and the master
+        elif launcher == "fabric":  # Fabric's own launcher: the same command on each node, told its rank and the master
             procs.append(start([str(BIN / "hffm-train"), *args], tmp_path, MASTER_ADDR="127.0.0.1",
                                MASTER_PORT=str(port), NODE_RANK=str(node)))
+        else:
+            slurm = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "hffm", "SLURM_NNODES": "2", "SLURM_NTASKS": "2",
+                     "SLURM_NTASKS_PER_NODE": "1", "SLURM_NODEID": str(node), "SLURM_PROCID": str(node),
+                     "SLURM_LOCALID": "0", "SLURM_NODELIST": "localhost", "MASTER_ADDR": "127.0.0.1",
+                     "MASTER_PORT": str(port)}
+            procs.append(start([str(BIN / "hffm-train"), *args], tmp_path, **slurm))
     outs = [finish(p) for p in procs]
     assert "finished demo:" in outs[0] and "finished demo:" not in outs[1]
     assert_same_metrics(tmp_path / "node0", reference)
