@@ -12,8 +12,8 @@ from lightning.fabric import Fabric
 
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.leakage import check_no_test_leak, seen_test_samples, training_record
-from hffm.federation.checkpoint import config_mismatch, load_checkpoint
-from hffm.federation.loop import run_federation
+from hffm.federation.checkpoint import check_resume, config_mismatch, load_checkpoint
+from hffm.federation.loop import initial_state, run_federation, tier_policy
 from hffm.logging.files import FileLogger
 from hffm.modules.pretrain import save_pretrained
 from hffm.run import config_dict, make_world, train
@@ -42,8 +42,8 @@ def one_round(tmp_path_factory):
 
 
 def _resume(cfg, ckpt, **federation):
-    cfg = dataclasses.replace(cfg, federation=dataclasses.replace(cfg.federation, resume=str(ckpt), **federation))
-    return run_federation(_fabric(), make_world(cfg), cfg.federation, run_config=config_dict(cfg))
+    cfg = cfg.replace(federation={"resume": str(ckpt), **federation})
+    return run_federation(_fabric(), make_world(cfg), cfg)
 
 
 def test_a_crafted_pickle_is_refused_without_running_anything(tmp_path, one_round):
@@ -85,13 +85,14 @@ def test_resume_refuses_another_setup_naming_the_keys(one_round):
     assert len(_resume(cfg, ckpt, rounds=2, rule="median", lr=1e-3).history) == 2
 
 
-def test_resume_without_a_config_still_refuses_a_state_of_other_shapes(tmp_path):
+def test_a_state_of_other_shapes_is_refused_even_under_a_matching_config(tmp_path):
     cfg = tiny_config(rounds=1)
-    run_federation(_fabric(), make_world(cfg), cfg.federation, out_dir=tmp_path)
+    run_federation(_fabric(), make_world(cfg), cfg, out_dir=tmp_path)
+    payload = load_checkpoint(tmp_path / "checkpoints/federation.pt")
     bigger = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_experts=3))
-    fed = dataclasses.replace(bigger.federation, rounds=2, resume=str(tmp_path / "checkpoints/federation.pt"))
+    fresh = initial_state(make_world(bigger), tier_policy(bigger.federation)).to_dict()
     with pytest.raises(CheckpointError, match="does not fit this run.*modules differ.*expert"):
-        run_federation(_fabric(), make_world(bigger), fed)
+        check_resume(payload, "ckpt", config_dict(cfg), 2, fresh)
 
 
 def test_resuming_at_the_last_round_says_so(one_round):
@@ -159,148 +160,3 @@ def test_file_logger_replaces_a_round_run_again():
         rows = json.loads(open(os.path.join(d, "metrics.json")).read())
         assert [(r["step"], r["a"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 30.0)]
 
-
-class _RunsAShellCommand:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.fixture(scope="module")
-def one_round(tmp_path_factory):
-    """A 1-round run of the tiny config, its folder and checkpoint (shared: the checks fail before training)."""
-    out = tmp_path_factory.mktemp("run")
-    cfg = tiny_config(rounds=1)
-    train(cfg, out)
-    return cfg, out, out / "checkpoints" / "federation.pt"
-
-
-def _resume(cfg, ckpt, **federation):
-    cfg = dataclasses.replace(cfg, federation=dataclasses.replace(cfg.federation, resume=str(ckpt), **federation))
-    return run_federation(_fabric(), make_world(cfg), cfg.federation, run_config=config_dict(cfg))
-
-
-def test_a_crafted_pickle_is_refused_without_running_anything(tmp_path, one_round):
-    cfg, _, _ = one_round
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": "hffm-federation/2", "state": _RunsAShellCommand(marker)}, evil)
-    with pytest.raises(CheckpointError, match=f"{evil}.*refused.*nothing in it was run.*posix.system"):
-        _resume(cfg, evil)
-    with open(tmp_path / "evil.pkl", "wb") as f:  # a bare pickle, not a torch zip file
-        pickle.dump(_RunsAShellCommand(marker), f, protocol=2)
-    with pytest.raises(CheckpointError, match="evil.pkl"):
-        load_checkpoint(tmp_path / "evil.pkl")
-    assert not marker.exists()
-
-
-def test_truncated_corrupt_and_foreign_files_name_the_file(tmp_path, one_round):
-    _, _, ckpt = one_round
-    data = ckpt.read_bytes()
-    for name, content in (("half.pt", data[: len(data) // 2]), ("junk.pt", b"not a checkpoint" * 50), ("empty.pt", b"")):
-        (tmp_path / name).write_bytes(content)
-        with pytest.raises(CheckpointError, match=name):
-            load_checkpoint(tmp_path / name)
-    torch.save({"state": {}}, tmp_path / "foreign.pt")
-    with pytest.raises(CheckpointError, match="foreign.pt.*not an hffm federation checkpoint"):
-        load_checkpoint(tmp_path / "foreign.pt")
-    assert load_checkpoint(ckpt)["round"] == 1
-
-
-def test_resume_refuses_another_setup_naming_the_keys(one_round):
-    cfg, _, ckpt = one_round
-    other = dataclasses.replace(cfg, seed=1)
-    other.topology = dataclasses.replace(cfg.topology, devices_per_edge=3)
-    with pytest.raises(CheckpointError, match=r"(?s)seed: checkpoint 0, this run 1.*topology.devices_per_edge"):
-        _resume(other, ckpt, rounds=3)
-    with pytest.raises(CheckpointError, match="federation.mode: checkpoint 'hierarchical', this run 'star'"):
-        _resume(cfg, ckpt, rounds=3, mode="star")
-    # what only changes the future may differ: more rounds, another rule or learning rate
-    assert len(_resume(cfg, ckpt, rounds=2, rule="median", lr=1e-3).history) == 2
-
-
-def test_resume_without_a_config_still_refuses_a_state_of_other_shapes(tmp_path):
-    cfg = tiny_config(rounds=1)
-    run_federation(_fabric(), make_world(cfg), cfg.federation, out_dir=tmp_path)
-    bigger = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, num_experts=3))
-    fed = dataclasses.replace(bigger.federation, rounds=2, resume=str(tmp_path / "checkpoints/federation.pt"))
-    with pytest.raises(CheckpointError, match="does not fit this run.*modules differ.*expert"):
-        run_federation(_fabric(), make_world(bigger), fed)
-
-
-def test_resuming_at_the_last_round_says_so(one_round):
-    cfg, _, ckpt = one_round
-    with pytest.raises(CheckpointError, match="at round 1 and federation.rounds=1: nothing left to run"):
-        _resume(cfg, ckpt, rounds=1)
-
-
-def test_config_mismatch_looks_only_at_keys_that_change_the_state():
-    a = {"seed": 0, "name": "x", "model": {"width": 32}, "federation": {"lr": 1.0, "policy": {"head": "edge"}}}
-    b = {"seed": 0, "name": "y", "model": {"width": 64}, "federation": {"lr": 2.0, "policy": {"head": "personal"}}}
-    assert config_mismatch(a, b) == {"model.width": (32, 64), "federation.policy.head": ("edge", "personal")}
-    assert config_mismatch(a, {**a, "topology": {"num_edges": 2}}) == {"topology.num_edges": ("<absent>", 2)}
-
-
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
-    path = tmp_path / "ckpt.pt"
-    atomic_torch_save({"x": torch.ones(2)}, path)
-    (tmp_path / ".ckpt.pt.stale.tmp").write_bytes(b"left by a killed writer")
-    with pytest.raises(Exception):  # noqa: B017 - torch.save cannot pickle a lambda
-        atomic_torch_save({"x": lambda: 0}, path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".ckpt.pt.stale.tmp", "ckpt.pt"]
-    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(2))
-    atomic_torch_save({"x": torch.zeros(2)}, path)  # a good write clears the stale temp
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
-
-
-def test_pretraining_that_saw_the_test_set_is_refused(tmp_path):
-    bench = BenchmarkConfig(num_samples=400)
-    same = training_record(bench, 0, 0.2)
-    assert seen_test_samples(same, bench, 0, 0.2) == 0
-    assert seen_test_samples(training_record(bench, 1, 0.2), bench, 0, 0.2) == 0  # other samples altogether
-    assert seen_test_samples(training_record(bench, 0, 0.1), bench, 0, 0.2) == 40  # 80 test, 40 of them trained on
-    check_no_test_leak(None, bench, 0, 0.2, "old.pt")  # no record: nothing to check
-
-    cfg = tiny_config(rounds=1)
-    path = tmp_path / "trunk.pt"
-    save_pretrained(make_world(cfg).bank, path, data=training_record(cfg.data.benchmark, cfg.seed, 0.1))
-    cfg.pretrained = str(path)
-    with pytest.raises(ValueError, match=r"trunk.pt' was trained on \d+ samples of this run's global test set"):
-        make_world(cfg)
-    save_pretrained(make_world(tiny_config()).bank, path, data=training_record(cfg.data.benchmark, cfg.seed, 0.2))
-    make_world(cfg)
-
-
-def test_a_resumed_run_holds_the_whole_history_in_its_files(tmp_path):
-    cfg = tiny_config(rounds=2, checkpoint_every=1)
-    train(cfg, tmp_path / "a")
-    more = dataclasses.replace(cfg, federation=dataclasses.replace(
-        cfg.federation, rounds=3, resume=str(tmp_path / "a" / "checkpoints" / "federation.pt")))
-    result = train(more, tmp_path / "b")
-    rows = json.loads((tmp_path / "b" / "metrics.json").read_text())
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert (tmp_path / "b" / "metrics.csv").read_text().count("\n") == 4
-    summary = json.loads((tmp_path / "b" / "summary.json").read_text())
-    assert summary["round"] == 3 and rows[-1]["accuracy"] == summary["accuracy"] == result.history[-1]["accuracy"]
-
-
-def test_file_logger_replaces_a_round_run_again():
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        log = FileLogger(d, history=[{"round": 1.0, "a": 1.0}, {"round": 2.0, "a": 2.0}, {"round": 3.0, "a": 3.0}])
-        log({"round": 3.0, "a": 30.0}, 3)
-        rows = json.loads(open(os.path.join(d, "metrics.json")).read())
-        assert [(r["step"], r["a"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 30.0)]
-
-
-def test_two_runs_never_share_a_folder(tmp_path):
-    cfg = tiny_config()
-    claim_run_dir(tmp_path, cfg)
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        claim_run_dir(tmp_path, dataclasses.replace(cfg, seed=1))
-    inside = dataclasses.replace(cfg, federation=dataclasses.replace(
-        cfg.federation, resume=str(tmp_path / "checkpoints" / "federation.pt")))
-    claim_run_dir(tmp_path, inside)  # resuming a run in its own folder continues it there

@@ -36,7 +36,7 @@ def hydra_extras(dict_cfg: DictConfig) -> FolderExtras:
         )
     files = {
         f"{HYDRA_SUBDIR}/config.yaml": OmegaConf.to_yaml(dict_cfg),
-        f"{HYDRA_SUBDIR}/hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),  # type: ignore[arg-type]
+        f"{HYDRA_SUBDIR}/hydra.yaml": OmegaConf.to_yaml(HydraConfig.instance().cfg),
         f"{HYDRA_SUBDIR}/overrides.yaml": OmegaConf.to_yaml(hc.overrides.task),
     }
     return FolderExtras(files=files, log_name=f"{hc.job.name}.log")
