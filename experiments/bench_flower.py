@@ -105,8 +105,7 @@ def run_hffm_threads(world, spec: JobSpec, initial: dict, threads: int, build_s:
         print(f"  hffm   round {round_index}/{spec.rounds}: {rounds[-1]:.2f} s"
               + (" (with the loop's final evaluation)" if round_index == spec.rounds else ""), flush=True)
 
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, spec.federation(), seed=spec.seed,
-                            loggers=[record])
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, spec.config(), loggers=[record])
     acc = global_accuracy(world, result.state.cloud_state)
     return summary(build_s, rounds, cpu, True, acc, before, {"processes": 1, "threads": threads})
 
@@ -243,7 +242,7 @@ def compute_floor(spec: JobSpec) -> dict[str, Any]:
         clock[0] = now
         print(f"  hffm batched round {round_index}/{spec.rounds}: {hffm_cpu[-1]:.2f} CPU s", flush=True)
 
-    run_federation(Fabric(accelerator="cpu", devices=1), world, spec.federation(), seed=spec.seed, loggers=[record])
+    run_federation(Fabric(accelerator="cpu", devices=1), world, spec.config(), loggers=[record])
     loop, hffm = statistics.median(loop_cpu[1:]), statistics.median(steady(hffm_cpu, skip_last=True))
     print(f"  -> {spec.clients} clients: per-client loop {loop:.2f}, hffm batched {hffm:.2f} CPU s/round "
           f"({loop / hffm:.2f}x)", flush=True)

@@ -88,6 +88,7 @@ def time_bare(world, rounds: int, fed) -> list[tuple[float, float]]:
 
 
 def time_hffm(world, rounds: int, fed) -> list[tuple[float, float]]:
+    from hffm.config import Config
     from hffm.federation.loop import run_federation
 
     out: list[tuple[float, float]] = []
@@ -98,7 +99,7 @@ def time_hffm(world, rounds: int, fed) -> list[tuple[float, float]]:
         out.append((metrics["time/round_s"], now - clock[0]))
         clock[0] = now
 
-    run_federation(Fabric(accelerator="cpu", devices=1), world, fed, seed=0, loggers=[record])
+    run_federation(Fabric(accelerator="cpu", devices=1), world, Config(federation=fed, seed=0), loggers=[record])
     return out
 
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import torch
 from scale_bench import bench_config
 
+from hffm.engine.local import LocalConfig
 from hffm.federation.aggregate import ModuleStates, ModuleUpdate, aggregate_modules, make_rule
 from hffm.federation.config import FederationConfig
-from hffm.federation.local import LocalConfig
 from hffm.federation.loop import device_seed  # the loop's per-(round, device) seed: same batches on both sides
 from hffm.federation.world import World
 from hffm.modules.lightning import OPTIMIZERS
@@ -67,7 +67,8 @@ class JobSpec:
 
     def local(self) -> LocalConfig:
         fed = self.federation()
-        return LocalConfig(fed.local_steps, fed.batch_size, fed.lr, fed.weight_decay, fed.optimizer)
+        return LocalConfig(fed.local_steps, fed.batch_size, fed.lr, fed.weight_decay, fed.optimizer, fed.batched,
+                           fed.max_batch_devices)
 
     def as_dict(self) -> dict[str, int | str]:
         return dataclasses.asdict(self)
@@ -94,7 +95,7 @@ def local_train(world: World, device: int, states: Mapping[str, Mapping[str, tor
                 round_index: int, seed: int) -> tuple[ModuleStates, float]:
     """A client's local training as a plain PyTorch loop (what a Flower user writes): its sub-model of the
     bank from ``states``, ``local.steps`` optimizer steps; returns the trained modules' states and the
-    last loss. Same seed, batches, optimizer and loss as hffm's loop (``hffm.federation.local.train_device``)."""
+    last loss. Same seed, batches, optimizer and loss as hffm's loop (``hffm.engine.local.train_device``)."""
     bank, data = world.bank, world.train[device]
     required = bank.required_modules(data.modality_names, data.task_names)
     bank.load_states({name: states[name] for name in required})
@@ -151,7 +152,7 @@ def global_accuracy(world: World, states: ModuleStates) -> dict[str, float]:
     accuracy and the mean over classification tasks (``accuracy``). One function for both frameworks."""
     from lightning.fabric import Fabric
 
-    from hffm.federation.local import evaluate
+    from hffm.engine.local import evaluate
 
     metrics = evaluate(Fabric(accelerator="cpu", devices=1), world.bank, world.global_test, states)
     accs = [v for k, v in metrics.items() if k.endswith("/acc")]
@@ -202,7 +203,7 @@ def rank_run(fabric, job: dict, out: str) -> None:
         if fabric.global_rank == 0:
             print(f"  hffm   round {round_index}/{spec.rounds}: {rounds[-1][0]:.2f} s (rank 0)", flush=True)
 
-    result = run_federation(fabric, world, spec.federation(), seed=spec.seed, loggers=[record])
+    result = run_federation(fabric, world, spec.config(), loggers=[record])
     Path(out, f"rank{fabric.global_rank}.json").write_text(json.dumps(rounds))
     if fabric.global_rank == 0:
         torch.save(result.state.cloud_state, Path(out, "final.pt"))

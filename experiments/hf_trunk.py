@@ -54,8 +54,7 @@ def run_one(label: str, rounds: int, local_steps: int, eval_devices: int, eval_e
     rng = np.random.default_rng(seed)
     world.eval_devices = sorted(rng.choice(world.num_devices, eval_devices, replace=False).tolist())
     world.eval_edges = sorted(rng.choice(world.topology.num_edges, eval_edges, replace=False).tolist())
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation,
-                            solver=cfg.solver.name, seed=cfg.seed)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg)
     hist = result.history
     last = hist[-1]
     acc = {}

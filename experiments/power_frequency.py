@@ -44,8 +44,7 @@ def run(overrides: list[str]) -> dict[str, float]:
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)
     tic = time.perf_counter()
-    result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.federation,
-                            solver=cfg.solver.name, solver_options=cfg.solver.options(), seed=cfg.seed)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg)
     last = result.history[-1]
     keep = ("cost/cum_latency_s", "cost/cum_energy_j", "accuracy")
     out = {k: float(last[k]) for k in keep if k in last}

@@ -24,24 +24,20 @@ import torch
 from lightning.fabric import Fabric
 from scale_bench import bench_config
 
-from hffm.federation import batched, loop
-from hffm.federation.batched import train_devices
+from hffm.engine import train_devices
+from hffm.federation.loop import run_federation
 from hffm.run import make_world
 
 
-def collect_jobs(world, fed) -> tuple:
-    """Run one round of ``fed`` and return the arguments its first train_devices call got."""
+def collect_jobs(world, cfg) -> tuple:
+    """Run one round of ``cfg`` and return the arguments its trainer's first call got (through the loop's seam)."""
     calls: list[tuple] = []
 
-    def spy(*args, **kwargs):
+    def spy(*args):
         calls.append(args)
-        return train_devices(*args, **kwargs)
+        return train_devices(*args)
 
-    loop.train_devices = spy
-    try:
-        loop.run_federation(Fabric(accelerator="cpu", devices=1), world, fed, seed=0, loggers=[])
-    finally:
-        loop.train_devices = train_devices
+    run_federation(Fabric(accelerator="cpu", devices=1), world, cfg, loggers=[], trainer=spy)
     return calls[0]
 
 
@@ -49,12 +45,12 @@ def profile_training(devices: int, threads: int, repeats: int) -> None:
     torch.set_num_threads(threads)
     cfg = bench_config(devices, 1)
     world = make_world(cfg)
-    fed = dataclasses.replace(cfg.federation, mode="star", rounds=1, batched=True)
-    fabric, bank, jobs, local, _, max_devices = collect_jobs(world, fed)
+    star = cfg.replace(federation={"mode": "star", "rounds": 1, "batched": True}, seed=0)
+    fabric, bank, jobs, local = collect_jobs(world, star)
 
     def run(on: bool) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        batched.train_devices(fabric, bank, jobs, local, on, max_devices)
+        train_devices(fabric, bank, jobs, dataclasses.replace(local, batched=on))
         return time.perf_counter() - wall, time.process_time() - cpu
 
     times: dict[str, list[tuple[float, float]]] = {"batched": [], "sequential": []}
@@ -78,7 +74,7 @@ def profile_preset(name: str) -> None:
     profiler = cProfile.Profile()
     cpu = time.process_time()
     profiler.enable()
-    loop.run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, seed=0, loggers=[])
+    run_federation(Fabric(accelerator="cpu", devices=1), world, dataclasses.replace(cfg, seed=0), loggers=[])
     profiler.disable()
     print(f"round CPU {time.process_time() - cpu:.1f} s")
     pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)

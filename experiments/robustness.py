@@ -54,8 +54,9 @@ def compose(overrides: Sequence[str]) -> Any:
 def clean_deadline(overrides: Sequence[str], quantile: float = DEADLINE_QUANTILE) -> float:
     """The ``quantile`` of every device's update arrival (s into the round) over the clean run's rounds: the same
     channel draws (full participation), plans and ledger timeline the loop would use."""
+    from hffm.federation.charging import upload_ends
     from hffm.federation.loop import tier_policy
-    from hffm.federation.wireless import plan_round, upload_ends
+    from hffm.federation.planning import plan_round
     from hffm.run import make_world
 
     cfg = compose(overrides)
@@ -89,7 +90,7 @@ def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, t
     quiet, level = logging.getLogger("hffm"), logging.getLogger("hffm").level
     quiet.setLevel(logging.ERROR)  # one warning per rejected update otherwise
     try:
-        run_federation(make_fabric(cfg), make_world(cfg), cfg.federation, seed=cfg.seed, loggers=[grab])
+        run_federation(make_fabric(cfg), make_world(cfg), cfg, loggers=[grab])
     finally:
         quiet.setLevel(level)
     return {m: (min(v), max(v)) for m, v in sorted(norms.items())}

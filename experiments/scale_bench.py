@@ -345,7 +345,7 @@ def measure(n_devices: int, rounds: int = 4, model: str = "tiny", seed: int = 0,
                           "cloud_round": bool(metrics["cloud_round"])})
 
     tic = time.perf_counter()
-    result = run_federation(fabric, world, fed, solver=cfg.solver.name, seed=cfg.seed, loggers=[record])
+    result = run_federation(fabric, world, cfg, loggers=[record])
     rounds_s = time.perf_counter() - tic
     peak_rounds = peak_rss_mb()
     state = result.state

@@ -4,9 +4,9 @@ A script composes a config as ``hffm-train`` would, builds the world and runs th
 
     import hffm
 
-    cfg = hffm.compose("experiment=demo", "federation.d2d=tree", "federation.rounds=2")
+    cfg = hffm.compose("experiment=demo", "federation.d2d=tree", "solver=joint", "federation.rounds=2")
     world = hffm.make_world(cfg)
-    result = hffm.run_federation(hffm.make_fabric(cfg), world, cfg.federation, seed=cfg.seed)
+    result = hffm.run_federation(hffm.make_fabric(cfg), world, cfg)  # federation, solver, faults and seed
     print(result.history[-1]["accuracy"], result.last_outcome.relay_links())
 """
 

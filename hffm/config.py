@@ -7,6 +7,7 @@ constructors in ``hffm.build``. No DictConfig goes further than ``resolve``.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,10 +17,12 @@ from omegaconf import DictConfig, OmegaConf
 import solvers
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.partition import PartitionConfig
-from hffm.federation.config import D2DMode, FederationConfig
+from hffm.federation.config import FederationConfig
+from hffm.federation.d2d_modes import MODES as D2D_MODES
+from hffm.federation.d2d_modes import mode_of
 from hffm.federation.faults import FaultsConfig
+from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.federation.policy import Mode
-from hffm.federation.wireless import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
@@ -100,7 +103,7 @@ class SolverConfig:
         return out
 
     def options(self) -> dict[str, float]:
-        """What ``run_federation(solver_options=...)`` passes to ``build_problem``."""
+        """What the round loop passes to ``build_problem`` (``hffm.federation.planning``)."""
         return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
 
 
@@ -150,6 +153,19 @@ class Config:
     """bar (a progress bar), lines (one line a round) or none (quiet, for CI)."""
     plots: bool = True
     """Save learning-curve, cost and topology plots with every run."""
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with some fields changed; a group's fields by a mapping (the group's checks run again), e.g.
+        ``cfg.replace(federation={"rounds": 3}, solver={"name": "joint"}, seed=1)``."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise ValueError(f"Config.replace: unknown field(s) {unknown}; fields are {sorted(known)}")
+        for name, value in changes.items():
+            group = getattr(self, name)
+            if dataclasses.is_dataclass(group) and isinstance(value, Mapping):
+                changes[name] = dataclasses.replace(group, **value)  # type: ignore[type-var]
+        return dataclasses.replace(self, **changes)
 
 
 def register_configs() -> None:
@@ -204,9 +220,10 @@ def _power_frequency_problems(obj: Config) -> list[str]:
         out.append(f"solver.name={obj.solver.name!r}: only {' or '.join(POWER_FREQUENCY_SOLVERS)} plans uplink power "
                    "and CPU frequency; pick it, or unset solver.max_tx_power_w and solver.cpu_scale_min|max")
     fed = obj.federation
-    if fed.mode != Mode.hierarchical or fed.d2d not in (D2DMode.none, D2DMode.relay):
+    if fed.mode != Mode.hierarchical or not mode_of(fed.d2d).plans_power_frequency:
+        able = " or ".join(sorted(m.name for m in D2D_MODES.values() if m.plans_power_frequency))
         out.append(f"federation.mode={fed.mode}, federation.d2d={fed.d2d}: power and frequency are planned in "
-                   "hierarchical rounds with d2d none or relay (the solver's one-hop uploads); tree and gossip rounds "
+                   f"hierarchical rounds with d2d {able} (the solver's one-hop uploads); other D2D modes "
                    "keep the fixed values, so unset solver.max_tx_power_w and solver.cpu_scale_min|max")
     try:
         check_power_frequency(network_config(obj.topology), **options)

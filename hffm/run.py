@@ -6,7 +6,6 @@ directly with a Config.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -17,7 +16,8 @@ import torch
 from lightning.fabric import Fabric
 
 from hffm.config import Config, network_config
-from hffm.federation.checkpoint import load_checkpoint
+from hffm.engine import Trainer, train_devices
+from hffm.federation.checkpoint import config_dict, load_checkpoint
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.world import World, build_world
 from hffm.logging.files import FileLogger
@@ -25,11 +25,6 @@ from hffm.logging.progress import make_progress
 from hffm.run_folder import FolderExtras, RunFolder, RunFolderError, claim
 
 log = logging.getLogger("hffm")
-
-
-def config_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved config as plain JSON data: what config.json holds and checkpoints carry."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def make_world(cfg: Config) -> World:
@@ -69,12 +64,14 @@ def claim_on_rank_zero(fabric: Fabric, cfg: Config, out_dir: Path, extras: Folde
     return folder
 
 
-def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path, extras: FolderExtras | None = None,
-                  caller_pid: int | None = None) -> FederationResult | None:
+def run_in_fabric(
+    fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer = train_devices,
+    extras: FolderExtras | None = None, caller_pid: int | None = None,
+) -> FederationResult | None:
     """What every Fabric process runs; global rank 0 claims the folder, writes files and logs."""
     folder = claim_on_rank_zero(fabric, cfg, out_dir, extras)
     try:
-        result = _run_claimed(fabric, cfg, out_dir)
+        result = _run_claimed(fabric, cfg, out_dir, trainer)
     except BaseException:
         if folder is not None:
             log.error(folder.fail())
@@ -87,7 +84,7 @@ def run_in_fabric(fabric: Fabric, cfg: Config, out_dir: Path, extras: FolderExtr
     return result if caller_pid in (None, os.getpid()) else None
 
 
-def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult:
+def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer) -> FederationResult:
     torch.manual_seed(cfg.seed)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -105,13 +102,8 @@ def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult
             wandb_logger = WandbLogger(cfg, out_dir, world)
             loggers.append(wandb_logger)
     try:
-        result = run_federation(
-            fabric, world, fed, solver=cfg.solver.name,
-            solver_options=cfg.solver.options(),
-            seed=cfg.seed, out_dir=out_dir, loggers=loggers,
-            progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank), run_config=config_dict(cfg),
-            faults=cfg.faults,
-        )
+        result = run_federation(fabric, world, cfg, out_dir=out_dir, loggers=loggers, trainer=trainer,
+                                progress=make_progress(cfg.progress, fed.rounds, fabric.global_rank))
     except BaseException:
         if wandb_logger is not None:
             wandb_logger.finish([], exit_code=1)
@@ -134,8 +126,11 @@ def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path) -> FederationResult
     return result
 
 
-def train(cfg: Config, out_dir: str | Path, extras: FolderExtras | None = None) -> FederationResult | None:
-    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots).
+def train(cfg: Config, out_dir: str | Path, *, trainer: Trainer = train_devices,
+          extras: FolderExtras | None = None) -> FederationResult | None:
+    """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots); ``trainer``: the local-training
+    engine (``hffm.engine.Trainer``), e.g. ``train_devices`` wrapped by an attack or a profiler; ``extras``: what
+    a launcher adds to the folder once claimed (the CLI: Hydra's ``.hydra/`` record and the log).
 
     The folder is claimed first (hffm.run_folder): a folder holding another run is refused, and so is one in
     use by a running resume. Returns the result in every process that called it; None where the ranks are
@@ -144,5 +139,6 @@ def train(cfg: Config, out_dir: str | Path, extras: FolderExtras | None = None) 
     out_dir = Path(out_dir)
     fabric = make_fabric(cfg)
     if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
-        return fabric.launch(run_in_fabric, cfg, out_dir, extras, os.getpid())  # type: ignore[arg-type]
-    return run_in_fabric(fabric, cfg, out_dir, extras)
+        args = (cfg, out_dir, trainer, extras, os.getpid())
+        return fabric.launch(run_in_fabric, *args)  # type: ignore[arg-type]  # launch passes *args on
+    return run_in_fabric(fabric, cfg, out_dir, trainer, extras)

@@ -8,11 +8,12 @@ import torch
 from conftest import tiny_config
 from lightning.fabric import Fabric
 
-from hffm.federation.batch_groups import Member, plan_groups
-from hffm.federation.batched import DeviceJob, train_batched
-from hffm.federation.local import LocalConfig, train_device
+from hffm.engine.batch_groups import Member, plan_groups
+from hffm.engine.batched import train_batched
+from hffm.engine.jobs import DeviceJob, LocalConfig
+from hffm.engine.local import train_device
+from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.federation.loop import run_federation
-from hffm.federation.stacked_optim import StackedOptimizer
 from hffm.modules.lightning import OPTIMIZERS
 from hffm.run import make_world
 
@@ -51,11 +52,10 @@ D2D_MODES = {mode: {"d2d": mode} for mode in ("none", "tree", "gossip", "relay")
 ])
 def test_batched_and_sequential_rounds_end_in_the_same_module_states(mode, optimizer, atol):
     cfg = _mixed(optimizer=optimizer, **D2D_MODES[mode])
-    fed = cfg.federation
     runs = {}
     for batched in (False, True):
-        runs[batched] = run_federation(_fabric(), make_world(cfg), dataclasses.replace(fed, batched=batched),
-                                       solver="greedy" if mode == "relay" else "none", seed=cfg.seed)
+        run = cfg.replace(federation={"batched": batched}, solver={"name": "greedy" if mode == "relay" else "none"})
+        runs[batched] = run_federation(_fabric(), make_world(cfg), run)
     one, many = runs[False], runs[True]
     for a, b in zip(one.state.group_states, many.state.group_states):
         _assert_states_close(a, b, atol)
@@ -85,9 +85,11 @@ def test_a_device_trains_only_its_placed_modules_and_short_devices_are_masked():
         placed = tuple(m for m in required if d % 2 == 0 or not m.startswith(("encoder/", "head/")))
         jobs.append(DeviceJob(d, data, start, placed, seed=100 + d))
     assert len({len(j.data) for j in jobs}) > 1
-    batched = train_batched(_fabric(), bank, jobs, local, max_devices=3)
-    for job, (states, losses) in zip(jobs, batched):
-        states_one, losses_one = train_device(_fabric(), bank, job.data, start, job.trainable, local, job.seed)
+    batched = train_batched(_fabric(), bank, jobs, dataclasses.replace(local, max_batch_devices=3))
+    for job, result in zip(jobs, batched):
+        one = train_device(_fabric(), bank, job, local)
+        assert result.device == one.device == job.device
+        states, losses, states_one, losses_one = result.states, result.losses, one.states, one.losses
         assert list(states) == list(states_one)  # the placed modules only, in bank order
         _assert_states_close(states, states_one)
         assert losses.keys() == losses_one.keys()

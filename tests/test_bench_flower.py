@@ -6,7 +6,6 @@ without Ray, by calling them with real Flower messages, only where ``flwr`` is i
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 from pathlib import Path
@@ -76,8 +75,8 @@ def test_one_round_by_hand_is_hffms_star_round(job, spec, world):
     assert any(not torch.equal(by_hand[m][k], initial[m][k]) for m in initial for k in initial[m])
 
     world.bank.load_states(initial)
-    fed = dataclasses.replace(spec.federation(), batched=False)
-    hffm = run_federation(Fabric(accelerator="cpu", devices=1), world, fed, seed=spec.seed).state.cloud_state
+    cfg = spec.config().replace(federation={"batched": False})
+    hffm = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg).state.cloud_state
     for m in initial:
         for k in initial[m]:
             torch.testing.assert_close(by_hand[m][k], hffm[m][k], rtol=1e-5, atol=1e-6)

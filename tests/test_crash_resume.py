@@ -27,7 +27,6 @@ ARGS = ["experiment=demo", "model=tiny", "federation.rounds=4", "federation.loca
 CHILD = r"""
 import io, os, signal, sys
 import torch
-import hffm.federation.loop as loop
 kind, n = os.environ["HFFM_TEST_KILL"].split(":")
 n, calls = int(n), [0]
 
@@ -36,12 +35,14 @@ def die_at(k):
     return calls[0] >= n
 
 if kind == "train":  # SIGKILL while the nth device of the run trains (devices train in batched passes)
-    real_train = loop.train_devices
-    def train_devices(fabric, bank, jobs, *a, **k):
+    import hffm.run
+    from hffm.engine import train_devices
+    def killing(fabric, bank, jobs, local):  # the loop's training seam: a Trainer that dies on cue
         if die_at(len(jobs)):
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_train(fabric, bank, jobs, *a, **k)
-    loop.train_devices = train_devices
+        return train_devices(fabric, bank, jobs, local)
+    real_run = hffm.run.train
+    hffm.run.train = lambda cfg, out_dir, **k: real_run(cfg, out_dir, trainer=killing)
 elif kind == "save":  # SIGKILL halfway through writing the nth checkpoint
     real_save = torch.save
     def save(obj, f, *a, **k):

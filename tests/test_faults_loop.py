@@ -3,6 +3,7 @@ ledger and recorded in the round outcome; the deadline cuts exactly who the ledg
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -16,7 +17,7 @@ from hffm.federation.fault_steps import round_faults
 from hffm.federation.faults import FaultsConfig, attackers
 from hffm.federation.loop import run_federation, tier_policy
 from hffm.federation.records import Plan
-from hffm.federation.wireless import module_cycles, samples_per_round
+from hffm.federation.traffic import module_cycles, samples_per_round
 from hffm.network.ledger import DeviceUpload, Traffic, uplink_ends
 from hffm.run import make_world
 
@@ -30,8 +31,9 @@ def world():
 
 def run(world, faults=None, rounds=1, **federation):
     cfg = tiny_config(rounds=rounds, local_steps=1, **federation)
+    cfg = dataclasses.replace(cfg, seed=0, faults=faults or cfg.faults)
     seen = []
-    result = run_federation(FABRIC, world, cfg.federation, seed=0, faults=faults,
+    result = run_federation(FABRIC, world, cfg,
                             loggers=[lambda m, r, plan, outcome: seen.append((m, plan, outcome))])
     return result, seen
 

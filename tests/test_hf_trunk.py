@@ -150,8 +150,7 @@ def test_base_weights_stay_bit_identical_over_rounds_while_adapters_change_and_r
     fresh_hash = trunk_hash(HFTrunk.load(tiny_bert))
     start = world.bank.state_of(world.bank.names())
     assert world.module_bytes == {n: world.bank.num_bytes(n) for n in world.bank.names()}
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation,
-                            out_dir=tmp_path / "full")
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg, out_dir=tmp_path / "full")
     assert trunk_hash(world.bank.trunk) == before_hash == fresh_hash
     cloud = result.state.cloud_state
     assert any(not torch.equal(cloud["adapter/1"][k], v) for k, v in start["adapter/1"].items())
@@ -160,10 +159,10 @@ def test_base_weights_stay_bit_identical_over_rounds_while_adapters_change_and_r
     # the federation checkpoint holds module states only, and resuming from it gives the same run
     ckpt = load_checkpoint(tmp_path / "full" / "checkpoints" / "federation.pt")
     assert set(ckpt["state"]["cloud_state"]) == set(world.bank.names())
-    part = dataclasses.replace(cfg.federation, rounds=2)
+    part = cfg.replace(federation={"rounds": 2})
     run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), part, out_dir=tmp_path / "part")
-    resumed = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), dataclasses.replace(
-        cfg.federation, resume=str(tmp_path / "part" / "checkpoints" / "federation.pt")))
+    resumed = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.replace(
+        federation={"resume": str(tmp_path / "part" / "checkpoints" / "federation.pt")}))
     for name, state in cloud.items():
         for key, value in state.items():
             assert torch.equal(resumed.state.cloud_state[name][key], value), (name, key)
@@ -174,7 +173,7 @@ def test_other_d2d_modes_and_the_solver_run_on_a_hf_trunk(tiny_bert, mode, solve
     cfg = hf_config(tiny_bert, e_agg=1, rounds=1, local_steps=1, d2d=mode)
     cfg.solver.name = solver
     world = make_world(cfg)
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, solver=solver)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg)
     assert result.history[-1]["cost/bytes/uplink"] > 0
     assert solver == "none" or result.history[-1]["plan/solver_used"] == 1.0
     assert mode != "gossip" or result.history[-1]["cost/bytes/d2d"] > 0
@@ -243,7 +242,7 @@ def test_pretrain_trains_encoders_and_heads_with_the_trunk_frozen(tiny_bert, tmp
 def _fabric_run(fabric, cfg, path):
     torch.set_num_threads(1)
     world = make_world(cfg)
-    result = run_federation(fabric, world, cfg.federation)
+    result = run_federation(fabric, world, cfg)
     if fabric.global_rank == 0:  # through a file: a large return value from a spawned process deadlocks
         torch.save((result.state.cloud_state, [h["accuracy"] for h in result.history], trunk_hash(world.bank.trunk)),
                    path)

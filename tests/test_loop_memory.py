@@ -27,5 +27,5 @@ def test_the_previous_rounds_channel_is_released_before_the_next_is_drawn():
         return channel
 
     world.draw_channel = watched  # type: ignore[method-assign]
-    run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation)
+    run_federation(Fabric(accelerator="cpu", devices=1), world, cfg)
     assert len(drawn) == 3

@@ -11,7 +11,7 @@ from hffm.run import make_world
 
 def _run(fabric, cfg, path):
     torch.set_num_threads(1)
-    result = run_federation(fabric, make_world(cfg), cfg.federation)
+    result = run_federation(fabric, make_world(cfg), cfg)
     if fabric.global_rank == 0:
         # Through a file: a large return value from a spawned process deadlocks the launcher's queue.
         torch.save((result.state.group_states, result.state.cloud_state, result.history), path)

@@ -10,14 +10,10 @@ import pytest
 from conftest import tiny_config
 from lightning.fabric import Fabric
 
+from hffm.federation.charging import charge_outcome, upload_ends
 from hffm.federation.loop import run_federation, tier_policy
-from hffm.federation.wireless import (
-    POWER_FREQUENCY_SOLVERS,
-    build_problem,
-    charge_outcome,
-    eligible_modules,
-    upload_ends,
-)
+from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, build_problem
+from hffm.federation.traffic import eligible_modules
 from hffm.run import make_world
 
 
@@ -32,7 +28,7 @@ def _weak_uplinks(cfg):  # noqa: ANN001, ANN202
 @pytest.mark.parametrize("solver", ["joint", "greedy", "equal"])
 def test_solver_prediction_equals_ledger_charge(solver, d2d):
     cfg = _weak_uplinks(tiny_config(e_agg=0, rounds=2, d2d=d2d))
-    result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.federation, solver=solver)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.replace(solver={"name": solver}))
     for h in result.history:
         assert h["plan/solver_used"] == 1.0 and h["plan/fallback"] == 0.0
         assert h["cost/latency_s"] == pytest.approx(h["plan/latency_s"], rel=1e-9)
@@ -49,8 +45,7 @@ def test_planned_power_and_frequency_prediction_equals_ledger_charge(solver, d2d
     cfg = _weak_uplinks(tiny_config(e_agg=0, rounds=1, d2d=d2d))
     cfg.solver = dataclasses.replace(cfg.solver, name=solver, lam=1.0, max_tx_power_w=0.002, cpu_scale_min=0.3)
     world = make_world(cfg)
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, solver=solver,
-                            solver_options=cfg.solver.options())
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg)
     for h in result.history:
         assert h["plan/power_frequency"] == 1.0 and h["plan/fallback"] == 0.0
         assert h["cost/latency_s"] == pytest.approx(h["plan/latency_s"], rel=1e-9)
@@ -79,8 +74,7 @@ def test_power_and_frequency_decisions_lower_the_energy_charged():
         cfg.solver = dataclasses.replace(cfg.solver, name="joint", lam=lam)
         if on:
             cfg.solver = dataclasses.replace(cfg.solver, max_tx_power_w=0.001, cpu_scale_min=0.3)
-        runs[on] = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.federation,
-                                  solver="joint", solver_options=cfg.solver.options()).history
+        runs[on] = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg).history
     off, on = runs[False][-1], runs[True][-1]
     assert on["plan/power_frequency"] == 1.0 and off["plan/power_frequency"] == 0.0
     assert on["cost/cum_energy_j"] < 0.9 * off["cost/cum_energy_j"]
@@ -95,8 +89,7 @@ def test_defaults_keep_the_fixed_power_and_frequency_bit_for_bit():
     cfg.solver = dataclasses.replace(cfg.solver, name="joint", lam=1.0)
     assert cfg.solver.options() == {"gamma": cfg.solver.gamma, "lam": 1.0}
     world = make_world(cfg)
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, solver="joint",
-                            solver_options=cfg.solver.options())
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg)
     plan, outcome = result.last_plan, result.last_outcome
     assert plan.tx_power_w is None and plan.cpu_hz is None and result.history[0]["plan/power_frequency"] == 0.0
     channel = world.draw_channel(np.random.default_rng(0))  # round 0's draw: the loop's first from its seed
@@ -119,7 +112,7 @@ def test_group_modes_give_the_band_to_the_devices_that_really_upload(d2d):
     and in tree mode the tree that runs is the one the solver chose."""
     cfg = tiny_config(e_agg=1, rounds=1, d2d=d2d)
     world = make_world(cfg)
-    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation, solver="joint")
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.replace(solver={"name": "joint"}))
     plan, outcome = result.last_plan, result.last_outcome
     uploaders = {r.device for r in outcome.routes if r.modules}
     assert set(plan.bandwidth_hz.nonzero()[0]) == uploaders

@@ -56,4 +56,13 @@ def test_the_python_api_snippet_runs(tmp_path, monkeypatch):
     exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 - our own README's code
     result = namespace["result"]
     assert result.last_plan.parent and result.last_outcome.relay_links()  # tree mode ran its tree
+    assert namespace["cfg"].solver.name == "joint"
+    assert all(h["plan/solver_used"] == 1.0 for h in result.history)  # the composed solver planned every round
     assert (tmp_path / "outputs" / "api_demo" / "summary.json").is_file()
+
+
+def test_run_federation_refuses_a_federation_group_alone():
+    """The old call passed cfg.federation and dropped the solver and the faults without a word."""
+    cfg = hffm.compose("experiment=demo", "solver=joint")
+    with pytest.raises(TypeError, match="pass cfg itself"):
+        hffm.run_federation(hffm.make_fabric(cfg), None, cfg.federation)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from conftest import tiny_config
 
-from hffm.run import config_dict, train
+from hffm.federation.checkpoint import config_dict
+from hffm.run import train
 from hffm.run_folder import CHECKPOINT, RunFolderError, claim
 
 HFFM_TRAIN = Path(sys.executable).parent / "hffm-train"

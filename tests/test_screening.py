@@ -140,29 +140,27 @@ def test_max_update_norm_is_checked_in_the_config():
         FederationConfig(max_update_norm=-1.0)
 
 
-def test_a_device_sending_nan_every_round_never_reaches_the_edges_or_the_cloud(monkeypatch, caplog):
+def test_a_device_sending_nan_every_round_never_reaches_the_edges_or_the_cloud(caplog):
     """The real loop with the real training; device 0's trained states are replaced by NaN on the way out."""
     from conftest import tiny_config
-
-    from hffm.federation import loop
-    from hffm.run import make_world
-
-    real_train = loop.train_devices
-
-    def train_then_poison(fabric, bank, jobs, *args, **kwargs):
-        out = []
-        for job, (trained, losses) in zip(jobs, real_train(fabric, bank, jobs, *args, **kwargs), strict=True):
-            if job.device == 0:
-                trained = {m: {k: torch.full_like(v, math.nan) for k, v in s.items()} for m, s in trained.items()}
-            out.append((trained, losses))
-        return out
-
-    monkeypatch.setattr(loop, "train_devices", train_then_poison)
-    cfg = tiny_config(rounds=2, e_agg=1, rule="mean")
-    world = make_world(cfg)
     from lightning.fabric import Fabric
 
-    result = loop.run_federation(Fabric(accelerator="cpu", devices=1), world, cfg.federation)
+    from hffm.engine import TrainResult, train_devices
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_world
+
+    def train_then_poison(fabric, bank, jobs, local):  # the training seam: device 0's states become NaN
+        out = []
+        for r in train_devices(fabric, bank, jobs, local):
+            if r.device == 0:
+                r = TrainResult(r.device, {m: {k: torch.full_like(v, math.nan) for k, v in s.items()}
+                                           for m, s in r.states.items()}, r.losses)
+            out.append(r)
+        return out
+
+    cfg = tiny_config(rounds=2, e_agg=1, rule="mean")
+    world = make_world(cfg)
+    result = run_federation(Fabric(accelerator="cpu", devices=1), world, cfg, trainer=train_then_poison)
     for states in [result.state.cloud_state, *result.state.group_states]:
         for module in states.values():
             assert all(torch.isfinite(v).all() for v in module.values())

@@ -12,7 +12,7 @@ def _run(solver, **topology):
     cfg = tiny_config(e_agg=1, rounds=2, d2d="relay")
     for key, value in topology.items():
         setattr(cfg.topology, key, value)
-    return run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.federation, solver=solver)
+    return run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg.replace(solver={"name": solver}))
 
 
 def test_devices_train_only_their_placed_modules():

@@ -51,7 +51,7 @@ def _app(dict_cfg: DictConfig) -> float | None:
     cfg = resolve(dict_cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        result = train(cfg, out_dir, extras)
+        result = train(cfg, out_dir, extras=extras)
     finally:
         if getattr(rank_zero_only, "rank", 0) != 0:
             _remove_if_empty(out_dir)

@@ -5,8 +5,9 @@ What a script needs: build a ``World`` (``build_world``), run ``run_federation``
 """
 
 from hffm.federation.aggregate import RULES, ModuleUpdate, aggregate_modules, make_rule
-from hffm.federation.config import D2DMode, FederationConfig
-from hffm.federation.d2d import MODES as D2D_MODES
+from hffm.federation.config import FederationConfig
+from hffm.federation.d2d_modes import MODES as D2D_MODES
+from hffm.federation.d2d_modes import D2DMode
 from hffm.federation.faults import ATTACKS, FaultsConfig
 from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.policy import Mode, TierPolicy

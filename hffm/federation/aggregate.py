@@ -20,8 +20,8 @@ from functools import partial
 import torch
 from torch import Tensor
 
-StateDict = dict[str, Tensor]
-ModuleStates = dict[str, StateDict]
+from hffm.spec import ModuleStates, StateDict
+
 Results = Sequence[tuple[Mapping[str, Tensor], float]]
 Rule = Callable[[Results, Mapping[str, Tensor] | None], StateDict]
 

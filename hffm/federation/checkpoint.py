@@ -9,6 +9,7 @@ or one already at the last round.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Mapping
@@ -26,6 +27,11 @@ MEANING_KEYS = (
 )
 """Config keys (and everything under them) that change what a saved state means: these must match on resume.
 The others (rounds, learning rate, rule, logging, processes...) only change what happens next."""
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    """The resolved config (a dataclass) as plain JSON data: what config.json holds and checkpoints carry."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:

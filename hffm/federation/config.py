@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from hffm.federation.aggregate import RULES
+from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
-from hffm.modules.bank import KINDS
-
-
-class D2DMode(StrEnum):
-    """How devices cooperate over D2D links before uploading (``federation.d2d``)."""
-
-    none = "none"
-    relay = "relay"
-    tree = "tree"
-    gossip = "gossip"
+from hffm.spec import KINDS
 
 
 @dataclass
@@ -54,11 +45,11 @@ class FederationConfig:
     charged for that, but its update is not aggregated); None: no deadline. Hierarchical mode only."""
     policy: dict[str, str] = field(default_factory=default_places)
     """Module kind -> hierarchical | edge | personal."""
-    d2d: D2DMode = D2DMode.none
-    """D2D cooperation inside a cluster: none (direct uploads), relay (the plan's one-hop relays upload
-    for their neighbours), tree (averages flow up an aggregation tree to one uploader per connected
-    group; exact for the mean rule) or gossip (consensus among each module's holders, then one upload
-    per group). Not available with mode=star or mode=local."""
+    d2d: str = "none"
+    """D2D cooperation inside a cluster, a mode of ``hffm.federation.d2d_modes.MODES``: none (direct uploads),
+    relay (the plan's one-hop relays upload for their neighbours), tree (averages flow up an aggregation tree
+    to one uploader per connected group; exact for the mean rule) or gossip (consensus among each module's
+    holders, then one upload per group). Modes that use D2D links need mode=hierarchical."""
     relay_aggregates: bool = True
     """A relay averages what it received with its own update before uploading (one copy per module)."""
     cons_rounds: int = 2
@@ -67,7 +58,7 @@ class FederationConfig:
     """A device lacking a personal module takes a D2D neighbour's trained copy instead of the edge's
     (needs ``d2d`` other than none)."""
     batched: bool = True
-    """Train (and evaluate) the devices of a round together in batched passes (`hffm.federation.batched`);
+    """Train (and evaluate) the devices of a round together in batched passes (`hffm.engine.batched`);
     false runs them one at a time. Both give the same module states up to float summation order.
     Models with dropout, a Hugging Face text encoder or a trainable trunk always run one at a time."""
     max_batch_devices: int = 64
@@ -83,16 +74,19 @@ class FederationConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        for name, enum in (("mode", Mode), ("d2d", D2DMode)):
-            try:
-                setattr(self, name, enum(getattr(self, name)))
-            except ValueError:
-                problems.append(f"federation.{name}={getattr(self, name)!r}: choose one of {[k.value for k in enum]}")
-        if self.d2d != D2DMode.none and self.mode in (Mode.star, Mode.local):
-            problems.append(f"federation.d2d={self.d2d.value}: mode={self.mode.value} has no edge rounds to cooperate "
+        try:
+            self.mode = Mode(self.mode)
+        except ValueError:
+            problems.append(f"federation.mode={self.mode!r}: choose one of {[k.value for k in Mode]}")
+        d2d = D2D_MODES.get(str(self.d2d))
+        if d2d is None:
+            problems.append(f"federation.d2d={self.d2d!r}: choose one of {sorted(D2D_MODES)}")
+        elif d2d.uses_links and self.mode in (Mode.star, Mode.local):
+            problems.append(f"federation.d2d={self.d2d}: mode={self.mode} has no edge rounds to cooperate "
                             "in; use mode=hierarchical or d2d=none")
-        if self.d2d_fetch and self.d2d == D2DMode.none:
-            problems.append("federation.d2d_fetch=true needs D2D links: set federation.d2d to relay, tree or gossip")
+        linked = sorted(m.name for m in D2D_MODES.values() if m.uses_links)
+        if self.d2d_fetch and d2d is not None and not d2d.uses_links:
+            problems.append(f"federation.d2d_fetch=true needs D2D links: set federation.d2d to one of {linked}")
         if self.rounds < 1:
             problems.append(f"federation.rounds={self.rounds}: must be >= 1")
         if self.e_agg < 0:

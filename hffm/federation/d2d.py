@@ -9,7 +9,8 @@
 - ``gossip``: the holders of a module gossip for ``cons_rounds`` steps over the D2D graph, then one
   device per connected group uploads the group's consensus with the group's sample count.
 
-Every mode has one signature, ``mode(updates, links) -> Exchange``, and is looked up in ``MODES``.
+Each mode's exchange has one signature, ``mode(updates, links) -> Exchange``; the mode itself (its exchange,
+the traffic it predicts, what it adds to a plan) is one record in ``hffm.federation.d2d_modes.MODES``.
 """
 
 from __future__ import annotations
@@ -29,15 +30,15 @@ from hffm.federation.records import Route, Transfer
 T = TypeVar("T")
 """What a tree node carries: module updates (aggregation) or module names (planning)."""
 
-__all__ = ["MODES", "Exchange", "Links", "Route", "Transfer", "aggregation_tree", "exchange", "fetch_missing",
-           "gossip_traffic", "root_of", "tree_parents", "tree_traffic"]
+__all__ = ["Exchange", "Links", "Route", "Transfer", "aggregation_tree", "direct", "fetch_missing", "gossip_mode",
+           "gossip_traffic", "relay_mode", "root_of", "tree_mode", "tree_parents", "tree_traffic"]
 
 
 @dataclass(frozen=True, eq=False)
 class Links:
     """What a D2D mode may use this round: the D2D graph [N, N] (sparse, ``Topology.adjacency``), uplink
-    gains [N] and D2D rates [N, N] (sparse, ``ChannelState.rate_matrix()``) of the channel draw, and the
-    plan's relays and tree (global device ids). Dense arrays are accepted too."""
+    gains [N] and D2D rates [N, N] (sparse, ``ChannelState.rate_matrix()``) of the channel draw, the
+    plan's relays and tree (global device ids), and each device's edge. Dense arrays are accepted too."""
 
     adjacency: sp.csr_array | np.ndarray
     uplink_gain: np.ndarray
@@ -46,6 +47,7 @@ class Links:
     parent: Mapping[int, int] = field(default_factory=dict)
     relay_aggregates: bool = True
     cons_rounds: int = 2
+    device_edge: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -75,16 +77,6 @@ def tree_mode(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
 def gossip_mode(updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
     out, routes, transfers = cooperate(updates, links.adjacency, links.cons_rounds)
     return Exchange(out, routes, transfers)
-
-
-MODES: dict[str, Callable[[Sequence[ModuleUpdate], Links], Exchange]] = {
-    "none": direct, "relay": relay_mode, "tree": tree_mode, "gossip": gossip_mode,
-}
-
-
-def exchange(mode: str, updates: Sequence[ModuleUpdate], links: Links) -> Exchange:
-    """Run one cluster's D2D step in ``mode`` (a key of ``MODES``)."""
-    return MODES[mode](updates, links)
 
 
 def _routes_of(updates: Sequence[ModuleUpdate], relay_of: Mapping[int, int]) -> list[Route]:

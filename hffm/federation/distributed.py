@@ -7,6 +7,7 @@ run on one (up to float summation order, which the fixed order removes).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, TypeVar
 
 import torch
@@ -28,6 +29,8 @@ def _to_cpu(obj: Any) -> Any:
         return {k: _to_cpu(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):  # a record (TrainResult): its tensors too
+        return dataclasses.replace(obj, **{f.name: _to_cpu(getattr(obj, f.name)) for f in dataclasses.fields(obj)})
     return obj
 
 

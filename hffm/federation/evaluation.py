@@ -18,7 +18,7 @@ import numpy as np
 from lightning.fabric import Fabric
 
 from hffm.data.dataset import M3TDataset
-from hffm.federation.batched_eval import EvalJob, evaluate_jobs
+from hffm.engine.batched_eval import EvalJob, evaluate_jobs
 from hffm.federation.config import FederationConfig
 from hffm.federation.distributed import gather, shard
 from hffm.federation.policy import Mode, TierPolicy

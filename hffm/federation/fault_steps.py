@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict
+from hffm.federation.charging import upload_ends
 from hffm.federation.config import FederationConfig
 from hffm.federation.faults import FaultsConfig, attack_state, draw_outages, draw_round_faults, reattach
 from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.records import FaultRecord, Plan
-from hffm.federation.wireless import upload_ends
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState, path_gain
 from hffm.network.topology import Topology

@@ -6,33 +6,44 @@ decided, the ``RoundOutcome`` what happened; loggers only read them, they never 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from lightning.fabric import Fabric
 
+from hffm.engine import DeviceJob, LocalConfig, Trainer, TrainResult, train_devices
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
-from hffm.federation.batched import DeviceJob, train_devices
-from hffm.federation.checkpoint import check_resume, load_checkpoint, make_payload, restore_rng, save_checkpoint
+from hffm.federation.charging import charge_outcome
+from hffm.federation.checkpoint import (
+    check_resume,
+    config_dict,
+    load_checkpoint,
+    make_payload,
+    restore_rng,
+    save_checkpoint,
+)
 from hffm.federation.config import FederationConfig
+from hffm.federation.d2d_modes import mode_of
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
-from hffm.federation.faults import FaultsConfig, attackers
-from hffm.federation.local import LocalConfig
+from hffm.federation.faults import attackers
+from hffm.federation.planning import plan_round
 from hffm.federation.policy import TierPolicy
 from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Transfer
 from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
 from hffm.federation.state import FederationState
-from hffm.federation.wireless import charge_outcome, d2d_links, eligible_modules, plan_round
+from hffm.federation.traffic import eligible_modules, round_links
 from hffm.federation.world import World
+
+if TYPE_CHECKING:
+    from hffm.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -67,39 +78,47 @@ def initial_state(world: World, policy: TierPolicy) -> FederationState:
 def run_federation(
     fabric: Fabric,
     world: World,
-    cfg: FederationConfig,
+    cfg: Config,
     *,
-    solver: str = "none",
-    solver_options: Mapping[str, float] | None = None,
-    seed: int = 0,
     out_dir: str | Path | None = None,
     loggers: Sequence[Logger] = (),
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
-    run_config: Mapping[str, Any] | None = None,
-    faults: FaultsConfig | None = None,
+    trainer: Trainer = train_devices,
 ) -> FederationResult:
-    """``run_config``: the run's resolved config (config.json), stored in checkpoints and checked on resume.
-    ``faults``: dropouts, stragglers, relay failures, edge outages and attackers (none by default)."""
-    faults = faults or FaultsConfig()
-    run_config = run_config if run_config is not None else {"seed": seed, "federation": dataclasses.asdict(cfg)}
-    policy = tier_policy(cfg)
-    rule = make_rule(cfg.rule, **_rule_options(cfg))
-    local = LocalConfig(cfg.local_steps, cfg.batch_size, cfg.lr, cfg.weight_decay, cfg.optimizer)
+    """Run ``cfg.federation.rounds`` rounds of the composed config ``cfg`` (``hffm.compose``): its federation,
+    solver, faults and seed all come from that one record, so none can be left behind by a forgotten keyword.
+
+    ``trainer``: the local-training engine (``hffm.engine.Trainer``); wrap ``train_devices`` to plug in an
+    attack on the data, a defense, a profiler. ``loggers`` read each round's metrics, plan and outcome.
+    """
+    if not all(hasattr(cfg, k) for k in ("federation", "solver", "faults", "seed")):
+        raise TypeError(
+            f"run_federation(fabric, world, cfg): cfg must be the composed Config (hffm.compose(...)), which holds "
+            f"federation, solver, faults and seed together; got a {type(cfg).__name__}. Passing cfg.federation alone "
+            "would drop the solver and the faults: pass cfg itself, or hffm.Config(federation=..., solver=..., "
+            "faults=..., seed=...)")
+    fed, faults, seed = cfg.federation, cfg.faults, cfg.seed
+    run_config = config_dict(cfg)  # what checkpoints carry and check on resume
+    policy = tier_policy(fed)
+    d2d_mode = mode_of(fed.d2d)
+    rule = make_rule(fed.rule, **_rule_options(fed))
+    local = LocalConfig(fed.local_steps, fed.batch_size, fed.lr, fed.weight_decay, fed.optimizer, fed.batched,
+                        fed.max_batch_devices)
     group_of = policy.group_of(world.topology.device_edge)
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
     attacking = attackers(faults, world.num_devices, seed)
-
+    solver, solver_options = cfg.solver.name, cfg.solver.options()
     state = initial_state(world, policy)
-    if cfg.resume:
-        payload = load_checkpoint(cfg.resume)
-        check_resume(payload, cfg.resume, run_config, cfg.rounds, state.to_dict())
+    if fed.resume:
+        payload = load_checkpoint(fed.resume)
+        check_resume(payload, fed.resume, run_config, fed.rounds, state.to_dict())
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
 
     plan, outcome = None, None
     warned_thin: set[str] = set()
-    while state.round < cfg.rounds:
+    while state.round < fed.rounds:
         t = state.round
         tic = time.perf_counter()
         cloud_round = policy.is_cloud_round(t)
@@ -107,14 +126,14 @@ def run_federation(
         # 1. This round's channel draw, participants (less those of a down edge) and plan.
         channel = world.draw_channel(rng)
         net = edges_this_round(world, channel, faults, seed, t, policy)
-        participants, stranded = net.keep(_draw_participants(rng, world.num_devices, cfg.participation))
-        plan = plan_round(world, channel, participants, cfg, policy, solver, solver_options or {})
+        participants, stranded = net.keep(_draw_participants(rng, world.num_devices, fed.participation))
+        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options)
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
-        plan, fault = round_faults(world, net, plan, cfg, faults, policy, seed, t, stranded, attacking)
-        links = d2d_links(world, net.channel, cfg, plan)
+        plan, fault = round_faults(world, net, plan, fed, faults, policy, seed, t, stranded, attacking)
+        links = round_links(net.channel.topology, net.channel, fed, plan)
 
         # 2-5, one edge at a time (trained in waves of edges), so a round holds one wave's trained modules.
-        fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if cfg.d2d_fetch else {}
+        fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if fed.d2d_fetch else {}
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
         thin: dict[str, int] = {}
@@ -123,13 +142,14 @@ def run_federation(
             Transfer(j, d, (m,), kind="fetch") for d, got in fetched.items() for m, j in got.items()
         ]
         groups = _by_group(participants, policy.group_of(np.maximum(net.edge, 0)))
-        waves = _train_waves(fabric, world, state, plan.placement, fetched, groups, local, cfg, seed, t)
+        waves = _train_waves(fabric, world, state, plan.placement, fetched, groups, local, trainer, seed, t)
         for group, trained_here in waves:
             # 3. Personal modules stay on the device; shared ones become updates.
             updates: list[ModuleUpdate] = []
-            for device, trained, losses in trained_here:
-                results.append(DeviceResult(device, tuple(trained), losses))
-                for name, module_state in trained.items():
+            for trained in trained_here:
+                device = trained.device
+                results.append(DeviceResult(device, tuple(trained.states), trained.losses))
+                for name, module_state in trained.states.items():
                     if policy.shared(world.bank.kind(name)):
                         updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
                     else:
@@ -139,17 +159,17 @@ def run_federation(
             updates = send(updates, fault, state.group_states[group], faults, seed, t)
 
             # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
-            updates, refused = screen_updates(updates, state.group_states[group], cfg.max_update_norm)
+            updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)
             log_rejections(refused, f"round {t + 1}, edge {group}")
             rejected += refused
 
             # 4b. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
-            sent = d2d.exchange(cfg.d2d, updates, links)
+            sent = d2d_mode.exchange(updates, links)
             routes += sent.routes
             transfers += sent.transfers
 
             # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
-            thin |= thin_modules(sent.updates, cfg.rule)
+            thin |= thin_modules(sent.updates, fed.rule)
             new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
             state.group_states[group].update(new)
             for name, w in weight.items():
@@ -161,10 +181,10 @@ def run_federation(
             edge_to_cloud, cloud_rejected = _cloud_round(state, world, policy, rule)
         outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
                                tuple(rejected), tuple(cloud_rejected), fault)
-        _warn_thin(thin, cfg.rule, warned_thin)
+        _warn_thin(thin, fed.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
-        cost = charge_outcome(world, net.channel, plan, outcome, cfg, policy, net.topology)
+        cost = charge_outcome(world, net.channel, plan, outcome, fed, policy, net.topology)
         del channel, net, links  # the next round draws its own: never hold two rounds' channels at once
 
         # 8. Metrics, logging, checkpoint.
@@ -176,25 +196,25 @@ def run_federation(
         for key in ("cost/latency_s", "cost/energy_j", "faults/rejected_updates"):
             cum = key.replace("/", "/cum_")
             metrics[cum] = previous.get(cum, 0.0) + metrics[key]
-        if (t + 1) % cfg.eval_every == 0 or t + 1 == cfg.rounds:
-            metrics |= evaluate_round(fabric, world, state, cfg, policy, group_of)
+        if (t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds:
+            metrics |= evaluate_round(fabric, world, state, fed, policy, group_of)
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
         for log in loggers:
             log(metrics, t + 1, plan, outcome)
         if progress is not None:
-            progress(t + 1, cfg.rounds, metrics)
-        last = state.round == cfg.rounds
-        due = cfg.checkpoint_every and state.round % cfg.checkpoint_every == 0
+            progress(t + 1, fed.rounds, metrics)
+        last = state.round == fed.rounds
+        due = fed.checkpoint_every and state.round % fed.checkpoint_every == 0
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
 
 
 def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
-                 fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, cfg: FederationConfig,
-                 seed: int, t: int) -> Iterator[tuple[int, list[tuple[int, dict, dict[str, float]]]]]:
+                 fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, trainer: Trainer,
+                 seed: int, t: int) -> Iterator[tuple[int, list[TrainResult]]]:
     """2. Local training, devices sharded over ranks; every rank then holds every result.
 
     Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
@@ -202,7 +222,7 @@ def _train_waves(fabric: Fabric, world: World, state: FederationState, placement
     its own edge's and its own personal modules only, so training an edge before the previous one
     aggregated changes nothing.
     """
-    limit = cfg.max_batch_devices if cfg.batched else 1
+    limit = local.max_batch_devices if local.batched else 1
     wave: list[tuple[int, list[int]]] = []
     for i, (group, members) in enumerate(groups):
         wave.append((group, members))
@@ -215,9 +235,12 @@ def _train_waves(fabric: Fabric, world: World, state: FederationState, placement
                 states |= {m: state.personal[j][m] for m, j in fetched.get(device, {}).items()}
                 jobs.append(DeviceJob(device, world.train[device], states, tuple(placement[device]),
                                       seed=device_seed(seed, t, device)))
-        trained = train_devices(fabric, world.bank, jobs, local, cfg.batched, cfg.max_batch_devices)
-        mine = [(job.device, states, losses) for job, (states, losses) in zip(jobs, trained)]
-        by_device = {r[0]: r for r in gather(mine, fabric)}
+        trained = trainer(fabric, world.bank, jobs, local)
+        if [r.device for r in trained] != [j.device for j in jobs]:
+            name = getattr(trainer, "__name__", trainer)
+            raise RuntimeError(f"trainer {name!r} must return one TrainResult per job, in "
+                               f"job order: got devices {[r.device for r in trained]} for {[j.device for j in jobs]}")
+        by_device = {r.device: r for r in gather(trained, fabric)}
         for g, devices in wave:
             yield g, [by_device[d] for d in sorted(devices)]
         wave = []

@@ -140,7 +140,7 @@ class HFTrunk(nn.Module):
         """tokens [B, S, width]; key_padding_mask [B, S] True where a token is absent/padding.
 
         mapped: must be False — a Hugging Face trunk is not run under vmap (batched training falls back to
-        one device at a time for it: ``hffm.federation.batched.batched_unsupported``)."""
+        one device at a time for it: ``hffm.engine.batched.batched_unsupported``)."""
         if mapped:
             raise ValueError("HFTrunk: batched (vmapped) passes are not supported; use federation.batched=false")
         adapters = adapters or {}

@@ -6,25 +6,15 @@ module states loaded in, so the frozen trunk exists once however many devices ar
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 
 import torch
 from lightning.fabric import Fabric
 
 from hffm.data.benchmark import M3TDataset
-from hffm.federation.aggregate import ModuleStates
+from hffm.engine.jobs import DeviceJob, LocalConfig, TrainResult
 from hffm.modules.bank import ModuleBank
 from hffm.modules.lightning import M3TLightningModule
-
-
-@dataclass(frozen=True)
-class LocalConfig:
-    steps: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.0
-    optimizer: str = "adamw"
 
 
 def _to_device(fabric: Fabric, batch: dict) -> dict:
@@ -55,42 +45,37 @@ def lightning_module(bank: ModuleBank, modalities: list[str], tasks: list[str], 
     return lm
 
 
-def train_device(
-    fabric: Fabric,
-    bank: ModuleBank,
-    data: M3TDataset,
-    states: Mapping[str, Mapping[str, torch.Tensor]],
-    trainable: Iterable[str],
-    cfg: LocalConfig,
-    seed: int,
-) -> tuple[ModuleStates, dict[str, float]]:
-    """Train the device's sub-model from ``states``; returns the trained modules' states and losses.
+def train_device(fabric: Fabric, bank: ModuleBank, job: DeviceJob, cfg: LocalConfig) -> TrainResult:
+    """Train the device's sub-model from ``job.states``; returns the trained modules' states and losses.
 
-    ``seed`` fixes the batch order (and any dropout), so a device trains identically on whatever
-    rank runs it.
+    ``job.seed`` fixes the batch order (and any dropout), so a device trains identically on whatever
+    rank runs it; the global RNG is forked for the dropout draws, so nothing outside changes.
     """
+    data = job.data
     modalities = [m.name for m in data.modalities]
     tasks = [t.name for t in data.tasks]
     required = bank.required_modules(modalities, tasks)
-    bank.load_states({name: states[name] for name in required})
-    trainable = [m for m in required if m in set(trainable)]
+    bank.load_states({name: job.states[name] for name in required})
+    trainable = [m for m in required if m in set(job.trainable)]
     lm = lightning_module(bank, modalities, tasks, trainable, cfg)
     losses: dict[str, float] = {}
     if trainable:
-        torch.manual_seed(seed)
-        optimizer = lm.configure_optimizers()
-        generator = torch.Generator().manual_seed(seed)
-        batches = _batches(data, cfg.batch_size, generator)
-        lm.train()
-        for step in range(cfg.steps):
-            batch = _to_device(fabric, next(batches))
-            loss = lm.training_step(batch, step)
-            optimizer.zero_grad(set_to_none=True)
-            fabric.backward(loss)
-            optimizer.step()
+        devices = [fabric.device] if fabric.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(job.seed)
+            optimizer = lm.configure_optimizers()
+            generator = torch.Generator().manual_seed(job.seed)
+            batches = _batches(data, cfg.batch_size, generator)
+            lm.train()
+            for step in range(cfg.steps):
+                batch = _to_device(fabric, next(batches))
+                loss = lm.training_step(batch, step)
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                optimizer.step()
         losses = {f"{task}/loss": value for task, value in lm.last_task_losses.items()}
         losses["loss"] = float(loss.detach())
-    return bank.state_of(trainable), losses
+    return TrainResult(job.device, bank.state_of(trainable), losses)
 
 
 @torch.no_grad()

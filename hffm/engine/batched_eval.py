@@ -2,7 +2,7 @@
 
 The counterpart of `local.evaluate` for a list of jobs: each job is one model (its module states)
 restricted to some modalities and tasks, on a dataset. Module states are stacked as in batched
-training (`hffm.federation.batched`); a job's missing modalities and tasks are masked, and with
+training (`hffm.engine.batched`); a job's missing modalities and tasks are masked, and with
 ``restrict`` only the samples having one of its modalities count (as `World.global_test_view` keeps).
 Metrics are those of `M3TLightningModule.compute_metrics` (accuracy, macro F1, MAE), per job.
 """
@@ -21,9 +21,9 @@ from torchmetrics.functional import mean_absolute_error
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from hffm.data.dataset import M3TDataset
-from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
-from hffm.federation.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
-from hffm.federation.local import evaluate
+from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
+from hffm.engine.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
+from hffm.engine.local import evaluate
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
 

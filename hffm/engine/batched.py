@@ -29,27 +29,13 @@ from lightning.fabric import Fabric
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-from hffm.data.dataset import M3TDataset
-from hffm.federation.aggregate import ModuleStates
-from hffm.federation.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
-from hffm.federation.local import LocalConfig, _batches, train_device
-from hffm.federation.stacked_optim import StackedOptimizer
+from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
+from hffm.engine.jobs import DeviceJob, LocalConfig, TrainResult
+from hffm.engine.local import _batches, train_device
+from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
-
-ATTRIBUTE = {"encoder": "encoders", "prompt": "prompts", "expert": "experts", "adapter": "adapters", "head": "heads"}
-"""Where M3TModel keeps each module kind (the bank name kind/key is model.<attribute>.<key>)."""
-
-
-@dataclass(frozen=True)
-class DeviceJob:
-    """One device's local training of a round: its data, the states it starts from, what it trains."""
-
-    device: int
-    data: M3TDataset
-    states: Mapping[str, Mapping[str, Tensor]]
-    trainable: tuple[str, ...]
-    seed: int
+from hffm.spec import CONTAINER
 
 
 def batched_unsupported(bank: ModuleBank) -> str | None:
@@ -66,18 +52,17 @@ def batched_unsupported(bank: ModuleBank) -> str | None:
     return None
 
 
-def train_devices(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig,
-                  batched: bool = True, max_devices: int = 64) -> list[tuple[ModuleStates, dict[str, float]]]:
-    """`train_device` for every job, batched when asked and the model allows it; results in job order."""
-    if batched and batched_unsupported(bank) is None:
-        return train_batched(fabric, bank, jobs, cfg, max_devices)
-    return [train_device(fabric, bank, j.data, j.states, j.trainable, cfg, seed=j.seed) for j in jobs]
+def train_devices(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
+    """The default ``Trainer``: `train_device` for every job, batched when ``cfg.batched`` and the model allows
+    it; results in job order."""
+    if cfg.batched and batched_unsupported(bank) is None:
+        return train_batched(fabric, bank, jobs, cfg)
+    return [train_device(fabric, bank, j, cfg) for j in jobs]
 
 
-def train_batched(
-    fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig, max_devices: int
-) -> list[tuple[ModuleStates, dict[str, float]]]:
-    """`train_device` for every job, in groups of at most ``max_devices``; results in job order."""
+def train_batched(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
+    """`train_device` for every job, in groups of at most ``cfg.max_batch_devices``; results in job order."""
+    max_devices = cfg.max_batch_devices
     reason = batched_unsupported(bank)
     if reason is not None:
         raise ValueError(f"federation.batched=true: {reason}, or set federation.batched=false")
@@ -87,12 +72,11 @@ def train_batched(
                for j in jobs]
     # native encoders only (batched_unsupported rules out Hugging Face ones): each has an int num_tokens
     tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
-    results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
+    results = [TrainResult(j.device, {}, {}) for j in jobs]
     for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
         if len(group) < MIN_PASS_DEVICES:
             for i in group:
-                job = jobs[i]
-                results[i] = train_device(fabric, bank, job.data, job.states, job.trainable, cfg, seed=job.seed)
+                results[i] = train_device(fabric, bank, jobs[i], cfg)
             continue
         for i, result in zip(group, _train_group(fabric, bank, [jobs[i] for i in group], cfg)):
             results[i] = result
@@ -210,9 +194,8 @@ def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.de
     return {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
 
 
-def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig
-                 ) -> list[tuple[ModuleStates, dict[str, float]]]:
-    results: list[tuple[ModuleStates, dict[str, float]]] = [({}, {}) for _ in jobs]
+def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
+    results = [TrainResult(j.device, {}, {}) for j in jobs]
     group = _group_of(bank, jobs)
     active = [i for i, trained in enumerate(group.trained) if trained]  # train_device skips the others too
     if not active:
@@ -252,11 +235,11 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
                          for key in bank.module(name).state_dict()} for name in group.trained[d]}
         losses = {f"{t}/loss": per_task[t][d] for t in jobs[d].data.task_names}
         losses["loss"] = totals[d]
-        results[i] = (states, losses)
+        results[i] = TrainResult(jobs[d].device, states, losses)
     return results
 
 
 def _prefix(name: str) -> str:
     """Where module `name`'s tensors sit in `_DeviceLoss` (bank name kind/key -> model.<attribute>.<key>.)."""
     kind, key = name.split("/", 1)
-    return f"model.{ATTRIBUTE[kind]}.{key}."
+    return f"model.{CONTAINER[kind]}.{key}."

@@ -1,0 +1,97 @@
+"""The round's traffic as the network model sees it: who computes what, which bytes go over which link.
+
+Planning (``planning``) predicts it from a plan, charging (``charging``) reads it from what happened; both
+build it here, so the solver's prediction and the ledger's charge count the same bytes and cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from hffm.federation.config import FederationConfig
+from hffm.federation.d2d import Links
+from hffm.federation.policy import TierPolicy
+from hffm.federation.records import Plan, Route, Transfer
+from hffm.federation.world import World
+from hffm.network.channel import ChannelState
+from hffm.network.ledger import D2DTransfer, DeviceUpload, Traffic
+from hffm.network.topology import Topology
+
+
+def eligible_modules(world: World, device: int) -> list[str]:
+    """The modules a device's modalities and tasks need: what it may be asked to train."""
+    part = world.parts[device]
+    return list(world.bank.required_modules(part.modalities, part.tasks))
+
+
+def samples_per_round(cfg: FederationConfig) -> float:
+    return float(cfg.local_steps * cfg.batch_size)
+
+
+def module_cycles(world: World, name: str) -> float:
+    bank = world.bank
+    return world.network.compute.cycles_per_sample(bank.kind(name), bank.num_params(name))
+
+
+def holders_of(world: World, policy: TierPolicy, trained: Mapping[int, Sequence[str]]) -> dict[int, list[str]]:
+    """Device -> the modules it trained that leave it (updates), for devices that have any."""
+    out = {d: [m for m in ms if policy.shared(world.bank.kind(m))] for d, ms in trained.items()}
+    return {d: ms for d, ms in out.items() if ms}
+
+
+def round_links(topology: Topology, channel: ChannelState, cfg: FederationConfig, plan: Plan) -> Links:
+    """What the round's D2D mode may use: the graph, this round's channel and the plan's relays and tree."""
+    return Links(topology.adjacency, channel.uplink_gain, channel.rate_matrix(), plan.relay, plan.parent,
+                 cfg.relay_aggregates, cfg.cons_rounds, topology.device_edge)
+
+
+def traffic_of(
+    world: World,
+    cfg: FederationConfig,
+    trained: Mapping[int, Sequence[str]],
+    routes: Sequence[Route],
+    transfers: Sequence[Transfer],
+    cloud_round: bool = False,
+    edge_to_cloud_bytes: np.ndarray | None = None,
+    slowdown: Mapping[int, float] | None = None,
+    topology: Topology | None = None,
+) -> Traffic:
+    """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
+    cycles), and which bytes went over which link."""
+    slowdown = slowdown or {}
+    size = world.module_bytes
+    sent = {r.device: r for r in routes}
+    uploads = []
+    carried: dict[int, set[str]] = {}
+    for device, modules in sorted(trained.items()):
+        route = sent.get(device)
+        payload = route.modules if route is not None else ()
+        relay = route.relay if route is not None else device
+        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
+        uploads.append(DeviceUpload(device, int(sum(size[m] for m in payload)), relay, cycles))
+        carried.setdefault(relay, set()).update(payload)
+    return Traffic(
+        uploads=uploads,
+        d2d=[D2DTransfer(t.src, t.dst, int(sum(size[m] for m in t.modules)), t.step) for t in transfers],
+        relay_aggregates=cfg.relay_aggregates,
+        relay_payload_bytes={j: int(sum(size[m] for m in ms)) for j, ms in carried.items()},
+        cloud_round=cloud_round,
+        edge_to_cloud_bytes=edge_to_cloud_bytes,
+        cloud_to_edge_bytes=edge_to_cloud_bytes,
+        edge_to_device_bytes=_downlink_bytes(world, trained, (topology or world.topology).device_edge),
+    )
+
+
+def _downlink_bytes(world: World, trained: Mapping[int, Sequence[str]], device_edge: np.ndarray) -> np.ndarray:
+    """Each edge broadcasts once every module its round's devices need next (their union)."""
+    need: dict[int, set[str]] = {}
+    for device in trained:
+        need.setdefault(int(device_edge[device]), set()).update(eligible_modules(world, device))
+    out = np.zeros(world.topology.num_edges)
+    for e, modules in need.items():
+        out[e] = sum(world.module_bytes[m] for m in modules)
+    return out
+
+
