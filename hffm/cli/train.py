@@ -8,26 +8,28 @@ record and the log; the other ranks write nothing and get the final metrics thro
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from lightning.fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from hffm.config import register_configs, resolve
-from hffm.logging.ranks import log_from_rank_zero
-from hffm.run_folder import FolderExtras
+from hffm.cli.help import help_text, wants_help
+
+if TYPE_CHECKING:
+    from hffm.run_folder import FolderExtras
 
 CONF = "pkg://hffm.conf"  # the configs ship inside the package (conf/ in a checkout)
 HYDRA_SUBDIR = ".hydra"
-
-register_configs()
 
 
 def hydra_extras(dict_cfg: DictConfig) -> FolderExtras:
     """Hydra's record of the run (what it writes to .hydra/ itself) and its log file, for rank 0 to write
     once the folder is claimed; hffm's config sets hydra.output_subdir to null so Hydra does not write first."""
+    from hffm.run_folder import FolderExtras
+
     hc = HydraConfig.get()
     if hc.output_subdir is not None:
         raise ValueError(
@@ -42,13 +44,21 @@ def hydra_extras(dict_cfg: DictConfig) -> FolderExtras:
     return FolderExtras(files=files, log_name=f"{hc.job.name}.log")
 
 
+# The imports live inside the functions so that --help and a config error answer before torch's heavier
+# companions (Lightning, cvxpy, wandb, matplotlib) load: those come with hffm.run, after the config resolved.
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def _app(dict_cfg: DictConfig) -> float | None:
+    from hffm.config import resolve
+
+    cfg = resolve(dict_cfg)
+
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    from hffm.logging.ranks import log_from_rank_zero
     from hffm.run import train
 
     log_from_rank_zero()
     extras = hydra_extras(dict_cfg)
-    cfg = resolve(dict_cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         result = train(cfg, out_dir, extras=extras)
@@ -70,6 +80,12 @@ def _remove_if_empty(folder: Path) -> None:
 
 
 def main() -> None:
+    if wants_help(sys.argv[1:]):
+        print(help_text("hffm-train", "config"))
+        return
+    from hffm.config import register_configs
+
+    register_configs()
     _app()
 
 
