@@ -28,7 +28,12 @@ log = logging.getLogger("hffm")
 
 
 def make_world(cfg: Config) -> World:
+    from hffm.data.sources import source
+
+    prepared = None if cfg.data.source == "benchmark" else source(cfg.data.source).prepare(cfg.data, cfg.seed)
     return build_world(
+        prepared=prepared,
+        data_faults=cfg.data.faults(),
         benchmark=cfg.data.benchmark,
         partition_cfg=cfg.data.partition,
         model=cfg.model,
