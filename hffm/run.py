@@ -7,6 +7,8 @@ directly with a Config.
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +22,9 @@ from hffm.federation.loop import FederationResult, run_federation
 from hffm.federation.world import World, build_world
 from hffm.logging.files import FileLogger
 from hffm.logging.progress import make_progress
+from hffm.run_folder import FolderExtras, RunFolder, RunFolderError, claim
 
-
-def claim_run_dir(out_dir: str | Path, cfg: Config) -> None:
-    """Refuse a folder that already holds another run (two runs must never mix their files).
-
-    The claim is an exclusive creation of config.json, so of two runs racing for one folder exactly one
-    wins. Resuming from a checkpoint inside ``out_dir`` continues that run there and is allowed.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resume = cfg.federation.resume
-    if resume and Path(resume).resolve().is_relative_to(out_dir.resolve()):
-        return
-    try:
-        with open(out_dir / "config.json", "x") as f:
-            f.write(json.dumps(config_dict(cfg), indent=1))
-    except FileExistsError:
-        raise FileExistsError(
-            f"output folder {str(out_dir)!r} already holds a run (config.json); runs never share a folder: "
-            "choose another hydra.run.dir, or resume that run there with "
-            f"federation.resume={out_dir / 'checkpoints' / 'federation.pt'}"
-        ) from None
+log = logging.getLogger("hffm")
 
 
 def make_world(cfg: Config) -> World:
@@ -68,10 +51,45 @@ def make_fabric(cfg: Config) -> Fabric:
     return Fabric(accelerator=f.accelerator, devices=f.devices, strategy=f.strategy, num_nodes=f.num_nodes)
 
 
+def claim_on_rank_zero(fabric: Fabric, cfg: Config, out_dir: Path, extras: FolderExtras | None) -> RunFolder | None:
+    """Global rank 0 claims the folder; every rank learns the outcome through the collective, so a refused
+    claim stops all of them with the same message, and no other rank ever reads or writes the folder."""
+    folder, error, failure = None, None, None
+    if fabric.global_rank == 0:
+        try:
+            folder = claim(out_dir, json.dumps(config_dict(cfg), indent=1), cfg.federation.resume, extras)
+        except Exception as exc:  # every failure is told to the other ranks, which would otherwise wait forever
+            failure, error = exc, str(exc)
+    if fabric.world_size > 1:
+        error = fabric.broadcast(error, src=0)
+    if failure is not None:
+        raise failure
+    if error is not None:
+        raise RunFolderError(f"global rank 0 could not claim the run folder: {error}")
+    return folder
+
+
 def run_in_fabric(
-    fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer = train_devices
+    fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer = train_devices,
+    extras: FolderExtras | None = None, caller_pid: int | None = None,
 ) -> FederationResult | None:
-    """What every Fabric process runs; rank 0 writes files and logs."""
+    """What every Fabric process runs; global rank 0 claims the folder, writes files and logs."""
+    folder = claim_on_rank_zero(fabric, cfg, out_dir, extras)
+    try:
+        result = _run_claimed(fabric, cfg, out_dir, trainer)
+    except BaseException:
+        if folder is not None:
+            log.error(folder.fail())
+            folder.close()
+        raise
+    if folder is not None:
+        folder.close()
+    # Every process that called train() gets the result (the history is the same on every rank). A spawned
+    # worker returns nothing: its return value would cross a queue that deadlocks on large objects.
+    return result if caller_pid in (None, os.getpid()) else None
+
+
+def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer) -> FederationResult:
     torch.manual_seed(cfg.seed)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
@@ -98,6 +116,9 @@ def run_in_fabric(
     if fabric.global_rank == 0:
         summary = {k: v for k, v in result.history[-1].items()}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+        log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J, %d updates rejected -> %s",
+                 cfg.name, summary.get("accuracy", float("nan")), summary["cost/cum_latency_s"],
+                 summary["cost/cum_energy_j"], summary.get("faults/cum_rejected_updates", 0), out_dir)
         if cfg.plots:
             from hffm.plots import save_run_plots
 
@@ -106,22 +127,23 @@ def run_in_fabric(
                 wandb_logger.log_images(paths)
         if wandb_logger is not None:
             wandb_logger.finish(result.history)
-    fabric.barrier()  # other ranks wait until rank 0 has written the run's files
-    # Only one process hands its result back: a spawned process's return value goes through a queue
-    # that deadlocks on large objects; rank 0 has written everything to out_dir anyway.
-    return result if fabric.world_size == 1 else None
+    fabric.barrier()  # leave together: a rank that exits while its peer still talks to it can abort the peer
+    return result
 
 
-def train(cfg: Config, out_dir: str | Path, *, trainer: Trainer = train_devices) -> FederationResult | None:
+def train(cfg: Config, out_dir: str | Path, *, trainer: Trainer = train_devices,
+          extras: FolderExtras | None = None) -> FederationResult | None:
     """Run one experiment into ``out_dir`` (config, metrics, checkpoints, plots); ``trainer``: the local-training
-    engine (``hffm.engine.Trainer``), e.g. ``train_devices`` wrapped by an attack or a profiler.
+    engine (``hffm.engine.Trainer``), e.g. ``train_devices`` wrapped by an attack or a profiler; ``extras``: what
+    a launcher adds to the folder once claimed (the CLI: Hydra's ``.hydra/`` record and the log).
 
-    Returns the result on one process; on several, None (read ``out_dir/summary.json``).
+    The folder is claimed first (hffm.run_folder): a folder holding another run is refused, and so is one in
+    use by a running resume. Returns the result in every process that called it; None where the ranks are
+    spawned processes (``fabric.strategy=ddp_spawn``): read ``out_dir/summary.json`` there.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config_dict(cfg), indent=1))
     fabric = make_fabric(cfg)
     if fabric.world_size > 1 or cfg.fabric.strategy != "auto":
-        return fabric.launch(run_in_fabric, cfg, out_dir, trainer)  # type: ignore[arg-type]  # launch passes *args on
-    return run_in_fabric(fabric, cfg, out_dir, trainer)
+        args = (cfg, out_dir, trainer, extras, os.getpid())
+        return fabric.launch(run_in_fabric, *args)  # type: ignore[arg-type]  # launch passes *args on
+    return run_in_fabric(fabric, cfg, out_dir, trainer, extras)

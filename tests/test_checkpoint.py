@@ -16,7 +16,7 @@ from hffm.federation.checkpoint import check_resume, config_mismatch, load_check
 from hffm.federation.loop import initial_state, run_federation, tier_policy
 from hffm.logging.files import FileLogger
 from hffm.modules.pretrain import save_pretrained
-from hffm.run import claim_run_dir, config_dict, make_world, train
+from hffm.run import config_dict, make_world, train
 from hffm.safe_io import CheckpointError, atomic_torch_save
 
 
@@ -160,12 +160,3 @@ def test_file_logger_replaces_a_round_run_again():
         rows = json.loads(open(os.path.join(d, "metrics.json")).read())
         assert [(r["step"], r["a"]) for r in rows] == [(1, 1.0), (2, 2.0), (3, 30.0)]
 
-
-def test_two_runs_never_share_a_folder(tmp_path):
-    cfg = tiny_config()
-    claim_run_dir(tmp_path, cfg)
-    with pytest.raises(FileExistsError, match="already holds a run"):
-        claim_run_dir(tmp_path, dataclasses.replace(cfg, seed=1))
-    inside = dataclasses.replace(cfg, federation=dataclasses.replace(
-        cfg.federation, resume=str(tmp_path / "checkpoints" / "federation.pt")))
-    claim_run_dir(tmp_path, inside)  # resuming a run in its own folder continues it there
