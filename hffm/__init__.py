@@ -10,8 +10,12 @@ A script composes a config as ``hffm-train`` would, builds the world and runs th
     print(result.history[-1]["accuracy"], result.last_outcome.relay_links())
 """
 
-from hffm.config import Config, compose, network_config, resolve
-from hffm.federation import (
+from hffm.openmp import prefer_passive_wait
+
+prefer_passive_wait()  # before anything imports torch: libgomp reads the policy when torch loads it
+
+from hffm.config import Config, compose, network_config, resolve  # noqa: E402
+from hffm.federation import (  # noqa: E402
     D2DMode,
     FederationConfig,
     FederationResult,
@@ -22,7 +26,7 @@ from hffm.federation import (
     build_world,
     run_federation,
 )
-from hffm.run import make_fabric, make_world, train
+from hffm.run import make_fabric, make_world, train  # noqa: E402
 
 __all__ = [
     "Config", "D2DMode", "FederationConfig", "FederationResult", "Plan", "RoundOutcome", "TierPolicy", "World",
