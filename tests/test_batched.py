@@ -106,7 +106,7 @@ def test_stacked_optimizer_steps_each_slice_as_its_own_optimizer(name):
     optimizer = StackedOptimizer(starts, name, lr=1e-2, weight_decay=0.1)
     for act, grad in zip(active, grads):
         optimizer.zero_grad()
-        sum((t * g).sum() for t, g in zip(optimizer.tensors(), grad)).backward()  # gradient d(t . g)/dt = g
+        sum((t * g).sum() for t, g in zip(optimizer.tensors, grad)).backward()  # gradient d(t . g)/dt = g
         optimizer.step(act)
     for d in range(3):
         for k, start in enumerate(starts):
@@ -117,7 +117,7 @@ def test_stacked_optimizer_steps_each_slice_as_its_own_optimizer(name):
                 if act[d, k]:  # an inactive slice had no gradient: its own optimizer skips it
                     alone.grad = grad[k][d].clone()
                 reference.step()
-            assert torch.equal(alone, optimizer.tensors()[k][d].detach()), (name, d, k)
+            assert torch.equal(alone, optimizer.tensors[k][d].detach()), (name, d, k)
 
 
 def test_groups_merge_modality_sets_only_while_the_masked_tokens_cost_less_than_a_pass():

@@ -161,19 +161,21 @@ class _DeviceLoss(nn.Module):
 
 
 def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.device) -> dict[str, Any]:
-    """One step's batches of every device, padded to the longest and stacked: [D, B, ...]."""
+    """One step's batches of every device, padded to the longest and stacked: [D, B, ...].
+
+    Built where the batches are (the host), then moved in one copy a tensor: on an accelerator, per-device
+    slices copied one by one would each be a transfer.
+    """
     n = len(batches)
     sizes = [next(iter(b["targets"].values())).shape[0] for b in batches]
     width = max(sizes)
-    rows = torch.zeros(n, width, dtype=torch.bool, device=device)
-    for d, size in enumerate(sizes):
-        rows[d, :size] = True
+    rows = torch.arange(width)[None, :] < torch.tensor(sizes)[:, None]
     inputs, present, targets, held = {}, {}, {}, {}
     for spec in group.modalities:
         sample = next(b["inputs"][spec.name] for b in batches if spec.name in b["inputs"])
-        x = torch.zeros((n, width, *sample.shape[1:]), dtype=sample.dtype, device=device)
-        p = torch.zeros(n, width, dtype=torch.bool, device=device)
-        on = torch.zeros(n, dtype=torch.bool, device=device)
+        x = sample.new_zeros((n, width, *sample.shape[1:]))
+        p = torch.zeros(n, width, dtype=torch.bool)
+        on = torch.zeros(n, dtype=torch.bool)
         for d, (b, size) in enumerate(zip(batches, sizes)):
             if spec.name in b["inputs"]:
                 x[d, :size] = b["inputs"][spec.name]
@@ -182,14 +184,22 @@ def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.de
         inputs[spec.name], present[spec.name], held[spec.name] = x, p, on
     for task in group.tasks:
         sample = next(b["targets"][task.name] for b in batches if task.name in b["targets"])
-        y = torch.zeros((n, width), dtype=sample.dtype, device=device)
-        on = torch.zeros(n, dtype=torch.bool, device=device)
+        y = sample.new_zeros((n, width))
+        on = torch.zeros(n, dtype=torch.bool)
         for d, (b, size) in enumerate(zip(batches, sizes)):
             if task.name in b["targets"]:
                 y[d, :size] = b["targets"][task.name]
                 on[d] = True
         targets[task.name], held[task.name] = y, on
-    return {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
+    batch = {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
+    return _moved(batch, device)
+
+
+def _moved(tree: Any, device: torch.device) -> Any:
+    """A nest of dicts of tensors on ``device`` (no copy where they are already)."""
+    if isinstance(tree, dict):
+        return {k: _moved(v, device) for k, v in tree.items()}
+    return tree.to(device, non_blocking=True)
 
 
 def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
@@ -221,7 +231,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     per_task_loss: dict[str, Tensor] = {}
     for _ in range(cfg.steps):
         batch = stacked_batch(group, [next(s) for s in streams], device)
-        params = stacked.params | dict(zip(keys, optimizer.tensors()))
+        params = stacked.params | dict(zip(keys, optimizer.tensors))
         total, per_task_loss, routed = mapped(params, stacked.buffers, batch)
         optimizer.zero_grad()
         fabric.backward(total.sum())  # a sum of per-device losses: each device's slice gets its own gradient
@@ -230,7 +240,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     assert total is not None
     totals = total.detach().tolist()
     per_task = {t: v.detach().tolist() for t, v in per_task_loss.items()}
-    tensors = stacked.params | dict(zip(keys, optimizer.tensors())) | stacked.buffers
+    tensors = stacked.params | dict(zip(keys, optimizer.tensors)) | stacked.buffers
     for d, i in enumerate(active):
         states = {name: {key: tensors[_prefix(name) + key][d].detach().clone()
                          for key in bank.module(name).state_dict()} for name in group.trained[d]}

@@ -2,8 +2,10 @@
 the device's own optimizer would step it.
 
 Batched training stacks each trained module tensor over a pass's devices ([D, ...]). Here they all live
-in one flat leaf tensor [D, elements] (the model reads views of it), so a step is a dozen elementwise
-ops over every device and tensor at once, whatever the number of tensors or devices. What differs from
+in one flat buffer [D, elements]; the model reads views of it, each its own autograd leaf (a view taken
+under autograd would cost every backward a full-size gradient per tensor), and a step gathers their
+gradients in one copy, so it is a dozen elementwise ops over every device and tensor at once, whatever
+the number of tensors or devices. What differs from
 one optimizer over the stacked tensors is what happens to a slice (device d, tensor k) that had no
 gradient in the device's own pass: a module the device does not train, or an expert no task prompt of
 the device was routed to. A device's own optimizer skips those (no update, no weight decay, its step
@@ -24,7 +26,7 @@ from hffm.modules.optim import optimizer_record
 class StackedOptimizer:
     """``OPTIMIZERS[name]`` per device slice of stacked tensors held in one flat buffer.
 
-    ``tensors()`` are the views the forward pass reads (their gradients land in the flat buffer's);
+    ``tensors`` are the views of the buffer the forward pass reads (leaves that require grad);
     ``step(active)`` steps slice (d, k) where ``active[d, k]``.
     """
 
@@ -38,19 +40,18 @@ class StackedOptimizer:
         self.shapes = [tuple(t.shape[1:]) for t in tensors]
         sizes = [t[0].numel() for t in tensors]
         self.bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
-        self.flat = torch.cat([t.detach().reshape(devices, -1) for t in tensors], 1).requires_grad_(True)
+        self.flat = torch.cat([t.detach().reshape(devices, -1) for t in tensors], 1)
+        b = self.bounds
+        self.tensors = [self.flat[:, b[k]:b[k + 1]].view(devices, *shape).requires_grad_(True)
+                        for k, shape in enumerate(self.shapes)]
         self.sizes = torch.tensor(sizes, device=self.flat.device)
         self.state = {key: torch.zeros_like(self.flat) for key in self.record.state}
         self.count = torch.zeros(devices, len(tensors), dtype=torch.float64, device=self.flat.device)
         """Steps taken by each slice (Adam's bias correction; SGD: whether the momentum buffer exists)."""
 
-    def tensors(self) -> list[Tensor]:
-        """The stacked tensors as views of the flat buffer (take them anew for every forward pass)."""
-        flat, b = self.flat, self.bounds
-        return [flat[:, b[k]:b[k + 1]].view(flat.shape[0], *shape) for k, shape in enumerate(self.shapes)]
-
     def zero_grad(self) -> None:
-        self.flat.grad = None
+        for t in self.tensors:
+            t.grad = None
 
     def _expand(self, per_slice: Tensor) -> Tensor:
         """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements)."""
@@ -59,10 +60,12 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
         """One step of the slices where ``active`` (bool [D, tensors], on the buffer's device)."""
-        grad = self.flat.grad
-        if grad is None:
+        if all(t.grad is None for t in self.tensors):
             return
-        param, state = self.record.update(self.flat.detach(), grad, self.state, self.count, self._expand, self.lr,
+        devices = self.flat.shape[0]
+        grad = torch.cat([(torch.zeros_like(t) if t.grad is None else t.grad).reshape(devices, -1)
+                          for t in self.tensors], 1)
+        param, state = self.record.update(self.flat, grad, self.state, self.count, self._expand, self.lr,
                                           self.weight_decay, self.record.options)
         on = active.repeat_interleave(self.sizes, dim=1)
         self.flat.copy_(torch.where(on, param, self.flat))
