@@ -73,15 +73,20 @@ def run_case(policy: str, threads: int, args: argparse.Namespace) -> dict[str, A
         p.start()
     try:
         before = [round(x, 2) for x in os.getloadavg()]
+        tic = time.perf_counter()
         done = subprocess.run([sys.executable, __file__, "--worker", str(threads), "--devices", str(args.devices),
                                "--repeats", str(args.repeats)], env=env, capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent)
+                              cwd=Path(__file__).parent, timeout=args.case_timeout)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except subprocess.TimeoutExpired:  # a result too: this case ran more than case_timeout seconds
+        result = {"timed_out": True, "process_s": time.perf_counter() - tic, "threads": threads}
     finally:
         for p in load:
             p.terminate()
             p.join()
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"policy": policy, "threads_asked": threads, "load_processes": args.load, "load_before": before, **result}
+    case = {"policy": policy, "threads_asked": threads, "load_processes": args.load, "load_before": before, **result}
+    print(json.dumps(case), flush=True)
+    return case
 
 
 def main() -> None:
@@ -89,6 +94,8 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--load", type=int, default=2, help="busy-looping processes beside each case")
+    parser.add_argument("--case-timeout", type=float, default=600,
+                        help="stop a case (its whole worker process: world, round, timings) after this many seconds")
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -99,10 +106,12 @@ def main() -> None:
 
     cases = [run_case(policy, threads, args) for policy in POLICIES for threads in (1, 2)]
     for c in cases:
-        print(f"OMP_WAIT_POLICY {c['policy']:>7}, {c['threads']} thread(s), {c['load_processes']} load processes: "
-              f"wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s")
+        took = (f"did not finish in {args.case_timeout:.0f} s" if c.get("timed_out") else
+                f"wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s")
+        print(f"OMP_WAIT_POLICY {c['policy']:>7}, {c['threads']} thread(s), {c['load_processes']} load: {took}")
     by = {(c["policy"], c["threads"]): c for c in cases}
-    ratios = {p: by[(p, 2)]["wall_s"] / by[(p, 1)]["wall_s"] for p in POLICIES}
+    ratios = {p: (by[(p, 2)].get("wall_s", float("inf")) / by[(p, 1)].get("wall_s", float("inf")))
+              for p in POLICIES}
     for p, r in ratios.items():
         print(f"{p}: 2 threads take {r:.2f}x the wall time of 1")
     args.out.mkdir(parents=True, exist_ok=True)
