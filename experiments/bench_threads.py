@@ -77,7 +77,7 @@ def run_case(policy: str, threads: int, args: argparse.Namespace) -> dict[str, A
         done = subprocess.run([sys.executable, __file__, "--worker", str(threads), "--devices", str(args.devices),
                                "--repeats", str(args.repeats)], env=env, capture_output=True, text=True, check=True,
                               cwd=Path(__file__).parent, timeout=args.case_timeout)
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = json.loads(done.stdout.strip().splitlines()[-1]) | {"process_s": time.perf_counter() - tic}
     except subprocess.TimeoutExpired:  # a result too: this case ran more than case_timeout seconds
         result = {"timed_out": True, "process_s": time.perf_counter() - tic, "threads": threads}
     finally:
