@@ -20,7 +20,7 @@ from solvers.baselines import equal_plan, full_placement, greedy_plan, random_pl
 from solvers.check import check_plan
 from solvers.exact import exact_solve
 from solvers.instance import RoundProblem
-from solvers.joint import CoverageError, greedy_placement, joint_solve
+from solvers.joint import CoverageError, check_limits, greedy_placement, joint_solve
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
 from solvers.tree import tree_rule_plan, tree_solve
@@ -45,6 +45,8 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
         raise ValueError(f"opts: {exc} (method {method!r} takes {list(inspect.signature(fn).parameters)[1:]})") from exc
     if "workers" in opts:  # a malformed option raises (no fallback), like an unknown one
         resolve_workers(problem, opts["workers"])  # type: ignore[arg-type]
+    if "time_limit_s" in opts or "gap" in opts:  # the same for the model's limits
+        check_limits(opts.get("time_limit_s", 0.0), opts.get("gap", 0.0))  # type: ignore[arg-type]
     t0 = time.perf_counter()
     try:
         if problem.tree_aggregation:  # one D2D tree per edge (solvers/tree.py); baselines run the fixed rule

@@ -27,6 +27,7 @@ from solvers.bandwidth import ConvexBandwidth, min_bandwidth, min_bandwidth_one,
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
+from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, improve, within
 from solvers.instance import RoundProblem
 from solvers.local import local_search
 from solvers.milp import milp_placement
@@ -232,7 +233,8 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
-                enum_max: int = 3000, bound: bool = True, workers: int | None = None) -> RoundPlan:
+                enum_max: int = 3000, bound: bool = True, workers: int | None = None,
+                time_limit_s: float = 2.0, gap: float = 0.01) -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
@@ -240,15 +242,59 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     workers: processes over independent edges at lambda = 0 (solvers/parallel.py; None: 2 on large instances,
     else 1); the plan is the same for any value. A time budget keeps to one process (it is per process).
 
+    time_limit_s, gap: the round's model (solvers/model.py via solvers/improve.py) improves and certifies the
+    heuristic plan until lower_bound >= (1 - gap) objective (status "optimal") or the round has run time_limit_s
+    seconds (status "time_limit"); "not_proven" where the model does not apply and the heuristics' bound is looser.
+    The model needs `bound` (0 turns it off: time_limit_s=0).
+
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
-    n_workers = resolve_workers(problem, workers)
+    check_limits(time_limit_s, gap)
+    t0 = time.perf_counter()
+    opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
+                                bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
+                                workers=workers)
+    if problem.has_power_frequency:
+        plan = _with_power_frequency(problem, (time_limit_s, gap), **opts)
+        proven = bound and within(plan, gap)
+        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - t0)
+    plan = _heuristic(problem, **opts)
+    if not bound or bandwidth == "cvxpy":
+        return plan
+    if time_limit_s <= 0:
+        return plan.with_(status=STATUS_PROVEN if within(plan, gap) else STATUS_UNPROVEN)
+    plan = improve(problem, plan, time_limit_s, gap, t0)
+    return plan.with_(solve_seconds=time.perf_counter() - t0)
+
+
+def check_limits(time_limit_s: float, gap: float) -> None:
+    """Refuse a time limit or gap target that cannot be met, naming the option."""
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) or not time_limit_s >= 0 \
+            or not math.isfinite(time_limit_s):
+        raise ValueError(f"time_limit_s: must be a finite number of seconds >= 0 (0: no model), got {time_limit_s!r}")
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap < 1:
+        raise ValueError(f"gap: the target relative gap must be in [0, 1) (e.g. 0.01 for 1 %), got {gap!r}")
+
+
+def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
+               time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
+    """The heuristic plan (today's joint solver): the model's incumbent."""
+    resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
                                      enum_max=enum_max, bound=bound, workers=workers)
+    return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
+                        local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                        enum_max=enum_max, bound=bound, workers=workers)
+
+
+def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
+                 time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
+    """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band."""
+    n_workers = resolve_workers(problem, workers)
     t0 = time.perf_counter()
     p = problem
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
@@ -341,14 +387,18 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     return best_x, best_r, small
 
 
-def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
+def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
+                          **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
-    how the energy search prices them), then bandwidth, power and frequency for T + lambda E
-    (solvers/powerfreq.py); the better of that and the max-power plan is kept."""
+    how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
+    bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
+    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round)."""
     t0 = time.perf_counter()
     p = problem
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = joint_solve(base, **opts)
+    plan = _solve_fixed(base, **opts)
+    if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
+        plan = improve(base, plan, limits[0], limits[1], t0)
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if p.lam > 0:

@@ -58,6 +58,16 @@ class RoundPlan:
             a.setflags(write=False)
             object.__setattr__(self, name, a)
 
+    @property
+    def gap(self) -> float:
+        """Certified relative gap 1 - lower_bound / objective: no feasible plan is better by more (1 without a
+        bound, inf for an infeasible plan)."""
+        if not math.isfinite(self.objective):
+            return math.inf
+        if self.objective <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.lower_bound / self.objective)
+
     def power(self, problem: RoundProblem) -> np.ndarray:
         """Planned uplink power [N] (the instance's fixed power when the plan has none)."""
         return problem.tx_power_w if self.tx_power_w is None else self.tx_power_w
@@ -92,7 +102,7 @@ class RoundPlan:
             **head, "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j),
             "objective": _num(self.objective), "solver": self.solver, "status": self.status,
             "solve_seconds": float(self.solve_seconds), "fallback": bool(self.fallback), "message": self.message,
-            "lower_bound": _num(self.lower_bound),
+            "lower_bound": _num(self.lower_bound), "gap": _num(self.gap),
         }
 
     @classmethod

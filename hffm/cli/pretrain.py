@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hffm.cli.help import help_text, wants_help
 from hffm.config import DataConfig, register_configs
 from hffm.modules.config import ModelConfig
 
@@ -119,6 +121,9 @@ def train_command(cfg: PretrainConfig) -> str:
 
 
 def main() -> None:
+    if wants_help(sys.argv[1:]):
+        print(help_text("hffm-pretrain", "pretrain"))
+        return
     _app()
 
 

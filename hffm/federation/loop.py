@@ -108,7 +108,7 @@ def run_federation(
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
     attacking = attackers(faults, world.num_devices, seed)
-    solver, solver_options = cfg.solver.name, cfg.solver.options()
+    solver, solver_options = cfg.solver.name, {**cfg.solver.options(), **cfg.solver.solve_options()}
     state = initial_state(world, policy)
     if fed.resume:
         payload = load_checkpoint(fed.resume)
