@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The project's extras for development; add yours here (one word each) rather than editing the install line.
-EXTRAS := dev,hf,docs
+EXTRAS := dev,hf,docs,data
 TEST_ENV := WANDB_MODE=disabled HF_HUB_OFFLINE=1
 export NO_MKDOCS_2_WARNING := 1
 

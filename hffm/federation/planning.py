@@ -8,7 +8,6 @@ train only their placed modules, updates take the planned relays or tree, and th
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ SOLVE_OPTIONS = ("time_limit_s", "gap")
 """Solver options (``SolverConfig.solve_options``) that go to ``solvers.solve``, not to the problem."""
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
-POWER_FREQUENCY_SOLVERS = ("joint",)
+POWER_FREQUENCY_SOLVERS = tuple(m.name for m in solvers.METHODS.values() if m.power_frequency)
 """The ``solvers.METHODS`` that plan uplink power and CPU frequency (solvers/README.md); the others keep them fixed."""
 
 
@@ -94,9 +93,9 @@ def _solve(
     solver: str,
     options: Mapping[str, float],
 ) -> Plan:
-    takes = inspect.signature(solvers.METHODS[solver]).parameters
     problem = build_problem(world, channel, participants, eligible, cfg,
                             **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
+    takes = solvers.METHODS[solver].options_for(problem)  # the method's record says what it takes
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
     opts: dict[str, float] = {"workers": 1} if "workers" in takes else {}
     opts |= {k: options[k] for k in SOLVE_OPTIONS if k in options and k in takes}  # the method's own options

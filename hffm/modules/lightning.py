@@ -60,8 +60,10 @@ class M3TLightningModule(L.LightningModule):
         """Collect one batch's outputs and targets per task for `compute_metrics`; returns its loss."""
         total, _, outputs = self._loss(batch)
         for task, target in batch["targets"].items():
-            out = outputs[task]
-            self._collected.setdefault(task, []).append((out.detach(), target.to(out.device)))
+            out, target = outputs[task], target.to(outputs[task].device)
+            keep = self.model.head(task).labelled(target)  # missing labels are not scored
+            if bool(keep.any()):
+                self._collected.setdefault(task, []).append((out[keep].detach(), target[keep]))
         return total
 
     def compute_metrics(self) -> dict[str, float]:

@@ -26,7 +26,8 @@ def task_losses(model: M3TModel, outputs: Mapping[str, Tensor], targets: Mapping
     """Each target's task loss, the head's mean over the batch; ``rows`` (bool [B]): the samples that count.
 
     Without ``rows`` the head's own mean (`Head.loss`, which also checks the targets), so a device training
-    alone computes exactly what it always did; with it, the mean of `Head.per_sample_loss` over the rows.
+    alone computes exactly what it always did; with it, the mean of `Head.per_sample_loss` over the rows
+    whose label is not missing (`Head.labelled`), as `Head.loss` averages over the labelled samples.
     """
     unknown = sorted(set(targets) - set(outputs))
     if unknown:
@@ -34,9 +35,12 @@ def task_losses(model: M3TModel, outputs: Mapping[str, Tensor], targets: Mapping
                          f"(model tasks: {sorted(outputs)})")
     if rows is None:
         return {t: model.task_loss(t, outputs[t], y) for t, y in targets.items()}
-    weight = rows.to(next(iter(outputs.values())).dtype)
-    count = weight.sum().clamp(min=1)
-    return {t: (model.head(t).per_sample_loss(outputs[t], y) * weight).sum() / count for t, y in targets.items()}
+    losses = {}
+    for t, y in targets.items():
+        head = model.head(t)
+        weight = (rows & head.labelled(y)).to(outputs[t].dtype)  # padding rows and missing labels count for nothing
+        losses[t] = (head.per_sample_loss(outputs[t], y) * weight).sum() / weight.sum().clamp(min=1)
+    return losses
 
 
 def total_loss(model: M3TModel, losses: Mapping[str, Tensor], aux: Tensor,
