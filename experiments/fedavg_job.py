@@ -29,7 +29,7 @@ from hffm.federation.aggregate import ModuleStates, ModuleUpdate, aggregate_modu
 from hffm.federation.config import FederationConfig
 from hffm.federation.loop import device_seed  # the loop's per-(round, device) seed: same batches on both sides
 from hffm.federation.world import World
-from hffm.modules.lightning import OPTIMIZERS
+from hffm.modules.optim import OPTIMIZERS
 
 SEP = "::"
 """Between module name and tensor name in a flat state (``encoder/image::proj.weight``)."""
@@ -103,7 +103,7 @@ def local_train(world: World, device: int, states: Mapping[str, Mapping[str, tor
     model.apply_trainable()
     seed_of = device_seed(seed, round_index, device)
     torch.manual_seed(seed_of)
-    optimizer = OPTIMIZERS[local.optimizer](model.trainable_parameters(), local.lr, local.weight_decay)
+    optimizer = OPTIMIZERS[local.optimizer].make(model.trainable_parameters(), local.lr, local.weight_decay)
     generator = torch.Generator().manual_seed(seed_of)
     batches: Iterator[dict] = iter(())
     model.train()

@@ -15,6 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from hffm.openmp import prefer_passive_wait
+
+prefer_passive_wait()  # before anything imports torch: libgomp reads the policy when torch loads it
+
 if TYPE_CHECKING:
     from hffm.config import Config, compose, network_config, resolve
     from hffm.federation import (

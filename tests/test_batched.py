@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
@@ -14,7 +13,7 @@ from hffm.engine.jobs import DeviceJob, LocalConfig
 from hffm.engine.local import train_device
 from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.federation.loop import run_federation
-from hffm.modules.lightning import OPTIMIZERS
+from hffm.modules.optim import OPTIMIZERS
 from hffm.run import make_world
 
 
@@ -101,23 +100,25 @@ def test_a_device_trains_only_its_placed_modules_and_short_devices_are_masked():
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_stacked_optimizer_steps_each_slice_as_its_own_optimizer(name):
     torch.manual_seed(0)
-    start = torch.randn(3, 5, 4)
-    active = [np.array(a) for a in ([1, 0, 1], [0, 1, 1], [1, 1, 1], [0, 1, 0])]
-    grads = [torch.randn(3, 5, 4) for _ in active]
-    stacked = start.clone().requires_grad_(True)
-    optimizer = StackedOptimizer([stacked], name, lr=1e-2, weight_decay=0.1)
+    starts = [torch.randn(3, 5, 4), torch.randn(3, 7)]  # two tensors of 3 devices in one flat buffer
+    active = [torch.tensor(a, dtype=torch.bool) for a in
+              ([[1, 1], [0, 1], [1, 0]], [[0, 1], [1, 1], [1, 1]], [[1, 1], [1, 1], [1, 1]], [[0, 0], [1, 1], [0, 1]])]
+    grads = [[torch.randn_like(t) for t in starts] for _ in active]
+    optimizer = StackedOptimizer(starts, name, lr=1e-2, weight_decay=0.1)
     for act, grad in zip(active, grads):
-        stacked.grad = grad.clone()
-        optimizer.step([act.astype(bool)])
+        optimizer.zero_grad()
+        sum((t * g).sum() for t, g in zip(optimizer.tensors, grad)).backward()  # gradient d(t . g)/dt = g
+        optimizer.step(act)
     for d in range(3):
-        alone = start[d].clone().requires_grad_(True)
-        reference = OPTIMIZERS[name]([alone], 1e-2, 0.1)
-        for act, grad in zip(active, grads):
-            reference.zero_grad(set_to_none=True)
-            if act[d]:  # an inactive slice had no gradient: its own optimizer skips it
-                alone.grad = grad[d].clone()
-            reference.step()
-        assert torch.equal(alone, stacked[d].detach())
+        for k, start in enumerate(starts):
+            alone = start[d].clone().requires_grad_(True)
+            reference = OPTIMIZERS[name].make([alone], 1e-2, 0.1)
+            for act, grad in zip(active, grads):
+                reference.zero_grad(set_to_none=True)
+                if act[d, k]:  # an inactive slice had no gradient: its own optimizer skips it
+                    alone.grad = grad[k][d].clone()
+                reference.step()
+            assert torch.equal(alone, optimizer.tensors[k][d].detach()), (name, d, k)
 
 
 def test_groups_merge_modality_sets_only_while_the_masked_tokens_cost_less_than_a_pass():

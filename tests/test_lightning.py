@@ -77,3 +77,12 @@ def test_manual_fabric_loop_trains() -> None:
     assert losses[-1] < 0.7 * losses[0]
     assert all(torch.equal(v, bank.module_state("trunk")[k]) for k, v in trunk_before.items())
     assert not torch.equal(head_before["fc.weight"], bank.module_state("head/object")["fc.weight"])
+
+
+def test_federation_config_refuses_an_unknown_optimizer() -> None:
+    from hffm.federation.config import FederationConfig
+
+    with pytest.raises(ValueError, match=r"federation.optimizer='lbfgs': choose one of \['adam', 'adamw', 'sgd'\]"):
+        FederationConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="federation.weight_decay=-0.1: must be >= 0"):
+        FederationConfig(weight_decay=-0.1)

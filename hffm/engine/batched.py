@@ -9,8 +9,10 @@ every device's tokens. What keeps the devices apart:
 - a device's missing modalities and tasks are masked out of attention (`M3TModel.forward_masked`),
   and its task losses are masked, so its outputs are those of its own sub-model;
 - the loss is the sum over devices of per-device losses, so no gradient mixes devices;
-- the optimizer steps each device's slice as the device's own optimizer would (`StackedOptimizer`):
-  slices of modules a device does not train, or of an expert none of its task prompts reached, are skipped;
+- the loss is `hffm.modules.objective`'s, as a device training alone computes it, with the masks added;
+- the optimizer steps each device's slice as the device's own optimizer would (`StackedOptimizer`, one fused
+  update of a flat buffer): slices of modules a device does not train, or of an expert none of its task
+  prompts reached, are skipped;
 - each device draws its batches from its own seeded generator, in `train_device`'s order; a device
   whose batch is short is masked (its padding rows count for no loss and no routing statistic).
 
@@ -35,6 +37,7 @@ from hffm.engine.local import _batches, train_device
 from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
+from hffm.modules.objective import task_losses, total_loss
 from hffm.spec import CONTAINER
 
 
@@ -108,7 +111,7 @@ class _Stacked:
     """The group's module tensors stacked over devices, keyed by their name in `_DeviceLoss`."""
 
     params: dict[str, Tensor]
-    """Parameters; those some device trains require grad."""
+    """Parameters (the optimizer copies those some device trains into its flat buffer)."""
     buffers: dict[str, Tensor]
     trains: dict[str, np.ndarray]
     """Per trained parameter: bool [D], the devices that train its module."""
@@ -135,7 +138,6 @@ def stack_states(bank: ModuleBank, group: StackedGroup, states: Sequence[Mapping
                 continue
             out.params[full] = stacked
             if trains.any():
-                stacked.requires_grad_(True)
                 out.trains[full] = trains
                 if key.startswith(routed):
                     out.expert[full] = int(name.split("/", 1)[1])
@@ -152,31 +154,26 @@ class _DeviceLoss(nn.Module):
     def forward(self, inputs: dict[str, Tensor], present: dict[str, Tensor], targets: dict[str, Tensor],
                 held: dict[str, Tensor], rows: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         outputs, aux, routed = self.model.forward_masked(inputs, present, held, rows, mapped=True)
-        losses = {}
-        for t, y in targets.items():
-            head = self.model.head(t)
-            weight = (rows & head.labelled(y)).to(aux.dtype)  # padding rows and missing labels count for nothing
-            losses[t] = (head.per_sample_loss(outputs[t], y) * weight).sum() / weight.sum().clamp(min=1)
-        total = torch.zeros((), dtype=aux.dtype, device=aux.device)
-        for t, loss in losses.items():  # the unbatched order: the device's tasks, in bank order
-            total = total + torch.where(held[t], loss, torch.zeros_like(loss))
-        return total + self.model.cfg.moe_aux_weight * aux, losses, routed
+        losses = task_losses(self.model, outputs, targets, rows)  # the unbatched order: tasks in bank order
+        return total_loss(self.model, losses, aux, held), losses, routed
 
 
 def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.device) -> dict[str, Any]:
-    """One step's batches of every device, padded to the longest and stacked: [D, B, ...]."""
+    """One step's batches of every device, padded to the longest and stacked: [D, B, ...].
+
+    Built where the batches are (the host), then moved in one copy a tensor: on an accelerator, per-device
+    slices copied one by one would each be a transfer.
+    """
     n = len(batches)
     sizes = [next(iter(b["targets"].values())).shape[0] for b in batches]
     width = max(sizes)
-    rows = torch.zeros(n, width, dtype=torch.bool, device=device)
-    for d, size in enumerate(sizes):
-        rows[d, :size] = True
+    rows = torch.arange(width)[None, :] < torch.tensor(sizes)[:, None]
     inputs, present, targets, held = {}, {}, {}, {}
     for spec in group.modalities:
         sample = next(b["inputs"][spec.name] for b in batches if spec.name in b["inputs"])
-        x = torch.zeros((n, width, *sample.shape[1:]), dtype=sample.dtype, device=device)
-        p = torch.zeros(n, width, dtype=torch.bool, device=device)
-        on = torch.zeros(n, dtype=torch.bool, device=device)
+        x = sample.new_zeros((n, width, *sample.shape[1:]))
+        p = torch.zeros(n, width, dtype=torch.bool)
+        on = torch.zeros(n, dtype=torch.bool)
         for d, (b, size) in enumerate(zip(batches, sizes)):
             if spec.name in b["inputs"]:
                 x[d, :size] = b["inputs"][spec.name]
@@ -185,14 +182,22 @@ def stacked_batch(group: StackedGroup, batches: Sequence[dict], device: torch.de
         inputs[spec.name], present[spec.name], held[spec.name] = x, p, on
     for task in group.tasks:
         sample = next(b["targets"][task.name] for b in batches if task.name in b["targets"])
-        y = torch.zeros((n, width), dtype=sample.dtype, device=device)
-        on = torch.zeros(n, dtype=torch.bool, device=device)
+        y = sample.new_zeros((n, width))
+        on = torch.zeros(n, dtype=torch.bool)
         for d, (b, size) in enumerate(zip(batches, sizes)):
             if task.name in b["targets"]:
                 y[d, :size] = b["targets"][task.name]
                 on[d] = True
         targets[task.name], held[task.name] = y, on
-    return {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
+    batch = {"inputs": inputs, "present": present, "targets": targets, "held": held, "rows": rows}
+    return _moved(batch, device)
+
+
+def _moved(tree: Any, device: torch.device) -> Any:
+    """A nest of dicts of tensors on ``device`` (no copy where they are already)."""
+    if isinstance(tree, dict):
+        return {k: _moved(v, device) for k, v in tree.items()}
+    return tree.to(device, non_blocking=True)
 
 
 def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
@@ -208,6 +213,9 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     stacked = stack_states(bank, group, [j.states for j in jobs], device)
     keys = list(stacked.trains)
     optimizer = StackedOptimizer([stacked.params[k] for k in keys], cfg.optimizer, cfg.lr, cfg.weight_decay)
+    trains = torch.as_tensor(np.stack([stacked.trains[k] for k in keys], 1), device=device)  # [D, tensors]
+    # which routing column gates each tensor's step: 0 (always on), or 1 + its expert's index
+    column = torch.tensor([stacked.expert[k] + 1 if k in stacked.expert else 0 for k in keys], device=device)
     loss_fn = _DeviceLoss(group.model).eval()  # dropout is 0 (batched_unsupported): eval changes nothing else
 
     def device_loss(params: dict, buffers: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -218,19 +226,19 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
         _batches(j.data, cfg.batch_size, torch.Generator().manual_seed(j.seed)) for j in jobs
     ]
     total: Tensor | None = None
-    task_losses: dict[str, Tensor] = {}
+    per_task_loss: dict[str, Tensor] = {}
     for _ in range(cfg.steps):
         batch = stacked_batch(group, [next(s) for s in streams], device)
-        total, task_losses, routed = mapped(stacked.params, stacked.buffers, batch)
+        params = stacked.params | dict(zip(keys, optimizer.tensors))
+        total, per_task_loss, routed = mapped(params, stacked.buffers, batch)
         optimizer.zero_grad()
         fabric.backward(total.sum())  # a sum of per-device losses: each device's slice gets its own gradient
-        reached = routed.cpu().numpy()  # [D, experts]
-        optimizer.step([stacked.trains[k] & reached[:, stacked.expert[k]] if k in stacked.expert
-                        else stacked.trains[k] for k in keys])
+        reached = torch.cat([torch.ones_like(routed[:, :1]), routed], 1)  # [D, 1 + experts], on the device
+        optimizer.step(trains & reached[:, column])
     assert total is not None
     totals = total.detach().tolist()
-    per_task = {t: v.detach().tolist() for t, v in task_losses.items()}
-    tensors = stacked.params | stacked.buffers
+    per_task = {t: v.detach().tolist() for t, v in per_task_loss.items()}
+    tensors = stacked.params | dict(zip(keys, optimizer.tensors)) | stacked.buffers
     for d, i in enumerate(active):
         states = {name: {key: tensors[_prefix(name) + key][d].detach().clone()
                          for key in bank.module(name).state_dict()} for name in group.trained[d]}

@@ -4,7 +4,7 @@ The counterpart of `local.evaluate` for a list of jobs: each job is one model (i
 restricted to some modalities and tasks, on a dataset. Module states are stacked as in batched
 training (`hffm.engine.batched`); a job's missing modalities and tasks are masked, and with
 ``restrict`` only the samples having one of its modalities count (as `World.global_test_view` keeps).
-Metrics are those of `M3TLightningModule.compute_metrics` (accuracy, macro F1, MAE), per job.
+Metrics are `hffm.modules.objective.task_metrics` (accuracy, macro F1, MAE), per job, as for one model.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ import torch
 from lightning.fabric import Fabric
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
-from torchmetrics.functional import mean_absolute_error
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from hffm.data.dataset import M3TDataset
 from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
@@ -26,6 +24,7 @@ from hffm.engine.batched import StackedGroup, batched_unsupported, stack_states,
 from hffm.engine.local import evaluate
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
+from hffm.modules.objective import task_metrics
 from hffm.spec import MISSING_LABEL
 
 
@@ -132,15 +131,6 @@ def _metrics(bank: ModuleBank, pairs: dict[str, list[tuple[Tensor, Tensor]]]) ->
     """`M3TLightningModule.compute_metrics` of one job from its outputs and targets."""
     out: dict[str, float] = {}
     for task, chunks in pairs.items():
-        pred = torch.cat([p for p, _ in chunks])
-        target = torch.cat([y for _, y in chunks])
-        if len(target) == 0:
-            continue
-        spec = bank.tasks[task]
-        if spec.kind == "classification":
-            n = int(spec.num_classes or 0)
-            out[f"{task}/acc"] = float(multiclass_accuracy(pred, target, num_classes=n, average="micro"))
-            out[f"{task}/f1"] = float(multiclass_f1_score(pred, target, num_classes=n, average="macro"))
-        else:
-            out[f"{task}/mae"] = float(mean_absolute_error(pred, target.to(pred.dtype)))
+        scores = task_metrics(bank.tasks[task], torch.cat([p for p, _ in chunks]), torch.cat([y for _, y in chunks]))
+        out |= {f"{task}/{key}": value for key, value in scores.items()}
     return dict(sorted(out.items()))

@@ -1,87 +1,74 @@
-"""The local optimizer over device-stacked tensors, stepping each device's slice as its own optimizer would.
+"""The local optimizer over device-stacked tensors: one fused update of a flat buffer, each slice stepped as
+the device's own optimizer would step it.
 
-Batched training stacks each module tensor over devices ([D, ...]). One `torch.optim` optimizer over
-the stacked tensors would be elementwise equal to one per device, except for what it does to slices
-that had no gradient in the device's own pass: a device that does not train the module, or an expert
-no task prompt of the device was routed to this step. A per-device optimizer skips those (no update, no
-weight decay, its step count stays), so here each slice keeps its own step count and only the active
-slices are stepped, by torch's own functional update (`torch.optim.adam.adam`, `torch.optim.sgd.sgd`)
-with the hyperparameters `OPTIMIZERS[name]` chooses.
+Batched training stacks each trained module tensor over a pass's devices ([D, ...]). Here they all live
+in one flat buffer [D, elements]; the model reads views of it, each its own autograd leaf (a view taken
+under autograd would cost every backward a full-size gradient per tensor), and a step gathers their
+gradients in one copy, so it is a dozen elementwise ops over every device and tensor at once, whatever
+the number of tensors or devices. What differs from
+one optimizer over the stacked tensors is what happens to a slice (device d, tensor k) that had no
+gradient in the device's own pass: a module the device does not train, or an expert no task prompt of
+the device was routed to. A device's own optimizer skips those (no update, no weight decay, its step
+count stays), so each slice keeps its own step count and only the active slices take the new values.
+The arithmetic is the record's of `hffm.modules.optim.OPTIMIZERS`, chosen by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
-from torch.optim.adam import adam
-from torch.optim.sgd import sgd
 
-from hffm.modules.lightning import OPTIMIZERS
+from hffm.modules.optim import optimizer_record
 
 
 class StackedOptimizer:
-    """`OPTIMIZERS[name]` per device slice of each stacked tensor; `step(active)` steps the active slices."""
+    """``OPTIMIZERS[name]`` per device slice of stacked tensors held in one flat buffer.
 
-    def __init__(self, params: Sequence[Tensor], name: str, lr: float, weight_decay: float) -> None:
-        probe = OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)], lr, weight_decay)
-        self.adam = isinstance(probe, torch.optim.Adam)  # AdamW is an Adam with decoupled weight decay
-        if not self.adam and not isinstance(probe, torch.optim.SGD):
-            raise ValueError(f"optimizer {name!r}: batched training knows Adam(W) and SGD only")
-        self.hyper = dict(probe.defaults)
-        self.params = list(params)
-        self.counts = [np.zeros(p.shape[0], dtype=np.int64) for p in self.params]
+    ``tensors`` are the views of the buffer the forward pass reads (leaves that require grad);
+    ``step(active)`` steps slice (d, k) where ``active[d, k]``.
+    """
+
+    def __init__(self, tensors: Sequence[Tensor], name: str, lr: float, weight_decay: float) -> None:
+        """tensors: each [D, ...], the same D, dtype and device; their values are copied in."""
+        if not tensors:
+            raise ValueError("StackedOptimizer: no tensors to optimize")
+        self.record = optimizer_record(name)
+        self.lr, self.weight_decay = lr, weight_decay
+        devices = tensors[0].shape[0]
+        self.shapes = [tuple(t.shape[1:]) for t in tensors]
+        sizes = [t[0].numel() for t in tensors]
+        self.bounds = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+        self.flat = torch.cat([t.detach().reshape(devices, -1) for t in tensors], 1)
+        b = self.bounds
+        self.tensors = [self.flat[:, b[k]:b[k + 1]].view(devices, *shape).requires_grad_(True)
+                        for k, shape in enumerate(self.shapes)]
+        self.sizes = torch.tensor(sizes, device=self.flat.device)
+        self.state = {key: torch.zeros_like(self.flat) for key in self.record.state}
+        self.count = torch.zeros(devices, len(tensors), dtype=torch.float64, device=self.flat.device)
         """Steps taken by each slice (Adam's bias correction; SGD: whether the momentum buffer exists)."""
-        self.state = [self._init_state(p) for p in self.params]
-
-    def _init_state(self, p: Tensor) -> list[Tensor]:
-        zeros = lambda: torch.zeros_like(p, memory_format=torch.preserve_format)  # noqa: E731
-        if self.adam:
-            return [zeros(), zeros()]  # exp_avg, exp_avg_sq
-        return [zeros()] if self.hyper["momentum"] else []
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        for t in self.tensors:
+            t.grad = None
+
+    def _expand(self, per_slice: Tensor) -> Tensor:
+        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements)."""
+        return per_slice.to(self.flat.dtype).repeat_interleave(self.sizes, dim=1)
 
     @torch.no_grad()
-    def step(self, active: Sequence[np.ndarray]) -> None:
-        """Step slice d of params[i] where active[i][d]; slices with the same step count go together."""
-        for p, state, counts, act in zip(self.params, self.state, self.counts, active):
-            if p.grad is None:
-                continue
-            groups = [(int(c), np.flatnonzero(act & (counts == c))) for c in np.unique(counts[act])]
-            for count, sel in groups:
-                self._step_slices(p, state, sel, count)
-            counts[act] += 1
-
-    def _step_slices(self, p: Tensor, state: list[Tensor], sel: np.ndarray, count: int) -> None:
-        whole = len(sel) == p.shape[0]
-        idx = None if whole else torch.as_tensor(sel, device=p.device)
-        take = (lambda t: t) if idx is None else (lambda t: t.index_select(0, idx))
-        param, grad, buffers = take(p), take(p.grad), [take(s) for s in state]
-        h = self.hyper
-        if self.adam:
-            adam(
-                [param], [grad], [buffers[0]], [buffers[1]], [], [torch.tensor(float(count))],
-                foreach=h["foreach"], decoupled_weight_decay=h["decoupled_weight_decay"], amsgrad=h["amsgrad"],
-                beta1=h["betas"][0], beta2=h["betas"][1], lr=h["lr"], weight_decay=h["weight_decay"],
-                eps=h["eps"], maximize=h["maximize"],
-            )
-        else:
-            momentum: list[Tensor | None] = [buffers[0] if count else None] if buffers else [None]
-            sgd(
-                [param], [grad], momentum, foreach=h["foreach"], weight_decay=h["weight_decay"],
-                momentum=h["momentum"], lr=h["lr"], dampening=h["dampening"], nesterov=h["nesterov"],
-                maximize=h["maximize"],
-            )
-            if buffers:
-                buffers = [momentum[0]]
-        if idx is not None:
-            p.index_copy_(0, idx, param)
-            for s, b in zip(state, buffers):
-                s.index_copy_(0, idx, b)
-        elif buffers and not self.adam and count == 0:
-            state[0].copy_(buffers[0])
+    def step(self, active: Tensor) -> None:
+        """One step of the slices where ``active`` (bool [D, tensors], on the buffer's device)."""
+        if all(t.grad is None for t in self.tensors):
+            return
+        devices = self.flat.shape[0]
+        grad = torch.cat([(torch.zeros_like(t) if t.grad is None else t.grad).reshape(devices, -1)
+                          for t in self.tensors], 1)
+        param, state = self.record.update(self.flat, grad, self.state, self.count, self._expand, self.lr,
+                                          self.weight_decay, self.record.options)
+        on = active.repeat_interleave(self.sizes, dim=1)
+        self.flat.copy_(torch.where(on, param, self.flat))
+        for key, value in state.items():
+            self.state[key] = torch.where(on, value, self.state[key])
+        self.count += active

@@ -8,6 +8,7 @@ from hffm.federation.aggregate import RULES
 from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
+from hffm.modules.optim import OPTIMIZERS
 from hffm.spec import KINDS
 
 DISTORTION = {"none": 0.0, "fp16": 3.9e-8, "bf16": 2.7e-6, "int8": 7.6e-6, "int8_channel": 7.2e-6, "topk": 0.84,
@@ -38,6 +39,8 @@ class FederationConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     optimizer: str = "adamw"
+    """Local optimizer, a name of ``hffm.modules.optim.OPTIMIZERS``: adamw, adam or sgd (momentum 0.9); batched
+    and one-device training step with the same arithmetic."""
     participation: float = 1.0
     """Fraction of devices drawn to train each round (at least one per round)."""
     rule: str = "mean"
@@ -124,6 +127,10 @@ class FederationConfig:
             problems.append(f"federation.batch_size={self.batch_size}: must be >= 1")
         if not self.lr > 0:
             problems.append(f"federation.lr={self.lr}: must be > 0")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"federation.optimizer={self.optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
+        if self.weight_decay < 0:
+            problems.append(f"federation.weight_decay={self.weight_decay}: must be >= 0")
         if not 0 < self.participation <= 1:
             problems.append(f"federation.participation={self.participation}: must be in (0, 1]")
         if self.rule not in RULES:

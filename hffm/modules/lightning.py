@@ -1,28 +1,23 @@
 """LightningModule around a device's M3T sub-model, drivable by a manual Fabric loop.
 
 `loss = lm.training_step(batch, i); fabric.backward(loss); opt.step()` works without a Trainer;
-`validation_step` feeds torchmetrics per task and `compute_metrics()` reads and resets them.
+`validation_step` collects each task's outputs and `compute_metrics()` scores and forgets them. The loss
+and the metrics are `hffm.modules.objective`'s, the optimizer `hffm.modules.optim`'s: batched training
+uses the same three.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, cast
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
-from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, Metric
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from torch import Tensor
 
 from hffm.modules.model import M3TModel
-
-OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
-    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
-    "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
-}
-"""Optimizer by name; every one is elementwise, so one over device-stacked parameters steps each device alone."""
+from hffm.modules.objective import task_losses, task_metrics, total_loss
+from hffm.modules.optim import optimizer_record
 
 
 class M3TLightningModule(L.LightningModule):
@@ -31,8 +26,7 @@ class M3TLightningModule(L.LightningModule):
     def __init__(self, model: M3TModel, lr: float = 1e-3, weight_decay: float = 0.0,
                  optimizer: str = "adamw") -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {tuple(OPTIMIZERS)}, got {optimizer!r}")
+        optimizer_record(optimizer)  # refuse an unknown name now, not at the first step
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr}")
         if weight_decay < 0:
@@ -41,16 +35,7 @@ class M3TLightningModule(L.LightningModule):
         self.lr, self.weight_decay, self.optimizer_name = lr, weight_decay, optimizer
         self.last_task_losses: dict[str, float] = {}
         self.last_aux_loss: float = 0.0
-        self.metrics = nn.ModuleDict()
-        for task in model.tasks:
-            if task.kind == "classification":
-                n = int(task.num_classes or 0)
-                self.metrics[task.name] = nn.ModuleDict({
-                    "acc": MulticlassAccuracy(num_classes=n, average="micro", sync_on_compute=False),
-                    "f1": MulticlassF1Score(num_classes=n, average="macro", sync_on_compute=False)})
-            else:
-                self.metrics[task.name] = nn.ModuleDict({"mae": MeanAbsoluteError(sync_on_compute=False)})
-        self._updated: set[str] = set()
+        self._collected: dict[str, list[tuple[Tensor, Tensor]]] = {}
 
     def forward(self, inputs: Mapping[str, Tensor],
                 present: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], Tensor]:
@@ -60,15 +45,9 @@ class M3TLightningModule(L.LightningModule):
         if "inputs" not in batch or "targets" not in batch:
             raise ValueError(f"batch must hold 'inputs' and 'targets' (and optionally 'present'), got {list(batch)}")
         outputs, aux = self.model(batch["inputs"], batch.get("present"))
-        targets = batch["targets"]
-        unknown = sorted(set(targets) - set(outputs))
-        if unknown:
-            raise ValueError(f"batch has targets for tasks {unknown} this model has no head for "
-                             f"(model tasks: {sorted(outputs)})")
-        losses = {t: self.model.task_loss(t, outputs[t], y) for t, y in targets.items()}
-        total = sum(losses.values(), torch.zeros((), device=aux.device)) + self.model.cfg.moe_aux_weight * aux
+        losses = task_losses(self.model, outputs, batch["targets"])
         self.last_aux_loss = float(aux.detach())
-        return total, losses, outputs
+        return total_loss(self.model, losses, aux), losses, outputs
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         """Sum of the batch's task losses + moe_aux_weight * aux; per-task values in last_task_losses."""
@@ -78,37 +57,28 @@ class M3TLightningModule(L.LightningModule):
 
     @torch.no_grad()
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int = 0) -> Tensor:
-        """Update the per-task metrics with one batch; returns its loss."""
+        """Collect one batch's outputs and targets per task for `compute_metrics`; returns its loss."""
         total, _, outputs = self._loss(batch)
         for task, target in batch["targets"].items():
             out, target = outputs[task], target.to(outputs[task].device)
             keep = self.model.head(task).labelled(target)  # missing labels are not scored
-            if not bool(keep.any()):
-                continue
-            for metric in self._task_metrics(task).values():
-                metric.update(out[keep], target[keep])
-            self._updated.add(task)
+            if bool(keep.any()):
+                self._collected.setdefault(task, []).append((out[keep].detach(), target[keep]))
         return total
-
-    def _task_metrics(self, task: str) -> dict[str, Metric]:
-        """One task's metrics by name (held in nn.ModuleDicts so they follow the module's device)."""
-        return {k: cast(Metric, m) for k, m in cast(nn.ModuleDict, self.metrics[task]).items()}
 
     def compute_metrics(self) -> dict[str, float]:
         """{'<task>/acc', '<task>/f1'} for classification, {'<task>/mae'} for regression; then reset."""
-        result = {}
-        for task in self._updated:
-            for key, metric in self._task_metrics(task).items():
-                result[f"{task}/{key}"] = float(metric.compute())
+        specs = {t.name: t for t in self.model.tasks}
+        result: dict[str, float] = {}
+        for task, pairs in self._collected.items():
+            scores = task_metrics(specs[task], torch.cat([o for o, _ in pairs]), torch.cat([y for _, y in pairs]))
+            result |= {f"{task}/{key}": value for key, value in scores.items()}
         self.reset_metrics()
         return dict(sorted(result.items()))
 
     def reset_metrics(self) -> None:
-        """Forget all metric state."""
-        for task in self.metrics:
-            for metric in self._task_metrics(task).values():
-                metric.reset()
-        self._updated.clear()
+        """Forget all collected outputs."""
+        self._collected.clear()
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Optimizer over the sub-model's trainable parameters only (re-applies its requires_grad flags)."""
@@ -117,4 +87,4 @@ class M3TLightningModule(L.LightningModule):
         if not params:
             raise ValueError(f"model has no trainable parameters (trainable modules: "
                              f"{self.model.trainable_module_names}, train_trunk={self.model.train_trunk})")
-        return OPTIMIZERS[self.optimizer_name](params, self.lr, self.weight_decay)
+        return optimizer_record(self.optimizer_name).make(params, self.lr, self.weight_decay)
