@@ -20,6 +20,7 @@ from hffm.data.partition import PartitionConfig
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.d2d_modes import mode_of
+from hffm.federation.defense import DefenseConfig
 from hffm.federation.faults import FaultsConfig
 from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.federation.policy import Mode
@@ -144,6 +145,8 @@ class Config:
     fabric: FabricConfig = field(default_factory=FabricConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     """Dropouts, stragglers, relay failures, edge outages and attackers, seeded from ``seed`` (all off by default)."""
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    """What stands between the screened updates and the aggregation rule (conf/defense: none, screen, robust)."""
     threads: int | None = 1
     """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
     models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""
@@ -179,6 +182,7 @@ def register_configs() -> None:
         ("solver", SolverConfig),
         ("logger", LoggerConfig),
         ("faults", FaultsConfig),
+        ("defense", DefenseConfig),
     ):
         cs.store(group=group, name=f"base_{group}", node=node)
 

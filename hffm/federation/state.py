@@ -21,6 +21,8 @@ class FederationState:
     pending_weight: list[dict[str, float]] = field(default_factory=list)
     """Per edge, samples behind each module since the last cloud round (the cloud's weights)."""
     history: list[dict[str, float]] = field(default_factory=list)
+    defense: dict[str, Any] = field(default_factory=dict)
+    """What the defense remembers across rounds (``hffm.federation.defense.DefenseMemory.to_dict``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +32,7 @@ class FederationState:
             "personal": self.personal,
             "pending_weight": self.pending_weight,
             "history": self.history,
+            "defense": self.defense,
         }
 
     @classmethod

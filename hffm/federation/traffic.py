@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from hffm.engine.jobs import rows_trained
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d import Links
 from hffm.federation.policy import TierPolicy
@@ -26,8 +27,11 @@ def eligible_modules(world: World, device: int) -> list[str]:
     return list(world.bank.required_modules(part.modalities, part.tasks))
 
 
-def samples_per_round(cfg: FederationConfig) -> float:
-    return float(cfg.local_steps * cfg.batch_size)
+def samples_per_round(world: World, cfg: FederationConfig, device: int) -> float:
+    """The samples a device trains on in a round: ``local_steps`` mini-batches drawn from the rows it holds
+    (fewer than ``batch_size`` x steps when it holds fewer). The engine reports the same count
+    (``TrainResult.samples``); tests bind the two."""
+    return float(rows_trained(len(world.train[device]), cfg.batch_size, cfg.local_steps))
 
 
 def module_cycles(world: World, name: str) -> float:
@@ -57,9 +61,11 @@ def traffic_of(
     edge_to_cloud_bytes: np.ndarray | None = None,
     slowdown: Mapping[int, float] | None = None,
     topology: Topology | None = None,
+    samples: Mapping[int, float] | None = None,
 ) -> Traffic:
     """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
-    cycles), and which bytes went over which link."""
+    cycles), and which bytes went over which link. ``samples``: device -> the samples it really trained on
+    (the engine's count); None predicts them (``samples_per_round``)."""
     slowdown = slowdown or {}
     size = world.module_bytes
     sent = {r.device: r for r in routes}
@@ -69,7 +75,8 @@ def traffic_of(
         route = sent.get(device)
         payload = route.modules if route is not None else ()
         relay = route.relay if route is not None else device
-        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
+        rows = samples[device] if samples is not None else samples_per_round(world, cfg, device)
+        cycles = rows * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
         uploads.append(DeviceUpload(device, int(sum(size[m] for m in payload)), relay, cycles))
         carried.setdefault(relay, set()).update(payload)
     return Traffic(
