@@ -148,7 +148,7 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
                         f"faults.attack_scale={args.attack_scale}"]))
     scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
                      f"federation.eval_every={args.scenario_rounds}"]
-    deadline = clean_deadline(scenario_base) if args.scenario_rules else math.nan
+    deadline = clean_deadline(scenario_base) if args.scenario_rules and not args.table_only else math.nan
     for rule in args.scenario_rules:
         cell = [*scenario_base, f"federation.rule={rule}", f"defense={args.defenses[0]}"]
         runs.append((f"tree_{rule}_clean", cell))
@@ -216,6 +216,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--defenses", default=None, help="comma-separated defenses of conf/defense (default robust,none)")
     p.add_argument("--norms", action="store_true", help="only print the honest update norms of 3 clean rounds")
     p.add_argument("--no-scenario", action="store_true", help="skip the fault scenario runs")
+    p.add_argument("--table-only", action="store_true",
+                   help="write results.json and table.md from the runs already in --out/runs (whatever code made "
+                        "them: each record names its code hash and commit), running nothing")
     p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 16)
@@ -248,6 +251,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     records: dict[str, dict[str, Any]] = {}
     runs = plan_runs(args)
     for k, (name, overrides) in enumerate(runs):
+        if args.table_only:
+            path = out / "runs" / f"{name}.json"
+            if path.exists():
+                records[name] = json.loads(path.read_text())
+            continue
         records[name] = run_one(name, overrides, out / "runs")
         r = records[name]
         print(f"[{k + 1}/{len(runs)}] {name}: accuracy {r['final']['accuracy']:.4f}, rejected "
@@ -259,10 +267,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     settings = {"argv": list(sys.argv[1:] if argv is None else argv), "machine": platform.platform(),
                 "python": platform.python_version(), "base": BASE, "quick": args.quick, "code": code_hash(),
-                "commit": commit(), "cpus": os.cpu_count()}
+                "commit": commit(), "cpus": os.cpu_count(),
+                "runs_made_by": sorted({f"{r.get('code')} at {r.get('commit')}" for r in records.values()})}
     (out / "results.json").write_text(json.dumps({"settings": settings, "runs": records}, indent=1))
     (out / "table.md").write_text(md)
     print(md)
+    made_by = sorted({f"{r.get('code', 'unknown')} at {r.get('commit', 'unknown')}" for r in records.values()})
+    print(f"runs made by code {', '.join(made_by)}")
     bad = [n for n, r in records.items() if not math.isfinite(r["final"]["accuracy"] or math.nan)]
     if bad:
         print(f"runs with a non-finite accuracy: {bad}", file=sys.stderr)

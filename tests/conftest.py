@@ -29,12 +29,15 @@ def _few_threads():
 
 
 def tiny_config(**federation):
-    """A run config small enough for a test: 2 edges x 2 devices, width-32 one-layer model."""
+    """A run config small enough for a test: 2 edges x 2 devices, width-32 one-layer model, no defense (the loop's
+    mechanics as configured; tests of the defense set ``cfg.defense`` themselves)."""
     from hffm.config import Config, resolve
     from hffm.data.benchmark import BenchmarkConfig
+    from hffm.federation.defense import DefenseConfig
     from hffm.modules.config import ModelConfig
 
     cfg = Config()
+    cfg.defense = DefenseConfig.off()
     cfg.model = ModelConfig(width=32, trunk_layers=1, trunk_heads=4, num_experts=2, top_k=1, adapter_bottleneck=8,
                             lora_rank=2)
     cfg.data.benchmark = BenchmarkConfig(num_samples=400)

@@ -1,21 +1,21 @@
 """Defenses between screening and aggregation, built for few holders per module.
 
-An edge often sees one to four holders of a module, too few for a median or Krum to outvote anyone. What
-the hierarchy does offer is history: the aggregator's own previous state of the module (what the last
-rounds agreed on) and the scale of honest updates seen at the whole tier. So each update is judged against
+An edge often sees one to four holders of a module, too few for a median or Krum to outvote anyone. So the
+defense judges each update against the **consensus of the whole wave** (the devices trained together, across
+edges; the cloud would gather it as per-module sketches from its edges): per module, the coordinate-wise
+median of every holder's delta (its direction) and the median delta norm (its scale).
 
-1. **the trend**: its cosine with the module's last change at this aggregator (its state now minus its state
-   the last time it aggregated the module, cloud averaging included). Updates pointing against it
-   (``min_cosine``) are dropped: sign flipping, inner-product manipulation, most label flipping. Where no
-   trend is known yet (first rounds), the coordinate-wise median of the current updates stands in (with 3+
-   holders).
-2. **the scale**: each update is clipped around the aggregator's state (centered clipping) to ``clip_factor``
-   x the round's median update norm (3+ holders), or the tier's last such median (fewer holders): scaling
-   and ALIE-style shifts move a module at most that far. An update above ``reject_factor`` x that scale
-   is refused outright (one device sending x1e6 cannot move a module at all).
+1. **Direction**: an update whose cosine with the consensus direction is below ``min_cosine`` is dropped: sign
+   flipping, inner-product manipulation, most label flipping.
+2. **Scale**: each update is clipped around its aggregator's state (centered clipping) to ``clip_factor`` x the
+   consensus norm: scaling and ALIE-style shifts move a module at most that far. An update above
+   ``reject_factor`` x the consensus norm is refused outright (one device sending x1e6 moves nothing).
 
-The edge and the cloud (edges as nodes) run the same function. Pure but for ``DefenseMemory``, which the loop
-keeps in the federation state (so a resumed run continues with the same history).
+With fewer than 3 holders in the wave the consensus is not trusted: no direction check, and the scale is the
+tier's last trusted median (``DefenseMemory``, checkpointed with the state). The cloud runs the same function
+with the edges as holders. Measured, not assumed: the module's own last change (its trend across rounds) is a
+poor reference with our optimizer: honest Adam updates often point against the previous round's change (see
+docs/security.md).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
 from hffm.federation.screening import Rejection
 
 MIN_HOLDERS = 3
-"""With at least this many holders the round's own median (norm, direction) is trusted."""
+"""With at least this many holders in the wave, its median (direction, norm) is trusted."""
 
 
 @dataclass
@@ -61,6 +61,11 @@ class DefenseConfig:
         if problems:
             raise ValueError("invalid defense config:\n  " + "\n  ".join(problems))
 
+    @classmethod
+    def off(cls) -> DefenseConfig:
+        """conf/defense/none.yaml: every screened update goes to the rule as sent."""
+        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None)
+
     @property
     def active(self) -> bool:
         return any(v is not None for v in (self.clip_factor, self.min_cosine, self.reject_factor))
@@ -68,20 +73,26 @@ class DefenseConfig:
 
 @dataclass
 class DefenseMemory:
-    """What the defense remembers across rounds: the last state each aggregator held of each module (the
-    trend is the change since) and each tier's last median update norm per module."""
+    """What the defense remembers across rounds: each tier's last trusted median update norm per module."""
 
-    last: dict[str, StateDict] = field(default_factory=dict)
-    """'<tier>/<group>/<module>' -> the aggregator's state of the module when it last aggregated it."""
     scale: dict[str, float] = field(default_factory=dict)
-    """'<tier>/<module>' -> the median update norm of the tier's last aggregation with 3+ holders."""
+    """'<tier>/<module>' -> the median update norm of the tier's last wave with 3+ holders of the module."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"last": self.last, "scale": self.scale}
+        return {"scale": self.scale}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> DefenseMemory:
-        return cls(**d) if d else cls()
+        return cls(scale=dict((d or {}).get("scale", {})))
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """One module's consensus over a wave's holders: the coordinate-wise median delta and the median norm."""
+
+    direction: dict[str, torch.Tensor] | None
+    norm: float | None
+    holders: int
 
 
 @dataclass(frozen=True)
@@ -108,65 +119,54 @@ def _cosine(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> flo
     return _dot(a, b) / (na * nb)
 
 
+def consensus(
+    batches: Sequence[tuple[Sequence[ModuleUpdate], Mapping[str, StateDict]]], cfg: DefenseConfig,
+    memory: DefenseMemory, tier: str,
+) -> dict[str, Consensus]:
+    """Module -> its consensus over every update of ``batches`` (each a list of updates and the state of their
+    aggregator, which deltas are taken from); updates ``memory``'s trusted scale."""
+    if not cfg.active:
+        return {}
+    deltas: dict[str, list[dict[str, torch.Tensor]]] = {}
+    norms: dict[str, list[float]] = {}
+    for updates, reference in batches:
+        for u in updates:
+            deltas.setdefault(u.module, []).append(_delta(u.state, reference[u.module]))
+            norms.setdefault(u.module, []).append(update_norm(u.state, reference[u.module]))
+    out = {}
+    for module, ds in deltas.items():
+        key = f"{tier}/{module}"
+        if len(ds) >= MIN_HOLDERS:
+            direction = {k: torch.stack([d[k] for d in ds]).quantile(0.5, dim=0) for k in ds[0]}
+            memory.scale[key] = statistics.median(norms[module])
+            out[module] = Consensus(direction, memory.scale[key], len(ds))
+        else:
+            out[module] = Consensus(None, memory.scale.get(key), len(ds))
+    return out
+
+
 def defend(
-    updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict], cfg: DefenseConfig, memory: DefenseMemory,
-    tier: str, group: int,
+    updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict], cfg: DefenseConfig,
+    agreed: Mapping[str, Consensus],
 ) -> Defended:
-    """Judge one aggregator's updates (``reference``: its module states) against its trend and the tier's scale;
-    updates ``memory`` with what this aggregation saw. Non-finite and misshapen updates must be screened first."""
+    """Judge one aggregator's updates (``reference``: its module states) against the wave's consensus
+    (``consensus``). Non-finite and misshapen updates must be screened out first."""
     if not cfg.active:
         return Defended(list(updates), [], 0)
-    by_module: dict[str, list[ModuleUpdate]] = {}
+    kept: list[ModuleUpdate] = []
+    dropped: list[Rejection] = []
+    clipped = 0
     for u in updates:
-        by_module.setdefault(u.module, []).append(u)
-    kept: list[ModuleUpdate] = []
-    dropped: list[Rejection] = []
-    clipped = 0
-    for module, group_updates in by_module.items():
-        ref = reference[module]
-        k, d, c = _defend_module(group_updates, ref, cfg, memory, f"{tier}/{module}", f"{tier}/{group}/{module}")
-        kept += k
-        dropped += d
-        clipped += c
-    order = {id(u): i for i, u in enumerate(updates)}
-    kept.sort(key=lambda u: order.get(id(u), len(order)))
-    return Defended(kept, dropped, clipped)
-
-
-def _defend_module(
-    updates: list[ModuleUpdate], ref: StateDict, cfg: DefenseConfig, memory: DefenseMemory, scale_key: str,
-    last_key: str,
-) -> tuple[list[ModuleUpdate], list[Rejection], int]:
-    deltas = [_delta(u.state, ref) for u in updates]
-    norms = [update_norm(u.state, ref) for u in updates]
-    many = len(updates) >= MIN_HOLDERS
-    if many:
-        base: float | None = statistics.median(norms)
-    else:
-        base = memory.scale.get(scale_key, min(norms) if len(norms) > 1 else None)
-    trend = None
-    last = memory.last.get(last_key)
-    if last is not None:
-        trend = _delta(ref, last)
-        if not any(bool(t.abs().sum() > 0) for t in trend.values()):
-            trend = None
-    if trend is None and many:
-        trend = {key: torch.stack([d[key] for d in deltas]).quantile(0.5, dim=0) for key in deltas[0]}
-    memory.last[last_key] = {key: v.clone() for key, v in ref.items()}
-
-    kept: list[ModuleUpdate] = []
-    dropped: list[Rejection] = []
-    clipped = 0
-    kept_norms = []
-    for u, delta, norm in zip(updates, deltas, norms):
+        ref, agree = reference[u.module], agreed.get(u.module, Consensus(None, None, 0))
+        delta, norm, base = _delta(u.state, ref), update_norm(u.state, ref), agree.norm
         if cfg.reject_factor is not None and base is not None and base > 0 and norm > cfg.reject_factor * base:
             dropped.append(Rejection(u.node, u.module, "defense: norm far above the median",
                                      f"{norm:.3g} > defense.reject_factor={cfg.reject_factor:g} x {base:.3g}"))
             continue
-        if cfg.min_cosine is not None and trend is not None:
-            cos = _cosine(delta, trend)
+        if cfg.min_cosine is not None and agree.direction is not None:
+            cos = _cosine(delta, agree.direction)
             if cos is not None and cos < cfg.min_cosine:
-                dropped.append(Rejection(u.node, u.module, "defense: against the trend",
+                dropped.append(Rejection(u.node, u.module, "defense: against the consensus",
                                          f"cosine {cos:.2f} < defense.min_cosine={cfg.min_cosine:g}"))
                 continue
         if cfg.clip_factor is not None and base is not None and base > 0 and norm > cfg.clip_factor * base:
@@ -174,10 +174,6 @@ def _defend_module(
             state = {key: (ref[key].to(torch.float64) + delta[key] * factor).to(ref[key].dtype) if key in delta
                      else u.state[key] for key in ref}
             u = ModuleUpdate(u.node, u.module, state, u.num_samples)
-            norm = cfg.clip_factor * base
             clipped += 1
         kept.append(u)
-        kept_norms.append(norm)
-    if many and kept_norms:
-        memory.scale[scale_key] = statistics.median(kept_norms)
-    return kept, dropped, clipped
+    return Defended(kept, dropped, clipped)

@@ -30,7 +30,7 @@ from hffm.federation.checkpoint import (
 )
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
-from hffm.federation.defense import DefenseConfig, DefenseMemory, Defended, defend
+from hffm.federation.defense import DefenseConfig, DefenseMemory, Defended, consensus, defend
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
@@ -112,8 +112,7 @@ def run_federation(
     attacking = attackers(faults, world.num_devices, seed)
     if attacking and attack_of(faults.attack).flips_labels:
         trainer = poisoned_trainer(trainer, attacking)  # data poisoning goes through the trainer seam
-    defense: DefenseConfig = getattr(cfg, "defense", DefenseConfig(name="none", clip_factor=None, min_cosine=None,
-                                                                    reject_factor=None))
+    defense: DefenseConfig = getattr(cfg, "defense", None) or DefenseConfig.off()
     solver, solver_options = cfg.solver.name, cfg.solver.options()
     state = initial_state(world, policy)
     if fed.resume:
@@ -153,41 +152,46 @@ def run_federation(
         ]
         groups = _by_group(participants, policy.group_of(np.maximum(net.edge, 0)))
         waves = _train_waves(fabric, world, state, plan.placement, fetched, groups, local, trainer, seed, t)
-        for group, trained_here in waves:
-            # 3. Personal modules stay on the device; shared ones become updates.
-            updates: list[ModuleUpdate] = []
-            for trained in trained_here:
-                device = trained.device
-                results.append(DeviceResult(device, tuple(trained.states), trained.losses, trained.samples))
-                for name, module_state in trained.states.items():
-                    if policy.shared(world.bank.kind(name)):
-                        updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
-                    else:
-                        state.personal.setdefault(device, {})[name] = module_state
+        for wave in waves:
+            leaving: list[tuple[int, list[ModuleUpdate]]] = []
+            for group, trained_here in wave:
+                # 3. Personal modules stay on the device; shared ones become updates.
+                updates: list[ModuleUpdate] = []
+                for trained in trained_here:
+                    device = trained.device
+                    results.append(DeviceResult(device, tuple(trained.states), trained.losses, trained.samples))
+                    for name, module_state in trained.states.items():
+                        if policy.shared(world.bank.kind(name)):
+                            updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
+                        else:
+                            state.personal.setdefault(device, {})[name] = module_state
 
-            # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers.
-            updates = send(updates, fault, state.group_states[group], faults, seed, t)
+                # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers.
+                updates = send(updates, fault, state.group_states[group], faults, seed, t)
 
-            # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
-            updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)
-            log_rejections(refused, f"round {t + 1}, edge {group}")
-            rejected += refused
+                # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
+                updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)
+                log_rejections(refused, f"round {t + 1}, edge {group}")
+                rejected += refused
+                leaving.append((group, updates))
 
-            # 4b. Defense: updates against the module's trend dropped, the rest clipped to the tier's norm scale.
-            judged = defend(updates, state.group_states[group], defense, memory, "edge", group)
-            updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
+            # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
+            agreed = consensus([(u, state.group_states[g]) for g, u in leaving], defense, memory, "edge")
+            for group, updates in leaving:
+                judged = defend(updates, state.group_states[group], defense, agreed)
+                updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
 
-            # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
-            sent = d2d_mode.exchange(updates, links)
-            routes += sent.routes
-            transfers += sent.transfers
+                # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
+                sent = d2d_mode.exchange(updates, links)
+                routes += sent.routes
+                transfers += sent.transfers
 
-            # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
-            thin |= thin_modules(sent.updates, fed.rule)
-            new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
-            state.group_states[group].update(new)
-            for name, w in weight.items():
-                state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
+                # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
+                thin |= thin_modules(sent.updates, fed.rule)
+                new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
+                state.group_states[group].update(new)
+                for name, w in weight.items():
+                    state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), list[Rejection]()
@@ -234,15 +238,15 @@ def run_federation(
 
 def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
                  fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, trainer: Trainer,
-                 seed: int, t: int) -> Iterator[tuple[int, list[TrainResult]]]:
+                 seed: int, t: int) -> Iterator[list[tuple[int, list[TrainResult]]]]:
     """2. Local training, devices sharded over ranks; every rank then holds every result.
 
-    Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
-    each edge's results are yielded (in device order) before its aggregation. A device trains from
-    its own edge's and its own personal modules only, so training an edge before the previous one
-    aggregated changes nothing.
+    Edges are trained in waves of about ``max_batch_devices`` devices (batched or not: the defense's consensus
+    is taken over a wave), so batched passes span edges; a wave's results are yielded per edge (in device
+    order) before any of its edges aggregates. A device trains from its own edge's and its own personal modules
+    only, so training an edge before the previous one aggregated changes nothing.
     """
-    limit = local.max_batch_devices if local.batched else 1
+    limit = local.max_batch_devices
     wave: list[tuple[int, list[int]]] = []
     for i, (group, members) in enumerate(groups):
         wave.append((group, members))
@@ -261,8 +265,7 @@ def _train_waves(fabric: Fabric, world: World, state: FederationState, placement
             raise RuntimeError(f"trainer {name!r} must return one TrainResult per job, in "
                                f"job order: got devices {[r.device for r in trained]} for {[j.device for j in jobs]}")
         by_device = {r.device: r for r in gather(trained, fabric)}
-        for g, devices in wave:
-            yield g, [by_device[d] for d in sorted(devices)]
+        yield [(g, [by_device[d] for d in sorted(devices)]) for g, devices in wave]
         wave = []
 
 
@@ -281,7 +284,8 @@ def _cloud_round(
                 sent[group] += world.module_bytes[name]
     updates, rejected = screen_updates(updates, state.cloud_state)
     log_rejections(rejected, f"round {state.round + 1}, cloud")
-    judged = defend(updates, state.cloud_state, defense, memory, "cloud", 0)
+    judged = defend(updates, state.cloud_state, defense, consensus([(updates, state.cloud_state)], defense, memory,
+                                                                  "cloud"))
     new, _ = aggregate_modules(state.cloud_state, judged.kept, rule)
     state.cloud_state.update(new)
     for group_states in state.group_states:
