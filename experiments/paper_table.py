@@ -14,6 +14,7 @@ overrides by the same code (``code_version.code_hash``: every source and config 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -91,6 +92,7 @@ def keep_round(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def engine_commit() -> str:
     """The code the runs were made with: the content hash of the sources (a cached run made by other code, even
     uncommitted edits, is made again) and the commit, for people."""
@@ -330,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import torch
 
     args = parse_args(argv)
+    engine_commit()  # digest the sources now: a record names the code that ran, not what the files hold later
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

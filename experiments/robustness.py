@@ -238,7 +238,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
 
+    from code_version import code_hash
+
     torch.set_num_threads(1)
+    code_hash()  # digest the sources now: a record names the code that ran, not what the files hold later
     args = parse(argv)
     if args.norms:
         base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
