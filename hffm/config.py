@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import solvers
+from hffm.config_checks import ConfigError, closest, numeric_problems, unknown_keys
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.partition import PartitionConfig
 from hffm.federation.config import FederationConfig
@@ -25,6 +26,7 @@ from hffm.federation.faults import FaultsConfig
 from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.federation.policy import Mode
 from hffm.modules.config import ModelConfig
+from hffm.modules.lightning import OPTIMIZERS
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
 
 
@@ -189,10 +191,26 @@ def register_configs() -> None:
 
 def resolve(cfg: DictConfig | Config) -> Config:
     """A Config of real dataclasses (their checks run here), with cross-group checks."""
-    obj = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    if isinstance(cfg, DictConfig):
+        unknown = unknown_keys(cfg, Config())
+        if unknown:
+            raise ConfigError("invalid config (a key no field reads, added with + or ++):\n  " + "\n  ".join(unknown))
+        try:
+            obj = OmegaConf.to_object(cfg)
+        except ValueError as exc:  # a group's own checks (__post_init__)
+            raise ConfigError(str(exc)) from None
+    else:
+        obj = cfg
     if not isinstance(obj, Config):
         raise TypeError(f"resolve: expected a Config (or its DictConfig), got {type(obj).__name__}")
-    problems = []
+    try:
+        channel = network_config(obj.topology).channel
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid config:\n  {exc}") from None
+    problems = numeric_problems(obj, channel)
+    if obj.federation.optimizer not in OPTIMIZERS:
+        problems.append(f"federation.optimizer={obj.federation.optimizer!r}: choose one of {sorted(OPTIMIZERS)}"
+                        + closest(obj.federation.optimizer, sorted(OPTIMIZERS)))
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
     if obj.topology.preset not in PRESETS:
@@ -205,11 +223,9 @@ def resolve(cfg: DictConfig | Config) -> Config:
         problems.append(f"progress={obj.progress!r}: choose bar, lines or none")
     if obj.threads is not None and obj.threads < 1:
         problems.append(f"threads={obj.threads}: must be >= 1 (or null for torch's default)")
-    if obj.topology.device_memory_mb <= 0:
-        problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     problems += _power_frequency_problems(obj)
     if problems:
-        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return obj
 
 

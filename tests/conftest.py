@@ -1,6 +1,7 @@
 import dataclasses
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def load_experiment(name: str):
-    """The script experiments/<name>.py as a module (experiments/ is not a package)."""
+    """The script experiments/<name>.py as a module (experiments/ is not a package; its helpers, such as
+    code_version, are imported as the script itself would: from its folder)."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

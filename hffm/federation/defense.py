@@ -12,7 +12,8 @@ median of every holder's delta (its direction) and the median delta norm (its sc
    ``reject_factor`` x the consensus norm is refused outright (one device sending x1e6 moves nothing).
 
 With fewer than 3 holders in the wave the consensus is not trusted: no direction check, and the scale is the
-tier's last trusted median (``DefenseMemory``, checkpointed with the state). The cloud runs the same function
+tier's last trusted median for the module (``DefenseMemory``, checkpointed with the state) or else the wave's
+median per-coordinate update size over all modules x sqrt(the module's size). The cloud runs the same function
 with the edges as holders. Measured, not assumed: the module's own last change (its trend across rounds) is a
 poor reference with our optimizer: honest Adam updates often point against the previous round's change (see
 docs/security.md).
@@ -76,7 +77,8 @@ class DefenseMemory:
     """What the defense remembers across rounds: each tier's last trusted median update norm per module."""
 
     scale: dict[str, float] = field(default_factory=dict)
-    """'<tier>/<module>' -> the median update norm of the tier's last wave with 3+ holders of the module."""
+    """'<tier>/<module>' -> the median update norm of the tier's last wave with 3+ holders of the module;
+    '<tier>/*' -> the median per-coordinate update size (norm / sqrt(numel)) of its last wave, over all modules."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"scale": self.scale}
@@ -129,10 +131,18 @@ def consensus(
         return {}
     deltas: dict[str, list[dict[str, torch.Tensor]]] = {}
     norms: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
     for updates, reference in batches:
         for u in updates:
             deltas.setdefault(u.module, []).append(_delta(u.state, reference[u.module]))
             norms.setdefault(u.module, []).append(update_norm(u.state, reference[u.module]))
+            sizes[u.module] = sum(v.numel() for v in deltas[u.module][0].values()) or 1
+    # Adam-like steps move every coordinate about alike, so the per-coordinate size (norm / sqrt(numel)) of the
+    # wave's updates, over all modules, bounds a module with too few holders of its own.
+    rms = [n / math.sqrt(sizes[m]) for m, ns in norms.items() for n in ns]
+    if len(rms) >= MIN_HOLDERS:
+        memory.scale[f"{tier}/*"] = statistics.median(rms)
+    wave_rms = memory.scale.get(f"{tier}/*")
     out = {}
     for module, ds in deltas.items():
         key = f"{tier}/{module}"
@@ -141,7 +151,8 @@ def consensus(
             memory.scale[key] = statistics.median(norms[module])
             out[module] = Consensus(direction, memory.scale[key], len(ds))
         else:
-            out[module] = Consensus(None, memory.scale.get(key), len(ds))
+            fallback = wave_rms * math.sqrt(sizes[module]) if wave_rms is not None else None
+            out[module] = Consensus(None, memory.scale.get(key, fallback), len(ds))
     return out
 
 
