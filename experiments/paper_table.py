@@ -8,7 +8,8 @@ into ``--out``: results.json (every run's per-round history), table.md (per pres
 per round, final accuracy, mean +- std over seeds, the published table beside it, and PASS/FAIL of
 the published ordering claims), accuracy_vs_cost*.png and README.md is written by hand from them.
 A run whose cached history (``runs/<preset>/<method>_s<seed>.json``) was made with the same
-overrides by the same code (``code_version.code_hash``: every source and config file) is reused, so an interrupted sweep picks up where it stopped.
+overrides by the same code (``code_version.code_hash``: every source and config file)
+is reused, so an interrupted sweep picks up where it stopped.
 """
 
 from __future__ import annotations

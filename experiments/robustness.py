@@ -104,10 +104,9 @@ def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, t
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
+    from code_version import code_hash, commit
 
     from hffm.run import train
-
-    from code_version import code_hash, commit
 
     path = cache / f"{name}.json"
     if path.exists():
@@ -237,7 +236,6 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
-
     from code_version import code_hash
 
     torch.set_num_threads(1)

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict
+from hffm.federation.attacks import floating_delta
 from hffm.federation.charging import upload_ends
 from hffm.federation.config import FederationConfig
-from hffm.federation.attacks import floating_delta
 from hffm.federation.faults import (
     FaultsConfig,
     attack_state,

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from hffm.federation.attacks import ATTACKS, attack_of, attack_state
 

@@ -19,6 +19,7 @@ from lightning.fabric import Fabric
 from hffm.engine import DeviceJob, LocalConfig, Trainer, TrainResult, train_devices
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
+from hffm.federation.attacks import attack_of, poisoned_trainer
 from hffm.federation.charging import charge_outcome
 from hffm.federation.checkpoint import (
     check_resume,
@@ -30,11 +31,10 @@ from hffm.federation.checkpoint import (
 )
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
-from hffm.federation.defense import DefenseConfig, DefenseMemory, Defended, consensus, defend
+from hffm.federation.defense import Defended, DefenseConfig, DefenseMemory, consensus, defend
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
-from hffm.federation.attacks import attack_of, poisoned_trainer
 from hffm.federation.faults import attackers
 from hffm.federation.planning import plan_round
 from hffm.federation.policy import TierPolicy
@@ -298,7 +298,8 @@ def _cloud_round(
 def _warn_losses(outcome: RoundOutcome, participants: int) -> None:
     """Loud faults: a round that loses more than half of its participants' updates says why, with the counts."""
     f = outcome.faults
-    causes = {"dropped": len(f.drawn.dropped), "late (deadline)": len(f.late), "failed relays": len(f.drawn.failed_relays),
+    causes = {"dropped": len(f.drawn.dropped), "late (deadline)": len(f.late),
+              "failed relays": len(f.drawn.failed_relays),
               "rejected by the screen": len({r.node for r in outcome.rejected}),
               "dropped by the defense": len({r.node for r in outcome.defended if r.node >= 0})}
     lost = len(f.silent | {r.node for r in outcome.rejected})
