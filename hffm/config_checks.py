@@ -54,14 +54,15 @@ def unknown_keys(node: DictConfig | Mapping[str, Any], default: Any, prefix: str
     closest known key: what ``+key=...`` / ``++key=...`` would add and the dataclasses would silently drop."""
     fields = {f.name for f in dataclasses.fields(default)}
     out = []
-    for key in node:
-        name = f"{prefix}{key}"
+    for raw in node:
+        key = str(raw)
+        name = prefix + key
         if key not in fields:
-            close = difflib.get_close_matches(str(key), sorted(fields), n=1, cutoff=0.5)
+            close = difflib.get_close_matches(key, sorted(fields), n=1, cutoff=0.5)
             hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys: {', '.join(sorted(fields))}"
             out.append(f"{name}: unknown key ({hint})")
             continue
-        value, sub = node[key], getattr(default, str(key))
+        value, sub = node[raw], getattr(default, key)
         if isinstance(value, (DictConfig, Mapping)) and dataclasses.is_dataclass(sub) and not isinstance(sub, type):
             out += unknown_keys(value, sub, f"{name}.")
     return out
