@@ -106,7 +106,7 @@ class SolverConfig:
         return out
 
     def options(self) -> dict[str, float]:
-        """What ``run_federation(solver_options=...)`` passes to ``build_problem``."""
+        """What the round loop passes to ``build_problem`` (``hffm.federation.planning``)."""
         return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
 
 

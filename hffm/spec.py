@@ -14,6 +14,10 @@ from torch import Tensor
 
 ModalityKind = Literal["image", "text", "signal"]
 TaskKind = Literal["classification", "regression"]
+KINDS = ("encoder", "prompt", "expert", "adapter", "head")
+"""The federated module kinds; a module is named ``<kind>/<key>``."""
+CONTAINER = {"encoder": "encoders", "prompt": "prompts", "expert": "experts", "adapter": "adapters", "head": "heads"}
+"""Where a model or bank keeps each kind: module ``<kind>/<key>`` is ``getattr(model, CONTAINER[kind])[key]``."""
 StateDict = dict[str, Tensor]
 """One module's tensors by key."""
 ModuleStates = dict[str, StateDict]

@@ -35,9 +35,7 @@ from hffm.engine.local import _batches, _rows, train_device
 from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
-
-ATTRIBUTE = {"encoder": "encoders", "prompt": "prompts", "expert": "experts", "adapter": "adapters", "head": "heads"}
-"""Where M3TModel keeps each module kind (the bank name kind/key is model.<attribute>.<key>)."""
+from hffm.spec import CONTAINER
 
 
 def batched_unsupported(bank: ModuleBank) -> str | None:
@@ -247,4 +245,4 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
 def _prefix(name: str) -> str:
     """Where module `name`'s tensors sit in `_DeviceLoss` (bank name kind/key -> model.<attribute>.<key>.)."""
     kind, key = name.split("/", 1)
-    return f"model.{ATTRIBUTE[kind]}.{key}."
+    return f"model.{CONTAINER[kind]}.{key}."

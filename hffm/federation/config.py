@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from hffm.federation.aggregate import RULES
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
-from hffm.modules.bank import KINDS
+from hffm.spec import KINDS
 
 
 @dataclass

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from hffm.modules.bank import KINDS
+from hffm.spec import KINDS
 
 PLACES = ("hierarchical", "edge", "personal")
 

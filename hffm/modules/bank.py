@@ -25,9 +25,8 @@ from hffm.modules.heads import Prompt, RegressionHead, build_head
 from hffm.modules.model import M3TModel
 from hffm.modules.moe import Expert
 from hffm.modules.trunk import build_trunk, resolve_config
-from hffm.spec import ModalitySpec, TaskSpec
+from hffm.spec import CONTAINER, KINDS, ModalitySpec, TaskSpec
 
-KINDS = ("encoder", "prompt", "expert", "adapter", "head")
 M = TypeVar("M", bound=nn.Module)
 
 
@@ -67,8 +66,7 @@ class ModuleBank(nn.Module):
         self._size_cache: dict[str, tuple[int, int]] = {}
         self.derived: dict[tuple, object] = {}
         """Objects built from the bank and kept for reuse (one LightningModule per device signature)."""
-        self._groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
-                        "adapter": self.adapters, "head": self.heads}
+        self._groups = {kind: getattr(self, CONTAINER[kind]) for kind in KINDS}
 
     def _seeded(self, name: str, make: Callable[[], M]) -> M:
         """Build a module from a seed derived from (bank seed, module name), leaving the global RNG alone."""

@@ -17,7 +17,7 @@ from hffm.modules.config import ModelConfig
 from hffm.modules.encoders import check_input
 from hffm.modules.heads import Head
 from hffm.modules.moe import Expert, moe_forward
-from hffm.spec import ModalitySpec, TaskSpec
+from hffm.spec import CONTAINER, ModalitySpec, TaskSpec
 
 
 def set_trainable(module: nn.Module, trainable: bool) -> None:
@@ -50,18 +50,15 @@ class M3TModel(nn.Module):
         self.experts = nn.ModuleDict()
         self.adapters = nn.ModuleDict()
         self.heads = nn.ModuleDict()
-        groups = {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
-                  "adapter": self.adapters, "head": self.heads}
         for name, module in modules.items():
             kind, key = name.split("/", 1)
-            groups[kind][key] = module
+            getattr(self, CONTAINER[kind])[key] = module
         self._modality_by_name = {m.name: m for m in self.modalities}
         self.apply_trainable()
 
     def _module(self, name: str) -> nn.Module:
         kind, key = name.split("/", 1)
-        return {"encoder": self.encoders, "prompt": self.prompts, "expert": self.experts,
-                "adapter": self.adapters, "head": self.heads}[kind][key]
+        return getattr(self, CONTAINER[kind])[key]
 
     def apply_trainable(self) -> None:
         """(Re)apply this model's requires_grad flags to the shared parameters.

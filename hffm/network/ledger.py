@@ -28,7 +28,7 @@ from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, la
 from hffm.network.timeline import (
     Traffic,
     UplinkQueue,
-    charged_bytes,
+    backhaul_transfer,
     check_uploads,
     cloud_stage,
     compute_stage,
@@ -90,10 +90,9 @@ def charge_star(
     for i, u in by_dev.items():
         if int(u.relay) != i:
             raise ValueError(f"star: device {i} relays through {u.relay}; star uploads are direct")
-        nbytes = charged_bytes(net, float(u.payload_bytes))
+        nbytes, dt = backhaul_transfer(net, float(u.payload_bytes))
         if nbytes <= 0:
             continue
-        dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
         book.charge("backhaul", "device", ch.backhaul_power_w * dt, nbytes, device=i)
         arrivals.append(ready[i].plus("backhaul", dt))
     end = latest(arrivals)
@@ -103,8 +102,7 @@ def charge_star(
             raise ValueError(f"cloud_to_device_bytes must be finite bytes >= 0, one per device (shape [{n}])")
         worst = 0.0
         for k in np.flatnonzero(down > 0):
-            nbytes = charged_bytes(net, float(down[k]))
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            nbytes, dt = backhaul_transfer(net, float(down[k]))
             book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
             worst = max(worst, dt)
         end = end.plus("backhaul", worst)

@@ -91,6 +91,13 @@ def charged_bytes(net: NetworkConfig, b: float) -> float:
     return float(fixed) if fixed is not None and b > 0 else b
 
 
+def backhaul_transfer(net: NetworkConfig, raw_bytes: float) -> tuple[float, float]:
+    """(bytes charged, seconds) of one transfer over a backhaul link (edge <-> cloud, or a star device's
+    fixed link to the cloud): the fixed latency plus the bits over the backhaul rate."""
+    nbytes = charged_bytes(net, raw_bytes)
+    return nbytes, net.channel.backhaul_latency_s + 8.0 * nbytes / net.channel.backhaul_rate_bps
+
+
 def check_uploads(uploads: Sequence[DeviceUpload], n: int) -> dict[int, DeviceUpload]:
     by_dev: dict[int, DeviceUpload] = {}
     for u in uploads:
@@ -309,8 +316,7 @@ def cloud_stage(net: NetworkConfig, traffic: Traffic, at_edge: list[TimePoint], 
     to_cloud = []
     for k in range(e):
         if e2c[k] > 0:
-            nbytes = charged_bytes(net, e2c[k])
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            nbytes, dt = backhaul_transfer(net, e2c[k])
             book.charge("backhaul", "edge", ch.backhaul_power_w * dt, nbytes)
             to_cloud.append(at_edge[k].plus("backhaul", dt))
     at_cloud = latest(to_cloud)
@@ -318,8 +324,7 @@ def cloud_stage(net: NetworkConfig, traffic: Traffic, at_edge: list[TimePoint], 
     for k in range(e):
         p = latest([at_edge[k], at_cloud])
         if ch.charge_downlink and c2e[k] > 0:
-            nbytes = charged_bytes(net, c2e[k])
-            dt = ch.backhaul_latency_s + 8.0 * nbytes / ch.backhaul_rate_bps
+            nbytes, dt = backhaul_transfer(net, c2e[k])
             book.charge("backhaul", "cloud", ch.backhaul_power_w * dt, nbytes)
             p = p.plus("backhaul", dt)
         back.append(p)
