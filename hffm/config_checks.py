@@ -49,7 +49,7 @@ class ConfigError(ValueError, CompactHydraException):
     with HYDRA_FULL_ERROR=1)."""
 
 
-def unknown_keys(node: DictConfig | Mapping[str, Any], default: Any, prefix: str = "") -> list[str]:
+def unknown_keys(node: Any, default: Any, prefix: str = "") -> list[str]:
     """Keys of ``node`` that the dataclass ``default`` (an instance) has no field for, recursively, each with the
     closest known key: what ``+key=...`` / ``++key=...`` would add and the dataclasses would silently drop."""
     fields = {f.name for f in dataclasses.fields(default)}
