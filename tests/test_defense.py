@@ -20,7 +20,7 @@ from hffm.federation.loop import run_federation
 from hffm.run import make_world
 
 FABRIC = Fabric(accelerator="cpu", devices=1)
-ROBUST = DefenseConfig()
+ROBUST = DefenseConfig(name="robust", clip_factor=2.0, min_cosine=0.0, reject_factor=100.0)
 
 
 def _honest(n: int, seed: int = 0) -> tuple[dict, list[ModuleUpdate]]:
@@ -135,10 +135,11 @@ def _gap(result, clean) -> float:
     return gap
 
 
-def test_the_default_defense_survives_one_device_sending_a_million_times_its_update():
+def test_the_default_config_survives_one_device_sending_a_million_times_its_update():
     from hffm.config import compose
 
-    assert compose().defense == DefenseConfig()  # the default config group is the robust defense
+    assert compose().defense == DefenseConfig()  # the default config group (screen) is the dataclass default
+    assert compose("defense=robust").defense == ROBUST
     cfg = tiny_config(rounds=2)
     cfg = dataclasses.replace(cfg, faults=FaultsConfig(attack="scale", attack_fraction=0.25, attack_scale=1e6))
     clean = run_federation(FABRIC, make_world(cfg), dataclasses.replace(cfg, faults=FaultsConfig()))

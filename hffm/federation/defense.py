@@ -42,11 +42,11 @@ class DefenseConfig:
 
     Each option is a record of the fields below; the code reads the fields, never the name."""
 
-    name: str = "robust"
-    """The option's name (for logs and tables only)."""
-    clip_factor: float | None = 2.0
+    name: str = "screen"
+    """The option's name (for logs and tables only). The defaults are conf/defense/screen.yaml's (the default)."""
+    clip_factor: float | None = None
     """Clip each update (around the aggregator's state) to this x the median honest update norm; null: no clip."""
-    min_cosine: float | None = 0.0
+    min_cosine: float | None = None
     """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
