@@ -223,7 +223,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (1 if args.quick else 16)
     args.scenario_rounds = args.scenario_rounds or (2 if args.quick else 20)
     args.rules = tuple(args.rules.split(",")) if args.rules else ("mean", "median") if args.quick else RULES
-    args.defenses = tuple(args.defenses.split(",")) if args.defenses else DEFENSES
+    args.defenses = tuple(args.defenses.split(",")) if args.defenses else ("robust",) if args.quick else DEFENSES
     args.attacks = tuple(args.attacks.split(",")) if args.attacks else ("ipm", "nan") if args.quick else STUDIED
     unknown = sorted(set(args.attacks) - set(ATTACKS))
     if unknown:
