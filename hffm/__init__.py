@@ -10,19 +10,56 @@ A script composes a config as ``hffm-train`` would, builds the world and runs th
     print(result.history[-1]["accuracy"], result.last_outcome.relay_links())
 """
 
-from hffm.config import Config, compose, network_config, resolve
-from hffm.federation import (
-    D2DMode,
-    FederationConfig,
-    FederationResult,
-    Plan,
-    RoundOutcome,
-    TierPolicy,
-    World,
-    build_world,
-    run_federation,
-)
-from hffm.run import make_fabric, make_world, train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hffm.config import Config, compose, network_config, resolve
+    from hffm.federation import (
+        D2DMode,
+        FederationConfig,
+        FederationResult,
+        Plan,
+        RoundOutcome,
+        TierPolicy,
+        World,
+        build_world,
+        run_federation,
+    )
+    from hffm.run import make_fabric, make_world, train
+
+# Imported on first use (PEP 562), so importing this package stays cheap: a config error or --help
+# does not wait for torch, Lightning or cvxpy.
+_LAZY = {
+    "Config": ("hffm.config", "Config"),
+    "compose": ("hffm.config", "compose"),
+    "network_config": ("hffm.config", "network_config"),
+    "resolve": ("hffm.config", "resolve"),
+    "D2DMode": ("hffm.federation", "D2DMode"),
+    "FederationConfig": ("hffm.federation", "FederationConfig"),
+    "FederationResult": ("hffm.federation", "FederationResult"),
+    "Plan": ("hffm.federation", "Plan"),
+    "RoundOutcome": ("hffm.federation", "RoundOutcome"),
+    "TierPolicy": ("hffm.federation", "TierPolicy"),
+    "World": ("hffm.federation", "World"),
+    "build_world": ("hffm.federation", "build_world"),
+    "run_federation": ("hffm.federation", "run_federation"),
+    "make_fabric": ("hffm.run", "make_fabric"),
+    "make_world": ("hffm.run", "make_world"),
+    "train": ("hffm.run", "train"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(module), attr)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Config", "D2DMode", "FederationConfig", "FederationResult", "Plan", "RoundOutcome", "TierPolicy", "World",

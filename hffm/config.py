@@ -17,7 +17,11 @@ from omegaconf import DictConfig, OmegaConf
 import solvers
 from hffm.config_checks import ConfigError, closest, numeric_problems, unknown_keys
 from hffm.data.benchmark import BenchmarkConfig
+from hffm.data.easyvqa import EasyVQAConfig
+from hffm.data.faults import DataFaults
+from hffm.data.hapt import HaptConfig
 from hffm.data.partition import PartitionConfig
+from hffm.data.sources import SOURCES
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.d2d_modes import mode_of
@@ -32,14 +36,31 @@ from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkCo
 
 @dataclass
 class DataConfig:
-    """The built-in benchmark and how it is split over devices."""
+    """Which dataset (``source``), how it is split over devices, and the data faults of devices' training data."""
 
+    source: str = "benchmark"
+    """benchmark (the built-in generator), hapt (UCI HAPT) or easyvqa (easy-VQA); the last two need the
+    optional extra: ``pip install 'hffm[data]'`` (docs/real-data.md)."""
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    hapt: HaptConfig = field(default_factory=HaptConfig)
+    """Used when source=hapt."""
+    easyvqa: EasyVQAConfig = field(default_factory=EasyVQAConfig)
+    """Used when source=easyvqa."""
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     global_test_fraction: float = 0.2
-    """Share of all samples held out as the global test set."""
+    """Share of all samples held out as the global test set (source=benchmark; the real datasets hold out
+    their own: HAPT's test users, easy-VQA's test split)."""
     device_test_fraction: float = 0.2
     """Share of each device's samples held out for its personalized test."""
+    missing_modality: float = 0.0
+    """Chance that a device's training sample misses each of its modalities (never all), any dataset."""
+    missing_labels: float = 0.0
+    """Chance that a device's training sample loses each classification label (the loss skips it)."""
+    label_noise: float = 0.0
+    """Chance that a device's training label is replaced by a different class drawn uniformly."""
+
+    def faults(self) -> DataFaults:
+        return DataFaults(self.missing_modality, self.missing_labels, self.label_noise)
 
 
 def _overrides(name: str, cls: type, skip: tuple[str, ...] = ()) -> type:
@@ -67,8 +88,11 @@ class TopologyGroup:
     """
 
     preset: str = "default"
+    """default (physically consistent) or prototype (the published prototype's assumptions, flaws included)."""
     num_edges: int = 10
+    """Edge servers, one cluster of devices each."""
     devices_per_edge: int = 4
+    """Devices per cluster (devices in all: num_edges x devices_per_edge)."""
     device_memory_mb: float = 64.0
     """Memory per device for training modules (the solver's M_i)."""
     layout: Any = field(default_factory=LayoutOverrides)
@@ -97,6 +121,11 @@ class SolverConfig:
     """CPU frequency becomes a decision in [cpu_scale_min, cpu_scale_max] x each device's drawn cpu_hz
     (cpu_scale_min <= 1 <= cpu_scale_max); 1 and 1 keep the drawn frequency fixed."""
     cpu_scale_max: float = 1.0
+    """Upper end of the CPU frequency decision, as a multiple of each device's drawn cpu_hz (>= 1)."""
+    time_limit_s: float = 2.0
+    """joint: seconds per round for its model to improve and certify the plan (0: heuristics only)."""
+    gap: float = 0.01
+    """joint: the target relative gap; the plan is certified once lower_bound >= (1 - gap) x objective."""
 
     def power_frequency(self) -> dict[str, float]:
         """The options that make power / frequency decisions (empty when both stay fixed)."""
@@ -109,17 +138,25 @@ class SolverConfig:
         """What the round loop passes to ``build_problem`` (``hffm.federation.planning``)."""
         return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
 
+    def solve_options(self) -> dict[str, float]:
+        """The method's own options, passed to ``solvers.solve`` when the method takes them (joint)."""
+        return {"time_limit_s": self.time_limit_s, "gap": self.gap}
+
 
 @dataclass
 class LoggerConfig:
     """Where metrics go. ``kind``: none, csv or wandb (offline unless ``mode=online``)."""
 
     kind: str = "csv"
+    """none (nothing), csv (metrics.csv / metrics.json in the run folder) or wandb (those files and a wandb run)."""
     mode: str = "offline"
+    """wandb mode: offline (no account needed; ``wandb sync`` uploads later), online or disabled."""
     project: str = "hffm"
+    """wandb project."""
     group: str | None = None
     """wandb group; defaults to the experiment name so a sweep lands in one dashboard."""
     tags: list[str] = field(default_factory=list)
+    """wandb tags."""
 
 
 @dataclass
@@ -127,10 +164,13 @@ class FabricConfig:
     """How Lightning Fabric launches the loop: processes share the round's devices."""
 
     accelerator: str = "cpu"
+    """cpu or gpu (any accelerator name Lightning Fabric accepts)."""
     devices: int = 1
+    """Processes (ranks) per node; each round's devices are sharded over them."""
     strategy: str = "auto"
     """auto for one process; ddp (or ddp_spawn) for several (gloo on CPU, NCCL on GPU)."""
     num_nodes: int = 1
+    """Machines; run the same command on each with Fabric's MASTER_ADDR / MASTER_PORT / NODE_RANK environment."""
 
 
 @dataclass
@@ -138,6 +178,7 @@ class Config:
     name: str = "demo"
     """Name of the experiment preset that made this config (the wandb group, the output folder)."""
     seed: int = 0
+    """Fixes the data, its partition, the topology, every round's channel and participants, faults and training."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     topology: TopologyGroup = field(default_factory=TopologyGroup)
@@ -214,6 +255,10 @@ def resolve(cfg: DictConfig | Config) -> Config:
                         + closest(obj.federation.optimizer, sorted(OPTIMIZERS)))
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
+    if not 0 <= obj.solver.time_limit_s < float("inf"):
+        problems.append(f"solver.time_limit_s={obj.solver.time_limit_s}: must be >= 0 seconds (0: heuristics only)")
+    if not 0 <= obj.solver.gap < 1:
+        problems.append(f"solver.gap={obj.solver.gap}: the target relative gap must be in [0, 1), e.g. 0.01")
     if obj.topology.preset not in PRESETS:
         problems.append(f"topology.preset={obj.topology.preset!r}: choose one of {list(PRESETS)}")
     if obj.logger.kind not in ("none", "csv", "wandb"):
@@ -225,9 +270,27 @@ def resolve(cfg: DictConfig | Config) -> Config:
     if obj.threads is not None and obj.threads < 1:
         problems.append(f"threads={obj.threads}: must be >= 1 (or null for torch's default)")
     problems += _power_frequency_problems(obj)
+    problems += _data_problems(obj.data)
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return obj
+
+
+def _data_problems(data: DataConfig) -> list[str]:
+    """A source that exists; no setting the chosen source would not use."""
+    if data.source not in SOURCES:
+        return [f"data.source={data.source!r}: choose one of {list(SOURCES)}"]
+    out = []
+    try:
+        data.faults()
+    except ValueError as exc:
+        out.append(str(exc))
+    natural = data.source == "hapt" and data.hapt.split != "pooled"
+    if natural and data.partition.alpha is not None:
+        out.append(f"data.partition.alpha={data.partition.alpha}: data.hapt.split={data.hapt.split} gives each device "
+                   "a whole user or session (no label skew); set data.partition.alpha=null, or "
+                   "data.hapt.split=pooled to split the pooled windows by Dirichlet label skew")
+    return out
 
 
 def _power_frequency_problems(obj: Config) -> list[str]:

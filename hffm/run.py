@@ -45,7 +45,12 @@ def claim_run_dir(out_dir: str | Path, cfg: Config) -> None:
 
 
 def make_world(cfg: Config) -> World:
+    from hffm.data.sources import source
+
+    prepared = None if cfg.data.source == "benchmark" else source(cfg.data.source).prepare(cfg.data, cfg.seed)
     return build_world(
+        prepared=prepared,
+        data_faults=cfg.data.faults(),
         benchmark=cfg.data.benchmark,
         partition_cfg=cfg.data.partition,
         model=cfg.model,

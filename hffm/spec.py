@@ -23,6 +23,10 @@ StateDict = dict[str, Tensor]
 ModuleStates = dict[str, StateDict]
 """Module name -> its state: what a device trains, an edge aggregates, a checkpoint holds."""
 
+MISSING_LABEL = -100
+"""A classification target that is not there (an unlabelled sample, or a question of another task):
+losses and metrics skip it. The value is PyTorch's ``cross_entropy`` ``ignore_index``."""
+
 
 @dataclass(frozen=True)
 class ModalitySpec:

@@ -59,15 +59,23 @@ def main(argv: list[str] | None = None) -> int:
         if why:
             return _fail(why)
     if args.cmd == "solve":
-        if args.workers is not None and (args.workers < 1 or args.method != "joint"):
-            return _fail(f"--workers {args.workers}: an integer >= 1, for --method joint only")
         t0 = time.perf_counter()
         try:
             problem = RoundProblem.load(args.instance)
         except (OSError, ValueError, RecursionError) as exc:
             return _fail(f"{args.instance}: {_one_line(exc)}")
+        method = METHODS[args.method]
+        why = method.refusal(problem)
+        if why:
+            return _fail(f"--method {args.method}: {why}")
+        if args.workers is not None and (args.workers < 1 or "workers" not in method.options_for(problem)):
+            takes = [m.name for m in METHODS.values() if "workers" in m.options_for(problem)]
+            return _fail(f"--workers {args.workers}: an integer >= 1, for --method {' or '.join(takes)} only")
         t1 = time.perf_counter()
-        plan = solve(problem, args.method, **({} if args.workers is None else {"workers": args.workers}))
+        try:
+            plan = solve(problem, args.method, **({} if args.workers is None else {"workers": args.workers}))
+        except ValueError as exc:  # the exact reference refuses an instance too large for it
+            return _fail(f"--method {args.method}: {_one_line(exc)}")
         t2 = time.perf_counter()
         try:
             plan.save(args.out, problem, layout=args.layout)
@@ -75,12 +83,15 @@ def main(argv: list[str] | None = None) -> int:
             return _fail(f"-o/--out {args.out}: cannot write the plan ({_one_line(exc)})")
         t3 = time.perf_counter()
         # solve() already ran check_plan on every plan it returns as solved (else it falls back): check fallbacks only
-        bad = check_plan(problem, plan, allow_coverage=True) if plan.fallback else []
+        bad = check_plan(problem, plan, allow_coverage=True, check_cost=plan.status != "infeasible") \
+            if plan.fallback else []
         seconds = {"read": t1 - t0, "solve": plan.solve_seconds, "check": t2 - t1 - plan.solve_seconds,
                    "write": t3 - t2}  # check: solve()'s feasibility check of the plan (and its bookkeeping)
         print(json.dumps({**{k: getattr(plan, k) for k in ("latency_s", "energy_j", "objective", "lower_bound",
                                                             "solver", "status", "solve_seconds", "fallback")},
                           "seconds": seconds}))
+        if plan.status == "infeasible":  # the plan file is written (null costs), the exit code says it is no plan
+            return _fail(f"{args.instance}: infeasible: {_one_line(Exception(plan.message))}")
         return 1 if bad else 0
     if args.cmd == "pareto":
         from solvers.pareto import sweep, write_front

@@ -1,63 +1,140 @@
-"""`solve`: the one entry point of the training loop. Never raises on a failed or infeasible solve.
+"""`solve`: the one entry point of the training loop, and `METHODS`: the one table of methods.
 
-A failure (coverage impossible within memory, solver error, a plan the checker rejects) returns a
-feasible fallback plan: equal bandwidth, direct uploads, the greedy minimal cover if one exists, else
-every eligible module that fits in memory (coverage relaxed); `fallback=True`, `status`, `message` say why,
-and one warning is logged. A malformed problem or unknown method/option raises ValueError.
+Each method is one `Method` record saying what it plans (one-hop relays always; aggregation trees; uplink power
+and CPU frequency) and which options it takes. `solve` reads the record and nothing else: a method asked for
+something it cannot plan is refused (ValueError naming the method and what to choose), never replaced by another.
+
+A failed solve never raises: a solver error or a plan the checker rejects returns a feasible fallback plan (equal
+bandwidth, direct uploads, the greedy minimal cover) with `fallback=True`, `status`, `message` saying why, and
+one warning logged. An instance no plan can satisfy (coverage beyond the memories, a cluster the D2D graph does not
+connect in tree mode, a relay capacity no tree meets) gives status "infeasible" and a plan whose latency, energy and
+objective are NaN (null in JSON): its choices are a best effort, not a plan of the instance. A malformed problem or
+an unknown method or option raises ValueError.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.baselines import _plan as _equal_share_plan
-from solvers.baselines import equal_plan, full_placement, greedy_plan, random_plan
+from solvers.baselines import equal_plan, equal_share_plan, full_placement, greedy_plan, random_plan
 from solvers.check import check_plan
+from solvers.errors import CoverageError, InfeasibleError, TooLargeError
 from solvers.exact import exact_solve
+from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
-from solvers.joint import CoverageError, greedy_placement, joint_solve
+from solvers.joint import check_limits, joint_solve
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
-from solvers.tree import tree_rule_plan, tree_solve
+from solvers.tree import tree_exact, tree_joint
+from solvers.tree_rules import tree_equal_plan, tree_greedy_plan, tree_random_plan, tree_rule_plan
 
 log = logging.getLogger("solvers")
 
-METHODS: dict[str, Callable[..., RoundPlan]] = {
-    "joint": joint_solve, "greedy": greedy_plan, "equal": equal_plan, "random": random_plan, "exact": exact_solve,
-}
+
+@dataclass(frozen=True)
+class Method:
+    """One planning method: what it can plan and which keyword options each of its entry points takes."""
+
+    name: str
+    solve: Callable[..., RoundPlan]
+    """Plans one-hop instances (placement, relays, bandwidth)."""
+    options: frozenset[str]
+    """Keywords `solve` takes (e.g. `workers` for joint)."""
+    tree: Callable[..., RoundPlan] | None = None
+    """Plans instances with `tree_aggregation` (placement, tree, root); None: such instances are refused."""
+    tree_options: frozenset[str] = frozenset()
+    """Keywords `tree` takes."""
+    power_frequency: bool = False
+    """Plans uplink power and CPU frequency when the instance makes them decisions (p_max, f_min, f_max);
+    otherwise such instances are refused (one-hop only: no method plans them on trees)."""
+
+    @property
+    def trees(self) -> bool:
+        """Whether the method plans aggregation trees."""
+        return self.tree is not None
+
+    def options_for(self, problem: RoundProblem) -> frozenset[str]:
+        """The options the entry point for this instance takes."""
+        return self.tree_options if problem.tree_aggregation else self.options
+
+    def refusal(self, problem: RoundProblem) -> str | None:
+        """Why this method cannot plan `problem` (naming what to choose instead), or None."""
+        if problem.tree_aggregation:
+            if problem.has_power_frequency:
+                return ("tree_aggregation with p_max / f_min / f_max: no method plans uplink power and CPU frequency "
+                        "on aggregation trees; drop those device fields or tree_aggregation")
+            if not self.trees:
+                return (f"method {self.name!r} does not plan aggregation trees (tree_aggregation); choose one of "
+                        f"{tree_methods()}")
+        elif problem.has_power_frequency and not self.power_frequency:
+            return (f"method {self.name!r} keeps uplink power and CPU frequency fixed, but the instance makes them "
+                    f"decisions (p_max / f_min / f_max); choose one of {power_frequency_methods()}, or drop those "
+                    "device fields")
+        return None
+
+
+_JOINT = frozenset({"iterations", "local_max_devices", "local_rounds", "bandwidth", "time_budget_s", "enum_max",
+                    "bound", "workers", "time_limit_s", "gap"})
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("joint", joint_solve, _JOINT, tree=tree_joint, tree_options=frozenset({"enum_max", "workers"}),
+           power_frequency=True),
+    Method("greedy", greedy_plan, frozenset(), tree=tree_greedy_plan),
+    Method("equal", equal_plan, frozenset(), tree=tree_equal_plan),
+    Method("random", random_plan, frozenset({"seed"}), tree=tree_random_plan, tree_options=frozenset({"seed"})),
+    Method("exact", exact_solve, frozenset({"max_candidates", "chunk"}), tree=tree_exact,
+           tree_options=frozenset({"enum_max"})),
+)}
+"""Every method by name: the one place a method's capabilities and options are declared."""
+
+
+def tree_methods() -> list[str]:
+    return [m.name for m in METHODS.values() if m.trees]
+
+
+def power_frequency_methods() -> list[str]:
+    return [m.name for m in METHODS.values() if m.power_frequency]
 
 
 def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> RoundPlan:
-    """Plan one round with `method` in joint, greedy, equal, random, exact (opts go to that method)."""
+    """Plan one round with `method` (a name in METHODS); opts go to that method's entry point for the instance."""
     if not isinstance(problem, RoundProblem):
         raise ValueError(f"problem: expected a RoundProblem, got {type(problem).__name__}")
     if method not in METHODS:
         raise ValueError(f"method: unknown {method!r}; choose one of {sorted(METHODS)}")
-    fn = METHODS[method]
-    try:
-        inspect.signature(fn).bind(problem, **opts)
-    except TypeError as exc:
-        raise ValueError(f"opts: {exc} (method {method!r} takes {list(inspect.signature(fn).parameters)[1:]})") from exc
+    m = METHODS[method]
+    why = m.refusal(problem)
+    if why:
+        raise ValueError(why)
+    allowed = m.options_for(problem)
+    unknown = sorted(set(opts) - allowed)
+    if unknown:
+        mode = "aggregation-tree" if problem.tree_aggregation else "one-hop"
+        raise ValueError(f"opts: method {method!r} takes no option {', '.join(map(repr, unknown))} on {mode} "
+                         f"instances (it takes {sorted(allowed) or 'none'})")
     if "workers" in opts:  # a malformed option raises (no fallback), like an unknown one
         resolve_workers(problem, opts["workers"])  # type: ignore[arg-type]
+    if "time_limit_s" in opts or "gap" in opts:  # the same for the model's limits
+        check_limits(opts.get("time_limit_s", 0.0), opts.get("gap", 0.0))  # type: ignore[arg-type]
+    fn = m.tree if problem.tree_aggregation else m.solve
+    assert fn is not None  # refusal() checked it
     t0 = time.perf_counter()
     try:
-        if problem.tree_aggregation:  # one D2D tree per edge (solvers/tree.py); baselines run the fixed rule
-            plan = tree_solve(problem, exact=method == "exact") if method in ("joint", "exact") else \
-                tree_rule_plan(problem, method)
-        else:
-            plan = fn(problem, **opts)
+        plan = fn(problem, **opts)
         bad = check_plan(problem, plan, rtol=1e-6)
         if bad:
             raise RuntimeError(f"plan failed the feasibility check: {'; '.join(bad[:3])}")
         return plan
     except Exception as exc:  # noqa: BLE001 - any solver failure must become a fallback plan
-        kind = "infeasible" if isinstance(exc, CoverageError) else "solver_error"
+        if isinstance(exc, TooLargeError):
+            raise  # documented: the exact reference refuses instances too large for it
+        kind = "infeasible" if isinstance(exc, InfeasibleError) else "solver_error"
         cause = f"{type(exc).__name__}: {exc}"
         log.warning("solvers.solve(method=%s): %s (%s); using the fallback plan", method, kind, cause)
         return fallback_plan(problem, status=kind, message=cause, t0=t0)
@@ -65,18 +142,27 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
 
 def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str = "",
                   t0: float | None = None) -> RoundPlan:
-    """Equal bandwidth, no relay; greedy minimal cover, or full placement within memory if coverage fails."""
+    """Equal bandwidth, no relay (the fixed tree rule in tree mode); greedy minimal cover, or full placement
+    within memory if coverage fails. A plan that breaks the instance (status infeasible) carries NaN costs."""
     t0 = time.perf_counter() if t0 is None else t0
     note = ""
     try:
         x = greedy_placement(problem, np.full(problem.num_devices, np.inf))
-    except Exception as exc:  # noqa: BLE001
+    except CoverageError as exc:
         x = full_placement(problem)
         note = f"; coverage relaxed ({exc})"
-    plan = _equal_share_plan(problem, x, np.arange(problem.num_devices), "fallback", t0)
+        status = "infeasible"
+    except Exception as exc:  # noqa: BLE001 - e.g. the repair MILP's time limit: not a proof of infeasibility
+        x = full_placement(problem)
+        note = f"; coverage relaxed ({type(exc).__name__}: {exc})"
+    plan = equal_share_plan(problem, x, np.arange(problem.num_devices), "fallback", t0)
     if problem.tree_aggregation:  # the fixed tree rule, if the D2D graph connects every cluster
         try:
             plan = tree_rule_plan(problem, "fallback")
-        except ValueError as exc:
+        except InfeasibleError as exc:
             note += f"; no tree ({exc}), direct uploads"
+            status = "infeasible"
+    if status == "infeasible":
+        nan = math.nan
+        plan = plan.with_(latency_s=nan, energy_j=nan, objective=nan, lower_bound=nan)
     return plan.with_(status=status, fallback=True, message=message + note)

@@ -35,7 +35,7 @@ def equal_bandwidth(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> 
     return np.where(tl.uploader, share[problem.device_edge], 0.0)
 
 
-def _plan(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, name: str, t0: float) -> RoundPlan:
+def equal_share_plan(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, name: str, t0: float) -> RoundPlan:
     b = equal_bandwidth(problem, x, relay)
     c = evaluate(problem, x, relay, b)
     return RoundPlan(placement=x, relay=relay, bandwidth_hz=b, latency_s=c.latency_s, energy_j=c.energy_j,
@@ -45,7 +45,7 @@ def _plan(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, name: str, t0
 def equal_plan(problem: RoundProblem) -> RoundPlan:
     """Full placement, direct uploads, equal bandwidth shares."""
     t0 = time.perf_counter()
-    return _plan(problem, full_placement(problem), np.arange(problem.num_devices), "equal", t0)
+    return equal_share_plan(problem, full_placement(problem), np.arange(problem.num_devices), "equal", t0)
 
 
 def greedy_plan(problem: RoundProblem) -> RoundPlan:
@@ -72,14 +72,12 @@ def greedy_plan(problem: RoundProblem) -> RoundPlan:
                 break
             if r <= direct[i]:
                 break
-    return _plan(p, x, relay, "greedy", t0)
+    return equal_share_plan(p, x, relay, "greedy", t0)
 
 
-def random_plan(problem: RoundProblem, seed: int = 0) -> RoundPlan:
-    """Random cover per (edge, module) within memory, random one-hop relays, equal bandwidth."""
-    t0 = time.perf_counter()
+def random_placement(problem: RoundProblem, rng: np.random.Generator) -> np.ndarray:
+    """A random cover per (edge, module) within memory (devices in random order until the demand is met)."""
     p = problem
-    rng = np.random.default_rng(seed)
     n = p.num_devices
     x = np.zeros((n, p.num_modules), dtype=bool)
     demand = p.coverage_demand()
@@ -91,6 +89,16 @@ def random_plan(problem: RoundProblem, seed: int = 0) -> RoundPlan:
             if p.eligible[i, k] and got[e] < demand[e, k] * (1 - 1e-12) and fits:
                 x[i, k] = True
                 got[e] += p.samples[i]
+    return x
+
+
+def random_plan(problem: RoundProblem, seed: int = 0) -> RoundPlan:
+    """Random cover per (edge, module) within memory, random one-hop relays, equal bandwidth."""
+    t0 = time.perf_counter()
+    p = problem
+    rng = np.random.default_rng(seed)
+    n = p.num_devices
+    x = random_placement(p, rng)
     relay = np.arange(n)
     served = np.zeros(n, dtype=int)
     cap = p.relay_capacity
@@ -102,4 +110,4 @@ def random_plan(problem: RoundProblem, seed: int = 0) -> RoundPlan:
         if relay[j] == j and (cap is None or served[j] < cap):
             relay[i] = j
             served[j] += 1
-    return _plan(p, x, relay, "random", t0)
+    return equal_share_plan(p, x, relay, "random", t0)

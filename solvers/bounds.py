@@ -103,7 +103,7 @@ class _Routes:
     a: np.ndarray
     free: np.ndarray
     calls: list  # LPs solved so far (shared counter)
-    lps: dict = field(default_factory=dict)  # demand bytes -> _EdgeLP of this edge
+    lps: dict = field(default_factory=dict)  # demand bytes -> EdgeLP of this edge
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
@@ -147,19 +147,24 @@ class _Routes:
         self.calls[0] += 1
         key = demand.tobytes()
         if key not in self.lps:  # one LP per edge and demand, kept: later trial latencies restart from its basis
-            self.lps[key] = _EdgeLP(self.dev, self.mbits, p.samples, demand)
+            self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand)
         status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
         if status == "infeasible":  # no cover at all
             return True
         return bool(status == "optimal" and value > 1 + 1e-6)
 
 
-class _EdgeLP:
+class EdgeLP:
     """min c x s.t. at most one subset per device, samples per module >= demand, 0 <= x <= 1, over every column
     (device, subset) of an edge. Between trial latencies only the costs change and which columns can finish in
     time (the others are fixed at 0), so HiGHS re-solves from the last basis (warm start)."""
 
-    def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray) -> None:
+    def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
+                 backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
+        self.used = ""  # the backend of the last solve: highspy (the fast path) or scipy
         need = demand > 0
         scale = demand[need].max()
         devs, local = np.unique(dev, return_inverse=True)
@@ -179,24 +184,22 @@ class _EdgeLP:
     def solve(self, c: np.ndarray) -> tuple[str, float]:
         """(optimal | infeasible | other, value) with costs c [columns]; inf marks a column that cannot be used.
 
-        Through highspy's bare solver object: importing scipy.optimize for linprog costs 0.3-0.8 s, more than the
-        LPs (and the public highspy.Highs prints a banner on stdout, which the CLI keeps for its JSON answer)."""
+        Through highspy's bare solver object (`highspy._core._Highs`): importing scipy.optimize for linprog costs
+        0.3-0.8 s, more than the LPs, and the public highspy.Highs prints a banner on stdout, which the CLI keeps for
+        its JSON answer. Where that object is missing (another highspy layout) or backend="scipy", the same HiGHS
+        through scipy's linprog (tests/test_solver_dispatch.py checks both give the same answers)."""
         usable = np.isfinite(c)
         cost, upper = np.where(usable, c, 0.0), usable.astype(float)
+        fast = _bare_highs() if self.backend != "scipy" else None
+        if fast is None:
+            if self.backend == "highspy":
+                raise RuntimeError("backend='highspy': highspy._core._Highs is not available in this highspy")
+            return self._solve_scipy(cost, upper)
+        self.used = "highspy"
+        highspy, bare = fast
         indptr, indices, data = self.csc
-        try:
-            import highspy
-            from highspy._core import _Highs
-        except ImportError:  # another highspy layout: the same HiGHS through scipy
-            import scipy.sparse as sps
-            from scipy.optimize import linprog
-
-            a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
-            res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
-                          method="highs")
-            return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
         if self.highs is None:
-            h = _Highs()
+            h = bare()
             h.setOptionValue("output_flag", False)
             lp = highspy.HighsLp()
             lp.num_col_, lp.num_row_ = self.k, self.b_ub.size
@@ -215,6 +218,31 @@ class _EdgeLP:
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
         return kind, float(self.highs.getInfo().objective_function_value)
+
+    def _solve_scipy(self, cost: np.ndarray, upper: np.ndarray) -> tuple[str, float]:
+        import scipy.sparse as sps
+        from scipy.optimize import linprog
+
+        self.used = "scipy"
+        indptr, indices, data = self.csc
+        a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
+        res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
+                      method="highs")
+        return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
+
+
+BACKENDS = ("auto", "highspy", "scipy")
+"""EdgeLP backends: auto (highspy's bare solver where it exists, else scipy), or one of them."""
+
+
+def _bare_highs() -> tuple[Any, Any] | None:
+    """(the highspy module, its bare solver class) or None where this highspy has no `_core._Highs`."""
+    try:
+        import highspy
+        from highspy._core import _Highs
+    except ImportError:
+        return None
+    return highspy, _Highs
 
 
 def energy_lower_bound(problem: RoundProblem) -> float:

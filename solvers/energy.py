@@ -21,7 +21,7 @@ from solvers.bandwidth import min_bandwidth, minmax_bandwidth
 from solvers.evaluate import LN2, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 
-_GOLD = (np.sqrt(5.0) - 1.0) / 2.0
+GOLD = (np.sqrt(5.0) - 1.0) / 2.0
 
 
 def _diff(y: np.ndarray) -> np.ndarray:
@@ -151,7 +151,7 @@ def best_deadline(up: Uploads, lam: float, tol: float = 1e-10, max_iter: int = 2
     hi = max(lo + (e_lo - e_inf) * lam * (1 + 1e-9), lo)  # beyond hi, T + lam E(T) > the value at lo
     best = (lo + lam * e_lo, lo, b_lo)
     a, b = lo, hi
-    x1, x2 = b - _GOLD * (b - a), a + _GOLD * (b - a)
+    x1, x2 = b - GOLD * (b - a), a + GOLD * (b - a)
     f = {}
     for x in (x1, x2) + ((hint,) if hint is not None and hint >= lo else ()):
         e, bb = up.energy_at(x)
@@ -161,12 +161,12 @@ def best_deadline(up: Uploads, lam: float, tol: float = 1e-10, max_iter: int = 2
             break
         if f[x1][0] <= f[x2][0]:
             b, x2 = x2, x1
-            x1 = b - _GOLD * (b - a)
+            x1 = b - GOLD * (b - a)
             e, bb = up.energy_at(x1)
             f[x1] = (x1 + lam * e, bb)
         else:
             a, x1 = x1, x2
-            x2 = a + _GOLD * (b - a)
+            x2 = a + GOLD * (b - a)
             e, bb = up.energy_at(x2)
             f[x2] = (x2 + lam * e, bb)
     for x, (val, bb) in f.items():

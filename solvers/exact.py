@@ -23,6 +23,7 @@ from solvers.bandwidth import bisection_bandwidth
 from solvers.candidates import EdgeCandidates, select_exact
 from solvers.edgebatch import EdgeView
 from solvers.energy import plan_bandwidth
+from solvers.errors import CoverageError, TooLargeError
 from solvers.evaluate import evaluate, round_timeline
 from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
@@ -63,33 +64,66 @@ def relay_maps(rate: np.ndarray, capacity: int | None) -> list[tuple[int, ...]]:
 
 
 def edge_placements(view: EdgeView) -> np.ndarray:
-    """[P, n, M] every product of minimal covers of the edge that fits the memories."""
+    """[P, n, M] every product of minimal covers of the edge that fits the memories (see `placements_upto`)."""
+    pl = placements_upto(view, None)
+    assert pl is not None  # no limit
+    return pl
+
+
+def placements_upto(view: EdgeView, limit: int | None) -> np.ndarray | None:
+    """[P, n, M] every product of minimal covers of the edge that fits the memories; None once more than `limit`
+    fit (the search stops there: an edge too large to enumerate costs about `limit` steps, not its product).
+
+    Depth-first over the modules in order (the order of itertools.product over the covers, so ties between equal
+    candidates break as before), adding one cover at a time and pruning a branch as soon as a memory overflows."""
     p, m = view.problem, view.problem.num_modules
     d = view.dev
     covers = [minimal_covers(p.samples[d], p.eligible[d, k], view.demand[k]) for k in range(m)]
     if any(not c for c in covers):
-        raise ValueError(f"edges[{view.edge}]: coverage cannot be met even with every eligible device")
+        raise CoverageError(f"coverage: edges[{view.edge}] cannot reach gamma of the samples even with every eligible "
+                            "device")
     count = int(np.prod([len(c) for c in covers], dtype=float))
-    if count > 5_000_000:
-        raise ValueError(f"edges[{view.edge}]: {count} cover products; the exact reference is for small instances")
-    placements = []
-    for combo in itertools.product(*covers):
-        xe = np.zeros((view.n, m), dtype=bool)
+    if limit is None and count > 5_000_000:
+        raise TooLargeError(f"edges[{view.edge}]: {count} cover products; the exact reference is for small instances")
+    mem_cap = (p.memory_bytes[d] * (1 + 1e-12)).tolist()
+    mem_of = p.module_memory_bytes.tolist()
+    used = [0.0] * view.n
+    chosen: list[tuple[int, ...]] = [()] * m
+    out: list[list[tuple[int, ...]]] = []
+
+    def visit(level: int) -> bool:  # False once the limit is passed
+        if level == m:
+            out.append(list(chosen))
+            return limit is None or len(out) <= limit
+        k = level
+        for sub in covers[k]:
+            if all(used[i] + mem_of[k] <= mem_cap[i] for i in sub):
+                for i in sub:
+                    used[i] += mem_of[k]
+                chosen[k] = sub
+                ok = visit(level + 1)
+                for i in sub:
+                    used[i] -= mem_of[k]
+                if not ok:
+                    return False
+        return True
+
+    if not visit(0):
+        return None
+    if not out:
+        raise CoverageError(f"coverage: edges[{view.edge}]: no placement satisfies both memory and coverage")
+    pl = np.zeros((len(out), view.n, m), dtype=bool)
+    for j, combo in enumerate(out):
         for k, sub in enumerate(combo):
-            xe[list(sub), k] = True
-        placements.append(xe)
-    pl = np.array(placements)
-    pl = pl[view.feasible(pl)]
-    if len(pl) == 0:
-        raise ValueError(f"edges[{view.edge}]: no placement satisfies both memory and coverage")
+            pl[j, list(sub), k] = True
     return pl
 
 
 def edge_candidates(view: EdgeView, max_candidates: int) -> EdgeCandidates | None:
     """Every undominated choice of one edge (placements x relay maps), or None if more than max_candidates."""
     maps = np.array(relay_maps(view.rate, view.problem.relay_capacity), dtype=int)
-    pl = edge_placements(view)
-    if len(pl) * len(maps) > max_candidates:
+    pl = placements_upto(view, max_candidates // max(len(maps), 1))
+    if pl is None or len(pl) * len(maps) > max_candidates:
         return None
     a, b = np.divmod(np.arange(len(pl) * len(maps)), len(maps))
     return EdgeCandidates.of(view, pl[a], maps[b])
@@ -112,7 +146,7 @@ def exact_solve(problem: RoundProblem, max_candidates: int = 2_000_000, chunk: i
         maps = np.array(relay_maps(view.rate, problem.relay_capacity), dtype=int)
         pl = edge_placements(view)
         if len(pl) * len(maps) > max_candidates:
-            raise ValueError(f"edges[{e}]: {len(pl) * len(maps)} candidates exceed max_candidates={max_candidates}; "
+            raise TooLargeError(f"edges[{e}]: {len(pl) * len(maps)} candidates exceed max_candidates={max_candidates}; "
                              "the exact reference is for small instances")
         best = (np.inf, None, None)
         pairs = [(a, b) for a in range(len(pl)) for b in range(len(maps))]
@@ -140,7 +174,7 @@ def _exact_energy(problem: RoundProblem, max_candidates: int) -> RoundPlan:
     for v in views:
         c = edge_candidates(v, max_candidates)
         if c is None:
-            raise ValueError(f"edges[{v.edge}]: more than max_candidates={max_candidates} choices; the exact "
+            raise TooLargeError(f"edges[{v.edge}]: more than max_candidates={max_candidates} choices; the exact "
                              "reference is for small instances")
         cands.append(c.pareto())
     sel = select_exact(cands, problem.lam)

@@ -18,6 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from solvers.fields import check_number
+from solvers.instance_io import read_instance, write_instance
+
 LIMIT = 1e30
 """Derived quantities (seconds, joules, bits, p g / (N0 B)) must lie in [1 / LIMIT, LIMIT] where they are not 0:
 far beyond any real network, and far enough from float64's range (1e308) that no formula overflows into a wrong
@@ -125,7 +128,7 @@ class RoundProblem:
                 raise ValueError("d2d_links: duplicate (src, dst) link")
         for name, label, positive in (("noise_w_per_hz", "noise_w_per_hz", True), ("kappa", "kappa", False),
                                       ("lam", "lambda", False)):
-            _number(getattr(self, name), label, positive=positive)
+            check_number(getattr(self, name), label, positive=positive)
         if not (isinstance(self.gamma, int | float) and 0 <= self.gamma <= 1):
             raise ValueError(f"gamma: must be in [0, 1], got {self.gamma!r}")
         cap = self.relay_capacity
@@ -141,11 +144,20 @@ class RoundProblem:
                 set_(self, name, _arr(label, getattr(self, name), float, (n,)))
                 if np.any(getattr(self, name) <= 0):
                     raise ValueError(f"{label}: must be > 0 for every device")
-        if np.any(self.tx_power_w > self.power_max * (1 + 1e-12)):
-            raise ValueError("devices.p_max: must be >= tx_power_w (the nominal power) for every device")
-        if np.any(self.freq_min > self.cpu_hz * (1 + 1e-12)) or np.any(self.cpu_hz > self.freq_max * (1 + 1e-12)):
-            raise ValueError("devices.f_min, devices.f_max: need f_min <= cpu_hz (the nominal frequency) <= f_max "
-                             "for every device")
+        ids = self.device_ids
+        for label, low, low_name, high, high_name in (
+            ("devices.p_max", self.tx_power_w, "tx_power_w (the nominal power)", self.power_max, "p_max"),
+            ("devices.f_min", self.freq_min, "f_min", self.freq_max if self.f_min is not None and self.f_max is not None
+             else np.full(n, np.inf), "f_max"),
+            ("devices.f_min", self.freq_min, "f_min", self.cpu_hz, "cpu_hz (the nominal frequency)"),
+            ("devices.f_max", self.cpu_hz, "cpu_hz (the nominal frequency)", self.freq_max, "f_max"),
+        ):
+            bad = np.flatnonzero(low > high * (1 + 1e-12))
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"{label}: device {ids[i]!r} has {low_name.split()[0]} = {low[i]:g} > "
+                                 f"{high_name.split()[0]} = {high[i]:g}; need {low_name} <= {high_name} "
+                                 f"(the range must hold the nominal value)")
 
     # ---- derived quantities -------------------------------------------------------------------
     @property
@@ -211,15 +223,11 @@ class RoundProblem:
     # ---- JSON (layouts and validation: solvers/instance_io.py) ---------------------------------
     def to_dict(self, layout: str = "columns") -> dict[str, Any]:
         """The JSON structure, "columns" (one list per field) or "records" (one object per device, edge, ...)."""
-        from solvers.instance_io import write_instance
-
         return write_instance(self, layout)
 
     @classmethod
     def from_dict(cls, data: Any) -> RoundProblem:
         """Build and validate from the JSON structure of solvers/schema/instance.schema.json (either layout)."""
-        from solvers.instance_io import read_instance
-
         return cls(**read_instance(data))
 
     def save(self, path: str | Path, layout: str = "columns") -> None:
@@ -250,37 +258,6 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
-
-
-def _key(v: Any) -> str:
-    """Ids may be strings or ints; compare them by JSON spelling so 1 and "1" stay distinct."""
-    if type(v) is str:  # fast paths (100,000 devices): still injective, quotes only around strings
-        return '"' + v + '"'
-    if type(v) is int:
-        return str(v)
-    return json.dumps(v)
-
-
-def _flag(data: dict, key: str) -> bool:
-    v = data.get(key, False)
-    if not isinstance(v, bool):
-        raise ValueError(f"{key}: must be true or false, got {v!r}")
-    return v
-
-
-
-
-
-
-
-
-def _number(v: Any, name: str, positive: bool = False) -> None:
-    try:
-        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:  # an integer too large for a float
-        ok = False
-    if not ok or v < 0 or (positive and v == 0):
-        raise ValueError(f"{name}: must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
 
 
 def _check_magnitudes(pr: RoundProblem) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from solvers.instance import _flag, _number
+from solvers.fields import check_flag, check_number
 
 if TYPE_CHECKING:
     from solvers.instance import RoundProblem
@@ -83,7 +83,8 @@ class _Table:
         """A float array of a numeric column; None entries (records without the optional field) take default."""
         col = self.cols[field]
         if default is not None and None in col:
-            col = [default[k] if v is None else v for k, v in enumerate(col)]
+            fill = default.tolist()  # Python floats, which the column check accepts like the user's numbers
+            col = [fill[k] if v is None else v for k, v in enumerate(col)]
         return _numbers(col, self.name(field), positive)
 
     def ids(self, field: str) -> list:
@@ -125,7 +126,7 @@ def _numbers(values: list, name: Callable[[int], str], positive: bool) -> np.nda
             if not bad.any():
                 return a
     for k, v in enumerate(values):
-        _number(v, name(k), positive=positive)
+        check_number(v, name(k), positive=positive)
     raise ValueError(f"{name(0)}: not a column of numbers")  # not reached: _number names the bad entry
 
 
@@ -166,8 +167,8 @@ def read_instance(data: Any) -> dict[str, Any]:
         raise ValueError(f"{links.label}[{k}]: src {device_ids[src[k]]!r} and dst {device_ids[dst[k]]!r} are attached "
                          "to different edges; D2D relays must stay within a cluster")
     for f in ("noise_w_per_hz", "gamma", "lambda"):
-        _number(data[f], f, positive=(f == "noise_w_per_hz"))
-    _number(data.get("kappa", 1e-28), "kappa")
+        check_number(data[f], f, positive=(f == "noise_w_per_hz"))
+    check_number(data.get("kappa", 1e-28), "kappa")
     if not isinstance(data["relay_aggregates"], bool):
         raise ValueError("relay_aggregates: must be true or false")
     cap = data.get("relay_capacity")
@@ -179,7 +180,7 @@ def read_instance(data: Any) -> dict[str, Any]:
         module_cycles=module_fields["cycles_per_sample"], edge_bandwidth_hz=bandwidth, d2d_src=src, d2d_dst=dst,
         d2d_rate_bps=rate, noise_w_per_hz=float(data["noise_w_per_hz"]), gamma=float(data["gamma"]),
         lam=float(data["lambda"]), relay_aggregates=data["relay_aggregates"], kappa=float(data.get("kappa", 1e-28)),
-        relay_capacity=cap, tree_aggregation=_flag(data, "tree_aggregation"), **per_device,
+        relay_capacity=cap, tree_aggregation=check_flag(data, "tree_aggregation"), **per_device,
     )
 
 

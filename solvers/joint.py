@@ -23,194 +23,18 @@ from typing import Any
 
 import numpy as np
 
-from solvers.bandwidth import ConvexBandwidth, min_bandwidth, min_bandwidth_one, minmax_bandwidth
+from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.energy import plan_bandwidth, round_uploads
-from solvers.evaluate import LN2, evaluate, round_timeline, uplink_rate
+from solvers.evaluate import evaluate, round_timeline, uplink_rate
+from solvers.greedy import greedy_placement, greedy_relays
+from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, improve, within
 from solvers.instance import RoundProblem
 from solvers.local import local_search
-from solvers.milp import milp_placement
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
-
-BIG = 1e30
-
-
-class CoverageError(ValueError):
-    """Coverage cannot be met within the memories (names the edge and module)."""
-
-
-def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Least bandwidth to send `bits` from `start` by `t` (0 for no bits, inf if impossible)."""
-    slack = t - start
-    with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
-    q = np.where(bits > 0, q, 0.0)
-    return min_bandwidth(q, a)
-
-
-def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]
-    (or, given weights [N, M], by least weight per sample: e.g. energy, see `energy_weights`)."""
-    p = problem
-    n, m = p.num_devices, p.num_modules
-    x = np.zeros((n, m), dtype=bool)
-    tau, bits, mem = np.zeros(n), np.zeros(n), np.zeros(n)
-    demand = p.coverage_demand()
-    a = p.snr_hz
-    repair: set[int] = set()
-    for k in np.argsort(-p.module_bytes, kind="stable"):
-        need = demand[:, k]
-        if not np.any(need > 0):
-            continue
-        cand = np.flatnonzero(p.eligible[:, k] & (p.samples > 0)
-                              & (mem + p.module_memory_bytes[k] <= p.memory_bytes * (1 + 1e-12)))
-        d_tau = p.samples[cand] * p.module_cycles[k] / p.cpu_hz[cand]
-        before = price(t_dev[cand], tau[cand], bits[cand], a[cand])
-        after = price(t_dev[cand], tau[cand] + d_tau, bits[cand] + 8 * p.module_bytes[k], a[cand])
-        with np.errstate(invalid="ignore"):
-            cost = after - before
-        finish = tau[cand] + d_tau + (bits[cand] + 8 * p.module_bytes[k]) * LN2 / a[cand]
-        edge = p.device_edge[cand]
-        latest = np.zeros(p.num_edges)  # per edge, so that an edge's choice does not depend on the others
-        np.maximum.at(latest, edge, finish)
-        cost = np.where(np.isfinite(cost), cost, BIG * (1 + finish / (1 + latest[edge])))
-        if weights is not None:
-            cost = weights[cand, k]
-        ratio = cost / p.samples[cand]
-        order = np.lexsort((ratio, edge))
-        cand, edge, ratio = cand[order], edge[order], ratio[order]
-        before_cum = segment_cumsum(p.samples[cand], edge) - p.samples[cand]
-        take = before_cum < need[edge] * (1 - 1e-12)
-        got = np.bincount(edge[take], weights=p.samples[cand[take]], minlength=p.num_edges)
-        short = got < need * (1 - 1e-12)
-        repair.update(np.flatnonzero(short).tolist())
-        take &= ~short[edge]
-        chosen, chosen_edge = cand[take][::-1], edge[take][::-1]  # prune: costliest first
-        x[chosen, k] = True
-        surplus, slack = got - need, 1e-12 * need
-        # A device with more samples than its edge's surplus can never be dropped (the surplus only shrinks):
-        # only the others go through the sequential loop, in the same order (plain floats: it is per device).
-        maybe = np.flatnonzero(p.samples[chosen] <= surplus[chosen_edge] + slack[chosen_edge])
-        left, tol = surplus.tolist(), slack.tolist()
-        for j, n_i, e in zip(maybe.tolist(), p.samples[chosen[maybe]].tolist(), chosen_edge[maybe].tolist(),
-                             strict=True):
-            if n_i <= left[e] + tol[e]:
-                left[e] -= n_i
-                x[chosen[j], k] = False
-        sel = np.flatnonzero(x[:, k])
-        tau[sel] += p.samples[sel] * p.module_cycles[k] / p.cpu_hz[sel]
-        bits[sel] += 8 * p.module_bytes[k]
-        mem[sel] += p.module_memory_bytes[k]
-    for e in sorted(repair):
-        _repair_edge(p, x, e, demand[e])
-    return x
-
-
-def segment_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
-    """Running sum of values within each run of equal (sorted) segment ids, restarting at 0 in each run, summed
-    in order from the run's start: the same floats whatever other runs the array holds."""
-    if values.size == 0:
-        return values.astype(float)
-    first = np.searchsorted(segment, segment, side="left")
-    pos = np.arange(values.size) - first
-    starts = np.flatnonzero(pos == 0)
-    row = np.cumsum(pos == 0) - 1
-    width = int(pos.max()) + 1
-    if starts.size * width <= 4 * values.size + 4096:  # a padded matrix, one cumsum along the rows
-        mat = np.zeros((starts.size, width))
-        mat[row, pos] = values
-        return np.cumsum(mat, axis=1)[row, pos]
-    ends = np.append(starts[1:], values.size)
-    return np.concatenate([np.cumsum(values[a:b]) for a, b in zip(starts, ends, strict=True)])
-
-
-def energy_weights(problem: RoundProblem) -> np.ndarray:
-    """[N, M] least energy of device i training module k alone: compute kappa n c f^2 plus its bytes at the
-    infinite-band energy per bit N0 ln2 / g (the placement the energy term alone would pick)."""
-    p = problem
-    return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2
-            + 8.0 * p.module_bytes[None, :] * (p.tx_power_w * LN2 / p.snr_hz)[:, None])
-
-
-def _repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray) -> None:
-    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP, then prune."""
-    d = p.edge_devices(e)
-    cnt = max(d.size, 1)
-    rate = uplink_rate(p.edge_bandwidth_hz[e] / cnt, p.snr_hz[d])
-    w = (p.samples[d, None] * p.module_cycles[None, :] / p.cpu_hz[d, None]
-         + 8 * p.module_bytes[None, :] / rate[:, None]) / np.maximum(p.samples[d], 1e-12)[:, None]
-    xe = milp_placement(p, e, w)
-    if xe is None:
-        raise CoverageError(f"coverage: edge {p.edge_ids[e]!r} cannot reach gamma={p.gamma:g} of the samples for "
-                            "every module within the devices' memory")
-    for k in range(p.num_modules):  # prune to a minimal cover, costliest per sample first
-        cover = np.flatnonzero(xe[:, k])
-        total = p.samples[d[cover]].sum()
-        for i in cover[np.argsort(-w[cover, k])]:
-            if total - p.samples[d[i]] >= demand[k] * (1 - 1e-12):
-                xe[i, k] = False
-                total -= p.samples[d[i]]
-    x[d] = xe
-
-
-def greedy_relays(problem: RoundProblem, x: np.ndarray, t_dev: np.ndarray) -> np.ndarray:
-    """One-hop relay map that greedily saves the most bandwidth price at the target latencies."""
-    p = problem
-    n = p.num_devices
-    relay = np.arange(n)
-    if p.d2d_src.size == 0:
-        return relay
-    tl = round_timeline(p, x, relay)
-    a = p.snr_hz
-    h = price(t_dev, tl.tau, tl.payload_bits, a)
-    s, d, r = p.d2d_src, p.d2d_dst, p.d2d_rate_bps
-    keep = tl.payload_bits[s] > 0
-    s, d, r = s[keep], d[keep], r[keep]
-    arrival = tl.tau[s] + tl.payload_bits[s] / r
-    if p.relay_aggregates:
-        merged = 8.0 * ((x[s] | x[d]).astype(float) @ p.module_bytes)
-    else:
-        merged = tl.payload_bits[d] + tl.payload_bits[s]
-    h_merged = price(t_dev[d], np.maximum(tl.tau[d], arrival), merged, a[d])  # j's price if i is its first
-    with np.errstate(invalid="ignore"):
-        gain = h[s] + h[d] - h_merged
-    ok = np.isfinite(gain) & (gain > 0) | (np.isinf(h[s]) & np.isfinite(price(t_dev[d], arrival, merged, a[d])))
-    order = np.flatnonzero(ok)[np.argsort(-np.nan_to_num(gain[ok], nan=-1.0, posinf=BIG), kind="stable")]
-    # The acceptance loop is sequential (each pair sees the earlier ones): plain Python floats, no numpy per pair.
-    start, bits, cur = tl.tau.tolist(), tl.payload_bits.tolist(), h.tolist()
-    pay, arr, hm, t_l, a_l = tl.payload_bits.tolist(), arrival.tolist(), h_merged.tolist(), t_dev.tolist(), a.tolist()
-    s_l, d_l = s.tolist(), d.tolist()
-    rel = relay.tolist()
-    union = x.copy()
-    served = [0] * n
-    cap = n if p.relay_capacity is None else p.relay_capacity
-    for c in order.tolist():
-        i, j = s_l[c], d_l[c]
-        if rel[i] != i or served[i] > 0 or rel[j] != j or served[j] >= cap:
-            continue
-        new_start = max(start[j], arr[c])
-        if p.relay_aggregates:
-            new_bits = 8.0 * float((union[j] | x[i]).astype(float) @ p.module_bytes)
-        else:
-            new_bits = bits[j] + pay[i]
-        if served[j] == 0:
-            new_h = hm[c]
-        else:
-            slack = t_l[j] - new_start
-            new_h = 0.0 if new_bits <= 0 else min_bandwidth_one(new_bits / slack if slack > 0 else math.inf, a_l[j])
-        g = cur[i] + cur[j] - new_h
-        if not (math.isfinite(new_h) and (g > 0 or math.isinf(cur[i]))):
-            continue
-        rel[i] = j
-        served[j] += 1
-        start[j], bits[j], cur[j], cur[i] = new_start, new_bits, new_h, 0.0
-        if p.relay_aggregates:
-            union[j] |= x[i]
-    relay = np.array(rel, dtype=int)
-    return relay
 
 
 def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndarray]],
@@ -232,7 +56,8 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
-                enum_max: int = 3000, bound: bool = True, workers: int | None = None) -> RoundPlan:
+                enum_max: int = 3000, bound: bool = True, workers: int | None = None,
+                time_limit_s: float = 2.0, gap: float = 0.01) -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
@@ -240,15 +65,59 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     workers: processes over independent edges at lambda = 0 (solvers/parallel.py; None: 2 on large instances,
     else 1); the plan is the same for any value. A time budget keeps to one process (it is per process).
 
+    time_limit_s, gap: the round's model (solvers/model.py via solvers/improve.py) improves and certifies the
+    heuristic plan until lower_bound >= (1 - gap) objective (status "optimal") or the round has run time_limit_s
+    seconds (status "time_limit"); "not_proven" where the model does not apply and the heuristics' bound is looser.
+    The model needs `bound` (0 turns it off: time_limit_s=0).
+
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
-    n_workers = resolve_workers(problem, workers)
+    check_limits(time_limit_s, gap)
+    t0 = time.perf_counter()
+    opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
+                                bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
+                                workers=workers)
+    if problem.has_power_frequency:
+        plan = _with_power_frequency(problem, (time_limit_s, gap), **opts)
+        proven = bound and within(plan, gap)
+        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - t0)
+    plan = _heuristic(problem, **opts)
+    if not bound or bandwidth == "cvxpy":
+        return plan
+    if time_limit_s <= 0:
+        return plan.with_(status=STATUS_PROVEN if within(plan, gap) else STATUS_UNPROVEN)
+    plan = improve(problem, plan, time_limit_s, gap, t0)
+    return plan.with_(solve_seconds=time.perf_counter() - t0)
+
+
+def check_limits(time_limit_s: float, gap: float) -> None:
+    """Refuse a time limit or gap target that cannot be met, naming the option."""
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) or not time_limit_s >= 0 \
+            or not math.isfinite(time_limit_s):
+        raise ValueError(f"time_limit_s: must be a finite number of seconds >= 0 (0: no model), got {time_limit_s!r}")
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap < 1:
+        raise ValueError(f"gap: the target relative gap must be in [0, 1) (e.g. 0.01 for 1 %), got {gap!r}")
+
+
+def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
+               time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
+    """The heuristic plan (today's joint solver): the model's incumbent."""
+    resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
                                      enum_max=enum_max, bound=bound, workers=workers)
+    return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
+                        local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                        enum_max=enum_max, bound=bound, workers=workers)
+
+
+def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
+                 time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
+    """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band."""
+    n_workers = resolve_workers(problem, workers)
     t0 = time.perf_counter()
     p = problem
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
@@ -341,14 +210,18 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     return best_x, best_r, small
 
 
-def _with_power_frequency(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
+def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
+                          **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
-    how the energy search prices them), then bandwidth, power and frequency for T + lambda E
-    (solvers/powerfreq.py); the better of that and the max-power plan is kept."""
+    how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
+    bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
+    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round)."""
     t0 = time.perf_counter()
     p = problem
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = joint_solve(base, **opts)
+    plan = _solve_fixed(base, **opts)
+    if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
+        plan = improve(base, plan, limits[0], limits[1], t0)
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if p.lam > 0:

@@ -39,7 +39,7 @@ def _relay_moves(view: EdgeView, re: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _placement_moves(view: EdgeView, xe: np.ndarray, covers: list | None) -> list[np.ndarray]:
+def placement_moves(view: EdgeView, xe: np.ndarray, covers: list | None) -> list[np.ndarray]:
     p = view.problem
     if covers is not None:  # large neighbourhood: any minimal cover of one module, the others kept
         out = []
@@ -86,7 +86,7 @@ def _placement_moves(view: EdgeView, xe: np.ndarray, covers: list | None) -> lis
 def neighbours(view: EdgeView, xe: np.ndarray, re: np.ndarray, compound: bool = False,
                covers: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All feasible single-move neighbours of (xe [n, M], re [n]); with compound, also relay x placement pairs."""
-    rmoves, pmoves = _relay_moves(view, re), _placement_moves(view, xe, covers)
+    rmoves, pmoves = _relay_moves(view, re), placement_moves(view, xe, covers)
     xs = [xe] * len(rmoves) + pmoves
     rs = rmoves + [re] * len(pmoves)
     if compound:

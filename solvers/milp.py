@@ -2,7 +2,9 @@
 
 min sum_im w_im x_im  s.t.  sum_i n_i x_im >= demand_m (coverage),  sum_m mem_m x_im <= M_i (memory),
 x binary, x <= eligible. Weights are per-sample prices of the greedy; the MILP only decides *which*
-devices can carry which modules when memory binds, so it is solved for the few edges that need it.
+devices can carry which modules when memory binds, so it is solved for the few edges that need it. Every solve has
+a time limit and a relative gap (MILP_TIME_LIMIT_S, MILP_GAP): the weights are heuristic prices, so a good feasible
+cover is all the caller needs, and a memory-tight edge of 100 devices must not hold up the round for minutes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from solvers.instance import RoundProblem
+
+MILP_TIME_LIMIT_S = 5.0
+"""Wall seconds HiGHS may spend on one edge's placement repair; its best cover so far is taken at the limit."""
+MILP_GAP = 0.01
+"""Relative gap at which HiGHS stops (the prices are heuristic: proving the last percent buys nothing)."""
+
+
+class MilpTimeout(RuntimeError):
+    """The repair MILP hit its time limit before finding any cover (not a proof that none exists)."""
 
 
 @contextlib.contextmanager
@@ -32,8 +43,10 @@ def quiet_stdout() -> Iterator[None]:
         os.close(devnull)
 
 
-def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray) -> np.ndarray | None:
-    """Placement [n_e, M] of edge `edge` (local rows) or None if memory and coverage are incompatible."""
+def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray,
+                   time_limit_s: float = MILP_TIME_LIMIT_S) -> np.ndarray | None:
+    """Placement [n_e, M] of edge `edge` (local rows) or None if memory and coverage are incompatible (HiGHS proved
+    it); MilpTimeout if the time limit passed before any cover was found."""
     import cvxpy as cp
 
     p = problem
@@ -50,7 +63,18 @@ def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray) -> np.
     w = w / max(float(np.abs(w).max()), 1e-300)
     prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(w, x))), cons)
     with quiet_stdout():  # HiGHS prints a banner
-        prob.solve(solver="HIGHS", output_flag=False)
-    if prob.status not in ("optimal", "optimal_inaccurate") or x.value is None:
+        prob.solve(solver="HIGHS", output_flag=False, time_limit=float(time_limit_s), mip_rel_gap=MILP_GAP)
+    if prob.status in ("infeasible", "infeasible_inaccurate"):
         return None
-    return np.asarray(x.value) > 0.5
+    xe = None if x.value is None else np.asarray(x.value) > 0.5
+    if xe is None or not _fits(p, d, demand, xe):
+        raise MilpTimeout(f"coverage: the placement repair of edge {p.edge_ids[edge]!r} found no cover within "
+                          f"{time_limit_s:g} s (HiGHS status {prob.status}); not a proof that none exists")
+    return xe
+
+
+def _fits(p: RoundProblem, d: np.ndarray, demand: np.ndarray, xe: np.ndarray) -> bool:
+    """Memory and coverage of a rounded MILP answer (a limit-stopped incumbent is checked, not trusted)."""
+    mem = xe.astype(float) @ p.module_memory_bytes <= p.memory_bytes[d] * (1 + 1e-9)
+    cov = p.samples[d] @ xe.astype(float) >= demand * (1 - 1e-9)
+    return bool(mem.all() and cov.all() and not np.any(xe & ~p.eligible[d]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -30,11 +31,26 @@ def sweep(problem: RoundProblem, lams: list[float] | None = None, points: int = 
                      "objective": plan.objective, "lower_bound": plan.lower_bound, "fallback": plan.fallback,
                      "relays": int(np.sum(plan.relay != np.arange(problem.num_devices))),
                      "modules_placed": int(plan.placement.sum())})
-    front = [r for r in rows if not any((o["latency_s"] <= r["latency_s"] and o["energy_j"] < r["energy_j"])
-                                        or (o["latency_s"] < r["latency_s"] and o["energy_j"] <= r["energy_j"])
-                                        for o in rows)]
-    uniq = {(round(r["latency_s"], 12), round(r["energy_j"], 12)): r for r in front}
-    return {"points": rows, "front": sorted(uniq.values(), key=lambda r: r["latency_s"])}
+    return {"points": rows, "front": non_dominated(rows)}
+
+
+def non_dominated(rows: list[dict], rtol: float = 1e-6) -> list[dict]:
+    """The rows no other row dominates, sorted by latency. Latencies and energies within rtol count as equal (two
+    lambdas often reach the same latency up to the solvers' tolerance): a row is dropped when another is no slower
+    and no costlier up to rtol and better by more than rtol in one of them; of rows equal up to rtol one is kept."""
+    def dominates(o: dict, r: dict) -> bool:
+        lat, en = o["latency_s"] - r["latency_s"], o["energy_j"] - r["energy_j"]
+        tl, te = rtol * abs(r["latency_s"]), rtol * abs(r["energy_j"])
+        return lat <= tl and en <= te and (lat < -tl or en < -te)
+
+    rows = [r for r in rows if math.isfinite(r["latency_s"]) and math.isfinite(r["energy_j"])]  # no infeasible plans
+    keep = [r for r in rows if not any(dominates(o, r) for o in rows)]
+    out: list[dict] = []
+    for r in sorted(keep, key=lambda r: (r["latency_s"], r["energy_j"])):
+        if not (out and abs(r["latency_s"] - out[-1]["latency_s"]) <= rtol * abs(out[-1]["latency_s"])
+                and abs(r["energy_j"] - out[-1]["energy_j"]) <= rtol * abs(out[-1]["energy_j"])):
+            out.append(r)
+    return out
 
 
 def write_front(result: dict, out_dir: str | Path, title: str = "") -> tuple[Path, Path]:

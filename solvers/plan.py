@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from solvers.instance import RoundProblem, _key, paused_gc
+from solvers.fields import id_key
+from solvers.instance import RoundProblem, paused_gc
 from solvers.instance_io import LAYOUTS, row_names
 
 
@@ -58,6 +59,16 @@ class RoundPlan:
             a.setflags(write=False)
             object.__setattr__(self, name, a)
 
+    @property
+    def gap(self) -> float:
+        """Certified relative gap 1 - lower_bound / objective: no feasible plan is better by more (1 without a
+        bound, inf for an infeasible plan)."""
+        if not math.isfinite(self.objective):
+            return math.inf
+        if self.objective <= 0:
+            return 0.0
+        return max(0.0, 1.0 - self.lower_bound / self.objective)
+
     def power(self, problem: RoundProblem) -> np.ndarray:
         """Planned uplink power [N] (the instance's fixed power when the plan has none)."""
         return problem.tx_power_w if self.tx_power_w is None else self.tx_power_w
@@ -92,7 +103,7 @@ class RoundPlan:
             **head, "latency_s": _num(self.latency_s), "energy_j": _num(self.energy_j),
             "objective": _num(self.objective), "solver": self.solver, "status": self.status,
             "solve_seconds": float(self.solve_seconds), "fallback": bool(self.fallback), "message": self.message,
-            "lower_bound": _num(self.lower_bound),
+            "lower_bound": _num(self.lower_bound), "gap": _num(self.gap),
         }
 
     @classmethod
@@ -105,7 +116,7 @@ class RoundPlan:
             data = _keyed(data, problem)
         n, m = problem.num_devices, problem.num_modules
         dev = {str(d): i for i, d in enumerate(problem.device_ids)}
-        by_key = {_key(d): i for i, d in enumerate(problem.device_ids)}
+        by_key = {id_key(d): i for i, d in enumerate(problem.device_ids)}
         mod = {name: k for k, name in enumerate(problem.module_names)}
         for f in ("placement", "relay", "bandwidth_hz", "latency_s", "energy_j", "objective", "solver", "status"):
             if f not in data:
@@ -121,9 +132,9 @@ class RoundPlan:
                 x[i, mod[name]] = True
         for key, target in data["relay"].items():
             i = _dev(dev, key, "relay")
-            if _key(target) not in by_key:
+            if id_key(target) not in by_key:
                 raise ValueError(f"relay[{key!r}]: unknown device {target!r}")
-            relay[i] = by_key[_key(target)]
+            relay[i] = by_key[id_key(target)]
         for key, hz in data["bandwidth_hz"].items():
             bw[_dev(dev, key, "bandwidth_hz")] = float(hz)
         extra = {}
@@ -136,9 +147,9 @@ class RoundPlan:
         if "parent" in data:
             par = np.arange(n)
             for key, target in data["parent"].items():
-                if _key(target) not in by_key:
+                if id_key(target) not in by_key:
                     raise ValueError(f"parent[{key!r}]: unknown device {target!r}")
-                par[_dev(dev, key, "parent")] = by_key[_key(target)]
+                par[_dev(dev, key, "parent")] = by_key[id_key(target)]
             extra["parent"] = par
         return cls(placement=x, relay=relay, bandwidth_hz=bw, latency_s=_inv(data["latency_s"]),
                    energy_j=_inv(data["energy_j"]), objective=_inv(data["objective"]), solver=data["solver"],
@@ -162,9 +173,9 @@ def _keyed(data: dict[str, Any], problem: RoundProblem) -> dict[str, Any]:
     ids = data.get("device_ids")
     if not isinstance(ids, list):
         raise ValueError("plan.device_ids: the columns layout needs the list of device ids")
-    known = {_key(d) for d in problem.device_ids}
+    known = {id_key(d) for d in problem.device_ids}
     for d in ids:
-        if _key(d) not in known:
+        if id_key(d) not in known:
             raise ValueError(f"plan.device_ids: unknown device {d!r}")
     out = dict(data)
     for name in ("placement", "relay", "bandwidth_hz", "tx_power_w", "cpu_hz", "parent"):

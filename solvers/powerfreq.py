@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth, minmax_bandwidth
-from solvers.energy import _GOLD
+from solvers.energy import GOLD
 from solvers.evaluate import LN2, round_timeline
 from solvers.instance import RoundProblem
 
@@ -141,13 +141,13 @@ def _starts(g: Groups, b: np.ndarray, t_round: float, iters: int = 40) -> np.nda
     def cost(s: np.ndarray) -> np.ndarray:
         return g.compute_energy(s)[0] + upload_energy(b, t_round - s, g.k, g.n0g)
 
-    x1, x2 = hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo)
+    x1, x2 = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
     f1, f2 = cost(x1), cost(x2)
     for _ in range(iters):
         left = f1 <= f2
         hi = np.where(left, x2, hi)
         lo = np.where(left, lo, x1)
-        x1n, x2n = hi - _GOLD * (hi - lo), lo + _GOLD * (hi - lo)
+        x1n, x2n = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
         x1, x2 = x1n, x2n
         f1, f2 = cost(x1), cost(x2)
     return np.where(f1 <= f2, x1, x2)
@@ -190,7 +190,7 @@ def plan_power_frequency(p: RoundProblem, x: np.ndarray, relay: np.ndarray,
     e_lo = energy_at(g, t_lo, p.edge_bandwidth_hz)
     best = (t_lo + p.lam * e_lo[0], t_lo, e_lo)
     a, c = t_lo, max(t_lo + p.lam * (e_lo[0] - e_floor), t_lo)
-    x1, x2 = c - _GOLD * (c - a), a + _GOLD * (c - a)
+    x1, x2 = c - GOLD * (c - a), a + GOLD * (c - a)
     r1, r2 = energy_at(g, x1, p.edge_bandwidth_hz), energy_at(g, x2, p.edge_bandwidth_hz)
     for _ in range(iters):
         for t, r in ((x1, r1), (x2, r2)):
@@ -198,11 +198,11 @@ def plan_power_frequency(p: RoundProblem, x: np.ndarray, relay: np.ndarray,
                 best = (t + p.lam * r[0], t, r)
         if x1 + p.lam * r1[0] <= x2 + p.lam * r2[0]:
             c, x2, r2 = x2, x1, r1
-            x1 = c - _GOLD * (c - a)
+            x1 = c - GOLD * (c - a)
             r1 = energy_at(g, x1, p.edge_bandwidth_hz)
         else:
             a, x1, r1 = x1, x2, r2
-            x2 = a + _GOLD * (c - a)
+            x2 = a + GOLD * (c - a)
             r2 = energy_at(g, x2, p.edge_bandwidth_hz)
     _, t_round, (_, b, s) = best
     _, tau = g.compute_energy(s)

@@ -18,6 +18,7 @@ from solvers.edgebatch import EdgeView
 from solvers.energy import best_deadline, plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
+from solvers.greedy import energy_weights, greedy_placement, greedy_relays
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
@@ -70,8 +71,6 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
     optimum when every edge was enumerated, else 0)."""
-    from solvers.joint import energy_weights, greedy_placement, greedy_relays
-
     p = problem
     x, relay = x.copy(), relay.copy()
     views: list[EdgeView] = []

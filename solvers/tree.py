@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from solvers.edgebatch import EdgeView
+from solvers.errors import InfeasibleError, TooLargeError
 from solvers.evaluate import uplink_rate
+from solvers.exact import placements_upto
+from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
+from solvers.local import placement_moves
 from solvers.plan import RoundPlan
 
 
@@ -68,10 +73,13 @@ def tree_cost(view: EdgeView, x: np.ndarray, parent: np.ndarray) -> tuple[np.nda
     return finish, energy
 
 
-def is_tree(rate: np.ndarray, parent: np.ndarray) -> bool:
-    """One root, every other node's parent a D2D neighbour, no cycle."""
+def is_tree(rate: np.ndarray, parent: np.ndarray, capacity: int | None = None) -> bool:
+    """One root, every other node's parent a D2D neighbour, no cycle, at most `capacity` children per node."""
     n = parent.size
-    if np.sum(parent == np.arange(n)) != 1:
+    own = parent == np.arange(n)
+    if np.sum(own) != 1:
+        return False
+    if capacity is not None and np.bincount(parent[~own], minlength=n).max(initial=0) > capacity:
         return False
     for i in range(n):
         if parent[i] != i and rate[i, parent[i]] <= 0:
@@ -85,13 +93,14 @@ def is_tree(rate: np.ndarray, parent: np.ndarray) -> bool:
     return True
 
 
-def all_trees(rate: np.ndarray, limit: int = 20000) -> np.ndarray | None:
-    """[T, n] every spanning tree (parent array) of the local D2D graph, or None if more than limit."""
+def all_trees(rate: np.ndarray, limit: int = 20000, capacity: int | None = None) -> np.ndarray | None:
+    """[T, n] every spanning tree (parent array, at most `capacity` children per node) of the local D2D graph, or
+    None if more than limit."""
     n = rate.shape[0]
     choices = [[i] + [int(j) for j in np.flatnonzero(rate[i] > 0)] for i in range(n)]
     if np.prod([len(c) for c in choices], dtype=float) > 50 * limit:
         return None
-    out = [par for par in itertools.product(*choices) if is_tree(rate, np.array(par))]
+    out = [par for par in itertools.product(*choices) if is_tree(rate, np.array(par), capacity)]
     return np.array(out, dtype=int).reshape(-1, n) if len(out) <= limit else None
 
 
@@ -105,6 +114,105 @@ def spt_trees(view: EdgeView) -> np.ndarray:
     out = np.where(pred < 0, -1, pred)
     out[np.arange(n), np.arange(n)] = np.arange(n)
     return out
+
+
+def grow_tree(view: EdgeView, root: int, pick: Callable[[np.ndarray, np.ndarray], int]) -> np.ndarray | None:
+    """A spanning tree toward `root` with at most relay_capacity children per node, grown one link at a time:
+    among the links i -> j from a device outside to one inside with room, `pick(src, dst)` chooses (an index);
+    None if the growth gets stuck (the graph does not connect the cluster, or the capacity blocks this growth)."""
+    n, cap = view.n, view.problem.relay_capacity
+    parent = np.full(n, -1)
+    parent[root] = root
+    kids = np.zeros(n, dtype=int)
+    src, dst = np.nonzero(view.rate > 0)
+    for _ in range(n - 1):
+        ok = (parent[src] < 0) & (parent[dst] >= 0)
+        if cap is not None:
+            ok &= kids[dst] < cap
+        cand = np.flatnonzero(ok)
+        if cand.size == 0:
+            return None
+        c = cand[pick(src[cand], dst[cand])]
+        parent[src[c]] = dst[c]
+        kids[dst[c]] += 1
+    return parent
+
+
+def capacity_tree(view: EdgeView, root: int, budget: int = 20_000) -> tuple[np.ndarray | None, bool]:
+    """(a spanning tree toward `root` with at most relay_capacity children per node, or None; whether the search
+    was exhaustive). Depth-first over parent arrays: devices with the fewest links first, each trying its widest
+    links first, pruning a parent that is full or closes a cycle; at most `budget` choices in all."""
+    n, cap = view.n, view.problem.relay_capacity
+    cap = n if cap is None else cap
+    links = [[int(j) for j in np.flatnonzero(view.rate[i] > 0)[np.argsort(-view.rate[i][view.rate[i] > 0],
+                                                                          kind="stable")]] for i in range(n)]
+    order = sorted((i for i in range(n) if i != root), key=lambda i: (len(links[i]), i))
+    parent = np.full(n, -1)
+    parent[root] = root
+    kids = np.zeros(n, dtype=int)
+    steps = [0]
+
+    def closes_cycle(i: int, j: int) -> bool:
+        while j >= 0 and parent[j] != j:
+            if j == i:
+                return True
+            j = parent[j]
+        return j == i
+
+    def search(k: int) -> bool | None:  # True: found; False: none in this branch; None: out of budget
+        if k == len(order):
+            return True
+        i = order[k]
+        for j in links[i]:
+            if kids[j] >= cap or closes_cycle(i, j):
+                continue
+            steps[0] += 1
+            if steps[0] > budget:
+                return None
+            parent[i], kids[j] = j, kids[j] + 1
+            got = search(k + 1)
+            if got is not False:
+                return got
+            parent[i], kids[j] = -1, kids[j] - 1
+        return False
+
+    found = search(0)
+    return (parent.copy() if found else None), found is not None
+
+
+def start_trees(view: EdgeView) -> np.ndarray:
+    """[R, n] one tree per root that has one: its shortest-path tree on 1 / rate if it meets relay_capacity,
+    else the widest-link tree grown under the capacity. Raises InfeasibleError (naming the edge) when no root has
+    a tree: the D2D graph does not connect the cluster, or no tree meets the relay capacity (proven by exhaustive
+    search); RuntimeError when the search budget ran out first."""
+    p, n = view.problem, view.n
+    spt = spt_trees(view)
+    out = []
+    proven = True
+    for r in range(n):
+        par = spt[r]
+        if (par >= 0).all() and is_tree(view.rate, par, p.relay_capacity):
+            out.append(par)
+        elif (par >= 0).all():  # connected, but the shortest paths overload a relay
+            tree, exhaustive = capacity_tree(view, r)
+            proven &= exhaustive
+            if tree is not None:
+                out.append(tree)
+    if out:
+        return np.array(out, dtype=int)
+    edge = p.edge_ids[view.edge]
+    if not (spt >= 0).all(axis=1).any():
+        from scipy.sparse.csgraph import connected_components
+
+        _, label = connected_components(view.rate > 0, directed=True, connection="strong")
+        groups = [[p.device_ids[view.dev[i]] for i in np.flatnonzero(label == g)] for g in np.unique(label)]
+        raise InfeasibleError(f"tree: the D2D links of edge {edge!r} do not connect its cluster: no device is "
+                              f"reachable from all the others (groups {groups[:4]}{' ...' if len(groups) > 4 else ''});"
+                              " add links or plan one-hop relays")
+    what = f"tree: no D2D tree of edge {edge!r} gives every device at most relay_capacity={p.relay_capacity} children"
+    if proven:
+        raise InfeasibleError(f"{what} (none exists: exhaustive search); raise it")
+    raise RuntimeError(f"{what} was found within the search budget (not a proof that none exists)")
 
 
 def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int]:
@@ -131,11 +239,20 @@ def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int
     return [int(k[i]) for k, i in zip(fronts, pick, strict=True)]
 
 
+def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None) -> RoundPlan:
+    """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
+    local search. `workers` is accepted for a uniform call with the one-hop joint solver and checked there; the trees
+    are planned in one process (the plan is the same for any value)."""
+    return tree_solve(problem, exact=False, enum_max=enum_max)
+
+
+def tree_exact(problem: RoundProblem, enum_max: int = 200_000) -> RoundPlan:
+    """Proven-optimal trees by enumeration; raises TooLargeError on an edge beyond enum_max choices."""
+    return tree_solve(problem, exact=True, enum_max=enum_max)
+
+
 def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> RoundPlan:
     """Placement, tree and root per edge (exact=True: proven optimal by enumeration, small instances only)."""
-    from solvers.exact import edge_placements
-    from solvers.joint import greedy_placement
-
     t0 = time.perf_counter()
     p = problem
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
@@ -143,25 +260,24 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
     greedy = greedy_placement(p, np.full(p.num_devices, np.inf))
     cands = []
     for v in views:
-        trees = all_trees(v.rate) if v.n <= 7 else None
+        trees = all_trees(v.rate, capacity=p.relay_capacity) if v.n <= 7 else None
+        if trees is not None and len(trees) == 0:
+            start_trees(v)  # raises InfeasibleError naming the edge and the reason
         pls = None
-        if trees is not None:
+        if trees is not None and len(trees) > 0:
             try:
-                pls = edge_placements(v) if v.n <= 8 else None
-            except ValueError:
+                pls = placements_upto(v, enum_max // len(trees)) if v.n <= 8 else None
+            except TooLargeError:
                 pls = None
         if trees is not None and pls is not None and len(trees) * len(pls) <= enum_max:
             a, b = np.divmod(np.arange(len(pls) * len(trees)), len(trees))
             xs, ps = pls[a], trees[b]
         elif exact:
-            raise ValueError(f"edges[{v.edge}]: too many trees x placements for the exact tree reference")
+            raise TooLargeError(f"edges[{v.edge}]: more than enum_max={enum_max} trees x placements (or more than 7 "
+                                "devices); the exact tree reference is for small instances")
         else:
-            spt = spt_trees(v)
-            spt = spt[(spt >= 0).all(axis=1)]
-            if len(spt) == 0:
-                raise ValueError(f"edges[{v.edge}]: the D2D graph does not connect the cluster; no tree exists")
-            xs = np.repeat(greedy[v.dev][None], len(spt), axis=0)
-            ps = spt
+            ps = start_trees(v)
+            xs = np.repeat(greedy[v.dev][None], len(ps), axis=0)
             xs, ps = _tree_local_search(v, xs, ps)
         f, e = tree_cost(v, xs, ps)
         cands.append((v, xs, ps, f, e))
@@ -194,8 +310,6 @@ def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: i
 
 def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds: int) -> tuple[np.ndarray, ...]:
     """Best-improvement descent from one tree."""
-    from solvers.local import _placement_moves
-
     lam = view.problem.lam
     for _ in range(rounds):
         cx, cp = [], []
@@ -209,10 +323,10 @@ def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds:
                         continue
                     par2[old] = int(nb[np.argmax(view.rate[old, nb])])
                 par2[i] = q
-                if is_tree(view.rate, par2):
+                if is_tree(view.rate, par2, view.problem.relay_capacity):
                     cx.append(x)
                     cp.append(par2)
-        for x2 in _placement_moves(view, x, None):
+        for x2 in placement_moves(view, x, None):
             cx.append(x2)
             cp.append(par)
         if not cx:
@@ -229,31 +343,3 @@ def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds:
             break
         x, par, cur = xa[j], pa[j], float(val[j])
     return x, par
-
-
-def tree_rule_plan(problem: RoundProblem, name: str = "rule") -> RoundPlan:
-    """The fixed rule the decisions replace: every eligible module (memory-repaired), the best-uplink device of
-    each edge as the root, everyone along the shortest path (1 / rate) to it."""
-    from solvers.baselines import full_placement
-
-    t0 = time.perf_counter()
-    p = problem
-    x = full_placement(p)
-    parent = np.arange(p.num_devices)
-    b = np.zeros(p.num_devices)
-    t, en = 0.0, 0.0
-    for e in range(p.num_edges):
-        v = EdgeView.of(p, e)
-        if v.n == 0:
-            continue
-        spt = spt_trees(v)
-        ok = (spt >= 0).all(axis=1)
-        if not ok.any():
-            raise ValueError(f"edges[{e}]: the D2D graph does not connect the cluster; no tree exists")
-        root = int(np.flatnonzero(ok)[np.argmax(p.snr_hz[v.dev][ok])])
-        f, en_e = tree_cost(v, x[v.dev][None], spt[root][None])
-        parent[v.dev] = v.dev[spt[root]]
-        b[v.dev[root]] = p.edge_bandwidth_hz[e]
-        t, en = max(t, float(f[0])), en + float(en_e[0])
-    return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
-                     solver=name, status="solved", solve_seconds=time.perf_counter() - t0, parent=parent)

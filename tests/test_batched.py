@@ -44,6 +44,7 @@ def _mixed(**federation):
 D2D_MODES = {mode: {"d2d": mode} for mode in ("none", "tree", "gossip", "relay")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "optimizer", "atol"), [
     *[(mode, "sgd", 1e-5) for mode in sorted(D2D_MODES)],
     # Adam divides by the root of the squared-gradient average: where an element's gradient is near zero,

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from hffm.config import compose
@@ -82,6 +83,7 @@ def _same_states(a: dict, b: dict) -> None:
             assert torch.equal(a[module][key], b[module][key]), (module, key)
 
 
+@pytest.mark.slow
 def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path):
     ref, run = tmp_path / "reference", tmp_path / "run"
     train(compose(*ARGS), ref)

@@ -158,6 +158,7 @@ def test_attackers_poison_their_updates_and_the_screen_keeps_non_finite_ones_out
         assert all(math.isfinite(v) for v in result.history[-1].values())
 
 
+@pytest.mark.slow
 def test_hffm_train_with_nan_attackers_finishes_finite_and_says_what_it_rejected(tmp_path):
     from test_cli_sweep import TINY, hffm_train
 

@@ -143,6 +143,7 @@ def hf_config(folder: str, **federation):
     return cfg
 
 
+@pytest.mark.slow
 def test_base_weights_stay_bit_identical_over_rounds_while_adapters_change_and_resume_matches(tiny_bert, tmp_path):
     cfg = hf_config(tiny_bert, e_agg=2, rounds=3, d2d="tree")
     world = make_world(cfg)
@@ -251,6 +252,7 @@ def _fabric_run(fabric, cfg, path):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_fabric_processes_match_one_with_a_hf_trunk(tiny_bert, tmp_path) -> None:
     cfg = hf_config(tiny_bert, e_agg=1, rounds=1, local_steps=1)
     _fabric_run(Fabric(accelerator="cpu", devices=1), cfg, tmp_path / "one.pt")

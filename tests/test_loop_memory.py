@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import pytest
 from conftest import tiny_config
 from lightning.fabric import Fabric
 
@@ -12,6 +13,7 @@ from hffm.federation.loop import run_federation
 from hffm.run import make_world
 
 
+@pytest.mark.slow
 def test_the_previous_rounds_channel_is_released_before_the_next_is_drawn():
     cfg = tiny_config(e_agg=2, rounds=3)
     world = make_world(cfg)

@@ -1,6 +1,7 @@
 """Two Fabric processes (gloo, CPU) give the numbers of one process."""
 
 import numpy as np
+import pytest
 import torch
 from conftest import tiny_config
 from lightning.fabric import Fabric
@@ -21,6 +22,7 @@ def _run(fabric, cfg, path):
         torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     cfg = tiny_config(e_agg=2, rounds=2)
     _run(Fabric(accelerator="cpu", devices=1), cfg, tmp_path / "one.pt")

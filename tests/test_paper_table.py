@@ -13,6 +13,7 @@ def load_script():
     return load_experiment("paper_table")
 
 
+@pytest.mark.slow
 def test_quick_sweep_writes_table_plot_and_json(tmp_path: Path) -> None:
     pt = load_script()
     out = tmp_path / "pt"

@@ -24,6 +24,7 @@ def _weak_uplinks(cfg):  # noqa: ANN001, ANN202
     return cfg
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d2d", ["none", "relay"])
 @pytest.mark.parametrize("solver", ["joint", "greedy", "equal"])
 def test_solver_prediction_equals_ledger_charge(solver, d2d):
@@ -37,6 +38,7 @@ def test_solver_prediction_equals_ledger_charge(solver, d2d):
         assert any(h["cost/count/relayed"] > 0 for h in result.history)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d2d", ["none", "relay"])
 @pytest.mark.parametrize("solver", POWER_FREQUENCY_SOLVERS)
 def test_planned_power_and_frequency_prediction_equals_ledger_charge(solver, d2d):
@@ -64,6 +66,7 @@ def test_planned_power_and_frequency_prediction_equals_ledger_charge(solver, d2d
                            frozenset(), {}).values()) != pytest.approx(max(ends.values()), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_power_and_frequency_decisions_lower_the_energy_charged():
     """Same run, same lambda, same largest power and frequency: letting the solver lower them cuts the energy
     the ledger charges, and the objective T + lambda E it charges does not rise."""

@@ -74,6 +74,7 @@ def test_chance_levels_and_units_come_from_the_data(world):
     assert units == {"snr": ("dB", pytest.approx(12.5))}  # the benchmark maps -5..20 dB onto -1..1
 
 
+@pytest.mark.slow
 def test_save_run_plots_writes_every_plot(tmp_path, world):
     paths = save_run_plots(history(eval_every=2), world, tmp_path)
     names = sorted(p.name for p in paths)

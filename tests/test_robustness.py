@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import load_experiment
 
 
@@ -12,6 +13,7 @@ def load_script():
     return load_experiment("robustness")
 
 
+@pytest.mark.slow
 def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: Path) -> None:
     rb = load_script()
     out = tmp_path / "rb"

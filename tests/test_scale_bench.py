@@ -9,6 +9,8 @@ import pytest
 import torch
 from conftest import load_experiment
 
+pytestmark = pytest.mark.slow  # every test measures a real (tiny) benchmark run: seconds
+
 
 @pytest.fixture(scope="module")
 def bench():

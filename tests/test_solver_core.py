@@ -60,6 +60,7 @@ def test_bisection_is_a_true_minimum():
         assert evaluate(p, p.eligible, np.arange(12), b2).latency_s >= t.max() * (1 - 1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_joint_within_one_percent_of_exact(seed):
     p = random_instance(6 if seed % 2 else 4, 1 if seed < 2 else 2, 3, seed=100 + seed)
@@ -78,6 +79,7 @@ SUITE = [dict(num_devices=4, num_edges=1, num_modules=3, seed=308),
          dict(num_devices=8, num_edges=2, num_modules=4, seed=617)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [0.0, 0.05, 0.5, 5.0, 10.0])
 def test_joint_matches_exact_at_every_lambda(lam):
     for kw in SUITE:
@@ -132,13 +134,15 @@ def _with_decisions(p: RoundProblem, f_low: float = 0.3) -> RoundProblem:
                            "f_min": p.cpu_hz * f_low, "f_max": p.cpu_hz * 1.0})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [0.0, 0.5])
 def test_power_and_frequency_decisions(lam, tmp_path):
     """lambda = 0: full power and frequency (latency-optimal); lambda > 0: lower power / frequency buy energy,
     the plan beats the fixed-value plan on T + lambda E, stays within bounds, and survives JSON."""
     fixed = random_instance(12, 3, 4, seed=3, lam=lam)
     p = _with_decisions(fixed)
-    plan, ref = solve(p, "joint"), solve(fixed, "joint")
+    # heuristics only (time_limit_s=0): the same choices on both sides, whatever the machine's speed
+    plan, ref = solve(p, "joint", time_limit_s=0), solve(fixed, "joint", time_limit_s=0)
     assert check_plan(p, plan) == [] and not plan.fallback
     if lam == 0:
         np.testing.assert_allclose(plan.tx_power_w, p.p_max)
@@ -279,6 +283,7 @@ def test_bad_instance_names_field(tmp_path, change, field):
         RoundProblem.load(_edit(tmp_path, change))
 
 
+@pytest.mark.slow
 def test_cli_solve_example(tmp_path):
     out = tmp_path / "plan.json"
     res = subprocess.run([sys.executable, "-m", "solvers", "solve", str(EXAMPLE), "-o", str(out)],
@@ -295,6 +300,7 @@ def test_cli_solve_example(tmp_path):
     assert res.returncode == 2 and "edges[0].bandwidth_hz" in res.stderr
 
 
+@pytest.mark.slow
 def test_cli_pareto_front(tmp_path):
     res = subprocess.run([sys.executable, "-m", "solvers", "pareto", str(EXAMPLE), "-o", str(tmp_path),
                           "--lams", "0,0.05,0.5,5"], capture_output=True, text=True, timeout=300)
@@ -315,7 +321,8 @@ def test_fallback_on_infeasible_instance(caplog):
     with caplog.at_level(logging.WARNING, logger="solvers"):
         plan = solve(small, "joint")
     assert plan.fallback and plan.status == "infeasible" and "coverage" in plan.message
-    assert check_plan(small, plan, allow_coverage=True) == []
+    assert check_plan(small, plan, allow_coverage=True, check_cost=False) == []
+    assert np.isnan([plan.latency_s, plan.energy_j, plan.objective]).all()  # no plan of the instance: no cost
     assert any("fallback" in r.message for r in caplog.records)
 
 

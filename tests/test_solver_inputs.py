@@ -160,6 +160,7 @@ LAYOUTS = {"records": BASE, "columns": COLUMNS}
 PATHS = {name: [p for p in _paths(base) if p] for name, base in LAYOUTS.items()}
 
 
+@pytest.mark.slow
 @FUZZ
 @given(data_=st.data())
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))

@@ -20,6 +20,7 @@ def _same(a: RoundPlan, b: RoundPlan) -> None:
                                                                      b.lower_bound)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("aggregates", [False, True])
 def test_parallel_edges_give_the_serial_plan(aggregates):
     """Edges of 3 to 30 devices (enumerated, local search, price heuristics): 1, 2 and 3 processes agree."""
@@ -31,6 +32,7 @@ def test_parallel_edges_give_the_serial_plan(aggregates):
         _same(serial, solve(p, "joint", workers=workers))
 
 
+@pytest.mark.slow
 def test_parallel_with_power_frequency_decisions_at_lambda_0():
     p = random_instance(120, 6, 4, seed=2)
     p = RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "p_max": 1.5 * p.tx_power_w,
@@ -60,6 +62,7 @@ def test_both_instance_layouts_give_the_same_problem_and_plan(tmp_path):
     assert isinstance(data["devices"], dict) and isinstance(data["devices"]["cpu_hz"], list)
 
 
+@pytest.mark.slow
 def test_both_plan_layouts_read_back_and_the_cli_writes_columns(tmp_path):
     p = random_instance(40, 4, 3, seed=3)
     plan = solve(p, "joint")

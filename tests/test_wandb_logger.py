@@ -93,6 +93,7 @@ def run_contents(run_dir: Path) -> dict:
     return {"config": config, "summary": summary, "history": history, "metrics": metrics}
 
 
+@pytest.mark.slow
 def test_offline_run_through_train(tmp_path, monkeypatch):
     from hffm.run import train
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from hffm.cli.help import help_text, wants_help
 from hffm.config import DataConfig, register_configs
 from hffm.modules.config import ModelConfig
 
@@ -76,6 +78,10 @@ def run_pretrain(cfg: PretrainConfig) -> dict[str, float]:
     from hffm.modules.lightning import M3TLightningModule
     from hffm.modules.pretrain import pretrain, save_pretrained
 
+    if cfg.data.source != "benchmark" or cfg.data.faults().any:
+        raise ValueError(f"hffm-pretrain pretrains on the built-in benchmark only: data.source={cfg.data.source!r}, "
+                         "data.missing_modality / missing_labels / label_noise would not be used; run it with "
+                         "data.source=benchmark and no data faults (a federated run can still use real data)")
     data = make_benchmark(cfg.data.benchmark, cfg.seed)
     train, test = data.split(cfg.data.global_test_fraction, cfg.seed)  # the split build_world makes
     bank = ModuleBank(cfg.model, data.modalities, data.tasks, vocab=data.vocab, seed=cfg.seed)
@@ -119,6 +125,9 @@ def train_command(cfg: PretrainConfig) -> str:
 
 
 def main() -> None:
+    if wants_help(sys.argv[1:]):
+        print(help_text("hffm-pretrain", "pretrain"))
+        return
     _app()
 
 

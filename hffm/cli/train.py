@@ -5,27 +5,31 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from hffm.config import register_configs, resolve
-from hffm.logging.ranks import log_from_rank_zero
+from hffm.cli.help import help_text, wants_help
 
 CONF = "pkg://hffm.conf"  # the configs ship inside the package (conf/ in a checkout)
 log = logging.getLogger("hffm")
 
-register_configs()
 
-
+# The imports live inside the functions so that --help and a config error answer before torch's heavier
+# companions (Lightning, cvxpy, wandb, matplotlib) load: those come with hffm.run, after the config resolved.
 @hydra.main(version_base="1.3", config_path=CONF, config_name="config")
 def _app(dict_cfg: DictConfig) -> float | None:
+    from hffm.config import resolve
+
+    cfg = resolve(dict_cfg)
+
+    from hffm.logging.ranks import log_from_rank_zero
     from hffm.run import claim_run_dir, train
 
     log_from_rank_zero()
-    cfg = resolve(dict_cfg)
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0":
         claim_run_dir(out_dir, cfg)  # once: Fabric's ddp re-runs this command in the other ranks' processes
@@ -38,6 +42,12 @@ def _app(dict_cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    if wants_help(sys.argv[1:]):
+        print(help_text("hffm-train", "config"))
+        return
+    from hffm.config import register_configs
+
+    register_configs()
     _app()
 
 

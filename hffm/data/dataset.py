@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from hffm.spec import ModalitySpec, TaskSpec
+from hffm.spec import MISSING_LABEL, ModalitySpec, TaskSpec
 
 Batch = dict[str, dict[str, torch.Tensor]]
 
@@ -85,7 +85,8 @@ class M3TDataset(Dataset):
 
         ``inputs[m]`` has shape ``(N, *spec.shape)``: float for image/signal, integer ids in
         ``[0, vocab_size)`` for text (0 = padding). ``targets[t]`` has shape ``(N,)``: integer class ids
-        in ``[0, num_classes)`` for classification, float for regression. ``present[m]`` (optional,
+        in ``[0, num_classes)`` for classification (``hffm.spec.MISSING_LABEL`` where a sample has no
+        label: losses and metrics skip it), float for regression. ``present[m]`` (optional,
         default all True) is a bool ``(N,)`` mask; inputs of absent entries are zeroed. ``task_modalities``
         (optional, default: every modality) says which modalities can solve each task; the partitioner
         uses it to give devices only tasks they can learn. Errors name the offending key.
@@ -150,10 +151,12 @@ class M3TDataset(Dataset):
                 if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
                     raise ValueError(f"targets[{task.name!r}]: classification needs integer class ids, got {y.dtype}")
                 y = y.long()
-                if int(y.min()) < 0 or int(y.max()) >= int(task.num_classes or 0):
+                ids = y[y != MISSING_LABEL]
+                if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= int(task.num_classes or 0)):
                     raise ValueError(
-                        f"targets[{task.name!r}]: class ids must lie in [0, {task.num_classes}), "
-                        f"got [{int(y.min())}, {int(y.max())}]"
+                        f"targets[{task.name!r}]: class ids must lie in [0, {task.num_classes}) (or be "
+                        f"MISSING_LABEL={MISSING_LABEL} where a sample has no label), "
+                        f"got [{int(ids.min())}, {int(ids.max())}]"
                     )
             else:
                 if not y.dtype.is_floating_point:

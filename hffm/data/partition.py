@@ -97,12 +97,29 @@ class PartitionConfig:
         return self.alpha is None or math.isinf(self.alpha)
 
 
+def _skew_labels(dataset: M3TDataset, cfg: PartitionConfig) -> np.ndarray:
+    """The labels the Dirichlet skew splits by: a classification task's, or an integer label in
+    ``dataset.extras`` (easy-VQA's ``answer``, since each of its tasks labels a third of the questions).
+    Missing labels form one more group."""
+    if cfg.label_task in dataset.extras and cfg.label_task not in dataset.task_names:
+        labels = dataset.extras[cfg.label_task]
+        if labels.dtype.is_floating_point or labels.dim() != 1:
+            raise ValueError(f"PartitionConfig.label_task {cfg.label_task!r}: dataset.extras holds it, but not as "
+                             "integer labels (N,)")
+        return labels.numpy().copy()
+    if cfg.label_task not in dataset.task_names:
+        raise ValueError(f"PartitionConfig.label_task {cfg.label_task!r}: not a task of this dataset "
+                         f"{dataset.task_names} (nor an integer label in dataset.extras {sorted(dataset.extras)})")
+    spec = dataset.task(cfg.label_task)
+    if spec.kind != "classification":
+        raise ValueError(f"PartitionConfig.label_task {cfg.label_task!r} is a {spec.kind} task; "
+                         "label skew needs a classification task (or alpha=None for IID)")
+    return dataset.labels(cfg.label_task)
+
+
 def _check_against(dataset: M3TDataset, cfg: PartitionConfig) -> None:
     if not cfg.iid:
-        spec = dataset.task(cfg.label_task)
-        if spec.kind != "classification":
-            raise ValueError(f"PartitionConfig.label_task {cfg.label_task!r} is a {spec.kind} task; "
-                             "label skew needs a classification task (or alpha=None for IID)")
+        _skew_labels(dataset, cfg)
     for field, known in (("modality_sets", dataset.modality_names), ("task_sets", dataset.task_names)):
         for s in getattr(cfg, field) or []:
             bad = [x for x in s if x not in known]
@@ -190,14 +207,21 @@ def _num_devices(cfg: PartitionConfig) -> int:
     return int(cfg.num_devices)
 
 
-def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[DevicePartition]:
-    """Deterministic (by ``seed``) split of ``dataset`` into ``cfg.num_devices`` device partitions."""
-    _check_against(dataset, cfg)
+def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int,
+              groups: np.ndarray | None = None) -> list[DevicePartition]:
+    """Deterministic (by ``seed``) split of ``dataset`` into ``cfg.num_devices`` device partitions.
+
+    ``groups`` (one integer 0..D-1 per sample): a natural split (device i holds group i, e.g. a user's
+    windows) instead of the label skew (``alpha`` and ``label_task`` are not used: leave alpha None)."""
     index_rng, choice_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(2))
-    if cfg.iid:
-        chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), _num_devices(cfg))]
+    if groups is not None:
+        chunks = _natural_chunks(dataset, cfg, groups)
     else:
-        chunks = _dirichlet_indices(dataset.labels(cfg.label_task), cfg, index_rng)
+        _check_against(dataset, cfg)
+        if cfg.iid:
+            chunks = [np.sort(c) for c in np.array_split(index_rng.permutation(len(dataset)), _num_devices(cfg))]
+        else:
+            chunks = _dirichlet_indices(_skew_labels(dataset, cfg), cfg, index_rng)
     by_size = _modality_candidates(dataset, cfg) if cfg.modality_sets is None else {}
     parts = []
     for i, idx in enumerate(chunks):
@@ -226,6 +250,32 @@ def partition(dataset: M3TDataset, cfg: PartitionConfig, seed: int) -> list[Devi
             tasks = tuple(t for t in solvable if t in chosen)
         parts.append(DevicePartition(device=i, indices=idx, modalities=mods, tasks=tasks))
     return parts
+
+
+def _natural_chunks(dataset: M3TDataset, cfg: PartitionConfig, groups: np.ndarray) -> list[np.ndarray]:
+    groups = np.asarray(groups)
+    if groups.shape != (len(dataset),):
+        raise ValueError(f"groups: one device group per sample is needed ({len(dataset)}), got shape {groups.shape}")
+    d = _num_devices(cfg)
+    found = int(groups.max()) + 1 if len(groups) else 0
+    if found != d:
+        raise ValueError(f"the data's natural split has {found} devices but {d} were asked for; make the topology "
+                         f"hold {found} devices (topology.num_edges x topology.devices_per_edge, e.g. "
+                         f"{_factor_hint(found)})")
+    for field in ("modality_sets", "task_sets"):
+        for s in getattr(cfg, field) or []:
+            known = dataset.modality_names if field == "modality_sets" else dataset.task_names
+            bad = [x for x in s if x not in known]
+            if bad:
+                raise ValueError(f"PartitionConfig.{field}: unknown name(s) {bad}; the dataset has {known}")
+    return [np.flatnonzero(groups == g).astype(np.int64) for g in range(d)]
+
+
+def _factor_hint(n: int) -> str:
+    """Ways to write n as num_edges x devices_per_edge, for error messages."""
+    pairs = [(e, n // e) for e in range(2, n) if n % e == 0 and n // e >= 2]
+    pairs = pairs or [(n, 1), (1, n)]
+    return " or ".join(f"topology.num_edges={e} topology.devices_per_edge={k}" for e, k in pairs[:3])
 
 
 def device_dataset(dataset: M3TDataset, part: DevicePartition) -> M3TDataset:
@@ -284,4 +334,5 @@ def label_skew_stats(dataset: M3TDataset, parts: Sequence[DevicePartition], task
     if spec.kind != "classification":
         raise ValueError(f"label_skew_stats: task {task!r} is {spec.kind}, needs a classification task")
     labels = dataset.labels(task)
-    return np.stack([np.bincount(labels[p.indices], minlength=spec.num_classes or 0) for p in parts])
+    return np.stack([np.bincount(labels[p.indices][labels[p.indices] >= 0], minlength=spec.num_classes or 0)
+                     for p in parts])

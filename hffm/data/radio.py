@@ -10,7 +10,6 @@ them apart: a linear probe sits near chance while a small 1-D CNN learns higher-
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 MODULATION_NAMES: tuple[str, ...] = ("BPSK", "QPSK", "8PSK", "16QAM", "4PAM", "64QAM")
 
@@ -71,6 +70,8 @@ def synth_iq(
     made ``chunk`` samples at a time from the same numbers (a second generator reads the quadrature
     noise where the in-phase noise ends), so memory stays bounded and the output does not depend on it.
     """
+    from scipy.signal import fftconvolve  # here, not at import: scipy.signal costs about 1 s of start-up
+
     n = len(modulations)
     chunk = int(chunk)
     span = 8

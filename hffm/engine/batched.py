@@ -152,10 +152,11 @@ class _DeviceLoss(nn.Module):
     def forward(self, inputs: dict[str, Tensor], present: dict[str, Tensor], targets: dict[str, Tensor],
                 held: dict[str, Tensor], rows: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor]:
         outputs, aux, routed = self.model.forward_masked(inputs, present, held, rows, mapped=True)
-        weight = rows.to(aux.dtype)
-        count = weight.sum().clamp(min=1)
-        losses = {t: (self.model.head(t).per_sample_loss(outputs[t], y) * weight).sum() / count
-                  for t, y in targets.items()}
+        losses = {}
+        for t, y in targets.items():
+            head = self.model.head(t)
+            weight = (rows & head.labelled(y)).to(aux.dtype)  # padding rows and missing labels count for nothing
+            losses[t] = (head.per_sample_loss(outputs[t], y) * weight).sum() / weight.sum().clamp(min=1)
         total = torch.zeros((), dtype=aux.dtype, device=aux.device)
         for t, loss in losses.items():  # the unbatched order: the device's tasks, in bank order
             total = total + torch.where(held[t], loss, torch.zeros_like(loss))

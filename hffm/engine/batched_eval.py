@@ -26,6 +26,7 @@ from hffm.engine.batched import StackedGroup, batched_unsupported, stack_states,
 from hffm.engine.local import evaluate
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
+from hffm.spec import MISSING_LABEL
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,9 @@ def _evaluate_group(fabric: Fabric, bank: ModuleBank, jobs: list[EvalJob], batch
             if jobs[i].restrict:
                 counted = counted & torch.stack([batch["present"][m][row] for m in jobs[i].modalities]).any(0)
             for t in jobs[i].tasks:
-                collected[i][t].append((outputs[t][row][counted], batch["targets"][t][row][counted]))
+                target = batch["targets"][t][row]
+                keep = counted & (target != MISSING_LABEL) if bank.tasks[t].kind == "classification" else counted
+                collected[i][t].append((outputs[t][row][keep], target[keep]))
     return [_metrics(bank, pairs) for pairs in collected]
 
 

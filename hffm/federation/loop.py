@@ -113,7 +113,7 @@ def run_federation(
     if attacking and attack_of(faults.attack).flips_labels:
         trainer = poisoned_trainer(trainer, attacking)  # data poisoning goes through the trainer seam
     defense: DefenseConfig = getattr(cfg, "defense", None) or DefenseConfig.off()
-    solver, solver_options = cfg.solver.name, cfg.solver.options()
+    solver, solver_options = cfg.solver.name, {**cfg.solver.options(), **cfg.solver.solve_options()}
     state = initial_state(world, policy)
     if fed.resume:
         payload = load_checkpoint(fed.resume)

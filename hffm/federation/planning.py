@@ -8,7 +8,6 @@ train only their placed modules, updates take the planned relays or tree, and th
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,9 +34,11 @@ from hffm.network.config import NetworkConfig
 from hffm.network.ledger import uplink_queue
 from solvers.bandwidth import minmax_bandwidth
 
+SOLVE_OPTIONS = ("time_limit_s", "gap")
+"""Solver options (``SolverConfig.solve_options``) that go to ``solvers.solve``, not to the problem."""
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
-POWER_FREQUENCY_SOLVERS = ("joint",)
+POWER_FREQUENCY_SOLVERS = tuple(m.name for m in solvers.METHODS.values() if m.power_frequency)
 """The ``solvers.METHODS`` that plan uplink power and CPU frequency (solvers/README.md); the others keep them fixed."""
 
 
@@ -92,9 +93,12 @@ def _solve(
     solver: str,
     options: Mapping[str, float],
 ) -> Plan:
-    problem = build_problem(world, channel, participants, eligible, cfg, **options)
+    problem = build_problem(world, channel, participants, eligible, cfg,
+                            **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
+    takes = solvers.METHODS[solver].options_for(problem)  # the method's record says what it takes
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts = {"workers": 1} if "workers" in inspect.signature(solvers.METHODS[solver]).parameters else {}
+    opts: dict[str, float] = {"workers": 1} if "workers" in takes else {}
+    opts |= {k: options[k] for k in SOLVE_OPTIONS if k in options and k in takes}  # the method's own options
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
@@ -121,6 +125,7 @@ def _solve(
         "relays_used": float(sum(1 for d, r in relay.items() if r != d)),
         "tree_links": float(sum(1 for d, p in parent.items() if p != d)),
         "lower_bound": float(plan.lower_bound),
+        "gap": float(plan.gap),
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
         "power_frequency": float(power is not None or cpu is not None),

@@ -12,7 +12,9 @@ import torch
 
 from hffm.data.benchmark import BenchmarkConfig, make_benchmark
 from hffm.data.dataset import M3TDataset
+from hffm.data.faults import DataFaults, apply_data_faults
 from hffm.data.partition import DevicePartition, PartitionConfig, device_splits, partition
+from hffm.data.sources import Prepared
 from hffm.modules.bank import ModuleBank
 from hffm.modules.config import ModelConfig
 from hffm.network.channel import ChannelState, draw_channel
@@ -101,14 +103,23 @@ def build_world(
     max_eval_edges: int = 16,
     dataset: M3TDataset | None = None,
     pretrained: str | None = None,
+    prepared: Prepared | None = None,
+    data_faults: DataFaults | None = None,
 ) -> World:
     """Data, partitions, topology and hardware from one seed.
 
     The number of devices is the topology's (edges x devices per edge); the partitioner is told so.
-    ``dataset`` replaces the built-in benchmark with a user's own (see docs/datasets.md).
+    ``dataset`` replaces the built-in benchmark with a user's own (see docs/datasets.md); ``prepared``
+    with a real dataset's training pool, global test set and natural device groups (hffm.data.sources).
+    ``data_faults`` are drawn on the devices' training data.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
-    if dataset is None:  # nothing else holds the generated benchmark: split it without holding two copies
+    groups = None
+    if prepared is not None:
+        if dataset is not None:
+            raise ValueError("build_world: give dataset or prepared, not both")
+        train_pool, global_test, groups = prepared.train, prepared.test, prepared.groups
+    elif dataset is None:  # nothing else holds the generated benchmark: split it without holding two copies
         train_pool, global_test = make_benchmark(benchmark, seed).split_consuming(global_test_fraction, seed)
     else:
         train_pool, global_test = dataset.split(global_test_fraction, seed)
@@ -121,8 +132,9 @@ def build_world(
             f"data.partition.num_devices={partition_cfg.num_devices} but the topology has {n} devices "
             "(topology.num_edges x topology.devices_per_edge decide it): leave data.partition.num_devices unset"
         )
-    parts = partition(train_pool, partition_cfg, seed)
+    parts = partition(train_pool, partition_cfg, seed, groups=groups)
     train, test = device_splits(train_pool, parts, device_test_fraction, seed)
+    train = apply_data_faults(train, data_faults or DataFaults(), seed)
     del train_pool  # the devices hold copies of their rows: the pool goes now, before the bank is built
     bank = ModuleBank(model, global_test.modalities, global_test.tasks, vocab=getattr(global_test, "vocab", None),
                       seed=seed)
@@ -131,7 +143,7 @@ def build_world(
         from hffm.modules.pretrain import load_pretrained, pretrained_data
 
         load_pretrained(bank, pretrained)
-        if dataset is None:  # the record describes the built-in benchmark
+        if dataset is None and prepared is None:  # the record describes the built-in benchmark
             check_no_test_leak(pretrained_data(pretrained), benchmark, seed, global_test_fraction, pretrained)
     eval_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     eval_devices = list(range(n))

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from hffm.spec import TaskSpec
+from hffm.spec import MISSING_LABEL, TaskSpec
 
 
 class Prompt(nn.Module):
@@ -40,15 +40,22 @@ class ClassificationHead(nn.Module):
         return self.fc(self.norm(pooled))
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy; target holds long class ids [B]."""
+        """Mean cross-entropy over the labelled samples (0 when none is); target holds long class ids [B]."""
         if target.dtype.is_floating_point or target.dim() != 1:
             raise ValueError(f"task {self.spec.name!r}: classification targets must be long class ids [B], "
                              f"got {target.dtype} {tuple(target.shape)}")
-        return F.cross_entropy(output, target.long())
+        weight = self.labelled(target).to(output.dtype)
+        return (self.per_sample_loss(output, target) * weight).sum() / weight.sum().clamp(min=1)
 
     def per_sample_loss(self, output: Tensor, target: Tensor) -> Tensor:
-        """Cross-entropy of each sample [B] (batched training masks and averages it per device)."""
-        return F.cross_entropy(output, target.long(), reduction="none")
+        """Cross-entropy of each sample [B], 0 where the label is missing (batched training masks and
+        averages it per device)."""
+        return F.cross_entropy(output, target.long(), reduction="none", ignore_index=MISSING_LABEL)
+
+    @staticmethod
+    def labelled(target: Tensor) -> Tensor:
+        """Bool [B]: the sample has a label (not ``MISSING_LABEL``)."""
+        return target != MISSING_LABEL
 
 
 class RegressionHead(nn.Module):
@@ -86,6 +93,11 @@ class RegressionHead(nn.Module):
         """Squared error of normalised values, per sample [B]."""
         diff = (output - target.to(output.dtype)) / self.target_scale
         return diff * diff
+
+    @staticmethod
+    def labelled(target: Tensor) -> Tensor:
+        """Bool [B]: every regression target is labelled."""
+        return torch.ones_like(target, dtype=torch.bool)
 
 
 Head = ClassificationHead | RegressionHead

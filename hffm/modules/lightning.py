@@ -81,9 +81,12 @@ class M3TLightningModule(L.LightningModule):
         """Update the per-task metrics with one batch; returns its loss."""
         total, _, outputs = self._loss(batch)
         for task, target in batch["targets"].items():
-            out = outputs[task]
+            out, target = outputs[task], target.to(outputs[task].device)
+            keep = self.model.head(task).labelled(target)  # missing labels are not scored
+            if not bool(keep.any()):
+                continue
             for metric in self._task_metrics(task).values():
-                metric.update(out, target.to(out.device))
+                metric.update(out[keep], target[keep])
             self._updated.add(task)
         return total
 

@@ -1,0 +1,68 @@
+"""CPU cost per training round of the per-round solver in the engine: `hffm-train experiment=demo
+federation.d2d=relay solver=S` (4 edges x 3 devices, 10 rounds) for S in greedy and joint.
+
+Each configuration runs twice, with federation.rounds = 1 and = ROUNDS, in a fresh process; the CPU seconds of a
+round are (CPU(ROUNDS) - CPU(1)) / (ROUNDS - 1), which removes start-up (imports, data, model) from the comparison.
+CPU seconds (user + system of the child) are reported beside wall seconds: the machine is shared, so wall time
+swings with other jobs while CPU time mostly does not. Target: joint at most 1.2 x greedy per round.
+
+Run: python experiments/solver_engine_cost.py  (writes experiments/results/solver_engine_cost/cost.json)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROUNDS = 10
+SOLVERS = ("greedy", "joint")
+OUT = Path(__file__).resolve().parent / "results" / "solver_engine_cost"
+
+
+def run(solver: str, rounds: int, folder: str) -> dict:
+    """CPU and wall seconds of one hffm-train process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "hffm.cli.train", "experiment=demo", "federation.d2d=relay", f"solver={solver}",
+           f"federation.rounds={rounds}", "logger=none", f"hydra.run.dir={folder}/{solver}_{rounds}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"solver": solver, "rounds": rounds, "cpu_s": cpu, "wall_s": wall, "load_1min": os.getloadavg()[0]}
+
+
+def main() -> None:
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for solver in SOLVERS:
+            for rounds in (1, ROUNDS):
+                runs.append(run(solver, rounds, folder))
+                print(json.dumps(runs[-1]), flush=True)
+    per_round = {}
+    for solver in SOLVERS:
+        one, many = (next(r for r in runs if r["solver"] == solver and r["rounds"] == n) for n in (1, ROUNDS))
+        per_round[solver] = {"cpu_s": (many["cpu_s"] - one["cpu_s"]) / (ROUNDS - 1),
+                             "wall_s": (many["wall_s"] - one["wall_s"]) / (ROUNDS - 1)}
+    ratio = per_round["joint"]["cpu_s"] / per_round["greedy"]["cpu_s"]
+    result = {"machine": f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs",
+              "command": "hffm-train experiment=demo federation.d2d=relay solver=S", "rounds": ROUNDS,
+              "runs": runs, "per_round": per_round, "joint_over_greedy_cpu": ratio, "target": 1.2,
+              "met": ratio <= 1.2}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "cost.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({"per_round": per_round, "joint_over_greedy_cpu": ratio}))
+
+
+if __name__ == "__main__":
+    main()

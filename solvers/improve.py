@@ -1,0 +1,77 @@
+"""`joint`'s last stage: the heuristic plan is the incumbent; the round's model (solvers/model.py) improves and
+certifies it within the time limit.
+
+lambda = 0: the round separates by edge (T = max_e T_e), so the model works on one edge at a time, the slowest
+first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
+edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
+is small enough (MODEL_MAX_DEVICES). Every MILP gets the time left of the round's `time_limit_s`.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import evaluate
+from solvers.instance import RoundProblem
+from solvers.model import certify
+from solvers.parallel import restrict
+from solvers.plan import RoundPlan
+
+MODEL_MAX_DEVICES = 16
+"""Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
+MODEL_MAX_MODULES = 8
+
+STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
+"""The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
+the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
+
+
+def within(plan: RoundPlan, gap: float) -> bool:
+    return plan.lower_bound >= (1 - gap) * plan.objective
+
+
+def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float) -> RoundPlan:
+    """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s."""
+    p = problem
+    if within(plan, gap):
+        return plan.with_(status=STATUS_PROVEN)
+    if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
+        return plan.with_(status=STATUS_UNPROVEN)
+    deadline = t0 + time_limit_s
+    x, relay = plan.placement.copy(), plan.relay.copy()
+    lower = plan.lower_bound
+    if p.lam == 0:
+        edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s.copy()
+        size = np.bincount(p.device_edge, minlength=p.num_edges)
+        done: set[int] = set()
+        while lower < (1 - gap) * edge_t.max():
+            e = int(np.argmax(edge_t))
+            if e in done or size[e] > MODEL_MAX_DEVICES or time.perf_counter() >= deadline:
+                break
+            sub, dev = restrict(p, np.array([e]))
+            local = np.full(p.num_devices, -1)
+            local[dev] = np.arange(dev.size)
+            c = certify(sub, x[dev], local[relay[dev]], deadline, gap)
+            done.add(e)
+            if c.objective < edge_t[e]:
+                x[dev], relay[dev], edge_t[e] = c.x, dev[c.relay], c.objective
+            lower = max(lower, c.lower_bound)
+    elif p.num_devices <= MODEL_MAX_DEVICES:
+        c = certify(p, x, relay, deadline, gap)
+        x, relay = c.x, c.relay
+        lower = max(lower, c.lower_bound)
+    else:
+        return plan.with_(status=STATUS_UNPROVEN)
+    b = plan_bandwidth(p, x, relay)
+    cost = evaluate(p, x, relay, b)
+    if cost.objective > plan.objective:  # the model's choices never lose to the incumbent's
+        x, relay, b, cost = plan.placement, plan.relay, plan.bandwidth_hz, evaluate(p, plan.placement, plan.relay,
+                                                                                     plan.bandwidth_hz)
+    lower = min(lower, cost.objective)
+    proven = lower >= (1 - gap) * cost.objective
+    status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= deadline - 0.06 else STATUS_UNPROVEN
+    return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
+                      objective=cost.objective, lower_bound=lower, status=status)

@@ -1,0 +1,391 @@
+"""The round as one cvxpy model: a MILP for HiGHS whose optimum is a certified lower bound, refined by tangent cuts.
+
+Variables (per device i, link l = (i -> j), module m; see solvers/README.md "The round as one model"):
+  x[i, m] in {0, 1} placement;  r[l] in {0, 1} "i relays through j";  d_i = 1 - sum_{l out of i} r[l] (direct);
+  beta_i = b_i / B_e in [0, 1] band share;  eps_i >= 1 / R_i(b_i) seconds per bit (scaled);
+  S_i upload start;  T latency;  o[i, m] = x[i, m] d_i (own bits uploaded), w[l, m] = r[l] x[i, m] (bits relayed),
+  u[j, m] (the union, with relay_aggregates);  v[k, m] = z[k, m] eps_owner(k) (the products of bits and eps).
+Constraints: memory, coverage, one hop (r[l] <= d_j), relay capacity, band (sum beta <= 1 per edge), start after
+every part arrives, T >= S_j + upload time_j. Objective: T + lambda E.
+
+Exact where it is linear (placement, relays, compute and D2D time and energy); the one convex term that meets
+integers, 1 / R(b) (times the bits), enters through **outer approximation**: eps_i >= tangent of 1 / R_i at
+chosen shares (valid under-estimators of a convex function), and the products z * eps by their exact big-M
+linearization (lower side: every product enters with a positive coefficient, so the relaxation is exact at integer
+z). So the MILP's optimum, and HiGHS's dual bound at any time limit, is a valid lower bound on T + lambda E among
+plans no worse than the incumbent (the cap on eps, below, holds for those), hence min(bound, incumbent) bounds the
+round. `certify` refines the cuts at the MILP's shares until the bound is within the gap of the incumbent.
+
+Units are O(1): time in units of the incumbent's objective, band as a share of B_e, bits in units of the largest
+module. Every number of the data is a cvxpy Parameter, so a round whose structure repeats (same devices, links,
+modules: the training loop's rounds) re-solves the compiled program (DPP, asserted).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from solvers.bandwidth import min_bandwidth
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import LN2, evaluate
+from solvers.instance import RoundProblem
+from solvers.milp import quiet_stdout
+
+GRID_RATIO = 1.12
+"""Tangents of 1 / R at shares beta_min * GRID_RATIO^k: the piecewise under-estimator is within ~0.3 % of 1 / R."""
+EXTRA_CUTS = 6
+"""Cut slots per device filled by the refinement loop (tangents at the MILP's own shares)."""
+
+
+def _sel(rows: np.ndarray, cols: int) -> sp.csr_matrix:
+    """Selection matrix: row k picks entry rows[k]."""
+    return sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)), shape=(len(rows), cols))
+
+
+def structure_key(p: RoundProblem) -> tuple:
+    """What fixes the compiled program: sizes, links, edges, the modes (numbers are Parameters)."""
+    return (p.num_devices, p.num_modules, p.num_edges, tuple(p.device_edge.tolist()), tuple(p.d2d_src.tolist()),
+            tuple(p.d2d_dst.tolist()), p.relay_aggregates, p.relay_capacity is not None, p.lam > 0)
+
+
+@dataclass
+class RoundModel:
+    """The compiled MILP of one (sub-)round's structure; `load` sets the numbers, `solve` runs HiGHS."""
+
+    key: tuple
+    problem: Any = None  # cvxpy Problem
+    var: dict[str, Any] = field(default_factory=dict)
+    par: dict[str, Any] = field(default_factory=dict)
+    cuts: int = 0
+
+    @classmethod
+    def build(cls, p: RoundProblem, cuts: int, extra: list[Callable[[dict, dict], list]] | None = None) -> RoundModel:
+        """The program for p's structure with `cuts` tangent slots per device; `extra(var, par)` returns more
+        constraints (see solvers/README.md: adding a constraint)."""
+        import cvxpy as cp
+
+        n, m, ne, nl = p.num_devices, p.num_modules, p.num_edges, p.d2d_src.size
+        src, dst = p.d2d_src, p.d2d_dst
+        x = cp.Variable((n, m), boolean=True, name="x")
+        beta = cp.Variable(n, nonneg=True, name="beta")
+        eps = cp.Variable(n, name="eps")
+        start = cp.Variable(n, nonneg=True, name="start")
+        t = cp.Variable(nonneg=True, name="T")
+        par = {k: cp.Parameter(shape, nonneg=nonneg, name=k) for k, shape, nonneg in (
+            ("elig", (n, m), True), ("tau", (n, m), True), ("mem", m, True), ("mem_cap", n, True),
+            ("samples", (ne, n), True), ("demand", (ne, m), True), ("bits", m, True), ("eps_min", n, True),
+            ("eps_cap", n, True), ("cut_a", (n, cuts), False), ("cut_s", (n, cuts), False),
+            ("e_comp", (n, m), True), ("j_comp", (n, m), True))}
+        edge_of = _sel(p.device_edge, ne).T  # [E, N]
+        cons = [x <= par["elig"], x @ par["mem"] <= par["mem_cap"],
+                par["samples"] @ x >= par["demand"], edge_of @ beta <= 1,
+                eps >= par["eps_min"], eps <= par["eps_cap"],
+                eps[:, None] >= par["cut_a"] + cp.multiply(par["cut_s"], beta[:, None] @ np.ones((1, cuts)))]
+        tau = cp.sum(cp.multiply(par["tau"], x), axis=1)
+        cons.append(start >= tau)
+        var: dict[str, Any] = {"x": x, "beta": beta, "eps": eps, "start": start, "T": t, "tau": tau}
+        energy = cp.sum(cp.multiply(par["e_comp"], x))  # lambda E / t0: the objective's energy term
+        joules = cp.sum(cp.multiply(par["j_comp"], x), axis=1)  # [N] each device's energy in J
+        if nl:
+            r = cp.Variable(nl, boolean=True, name="r")
+            out_of, s_l, d_l = _sel(src, n).T, _sel(src, n), _sel(dst, n)
+            direct = 1 - out_of @ r
+            w = cp.Variable((nl, m), nonneg=True, name="w")
+            par.update({k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
+                ("hop", (nl, m)), ("big_m", nl), ("e_d2d", (nl, m)), ("j_d2d", (nl, m)))})
+            cons += [out_of @ r <= 1, r + d_l @ (out_of @ r) <= 1,
+                     w >= s_l @ x + r[:, None] @ np.ones((1, m)) - 1,
+                     d_l @ start >= s_l @ tau + cp.sum(cp.multiply(par["hop"], s_l @ x), axis=1)
+                     - cp.multiply(par["big_m"], 1 - r)]
+            if p.relay_capacity is not None:
+                par["cap"] = cp.Parameter(nonneg=True, name="cap")
+                cons.append(d_l.T @ r <= par["cap"] * direct)
+            energy = energy + cp.sum(cp.multiply(par["e_d2d"], w))
+            joules = joules + out_of @ cp.sum(cp.multiply(par["j_d2d"], w), axis=1)
+            var.update(r=r, w=w)
+        else:
+            direct = np.ones(n)
+        own = cp.Variable((n, m), nonneg=True, name="own")
+        cons.append(own >= x + cp.reshape(direct, (n, 1), order="C") @ np.ones((1, m)) - 1)
+        terms: Any  # the rows of bits that an uploader sends (a variable or a stack of them)
+        if p.relay_aggregates and nl:
+            union = cp.Variable((n, m), nonneg=True, name="union")
+            cons += [union >= own, d_l @ union >= w]
+            terms, owner = union, np.arange(n)
+        elif nl:
+            terms, owner = cp.vstack([own, w]), np.concatenate([np.arange(n), dst])
+        else:
+            terms, owner = own, np.arange(n)
+        k = len(owner)
+        own_sel = _sel(owner, n)
+        v = cp.Variable((k, m), nonneg=True, name="v")  # v >= terms * eps_owner, exact at integer terms
+        eps_o = (own_sel @ eps)[:, None] @ np.ones((1, m))
+        cap_o = cp.Parameter((k, m), nonneg=True, name="cap_o")
+        min_o = cp.Parameter((k, m), nonneg=True, name="min_o")
+        e_up = cp.Parameter((k, m), nonneg=True, name="e_up")  # lambda p_owner bits: the upload energy of v
+        j_up = cp.Parameter((k, m), nonneg=True, name="j_up")  # the same in J
+        par.update(cap_o=cap_o, min_o=min_o, e_up=e_up, j_up=j_up)
+        cons += [v >= eps_o - cp.multiply(cap_o, 1 - terms), v >= cp.multiply(min_o, terms)]
+        upload = own_sel.T @ (v @ par["bits"])  # [N] scaled upload time
+        cons.append(t >= start + upload)
+        energy = energy + cp.sum(cp.multiply(e_up, v))
+        joules = joules + own_sel.T @ cp.sum(cp.multiply(j_up, v), axis=1)
+        var.update(own=own, v=v, upload=upload, energy=energy, device_energy_j=joules)
+        if extra:
+            for fn in extra:
+                cons += fn(var, par)
+        prob = cp.Problem(cp.Minimize(t + energy), cons)
+        assert prob.is_dpp()
+        return cls(key=structure_key(p), problem=prob, var=var, par=par, cuts=cuts)
+
+
+@dataclass
+class Scales:
+    """The units of one load: time t0 (s), bits sigma, per-device g(beta) = sigma / (t0 R(beta B))."""
+
+    t0: float
+    sigma: float
+    band: np.ndarray  # [N] B_e(i)
+    a: np.ndarray  # [N] SNR p g / N0
+
+    def g(self, beta: np.ndarray, dev: np.ndarray) -> np.ndarray:
+        b = beta * self.band[dev]
+        return self.sigma * LN2 / (self.t0 * b * np.log1p(self.a[dev] / b))
+
+    def dg(self, beta: np.ndarray, dev: np.ndarray) -> np.ndarray:
+        b, a = beta * self.band[dev], self.a[dev]
+        rate = b * np.log1p(a / b) / LN2
+        slope = (np.log1p(a / b) - (a / b) / (1 + a / b)) / LN2
+        return -self.sigma * slope * self.band[dev] / (self.t0 * rate ** 2)
+
+    def g_inv(self, eps: np.ndarray, dev: np.ndarray) -> np.ndarray:
+        """The share whose 1 / R is eps (scaled)."""
+        q = self.sigma / (self.t0 * eps)
+        return min_bandwidth(q, self.a[dev]) / self.band[dev]
+
+
+def least_share(p: RoundProblem, sc: Scales) -> np.ndarray:
+    """[N] the least band share an uploader can have in a plan no worse than the incumbent (time unit sc.t0): it
+    sends at least the smallest module within T <= the incumbent's objective."""
+    bits = 8.0 * p.module_bytes
+    small = float(bits[bits > 0].min()) if np.any(bits > 0) else sc.sigma
+    return np.clip(sc.g_inv(np.full(p.num_devices, sc.sigma / small), np.arange(p.num_devices)), 1e-12, 1.0)
+
+
+def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, np.ndarray]:
+    """Set the parameters for p with time unit = incumbent objective; returns the scales and beta_min [N]."""
+    n = p.num_devices
+    t0 = float(incumbent)
+    bits = 8.0 * p.module_bytes
+    sigma = float(bits.max())
+    sc = Scales(t0=t0, sigma=sigma, band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
+    par = model.par
+    dev = np.arange(n)
+    par["elig"].value = (p.eligible & (p.samples > 0)[:, None]).astype(float)
+    par["tau"].value = p.samples[:, None] * p.module_cycles[None, :] / p.cpu_hz[:, None] / t0
+    mscale = max(float(p.module_memory_bytes.max()), 1.0)
+    par["mem"].value = p.module_memory_bytes / mscale
+    par["mem_cap"].value = p.memory_bytes / mscale * (1 + 1e-12)
+    nscale = max(float(p.samples.max()), 1.0)
+    samples = np.zeros((p.num_edges, n))
+    samples[p.device_edge, dev] = p.samples / nscale
+    par["samples"].value = samples
+    par["demand"].value = p.coverage_demand() / nscale * (1 - 1e-9)
+    par["bits"].value = bits / sigma
+    lam = p.lam
+    par["j_comp"].value = p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.cpu_hz[:, None] ** 2
+    par["e_comp"].value = lam * par["j_comp"].value / t0
+    beta_min = least_share(p, sc)
+    eps_cap = sc.g(beta_min, dev) - sc.dg(beta_min, dev) * beta_min  # the steepest cut's value at beta = 0
+    par["eps_min"].value = sc.g(np.ones(n), dev) * (1 - 1e-9)
+    par["eps_cap"].value = eps_cap
+    if p.d2d_src.size:
+        rate = p.d2d_rate_bps
+        hop = bits[None, :] / rate[:, None] / t0
+        par["hop"].value = hop
+        tau_max = (par["tau"].value * par["elig"].value).sum(axis=1)
+        par["big_m"].value = tau_max[p.d2d_src] + hop.sum(axis=1)
+        par["j_d2d"].value = p.d2d_power_w[p.d2d_src, None] * hop * t0
+        par["e_d2d"].value = lam * p.d2d_power_w[p.d2d_src, None] * hop
+        if "cap" in par:
+            par["cap"].value = float(p.relay_capacity or 0)
+    owner = owners(p)
+    par["cap_o"].value = np.repeat(eps_cap[owner, None], p.num_modules, axis=1)
+    par["min_o"].value = np.repeat(par["eps_min"].value[owner, None], p.num_modules, axis=1)
+    par["e_up"].value = lam * p.tx_power_w[owner, None] * par["bits"].value[None, :]
+    par["j_up"].value = p.tx_power_w[owner, None] * par["bits"].value[None, :] * t0
+    return sc, beta_min
+
+
+def owners(p: RoundProblem) -> np.ndarray:
+    """The uploader of each product row (own bits, then each link's relayed bits unless relays aggregate)."""
+    n = p.num_devices
+    if p.d2d_src.size and not p.relay_aggregates:
+        return np.concatenate([np.arange(n), p.d2d_dst])
+    return np.arange(n)
+
+
+def grid_cuts(sc: Scales, beta_min: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Tangents of g at beta_min * GRID_RATIO^k up to 1 per device (intercepts, slopes [N, slots]), and how many
+    slots are used (the rest repeat the last tangent, to be overwritten by refinement)."""
+    n = beta_min.size
+    k = np.arange(slots)
+    pts = np.minimum(beta_min[:, None] * GRID_RATIO ** k[None, :], 1.0)
+    dev = np.repeat(np.arange(n)[:, None], slots, axis=1)
+    gv, dv = sc.g(pts, dev), sc.dg(pts, dev)
+    used = int(np.ceil(np.log(1.0 / beta_min.min()) / np.log(GRID_RATIO))) + 1
+    return gv - dv * pts, dv, min(used, slots)
+
+
+def grid_size(beta_min: np.ndarray) -> int:
+    return int(np.ceil(np.log(1.0 / max(float(beta_min.min()), 1e-12)) / np.log(GRID_RATIO))) + 1
+
+
+@dataclass(frozen=True)
+class Certified:
+    """The model's answer for a (sub-)round: the best choices found, the certified bound, and why it stopped."""
+
+    x: np.ndarray
+    relay: np.ndarray
+    objective: float
+    lower_bound: float
+    proven: bool  # lower_bound >= (1 - gap) objective
+    milps: int
+    share: np.ndarray | None = None  # [N] the MILP's band shares b / B_e of x, relay (None: the incumbent's)
+
+
+_CACHE: dict[tuple, RoundModel] = {}
+
+
+def compiled(p: RoundProblem, cuts: int) -> RoundModel:
+    """The cached program for p's structure (rebuilt when more cut slots are needed)."""
+    key = structure_key(p)
+    hit = _CACHE.get(key)
+    if hit is None or hit.cuts < cuts:
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        hit = RoundModel.build(p, cuts)
+        _CACHE[key] = hit
+    return hit
+
+
+def exact_cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:
+    """T + lambda E of fixed discrete choices with their exact bandwidth."""
+    return evaluate(p, x, relay, plan_bandwidth(p, x, relay)).objective
+
+
+def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
+    """Coverage, memory, eligibility, one-hop relays over existing links (a MILP stopped early may return junk)."""
+    n = p.num_devices
+    if np.any(x & ~p.eligible) or np.any(x.astype(float) @ p.module_memory_bytes > p.memory_bytes * (1 + 1e-9)):
+        return False
+    got = np.zeros((p.num_edges, p.num_modules))
+    np.add.at(got, p.device_edge, x * p.samples[:, None])
+    if np.any(got < p.coverage_demand() * (1 - 1e-9)):
+        return False
+    moved = np.flatnonzero(relay != np.arange(n))
+    if moved.size and (np.any(relay[relay[moved]] != relay[moved]) or np.any(p.link_rate(moved, relay[moved]) <= 0)):
+        return False
+    if moved.size and p.relay_capacity is not None and np.bincount(relay[moved]).max() > p.relay_capacity:
+        return False
+    return True
+
+
+def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
+            max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = ()) -> Certified:
+    """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
+    MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
+    `deadline` (every MILP gets the time left).
+
+    extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
+    The incumbent then only sets the units (it may break the new constraints): the answer is the model's own."""
+    best_x, best_r = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int)
+    scale = exact_cost(p, best_x, best_r)
+    best = math.inf if extra else scale
+    n = p.num_devices
+    lower, milps, share = 0.0, 0, None
+    if not np.isfinite(scale) or scale <= 0:
+        return Certified(best_x, best_r, scale, 0.0, False, 0)
+    sc = Scales(t0=scale, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
+    slots = grid_size(least_share(p, sc)) + EXTRA_CUTS
+    m = RoundModel.build(p, slots, list(extra)) if extra else compiled(p, slots)
+    sc, beta_min = load(m, p, scale)
+    cut_a, cut_s, used = grid_cuts(sc, beta_min, m.cuts)
+    cut_a[:, used:], cut_s[:, used:] = cut_a[:, [used - 1]], cut_s[:, [used - 1]]
+    nxt = used
+    while milps < max_milps:
+        left = deadline - time.perf_counter()
+        if left <= 0.05:
+            break
+        m.par["cut_a"].value, m.par["cut_s"].value = cut_a, cut_s
+        status, sol, bound = _run(m, left, gap, None if extra else 1.0)
+        milps += 1
+        if status == "infeasible":  # nothing beats the incumbent, even in the relaxation
+            lower = best
+            break
+        if bound is not None:
+            lower = max(lower, bound * sc.t0 * (1 - 1e-7))
+        if sol is not None and feasible(p, sol[0], sol[1]) and (not extra or status == "optimal"):
+            cand = exact_cost(p, sol[0], sol[1])
+            if extra:  # the model's own band: the exact band of other objectives may break the new constraints
+                cand = evaluate(p, sol[0], sol[1], sol[2] * p.edge_bandwidth_hz[p.device_edge]).objective
+            if cand < best:
+                best, best_x, best_r, share = cand, sol[0], sol[1], sol[2]
+        if lower >= best * (1 - gap) or status != "optimal" or sol is None or nxt >= m.cuts:
+            break
+        beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's own shares (>= beta_min: see load)
+        dev = np.arange(n)
+        cut_s[:, nxt] = sc.dg(beta, dev)
+        cut_a[:, nxt] = sc.g(beta, dev) - cut_s[:, nxt] * beta
+        nxt += 1
+    lower = min(lower, best)
+    return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps, share)
+
+
+Solution = tuple[np.ndarray, np.ndarray, np.ndarray]
+"""A MILP's answer: placement, relays, band shares."""
+
+
+def _run(m: RoundModel, time_limit: float, gap: float,
+         cutoff: float | None) -> tuple[str, Solution | None, float | None]:
+    """One HiGHS solve: (status, (x, relay, beta) or None, dual bound in model units or None)."""
+    import cvxpy as cp
+
+    prob = m.problem
+    with quiet_stdout(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # a time limit: we read the bound
+        try:
+            opts = {} if cutoff is None else {"objective_bound": cutoff * (1 + 1e-9)}
+            prob.solve(solver="HIGHS", time_limit=float(time_limit), mip_rel_gap=gap / 4, output_flag=False, **opts)
+        except cp.error.SolverError:
+            return "error", None, None
+    info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None
+    bound = None
+    if info is not None:
+        db = float(getattr(info, "mip_dual_bound", np.nan))
+        if np.isfinite(db):
+            bound = db
+    if prob.status in ("infeasible", "infeasible_or_unbounded"):
+        return "infeasible", None, None
+    x = m.var["x"].value
+    if prob.status not in cp.settings.SOLUTION_PRESENT or x is None:
+        return "time_limit", None, bound
+    n = x.shape[0]
+    relay = np.arange(n)
+    if "r" in m.var:
+        key = m.key
+        src, dst = np.asarray(key[4], dtype=int), np.asarray(key[5], dtype=int)
+        on = np.asarray(m.var["r"].value) > 0.5
+        relay[src[on]] = dst[on]
+    status = "optimal" if prob.status == cp.OPTIMAL else "time_limit"
+    if status == "optimal" and bound is None:
+        bound = float(prob.value)
+    return status, (np.asarray(x) > 0.5, relay, np.asarray(m.var["beta"].value, dtype=float)), bound
