@@ -30,8 +30,8 @@ from hffm.federation.faults import FaultsConfig
 from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.federation.policy import Mode
 from hffm.modules.config import ModelConfig
-from hffm.modules.lightning import OPTIMIZERS
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
+from hffm.spec import OPTIMIZER_NAMES as OPTIMIZERS
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from hffm.data.dataset import M3TDataset
-from hffm.spec import ModuleStates
+from hffm.spec import ModuleStates, rows_trained  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -59,17 +59,6 @@ class TrainResult:
     losses: dict[str, float]
     samples: float = 0.0
     """Rows it really trained on over all its steps (``rows_trained``): what the ledger charges compute for."""
-
-
-def rows_trained(num_rows: int, batch_size: int, steps: int) -> int:
-    """Rows ``steps`` mini-batches of ``batch_size`` draw from ``num_rows`` samples, passes of reshuffled batches
-    (the last one of a pass short): the compute a device really does, which planning and the ledger charge."""
-    if num_rows <= 0 or steps <= 0:
-        return 0
-    full, rest = divmod(num_rows, batch_size)
-    sizes = [batch_size] * full + ([rest] if rest else [])
-    passes, extra = divmod(steps, len(sizes))
-    return passes * num_rows + sum(sizes[:extra])
 
 
 Trainer = Callable[["Fabric", "ModuleBank", Sequence[DeviceJob], LocalConfig], list[TrainResult]]

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from hffm.data.dataset import M3TDataset
-from hffm.engine.jobs import DeviceJob, LocalConfig, Trainer, TrainResult
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
+    from hffm.engine.jobs import LocalConfig, Trainer, TrainResult
     from hffm.modules.bank import ModuleBank
 
 Delta = dict[str, torch.Tensor]
@@ -125,6 +125,8 @@ def flip_labels(data: M3TDataset) -> M3TDataset:
 
 def poisoned_trainer(trainer: Trainer, attackers: Collection[int]) -> Trainer:
     """``trainer`` with the attackers' jobs training on flipped labels (the data-poisoning seam)."""
+    from hffm.engine.jobs import DeviceJob  # the engine (and lightning) only when an attack trains
+
     bad = frozenset(attackers)
 
     def train(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], local: LocalConfig) -> list[TrainResult]:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from hffm.engine.jobs import rows_trained
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d import Links
 from hffm.federation.policy import TierPolicy
@@ -19,6 +18,7 @@ from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.ledger import D2DTransfer, DeviceUpload, Traffic
 from hffm.network.topology import Topology
+from hffm.spec import rows_trained
 
 
 def eligible_modules(world: World, device: int) -> list[str]:

@@ -16,6 +16,7 @@ from torchmetrics import MeanAbsoluteError, Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from hffm.modules.model import M3TModel
+from hffm.spec import OPTIMIZER_NAMES
 
 OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd),
@@ -23,6 +24,7 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=0.9),
 }
 """Optimizer by name; every one is elementwise, so one over device-stacked parameters steps each device alone."""
+assert tuple(sorted(OPTIMIZERS)) == tuple(sorted(OPTIMIZER_NAMES)), "hffm.spec.OPTIMIZER_NAMES must list OPTIMIZERS"
 
 
 class M3TLightningModule(L.LightningModule):
