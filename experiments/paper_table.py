@@ -8,12 +8,14 @@ into ``--out``: results.json (every run's per-round history), table.md (per pres
 per round, final accuracy, mean +- std over seeds, the published table beside it, and PASS/FAIL of
 the published ordering claims), accuracy_vs_cost*.png and README.md is written by hand from them.
 A run whose cached history (``runs/<preset>/<method>_s<seed>.json``) was made with the same
-overrides is reused, so an interrupted sweep picks up where it stopped.
+overrides by the same code (``code_version.code_hash``: every source and config file)
+is reused, so an interrupted sweep picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -91,21 +93,19 @@ def keep_round(metrics: dict[str, float]) -> dict[str, float]:
     return out
 
 
+@functools.lru_cache(maxsize=1)
 def engine_commit() -> str:
-    """The commit the runs were made with (a cached run from another engine is made again)."""
-    import subprocess
+    """The code the runs were made with: the content hash of the sources (a cached run made by other code, even
+    uncommitted edits, is made again) and the commit, for people."""
+    from code_version import code_hash, commit
 
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+    return f"{code_hash()} at {commit()}"
 
 
 def run_one(
     method: str, preset: str, seed: int, rounds: int, overrides: Sequence[str], cache: Path
 ) -> dict:
-    """Train one run (or reuse its cached history made with the same overrides)."""
+    """Train one run (or reuse its cached history made with the same overrides by the same code)."""
     from hffm.run import train
 
     key = [*run_overrides(method, preset, seed, rounds, overrides), f"(engine {engine_commit()})"]
@@ -333,6 +333,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     import torch
 
     args = parse_args(argv)
+    engine_commit()  # digest the sources now: a record names the code that ran, not what the files hold later
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

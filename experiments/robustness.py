@@ -1,6 +1,7 @@
-"""Robustness study: aggregation rules x attacks at 0 / 10 / 20 % attackers, and a fault scenario.
+"""Robustness study: aggregation rules x defenses x attacks at 0 / 20 / 30 % attackers, and a fault scenario.
 
-    .venv/bin/python experiments/robustness.py                 # the README table (40 devices, about 40 runs)
+    .venv/bin/python experiments/robustness.py                 # docs/security.md's table (40 devices)
+    .venv/bin/python experiments/robustness.py --rules mean --defenses robust,none   # a subset of the grid
     .venv/bin/python experiments/robustness.py --quick --out /tmp/rb   # a smoke run (4 devices, 1 round)
 
 Every run is ``hffm-train experiment=hffm`` on the default 40-device topology (10 edges x 4 devices) with
@@ -12,8 +13,9 @@ the 90th percentile of every device's update arrival on the ledger's timeline of
 cuts the slowest 10 % of a clean round). Each run's final accuracy is compared with the clean run of the
 same rule; a run also records whether any non-finite value reached the edge or cloud states.
 
-Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides, so an
-interrupted sweep resumes), results.json (all of them) and table.md.
+Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides by the same
+code, ``code_version.code_hash``, so an interrupted sweep resumes but an edit makes every run again),
+results.json (all of them) and table.md.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import tempfile
@@ -32,8 +35,10 @@ from typing import Any
 import numpy as np
 
 RULES = ("mean", "median", "trimmed_mean", "clip")
-ATTACKS = ("signflip", "scale", "nan", "inf")
-FRACTIONS = (0.1, 0.2)
+DEFENSES = ("robust", "none")
+ATTACKS = ("ipm", "alie", "labelflip", "signflip", "scale", "nan", "inf", "random")
+STUDIED = ("ipm", "alie", "labelflip", "signflip", "scale", "nan")
+FRACTIONS = (0.2, 0.3)
 BASE = ["experiment=hffm", "topology=default", "model=tiny", "data=benchmark", "data.benchmark.num_samples=1200",
         "federation.local_steps=2", "federation.batch_size=32", "logger=none", "progress=none", "plots=false"]
 QUICK = ["topology.num_edges=2", "topology.devices_per_edge=2", "data.benchmark.num_samples=300",
@@ -99,16 +104,17 @@ def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, t
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
+    from code_version import code_hash, commit
 
     from hffm.run import train
 
     path = cache / f"{name}.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved["overrides"] == list(overrides):
+        if saved["overrides"] == list(overrides) and saved.get("code") == code_hash():
             return saved
     cfg = compose(overrides)
-    tic = time.perf_counter()
+    tic, cpu = time.perf_counter(), time.process_time()
     with tempfile.TemporaryDirectory() as tmp:
         result = train(cfg, tmp)
     states = [*result.state.group_states, result.state.cloud_state]
@@ -119,7 +125,8 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
               and "/cum_" not in k}
     record = {"name": name, "overrides": list(overrides), "final": {k: history[-1].get(k) for k in KEEP},
               "faults_total": faults, "rounds": len(history), "state_finite": finite,
-              "seconds": time.perf_counter() - tic}
+              "seconds": time.perf_counter() - tic, "cpu_seconds": time.process_time() - cpu,
+              "code": code_hash(), "commit": commit()}
     path.write_text(json.dumps(record, indent=1))
     return record
 
@@ -128,49 +135,65 @@ def plan_runs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(name, overrides) of every run, clean runs first."""
     base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
     attack_base = [*base, f"federation.rounds={args.rounds}", f"federation.eval_every={args.rounds}"]
-    runs = [(f"{rule}_clean", [*attack_base, f"federation.rule={rule}"]) for rule in args.rules]
-    for rule in args.rules:
-        for attack in args.attacks:
+    runs = []
+    for defense in args.defenses:
+        for rule in args.rules:
+            cell = [*attack_base, f"federation.rule={rule}", f"defense={defense}"]
+            runs.append((f"{defense}_{rule}_clean", cell))
             for frac in args.fractions:
-                runs.append((f"{rule}_{attack}_{round(100 * frac)}", [
-                    *attack_base, f"federation.rule={rule}", f"faults.attack={attack}",
-                    f"faults.attack_fraction={frac}", f"faults.attack_scale={args.attack_scale}"]))
+                for attack in args.attacks:
+                    runs.append((f"{defense}_{rule}_{attack}_{round(100 * frac)}", [
+                        *cell, f"faults.attack={attack}", f"faults.attack_fraction={frac}",
+                        f"faults.attack_scale={args.attack_scale}"]))
     scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
                      f"federation.eval_every={args.scenario_rounds}"]
-    deadline = clean_deadline(scenario_base) if args.scenario_rules else math.nan
+    deadline = clean_deadline(scenario_base) if args.scenario_rules and not args.table_only else math.nan
     for rule in args.scenario_rules:
-        runs.append((f"tree_{rule}_clean", [*scenario_base, f"federation.rule={rule}"]))
-        runs.append((f"tree_{rule}_scenario", [*scenario_base, f"federation.rule={rule}", "faults=scenario",
-                                               f"federation.deadline_s={deadline:.6g}"]))
+        cell = [*scenario_base, f"federation.rule={rule}", f"defense={args.defenses[0]}"]
+        runs.append((f"tree_{rule}_clean", cell))
+        runs.append((f"tree_{rule}_scenario", [*cell, "faults=scenario", f"federation.deadline_s={deadline:.6g}"]))
     return runs
 
 
 def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
-    """Markdown: final accuracy (%) and its change from the same rule's clean run, per rule x attack x share."""
+    """Markdown: final accuracy (%) and its change from the same rule and defense's clean run, per rule x defense x
+    attack x share (cells not run show as -)."""
     def acc(name: str) -> float:
         return 100.0 * float(records[name]["final"]["accuracy"])
 
     def cell(name: str, clean: str) -> str:
+        if name not in records or clean not in records:
+            return "-"
         r = records[name]
         mark = "" if r["state_finite"] else " **NaN/Inf in state**"
         return f"{acc(name):.1f} ({acc(name) - acc(clean):+.1f}){mark}"
 
-    cols = [(a, f) for a in args.attacks for f in args.fractions]
-    lines = ["| rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols) + " | rejected updates |",
-             "| --- | --- | " + " | ".join("---" for _ in cols) + " | --- |"]
-    for rule in args.rules:
-        clean = f"{rule}_clean"
-        rejected = sum(records[f"{rule}_{a}_{round(100 * f)}"]["final"]["faults/cum_rejected_updates"] or 0
-                       for a, f in cols)
-        lines.append(f"| {rule} | {acc(clean):.1f} | "
-                     + " | ".join(cell(f"{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
-                     + f" | {int(rejected)} |")
+    cols = [(a, f) for f in args.fractions for a in args.attacks]
+    lines = ["| defense | rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols)
+             + " | worst 20 % | worst 30 % |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- |"]
+    for defense in args.defenses:
+        for rule in args.rules:
+            clean = f"{defense}_{rule}_clean"
+            if clean not in records:
+                continue
+            worst = []
+            for frac in (0.2, 0.3):
+                names = [f"{defense}_{rule}_{a}_{round(100 * frac)}" for a in args.attacks]
+                drops = [acc(n) - acc(clean) for n in names if n in records]
+                worst.append(f"{min(drops):+.1f}" if drops else "-")
+            lines.append(f"| {defense} | {rule} | {acc(clean):.1f} | "
+                         + " | ".join(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
+                         + f" | {worst[0]} | {worst[1]} |")
     if not args.scenario_rules:
         return "\n".join(lines) + "\n"
-    lines += ["", "| fault scenario (D2D tree) | clean | scenario | dropped | late (deadline) | failed relays "
-              "| down edges | re-attached |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += ["", f"| fault scenario (D2D tree, defense={args.defenses[0]}) | clean | scenario | dropped "
+              "| late (deadline) | failed relays | down edges | re-attached |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rule in args.scenario_rules:
         clean, hit = f"tree_{rule}_clean", f"tree_{rule}_scenario"
+        if hit not in records:
+            continue
         f = records[hit]["faults_total"]
         lines.append(f"| {rule} | {acc(clean):.1f} | {cell(hit, clean)}"
                      f" | {f['faults/dropped']:.0f} | {f['faults/stragglers']:.0f} | {f['faults/failed_relays']:.0f}"
@@ -187,28 +210,36 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scenario-rounds", type=int, default=None, help="rounds of the fault scenario (default 20)")
     p.add_argument("--attack-scale", type=float, default=10.0)
     p.add_argument("--attacks", default=None, help=f"comma-separated subset of {','.join(ATTACKS)}")
-    p.add_argument("--fractions", default=None, help="comma-separated attacker shares (default 0.1,0.2)")
+    p.add_argument("--fractions", default=None, help="comma-separated attacker shares (default 0.2,0.3)")
+    p.add_argument("--rules", default=None, help=f"comma-separated subset of {','.join(RULES)}")
+    p.add_argument("--defenses", default=None, help="comma-separated defenses of conf/defense (default robust,none)")
     p.add_argument("--norms", action="store_true", help="only print the honest update norms of 3 clean rounds")
     p.add_argument("--no-scenario", action="store_true", help="skip the fault scenario runs")
+    p.add_argument("--table-only", action="store_true",
+                   help="write results.json and table.md from the runs already in --out/runs (whatever code made "
+                        "them: each record names its code hash and commit), running nothing")
     p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 16)
     args.scenario_rounds = args.scenario_rounds or (2 if args.quick else 20)
-    args.rules = ("mean", "median") if args.quick else RULES
-    args.attacks = tuple(args.attacks.split(",")) if args.attacks else ("signflip", "nan") if args.quick else ATTACKS
+    args.rules = tuple(args.rules.split(",")) if args.rules else ("mean", "median") if args.quick else RULES
+    args.defenses = tuple(args.defenses.split(",")) if args.defenses else ("robust",) if args.quick else DEFENSES
+    args.attacks = tuple(args.attacks.split(",")) if args.attacks else ("ipm", "nan") if args.quick else STUDIED
     unknown = sorted(set(args.attacks) - set(ATTACKS))
     if unknown:
         p.error(f"--attacks: unknown {unknown}; choose among {list(ATTACKS)}")
     args.fractions = (tuple(float(f) for f in args.fractions.split(",")) if args.fractions
                       else (0.25,) if args.quick else FRACTIONS)
-    args.scenario_rules = () if args.no_scenario else ("mean",) if args.quick else ("mean", "median")
+    args.scenario_rules = () if args.no_scenario else ("mean",) if args.quick else (args.rules[0],)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import torch
+    from code_version import code_hash
 
     torch.set_num_threads(1)
+    code_hash()  # digest the sources now: a record names the code that ran, not what the files hold later
     args = parse(argv)
     if args.norms:
         base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
@@ -221,17 +252,29 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     records: dict[str, dict[str, Any]] = {}
     runs = plan_runs(args)
     for k, (name, overrides) in enumerate(runs):
+        if args.table_only:
+            path = out / "runs" / f"{name}.json"
+            if path.exists():
+                records[name] = json.loads(path.read_text())
+            continue
         records[name] = run_one(name, overrides, out / "runs")
         r = records[name]
         print(f"[{k + 1}/{len(runs)}] {name}: accuracy {r['final']['accuracy']:.4f}, rejected "
               f"{r['final']['faults/cum_rejected_updates']:.0f}, finite {r['state_finite']}, {r['seconds']:.0f} s",
               flush=True)
+        (out / "table.md").write_text(table(records, args))  # a partial table as the sweep goes
     md = table(records, args)
+    from code_version import code_hash, commit
+
     settings = {"argv": list(sys.argv[1:] if argv is None else argv), "machine": platform.platform(),
-                "python": platform.python_version(), "base": BASE, "quick": args.quick}
+                "python": platform.python_version(), "base": BASE, "quick": args.quick, "code": code_hash(),
+                "commit": commit(), "cpus": os.cpu_count(),
+                "runs_made_by": sorted({f"{r.get('code')} at {r.get('commit')}" for r in records.values()})}
     (out / "results.json").write_text(json.dumps({"settings": settings, "runs": records}, indent=1))
     (out / "table.md").write_text(md)
     print(md)
+    made_by = sorted({f"{r.get('code', 'unknown')} at {r.get('commit', 'unknown')}" for r in records.values()})
+    print(f"runs made by code {', '.join(made_by)}")
     bad = [n for n, r in records.items() if not math.isfinite(r["final"]["accuracy"] or math.nan)]
     if bad:
         print(f"runs with a non-finite accuracy: {bad}", file=sys.stderr)

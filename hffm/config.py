@@ -15,6 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 import solvers
+from hffm.config_checks import ConfigError, numeric_problems, unknown_keys
 from hffm.data.benchmark import BenchmarkConfig
 from hffm.data.easyvqa import EasyVQAConfig
 from hffm.data.faults import DataFaults
@@ -24,6 +25,7 @@ from hffm.data.sources import SOURCES
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.d2d_modes import mode_of
+from hffm.federation.defense import DefenseConfig
 from hffm.federation.faults import FaultsConfig
 from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_frequency
 from hffm.federation.policy import Mode
@@ -185,6 +187,9 @@ class Config:
     fabric: FabricConfig = field(default_factory=FabricConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     """Dropouts, stragglers, relay failures, edge outages and attackers, seeded from ``seed`` (all off by default)."""
+    defense: DefenseConfig = field(default_factory=DefenseConfig)
+    """What stands between the screened updates and the aggregation rule (conf/defense: none, screen (the
+    default: refuses an update 100 x the median size), robust)."""
     threads: int | None = 1
     """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
     models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""
@@ -220,16 +225,30 @@ def register_configs() -> None:
         ("solver", SolverConfig),
         ("logger", LoggerConfig),
         ("faults", FaultsConfig),
+        ("defense", DefenseConfig),
     ):
         cs.store(group=group, name=f"base_{group}", node=node)
 
 
 def resolve(cfg: DictConfig | Config) -> Config:
     """A Config of real dataclasses (their checks run here), with cross-group checks."""
-    obj = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+    if isinstance(cfg, DictConfig):
+        unknown = unknown_keys(cfg, Config())
+        if unknown:
+            raise ConfigError("invalid config (a key no field reads, added with + or ++):\n  " + "\n  ".join(unknown))
+        try:
+            obj = OmegaConf.to_object(cfg)
+        except ValueError as exc:  # a group's own checks (__post_init__)
+            raise ConfigError(str(exc)) from None
+    else:
+        obj = cfg
     if not isinstance(obj, Config):
         raise TypeError(f"resolve: expected a Config (or its DictConfig), got {type(obj).__name__}")
-    problems = []
+    try:
+        channel = network_config(obj.topology).channel
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"invalid config:\n  {exc}") from None
+    problems = numeric_problems(obj, channel)
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
     if not 0 <= obj.solver.time_limit_s < float("inf"):
@@ -246,13 +265,11 @@ def resolve(cfg: DictConfig | Config) -> Config:
         problems.append(f"progress={obj.progress!r}: choose bar, lines or none")
     if obj.threads is not None and obj.threads < 1:
         problems.append(f"threads={obj.threads}: must be >= 1 (or null for torch's default)")
-    if obj.topology.device_memory_mb <= 0:
-        problems.append(f"topology.device_memory_mb={obj.topology.device_memory_mb}: must be > 0")
     problems += _power_frequency_problems(obj)
     problems += _compression_problems(obj)
     problems += _data_problems(obj.data)
     if problems:
-        raise ValueError("invalid config:\n  " + "\n  ".join(problems))
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return obj
 
 

@@ -9,6 +9,7 @@ and no temporary file behind (a hard kill can leave one: the next successful wri
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pickle
 import tempfile
@@ -116,3 +117,30 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def payload_digest(obj: Any) -> str:
+    """sha256 of a checkpoint payload's content: every tensor's dtype, shape and bytes and every plain value, in a
+    fixed order (dict keys sorted). torch does not check its zip's CRCs, so a flipped byte inside a tensor loads
+    silently: this digest, stored beside the payload, catches it."""
+    digest = hashlib.sha256()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(x, dict):
+            digest.update(b"D%d" % len(x))
+            for k in sorted(x, key=repr):
+                digest.update(repr(k).encode() + b":")
+                walk(x[k])
+        elif isinstance(x, (list, tuple)):
+            digest.update(b"L%d" % len(x) if isinstance(x, list) else b"U%d" % len(x))
+            for v in x:
+                walk(v)
+        else:
+            digest.update(f"{type(x).__name__}={x!r};".encode())
+
+    walk(obj)
+    return digest.hexdigest()

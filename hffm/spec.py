@@ -61,3 +61,14 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: kind must be classification or regression, got {self.kind!r}")
         if self.kind == "classification" and (self.num_classes is None or self.num_classes < 2):
             raise ValueError(f"task {self.name!r}: a classification task needs num_classes >= 2")
+
+
+def rows_trained(num_rows: int, batch_size: int, steps: int) -> int:
+    """Rows ``steps`` mini-batches of ``batch_size`` draw from ``num_rows`` samples, passes of reshuffled batches
+    (the last one of a pass short): the compute a device really does, which planning and the ledger charge."""
+    if num_rows <= 0 or steps <= 0:
+        return 0
+    full, rest = divmod(num_rows, batch_size)
+    sizes = [batch_size] * full + ([rest] if rest else [])
+    passes, extra = divmod(steps, len(sizes))
+    return passes * num_rows + sum(sizes[:extra])

@@ -1,6 +1,7 @@
 import dataclasses
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 def load_experiment(name: str):
-    """The script experiments/<name>.py as a module (experiments/ is not a package)."""
+    """The script experiments/<name>.py as a module (experiments/ is not a package; its helpers, such as
+    code_version, are imported as the script itself would: from its folder)."""
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
     spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -29,12 +33,15 @@ def _few_threads():
 
 
 def tiny_config(**federation):
-    """A run config small enough for a test: 2 edges x 2 devices, width-32 one-layer model."""
+    """A run config small enough for a test: 2 edges x 2 devices, width-32 one-layer model, no defense (the loop's
+    mechanics as configured; tests of the defense set ``cfg.defense`` themselves)."""
     from hffm.config import Config, resolve
     from hffm.data.benchmark import BenchmarkConfig
+    from hffm.federation.defense import DefenseConfig
     from hffm.modules.config import ModelConfig
 
     cfg = Config()
+    cfg.defense = DefenseConfig.off()
     cfg.model = ModelConfig(width=32, trunk_layers=1, trunk_heads=4, num_experts=2, top_k=1, adapter_bottleneck=8,
                             lora_rank=2)
     cfg.data.benchmark = BenchmarkConfig(num_samples=400)

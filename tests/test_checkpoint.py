@@ -4,6 +4,7 @@ import dataclasses
 import json
 import os
 import pickle
+import zipfile
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def test_a_crafted_pickle_is_refused_without_running_anything(tmp_path, one_roun
     cfg, _, _ = one_round
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
-    torch.save({"format": "hffm-federation/2", "state": _RunsAShellCommand(marker)}, evil)
+    torch.save({"format": "hffm-federation/3", "state": _RunsAShellCommand(marker)}, evil)
     with pytest.raises(CheckpointError, match=f"{evil}.*refused.*nothing in it was run.*posix.system"):
         _resume(cfg, evil)
     with open(tmp_path / "evil.pkl", "wb") as f:  # a bare pickle, not a torch zip file
@@ -71,6 +72,27 @@ def test_truncated_corrupt_and_foreign_files_name_the_file(tmp_path, one_round):
     with pytest.raises(CheckpointError, match="foreign.pt.*not an hffm federation checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
     assert load_checkpoint(ckpt)["round"] == 1
+
+
+def test_garbage_bytes_inside_a_tensor_fail_the_checksum_naming_the_file(tmp_path, one_round):
+    _, _, ckpt = one_round
+    data = bytearray(ckpt.read_bytes())
+    with zipfile.ZipFile(ckpt) as z:  # the largest tensor record: torch stores them uncompressed
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    h = info.header_offset  # local header: 30 bytes, then the name and extra field lengths it gives
+    start = h + 30 + int.from_bytes(data[h + 26:h + 28], "little") + int.from_bytes(data[h + 28:h + 30], "little")
+    for i in range(start + 8, start + 24):
+        data[i] ^= 0x5A
+    bad = tmp_path / "flipped.pt"
+    bad.write_bytes(bytes(data))
+    assert torch.load(bad, weights_only=True)["round"] == 1  # torch itself loads it silently
+    with pytest.raises(CheckpointError, match="flipped.pt.*fails its checksum"):
+        load_checkpoint(bad)
+    edited = torch.load(ckpt, weights_only=True)
+    edited["round"] = 0
+    torch.save(edited, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="edited.pt.*fails its checksum"):
+        load_checkpoint(tmp_path / "edited.pt")
 
 
 def test_resume_refuses_another_setup_naming_the_keys(one_round):

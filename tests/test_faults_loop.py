@@ -124,7 +124,7 @@ def test_the_deadline_cuts_exactly_who_the_ledger_says_is_late(world):
     for d in range(world.num_devices):
         trained = list(world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks))
         shared = [m for m in trained if policy.shared(world.bank.kind(m))]
-        cycles = samples_per_round(cfg.federation) * sum(module_cycles(world, m) for m in trained)
+        cycles = samples_per_round(world, cfg.federation, d) * sum(module_cycles(world, m) for m in trained)
         uploads.append(DeviceUpload(d, int(sum(world.module_bytes[m] for m in shared)), d, cycles))
     ends = uplink_ends(world.network, world.topology, channel, world.cpu_hz, Traffic(uploads))
     deadline = float(np.median(list(ends.values())))

@@ -20,7 +20,7 @@ def test_help_lists_the_real_choices_of_every_group_under_our_own_header():
     text = help_text("hffm-train", "config")
     assert text.startswith("hffm-train: ") and "powered by Hydra" not in text and "base_" not in text
     groups = config_groups("config")
-    assert set(groups) == {"model", "data", "topology", "federation", "solver", "logger", "faults", "experiment"}
+    assert set(groups) == {"model", "data", "topology", "federation", "solver", "logger", "faults", "defense", "experiment"}
     for group, (default, choices) in groups.items():
         shipped = sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
         assert choices == shipped and default in shipped

@@ -19,14 +19,15 @@ def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: 
     out = tmp_path / "rb"
     got = rb.main(["--quick", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())["runs"]
-    assert set(saved) == {"mean_clean", "median_clean", "mean_signflip_25", "mean_nan_25", "median_signflip_25",
-                          "median_nan_25", "tree_mean_clean", "tree_mean_scenario"}
+    assert set(saved) == {"robust_mean_clean", "robust_median_clean", "robust_mean_ipm_25", "robust_mean_nan_25",
+                          "robust_median_ipm_25", "robust_median_nan_25", "tree_mean_clean", "tree_mean_scenario"}
     assert all(r["state_finite"] for r in saved.values())
     for rule in ("mean", "median"):
-        assert saved[f"{rule}_nan_25"]["final"]["faults/cum_rejected_updates"] > 0
-        assert saved[f"{rule}_signflip_25"]["final"]["faults/cum_rejected_updates"] == 0
+        assert saved[f"robust_{rule}_nan_25"]["final"]["faults/cum_rejected_updates"] > 0
+        assert saved[f"robust_{rule}_ipm_25"]["final"]["faults/cum_rejected_updates"] == 0  # small: no screen hit
     assert saved["tree_mean_scenario"]["faults_total"]["faults/dropped"] > 0
-    assert "| median |" in got["table"] and (out / "table.md").read_text() == got["table"]
+    assert all(r["code"] == saved["robust_mean_clean"]["code"] for r in saved.values())  # keyed by the code
+    assert "| robust | median |" in got["table"] and (out / "table.md").read_text() == got["table"]
     again = rb.main(["--quick", "--out", str(out)])  # a rerun reuses every cached run
     assert again["records"] == got["records"]
 

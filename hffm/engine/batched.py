@@ -33,7 +33,7 @@ from torch.func import functional_call, vmap
 
 from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.engine.jobs import DeviceJob, LocalConfig, TrainResult
-from hffm.engine.local import _batches, train_device
+from hffm.engine.local import _batches, _rows, train_device
 from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
@@ -227,8 +227,11 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     ]
     total: Tensor | None = None
     per_task_loss: dict[str, Tensor] = {}
+    rows = [0] * len(jobs)
     for _ in range(cfg.steps):
-        batch = stacked_batch(group, [next(s) for s in streams], device)
+        drawn = [next(s) for s in streams]
+        rows = [r + _rows(b) for r, b in zip(rows, drawn)]
+        batch = stacked_batch(group, drawn, device)
         params = stacked.params | dict(zip(keys, optimizer.tensors))
         total, per_task_loss, routed = mapped(params, stacked.buffers, batch)
         optimizer.zero_grad()
@@ -244,7 +247,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
                          for key in bank.module(name).state_dict()} for name in group.trained[d]}
         losses = {f"{t}/loss": per_task[t][d] for t in jobs[d].data.task_names}
         losses["loss"] = totals[d]
-        results[i] = TrainResult(jobs[d].device, states, losses)
+        results[i] = TrainResult(jobs[d].device, states, losses, float(rows[d]))
     return results
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor
 
 from hffm.data.dataset import M3TDataset
-from hffm.spec import ModuleStates
+from hffm.spec import ModuleStates, rows_trained  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -57,6 +57,8 @@ class TrainResult:
     device: int
     states: ModuleStates
     losses: dict[str, float]
+    samples: float = 0.0
+    """Rows it really trained on over all its steps (``rows_trained``): what the ledger charges compute for."""
 
 
 Trainer = Callable[["Fabric", "ModuleBank", Sequence[DeviceJob], LocalConfig], list[TrainResult]]

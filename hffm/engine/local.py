@@ -26,6 +26,11 @@ def _batches(data: M3TDataset, batch_size: int, generator: torch.Generator) -> I
         yield from data.batches(batch_size, shuffle=True, generator=generator)
 
 
+def _rows(batch: dict) -> int:
+    """Rows in a mini-batch (every tensor of it has one per sample)."""
+    return int(next(iter(batch["targets"].values())).shape[0])
+
+
 def lightning_module(bank: ModuleBank, modalities: list[str], tasks: list[str], trainable: list[str],
                      cfg: LocalConfig | None) -> M3TLightningModule:
     """The LightningModule of one device signature, built once per bank (its metrics start reset).
@@ -59,6 +64,7 @@ def train_device(fabric: Fabric, bank: ModuleBank, job: DeviceJob, cfg: LocalCon
     trainable = [m for m in required if m in set(job.trainable)]
     lm = lightning_module(bank, modalities, tasks, trainable, cfg)
     losses: dict[str, float] = {}
+    rows = 0
     if trainable:
         devices = [fabric.device] if fabric.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
@@ -68,14 +74,16 @@ def train_device(fabric: Fabric, bank: ModuleBank, job: DeviceJob, cfg: LocalCon
             batches = _batches(data, cfg.batch_size, generator)
             lm.train()
             for step in range(cfg.steps):
-                batch = _to_device(fabric, next(batches))
+                batch = next(batches)
+                rows += _rows(batch)
+                batch = _to_device(fabric, batch)
                 loss = lm.training_step(batch, step)
                 optimizer.zero_grad(set_to_none=True)
                 fabric.backward(loss)
                 optimizer.step()
         losses = {f"{task}/loss": value for task, value in lm.last_task_losses.items()}
         losses["loss"] = float(loss.detach())
-    return TrainResult(job.device, bank.state_of(trainable), losses)
+    return TrainResult(job.device, bank.state_of(trainable), losses, float(rows))
 
 
 @torch.no_grad()

@@ -27,14 +27,15 @@ def charge_outcome(
     round's (devices re-attached by an edge outage)."""
     topology = world.topology if topology is None else topology
     trained = {r.device: r.modules for r in outcome.results}
+    samples = {r.device: r.samples for r in outcome.results}
     slowdown = outcome.faults.drawn.slowdown
     if policy.star:
         uploads = traffic_of(world, cfg, trained, outcome.routes, (), slowdown=slowdown,
-                             levels=plan.compression).uploads
+                             levels=plan.compression, samples=samples).uploads
         return charge_star(world.network, topology, plan.device_cpu_hz(world.cpu_hz), uploads,
                            _star_return_bytes(world, trained))
     traffic = traffic_of(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
-                         outcome.edge_to_cloud_bytes, slowdown, topology, plan.compression)
+                         outcome.edge_to_cloud_bytes, slowdown, topology, plan.compression, samples)
     return charge_round(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
                         plan.tx_power_w)
 

@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from hffm.safe_io import CheckpointError, atomic_torch_save, safe_torch_load
+from hffm.safe_io import CheckpointError, atomic_torch_save, payload_digest, safe_torch_load
 
-FORMAT = "hffm-federation/2"
+FORMAT = "hffm-federation/3"
+"""/3: the payload carries ``checksum`` (``payload_digest`` of the rest), verified on load."""
 MEANING_KEYS = (
     "seed", "pretrained", "model", "data", "topology", "federation.mode", "federation.policy",
 )
@@ -50,9 +51,11 @@ def restore_rng(state: dict[str, Any], rng: np.random.Generator) -> None:
 
 
 def make_payload(state: dict[str, Any], rng: np.random.Generator, config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a checkpoint holds: ``state`` (FederationState.to_dict()), the RNGs and the run's config as JSON."""
-    return {"format": FORMAT, "round": state["round"], "state": state, "rng": rng_state(rng),
-            "config_json": json.dumps(config, default=str, sort_keys=True)}
+    """What a checkpoint holds: ``state`` (FederationState.to_dict()), the RNGs, the run's config as JSON and the
+    checksum of all of it."""
+    payload = {"format": FORMAT, "round": state["round"], "state": state, "rng": rng_state(rng),
+               "config_json": json.dumps(config, default=str, sort_keys=True)}
+    return payload | {"checksum": payload_digest(payload)}
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -70,11 +73,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        hint = (" (an older hffm without checksums wrote it: resume it with that version, or start a new run)"
+                if found == "hffm-federation/2" else "")
         raise CheckpointError(f"checkpoint {str(path)!r} is not an hffm federation checkpoint ({FORMAT!r}); "
-                              f"found {found!r}")
-    missing = [k for k in ("round", "state", "rng", "config_json") if k not in payload]
+                              f"found {found!r}{hint}")
+    missing = [k for k in ("round", "state", "rng", "config_json", "checksum") if k not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}: truncated or written by something else")
+    content = {k: v for k, v in payload.items() if k != "checksum"}
+    if payload_digest(content) != payload["checksum"]:
+        raise CheckpointError(f"checkpoint {str(path)!r} fails its checksum: its content changed after it was "
+                              "written (disk or transfer corruption, or an edit); use another checkpoint")
     return payload
 
 

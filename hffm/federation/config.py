@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from hffm.config_checks import closest
 from hffm.federation.aggregate import RULES
 from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of
 from hffm.federation.d2d_modes import MODES as D2D_MODES
@@ -128,7 +129,8 @@ class FederationConfig:
         if not self.lr > 0:
             problems.append(f"federation.lr={self.lr}: must be > 0")
         if self.optimizer not in OPTIMIZERS:
-            problems.append(f"federation.optimizer={self.optimizer!r}: choose one of {sorted(OPTIMIZERS)}")
+            problems.append(f"federation.optimizer={self.optimizer!r}: choose one of {sorted(OPTIMIZERS)}"
+                            + closest(str(self.optimizer), sorted(OPTIMIZERS)))
         if self.weight_decay < 0:
             problems.append(f"federation.weight_decay={self.weight_decay}: must be >= 0")
         if not 0 < self.participation <= 1:

@@ -21,9 +21,17 @@ import numpy as np
 import torch
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict
+from hffm.federation.attacks import floating_delta
 from hffm.federation.charging import upload_ends
 from hffm.federation.config import FederationConfig
-from hffm.federation.faults import FaultsConfig, attack_state, draw_outages, draw_round_faults, reattach
+from hffm.federation.faults import (
+    FaultsConfig,
+    attack_state,
+    attack_strength,
+    draw_outages,
+    draw_round_faults,
+    reattach,
+)
 from hffm.federation.policy import Mode, TierPolicy
 from hffm.federation.records import FaultRecord, Plan
 from hffm.federation.world import World
@@ -81,7 +89,7 @@ def round_faults(
     relays = [r for d, r in plan.relay.items() if r != d] + [p for d, p in plan.parent.items() if p != d]
     drawn = draw_round_faults(faults, seed, round_index, plan.participants, relays, topo.num_edges)
     gone = drawn.dropped | drawn.failed_relays
-    plan = _rewire(plan, gone | set(moved), net.topology, world.network.channel.edge_bandwidth_hz)
+    plan = _rewire(plan, gone | set(moved), net.topology, world.network.channel.edge_bandwidth_hz, gone)
     late: tuple[int, ...] = ()
     if cfg.deadline_s is not None:
         ends = upload_ends(world, net.topology, net.channel, plan, cfg, policy, gone, drawn.slowdown)
@@ -90,18 +98,32 @@ def round_faults(
     return plan, FaultRecord(drawn, moved, stranded, late, tuple(sorted(attackers & sending)))
 
 
-def _rewire(plan: Plan, cut: Collection[int], topology: Topology, budget_hz: float) -> Plan:
+def _rewire(plan: Plan, cut: Collection[int], topology: Topology, budget_hz: float,
+            silent: Collection[int] = ()) -> Plan:
     """No D2D hop through or from a device in ``cut`` (failed, dropped or re-attached): its clients and
-    children upload directly. Planned bands are scaled down where re-attached devices overfill an edge."""
+    children upload directly. A device that now uploads itself with no planned band gets an equal share of its
+    edge's budget (the others' bands shrink to make room); bands are scaled down where an edge is overfilled.
+    ``silent``: devices that send nothing this round (they get no band)."""
     if not cut:
         return plan
     relay = {d: d if d in cut or r in cut else r for d, r in plan.relay.items()}
     parent = {d: d if d in cut or p in cut else p for d, p in plan.parent.items()}
     band = plan.bandwidth_hz
     if band is not None:
-        band = np.array(band)
+        band = np.array(band, dtype=float)
+        newly = {d for d in relay if relay[d] == d and plan.relay.get(d, d) != d}
+        newly |= {d for d in parent if parent[d] == d and plan.parent.get(d, d) != d}
+        newly |= {d for d in cut if d in plan.participants}
         for e in range(topology.num_edges):
             mine = topology.device_edge == e
+            starved = [d for d in sorted(newly - set(silent)) if mine[d] and not band[d] > 0]
+            if starved:
+                uploaders = int(np.count_nonzero(band[mine] > 0)) + len(starved)
+                share = budget_hz / uploaders
+                others = float(band[mine].sum())
+                if others > 0:
+                    band[mine] *= min(1.0, (budget_hz - share * len(starved)) / others)
+                band[starved] = share
             total = float(band[mine].sum())
             if total > budget_hz:
                 band[mine] *= budget_hz / total
@@ -113,16 +135,22 @@ def send(
     seed: int, round_index: int,
 ) -> list[ModuleUpdate]:
     """Step 3: what leaves the devices: nothing from silent ones, poison from attackers (``received``: the
-    edge's module states they started from)."""
+    edge's module states they started from; omniscient attacks see the honest updates of the same module)."""
     silent, attackers = record.silent, set(record.attackers)
+    strength = attack_strength(faults)
+    honest: dict[str, list[dict[str, torch.Tensor]]] = {}
+    if attackers:
+        for u in updates:
+            if u.node not in silent and u.node not in attackers:
+                honest.setdefault(u.module, []).append(floating_delta(u.state, received[u.module]))
     out = []
     for u in updates:
         if u.node in silent:
             continue
         if u.node in attackers:
             gen = torch.Generator().manual_seed(_attack_seed(seed, round_index, u.node, u.module))
-            u = ModuleUpdate(u.node, u.module, attack_state(faults.attack, u.state, received[u.module],
-                                                            faults.attack_scale, gen), u.num_samples)
+            u = ModuleUpdate(u.node, u.module, attack_state(faults.attack, u.state, received[u.module], strength,
+                                                            gen, honest.get(u.module, ())), u.num_samples)
         out.append(u)
     return out
 

@@ -12,14 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from hffm.federation.aggregate import StateDict
-
-ATTACKS = ("none", "nan", "inf", "scale", "signflip", "random")
-"""What an attacker sends instead of its trained module (``delta`` = trained - received, ``s`` = attack_scale):
-nan / inf: every value NaN / +Inf; scale: received + s x delta; signflip: received - s x delta;
-random: received + a random direction of norm s x |delta|."""
+from hffm.federation.attacks import ATTACKS, attack_of, attack_state
 
 _STREAM = 0xFA17
 """Tag of the faults' random streams, SeedSequence([seed, _STREAM, ...]) (the world's streams use small tags)."""
@@ -42,11 +36,15 @@ class FaultsConfig:
     reattach: bool = True
     """During an outage, devices re-attach to the nearest edge that is up (true) or skip the round (false)."""
     attack: str = "none"
-    """none | nan | inf | scale | signflip | random (see ATTACKS)."""
+    """none | nan | inf | scale | signflip | random | alie | ipm | labelflip (``hffm.federation.attacks.ATTACKS``)."""
     attack_fraction: float = 0.0
     """Share of devices that attack, chosen once from the seed (at least one when > 0)."""
     attack_scale: float = 10.0
     """Strength s of the scale, signflip and random attacks."""
+    alie_z: float = 1.0
+    """Standard deviations the alie attack shifts the honest mean by."""
+    ipm_epsilon: float = 0.5
+    """The ipm attack sends -ipm_epsilon x the honest mean update."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -58,8 +56,10 @@ class FaultsConfig:
             problems.append(f"faults.straggler_slowdown={self.straggler_slowdown}: must be >= 1 and finite")
         if self.attack not in ATTACKS:
             problems.append(f"faults.attack={self.attack!r}: choose one of {list(ATTACKS)}")
-        if not 0.0 < self.attack_scale < math.inf:
-            problems.append(f"faults.attack_scale={self.attack_scale}: must be > 0 and finite")
+        for name in ("attack_scale", "alie_z", "ipm_epsilon"):
+            value = getattr(self, name)
+            if not 0.0 < value < math.inf:
+                problems.append(f"faults.{name}={value}: must be > 0 and finite")
         if problems:
             raise ValueError("invalid faults config:\n  " + "\n  ".join(problems))
 
@@ -145,28 +145,11 @@ def reattach(device_edge: np.ndarray, distance: np.ndarray, down_edges: frozense
     return out
 
 
-def attack_state(
-    kind: str, trained: Mapping[str, torch.Tensor], received: Mapping[str, torch.Tensor], scale: float,
-    generator: torch.Generator | None = None,
-) -> StateDict:
-    """What an attacker sends for one module instead of ``trained`` (``received``: the state it started from)."""
-    if kind not in ATTACKS:
-        raise ValueError(f"faults.attack={kind!r}: choose one of {list(ATTACKS)}")
-    if kind == "none":
-        return {k: v.clone() for k, v in trained.items()}
-    if kind in ("nan", "inf"):
-        fill = math.nan if kind == "nan" else math.inf
-        return {k: torch.full_like(v, fill) if v.is_floating_point() else v.clone() for k, v in trained.items()}
-    floating = [k for k, v in trained.items() if v.is_floating_point()]  # counters and indices pass unchanged
-    delta = {k: trained[k].to(torch.float64) - received[k].to(torch.float64) for k in floating}
-    if kind == "scale":
-        moved = {k: scale * d for k, d in delta.items()}
-    elif kind == "signflip":
-        moved = {k: -scale * d for k, d in delta.items()}
-    else:  # random: a direction drawn from the generator, as long as s x the honest update
-        noise = {k: torch.randn(d.shape, generator=generator, dtype=torch.float64) for k, d in delta.items()}
-        size = math.sqrt(sum(float((d**2).sum()) for d in delta.values())) or 1.0
-        norm = math.sqrt(sum(float((n**2).sum()) for n in noise.values())) or 1.0
-        moved = {k: n * (scale * size / norm) for k, n in noise.items()}
-    return {k: (received[k].to(torch.float64) + moved[k]).to(trained[k].dtype) if k in moved else trained[k].clone()
-            for k in trained}
+def attack_strength(cfg: FaultsConfig) -> float:
+    """The strength the configured attack reads (its record names the field)."""
+    field_name = attack_of(cfg.attack).strength
+    return float(getattr(cfg, field_name)) if field_name else 0.0
+
+
+__all__ = ["ATTACKS", "FaultsConfig", "RoundFaults", "attack_state", "attack_strength", "attackers", "draw_outages",
+           "draw_round_faults", "reattach"]

@@ -19,6 +19,7 @@ from lightning.fabric import Fabric
 from hffm.engine import DeviceJob, LocalConfig, Trainer, TrainResult, train_devices
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
+from hffm.federation.attacks import attack_of, poisoned_trainer
 from hffm.federation.charging import charge_outcome
 from hffm.federation.checkpoint import (
     check_resume,
@@ -31,6 +32,7 @@ from hffm.federation.checkpoint import (
 from hffm.federation.compression import compress_updates
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
+from hffm.federation.defense import Defended, DefenseConfig, DefenseMemory, consensus, defend
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
@@ -110,6 +112,9 @@ def run_federation(
     ckpt_path = Path(out_dir) / "checkpoints" / "federation.pt" if out_dir is not None else None
     rng = np.random.default_rng(seed)
     attacking = attackers(faults, world.num_devices, seed)
+    if attacking and attack_of(faults.attack).flips_labels:
+        trainer = poisoned_trainer(trainer, attacking)  # data poisoning goes through the trainer seam
+    defense: DefenseConfig = getattr(cfg, "defense", None) or DefenseConfig.off()
     solver, solver_options = cfg.solver.name, {**cfg.solver.options(), **cfg.solver.solve_options()}
     state = initial_state(world, policy)
     if fed.resume:
@@ -117,6 +122,8 @@ def run_federation(
         check_resume(payload, fed.resume, run_config, fed.rounds, state.to_dict())
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
+    memory = DefenseMemory.from_dict(state.defense)
+    state.defense = memory.to_dict()  # the same dicts: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
     warned_thin: set[str] = set()
@@ -138,6 +145,8 @@ def run_federation(
         fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if fed.d2d_fetch else {}
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
+        defended: list[Rejection] = []
+        clipped = 0
         thin: dict[str, int] = {}
         routes: list[Route] = []
         transfers: list[Transfer] = [
@@ -145,48 +154,59 @@ def run_federation(
         ]
         groups = _by_group(participants, policy.group_of(np.maximum(net.edge, 0)))
         waves = _train_waves(fabric, world, state, plan.placement, fetched, groups, local, trainer, seed, t)
-        for group, trained_here in waves:
-            # 3. Personal modules stay on the device; shared ones become updates.
-            updates: list[ModuleUpdate] = []
-            for trained in trained_here:
-                device = trained.device
-                results.append(DeviceResult(device, tuple(trained.states), trained.losses))
-                for name, module_state in trained.states.items():
-                    if policy.shared(world.bank.kind(name)):
-                        updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
-                    else:
-                        state.personal.setdefault(device, {})[name] = module_state
+        for wave in waves:
+            leaving: list[tuple[int, list[ModuleUpdate]]] = []
+            for group, trained_here in wave:
+                # 3. Personal modules stay on the device; shared ones become updates.
+                updates: list[ModuleUpdate] = []
+                for trained in trained_here:
+                    device = trained.device
+                    results.append(DeviceResult(device, tuple(trained.states), trained.losses, trained.samples))
+                    for name, module_state in trained.states.items():
+                        if policy.shared(world.bank.kind(name)):
+                            updates.append(ModuleUpdate(device, name, module_state, world.num_samples[device]))
+                        else:
+                            state.personal.setdefault(device, {})[name] = module_state
 
-            # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers; every
-            #     update through its device's codec, as the edge decodes it (error-feedback residuals stay behind).
-            updates = send(updates, fault, state.group_states[group], faults, seed, t)
-            updates, kept = compress_updates(updates, state.group_states[group], codebook, world.bank.kind,
-                                             plan.compression, state.residual)
-            state.keep_residuals(kept)
+                # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers; every
+                #     update through its device's codec, as the edge decodes it (error-feedback residuals stay behind).
+                updates = send(updates, fault, state.group_states[group], faults, seed, t)
+                updates, kept = compress_updates(updates, state.group_states[group], codebook, world.bank.kind,
+                                                 plan.compression, state.residual)
+                state.keep_residuals(kept)
 
-            # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
-            updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)
-            log_rejections(refused, f"round {t + 1}, edge {group}")
-            rejected += refused
+                # 4a. Screening: a non-finite, misshapen or (with max_update_norm) too large update goes no further.
+                updates, refused = screen_updates(updates, state.group_states[group], fed.max_update_norm)
+                log_rejections(refused, f"round {t + 1}, edge {group}")
+                rejected += refused
+                leaving.append((group, updates))
 
-            # 4b. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
-            sent = d2d_mode.exchange(updates, links)
-            routes += sent.routes
-            transfers += sent.transfers
+            # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
+            agreed = consensus([(u, state.group_states[g]) for g, u in leaving], defense, memory, "edge")
+            for group, updates in leaving:
+                judged = defend(updates, state.group_states[group], defense, agreed)
+                updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
 
-            # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
-            thin |= thin_modules(sent.updates, fed.rule)
-            new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
-            state.group_states[group].update(new)
-            for name, w in weight.items():
-                state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
+                # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
+                sent = d2d_mode.exchange(updates, links)
+                routes += sent.routes
+                transfers += sent.transfers
+
+                # 5. Edge aggregation: masked, per module, over the updates that reached the edge.
+                thin |= thin_modules(sent.updates, fed.rule)
+                new, weight = aggregate_modules(state.group_states[group], sent.updates, rule)
+                state.group_states[group].update(new)
+                for name, w in weight.items():
+                    state.pending_weight[group][name] = state.pending_weight[group].get(name, 0.0) + w
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), list[Rejection]()
         if cloud_round:
-            edge_to_cloud, cloud_rejected = _cloud_round(state, world, policy, rule)
+            edge_to_cloud, cloud_rejected, cloud_judged = _cloud_round(state, world, policy, rule, defense, memory)
+            defended += cloud_judged.dropped
+            clipped += cloud_judged.clipped
         outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
-                               tuple(rejected), tuple(cloud_rejected), fault)
+                               tuple(rejected), tuple(cloud_rejected), fault, tuple(defended), clipped)
         _warn_thin(thin, fed.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
@@ -195,15 +215,19 @@ def run_federation(
 
         # 8. Metrics, logging, checkpoint.
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
-        metrics |= _train_metrics(results, participants)
+        metrics |= _train_metrics(results, participants, {r.node for r in outcome.rejected})
         metrics["faults/rejected_updates"] = float(len(outcome.rejected) + len(outcome.cloud_rejected))
+        metrics["defense/dropped_updates"] = float(len(outcome.defended))
+        metrics["defense/clipped_updates"] = float(outcome.clipped)
         metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}
-        for key in ("cost/latency_s", "cost/energy_j", "faults/rejected_updates"):
+        for key in ("cost/latency_s", "cost/energy_j", "faults/rejected_updates", "faults/stragglers", "faults/dropped",
+                    "defense/dropped_updates"):
             cum = key.replace("/", "/cum_")
             metrics[cum] = previous.get(cum, 0.0) + metrics[key]
         if (t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds:
             metrics |= evaluate_round(fabric, world, state, fed, policy, group_of)
+        _warn_losses(outcome, len(participants))
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
@@ -220,15 +244,15 @@ def run_federation(
 
 def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
                  fetched: dict, groups: list[tuple[int, list[int]]], local: LocalConfig, trainer: Trainer,
-                 seed: int, t: int) -> Iterator[tuple[int, list[TrainResult]]]:
+                 seed: int, t: int) -> Iterator[list[tuple[int, list[TrainResult]]]]:
     """2. Local training, devices sharded over ranks; every rank then holds every result.
 
-    Edges are trained in waves of about ``max_batch_devices`` devices, so batched passes span edges;
-    each edge's results are yielded (in device order) before its aggregation. A device trains from
-    its own edge's and its own personal modules only, so training an edge before the previous one
-    aggregated changes nothing.
+    Edges are trained in waves of about ``max_batch_devices`` devices (batched or not: the defense's consensus
+    is taken over a wave), so batched passes span edges; a wave's results are yielded per edge (in device
+    order) before any of its edges aggregates. A device trains from its own edge's and its own personal modules
+    only, so training an edge before the previous one aggregated changes nothing.
     """
-    limit = local.max_batch_devices if local.batched else 1
+    limit = local.max_batch_devices
     wave: list[tuple[int, list[int]]] = []
     for i, (group, members) in enumerate(groups):
         wave.append((group, members))
@@ -247,16 +271,16 @@ def _train_waves(fabric: Fabric, world: World, state: FederationState, placement
             raise RuntimeError(f"trainer {name!r} must return one TrainResult per job, in "
                                f"job order: got devices {[r.device for r in trained]} for {[j.device for j in jobs]}")
         by_device = {r.device: r for r in gather(trained, fabric)}
-        for g, devices in wave:
-            yield g, [by_device[d] for d in sorted(devices)]
+        yield [(g, [by_device[d] for d in sorted(devices)]) for g, devices in wave]
         wave = []
 
 
 def _cloud_round(
-    state: FederationState, world: World, policy: TierPolicy, rule: Rule
-) -> tuple[np.ndarray, list[Rejection]]:
-    """Aggregate each cloud-level module over the edges that trained it; returns the bytes each edge
-    sent and the edge updates the screen rejected."""
+    state: FederationState, world: World, policy: TierPolicy, rule: Rule, defense: DefenseConfig,
+    memory: DefenseMemory,
+) -> tuple[np.ndarray, list[Rejection], Defended]:
+    """Aggregate each cloud-level module over the edges that trained it (edges as the defense's nodes); returns
+    the bytes each edge sent, the edge updates the screen rejected and what the defense did."""
     sent = np.zeros(len(state.group_states))
     updates = []
     for group, weights in enumerate(state.pending_weight):
@@ -266,13 +290,29 @@ def _cloud_round(
                 sent[group] += world.module_bytes[name]
     updates, rejected = screen_updates(updates, state.cloud_state)
     log_rejections(rejected, f"round {state.round + 1}, cloud")
-    new, _ = aggregate_modules(state.cloud_state, updates, rule)
+    judged = defend(updates, state.cloud_state, defense, consensus([(updates, state.cloud_state)], defense, memory,
+                                                                  "cloud"))
+    new, _ = aggregate_modules(state.cloud_state, judged.kept, rule)
     state.cloud_state.update(new)
     for group_states in state.group_states:
         for name in new:
             group_states[name] = {k: v.clone() for k, v in new[name].items()}
     state.pending_weight = [{} for _ in state.group_states]
-    return sent, rejected
+    return sent, rejected, judged
+
+
+def _warn_losses(outcome: RoundOutcome, participants: int) -> None:
+    """Loud faults: a round that loses more than half of its participants' updates says why, with the counts."""
+    f = outcome.faults
+    causes = {"dropped": len(f.drawn.dropped), "late (deadline)": len(f.late),
+              "failed relays": len(f.drawn.failed_relays),
+              "rejected by the screen": len({r.node for r in outcome.rejected}),
+              "dropped by the defense": len({r.node for r in outcome.defended if r.node >= 0})}
+    lost = len(f.silent | {r.node for r in outcome.rejected})
+    if participants and lost > participants / 2:
+        named = ", ".join(f"{n} {what}" for what, n in causes.items() if n)
+        log.warning("round %d lost the updates of %d of its %d participants (%s)", outcome.round + 1, lost,
+                    participants, named)
 
 
 def _warn_thin(thin: dict[str, int], rule: str, warned: set[str]) -> None:
@@ -318,14 +358,19 @@ def device_seed(seed: int, round_index: int, device: int) -> int:
     return int(np.random.SeedSequence([seed, round_index, device]).generate_state(1)[0])
 
 
-def _train_metrics(results: Sequence[DeviceResult], participants: list[int]) -> dict[str, float]:
+def _train_metrics(results: Sequence[DeviceResult], participants: list[int], rejected: set[int]) -> dict[str, float]:
+    """Mean losses of the devices whose updates were accepted (``train/...``), and apart those of devices whose
+    updates the screen rejected (``train_rejected/...``: a device with NaN inputs does not turn train/loss NaN)."""
     out: dict[str, float] = {
         "participants": float(len(participants)),
         "train/modules_trained": float(sum(len(r.modules) for r in results)),
+        "train/samples": float(sum(r.samples for r in results)),
     }
-    sums: dict[str, list[float]] = {}
-    for r in results:
-        for key, value in r.losses.items():
-            sums.setdefault(key, []).append(value)
-    out |= {f"train/{k}": float(np.mean(v)) for k, v in sums.items()}
+    for prefix, keep in (("train", lambda d: d not in rejected), ("train_rejected", lambda d: d in rejected)):
+        sums: dict[str, list[float]] = {}
+        for r in results:
+            if keep(r.device):
+                for key, value in r.losses.items():
+                    sums.setdefault(key, []).append(value)
+        out |= {f"{prefix}/{k}": float(np.mean(v)) for k, v in sums.items()}
     return out

@@ -219,7 +219,7 @@ def build_problem(
         edge_ids=tuple(edges),
         module_names=names,
         device_edge=np.array([edge_index[int(world.topology.device_edge[d])] for d in parts]),
-        samples=np.full(k, samples_per_round(cfg)),
+        samples=np.array([samples_per_round(world, cfg, d) for d in parts], dtype=float),
         cpu_hz=cpu,
         memory_bytes=world.memory_bytes[parts],
         tx_power_w=np.full(k, net.channel.device_tx_power_w),

@@ -78,6 +78,8 @@ class DeviceResult:
     device: int
     modules: tuple[str, ...]
     losses: Mapping[str, float]
+    samples: float = 0.0
+    """Samples it really trained on (rows over all its local steps): what the ledger charges compute for."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class RoundOutcome:
     """Edge updates the screen kept out of the cloud (``node`` is the edge)."""
     faults: FaultRecord = field(default_factory=FaultRecord)
     """Drops, stragglers, failed relays, edge outages and attackers of the round."""
+    defended: tuple[Rejection, ...] = ()
+    """Updates the defense dropped (at the edges and, with ``node`` an edge, at the cloud)."""
+    clipped: int = 0
+    """Updates the defense clipped to its norm bound."""
 
     def relay_links(self) -> list[tuple[int, int]]:
         """(device, next hop) of every D2D link that carried an update: relays and tree links."""

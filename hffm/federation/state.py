@@ -24,6 +24,8 @@ class FederationState:
     residual: dict[int, ModuleStates] = field(default_factory=dict)
     """Device -> module -> what its error-feedback codec (top-k, low-rank) has not sent yet
     (``hffm.federation.compression``): checkpointed, so a resume sends exactly what the run would have."""
+    defense: dict[str, Any] = field(default_factory=dict)
+    """What the defense remembers across rounds (``hffm.federation.defense.DefenseMemory.to_dict``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -34,6 +36,7 @@ class FederationState:
             "pending_weight": self.pending_weight,
             "history": self.history,
             "residual": self.residual,
+            "defense": self.defense,
         }
 
     @classmethod

@@ -19,6 +19,7 @@ from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.ledger import D2DTransfer, DeviceUpload, Traffic
 from hffm.network.topology import Topology
+from hffm.spec import rows_trained
 
 
 def eligible_modules(world: World, device: int) -> list[str]:
@@ -27,8 +28,11 @@ def eligible_modules(world: World, device: int) -> list[str]:
     return list(world.bank.required_modules(part.modalities, part.tasks))
 
 
-def samples_per_round(cfg: FederationConfig) -> float:
-    return float(cfg.local_steps * cfg.batch_size)
+def samples_per_round(world: World, cfg: FederationConfig, device: int) -> float:
+    """The samples a device trains on in a round: ``local_steps`` mini-batches drawn from the rows it holds
+    (fewer than ``batch_size`` x steps when it holds fewer). The engine reports the same count
+    (``TrainResult.samples``); tests bind the two."""
+    return float(rows_trained(len(world.train[device]), cfg.batch_size, cfg.local_steps))
 
 
 def module_cycles(world: World, name: str) -> float:
@@ -83,11 +87,13 @@ def traffic_of(
     slowdown: Mapping[int, float] | None = None,
     topology: Topology | None = None,
     levels: Mapping[int, str] | None = None,
+    samples: Mapping[int, float] | None = None,
 ) -> Traffic:
     """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
     cycles), and which bytes went over which link. An update is charged at its wire size (``wire_size``: through
     the device's codec, ``levels`` the plan's choice under auto); a D2D hop at its sender's codec; a fetched
-    personal module and the downlink at full size (devices train from the exact edge state)."""
+    personal module and the downlink at full size (devices train from the exact edge state). ``samples``: device
+    -> the samples it really trained on (the engine's count); None predicts them (``samples_per_round``)."""
     slowdown = slowdown or {}
     size = world.module_bytes
     wire = wire_size(world, cfg, levels)
@@ -98,7 +104,8 @@ def traffic_of(
         route = sent.get(device)
         payload = route.modules if route is not None else ()
         relay = route.relay if route is not None else device
-        cycles = samples_per_round(cfg) * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
+        rows = samples[device] if samples is not None else samples_per_round(world, cfg, device)
+        cycles = rows * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
         uploads.append(DeviceUpload(device, int(sum(wire(device, m) for m in payload)), relay, cycles))
         carried.setdefault(relay, set()).update(payload)
     return Traffic(

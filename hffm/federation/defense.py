@@ -1,0 +1,190 @@
+"""Defenses between screening and aggregation, built for few holders per module.
+
+An edge often sees one to four holders of a module, too few for a median or Krum to outvote anyone. So the
+defense judges each update against the **consensus of the whole wave** (the devices trained together, across
+edges; the cloud would gather it as per-module sketches from its edges): per module, the coordinate-wise
+median of every holder's delta (its direction) and the median delta norm (its scale).
+
+1. **Direction**: an update whose cosine with the consensus direction is below ``min_cosine`` is dropped: sign
+   flipping, inner-product manipulation, most label flipping.
+2. **Scale**: each update is clipped around its aggregator's state (centered clipping) to ``clip_factor`` x the
+   consensus norm: scaling and ALIE-style shifts move a module at most that far. An update above
+   ``reject_factor`` x the consensus norm is refused outright (one device sending x1e6 moves nothing).
+
+With fewer than 3 holders in the wave the consensus is not trusted: no direction check, and the scale is the
+tier's last trusted median for the module (``DefenseMemory``, checkpointed with the state) or else the wave's
+median per-coordinate update size over all modules x sqrt(the module's size). The cloud runs the same function
+with the edges as holders. Measured, not assumed: the module's own last change (its trend across rounds) is a
+poor reference with our optimizer: honest Adam updates often point against the previous round's change (see
+docs/security.md).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
+from hffm.federation.screening import Rejection
+
+MIN_HOLDERS = 3
+"""With at least this many holders in the wave, its median (direction, norm) is trusted."""
+
+
+@dataclass
+class DefenseConfig:
+    """The ``defense`` config group (conf/defense/*.yaml): none, screen or robust (see docs/security.md).
+
+    Each option is a record of the fields below; the code reads the fields, never the name."""
+
+    name: str = "screen"
+    """The option's name (for logs and tables only). The defaults are conf/defense/screen.yaml's (the default)."""
+    clip_factor: float | None = None
+    """Clip each update (around the aggregator's state) to this x the median honest update norm; null: no clip."""
+    min_cosine: float | None = None
+    """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
+    reject_factor: float | None = 100.0
+    """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        for key in ("clip_factor", "reject_factor"):
+            value = getattr(self, key)
+            if value is not None and not (isinstance(value, (int, float)) and 1.0 <= value < math.inf):
+                problems.append(f"defense.{key}={value}: must be >= 1 and finite, or null (off)")
+        if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
+            problems.append(f"defense.min_cosine={self.min_cosine}: must be in [-1, 1], or null (off)")
+        if problems:
+            raise ValueError("invalid defense config:\n  " + "\n  ".join(problems))
+
+    @classmethod
+    def off(cls) -> DefenseConfig:
+        """conf/defense/none.yaml: every screened update goes to the rule as sent."""
+        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None)
+
+    @property
+    def active(self) -> bool:
+        return any(v is not None for v in (self.clip_factor, self.min_cosine, self.reject_factor))
+
+
+@dataclass
+class DefenseMemory:
+    """What the defense remembers across rounds: each tier's last trusted median update norm per module."""
+
+    scale: dict[str, float] = field(default_factory=dict)
+    """'<tier>/<module>' -> the median update norm of the tier's last wave with 3+ holders of the module;
+    '<tier>/*' -> the median per-coordinate update size (norm / sqrt(numel)) of its last wave, over all modules."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> DefenseMemory:
+        return cls(scale=dict((d or {}).get("scale", {})))
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """One module's consensus over a wave's holders: the coordinate-wise median delta and the median norm."""
+
+    direction: dict[str, torch.Tensor] | None
+    norm: float | None
+    holders: int
+
+
+@dataclass(frozen=True)
+class Defended:
+    """The updates that go on to the rule (clipped where needed), and the ones the defense dropped."""
+
+    kept: list[ModuleUpdate]
+    dropped: list[Rejection]
+    clipped: int
+
+
+def _delta(state: Mapping[str, torch.Tensor], ref: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: state[k].to(torch.float64) - ref[k].to(torch.float64) for k in ref if ref[k].is_floating_point()}
+
+
+def _dot(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float:
+    return float(sum(float((a[k] * b[k]).sum()) for k in a))
+
+
+def _cosine(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> float | None:
+    na, nb = math.sqrt(_dot(a, a)), math.sqrt(_dot(b, b))
+    if not (na > 0 and nb > 0 and math.isfinite(na * nb)):
+        return None
+    return _dot(a, b) / (na * nb)
+
+
+def consensus(
+    batches: Sequence[tuple[Sequence[ModuleUpdate], Mapping[str, StateDict]]], cfg: DefenseConfig,
+    memory: DefenseMemory, tier: str,
+) -> dict[str, Consensus]:
+    """Module -> its consensus over every update of ``batches`` (each a list of updates and the state of their
+    aggregator, which deltas are taken from); updates ``memory``'s trusted scale."""
+    if not cfg.active:
+        return {}
+    deltas: dict[str, list[dict[str, torch.Tensor]]] = {}
+    norms: dict[str, list[float]] = {}
+    sizes: dict[str, int] = {}
+    for updates, reference in batches:
+        for u in updates:
+            deltas.setdefault(u.module, []).append(_delta(u.state, reference[u.module]))
+            norms.setdefault(u.module, []).append(update_norm(u.state, reference[u.module]))
+            sizes[u.module] = sum(v.numel() for v in deltas[u.module][0].values()) or 1
+    # Adam-like steps move every coordinate about alike, so the per-coordinate size (norm / sqrt(numel)) of the
+    # wave's updates, over all modules, bounds a module with too few holders of its own.
+    rms = [n / math.sqrt(sizes[m]) for m, ns in norms.items() for n in ns]
+    if len(rms) >= MIN_HOLDERS:
+        memory.scale[f"{tier}/*"] = statistics.median(rms)
+    wave_rms = memory.scale.get(f"{tier}/*")
+    out = {}
+    for module, ds in deltas.items():
+        key = f"{tier}/{module}"
+        if len(ds) >= MIN_HOLDERS:
+            direction = {k: torch.stack([d[k] for d in ds]).quantile(0.5, dim=0) for k in ds[0]}
+            memory.scale[key] = statistics.median(norms[module])
+            out[module] = Consensus(direction, memory.scale[key], len(ds))
+        else:
+            fallback = wave_rms * math.sqrt(sizes[module]) if wave_rms is not None else None
+            out[module] = Consensus(None, memory.scale.get(key, fallback), len(ds))
+    return out
+
+
+def defend(
+    updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict], cfg: DefenseConfig,
+    agreed: Mapping[str, Consensus],
+) -> Defended:
+    """Judge one aggregator's updates (``reference``: its module states) against the wave's consensus
+    (``consensus``). Non-finite and misshapen updates must be screened out first."""
+    if not cfg.active:
+        return Defended(list(updates), [], 0)
+    kept: list[ModuleUpdate] = []
+    dropped: list[Rejection] = []
+    clipped = 0
+    for u in updates:
+        ref, agree = reference[u.module], agreed.get(u.module, Consensus(None, None, 0))
+        delta, norm, base = _delta(u.state, ref), update_norm(u.state, ref), agree.norm
+        if cfg.reject_factor is not None and base is not None and base > 0 and norm > cfg.reject_factor * base:
+            dropped.append(Rejection(u.node, u.module, "defense: norm far above the median",
+                                     f"{norm:.3g} > defense.reject_factor={cfg.reject_factor:g} x {base:.3g}"))
+            continue
+        if cfg.min_cosine is not None and agree.direction is not None:
+            cos = _cosine(delta, agree.direction)
+            if cos is not None and cos < cfg.min_cosine:
+                dropped.append(Rejection(u.node, u.module, "defense: against the consensus",
+                                         f"cosine {cos:.2f} < defense.min_cosine={cfg.min_cosine:g}"))
+                continue
+        if cfg.clip_factor is not None and base is not None and base > 0 and norm > cfg.clip_factor * base:
+            factor = cfg.clip_factor * base / norm
+            state = {key: (ref[key].to(torch.float64) + delta[key] * factor).to(ref[key].dtype) if key in delta
+                     else u.state[key] for key in ref}
+            u = ModuleUpdate(u.node, u.module, state, u.num_samples)
+            clipped += 1
+        kept.append(u)
+    return Defended(kept, dropped, clipped)
