@@ -116,9 +116,12 @@ def _run_claimed(fabric: Fabric, cfg: Config, out_dir: Path, trainer: Trainer) -
     if fabric.global_rank == 0:
         summary = {k: v for k, v in result.history[-1].items()}
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-        log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J, %d updates rejected -> %s",
+        log.info("finished %s: accuracy %.4f, cumulative latency %.2f s, energy %.2f J; updates lost: %d rejected "
+                 "by the screen, %d dropped by the defense, %d late, %d from dropped devices -> %s",
                  cfg.name, summary.get("accuracy", float("nan")), summary["cost/cum_latency_s"],
-                 summary["cost/cum_energy_j"], summary.get("faults/cum_rejected_updates", 0), out_dir)
+                 summary["cost/cum_energy_j"], summary.get("faults/cum_rejected_updates", 0),
+                 summary.get("defense/cum_dropped_updates", 0), summary.get("faults/cum_stragglers", 0),
+                 summary.get("faults/cum_dropped", 0), out_dir)
         if cfg.plots:
             from hffm.plots import save_run_plots
 

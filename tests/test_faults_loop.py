@@ -169,7 +169,10 @@ def test_hffm_train_with_nan_attackers_finishes_finite_and_says_what_it_rejected
     rejected = int(summary["faults/cum_rejected_updates"])  # the attacker's module updates, both rounds
     assert all(math.isfinite(v) for v in summary.values()) and rejected > 0 and summary["faults/attackers"] == 1
     line = [x for x in (done.stdout + done.stderr).splitlines() if "finished demo" in x]
-    assert len(line) == 1 and f"{rejected} updates rejected" in line[0], line
+    assert len(line) == 1 and f"updates lost: {rejected} rejected by the screen" in line[0], line
+    for key, words in (("defense/cum_dropped_updates", "dropped by the defense"), ("faults/cum_stragglers", "late"),
+                       ("faults/cum_dropped", "from dropped devices")):
+        assert f"{int(summary.get(key, 0))} {words}" in line[0], line  # the closing line reports every loss
 
 
 def test_every_fault_at_once_with_a_d2d_tree_and_fetches(world):
