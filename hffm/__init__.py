@@ -12,9 +12,9 @@ A script composes a config as ``hffm-train`` would, builds the world and runs th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from hffm.lazy import lazy_getattr
 from hffm.openmp import prefer_passive_wait
 
 prefer_passive_wait()  # before anything imports torch: libgomp reads the policy when torch loads it
@@ -56,13 +56,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = _LAZY[name]
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -6,8 +6,9 @@ What a script needs: build a ``World`` (``build_world``), run ``run_federation``
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from hffm.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from hffm.federation.aggregate import RULES, ModuleUpdate, aggregate_modules, make_rule
@@ -49,13 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attr = _LAZY[name]
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [
