@@ -31,6 +31,7 @@ from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_freque
 from hffm.federation.policy import Mode
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
+from solvers.fields import check_gap, check_time_limit
 
 
 @dataclass
@@ -251,10 +252,11 @@ def resolve(cfg: DictConfig | Config) -> Config:
     problems = numeric_problems(obj, channel)
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
-    if not 0 <= obj.solver.time_limit_s < float("inf"):
-        problems.append(f"solver.time_limit_s={obj.solver.time_limit_s}: must be >= 0 seconds (0: heuristics only)")
-    if not 0 <= obj.solver.gap < 1:
-        problems.append(f"solver.gap={obj.solver.gap}: the target relative gap must be in [0, 1), e.g. 0.01")
+    for check, value in ((check_time_limit, obj.solver.time_limit_s), (check_gap, obj.solver.gap)):
+        try:  # the solver's own checks of its limits, so the two never disagree
+            check(value)
+        except ValueError as exc:
+            problems.append(f"solver.{exc}")
     if obj.topology.preset not in PRESETS:
         problems.append(f"topology.preset={obj.topology.preset!r}: choose one of {list(PRESETS)}")
     if obj.logger.kind not in ("none", "csv", "wandb"):

@@ -26,9 +26,10 @@ from solvers.baselines import equal_plan, equal_share_plan, full_placement, gree
 from solvers.check import check_plan
 from solvers.errors import CoverageError, InfeasibleError, TooLargeError
 from solvers.exact import exact_solve
+from solvers.fields import check_limits
 from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
-from solvers.joint import check_limits, joint_solve
+from solvers.joint import joint_solve
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
 from solvers.tree import tree_exact, tree_joint

@@ -32,3 +32,22 @@ def check_number(v: Any, name: str, positive: bool = False) -> None:
         ok = False
     if not ok or v < 0 or (positive and v == 0):
         raise ValueError(f"{name}: must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+
+
+def check_time_limit(time_limit_s: float) -> None:
+    """Refuse a time limit that cannot be met, naming the option."""
+    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) or not time_limit_s >= 0 \
+            or not math.isfinite(time_limit_s):
+        raise ValueError(f"time_limit_s: must be a finite number of seconds >= 0 (0: no model), got {time_limit_s!r}")
+
+
+def check_gap(gap: float) -> None:
+    """Refuse a gap target that cannot be met, naming the option."""
+    if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap < 1:
+        raise ValueError(f"gap: the target relative gap must be in [0, 1) (e.g. 0.01 for 1 %), got {gap!r}")
+
+
+def check_limits(time_limit_s: float, gap: float) -> None:
+    """Refuse a time limit or gap target that cannot be met, naming the option."""
+    check_time_limit(time_limit_s)
+    check_gap(gap)

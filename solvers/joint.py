@@ -17,7 +17,6 @@ carries a certified lower bound (solvers/bounds.py). See solvers/README.md for t
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any
 
@@ -27,6 +26,7 @@ from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
+from solvers.fields import check_limits
 from solvers.greedy import greedy_placement, greedy_relays
 from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, improve, within
 from solvers.instance import RoundProblem
@@ -93,15 +93,6 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         return plan.with_(status=STATUS_PROVEN if within(plan, gap) else STATUS_UNPROVEN)
     plan = improve(problem, plan, time_limit_s, gap, t0)
     return plan.with_(solve_seconds=time.perf_counter() - t0)
-
-
-def check_limits(time_limit_s: float, gap: float) -> None:
-    """Refuse a time limit or gap target that cannot be met, naming the option."""
-    if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, int | float) or not time_limit_s >= 0 \
-            or not math.isfinite(time_limit_s):
-        raise ValueError(f"time_limit_s: must be a finite number of seconds >= 0 (0: no model), got {time_limit_s!r}")
-    if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap < 1:
-        raise ValueError(f"gap: the target relative gap must be in [0, 1) (e.g. 0.01 for 1 %), got {gap!r}")
 
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
