@@ -82,7 +82,8 @@ def test_compiled_model_is_reused_across_rounds():
 
 def test_joint_reports_status_and_gap():
     p = random_instance(8, 2, 4, seed=1)
-    plan = solve(p, "joint", enum_max=0, local_rounds=0)
+    # a generous limit: the model stops as soon as the gap is proven, so the outcome does not depend on load
+    plan = solve(p, "joint", enum_max=0, local_rounds=0, time_limit_s=120)
     assert plan.status == "optimal" and plan.gap <= 0.01 and plan.lower_bound >= 0.99 * plan.objective
     big = random_instance(200, 1, 4, seed=1)  # one 200-device edge: beyond the model
     plan = solve(big, "joint")
