@@ -130,3 +130,18 @@ def test_flower_client_and_strategy_without_ray(job, spec, world):
     assert metrics["loss"] > 0 and record.final_states is not None
     with pytest.raises(RuntimeError, match="3 of 4 clients replied"):
         strategy.aggregate_train(1, replies[:3])
+
+
+@pytest.mark.slow
+def test_bench_flower_sets_passive_wait_before_torch_loads():
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads: the benchmark must set it first (a loaded run with
+    spinning idle threads took 436 s instead of 14 s). In a fresh interpreter, with no policy in the environment."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "HFFM_KEEP_OMP_WAIT_POLICY")}
+    env["PYTHONPATH"] = os.pathsep.join([str(EXPERIMENTS.parent), str(EXPERIMENTS)])
+    code = "import os, bench_flower; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
