@@ -33,6 +33,7 @@ from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, wi
 from solvers.instance import RoundProblem
 from solvers.levels import choose_levels
 from solvers.local import local_search
+from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
@@ -59,7 +60,7 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
                 enum_max: int = 3000, bound: bool = True, workers: int | None = None,
-                time_limit_s: float = 2.0, gap: float = 0.01) -> RoundPlan:
+                time_limit_s: float = 2.0, gap: float = 0.01, cache: ModelCache | None = None) -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
@@ -73,12 +74,15 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     The model needs `bound` (0 turns it off: time_limit_s=0). The heuristics get HEURISTIC_SHARE of time_limit_s
     (HEURISTIC_ALONE where the model cannot work on the round: solvers/clock.py) and stop early when it is spent
     (time_limit_s=0: unbounded, deterministic); time_budget_s, when given, bounds them further.
+    cache: a solvers.ModelCache the caller keeps across rounds, so a round of the same structure re-solves the
+    compiled model (None: compile each time).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
     check_limits(time_limit_s, gap)
+    cache = check_cache(cache)
     t0 = time.perf_counter()
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
@@ -88,7 +92,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
     opts["clock"] = Clock.start(time_limit_s, t0).share(share).within(time_budget_s)
     if problem.has_power_frequency:
-        plan = _with_power_frequency(problem, (time_limit_s, gap), **opts)
+        plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
         return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - t0)
     plan = _heuristic(problem, **opts)
@@ -96,7 +100,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         return plan
     if time_limit_s <= 0:
         return plan.with_(status=STATUS_PROVEN if within(plan, gap) else STATUS_UNPROVEN)
-    plan = improve(problem, plan, time_limit_s, gap, t0)
+    plan = improve(problem, plan, time_limit_s, gap, t0, cache)
     return plan.with_(solve_seconds=time.perf_counter() - t0)
 
 
@@ -238,7 +242,7 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
 
 
 def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
-                          **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
+                          cache: ModelCache | None = None, **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
     how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
     bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
@@ -248,7 +252,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
     plan = _solve_fixed(base, **opts)
     if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
-        plan = improve(base, plan, limits[0], limits[1], t0)
+        plan = improve(base, plan, limits[0], limits[1], t0, cache)
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if p.lam > 0:
