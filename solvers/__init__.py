@@ -10,7 +10,8 @@ from solvers.check import check_plan
 from solvers.evaluate import evaluate
 from solvers.generate import random_instance
 from solvers.instance import RoundProblem
+from solvers.model_cache import ModelCache
 from solvers.plan import RoundPlan
 
-__all__ = ["METHODS", "RoundPlan", "RoundProblem", "check_plan", "evaluate", "fallback_plan", "random_instance",
-           "solve"]
+__all__ = ["METHODS", "ModelCache", "RoundPlan", "RoundProblem", "check_plan", "evaluate", "fallback_plan",
+           "random_instance", "solve"]

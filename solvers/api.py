@@ -30,6 +30,7 @@ from solvers.fields import check_limits
 from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
 from solvers.joint import joint_solve
+from solvers.model_cache import check_cache
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
 from solvers.tree import tree_exact, tree_joint
@@ -81,7 +82,7 @@ class Method:
 
 
 _JOINT = frozenset({"iterations", "local_max_devices", "local_rounds", "bandwidth", "time_budget_s", "enum_max",
-                    "bound", "workers", "time_limit_s", "gap"})
+                    "bound", "workers", "time_limit_s", "gap", "cache"})
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("joint", joint_solve, _JOINT, tree=tree_joint, tree_options=frozenset({"enum_max", "workers"}),
@@ -123,6 +124,8 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
         resolve_workers(problem, opts["workers"])  # type: ignore[arg-type]
     if "time_limit_s" in opts or "gap" in opts:  # the same for the model's limits
         check_limits(opts.get("time_limit_s", 0.0), opts.get("gap", 0.0))  # type: ignore[arg-type]
+    if "cache" in opts:
+        check_cache(opts["cache"])
     fn = m.tree if problem.tree_aggregation else m.solve
     assert fn is not None  # refusal() checked it
     t0 = time.perf_counter()

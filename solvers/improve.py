@@ -17,6 +17,7 @@ from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
 from solvers.model import certify
+from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
 
@@ -33,8 +34,21 @@ def within(plan: RoundPlan, gap: float) -> bool:
     return plan.lower_bound >= (1 - gap) * plan.objective
 
 
-def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float) -> RoundPlan:
-    """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s."""
+def applies(problem: RoundProblem) -> bool:
+    """Whether the model can work on some part of the round (else the heuristics may take the whole time limit)."""
+    p = problem
+    if p.tree_aggregation or p.num_modules > MODEL_MAX_MODULES:
+        return False
+    if p.lam > 0:
+        return p.num_devices <= MODEL_MAX_DEVICES
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
+
+
+def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
+            cache: ModelCache | None = None) -> RoundPlan:
+    """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
+    (cache: compiled programs kept across rounds)."""
     p = problem
     if within(plan, gap):
         return plan.with_(status=STATUS_PROVEN)
@@ -54,13 +68,13 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             sub, dev = restrict(p, np.array([e]))
             local = np.full(p.num_devices, -1)
             local[dev] = np.arange(dev.size)
-            c = certify(sub, x[dev], local[relay[dev]], deadline, gap)
+            c = certify(sub, x[dev], local[relay[dev]], deadline, gap, cache=cache)
             done.add(e)
             if c.objective < edge_t[e]:
                 x[dev], relay[dev], edge_t[e] = c.x, dev[c.relay], c.objective
             lower = max(lower, c.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
-        c = certify(p, x, relay, deadline, gap)
+        c = certify(p, x, relay, deadline, gap, cache=cache)
         x, relay = c.x, c.relay
         lower = max(lower, c.lower_bound)
     else:

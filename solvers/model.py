@@ -38,11 +38,14 @@ from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate
 from solvers.instance import RoundProblem
 from solvers.milp import quiet_stdout
+from solvers.model_cache import ModelCache
 
 GRID_RATIO = 1.12
 """Tangents of 1 / R at shares beta_min * GRID_RATIO^k: the piecewise under-estimator is within ~0.3 % of 1 / R."""
 EXTRA_CUTS = 6
 """Cut slots per device filled by the refinement loop (tangents at the MILP's own shares)."""
+SLOT_STEP = 16
+"""Cut slots come in multiples of this, so that rounds with slightly different grids share a compiled program."""
 
 
 def _sel(rows: np.ndarray, cols: int) -> sp.csr_matrix:
@@ -262,19 +265,11 @@ class Certified:
     share: np.ndarray | None = None  # [N] the MILP's band shares b / B_e of x, relay (None: the incumbent's)
 
 
-_CACHE: dict[tuple, RoundModel] = {}
-
-
-def compiled(p: RoundProblem, cuts: int) -> RoundModel:
-    """The cached program for p's structure (rebuilt when more cut slots are needed)."""
-    key = structure_key(p)
-    hit = _CACHE.get(key)
-    if hit is None or hit.cuts < cuts:
-        if len(_CACHE) > 64:
-            _CACHE.clear()
-        hit = RoundModel.build(p, cuts)
-        _CACHE[key] = hit
-    return hit
+def compiled(p: RoundProblem, cuts: int, cache: ModelCache | None = None) -> RoundModel:
+    """The program for p's structure: the cache's (rebuilt when more cut slots are needed), or a new one."""
+    if cache is None:
+        return RoundModel.build(p, cuts)
+    return cache.get(("round", structure_key(p)), lambda: RoundModel.build(p, cuts), lambda m: m.cuts >= cuts)
 
 
 def exact_cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:
@@ -300,10 +295,11 @@ def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
 
 
 def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
-            max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = ()) -> Certified:
+            max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = (),
+            cache: ModelCache | None = None) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
     MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
-    `deadline` (every MILP gets the time left).
+    `deadline` (every MILP gets the time left). cache: compiled programs kept across rounds (None: compile).
 
     extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
     The incumbent then only sets the units (it may break the new constraints): the answer is the model's own."""
@@ -315,8 +311,9 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     if not np.isfinite(scale) or scale <= 0:
         return Certified(best_x, best_r, scale, 0.0, False, 0)
     sc = Scales(t0=scale, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
-    slots = grid_size(least_share(p, sc)) + EXTRA_CUTS
-    m = RoundModel.build(p, slots, list(extra)) if extra else compiled(p, slots)
+    slots = -(-(grid_size(least_share(p, sc)) + EXTRA_CUTS) // SLOT_STEP) * SLOT_STEP  # rounded up: a cached
+    # program of the same structure fits the next round's grid too
+    m = RoundModel.build(p, slots, list(extra)) if extra else compiled(p, slots, cache)
     sc, beta_min = load(m, p, scale)
     cut_a, cut_s, used = grid_cuts(sc, beta_min, m.cuts)
     cut_a[:, used:], cut_s[:, used:] = cut_a[:, [used - 1]], cut_s[:, [used - 1]]

@@ -29,6 +29,7 @@ from solvers.greedy import greedy_placement
 from solvers.instance import RoundProblem
 from solvers.local import placement_moves
 from solvers.plan import RoundPlan
+from solvers.tree_bound import edge_root_bounds, threshold_value
 
 
 def tree_cost(view: EdgeView, x: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +259,7 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
     views = [v for v in views if v.n > 0]
     greedy = greedy_placement(p, np.full(p.num_devices, np.inf))
-    cands = []
+    cands, bounds = [], []
     for v in views:
         trees = all_trees(v.rate, capacity=p.relay_capacity) if v.n <= 7 else None
         if trees is not None and len(trees) == 0:
@@ -269,7 +270,9 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
                 pls = placements_upto(v, enum_max // len(trees)) if v.n <= 8 else None
             except TooLargeError:
                 pls = None
-        if trees is not None and pls is not None and len(trees) * len(pls) <= enum_max:
+        enumerated = trees is not None and pls is not None and len(trees) * len(pls) <= enum_max
+        if enumerated:
+            assert trees is not None and pls is not None
             a, b = np.divmod(np.arange(len(pls) * len(trees)), len(trees))
             xs, ps = pls[a], trees[b]
         elif exact:
@@ -281,6 +284,7 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
             xs, ps = _tree_local_search(v, xs, ps)
         f, e = tree_cost(v, xs, ps)
         cands.append((v, xs, ps, f, e))
+        bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
     pick = _choose([c[3] for c in cands], [c[4] for c in cands], p.lam)
     x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
     parent = np.arange(p.num_devices)
@@ -291,9 +295,11 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
         b[v.dev[np.flatnonzero(ps[j] == np.arange(v.n))[0]]] = p.edge_bandwidth_hz[v.edge]
     t = max(float(c[3][j]) for c, j in zip(cands, pick, strict=True))
     en = sum(float(c[4][j]) for c, j in zip(cands, pick, strict=True))
+    lower = threshold_value([f for f, _ in bounds], [e for _, e in bounds], p.lam)
     return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
                      solver="exact" if exact else "joint", status="optimal" if exact else "solved",
-                     solve_seconds=time.perf_counter() - t0, parent=parent)
+                     solve_seconds=time.perf_counter() - t0, parent=parent,
+                     lower_bound=min(lower, t + p.lam * en))
 
 
 def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: int = 30,

@@ -24,6 +24,23 @@ def test_devices_train_only_their_placed_modules():
     assert any(h["plan/modules_placed"] < h["plan/modules_eligible"] for h in result.history)
 
 
+def test_the_run_keeps_one_model_cache_across_rounds(monkeypatch):
+    """hffm's planner passes the run's one solvers.ModelCache to every round's solve (the real solve, recorded)."""
+    import solvers
+
+    seen = []
+    real = solvers.solve
+
+    def recording(problem, method="joint", **opts):
+        seen.append(opts.get("cache"))
+        return real(problem, method, **opts)
+
+    monkeypatch.setattr(solvers, "solve", recording)
+    result = _run("joint")
+    assert len(seen) == len(result.history) == 2
+    assert isinstance(seen[0], solvers.ModelCache) and seen[1] is seen[0]
+
+
 def test_updates_take_the_planned_relays():
     # A weak uplink (1 mW) against 200 mW D2D links makes relaying worth it.
     result = _run("greedy", channel={"device_tx_power_w": 0.001})

@@ -12,6 +12,7 @@ from solvers.evaluate import evaluate, link_rates, round_timeline, uplink_rate
 from solvers.exact import exact_solve
 from solvers.joint import joint_solve
 from solvers.model import RoundModel, Scales, certify, compiled, least_share, load
+from solvers.model_cache import ModelCache
 
 
 def _heuristic(p):
@@ -71,13 +72,32 @@ def test_model_bound_is_valid_where_it_stops_early():
 
 
 def test_compiled_model_is_reused_across_rounds():
-    """Same structure, new numbers (another round's channels): the same compiled DPP program."""
+    """Same structure, new numbers (another round's channels): the same compiled DPP program, from the cache the
+    caller holds (no module-level state: without a cache each call compiles its own)."""
     a = random_instance(4, 1, 3, seed=0)
     b = random_instance(4, 1, 3, seed=0, bandwidth_per_device_hz=2e6)  # same devices and links, other band
     sc = Scales(t0=1.0, sigma=float(8 * a.module_bytes.max()), band=a.edge_bandwidth_hz[a.device_edge], a=a.snr_hz)
-    ma = compiled(a, 40)
-    assert compiled(b, 40) is ma and ma.problem.is_dpp()
+    cache = ModelCache()
+    ma = compiled(a, 40, cache)
+    assert compiled(b, 40, cache) is ma and ma.problem.is_dpp()
+    assert (cache.builds, cache.hits) == (1, 1)
+    assert compiled(b, 50, cache) is not ma and cache.builds == 2  # more cut slots: rebuilt
+    assert compiled(a, 40) is not compiled(a, 40)
     assert least_share(a, sc).shape == (4,)
+
+
+def test_joint_keeps_its_models_in_the_callers_cache():
+    """Two rounds of one structure through `solve(..., cache=...)`: the second compiles nothing new."""
+    cache = ModelCache()
+    first = random_instance(8, 2, 4, seed=1)
+    plan = solve(first, "joint", enum_max=0, local_rounds=0, time_limit_s=120, cache=cache)
+    assert plan.status == "optimal" and cache.builds >= 1
+    built = cache.builds
+    second = random_instance(8, 2, 4, seed=1, bandwidth_per_device_hz=1.5e6)  # the next round: other numbers
+    plan = solve(second, "joint", enum_max=0, local_rounds=0, time_limit_s=120, cache=cache)
+    assert plan.status == "optimal" and cache.builds == built and cache.hits >= 1
+    with pytest.raises(ValueError, match="cache"):
+        solve(first, "joint", cache={})
 
 
 def test_joint_reports_status_and_gap():

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from lightning.fabric import Fabric
 
+import solvers
 from hffm.engine import DeviceJob, LocalConfig, Trainer, TrainResult, train_devices
 from hffm.federation import d2d
 from hffm.federation.aggregate import ModuleUpdate, Rule, aggregate_modules, make_rule
@@ -116,6 +117,7 @@ def run_federation(
         trainer = poisoned_trainer(trainer, attacking)  # data poisoning goes through the trainer seam
     defense: DefenseConfig = getattr(cfg, "defense", None) or DefenseConfig.off()
     solver, solver_options = cfg.solver.name, {**cfg.solver.options(), **cfg.solver.solve_options()}
+    model_cache = solvers.ModelCache()  # the solver's compiled models, kept across this run's rounds
     state = initial_state(world, policy)
     if fed.resume:
         payload = load_checkpoint(fed.resume)
@@ -136,7 +138,7 @@ def run_federation(
         channel = world.draw_channel(rng)
         net = edges_this_round(world, channel, faults, seed, t, policy)
         participants, stranded = net.keep(_draw_participants(rng, world.num_devices, fed.participation))
-        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options)
+        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options, model_cache)
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
         plan, fault = round_faults(world, net, plan, fed, faults, policy, seed, t, stranded, attacking)
         links = round_links(net.channel.topology, net.channel, fed, plan)

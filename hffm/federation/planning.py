@@ -54,6 +54,7 @@ def plan_round(
     policy: TierPolicy,
     solver: str,
     options: Mapping[str, float],
+    cache: solvers.ModelCache | None = None,
 ) -> Plan:
     """The round's plan for the D2D mode that will run.
 
@@ -62,11 +63,13 @@ def plan_round(
     bandwidth, and uplink power and CPU frequency when ``options`` make them decisions (``build_problem``).
     Then the mode completes the plan (``D2DMode.complete_plan``: in ``tree`` mode a default tree when the
     solver gave none; in group modes the band re-planned for the devices that really upload).
+    ``cache``: the run's ``solvers.ModelCache`` (one per run, passed every round), so rounds of the same structure
+    re-solve the solver's compiled model instead of compiling it again.
     """
     eligible = {d: eligible_modules(world, d) for d in participants}
     plan = Plan(eligible, {}, info={"solver_used": 0.0})
     if solver != "none" and policy.mode == Mode.hierarchical:
-        plan = _solve(world, channel, participants, eligible, cfg, solver, options)
+        plan = _solve(world, channel, participants, eligible, cfg, solver, options, cache)
     return mode_of(cfg.d2d).complete_plan(plan, _Round(world, channel, cfg, policy))
 
 
@@ -96,13 +99,16 @@ def _solve(
     cfg: FederationConfig,
     solver: str,
     options: Mapping[str, float],
+    cache: solvers.ModelCache | None = None,
 ) -> Plan:
     problem = build_problem(world, channel, participants, eligible, cfg,
                             **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
     takes = solvers.METHODS[solver].options_for(problem)  # the method's record says what it takes
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
-    opts: dict[str, float] = {"workers": 1} if "workers" in takes else {}
+    opts: dict[str, object] = {"workers": 1} if "workers" in takes else {}
     opts |= {k: options[k] for k in SOLVE_OPTIONS if k in options and k in takes}  # the method's own options
+    if cache is not None and "cache" in takes:
+        opts["cache"] = cache
     plan = solvers.solve(problem, method=solver, **opts)  # never raises: logs the cause and falls back
     names, parts = problem.module_names, list(participants)
     placement = {d: [names[m] for m in np.flatnonzero(plan.placement[k])] for k, d in enumerate(parts)}
