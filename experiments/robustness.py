@@ -1,6 +1,6 @@
 """Robustness study: aggregation rules x defenses x attacks at 0 / 20 / 30 % attackers, and a fault scenario.
 
-    .venv/bin/python experiments/robustness.py                 # docs/security.md's table (40 devices)
+    .venv/bin/python experiments/robustness.py                 # docs/faults-and-security.md's table (40 devices)
     .venv/bin/python experiments/robustness.py --rules mean --defenses robust,none   # a subset of the grid
     .venv/bin/python experiments/robustness.py --quick --out /tmp/rb   # a smoke run (4 devices, 1 round)
 

@@ -36,6 +36,17 @@ def within(plan: RoundPlan, gap: float) -> bool:
     return plan.lower_bound >= (1 - gap) * plan.objective
 
 
+def applies(problem: RoundProblem) -> bool:
+    """Whether the model can work on some part of the round (else the heuristics may take the whole time limit)."""
+    p = problem
+    if p.tree_aggregation or p.num_modules > MODEL_MAX_MODULES:
+        return False
+    if p.lam > 0:
+        return p.num_devices <= MODEL_MAX_DEVICES
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ import torch
 from conftest import tiny_config
 from lightning.fabric import Fabric
 
-from hffm.federation.fault_steps import round_faults
+from hffm.federation.fault_steps import round_deadline, round_faults
 from hffm.federation.faults import FaultsConfig, attackers
 from hffm.federation.loop import run_federation, tier_policy
 from hffm.federation.records import Plan
@@ -135,6 +136,48 @@ def test_the_deadline_cuts_exactly_who_the_ledger_says_is_late(world):
     assert set(outcome.faults.late) == late and metrics["faults/stragglers"] == len(late)
     assert sent_by(outcome) == set(plan.participants) - late
     assert {r.device for r in outcome.results} == set(plan.participants)  # the late ones trained (charged compute)
+
+
+def test_a_deadline_quantile_cuts_the_slowest_share_of_each_round(world):
+    # The same round as above, its deadline derived from its own arrivals: the quantile of the ledger's ends.
+    _, fixed = run(world, None, deadline_s=1e9)
+    assert not fixed[0][2].faults.late and fixed[0][0]["faults/deadline_s"] == 1e9
+    _, seen = run(world, None, rounds=2, deadline_quantile=0.5)
+    for metrics, plan, outcome in seen:
+        late = set(outcome.faults.late)
+        assert 0 < len(late) < len(plan.participants) and metrics["faults/stragglers"] == len(late)
+        assert sent_by(outcome) == set(plan.participants) - late
+        assert metrics["faults/deadline_s"] == outcome.faults.deadline_s
+    # at the median of round 0's arrivals, a fixed deadline cuts the same devices
+    _, same = run(world, None, deadline_s=seen[0][2].faults.deadline_s)
+    assert same[0][2].faults.late == seen[0][2].faults.late
+    _, everyone = run(world, None, deadline_quantile=1.0)
+    assert not everyone[0][2].faults.late
+
+
+def test_round_deadline_is_the_quantile_of_the_arrivals():
+    ends = {3: 1.0, 5: 4.0, 7: 2.0, 9: 3.0}
+    assert round_deadline(ends, 1.0) == 4.0 and round_deadline(ends, 0.5) == 2.5
+    assert round_deadline({}, 0.9) is None
+
+
+@pytest.mark.parametrize(("federation", "message"), [
+    ({"deadline_quantile": 0.0}, "federation.deadline_quantile=0.0: must be in (0, 1]"),
+    ({"deadline_quantile": 1.5}, "federation.deadline_quantile=1.5: must be in (0, 1]"),
+    ({"deadline_quantile": 0.9, "deadline_s": 2.0}, "are both set: keep one"),
+    ({"deadline_quantile": 0.9, "mode": "star", "e_agg": 1}, "deadline_quantile is set but mode=star"),
+])
+def test_a_bad_deadline_quantile_names_the_key(federation, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_config(**federation)
+
+
+def test_a_bad_deadline_quantile_is_refused_at_compose_time():
+    from hffm.config import compose
+    from hffm.config_checks import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape("federation.deadline_quantile=2.0: must be in (0, 1]")):
+        compose("federation.deadline_quantile=2.0")
 
 
 @pytest.mark.parametrize("attack", ["nan", "inf", "signflip"])

@@ -54,6 +54,10 @@ class FederationConfig:
     deadline_s: float | None = None
     """Round deadline (s): a device whose compute + upload would end later misses the round (it trains and is
     charged for that, but its update is not aggregated); None: no deadline. Hierarchical mode only."""
+    deadline_quantile: float | None = None
+    """Derive each round's deadline from the round itself: the time by which this share of the round's sending
+    devices' updates reach their edges on the ledger's timeline (0.9: the slowest 10 % miss the round; 1.0: none).
+    Instead of a guessed ``deadline_s`` (set one or the other); None: off. Hierarchical mode only."""
     policy: dict[str, str] = field(default_factory=default_places)
     """Module kind -> hierarchical | edge | personal."""
     d2d: str = "none"
@@ -144,6 +148,16 @@ class FederationConfig:
         if self.deadline_s is not None and self.mode != Mode.hierarchical:
             problems.append(f"federation.deadline_s is set but mode={self.mode.value}: deadlines are checked on the "
                             "hierarchical round's timeline; use mode=hierarchical or deadline_s=null")
+        if self.deadline_quantile is not None:
+            if not 0 < self.deadline_quantile <= 1:
+                problems.append(f"federation.deadline_quantile={self.deadline_quantile}: must be in (0, 1] (the share "
+                                "of a round's updates that arrive in time), or null")
+            if self.deadline_s is not None:
+                problems.append(f"federation.deadline_quantile={self.deadline_quantile} and federation.deadline_s="
+                                f"{self.deadline_s} are both set: keep one (the other null)")
+            if self.mode != Mode.hierarchical:
+                problems.append(f"federation.deadline_quantile is set but mode={self.mode.value}: deadlines are "
+                                "checked on the hierarchical round's timeline; use mode=hierarchical or null")
         if self.cons_rounds < 0:
             problems.append(f"federation.cons_rounds={self.cons_rounds}: must be >= 0")
         if self.max_batch_devices < 1:

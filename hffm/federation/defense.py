@@ -16,7 +16,7 @@ tier's last trusted median for the module (``DefenseMemory``, checkpointed with 
 median per-coordinate update size over all modules x sqrt(the module's size). The cloud runs the same function
 with the edges as holders. Measured, not assumed: the module's own last change (its trend across rounds) is a
 poor reference with our optimizer: honest Adam updates often point against the previous round's change (see
-docs/security.md).
+docs/faults-and-security.md).
 """
 
 from __future__ import annotations
@@ -25,12 +25,16 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
 from hffm.federation.screening import Rejection
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 MIN_HOLDERS = 3
 """With at least this many holders in the wave, its median (direction, norm) is trusted."""
@@ -38,7 +42,7 @@ MIN_HOLDERS = 3
 
 @dataclass
 class DefenseConfig:
-    """The ``defense`` config group (conf/defense/*.yaml): none, screen or robust (see docs/security.md).
+    """The ``defense`` config group (conf/defense/*.yaml): none, screen or robust (see docs/faults-and-security.md).
 
     Each option is a record of the fields below; the code reads the fields, never the name."""
 

@@ -5,7 +5,8 @@
    to the same edge) or skips the round.
 2. ``round_faults``: after the plan, the seeded draws (dropouts, stragglers, failed relays), the plan
    rewired around the devices that fail or moved (their relay clients upload directly), and the
-   deadline: who would finish after ``federation.deadline_s`` on the ledger's own timeline.
+   deadline: who would finish after ``federation.deadline_s`` (or the round's ``deadline_quantile`` of arrivals)
+   on the ledger's own timeline.
 3. ``send``: before screening, silent devices' updates vanish and attackers' are poisoned.
 
 What happened goes into the round's ``FaultRecord``; the ledger charges it from there.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -91,11 +92,23 @@ def round_faults(
     gone = drawn.dropped | drawn.failed_relays
     plan = _rewire(plan, gone | set(moved), net.topology, world.network.channel.edge_bandwidth_hz, gone)
     late: tuple[int, ...] = ()
-    if cfg.deadline_s is not None:
+    deadline = cfg.deadline_s
+    if cfg.deadline_s is not None or cfg.deadline_quantile is not None:
         ends = upload_ends(world, net.topology, net.channel, plan, cfg, policy, gone, drawn.slowdown)
-        late = tuple(sorted(d for d, end in ends.items() if end > cfg.deadline_s))
+        if cfg.deadline_quantile is not None:
+            deadline = round_deadline(ends, cfg.deadline_quantile)
+        if deadline is not None:
+            late = tuple(sorted(d for d, end in ends.items() if end > deadline))
     sending = set(plan.participants) - gone - set(late)
-    return plan, FaultRecord(drawn, moved, stranded, late, tuple(sorted(attackers & sending)))
+    return plan, FaultRecord(drawn, moved, stranded, late, tuple(sorted(attackers & sending)), deadline)
+
+
+def round_deadline(ends: Mapping[int, float], quantile: float) -> float | None:
+    """``federation.deadline_quantile``: the time (s into the round) by which ``quantile`` of the round's updates
+    arrive (``ends``: device -> its arrival on the ledger's timeline); None when nothing is sent."""
+    if not ends:
+        return None
+    return float(np.quantile(np.fromiter(ends.values(), dtype=float), quantile))
 
 
 def _rewire(plan: Plan, cut: Collection[int], topology: Topology, budget_hz: float,

@@ -119,6 +119,8 @@ class FaultRecord:
     """Devices whose upload would have ended after ``federation.deadline_s``: trained, not aggregated."""
     attackers: tuple[int, ...] = ()
     """Attackers whose poisoned updates were sent this round (the screen may still reject them)."""
+    deadline_s: float | None = None
+    """The round's deadline (s): ``federation.deadline_s``, or the one ``deadline_quantile`` derived; None: none."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "moved", _frozen_map({int(d): int(e) for d, e in self.moved.items()}))
@@ -131,7 +133,8 @@ class FaultRecord:
     def metrics(self) -> dict[str, float]:
         return self.drawn.metrics() | {
             "faults/stragglers": float(len(self.late)), "faults/reattached": float(len(self.moved)),
-            "faults/stranded": float(len(self.stranded)), "faults/attackers": float(len(self.attackers))}
+            "faults/stranded": float(len(self.stranded)), "faults/attackers": float(len(self.attackers))} | (
+            {"faults/deadline_s": self.deadline_s} if self.deadline_s is not None else {})
 
 
 @dataclass(frozen=True)
