@@ -190,7 +190,7 @@ class EdgeLP:
         through scipy's linprog (tests/test_solver_dispatch.py checks both give the same answers)."""
         usable = np.isfinite(c)
         cost, upper = np.where(usable, c, 0.0), usable.astype(float)
-        fast = _bare_highs() if self.backend != "scipy" else None
+        fast = bare_highs() if self.backend != "scipy" else None
         if fast is None:
             if self.backend == "highspy":
                 raise RuntimeError("backend='highspy': highspy._core._Highs is not available in this highspy")
@@ -235,7 +235,7 @@ BACKENDS = ("auto", "highspy", "scipy")
 """EdgeLP backends: auto (highspy's bare solver where it exists, else scipy), or one of them."""
 
 
-def _bare_highs() -> tuple[Any, Any] | None:
+def bare_highs() -> tuple[Any, Any] | None:
     """(the highspy module, its bare solver class) or None where this highspy has no `_core._Highs`."""
     try:
         import highspy

@@ -9,16 +9,28 @@ search (solvers/tradeoff.py) and the trees (solvers/tree.py) start from them.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth, min_bandwidth_one
+from solvers.clock import Clock
 from solvers.errors import CoverageError
 from solvers.evaluate import LN2, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.milp import milp_placement
 
 BIG = 1e30
+
+
+@dataclass
+class Repairs:
+    """The placement repairs of one solve: each memory-tight edge's MILP cover (`repair_edge`), solved once per
+    solve (its weights do not depend on the target latencies, so every later greedy cover reuses it) and within the
+    round's clock (solvers/clock.py)."""
+
+    clock: Clock = field(default_factory=Clock)
+    done: dict[int, np.ndarray] = field(default_factory=dict)  # edge -> its rows of x
 
 
 def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -30,9 +42,11 @@ def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> 
     return min_bandwidth(q, a)
 
 
-def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarray | None = None,
+                     repairs: Repairs | None = None) -> np.ndarray:
     """Minimal cover per (edge, module) by least marginal price per sample at target latencies t_dev [N]
-    (or, given weights [N, M], by least weight per sample: e.g. energy, see `energy_weights`)."""
+    (or, given weights [N, M], by least weight per sample: e.g. energy, see `energy_weights`). Edges where memory
+    blocks the greedy go to the repair MILP (`repairs`: the solve's clock and the repairs made so far)."""
     p = problem
     n, m = p.num_devices, p.num_modules
     x = np.zeros((n, m), dtype=bool)
@@ -83,8 +97,14 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarr
         tau[sel] += p.samples[sel] * p.module_cycles[k] / p.cpu_hz[sel]
         bits[sel] += 8 * p.module_bytes[k]
         mem[sel] += p.module_memory_bytes[k]
-    for e in sorted(repair):
-        repair_edge(p, x, e, demand[e])
+    repairs = Repairs() if repairs is None else repairs
+    todo = sorted(repair)
+    for k, e in enumerate(todo):
+        if e not in repairs.done:
+            pending = sum(1 for f in todo[k:] if f not in repairs.done)
+            repair_edge(p, x, e, demand[e], repairs.clock.milp_limit(pending))
+            repairs.done[e] = x[p.edge_devices(e)].copy()
+        x[p.edge_devices(e)] = repairs.done[e]
     return x
 
 
@@ -114,14 +134,15 @@ def energy_weights(problem: RoundProblem) -> np.ndarray:
             + 8.0 * p.module_bytes[None, :] * (p.tx_power_w * LN2 / p.snr_hz)[:, None])
 
 
-def repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray) -> None:
-    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP, then prune."""
+def repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray, time_limit_s: float) -> None:
+    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP (within time_limit_s), then
+    prune."""
     d = p.edge_devices(e)
     cnt = max(d.size, 1)
     rate = uplink_rate(p.edge_bandwidth_hz[e] / cnt, p.snr_hz[d])
     w = (p.samples[d, None] * p.module_cycles[None, :] / p.cpu_hz[d, None]
          + 8 * p.module_bytes[None, :] / rate[:, None]) / np.maximum(p.samples[d], 1e-12)[:, None]
-    xe = milp_placement(p, e, w)
+    xe = milp_placement(p, e, w, time_limit_s)
     if xe is None:
         raise CoverageError(f"coverage: edge {p.edge_ids[e]!r} cannot reach gamma={p.gamma:g} of the samples for "
                             "every module within the devices' memory")

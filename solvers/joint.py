@@ -24,11 +24,12 @@ import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.clock import HEURISTIC_ALONE, HEURISTIC_SHARE, Clock
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_limits
-from solvers.greedy import greedy_placement, greedy_relays
-from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, improve, within
+from solvers.greedy import Repairs, greedy_placement, greedy_relays
+from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, within
 from solvers.instance import RoundProblem
 from solvers.levels import choose_levels
 from solvers.local import local_search
@@ -70,8 +71,11 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     time_limit_s, gap: the round's model (solvers/model.py via solvers/improve.py) improves and certifies the
     heuristic plan until lower_bound >= (1 - gap) objective (status "optimal") or the round has run time_limit_s
     seconds (status "time_limit"); "not_proven" where the model does not apply and the heuristics' bound is looser.
-    The model needs `bound` (0 turns it off: time_limit_s=0). cache: a solvers.ModelCache the caller keeps across
-    rounds, so a round of the same structure re-solves the compiled model (None: compile each time).
+    The model needs `bound` (0 turns it off: time_limit_s=0). The heuristics get HEURISTIC_SHARE of time_limit_s
+    (HEURISTIC_ALONE where the model cannot work on the round: solvers/clock.py) and stop early when it is spent
+    (time_limit_s=0: unbounded, deterministic); time_budget_s, when given, bounds them further.
+    cache: a solvers.ModelCache the caller keeps across rounds, so a round of the same structure re-solves the
+    compiled model (None: compile each time).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
@@ -85,6 +89,8 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
                                 workers=workers)
     if problem.offers_levels:
         return _with_levels(problem, time_limit_s=time_limit_s, gap=gap, **opts)
+    share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
+    opts["clock"] = Clock.start(time_limit_s, t0).share(share).within(time_budget_s)
     if problem.has_power_frequency:
         plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
@@ -99,26 +105,29 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
 
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
-               time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
-    """The heuristic plan (today's joint solver): the model's incumbent."""
+               time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
+               clock: Clock) -> RoundPlan:
+    """The heuristic plan (today's joint solver): the model's incumbent, within `clock`."""
     resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                                     enum_max=enum_max, bound=bound, workers=workers)
+                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock)
     return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
                         local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                        enum_max=enum_max, bound=bound, workers=workers)
+                        enum_max=enum_max, bound=bound, workers=workers, clock=clock)
 
 
 def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
-                 time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None) -> RoundPlan:
-    """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band."""
+                 time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
+                 clock: Clock) -> RoundPlan:
+    """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band (the
+    heuristic steps stop early when `clock` runs out)."""
     n_workers = resolve_workers(problem, workers)
     t0 = time.perf_counter()
     p = problem
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
-                time_budget_s=time_budget_s, enum_max=enum_max)
+                                enum_max=enum_max, clock=clock)
     if p.lam == 0 and bandwidth != "cvxpy":  # the round separates by edge
         part = map_edges(p, latency_choice, 1 if time_budget_s is not None else n_workers, **opts)
         cost = evaluate(p, part.x, part.relay, part.bandwidth_hz)
@@ -127,10 +136,12 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
                          latency_s=cost.latency_s, energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                          status="solved", solve_seconds=time.perf_counter() - t0,
                          lower_bound=min(lower, cost.objective))
-    best_x, best_r, small = _choose(p, **opts)
+    repairs = Repairs(clock)
+    best_x, best_r, small = _choose(p, repairs=repairs, **opts)
     hint, exact_lb = None, 0.0
     if p.lam > 0:
-        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices)
+        best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices,
+                                                       repairs=repairs)
     status = "optimal"
     if bandwidth == "cvxpy":
         tl = round_timeline(p, best_x, best_r)
@@ -160,7 +171,7 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     """lambda = 0: the choices of every edge, their exact min-max band and latency (per edge separable: what
     solvers/parallel.py runs on chunks of edges)."""
     p = problem
-    x, relay, small = _choose(p, **opts)
+    x, relay, small = _choose(p, **opts, repairs=Repairs(opts["clock"]))
     up, idx = round_uploads(p, x, relay)
     t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
     b = np.zeros(p.num_devices)
@@ -168,11 +179,11 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
-def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int,
-            time_budget_s: float | None, enum_max: int) -> tuple[np.ndarray, np.ndarray, dict]:
+def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, enum_max: int,
+            clock: Clock, repairs: Repairs) -> tuple[np.ndarray, np.ndarray, dict]:
     """Placement and relays by prices (steps 1-3, `iterations` times), then enumeration of small edges and local
-    search on mid-size ones: (x, relay, the enumerated edges' candidates)."""
-    t0 = time.perf_counter()
+    search on mid-size ones: (x, relay, the enumerated edges' candidates). Once `clock` has run out, the steps left
+    are skipped (the first price step always runs: it makes the plan)."""
     n = p.num_devices
     # Start from the prices of the full placement at equal shares: every smaller placement is feasible there.
     full = p.eligible.copy()
@@ -187,7 +198,7 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     best_r = np.arange(n)
     for _ in range(iterations):
         t_dev = t_edge[p.device_edge]
-        x = greedy_placement(p, t_dev)
+        x = greedy_placement(p, t_dev, repairs=repairs)
         relays = (greedy_relays(p, x, t_dev), np.arange(n))
         for relay, t_new in zip(relays, _edge_latency(p, [(x, r) for r in relays]), strict=True):
             better = t_new < best_t
@@ -197,13 +208,13 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
                 best_r[rows] = relay[rows]
                 best_t = np.where(better, t_new, best_t)
         t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
-        if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
+        if clock.expired():
             break
-    small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}
+    small = small_edge_candidates(p, enum_max, clock=clock) if enum_max > 0 else {}
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
-    if local_rounds > 0:
+    if local_rounds > 0 and not clock.expired():
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
-                                      skip=frozenset(small))
+                                      skip=frozenset(small), clock=clock)
     return best_x, best_r, small
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
 from solvers.exact import minimal_covers
 from solvers.instance import RoundProblem
@@ -102,13 +103,18 @@ def neighbours(view: EdgeView, xe: np.ndarray, re: np.ndarray, compound: bool = 
 
 def local_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_devices: int = 16,
                  rounds: int = 40, compound_max_devices: int = 8, cover_max_devices: int = 12,
-                 max_covers: int = 400, skip: frozenset[int] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
-    """Improve every edge with at most max_devices devices (but `skip`); returns new (x, relay) (lambda-0 latency)."""
+                 max_covers: int = 400, skip: frozenset[int] = frozenset(),
+                 clock: Clock | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Improve every edge with at most max_devices devices (but `skip`); returns new (x, relay) (lambda-0 latency).
+    Stops where it is (every move so far kept) when `clock` runs out."""
+    clock = Clock() if clock is None else clock
     x, relay = x.copy(), relay.copy()
     sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
     for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
         if int(e) in skip:
             continue
+        if clock.expired():
+            break
         view = EdgeView.of(problem, int(e))
         d = view.dev
         local = {int(g): k for k, g in enumerate(d)}
@@ -122,6 +128,8 @@ def local_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_de
             if sum(len(c) for c in covers) > max_covers:
                 covers = None
         for _ in range(rounds):
+            if clock.expired():
+                break
             xa, ra = neighbours(view, xe, re, compound=view.n <= compound_max_devices, covers=covers)
             if len(xa) == 0:
                 break

@@ -14,20 +14,25 @@ from __future__ import annotations
 import numpy as np
 
 from solvers.candidates import EdgeCandidates, select_exact
+from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
 from solvers.energy import best_deadline, plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
-from solvers.greedy import energy_weights, greedy_placement, greedy_relays
+from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_relays
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
 
-def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int = 8) -> dict[int, EdgeCandidates]:
-    """Every edge with at most max_devices devices and enum_max choices: all its undominated choices."""
+def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int = 8,
+                          clock: Clock | None = None) -> dict[int, EdgeCandidates]:
+    """Every edge with at most max_devices devices and enum_max choices: all its undominated choices (the edges
+    reached before `clock` runs out; the others keep the heuristics' choice)."""
     out = {}
     sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
     for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
+        if clock is not None and clock.expired():
+            break
         view = EdgeView.of(problem, int(e))
         try:
             c = edge_candidates(view, enum_max)
@@ -68,16 +73,19 @@ def _local(view: EdgeView, x: np.ndarray, relay: np.ndarray, covers: list | None
 
 
 def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small: dict[int, EdgeCandidates],
-                  local_max_devices: int = 16, rounds: int = 30) -> tuple[np.ndarray, np.ndarray, float, float]:
+                  local_max_devices: int = 16, rounds: int = 30,
+                  repairs: Repairs | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
-    optimum when every edge was enumerated, else 0)."""
+    optimum when every edge was enumerated, else 0). Stops after the round in which `repairs.clock` runs out."""
     p = problem
+    repairs = Repairs() if repairs is None else repairs
+    clock = repairs.clock
     x, relay = x.copy(), relay.copy()
     views: list[EdgeView] = []
     cands: list[EdgeCandidates] = []
     covers: list[list[list[tuple[int, ...]]] | None] = []  # per view: minimal covers per module (None: too many)
     try:
-        x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p))
+        x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p), repairs=repairs)
     except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
         x_energy = x.copy()
     _, t_now = _objective(p, x, relay)
@@ -98,7 +106,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                    for k in range(p.num_modules)]
             cov = cov if sum(len(c) for c in cov) <= 400 else None
         covers.append(cov)
-        if view.n <= local_max_devices:
+        if view.n <= local_max_devices and not clock.expired():
             cands.append(_local(view, x, relay, cov))
         else:  # its lambda-0 choice, and the least-energy cover without and with greedy relays
             d = view.dev
@@ -138,6 +146,8 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         if not val < cur * (1 - 1e-12):
             break
         x, relay, cur, t_ref, choice = x2, r2, val, t2, new
+        if clock.expired():
+            break
         for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
             if v.edge not in small and v.n <= local_max_devices:
                 cands[k] = _local(v, x, relay, covers[k])

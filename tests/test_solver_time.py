@@ -1,0 +1,98 @@
+"""The round's clock (solvers/clock.py): every heuristic and the placement-repair MILP of `joint` keep to
+`time_limit_s`; 0 is unbounded and deterministic."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+
+from solvers import check_plan, random_instance, solve
+from solvers.clock import MILP_CAP_S, MILP_FLOOR_S, Clock
+from solvers.greedy import Repairs, greedy_placement
+from solvers.milp import milp_placement
+
+
+def test_clock_zero_is_unbounded() -> None:
+    c = Clock.start(0)
+    assert not c.bounded and not c.expired() and c.left() == math.inf
+    assert c.share(0.5) == c and c.within(None) == c
+    assert c.milp_limit() == MILP_CAP_S
+    assert c.within(10.0).bounded
+
+
+def test_clock_share_floor_and_cap() -> None:
+    now = time.perf_counter()
+    c = Clock.start(10.0, now)
+    assert c.end == now + 10.0
+    assert 4.0 < c.share(0.5).left() <= 5.0
+    assert c.within(1.0).left() <= 1.0
+    assert c.milp_limit() == MILP_CAP_S  # capped
+    assert 2.0 < c.milp_limit(pending=4) <= 2.5  # an equal part for each MILP still to run
+    past = Clock(now - 1.0)
+    assert past.expired() and past.left() == 0.0
+    assert past.milp_limit() == MILP_FLOOR_S  # a repair still gets the floor: without a cover there is no plan
+
+
+def _tight() -> object:
+    return random_instance(200, 2, 6, 0, memory_fraction=(0.5, 0.7))
+
+
+def test_repairs_solved_once_per_edge() -> None:
+    """The repair's weights do not depend on the target latencies: a second greedy cover reuses each edge's MILP."""
+    p = _tight()
+    r = Repairs(Clock.start(2.0))
+    x1 = greedy_placement(p, np.full(p.num_devices, np.inf), repairs=r)
+    assert r.done  # memory blocked the greedy: the MILP placed some edge
+    kept = {e: v.copy() for e, v in r.done.items()}
+    t0 = time.perf_counter()
+    x2 = greedy_placement(p, np.full(p.num_devices, 1.0), repairs=r)
+    assert time.perf_counter() - t0 < 1.0  # no MILP ran again
+    for e, v in kept.items():
+        d = p.edge_devices(e)
+        assert np.array_equal(x1[d], v) and np.array_equal(x2[d], v)
+
+
+def test_memory_tight_round_keeps_its_time_limit() -> None:
+    """Two 100-device memory-tight edges: unbounded, each repair MILP ran to its 5 s cap (10 s for the round);
+    with time_limit_s=0.5 the whole round, repairs included, ends near the limit with a feasible plan."""
+    p = _tight()
+    limit = 0.5
+    t0 = time.perf_counter()
+    plan = solve(p, "joint", time_limit_s=limit)
+    wall = time.perf_counter() - t0
+    assert not plan.fallback and check_plan(p, plan) == []
+    assert wall < limit + 2 * MILP_FLOOR_S + 1.5  # the floor of two repairs, and slack for a loaded machine
+    assert plan.lower_bound <= plan.objective
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5])
+def test_memory_tight_lambda_keeps_limit(lam: float) -> None:
+    p = random_instance(200, 2, 6, 1, lam=lam, memory_fraction=(0.5, 0.7))
+    t0 = time.perf_counter()
+    plan = solve(p, "joint", time_limit_s=1.0)
+    assert time.perf_counter() - t0 < 1.0 + 2 * MILP_FLOOR_S + 2.0
+    assert not plan.fallback and check_plan(p, plan) == []
+
+
+def test_unbounded_is_deterministic() -> None:
+    p = random_instance(40, 4, 5, 3, memory_fraction=(0.5, 0.7))
+    a, b = solve(p, "joint", time_limit_s=0), solve(p, "joint", time_limit_s=0)
+    assert np.array_equal(a.placement, b.placement) and np.array_equal(a.relay, b.relay)
+    assert a.objective == b.objective and a.lower_bound == b.lower_bound
+
+
+def test_repair_backends_agree() -> None:
+    """The MILP through highspy's bare solver and through cvxpy: both covers feasible, costs within the gap."""
+    p = random_instance(24, 2, 5, 2, memory_fraction=(0.5, 0.7))
+    rng = np.random.default_rng(0)
+    for e in range(p.num_edges):
+        d = p.edge_devices(e)
+        w = rng.uniform(0.1, 1.0, (d.size, p.num_modules))
+        xa = milp_placement(p, e, w, backend="auto")
+        xb = milp_placement(p, e, w, backend="cvxpy")
+        assert (xa is None) == (xb is None)
+        if xa is not None:
+            assert abs((w * xa).sum() - (w * xb).sum()) <= 0.02 * (w * xb).sum()
