@@ -20,3 +20,23 @@ def lazy_getattr(package: str, table: Mapping[str, tuple[str, str]], namespace: 
         return value
 
     return __getattr__
+
+
+class LazyModule:
+    """A module imported on its first attribute access.
+
+    The config's registries (aggregation rules, codecs, optimizers, attacks) live beside the functions that use torch;
+    binding ``torch = LazyModule("torch")`` there lets a config be composed and checked without torch's second-long
+    import. After the first access the module's namespace is copied in, so later lookups cost a dict hit.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.__dict__["_lazy_name"] = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module = importlib.import_module(self.__dict__["_lazy_name"])
+        self.__dict__.update(vars(module))
+        return getattr(module, attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy module {self.__dict__['_lazy_name']!r}>"

@@ -8,9 +8,11 @@ describing itself with them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
+
 
 ModalityKind = Literal["image", "text", "signal"]
 TaskKind = Literal["classification", "regression"]
@@ -18,7 +20,7 @@ KINDS = ("encoder", "prompt", "expert", "adapter", "head")
 """The federated module kinds; a module is named ``<kind>/<key>``."""
 CONTAINER = {"encoder": "encoders", "prompt": "prompts", "expert": "experts", "adapter": "adapters", "head": "heads"}
 """Where a model or bank keeps each kind: module ``<kind>/<key>`` is ``getattr(model, CONTAINER[kind])[key]``."""
-StateDict = dict[str, Tensor]
+StateDict: TypeAlias = "dict[str, Tensor]"
 """One module's tensors by key."""
 ModuleStates = dict[str, StateDict]
 """Module name -> its state: what a device trains, an edge aggregates, a checkpoint holds."""

@@ -33,7 +33,8 @@ from solvers.joint import joint_solve
 from solvers.model_cache import check_cache
 from solvers.parallel import resolve_workers
 from solvers.plan import RoundPlan
-from solvers.tree import tree_exact, tree_joint
+from solvers.tree import tree_exact
+from solvers.tree_improve import tree_joint
 from solvers.tree_rules import tree_equal_plan, tree_greedy_plan, tree_random_plan, tree_rule_plan
 
 log = logging.getLogger("solvers")
@@ -85,7 +86,8 @@ _JOINT = frozenset({"iterations", "local_max_devices", "local_rounds", "bandwidt
                     "bound", "workers", "time_limit_s", "gap", "cache"})
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("joint", joint_solve, _JOINT, tree=tree_joint, tree_options=frozenset({"enum_max", "workers"}),
+    Method("joint", joint_solve, _JOINT, tree=tree_joint,
+           tree_options=frozenset({"enum_max", "workers", "time_limit_s", "gap"}),
            power_frequency=True),
     Method("greedy", greedy_plan, frozenset(), tree=tree_greedy_plan),
     Method("equal", equal_plan, frozenset(), tree=tree_equal_plan),

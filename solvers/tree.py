@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -240,13 +241,6 @@ def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int
     return [int(k[i]) for k, i in zip(fronts, pick, strict=True)]
 
 
-def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None) -> RoundPlan:
-    """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
-    local search. `workers` is accepted for a uniform call with the one-hop joint solver and checked there; the trees
-    are planned in one process (the plan is the same for any value)."""
-    return tree_solve(problem, exact=False, enum_max=enum_max)
-
-
 def tree_exact(problem: RoundProblem, enum_max: int = 200_000) -> RoundPlan:
     """Proven-optimal trees by enumeration; raises TooLargeError on an edge beyond enum_max choices."""
     return tree_solve(problem, exact=True, enum_max=enum_max)
@@ -254,12 +248,27 @@ def tree_exact(problem: RoundProblem, enum_max: int = 200_000) -> RoundPlan:
 
 def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> RoundPlan:
     """Placement, tree and root per edge (exact=True: proven optimal by enumeration, small instances only)."""
+    return tree_search(problem, exact, enum_max)[0]
+
+
+@dataclass(frozen=True)
+class TreeEdges:
+    """What the search knows per (non-empty) edge: for the model (solvers/tree_improve.py) to go on from."""
+
+    views: list[EdgeView]
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    """(finish, energy) pairs bounding every tree plan of the edge: its exact candidates or per-root bounds."""
+    enumerated: list[bool]
+
+
+def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> tuple[RoundPlan, TreeEdges]:
+    """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it."""
     t0 = time.perf_counter()
     p = problem
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
     views = [v for v in views if v.n > 0]
     greedy = greedy_placement(p, np.full(p.num_devices, np.inf))
-    cands, bounds = [], []
+    cands, bounds, flags = [], [], []
     for v in views:
         trees = all_trees(v.rate, capacity=p.relay_capacity) if v.n <= 7 else None
         if trees is not None and len(trees) == 0:
@@ -285,6 +294,7 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
         f, e = tree_cost(v, xs, ps)
         cands.append((v, xs, ps, f, e))
         bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
+        flags.append(enumerated)
     pick = _choose([c[3] for c in cands], [c[4] for c in cands], p.lam)
     x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
     parent = np.arange(p.num_devices)
@@ -296,10 +306,11 @@ def tree_solve(problem: RoundProblem, exact: bool = False, enum_max: int = 200_0
     t = max(float(c[3][j]) for c, j in zip(cands, pick, strict=True))
     en = sum(float(c[4][j]) for c, j in zip(cands, pick, strict=True))
     lower = threshold_value([f for f, _ in bounds], [e for _, e in bounds], p.lam)
+    known = TreeEdges(views, bounds, flags)
     return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
                      solver="exact" if exact else "joint", status="optimal" if exact else "solved",
                      solve_seconds=time.perf_counter() - t0, parent=parent,
-                     lower_bound=min(lower, t + p.lam * en))
+                     lower_bound=min(lower, t + p.lam * en)), known
 
 
 def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: int = 30,

@@ -45,12 +45,31 @@ def test_help_answers_without_importing_torch():
 
 @pytest.mark.slow
 def test_a_config_error_and_import_hffm_skip_what_a_start_does_not_need():
-    out = _python(f"import sys; sys.argv = ['hffm-train', 'federation.roundz=3']\n"
-                  "from hffm.cli.train import main\n"
-                  "try:\n    main()\nexcept SystemExit as e:\n    print('EXIT', e.code)\n"
+    """Torch alone takes over a second to import: the config, its registries' names and checks must not need it."""
+    errors = ["federation.roundz=3", "federation.rounds=-3", "federation.rule=meen", "federation.optimizer=adamx",
+              "federation.compression=int9"]
+    out = _python("import sys\nfrom hffm.cli.train import main\n"
+                  f"for arg in {errors!r}:\n"
+                  "    sys.argv = ['hffm-train', arg]\n"
+                  "    try:\n        main()\n    except SystemExit as e:\n        print('EXIT', e.code)\n"
                   "import hffm, hffm.config; hffm.compose('experiment=hffm_d2d')\n"
-                  f"print('IMPORTED', sorted(m for m in {HEAVY!r} if m in sys.modules))")
-    assert "EXIT 1" in out and "IMPORTED []" in out, out
+                  f"print('IMPORTED', sorted(m for m in {HEAVY + ('torch',)!r} if m in sys.modules))")
+    assert out.count("EXIT 1") == len(errors) and "IMPORTED []" in out, out
+
+
+def test_the_registries_built_without_torch_match_torch():
+    """Codecs and optimizers are registered by name so the config needs no torch; the names must be real."""
+    import torch
+
+    from hffm.federation.compression import CODECS
+    from hffm.modules.optim import OPTIMIZERS
+
+    for name, dtype in (("none", torch.float32), ("fp16", torch.float16), ("bf16", torch.bfloat16)):
+        assert CODECS[name].wire_bytes((3, 5), None) == 15 * torch.empty((), dtype=dtype).element_size()
+        sent = CODECS[name].encode(torch.ones(3, 5), None)
+        assert sent["v"].dtype == dtype
+    for record in OPTIMIZERS.values():
+        assert issubclass(getattr(torch.optim, record.torch_class), torch.optim.Optimizer)
 
 
 def test_the_lazy_package_names_resolve_to_the_real_objects():

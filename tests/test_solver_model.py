@@ -89,11 +89,11 @@ def test_compiled_model_is_reused_across_rounds():
 def test_joint_keeps_its_models_in_the_callers_cache():
     """Two rounds of one structure through `solve(..., cache=...)`: the second compiles nothing new."""
     cache = ModelCache()
-    first = random_instance(8, 2, 4, seed=1)
+    first = random_instance(6, 2, 4, seed=1, lam=0.5)  # lambda > 0: the whole round's compiled model
     plan = solve(first, "joint", enum_max=0, local_rounds=0, time_limit_s=120, cache=cache)
     assert plan.status == "optimal" and cache.builds >= 1
     built = cache.builds
-    second = random_instance(8, 2, 4, seed=1, bandwidth_per_device_hz=1.5e6)  # the next round: other numbers
+    second = random_instance(6, 2, 4, seed=1, lam=0.5, bandwidth_per_device_hz=1.5e6)  # the next round
     plan = solve(second, "joint", enum_max=0, local_rounds=0, time_limit_s=120, cache=cache)
     assert plan.status == "optimal" and cache.builds == built and cache.hits >= 1
     with pytest.raises(ValueError, match="cache"):

@@ -14,15 +14,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from hffm.data.dataset import M3TDataset
 from hffm.data.radio import MODULATION_NAMES, synth_iq
 from hffm.data.render import COLOR_NAMES, OBJECT_NAMES, render_images
 from hffm.data.text import MIN_TEXT_LEN, build_vocab, make_captions
+from hffm.lazy import LazyModule
 from hffm.spec import ModalitySpec, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 TASK_MODALITIES: dict[str, tuple[str, ...]] = {
     "object": ("image", "text"),
@@ -130,6 +137,7 @@ class BenchmarkConfig:
 
 def make_benchmark(cfg: BenchmarkConfig, seed: int) -> M3TDataset:
     """Generate the benchmark: same ``cfg`` and ``seed`` give identical tensors."""
+    from hffm.data.dataset import M3TDataset  # torch's Dataset: only when one is made
     if not isinstance(cfg, BenchmarkConfig):
         raise TypeError(f"cfg must be a BenchmarkConfig, got {type(cfg).__name__}")
     latent_rng, image_rng, text_rng, iq_rng, miss_rng = (

@@ -17,13 +17,20 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from hffm.data.dataset import M3TDataset
 from hffm.data.extra import package_dir
+from hffm.lazy import LazyModule
 from hffm.spec import MISSING_LABEL, ModalitySpec, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 ANSWERS = {
     "shape": ("circle", "rectangle", "triangle"),
@@ -88,6 +95,7 @@ def _images(root: Path, split: str, ids: np.ndarray, size: int) -> dict[int, np.
 
 def _dataset(root: Path, split: str, rows: list[tuple[str, str, int]], vocab: list[str], cfg: EasyVQAConfig
              ) -> M3TDataset:
+    from hffm.data.dataset import M3TDataset  # torch's Dataset: only when one is made
     ids = np.array([r[2] for r in rows])
     images = _images(root, split, ids, cfg.image_size)
     wid = {w: i for i, w in enumerate(vocab)}

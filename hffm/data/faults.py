@@ -14,12 +14,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from hffm.data.dataset import M3TDataset
+from hffm.lazy import LazyModule
 from hffm.spec import MISSING_LABEL
+
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class DataFaults:
 
 
 def _faulty(data: M3TDataset, faults: DataFaults, rng: np.random.Generator) -> M3TDataset:
+    from hffm.data.dataset import M3TDataset  # torch's Dataset: only when one is made
     n = len(data)
     inputs, present, targets = dict(data.inputs), dict(data.present), dict(data.targets)
     if faults.missing_modality and data.modality_names:

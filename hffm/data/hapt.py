@@ -18,15 +18,21 @@ import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from hffm.data.dataset import M3TDataset
 from hffm.data.extra import package_file
 from hffm.data.safe_pickle import Inert, SafePickleError, array_of, inert_load
+from hffm.lazy import LazyModule
 from hffm.spec import MISSING_LABEL, ModalitySpec, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 ACTIVITIES = ("walking", "walking_upstairs", "walking_downstairs", "sitting", "standing", "laying")
 TRANSITIONS = ("none", "stand_to_sit", "sit_to_stand", "sit_to_lie", "lie_to_sit", "stand_to_lie", "lie_to_stand")
@@ -161,6 +167,7 @@ def task_specs() -> list[TaskSpec]:
 
 def _assemble(pieces: Sequence[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]], cfg: HaptConfig,
               mean: dict[str, np.ndarray], std: dict[str, np.ndarray]) -> M3TDataset:
+    from hffm.data.dataset import M3TDataset  # torch's Dataset: only when one is made
     inputs = {m: torch.from_numpy((np.concatenate([p[0][m] for p in pieces]) - mean[m]) / std[m]).float()
               for m in CHANNELS}
     n = int(next(iter(inputs.values())).shape[0])

@@ -12,11 +12,18 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from hffm.data.dataset import M3TDataset, split_indices
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 GROUPS = ("inputs", "present", "targets", "extras")
 
@@ -290,6 +297,7 @@ def device_splits(
     seed + part.device)``, gathered with one copy per tensor for all devices and sliced per device (the
     devices' datasets are views of those copies). 10,000 devices then cost a few large copies instead of
     30,000 small datasets; each device still holds only its modalities and tasks."""
+    from hffm.data.dataset import M3TDataset, split_indices  # torch's Dataset: only when one is made
     pieces: list[tuple[DevicePartition, np.ndarray]] = []  # device 0 train, device 0 test, device 1 train, ...
     for part in parts:
         if part.num_samples < 2:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from hffm.data.benchmark import make_benchmark
-from hffm.data.dataset import M3TDataset
+
+if TYPE_CHECKING:
+    from hffm.data.dataset import M3TDataset
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from lightning.fabric import Fabric
 
-from hffm.data.benchmark import M3TDataset
+from hffm.data.dataset import M3TDataset
 from hffm.engine.jobs import DeviceJob, LocalConfig, TrainResult
 from hffm.modules.bank import ModuleBank
 from hffm.modules.lightning import M3TLightningModule

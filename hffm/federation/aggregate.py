@@ -16,14 +16,19 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, TypeAlias
 
-import torch
-from torch import Tensor
-
+from hffm.lazy import LazyModule
 from hffm.spec import ModuleStates, StateDict
 
-Results = Sequence[tuple[Mapping[str, Tensor], float]]
-Rule = Callable[[Results, Mapping[str, Tensor] | None], StateDict]
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = LazyModule("torch")
+
+Results: TypeAlias = "Sequence[tuple[Mapping[str, Tensor], float]]"
+Rule: TypeAlias = "Callable[[Results, Mapping[str, Tensor] | None], StateDict]"
 
 
 def _check(results: Results) -> None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
-import torch
+from hffm.lazy import LazyModule
 
-from hffm.data.dataset import M3TDataset
+if TYPE_CHECKING:
+    import torch
+
+    from hffm.data.dataset import M3TDataset
+else:
+    torch = LazyModule("torch")
 
 if TYPE_CHECKING:
     from lightning.fabric import Fabric
@@ -24,8 +29,8 @@ if TYPE_CHECKING:
     from hffm.engine.jobs import LocalConfig, Trainer, TrainResult
     from hffm.modules.bank import ModuleBank
 
-Delta = dict[str, torch.Tensor]
-Send = Callable[[Delta, Sequence[Delta], float, torch.Generator | None], Delta | float]
+Delta: TypeAlias = "dict[str, torch.Tensor]"
+Send: TypeAlias = "Callable[[Delta, Sequence[Delta], float, torch.Generator | None], Delta | float]"
 """(own delta, honest deltas, strength, generator) -> the delta sent, or a float to fill every value with."""
 
 
@@ -115,6 +120,7 @@ def attack_state(
 
 def flip_labels(data: M3TDataset) -> M3TDataset:
     """The same samples with every classification label c of C classes replaced by C - 1 - c."""
+    from hffm.data.dataset import M3TDataset  # torch's Dataset: only when one is made
     targets = dict(data.targets)
     for task in data.tasks:
         if task.kind == "classification" and task.num_classes:

@@ -17,14 +17,19 @@ import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, TypeAlias
 
 from hffm.federation.aggregate import ModuleUpdate
+from hffm.lazy import LazyModule
 from hffm.spec import KINDS, ModuleStates, StateDict
 
-Payload = dict[str, Tensor]
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = LazyModule("torch")
+
+Payload: TypeAlias = "dict[str, Tensor]"
 """What goes on the wire for one tensor (values, indices, scales, factors)."""
 Shape = tuple[int, ...]
 AUTO = "auto"
@@ -59,11 +64,12 @@ def _numel(shape: Shape) -> int:
 
 
 # ---- fp32 / fp16 / bf16 -------------------------------------------------------------------------------------
-def _cast(dtype: torch.dtype) -> tuple[Callable[[Tensor, CodecOptions], Payload],
-                                       Callable[[Payload, Shape, CodecOptions], Tensor],
-                                       Callable[[Shape, CodecOptions], int]]:
-    size = torch.empty((), dtype=dtype).element_size()
-    return (lambda d, o: {"v": d.to(dtype)}, lambda p, s, o: p["v"].to(torch.float32),
+def _cast(dtype: str, size: int) -> tuple[Callable[[Tensor, CodecOptions], Payload],
+                                        Callable[[Payload, Shape, CodecOptions], Tensor],
+                                        Callable[[Shape, CodecOptions], int]]:
+    """A plain cast to ``torch.<dtype>`` (named, so the registry is built without importing torch), ``size``
+    bytes an element."""
+    return (lambda d, o: {"v": d.to(getattr(torch, dtype))}, lambda p, s, o: p["v"].to(torch.float32),
             lambda s, o: size * _numel(s))
 
 
@@ -137,9 +143,9 @@ def _lowrank_bytes(shape: Shape, o: CodecOptions) -> int:
 
 
 CODECS: dict[str, Codec] = {
-    "none": Codec("none", *_cast(torch.float32), lossless=True),
-    "fp16": Codec("fp16", *_cast(torch.float16)),
-    "bf16": Codec("bf16", *_cast(torch.bfloat16)),
+    "none": Codec("none", *_cast("float32", 4), lossless=True),
+    "fp16": Codec("fp16", *_cast("float16", 2)),
+    "bf16": Codec("bf16", *_cast("bfloat16", 2)),
     "int8": Codec("int8", lambda d, o: _int8_encode(d, False), lambda p, s, o: _int8_decode(p, s),
                   lambda s, o: _int8_bytes(s, False)),
     "int8_channel": Codec("int8_channel", lambda d, o: _int8_encode(d, True), lambda p, s, o: _int8_decode(p, s),

@@ -25,12 +25,16 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
 from hffm.federation.screening import Rejection
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 MIN_HOLDERS = 3
 """With at least this many holders in the wave, its median (direction, norm) is trusted."""

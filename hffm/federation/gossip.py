@@ -9,11 +9,17 @@ connected component, without any node seeing more than its neighbours.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from hffm.federation.aggregate import StateDict
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 
 def metropolis_weights(adjacency: np.ndarray) -> np.ndarray:

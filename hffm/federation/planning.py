@@ -11,6 +11,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,11 +30,13 @@ from hffm.federation.traffic import (
     samples_per_round,
     traffic_of,
 )
-from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.config import NetworkConfig
 from hffm.network.ledger import uplink_queue
 from solvers.bandwidth import minmax_bandwidth
+
+if TYPE_CHECKING:
+    from hffm.federation.world import World
 
 SOLVE_OPTIONS = ("time_limit_s", "gap")
 """Solver options (``SolverConfig.solve_options``) that go to ``solvers.solve``, not to the problem."""

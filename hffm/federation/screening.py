@@ -13,11 +13,15 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
-
-import torch
+from typing import TYPE_CHECKING, NamedTuple
 
 from hffm.federation.aggregate import MIN_ROBUST_HOLDERS, ROBUST_RULES, ModuleUpdate, StateDict, update_norm
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
 
 log = logging.getLogger(__name__)
 

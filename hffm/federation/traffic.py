@@ -7,6 +7,7 @@ build it here, so the solver's prediction and the ledger's charge count the same
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -15,11 +16,13 @@ from hffm.federation.config import FederationConfig
 from hffm.federation.d2d import Links
 from hffm.federation.policy import TierPolicy
 from hffm.federation.records import Plan, Route, Transfer
-from hffm.federation.world import World
 from hffm.network.channel import ChannelState
 from hffm.network.ledger import D2DTransfer, DeviceUpload, Traffic
 from hffm.network.topology import Topology
 from hffm.spec import rows_trained
+
+if TYPE_CHECKING:
+    from hffm.federation.world import World
 
 
 def eligible_modules(world: World, device: int) -> list[str]:

@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-import torch
-from torch import Tensor
+from hffm.lazy import LazyModule
 
-Expand = Callable[[Tensor], Tensor]
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+else:
+    torch = LazyModule("torch")
+
+Expand: TypeAlias = "Callable[[Tensor], Tensor]"
 """Maps a per-slice value [devices, tensors] (float64) to the flat buffer's shape and dtype."""
 
-StackedUpdate = Callable[[Tensor, Tensor, dict[str, Tensor], Tensor, Expand, float, float, Mapping[str, Any]],
-                         tuple[Tensor, dict[str, Tensor]]]
+StackedUpdate: TypeAlias = (
+    "Callable[[Tensor, Tensor, dict[str, Tensor], Tensor, Expand, float, float, Mapping[str, Any]],"
+    " tuple[Tensor, dict[str, Tensor]]]")
 """``update(param, grad, state, count, expand, lr, weight_decay, options) -> (new param, new state)`` for every
 element; ``count`` [devices, tensors]: steps each slice has taken (the caller keeps the inactive slices' old
 values)."""
@@ -67,7 +73,8 @@ def _sgd(param: Tensor, grad: Tensor, state: dict[str, Tensor], count: Tensor, e
 class OptimizerRecord:
     """One local optimizer: its torch class and options (besides lr and weight decay), and the stacked update."""
 
-    torch_class: Callable[..., torch.optim.Optimizer]
+    torch_class: str
+    """The class's name in ``torch.optim`` (a name, so the registry is built without importing torch)."""
     options: Mapping[str, Any]
     state: tuple[str, ...]
     """Per-element state buffers ``update`` reads and returns."""
@@ -75,15 +82,15 @@ class OptimizerRecord:
 
     def make(self, params: Iterable[Tensor], lr: float, weight_decay: float) -> torch.optim.Optimizer:
         """The torch optimizer of one device's parameters."""
-        return self.torch_class(params, lr=lr, weight_decay=weight_decay, **self.options)
+        return getattr(torch.optim, self.torch_class)(params, lr=lr, weight_decay=weight_decay, **self.options)
 
 
 _ADAM = {"betas": (0.9, 0.999), "eps": 1e-8}
 
 OPTIMIZERS: dict[str, OptimizerRecord] = {
-    "adamw": OptimizerRecord(torch.optim.AdamW, _ADAM, ("exp_avg", "exp_avg_sq"), _adam(decoupled=True)),
-    "adam": OptimizerRecord(torch.optim.Adam, _ADAM, ("exp_avg", "exp_avg_sq"), _adam(decoupled=False)),
-    "sgd": OptimizerRecord(torch.optim.SGD, {"momentum": 0.9, "dampening": 0.0}, ("momentum_buffer",), _sgd),
+    "adamw": OptimizerRecord("AdamW", _ADAM, ("exp_avg", "exp_avg_sq"), _adam(decoupled=True)),
+    "adam": OptimizerRecord("Adam", _ADAM, ("exp_avg", "exp_avg_sq"), _adam(decoupled=False)),
+    "sgd": OptimizerRecord("SGD", {"momentum": 0.9, "dampening": 0.0}, ("momentum_buffer",), _sgd),
 }
 """Local optimizer by name (``federation.optimizer``)."""
 

@@ -1,0 +1,394 @@
+"""lambda = 0, one edge: the latency model at a trial latency T, a column MILP with no bits x 1/R products.
+
+At a fixed T every uploader j that starts at S_j needs the band h_j(T) = R_j^-1(U_j / (T - S_j)), so "latency <= T"
+is "sum_j h_j(T) <= B_e". A column is one device's module subset and its route (direct, or via a D2D neighbour);
+its ready time (compute, plus the D2D hop) and payload are known, so its band at T is a number:
+  direct: R_i^-1(P / (T - tau_i(S)))  (exact when nobody relays through i);
+  via j:  R_j^-1(P / (T - tau_i(S) - P / r_ij))  (a lower bound on its share of j's upload: R^-1 is convex with
+          R^-1(0) = 0, so superadditive, and j starts no earlier than any part arrives).
+The MILP picks at most one column per device: coverage per module, one hop (a relay does not relay), relay
+capacity, and minimizes the summed band (in units of B_e). Its optimum (or HiGHS's dual bound) above 1 proves that
+no plan finishes by T: T is a lower bound. Below 1, its columns are a plan; where relays make the sum an
+under-estimate, the group's exact band is added back lazily (a cut on that combination of columns), so a plan the
+MILP accepts is one that really finishes by T.
+
+`search_latency` tests T = (1 - gap / 2) x the incumbent's latency: infeasible certifies the incumbent, feasible
+gives a plan at least that much faster, which becomes the incumbent; repeat until proven or out of time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.instance import RoundProblem
+
+TRIAL = 0.9
+"""The search tests T = (1 - TRIAL x gap) x the incumbent's latency: far enough below it that the MILP's proof is
+easy, close enough that a proof certifies the gap."""
+
+
+PAIRS_UPFRONT = True
+"""Pair cuts on every D2D link from the first MILP (else only on the links of groups found under-estimated)."""
+PAIR_MIN = 1e-4
+"""Pair-cut terms below this band share are left out (smaller rows; the cut stays valid, a hair weaker)."""
+
+
+@dataclass
+class EdgeColumns:
+    """Every (device, module subset, route) of a one-edge problem (devices 0..n-1 all on edge 0)."""
+
+    dev: np.ndarray  # [C] the device
+    mask: np.ndarray  # [C, M] modules of the subset (0/1)
+    up: np.ndarray  # [C] the uploader: dev (direct) or the relay
+    ready: np.ndarray  # [C] when the payload is at the uploader (compute, + the D2D hop)
+    pay: np.ndarray  # [C] payload bits
+    band: float  # B_e
+    snr: np.ndarray  # [N] a = p g / N0
+    twin: np.ndarray  # [C] the direct column of the same device and subset
+    cuts: list[tuple[np.ndarray, int]] = field(default_factory=list)  # lazy groups: (columns, uploader)
+    pairs: set[tuple[int, int]] = field(default_factory=set)  # lazy (relayed device, relay) pair cuts
+
+    @classmethod
+    def of(cls, p: RoundProblem) -> EdgeColumns:
+        if p.num_edges != 1:
+            raise ValueError(f"num_edges = {p.num_edges}: the latency model takes one edge (solvers.parallel.restrict)")
+        m = p.num_modules
+        masks = np.arange(1, 1 << m)
+        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
+        mem = bits @ p.module_memory_bytes
+        elig = (p.eligible & (p.samples[:, None] > 0)).astype(np.int64) @ (1 << np.arange(m))
+        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[:, None] * (1 + 1e-12))
+        dev, cm = np.nonzero(ok)
+        mask = bits[cm]
+        pay = 8.0 * (mask @ p.module_bytes)
+        tau = p.samples[dev] * (mask @ p.module_cycles) / p.cpu_hz[dev]
+        devs, masks_, ups, ready, pays, twins = [dev], [mask], [dev], [tau], [pay], [np.arange(dev.size)]
+        for s_, d_, r_ in zip(p.d2d_src, p.d2d_dst, p.d2d_rate_bps, strict=True):
+            on = np.flatnonzero(dev == s_)
+            devs.append(dev[on])
+            masks_.append(mask[on])
+            ups.append(np.full(on.size, d_))
+            ready.append(tau[on] + pay[on] / r_)
+            pays.append(pay[on])
+            twins.append(on)
+        return cls(dev=np.concatenate(devs), mask=np.concatenate(masks_), up=np.concatenate(ups),
+                   ready=np.concatenate(ready), pay=np.concatenate(pays), band=float(p.edge_bandwidth_hz[0]),
+                   snr=p.snr_hz, twin=np.concatenate(twins))
+
+    def cost(self, t: float) -> np.ndarray:
+        """[C] each column's band at latency t in units of B_e (inf: it cannot finish by t, or it is dominated: a
+        relay that needs no less band than sending the same subset direct, which is never worse)."""
+        slack = t - self.ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(slack > 0, self.pay / np.where(slack > 0, slack, 1.0), np.inf)
+        out = min_bandwidth(q, self.snr[self.up]) / self.band
+        out[self.relayed & (out >= out[self.twin])] = np.inf
+        return out
+
+    @property
+    def relayed(self) -> np.ndarray:
+        return self.up != self.dev
+
+    def pair_extra(self, i: int, j: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For relayed device i -> relay j: own columns o of j, relay columns r of i via j, and [O, R] the band
+        that sending them together adds beyond their columns (inf: together they cannot finish by t).
+
+        Valid for any group of j that holds o: with f = R_j^-1 convex, f(0) = 0, increasing differences give
+        f(q_o + sum_r q_r) >= f(q_o) + sum_r [f(q'_o + q'_r) - f(q'_o)] (q' at the pair's own start, no later
+        than the group's), so the group's excess over its columns is at least the sum of its pairs' excesses."""
+        own = np.flatnonzero((self.dev == j) & ~self.relayed)
+        rel = np.flatnonzero((self.dev == i) & (self.up == j))
+        start = np.maximum(self.ready[own][:, None], self.ready[rel][None, :])
+        win = t - start
+        ok = win > 0
+        w = np.where(ok, win, 1.0)
+        a = np.full(start.shape, self.snr[j])
+        qo, qr = self.pay[own][:, None] / w, self.pay[rel][None, :] / w
+        with np.errstate(invalid="ignore"):
+            both = min_bandwidth(qo + qr, a) - min_bandwidth(qo, a)
+            slack = t - self.ready[rel]
+            q = np.where(slack > 0, self.pay[rel] / np.where(slack > 0, slack, 1.0), np.inf)
+            alone = min_bandwidth(q, np.full(rel.size, self.snr[j]))
+            extra = np.where(ok, (both - alone[None, :]) / self.band, np.inf)
+        return own, rel, np.where(np.isnan(extra), np.inf, np.maximum(extra, 0.0))
+
+    def group_cost(self, cols: np.ndarray, t: float) -> float:
+        """The exact band (units of B_e) of one uploader's columns sent together at latency t."""
+        start = float(self.ready[cols].max())
+        if start >= t:
+            return math.inf
+        u = int(self.up[cols[0]])
+        q = float(self.pay[cols].sum()) / (t - start)
+        return float(min_bandwidth(np.array([q]), self.snr[u : u + 1])[0]) / self.band
+
+
+@dataclass(frozen=True)
+class AtT:
+    """The MILP at one trial latency: `feasible` False proves no plan finishes by t; else `cols` is a plan
+    (its columns) whose exact band fits, or None when time ran out before either was settled."""
+
+    t: float
+    feasible: bool | None
+    cols: np.ndarray | None
+    bound: float  # the dual bound on the summed band (units of B_e)
+
+
+def _highs() -> tuple[Any, Any] | None:
+    """(highspy, its bare solver class: no banner on stdout) or None where this highspy lacks it."""
+    try:
+        import highspy
+        from highspy._core import _Highs
+    except ImportError:
+        return None
+    return highspy, _Highs
+
+
+def minimal_covers(p: RoundProblem, m: int, demand: float) -> tuple[np.ndarray, np.ndarray]:
+    """The devices that can train module m (one edge) and every minimal cover of its demand among them (rows of
+    0/1 over those devices): a set whose samples meet the demand and lose it without any one member."""
+    fits = p.eligible[:, m] & (p.samples > 0) & (p.module_memory_bytes[m] <= p.memory_bytes * (1 + 1e-12))
+    holders = np.flatnonzero(fits)
+    k = holders.size
+    if k > 16:
+        return holders, np.zeros((0, k), dtype=bool)
+    masks = np.arange(1, 1 << k)
+    bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+    n = p.samples[holders]
+    tot = bits @ n
+    least = np.where(bits, n[None, :], np.inf).min(axis=1)
+    need = demand * (1 - 1e-9)
+    return holders, bits[(tot >= need) & (tot - least < need)]
+
+
+class LatencyModel:
+    """One edge's column MILP; `at(t, deadline)` answers whether latency t is achievable."""
+
+    def __init__(self, p: RoundProblem) -> None:
+        self.p = p
+        self.c = EdgeColumns.of(p)
+        self.milps = 0
+        self._modeled: dict[tuple[int, int], float] = {}  # the last MILP's pair-cut charges
+
+    def at(self, t: float, deadline: float, gap: float = 0.05,
+           accept: Callable[[np.ndarray], bool] = lambda cols: False) -> AtT:
+        """Settle latency t within the time left before `deadline` (lazy group cuts re-solve as needed).
+        accept(cols): a MILP plan whose groups the columns under-estimate is still returned when this says it is
+        worth having (e.g. it beats the incumbent), instead of cutting it off and re-solving."""
+        c = self.c
+        while True:
+            left = deadline - time.perf_counter()
+            if left <= 0.02:
+                return AtT(t, None, None, 0.0)
+            cost = c.cost(t)
+            status, sol, bound = self._solve(cost, t, left, gap)
+            self.milps += 1
+            if status == "infeasible" or bound > 1 + 1e-9:
+                return AtT(t, False, None, bound)
+            if sol is None:
+                return AtT(t, None, None, bound)
+            over = self._groups_over(sol, cost, t)
+            if not over or accept(sol):
+                return AtT(t, True, sol, bound)
+            c.cuts.extend(over)
+            for cols, u in over:
+                c.pairs.update((int(c.dev[j]), u) for j in cols if c.relayed[j])
+
+    def _groups_over(self, sol: np.ndarray, cost: np.ndarray, t: float) -> list[tuple[np.ndarray, int]]:
+        """The uploaders of a MILP plan whose exact band exceeds what the MILP charged them (their columns and
+        pair cuts; a group already cut is charged exactly)."""
+        c = self.c
+        cut = {tuple(g.tolist()) for g, _ in c.cuts}
+        out = []
+        for u in np.unique(c.up[sol]):
+            group = np.sort(sol[c.up[sol] == u])
+            if group.size < 2 or tuple(group.tolist()) in cut:
+                continue
+            own = group[~c.relayed[group]]
+            paired = sum(self._modeled.get((int(own[0]), int(r)), 0.0) for r in group[c.relayed[group]]) \
+                if own.size else 0.0
+            if c.group_cost(group, t) > (cost[group].sum() + paired) * (1 + 1e-9) + 1e-12:
+                out.append((group, int(u)))
+        return out
+
+    def _solve(self, cost: np.ndarray, t: float, time_limit: float, gap: float) -> tuple[str, np.ndarray | None,
+                                                                                          float]:
+        """One HiGHS MILP: (status, chosen columns or None, dual bound)."""
+        fast = _highs()
+        if fast is None:
+            raise RuntimeError("the latency model needs highspy's bare solver (highspy._core._Highs)")
+        highspy, bare = fast
+        p, c = self.p, self.c
+        usable = np.isfinite(cost)
+        k = c.dev.size
+        rows: list[tuple[dict[int, float], float, float]] = []  # ({col: coef}, lower, upper)
+        inf = highspy.kHighsInf
+        for i in range(p.num_devices):
+            rows.append(({int(j): 1.0 for j in np.flatnonzero(c.dev == i)}, -inf, 1.0))
+        demand = p.coverage_demand()[0]
+        scale = max(float(demand.max()), 1.0)
+        for m in np.flatnonzero(demand > 0):
+            on = np.flatnonzero(c.mask[:, m] > 0)
+            rows.append(({int(j): float(p.samples[c.dev[j]]) / scale for j in on}, demand[m] / scale * (1 - 1e-9),
+                         inf))
+        extra_cost: list[float] = []
+        for m in np.flatnonzero(demand > 0):  # the module's minimal covers: the convex hull of its knapsack
+            holders, covers = minimal_covers(p, int(m), float(demand[m]))
+            if covers.shape[0] == 0:
+                continue
+            w0 = k + len(extra_cost)
+            extra_cost.extend([0.0] * covers.shape[0])
+            rows.append(({w0 + q: 1.0 for q in range(covers.shape[0])}, 1.0, inf))
+            for a, i in enumerate(holders):  # device i trains m at least as often as the covers use it
+                on = np.flatnonzero((c.mask[:, m] > 0) & (c.dev == i))
+                coefs = {int(j): 1.0 for j in on}
+                coefs.update({w0 + int(q): -1.0 for q in np.flatnonzero(covers[:, a])})
+                rows.append((coefs, 0.0, inf))
+        relayed = c.up != c.dev
+        for s_, d_ in zip(p.d2d_src, p.d2d_dst, strict=True):  # one hop: s -> d only if d sends direct
+            frm = np.flatnonzero((c.dev == s_) & (c.up == d_))
+            via = np.flatnonzero((c.dev == d_) & relayed)
+            if frm.size and via.size:
+                rows.append(({**{int(j): 1.0 for j in frm}, **{int(j): 1.0 for j in via}}, -inf, 1.0))
+        if p.relay_capacity is not None:
+            for u in np.unique(c.up[relayed]):
+                rows.append(({int(j): 1.0 for j in np.flatnonzero(relayed & (c.up == u))}, -inf,
+                             float(p.relay_capacity)))
+        links = {(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)} if PAIRS_UPFRONT else set()
+        modeled: dict[tuple[int, int], float] = {}  # (own column, relay column) -> the extra its pair cut charges
+        for i, j in sorted(c.pairs | links):  # e >= extra[o, r] v_r + max_r extra[o, r] (v_o - 1), per own column o
+            own, rel, extra = c.pair_extra(i, j, t)
+            if own.size == 0 or rel.size == 0:
+                continue
+            e = k + len(extra_cost)
+            extra_cost.append(1.0)
+            for a, o in enumerate(own):
+                if not usable[o]:
+                    continue
+                ok_r = usable[rel]
+                row = extra[a]
+                for q in np.flatnonzero(ok_r & ~np.isfinite(row)):  # never together
+                    rows.append(({int(o): 1.0, int(rel[q]): 1.0}, -inf, 1.0))
+                fin = ok_r & np.isfinite(row) & (row > PAIR_MIN)  # dropping a term keeps the cut valid
+                if fin.any():
+                    big = float(row[fin].max())
+                    coefs = {e: 1.0, int(o): -big}
+                    coefs.update({int(r): -float(v) for r, v in zip(rel[fin], row[fin], strict=True)})
+                    rows.append((coefs, -big, inf))
+                    modeled.update({(int(o), int(r)): float(v) for r, v in zip(rel[fin], row[fin], strict=True)})
+        self._modeled = modeled
+        for cols, u in c.cuts:  # e >= delta (sum v - others - |cols| + 1): the band beyond its columns and pairs
+            own_col = cols[~c.relayed[cols]]
+            paired = sum(modeled.get((int(own_col[0]), int(r)), 0.0) for r in cols[c.relayed[cols]]) \
+                if own_col.size else 0.0
+            delta = c.group_cost(cols, t) - float(cost[cols].sum()) - paired
+            if not np.isfinite(delta):  # the group cannot finish by t at all: never all of them
+                rows.append(({int(j): 1.0 for j in cols}, -inf, cols.size - 1.0))
+                continue
+            if delta <= 1e-12:
+                continue
+            # fires only when u's group is exactly these columns (any other member or own subset switches it off),
+            # so every group is charged by at most one such cut
+            others = np.flatnonzero((c.up == u) & ~np.isin(c.dev, c.dev[cols]) & usable)
+            e = k + len(extra_cost)
+            extra_cost.append(1.0)
+            rows.append(({e: 1.0, **{int(j): -delta for j in cols}, **{int(j): delta for j in others}},
+                         -delta * (cols.size - 1), inf))
+        nv = k + len(extra_cost)
+        col_cost = np.concatenate([np.where(usable, cost, 0.0), np.array(extra_cost)])
+        upper = np.concatenate([usable.astype(float), np.full(len(extra_cost), inf)])
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = nv, len(rows)
+        lp.col_cost_, lp.col_lower_, lp.col_upper_ = col_cost, np.zeros(nv), upper
+        lp.row_lower_ = np.array([r[1] for r in rows])
+        lp.row_upper_ = np.array([r[2] for r in rows])
+        starts: list[int] = [0]
+        index: list[int] = []
+        value: list[float] = []
+        for coefs, _, _ in rows:
+            index.extend(coefs.keys())
+            value.extend(coefs.values())
+            starts.append(len(index))
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+        lp.a_matrix_.value_ = np.array(value, dtype=float)
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * len(extra_cost)
+        h: Any = bare()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", float(time_limit))
+        h.setOptionValue("mip_rel_gap", float(gap))
+        h.setOptionValue("objective_bound", 1.0 + 1e-9)  # prune every choice that cannot fit the band
+        h.passModel(lp)
+        h.run()
+        st = h.getModelStatus()
+        info = h.getInfo()
+        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
+        if st == highspy.HighsModelStatus.kInfeasible:
+            return "infeasible", None, math.inf
+        if info.primal_solution_status != 2:  # no feasible point
+            return "unknown", None, bound
+        x = np.asarray(h.getSolution().col_value)[:k]
+        sol = np.flatnonzero(x > 0.5)
+        if float(np.dot(np.where(usable, cost, 0.0)[sol], np.ones(sol.size))) > 1 + 1e-7:
+            return "unknown", None, bound
+        return "optimal", sol, bound
+
+    def plan(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(placement [N, M], relay [N]) of chosen columns."""
+        p, c = self.p, self.c
+        x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
+        relay = np.arange(p.num_devices)
+        x[c.dev[cols]] = c.mask[cols] > 0
+        relay[c.dev[cols]] = c.up[cols]
+        return x, relay
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The latency search's answer: the best plan found, its exact latency, the certified bound, the MILPs run."""
+
+    x: np.ndarray
+    relay: np.ndarray
+    latency: float
+    lower_bound: float
+    proven: bool
+    milps: int
+
+
+def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
+                   gap: float = 0.01, model: LatencyModel | None = None) -> Searched:
+    """Improve and certify the incumbent (x0, relay0) of latency `upper` on the one-edge problem p."""
+    from solvers.model import exact_cost, feasible
+
+    lm = model or LatencyModel(p)
+    best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
+    lower = 0.0
+    def better(cols: np.ndarray) -> bool:
+        x, relay = lm.plan(cols)
+        return feasible(p, x, relay) and exact_cost(p, x, relay) < best
+
+    while lower < (1 - gap) * best and time.perf_counter() < deadline:
+        t = best * (1 - TRIAL * gap)
+        r = lm.at(t, deadline, accept=better)
+        if r.feasible is None:
+            break
+        if not r.feasible:
+            lower = max(lower, t)
+            break
+        assert r.cols is not None
+        x, relay = lm.plan(r.cols)
+        if not feasible(p, x, relay):
+            break
+        got = exact_cost(p, x, relay)
+        if not got < best:
+            break
+        best_x, best_r, best = x, relay, got
+    lower = min(lower, best)
+    return Searched(best_x, best_r, best, lower, lower >= (1 - gap) * best, lm.milps)

@@ -1,0 +1,187 @@
+"""`joint` on tree instances: the search's plan (solvers/tree.py) is the incumbent; the tree MILP
+(solvers/tree_model.py) improves and certifies it within the time limit.
+
+lambda = 0: edges are independent (T = max_e T_e), so the slowest edge is modelled first, one MILP per root
+(the root fixed makes c_r and the shortest-path inequalities exact), roots in the order of their cheap bound
+(solvers/tree_bound.py), each with the cutoff (1 - 0.9 gap) x the incumbent: "infeasible" proves the root cannot
+beat it; a root whose cheap bound is already above the cutoff is never modelled. The edge's bound is the least over
+its roots (the MILP's dual bound where it ran, the cheap bound elsewhere). On one edge at lambda > 0 the same per
+root with T + lambda E; several edges at lambda > 0 share T and go into one MILP with free roots (up to
+MODEL_MAX_DEVICES devices in all). Edges enumerated by the search are exact already and are not modelled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from solvers.edgebatch import EdgeView
+from solvers.fields import check_limits
+from solvers.instance import RoundProblem
+from solvers.plan import RoundPlan
+from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
+from solvers.tree_bound import threshold_value
+from solvers.tree_model import build
+
+MODEL_MAX_DEVICES = 16
+"""Largest edge (lambda = 0, or one edge) or round (lambda > 0, several edges) given to the tree MILP."""
+STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
+
+
+class _Edge:
+    """One edge's incumbent (x, parent local), its exact cost, and its certified pairs."""
+
+    def __init__(self, view: EdgeView, plan: RoundPlan, pairs: tuple[np.ndarray, np.ndarray], exact: bool) -> None:
+        self.view, self.exact = view, exact
+        self.x = plan.placement[view.dev].copy()
+        assert plan.parent is not None
+        local = np.full(view.problem.num_devices, -1)
+        local[view.dev] = np.arange(view.n)
+        self.parent = local[plan.parent[view.dev]]
+        f, e = tree_cost(view, self.x[None], self.parent[None])
+        self.finish, self.energy = float(f[0]), float(e[0])
+        self.pairs = pairs
+
+    def value(self, lam: float) -> float:
+        return self.finish + lam * self.energy
+
+    def offer(self, x: np.ndarray, parent: np.ndarray, lam: float) -> bool:
+        """Take (x, parent) if it is a feasible tree that costs less (exactly, by tree_cost)."""
+        v = self.view
+        if not (is_tree(v.rate, parent, v.problem.relay_capacity) and v.feasible(x[None])[0]):
+            return False
+        f, e = tree_cost(v, x[None], parent[None])
+        if float(f[0] + lam * e[0]) < self.value(lam) * (1 - 1e-12):
+            self.x, self.parent, self.finish, self.energy = x, parent, float(f[0]), float(e[0])
+            return True
+        return False
+
+
+def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
+    """Model one edge root by root (objective T_e + lam E_e); its pairs become per-root bounds: (T bound, E bound)
+    at lambda = 0, (T + lam E bound, 0) at lambda > 0 (one edge only). False if the model does not take the edge
+    (a device with too many subsets); running out of time leaves the other roots at their cheap bound."""
+    v = edge.view
+    t_lb, e_lb = edge.pairs
+    cheap = t_lb + lam * e_lb
+    model = build([v], max(edge.value(lam), 1e-300))
+    if model is None:
+        return False
+    lower = cheap.copy()
+    for r in np.argsort(cheap, kind="stable"):
+        cutoff = (1 - 0.9 * gap) * edge.value(lam)
+        if not cheap[r] < cutoff:
+            break  # the rest are above the cutoff too
+        left = deadline - time.perf_counter()
+        if left <= 0.02:
+            break
+        kind, low, sol = model.solve([int(r)], cutoff, left, gap / 4)
+        if sol is not None:
+            edge.offer(*sol[0], lam)
+        lower[r] = max(cheap[r], low)
+    edge.pairs = (lower, np.zeros_like(lower)) if lam > 0 else (lower, e_lb)
+    return True
+
+
+def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,
+               time_limit_s: float = 2.0, gap: float = 0.01) -> RoundPlan:
+    """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
+    local search, then the tree MILP improves and certifies the plan until lower_bound >= (1 - gap) objective
+    (status "optimal") or time_limit_s from the start (status "time_limit"; "not_proven" where an edge is too large
+    for the model; 0 = the search alone). `workers` is accepted for a uniform call with the one-hop joint solver and
+    checked there; the trees are planned in one process (the plan is the same for any value)."""
+    check_limits(time_limit_s, gap)
+    t0 = time.perf_counter()
+    plan, known = tree_search(problem, exact=False, enum_max=enum_max)
+    if time_limit_s <= 0:
+        proven = plan.lower_bound >= (1 - gap) * plan.objective
+        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN)
+    plan = improve_trees(problem, plan, known, time_limit_s, gap, t0)
+    return plan.with_(solve_seconds=time.perf_counter() - t0)
+
+
+def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time_limit_s: float, gap: float,
+                  t0: float) -> RoundPlan:
+    """The search's `plan` improved and certified by the tree MILP until gap is proven or t0 + time_limit_s."""
+    p, lam = problem, problem.lam
+    if plan.lower_bound >= (1 - gap) * plan.objective:
+        return plan.with_(status=STATUS_PROVEN)
+    deadline = t0 + time_limit_s
+    edges = [_Edge(v, plan, pr, ex) for v, pr, ex in zip(known.views, known.pairs, known.enumerated, strict=True)]
+    covered, joint_lower = True, 0.0
+    if lam == 0 or len(edges) == 1:
+        tried: set[int] = set()
+        while True:
+            k = int(np.argmax([ed.value(lam) for ed in edges]))
+            ed = edges[k]
+            if _lower(edges, lam) >= (1 - gap) * _objective(edges, lam) or ed.exact or k in tried:
+                break
+            if ed.view.n > MODEL_MAX_DEVICES or time.perf_counter() >= deadline:
+                covered &= ed.view.n <= MODEL_MAX_DEVICES
+                break
+            tried.add(k)
+            covered &= _per_root(ed, lam, deadline, gap)
+    elif sum(ed.view.n for ed in edges) <= MODEL_MAX_DEVICES and time.perf_counter() < deadline:
+        obj = _objective(edges, lam)
+        model = build([ed.view for ed in edges], obj)
+        if model is not None:
+            kind, low, sol = model.solve([None] * len(edges), (1 - 0.9 * gap) * obj, deadline - time.perf_counter(),
+                                         gap / 4)
+            if sol is not None:
+                _offer_round(edges, sol, lam)
+            if kind in ("optimal", "infeasible", "time_limit"):
+                joint_lower = low
+    else:
+        covered = False
+    return _plan(p, plan, edges, gap, covered, joint_lower)
+
+
+def _offer_round(edges: list[_Edge], sol: list[tuple[np.ndarray, np.ndarray]], lam: float) -> None:
+    """Take the round MILP's solution if every edge's tree is feasible and the round's objective drops (edges share
+    T at lambda > 0)."""
+    costs = []
+    for ed, (x, par) in zip(edges, sol, strict=True):
+        v = ed.view
+        if not (is_tree(v.rate, par, v.problem.relay_capacity) and v.feasible(x[None])[0]):
+            return
+        f, e = tree_cost(v, x[None], par[None])
+        costs.append((float(f[0]), float(e[0])))
+    new = max(c[0] for c in costs) + lam * sum(c[1] for c in costs)
+    if new < _objective(edges, lam) * (1 - 1e-12):
+        for ed, (x, par), (f0, e0) in zip(edges, sol, costs, strict=True):
+            ed.x, ed.parent, ed.finish, ed.energy = x, par, f0, e0
+
+
+def _objective(edges: list[_Edge], lam: float) -> float:
+    return max(ed.finish for ed in edges) + lam * sum(ed.energy for ed in edges)
+
+
+def _lower(edges: list[_Edge], lam: float) -> float:
+    return threshold_value([ed.pairs[0] for ed in edges], [ed.pairs[1] for ed in edges], lam)
+
+
+def _plan(p: RoundProblem, plan: RoundPlan, edges: list[_Edge], gap: float, covered: bool,
+          joint_lower: float) -> RoundPlan:
+    """The plan of the edges' incumbents; its bound: the best of the pairs' choice, the round MILP's and the
+    search's. Status: optimal (gap proven), not_proven (an edge the model does not take), else time_limit."""
+    x, parent, b = plan.placement.copy(), plan.parent.copy() if plan.parent is not None else None, np.zeros(
+        p.num_devices)
+    assert parent is not None
+    for ed in edges:
+        d = ed.view.dev
+        x[d] = ed.x
+        parent[d] = d[ed.parent]
+        b[d[int(np.flatnonzero(ed.parent == np.arange(ed.view.n))[0])]] = p.edge_bandwidth_hz[ed.view.edge]
+    t, en = max(ed.finish for ed in edges), sum(ed.energy for ed in edges)
+    obj = t + p.lam * en
+    if obj > plan.objective:  # never worse than the incumbent (cannot happen: offers only take improvements)
+        return plan
+    lower = min(max(_lower(edges, p.lam), plan.lower_bound, joint_lower), obj)
+    if not math.isfinite(lower):
+        lower = plan.lower_bound
+    proven = lower >= (1 - gap) * obj
+    status = STATUS_PROVEN if proven else STATUS_TIME if covered else STATUS_UNPROVEN
+    return plan.with_(placement=x, relay=parent, parent=parent, bandwidth_hz=b, latency_s=t, energy_j=en,
+                      objective=obj, lower_bound=lower, status=status)
