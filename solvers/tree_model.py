@@ -84,15 +84,19 @@ class TreeMilp:
     subsets: list[list[np.ndarray]]  # per edge, per device: [S, M] bool subsets
     lam_cols: list[list[np.ndarray]]  # per edge, per device: its lambda columns [S]
     fixed: list[np.ndarray] = field(default_factory=list)  # per edge: roots that cannot be the root (unreachable)
+    t_col: int = 0  # the column of T
 
-    def solve(self, roots: list[int | None], cutoff: float, time_limit_s: float,
-              gap: float) -> tuple[str, float, list[tuple[np.ndarray, np.ndarray]] | None]:
+    def solve(self, roots: list[int | None], cutoff: float, time_limit_s: float, gap: float,
+              floor: float = 0.0) -> tuple[str, float, list[tuple[np.ndarray, np.ndarray]] | None]:
         """(status, lower bound in seconds of T + lambda E, the best solution per edge as (x local, parent local) or
-        None) with each edge's root fixed where `roots` names one; cutoff in seconds. Status: optimal, infeasible
-        (no plan below the cutoff: the bound is the cutoff), time_limit, or other (no bound: 0)."""
+        None) with each edge's root fixed where `roots` names one; cutoff in seconds; floor: a known lower bound on
+        T in seconds for these roots (solvers/tree_bound.py), given to HiGHS as T's lower bound. Status: optimal,
+        infeasible (no plan below the cutoff: the bound is the cutoff), time_limit, or other (no bound: 0)."""
         import highspy
 
         h = self.highs
+        h.changeColsBounds(1, np.array([self.t_col], dtype=np.int32), np.array([min(floor / self.scale, 1.0)]),
+                           np.array([1.0]))
         for z, r, bad in zip(self.root, roots, self.fixed, strict=True):
             if r is None:
                 lo, up = np.zeros(z.size), np.ones(z.size)
@@ -256,4 +260,4 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
     lp.a_matrix_.value_ = np.array(b.value)
     lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous for k in b.integer]
     h.passModel(lp)
-    return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed)
+    return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed, int(t_col))
