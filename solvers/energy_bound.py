@@ -53,10 +53,10 @@ def _bracket(f, lo: np.ndarray, hi: np.ndarray, steps: int) -> tuple[np.ndarray,
 
 
 def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.ndarray, t: float, nu: np.ndarray,
-                 steps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+                 steps: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower bound on k = min over 0 < b <= cap of power / R(b) + nu b / min(umax, t R(b)) in J per bit, an upper
-    bound on its minimizer), elementwise (see the module doc: a bracket of a golden-section search on ln b, bounded
-    from below on the bracket)."""
+    bound on its minimizer, an upper bound on k: the value there), elementwise (see the module doc: a bracket of a
+    golden-section search on ln b, bounded from below on the bracket)."""
     def f(u: np.ndarray) -> np.ndarray:
         b = np.exp(u)
         r = uplink_rate(b, a)
@@ -67,7 +67,7 @@ def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.nda
     r_hi = uplink_rate(b_hi, a)
     inside = power / r_hi + nu * b_lo / np.minimum(umax, t * r_hi)
     below = power / uplink_rate(cap * math.exp(-SPAN), a)
-    return np.minimum(inside, below), b_hi
+    return np.minimum(inside, below), b_hi, f(hi)
 
 
 def knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
@@ -130,32 +130,54 @@ class EnergyBound:
         optimal upload of up to Umax_j bits by t (the larger of the unconstrained minimizer of p U / R(b) + nu b
         at U = Umax and the band the window needs, h(Umax / t); at most B_e)."""
         p = self.problem
-        _, b0 = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
+        _, b0, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
         with np.errstate(divide="ignore", invalid="ignore"):
             need = min_bandwidth(self.umax / t, p.snr_hz) * (1 + 1e-9) if t > 0 else np.full(p.num_devices, np.inf)
         b_bar = np.minimum(self.cap, np.maximum(b0, need))
         return p.tx_power_w / uplink_rate(b_bar, p.snr_hz)
 
-    def routes(self, t: float, nu: np.ndarray) -> np.ndarray:
-        """[N] each device's least J per own bit at latency <= t and band prices nu [E]: direct, or a D2D hop."""
+    def routes(self, t: float, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([N] each device's least J per own bit at latency <= t and band prices nu [E], direct or via a D2D hop,
+        under the two decompositions of an uploader's cost (module doc): (W) own bits with the window, relayed bits
+        at the marginal energy; (C) no window, own and relayed bits at the vertices of the concave cost)."""
         p = self.problem
         nu_dev = nu[p.device_edge]
-        k, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.own, self.cap, t, nu_dev)
-        route = k.copy()
-        if p.d2d_src.size:
-            via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps
-            if not p.relay_aggregates:
-                via = via + self._relayed(t, nu_dev)[p.d2d_dst]
-            np.minimum.at(route, p.d2d_src, via)
-        return route
+        power, a = p.tx_power_w, p.snr_hz
+        k_w, _, _ = per_bit_cost(power, a, self.own, self.cap, t, nu_dev)
+        k_c, _, up_c = per_bit_cost(power, a, self.own, self.cap, math.inf, nu_dev)
+        out = []
+        for own, relayed in ((k_w, None), (k_c, "vertex")):
+            route = own.copy()
+            if p.d2d_src.size:
+                via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps
+                if not p.relay_aggregates:
+                    extra = self._relayed(t, nu_dev) if relayed is None else self._vertex(nu_dev, up_c)
+                    via = via + extra[p.d2d_dst]
+                np.minimum.at(route, p.d2d_src, via)
+            out.append(route)
+        return out[0], out[1]
+
+    def _vertex(self, nu_dev: np.ndarray, up_own: np.ndarray) -> np.ndarray:
+        """[N] (C): with phi(U) = min_b p U / R(b) + nu b concave, phi(A + B) >= alpha A + beta B on the box
+        A <= O, B <= Rin iff it holds at the vertices: alpha = phi(O) / O and beta = min(phi(Rin) / Rin,
+        (phi(Umax) - phi(O)) / Rin), from lower bounds on phi(Rin), phi(Umax) and an upper bound on phi(O)."""
+        p = self.problem
+        rin = np.maximum(self.umax - self.own, 1.0)
+        k_rin, _, _ = per_bit_cost(p.tx_power_w, p.snr_hz, rin, self.cap, math.inf, nu_dev)
+        k_max, _, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
+        secant = (self.umax * k_max - self.own * up_own) / rin
+        return np.maximum(np.minimum(k_rin, secant), 0.0)
 
     def edge_energy(self, t: float, nu: np.ndarray) -> np.ndarray:
-        """[E] lower bounds on each edge's energy of any plan of latency <= t, at band prices nu [E] (J per Hz)."""
+        """[E] lower bounds on each edge's energy of any plan of latency <= t, at band prices nu [E] (J per Hz):
+        per edge the larger of the two decompositions' knapsacks."""
         p = self.problem
-        w = self.compute_j + self.bits * self.routes(t, nu)[self.dev]
-        return knapsack(p, self.dev, self.mod, w, self.demand) - nu * p.edge_bandwidth_hz
+        w_route, c_route = self.routes(t, nu)
+        vals = [knapsack(p, self.dev, self.mod, self.compute_j + self.bits * r[self.dev], self.demand)
+                for r in (w_route, c_route)]
+        return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
 
-    def prices(self, t: float, steps: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, t: float, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
         (the dual is concave in nu; any price is valid, nu = 0 too)."""
         ne = self.problem.num_edges
@@ -185,7 +207,7 @@ class EnergyBound:
         cover (solvers.greedy.greedy_placement) that prices the band, the bound's own choice made integral."""
         p = self.problem
         _, nu = self.prices(t)
-        route = self.routes(t, nu)
+        route = np.maximum(*self.routes(t, nu))
         return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.freq_min[:, None] ** 2
                 + 8.0 * p.module_bytes[None, :] * route[:, None])
 
