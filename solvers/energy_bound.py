@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 
@@ -177,12 +178,18 @@ class EnergyBound:
                 for r in (w_route, c_route)]
         return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
 
-    def prices(self, t: float, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
-        (the dual is concave in nu; any price is valid, nu = 0 too)."""
+        (the dual is concave in nu; any price is valid, nu = 0 too); `around` [E]: search only e^+-1.5 around these
+        prices (those of a nearby latency), in `steps` // 2 steps."""
         ne = self.problem.num_edges
         best, arg = self.edge_energy(t, np.zeros(ne)), np.zeros(ne)
         lo, hi = np.log(self.nu_ref) - 12.0, np.log(self.nu_ref) + 6.0
+        if around is not None:
+            ok = around > 0
+            lo = np.where(ok, np.log(np.where(ok, around, 1.0)) - 1.5, lo)
+            hi = np.where(ok, np.log(np.where(ok, around, 1.0)) + 1.5, hi)
+            steps //= 2
         c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
         fc, fd = self.edge_energy(t, np.exp(c)), self.edge_energy(t, np.exp(d))
         for _ in range(steps + 1):
@@ -197,9 +204,9 @@ class EnergyBound:
             fc, fd = np.where(left, new, fd), np.where(left, fc, new)
         return best, arg
 
-    def energy(self, t: float) -> float:
-        """E_lb(t): no plan of latency <= t spends less (J)."""
-        best, _ = self.prices(t)
+    def energy(self, t: float, around: np.ndarray | None = None) -> float:
+        """E_lb(t): no plan of latency <= t spends less (J); `around`: as in `prices`."""
+        best, _ = self.prices(t, around)
         return float(np.sum(best[np.isfinite(best)]))  # an edge no cover fits has no plan at all
 
     def priced_weights(self, t: float) -> np.ndarray:
@@ -213,21 +220,23 @@ class EnergyBound:
 
 
 def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
-                         rtol: float = 0.002) -> float:
+                         rtol: float = 0.002, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
-    upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb."""
+    upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
+    clock: no more splits once it has run out (the bound so far is valid)."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, 1e-12)
     e_inf = eb.energy(math.inf)
-    e0 = eb.energy(t0)
-    if not math.isfinite(e0):
-        e0 = e_inf
+    best0, nu0 = eb.prices(t0)
+    e0 = float(np.sum(best0[np.isfinite(best0)]))
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
-    pts = list(np.geomspace(t0, t_end, 6))
-    vals = [e0] + [eb.energy(t) for t in pts[1:]]
+    pts = list(np.geomspace(t0, t_end, 5))
+    vals = [e0] + [eb.energy(t, nu0) for t in pts[1:]]
     for _ in range(budget):
+        if clock is not None and clock.expired():
+            break
         pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
         k = int(np.argmin(pieces))
         bound = pieces[k]
@@ -237,6 +246,6 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
-        vals.insert(k + 1, eb.energy(mid))
+        vals.insert(k + 1, eb.energy(mid, nu0))
     pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
     return float(min(pieces))
