@@ -11,7 +11,8 @@ scenario uses the D2D tree (its parents are the relays that fail), ``faults=scen
 one relay failure and one edge outage every 10 rounds, re-attach on) and a ``federation.deadline_s`` set at
 the 90th percentile of every device's update arrival on the ledger's timeline of the clean rounds (so it
 cuts the slowest 10 % of a clean round). Each run's final accuracy is compared with the clean run of the
-same rule; a run also records whether any non-finite value reached the edge or cloud states.
+same rule and defense; a run also records whether any non-finite value reached the edge or cloud states, and
+which share of the honest devices' and of the attackers' updates the defense accepted (``Acceptance``).
 
 Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides by the same
 code, ``code_version.code_hash``, so an interrupted sweep resumes but an edit makes every run again),
@@ -191,10 +192,13 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         mark = "" if r["state_finite"] else " **NaN/Inf in state**"
         return f"{acc(name):.1f} ({acc(name) - acc(clean):+.1f}){mark}"
 
+    def honest(name: str) -> float | None:
+        return (records[name].get("acceptance") or {}).get("honest_accepted")
+
     cols = [(a, f) for f in args.fractions for a in args.attacks]
     lines = ["| defense | rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols)
-             + " | worst 20 % | worst 30 % |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- |"]
+             + " | worst 20 % | worst 30 % | honest accepted: clean, lowest |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- | --- |"]
     for defense in args.defenses:
         for rule in args.rules:
             clean = f"{defense}_{rule}_clean"
@@ -205,9 +209,14 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                 names = [f"{defense}_{rule}_{a}_{round(100 * frac)}" for a in args.attacks]
                 drops = [acc(n) - acc(clean) for n in names if n in records]
                 worst.append(f"{min(drops):+.1f}" if drops else "-")
+            shares = [honest(n) for n in [clean, *(f"{defense}_{rule}_{a}_{round(100 * f)}" for a, f in cols)]
+                      if n in records]
+            known = [x for x in shares if x is not None]
+            accepted = (f"{100 * shares[0]:.0f} %, {100 * min(known):.0f} %" if known and shares[0] is not None
+                        else "-")
             lines.append(f"| {defense} | {rule} | {acc(clean):.1f} | "
                          + " | ".join(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
-                         + f" | {worst[0]} | {worst[1]} |")
+                         + f" | {worst[0]} | {worst[1]} | {accepted} |")
     if not args.scenario_rules:
         return "\n".join(lines) + "\n"
     lines += ["", f"| fault scenario (D2D tree, defense={args.defenses[0]}) | clean | scenario | dropped "

@@ -23,7 +23,7 @@ from hffm.federation.agreement import (
 from hffm.federation.defense import DefenseConfig, DefenseMemory, consensus, defend, judge_devices
 from hffm.federation.faults import FaultsConfig
 
-TRUST = DefenseConfig(name="trust", clip_factor=2.0, min_cosine=None, reject_factor=100.0, min_trust=0.25,
+TRUST = DefenseConfig(name="robust", clip_factor=2.0, min_cosine=None, reject_factor=100.0, min_trust=0.25,
                       trust_decay=0.5, norm_band=2.0)
 MODULES = {"a": 40, "b": 60, "c": 30}
 
@@ -135,7 +135,13 @@ def test_a_bad_trust_setting_is_refused_at_compose_time():
     from hffm.config_checks import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape("defense.trust_decay=1.5")):
-        compose("defense=trust", "defense.trust_decay=1.5")
+        compose("defense=robust", "defense.trust_decay=1.5")
+
+
+def test_defense_robust_is_the_trust_record():
+    from hffm.config import compose
+
+    assert compose("defense=robust").defense == TRUST
 
 
 def test_the_trust_is_kept_in_checkpoints_and_a_resumed_run_is_exact(tmp_path):
