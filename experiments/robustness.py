@@ -11,7 +11,8 @@ scenario uses the D2D tree (its parents are the relays that fail), ``faults=scen
 one relay failure and one edge outage every 10 rounds, re-attach on) and a ``federation.deadline_s`` set at
 the 90th percentile of every device's update arrival on the ledger's timeline of the clean rounds (so it
 cuts the slowest 10 % of a clean round). Each run's final accuracy is compared with the clean run of the
-same rule; a run also records whether any non-finite value reached the edge or cloud states.
+same rule and defense; a run also records whether any non-finite value reached the edge or cloud states, and
+which share of the honest devices' and of the attackers' updates the defense accepted (``Acceptance``).
 
 Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides by the same
 code, ``code_version.code_hash``, so an interrupted sweep resumes but an edit makes every run again),
@@ -26,7 +27,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,12 +101,35 @@ def clean_update_norms(overrides: Sequence[str], rounds: int = 3) -> dict[str, t
     return {m: (min(v), max(v)) for m, v in sorted(norms.items())}
 
 
+class Acceptance:
+    """A loop logger: how many device updates of honest devices and of attackers were sent (not silent) and how many
+    of them the defense dropped (at the edges; the edges' own updates at the cloud are not counted)."""
+
+    def __init__(self) -> None:
+        self.sent = {"honest": 0, "attacker": 0}
+        self.dropped = {"honest": 0, "attacker": 0}
+
+    def __call__(self, metrics, step, plan, outcome) -> None:  # noqa: ANN001 - the loop's logger signature
+        bad, silent = set(outcome.faults.attackers), outcome.faults.silent
+        who = lambda node: "attacker" if node in bad else "honest"  # noqa: E731
+        for r in outcome.results:
+            if r.device not in silent:
+                self.sent[who(r.device)] += len(r.modules)
+        for r in outcome.defended[:len(outcome.defended) - int(metrics["defense/cloud_dropped_updates"])]:
+            self.dropped[who(r.node)] += 1
+
+    def shares(self) -> dict[str, float | None]:
+        """Share of each side's sent updates the defense accepted (None: that side sent nothing)."""
+        return {f"{k}_accepted": (1 - self.dropped[k] / n if n else None) for k, n in self.sent.items()}
+
+
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
     from code_version import code_hash, commit
 
-    from hffm.run import train
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_fabric, make_world
 
     path = cache / f"{name}.json"
     if path.exists():
@@ -115,8 +138,9 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
             return saved
     cfg = compose(overrides)
     tic, cpu = time.perf_counter(), time.process_time()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = train(cfg, tmp)
+    counts = Acceptance()
+    torch.manual_seed(cfg.seed)  # as hffm.run.train does before building the world
+    result = run_federation(make_fabric(cfg), make_world(cfg), cfg, loggers=[counts])
     states = [*result.state.group_states, result.state.cloud_state]
     finite = all(bool(torch.isfinite(v).all()) for s in states for m in s.values() for v in m.values()
                  if v.is_floating_point())
@@ -124,7 +148,7 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     faults = {k: float(sum(h.get(k, 0.0) for h in history)) for k in history[-1] if k.startswith("faults/")
               and "/cum_" not in k}
     record = {"name": name, "overrides": list(overrides), "final": {k: history[-1].get(k) for k in KEEP},
-              "faults_total": faults, "rounds": len(history), "state_finite": finite,
+              "faults_total": faults, "rounds": len(history), "state_finite": finite, "acceptance": counts.shares(),
               "seconds": time.perf_counter() - tic, "cpu_seconds": time.process_time() - cpu,
               "code": code_hash(), "commit": commit()}
     path.write_text(json.dumps(record, indent=1))
@@ -168,10 +192,13 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         mark = "" if r["state_finite"] else " **NaN/Inf in state**"
         return f"{acc(name):.1f} ({acc(name) - acc(clean):+.1f}){mark}"
 
+    def honest(name: str) -> float | None:
+        return (records[name].get("acceptance") or {}).get("honest_accepted")
+
     cols = [(a, f) for f in args.fractions for a in args.attacks]
     lines = ["| defense | rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols)
-             + " | worst 20 % | worst 30 % |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- |"]
+             + " | worst 20 % | worst 30 % | honest accepted: clean, lowest |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- | --- |"]
     for defense in args.defenses:
         for rule in args.rules:
             clean = f"{defense}_{rule}_clean"
@@ -182,9 +209,14 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                 names = [f"{defense}_{rule}_{a}_{round(100 * frac)}" for a in args.attacks]
                 drops = [acc(n) - acc(clean) for n in names if n in records]
                 worst.append(f"{min(drops):+.1f}" if drops else "-")
+            shares = [honest(n) for n in [clean, *(f"{defense}_{rule}_{a}_{round(100 * f)}" for a, f in cols)]
+                      if n in records]
+            known = [x for x in shares if x is not None]
+            accepted = (f"{100 * shares[0]:.0f} %, {100 * min(known):.0f} %" if known and shares[0] is not None
+                        else "-")
             lines.append(f"| {defense} | {rule} | {acc(clean):.1f} | "
                          + " | ".join(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
-                         + f" | {worst[0]} | {worst[1]} |")
+                         + f" | {worst[0]} | {worst[1]} | {accepted} |")
     if not args.scenario_rules:
         return "\n".join(lines) + "\n"
     lines += ["", f"| fault scenario (D2D tree, defense={args.defenses[0]}) | clean | scenario | dropped "

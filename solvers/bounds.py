@@ -22,29 +22,9 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.instance import RoundProblem
-
-
-def _knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
-    """Per edge: sum over modules of min sum_i w_i x_i s.t. sum_i n_i x_i >= demand, 0 <= x <= 1 (sorted greedy)."""
-    ne, nm = demand.shape
-    key = p.device_edge[dev] * nm + mod
-    ratio = w / p.samples[dev]
-    order = np.lexsort((ratio, key))
-    key, w, n = key[order], w[order], p.samples[dev][order]
-    cum = np.cumsum(n)
-    first = np.searchsorted(key, key, side="left")
-    before = cum - n - np.where(first > 0, cum[first - 1], 0.0)
-    need = demand.ravel()[key]
-    frac = np.clip((need - before) / n, 0.0, 1.0)
-    with np.errstate(invalid="ignore"):
-        cost = np.where(frac > 0, frac * w, 0.0)
-    out = np.bincount(key, weights=cost, minlength=ne * nm)
-    got = np.bincount(key, weights=n, minlength=ne * nm)
-    out = np.where(got >= demand.ravel() * (1 - 1e-12), out, np.inf)  # not even coverable: no plan at all
-    return out.reshape(ne, nm).sum(axis=1)
-
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
@@ -257,11 +237,19 @@ def energy_lower_bound(problem: RoundProblem) -> float:
         np.minimum.at(per_bit, p.d2d_src, via)
     w = (p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
          + 8.0 * p.module_bytes[mod] * per_bit[dev])
-    per_edge = _knapsack(p, dev, mod, w, p.coverage_demand())
+    per_edge = knapsack(p, dev, mod, w, p.coverage_demand())
     return float(np.sum(per_edge[np.isfinite(per_edge)]))
 
 
-def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None) -> float:
-    """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge), E >= energy bound."""
+def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
+                      upper: float | None = None) -> float:
+    """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the
+    latency-energy bound of solvers/energy_bound.py (band priced; fixed power and frequency), else the energy
+    bound below. upper: a known plan's objective (the search stops once the bound is that close)."""
     t = subset_lower_bound(problem, edge_latency, known)
-    return t + problem.lam * energy_lower_bound(problem) if problem.lam > 0 else t
+    if problem.lam <= 0:
+        return t
+    loose = t + problem.lam * energy_lower_bound(problem)
+    if problem.has_power_frequency:
+        return loose
+    return max(loose, tradeoff_lower_bound(problem, t, upper))

@@ -152,7 +152,7 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
     lower = 0.0
     if bound:
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
-        lower = float(max(round_lower_bound(p, t_known, _known(p, small)), exact_lb))
+        lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,

@@ -17,6 +17,7 @@ from solvers.candidates import EdgeCandidates, select_exact
 from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
 from solvers.energy import best_deadline, plan_bandwidth, round_uploads
+from solvers.energy_bound import EnergyBound
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
 from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_relays
@@ -90,6 +91,14 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         x_energy = x.copy()
     _, t_now = _objective(p, x, relay)
     relay_energy = greedy_relays(p, x_energy, np.full(p.num_devices, t_now))
+    x_priced = x_energy
+    if not p.has_power_frequency:
+        try:  # the cover the latency-energy bound would choose (band priced), made integral
+            x_priced = greedy_placement(p, np.full(p.num_devices, np.inf),
+                                        weights=EnergyBound.of(p).priced_weights(t_now), repairs=repairs)
+        except ValueError:
+            x_priced = x_energy
+    relay_priced = greedy_relays(p, x_priced, np.full(p.num_devices, t_now))
     for e in range(p.num_edges):
         if e in small:
             views.append(small[e].view)
@@ -113,7 +122,10 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
             local = {int(g): k for k, g in enumerate(d)}
             re = np.array([local[int(r)] for r in relay[d]])
             xe, r_e = x_energy[d], np.array([local[int(r)] for r in relay_energy[d]])
-            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe]), np.stack([re, np.arange(view.n), r_e])))
+            xq, r_q = x_priced[d], np.array([local[int(r)] for r in relay_priced[d]])
+            ident = np.arange(view.n)
+            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe, xq, xq]),
+                                           np.stack([re, ident, r_e, ident, r_q])))
     choice = []
     for v, c in zip(views, cands, strict=True):  # the current choice of each edge
         if v.edge in small:

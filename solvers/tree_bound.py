@@ -7,7 +7,9 @@ Per edge and per candidate root r (no enumeration, any size):
     computes it for at least n_k c_m / f_k and its bits travel the D2D path to r at least 8 s_m sp(k, r) seconds
     (sp: the shortest path on 1 / rate, since every hop carries the union, a superset of m). Sorting the devices by
     that arrival, the coverage is met only once their samples reach the demand: theta_m(r). The root is ready no
-    earlier than max_m theta_m(r), so T_e >= max_m theta_m(r) + c_r;
+    earlier than max_m theta_m(r), so T_e >= max_m theta_m(r) + c_r; sharper, over the subsets S the root itself
+    holds: its compute of S (the modules add up on one device), theta with the root's samples counted at no delay
+    for m in S, theta without the root for m not in S;
   - energy: every placed module is computed (kappa n c f^2), and off the root it leaves its device over at least one
     D2D hop (p^d2d 8 s_m / rate, cheapest link); a fractional knapsack per module (memory dropped), plus p_r c_r.
 So every plan of the edge with root r has T_e >= T_lb(r) and E_e >= E_lb(r). The round's bound picks one (T, E)
@@ -26,6 +28,8 @@ from solvers.evaluate import uplink_rate
 
 DENSE_MAX = 400
 """Edges above this many devices skip the shortest paths (sp = 0) and the per-root energy (weaker, still valid)."""
+SUBSET_MAX = 256
+"""The root's module subsets are enumerated up to this many (8 demanded modules)."""
 
 
 def shortest_paths(view: EdgeView) -> np.ndarray:
@@ -81,17 +85,39 @@ def edge_root_bounds(view: EdgeView) -> tuple[np.ndarray, np.ndarray]:
     hop_j = per_bit.min(axis=1, initial=np.inf)
     hop_j = np.where(np.isfinite(hop_j), hop_j, 0.0) if dense else np.zeros(n)  # isolated: only the root (n = 1)
     off_root = ~np.eye(n, dtype=bool)  # [r, k]
-    ready, energy = np.zeros(n), np.zeros(n)
-    for m in need:
+    energy = np.zeros(n)
+    th_in, th_out = np.zeros((n, need.size)), np.zeros((n, need.size))  # [r, m]: the root holds m / does not
+    for j, m in enumerate(need):
         ok = can[:, m]
         bits = 8.0 * float(p.module_bytes[m])
         arrive = tau[ok, m][None, :] + bits * sp[ok].T  # [r, k]
-        ready = np.maximum(ready, _covered_at(arrive, n_k[ok], float(view.demand[m])))
+        # with m on the root, its own compute is counted apart (below): it arrives at 0 here
+        th_in[:, j] = _covered_at(np.where(off_root[:, ok], arrive, 0.0), n_k[ok], float(view.demand[m]))
+        th_out[:, j] = _covered_at(np.where(off_root[:, ok], arrive, math.inf), n_k[ok], float(view.demand[m]))
         cost = comp[ok, m][None, :] + bits * hop_j[ok][None, :] * off_root[:, ok]
         energy += _knapsack(cost, n_k[ok], float(view.demand[m]))
-    t_lb = np.where(reach, ready + up, math.inf)
+    t_lb = np.where(reach, _root_ready(view, need, can, tau, th_in, th_out) + up, math.inf)
     e_lb = np.where(reach, energy + p.tx_power_w[d] * up, math.inf)
     return t_lb, e_lb
+
+
+def _root_ready(view: EdgeView, need: np.ndarray, can: np.ndarray, tau: np.ndarray, th_in: np.ndarray,
+                th_out: np.ndarray) -> np.ndarray:
+    """[r] the root's ready time at least: over the subsets S the root may hold (memory), the least of
+    max(its compute of S, max_{m in S} th_in, max_{m not in S} th_out); the root's modules add up, which a bound per
+    module alone misses. Over SUBSET_MAX subsets: min(th_in with the root at its own time, th_out) per module."""
+    p, d, n = view.problem, view.dev, view.n
+    if need.size == 0:
+        return np.zeros(n)
+    if 2 ** need.size > SUBSET_MAX:
+        own = np.maximum(th_in, tau[:, need])
+        return np.where(can[:, need], np.minimum(own, th_out), th_out).max(axis=1)
+    sub = ((np.arange(2 ** need.size)[:, None] >> np.arange(need.size)[None, :]) & 1).astype(bool)  # [S, m]
+    fits = (~sub[None, :, :] | can[:, need][:, None, :]).all(axis=2)  # [r, S]
+    fits &= sub.astype(float) @ p.module_memory_bytes[need] <= p.memory_bytes[d][:, None] * (1 + 1e-12)
+    compute = tau[:, need] @ sub.T.astype(float)  # [r, S]
+    wait = np.where(sub[None, :, :], th_in[:, None, :], th_out[:, None, :]).max(axis=2)
+    return np.where(fits, np.maximum(compute, wait), math.inf).min(axis=1)
 
 
 def pareto(finish: np.ndarray, energy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
+from hffm.federation.agreement import (
+    direction_evidence,
+    distrusted,
+    leave_one_out_terms,
+    pooled_cosines,
+    scale_outliers,
+    update_trust,
+)
 from hffm.federation.screening import Rejection
 from hffm.lazy import LazyModule
 
@@ -54,6 +62,14 @@ class DefenseConfig:
     """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
+    min_trust: float | None = None
+    """Leave out every update of a device whose trust (``hffm.federation.agreement``: its agreement with the wave's
+    consensus over all its modules, across rounds) is below this (in [-1, 1]); null: no trust."""
+    trust_decay: float = 0.5
+    """How much of a device's trust carries over to the next round (in [0, 1); 0: this round's evidence alone)."""
+    norm_band: float | None = None
+    """With trust: a device whose median update norm (relative to each module's median) lies outside
+    [1 / norm_band, norm_band] has evidence -1 for the round (>= 1); null: no such check."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -63,17 +79,27 @@ class DefenseConfig:
                 problems.append(f"defense.{key}={value}: must be >= 1 and finite, or null (off)")
         if self.min_cosine is not None and not -1.0 <= self.min_cosine <= 1.0:
             problems.append(f"defense.min_cosine={self.min_cosine}: must be in [-1, 1], or null (off)")
+        if self.min_trust is not None and not -1.0 <= self.min_trust <= 1.0:
+            problems.append(f"defense.min_trust={self.min_trust}: must be in [-1, 1], or null (off)")
+        if not (isinstance(self.trust_decay, (int, float)) and 0.0 <= self.trust_decay < 1.0):
+            problems.append(f"defense.trust_decay={self.trust_decay}: must be in [0, 1)")
+        if self.norm_band is not None and not (isinstance(self.norm_band, (int, float)) and 1.0 <= self.norm_band
+                                               < math.inf):
+            problems.append(f"defense.norm_band={self.norm_band}: must be >= 1 and finite, or null (off)")
+        if self.norm_band is not None and self.min_trust is None:
+            problems.append(f"defense.norm_band={self.norm_band} needs defense.min_trust (the scale check feeds the "
+                            "trust): set min_trust, or norm_band=null")
         if problems:
             raise ValueError("invalid defense config:\n  " + "\n  ".join(problems))
 
     @classmethod
     def off(cls) -> DefenseConfig:
         """conf/defense/none.yaml: every screened update goes to the rule as sent."""
-        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None)
+        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None, min_trust=None)
 
     @property
     def active(self) -> bool:
-        return any(v is not None for v in (self.clip_factor, self.min_cosine, self.reject_factor))
+        return any(v is not None for v in (self.clip_factor, self.min_cosine, self.reject_factor, self.min_trust))
 
 
 @dataclass
@@ -83,13 +109,16 @@ class DefenseMemory:
     scale: dict[str, float] = field(default_factory=dict)
     """'<tier>/<module>' -> the median update norm of the tier's last wave with 3+ holders of the module;
     '<tier>/*' -> the median per-coordinate update size (norm / sqrt(numel)) of its last wave, over all modules."""
+    trust: dict[int, float] = field(default_factory=dict)
+    """Device -> its trust after the last round it took part in (``hffm.federation.agreement``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale}
+        return {"scale": self.scale, "trust": {str(k): v for k, v in self.trust.items()}}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> DefenseMemory:
-        return cls(scale=dict((d or {}).get("scale", {})))
+        d = d or {}
+        return cls(scale=dict(d.get("scale", {})), trust={int(k): float(v) for k, v in d.get("trust", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -160,18 +189,56 @@ def consensus(
     return out
 
 
+def judge_devices(
+    batches: Sequence[tuple[Sequence[ModuleUpdate], Mapping[str, StateDict]]], cfg: DefenseConfig,
+    agreed: Mapping[str, Consensus], memory: DefenseMemory,
+) -> dict[int, float]:
+    """Update each sending device's trust in ``memory`` from its updates in ``batches`` (as for ``consensus``);
+    returns device -> trust for the devices below ``defense.min_trust`` (none when trust is off).
+
+    Scale first: a device far from the typical norm gets evidence -1 and stays out of the direction reference, so
+    a crowd of x10 updates cannot drag the median the honest devices are judged by."""
+    if cfg.min_trust is None:
+        return {}
+    ratios: dict[str, dict[int, float]] = {}
+    for updates, reference in batches:
+        for u in updates:
+            agree = agreed.get(u.module)
+            if agree is not None and agree.norm is not None and agree.norm > 0:
+                ratios.setdefault(u.module, {})[u.node] = update_norm(u.state, reference[u.module]) / agree.norm
+    outliers = scale_outliers(ratios, cfg.norm_band) if cfg.norm_band is not None else set()
+    flat: dict[str, dict[int, torch.Tensor]] = {}
+    for updates, reference in batches:
+        for u in updates:
+            if u.node not in outliers:
+                delta = _delta(u.state, reference[u.module])
+                flat.setdefault(u.module, {})[u.node] = torch.cat([v.flatten() for _, v in sorted(delta.items())])
+    terms = {m: dict(zip(by_node, leave_one_out_terms(torch.stack(list(by_node.values())))))
+             for m, by_node in flat.items() if len(by_node) >= MIN_HOLDERS}
+    evidence = direction_evidence(pooled_cosines(terms)) | dict.fromkeys(outliers, -1.0)
+    memory.trust = update_trust(memory.trust, evidence, cfg.trust_decay)
+    senders = frozenset(u.node for updates, _ in batches for u in updates)
+    return distrusted(memory.trust, senders, cfg.min_trust)
+
+
 def defend(
     updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict], cfg: DefenseConfig,
-    agreed: Mapping[str, Consensus],
+    agreed: Mapping[str, Consensus], untrusted: Mapping[int, float] | None = None,
 ) -> Defended:
     """Judge one aggregator's updates (``reference``: its module states) against the wave's consensus
-    (``consensus``). Non-finite and misshapen updates must be screened out first."""
+    (``consensus``); ``untrusted`` (``judge_devices``): nodes whose every update is left out. Non-finite and
+    misshapen updates must be screened out first."""
     if not cfg.active:
         return Defended(list(updates), [], 0)
     kept: list[ModuleUpdate] = []
     dropped: list[Rejection] = []
     clipped = 0
+    untrusted = untrusted or {}
     for u in updates:
+        if u.node in untrusted:
+            dropped.append(Rejection(u.node, u.module, "defense: distrusted device",
+                                     f"trust {untrusted[u.node]:.2f} < defense.min_trust={cfg.min_trust:g}"))
+            continue
         ref, agree = reference[u.module], agreed.get(u.module, Consensus(None, None, 0))
         delta, norm, base = _delta(u.state, ref), update_norm(u.state, ref), agree.norm
         if cfg.reject_factor is not None and base is not None and base > 0 and norm > cfg.reject_factor * base:

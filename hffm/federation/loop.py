@@ -33,7 +33,7 @@ from hffm.federation.checkpoint import (
 from hffm.federation.compression import compress_updates
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
-from hffm.federation.defense import Defended, DefenseConfig, DefenseMemory, consensus, defend
+from hffm.federation.defense import Defended, DefenseConfig, DefenseMemory, consensus, defend, judge_devices
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
@@ -125,7 +125,7 @@ def run_federation(
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
     memory = DefenseMemory.from_dict(state.defense)
-    state.defense = memory.to_dict()  # the same dicts: checkpoints carry what the defense remembers
+    state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
     warned_thin: set[str] = set()
@@ -148,6 +148,7 @@ def run_federation(
         results: list[DeviceResult] = []
         rejected: list[Rejection] = []
         defended: list[Rejection] = []
+        distrusted: set[int] = set()
         clipped = 0
         thin: dict[str, int] = {}
         routes: list[Route] = []
@@ -184,9 +185,12 @@ def run_federation(
                 leaving.append((group, updates))
 
             # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
-            agreed = consensus([(u, state.group_states[g]) for g, u in leaving], defense, memory, "edge")
+            batches = [(u, state.group_states[g]) for g, u in leaving]
+            agreed = consensus(batches, defense, memory, "edge")
+            untrusted = judge_devices(batches, defense, agreed, memory)  # each device by all its updates, over rounds
+            distrusted |= set(untrusted)
             for group, updates in leaving:
-                judged = defend(updates, state.group_states[group], defense, agreed)
+                judged = defend(updates, state.group_states[group], defense, agreed, untrusted)
                 updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
 
                 # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
@@ -203,6 +207,7 @@ def run_federation(
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), list[Rejection]()
+        edge_defended = len(defended)  # the device updates the defense dropped come first, then the edges' at the cloud
         if cloud_round:
             edge_to_cloud, cloud_rejected, cloud_judged = _cloud_round(state, world, policy, rule, defense, memory)
             defended += cloud_judged.dropped
@@ -216,10 +221,13 @@ def run_federation(
         del channel, net, links  # the next round draws its own: never hold two rounds' channels at once
 
         # 8. Metrics, logging, checkpoint.
+        state.defense = memory.to_dict()
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
         metrics |= _train_metrics(results, participants, {r.node for r in outcome.rejected})
         metrics["faults/rejected_updates"] = float(len(outcome.rejected) + len(outcome.cloud_rejected))
         metrics["defense/dropped_updates"] = float(len(outcome.defended))
+        metrics["defense/cloud_dropped_updates"] = float(len(outcome.defended) - edge_defended)
+        metrics["defense/distrusted_devices"] = float(len(distrusted))
         metrics["defense/clipped_updates"] = float(outcome.clipped)
         metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}
@@ -229,7 +237,7 @@ def run_federation(
             metrics[cum] = previous.get(cum, 0.0) + metrics[key]
         if (t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds:
             metrics |= evaluate_round(fabric, world, state, fed, policy, group_of)
-        _warn_losses(outcome, len(participants))
+        _warn_losses(outcome, len(participants), edge_defended)
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
@@ -303,13 +311,14 @@ def _cloud_round(
     return sent, rejected, judged
 
 
-def _warn_losses(outcome: RoundOutcome, participants: int) -> None:
-    """Loud faults: a round that loses more than half of its participants' updates says why, with the counts."""
+def _warn_losses(outcome: RoundOutcome, participants: int, edge_defended: int) -> None:
+    """Loud faults: a round that loses more than half of its participants' updates says why, with the counts
+    (``edge_defended``: how many of ``outcome.defended`` are device updates; the rest are edges' at the cloud)."""
     f = outcome.faults
     causes = {"dropped": len(f.drawn.dropped), "late (deadline)": len(f.late),
               "failed relays": len(f.drawn.failed_relays),
               "rejected by the screen": len({r.node for r in outcome.rejected}),
-              "dropped by the defense": len({r.node for r in outcome.defended if r.node >= 0})}
+              "dropped by the defense": len({r.node for r in outcome.defended[:edge_defended]})}
     lost = len(f.silent | {r.node for r in outcome.rejected})
     if participants and lost > participants / 2:
         named = ", ".join(f"{n} {what}" for what, n in causes.items() if n)

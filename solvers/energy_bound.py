@@ -1,0 +1,220 @@
+"""Certified lower bound on min T + lambda E (lambda > 0) that prices the band (fixed power and frequency).
+
+E_lb(T): no plan of latency <= T spends less energy. Per edge e and any band price nu >= 0, since
+sum_j b_j <= B_e, E_up >= sum_j [p_j U_j / R_j(b_j) + nu b_j] - nu B_e. An uploader j sends U_j <= Umax_j bits (its
+own eligible payload plus every D2D in-neighbour's) within its window t_j <= T, so U_j <= min(Umax_j, T R_j(b_j))
+and, per bit, p_j / R_j(b_j) + nu b_j / U_j >= k_j(T, nu) = min_{0 < b <= B_e} p_j / R_j(b) + nu b / min(Umax_j,
+T R_j(b)). Each bit of device i reaches the edge directly (k_i) or after a D2D hop to j (p^d2d_i / r_ij + k_j;
++ 0 with `relay_aggregates`, since the relay may hold that module already), so with c_i the cheaper route, a
+module m on device i costs at least w_im = kappa n_i c_m f_i^2 + 8 s_m c_i, and
+E_e >= min { sum w_im x_im : samples per module >= demand, 0 <= x <= 1 } - nu B_e (a fractional knapsack,
+memory dropped). Every nu gives a valid bound; the best is searched per edge (the dual is concave in nu).
+
+k_j: b -> p / R(b) + nu b / U is convex (1/R is convex) and b -> (p + nu b / T) / R(b) is quasiconvex (its
+sublevel sets {alpha R(b) - nu b / T >= p} are convex), so their max is quasiconvex: a golden-section search on
+ln b brackets a minimizer in [b_lo, b_hi], where k_j >= p / R(b_hi) + nu b_lo / min(Umax, T R(b_hi)) (each part
+is monotone on the bracket); below the search range p / R(b) alone is larger. So the value is a lower bound,
+whatever the number of steps.
+
+E_lb is nonincreasing in T. Any plan has T >= T_0 (the latency bound of solvers/bounds.py); on a piece
+[T_a, T_b] every plan costs >= T_a + lambda E_lb(T_b), and past the last point T_K >= T_K + lambda E_lb(inf).
+The bound is the least piece; the least piece is split (geometric midpoint) until it is narrow or the budget
+of evaluations is spent: any partition is valid, the splits only tighten it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.evaluate import uplink_rate
+from solvers.instance import RoundProblem
+
+GOLD = (math.sqrt(5.0) - 1.0) / 2.0
+SPAN = 30.0
+"""The band search covers b in [B_e e^-SPAN, B_e]."""
+
+
+def _bracket(f, lo: np.ndarray, hi: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    """Golden-section search for a minimizer of a unimodal f on [lo, hi] (elementwise): the final bracket."""
+    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        left = fc <= fd  # a minimizer lies in [lo, d]
+        hi = np.where(left, d, hi)
+        lo = np.where(left, lo, c)
+        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
+        new = f(np.where(left, c, d))
+        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+    return lo, hi
+
+
+def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.ndarray, t: float, nu: np.ndarray,
+                 steps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+    """(lower bound on k = min over 0 < b <= cap of power / R(b) + nu b / min(umax, t R(b)) in J per bit, an upper
+    bound on its minimizer), elementwise (see the module doc: a bracket of a golden-section search on ln b, bounded
+    from below on the bracket)."""
+    def f(u: np.ndarray) -> np.ndarray:
+        b = np.exp(u)
+        r = uplink_rate(b, a)
+        return power / r + nu * b / np.minimum(umax, t * r)
+
+    lo, hi = _bracket(f, np.log(cap) - SPAN, np.log(cap) + 0.0 * nu, steps)
+    b_lo, b_hi = np.exp(lo), np.exp(hi)
+    r_hi = uplink_rate(b_hi, a)
+    inside = power / r_hi + nu * b_lo / np.minimum(umax, t * r_hi)
+    below = power / uplink_rate(cap * math.exp(-SPAN), a)
+    return np.minimum(inside, below), b_hi
+
+
+def knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Per edge: sum over modules of min sum_i w_i x_i s.t. sum_i n_i x_i >= demand, 0 <= x <= 1 (sorted greedy)."""
+    ne, nm = demand.shape
+    key = p.device_edge[dev] * nm + mod
+    ratio = w / p.samples[dev]
+    order = np.lexsort((ratio, key))
+    key, w, n = key[order], w[order], p.samples[dev][order]
+    cum = np.cumsum(n)
+    first = np.searchsorted(key, key, side="left")
+    before = cum - n - np.where(first > 0, cum[first - 1], 0.0)
+    need = demand.ravel()[key]
+    frac = np.clip((need - before) / n, 0.0, 1.0)
+    with np.errstate(invalid="ignore"):
+        cost = np.where(frac > 0, frac * w, 0.0)
+    out = np.bincount(key, weights=cost, minlength=ne * nm)
+    got = np.bincount(key, weights=n, minlength=ne * nm)
+    out = np.where(got >= demand.ravel() * (1 - 1e-12), out, np.inf)  # not even coverable: no plan at all
+    return out.reshape(ne, nm).sum(axis=1)
+
+
+@dataclass(frozen=True)
+class EnergyBound:
+    """What E_lb(T) needs of a round, computed once: per device its power, SNR, band cap B_e and most bits Umax;
+    the (device, module) columns with their compute energy and bits; the D2D hops."""
+
+    problem: RoundProblem
+    dev: np.ndarray
+    mod: np.ndarray
+    compute_j: np.ndarray
+    bits: np.ndarray
+    own: np.ndarray  # [N] most bits of a device's own modules, O_i
+    umax: np.ndarray  # [N] most bits it may upload: its own and its D2D in-neighbours', Umax_i
+    cap: np.ndarray
+    nu_ref: np.ndarray  # [E] the scale of an edge's band price (J per Hz)
+    demand: np.ndarray  # [E, M]
+
+    @classmethod
+    def of(cls, p: RoundProblem) -> EnergyBound:
+        dev, mod = np.nonzero(p.eligible & (p.samples[:, None] > 0))
+        bits = 8.0 * p.module_bytes[mod]
+        own = np.bincount(dev, weights=bits, minlength=p.num_devices)
+        cap = p.edge_bandwidth_hz[p.device_edge]
+        size = np.bincount(p.device_edge, minlength=p.num_edges)
+        share = cap / np.maximum(size[p.device_edge], 1)
+        per_hz = p.tx_power_w * np.maximum(own, 1.0) / (uplink_rate(share, p.snr_hz) * share)
+        nu_ref = np.ones(p.num_edges)
+        for e in np.flatnonzero(size):
+            nu_ref[e] = float(np.median(per_hz[p.device_edge == e]))
+        compute = p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
+        umax = own.copy()
+        if p.d2d_src.size:
+            np.add.at(umax, p.d2d_dst, own[p.d2d_src])
+        return cls(p, dev, mod, compute, bits, np.maximum(own, 1.0), np.maximum(umax, 1.0), cap, nu_ref,
+                   p.coverage_demand())
+
+    def _relayed(self, t: float, nu_dev: np.ndarray) -> np.ndarray:
+        """[N] J per bit relay j spends at least on a relayed bit: p_j / R_j(b_bar), b_bar >= the band of any
+        optimal upload of up to Umax_j bits by t (the larger of the unconstrained minimizer of p U / R(b) + nu b
+        at U = Umax and the band the window needs, h(Umax / t); at most B_e)."""
+        p = self.problem
+        _, b0 = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = min_bandwidth(self.umax / t, p.snr_hz) * (1 + 1e-9) if t > 0 else np.full(p.num_devices, np.inf)
+        b_bar = np.minimum(self.cap, np.maximum(b0, need))
+        return p.tx_power_w / uplink_rate(b_bar, p.snr_hz)
+
+    def routes(self, t: float, nu: np.ndarray) -> np.ndarray:
+        """[N] each device's least J per own bit at latency <= t and band prices nu [E]: direct, or a D2D hop."""
+        p = self.problem
+        nu_dev = nu[p.device_edge]
+        k, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.own, self.cap, t, nu_dev)
+        route = k.copy()
+        if p.d2d_src.size:
+            via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps
+            if not p.relay_aggregates:
+                via = via + self._relayed(t, nu_dev)[p.d2d_dst]
+            np.minimum.at(route, p.d2d_src, via)
+        return route
+
+    def edge_energy(self, t: float, nu: np.ndarray) -> np.ndarray:
+        """[E] lower bounds on each edge's energy of any plan of latency <= t, at band prices nu [E] (J per Hz)."""
+        p = self.problem
+        w = self.compute_j + self.bits * self.routes(t, nu)[self.dev]
+        return knapsack(p, self.dev, self.mod, w, self.demand) - nu * p.edge_bandwidth_hz
+
+    def prices(self, t: float, steps: int = 14) -> tuple[np.ndarray, np.ndarray]:
+        """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
+        (the dual is concave in nu; any price is valid, nu = 0 too)."""
+        ne = self.problem.num_edges
+        best, arg = self.edge_energy(t, np.zeros(ne)), np.zeros(ne)
+        lo, hi = np.log(self.nu_ref) - 12.0, np.log(self.nu_ref) + 6.0
+        c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+        fc, fd = self.edge_energy(t, np.exp(c)), self.edge_energy(t, np.exp(d))
+        for _ in range(steps + 1):
+            for u, v in ((c, fc), (d, fd)):
+                better = v > best
+                best, arg = np.where(better, v, best), np.where(better, np.exp(u), arg)
+            left = fc >= fd  # maximizing: keep [lo, d]
+            hi = np.where(left, d, hi)
+            lo = np.where(left, lo, c)
+            c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
+            new = self.edge_energy(t, np.exp(np.where(left, c, d)))
+            fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+        return best, arg
+
+    def energy(self, t: float) -> float:
+        """E_lb(t): no plan of latency <= t spends less (J)."""
+        best, _ = self.prices(t)
+        return float(np.sum(best[np.isfinite(best)]))  # an edge no cover fits has no plan at all
+
+    def priced_weights(self, t: float) -> np.ndarray:
+        """[N, M] J of device i training and sending module m at latency t and the best band prices: weights for a
+        cover (solvers.greedy.greedy_placement) that prices the band, the bound's own choice made integral."""
+        p = self.problem
+        _, nu = self.prices(t)
+        route = self.routes(t, nu)
+        return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.freq_min[:, None] ** 2
+                + 8.0 * p.module_bytes[None, :] * route[:, None])
+
+
+def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
+                         rtol: float = 0.002) -> float:
+    """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
+    upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb."""
+    p = problem
+    lam = p.lam
+    eb = EnergyBound.of(p)
+    t0 = max(t_lb, 1e-12)
+    e_inf = eb.energy(math.inf)
+    e0 = eb.energy(t0)
+    if not math.isfinite(e0):
+        e0 = e_inf
+    t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
+    pts = list(np.geomspace(t0, t_end, 6))
+    vals = [e0] + [eb.energy(t) for t in pts[1:]]
+    for _ in range(budget):
+        pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
+        k = int(np.argmin(pieces))
+        bound = pieces[k]
+        if upper is not None and bound >= upper * (1 - rtol):
+            return bound
+        if k == len(pts) - 1 or pts[k + 1] <= pts[k] * (1 + rtol):
+            return bound
+        mid = math.sqrt(pts[k] * pts[k + 1])
+        pts.insert(k + 1, mid)
+        vals.insert(k + 1, eb.energy(mid))
+    pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
+    return float(min(pieces))

@@ -1,0 +1,55 @@
+"""Certified bounds at lambda > 0 (solvers/energy_bound.py): never above the exact optimum (solvers/exact.py,
+enumeration, written apart from the bound), and tighter than the infinite-band energy bound they replace."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from solvers import random_instance
+from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.energy_bound import EnergyBound, per_bit_cost, tradeoff_lower_bound
+from solvers.evaluate import evaluate, uplink_rate
+from solvers.exact import exact_solve
+
+
+def test_per_bit_cost_is_below_the_brute_force_minimum() -> None:
+    rng = np.random.default_rng(0)
+    power, a = rng.uniform(0.1, 1.0, 40), 10 ** rng.uniform(5, 9, 40)
+    umax, cap = 10 ** rng.uniform(5, 8, 40), 10 ** rng.uniform(5, 7, 40)
+    nu = np.concatenate([np.zeros(8), 10 ** rng.uniform(-12, -4, 32)])
+    b = cap[:, None] * np.geomspace(1e-9, 1.0, 20001)[None, :]
+    for t in (0.5, 5.0, 50.0, math.inf):
+        r = uplink_rate(b, a[:, None])
+        brute = (power[:, None] / r + nu[:, None] * b / np.minimum(umax[:, None], t * r)).min(axis=1)
+        k, b_hi = per_bit_cost(power, a, umax, cap, t, nu)
+        assert np.all(k <= brute * (1 + 1e-12))
+        assert np.all(k >= brute * (1 - 1e-3))  # and tight: the search finds the minimum
+        assert np.all(b_hi <= cap * (1 + 1e-12))
+
+
+CASES = [(n, lam, seed, agg) for n in (4, 8) for lam in (0.05, 0.5, 5.0) for seed in range(2)
+         for agg in (False, True)]
+
+
+@pytest.mark.parametrize(("n", "lam", "seed", "agg"), CASES)
+def test_tradeoff_bound_never_exceeds_the_exact_optimum(n: int, lam: float, seed: int, agg: bool) -> None:
+    p = random_instance(n, max(1, n // 4), 3 + seed % 2, 500 + 7 * n + seed, lam=lam, relay_aggregates=agg)
+    plan = exact_solve(p)
+    t_lb = subset_lower_bound(p, evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s)
+    assert t_lb <= plan.latency_s * (1 + 1e-9)
+    lb = tradeoff_lower_bound(p, t_lb)
+    assert lb <= plan.objective * (1 + 1e-9), (lb, plan.objective)
+    # E_lb(T) at the optimum's own latency bounds its energy
+    assert EnergyBound.of(p).energy(plan.latency_s) <= plan.energy_j * (1 + 1e-9)
+    assert round_lower_bound(p, np.full(p.num_edges, plan.latency_s)) <= plan.objective * (1 + 1e-9)
+
+
+def test_tradeoff_bound_beats_the_infinite_band_bound() -> None:
+    """A 1,000-device round at lambda = 0.5: the band-priced bound is well above T_lb + lambda E_inf-band."""
+    p = random_instance(1000, 10, 6, 1000_001, lam=0.5)
+    t_lb = subset_lower_bound(p, np.full(p.num_edges, 60.0))
+    loose = t_lb + p.lam * energy_lower_bound(p)
+    assert tradeoff_lower_bound(p, t_lb) > 1.5 * loose
