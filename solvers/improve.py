@@ -17,7 +17,7 @@ import numpy as np
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
-from solvers.latency_model import search_latency
+from solvers.latency_search import search_latency
 from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict

@@ -12,8 +12,7 @@ no plan finishes by T: T is a lower bound. Below 1, its columns are a plan; wher
 under-estimate, the group's exact band is added back lazily (a cut on that combination of columns), so a plan the
 MILP accepts is one that really finishes by T.
 
-`search_latency` tests T = (1 - gap / 2) x the incumbent's latency: infeasible certifies the incumbent, feasible
-gives a plan at least that much faster, which becomes the incumbent; repeat until proven or out of time.
+solvers/latency_search.py searches T with it.
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -30,15 +28,6 @@ from solvers.bandwidth import min_bandwidth
 from solvers.column_milp import INF, Extra, choice_rows, run_milp
 from solvers.instance import RoundProblem
 
-TRIAL = 0.9
-"""The search tests T = (1 - TRIAL x gap) x the incumbent's latency: far enough below it that the MILP's proof is
-easy, close enough that a proof certifies the gap."""
-
-
-TIGHT_SHARE = 0.5
-"""Share of the time left that the tight test may take before the search falls back to the ladder."""
-LADDER = (0.3, 0.15, 0.08, 0.04, 0.02)
-"""Where the tight test does not finish: T = (1 - step) x the incumbent, coarse first, each proof a valid bound."""
 PAIRS_UPFRONT = True
 """Pair cuts on every D2D link from the first MILP (else only on the links of groups found under-estimated)."""
 PAIR_MIN = 1e-4
@@ -270,61 +259,3 @@ class LatencyModel:
         x[c.dev[cols]] = c.mask[cols] > 0
         relay[c.dev[cols]] = c.up[cols]
         return x, relay
-
-
-@dataclass(frozen=True)
-class Searched:
-    """The latency search's answer: the best plan found, its exact latency, the certified bound, the MILPs run."""
-
-    x: np.ndarray
-    relay: np.ndarray
-    latency: float
-    lower_bound: float
-    proven: bool
-    milps: int
-
-
-def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
-                   gap: float = 0.01, model: Any = None) -> Searched:
-    """Improve and certify the incumbent (x0, relay0) of latency `upper` on the one-edge problem p."""
-    from solvers.model import exact_cost, feasible
-
-    if model is None:
-        from solvers.union_model import UnionModel
-        model = UnionModel(p) if p.relay_aggregates else LatencyModel(p)
-    lm = model
-    best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
-    lower = 0.0
-
-    def better(cols: np.ndarray) -> bool:
-        x, relay = lm.plan(cols)
-        return feasible(p, x, relay) and exact_cost(p, x, relay) < best
-
-    settled = False
-    while lower < (1 - gap) * best and time.perf_counter() < deadline:
-        t = best * (1 - TRIAL * gap)
-        left = deadline - time.perf_counter()
-        r = lm.at(t, time.perf_counter() + TIGHT_SHARE * left, accept=better)
-        if r.feasible is None:
-            break
-        if not r.feasible:
-            lower, settled = max(lower, t), True
-            break
-        assert r.cols is not None
-        x, relay = lm.plan(r.cols)
-        if not feasible(p, x, relay):
-            break
-        got = exact_cost(p, x, relay)
-        if not got < best:
-            break
-        best_x, best_r, best = x, relay, got
-    if not settled:  # the tight test did not finish: certify what the time allows, coarse steps first
-        for step in LADDER:
-            t = best * (1 - step)
-            if t <= lower or time.perf_counter() >= deadline:
-                continue
-            if lm.at(t, deadline).feasible is not False:
-                break
-            lower = t
-    lower = min(lower, best)
-    return Searched(best_x, best_r, best, lower, lower >= (1 - gap) * best, lm.milps)

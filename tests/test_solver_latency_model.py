@@ -11,7 +11,8 @@ from solvers import random_instance, solve
 from solvers.evaluate import evaluate
 from solvers.exact import exact_solve
 from solvers.joint import joint_solve
-from solvers.latency_model import LatencyModel, search_latency
+from solvers.latency_model import LatencyModel
+from solvers.latency_search import search_latency
 from solvers.model import exact_cost
 from solvers.reference import reference_power_frequency
 from solvers.union_model import UnionModel
