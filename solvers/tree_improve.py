@@ -81,7 +81,8 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
         left = deadline - time.perf_counter()
         if left <= 0.02:
             break
-        kind, low, sol = model.solve([int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]))
+        kind, low, sol = model.solve([int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]),
+                                     energy_floor=float(lam * e_lb[r]))
         if sol is not None:
             edge.offer(*sol[0], lam)
         lower[r] = max(cheap[r], low)

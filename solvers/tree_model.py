@@ -85,18 +85,23 @@ class TreeMilp:
     lam_cols: list[list[np.ndarray]]  # per edge, per device: its lambda columns [S]
     fixed: list[np.ndarray] = field(default_factory=list)  # per edge: roots that cannot be the root (unreachable)
     t_col: int = 0  # the column of T
+    energy_row: int = -1  # the row lam E >= its floor (lambda > 0), or -1
 
     def solve(self, roots: list[int | None], cutoff: float, time_limit_s: float, gap: float,
-              floor: float = 0.0) -> tuple[str, float, list[tuple[np.ndarray, np.ndarray]] | None]:
+              floor: float = 0.0, energy_floor: float = 0.0) -> tuple[str, float,
+                                                                         list[tuple[np.ndarray, np.ndarray]] | None]:
         """(status, lower bound in seconds of T + lambda E, the best solution per edge as (x local, parent local) or
         None) with each edge's root fixed where `roots` names one; cutoff in seconds; floor: a known lower bound on
-        T in seconds for these roots (solvers/tree_bound.py), given to HiGHS as T's lower bound. Status: optimal,
+        T in seconds for these roots (solvers/tree_bound.py), given to HiGHS as T's lower bound, energy_floor one on
+        lambda E (in seconds, as the objective counts it) as that row's lower side. Status: optimal,
         infeasible (no plan below the cutoff: the bound is the cutoff), time_limit, or other (no bound: 0)."""
         import highspy
 
         h = self.highs
         h.changeColsBounds(1, np.array([self.t_col], dtype=np.int32), np.array([min(floor / self.scale, 1.0)]),
                            np.array([1.0]))
+        if self.energy_row >= 0:
+            h.changeRowBounds(self.energy_row, float(energy_floor / self.scale), highspy.kHighsInf)
         for z, r, bad in zip(self.root, roots, self.fixed, strict=True):
             if r is None:
                 lo, up = np.zeros(z.size), np.ones(z.size)
@@ -246,6 +251,12 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
         subsets.append(subs)
         lam_cols.append(lcols)
         fixed.append(np.flatnonzero(bad))
+    energy_row = -1
+    if lam > 0:  # lam E >= a known bound (set per solve): the energy part of the objective as one row
+        energy_row = len(b.r_lo)
+        cols = np.flatnonzero(np.array(b.cost) != 0)
+        cols = cols[cols != t_col]
+        b.row(cols, np.array(b.cost)[cols], lo=0.0)
     h = _Highs()
     h.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
@@ -260,4 +271,4 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
     lp.a_matrix_.value_ = np.array(b.value)
     lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous for k in b.integer]
     h.passModel(lp)
-    return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed, int(t_col))
+    return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed, int(t_col), energy_row)
