@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 
@@ -53,10 +54,10 @@ def _bracket(f, lo: np.ndarray, hi: np.ndarray, steps: int) -> tuple[np.ndarray,
 
 
 def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.ndarray, t: float, nu: np.ndarray,
-                 steps: int = 30) -> tuple[np.ndarray, np.ndarray]:
+                 steps: int = 24) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lower bound on k = min over 0 < b <= cap of power / R(b) + nu b / min(umax, t R(b)) in J per bit, an upper
-    bound on its minimizer), elementwise (see the module doc: a bracket of a golden-section search on ln b, bounded
-    from below on the bracket)."""
+    bound on its minimizer, an upper bound on k: the value there), elementwise (see the module doc: a bracket of a
+    golden-section search on ln b, bounded from below on the bracket)."""
     def f(u: np.ndarray) -> np.ndarray:
         b = np.exp(u)
         r = uplink_rate(b, a)
@@ -67,7 +68,7 @@ def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.nda
     r_hi = uplink_rate(b_hi, a)
     inside = power / r_hi + nu * b_lo / np.minimum(umax, t * r_hi)
     below = power / uplink_rate(cap * math.exp(-SPAN), a)
-    return np.minimum(inside, below), b_hi
+    return np.minimum(inside, below), b_hi, f(hi)
 
 
 def knapsack(p: RoundProblem, dev: np.ndarray, mod: np.ndarray, w: np.ndarray, demand: np.ndarray) -> np.ndarray:
@@ -130,37 +131,65 @@ class EnergyBound:
         optimal upload of up to Umax_j bits by t (the larger of the unconstrained minimizer of p U / R(b) + nu b
         at U = Umax and the band the window needs, h(Umax / t); at most B_e)."""
         p = self.problem
-        _, b0 = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
+        _, b0, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
         with np.errstate(divide="ignore", invalid="ignore"):
             need = min_bandwidth(self.umax / t, p.snr_hz) * (1 + 1e-9) if t > 0 else np.full(p.num_devices, np.inf)
         b_bar = np.minimum(self.cap, np.maximum(b0, need))
         return p.tx_power_w / uplink_rate(b_bar, p.snr_hz)
 
-    def routes(self, t: float, nu: np.ndarray) -> np.ndarray:
-        """[N] each device's least J per own bit at latency <= t and band prices nu [E]: direct, or a D2D hop."""
+    def routes(self, t: float, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """([N] each device's least J per own bit at latency <= t and band prices nu [E], direct or via a D2D hop,
+        under the two decompositions of an uploader's cost (module doc): (W) own bits with the window, relayed bits
+        at the marginal energy; (C) no window, own and relayed bits at the vertices of the concave cost)."""
         p = self.problem
         nu_dev = nu[p.device_edge]
-        k, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.own, self.cap, t, nu_dev)
-        route = k.copy()
-        if p.d2d_src.size:
-            via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps
-            if not p.relay_aggregates:
-                via = via + self._relayed(t, nu_dev)[p.d2d_dst]
-            np.minimum.at(route, p.d2d_src, via)
-        return route
+        power, a = p.tx_power_w, p.snr_hz
+        k_w, _, _ = per_bit_cost(power, a, self.own, self.cap, t, nu_dev)
+        k_c, _, up_c = per_bit_cost(power, a, self.own, self.cap, math.inf, nu_dev)
+        out = []
+        for own, relayed in ((k_w, None), (k_c, "vertex")):
+            route = own.copy()
+            if p.d2d_src.size:
+                via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps
+                if not p.relay_aggregates:
+                    extra = self._relayed(t, nu_dev) if relayed is None else self._vertex(nu_dev, up_c)
+                    via = via + extra[p.d2d_dst]
+                np.minimum.at(route, p.d2d_src, via)
+            out.append(route)
+        return out[0], out[1]
+
+    def _vertex(self, nu_dev: np.ndarray, up_own: np.ndarray) -> np.ndarray:
+        """[N] (C): with phi(U) = min_b p U / R(b) + nu b concave, phi(A + B) >= alpha A + beta B on the box
+        A <= O, B <= Rin iff it holds at the vertices: alpha = phi(O) / O and beta = min(phi(Rin) / Rin,
+        (phi(Umax) - phi(O)) / Rin), from lower bounds on phi(Rin), phi(Umax) and an upper bound on phi(O)."""
+        p = self.problem
+        rin = np.maximum(self.umax - self.own, 1.0)
+        k_rin, _, _ = per_bit_cost(p.tx_power_w, p.snr_hz, rin, self.cap, math.inf, nu_dev)
+        k_max, _, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
+        secant = (self.umax * k_max - self.own * up_own) / rin
+        return np.maximum(np.minimum(k_rin, secant), 0.0)
 
     def edge_energy(self, t: float, nu: np.ndarray) -> np.ndarray:
-        """[E] lower bounds on each edge's energy of any plan of latency <= t, at band prices nu [E] (J per Hz)."""
+        """[E] lower bounds on each edge's energy of any plan of latency <= t, at band prices nu [E] (J per Hz):
+        per edge the larger of the two decompositions' knapsacks."""
         p = self.problem
-        w = self.compute_j + self.bits * self.routes(t, nu)[self.dev]
-        return knapsack(p, self.dev, self.mod, w, self.demand) - nu * p.edge_bandwidth_hz
+        w_route, c_route = self.routes(t, nu)
+        vals = [knapsack(p, self.dev, self.mod, self.compute_j + self.bits * r[self.dev], self.demand)
+                for r in (w_route, c_route)]
+        return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
 
-    def prices(self, t: float, steps: int = 14) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
-        (the dual is concave in nu; any price is valid, nu = 0 too)."""
+        (the dual is concave in nu; any price is valid, nu = 0 too); `around` [E]: search only e^+-1.5 around these
+        prices (those of a nearby latency), in `steps` // 2 steps."""
         ne = self.problem.num_edges
         best, arg = self.edge_energy(t, np.zeros(ne)), np.zeros(ne)
         lo, hi = np.log(self.nu_ref) - 12.0, np.log(self.nu_ref) + 6.0
+        if around is not None:
+            ok = around > 0
+            lo = np.where(ok, np.log(np.where(ok, around, 1.0)) - 1.5, lo)
+            hi = np.where(ok, np.log(np.where(ok, around, 1.0)) + 1.5, hi)
+            steps //= 2
         c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
         fc, fd = self.edge_energy(t, np.exp(c)), self.edge_energy(t, np.exp(d))
         for _ in range(steps + 1):
@@ -175,9 +204,9 @@ class EnergyBound:
             fc, fd = np.where(left, new, fd), np.where(left, fc, new)
         return best, arg
 
-    def energy(self, t: float) -> float:
-        """E_lb(t): no plan of latency <= t spends less (J)."""
-        best, _ = self.prices(t)
+    def energy(self, t: float, around: np.ndarray | None = None) -> float:
+        """E_lb(t): no plan of latency <= t spends less (J); `around`: as in `prices`."""
+        best, _ = self.prices(t, around)
         return float(np.sum(best[np.isfinite(best)]))  # an edge no cover fits has no plan at all
 
     def priced_weights(self, t: float) -> np.ndarray:
@@ -185,27 +214,29 @@ class EnergyBound:
         cover (solvers.greedy.greedy_placement) that prices the band, the bound's own choice made integral."""
         p = self.problem
         _, nu = self.prices(t)
-        route = self.routes(t, nu)
+        route = np.maximum(*self.routes(t, nu))
         return (p.kappa * p.samples[:, None] * p.module_cycles[None, :] * p.freq_min[:, None] ** 2
                 + 8.0 * p.module_bytes[None, :] * route[:, None])
 
 
 def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
-                         rtol: float = 0.002) -> float:
+                         rtol: float = 0.002, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
-    upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb."""
+    upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
+    clock: no more splits once it has run out (the bound so far is valid)."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, 1e-12)
     e_inf = eb.energy(math.inf)
-    e0 = eb.energy(t0)
-    if not math.isfinite(e0):
-        e0 = e_inf
+    best0, nu0 = eb.prices(t0)
+    e0 = float(np.sum(best0[np.isfinite(best0)]))
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
-    pts = list(np.geomspace(t0, t_end, 6))
-    vals = [e0] + [eb.energy(t) for t in pts[1:]]
+    pts = list(np.geomspace(t0, t_end, 5))
+    vals = [e0] + [eb.energy(t, nu0) for t in pts[1:]]
     for _ in range(budget):
+        if clock is not None and clock.expired():
+            break
         pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
         k = int(np.argmin(pieces))
         bound = pieces[k]
@@ -215,6 +246,6 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
-        vals.insert(k + 1, eb.energy(mid))
+        vals.insert(k + 1, eb.energy(mid, nu0))
     pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
     return float(min(pieces))

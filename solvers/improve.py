@@ -2,7 +2,7 @@
 certifies it within the time limit.
 
 lambda = 0: the round separates by edge (T = max_e T_e), so the model works on one edge at a time (the latency
-column model of solvers/latency_model.py; the MILP of solvers/model.py with relay_aggregates), the slowest
+column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
 edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
 is small enough (MODEL_MAX_DEVICES). Every MILP gets the time left of the round's `time_limit_s`.
@@ -17,7 +17,7 @@ import numpy as np
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
-from solvers.latency_model import search_latency
+from solvers.latency_search import search_latency
 from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
@@ -70,12 +70,9 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             sub, dev = restrict(p, np.array([e]))
             local = np.full(p.num_devices, -1)
             local[dev] = np.arange(dev.size)
-            if p.relay_aggregates:
-                c = certify(sub, x[dev], local[relay[dev]], deadline, gap, cache=cache)
-                got_x, got_r, got_t, got_lb = c.x, c.relay, c.objective, c.lower_bound
-            else:  # the column model at trial latencies (solvers/latency_model.py)
-                s = search_latency(sub, x[dev], local[relay[dev]], float(edge_t[e]), deadline, gap)
-                got_x, got_r, got_t, got_lb = s.x, s.relay, s.latency, s.lower_bound
+            # the column model at trial latencies (solvers/latency_model.py; union_model.py when relays aggregate)
+            s = search_latency(sub, x[dev], local[relay[dev]], float(edge_t[e]), deadline, gap)
+            got_x, got_r, got_t, got_lb = s.x, s.relay, s.latency, s.lower_bound
             done.add(e)
             if got_t < edge_t[e]:
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t

@@ -12,8 +12,7 @@ no plan finishes by T: T is a lower bound. Below 1, its columns are a plan; wher
 under-estimate, the group's exact band is added back lazily (a cut on that combination of columns), so a plan the
 MILP accepts is one that really finishes by T.
 
-`search_latency` tests T = (1 - gap / 2) x the incumbent's latency: infeasible certifies the incumbent, feasible
-gives a plan at least that much faster, which becomes the incumbent; repeat until proven or out of time.
+solvers/latency_search.py searches T with it.
 """
 
 from __future__ import annotations
@@ -22,17 +21,12 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.column_milp import INF, Extra, choice_rows, run_milp
 from solvers.instance import RoundProblem
-
-TRIAL = 0.9
-"""The search tests T = (1 - TRIAL x gap) x the incumbent's latency: far enough below it that the MILP's proof is
-easy, close enough that a proof certifies the gap."""
-
 
 PAIRS_UPFRONT = True
 """Pair cuts on every D2D link from the first MILP (else only on the links of groups found under-estimated)."""
@@ -52,6 +46,7 @@ class EdgeColumns:
     band: float  # B_e
     snr: np.ndarray  # [N] a = p g / N0
     twin: np.ndarray  # [C] the direct column of the same device and subset
+    union_bits: np.ndarray | None  # [M] module bits with relay_aggregates (a group sends the union), else None
     cuts: list[tuple[np.ndarray, int]] = field(default_factory=list)  # lazy groups: (columns, uploader)
     pairs: set[tuple[int, int]] = field(default_factory=set)  # lazy (relayed device, relay) pair cuts
 
@@ -80,16 +75,19 @@ class EdgeColumns:
             twins.append(on)
         return cls(dev=np.concatenate(devs), mask=np.concatenate(masks_), up=np.concatenate(ups),
                    ready=np.concatenate(ready), pay=np.concatenate(pays), band=float(p.edge_bandwidth_hz[0]),
-                   snr=p.snr_hz, twin=np.concatenate(twins))
+                   snr=p.snr_hz, twin=np.concatenate(twins),
+                   union_bits=8.0 * p.module_bytes if p.relay_aggregates else None)
 
-    def cost(self, t: float) -> np.ndarray:
-        """[C] each column's band at latency t in units of B_e (inf: it cannot finish by t, or it is dominated: a
-        relay that needs no less band than sending the same subset direct, which is never worse)."""
+    def cost(self, t: float, dominate: bool = True) -> np.ndarray:
+        """[C] each column's band at latency t in units of B_e (inf: it cannot finish by t, or, with `dominate`, it
+        is dominated: a relay that needs no less band than sending the same subset direct, which is never worse
+        when relays forward every payload; not so when they aggregate)."""
         slack = t - self.ready
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(slack > 0, self.pay / np.where(slack > 0, slack, 1.0), np.inf)
         out = min_bandwidth(q, self.snr[self.up]) / self.band
-        out[self.relayed & (out >= out[self.twin])] = np.inf
+        if dominate:
+            out[self.relayed & (out >= out[self.twin])] = np.inf
         return out
 
     @property
@@ -119,13 +117,19 @@ class EdgeColumns:
             extra = np.where(ok, (both - alone[None, :]) / self.band, np.inf)
         return own, rel, np.where(np.isnan(extra), np.inf, np.maximum(extra, 0.0))
 
+    def group_bits(self, cols: np.ndarray) -> float:
+        """What one uploader's columns send together: the payloads' sum, or with relay_aggregates their union."""
+        if self.union_bits is None:
+            return float(self.pay[cols].sum())
+        return float(np.max(self.mask[cols], axis=0) @ self.union_bits)
+
     def group_cost(self, cols: np.ndarray, t: float) -> float:
         """The exact band (units of B_e) of one uploader's columns sent together at latency t."""
         start = float(self.ready[cols].max())
         if start >= t:
             return math.inf
         u = int(self.up[cols[0]])
-        q = float(self.pay[cols].sum()) / (t - start)
+        q = self.group_bits(cols) / (t - start)
         return float(min_bandwidth(np.array([q]), self.snr[u : u + 1])[0]) / self.band
 
 
@@ -138,33 +142,6 @@ class AtT:
     feasible: bool | None
     cols: np.ndarray | None
     bound: float  # the dual bound on the summed band (units of B_e)
-
-
-def _highs() -> tuple[Any, Any] | None:
-    """(highspy, its bare solver class: no banner on stdout) or None where this highspy lacks it."""
-    try:
-        import highspy
-        from highspy._core import _Highs
-    except ImportError:
-        return None
-    return highspy, _Highs
-
-
-def minimal_covers(p: RoundProblem, m: int, demand: float) -> tuple[np.ndarray, np.ndarray]:
-    """The devices that can train module m (one edge) and every minimal cover of its demand among them (rows of
-    0/1 over those devices): a set whose samples meet the demand and lose it without any one member."""
-    fits = p.eligible[:, m] & (p.samples > 0) & (p.module_memory_bytes[m] <= p.memory_bytes * (1 + 1e-12))
-    holders = np.flatnonzero(fits)
-    k = holders.size
-    if k > 16:
-        return holders, np.zeros((0, k), dtype=bool)
-    masks = np.arange(1, 1 << k)
-    bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
-    n = p.samples[holders]
-    tot = bits @ n
-    least = np.where(bits, n[None, :], np.inf).min(axis=1)
-    need = demand * (1 - 1e-9)
-    return holders, bits[(tot >= need) & (tot - least < need)]
 
 
 class LatencyModel:
@@ -220,59 +197,24 @@ class LatencyModel:
     def _solve(self, cost: np.ndarray, t: float, time_limit: float, gap: float) -> tuple[str, np.ndarray | None,
                                                                                           float]:
         """One HiGHS MILP: (status, chosen columns or None, dual bound)."""
-        fast = _highs()
-        if fast is None:
-            raise RuntimeError("the latency model needs highspy's bare solver (highspy._core._Highs)")
-        highspy, bare = fast
         p, c = self.p, self.c
         usable = np.isfinite(cost)
         k = c.dev.size
-        rows: list[tuple[dict[int, float], float, float]] = []  # ({col: coef}, lower, upper)
-        inf = highspy.kHighsInf
-        for i in range(p.num_devices):
-            rows.append(({int(j): 1.0 for j in np.flatnonzero(c.dev == i)}, -inf, 1.0))
-        demand = p.coverage_demand()[0]
-        scale = max(float(demand.max()), 1.0)
-        for m in np.flatnonzero(demand > 0):
-            on = np.flatnonzero(c.mask[:, m] > 0)
-            rows.append(({int(j): float(p.samples[c.dev[j]]) / scale for j in on}, demand[m] / scale * (1 - 1e-9),
-                         inf))
-        extra_cost: list[float] = []
-        for m in np.flatnonzero(demand > 0):  # the module's minimal covers: the convex hull of its knapsack
-            holders, covers = minimal_covers(p, int(m), float(demand[m]))
-            if covers.shape[0] == 0:
-                continue
-            w0 = k + len(extra_cost)
-            extra_cost.extend([0.0] * covers.shape[0])
-            rows.append(({w0 + q: 1.0 for q in range(covers.shape[0])}, 1.0, inf))
-            for a, i in enumerate(holders):  # device i trains m at least as often as the covers use it
-                on = np.flatnonzero((c.mask[:, m] > 0) & (c.dev == i))
-                coefs = {int(j): 1.0 for j in on}
-                coefs.update({w0 + int(q): -1.0 for q in np.flatnonzero(covers[:, a])})
-                rows.append((coefs, 0.0, inf))
-        relayed = c.up != c.dev
-        for s_, d_ in zip(p.d2d_src, p.d2d_dst, strict=True):  # one hop: s -> d only if d sends direct
-            frm = np.flatnonzero((c.dev == s_) & (c.up == d_))
-            via = np.flatnonzero((c.dev == d_) & relayed)
-            if frm.size and via.size:
-                rows.append(({**{int(j): 1.0 for j in frm}, **{int(j): 1.0 for j in via}}, -inf, 1.0))
-        if p.relay_capacity is not None:
-            for u in np.unique(c.up[relayed]):
-                rows.append(({int(j): 1.0 for j in np.flatnonzero(relayed & (c.up == u))}, -inf,
-                             float(p.relay_capacity)))
+        extra = Extra(k)
+        rows = choice_rows(p, c, extra)
+        inf = INF
         links = {(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)} if PAIRS_UPFRONT else set()
         modeled: dict[tuple[int, int], float] = {}  # (own column, relay column) -> the extra its pair cut charges
         for i, j in sorted(c.pairs | links):  # e >= extra[o, r] v_r + max_r extra[o, r] (v_o - 1), per own column o
-            own, rel, extra = c.pair_extra(i, j, t)
+            own, rel, excess = c.pair_extra(i, j, t)
             if own.size == 0 or rel.size == 0:
                 continue
-            e = k + len(extra_cost)
-            extra_cost.append(1.0)
+            e = extra.add(1.0)
             for a, o in enumerate(own):
                 if not usable[o]:
                     continue
                 ok_r = usable[rel]
-                row = extra[a]
+                row = excess[a]
                 for q in np.flatnonzero(ok_r & ~np.isfinite(row)):  # never together
                     rows.append(({int(o): 1.0, int(rel[q]): 1.0}, -inf, 1.0))
                 fin = ok_r & np.isfinite(row) & (row > PAIR_MIN)  # dropping a term keeps the cut valid
@@ -296,47 +238,16 @@ class LatencyModel:
             # fires only when u's group is exactly these columns (any other member or own subset switches it off),
             # so every group is charged by at most one such cut
             others = np.flatnonzero((c.up == u) & ~np.isin(c.dev, c.dev[cols]) & usable)
-            e = k + len(extra_cost)
-            extra_cost.append(1.0)
+            e = extra.add(1.0)
             rows.append(({e: 1.0, **{int(j): -delta for j in cols}, **{int(j): delta for j in others}},
                          -delta * (cols.size - 1), inf))
-        nv = k + len(extra_cost)
-        col_cost = np.concatenate([np.where(usable, cost, 0.0), np.array(extra_cost)])
-        upper = np.concatenate([usable.astype(float), np.full(len(extra_cost), inf)])
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = nv, len(rows)
-        lp.col_cost_, lp.col_lower_, lp.col_upper_ = col_cost, np.zeros(nv), upper
-        lp.row_lower_ = np.array([r[1] for r in rows])
-        lp.row_upper_ = np.array([r[2] for r in rows])
-        starts: list[int] = [0]
-        index: list[int] = []
-        value: list[float] = []
-        for coefs, _, _ in rows:
-            index.extend(coefs.keys())
-            value.extend(coefs.values())
-            starts.append(len(index))
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(value, dtype=float)
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * len(extra_cost)
-        h: Any = bare()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("time_limit", float(time_limit))
-        h.setOptionValue("mip_rel_gap", float(gap))
-        h.setOptionValue("objective_bound", 1.0 + 1e-9)  # prune every choice that cannot fit the band
-        h.passModel(lp)
-        h.run()
-        st = h.getModelStatus()
-        info = h.getInfo()
-        bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
-        if st == highspy.HighsModelStatus.kInfeasible:
+        status, val, bound = run_milp(rows, cost, usable, extra, time_limit, gap, 1.0 + 1e-9)
+        if status == "infeasible":
             return "infeasible", None, math.inf
-        if info.primal_solution_status != 2:  # no feasible point
+        if val is None:
             return "unknown", None, bound
-        x = np.asarray(h.getSolution().col_value)[:k]
-        sol = np.flatnonzero(x > 0.5)
-        if float(np.dot(np.where(usable, cost, 0.0)[sol], np.ones(sol.size))) > 1 + 1e-7:
+        sol = np.flatnonzero(val[:k] > 0.5)
+        if float(np.where(usable, cost, 0.0)[sol].sum()) > 1 + 1e-7:
             return "unknown", None, bound
         return "optimal", sol, bound
 
@@ -348,47 +259,3 @@ class LatencyModel:
         x[c.dev[cols]] = c.mask[cols] > 0
         relay[c.dev[cols]] = c.up[cols]
         return x, relay
-
-
-@dataclass(frozen=True)
-class Searched:
-    """The latency search's answer: the best plan found, its exact latency, the certified bound, the MILPs run."""
-
-    x: np.ndarray
-    relay: np.ndarray
-    latency: float
-    lower_bound: float
-    proven: bool
-    milps: int
-
-
-def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
-                   gap: float = 0.01, model: LatencyModel | None = None) -> Searched:
-    """Improve and certify the incumbent (x0, relay0) of latency `upper` on the one-edge problem p."""
-    from solvers.model import exact_cost, feasible
-
-    lm = model or LatencyModel(p)
-    best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
-    lower = 0.0
-    def better(cols: np.ndarray) -> bool:
-        x, relay = lm.plan(cols)
-        return feasible(p, x, relay) and exact_cost(p, x, relay) < best
-
-    while lower < (1 - gap) * best and time.perf_counter() < deadline:
-        t = best * (1 - TRIAL * gap)
-        r = lm.at(t, deadline, accept=better)
-        if r.feasible is None:
-            break
-        if not r.feasible:
-            lower = max(lower, t)
-            break
-        assert r.cols is not None
-        x, relay = lm.plan(r.cols)
-        if not feasible(p, x, relay):
-            break
-        got = exact_cost(p, x, relay)
-        if not got < best:
-            break
-        best_x, best_r, best = x, relay, got
-    lower = min(lower, best)
-    return Searched(best_x, best_r, best, lower, lower >= (1 - gap) * best, lm.milps)

@@ -24,7 +24,8 @@ def test_per_bit_cost_is_below_the_brute_force_minimum() -> None:
     for t in (0.5, 5.0, 50.0, math.inf):
         r = uplink_rate(b, a[:, None])
         brute = (power[:, None] / r + nu[:, None] * b / np.minimum(umax[:, None], t * r)).min(axis=1)
-        k, b_hi = per_bit_cost(power, a, umax, cap, t, nu)
+        k, b_hi, k_up = per_bit_cost(power, a, umax, cap, t, nu)
+        assert np.all(k_up >= k) and np.all(k_up <= brute * (1 + 1e-3))
         assert np.all(k <= brute * (1 + 1e-12))
         assert np.all(k >= brute * (1 - 1e-3))  # and tight: the search finds the minimum
         assert np.all(b_hi <= cap * (1 + 1e-12))

@@ -1,0 +1,143 @@
+"""The parts every per-edge column MILP shares (solvers/latency_model.py, solvers/union_model.py): the rows of the
+choice itself (at most one column per device, coverage with each module's minimal covers, one hop, relay capacity)
+and one HiGHS run through highspy's bare solver (no banner on stdout).
+
+Columns 0..k-1 are the binary columns (device, module subset, route) of `EdgeColumns`; continuous helper variables
+follow, each with its cost and upper bound. A row is ({variable: coefficient}, lower, upper).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from solvers.instance import RoundProblem
+
+if TYPE_CHECKING:
+    from solvers.latency_model import EdgeColumns
+
+INF = math.inf
+Row = tuple[dict[int, float], float, float]
+
+
+class Extra:
+    """The continuous variables after the k binary columns: `add` returns a new one's index."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.cost: list[float] = []
+        self.upper: list[float] = []
+
+    def add(self, cost: float = 0.0, upper: float = INF) -> int:
+        self.cost.append(cost)
+        self.upper.append(upper)
+        return self.k + len(self.cost) - 1
+
+
+def minimal_covers(p: RoundProblem, m: int, demand: float) -> tuple[np.ndarray, np.ndarray]:
+    """The devices that can train module m (one edge) and every minimal cover of its demand among them (rows of
+    0/1 over those devices): a set whose samples meet the demand and lose it without any one member."""
+    fits = p.eligible[:, m] & (p.samples > 0) & (p.module_memory_bytes[m] <= p.memory_bytes * (1 + 1e-12))
+    holders = np.flatnonzero(fits)
+    k = holders.size
+    if k > 16:
+        return holders, np.zeros((0, k), dtype=bool)
+    masks = np.arange(1, 1 << k)
+    bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+    n = p.samples[holders]
+    tot = bits @ n
+    least = np.where(bits, n[None, :], np.inf).min(axis=1)
+    need = demand * (1 - 1e-9)
+    return holders, bits[(tot >= need) & (tot - least < need)]
+
+
+def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
+    """At most one column per device; coverage per module, with its minimal covers as extra columns (the convex
+    hull of its knapsack: a device trains m at least as often as the covers use it); one hop (s -> d only if d
+    sends direct); relay capacity."""
+    rows: list[Row] = []
+    for i in range(p.num_devices):
+        rows.append(({int(j): 1.0 for j in np.flatnonzero(c.dev == i)}, -INF, 1.0))
+    demand = p.coverage_demand()[0]
+    scale = max(float(demand.max()), 1.0)
+    for m in np.flatnonzero(demand > 0):
+        on = np.flatnonzero(c.mask[:, m] > 0)
+        rows.append(({int(j): float(p.samples[c.dev[j]]) / scale for j in on}, demand[m] / scale * (1 - 1e-9), INF))
+        holders, covers = minimal_covers(p, int(m), float(demand[m]))
+        if covers.shape[0] == 0:
+            continue
+        w = [extra.add() for _ in range(covers.shape[0])]
+        rows.append(({q: 1.0 for q in w}, 1.0, INF))
+        for a, i in enumerate(holders):
+            coefs = {int(j): 1.0 for j in np.flatnonzero((c.mask[:, m] > 0) & (c.dev == i))}
+            coefs.update({w[int(q)]: -1.0 for q in np.flatnonzero(covers[:, a])})
+            rows.append((coefs, 0.0, INF))
+    relayed = c.relayed
+    for s_, d_ in zip(p.d2d_src, p.d2d_dst, strict=True):
+        frm = np.flatnonzero((c.dev == s_) & (c.up == d_))
+        via = np.flatnonzero((c.dev == d_) & relayed)
+        if frm.size and via.size:
+            rows.append(({**{int(j): 1.0 for j in frm}, **{int(j): 1.0 for j in via}}, -INF, 1.0))
+    if p.relay_capacity is not None:
+        for u in np.unique(c.up[relayed]):
+            rows.append(({int(j): 1.0 for j in np.flatnonzero(relayed & (c.up == u))}, -INF,
+                         float(p.relay_capacity)))
+    return rows
+
+
+def highs() -> tuple[Any, Any] | None:
+    """(highspy, its bare solver class: no banner on stdout) or None where this highspy lacks it."""
+    try:
+        import highspy
+        from highspy._core import _Highs
+    except ImportError:
+        return None
+    return highspy, _Highs
+
+
+def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
+             gap: float, cutoff: float) -> tuple[str, np.ndarray | None, float]:
+    """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
+    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound)."""
+    fast = highs()
+    if fast is None:
+        raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
+    highspy, bare = fast
+    k, ne = cost.size, len(extra.cost)
+    nv = k + ne
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = nv, len(rows)
+    lp.col_cost_ = np.concatenate([np.where(usable, cost, 0.0), np.array(extra.cost)])
+    lp.col_lower_ = np.zeros(nv)
+    lp.col_upper_ = np.concatenate([usable.astype(float), np.minimum(np.array(extra.upper), inf)])
+    lp.row_lower_ = np.maximum(np.array([r[1] for r in rows]), -inf)
+    lp.row_upper_ = np.minimum(np.array([r[2] for r in rows]), inf)
+    starts: list[int] = [0]
+    index: list[int] = []
+    value: list[float] = []
+    for coefs, _, _ in rows:
+        index.extend(coefs.keys())
+        value.extend(coefs.values())
+        starts.append(len(index))
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
+    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
+    lp.a_matrix_.value_ = np.array(value, dtype=float)
+    lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * ne
+    h: Any = bare()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", float(time_limit))
+    h.setOptionValue("mip_rel_gap", float(gap))
+    h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
+    h.passModel(lp)
+    h.run()
+    info = h.getInfo()
+    bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
+    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+        return "infeasible", None, math.inf
+    if info.primal_solution_status != 2:  # no feasible point
+        return "unknown", None, bound
+    return "solved", np.asarray(h.getSolution().col_value), bound
