@@ -24,10 +24,11 @@ import numpy as np
 
 from solvers.baselines import equal_plan, equal_share_plan, full_placement, greedy_plan, random_plan
 from solvers.check import check_plan
+from solvers.clock import Clock
 from solvers.errors import CoverageError, InfeasibleError, TooLargeError
 from solvers.exact import exact_solve
 from solvers.fields import check_limits
-from solvers.greedy import greedy_placement
+from solvers.greedy import Repairs, greedy_placement
 from solvers.instance import RoundProblem
 from solvers.joint import joint_solve
 from solvers.model_cache import check_cache
@@ -146,6 +147,10 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
         return fallback_plan(problem, status=kind, message=cause, t0=t0)
 
 
+FALLBACK_S = 1.0
+"""The fallback's placement repairs share this many seconds (each still gets the floor, and a first cover)."""
+
+
 def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str = "",
                   t0: float | None = None) -> RoundPlan:
     """Equal bandwidth, no relay (the fixed tree rule in tree mode); greedy minimal cover, or full placement
@@ -153,7 +158,7 @@ def fallback_plan(problem: RoundProblem, status: str = "fallback", message: str 
     t0 = time.perf_counter() if t0 is None else t0
     note = ""
     try:
-        x = greedy_placement(problem, np.full(problem.num_devices, np.inf))
+        x = greedy_placement(problem, np.full(problem.num_devices, np.inf), repairs=Repairs(Clock.start(FALLBACK_S)))
     except CoverageError as exc:
         x = full_placement(problem)
         note = f"; coverage relaxed ({exc})"

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth, min_bandwidth_one
-from solvers.clock import Clock
+from solvers.clock import MILP_CAP_S, Clock
 from solvers.errors import CoverageError
 from solvers.evaluate import LN2, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
-from solvers.milp import milp_placement
+from solvers.milp import MilpTimeout, milp_placement
 
 BIG = 1e30
 
@@ -135,14 +135,19 @@ def energy_weights(problem: RoundProblem) -> np.ndarray:
 
 
 def repair_edge(p: RoundProblem, x: np.ndarray, e: int, demand: np.ndarray, time_limit_s: float) -> None:
-    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP (within time_limit_s), then
-    prune."""
+    """Memory blocked the greedy cover on edge e: re-place the whole edge by the MILP (within time_limit_s; if that
+    found no cover, up to MILP_CAP_S for the first cover), then prune."""
     d = p.edge_devices(e)
     cnt = max(d.size, 1)
     rate = uplink_rate(p.edge_bandwidth_hz[e] / cnt, p.snr_hz[d])
     w = (p.samples[d, None] * p.module_cycles[None, :] / p.cpu_hz[d, None]
          + 8 * p.module_bytes[None, :] / rate[:, None]) / np.maximum(p.samples[d], 1e-12)[:, None]
-    xe = milp_placement(p, e, w, time_limit_s)
+    try:
+        xe = milp_placement(p, e, w, time_limit_s)
+    except MilpTimeout:  # no cover yet within this share of the clock: a plan needs one, so wait for the first
+        if time_limit_s >= MILP_CAP_S:
+            raise
+        xe = milp_placement(p, e, w, MILP_CAP_S, first_cover=True)
     if xe is None:
         raise CoverageError(f"coverage: edge {p.edge_ids[e]!r} cannot reach gamma={p.gamma:g} of the samples for "
                             "every module within the devices' memory")

@@ -53,10 +53,11 @@ def quiet_stdout() -> Iterator[None]:
 
 
 def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray,
-                   time_limit_s: float = MILP_TIME_LIMIT_S, backend: str = "auto") -> np.ndarray | None:
+                   time_limit_s: float = MILP_TIME_LIMIT_S, backend: str = "auto",
+                   first_cover: bool = False) -> np.ndarray | None:
     """Placement [n_e, M] of edge `edge` (local rows) or None if memory and coverage are incompatible (HiGHS proved
     it); MilpTimeout if the time limit passed before any cover was found. backend: auto (highspy's bare solver
-    where it exists), or cvxpy."""
+    where it exists), or cvxpy. first_cover: stop at the first cover HiGHS finds."""
     p = problem
     d = p.edge_devices(edge)
     demand = p.coverage_demand()[edge]
@@ -66,7 +67,7 @@ def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray,
     w = np.where(np.isfinite(weights), weights, 1e6)
     w = w / max(float(np.abs(w).max()), 1e-300)
     args = (w, elig, p.module_memory_bytes / mem_scale, p.memory_bytes[d] / mem_scale * (1 + 1e-12),
-            p.samples[d] / n_scale, demand / n_scale * (1 - 1e-9), float(time_limit_s))
+            p.samples[d] / n_scale, demand / n_scale * (1 - 1e-9), float(time_limit_s), first_cover)
     status, xe = _solve_cvxpy(*args) if backend == "cvxpy" else _solve_highs(*args)
     if status == "infeasible":
         return None
@@ -77,11 +78,11 @@ def milp_placement(problem: RoundProblem, edge: int, weights: np.ndarray,
 
 
 def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.ndarray, samples: np.ndarray,
-                 demand: np.ndarray, time_limit_s: float) -> tuple[str, np.ndarray | None]:
+                 demand: np.ndarray, time_limit_s: float, first_cover: bool) -> tuple[str, np.ndarray | None]:
     """The repair MILP through highspy's bare solver: (status, x [n, M] or None)."""
     fast = bare_highs()
     if fast is None:
-        return _solve_cvxpy(cost, upper, mem, cap, samples, demand, time_limit_s)
+        return _solve_cvxpy(cost, upper, mem, cap, samples, demand, time_limit_s, first_cover)
     highspy, bare = fast
     n, m = upper.shape
     # Column i * m + k is x_ik: one memory row (i) and one coverage row (n + k).
@@ -93,6 +94,8 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     h.setOptionValue("time_limit", float(time_limit_s))
     h.setOptionValue("mip_rel_gap", MILP_GAP)
     h.setOptionValue("mip_heuristic_effort", MILP_HEURISTIC_EFFORT)
+    if first_cover:
+        h.setOptionValue("mip_max_improving_sols", 1)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n * m, n + m
     lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost.ravel().astype(float), np.zeros(n * m), upper.ravel() * 1.0
@@ -113,7 +116,7 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
 
 
 def _solve_cvxpy(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.ndarray, samples: np.ndarray,
-                 demand: np.ndarray, time_limit_s: float) -> tuple[str, np.ndarray | None]:
+                 demand: np.ndarray, time_limit_s: float, first_cover: bool = False) -> tuple[str, np.ndarray | None]:
     """The same MILP through cvxpy + HiGHS (the fallback and a cross-check)."""
     import cvxpy as cp
 
@@ -121,7 +124,8 @@ def _solve_cvxpy(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     cons = [x <= upper.astype(float), x @ mem <= cap, samples @ x >= demand]
     prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(cost, x))), cons)
     with quiet_stdout():  # HiGHS prints a banner
-        prob.solve(solver="HIGHS", output_flag=False, time_limit=float(time_limit_s), mip_rel_gap=MILP_GAP)
+        extra = {"mip_max_improving_sols": 1} if first_cover else {}
+        prob.solve(solver="HIGHS", output_flag=False, time_limit=float(time_limit_s), mip_rel_gap=MILP_GAP, **extra)
     if prob.status in ("infeasible", "infeasible_inaccurate"):
         return "infeasible", None
     return str(prob.status), None if x.value is None else np.asarray(x.value) > 0.5

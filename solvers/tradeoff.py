@@ -24,6 +24,9 @@ from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_rel
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
+RELAY_DEADLINES = (1.0, 4.0, 100.0)
+"""Deadlines (x the current best T) at which the greedy relays of the band-priced cover are drawn (lambda > 0)."""
+
 
 def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int = 8,
                           clock: Clock | None = None) -> dict[int, EdgeCandidates]:
@@ -98,7 +101,9 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                                         weights=EnergyBound.of(p).priced_weights(t_now), repairs=repairs)
         except ValueError:
             x_priced = x_energy
-    relay_priced = greedy_relays(p, x_priced, np.full(p.num_devices, t_now))
+    # relays for the priced cover at later deadlines too: an aggregating upload saves energy (one device's power
+    # over a wider band), and a later deadline makes the greedy accept more of them
+    relay_priced = [greedy_relays(p, x_priced, np.full(p.num_devices, f * t_now)) for f in RELAY_DEADLINES]
     for e in range(p.num_edges):
         if e in small:
             views.append(small[e].view)
@@ -122,10 +127,10 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
             local = {int(g): k for k, g in enumerate(d)}
             re = np.array([local[int(r)] for r in relay[d]])
             xe, r_e = x_energy[d], np.array([local[int(r)] for r in relay_energy[d]])
-            xq, r_q = x_priced[d], np.array([local[int(r)] for r in relay_priced[d]])
+            xq, r_q = x_priced[d], [np.array([local[int(r)] for r in rp[d]]) for rp in relay_priced]
             ident = np.arange(view.n)
-            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe, xq, xq]),
-                                           np.stack([re, ident, r_e, ident, r_q])))
+            cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe, xq] + [xq] * len(r_q)),
+                                           np.stack([re, ident, r_e, ident, *r_q])))
     choice = []
     for v, c in zip(views, cands, strict=True):  # the current choice of each edge
         if v.edge in small:

@@ -96,3 +96,19 @@ def test_repair_backends_agree() -> None:
         assert (xa is None) == (xb is None)
         if xa is not None:
             assert abs((w * xa).sum() - (w * xb).sum()) <= 0.02 * (w * xb).sum()
+
+
+def test_a_repair_without_a_cover_in_its_share_waits_for_the_first_cover() -> None:
+    """A share too short for HiGHS to find any cover must not fail the round: the repair waits for the first."""
+    from solvers.greedy import repair_edge
+    from solvers.milp import MilpTimeout
+
+    p = _tight()
+    demand = p.coverage_demand()
+    with pytest.raises(MilpTimeout):
+        milp_placement(p, 0, np.ones((p.edge_devices(0).size, p.num_modules)), time_limit_s=1e-4)
+    x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
+    repair_edge(p, x, 0, demand[0], time_limit_s=1e-4)
+    d = p.edge_devices(0)
+    assert np.all(p.samples[d] @ x[d].astype(float) >= demand[0] * (1 - 1e-9))
+    assert np.all(x[d].astype(float) @ p.module_memory_bytes <= p.memory_bytes[d] * (1 + 1e-9))
