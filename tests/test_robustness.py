@@ -26,6 +26,10 @@ def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: 
         assert saved[f"robust_{rule}_nan_25"]["final"]["faults/cum_rejected_updates"] > 0
         assert saved[f"robust_{rule}_ipm_25"]["final"]["faults/cum_rejected_updates"] == 0  # small: no screen hit
     assert saved["tree_mean_scenario"]["faults_total"]["faults/dropped"] > 0
+    for name, run in saved.items():  # the share of each side's updates the defense accepted
+        shares = run["acceptance"]
+        assert 0 <= shares["honest_accepted"] <= 1, name
+        assert (shares["attacker_accepted"] is None) == ("ipm" not in name and "nan" not in name), name
     assert all(r["code"] == saved["robust_mean_clean"]["code"] for r in saved.values())  # keyed by the code
     assert "| robust | median |" in got["table"] and (out / "table.md").read_text() == got["table"]
     again = rb.main(["--quick", "--out", str(out)])  # a rerun reuses every cached run
