@@ -6,7 +6,8 @@ certified gap (1 - lower_bound / objective), the status (optimal = gap <= 1 % pr
 and CPU seconds, and where the exact reference runs (N <= --exact-max) the gap to the optimum.
 Writes experiments/results/solver_model/bench.{json,md}.
 
-    python experiments/solver_model_bench.py [--sizes 4,8,12] [--seeds 2] [--out DIR]
+    python experiments/solver_model_bench.py [--sizes 4,8,12] [--seeds 2] [--time-limit 2] [--modes one-hop,...]
+        [--lams 0,0.5] [--out DIR]
 """
 
 from __future__ import annotations
@@ -38,11 +39,12 @@ def instance(n: int, mode: str, lam: float, seed: int):
     return p
 
 
-def run(sizes: list[int], seeds: int, exact_max: int, time_limit: float, save=None) -> list[dict]:
+def run(sizes: list[int], seeds: int, exact_max: int, time_limit: float, save=None, modes=MODES,
+        lams=LAMS) -> list[dict]:
     rows: list[dict] = []
     for n in sizes:
-        for mode in MODES:
-            for lam in LAMS:
+        for mode in modes:
+            for lam in lams:
                 for seed in range(seeds):
                     p = instance(n, mode, lam, seed)
                     w, c = time.perf_counter(), time.process_time()
@@ -79,14 +81,29 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def _commit() -> str:
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=False).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="4,8,12")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--exact-max", type=int, default=4)
     ap.add_argument("--time-limit", type=float, default=2.0)
+    ap.add_argument("--modes", default=",".join(MODES), help="a comma list of " + ", ".join(MODES))
+    ap.add_argument("--lams", default=",".join(f"{x:g}" for x in LAMS))
     ap.add_argument("--out", default="experiments/results/solver_model")
     a = ap.parse_args()
+    modes = tuple(a.modes.split(","))
+    if not set(modes) <= set(MODES):
+        ap.error(f"--modes: choose from {', '.join(MODES)}, got {a.modes!r}")
+    lams = tuple(float(x) for x in a.lams.split(","))
     load_before = os.getloadavg()[0]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,13 +111,14 @@ def main() -> None:
     def save(rows: list[dict]) -> str:
         meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
                 "load_before": load_before, "load_now": os.getloadavg()[0], "time_limit_s": a.time_limit,
-                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows)}
+                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows),
+                "commit": _commit()}
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         md = table(rows)
         (out / "bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")
         return md
 
-    print(save(run([int(s) for s in a.sizes.split(",")], a.seeds, a.exact_max, a.time_limit, save)))
+    print(save(run([int(s) for s in a.sizes.split(",")], a.seeds, a.exact_max, a.time_limit, save, modes, lams)))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ easy, close enough that a proof certifies the gap."""
 TIGHT_SHARE = 0.5
 """Share of the time left that the tight test may take before the search falls back to the ladder."""
 
-LADDER = (0.3, 0.15, 0.08, 0.04, 0.02)
+LADDER = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.013)
 """Where the tight test does not finish: T = (1 - step) x the incumbent, coarse first, each proof a valid bound."""
 
 
@@ -59,7 +59,7 @@ def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: f
     while lower < (1 - gap) * best and time.perf_counter() < deadline:
         t = best * (1 - TRIAL * gap)
         left = deadline - time.perf_counter()
-        r = lm.at(t, time.perf_counter() + TIGHT_SHARE * left, accept=better)
+        r = lm.at(t, time.perf_counter() + getattr(lm, "tight_share", TIGHT_SHARE) * left, accept=better)
         if r.feasible is None:
             break
         if not r.feasible:

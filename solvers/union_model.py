@@ -36,6 +36,9 @@ MIN_SHARE = 1e-3
 class UnionModel:
     """One edge's group MILP (the same interface as LatencyModel: at, plan, milps)."""
 
+    tight_share = 0.15
+    """Its tight test rarely finishes on 8+ devices (a weak relaxation): most of the time goes to the ladder."""
+
     def __init__(self, p: RoundProblem) -> None:
         self.p = p
         self.c = EdgeColumns.of(p)
