@@ -152,7 +152,9 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
     lower = 0.0
     if bound:
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
-        lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective), exact_lb))
+        lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
+        if lower < (1 - 1e-4) * cost.objective:
+            lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
@@ -215,7 +217,7 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
         t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
         if step + 1 >= MIN_PRICE_STEPS and clock.expired():
             break
-    small = small_edge_candidates(p, enum_max, clock=clock) if enum_max > 0 else {}
+    small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}  # bounded work: never cut
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0 and not clock.expired():
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
