@@ -19,6 +19,7 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
 import time
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def code_commit() -> str:
+    """The checkout's commit, with ``+changes`` when tracked files differ from it (rows record what made them)."""
+    repo = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "hffm", "solvers", "conf"], cwd=repo)
+    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.returncode else "")
+
+
 def run_row(name: str, sets: list[str], out: Path) -> dict:
     dataset, overrides = ROWS[name]
     overrides = overrides + ["progress=lines", "logger=csv", "plots=false"] + sets
@@ -63,8 +72,8 @@ def run_row(name: str, sets: list[str], out: Path) -> dict:
     result = train(cfg, run_dir)
     assert result is not None
     last = result.history[-1]
-    row = {"row": name, "dataset": dataset, "overrides": overrides, "wall_s": time.perf_counter() - wall,
-           "cpu_s": cpu_seconds() - cpu, "rounds": cfg.federation.rounds,
+    row = {"row": name, "dataset": dataset, "commit": code_commit(), "overrides": overrides,
+           "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "rounds": cfg.federation.rounds,
            "latency_s": last.get("cost/cum_latency_s"), "energy_j": last.get("cost/cum_energy_j")}
     for task in TASKS[dataset]:
         for metric in ("acc", "f1"):
@@ -85,8 +94,8 @@ def write(rows: dict[str, dict], out: Path) -> str:
         f"is steadier), torch {torch.__version__}, no GPU. Metrics are the devices' models on the global test "
         "set after the last round (`global/<task>/acc`, `global/<task>/f1`, macro-F1), in %.",
         "",
-        "| dataset | row | " + "task metrics (acc / macro-F1 %) | latency (s) | energy (J) | wall (s) | CPU (s) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| dataset | row | task metrics (acc / macro-F1 %) | latency (s) | energy (J) | wall (s) | CPU (s) | commit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ROWS:
         if name not in rows:
@@ -96,7 +105,8 @@ def write(rows: dict[str, dict], out: Path) -> str:
         central = r["row"] == "central"
         lat = "-" if central or r["latency_s"] is None else f"{r['latency_s']:.1f}"
         energy = "-" if central or r["energy_j"] is None else f"{r['energy_j']:.0f}"
-        lines.append(f"| {r['dataset']} | {name} | {tasks} | {lat} | {energy} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} |")
+        lines.append(f"| {r['dataset']} | {name} | {tasks} | {lat} | {energy} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} "
+                     f"| {r.get('commit', '-')} |")
     if "hffm" in rows:
         r = rows["hffm"]
         f1 = 100 * (r["activity/f1"] or 0.0)
