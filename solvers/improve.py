@@ -57,6 +57,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
         return plan.with_(status=STATUS_UNPROVEN)
     deadline = t0 + time_limit_s
+    beyond = False
     x, relay = plan.placement.copy(), plan.relay.copy()
     lower = plan.lower_bound
     if p.lam == 0:
@@ -65,7 +66,8 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         done: set[int] = set()
         while lower < (1 - gap) * edge_t.max():
             e = int(np.argmax(edge_t))
-            if e in done or size[e] > MODEL_MAX_DEVICES or time.perf_counter() >= deadline:
+            beyond = size[e] > MODEL_MAX_DEVICES  # the slowest edge is not the model's: not a matter of time
+            if e in done or beyond or time.perf_counter() >= deadline:
                 break
             sub, dev = restrict(p, np.array([e]))
             local = np.full(p.num_devices, -1)
@@ -90,6 +92,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                                                                                      plan.bandwidth_hz)
     lower = min(lower, cost.objective)
     proven = lower >= (1 - gap) * cost.objective
-    status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= deadline - 0.06 else STATUS_UNPROVEN
+    timed_out = not beyond and time.perf_counter() >= deadline - 0.06
+    status = STATUS_PROVEN if proven else STATUS_TIME if timed_out else STATUS_UNPROVEN
     return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
                       objective=cost.objective, lower_bound=lower, status=status)

@@ -261,8 +261,11 @@ class TreeEdges:
     enumerated: list[bool]
 
 
-def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> tuple[RoundPlan, TreeEdges]:
-    """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it."""
+def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000,
+                arrival: bool = True) -> tuple[RoundPlan, TreeEdges]:
+    """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it. Edges not enumerated
+    start from the one-hop price cover on every start tree and, searched apart (arrival=False: not), from the
+    tree-aware cover toward each start tree's root (solvers/tree_start.py)."""
     t0 = time.perf_counter()
     p = problem
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
@@ -288,9 +291,13 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
             raise TooLargeError(f"edges[{v.edge}]: more than enum_max={enum_max} trees x placements (or more than 7 "
                                 "devices); the exact tree reference is for small instances")
         else:
-            ps = start_trees(v)
+            ps = starts = start_trees(v)
             xs = np.repeat(greedy[v.dev][None], len(ps), axis=0)
             xs, ps = _tree_local_search(v, xs, ps)
+            more = _arrival_starts(v, starts) if arrival else None  # searched apart: they never crowd the others out
+            if more is not None:
+                xa, pa = _tree_local_search(v, *more)
+                xs, ps = np.concatenate([xs, xa]), np.concatenate([ps, pa])
         f, e = tree_cost(v, xs, ps)
         cands.append((v, xs, ps, f, e))
         bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
@@ -311,6 +318,21 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
                      solver="exact" if exact else "joint", status="optimal" if exact else "solved",
                      solve_seconds=time.perf_counter() - t0, parent=parent,
                      lower_bound=min(lower, t + p.lam * en)), known
+
+
+def _arrival_starts(view: EdgeView, ps: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The start trees ps, each with the tree-aware cover toward its root (solvers/tree_start.py); None if memory
+    blocks every such cover."""
+    from solvers.tree_bound import shortest_paths
+    from solvers.tree_start import arrival_placement
+
+    sp = shortest_paths(view)
+    roots = np.argmax(ps == np.arange(view.n)[None, :], axis=1)
+    more = [(arrival_placement(view, int(r), sp), par) for r, par in zip(roots, ps, strict=True)]
+    keep = [(x, par) for x, par in more if x is not None]
+    if not keep:
+        return None
+    return np.array([x for x, _ in keep]), np.array([par for _, par in keep])
 
 
 def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: int = 30,

@@ -105,8 +105,8 @@ def test_joint_reports_status_and_gap():
     # a generous limit: the model stops as soon as the gap is proven, so the outcome does not depend on load
     plan = solve(p, "joint", enum_max=0, local_rounds=0, time_limit_s=120)
     assert plan.status == "optimal" and plan.gap <= 0.01 and plan.lower_bound >= 0.99 * plan.objective
-    big = random_instance(200, 1, 4, seed=1)  # one 200-device edge: beyond the model
-    plan = solve(big, "joint")
+    big = random_instance(200, 1, 4, seed=1)  # one 200-device edge: beyond the model, however long it takes
+    plan = solve(big, "joint", time_limit_s=0.01)  # the heuristics overrun the limit: still not a matter of time
     assert plan.status in ("optimal", "not_proven") and 0 <= plan.gap < 1
     for opt, bad in (("time_limit_s", -1.0), ("gap", 1.5), ("gap", "1%")):
         with pytest.raises(ValueError, match=opt):
