@@ -37,11 +37,14 @@ def arrival_placement(view: EdgeView, root: int, sp: np.ndarray | None = None) -
         hit = np.flatnonzero(cum >= need * (1 - 1e-12))
         if hit.size == 0:
             return None
-        take = list(order[:hit[0] + 1])
-        for k in sorted(take, key=lambda k: -samples[k]):  # minimal: drop what the cover does not need
-            if samples[take].sum() - samples[k] >= need * (1 - 1e-12) and len(take) > 1:
-                take.remove(k)
-        take_a = np.array(take, dtype=int)
+        take = order[:hit[0] + 1]
+        slack = float(cum[hit[0]]) - need * (1 - 1e-12)
+        drop = np.zeros(take.size, dtype=bool)
+        for j in np.argsort(-samples[take], kind="stable").tolist():  # minimal: drop what the cover does not need
+            if samples[take[j]] <= slack and not drop.all():
+                drop[j] = True
+                slack -= float(samples[take[j]])
+        take_a = take[~drop]
         x[take_a, m] = True
         busy[take_a] += samples[take_a] * p.module_cycles[m] / p.cpu_hz[d[take_a]]
         bits[take_a] += 8.0 * p.module_bytes[m]
