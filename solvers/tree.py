@@ -16,6 +16,7 @@ best shortest-path tree (Dijkstra on 1 / rate) over roots, then local search on 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,8 +262,12 @@ class TreeEdges:
     enumerated: list[bool]
 
 
-def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000) -> tuple[RoundPlan, TreeEdges]:
-    """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it."""
+def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000, arrival: bool = True,
+                deadline: float = math.inf) -> tuple[RoundPlan, TreeEdges]:
+    """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it. Edges not enumerated
+    start from the one-hop price cover on every start tree and, searched apart (arrival=False: not), from the
+    tree-aware cover toward each start tree's root (solvers/tree_start.py). The local search stops descending at
+    `deadline` (time.perf_counter(); the plan then depends on the machine's speed)."""
     t0 = time.perf_counter()
     p = problem
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
@@ -288,9 +293,13 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
             raise TooLargeError(f"edges[{v.edge}]: more than enum_max={enum_max} trees x placements (or more than 7 "
                                 "devices); the exact tree reference is for small instances")
         else:
-            ps = start_trees(v)
+            ps = starts = start_trees(v)
             xs = np.repeat(greedy[v.dev][None], len(ps), axis=0)
-            xs, ps = _tree_local_search(v, xs, ps)
+            xs, ps = _tree_local_search(v, xs, ps, deadline=deadline)
+            more = _arrival_starts(v, starts) if arrival else None  # searched apart: they never crowd the others out
+            if more is not None:
+                xa, pa = _tree_local_search(v, *more, deadline=deadline)
+                xs, ps = np.concatenate([xs, xa]), np.concatenate([ps, pa])
         f, e = tree_cost(v, xs, ps)
         cands.append((v, xs, ps, f, e))
         bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
@@ -313,22 +322,48 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
                      lower_bound=min(lower, t + p.lam * en)), known
 
 
+ARRIVAL_ROOTS = 16
+"""Tree-aware starts for at most this many roots per edge (those with the least cheap bound)."""
+
+
+def _arrival_starts(view: EdgeView, ps: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The start trees ps, each with the tree-aware cover toward its root (solvers/tree_start.py); None if memory
+    blocks every such cover."""
+    from solvers.tree_bound import shortest_paths
+    from solvers.tree_start import arrival_placement
+
+    sp = shortest_paths(view)
+    roots = np.argmax(ps == np.arange(view.n)[None, :], axis=1)
+    if roots.size > ARRIVAL_ROOTS:  # the roots with the least cheap bound (solvers/tree_bound.py)
+        t_lb, e_lb = edge_root_bounds(view)
+        pick = np.argsort((t_lb + view.problem.lam * e_lb)[roots], kind="stable")[:ARRIVAL_ROOTS]
+        roots, ps = roots[pick], ps[pick]
+    more = [(arrival_placement(view, int(r), sp), par) for r, par in zip(roots, ps, strict=True)]
+    keep = [(x, par) for x, par in more if x is not None]
+    if not keep:
+        return None
+    return np.array([x for x, _ in keep]), np.array([par for _, par in keep])
+
+
 def _tree_local_search(view: EdgeView, xs: np.ndarray, ps: np.ndarray, rounds: int = 30,
-                       starts: int = 4) -> tuple[np.ndarray, ...]:
+                       starts: int = 4, deadline: float = math.inf) -> tuple[np.ndarray, ...]:
     """Improve the best `starts` starting trees by parent and placement moves (edges of <= 16 devices)."""
     f, e = tree_cost(view, xs, ps)
     lam = view.problem.lam
     order = np.argsort(f + lam * e)
     if view.n > 16:
         return xs[order[:1]], ps[order[:1]]
-    out = [_descend(view, xs[j], ps[j], float(f[j] + lam * e[j]), rounds) for j in order[:starts]]
+    out = [_descend(view, xs[j], ps[j], float(f[j] + lam * e[j]), rounds, deadline) for j in order[:starts]]
     return np.array([o[0] for o in out]), np.array([o[1] for o in out])
 
 
-def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds: int) -> tuple[np.ndarray, ...]:
-    """Best-improvement descent from one tree."""
+def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds: int,
+             deadline: float = math.inf) -> tuple[np.ndarray, ...]:
+    """Best-improvement descent from one tree (until no move improves, `rounds` moves, or the deadline)."""
     lam = view.problem.lam
     for _ in range(rounds):
+        if time.perf_counter() > deadline:
+            break
         cx, cp = [], []
         for i in range(view.n):
             for q in [i] + [int(v) for v in np.flatnonzero(view.rate[i] > 0)]:

@@ -28,6 +28,8 @@ from solvers.tree_model import build
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0, or one edge) or round (lambda > 0, several edges) given to the tree MILP."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
+SEARCH_SHARE = 0.5
+"""Part of time_limit_s after which the search stops descending (the model gets the rest)."""
 
 
 class _Edge:
@@ -99,7 +101,8 @@ def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | No
     checked there; the trees are planned in one process (the plan is the same for any value)."""
     check_limits(time_limit_s, gap)
     t0 = time.perf_counter()
-    plan, known = tree_search(problem, exact=False, enum_max=enum_max)
+    search_end = t0 + SEARCH_SHARE * time_limit_s if time_limit_s > 0 else math.inf
+    plan, known = tree_search(problem, exact=False, enum_max=enum_max, deadline=search_end)
     if time_limit_s <= 0:
         proven = plan.lower_bound >= (1 - gap) * plan.objective
         return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN)

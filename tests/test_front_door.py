@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import subprocess
 import sys
@@ -55,6 +56,39 @@ def test_a_config_error_and_import_hffm_skip_what_a_start_does_not_need():
                   "import hffm, hffm.config; hffm.compose('experiment=hffm_d2d')\n"
                   f"print('IMPORTED', sorted(m for m in {HEAVY + ('torch',)!r} if m in sys.modules))")
     assert out.count("EXIT 1") == len(errors) and "IMPORTED []" in out, out
+
+
+def _module_imports(module: str) -> set[str]:
+    """The modules ``module`` imports when it loads (top-level imports outside ``if TYPE_CHECKING:``)."""
+    path = REPO / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = REPO / module.replace(".", "/") / "__init__.py"
+    names: set[str] = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 2)}
+
+
+def test_no_module_the_config_loads_imports_torch():
+    """The in-process twin of the test above, fast enough for every run: walk what ``hffm.config`` loads."""
+    seen, todo, torch_at = set(), ["hffm.config"], []
+    while todo:
+        module = todo.pop()
+        if module in seen or not module.startswith(("hffm", "solvers")):
+            continue
+        if not ((REPO / (module.replace(".", "/") + ".py")).exists() or (REPO / module.replace(".", "/")).is_dir()):
+            continue  # a name imported from a module, not a module
+        seen.add(module)
+        imports = _module_imports(module)
+        torch_at += [module] if "torch" in imports else []
+        todo += sorted(imports)
+    assert "hffm.federation.config" in seen and torch_at == [], (
+        f"{torch_at} import torch when the config loads: bind it with hffm.lazy.LazyModule (see hffm/lazy.py)")
 
 
 def test_the_registries_built_without_torch_match_torch():

@@ -21,8 +21,15 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = LazyModule("torch")
+
 
 MIN_MEDIAN_COSINE = 0.02
 """A module whose holders' median cosine with the consensus is below this gives no direction evidence: there is
