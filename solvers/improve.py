@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from solvers.energy import plan_bandwidth
+from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
@@ -26,6 +27,8 @@ from solvers.plan import RoundPlan
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
 MODEL_MAX_MODULES = 8
+LAMBDA_SHARE = 0.6
+"""lambda > 0 on one edge: the share of the time left for the least-energy bound before the round's MILP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -80,6 +83,9 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t
             lower = max(lower, got_lb)
     elif p.num_devices <= MODEL_MAX_DEVICES:
+        if p.num_edges == 1:  # the least-energy column MILPs over trial latencies (solvers/energy_columns.py)
+            share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)
+            lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         c = certify(p, x, relay, deadline, gap, cache=cache)
         x, relay = c.x, c.relay
         lower = max(lower, c.lower_bound)
