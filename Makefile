@@ -34,9 +34,9 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mkdocs build --strict --quiet
 
-# The inner loop: no test marked slow (no process launches, installs or builds).
+# The inner loop: no test marked slow (no process launches, installs or builds), on two pytest-xdist workers.
 test-fast: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest -x -q -m "not slow"
+	$(TEST_ENV) $(BIN)/python -m pytest -x -q -m "not slow" -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check hffm solvers tests experiments docgen

@@ -1,6 +1,6 @@
 """Wall and CPU seconds of the test suite, or a part of it, run as `make test-fast` / `make test` run it.
 
-    python experiments/suite_time.py                    # the fast suite: pytest -m "not slow"
+    python experiments/suite_time.py                    # the fast suite: pytest -m "not slow" -n 2
     python experiments/suite_time.py --all              # every test
     python experiments/suite_time.py -- tests/test_x.py # any pytest arguments after --
 
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     parser.add_argument("pytest_args", nargs="*", help="after --: passed to pytest instead of the default selection")
     args = parser.parse_args()
-    selection = args.pytest_args or ([] if args.all else ["-m", "not slow"])
+    selection = args.pytest_args or ([] if args.all else ["-m", "not slow", "-n", "2"])  # as make test-fast
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selection]
     env = dict(os.environ, WANDB_MODE="disabled", HF_HUB_OFFLINE="1")
     load_before = os.getloadavg()[0]
