@@ -117,6 +117,14 @@ class EdgeColumns:
             extra = np.where(ok, (both - alone[None, :]) / self.band, np.inf)
         return own, rel, np.where(np.isnan(extra), np.inf, np.maximum(extra, 0.0))
 
+    def plan(self, num_devices: int, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(placement [N, M], relay [N]) of the chosen columns ``cols`` (one per device that trains)."""
+        x = np.zeros((num_devices, self.mask.shape[1]), dtype=bool)
+        relay = np.arange(num_devices)
+        x[self.dev[cols]] = self.mask[cols] > 0
+        relay[self.dev[cols]] = self.up[cols]
+        return x, relay
+
     def group_bits(self, cols: np.ndarray) -> float:
         """What one uploader's columns send together: the payloads' sum, or with relay_aggregates their union."""
         if self.union_bits is None:
@@ -253,9 +261,4 @@ class LatencyModel:
 
     def plan(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(placement [N, M], relay [N]) of chosen columns."""
-        p, c = self.p, self.c
-        x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
-        relay = np.arange(p.num_devices)
-        x[c.dev[cols]] = c.mask[cols] > 0
-        relay[c.dev[cols]] = c.up[cols]
-        return x, relay
+        return self.c.plan(self.p.num_devices, cols)

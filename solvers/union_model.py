@@ -138,9 +138,4 @@ class UnionModel:
 
     def plan(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(placement [N, M], relay [N]) of chosen columns."""
-        p, c = self.p, self.c
-        x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
-        relay = np.arange(p.num_devices)
-        x[c.dev[cols]] = c.mask[cols] > 0
-        relay[c.dev[cols]] = c.up[cols]
-        return x, relay
+        return self.c.plan(self.p.num_devices, cols)
