@@ -28,13 +28,14 @@ def code_hash() -> str:
     return digest.hexdigest()[:16]
 
 
-def commit() -> str:
-    """HEAD's commit (with '+dirty' when tracked files changed), or 'unknown' outside a git checkout."""
+def commit(paths: tuple[str, ...] = ()) -> str:
+    """HEAD's commit (with '+dirty' when tracked files changed: only those under ``paths`` when given, so a script
+    that rewrites its own results file between rows stays clean), or 'unknown' outside a git checkout."""
     try:
         head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                               text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no", "--",
+                                *paths], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

@@ -19,11 +19,11 @@ import argparse
 import json
 import platform
 import resource
-import subprocess
 import time
 from pathlib import Path
 
 import torch
+from code_version import commit
 
 from hffm.config import compose
 from hffm.run import train
@@ -52,14 +52,6 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def code_commit() -> str:
-    """The checkout's commit, with ``+changes`` when tracked files differ from it (rows record what made them)."""
-    repo = Path(__file__).resolve().parents[1]
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "hffm", "solvers", "conf"], cwd=repo)
-    return (head.stdout.strip() or "unknown") + ("+changes" if dirty.returncode else "")
-
-
 def run_row(name: str, sets: list[str], out: Path) -> dict:
     dataset, overrides = ROWS[name]
     overrides = overrides + ["progress=lines", "logger=csv", "plots=false"] + sets
@@ -72,7 +64,7 @@ def run_row(name: str, sets: list[str], out: Path) -> dict:
     result = train(cfg, run_dir)
     assert result is not None
     last = result.history[-1]
-    row = {"row": name, "dataset": dataset, "commit": code_commit(), "overrides": overrides,
+    row = {"row": name, "dataset": dataset, "commit": commit(("hffm", "solvers", "conf")), "overrides": overrides,
            "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu, "rounds": cfg.federation.rounds,
            "latency_s": last.get("cost/cum_latency_s"), "energy_j": last.get("cost/cum_energy_j")}
     for task in TASKS[dataset]:
