@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from solvers.bounds import bare_highs
 from solvers.instance import RoundProblem
 
 if TYPE_CHECKING:
@@ -87,21 +88,11 @@ def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
     return rows
 
 
-def highs() -> tuple[Any, Any] | None:
-    """(highspy, its bare solver class: no banner on stdout) or None where this highspy lacks it."""
-    try:
-        import highspy
-        from highspy._core import _Highs
-    except ImportError:
-        return None
-    return highspy, _Highs
-
-
 def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
              gap: float, cutoff: float) -> tuple[str, np.ndarray | None, float]:
     """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
     (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound)."""
-    fast = highs()
+    fast = bare_highs()
     if fast is None:
         raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
     highspy, bare = fast
