@@ -70,6 +70,10 @@ class DefenseConfig:
     norm_band: float | None = None
     """With trust: a device whose median update norm (relative to each module's median) lies outside
     [1 / norm_band, norm_band] has evidence -1 for the round (>= 1); null: no such check."""
+    validation_samples: int = 0
+    """With trust: the size of the aggregator's own labelled validation set (``hffm.federation.validation``: fresh
+    benchmark samples no device holds); each round a device's evidence is at most how well its updates teach its
+    model the validation labels beyond a class-prior shift (catches label flipping). 0: off."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -89,6 +93,12 @@ class DefenseConfig:
         if self.norm_band is not None and self.min_trust is None:
             problems.append(f"defense.norm_band={self.norm_band} needs defense.min_trust (the scale check feeds the "
                             "trust): set min_trust, or norm_band=null")
+        if not (isinstance(self.validation_samples, int) and 0 <= self.validation_samples <= 1_000_000):
+            problems.append(f"defense.validation_samples={self.validation_samples}: must be an integer in "
+                            "[0, 1000000] (0: off)")
+        elif self.validation_samples and self.min_trust is None:
+            problems.append(f"defense.validation_samples={self.validation_samples} needs defense.min_trust (the "
+                            "validation evidence feeds the trust): set min_trust, or validation_samples=0")
         if problems:
             raise ValueError("invalid defense config:\n  " + "\n  ".join(problems))
 
@@ -191,10 +201,12 @@ def consensus(
 
 def judge_devices(
     batches: Sequence[tuple[Sequence[ModuleUpdate], Mapping[str, StateDict]]], cfg: DefenseConfig,
-    agreed: Mapping[str, Consensus], memory: DefenseMemory,
+    agreed: Mapping[str, Consensus], memory: DefenseMemory, validated: Mapping[int, float] | None = None,
 ) -> dict[int, float]:
     """Update each sending device's trust in ``memory`` from its updates in ``batches`` (as for ``consensus``);
-    returns device -> trust for the devices below ``defense.min_trust`` (none when trust is off).
+    returns device -> trust for the devices below ``defense.min_trust`` (none when trust is off). ``validated``:
+    device -> its validation evidence (``hffm.federation.validation``); a device's evidence is the lower of it and
+    its direction evidence.
 
     Scale first: a device far from the typical norm gets evidence -1 and stays out of the direction reference, so
     a crowd of x10 updates cannot drag the median the honest devices are judged by."""
@@ -215,7 +227,10 @@ def judge_devices(
                 flat.setdefault(u.module, {})[u.node] = torch.cat([v.flatten() for _, v in sorted(delta.items())])
     terms = {m: dict(zip(by_node, leave_one_out_terms(torch.stack(list(by_node.values())))))
              for m, by_node in flat.items() if len(by_node) >= MIN_HOLDERS}
-    evidence = direction_evidence(pooled_cosines(terms)) | dict.fromkeys(outliers, -1.0)
+    evidence = direction_evidence(pooled_cosines(terms))
+    for node, e in (validated or {}).items():
+        evidence[node] = min(e, evidence.get(node, 1.0))
+    evidence |= dict.fromkeys(outliers, -1.0)
     memory.trust = update_trust(memory.trust, evidence, cfg.trust_decay)
     senders = frozenset(u.node for updates, _ in batches for u in updates)
     return distrusted(memory.trust, senders, cfg.min_trust)

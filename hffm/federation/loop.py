@@ -44,6 +44,7 @@ from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Tra
 from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
 from hffm.federation.state import FederationState
 from hffm.federation.traffic import eligible_modules, round_links
+from hffm.federation.validation import server_validation_set, validation_evidence, validation_scores, wave_candidates
 from hffm.federation.world import World
 
 if TYPE_CHECKING:
@@ -125,6 +126,8 @@ def run_federation(
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
     memory = DefenseMemory.from_dict(state.defense)
+    validation = (server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense.validation_samples)
+                  if defense.validation_samples else None)  # the aggregator's own labelled data, no device's
     state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
@@ -187,7 +190,9 @@ def run_federation(
             # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
-            untrusted = judge_devices(batches, defense, agreed, memory)  # each device by all its updates, over rounds
+            validated = None if validation is None else validation_evidence(
+                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation))
+            untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:
                 judged = defend(updates, state.group_states[group], defense, agreed, untrusted)

@@ -1,0 +1,101 @@
+"""The validation evidence against label flipping: the aggregator's own fresh samples, a score that ignores a
+class-prior shift but not a wrong input-to-label mapping, and its path into the per-device trust."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from conftest import tiny_config
+from lightning.fabric import Fabric
+
+from hffm.data.benchmark import make_benchmark
+from hffm.federation.aggregate import ModuleUpdate
+from hffm.federation.defense import DefenseConfig, DefenseMemory, judge_devices
+from hffm.federation.faults import FaultsConfig
+from hffm.federation.loop import initial_state, run_federation, tier_policy
+from hffm.federation.validation import (
+    mapping_gain,
+    server_validation_set,
+    validation_evidence,
+    validation_scores,
+    wave_candidates,
+)
+from hffm.run import make_world
+
+FABRIC = Fabric(accelerator="cpu", devices=1)
+
+
+def test_a_prior_shift_gains_nothing_a_right_mapping_gains_and_a_flipped_one_loses():
+    torch.manual_seed(0)
+    y = torch.arange(4).repeat(8)
+    before = {"t": torch.randn(32, 4)}
+    shifted = {"t": before["t"] + torch.tensor([3.0, 0.0, 0.0, -1.0])}  # a skewed device's prior, no mapping
+    right = {"t": before["t"] + 2.0 * torch.nn.functional.one_hot(y, 4)}
+    flipped = {"t": before["t"] + 2.0 * torch.nn.functional.one_hot(3 - y, 4)}
+    targets = {"t": y}
+    assert mapping_gain(before, shifted, targets) == pytest.approx(0.0, abs=1e-6)  # float32 logits
+    assert mapping_gain(before, right, targets) > 0.5 > -0.5 > mapping_gain(before, flipped, targets)
+    missing = {"t": torch.full((32,), -100)}
+    assert mapping_gain(before, right, missing) == 0.0
+
+
+def test_validation_evidence_is_relative_to_the_wave_and_clamped():
+    assert validation_evidence({1: 0.01, 2: 0.02}) == {}  # too few to give a scale
+    assert validation_evidence({1: 0.0, 2: 0.0, 3: 0.0}) == {}
+    ev = validation_evidence({1: 0.01, 2: 0.02, 3: 0.0, 4: -0.02, 5: -0.05})  # median 0, MAD 0.02
+    assert ev == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0, 4: 0.5, 5: -0.25})
+
+
+def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark():
+    cfg = tiny_config()
+    a = server_validation_set(cfg.data.benchmark, "benchmark", 0, 32)
+    assert len(a) == 32 and torch.equal(a.inputs["iq"], server_validation_set(cfg.data.benchmark, "benchmark", 0,
+                                                                               32).inputs["iq"])
+    pool = make_benchmark(cfg.data.benchmark, 0)  # everything the devices and the test set are drawn from
+    assert not any(torch.equal(a.inputs["iq"][0], row) for row in pool.inputs["iq"])
+    with pytest.raises(ValueError, match="defense.validation_samples=32 needs data.source=benchmark"):
+        server_validation_set(cfg.data.benchmark, "hapt", 0, 32)
+    with pytest.raises(ValueError, match="defense.validation_samples=-1"):
+        DefenseConfig(min_trust=0.25, validation_samples=-1)
+    with pytest.raises(ValueError, match="needs defense.min_trust"):
+        DefenseConfig(validation_samples=8)
+
+
+def test_every_sender_with_a_classification_task_is_scored_and_an_unchanged_model_scores_zero():
+    cfg = tiny_config()
+    world = make_world(cfg)
+    state = initial_state(world, tier_policy(cfg.federation))
+    data = server_validation_set(cfg.data.benchmark, "benchmark", 0, 64)
+    leaving = []
+    for d in range(world.num_devices):
+        group = int(world.topology.device_edge[d])
+        heads = [m for m in world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks)
+                 if m.startswith("head/")]
+        leaving.append((group, [ModuleUpdate(d, m, state.group_states[group][m], 1.0) for m in heads]))
+    scores = validation_scores(FABRIC, world.bank, wave_candidates(world, state, leaving), data)
+    classifies = {d for d in range(world.num_devices)
+                  if any(world.bank.tasks[t].kind == "classification" for t in world.parts[d].tasks)}
+    assert classifies and set(scores) == classifies and all(s == 0.0 for s in scores.values())  # nothing changed
+
+
+def test_validation_evidence_lowers_trust_until_the_device_is_left_out():
+    cfg = DefenseConfig(name="robust", min_trust=0.25, trust_decay=0.5, validation_samples=8)
+    memory = DefenseMemory()
+    ref = {"m": {"w": torch.zeros(4)}}
+    batch = [([ModuleUpdate(d, "m", {"w": torch.ones(4) * (1 + d / 10)}, 1.0) for d in range(4)], ref)]
+    out = {}
+    for _ in range(3):
+        out = judge_devices(batch, cfg, {}, memory, {0: 1.0, 1: 1.0, 2: 1.0, 3: -1.0})
+    assert set(out) == {3} and memory.trust[0] > 0.9
+
+
+def test_a_run_with_the_validation_evidence_trains_and_keeps_trust(tmp_path):
+    cfg = tiny_config(rounds=2, local_steps=1)
+    cfg = dataclasses.replace(cfg, seed=0, faults=FaultsConfig(attack="labelflip", attack_fraction=0.25),
+                              defense=DefenseConfig(name="robust", clip_factor=2.0, min_trust=0.25, norm_band=2.0,
+                                                    validation_samples=32))
+    world = make_world(cfg)
+    full = run_federation(FABRIC, world, cfg, out_dir=tmp_path / "a")
+    assert full.state.defense["trust"] and all(v == v for v in full.history[-1].values())
