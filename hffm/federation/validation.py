@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from hffm.federation.world import World
     from hffm.modules.bank import ModuleBank
 
-SPREAD = 2.0
+SPREAD = 1.5
 """Median absolute deviations below the wave's median score at which a device's evidence is 0 (-1 at twice)."""
 
 _STREAM = 0x5A11D
