@@ -16,6 +16,7 @@ from hffm.federation.defense import DefenseConfig, DefenseMemory, judge_devices
 from hffm.federation.faults import FaultsConfig
 from hffm.federation.loop import initial_state, run_federation, tier_policy
 from hffm.federation.validation import (
+    SPREAD,
     mapping_gain,
     server_validation_set,
     validation_evidence,
@@ -45,7 +46,8 @@ def test_validation_evidence_is_relative_to_the_wave_and_clamped():
     assert validation_evidence({1: 0.01, 2: 0.02}) == {}  # too few to give a scale
     assert validation_evidence({1: 0.0, 2: 0.0, 3: 0.0}) == {}
     ev = validation_evidence({1: 0.01, 2: 0.02, 3: 0.0, 4: -0.02, 5: -0.05})  # median 0, MAD 0.02
-    assert ev == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0, 4: 0.5, 5: -0.25})
+    assert ev == pytest.approx({1: 1.0, 2: 1.0, 3: 1.0, 4: 1 - 0.02 / (SPREAD * 0.02), 5: 1 - 0.05 / (SPREAD * 0.02)})
+    assert SPREAD == 1.5 and ev[5] < 0 < ev[4]
 
 
 def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark():
@@ -99,3 +101,10 @@ def test_a_run_with_the_validation_evidence_trains_and_keeps_trust(tmp_path):
     world = make_world(cfg)
     full = run_federation(FABRIC, world, cfg, out_dir=tmp_path / "a")
     assert full.state.defense["trust"] and all(v == v for v in full.history[-1].values())
+
+
+def test_defense_validated_is_robust_plus_64_validation_samples():
+    from hffm.config import compose
+
+    robust, validated = compose("defense=robust").defense, compose("defense=validated").defense
+    assert validated == dataclasses.replace(robust, name="validated", validation_samples=64)
