@@ -16,7 +16,7 @@ import numpy as np
 from solvers.candidates import EdgeCandidates, select_exact
 from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
-from solvers.energy import best_deadline, plan_bandwidth, round_uploads
+from solvers.energy import best_deadline, round_uploads
 from solvers.energy_bound import EnergyBound
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
@@ -62,10 +62,11 @@ def enumerate_latency(problem: RoundProblem, x: np.ndarray, relay: np.ndarray,
 
 
 def _objective(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> tuple[float, float]:
-    """(exact T + lambda E of the choice with its best bandwidth, that T)."""
-    up, _ = round_uploads(problem, x, relay)
-    t, _ = best_deadline(up, problem.lam)
-    b = plan_bandwidth(problem, x, relay, hint=t)
+    """(exact T + lambda E of the choice with its best bandwidth, that T): one search over T (solvers/energy.py)."""
+    up, idx = round_uploads(problem, x, relay)
+    t, b_up = best_deadline(up, problem.lam)
+    b = np.zeros(problem.num_devices)
+    b[idx] = b_up
     return evaluate(problem, x, relay, b).objective, t
 
 
@@ -84,7 +85,9 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   repairs: Repairs | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
     optimum when every edge was enumerated, else 0). Stops after the round in which `repairs.clock` runs out
-    (but see UNCUT_DEVICES)."""
+    (but see UNCUT_DEVICES); on larger rounds the band-priced cover is skipped once it has run out, and each
+    selection after the first (which makes the plan) starts only while time is left, with a coarser tolerance
+    (the exact objective judges its step)."""
     p = problem
     repairs = Repairs() if repairs is None else repairs
     clock = repairs.clock
@@ -96,12 +99,14 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p), repairs=repairs)
     except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
         x_energy = x.copy()
-    _, t_now = _objective(p, x, relay)
+    start = _objective(p, x, relay)
+    t_now = start[1]
     relay_energy = greedy_relays(p, x_energy, np.full(p.num_devices, t_now))
     x_priced = x_energy
     sizes = np.bincount(p.device_edge, minlength=p.num_edges)
     large = [e for e in range(p.num_edges) if e not in small and sizes[e] > local_max_devices]
-    if large and not p.has_power_frequency:  # only the large edges take these candidates
+    cut = p.num_devices > UNCUT_DEVICES  # a round the clock may cut (see UNCUT_DEVICES)
+    if large and not p.has_power_frequency and not (cut and clock.expired()):  # only large edges take these
         try:  # the cover the latency-energy bound would choose (band priced), made integral
             x_priced = greedy_placement(p, np.full(p.num_devices, np.inf),
                                         weights=EnergyBound.of(p).priced_weights(t_now), repairs=repairs)
@@ -139,6 +144,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
             cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe, xq] + [xq] * len(r_q)),
                                            np.stack([re, ident, r_e, ident, *r_q])))
     choice = []
+    moved = False
     for v, c in zip(views, cands, strict=True):  # the current choice of each edge
         if v.edge in small:
             d = v.dev
@@ -149,14 +155,19 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                 j = int(np.argmin(c.t_min))
                 x[d], relay[d] = c.x[j], d[c.relay[j]]
                 hit = np.array([j])
+                moved = True
             choice.append(int(hit[0]))
         else:
             choice.append(0)
-    cur, t_ref = _objective(p, x, relay)
+    cur, t_ref = _objective(p, x, relay) if moved else start
     exact = all(v.edge in small for v in views)
     lower = 0.0
-    for _ in range(rounds):
-        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17)
+    for step in range(rounds):
+        if step > 0 and cut and not exact and clock.expired():  # the first selection always runs: it makes the plan
+            break
+        coarse = cut and not exact  # a large round: the exact objective below judges the step anyway
+        sel = select_exact(cands, p.lam, rtol=1e-3 if coarse else 1e-5, grid=9 if coarse else 17,
+                           iters=20 if coarse else 36)
         new = sel.choice
         if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
             lower = max(lower, sel.lower_bound)
@@ -170,7 +181,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         if not val < cur * (1 - 1e-12):
             break
         x, relay, cur, t_ref, choice = x2, r2, val, t2, new
-        if clock.expired() and not exact and p.num_devices > UNCUT_DEVICES:
+        if clock.expired() and not exact and cut:
             break
         for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
             if v.edge not in small and v.n <= local_max_devices:
