@@ -24,9 +24,6 @@ from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_rel
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
-UNCUT_DEVICES = 16
-"""Rounds of at most this many devices (or all enumerated) run the energy search to the end whatever the clock:
-its steps are cheap there, and under load a cut search left 8-device rounds 2-12 % above the optimum."""
 RELAY_DEADLINES = (1.0, 4.0, 100.0)
 """Deadlines (x the current best T) at which the greedy relays of the band-priced cover are drawn (lambda > 0)."""
 
@@ -83,8 +80,13 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   local_max_devices: int = 16, rounds: int = 30,
                   repairs: Repairs | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
-    optimum when every edge was enumerated, else 0). Stops after the round in which `repairs.clock` runs out
-    (but see UNCUT_DEVICES)."""
+    optimum when every edge was enumerated, else 0).
+
+    The cap: where every edge is enumerated the search runs to the end whatever the clock (bounded work: one
+    branch and bound over fixed candidate sets, and its answer is exact); elsewhere it stops when `repairs.clock`
+    runs out, between rounds and inside the branch and bound over T (one step of it took 7-26 CPU s on 8-device
+    edges with compound neighbourhoods), and the round's model (solvers/improve.py) improves and certifies the
+    rest."""
     p = problem
     repairs = Repairs() if repairs is None else repairs
     clock = repairs.clock
@@ -156,7 +158,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
     exact = all(v.edge in small for v in views)
     lower = 0.0
     for _ in range(rounds):
-        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17)
+        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17, clock=None if exact else clock)
         new = sel.choice
         if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
             lower = max(lower, sel.lower_bound)
@@ -170,7 +172,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         if not val < cur * (1 - 1e-12):
             break
         x, relay, cur, t_ref, choice = x2, r2, val, t2, new
-        if clock.expired() and not exact and p.num_devices > UNCUT_DEVICES:
+        if clock.expired() and not exact:
             break
         for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
             if v.edge not in small and v.n <= local_max_devices:
