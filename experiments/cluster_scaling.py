@@ -82,8 +82,10 @@ def main() -> None:
     args = overrides(a.devices, a.rounds, a.participation)
     one, two = run(1, args), run(2, args)
     same = all(abs(one["final"][k] - two["final"][k]) <= 1e-6 * max(1.0, abs(one["final"][k])) for k in one["final"])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    result = {"machine": MACHINE, "commit": commit.stdout.strip(), "devices": a.devices, "rounds": a.rounds,
+    from code_version import commit
+
+    result = {"machine": MACHINE, "commit": commit(("hffm", "solvers", "conf")), "devices": a.devices,
+              "rounds": a.rounds,
               "participation": a.participation, "runs": [one, two], "same_metrics": same,
               "speedup_wall": round(one["wall_s"] / two["wall_s"], 2),
               "cpu_ratio": round(two["cpu_s"] / one["cpu_s"], 2), "default_out": a.out == OUT}

@@ -115,7 +115,7 @@ class Acceptance:
         for r in outcome.results:
             if r.device not in silent:
                 self.sent[who(r.device)] += len(r.modules)
-        for r in outcome.defended[:len(outcome.defended) - int(metrics["defense/cloud_dropped_updates"])]:
+        for r in outcome.defended:
             self.dropped[who(r.node)] += 1
 
     def shares(self) -> dict[str, float | None]:

@@ -104,15 +104,10 @@ def _storages(tree: Any, out: set[int]) -> set[int]:
 
 
 def engine_version() -> str:
-    """HEAD of the repository, with a mark when hffm/ has uncommitted edits (numbers depend on the engine)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "hffm"], cwd=ROOT, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + uncommitted hffm/ edits" if dirty else "")
+    """HEAD of the repository, with '+dirty' when hffm/ has uncommitted edits (numbers depend on the engine)."""
+    from code_version import commit
+
+    return commit(("hffm",))
 
 
 # ---- the run configuration ----------------------------------------------------------------------

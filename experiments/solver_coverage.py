@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -108,8 +107,9 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container", "commit": commit,
+    from code_version import commit
+
+    meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container", "commit": commit(("solvers",)),
             "load_before": os.getloadavg()[0],
             "command": f"python experiments/solver_coverage.py --sizes {args.sizes} --seeds {args.seeds} "
                        f"--time-limits {args.time_limits}"}

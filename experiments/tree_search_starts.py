@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -42,13 +41,13 @@ def main() -> None:
                 row["ratio"] = row["with_objective"] / row["without_objective"]
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    from code_version import commit
     out = Path("experiments/results/solver_model")
     out.mkdir(parents=True, exist_ok=True)
     summary = {f"{n}/{e}": {"ratio_median": float(np.median([r["ratio"] for r in rows if r["devices"] == n])),
                             "ratio_max": float(max(r["ratio"] for r in rows if r["devices"] == n))}
                for n, e, _ in CASES}
-    (out / "tree_starts.json").write_text(json.dumps({"commit": commit, "load": os.getloadavg()[0],
+    (out / "tree_starts.json").write_text(json.dumps({"commit": commit(("solvers",)), "load": os.getloadavg()[0],
                                                       "machine": f"{os.cpu_count()}-CPU container",
                                                       "summary": summary, "rows": rows}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))

@@ -28,10 +28,9 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from solvers.bandwidth import min_bandwidth
 from solvers.energy import plan_bandwidth
@@ -39,6 +38,9 @@ from solvers.evaluate import LN2, evaluate
 from solvers.instance import RoundProblem
 from solvers.milp import quiet_stdout
 from solvers.model_cache import ModelCache
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
 
 GRID_RATIO = 1.12
 """Tangents of 1 / R at shares beta_min * GRID_RATIO^k: the piecewise under-estimator is within ~0.3 % of 1 / R."""
@@ -50,6 +52,8 @@ SLOT_STEP = 16
 
 def _sel(rows: np.ndarray, cols: int) -> sp.csr_matrix:
     """Selection matrix: row k picks entry rows[k]."""
+    import scipy.sparse as sp  # here, not at import: scipy.sparse is a third of what `import solvers` costs
+
     return sp.csr_matrix((np.ones(len(rows)), (np.arange(len(rows)), rows)), shape=(len(rows), cols))
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.bounds import bare_highs
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.tree_bound import shortest_paths
@@ -166,8 +167,9 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
     incumbent's objective: every plan worth finding has T <= scale, so ready times are bounded by 1). None if an edge
     has a device with too many subsets."""
     import highspy
-    from highspy._core import _Highs
 
+    fast = bare_highs()
+    solver = fast[1] if fast is not None else highspy.Highs  # the public class where the bare one is missing
     p = views[0].problem
     lam = p.lam
     b = _Rows()
@@ -257,7 +259,7 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
         cols = np.flatnonzero(np.array(b.cost) != 0)
         cols = cols[cols != t_col]
         b.row(cols, np.array(b.cost)[cols], lo=0.0)
-    h = _Highs()
+    h = solver()
     h.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = len(b.lo), len(b.r_lo)

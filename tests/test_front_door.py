@@ -14,7 +14,7 @@ from hffm.cli.help import config_groups, help_text
 from hffm.config import Config
 
 REPO = Path(__file__).resolve().parents[1]
-HEAVY = ("lightning", "cvxpy", "wandb", "matplotlib", "transformers")
+HEAVY = ("lightning", "cvxpy", "wandb", "matplotlib", "transformers", "scipy")
 
 
 def test_help_lists_the_real_choices_of_every_group_under_our_own_header():
@@ -74,9 +74,9 @@ def _module_imports(module: str) -> set[str]:
     return {".".join(n.split(".")[:i]) for n in names for i in range(1, n.count(".") + 2)}
 
 
-def test_no_module_the_config_loads_imports_torch():
+def test_no_module_the_config_loads_imports_torch_or_scipy():
     """The in-process twin of the test above, fast enough for every run: walk what ``hffm.config`` loads."""
-    seen, todo, torch_at = set(), ["hffm.config"], []
+    seen, todo, torch_at, scipy_at = set(), ["hffm.config"], [], []
     while todo:
         module = todo.pop()
         if module in seen or not module.startswith(("hffm", "solvers")):
@@ -86,9 +86,11 @@ def test_no_module_the_config_loads_imports_torch():
         seen.add(module)
         imports = _module_imports(module)
         torch_at += [module] if "torch" in imports else []
+        scipy_at += [module] if "scipy" in imports else []
         todo += sorted(imports)
-    assert "hffm.federation.config" in seen and torch_at == [], (
-        f"{torch_at} import torch when the config loads: bind it with hffm.lazy.LazyModule (see hffm/lazy.py)")
+    assert "hffm.federation.config" in seen and "solvers.api" in seen
+    assert torch_at == [] and scipy_at == [], (f"{torch_at + scipy_at} import torch or scipy when the config loads: "
+                                               "bind it with hffm.lazy.LazyModule (see hffm/lazy.py)")
 
 
 def test_the_registries_built_without_torch_match_torch():

@@ -45,6 +45,21 @@ def test_model_at_a_fixed_plan_costs_what_tree_cost_does(lam):
     assert np.array_equal(sol[0][1], par) and np.array_equal(sol[0][0], x)
 
 
+def test_tree_model_runs_on_highspys_public_class_where_the_bare_one_is_missing(monkeypatch):
+    """Some highspy builds have no `_core._Highs`: the model then runs on `highspy.Highs`, with the same answer."""
+    import solvers.tree_model as tm
+
+    p = _tree(5, 1, 2, 0.5)
+    plan = tree_solve(p, enum_max=0)
+    v = EdgeView.of(p, 0)
+    bare = build([v], plan.objective).solve([None], np.inf, 10.0, 1e-9)
+    monkeypatch.setattr(tm, "bare_highs", lambda: None)
+    public = build([v], plan.objective)
+    assert type(public.highs).__name__ == "Highs"
+    again = public.solve([None], np.inf, 10.0, 1e-9)
+    assert again[0] == bare[0] == "optimal" and again[1] == pytest.approx(bare[1], rel=1e-6)
+
+
 @pytest.mark.parametrize("lam", [0.0, 0.5, 5.0])
 def test_tree_model_is_exact_and_its_bound_valid_on_small_edges(lam):
     """Without enumeration (enum_max=0) the search misses by up to 10.7 % on these; the model closes it."""

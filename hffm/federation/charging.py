@@ -3,6 +3,7 @@ frequency (the ledger), and the timeline a deadline reads before the round runs 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import numpy as np
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
 from hffm.federation.policy import TierPolicy
-from hffm.federation.records import Plan, RoundOutcome
+from hffm.federation.records import Plan, RoundOutcome, Route, Transfer
 from hffm.federation.traffic import eligible_modules, holders_of, round_links, traffic_of
 from hffm.federation.world import World
 from hffm.network.channel import ChannelState
@@ -29,15 +30,50 @@ def charge_outcome(
     trained = {r.device: r.modules for r in outcome.results}
     samples = {r.device: r.samples for r in outcome.results}
     slowdown = outcome.faults.drawn.slowdown
+    late, deadline = frozenset(outcome.faults.late), outcome.faults.deadline_s
+    hops, hop_transfers = wasted_hops(wasted_updates(world, policy, outcome), plan, outcome.routes)
     if policy.star:
         uploads = traffic_of(world, cfg, trained, outcome.routes, (), slowdown=slowdown,
-                             levels=plan.compression, samples=samples).uploads
+                             levels=plan.compression, samples=samples, wasted=hops).uploads
         return charge_star(world.network, topology, plan.device_cpu_hz(world.cpu_hz), uploads,
-                           _star_return_bytes(world, trained))
-    traffic = traffic_of(world, cfg, trained, outcome.routes, outcome.transfers, outcome.cloud_round,
-                         outcome.edge_to_cloud_bytes, slowdown, topology, plan.compression, samples)
+                           _star_return_bytes(world, trained), late, deadline)
+    traffic = traffic_of(world, cfg, trained, outcome.routes, (*outcome.transfers, *hop_transfers),
+                         outcome.cloud_round, outcome.edge_to_cloud_bytes, slowdown, topology, plan.compression,
+                         samples, hops)
+    traffic = dataclasses.replace(traffic, late=late if deadline is not None else frozenset(), deadline_s=deadline)
     return charge_round(world.network, topology, channel, plan.device_cpu_hz(world.cpu_hz), traffic, plan.bandwidth_hz,
                         plan.tx_power_w)
+
+
+def wasted_updates(world: World, policy: TierPolicy, outcome: RoundOutcome) -> dict[int, tuple[str, ...]]:
+    """Device -> the modules whose updates it sent but that never counted: a late device's every shared update
+    (it was sent, and arrived after the deadline), those the screen rejected and those the defense dropped at the
+    edge (they had to arrive to be judged). Dropped devices and failed relays vanish before uploading: nothing."""
+    out: dict[int, list[str]] = {}
+    late = set(outcome.faults.late)
+    for r in outcome.results:
+        if r.device in late:
+            out.setdefault(r.device, []).extend(m for m in r.modules if policy.shared(world.bank.kind(m)))
+    for rejection in (*outcome.rejected, *outcome.defended):
+        out.setdefault(rejection.node, []).append(rejection.module)
+    return {d: tuple(dict.fromkeys(ms)) for d, ms in sorted(out.items()) if ms}
+
+
+def wasted_hops(
+    wasted: Mapping[int, Sequence[str]], plan: Plan, routes: Sequence[Route]
+) -> tuple[list[Route], list[Transfer]]:
+    """Each wasted update's first hop, where it was judged and stopped: the device's own route when some of its
+    updates counted; else its tree parent (a D2D transfer), else its relay (a D2D hop the relay does not
+    forward when it aggregates), else its own uplink."""
+    relay_of = {r.device: r.relay for r in routes}
+    hops, transfers = [], []
+    for device, modules in wasted.items():
+        parent = plan.parent.get(device, device)
+        if device not in relay_of and parent != device:
+            transfers.append(Transfer(device, parent, tuple(modules), 0, "tree"))
+        else:
+            hops.append(Route(device, tuple(modules), relay_of.get(device, plan.relay.get(device, device))))
+    return hops, transfers
 
 
 def upload_ends(

@@ -17,15 +17,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components, dijkstra
 
 from hffm.federation.aggregate import ModuleUpdate, weighted_average
 from hffm.federation.gossip import gossip_average
 from hffm.federation.records import Route, Transfer
+from hffm.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    import scipy.sparse.csgraph as csgraph
+else:  # a config error loads the D2D modes' table, not scipy
+    sp = LazyModule("scipy.sparse")
+    csgraph = LazyModule("scipy.sparse.csgraph")
 
 T = TypeVar("T")
 """What a tree node carries: module updates (aggregation) or module names (planning)."""
@@ -124,7 +130,7 @@ def gossip_groups(
     groups = []
     for module, nodes in sorted(by_module.items()):
         ids = np.array(sorted(nodes))
-        n_comp, label = connected_components(_block(adjacency, ids), directed=False)
+        n_comp, label = csgraph.connected_components(_block(adjacency, ids), directed=False)
         groups += [(module, [int(i) for i in ids[label == c]]) for c in range(n_comp)]
     return groups
 
@@ -186,7 +192,7 @@ def tree_parents(
     rates = None if link_rate is None else _block(link_rate, ids)
     # Costs relative to the fastest link among all the nodes (one scale for every group).
     fastest = 0.0 if rates is None else float(rates.data.max(initial=0.0))
-    n_comp, label = connected_components(sub, directed=False)
+    n_comp, label = csgraph.connected_components(sub, directed=False)
     parent: dict[int, int] = {}
     for c in range(n_comp):
         idx = np.flatnonzero(label == c)
@@ -329,7 +335,7 @@ def _path_tree(adj: np.ndarray, rates: np.ndarray | None, fastest: float, root: 
         linked = (adj != 0) & (rates > 0)
         # Relative to the fastest link: scipy's dense graphs treat tiny weights (~1e-8) as no edge.
         cost = np.where(linked, fastest / np.where(linked, rates, 1.0), 0.0)
-    _, pred = dijkstra(cost, directed=False, indices=root, return_predecessors=True)
+    _, pred = csgraph.dijkstra(cost, directed=False, indices=root, return_predecessors=True)
     parent = {root: root}
     for k in range(adj.shape[0]):
         if k != root:

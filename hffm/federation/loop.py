@@ -207,13 +207,14 @@ def run_federation(
 
         # 6. Every E_agg rounds the cloud aggregates the edges (per module, masked) and broadcasts.
         edge_to_cloud, cloud_rejected = np.zeros(len(state.group_states)), list[Rejection]()
-        edge_defended = len(defended)  # the device updates the defense dropped come first, then the edges' at the cloud
+        cloud_defended: list[Rejection] = []
         if cloud_round:
             edge_to_cloud, cloud_rejected, cloud_judged = _cloud_round(state, world, policy, rule, defense, memory)
-            defended += cloud_judged.dropped
+            cloud_defended += cloud_judged.dropped
             clipped += cloud_judged.clipped
         outcome = RoundOutcome(t, tuple(results), tuple(routes), tuple(transfers), cloud_round, edge_to_cloud,
-                               tuple(rejected), tuple(cloud_rejected), fault, tuple(defended), clipped)
+                               tuple(rejected), tuple(cloud_rejected), fault, tuple(defended), clipped,
+                               tuple(cloud_defended))
         _warn_thin(thin, fed.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
@@ -225,8 +226,8 @@ def run_federation(
         metrics = {"round": float(t + 1), "cloud_round": float(cloud_round)}
         metrics |= _train_metrics(results, participants, {r.node for r in outcome.rejected})
         metrics["faults/rejected_updates"] = float(len(outcome.rejected) + len(outcome.cloud_rejected))
-        metrics["defense/dropped_updates"] = float(len(outcome.defended))
-        metrics["defense/cloud_dropped_updates"] = float(len(outcome.defended) - edge_defended)
+        metrics["defense/dropped_updates"] = float(len(outcome.defended) + len(outcome.cloud_defended))
+        metrics["defense/cloud_dropped_updates"] = float(len(outcome.cloud_defended))
         metrics["defense/distrusted_devices"] = float(len(distrusted))
         metrics["defense/clipped_updates"] = float(outcome.clipped)
         metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
@@ -237,7 +238,7 @@ def run_federation(
             metrics[cum] = previous.get(cum, 0.0) + metrics[key]
         if (t + 1) % fed.eval_every == 0 or t + 1 == fed.rounds:
             metrics |= evaluate_round(fabric, world, state, fed, policy, group_of)
-        _warn_losses(outcome, len(participants), edge_defended)
+        _warn_losses(outcome, len(participants))
         metrics["time/round_s"] = time.perf_counter() - tic
         state.history.append(metrics)
         state.round = t + 1
@@ -311,14 +312,13 @@ def _cloud_round(
     return sent, rejected, judged
 
 
-def _warn_losses(outcome: RoundOutcome, participants: int, edge_defended: int) -> None:
-    """Loud faults: a round that loses more than half of its participants' updates says why, with the counts
-    (``edge_defended``: how many of ``outcome.defended`` are device updates; the rest are edges' at the cloud)."""
+def _warn_losses(outcome: RoundOutcome, participants: int) -> None:
+    """Loud faults: a round that loses more than half of its participants' updates says why, with the counts."""
     f = outcome.faults
     causes = {"dropped": len(f.drawn.dropped), "late (deadline)": len(f.late),
               "failed relays": len(f.drawn.failed_relays),
               "rejected by the screen": len({r.node for r in outcome.rejected}),
-              "dropped by the defense": len({r.node for r in outcome.defended[:edge_defended]})}
+              "dropped by the defense": len({r.node for r in outcome.defended})}
     lost = len(f.silent | {r.node for r in outcome.rejected})
     if participants and lost > participants / 2:
         named = ", ".join(f"{n} {what}" for what, n in causes.items() if n)

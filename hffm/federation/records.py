@@ -156,9 +156,11 @@ class RoundOutcome:
     faults: FaultRecord = field(default_factory=FaultRecord)
     """Drops, stragglers, failed relays, edge outages and attackers of the round."""
     defended: tuple[Rejection, ...] = ()
-    """Updates the defense dropped (at the edges and, with ``node`` an edge, at the cloud)."""
+    """Device updates the defense dropped at the edges."""
     clipped: int = 0
     """Updates the defense clipped to its norm bound."""
+    cloud_defended: tuple[Rejection, ...] = ()
+    """Edge updates the defense dropped at the cloud (``node`` is the edge)."""
 
     def relay_links(self) -> list[tuple[int, int]]:
         """(device, next hop) of every D2D link that carried an update: relays and tree links."""

@@ -91,25 +91,31 @@ def traffic_of(
     topology: Topology | None = None,
     levels: Mapping[int, str] | None = None,
     samples: Mapping[int, float] | None = None,
+    wasted: Sequence[Route] = (),
 ) -> Traffic:
     """The ledger's view of a round: who computed what (a straggler's compute takes ``slowdown`` x its
     cycles), and which bytes went over which link. An update is charged at its wire size (``wire_size``: through
     the device's codec, ``levels`` the plan's choice under auto); a D2D hop at its sender's codec; a fetched
     personal module and the downlink at full size (devices train from the exact edge state). ``samples``: device
-    -> the samples it really trained on (the engine's count); None predicts them (``samples_per_round``)."""
+    -> the samples it really trained on (the engine's count); None predicts them (``samples_per_round``).
+    ``wasted``: updates sent that never counted (late, rejected by the screen, dropped by the defense), each
+    charged to its device over its first hop (its route's when it has one) but carried no further (the hop that
+    judged it keeps it: a relay that aggregates does not upload it)."""
     slowdown = slowdown or {}
     size = world.module_bytes
     wire = wire_size(world, cfg, levels)
     sent = {r.device: r for r in routes}
+    lost = {r.device: r for r in wasted}
     uploads = []
     carried: dict[int, set[str]] = {}
     for device, modules in sorted(trained.items()):
-        route = sent.get(device)
-        payload = route.modules if route is not None else ()
+        route = sent.get(device) or lost.get(device)
+        payload = sent[device].modules if device in sent else ()
+        spent = lost[device].modules if device in lost else ()
         relay = route.relay if route is not None else device
         rows = samples[device] if samples is not None else samples_per_round(world, cfg, device)
         cycles = rows * sum(module_cycles(world, m) for m in modules) * slowdown.get(device, 1.0)
-        uploads.append(DeviceUpload(device, int(sum(wire(device, m) for m in payload)), relay, cycles))
+        uploads.append(DeviceUpload(device, int(sum(wire(device, m) for m in (*payload, *spent))), relay, cycles))
         carried.setdefault(relay, set()).update(payload)
     return Traffic(
         uploads=uploads,

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
+from hffm.lazy import LazyModule
 from hffm.network.config import ChannelConfig
 from hffm.network.topology import Topology
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+else:  # a config error builds no topology: it need not load scipy
+    sp = LazyModule("scipy.sparse")
 
 
 def path_gain(distance_m: np.ndarray | float, beta0_db: float, exponent: float, d0_m: float = 1.0) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from hffm.network.channel import ChannelState
 from hffm.network.config import NetworkConfig
-from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, latest
+from hffm.network.cost import CostBook, D2DTransfer, DeviceUpload, RoundCost, TimePoint, latest
 from hffm.network.timeline import (
     Traffic,
     UplinkQueue,
@@ -65,7 +65,8 @@ def charge_round(
     """
     book = CostBook(topology.num_devices)
     queue = uplink_queue(net, topology, channel, device_cpu_hz, traffic, book)
-    at_edge = uplink_stage(net, topology, channel, queue, uplink_bandwidth_hz, book, uplink_power_w)
+    at_edge = uplink_stage(net, topology, channel, queue, uplink_bandwidth_hz, book, uplink_power_w, traffic.late,
+                           traffic.deadline_s)
     back = cloud_stage(net, traffic, at_edge, book)
     end = downlink_stage(net, traffic, back, book)
     extra = {"count/uploads": float(len(traffic.uploads)),
@@ -80,8 +81,11 @@ def charge_star(
     device_cpu_hz: np.ndarray,
     uploads: Sequence[DeviceUpload],
     cloud_to_device_bytes: np.ndarray | float | None = None,
+    late: frozenset[int] = frozenset(),
+    deadline_s: float | None = None,
 ) -> RoundCost:
-    """The star baseline: every device -> cloud over its own fixed link, and back (module docstring)."""
+    """The star baseline: every device -> cloud over its own fixed link, and back (module docstring). A ``late``
+    device's upload is charged in full, but the cloud stops waiting for it at ``deadline_s``."""
     ch, n = net.channel, topology.num_devices
     book = CostBook(n)
     by_dev = check_uploads(uploads, n)
@@ -94,7 +98,10 @@ def charge_star(
         if nbytes <= 0:
             continue
         book.charge("backhaul", "device", ch.backhaul_power_w * dt, nbytes, device=i)
-        arrivals.append(ready[i].plus("backhaul", dt))
+        arrival = ready[i].plus("backhaul", dt)
+        if i in late and deadline_s is not None and arrival.t > deadline_s:
+            arrival = TimePoint(deadline_s, tuple(p * deadline_s / arrival.t for p in arrival.parts))
+        arrivals.append(arrival)
     end = latest(arrivals)
     if ch.charge_downlink and cloud_to_device_bytes is not None:
         down = np.broadcast_to(np.asarray(cloud_to_device_bytes, dtype=float), (n,))

@@ -11,7 +11,8 @@
    (or, with ``relay_aggregates``, one aggregated payload), taking 8 U_j / R_j(b_j) with
    R_j(b) = b log2(1 + p_j g_j / (N0 b)); f_i and p_j are the plan's when it set them (else the drawn
    frequency and the config's device_tx_power_w), and uplink energy is p_j x time.
-4. The edge is ready when its last uplink arrived.
+4. The edge is ready when its last uplink arrived; an uplink in ``Traffic.late`` (it misses the deadline) is
+   charged in full, but the edge waits for it only until ``Traffic.deadline_s``.
 5. In a cloud round each edge then sends to the cloud over the backhaul (latency + 8 bytes / rate,
    edges in parallel), the cloud waits for all edges, and sends back down.
 6. Finally each edge broadcasts to its cluster at the downlink rate.
@@ -63,7 +64,8 @@ class Traffic:
     relay_aggregates: a relay merges what it received with its own update into one payload, of size
     relay_payload_bytes[relay] if given, else the largest of its inputs (exact when they carry the
     same modules). Edge arrays are [E] bytes (or a scalar for all edges); backhaul bytes must be 0
-    unless cloud_round.
+    unless cloud_round. late: uploaders whose uplink misses ``deadline_s`` (s into the round): they spend
+    their uplink's energy and band, but their edge stops waiting at the deadline.
     """
 
     uploads: Sequence[DeviceUpload]
@@ -74,6 +76,13 @@ class Traffic:
     edge_to_cloud_bytes: np.ndarray | float | None = None
     cloud_to_edge_bytes: np.ndarray | float | None = None
     edge_to_device_bytes: np.ndarray | float | None = None
+    late: frozenset[int] = frozenset()
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.late and (self.deadline_s is None or not np.isfinite(self.deadline_s) or self.deadline_s < 0):
+            raise ValueError(f"Traffic.late names uploaders {sorted(self.late)} that miss a deadline, but "
+                             f"deadline_s = {self.deadline_s!r}: give the round's deadline (s >= 0)")
 
 
 @dataclass(frozen=True)
@@ -290,17 +299,32 @@ def uplink_stage(
     given: np.ndarray | None,
     book: CostBook,
     power: np.ndarray | None = None,
+    late: frozenset[int] = frozenset(),
+    deadline_s: float | None = None,
 ) -> list[TimePoint]:
     """Stage 4: FDMA uplinks at the planned (or default) band and power (energy: the power sent, or the
-    config's fixed uplink energy power); returns when each edge has everything."""
+    config's fixed uplink energy power); returns when each edge has everything it waits for (a ``late``
+    uploader is charged in full, but its edge gives up on it at ``deadline_s``)."""
     seconds = uplink_seconds(net, topology, channel, queue, given, power)
     edge_ready: list[list[TimePoint]] = [[] for _ in range(topology.num_edges)]
     for j in queue.uploaders:
         dt = seconds[j]
         watts = net.channel.uplink_energy_power_w if power is None else float(power[j])
         book.charge("uplink", "device", watts * dt, queue.nbytes[j], device=j)
-        edge_ready[int(topology.device_edge[j])].append(queue.start[j].plus("uplink", dt))
+        arrival = queue.start[j].plus("uplink", dt)
+        if j in late and deadline_s is not None and arrival.t > deadline_s:
+            arrival = _cut_at(queue.start[j], deadline_s)
+        edge_ready[int(topology.device_edge[j])].append(arrival)
     return [latest(p) for p in edge_ready]
+
+
+def _cut_at(start: TimePoint, deadline_s: float) -> TimePoint:
+    """When an edge stops waiting for an uplink that started at ``start``: the deadline, reached on the uplink
+    (or, for one that had not started by then, on the path that delayed it, scaled to end at the deadline)."""
+    if start.t <= deadline_s:
+        return start.plus("uplink", deadline_s - start.t)
+    scale = deadline_s / start.t
+    return TimePoint(deadline_s, tuple(p * scale for p in start.parts))
 
 
 def cloud_stage(net: NetworkConfig, traffic: Traffic, at_edge: list[TimePoint], book: CostBook) -> list[TimePoint]:

@@ -14,11 +14,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
+from hffm.lazy import LazyModule
 from hffm.network.config import TopologyConfig
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+else:  # a config error builds no topology: it need not load scipy
+    sp = LazyModule("scipy.sparse")
 
 
 @dataclass(frozen=True, eq=False)
