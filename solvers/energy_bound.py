@@ -178,10 +178,12 @@ class EnergyBound:
                 for r in (w_route, c_route)]
         return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
 
-    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10,
+               clock: Clock | None = None) -> tuple[np.ndarray, np.ndarray]:
         """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
         (the dual is concave in nu; any price is valid, nu = 0 too); `around` [E]: search only e^+-1.5 around these
-        prices (those of a nearby latency), in `steps` // 2 steps."""
+        prices (those of a nearby latency), in `steps` // 2 steps; `clock`: no more steps once it has run out (the
+        best price so far is as valid)."""
         ne = self.problem.num_edges
         best, arg = self.edge_energy(t, np.zeros(ne)), np.zeros(ne)
         lo, hi = np.log(self.nu_ref) - 12.0, np.log(self.nu_ref) + 6.0
@@ -196,6 +198,8 @@ class EnergyBound:
             for u, v in ((c, fc), (d, fd)):
                 better = v > best
                 best, arg = np.where(better, v, best), np.where(better, np.exp(u), arg)
+            if clock is not None and clock.expired():
+                break
             left = fc >= fd  # maximizing: keep [lo, d]
             hi = np.where(left, d, hi)
             lo = np.where(left, lo, c)
@@ -204,9 +208,9 @@ class EnergyBound:
             fc, fd = np.where(left, new, fd), np.where(left, fc, new)
         return best, arg
 
-    def energy(self, t: float, around: np.ndarray | None = None) -> float:
-        """E_lb(t): no plan of latency <= t spends less (J); `around`: as in `prices`."""
-        best, _ = self.prices(t, around)
+    def energy(self, t: float, around: np.ndarray | None = None, clock: Clock | None = None) -> float:
+        """E_lb(t): no plan of latency <= t spends less (J); `around`, `clock`: as in `prices`."""
+        best, _ = self.prices(t, around, clock=clock)
         return float(np.sum(best[np.isfinite(best)]))  # an edge no cover fits has no plan at all
 
     def priced_weights(self, t: float) -> np.ndarray:
@@ -223,17 +227,17 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
                          rtol: float = 0.002, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
     upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
-    clock: no more splits once it has run out (the bound so far is valid)."""
+    clock: fewer price steps and no more splits once it has run out (every price and partition is valid)."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, 1e-12)
-    e_inf = eb.energy(math.inf)
-    best0, nu0 = eb.prices(t0)
+    e_inf = eb.energy(math.inf, clock=clock)
+    best0, nu0 = eb.prices(t0, clock=clock)
     e0 = float(np.sum(best0[np.isfinite(best0)]))
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
     pts = list(np.geomspace(t0, t_end, 5))
-    vals = [e0] + [eb.energy(t, nu0) for t in pts[1:]]
+    vals = [e0] + [eb.energy(t, nu0, clock) for t in pts[1:]]
     for _ in range(budget):
         if clock is not None and clock.expired():
             break
@@ -246,6 +250,6 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
-        vals.insert(k + 1, eb.energy(mid, nu0))
+        vals.insert(k + 1, eb.energy(mid, nu0, clock))
     pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
     return float(min(pieces))

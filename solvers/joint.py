@@ -90,7 +90,8 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if problem.offers_levels:
         return _with_levels(problem, time_limit_s=time_limit_s, gap=gap, **opts)
     share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
-    opts["clock"] = Clock.start(time_limit_s, t0).share(share).within(time_budget_s)
+    opts["deadline"] = Clock.start(time_limit_s, t0)  # the round's: what the certified bound may use at lambda > 0
+    opts["clock"] = opts["deadline"].share(share).within(time_budget_s)
     if problem.has_power_frequency:
         plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
@@ -106,23 +107,24 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
                time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
-               clock: Clock) -> RoundPlan:
+               clock: Clock, deadline: Clock) -> RoundPlan:
     """The heuristic plan (today's joint solver): the model's incumbent, within `clock`."""
     resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock)
+                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
     return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
                         local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                        enum_max=enum_max, bound=bound, workers=workers, clock=clock)
+                        enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
 
 
 def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
                  time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
-                 clock: Clock) -> RoundPlan:
+                 clock: Clock, deadline: Clock | None = None) -> RoundPlan:
     """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band (the
-    heuristic steps stop early when `clock` runs out)."""
+    heuristic steps stop early when `clock` runs out; at lambda > 0 the certified bound takes fewer steps once the
+    round's `deadline` has passed)."""
     n_workers = resolve_workers(problem, workers)
     t0 = time.perf_counter()
     p = problem
@@ -154,7 +156,8 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
         lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
         if lower < (1 - 1e-4) * cost.objective:
-            lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective), exact_lb))
+            lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective,
+                                                clock=deadline), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
@@ -181,6 +184,10 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
+LATENCY_LOCAL_SHARE = 0.3
+"""lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
+solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy
+search nothing on 8-device edges: 42-67 against 28-55 for the uncut search, experiments/solver_edge_diagnosis.py)."""
 MIN_PRICE_STEPS = 3
 """Price steps (placement, relays, band) that run whatever the clock says (of `iterations`)."""
 
@@ -220,8 +227,10 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}  # bounded work: never cut
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0 and not clock.expired():
+        # at lambda > 0 this latency search only seeds the energy search: it gets a part of the clock, not all
+        local_clock = clock.share(LATENCY_LOCAL_SHARE) if p.lam > 0 else clock
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
-                                      skip=frozenset(small), clock=clock)
+                                      skip=frozenset(small), clock=local_clock)
     return best_x, best_r, small
 
 
