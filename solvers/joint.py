@@ -185,6 +185,10 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
+LATENCY_LOCAL_SHARE = 0.3
+"""lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
+solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy
+search nothing on 8-device edges: 42-67 against 28-55 for the uncut search, experiments/solver_edge_diagnosis.py)."""
 MIN_PRICE_STEPS = 3
 """Price steps (placement, relays, band) that run whatever the clock says (of `iterations`)."""
 
@@ -224,8 +228,10 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}  # bounded work: never cut
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0 and not clock.expired():
+        # at lambda > 0 this latency search only seeds the energy search: it gets a part of the clock, not all
+        local_clock = clock.share(LATENCY_LOCAL_SHARE) if p.lam > 0 else clock
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
-                                      skip=frozenset(small), clock=clock)
+                                      skip=frozenset(small), clock=local_clock)
     return best_x, best_r, small
 
 

@@ -24,9 +24,9 @@ from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_rel
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
-UNCUT_DEVICES = 16
-"""Rounds of at most this many devices (or all enumerated) run the energy search to the end whatever the clock:
-its steps are cheap there, and under load a cut search left 8-device rounds 2-12 % above the optimum."""
+COARSE_DEVICES = 16
+"""Rounds of more devices select with a coarser tolerance and skip the band-priced cover once the clock has run out
+(the exact objective judges each step)."""
 RELAY_DEADLINES = (1.0, 4.0, 100.0)
 """Deadlines (x the current best T) at which the greedy relays of the band-priced cover are drawn (lambda > 0)."""
 
@@ -84,10 +84,14 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   local_max_devices: int = 16, rounds: int = 30,
                   repairs: Repairs | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
-    optimum when every edge was enumerated, else 0). Stops after the round in which `repairs.clock` runs out
-    (but see UNCUT_DEVICES); on larger rounds the band-priced cover is skipped once it has run out, and each
-    selection after the first (which makes the plan) starts only while time is left, with a coarser tolerance
-    (the exact objective judges its step)."""
+    optimum when every edge was enumerated, else 0).
+
+    The cap: where every edge is enumerated the search runs to the end whatever the clock (bounded work: one
+    branch and bound over fixed candidate sets, and its answer is exact); elsewhere it stops when `repairs.clock`
+    runs out, between rounds and inside the branch and bound over T (one step of it took 7-26 CPU s on 8-device
+    edges with compound neighbourhoods before `EdgeCandidates.least`), and the round's model (solvers/improve.py)
+    improves and certifies the rest. Rounds over COARSE_DEVICES skip the band-priced cover once the clock has run
+    out, and select with a coarser tolerance (the exact objective judges each step)."""
     p = problem
     repairs = Repairs() if repairs is None else repairs
     clock = repairs.clock
@@ -105,7 +109,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
     x_priced = x_energy
     sizes = np.bincount(p.device_edge, minlength=p.num_edges)
     large = [e for e in range(p.num_edges) if e not in small and sizes[e] > local_max_devices]
-    cut = p.num_devices > UNCUT_DEVICES  # a round the clock may cut (see UNCUT_DEVICES)
+    cut = p.num_devices > COARSE_DEVICES
     if large and not p.has_power_frequency and not (cut and clock.expired()):  # only large edges take these
         try:  # the cover the latency-energy bound would choose (band priced), made integral
             x_priced = greedy_placement(p, np.full(p.num_devices, np.inf),
@@ -163,11 +167,11 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
     exact = all(v.edge in small for v in views)
     lower = 0.0
     for step in range(rounds):
-        if step > 0 and cut and not exact and clock.expired():  # the first selection always runs: it makes the plan
+        if step > 0 and not exact and clock.expired():  # the first selection always runs: it makes the plan
             break
         coarse = cut and not exact  # a large round: the exact objective below judges the step anyway
         sel = select_exact(cands, p.lam, rtol=1e-3 if coarse else 1e-5, grid=9 if coarse else 17,
-                           iters=20 if coarse else 36)
+                           iters=20 if coarse else 36, clock=None if exact else clock)
         new = sel.choice
         if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
             lower = max(lower, sel.lower_bound)
@@ -181,7 +185,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         if not val < cur * (1 - 1e-12):
             break
         x, relay, cur, t_ref, choice = x2, r2, val, t2, new
-        if clock.expired() and not exact and cut:
+        if clock.expired() and not exact:
             break
         for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
             if v.edge not in small and v.n <= local_max_devices:
