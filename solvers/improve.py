@@ -52,6 +52,14 @@ def applies(problem: RoundProblem) -> bool:
     return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
 
 
+def edge_model_applies(problem: RoundProblem) -> bool:
+    """lambda > 0 on one edge whose relays forward, fixed power and frequency: solvers/edge_model.py's MILP."""
+    p = problem
+    return (p.lam > 0 and p.num_edges == 1 and not p.relay_aggregates and not p.tree_aggregation
+            and not p.has_power_frequency and p.num_devices <= MODEL_MAX_DEVICES
+            and p.num_modules <= MODEL_MAX_MODULES)
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -84,8 +92,10 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             if got_t < edge_t[e]:
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t
             lower = max(lower, got_lb)
-    elif p.num_edges == 1 and not p.relay_aggregates and p.num_devices <= MODEL_MAX_DEVICES:
-        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)  # T a variable (solvers/edge_model.py)
+    elif edge_model_applies(p):  # the least-energy pieces, then the MILP with T a variable (solvers/edge_model.py)
+        share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)
+        lower = max(lower, lambda_bound(p, plan.objective, share, gap))
+        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
