@@ -12,8 +12,7 @@ round. Energy: sum F_c v_c + per uploader j the upload p_j U_j phi_j(B_j) with B
 Each column gets an energy share g_c (B_j when it is chosen: g_c <= v_c, g_c >= b_c, and the g of one device's
 columns via j sum to at most B_j, since at most one is chosen), cut in perspective form e_c >= p_j q_c [(phi(s) -
 phi'(s) s) v_c + phi'(s) g_c] (not p_j t_c, which would count a shared upload at each part's share; and not with
-B_j in place of g_c: then every fractional column of a device could use all of B_j, and on 8-device edges the
-relaxation priced upload energy near 0, bound 9.7 J where the plans spend 25-35 J). Objective T + lambda E in units
+B_j in place of g_c: then every fractional column of a device could use all of B_j). Objective T + lambda E in units
 of the incumbent's objective. HiGHS's
 dual bound is a valid lower bound at any time limit; tangents are added at the answer's shares (outer
 approximation) and the MILP re-solved until the bound certifies the best plan found within the gap.
