@@ -33,6 +33,7 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
+from solvers.powerfreq_bound import compute_floor, upload_per_bit
 
 GOLD = (math.sqrt(5.0) - 1.0) / 2.0
 SPAN = 30.0
@@ -106,6 +107,8 @@ class EnergyBound:
     cap: np.ndarray
     nu_ref: np.ndarray  # [E] the scale of an edge's band price (J per Hz)
     demand: np.ndarray  # [E, M]
+    cycles: np.ndarray  # per column: n_i c_m
+    decisions: bool  # power and frequency are decisions (solvers/powerfreq_bound.py prices the bits)
 
     @classmethod
     def of(cls, p: RoundProblem) -> EnergyBound:
@@ -119,12 +122,18 @@ class EnergyBound:
         nu_ref = np.ones(p.num_edges)
         for e in np.flatnonzero(size):
             nu_ref[e] = float(np.median(per_hz[p.device_edge == e]))
-        compute = p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
+        cycles = p.samples[dev] * p.module_cycles[mod]
+        compute = p.kappa * cycles * p.freq_min[dev] ** 2
         umax = own.copy()
         if p.d2d_src.size:
             np.add.at(umax, p.d2d_dst, own[p.d2d_src])
         return cls(p, dev, mod, compute, bits, np.maximum(own, 1.0), np.maximum(umax, 1.0), cap, nu_ref,
-                   p.coverage_demand())
+                   p.coverage_demand(), cycles, p.has_power_frequency)
+
+    def compute_at(self, t: float) -> np.ndarray:
+        """Per column: least compute energy of training it within latency t (inf: it cannot finish by t)."""
+        p = self.problem
+        return compute_floor(p.kappa, self.cycles, p.freq_min[self.dev], p.freq_max[self.dev], t)
 
     def _relayed(self, t: float, nu_dev: np.ndarray) -> np.ndarray:
         """[N] J per bit relay j spends at least on a relayed bit: p_j / R_j(b_bar), b_bar >= the band of any
@@ -143,6 +152,12 @@ class EnergyBound:
         at the marginal energy; (C) no window, own and relayed bits at the vertices of the concave cost)."""
         p = self.problem
         nu_dev = nu[p.device_edge]
+        if self.decisions:  # one per-bit price for every uploaded bit, own or relayed (solvers/powerfreq_bound.py)
+            route = upload_per_bit(p.noise_w_per_hz / p.uplink_gain, t, nu_dev)
+            if p.d2d_src.size:
+                via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps + (0.0 if p.relay_aggregates else route[p.d2d_dst])
+                np.minimum.at(route, p.d2d_src, via)
+            return route, route
         power, a = p.tx_power_w, p.snr_hz
         k_w, _, _ = per_bit_cost(power, a, self.own, self.cap, t, nu_dev)
         k_c, _, up_c = per_bit_cost(power, a, self.own, self.cap, math.inf, nu_dev)
@@ -174,9 +189,10 @@ class EnergyBound:
         per edge the larger of the two decompositions' knapsacks."""
         p = self.problem
         w_route, c_route = self.routes(t, nu)
-        vals = [knapsack(p, self.dev, self.mod, self.compute_j + self.bits * r[self.dev], self.demand)
-                for r in (w_route, c_route)]
-        return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
+        compute = self.compute_at(t)
+        vals = [knapsack(p, self.dev, self.mod, compute + self.bits * r[self.dev], self.demand)
+                for r in ((w_route,) if w_route is c_route else (w_route, c_route))]
+        return np.max(np.stack(vals), axis=0) - nu * p.edge_bandwidth_hz
 
     def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10,
                clock: Clock | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.clock import HEURISTIC_ALONE, HEURISTIC_SHARE, Clock
 from solvers.energy import plan_bandwidth, round_uploads
+from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
@@ -266,7 +267,8 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     t0 = time.perf_counter()
     p = problem
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = _solve_fixed(base, **opts)
+    # at lambda > 0 the fixed-power bound of `base` does not hold here (less power spends less): the bound is below
+    plan = _solve_fixed(base, **{**opts, "bound": opts.get("bound", True) and p.lam == 0})
     if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
         plan = improve(base, plan, limits[0], limits[1], t0, cache)
     x, r = plan.placement, plan.relay
@@ -277,9 +279,11 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     j = int(np.argmin([c.objective for c in costs]))
     b, pw, fr = options[j]
     lower = plan.lower_bound
-    if p.lam > 0 and opts.get("bound", True):
-        t_edge = _edge_latency(base, [(x, r)])[0]
-        lower = float(subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p))
+    if p.lam > 0 and opts.get("bound", True):  # T from the round at full power and speed, E priced for decisions
+        t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
+        best = min(c.objective for c in costs)
+        lower = max(t_lb + p.lam * energy_lower_bound(p),
+                    tradeoff_lower_bound(p, t_lb, best, clock=opts.get("deadline")))
     return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
                       energy_j=costs[j].energy_j, objective=costs[j].objective,
                       lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)

@@ -73,3 +73,30 @@ def test_the_default_leaves_a_run_with_a_small_test_set_unchanged():
 def test_a_negative_device_sample_names_the_field():
     with pytest.raises(ValueError, match="federation.eval_device_samples=-1: must be >= 0"):
         FederationConfig(eval_device_samples=-1)
+
+
+def test_identical_jobs_run_once_and_get_what_they_would_alone(monkeypatch):
+    import hffm.engine.batched_eval as batched_eval
+
+    cfg = tiny_config(mode="star")
+    cfg.topology.devices_per_edge = 4  # 8 devices, all holding the cloud's modules
+    cfg.data.partition.modality_sets = [["image"], ["image", "text", "iq"]]
+    cfg.data.partition.task_sets = [["object"], ["object", "color", "modulation", "snr"]]
+    world = make_world(cfg)
+    fed = cfg.federation
+    policy = tier_policy(fed)
+    group_of = policy.group_of(world.topology.device_edge)
+    fabric = Fabric(accelerator="cpu", devices=1)
+    jobs = evaluation_jobs(world, initial_state(world, policy), fed, policy, group_of, fabric).global_
+    ran = []
+    real = batched_eval._evaluate_unique
+    monkeypatch.setattr(batched_eval, "_evaluate_unique", lambda f, b, js, *a: ran.append(len(js)) or real(f, b, js, *a))
+    shared = batched_eval.evaluate_jobs(fabric, world.bank, jobs)
+    assert ran == [len({(j.modalities, j.tasks) for j in jobs})] and ran[0] < len(jobs)
+    copies = [batched_eval.EvalJob({m: {k: t.clone() for k, t in s.items()} for m, s in j.states.items()},
+                                   j.modalities, j.tasks, j.data, j.restrict) for j in jobs]
+    alone = batched_eval.evaluate_jobs(fabric, world.bank, copies)
+    assert ran[-1] == len(jobs)
+    assert [a.keys() for a in alone] == [s.keys() for s in shared]
+    for a, s in zip(alone, shared):
+        assert s == pytest.approx(a, abs=1e-6)
