@@ -247,12 +247,10 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the
     latency-energy bound of solvers/energy_bound.py (band priced; power and frequency fixed or decisions: then
     edge_latency and known are of the round at full power and speed), else the energy bound below. upper: a known
-    plan's objective (the search stops once the bound is that close); clock: the latency-energy bound takes fewer
-    steps once it has run out, and none if it had before it began."""
+    plan's objective (the search stops once the bound is that close); clock: the latency-energy bound takes its
+    fewest steps once it has run out."""
     t = subset_lower_bound(problem, edge_latency, known)
     if problem.lam <= 0:
         return t
     loose = t + problem.lam * energy_lower_bound(problem)
-    if clock is not None and clock.expired():
-        return loose
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock))
