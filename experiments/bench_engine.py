@@ -29,11 +29,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import hffm  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, which libgomp reads when torch loads)
+
+# isort: split
 import torch
 from lightning.fabric import Fabric
 from scale_bench import MACHINE, bench_config, engine_version
 
-import hffm
 from hffm.engine import train_devices
 from hffm.federation.loop import run_federation
 from hffm.run import make_world

@@ -20,6 +20,9 @@ import pstats
 import time
 import warnings
 
+import hffm  # noqa: F401  (before torch: sets OMP_WAIT_POLICY=PASSIVE, which libgomp reads when torch loads)
+
+# isort: split
 import torch
 from lightning.fabric import Fabric
 from scale_bench import bench_config

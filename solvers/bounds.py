@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import Clock
 from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.instance import RoundProblem
@@ -242,14 +243,14 @@ def energy_lower_bound(problem: RoundProblem) -> float:
 
 
 def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
-                      upper: float | None = None) -> float:
+                      upper: float | None = None, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the
-    latency-energy bound of solvers/energy_bound.py (band priced; fixed power and frequency), else the energy
-    bound below. upper: a known plan's objective (the search stops once the bound is that close)."""
+    latency-energy bound of solvers/energy_bound.py (band priced; power and frequency fixed or decisions: then
+    edge_latency and known are of the round at full power and speed), else the energy bound below. upper: a known
+    plan's objective (the search stops once the bound is that close); clock: the latency-energy bound takes its
+    fewest steps once it has run out."""
     t = subset_lower_bound(problem, edge_latency, known)
     if problem.lam <= 0:
         return t
     loose = t + problem.lam * energy_lower_bound(problem)
-    if problem.has_power_frequency:
-        return loose
-    return max(loose, tradeoff_lower_bound(problem, t, upper))
+    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock))

@@ -33,6 +33,7 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
+from solvers.powerfreq_bound import compute_floor, upload_per_bit
 
 GOLD = (math.sqrt(5.0) - 1.0) / 2.0
 SPAN = 30.0
@@ -106,6 +107,8 @@ class EnergyBound:
     cap: np.ndarray
     nu_ref: np.ndarray  # [E] the scale of an edge's band price (J per Hz)
     demand: np.ndarray  # [E, M]
+    cycles: np.ndarray  # per column: n_i c_m
+    decisions: bool  # power and frequency are decisions (solvers/powerfreq_bound.py prices the bits)
 
     @classmethod
     def of(cls, p: RoundProblem) -> EnergyBound:
@@ -119,12 +122,18 @@ class EnergyBound:
         nu_ref = np.ones(p.num_edges)
         for e in np.flatnonzero(size):
             nu_ref[e] = float(np.median(per_hz[p.device_edge == e]))
-        compute = p.kappa * p.samples[dev] * p.module_cycles[mod] * p.freq_min[dev] ** 2
+        cycles = p.samples[dev] * p.module_cycles[mod]
+        compute = p.kappa * cycles * p.freq_min[dev] ** 2
         umax = own.copy()
         if p.d2d_src.size:
             np.add.at(umax, p.d2d_dst, own[p.d2d_src])
         return cls(p, dev, mod, compute, bits, np.maximum(own, 1.0), np.maximum(umax, 1.0), cap, nu_ref,
-                   p.coverage_demand())
+                   p.coverage_demand(), cycles, p.has_power_frequency)
+
+    def compute_at(self, t: float) -> np.ndarray:
+        """Per column: least compute energy of training it within latency t (inf: it cannot finish by t)."""
+        p = self.problem
+        return compute_floor(p.kappa, self.cycles, p.freq_min[self.dev], p.freq_max[self.dev], t)
 
     def _relayed(self, t: float, nu_dev: np.ndarray) -> np.ndarray:
         """[N] J per bit relay j spends at least on a relayed bit: p_j / R_j(b_bar), b_bar >= the band of any
@@ -143,6 +152,12 @@ class EnergyBound:
         at the marginal energy; (C) no window, own and relayed bits at the vertices of the concave cost)."""
         p = self.problem
         nu_dev = nu[p.device_edge]
+        if self.decisions:  # one per-bit price for every uploaded bit, own or relayed (solvers/powerfreq_bound.py)
+            route = upload_per_bit(p.noise_w_per_hz / p.uplink_gain, t, nu_dev)
+            if p.d2d_src.size:
+                via = p.d2d_power_w[p.d2d_src] / p.d2d_rate_bps + (0.0 if p.relay_aggregates else route[p.d2d_dst])
+                np.minimum.at(route, p.d2d_src, via)
+            return route, route
         power, a = p.tx_power_w, p.snr_hz
         k_w, _, _ = per_bit_cost(power, a, self.own, self.cap, t, nu_dev)
         k_c, _, up_c = per_bit_cost(power, a, self.own, self.cap, math.inf, nu_dev)
@@ -174,14 +189,17 @@ class EnergyBound:
         per edge the larger of the two decompositions' knapsacks."""
         p = self.problem
         w_route, c_route = self.routes(t, nu)
-        vals = [knapsack(p, self.dev, self.mod, self.compute_j + self.bits * r[self.dev], self.demand)
-                for r in (w_route, c_route)]
-        return np.maximum(vals[0], vals[1]) - nu * p.edge_bandwidth_hz
+        compute = self.compute_at(t)
+        vals = [knapsack(p, self.dev, self.mod, compute + self.bits * r[self.dev], self.demand)
+                for r in ((w_route,) if w_route is c_route else (w_route, c_route))]
+        return np.max(np.stack(vals), axis=0) - nu * p.edge_bandwidth_hz
 
-    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def prices(self, t: float, around: np.ndarray | None = None, steps: int = 10,
+               clock: Clock | None = None) -> tuple[np.ndarray, np.ndarray]:
         """([E] E_lb per edge at latency <= t, [E] the band prices that gave it): golden section on ln nu per edge
         (the dual is concave in nu; any price is valid, nu = 0 too); `around` [E]: search only e^+-1.5 around these
-        prices (those of a nearby latency), in `steps` // 2 steps."""
+        prices (those of a nearby latency), in `steps` // 2 steps; `clock`: no more steps once it has run out (the
+        best price so far is as valid)."""
         ne = self.problem.num_edges
         best, arg = self.edge_energy(t, np.zeros(ne)), np.zeros(ne)
         lo, hi = np.log(self.nu_ref) - 12.0, np.log(self.nu_ref) + 6.0
@@ -196,6 +214,8 @@ class EnergyBound:
             for u, v in ((c, fc), (d, fd)):
                 better = v > best
                 best, arg = np.where(better, v, best), np.where(better, np.exp(u), arg)
+            if clock is not None and clock.expired():
+                break
             left = fc >= fd  # maximizing: keep [lo, d]
             hi = np.where(left, d, hi)
             lo = np.where(left, lo, c)
@@ -204,9 +224,9 @@ class EnergyBound:
             fc, fd = np.where(left, new, fd), np.where(left, fc, new)
         return best, arg
 
-    def energy(self, t: float, around: np.ndarray | None = None) -> float:
-        """E_lb(t): no plan of latency <= t spends less (J); `around`: as in `prices`."""
-        best, _ = self.prices(t, around)
+    def energy(self, t: float, around: np.ndarray | None = None, clock: Clock | None = None) -> float:
+        """E_lb(t): no plan of latency <= t spends less (J); `around`, `clock`: as in `prices`."""
+        best, _ = self.prices(t, around, clock=clock)
         return float(np.sum(best[np.isfinite(best)]))  # an edge no cover fits has no plan at all
 
     def priced_weights(self, t: float) -> np.ndarray:
@@ -223,17 +243,18 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
                          rtol: float = 0.002, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
     upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
-    clock: no more splits once it has run out (the bound so far is valid)."""
+    clock: fewer price steps and no more splits once it has run out (every price and partition is valid)."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, 1e-12)
-    e_inf = eb.energy(math.inf)
-    best0, nu0 = eb.prices(t0)
+    e_inf = eb.energy(math.inf, clock=clock)
+    best0, nu0 = eb.prices(t0, clock=clock)
     e0 = float(np.sum(best0[np.isfinite(best0)]))
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
-    pts = list(np.geomspace(t0, t_end, 5))
-    vals = [e0] + [eb.energy(t, nu0) for t in pts[1:]]
+    late = clock is not None and clock.expired()  # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 %
+    pts = list(np.geomspace(t0, t_end, 3 if late else 5))  # of the unbounded bound, which takes 3 s)
+    vals = [e0] + [eb.energy(t, nu0, clock) for t in pts[1:]]
     for _ in range(budget):
         if clock is not None and clock.expired():
             break
@@ -246,6 +267,6 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
-        vals.insert(k + 1, eb.energy(mid, nu0))
+        vals.insert(k + 1, eb.energy(mid, nu0, clock))
     pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
     return float(min(pieces))

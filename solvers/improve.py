@@ -5,7 +5,8 @@ lambda = 0: the round separates by edge (T = max_e T_e), so the model works on o
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
 edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
-is small enough (MODEL_MAX_DEVICES). Every MILP gets the time left of the round's `time_limit_s`.
+is small enough (MODEL_MAX_DEVICES); a one-edge round with relays that forward gets the one MILP with T a
+variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 import numpy as np
 
+from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
@@ -50,6 +52,14 @@ def applies(problem: RoundProblem) -> bool:
     return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
 
 
+def edge_model_applies(problem: RoundProblem) -> bool:
+    """lambda > 0 on one edge whose relays forward, fixed power and frequency: solvers/edge_model.py's MILP."""
+    p = problem
+    return (p.lam > 0 and p.num_edges == 1 and not p.relay_aggregates and not p.tree_aggregation
+            and not p.has_power_frequency and p.num_devices <= MODEL_MAX_DEVICES
+            and p.num_modules <= MODEL_MAX_MODULES)
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -82,6 +92,12 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             if got_t < edge_t[e]:
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t
             lower = max(lower, got_lb)
+    elif edge_model_applies(p):  # the least-energy pieces, then the MILP with T a variable (solvers/edge_model.py)
+        share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)
+        lower = max(lower, lambda_bound(p, plan.objective, share, gap))
+        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
+        x, relay = a.x, a.relay
+        lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
         if p.num_edges == 1:  # the least-energy column MILPs over trial latencies (solvers/energy_columns.py)
             share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)

@@ -26,6 +26,7 @@ from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.clock import HEURISTIC_ALONE, HEURISTIC_SHARE, Clock
 from solvers.energy import plan_bandwidth, round_uploads
+from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
@@ -90,7 +91,8 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if problem.offers_levels:
         return _with_levels(problem, time_limit_s=time_limit_s, gap=gap, **opts)
     share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
-    opts["clock"] = Clock.start(time_limit_s, t0).share(share).within(time_budget_s)
+    opts["deadline"] = Clock.start(time_limit_s, t0)  # the round's: what the certified bound may use at lambda > 0
+    opts["clock"] = opts["deadline"].share(share).within(time_budget_s)
     if problem.has_power_frequency:
         plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
@@ -106,23 +108,24 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
                time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
-               clock: Clock) -> RoundPlan:
+               clock: Clock, deadline: Clock) -> RoundPlan:
     """The heuristic plan (today's joint solver): the model's incumbent, within `clock`."""
     resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
         return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
                                      local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock)
+                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
     return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
                         local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                        enum_max=enum_max, bound=bound, workers=workers, clock=clock)
+                        enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
 
 
 def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
                  time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
-                 clock: Clock) -> RoundPlan:
+                 clock: Clock, deadline: Clock | None = None) -> RoundPlan:
     """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band (the
-    heuristic steps stop early when `clock` runs out)."""
+    heuristic steps stop early when `clock` runs out; at lambda > 0 the certified bound takes fewer steps once the
+    round's `deadline` has passed)."""
     n_workers = resolve_workers(problem, workers)
     t0 = time.perf_counter()
     p = problem
@@ -154,7 +157,8 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
         lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
         if lower < (1 - 1e-4) * cost.objective:
-            lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective), exact_lb))
+            lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective,
+                                                clock=deadline), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
@@ -181,6 +185,10 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
+LATENCY_LOCAL_SHARE = 0.3
+"""lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
+solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy
+search nothing on 8-device edges: 42-67 against 28-55 for the uncut search, experiments/solver_edge_diagnosis.py)."""
 MIN_PRICE_STEPS = 3
 """Price steps (placement, relays, band) that run whatever the clock says (of `iterations`)."""
 
@@ -220,8 +228,10 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}  # bounded work: never cut
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0 and not clock.expired():
+        # at lambda > 0 this latency search only seeds the energy search: it gets a part of the clock, not all
+        local_clock = clock.share(LATENCY_LOCAL_SHARE) if p.lam > 0 else clock
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
-                                      skip=frozenset(small), clock=clock)
+                                      skip=frozenset(small), clock=local_clock)
     return best_x, best_r, small
 
 
@@ -257,7 +267,8 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     t0 = time.perf_counter()
     p = problem
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = _solve_fixed(base, **opts)
+    # at lambda > 0 the fixed-power bound of `base` does not hold here (less power spends less): the bound is below
+    plan = _solve_fixed(base, **{**opts, "bound": opts.get("bound", True) and p.lam == 0})
     if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
         plan = improve(base, plan, limits[0], limits[1], t0, cache)
     x, r = plan.placement, plan.relay
@@ -268,9 +279,11 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     j = int(np.argmin([c.objective for c in costs]))
     b, pw, fr = options[j]
     lower = plan.lower_bound
-    if p.lam > 0 and opts.get("bound", True):
-        t_edge = _edge_latency(base, [(x, r)])[0]
-        lower = float(subset_lower_bound(base, t_edge) + p.lam * energy_lower_bound(p))
+    if p.lam > 0 and opts.get("bound", True):  # T from the round at full power and speed, E priced for decisions
+        t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
+        best = min(c.objective for c in costs)
+        lower = max(t_lb + p.lam * energy_lower_bound(p),
+                    tradeoff_lower_bound(p, t_lb, best, clock=opts.get("deadline")))
     return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
                       energy_j=costs[j].energy_j, objective=costs[j].objective,
                       lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)

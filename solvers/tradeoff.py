@@ -16,7 +16,7 @@ import numpy as np
 from solvers.candidates import EdgeCandidates, select_exact
 from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
-from solvers.energy import best_deadline, plan_bandwidth, round_uploads
+from solvers.energy import best_deadline, round_uploads
 from solvers.energy_bound import EnergyBound
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
@@ -24,9 +24,9 @@ from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_rel
 from solvers.instance import RoundProblem
 from solvers.local import neighbours
 
-UNCUT_DEVICES = 16
-"""Rounds of at most this many devices (or all enumerated) run the energy search to the end whatever the clock:
-its steps are cheap there, and under load a cut search left 8-device rounds 2-12 % above the optimum."""
+COARSE_DEVICES = 16
+"""Rounds of more devices select with a coarser tolerance and skip the band-priced cover once the clock has run out
+(the exact objective judges each step)."""
 RELAY_DEADLINES = (1.0, 4.0, 100.0)
 """Deadlines (x the current best T) at which the greedy relays of the band-priced cover are drawn (lambda > 0)."""
 
@@ -62,10 +62,11 @@ def enumerate_latency(problem: RoundProblem, x: np.ndarray, relay: np.ndarray,
 
 
 def _objective(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> tuple[float, float]:
-    """(exact T + lambda E of the choice with its best bandwidth, that T)."""
-    up, _ = round_uploads(problem, x, relay)
-    t, _ = best_deadline(up, problem.lam)
-    b = plan_bandwidth(problem, x, relay, hint=t)
+    """(exact T + lambda E of the choice with its best bandwidth, that T): one search over T (solvers/energy.py)."""
+    up, idx = round_uploads(problem, x, relay)
+    t, b_up = best_deadline(up, problem.lam)
+    b = np.zeros(problem.num_devices)
+    b[idx] = b_up
     return evaluate(problem, x, relay, b).objective, t
 
 
@@ -83,8 +84,14 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                   local_max_devices: int = 16, rounds: int = 30,
                   repairs: Repairs | None = None) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Improve (x, relay) for T + lambda E: (x, relay, its best deadline T, a certified lower bound on the
-    optimum when every edge was enumerated, else 0). Stops after the round in which `repairs.clock` runs out
-    (but see UNCUT_DEVICES)."""
+    optimum when every edge was enumerated, else 0).
+
+    The cap: where every edge is enumerated the search runs to the end whatever the clock (bounded work: one
+    branch and bound over fixed candidate sets, and its answer is exact); elsewhere it stops when `repairs.clock`
+    runs out, between rounds and inside the branch and bound over T (one step of it took 7-26 CPU s on 8-device
+    edges with compound neighbourhoods before `EdgeCandidates.least`), and the round's model (solvers/improve.py)
+    improves and certifies the rest. Rounds over COARSE_DEVICES skip the band-priced cover once the clock has run
+    out, and select with a coarser tolerance (the exact objective judges each step)."""
     p = problem
     repairs = Repairs() if repairs is None else repairs
     clock = repairs.clock
@@ -96,12 +103,14 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         x_energy = greedy_placement(p, np.full(p.num_devices, np.inf), weights=energy_weights(p), repairs=repairs)
     except ValueError:  # memory blocks the energy cover somewhere: keep the lambda-0 choices there
         x_energy = x.copy()
-    _, t_now = _objective(p, x, relay)
+    start = _objective(p, x, relay)
+    t_now = start[1]
     relay_energy = greedy_relays(p, x_energy, np.full(p.num_devices, t_now))
     x_priced = x_energy
     sizes = np.bincount(p.device_edge, minlength=p.num_edges)
     large = [e for e in range(p.num_edges) if e not in small and sizes[e] > local_max_devices]
-    if large and not p.has_power_frequency:  # only the large edges take these candidates
+    cut = p.num_devices > COARSE_DEVICES
+    if large and not p.has_power_frequency and not (cut and clock.expired()):  # only large edges take these
         try:  # the cover the latency-energy bound would choose (band priced), made integral
             x_priced = greedy_placement(p, np.full(p.num_devices, np.inf),
                                         weights=EnergyBound.of(p).priced_weights(t_now), repairs=repairs)
@@ -139,6 +148,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
             cands.append(EdgeCandidates.of(view, np.stack([x[d], xe, xe, xq] + [xq] * len(r_q)),
                                            np.stack([re, ident, r_e, ident, *r_q])))
     choice = []
+    moved = False
     for v, c in zip(views, cands, strict=True):  # the current choice of each edge
         if v.edge in small:
             d = v.dev
@@ -149,14 +159,19 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
                 j = int(np.argmin(c.t_min))
                 x[d], relay[d] = c.x[j], d[c.relay[j]]
                 hit = np.array([j])
+                moved = True
             choice.append(int(hit[0]))
         else:
             choice.append(0)
-    cur, t_ref = _objective(p, x, relay)
+    cur, t_ref = _objective(p, x, relay) if moved else start
     exact = all(v.edge in small for v in views)
     lower = 0.0
-    for _ in range(rounds):
-        sel = select_exact(cands, p.lam, rtol=1e-5, grid=17)
+    for step in range(rounds):
+        if step > 0 and not exact and clock.expired():  # the first selection always runs: it makes the plan
+            break
+        coarse = cut and not exact  # a large round: the exact objective below judges the step anyway
+        sel = select_exact(cands, p.lam, rtol=1e-3 if coarse else 1e-5, grid=9 if coarse else 17,
+                           iters=20 if coarse else 36, clock=None if exact else clock)
         new = sel.choice
         if exact:  # the candidate sets are every undominated choice: the branch and bound's bound is certified
             lower = max(lower, sel.lower_bound)
@@ -170,7 +185,7 @@ def energy_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, small
         if not val < cur * (1 - 1e-12):
             break
         x, relay, cur, t_ref, choice = x2, r2, val, t2, new
-        if clock.expired() and not exact and p.num_devices > UNCUT_DEVICES:
+        if clock.expired() and not exact:
             break
         for k, v in enumerate(views):  # local edges: a fresh neighbourhood around the new choice
             if v.edge not in small and v.n <= local_max_devices:

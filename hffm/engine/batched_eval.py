@@ -42,7 +42,30 @@ class EvalJob:
 
 def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], batched: bool = True,
                   max_devices: int = 64, batch_size: int = 256) -> list[dict[str, float]]:
-    """Per-task metrics of each job's model, in job order."""
+    """Per-task metrics of each job's model, in job order.
+
+    Jobs that would compute the same thing (the same module tensors, by identity, through the same
+    modalities and tasks on the same data) run once: in star mode every device holds the cloud's modules,
+    and the evaluated devices of one modality and task set are one model on the global sample.
+    """
+    first: dict[tuple, int] = {}
+    index = [first.setdefault(_identity(job), i) for i, job in enumerate(jobs)]
+    unique = sorted(set(index))
+    if len(unique) < len(jobs):
+        done = dict(zip(unique, _evaluate_unique(fabric, bank, [jobs[i] for i in unique], batched, max_devices,
+                                                 batch_size)))
+        return [dict(done[i]) for i in index]
+    return _evaluate_unique(fabric, bank, jobs, batched, max_devices, batch_size)
+
+
+def _identity(job: EvalJob) -> tuple:
+    """What a job's result depends on: its modules' tensors (their objects), modalities, tasks, data, restrict."""
+    tensors = tuple((name, key, id(t)) for name in sorted(job.states) for key, t in sorted(job.states[name].items()))
+    return tensors, job.modalities, job.tasks, id(job.data), job.restrict
+
+
+def _evaluate_unique(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], batched: bool, max_devices: int,
+                     batch_size: int) -> list[dict[str, float]]:
     if not batched or batched_unsupported(bank) is not None or len(jobs) < MIN_PASS_DEVICES:
         return [_one(fabric, bank, job, batch_size) for job in jobs]
     # Passes as batched training groups devices: one modality set to a pass unless merging saves more

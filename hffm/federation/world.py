@@ -69,6 +69,18 @@ class World:
             self._views[key] = self.global_test.subset(np.sort(rng.choice(len(self.global_test), size, replace=False)))
         return self._views[key]
 
+    def device_sample(self, size: int, of: int) -> M3TDataset:
+        """A seeded sub-sample of ``size`` samples of ``global_sample(of)`` (all of it when 0 or not smaller):
+        what every device's model is evaluated on, nested in what the edges see."""
+        sample = self.global_sample(of)
+        if size <= 0 or size >= len(sample):
+            return sample
+        key = ("device_sample", size, of)
+        if key not in self._views:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, 4]))
+            self._views[key] = sample.subset(np.sort(rng.choice(len(sample), size, replace=False)))
+        return self._views[key]
+
     def single_modality_views(self) -> dict[str, M3TDataset]:
         """For each modality, the global test set with only that modality and the tasks it can solve."""
         if "single" not in self._views:

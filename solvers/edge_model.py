@@ -1,0 +1,189 @@
+"""One edge, any lambda: T + lambda E as one MILP with the latency T a variable (no trial latencies, no pieces).
+
+Columns as in solvers/latency_model.py (`EdgeColumns`: a device's module subset and route; its ready time a_c at
+the uploader, payload q_c bits, compute + D2D energy F_c are numbers). Each column c gets a binary v_c, its own band
+share b_c (0 <= b_c <= v_c, shares sum to at most 1) and upload time t_c >= q_c phi_j(b_c) (phi_j = 1 / R_j of the
+uploader j, convex decreasing), entered by perspective tangents t_c >= q_c [(phi(s) - phi'(s) s) v_c + phi'(s) b_c]
+(valid at v_c = 0, tight at v_c = 1); each device i: T >= sum of its columns' (a_c v_c + t_c) (at most one is
+chosen). Forwarded relays (j sends its own payload and those of the devices relaying through it, from the
+last arrival): parallel uploads with split shares are never slower than one upload of the sum (R^-1 is convex,
+R^-1(0) = 0, so the shares b_c = R^-1(q_c / (T - a_c)) of j's columns fit in j's share), so this relaxes the
+round. Energy: sum F_c v_c + per uploader j the upload p_j U_j phi_j(B_j) with B_j <= the sum of j's column shares.
+Each column gets an energy share g_c (B_j when it is chosen: g_c <= v_c, g_c >= b_c, and the g of one device's
+columns via j sum to at most B_j, since at most one is chosen), cut in perspective form e_c >= p_j q_c [(phi(s) -
+phi'(s) s) v_c + phi'(s) g_c] (not p_j t_c, which would count a shared upload at each part's share; and not with
+B_j in place of g_c: then every fractional column of a device could use all of B_j). Objective T + lambda E in units
+of the incumbent's objective. HiGHS's
+dual bound is a valid lower bound at any time limit; tangents are added at the answer's shares (outer
+approximation) and the MILP re-solved until the bound certifies the best plan found within the gap.
+
+Only plans better than the incumbent matter, so a column that alone costs more (a_c + q_c phi(1) + lambda (F_c +
+p_j q_c phi(1)) >= upper) is dropped and each chosen column's share is at least what finishes it by `upper`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
+from solvers.evaluate import LN2, uplink_rate
+from solvers.instance import RoundProblem
+from solvers.latency_model import EdgeColumns
+from solvers.model import exact_cost, feasible
+
+GRID = 3
+"""Tangents per column at the start, geometric from its least useful share to 1 (6 left the root LP of 8-device
+edges unfinished in 1 s; refinement adds more where the answer lies)."""
+NEAR = 0.02
+"""A refining tangent closer than this (relative) to an existing one is not added."""
+
+
+def tangents(share: np.ndarray, snr: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent (A, s) of phi(b) = 1 / R(b x band) (s per bit) at shares `share`: phi >= A + s b."""
+    bw = share * band
+    r = uplink_rate(bw, snr)
+    y = snr / bw
+    dr = (np.log1p(y) - y / (1 + y)) / LN2  # R'(b) in bit/s per Hz
+    s = -dr * band / r ** 2
+    return 1.0 / r - s * share, s
+
+
+@dataclass(frozen=True)
+class EdgeAnswer:
+    """The model's answer on one edge: the best plan found (the incumbent if none better), its exact T + lambda E,
+    a certified lower bound on the optimum, the MILPs run, and whether the bound proved the gap."""
+
+    x: np.ndarray
+    relay: np.ndarray
+    objective: float
+    lower_bound: float
+    milps: int
+    proven: bool
+
+
+class EdgeModel:
+    """The one-edge MILP with T as a variable (see the module doc); `solve` improves and certifies an incumbent."""
+
+    def __init__(self, p: RoundProblem) -> None:
+        self.p = p
+        c = self.c = EdgeColumns.of(p)
+        cyc = c.mask @ p.module_cycles
+        tau = p.samples[c.dev] * cyc / p.cpu_hz[c.dev]
+        self.fixed = p.kappa * p.samples[c.dev] * cyc * p.cpu_hz[c.dev] ** 2
+        self.fixed = self.fixed + np.where(c.relayed, p.d2d_power_w[c.dev] * (c.ready - tau), 0.0)
+        self.power = p.tx_power_w[c.up]
+        self.snr = p.snr_hz[c.up]
+        self.phi1 = 1.0 / uplink_rate(np.full(c.dev.size, c.band), self.snr)  # s per bit at the whole band
+        self.cuts: list[list[float]] = [[] for _ in range(c.dev.size)]  # refining shares per column
+        self.milps = 0
+
+    def _rows(self, upper: float) -> tuple[list[Row], np.ndarray, np.ndarray, Extra, dict[str, dict[int, int]]]:
+        """The MILP for plans of objective below `upper`: rows, binary costs, usable columns, the continuous
+        variables and their indices."""
+        p, c, lam = self.p, self.c, self.p.lam
+        k = c.dev.size
+        alone = c.ready + c.pay * self.phi1 + lam * (self.fixed + self.power * c.pay * self.phi1)
+        slack = upper - c.ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            least = min_bandwidth(np.where(slack > 0, c.pay / np.where(slack > 0, slack, 1.0), np.inf), self.snr)
+        least = least / c.band
+        usable = (alone < upper) & (least <= 1.0)
+        extra = Extra(k)
+        rows: list[Row] = choice_rows(p, c, extra)
+        t_var = extra.add(1.0 / upper)
+        idx = np.flatnonzero(usable)
+        share = {int(j): extra.add(0.0, 1.0) for j in idx}
+        upload = {int(j): extra.add(0.0) for j in idx}
+        big = {int(u): extra.add(0.0, 1.0) for u in np.unique(c.up[idx])}
+        gshare = {int(j): extra.add(0.0, 1.0) for j in idx}  # B_j when column j is chosen, else 0
+        for i, u in {(int(c.dev[j]), int(c.up[j])) for j in idx}:  # one of device i's columns via u
+            mine = idx[(c.dev[idx] == i) & (c.up[idx] == u)]
+            rows.append(({big[u]: -1.0, **{gshare[int(j)]: 1.0 for j in mine}}, -INF, 0.0))
+        rows.append(({share[j]: 1.0 for j in share}, -INF, 1.0))
+        for u, bu in big.items():
+            rows.append(({bu: 1.0, **{share[int(j)]: -1.0 for j in idx[c.up[idx] == u]}}, -INF, 0.0))
+        lo = np.maximum(least, 1e-9)
+        for j in idx.tolist():
+            grid = np.geomspace(lo[j], 1.0, GRID) if lo[j] < 1.0 else np.array([1.0])
+            pts = np.concatenate([grid, np.array(self.cuts[j])])
+            a_, s_ = tangents(pts, np.full(pts.size, self.snr[j]), c.band)
+            q, pw = float(c.pay[j]), float(self.power[j])
+            b, t = share[j], upload[j]
+            e, g = extra.add(lam / upper), gshare[j]
+            rows.append(({b: 1.0, j: -1.0}, -INF, 0.0))  # b <= v
+            rows.append(({b: 1.0, j: -float(lo[j])}, 0.0, INF))  # b >= least v
+            rows.append(({g: 1.0, j: -1.0}, -INF, 0.0))  # g <= v
+            rows.append(({g: 1.0, b: -1.0}, 0.0, INF))  # g = B_j >= b when chosen
+            for a1, s1 in zip(a_, s_, strict=True):  # perspective tangents of the time and of the energy
+                rows.append(({t: 1.0, j: -q * float(a1), b: -q * float(s1)}, 0.0, INF))
+                rows.append(({e: 1.0, j: -pw * q * float(a1), g: -pw * q * float(s1)}, 0.0, INF))
+        for i in np.unique(c.dev[idx]):  # T >= a_c v_c + t_c of the device's one chosen column
+            mine = idx[c.dev[idx] == i]
+            coefs = {t_var: 1.0}
+            coefs.update({int(j): -float(c.ready[j]) for j in mine})
+            coefs.update({upload[int(j)]: -1.0 for j in mine})
+            rows.append((coefs, 0.0, INF))
+        return rows, self.fixed * lam / upper, usable, extra, {"share": share, "big": big, "g": gshare}
+
+    def _refine(self, val: np.ndarray, cols: np.ndarray, var: dict[str, dict[int, int]]) -> int:
+        """Tangents at the answer's shares (its own, its energy share, its uploader's) for the chosen columns; how
+        many were added."""
+        share, big, gs = var["share"], var["big"], var["g"]
+        added = 0
+        for j in cols.tolist():
+            if j not in share:
+                continue
+            for s in (float(val[share[j]]), float(val[big[int(self.c.up[j])]]), float(val[gs[j]])):
+                if s <= 1e-9:
+                    continue
+                have = self.cuts[j]
+                if all(abs(s / h - 1) > NEAR for h in have):
+                    have.append(min(s, 1.0))
+                    added += 1
+        return added
+
+    def solve(self, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
+              gap: float = 0.01) -> EdgeAnswer:
+        """Improve and certify the incumbent (x0, relay0) of objective `upper` until the bound is within `gap` of
+        the best plan found or `deadline` (time.perf_counter()) passes."""
+        p = self.p
+        best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
+        lower = 0.0
+        while lower < (1 - gap) * best:
+            left = deadline - time.perf_counter()
+            if left <= 0.02:
+                break
+            rows, cost, usable, extra, var = self._rows(best)
+            status, val, bound = run_milp(rows, cost, usable, extra, left, 0.3 * gap, 1.0)
+            self.milps += 1
+            if status == "infeasible":  # no plan below the incumbent (the rows relax every such plan)
+                lower = best
+                break
+            lower = max(lower, bound * best)
+            if val is None:
+                break
+            cols = np.flatnonzero(val[: self.c.dev.size] > 0.5)
+            x, relay = self.c.plan(p.num_devices, cols)
+            if feasible(p, x, relay):
+                got = exact_cost(p, x, relay)
+                if got < best:
+                    best_x, best_r, best = x, relay, got
+            if self._refine(val, cols, var) == 0:
+                break  # the answer is priced at its own tangents: its bound is as tight as this model gets
+        lower = min(lower, best)
+        return EdgeAnswer(best_x, best_r, best, lower, self.milps, lower >= (1 - gap) * best)
+
+
+def solve_edge(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
+               upper: float | None = None) -> EdgeAnswer:
+    """`EdgeModel(p).solve` from the incumbent (x0, relay0) (its exact objective when `upper` is None)."""
+    if upper is None:
+        upper = exact_cost(p, x0, relay0)
+    if not math.isfinite(upper):
+        raise ValueError("upper: the incumbent must have a finite objective (a feasible plan)")
+    return EdgeModel(p).solve(x0, relay0, upper, deadline, gap)

@@ -1,0 +1,80 @@
+"""Least energies when uplink power and CPU frequency are decisions: the pieces of the latency-energy bound
+(solvers/energy_bound.py) that stay valid whatever p <= p_max and f in [f_min, f_max] a plan picks.
+
+Upload. Sending U bits in a window t over band b needs p >= (N0 b / g)(2^(U/w) - 1) with w = b t, so the energy is
+at least (N0/g) w (2^(U/w) - 1) = c0 U E1(x), x = U / w, E1(x) = (2^x - 1) / x (c0 = N0 / g; increasing in x:
+more bits per hertz-second cost more per bit). A plan of latency <= T has t <= T, so the band b >= U / (x T), and
+at a band price nu (J per Hz, solvers/energy_bound.py) every uploaded bit costs at least
+    k(T, nu) = min_{x > 0} c0 E1(x) + nu / (x T),
+for any U (own bits and relayed bits alike: the bound does not depend on how many bits share the upload). The
+function is convex in x (E1 is the mean of 2^(x s) ln2 over s in [0, 1]), with derivative
+(c0 K(x ln2) - nu / T) / x^2, K(y) = 1 + e^y (y - 1) increasing, so the minimizer solves K(x ln2) = nu / (c0 T);
+a bisection brackets it in [x_lo, x_hi] and k >= c0 E1(x_lo) + nu / (x_hi T) (each part monotone on the bracket),
+a certified lower bound whatever the number of steps. p <= p_max and b <= B_e are dropped (a relaxation). With
+nu = 0 or T = inf it is the infinite-band energy c0 ln2 per bit.
+
+Compute. A device that trains C cycles within T runs at f >= C / T (and f >= f_min), so it spends
+kappa C f^2 >= kappa C max(f_min, C / T)^2 (= kappa C^3 / T^2 once C / T >= f_min). Per module m of cycles
+c_m = n c_m on the device, C >= c_m, so that module's share kappa c_m f^2 >= kappa c_m max(f_min, c_m / T)^2; a
+module with c_m / T > f_max cannot be trained by T at all (infinite cost). Both are nonincreasing in T, as
+solvers/energy_bound.py's piecewise search over T needs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from solvers.evaluate import LN2
+
+Y_LO, Y_HI = 1e-9, 700.0
+"""The bisection's range of y = x ln2 (spectral efficiency in nats): below it the per-bit energy is c0 ln2 to
+1e-9, above it 2^x overflows (a band price that large is never the best one)."""
+
+
+def k_func(y: np.ndarray) -> np.ndarray:
+    """K(y) = 1 + e^y (y - 1) = sum_{n >= 2} y^n (n - 1) / n! (its series below 0.01, where the sum cancels)."""
+    y = np.asarray(y, dtype=float)
+    ys = np.minimum(y, 0.01)
+    series = ys * ys * (0.5 + ys * (1 / 3 + ys * (1 / 8 + ys * (1 / 30 + ys / 144))))
+    yb = np.clip(y, 0.01, Y_HI)
+    return np.where(y < 0.01, series, 1.0 + np.exp(yb) * (yb - 1.0))
+
+
+def e1(x: np.ndarray) -> np.ndarray:
+    """E1(x) = (2^x - 1) / x, ln2 at x = 0."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > 0, np.expm1(x * LN2) / np.where(x > 0, x, 1.0), LN2)
+
+
+def upload_per_bit(c0: np.ndarray, t: float, nu: np.ndarray, steps: int = 60) -> np.ndarray:
+    """Certified lower bound on k(t, nu) = min_x c0 E1(x) + nu / (x t) in J per bit, elementwise (module doc)."""
+    c0 = np.asarray(c0, dtype=float)
+    nu = np.broadcast_to(np.asarray(nu, dtype=float), c0.shape)
+    if t <= 0:
+        return np.full(c0.shape, np.inf)
+    if not math.isfinite(t):
+        return c0 * LN2
+    r = nu / (c0 * t)  # K(y*) = r
+    lo = np.full(c0.shape, math.log(Y_LO))
+    hi = np.full(c0.shape, math.log(Y_HI))
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = k_func(np.exp(mid)) < r  # the minimizer is to the right of mid
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    y_lo = np.where(k_func(np.exp(lo)) < r, np.exp(lo), 0.0)  # r below K(Y_LO): the minimizer may be below Y_LO
+    y_hi = np.where(k_func(np.exp(hi)) >= r, np.exp(hi), np.inf)  # r above K(Y_HI): may lie beyond
+    with np.errstate(divide="ignore"):
+        price = np.where(np.isfinite(y_hi), nu * LN2 / (y_hi * t), 0.0)
+    return c0 * e1(y_lo / LN2) + price
+
+
+def compute_floor(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np.ndarray, t: float) -> np.ndarray:
+    """Least compute energy (J) of a module of `cycles` trained by latency t: kappa c max(f_min, c / t)^2, inf where
+    c / t > f_max (module doc); t = inf: kappa c f_min^2."""
+    if not math.isfinite(t):
+        return kappa * cycles * f_min ** 2
+    f = np.maximum(f_min, cycles / t)
+    return np.where(f <= f_max * (1 + 1e-12), kappa * cycles * f * f, np.inf)
