@@ -80,8 +80,10 @@ def test_tree_model_respects_the_time_limit_and_says_so():
     assert check_plan(p, plan) == [] and plan.status in ("optimal", "time_limit")
     assert plan.solve_seconds < 0.3 + 0.5 and wall < 3.0  # the limit, plus one MILP's stop and the final check
     assert 0 < plan.lower_bound <= plan.objective
-    quick = solve(p, "joint", time_limit_s=0)
-    assert quick.status in ("optimal", "not_proven") and quick.objective >= plan.objective
+    quick = solve(p, "joint", time_limit_s=0)  # heuristics only: another feasible plan the bound must not pass
+    assert quick.status in ("optimal", "not_proven") and plan.lower_bound <= quick.objective
+    # (which of the two plans is better depends on how much of the 0.3 s was left for search: a cold start that
+    # first imports scipy.sparse inside the limit leaves less, so their order is not asserted)
 
 
 def test_tree_model_with_relay_capacity():
