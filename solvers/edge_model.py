@@ -72,10 +72,7 @@ class EdgeModel:
     def __init__(self, p: RoundProblem) -> None:
         self.p = p
         c = self.c = EdgeColumns.of(p)
-        cyc = c.mask @ p.module_cycles
-        tau = p.samples[c.dev] * cyc / p.cpu_hz[c.dev]
-        self.fixed = p.kappa * p.samples[c.dev] * cyc * p.cpu_hz[c.dev] ** 2
-        self.fixed = self.fixed + np.where(c.relayed, p.d2d_power_w[c.dev] * (c.ready - tau), 0.0)
+        self.fixed = c.fixed_energy(p)
         self.power = p.tx_power_w[c.up]
         self.snr = p.snr_hz[c.up]
         self.phi1 = 1.0 / uplink_rate(np.full(c.dev.size, c.band), self.snr)  # s per bit at the whole band

@@ -32,10 +32,7 @@ class EnergyModel:
     def __init__(self, p: RoundProblem) -> None:
         self.p = p
         c = self.c = EdgeColumns.of(p)
-        cyc = c.mask @ p.module_cycles
-        tau = p.samples[c.dev] * cyc / p.cpu_hz[c.dev]
-        self.fixed = p.kappa * p.samples[c.dev] * cyc * p.cpu_hz[c.dev] ** 2
-        self.fixed = self.fixed + np.where(c.relayed, p.d2d_power_w[c.dev] * (c.ready - tau), 0.0)
+        self.fixed = c.fixed_energy(p)
         self.bw = float(p.edge_bandwidth_hz[0])
 
     def cut(self, share: float, j: int) -> tuple[float, float]:

@@ -94,6 +94,13 @@ class EdgeColumns:
     def relayed(self) -> np.ndarray:
         return self.up != self.dev
 
+    def fixed_energy(self, p: RoundProblem) -> np.ndarray:
+        """[C] each column's energy that no band choice changes (J): compute at cpu_hz, plus the D2D hop's."""
+        cyc = self.mask @ p.module_cycles
+        tau = p.samples[self.dev] * cyc / p.cpu_hz[self.dev]
+        compute = p.kappa * p.samples[self.dev] * cyc * p.cpu_hz[self.dev] ** 2
+        return compute + np.where(self.relayed, p.d2d_power_w[self.dev] * (self.ready - tau), 0.0)
+
     def pair_extra(self, i: int, j: int, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For relayed device i -> relay j: own columns o of j, relay columns r of i via j, and [O, R] the band
         that sending them together adds beyond their columns (inf: together they cannot finish by t).
