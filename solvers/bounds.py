@@ -25,7 +25,9 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
+from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
+from solvers.subset_energy import SubsetEnergy
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
@@ -216,16 +218,6 @@ BACKENDS = ("auto", "highspy", "scipy")
 """EdgeLP backends: auto (highspy's bare solver where it exists, else scipy), or one of them."""
 
 
-def bare_highs() -> tuple[Any, Any] | None:
-    """(the highspy module, its bare solver class) or None where this highspy has no `_core._Highs`."""
-    try:
-        import highspy
-        from highspy._core import _Highs
-    except ImportError:
-        return None
-    return highspy, _Highs
-
-
 def energy_lower_bound(problem: RoundProblem) -> float:
     """Least energy of any plan: every placed module is computed (kappa n_i c_k f_min^2) and its bytes reach the edge
     at no less than N0 ln2 / g joules per bit (the rate's limit a / ln2 at infinite band), directly or after a
@@ -245,7 +237,8 @@ def energy_lower_bound(problem: RoundProblem) -> float:
 def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
                       upper: float | None = None, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the
-    latency-energy bound of solvers/energy_bound.py (band priced; power and frequency fixed or decisions: then
+    latency-energy bound of solvers/energy_bound.py, per edge at least the subset-column LP of
+    solvers/subset_energy.py while the clock lasts (band priced; power and frequency fixed or decisions: then
     edge_latency and known are of the round at full power and speed), else the energy bound below. upper: a known
     plan's objective (the search stops once the bound is that close); clock: the latency-energy bound takes its
     fewest steps once it has run out."""
@@ -253,4 +246,4 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     if problem.lam <= 0:
         return t
     loose = t + problem.lam * energy_lower_bound(problem)
-    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock))
+    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=SubsetEnergy(problem)))

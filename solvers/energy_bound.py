@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -239,22 +240,37 @@ class EnergyBound:
                 + 8.0 * p.module_bytes[None, :] * route[:, None])
 
 
+class EdgeFloor(Protocol):
+    """A stronger per-edge energy bound (solvers/subset_energy.py: the subset-column LP)."""
+
+    def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray,
+                     clock: Clock | None = None) -> np.ndarray: ...
+
+
 def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
-                         rtol: float = 0.002, clock: Clock | None = None) -> float:
+                         rtol: float = 0.002, clock: Clock | None = None, subset: EdgeFloor | None = None) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
     upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
-    clock: fewer price steps and no more splits once it has run out (every price and partition is valid)."""
+    clock: fewer price steps and no more splits once it has run out (every price and partition is valid);
+    subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts)."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, 1e-12)
+
+    def energy(t: float, around: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        best, nu = eb.prices(t, around, clock=clock)
+        coverable = np.isfinite(best)  # an edge no cover fits has no plan at all
+        if subset is not None and math.isfinite(t):
+            best = subset.energy_edges(t, nu, best, clock)
+        return float(np.sum(best[coverable])), nu
+
     e_inf = eb.energy(math.inf, clock=clock)
-    best0, nu0 = eb.prices(t0, clock=clock)
-    e0 = float(np.sum(best0[np.isfinite(best0)]))
+    e0, nu0 = energy(t0)
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
     late = clock is not None and clock.expired()  # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 %
     pts = list(np.geomspace(t0, t_end, 3 if late else 5))  # of the unbounded bound, which takes 3 s)
-    vals = [e0] + [eb.energy(t, nu0, clock) for t in pts[1:]]
+    vals = [e0] + [energy(t, nu0)[0] for t in pts[1:]]
     for _ in range(budget):
         if clock is not None and clock.expired():
             break
@@ -267,6 +283,6 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
-        vals.insert(k + 1, eb.energy(mid, nu0, clock))
+        vals.insert(k + 1, energy(mid, nu0)[0])
     pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
     return float(min(pieces))

@@ -38,6 +38,7 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
+from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
 
@@ -283,7 +284,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
         best = min(c.objective for c in costs)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
-                    tradeoff_lower_bound(p, t_lb, best, clock=opts.get("deadline")))
+                    tradeoff_lower_bound(p, t_lb, best, clock=opts.get("deadline"), subset=SubsetEnergy(p)))
     return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
                       energy_j=costs[j].energy_j, objective=costs[j].objective,
                       lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)

@@ -49,15 +49,14 @@ def e1(x: np.ndarray) -> np.ndarray:
         return np.where(x > 0, np.expm1(x * LN2) / np.where(x > 0, x, 1.0), LN2)
 
 
-def upload_per_bit(c0: np.ndarray, t: float, nu: np.ndarray, steps: int = 60) -> np.ndarray:
-    """Certified lower bound on k(t, nu) = min_x c0 E1(x) + nu / (x t) in J per bit, elementwise (module doc)."""
-    c0 = np.asarray(c0, dtype=float)
-    nu = np.broadcast_to(np.asarray(nu, dtype=float), c0.shape)
-    if t <= 0:
-        return np.full(c0.shape, np.inf)
-    if not math.isfinite(t):
-        return c0 * LN2
-    r = nu / (c0 * t)  # K(y*) = r
+def upload_per_bit(c0: np.ndarray, t: float | np.ndarray, nu: float | np.ndarray, steps: int = 60) -> np.ndarray:
+    """Certified lower bound on k(t, nu) = min_x c0 E1(x) + nu / (x t) in J per bit, elementwise (module doc); t
+    a latency or an array of windows (<= 0: inf, inf: the infinite-band c0 ln2)."""
+    c0, t, nu = np.broadcast_arrays(np.asarray(c0, dtype=float), np.asarray(t, dtype=float),
+                                    np.asarray(nu, dtype=float))
+    fin = np.isfinite(t) & (t > 0)
+    ts = np.where(fin, t, 1.0)
+    r = nu / (c0 * ts)  # K(y*) = r
     lo = np.full(c0.shape, math.log(Y_LO))
     hi = np.full(c0.shape, math.log(Y_HI))
     for _ in range(steps):
@@ -67,8 +66,9 @@ def upload_per_bit(c0: np.ndarray, t: float, nu: np.ndarray, steps: int = 60) ->
     y_lo = np.where(k_func(np.exp(lo)) < r, np.exp(lo), 0.0)  # r below K(Y_LO): the minimizer may be below Y_LO
     y_hi = np.where(k_func(np.exp(hi)) >= r, np.exp(hi), np.inf)  # r above K(Y_HI): may lie beyond
     with np.errstate(divide="ignore"):
-        price = np.where(np.isfinite(y_hi), nu * LN2 / (y_hi * t), 0.0)
-    return c0 * e1(y_lo / LN2) + price
+        price = np.where(np.isfinite(y_hi), nu * LN2 / (y_hi * ts), 0.0)
+    out = c0 * e1(y_lo / LN2) + price
+    return np.where(fin, out, np.where(t > 0, c0 * LN2, np.inf))
 
 
 def compute_floor(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np.ndarray, t: float) -> np.ndarray:

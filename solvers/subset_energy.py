@@ -1,0 +1,405 @@
+"""The subset-column LP priced with energy: a certified lower bound on E_lb(T), the least energy of any plan of latency
+<= T, that sees each device's whole payload (lambda > 0; fixed power and frequency, or both as decisions).
+
+Columns, per edge: (device i, module subset S within its eligibility and memory). Rows: at most one column per
+device, samples per module >= demand (coverage), 0 <= x <= 1. At a band price nu >= 0 (J per Hz) the band row
+sum_j b_j <= B_e is dualized: E_e >= LP(nu) - nu B_e for every nu, where a column costs at least what its device's
+work costs (compute + D2D + its share of an upload + nu x its share of the band). The shares follow from one of two
+decompositions of an uploader j's term g_j(b_j) = p_j U_j / R_j(b_j) + nu b_j (U_j = own bits + relayed bits, start
+S_j >= every part's ready time):
+
+(W) windowed: g_j(b_j) >= phi_T(own) + p_j ln2 / a_j x relayed bits, with phi_T(P) = min over b >= h(P / (T - tau))
+    of p P / R(b) + nu b (b_j >= the own part's least band; every relayed bit costs at least the infinite-band
+    energy);
+(C) concave: g_j(b_j) >= phi(U_j) >= phi(own) + beta_j x relayed bits, phi(U) = min_b p U / R(b) + nu b concave
+    (a minimum of functions linear in U), beta_j = (phi(O_j + Rin_j) - phi(O_j)) / Rin_j over j's largest own
+    payload O_j and largest relayed payload Rin_j (concavity: increments shrink as the base and the step grow).
+
+Both are valid, so every convex combination theta (W) + (1 - theta) (C) is, and each gives a valid LP. A relayed
+column also pays its D2D hop (p^d2d P / r) and must arrive in time: tau + P / r < T and the relay's least band
+for it h_j(P / (T - arrival)) <= B_e; with `relay_aggregates` a relayed module may be in the relay's union
+already, so relayed bits pay no upload. Memory is kept per column; columns that cannot finish by T are dropped.
+
+phi(P) = nu a F(z), z = p P / (nu a^2), F(z) = min_s z / rho(s) + s with rho(s) = s log2(1 + 1 / s) (b = a s;
+dropping b <= B_e only lowers it). F is concave and increasing: a table of certified lower values (golden section
+on ln s, bounded below on its final bracket) is interpolated along chords (below a concave function), below the
+table by the chord from F(0) = 0, above it by F(z) >= z ln2; phi_T(P) = p w + nu h(P / w) (w = T - tau, the
+upload fills the window) when h(P / w) is at least the unconstrained minimizer (tabulated from above), else phi(P).
+
+Power and frequency as decisions: a column that computes C = n_i sum_S c_m cycles in t_c and uploads P bits in the
+rest of T spends at least kappa C max(f_min, C / t_c)^2 + P k(T - t_c, nu) (solvers/powerfreq_bound.py: the per-bit
+upload price is linear in P once power is free); t_c on a grid t_0 < ... < t_G = T: on [t_g, t_(g+1)] at least
+compute(t_(g+1)) + P k(T - t_g, nu) (each part monotone). Relayed bits pay k_j at the relay's window.
+
+The LP value is valid at any nu and theta; both are searched per edge (the value is concave in each), a few LPs
+each, within the round's clock (solvers/clock.py); edges it does not reach keep the knapsack bound
+(solvers/energy_bound.py), which the round bound takes the max with.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.clock import Clock
+from solvers.evaluate import LN2
+from solvers.highs import bare_highs
+from solvers.instance import RoundProblem
+from solvers.powerfreq_bound import upload_per_bit
+
+GOLD = (math.sqrt(5.0) - 1.0) / 2.0
+Z_LN = (-70.0, 70.0, 4001)
+"""The table of F: ln z from, to, points."""
+MAX_COLUMNS = 200_000
+"""Most (device, subset) columns of one edge (2^M per device); an edge with more keeps the knapsack bound."""
+GRID = 12
+"""Compute-time grid points per column when frequency is a decision."""
+
+
+def _rho(s: np.ndarray) -> np.ndarray:
+    return s * np.log1p(1.0 / s) / LN2
+
+
+@lru_cache(maxsize=1)
+def f_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z grid, certified lower bounds on F(z), upper bounds on the minimizer s*(z)), computed once."""
+    z = np.exp(np.linspace(*Z_LN))
+    lo, hi = np.full(z.shape, -80.0), np.full(z.shape, 80.0)
+
+    def g(u: np.ndarray) -> np.ndarray:
+        s = np.exp(u)
+        return z / _rho(s) + s
+
+    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+    fc, fd = g(c), g(d)
+    for _ in range(110):
+        left = fc <= fd
+        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
+        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
+        new = g(np.where(left, c, d))
+        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+    s_lo, s_hi = np.exp(lo), np.exp(hi)
+    value = z / _rho(s_hi) + s_lo  # z / rho decreases, s increases: the least on the bracket
+    value = np.maximum.accumulate(np.maximum(value, z * LN2) * (1 - 1e-12))  # F is increasing: keep it so
+    s_up = np.maximum.accumulate(s_hi)  # s* increases with z: s*(z) <= s_up at the next grid point
+    return z, value, s_up
+
+
+def concave_energy(q: np.ndarray, nua: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower bound on phi = min_s q / rho(s) + nua s, an upper bound on its minimizer s*), elementwise; q = p P / a
+    (J, the infinite-band energy / ln2), nua = nu a (J). nua = 0: (q ln2, inf)."""
+    zg, fg, sg = f_table()
+    q, nua = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(nua, dtype=float))
+    pos = nua > 0
+    safe = np.where(pos, nua, 1.0)
+    z = np.where(pos, q / safe, 0.0)
+    chord = np.interp(z, zg, fg)  # linear in z between grid points: below the concave F; F(zK) above the table
+    chord = np.where(z < zg[0], z * (fg[0] / zg[0]), chord)
+    f = np.maximum(chord, z * LN2)
+    k = np.minimum(np.searchsorted(zg, z), zg.size - 1)
+    s_up = np.where(z <= zg[-1], sg[k], np.inf)
+    return np.where(pos, safe * f, q * LN2), np.where(pos, s_up, np.inf)
+
+
+def concave_upper(q: np.ndarray, nua: np.ndarray) -> np.ndarray:
+    """An upper bound on phi (its value at a feasible s: the tabulated minimizer of the nearest grid point)."""
+    zg, _, sg = f_table()
+    q, nua = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(nua, dtype=float))
+    pos = nua > 0
+    safe = np.where(pos, nua, 1.0)
+    z = np.where(pos, q / safe, 0.0)
+    k = np.clip(np.searchsorted(zg, z), 0, zg.size - 1)
+    s = sg[k]
+    return np.where(pos, q / _rho(s) + safe * s, q * LN2)
+
+
+class RouteLP:
+    """min c x over columns (device, subset, route): at most one per device, samples per module >= demand, and
+    one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads), 0 <= x <= 1.
+    Between calls only the costs (and which columns are usable) change: HiGHS re-solves from its basis."""
+
+    def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
+                 lcol: np.ndarray, ldst: np.ndarray) -> None:
+        fast = bare_highs()
+        if fast is None:
+            raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
+        self.highspy, self.bare = fast
+        need = demand > 0
+        scale = demand[need].max()
+        devs, local = np.unique(dev, return_inverse=True)
+        k, nl = dev.size, lcol.size
+        cov = mbits[:, need] * (samples[dev] / scale)[:, None]  # [K, need]
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+
+        def add(r_: np.ndarray, c_: np.ndarray, v_: np.ndarray) -> None:
+            rows.append(r_)
+            cols.append(c_)
+            vals.append(v_)
+
+        add(local, np.arange(k), np.ones(k))  # direct columns: device row, coverage rows
+        ci, mj = np.nonzero(cov)
+        add(devs.size + mj, ci, cov[ci, mj])
+        add(local[lcol], k + np.arange(nl), np.ones(nl))  # route columns k + l: device row, coverage rows
+        li, lm = np.nonzero(cov[lcol])
+        add(devs.size + lm, k + li, cov[lcol][li, lm])
+        npair = devs.size + int(need.sum())
+        link_id = np.unique(dev[lcol] * (int(dev.max()) + 1) + ldst, return_inverse=True)[1]
+        add(npair + link_id, k + np.arange(nl), np.ones(nl))  # +1 in its link's pair row
+        pairs = np.unique(np.stack([link_id, ldst], axis=1), axis=0) if nl else np.zeros((0, 2), dtype=np.int64)
+        for pid, j in pairs:  # the relay's direct columns: -1 in the pair row of every link into it
+            mine = np.flatnonzero(dev == j)
+            add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        self.n, self.m = k + nl, npair + pairs.shape[0]
+        order = np.lexsort((r, c))
+        r, c, v = r[order], c[order], v[order]
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=self.n))]).astype(np.int32)
+        self.index, self.value = r.astype(np.int32), v
+        inf = self.highspy.kHighsInf
+        self.row_lo = np.concatenate([np.full(devs.size, -inf), demand[need] / scale, np.full(pairs.shape[0], -inf)])
+        self.row_hi = np.concatenate([np.ones(devs.size), np.full(int(need.sum()), inf), np.zeros(pairs.shape[0])])
+        self.h: Any = None
+
+    def solve(self, cost: np.ndarray) -> tuple[str, float]:
+        """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used)."""
+        hs = self.highspy
+        usable = np.isfinite(cost)
+        c, upper = np.where(usable, cost, 0.0), usable.astype(float)
+        if self.h is None:
+            h = self.bare()
+            h.setOptionValue("output_flag", False)
+            lp = hs.HighsLp()
+            lp.num_col_, lp.num_row_ = self.n, self.m
+            lp.col_cost_, lp.col_lower_, lp.col_upper_ = c, np.zeros(self.n), upper
+            lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
+            lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+            lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
+            h.passModel(lp)
+            self.h = h
+        else:
+            idx = np.arange(self.n, dtype=np.int32)
+            self.h.changeColsCost(self.n, idx, c)
+            self.h.changeColsBounds(self.n, idx, np.zeros(self.n), upper)
+        self.h.run()
+        status = self.h.getModelStatus()
+        kind = {hs.HighsModelStatus.kOptimal: "optimal", hs.HighsModelStatus.kInfeasible: "infeasible"}.get(
+            status, "other")
+        return kind, float(self.h.getInfo().objective_function_value)
+
+
+@dataclass
+class EdgeEnergy:
+    """One edge's columns (device, subset) and routes, and its LP (re-solved from its basis as costs change)."""
+
+    p: RoundProblem
+    edge: int
+    dev: np.ndarray  # [K] device of each column
+    mbits: np.ndarray  # [K, M] its modules
+    pay: np.ndarray  # [K] payload bits
+    cycles: np.ndarray  # [K] n_i sum_S c_m
+    lcol: np.ndarray  # [L] per route via a D2D hop: its column
+    ldst: np.ndarray  # [L] the relay
+    lrate: np.ndarray  # [L] the hop's rate (bit/s)
+    own: np.ndarray  # [N] most own bits O_j (eligible payload)
+    rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O)
+    lp: RouteLP
+
+    @classmethod
+    def of(cls, p: RoundProblem, e: int, demand: np.ndarray) -> EdgeEnergy | None:
+        """The edge's columns; None where it has more than MAX_COLUMNS or no demand."""
+        m = p.num_modules
+        members = p.edge_devices(e)
+        if members.size == 0 or not np.any(demand > 0) or m > 20:
+            return None
+        elig_bits = (p.eligible[members] & (p.samples[members, None] > 0))
+        if float(np.sum(2.0 ** elig_bits.sum(axis=1))) > MAX_COLUMNS:
+            return None
+        masks = np.arange(1, 1 << m)
+        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
+        mem = bits @ p.module_memory_bytes
+        elig = elig_bits.astype(np.int64) @ (1 << np.arange(m))
+        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
+        li, cm = np.nonzero(ok)
+        dev, mbits = members[li], bits[cm]
+        pay = 8.0 * (mbits @ p.module_bytes)
+        cycles = p.samples[dev] * (mbits @ p.module_cycles)
+        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
+        lcol, ldst, lrate = [], [], []
+        for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
+            cols = np.flatnonzero(dev == s_)
+            lcol.append(cols)
+            ldst.append(np.full(cols.size, d_))
+            lrate.append(np.full(cols.size, r_))
+        own = 8.0 * ((p.eligible & (p.samples[:, None] > 0)) @ p.module_bytes)
+        rin = np.zeros(p.num_devices)
+        if on.size:
+            np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
+        def cat(parts: list[np.ndarray], dt: type) -> np.ndarray:
+            return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
+
+        return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
+                   own, rin, RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64)))
+
+    # ---- column costs ----------------------------------------------------------------------------------------
+    def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
+        """[K + L] least energy + band charge of each column (direct, then via each D2D hop) at latency <= t,
+        band price nu, decomposition theta (module doc); inf where the column cannot finish by t."""
+        if self.p.has_power_frequency:
+            return self._costs_decisions(t, nu)
+        p, dev, pay = self.p, self.dev, self.pay
+        band = float(p.edge_bandwidth_hz[self.edge])
+        a, pw = p.snr_hz[dev], p.tx_power_w[dev]
+        tau = self.cycles / p.cpu_hz[dev]
+        comp = p.kappa * self.cycles * p.cpu_hz[dev] ** 2
+        w = t - tau
+        q = pw * pay / a
+        phi, s_up = concave_energy(q, nu * a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(w > 0, min_bandwidth(np.where(w > 0, pay / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
+        need_lo = need * (1 - 1e-9)
+        with np.errstate(invalid="ignore"):
+            windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
+        direct = phi if theta == 0 else windowed if theta == 1 else theta * windowed + (1 - theta) * phi
+        direct = np.where((w > 0) & (need <= band), direct, np.inf)
+        best = direct
+        if self.lcol.size:
+            c, j, r = self.lcol, self.ldst, self.lrate
+            arrive = tau[c] + pay[c] / r
+            wj = t - arrive
+            with np.errstate(divide="ignore", invalid="ignore"):
+                need_j = np.where(wj > 0, min_bandwidth(np.where(wj > 0, pay[c] / np.where(wj > 0, wj, 1.0), 0.0),
+                                                        p.snr_hz[j]), np.inf)
+            hop = p.d2d_power_w[dev[c]] * pay[c] / r
+            if not p.relay_aggregates:
+                hop = hop + pay[c] * (theta * p.tx_power_w[j] * LN2 / p.snr_hz[j]
+                                      + (1 - theta) * self._beta(nu)[j])  # both finite
+            hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
+            return np.concatenate([comp + best, comp[c] + hop])
+        return comp + best
+
+    def _beta(self, nu: float) -> np.ndarray:
+        """[N] the (C) price of a relayed bit at relay j: (phi(O + Rin) - phi(O)) / Rin (0 where Rin = 0)."""
+        p = self.p
+        a, pw = p.snr_hz, p.tx_power_w
+        lo_max, _ = concave_energy(pw * (self.own + self.rin) / a, nu * a)
+        up_own = concave_upper(pw * self.own / a, nu * a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            beta = np.where(self.rin > 0, (lo_max - up_own) / np.where(self.rin > 0, self.rin, 1.0), 0.0)
+        return np.maximum(beta, 0.0)
+
+    def _costs_decisions(self, t: float, nu: float) -> np.ndarray:
+        """[K] power and frequency as decisions: min over compute-time pieces of compute + upload (module doc)."""
+        p, dev, pay = self.p, self.dev, self.pay
+        c0 = p.noise_w_per_hz / p.uplink_gain
+        fmin, fmax = p.freq_min[dev], p.freq_max[dev]
+        t_min = self.cycles / fmax
+        t_top = np.minimum(t, self.cycles / fmin)
+        frac = np.linspace(0.0, 1.0, GRID + 1)
+        span = np.where(t_min > 0, np.maximum(t_top, t_min) / np.where(t_min > 0, t_min, 1.0), 1.0)
+        grid = t_min[:, None] * span[:, None] ** frac[None, :]  # [K, G+1] geometric from the least compute time
+        f = np.maximum(fmin[:, None], self.cycles[:, None] / grid)
+        comp = np.where(f <= fmax[:, None] * (1 + 1e-12), p.kappa * self.cycles[:, None] * f * f, np.inf)
+        # piece g: t_c in [grid_g, grid_(g+1)] -> comp(grid_(g+1)) + upload(t - grid_g); past t_top: comp(t_top)
+        comp_hi = np.concatenate([comp[:, 1:], comp[:, -1:]], axis=1)
+        start = grid  # each piece's earliest compute end
+        k_dir = upload_per_bit(c0[dev][:, None], t - start, nu)
+        best = np.min(comp_hi + pay[:, None] * k_dir, axis=1)
+        if self.lcol.size:
+            c, j, r = self.lcol, self.ldst, self.lrate
+            hop_t = (pay[c] / r)[:, None]
+            k_rel = upload_per_bit(c0[j][:, None], t - start[c] - hop_t, nu)
+            up = 0.0 if p.relay_aggregates else pay[c][:, None] * k_rel
+            via = p.d2d_power_w[dev[c]] * pay[c] / r
+            rel = np.where(np.isfinite(k_rel), via[:, None] + comp_hi[c] + up, np.inf).min(axis=1)
+            return np.concatenate([np.where(t_min < t, best, np.inf), np.where(t_min[c] < t, rel, np.inf)])
+        return np.where(t_min < t, best, np.inf)
+
+    def value(self, t: float, nu: float, theta: float) -> float:
+        """A lower bound on the edge's energy of plans of latency <= t (J): LP(nu, theta) - nu B_e; inf: none
+        finishes by t; -inf: the LP did not solve (no information)."""
+        cost = self.costs(t, nu, theta)
+        status, val = self.lp.solve(cost)
+        if status == "infeasible":
+            return math.inf
+        if status != "optimal":
+            return -math.inf
+        return val * (1 - 1e-7) - abs(val) * 0.0 - nu * float(self.p.edge_bandwidth_hz[self.edge])
+
+
+class SubsetEnergy:
+    """E_lb per edge by the subset-column LP, searched over the band price nu (golden section on ln nu around a
+    reference price) for each decomposition theta in `thetas` (default (C) alone: on the scale study's 100-device
+    edges it was above (W) and the mixtures at every latency tried); edges are built lazily, in the clock."""
+
+    def __init__(self, p: RoundProblem, steps: int = 6, thetas: tuple[float, ...] = (0.0,)) -> None:
+        self.p = p
+        self.steps = steps
+        self.thetas = (0.0,) if p.has_power_frequency else thetas
+        self.demand = p.coverage_demand()
+        self.edges: dict[int, EdgeEnergy | None] = {}
+        self.nu: dict[int, float] = {}  # the best price found per edge (the next latency starts there)
+
+    def edge(self, e: int) -> EdgeEnergy | None:
+        if e not in self.edges:
+            self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e])
+        return self.edges[e]
+
+    def edge_value(self, e: int, t: float, nu_ref: float, clock: Clock | None = None) -> float:
+        """Best LP(nu, theta) - nu B_e found for edge e at latency <= t (-inf: no LP ran)."""
+        ee = self.edge(e)
+        if ee is None:
+            return -math.inf
+        thetas = self.thetas
+        start = self.nu.get(e, nu_ref if nu_ref > 0 else 0.0)
+        best, arg = -math.inf, start
+        for theta in thetas:
+            if start <= 0:  # no reference price: nu = 0 alone (a valid bound)
+                v = ee.value(t, 0.0, theta)
+                if v > best:
+                    best, arg = v, 0.0
+                continue
+            width = 3.0 if e not in self.nu else 1.0
+            lo, hi = math.log(start) - width, math.log(start) + width
+            c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+            fc, fd = ee.value(t, math.exp(c), theta), ee.value(t, math.exp(d), theta)
+            for u, v in ((c, fc), (d, fd)):
+                if v > best:
+                    best, arg = v, math.exp(u)
+            if math.isinf(fc) and fc > 0:
+                return math.inf  # no plan finishes by t on this edge
+            for _ in range(self.steps if theta == thetas[0] else self.steps // 2):
+                if clock is not None and clock.expired():
+                    break
+                if fc >= fd:  # maximizing: keep [lo, d]
+                    hi, d, fd = d, c, fc
+                    c = hi - GOLD * (hi - lo)
+                    u = c
+                    fc = v = ee.value(t, math.exp(u), theta)
+                else:
+                    lo, c, fc = c, d, fd
+                    d = lo + GOLD * (hi - lo)
+                    u = d
+                    fd = v = ee.value(t, math.exp(u), theta)
+                if v > best:
+                    best, arg = v, math.exp(u)
+        if best > -math.inf:
+            self.nu[e] = arg
+        return best
+
+    def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None,
+                     order: np.ndarray | None = None) -> np.ndarray:
+        """[E] per edge the larger of `floor` (another valid bound, e.g. the knapsack's) and the LP's, the edges in
+        `order` (default: all) while the clock lasts."""
+        out = np.array(floor, dtype=float)
+        for e in (range(self.p.num_edges) if order is None else order):
+            if clock is not None and clock.expired():
+                break
+            out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock))
+        return out

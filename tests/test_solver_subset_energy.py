@@ -1,0 +1,105 @@
+"""solvers/subset_energy.py: the subset-column LP priced with energy (lambda > 0). Its table of the least upload
+energy is below brute-force minima, its E_lb(T) is below the exact optimum's energy at the optimum's latency and
+below random plans' energy at their latency, and the round bound it lifts never exceeds the exact optimum
+(`exact_solve`; `reference_power_frequency` with power and frequency as decisions) at lambda 0.05-50."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from solvers import evaluate, random_instance, solve
+from solvers.bounds import subset_lower_bound
+from solvers.energy_bound import EnergyBound, tradeoff_lower_bound
+from solvers.exact import exact_solve
+from solvers.reference import reference_power_frequency
+from solvers.subset_energy import EdgeEnergy, SubsetEnergy, concave_energy, concave_upper
+
+LAMS = (0.05, 0.5, 5.0, 50.0)
+
+
+def _decisions(p):
+    return dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
+
+
+def _e_lb(p, t: float, theta: tuple[float, ...] = (0.0, 1.0)) -> float:
+    """Sum over edges of the LP bound at latency t (nu searched from the knapsack's prices)."""
+    best, nu = EnergyBound.of(p).prices(t)
+    se = SubsetEnergy(p, thetas=theta)
+    out = se.energy_edges(t, nu, np.full(p.num_edges, -np.inf))
+    return float(out.sum())
+
+
+def test_the_table_is_below_the_brute_force_least_energy_and_tight() -> None:
+    rng = np.random.default_rng(0)
+    q = 10 ** rng.uniform(-6, 3, 60)
+    nua = np.concatenate([np.zeros(4), 10 ** rng.uniform(-5, 2, 56)])
+    s = np.geomspace(1e-12, 1e12, 400001)
+    rho = s * np.log1p(1.0 / s) / math.log(2.0)
+    brute = (q[:, None] / rho[None, :] + nua[:, None] * s[None, :]).min(axis=1)
+    lo, s_up = concave_energy(q, nua)
+    assert np.all(lo <= brute * (1 + 1e-12))
+    assert np.all(lo >= brute * (1 - 1e-3))
+    assert np.all(concave_upper(q, nua) >= lo)
+    arg = s[(q[:, None] / rho[None, :] + nua[:, None] * s[None, :]).argmin(axis=1)]
+    assert np.all(s_up[4:] >= arg[4:] * (1 - 1e-3))  # the minimizer is below its tabulated upper bound
+
+
+CASES = [(n, seed, lam, agg) for n, seed in ((4, 0), (4, 3), (5, 1)) for lam in LAMS for agg in (False, True)]
+
+
+@pytest.mark.parametrize("n,seed,lam,agg", CASES)
+def test_energy_at_the_optimum_latency_is_below_the_optimum_energy(n, seed, lam, agg) -> None:
+    p = random_instance(n, 1, 4, seed, lam=lam, relay_aggregates=agg)
+    best = exact_solve(p)
+    for theta in ((0.0,), (1.0,), (0.5,)):
+        assert _e_lb(p, best.latency_s * (1 + 1e-9), theta) <= best.energy_j * (1 + 1e-7)
+    t_lb = subset_lower_bound(p, np.array([best.latency_s * 1.5]))
+    lb = tradeoff_lower_bound(p, t_lb, subset=SubsetEnergy(p))
+    assert lb <= best.objective * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("agg", [False, True])
+def test_energy_is_below_random_plans_at_their_latency(agg: bool) -> None:
+    """Joint's discrete choices with random band splits on a 3-edge round: E_lb(T) <= E at the plan's T."""
+    p = random_instance(18, 3, 4, 5, lam=0.5, relay_aggregates=agg)
+    plan = solve(p, "joint", time_limit_s=0)
+    rng = np.random.default_rng(2)
+    up = plan.bandwidth_hz > 0
+    for _ in range(8):
+        b = plan.bandwidth_hz * np.exp(rng.normal(0, 0.5, p.num_devices))
+        b[up] *= p.edge_bandwidth_hz[p.device_edge[up]] / np.bincount(p.device_edge[up], weights=b[up],
+                                                                       minlength=p.num_edges)[p.device_edge[up]]
+        c = evaluate(p, plan.placement, plan.relay, b)
+        assert _e_lb(p, c.latency_s * (1 + 1e-9)) <= c.energy_j * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("lam", LAMS)
+def test_power_frequency_bound_never_exceeds_the_reference_optimum(lam: float) -> None:
+    for n, e, seed in ((2, 1, 1), (3, 2, 7)):
+        p = _decisions(random_instance(n, e, 2, seed=seed, lam=lam))
+        ref = reference_power_frequency(p)
+        assert _e_lb(p, ref.latency_s * (1 + 1e-9)) <= ref.energy_j * (1 + 1e-7)
+        plan = solve(p, "joint", time_limit_s=0)
+        assert plan.lower_bound <= ref.objective * (1 + 1e-7), (plan.lower_bound, ref.objective)
+
+
+def test_the_lp_lifts_the_knapsack_on_a_100_device_edge() -> None:
+    """The scale study's edge (seed 1, 6 modules, lambda 0.5): at T = 20 s the knapsack's E_lb is 248 J; the LP's
+    sees each device's whole payload and the one-hop rows: at least 290 J."""
+    p = random_instance(100, 1, 6, 1, lam=0.5)
+    best, nu = EnergyBound.of(p).prices(20.0)
+    lp = SubsetEnergy(p).energy_edges(20.0, nu, best)
+    assert best[0] < 250 and lp[0] > 290
+
+
+def test_an_edge_with_too_many_columns_keeps_the_floor(monkeypatch) -> None:
+    import solvers.subset_energy as se
+
+    p = random_instance(10, 1, 4, 0, lam=0.5)
+    monkeypatch.setattr(se, "MAX_COLUMNS", 5)
+    assert EdgeEnergy.of(p, 0, p.coverage_demand()[0]) is None
+    assert SubsetEnergy(p).energy_edges(10.0, np.ones(1), np.array([3.0]))[0] == 3.0
