@@ -56,6 +56,11 @@ STEPS = (0.02, 0.05, 0.1, 0.2, 0.35)
 least distortion is priced (each settled point tightens the bound); then the interval that sets the bound is split,
 up to MAX_POINTS settled latencies."""
 MAX_POINTS = 16
+SEARCH_SHARE = 0.4
+"""mu = 0: the share of the time left for the search (the ladder gets the rest)."""
+LADDER = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.013)
+"""mu = 0, where the search stops unproven: T = (1 - step) x the incumbent's latency, coarse first (as
+solvers/latency_search.py)."""
 
 
 def applies(p: RoundProblem) -> bool:
@@ -225,12 +230,14 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
     # mu > 0: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder
     t = best_cost.latency_s * (1 - TRIAL * gap) if mu == 0 else best_cost.objective
     steps = (0.0, *STEPS)
-    while time.perf_counter() < deadline and t > t_floor:  # (no plan is faster than t_floor)
-        # the slowest edges first: they decide whether t is reachable; an edge not settled counts 0 (still a bound)
+    def point(t: float, until: float) -> tuple[float, list[np.ndarray | None]]:
+        """F_lb(t) (inf: some edge cannot finish by t) and the edges' least-distortion columns (None: not solved).
+        The slowest edges first: they decide whether t is reachable; an edge not solved in time counts 0."""
+        nonlocal milps, settled
         order = np.argsort([-best_cost.edge_latency_s[int(p.device_edge[lc.dev[0]])] for lc in cols], kind="stable")
         total, chosen = 0.0, [None] * len(cols)  # type: tuple[float, list[np.ndarray | None]]
         for i in order.tolist():
-            left = deadline - time.perf_counter()
+            left = until - time.perf_counter()
             if left <= 0.02:
                 break
             status, sol, lb = cols[i].at(t, left, budget, objective=math.isfinite(budget) or mu > 0)
@@ -244,6 +251,11 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
                 break
         settled += 1
         tested.append((t, total))
+        return total, chosen
+
+    search = deadline if mu > 0 else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
+    while time.perf_counter() < search and t > t_floor:  # (no plan is faster than t_floor)
+        total, chosen = point(t, search)
         if not math.isfinite(total) or total > budget:
             if mu == 0:
                 break  # no plan finishes by t: t is the bound
@@ -272,6 +284,14 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
             t = 0.5 * (left + right)
         else:
             break
+    if mu == 0:  # not proven: a ladder of coarser latencies, coarse first, each one no plan reaches is a bound
+        for step in LADDER:
+            t = best_cost.latency_s * (1 - step)
+            if t <= bound()[0] or time.perf_counter() >= deadline:
+                continue
+            total, _ = point(t, deadline)
+            if math.isfinite(total) and total <= budget:
+                break
     return LevelPlan(*best, best_cost.objective, bound()[0], milps, settled)
 
 
