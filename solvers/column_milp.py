@@ -89,9 +89,9 @@ def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
 
 
 def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
-             gap: float, cutoff: float) -> tuple[str, np.ndarray | None, float]:
+             gap: float, cutoff: float, options: dict[str, Any] | None = None) -> tuple[str, np.ndarray | None, float]:
     """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
-    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound)."""
+    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound). options: more HiGHS options."""
     fast = bare_highs()
     if fast is None:
         raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
@@ -123,6 +123,8 @@ def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
+    for key, value in (options or {}).items():
+        h.setOptionValue(key, value)
     h.passModel(lp)
     h.run()
     info = h.getInfo()

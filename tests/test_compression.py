@@ -155,6 +155,10 @@ def test_auto_lets_the_solver_choose_and_the_ledger_charges_its_choice():
                for m in r.modules)
     assert result.history[-1]["cost/bytes/uplink"] == float(want)
     assert result.history[-1]["plan/fallback"] == 0.0
+    # the levels were chosen with placement and relays by the joint level model (solvers/level_model.py), which
+    # certified the round: its bound covers the level choice
+    assert result.history[-1]["plan/level_model"] == 1.0
+    assert 0 < result.history[-1]["plan/lower_bound"] <= result.history[-1]["plan/latency_s"]
 
 
 @pytest.mark.parametrize(("change", "message"), [
