@@ -78,4 +78,4 @@ def test_segments_apply_each_devices_weight_to_its_rows():
     torch.testing.assert_close(linear(x, seg, weight, bias), expected)
     torch.testing.assert_close(seg.sum(x), torch.stack([x[dev == d].sum(0) for d in range(len(counts))]))
     with pytest.raises(ValueError, match="rows given"):
-        seg.apply(x[1:], lambda xp, devs: xp)
+        seg.apply(x[1:], lambda xp: xp)

@@ -46,14 +46,18 @@ class PackedLoss:
         self.trunk = cast(Trunk, bank.trunk)  # native only (batched_unsupported rules out Hugging Face trunks)
         self.num_experts = len(bank.experts)
         self.lora_scale = self.cfg.lora_alpha / self.cfg.lora_rank
-        self.stems: dict[str, tuple[int, int]] = {}
-        """Per conv-stem modality: the first convolution's padding and the second's stride."""
+        self.stems: dict[str, int] = {}
+        """Per conv-stem modality: the first convolution's padding."""
         self.iq = {m.name: bool(getattr(bank.module(f"encoder/{m.name}"), "iq_features", False))
                    for m in layout.modalities}
         for m in layout.modalities:
             stem = getattr(bank.module(f"encoder/{m.name}"), "stem", None)
             if stem is not None:
-                self.stems[m.name] = (int(stem[0].padding[0]), int(stem[2].stride[0]))
+                first, second = stem[0], stem[2]
+                if set(first.stride) != {1} or second.kernel_size != second.stride or set(second.padding) != {0}:
+                    raise ValueError(f"packed passes: encoder/{m.name}'s stem is not a stride-1 convolution then "
+                                     f"non-overlapping patches ({first}, {second}); set federation.packed=false")
+                self.stems[m.name] = int(first.padding[0])
 
     def __call__(self, tensors: Mapping[str, Tensor], batch: PackedBatch
                  ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
@@ -94,17 +98,7 @@ class PackedLoss:
                 i, q = x[:, :1], x[:, 1:]
                 x = torch.cat([x, i * i + q * q, i * i - q * q, 2 * i * q], dim=1)
             w1, b1, w2, b2 = (get(key, k) for k in ("stem.0.weight", "stem.0.bias", "stem.2.weight", "stem.2.bias"))
-            pad1, stride2 = self.stems[name]
-
-            def stem(xp: Tensor, devs: Tensor) -> Tensor:
-                n, length = xp.shape[:2]
-                grouped = xp.transpose(0, 1).reshape(length, n * xp.shape[2], *xp.shape[3:])
-                y = _conv(grouped, w1[devs].flatten(0, 1), b1[devs].flatten(), 1, pad1, n)
-                y = _conv(F.gelu(y), w2[devs].flatten(0, 1), b2[devs].flatten(), stride2, 0, n)
-                return y.reshape(length, n, -1, *y.shape[2:]).transpose(0, 1)
-
-            out = seg.apply(x, stem)
-            tokens = out.flatten(2).transpose(1, 2)
+            tokens = seg.apply(_windows(x, w1.shape[-1], self.stems[name]), _stem, w1, b1, w2, b2)
         pos = get(key, "pos_embed")[:, : tokens.shape[1]]
         return tokens + pos[dev] + get(key, "type_embed")[dev][:, None]
 
@@ -113,9 +107,9 @@ class PackedLoss:
         b = get(f"adapter/{layer}", f"lora.{linear_name}.B")  # [D, out, r]
         scale = self.lora_scale
 
-        def fn(xp: Tensor, devs: Tensor) -> Tensor:
-            return torch.bmm(torch.bmm(xp, a[devs].transpose(1, 2)) * scale, b[devs].transpose(1, 2))
-        return seg.apply(x, fn)
+        def fn(xp: Tensor, a: Tensor, b: Tensor) -> Tensor:
+            return torch.bmm(torch.bmm(xp, a.transpose(1, 2)) * scale, b.transpose(1, 2))
+        return seg.apply(x, fn, a, b)
 
     def _layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get) -> Tensor:
         seg = batch.tokens
@@ -129,18 +123,16 @@ class PackedLoss:
         key = f"adapter/{i}"
         dw, db, uw, ub = (get(key, k) for k in ("down.weight", "down.bias", "up.weight", "up.bias"))
 
-        def bottleneck(xp: Tensor, devs: Tensor) -> Tensor:
-            mid = F.gelu(torch.baddbmm(db[devs][:, None], xp, dw[devs].transpose(1, 2)))
-            return torch.baddbmm(ub[devs][:, None], mid, uw[devs].transpose(1, 2))
-        return h + seg.apply(h, bottleneck)
+        return h + seg.apply(h, _mlp, dw, db, uw, ub)
 
     @staticmethod
     def _attention(qkv: Tensor, batch: PackedBatch, heads: int) -> Tensor:
         width = qkv.shape[1] // 3
         parts = []
-        for bucket in batch.buckets:
+        # one gather for all buckets, split (a gather's backward zero-fills all of qkv: once, not once a bucket)
+        gathered = qkv.index_select(0, batch.bucket_rows).split([b.index.numel() for b in batch.buckets])
+        for bucket, rows in zip(batch.buckets, gathered):
             n, s = bucket.index.shape
-            rows = qkv.index_select(0, bucket.index.flatten())
             q, k, v = rows.view(n, s, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.attend)
             parts.append(att.transpose(1, 2).reshape(n * s, width))
@@ -170,10 +162,7 @@ class PackedLoss:
             key = f"expert/{i}"
             w1, b1, w2, b2 = (get(key, k) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
 
-            def expert(xp: Tensor, devs: Tensor, w1=w1, b1=b1, w2=w2, b2=b2) -> Tensor:
-                mid = F.gelu(torch.baddbmm(b1[devs][:, None], xp, w1[devs].transpose(1, 2)))
-                return torch.baddbmm(b2[devs][:, None], mid, w2[devs].transpose(1, 2))
-            out = out + batch.prompts.apply(x, expert) * (gate_k * picked_k[..., i]).sum(-1, keepdim=True)
+            out = out + batch.prompts.apply(x, _mlp, w1, b1, w2, b2) * (gate_k * picked_k[..., i]).sum(-1, keepdim=True)
         reached = batch.prompts.sum(picked_k.any(1).to(probs.dtype)) > 0
         return x + out, aux, reached
 
@@ -186,11 +175,11 @@ class PackedLoss:
         nw, nb, fw, fb = (get(key, k) for k in ("norm.weight", "norm.bias", "fc.weight", "fc.bias"))
         eps = 1e-5  # nn.LayerNorm's default, the heads' own
 
-        def head(xp: Tensor, devs: Tensor) -> Tensor:
-            normed = F.layer_norm(xp, xp.shape[-1:], eps=eps) * nw[devs][:, None] + nb[devs][:, None]
-            return torch.baddbmm(fb[devs][:, None], normed, fw[devs].transpose(1, 2))
+        def head(xp: Tensor, nw: Tensor, nb: Tensor, fw: Tensor, fb: Tensor) -> Tensor:
+            normed = F.layer_norm(xp, xp.shape[-1:], eps=eps) * nw[:, None] + nb[:, None]
+            return torch.baddbmm(fb[:, None], normed, fw.transpose(1, 2))
 
-        out = seg.apply(pooled, head)
+        out = seg.apply(pooled, head, nw, nb, fw, fb)
         y = batch.targets[task]
         dev = seg.device_of
         if kind == "classification":
@@ -204,6 +193,33 @@ class PackedLoss:
         return seg.sum(per_sample * weight) / seg.sum(weight).clamp(min=1)
 
 
-def _conv(x: Tensor, weight: Tensor, bias: Tensor, stride: int, padding: int, groups: int) -> Tensor:
-    return (F.conv1d if weight.dim() == 3 else F.conv2d)(x, weight, bias, stride=stride, padding=padding,
-                                                         groups=groups)
+def _mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """Per-device linear -> GELU -> linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
+    return torch.baddbmm(b2[:, None], F.gelu(torch.baddbmm(b1[:, None], x, w1.transpose(1, 2))), w2.transpose(1, 2))
+
+
+def _windows(x: Tensor, kernel: int, padding: int) -> Tensor:
+    """The first convolution's input windows: [N, C, *size] -> [N, *size, C * kernel ** dims] (stride 1)."""
+    if x.dim() == 4:  # image [N, C, H, W]
+        cols = F.unfold(x, kernel, padding=padding)  # [N, C * k * k, H * W], channels (C, ky, kx)
+        return cols.transpose(1, 2).reshape(x.shape[0], *x.shape[2:], -1)
+    cols = F.pad(x, (padding, padding)).unfold(2, kernel, 1)  # [N, C, T, k]
+    return cols.permute(0, 2, 1, 3).flatten(2)
+
+
+def _stem(xp: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """An encoder's conv -> GELU -> patch conv as two per-device matmuls: windows [n, L, *size, C * k^dims]
+    -> tokens [n, L, patches, width] (patches in the convolution's row-major order)."""
+    n, length, *size, _ = xp.shape
+    patch = w2.shape[-1]
+    mid = F.gelu(torch.baddbmm(b1[:, None], xp.reshape(n, -1, xp.shape[-1]), w1.flatten(2).transpose(1, 2)))
+    mid = mid.view(n, length, *size, -1)
+    if len(size) == 2:  # [n, L, H, W, c] -> [n, L, H/p, W/p, c, p, p]
+        h, w = (s // patch for s in size)
+        mid = mid[:, :, :h * patch, :w * patch].reshape(n, length, h, patch, w, patch, -1)
+        patches = mid.permute(0, 1, 2, 4, 6, 3, 5).reshape(n, length * h * w, -1)
+    else:  # [n, L, T, c] -> [n, L, T/p, c, p]
+        t = size[0] // patch
+        patches = mid[:, :, :t * patch].reshape(n, length, t, patch, -1).transpose(3, 4).reshape(n, length * t, -1)
+    out = torch.baddbmm(b2[:, None], patches, w2.flatten(2).transpose(1, 2))
+    return out.view(n, length, -1, out.shape[-1])

@@ -75,6 +75,8 @@ class PackedBatch:
     """Bool [tokens]: the token counts for the balance loss (not padding, not an absent modality's)."""
     tokens: Segments
     buckets: list[Bucket]
+    bucket_rows: Tensor
+    """Long [tokens]: cat(buckets' flattened indices)."""
     restore: Tensor
     """Long [tokens]: the rows of cat(buckets' flattened outputs) in token order."""
     prompt_rows: Tensor
@@ -158,6 +160,7 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
         inputs={k: v.to(device) for k, v in inputs.items()}, samples=samples,
         source=torch.as_tensor(source, device=device), counted=counted.to(device),
         tokens=Segments(rows * length, device), buckets=buckets,
+        bucket_rows=torch.as_tensor(np.concatenate(placed), device=device),
         restore=torch.as_tensor(np.argsort(np.concatenate(placed), kind="stable"), device=device),
         prompt_rows=torch.as_tensor(np.concatenate(prompt_parts), device=device),
         prompts=Segments(rows * n_tasks * plen, device), heads=heads, targets=targets, task_samples=task_samples,

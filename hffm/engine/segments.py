@@ -63,6 +63,10 @@ class Segments:
                                  torch.as_tensor(gather.reshape(-1), device=device), (len(devs), longest)))
             i = j
         self.chunks = chunks
+        self._gather = torch.cat([c.gather for c in chunks]) if chunks else torch.zeros(0, dtype=torch.long)
+        self._devices = torch.cat([c.devices for c in chunks]) if chunks else torch.zeros(0, dtype=torch.long)
+        self._sizes = [c.shape[0] * c.shape[1] for c in chunks]
+        self._counts = [c.shape[0] for c in chunks]
         self.padded_rows = offset
         """Rows the chunks compute, padding included."""
         self._identity = offset == self.rows and bool(np.array_equal(pick, np.arange(self.rows)))
@@ -70,15 +74,24 @@ class Segments:
         self.device_of = torch.as_tensor(np.repeat(np.arange(len(counts)), counts), device=device)
         """Long [rows]: each row's device."""
 
-    def apply(self, x: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        """``fn(padded [n, longest, *x.shape[1:]], devices [n]) -> [n, longest, *out]`` per chunk; rows back in
-        order: [rows, *out]. Rows must be independent in ``fn`` (a padding slot holds a copy of a real row)."""
+    def apply(self, x: Tensor, fn: Callable[..., Tensor], *weights: Tensor) -> Tensor:
+        """``fn(padded [n, longest, *x.shape[1:]], *(w[devices] for w in weights)) -> [n, longest, *out]`` per
+        chunk; rows back in order: [rows, *out]. Rows must be independent in ``fn`` (a padding slot holds a copy
+        of a real row, its output is dropped).
+
+        One gather for the rows and one a weight, split into the chunks (a gather's backward zero-fills its
+        whole input: one per chunk would fill the wave's rows once per chunk).
+        """
         if x.shape[0] != self.rows:
             raise ValueError(f"Segments.apply: {x.shape[0]} rows given, the segments hold {self.rows}")
-        outs = []
-        for chunk in self.chunks:
-            padded = x.index_select(0, chunk.gather).view(*chunk.shape, *x.shape[1:])
-            outs.append(fn(padded, chunk.devices).flatten(0, 1))
+        if len(self.chunks) == 1 and self._identity:
+            n, longest = self.chunks[0].shape
+            ws = [w.index_select(0, self._devices) for w in weights]
+            return fn(x.view(n, longest, *x.shape[1:]), *ws).flatten(0, 1)
+        rows = x.index_select(0, self._gather).split(self._sizes)
+        per_weight = [w.index_select(0, self._devices).split(self._counts) for w in weights]
+        outs = [fn(r.view(*c.shape, *x.shape[1:]), *(ws[i] for ws in per_weight)).flatten(0, 1)
+                for i, (r, c) in enumerate(zip(rows, self.chunks))]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return out if self._identity else out.index_select(0, self._pick)
 
@@ -90,7 +103,6 @@ class Segments:
 
 def linear(x: Tensor, segments: Segments, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """Row r times its device's ``weight`` [D, out, in] (+ ``bias`` [D, out]): [rows, out]."""
-    def fn(xp: Tensor, devs: Tensor) -> Tensor:
-        y = torch.bmm(xp, weight[devs].transpose(1, 2))
-        return y if bias is None else y + bias[devs][:, None]
-    return segments.apply(x, fn)
+    if bias is None:
+        return segments.apply(x, lambda xp, w: torch.bmm(xp, w.transpose(1, 2)), weight)
+    return segments.apply(x, lambda xp, w, b: torch.baddbmm(b[:, None], xp, w.transpose(1, 2)), weight, bias)
