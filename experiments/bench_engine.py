@@ -1,8 +1,11 @@
 """Device-steps per second of the training engine, batched and one device at a time, on any accelerator.
 
+Three engines (``ENGINES``): ``packed`` (the default: one pass a step per wave), ``batched`` (the vmapped
+passes over padded groups, ``LocalConfig.packed=False``) and ``sequential``.
+
 Builds the scale benchmark's world (``tiny`` model, about 16 training samples a device), runs one star round
 to collect a round's training jobs through the loop's ``trainer=`` seam, then times ``train_devices`` on
-those jobs with ``federation.batched`` on and off, interleaved, ``--repeats`` times each, and reports the
+those jobs with each engine, interleaved, ``--repeats`` times each, and reports the
 best of each: wall and CPU seconds (this process, all its threads), device-steps per second (devices x
 local steps / wall seconds) and the batched / sequential ratios. On CUDA the clock waits for the device
 (``torch.cuda.synchronize``) before it is read; CPU seconds then count the host only.

@@ -57,8 +57,8 @@ class Bucket:
 
     index: Tensor
     """Long [samples, length]: each position's token."""
-    attend: Tensor
-    """Bool [samples, 1, 1, length]: True where the key may be attended (not text padding, not absent)."""
+    attend: Tensor | None
+    """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be attended (not text padding, not absent)."""
 
 
 @dataclass
@@ -142,7 +142,11 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
     for s in np.unique(sample_length):
         index = sample_start[sample_length == s][:, None] + np.arange(s)[None, :]
         index_t = torch.as_tensor(index)
-        buckets.append(Bucket(index_t.to(device), counted[index_t][:, None, None, :].to(device)))
+        attend = counted[index_t]
+        if attend.all():  # no key to mask: the attention kernel without a mask
+            buckets.append(Bucket(index_t.to(device), None))
+        else:
+            buckets.append(Bucket(index_t.to(device), attend[:, None, None, :].to(device)))
         placed.append(index.reshape(-1))
 
     heads, targets, task_samples = {}, {}, {}
