@@ -58,7 +58,8 @@ class Bucket:
     index: Tensor
     """Long [samples, length]: each position's token."""
     attend: Tensor | None
-    """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be attended (not text padding, not absent)."""
+    """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be
+    attended (not text padding, not an absent modality's)."""
 
 
 @dataclass
