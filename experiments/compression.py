@@ -35,7 +35,7 @@ from typing import Any
 
 LEVELS = ("none", "fp16", "int8", "topk", "auto")
 BASE = ["experiment=hffm", "topology=default", "model=tiny", "data=benchmark", "data.benchmark.num_samples=1200",
-        "federation.local_steps=2", "federation.batch_size=32", "solver=joint", "solver.time_limit_s=0",
+        "federation.local_steps=2", "federation.batch_size=32", "solver=joint", "solver.time_limit_s=2",
         "logger=none", "progress=none",
         "plots=false"]
 QUICK = ["topology.num_edges=2", "topology.devices_per_edge=2", "data.benchmark.num_samples=300",
