@@ -36,6 +36,8 @@ class LocalConfig:
     """Train the round's devices together in batched passes where the model allows it."""
     max_batch_devices: int = 64
     """Most devices in one batched pass."""
+    packed: bool = False
+    """Batched passes packed (`hffm.engine.packed`): every device of a wave in one pass a step, no padding."""
 
 
 @dataclass(frozen=True)
