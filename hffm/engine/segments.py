@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-PAD_RATIO = 0.7
+PAD_RATIO = 0.85
 """A chunk takes devices (largest row count first) while their count is at least this share of the chunk's
-largest: at most 1 / PAD_RATIO - 1 padded rows per real row inside a chunk."""
+largest: at most 1 / PAD_RATIO - 1 padded rows per real row inside a chunk. More chunks cost launches, more
+padding costs arithmetic; at 100 devices of the bench world 0.85 was the cheapest of 0.4-1.0 (0.7: 3-4 %
+more CPU s, 0.4 and 1.0: 12 % more)."""
 
 
 @dataclass(frozen=True)
