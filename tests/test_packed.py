@@ -20,10 +20,12 @@ def _fabric():
 
 
 def _world():
-    """6 devices an edge, of different modality and task sets (and so different batch sizes)."""
+    """6 devices an edge, of different modality and task sets (and so different batch sizes); some samples miss
+    a modality."""
     cfg = tiny_config(rounds=1)
     cfg.topology.devices_per_edge = 6
     cfg.data.benchmark.num_samples = 500
+    cfg.data.benchmark.missing_prob = 0.3
     cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
     cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
                                     ["modulation"], ["object"]]
@@ -49,6 +51,7 @@ def test_packed_training_equals_each_device_training_alone(optimizer, batch_size
     signatures = {(tuple(j.data.modality_names), tuple(j.data.task_names)) for j in jobs}
     assert len(signatures) >= 4 and len({len(j.data) for j in jobs}) > 1
     assert any(len(j.data) % batch_size for j in jobs)  # some batches are short
+    assert any(not p.all() for j in jobs for p in j.data.present.values())  # some samples miss a modality
     local = LocalConfig(steps=3, batch_size=batch_size, lr=1e-2, weight_decay=0.1, optimizer=optimizer,
                         packed=True, max_batch_devices=7)
     packed = train_batched(_fabric(), world.bank, jobs, local)
