@@ -1,8 +1,11 @@
 """Device-steps per second of the training engine, batched and one device at a time, on any accelerator.
 
+Three engines (``ENGINES``): ``packed`` (the default: one pass a step per wave), ``batched`` (the vmapped
+passes over padded groups, ``LocalConfig.packed=False``) and ``sequential``.
+
 Builds the scale benchmark's world (``tiny`` model, about 16 training samples a device), runs one star round
 to collect a round's training jobs through the loop's ``trainer=`` seam, then times ``train_devices`` on
-those jobs with ``federation.batched`` on and off, interleaved, ``--repeats`` times each, and reports the
+those jobs with each engine, interleaved, ``--repeats`` times each, and reports the
 best of each: wall and CPU seconds (this process, all its threads), device-steps per second (devices x
 local steps / wall seconds) and the batched / sequential ratios. On CUDA the clock waits for the device
 (``torch.cuda.synchronize``) before it is read; CPU seconds then count the host only.
@@ -64,12 +67,17 @@ def collect_jobs(fabric: Fabric, world, cfg) -> tuple:
     return calls[0]
 
 
-def timed(fabric: Fabric, bank, jobs, local, batched: bool) -> tuple[float, float]:
+ENGINES = {"batched": {"batched": True, "packed": False}, "packed": {"batched": True, "packed": True},
+           "sequential": {"batched": False, "packed": False}}
+"""The engines timed: vmapped passes over padded groups, packed passes (one a step per wave), one device at a time."""
+
+
+def timed(fabric: Fabric, bank, jobs, local, engine: str) -> tuple[float, float]:
     """(wall s, CPU s) of one call of the engine on the jobs."""
     sync = torch.cuda.synchronize if fabric.device.type == "cuda" else (lambda: None)
     sync()
     wall, cpu = time.perf_counter(), time.process_time()
-    train_devices(fabric, bank, jobs, dataclasses.replace(local, batched=batched))
+    train_devices(fabric, bank, jobs, dataclasses.replace(local, **ENGINES[engine]))
     sync()
     return time.perf_counter() - wall, time.process_time() - cpu
 
@@ -83,10 +91,10 @@ def bench(devices: int, device: str, threads: int, repeats: int, steps: int) -> 
     world.bank.to(fabric.device)
     _, bank, jobs, local = collect_jobs(fabric, world, cfg)
     load_before = [round(x, 2) for x in os.getloadavg()]
-    times: dict[str, list[tuple[float, float]]] = {"batched": [], "sequential": []}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in ENGINES}
     for _ in range(repeats):
-        times["batched"].append(timed(fabric, bank, jobs, local, True))
-        times["sequential"].append(timed(fabric, bank, jobs, local, False))
+        for name in ENGINES:
+            times[name].append(timed(fabric, bank, jobs, local, name))
     device_steps = len(jobs) * local.steps
     out: dict[str, Any] = {
         "machine": torch.cuda.get_device_name() if device == "cuda" else MACHINE,
@@ -101,6 +109,8 @@ def bench(devices: int, device: str, threads: int, repeats: int, steps: int) -> 
                      "all_wall_s": [w for w, _ in runs], "all_cpu_s": [c for _, c in runs]}
     out["speedup_wall"] = out["sequential"]["wall_s"] / out["batched"]["wall_s"]
     out["speedup_cpu"] = out["sequential"]["cpu_s"] / out["batched"]["cpu_s"]
+    out["packed_speedup_wall"] = out["sequential"]["wall_s"] / out["packed"]["wall_s"]
+    out["packed_speedup_cpu"] = out["sequential"]["cpu_s"] / out["packed"]["cpu_s"]
     return out
 
 
@@ -119,12 +129,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     device = pick_device(args.device)
     result = bench(args.devices, device, args.threads, args.repeats, args.steps)
-    for name in ("batched", "sequential"):
+    for name in ENGINES:
         r = result[name]
         print(f"{name:>10}: {r['device_steps_per_s']:8.1f} device-steps/s, wall {r['wall_s']:.2f} s, "
               f"CPU {r['cpu_s']:.2f} s")
     print(f"batched / sequential: {result['speedup_wall']:.2f}x wall, {result['speedup_cpu']:.2f}x CPU "
           f"({result['devices']} devices, {device}, {args.threads} thread(s), {result['machine']})")
+    print(f"packed / sequential: {result['packed_speedup_wall']:.2f}x wall, {result['packed_speedup_cpu']:.2f}x CPU")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{device}_{result['devices']}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")

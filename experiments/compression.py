@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import sys
@@ -35,7 +36,7 @@ from typing import Any
 
 LEVELS = ("none", "fp16", "int8", "topk", "auto")
 BASE = ["experiment=hffm", "topology=default", "model=tiny", "data=benchmark", "data.benchmark.num_samples=1200",
-        "federation.local_steps=2", "federation.batch_size=32", "solver=joint", "solver.time_limit_s=0",
+        "federation.local_steps=2", "federation.batch_size=32", "solver=joint", "solver.time_limit_s=2",
         "logger=none", "progress=none",
         "plots=false"]
 QUICK = ["topology.num_edges=2", "topology.devices_per_edge=2", "data.benchmark.num_samples=300",
@@ -251,7 +252,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus_note": "2-core CPU container, "
                "shared with other jobs (wall times swing with load; CPU seconds are this process's)",
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    (args.out / "results.json").write_text(json.dumps({"base": base, "machine": machine, "distortion": dist,
+    from code_version import commit
+
+    machine["load_avg"] = list(os.getloadavg())
+    (args.out / "results.json").write_text(json.dumps({"commit": commit(), "base": base, "machine": machine,
+                                                       "distortion": dist,
                                                        "runs": runs, "budget": args.budget}, indent=1))
     (args.out / "table.md").write_text(table(runs, dist))
     plot(runs, args.out / "front.png")

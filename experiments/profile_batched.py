@@ -8,6 +8,7 @@ operators by their own CPU time). ``--preset NAME``: one round of an experiment 
 
 Usage:
     .venv/bin/python experiments/profile_batched.py --devices 100 --threads 1
+    .venv/bin/python experiments/profile_batched.py --devices 100 --threads 1 --packed
     .venv/bin/python experiments/profile_batched.py --preset star
 """
 
@@ -44,7 +45,7 @@ def collect_jobs(world, cfg) -> tuple:
     return calls[0]
 
 
-def profile_training(devices: int, threads: int, repeats: int) -> None:
+def profile_training(devices: int, threads: int, repeats: int, packed: bool = False) -> None:
     torch.set_num_threads(threads)
     cfg = bench_config(devices, 1)
     world = make_world(cfg)
@@ -53,7 +54,7 @@ def profile_training(devices: int, threads: int, repeats: int) -> None:
 
     def run(on: bool) -> tuple[float, float]:
         wall, cpu = time.perf_counter(), time.process_time()
-        train_devices(fabric, bank, jobs, dataclasses.replace(local, batched=on))
+        train_devices(fabric, bank, jobs, dataclasses.replace(local, batched=on, packed=packed))
         return time.perf_counter() - wall, time.process_time() - cpu
 
     times: dict[str, list[tuple[float, float]]] = {"batched": [], "sequential": []}
@@ -89,12 +90,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--preset", default=None)
+    parser.add_argument("--packed", action="store_true", help="profile the packed passes (federation.packed)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", category=UserWarning)
     if args.preset:
         profile_preset(args.preset)
     else:
-        profile_training(args.devices, args.threads, args.repeats)
+        profile_training(args.devices, args.threads, args.repeats, args.packed)
 
 
 if __name__ == "__main__":

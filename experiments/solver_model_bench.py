@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from code_version import commit
 
 from solvers import random_instance, solve
 from solvers.exact import exact_solve
@@ -81,15 +82,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def _commit() -> str:
-    import subprocess
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=False).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="4,8,12")
@@ -112,7 +104,7 @@ def main() -> None:
         meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
                 "load_before": load_before, "load_now": os.getloadavg()[0], "time_limit_s": a.time_limit,
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows),
-                "commit": _commit()}
+                "commit": commit()}
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         md = table(rows)
         (out / "bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")

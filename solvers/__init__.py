@@ -10,8 +10,9 @@ from solvers.check import check_plan
 from solvers.evaluate import evaluate
 from solvers.generate import random_instance
 from solvers.instance import RoundProblem
+from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
 from solvers.model_cache import ModelCache
 from solvers.plan import RoundPlan
 
-__all__ = ["METHODS", "ModelCache", "RoundPlan", "RoundProblem", "check_plan", "evaluate", "fallback_plan",
-           "random_instance", "solve"]
+__all__ = ["LEVEL_MODEL_MESSAGE", "METHODS", "ModelCache", "RoundPlan", "RoundProblem", "check_plan", "evaluate",
+           "fallback_plan", "random_instance", "solve"]

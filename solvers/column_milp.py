@@ -89,9 +89,13 @@ def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
 
 
 def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
-             gap: float, cutoff: float) -> tuple[str, np.ndarray | None, float]:
+             gap: float, cutoff: float, options: dict[str, Any] | None = None, start: np.ndarray | None = None,
+             saved: list[np.ndarray] | None = None) -> tuple[str, np.ndarray | None, float]:
     """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
-    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound)."""
+    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound). options: more HiGHS options.
+    start: the binary columns of a warm start (the others 0; HiGHS completes the continuous part, and drops the
+    start if it is infeasible). saved: when given, every improving solution HiGHS found is appended (values of
+    all variables, first found first): each is a plan to price exactly, not only the last."""
     fast = bare_highs()
     if fast is None:
         raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
@@ -123,8 +127,18 @@ def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
+    for key, value in (options or {}).items():
+        h.setOptionValue(key, value)
     h.passModel(lp)
+    if saved is not None:
+        h.setOptionValue("mip_improving_solution_save", True)
+    if start is not None:
+        ones = np.asarray(start, dtype=np.int32)
+        idx = np.arange(k, dtype=np.int32)
+        h.setSolution(k, idx, np.isin(idx, ones).astype(float))
     h.run()
+    if saved is not None:
+        saved.extend(np.asarray(s.col_value) for s in h.getSavedMipSolutions())
     info = h.getInfo()
     bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
     if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:

@@ -41,6 +41,15 @@ GRID = 3
 edges unfinished in 1 s; refinement adds more where the answer lies)."""
 NEAR = 0.02
 """A refining tangent closer than this (relative) to an existing one is not added."""
+REFINE_MILPS = 2
+"""The first MILPs stop early (FIRST_SHARE of the time left, at least FIRST_S) so that tangents are added where
+their answers' shares land before the last MILP gets all the time left."""
+FIRST_SHARE = 0.35
+FIRST_S = 0.15
+SHORT_S = 2.0
+"""With less time left than this, one MILP gets all of it (a root LP of an 8-device edge takes about 1 CPU s)."""
+SAVED = 4
+"""The last improving solutions of each MILP that are priced exactly and refined at."""
 
 
 def tangents(share: np.ndarray, snr: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray]:
@@ -105,6 +114,7 @@ class EdgeModel:
         for u, bu in big.items():
             rows.append(({bu: 1.0, **{share[int(j)]: -1.0 for j in idx[c.up[idx] == u]}}, -INF, 0.0))
         lo = np.maximum(least, 1e-9)
+        energy: dict[int, int] = {}  # column -> its upload-energy variable e_c
         for j in idx.tolist():
             grid = np.geomspace(lo[j], 1.0, GRID) if lo[j] < 1.0 else np.array([1.0])
             pts = np.concatenate([grid, np.array(self.cuts[j])])
@@ -112,6 +122,7 @@ class EdgeModel:
             q, pw = float(c.pay[j]), float(self.power[j])
             b, t = share[j], upload[j]
             e, g = extra.add(lam / upper), gshare[j]
+            energy[j] = e
             rows.append(({b: 1.0, j: -1.0}, -INF, 0.0))  # b <= v
             rows.append(({b: 1.0, j: -float(lo[j])}, 0.0, INF))  # b >= least v
             rows.append(({g: 1.0, j: -1.0}, -INF, 0.0))  # g <= v
@@ -125,7 +136,27 @@ class EdgeModel:
             coefs.update({int(j): -float(c.ready[j]) for j in mine})
             coefs.update({upload[int(j)]: -1.0 for j in mine})
             rows.append((coefs, 0.0, INF))
+        rows.extend(self._group_rows(idx, t_var, energy))
         return rows, self.fixed * lam / upper, usable, extra, {"share": share, "big": big, "g": gshare}
+
+    def _group_rows(self, idx: np.ndarray, t_var: int, energy: dict[int, int]) -> list[Row]:
+        """Each uploader j's group as one upload: T >= a_c v_c (one member's start, summed over that member's
+        columns via j: at most one is chosen) + sum over all of j's columns of e_c / p_j (each e_c >= p_j q_c
+        phi_j(B_j) by its tangents at g_c = B_j: the group's whole payload at j's band). Valid: the group starts
+        no earlier than any member's arrival and sends every member's payload at B_j; one row per member, so their
+        max is the last arrival's, exact at integer points up to the tangents."""
+        c = self.c
+        rows: list[Row] = []
+        for u in np.unique(c.up[idx]):
+            group = idx[c.up[idx] == u]
+            pw = float(self.p.tx_power_w[u])
+            if pw <= 0 or not np.any(c.relayed[group]):
+                continue
+            total = {energy[int(j)]: -1.0 / pw for j in group}
+            for i in np.unique(c.dev[group]):
+                rows.append(({t_var: 1.0, **total, **{int(j): -float(c.ready[j]) for j in group[c.dev[group] == i]}},
+                             0.0, INF))
+        return rows
 
     def _refine(self, val: np.ndarray, cols: np.ndarray, var: dict[str, dict[int, int]]) -> int:
         """Tangents at the answer's shares (its own, its energy share, its uploader's) for the chosen columns; how
@@ -156,7 +187,10 @@ class EdgeModel:
             if left <= 0.02:
                 break
             rows, cost, usable, extra, var = self._rows(best)
-            status, val, bound = run_milp(rows, cost, usable, extra, left, 0.3 * gap, 1.0)
+            saved: list[np.ndarray] = []
+            limit = left if self.milps >= REFINE_MILPS or left < SHORT_S else max(FIRST_S, FIRST_SHARE * left)
+            status, val, bound = run_milp(rows, cost, usable, extra, min(limit, left), 0.3 * gap, 1.0,
+                                          start=self.columns(best_x, best_r), saved=saved)
             self.milps += 1
             if status == "infeasible":  # no plan below the incumbent (the rows relax every such plan)
                 lower = best
@@ -164,16 +198,28 @@ class EdgeModel:
             lower = max(lower, bound * best)
             if val is None:
                 break
-            cols = np.flatnonzero(val[: self.c.dev.size] > 0.5)
-            x, relay = self.c.plan(p.num_devices, cols)
-            if feasible(p, x, relay):
-                got = exact_cost(p, x, relay)
-                if got < best:
-                    best_x, best_r, best = x, relay, got
-            if self._refine(val, cols, var) == 0:
+            added = 0
+            for v in saved[-SAVED:] if saved else [val]:  # HiGHS's improving solutions: each a plan, priced exactly
+                cols = np.flatnonzero(v[: self.c.dev.size] > 0.5)
+                x, relay = self.c.plan(p.num_devices, cols)
+                if feasible(p, x, relay):
+                    got = exact_cost(p, x, relay)
+                    if got < best:
+                        best_x, best_r, best = x, relay, got
+                added += self._refine(v, cols, var)
+            if added == 0 and status == "solved" and bound >= (1 - 0.3 * gap) * float(cost @ val[: cost.size]):
                 break  # the answer is priced at its own tangents: its bound is as tight as this model gets
         lower = min(lower, best)
         return EdgeAnswer(best_x, best_r, best, lower, self.milps, lower >= (1 - gap) * best)
+
+    def columns(self, x: np.ndarray, relay: np.ndarray) -> np.ndarray:
+        """The columns of plan (x, relay): per device that trains, the one with its subset and uploader."""
+        c = self.c
+        out = []
+        for i in np.flatnonzero(x.any(axis=1)):
+            hit = np.flatnonzero((c.dev == i) & (c.up == relay[i]) & np.all((c.mask > 0) == x[i], axis=1))
+            out.extend(hit[:1].tolist())
+        return np.array(out, dtype=int)
 
 
 def solve_edge(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,

@@ -30,8 +30,11 @@ from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
-from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, within
+from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies, improve, within
 from solvers.instance import RoundProblem
+from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
+from solvers.level_model import applies as level_model_applies
+from solvers.level_model import solve_levels
 from solvers.levels import choose_levels
 from solvers.local import local_search
 from solvers.model_cache import ModelCache, check_cache
@@ -238,25 +241,45 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
 
 def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
     """Compression levels as decisions: placement and relays at full size (the plan above), then each device's
-    level by the exact small program of solvers/levels.py, then the band for those payloads. The lower bound is
-    the full bound of the relaxed round (every payload at the smallest factor, distortion free)."""
+    level by the exact small program of solvers/levels.py, then the band for those payloads; the lower bound is
+    the full bound of the relaxed round (every payload at the smallest factor, distortion free). At lambda = 0 on
+    edges the column model takes (solvers/level_model.py), that plan is the incumbent of the joint level model,
+    which chooses placement, relays and levels together and certifies them within the time limit."""
     t0 = time.perf_counter()
     p = problem
     full = dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None, distortion_budget=None,
                                distortion_penalty=0.0)
-    plan = joint_solve(full, **{**opts, "bound": False})  # the heuristic plan (the model does not see levels yet)
+    plan = joint_solve(full, **{**opts, "bound": False})  # the heuristic plan at full size
     x, r = plan.placement, plan.relay
     choice = choose_levels(p, x, r)
-    chosen = p.with_levels(choice.level)
+    level = choice.level
+    chosen = p.with_levels(level)
     b = plan_bandwidth(chosen, x, r)
     cost = evaluate(chosen, x, r, b)
-    lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s)) if opts.get("bound", True) else 0.0
+    bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
+    lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0
     how = ("levels exact given placement and relays" if choice.exact else
            f"levels heuristic (lambda > 0 or edges of over {len(p.level_names)}^n vectors: "
            f"{choice.edges_enumerated}/{p.num_edges} edges enumerated)")
-    return plan.with_(bandwidth_hz=b, level=choice.level, latency_s=cost.latency_s, energy_j=cost.energy_j,
-                      objective=cost.objective, lower_bound=min(lower, cost.objective), message=how,
-                      solve_seconds=time.perf_counter() - t0)
+    status = plan.status
+    if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" \
+            and level_model_applies(p):
+        got = solve_levels(p, x, r, level, lower, t0 + limit, gap)
+        if got.objective < cost.objective:
+            x, r, level = got.x, got.relay, got.level
+            chosen = p.with_levels(level)
+            b = plan_bandwidth(chosen, x, r)
+            cost = evaluate(chosen, x, r, b)
+        lower = max(lower, got.lower_bound)
+        proven = lower >= (1 - gap) * cost.objective
+        status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= t0 + limit - 0.06 else \
+            STATUS_UNPROVEN
+        how = f"{LEVEL_MODEL_MESSAGE}: {got.settled} trial latencies settled, {got.milps} MILPs"
+    elif bound and limit > 0:
+        status = STATUS_PROVEN if lower >= (1 - gap) * cost.objective else STATUS_UNPROVEN
+    return plan.with_(placement=x, relay=r, bandwidth_hz=b, level=level, latency_s=cost.latency_s,
+                      energy_j=cost.energy_j, objective=cost.objective, lower_bound=min(lower, cost.objective),
+                      message=how, status=status, solve_seconds=time.perf_counter() - t0)
 
 
 def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,

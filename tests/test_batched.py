@@ -77,7 +77,8 @@ def test_a_device_trains_only_its_placed_modules_and_short_devices_are_masked():
     bank = world.bank
     start = bank.state_of(bank.names())
     # every device is shorter than a batch; SGD with momentum, as Adam would magnify float rounding (see above)
-    local = LocalConfig(steps=4, batch_size=64, lr=1e-2, weight_decay=0.1, optimizer="sgd")
+    # the vmapped passes (packed=False; tests/test_packed.py checks the packed ones the same way)
+    local = LocalConfig(steps=4, batch_size=64, lr=1e-2, weight_decay=0.1, optimizer="sgd", packed=False)
     jobs = []
     for d in range(world.num_devices):
         data = world.train[d]

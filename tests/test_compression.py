@@ -10,7 +10,7 @@ from conftest import tiny_config
 from lightning.fabric import Fabric
 
 from hffm.config import resolve
-from hffm.federation.compression import CODECS, Codebook, CodecOptions, payload_bytes, send_module
+from hffm.federation.compression import CODECS, Codebook, CodecOptions, codebook_of, payload_bytes, send_module
 from hffm.federation.loop import run_federation
 from hffm.federation.traffic import codec_bytes
 from hffm.run import make_world
@@ -84,6 +84,28 @@ def test_error_feedback_loses_nothing_over_rounds():
     assert sent.wire_bytes == CODECS["topk"].wire_bytes((64, 16), OPTIONS)
 
 
+def test_ef21_sends_the_change_of_its_estimate_and_the_edge_applies_the_estimate():
+    """ef21: the edge's update is the estimate g' = g + topk(delta - g), which the device keeps too; g' is closer
+    to the delta than g (top-k removes its largest entries of delta - g) and equals it once k covers them all."""
+    book = codebook_of("topk", {}, 0.25, 2, "ef21")
+    g = torch.Generator().manual_seed(0)
+    base = {"w": torch.randn(8, 8, generator=g)}
+    state = {"w": base["w"] + torch.randn(8, 8, generator=g)}
+    first = send_module(state, base, book.codec(""), book.options)
+    assert first.residual is not None
+    assert torch.allclose(first.state["w"] - base["w"], first.residual["w"])  # the edge applies the estimate
+    assert int((first.residual["w"] != 0).sum()) == 16
+    est = first.residual
+    for _ in range(3):
+        delta = state["w"] - base["w"]
+        again = send_module(state, base, book.codec(""), book.options, est)
+        assert again.wire_bytes == first.wire_bytes
+        assert torch.allclose(again.state["w"] - base["w"], again.residual["w"])
+        assert (again.residual["w"] - delta).norm() < (est["w"] - delta).norm()
+        est = again.residual
+    assert torch.allclose(est["w"], state["w"] - base["w"])  # 4 sends of 25 % cover every entry
+
+
 def test_int8_cuts_the_tiny_models_update_bytes_at_least_3_5x():
     world = make_world(tiny_config())
     int8, none = Codebook("int8"), Codebook("none")
@@ -121,8 +143,10 @@ def test_the_ledger_charges_the_compressed_bytes():
     assert int8.history[-1]["cost/bytes/downlink"] == plain.history[-1]["cost/bytes/downlink"]
 
 
-def test_resume_with_error_feedback_is_exact(tmp_path):
-    cfg = tiny_config(e_agg=2, rounds=3, compression="topk", compression_kinds={"adapter": "lowrank"})
+@pytest.mark.parametrize("feedback", ["residual", "ef21"])
+def test_resume_with_error_feedback_is_exact(tmp_path, feedback):
+    cfg = tiny_config(e_agg=2, rounds=3, compression="topk", compression_kinds={"adapter": "lowrank"},
+                      compression_feedback=feedback)
     full = run_federation(_fabric(), make_world(cfg), cfg)
     assert full.state.residual  # the devices hold residuals
     run_federation(_fabric(), make_world(cfg), cfg.replace(federation={"rounds": 2}), out_dir=tmp_path)
@@ -155,6 +179,10 @@ def test_auto_lets_the_solver_choose_and_the_ledger_charges_its_choice():
                for m in r.modules)
     assert result.history[-1]["cost/bytes/uplink"] == float(want)
     assert result.history[-1]["plan/fallback"] == 0.0
+    # the levels were chosen with placement and relays by the joint level model (solvers/level_model.py), which
+    # certified the round: its bound covers the level choice
+    assert result.history[-1]["plan/level_model"] == 1.0
+    assert 0 < result.history[-1]["plan/lower_bound"] <= result.history[-1]["plan/latency_s"]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -162,6 +190,7 @@ def test_auto_lets_the_solver_choose_and_the_ledger_charges_its_choice():
     ({"compression_kinds": {"adaptor": "int8"}}, "did you mean 'adapter'"),
     ({"compression_kinds": {"adapter": "lowrnk"}}, "did you mean 'lowrank'"),
     ({"compression_topk": 0.0}, "compression_topk"),
+    ({"compression_feedback": "ef12"}, "did you mean 'ef21'"),
     ({"compression_levels": ["none", "int8", "fp8"]}, "compression_levels"),
     ({"compression": "auto", "compression_distortion": {"none": 0.0}}, "compression_distortion has no entry"),
 ])

@@ -38,7 +38,7 @@ def _brute(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:
                          [(1, 0.45, 0.0, False), (2, 0.9, 0.0, True), (3, None, 2.0, False), (4, 0.5, 1.0, True)])
 def test_levels_are_the_brute_force_optimum_given_placement_and_relays(seed, budget, penalty, aggregates):
     p = _offer(random_instance(6, 2, 3, seed, relay_aggregates=aggregates), budget, penalty)
-    plan = solve(p, "joint")
+    plan = solve(p, "joint", time_limit_s=0)  # the heuristic path: levels given its placement and relays
     assert not plan.fallback and "exact" in plan.message
     assert check_plan(p, plan) == []
     assert plan.objective == pytest.approx(_brute(p, plan.placement, plan.relay), rel=1e-6)
@@ -49,7 +49,7 @@ def test_levels_cut_the_round_latency_and_respect_the_budget():
     base = random_instance(40, 10, 8, 0)
     full = solve(base, "joint")
     p = _offer(base, budget=0.4 * 5)
-    plan = solve(p, "joint")
+    plan = solve(p, "joint", time_limit_s=0)
     assert check_plan(p, plan) == []
     assert plan.latency_s < full.latency_s
     assert p.with_levels(plan.level).distortion(plan.placement) <= 0.4 * 5 + 1e-9

@@ -21,7 +21,7 @@ The result per device is what `train_device` returns, equal up to float summatio
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,11 +34,12 @@ from torch.func import functional_call, vmap
 from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.engine.jobs import DeviceJob, LocalConfig, TrainResult
 from hffm.engine.local import _batches, _rows, train_device
+from hffm.engine.packed import PackedLoss, stacked_key
+from hffm.engine.packed_batch import WaveLayout, pack
 from hffm.engine.stacked_optim import StackedOptimizer
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
 from hffm.modules.objective import task_losses, total_loss
-from hffm.spec import CONTAINER
 
 
 def batched_unsupported(bank: ModuleBank) -> str | None:
@@ -76,6 +77,12 @@ def train_batched(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], c
     # native encoders only (batched_unsupported rules out Hugging Face ones): each has an int num_tokens
     tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
     results = [TrainResult(j.device, {}, {}) for j in jobs]
+    if cfg.packed:  # one pass a step for each wave of at most max_devices devices, whatever they hold
+        waves = [list(range(i, min(i + max_devices, len(jobs)))) for i in range(0, len(jobs), max_devices)]
+        for wave in waves:
+            for i, result in zip(wave, _train_group(fabric, bank, [jobs[i] for i in wave], cfg, packed=True)):
+                results[i] = result
+        return results
     for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
         if len(group) < MIN_PASS_DEVICES:
             for i in group:
@@ -132,7 +139,7 @@ def stack_states(bank: ModuleBank, group: StackedGroup, states: Sequence[Mapping
             slices = [own[name][key] if name in required else default
                       for own, required in zip(states, group.required)]
             stacked = torch.stack([s.detach().to(device=device, dtype=default.dtype) for s in slices])
-            full = _prefix(name) + key
+            full = stacked_key(name) + key
             if key not in is_param:
                 out.buffers[full] = stacked
                 continue
@@ -200,7 +207,9 @@ def _moved(tree: Any, device: torch.device) -> Any:
     return tree.to(device, non_blocking=True)
 
 
-def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig) -> list[TrainResult]:
+def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: LocalConfig,
+                 packed: bool = False) -> list[TrainResult]:
+    """One pass a step for ``jobs``: vmapped over a padded union layout, or ``packed`` (`hffm.engine.packed`)."""
     results = [TrainResult(j.device, {}, {}) for j in jobs]
     group = _group_of(bank, jobs)
     active = [i for i, trained in enumerate(group.trained) if trained]  # train_device skips the others too
@@ -216,12 +225,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     trains = torch.as_tensor(np.stack([stacked.trains[k] for k in keys], 1), device=device)  # [D, tensors]
     # which routing column gates each tensor's step: 0 (always on), or 1 + its expert's index
     column = torch.tensor([stacked.expert[k] + 1 if k in stacked.expert else 0 for k in keys], device=device)
-    loss_fn = _DeviceLoss(group.model).eval()  # dropout is 0 (batched_unsupported): eval changes nothing else
-
-    def device_loss(params: dict, buffers: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor], Tensor]:
-        return functional_call(loss_fn, (params, buffers), args=(), kwargs=batch, strict=False)
-
-    mapped = vmap(device_loss)
+    step_loss = _packed_step(bank, group, jobs, stacked, device) if packed else _mapped_step(group, stacked, device)
     streams: list[Iterator[dict]] = [
         _batches(j.data, cfg.batch_size, torch.Generator().manual_seed(j.seed)) for j in jobs
     ]
@@ -231,9 +235,8 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     for _ in range(cfg.steps):
         drawn = [next(s) for s in streams]
         rows = [r + _rows(b) for r, b in zip(rows, drawn)]
-        batch = stacked_batch(group, drawn, device)
         params = stacked.params | dict(zip(keys, optimizer.tensors))
-        total, per_task_loss, routed = mapped(params, stacked.buffers, batch)
+        total, per_task_loss, routed = step_loss(params, drawn)
         optimizer.zero_grad()
         fabric.backward(total.sum())  # a sum of per-device losses: each device's slice gets its own gradient
         reached = torch.cat([torch.ones_like(routed[:, :1]), routed], 1)  # [D, 1 + experts], on the device
@@ -243,7 +246,7 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     per_task = {t: v.detach().tolist() for t, v in per_task_loss.items()}
     tensors = stacked.params | dict(zip(keys, optimizer.tensors)) | stacked.buffers
     for d, i in enumerate(active):
-        states = {name: {key: tensors[_prefix(name) + key][d].detach().clone()
+        states = {name: {key: tensors[stacked_key(name) + key][d].detach().clone()
                          for key in bank.module(name).state_dict()} for name in group.trained[d]}
         losses = {f"{t}/loss": per_task[t][d] for t in jobs[d].data.task_names}
         losses["loss"] = totals[d]
@@ -251,7 +254,24 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     return results
 
 
-def _prefix(name: str) -> str:
-    """Where module `name`'s tensors sit in `_DeviceLoss` (bank name kind/key -> model.<attribute>.<key>.)."""
-    kind, key = name.split("/", 1)
-    return f"model.{CONTAINER[kind]}.{key}."
+StepLoss = Callable[[dict[str, Tensor], list[dict]], tuple[Tensor, dict[str, Tensor], Tensor]]
+"""(parameters, one batch per device) -> (total loss [D], task losses {task: [D]}, experts reached [D, n])."""
+
+
+def _mapped_step(group: StackedGroup, stacked: _Stacked, device: torch.device) -> StepLoss:
+    loss_fn = _DeviceLoss(group.model).eval()  # dropout is 0 (batched_unsupported): eval changes nothing else
+
+    def device_loss(params: dict, buffers: dict, batch: dict) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        return functional_call(loss_fn, (params, buffers), args=(), kwargs=batch, strict=False)
+
+    mapped = vmap(device_loss)
+    return lambda params, drawn: mapped(params, stacked.buffers, stacked_batch(group, drawn, device))
+
+
+def _packed_step(bank: ModuleBank, group: StackedGroup, jobs: Sequence[DeviceJob], stacked: _Stacked,
+                 device: torch.device) -> StepLoss:
+    tokens = {m.name: cast(int, bank.module(f"encoder/{m.name}").num_tokens) for m in group.modalities}
+    layout = WaveLayout.of(group.modalities, group.tasks, tokens, bank.cfg.prompt_len,
+                           [(j.data.modality_names, j.data.task_names) for j in jobs])
+    loss = PackedLoss(bank, layout)
+    return lambda params, drawn: loss(params | stacked.buffers, pack(layout, drawn, device))

@@ -36,6 +36,9 @@ class LocalConfig:
     """Train the round's devices together in batched passes where the model allows it."""
     max_batch_devices: int = 64
     """Most devices in one batched pass."""
+    packed: bool = True
+    """Batched passes packed (`hffm.engine.packed`): every device of a wave (at most ``max_batch_devices``) in one
+    pass a step, no padding; False: the vmapped passes over padded groups (`batched.plan_groups`)."""
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,10 @@ class CodecOptions:
 
     topk_fraction: float = 0.1
     rank: int = 2
+    feedback: str = "residual"
+    """Error feedback of top-k / low-rank (``federation.compression_feedback``): ``residual`` (the device keeps what
+    it did not send and adds it to the next delta) or ``ef21`` (device and edge keep the same estimate g of the
+    device's update; the device sends the compressed change delta - g, both add it to g, the edge applies g)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,11 @@ class Codebook:
         return state_wire_bytes(state, self.codec(kind, chosen), self.options)
 
 
-def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank: int) -> Codebook:
+FEEDBACK = ("residual", "ef21")
+
+
+def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank: int,
+                feedback: str = "residual") -> Codebook:
     """Validate the names (the closest valid one in the error) and build the run's ``Codebook``."""
     if level != AUTO:
         codec_of(level)
@@ -219,7 +227,11 @@ def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank
                          "e.g. 0.1")
     if rank < 1:
         raise ValueError(f"federation.compression_rank={rank}: must be >= 1, e.g. 2")
-    return Codebook(level, dict(kinds), CodecOptions(topk_fraction, rank))
+    if feedback not in FEEDBACK:
+        close = difflib.get_close_matches(str(feedback), FEEDBACK, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"federation.compression_feedback={feedback!r}: must be one of {list(FEEDBACK)}{hint}")
+    return Codebook(level, dict(kinds), CodecOptions(topk_fraction, rank, feedback))
 
 
 def state_wire_bytes(state: Mapping[str, Tensor], codec: Codec, options: CodecOptions) -> int:
@@ -246,6 +258,9 @@ def send_module(state: Mapping[str, Tensor], received: Mapping[str, Tensor], cod
     none (``Sent.residual`` is then empty)."""
     if codec.lossless and not residual:
         return Sent(dict(state), state_wire_bytes(state, codec, options), None)
+    ef21 = codec.error_feedback and options.feedback == "ef21"
+    if not codec.error_feedback and options.feedback == "ef21":
+        residual = None  # an ef21 estimate is not a debt: a codec without feedback sends the delta itself
     out: StateDict = {}
     kept: StateDict = {}
     nbytes = 0
@@ -255,13 +270,20 @@ def send_module(state: Mapping[str, Tensor], received: Mapping[str, Tensor], cod
             continue
         base = received[key].to(torch.float32)
         delta = value.to(torch.float32) - base
+        if ef21 and residual is not None and key in residual:  # the change from the estimate both sides hold
+            payload = codec.encode(delta - residual[key], options)
+            nbytes += payload_bytes(payload)
+            estimate = residual[key] + codec.decode(payload, tuple(value.shape), options)
+            kept[key] = estimate
+            out[key] = (base + estimate).to(value.dtype)
+            continue
         if residual is not None and key in residual:
             delta = delta + residual[key]
         payload = codec.encode(delta, options)
         nbytes += payload_bytes(payload)
         decoded = codec.decode(payload, tuple(value.shape), options)
         if codec.error_feedback:
-            kept[key] = delta - decoded
+            kept[key] = decoded if ef21 else delta - decoded
         out[key] = (base + decoded).to(value.dtype)
     return Sent(out, nbytes, kept if codec.error_feedback else ({} if residual else None))
 

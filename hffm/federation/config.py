@@ -82,6 +82,10 @@ class FederationConfig:
     """Fraction of each tensor's entries top-k sends."""
     compression_rank: int = 2
     """Rank low-rank sends (matrices only; a matrix it would not shrink goes dense)."""
+    compression_feedback: str = "residual"
+    """Error feedback of topk / lowrank: residual (the device keeps what it did not send and adds it to the next
+    delta) or ef21 (device and edge keep one estimate of the device's update; the device sends its compressed
+    change, the edge applies the estimate)."""
     compression_levels: list[str] = field(default_factory=lambda: ["none", "fp16", "int8", "topk"])
     """The levels ``auto`` chooses from."""
     compression_distortion: dict[str, float] = field(default_factory=lambda: dict(DISTORTION))
@@ -187,7 +191,8 @@ class FederationConfig:
 
     def codebook(self) -> Codebook:
         """The run's codec choice (``hffm.federation.compression``)."""
-        return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank)
+        return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank,
+                           self.compression_feedback)
 
     def _compression_problems(self) -> list[str]:
         try:

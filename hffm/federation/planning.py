@@ -146,6 +146,7 @@ def _solve(
     }
     if levels:
         info["compressed_devices"] = float(sum(1 for v in levels.values() if v != "none"))
+        info["level_model"] = float(plan.message.startswith(solvers.LEVEL_MODEL_MESSAGE))  # solvers/level_model.py
     return Plan(placement, relay, bandwidth, parent, info, power, cpu, levels)
 
 

@@ -1,0 +1,225 @@
+"""The packed pass: every device of a wave in one forward per local step, without padding.
+
+`hffm.engine.batched` maps one padded model over devices with vmap, so a pass computes the union's layout
+for every device (masked tokens, padding rows) and a round needs several passes a step to keep that waste
+down. Here the samples of every device lie one after another (`packed_batch.pack`) and each operation reads
+the weights its rows need:
+
+- the frozen trunk's linears, LayerNorms and GELUs run once over all tokens (they are every device's);
+- per-device weights (encoders' convolutions, LoRA deltas, adapters, routers, experts, heads) apply through
+  `Segments`: devices of similar row counts in one bmm or grouped convolution each;
+- attention runs once per sequence length: the samples of one length form a regular [samples, length] batch;
+- the balance loss and the task losses are per-device sums (`Segments.sum`), so every device's loss is the
+  one its own model computes, and the sum over devices gives each device's slice its own gradient.
+
+It computes what `M3TModel.forward_masked` and `hffm.modules.objective` compute for each device alone, in
+another summation order; the parameters are the device-stacked tensors of `batched.stack_states`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from hffm.engine.packed_batch import PackedBatch, WaveLayout
+from hffm.engine.segments import Segments, linear
+from hffm.modules.bank import ModuleBank
+from hffm.modules.trunk import Trunk
+from hffm.spec import CONTAINER, MISSING_LABEL
+
+
+def stacked_key(name: str) -> str:
+    """Where module `name`'s tensors sit among the stacked tensors (bank name kind/key -> model.<attribute>.<key>.)."""
+    kind, key = name.split("/", 1)
+    return f"model.{CONTAINER[kind]}.{key}."
+
+
+class PackedLoss:
+    """Per-device losses of a packed step; parameters and buffers stacked over the wave's devices."""
+
+    def __init__(self, bank: ModuleBank, layout: WaveLayout) -> None:
+        self.cfg, self.layout = bank.cfg, layout
+        self.trunk = cast(Trunk, bank.trunk)  # native only (batched_unsupported rules out Hugging Face trunks)
+        self.num_experts = len(bank.experts)
+        self.lora_scale = self.cfg.lora_alpha / self.cfg.lora_rank
+        self.stems: dict[str, int] = {}
+        """Per conv-stem modality: the first convolution's padding."""
+        self.iq = {m.name: bool(getattr(bank.module(f"encoder/{m.name}"), "iq_features", False))
+                   for m in layout.modalities}
+        for m in layout.modalities:
+            stem = getattr(bank.module(f"encoder/{m.name}"), "stem", None)
+            if stem is not None:
+                first, second = stem[0], stem[2]
+                if set(first.stride) != {1} or second.kernel_size != second.stride or set(second.padding) != {0}:
+                    raise ValueError(f"packed passes: encoder/{m.name}'s stem is not a stride-1 convolution then "
+                                     f"non-overlapping patches ({first}, {second}); set federation.packed=false")
+                self.stems[m.name] = int(first.padding[0])
+
+    def __call__(self, tensors: Mapping[str, Tensor], batch: PackedBatch
+                 ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+        """(total loss [D], each task's loss [D] (0 for a device without the task), experts reached [D, n])."""
+        def get(name: str, key: str) -> Tensor:
+            return tensors[stacked_key(name) + key]
+
+        n_dev = len(batch.rows)
+        prompts = [get(f"prompt/{t.name}", "tokens").reshape(n_dev * self.cfg.prompt_len, -1)
+                   for t in self.layout.tasks]
+        encoded = [self._encode(spec.name, spec.kind, batch.inputs[spec.name], batch.samples[spec.name], get)
+                   for spec in self.layout.modalities]
+        h = torch.cat(prompts + [e.flatten(0, 1) for e in encoded]).index_select(0, batch.source)
+        for i, layer in enumerate(self.trunk.layers):
+            h = self._layer(i, layer, h, batch, get)
+        h = self.trunk.norm(h)
+        kept, aux, reached = self._moe(h, batch, get)
+        total = self.cfg.moe_aux_weight * aux
+        losses = {}
+        for task in self.layout.tasks:
+            losses[task.name] = self._task_loss(task.name, task.kind, kept, batch, get)
+        task_sum = torch.zeros_like(total)
+        for loss in losses.values():
+            task_sum = task_sum + loss
+        return task_sum + total, losses, reached
+
+    def _encode(self, name: str, kind: str, x: Tensor, seg: Segments, get) -> Tensor:
+        """Tokens [samples, n, width] of modality `name` for the samples of the devices holding it."""
+        key = f"encoder/{name}"
+        dev = seg.device_of
+        if kind == "text":
+            ids = x.long()
+            table = get(key, "embed.weight")  # [D, vocab, width]
+            rows = table.flatten(0, 1)[dev[:, None] * table.shape[1] + ids]
+            tokens = torch.where((ids != 0)[..., None], rows, rows.detach())  # padding_idx 0: no gradient
+        else:
+            if self.iq[name]:
+                i, q = x[:, :1], x[:, 1:]
+                x = torch.cat([x, i * i + q * q, i * i - q * q, 2 * i * q], dim=1)
+            w1, b1, w2, b2 = (get(key, k) for k in ("stem.0.weight", "stem.0.bias", "stem.2.weight", "stem.2.bias"))
+            tokens = seg.apply(_windows(x, w1.shape[-1], self.stems[name]), _stem, w1, b1, w2, b2)
+        pos = get(key, "pos_embed")[:, : tokens.shape[1]]
+        return tokens + pos[dev] + get(key, "type_embed")[dev][:, None]
+
+    def _lora(self, x: Tensor, seg: Segments, get, layer: int, linear_name: str) -> Tensor:
+        a = get(f"adapter/{layer}", f"lora.{linear_name}.A")  # [D, r, in]
+        b = get(f"adapter/{layer}", f"lora.{linear_name}.B")  # [D, out, r]
+        scale = self.lora_scale
+
+        def fn(xp: Tensor, a: Tensor, b: Tensor) -> Tensor:
+            return torch.bmm(torch.bmm(xp, a.transpose(1, 2)) * scale, b.transpose(1, 2))
+        return seg.apply(x, fn, a, b)
+
+    def _layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get) -> Tensor:
+        seg = batch.tokens
+        x = layer.ln1(h)
+        qkv = layer.qkv(x) + self._lora(x, seg, get, i, "qkv")
+        att = self._attention(qkv, batch, layer.heads)
+        h = h + (layer.out(att) + self._lora(att, seg, get, i, "out"))
+        x = layer.ln2(h)
+        mid = F.gelu(layer.fc1(x) + self._lora(x, seg, get, i, "fc1"))
+        h = h + (layer.fc2(mid) + self._lora(mid, seg, get, i, "fc2"))
+        key = f"adapter/{i}"
+        dw, db, uw, ub = (get(key, k) for k in ("down.weight", "down.bias", "up.weight", "up.bias"))
+
+        return h + seg.apply(h, _mlp, dw, db, uw, ub)
+
+    @staticmethod
+    def _attention(qkv: Tensor, batch: PackedBatch, heads: int) -> Tensor:
+        width = qkv.shape[1] // 3
+        parts = []
+        # one gather for all buckets, split (a gather's backward zero-fills all of qkv: once, not once a bucket)
+        gathered = qkv.index_select(0, batch.bucket_rows).split([b.index.numel() for b in batch.buckets])
+        for bucket, rows in zip(batch.buckets, gathered):
+            n, s = bucket.index.shape
+            q, k, v = rows.view(n, s, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
+            att = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.attend)
+            parts.append(att.transpose(1, 2).reshape(n * s, width))
+        return torch.cat(parts).index_select(0, batch.restore)
+
+    def _moe(self, h: Tensor, batch: PackedBatch, get) -> tuple[Tensor, Tensor, Tensor]:
+        """(prompt tokens after the MoE block [prompt tokens, width], balance loss [D], experts reached [D, n])."""
+        n = self.num_experts
+        k = min(self.cfg.top_k, n)
+        seg = batch.tokens
+        router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
+        bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
+        probs = F.softmax(linear(h, seg, router, bias), dim=-1)
+        gate, chosen = probs.topk(k, dim=-1)
+        gate = gate / gate.sum(-1, keepdim=True)
+        picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [T, k, n]
+        mask = batch.counted.to(probs.dtype)[:, None]
+        count = seg.sum(mask).clamp(min=1)  # [D, 1]
+        f = seg.sum(picked.sum(1).to(probs.dtype) * mask) / (count * k)
+        p = seg.sum(probs * mask) / count
+        aux = n * (f * p).sum(-1)
+        rows = batch.prompt_rows
+        x = h.index_select(0, rows)
+        gate_k, picked_k = gate.index_select(0, rows), picked.index_select(0, rows)
+        out = torch.zeros_like(x)
+        for i in range(n):
+            key = f"expert/{i}"
+            w1, b1, w2, b2 = (get(key, k) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
+
+            out = out + batch.prompts.apply(x, _mlp, w1, b1, w2, b2) * (gate_k * picked_k[..., i]).sum(-1, keepdim=True)
+        reached = batch.prompts.sum(picked_k.any(1).to(probs.dtype)) > 0
+        return x + out, aux, reached
+
+    def _task_loss(self, task: str, kind: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
+        """Each device's loss of one task [D]: the mean per-sample loss over its labelled samples."""
+        seg = batch.task_samples[task]
+        key = f"head/{task}"
+        index = batch.heads[task]
+        pooled = kept.index_select(0, index.flatten()).view(*index.shape, -1).mean(1)
+        nw, nb, fw, fb = (get(key, k) for k in ("norm.weight", "norm.bias", "fc.weight", "fc.bias"))
+        eps = 1e-5  # nn.LayerNorm's default, the heads' own
+
+        def head(xp: Tensor, nw: Tensor, nb: Tensor, fw: Tensor, fb: Tensor) -> Tensor:
+            normed = F.layer_norm(xp, xp.shape[-1:], eps=eps) * nw[:, None] + nb[:, None]
+            return torch.baddbmm(fb[:, None], normed, fw.transpose(1, 2))
+
+        out = seg.apply(pooled, head, nw, nb, fw, fb)
+        y = batch.targets[task]
+        dev = seg.device_of
+        if kind == "classification":
+            per_sample = F.cross_entropy(out, y.long(), reduction="none", ignore_index=MISSING_LABEL)
+            weight = (y != MISSING_LABEL).to(out.dtype)
+        else:
+            scale, mean = get(key, "target_scale")[dev], get(key, "target_mean")[dev]
+            pred = out.squeeze(-1) * scale + mean
+            diff = (pred - y.to(pred.dtype)) / scale
+            per_sample, weight = diff * diff, torch.ones_like(diff)
+        return seg.sum(per_sample * weight) / seg.sum(weight).clamp(min=1)
+
+
+def _mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """Per-device linear -> GELU -> linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
+    return torch.baddbmm(b2[:, None], F.gelu(torch.baddbmm(b1[:, None], x, w1.transpose(1, 2))), w2.transpose(1, 2))
+
+
+def _windows(x: Tensor, kernel: int, padding: int) -> Tensor:
+    """The first convolution's input windows: [N, C, *size] -> [N, *size, C * kernel ** dims] (stride 1)."""
+    if x.dim() == 4:  # image [N, C, H, W]
+        cols = F.unfold(x, kernel, padding=padding)  # [N, C * k * k, H * W], channels (C, ky, kx)
+        return cols.transpose(1, 2).reshape(x.shape[0], *x.shape[2:], -1)
+    cols = F.pad(x, (padding, padding)).unfold(2, kernel, 1)  # [N, C, T, k]
+    return cols.permute(0, 2, 1, 3).flatten(2)
+
+
+def _stem(xp: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+    """An encoder's conv -> GELU -> patch conv as two per-device matmuls: windows [n, L, *size, C * k^dims]
+    -> tokens [n, L, patches, width] (patches in the convolution's row-major order)."""
+    n, length, *size, _ = xp.shape
+    patch = w2.shape[-1]
+    mid = F.gelu(torch.baddbmm(b1[:, None], xp.reshape(n, -1, xp.shape[-1]), w1.flatten(2).transpose(1, 2)))
+    mid = mid.view(n, length, *size, -1)
+    if len(size) == 2:  # [n, L, H, W, c] -> [n, L, H/p, W/p, c, p, p]
+        h, w = (s // patch for s in size)
+        mid = mid[:, :, :h * patch, :w * patch].reshape(n, length, h, patch, w, patch, -1)
+        patches = mid.permute(0, 1, 2, 4, 6, 3, 5).reshape(n, length * h * w, -1)
+    else:  # [n, L, T, c] -> [n, L, T/p, c, p]
+        t = size[0] // patch
+        patches = mid[:, :, :t * patch].reshape(n, length, t, patch, -1).transpose(3, 4).reshape(n, length * t, -1)
+    out = torch.baddbmm(b2[:, None], patches, w2.flatten(2).transpose(1, 2))
+    return out.view(n, length, -1, out.shape[-1])

@@ -1,0 +1,315 @@
+"""lambda = 0: compression levels chosen jointly with placement and relays by per-edge column MILPs.
+
+The columns of solvers/latency_model.py (device, module subset, route) get one more dimension, the level l: the
+payload is phi_l P, a relayed column's D2D hop takes phi_l P / r (a relay forwards each payload at its sender's
+level), and the column carries the level's distortion d_l (0 for a subset of no bytes: a device that sends nothing
+adds none). At a trial latency T each column's least band at T is a number (as in latency_model.py), so per edge
+
+    D_e(T) = min  sum_c d_c v_c   s.t.  sum_c band_c(T) v_c (+ pair excesses) <= B_e,  the choice rows
+
+is the least distortion with which edge e finishes by T (a column MILP: solvers/column_milp.py). At lambda = 0 the
+edges share only the round's clock and the distortion budget, so the round finishes by T within the budget iff
+F(T) = sum_e D_e(T) <= D: the budget needs no split over edges. F never increases with T, so HiGHS's dual bounds
+give F_lb(T) <= F(T) and, for tested T_1 < ... < T_K (T_0: the relaxed round's latency bound, below every plan),
+
+    lower bound = min( incumbent,  min_k  T_k + mu F_lb(T_{k+1}) )      over k with F_lb(T_{k+1}) <= D
+
+(a plan of latency in [T_k, T_{k+1}] pays at least T_k + mu F(T_{k+1})): valid for the round's program over
+placement, relays, levels and bandwidth. Relayed columns under-estimate a relay group's band (R^-1 is
+superadditive; the pair excesses of latency_model.py are added up front, the group cuts are not), which keeps the
+bound valid; a MILP plan is costed exactly and kept only when it beats the incumbent.
+Applies to one-hop rounds at lambda = 0 (relays that aggregate only without D2D links), on the edges of at most
+MODEL_MAX_DEVICES devices and MAX_COLUMNS columns; the other edges keep the incumbent's choice and count as free in
+the bound: `applies` says whether any edge is modelled.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from solvers.column_milp import INF, Extra, Row, choice_rows, minimal_covers, run_milp
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import evaluate
+from solvers.instance import RoundProblem
+from solvers.latency_model import PAIR_MIN, EdgeColumns
+from solvers.parallel import restrict
+
+MESSAGE = "levels, placement and relays by the joint level model (solvers/level_model.py)"
+"""How a plan of this model's search begins its message (hffm logs plan/level_model from it)."""
+MODEL_MAX_DEVICES = 16
+MAX_COLUMNS = 20000
+"""Most (device, subset, route, level) columns of one edge (subsets between the forced and the useful modules); a
+larger edge is not modelled: it keeps the incumbent's choice, and the bound counts it as free (no latency, no
+distortion), which keeps it valid."""
+TRIAL = 0.9
+DISTORTION_GAP = 1e-3
+"""Each edge's least distortion is solved to this relative gap, and to this share of the largest level distortion
+as an absolute gap (its dual bound enters the round's bound, so a gap costs tightness, never validity; without the
+absolute gap HiGHS spent seconds separating int8 from fp16 at 1e-6 on the 40-device preset). HiGHS's presolve is
+off: on those edges it took 1.1 of 1.45 s."""
+STEPS = (0.02, 0.05, 0.1, 0.2, 0.35)
+"""mu > 0: after the incumbent's objective and latency, T = (1 - step) x its latency: the ladder of latencies whose
+least distortion is priced (each settled point tightens the bound); then the interval that sets the bound is split,
+up to MAX_POINTS settled latencies."""
+MAX_POINTS = 16
+SEARCH_SHARE = 0.4
+"""mu = 0: the share of the time left for the search (the ladder gets the rest)."""
+LADDER = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.013)
+"""mu = 0, where the search stops unproven: T = (1 - step) x the incumbent's latency, coarse first (as
+solvers/latency_search.py)."""
+
+
+def applies(p: RoundProblem) -> bool:
+    """Whether the joint level model covers some edge of this round (see the module doc)."""
+    if p.level_factor is None or p.lam > 0 or p.tree_aggregation or p.has_power_frequency:
+        return False
+    if p.relay_aggregates and p.d2d_src.size > 0:
+        return False
+    return any(_fits(restrict(p, np.array([e]))[0], len(p.level_factor)) for e in range(p.num_edges))
+
+
+def _reduced(sub: RoundProblem) -> tuple[np.ndarray, np.ndarray]:
+    """[n, M] of one edge: `forced` (the device is in every minimal cover of the module's demand, so every feasible
+    plan has it train the module) and `useful` (eligible, with samples, the module's demand > 0: a plan that trains
+    anything else is no better than the same plan without it)."""
+    dem = sub.coverage_demand()[0]
+    useful = sub.eligible & (dem > 0)[None, :] & (sub.samples > 0)[:, None]
+    forced = np.zeros_like(useful)
+    for m in np.flatnonzero(dem > 0):
+        holders, covers = minimal_covers(sub, int(m), float(dem[m]))
+        if covers.shape[0]:
+            forced[holders[covers.all(axis=0)], m] = True
+    return forced, useful
+
+
+def column_count(sub: RoundProblem, levels: int) -> float:
+    """How many columns one edge has at most: subsets between forced and useful, times routes and levels."""
+    forced, useful = _reduced(sub)
+    routes = 1 + np.bincount(sub.d2d_src, minlength=sub.num_devices)
+    free = (useful & ~forced).sum(axis=1)
+    return float(np.sum(2.0 ** free * routes) * levels)
+
+
+def _fits(sub: RoundProblem, levels: int) -> bool:
+    """The edge is modelled: at most MODEL_MAX_DEVICES devices and MAX_COLUMNS columns."""
+    if sub.num_devices == 0 or sub.num_devices > MODEL_MAX_DEVICES:
+        return False
+    return column_count(sub, levels) <= MAX_COLUMNS
+
+
+@dataclass
+class LevelColumns:
+    """One edge's columns with levels: `c` as EdgeColumns (so the choice rows and band costs apply as they are),
+    with the level and the distortion of each column."""
+
+    sub: RoundProblem
+    dev: np.ndarray  # the edge's devices in the round
+    c: EdgeColumns
+    level: np.ndarray  # [C]
+    distortion: np.ndarray  # [C]
+    abs_gap: float  # DISTORTION_GAP x the largest distortion offered
+
+    @classmethod
+    def of(cls, p: RoundProblem, e: int) -> LevelColumns:
+        assert p.level_factor is not None and p.level_distortion is not None
+        sub, dev = restrict(p, np.array([e]))
+        b = EdgeColumns.of(sub)
+        forced, useful = _reduced(sub)
+        on = b.mask.astype(bool)
+        keep = ~(on & ~useful[b.dev]).any(axis=1) & ~(forced[b.dev] & ~on).any(axis=1)
+        slot = np.full(b.dev.size, -1)
+        slot[keep] = np.arange(int(keep.sum()))
+        b = EdgeColumns(dev=b.dev[keep], mask=b.mask[keep], up=b.up[keep], ready=b.ready[keep], pay=b.pay[keep],
+                        band=b.band, snr=b.snr, twin=slot[b.twin[keep]], union_bits=None)
+        tau = sub.samples[b.dev] * (b.mask @ sub.module_cycles) / sub.cpu_hz[b.dev]
+        hop = b.ready - tau
+        n_l, k = len(p.level_factor), b.dev.size
+        lv = np.repeat(np.arange(n_l), k)
+        base = np.tile(np.arange(k), n_l)
+        keep = (b.pay[base] > 0) | (lv == 0)  # a subset of no bytes sends nothing: one column, no distortion
+        lv, base = lv[keep], base[keep]
+        slot = np.full(n_l * k, -1)
+        slot[np.flatnonzero(keep)] = np.arange(lv.size)
+        f = p.level_factor[lv]
+        c = EdgeColumns(dev=b.dev[base], mask=b.mask[base], up=b.up[base], ready=tau[base] + hop[base] * f,
+                        pay=b.pay[base] * f, band=b.band, snr=b.snr, twin=slot[lv * k + b.twin[base]],
+                        union_bits=None)
+        dist = np.where(c.pay > 0, p.level_distortion[lv], 0.0)
+        return cls(sub, dev, c, lv, dist, DISTORTION_GAP * max(float(p.level_distortion.max()), 1e-12))
+
+    def at(self, t: float, time_limit: float, cutoff: float, objective: bool = True
+           ) -> tuple[str, np.ndarray | None, float]:
+        """The MILP at latency t: (status, chosen columns, dual bound on the least distortion); "infeasible" when
+        no choice finishes by t with distortion <= cutoff."""
+        c, p = self.c, self.sub
+        cost = c.cost(t)
+        usable = cost <= 1.0 + 1e-9  # a column that needs more than the edge's band alone never fits
+        k = c.dev.size
+        extra = Extra(k)
+        rows = choice_rows(p, c, extra)
+        band: dict[int, float] = {int(j): float(cost[j]) for j in np.flatnonzero(usable)}
+        rows += self._pairs(t, usable, extra, band)
+        rows.append((band, -INF, 1.0 + 1e-9))
+        obj = self.distortion if objective else np.zeros(k)
+        status, val, bound = run_milp(rows, obj, usable, extra, time_limit, DISTORTION_GAP, cutoff,
+                                      {"presolve": "off", "mip_abs_gap": self.abs_gap})
+        if status != "solved" or val is None:
+            return status, None, bound
+        sol = np.flatnonzero(val[:k] > 0.5)
+        return "solved", sol, min(bound, float(self.distortion[sol].sum())) if objective else 0.0
+
+    def _pairs(self, t: float, usable: np.ndarray, extra: Extra, band: dict[int, float]) -> list[Row]:
+        """The pair excesses of latency_model.py on every D2D link (their variables enter the band row)."""
+        c, p = self.c, self.sub
+        rows: list[Row] = []
+        for i, j in sorted({(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)}):
+            own, rel, excess = c.pair_extra(i, j, t)
+            if own.size == 0 or rel.size == 0:
+                continue
+            var = extra.add(0.0)
+            band[var] = 1.0
+            for a, o in enumerate(own):
+                if not usable[o]:
+                    continue
+                row = excess[a]
+                for q in np.flatnonzero(usable[rel] & ~np.isfinite(row)):  # never together
+                    rows.append(({int(o): 1.0, int(rel[q]): 1.0}, -INF, 1.0))
+                fin = usable[rel] & np.isfinite(row) & (row > PAIR_MIN)
+                if fin.any():
+                    big = float(row[fin].max())
+                    coefs = {var: 1.0, int(o): -big}
+                    coefs.update({int(r): -float(v) for r, v in zip(rel[fin], row[fin], strict=True)})
+                    rows.append((coefs, -big, INF))
+        return rows
+
+
+@dataclass(frozen=True)
+class LevelPlan:
+    """The level model's answer: placement, relays and levels, the certified lower bound, the MILPs run."""
+
+    x: np.ndarray
+    relay: np.ndarray
+    level: np.ndarray
+    objective: float
+    lower_bound: float
+    milps: int
+    settled: int  # trial latencies settled (every edge's MILP finished)
+
+
+def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np.ndarray, t_floor: float,
+                 deadline: float, gap: float = 0.01) -> LevelPlan:
+    """Improve and certify the incumbent (x0, relay0, level0) of the round p (`applies(p)`); t_floor: a valid lower
+    bound on the round's latency (the relaxed round's)."""
+    assert p.level_factor is not None
+    cols = [LevelColumns.of(p, e) for e in range(p.num_edges)
+            if _fits(restrict(p, np.array([e]))[0], len(p.level_factor))]
+    budget = math.inf if p.distortion_budget is None else float(p.distortion_budget) * (1 + 1e-9)
+    mu = p.distortion_penalty
+    best = (np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), np.asarray(level0, dtype=int))
+    best_cost = _cost(p, *best)
+    tested: list[tuple[float, float]] = []  # (T, F_lb(T))
+    milps = settled = 0
+
+    def bound() -> tuple[float, float, float]:
+        """The lower bound and the interval [left, right] of tested latencies that sets it."""
+        lb, left, at = best_cost.objective, t_floor, (t_floor, t_floor)
+        for t, f in sorted(tested):  # a plan of latency in [left, t] pays at least left + mu F(t); none if F(t) > D
+            if t <= left:
+                continue
+            if math.isfinite(f) and f <= budget and left + mu * f < lb:
+                lb, at = left + mu * f, (left, t)
+            left = t
+        if left < lb:  # a plan slower than every tested latency pays at least the last
+            lb, at = left, (left, left)
+        return lb, *at
+
+    # mu > 0: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder
+    t = best_cost.latency_s * (1 - TRIAL * gap) if mu == 0 else best_cost.objective
+    steps = (0.0, *STEPS)
+    def point(t: float, until: float) -> tuple[float, list[np.ndarray | None]]:
+        """F_lb(t) (inf: some edge cannot finish by t) and the edges' least-distortion columns (None: not solved).
+        The slowest edges first: they decide whether t is reachable; an edge not solved in time counts 0."""
+        nonlocal milps, settled
+        order = np.argsort([-best_cost.edge_latency_s[int(p.device_edge[lc.dev[0]])] for lc in cols], kind="stable")
+        total, chosen = 0.0, [None] * len(cols)  # type: tuple[float, list[np.ndarray | None]]
+        for i in order.tolist():
+            left = until - time.perf_counter()
+            if left <= 0.02:
+                break
+            status, sol, lb = cols[i].at(t, left, budget, objective=math.isfinite(budget) or mu > 0)
+            milps += 1
+            if status == "infeasible":
+                total = math.inf
+                break
+            total += lb
+            chosen[i] = sol
+            if total > budget:
+                break
+        settled += 1
+        tested.append((t, total))
+        return total, chosen
+
+    search = deadline if mu > 0 else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
+    while time.perf_counter() < search and t > t_floor:  # (no plan is faster than t_floor)
+        total, chosen = point(t, search)
+        if not math.isfinite(total) or total > budget:
+            if mu == 0:
+                break  # no plan finishes by t: t is the bound
+        elif any(sol is not None for sol in chosen):
+            got = _assemble(best, cols, chosen)  # edges not solved keep the incumbent's choice
+            cost = _cost(p, *got)
+            # (with edges not modelled the plan may break the budget; with relays it may not finish by t)
+            fits = p.with_levels(got[2]).distortion(got[0]) <= budget
+            if fits and cost.objective < best_cost.objective * (1 - 1e-12):
+                best, best_cost = got, cost
+            elif mu == 0:
+                break  # the MILP's plan is no better: stop searching
+        elif mu == 0:
+            break
+        lb, left, right = bound()
+        if lb >= (1 - gap) * best_cost.objective:
+            break
+        if mu == 0:
+            t = best_cost.latency_s * (1 - TRIAL * gap)
+            continue
+        floor = max([t_floor] + [a for a, f in tested if not (math.isfinite(f) and f <= budget)])
+        below = [c for c in (best_cost.latency_s * (1 - s) for s in steps) if floor < c < t * (1 - 1e-9)]
+        if below:  # the next step of the ladder below the latest point
+            t = below[0]
+        elif right > left and settled < MAX_POINTS:  # then split the interval that sets the bound
+            t = 0.5 * (left + right)
+        else:
+            break
+    if mu == 0:  # not proven: a ladder of coarser latencies, coarse first, each one no plan reaches is a bound
+        for step in LADDER:
+            t = best_cost.latency_s * (1 - step)
+            if t <= bound()[0] or time.perf_counter() >= deadline:
+                continue
+            total, _ = point(t, deadline)
+            if math.isfinite(total) and total <= budget:
+                break
+    return LevelPlan(*best, best_cost.objective, bound()[0], milps, settled)
+
+
+def _assemble(best: tuple[np.ndarray, np.ndarray, np.ndarray], cols: list[LevelColumns],
+              chosen: list[np.ndarray | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The incumbent with the chosen columns of the edges solved in place."""
+    x, relay, level = best[0].copy(), best[1].copy(), best[2].copy()
+    for lc, sol in zip(cols, chosen, strict=True):
+        if sol is None:
+            continue
+        xs, rs = lc.c.plan(lc.dev.size, sol)
+        x[lc.dev] = xs
+        relay[lc.dev] = lc.dev[rs]
+        level[lc.dev] = 0
+        level[lc.dev[lc.c.dev[sol]]] = lc.level[sol]
+    return x, relay, level
+
+
+def _cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray, level: np.ndarray):  # noqa: ANN202
+    q = p.with_levels(level)
+    return evaluate(q, x, relay, plan_bandwidth(q, x, relay))

@@ -1,0 +1,84 @@
+"""Packed batched passes (every device of a wave in one pass a step, no padding) give what one-device-at-a-time
+training gives."""
+
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from lightning.fabric import Fabric
+
+from hffm.engine.batched import train_batched
+from hffm.engine.jobs import DeviceJob, LocalConfig
+from hffm.engine.local import train_device
+from hffm.engine.segments import Segments, linear
+from hffm.run import make_world
+
+
+def _fabric():
+    return Fabric(accelerator="cpu", devices=1)
+
+
+def _world():
+    """6 devices an edge, of different modality and task sets (and so different batch sizes); some samples miss
+    a modality."""
+    cfg = tiny_config(rounds=1)
+    cfg.topology.devices_per_edge = 6
+    cfg.data.benchmark.num_samples = 500
+    cfg.data.benchmark.missing_prob = 0.3
+    cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
+    cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
+                                    ["modulation"], ["object"]]
+    return make_world(cfg)
+
+
+def _jobs(world):
+    bank = world.bank
+    start = bank.state_of(bank.names())
+    jobs = []
+    for d in range(world.num_devices):
+        data = world.train[d]
+        required = bank.required_modules(data.modality_names, data.task_names)
+        placed = tuple(m for m in required if d % 3 or not m.startswith(("encoder/", "head/")))
+        jobs.append(DeviceJob(d, data, start, placed if d % 5 else (), seed=200 + d))
+    return jobs
+
+
+@pytest.mark.parametrize(("optimizer", "batch_size", "atol"), [("sgd", 16, 1e-5), ("adamw", 64, 5e-4)])
+def test_packed_training_equals_each_device_training_alone(optimizer, batch_size, atol):
+    world = _world()
+    jobs = _jobs(world)
+    signatures = {(tuple(j.data.modality_names), tuple(j.data.task_names)) for j in jobs}
+    assert len(signatures) >= 4 and len({len(j.data) for j in jobs}) > 1
+    assert any(len(j.data) % batch_size for j in jobs)  # some batches are short
+    assert any(not p.all() for j in jobs for p in j.data.present.values())  # some samples miss a modality
+    local = LocalConfig(steps=3, batch_size=batch_size, lr=1e-2, weight_decay=0.1, optimizer=optimizer,
+                        packed=True, max_batch_devices=7)
+    packed = train_batched(_fabric(), world.bank, jobs, local)
+    for job, result in zip(jobs, packed):
+        one = train_device(_fabric(), world.bank, job, local)
+        assert result.device == one.device == job.device
+        assert list(result.states) == list(one.states)
+        for name in one.states:
+            for key in one.states[name]:
+                torch.testing.assert_close(result.states[name][key], one.states[name][key], atol=atol, rtol=0,
+                                           msg=f"device {job.device} {name}.{key}")
+        assert result.losses.keys() == one.losses.keys()
+        for key in one.losses:
+            assert result.losses[key] == pytest.approx(one.losses[key], abs=atol), key
+        assert result.samples == one.samples
+
+
+def test_segments_apply_each_devices_weight_to_its_rows():
+    torch.manual_seed(0)
+    counts = np.array([5, 0, 1, 9, 4, 7])
+    seg = Segments(counts, torch.device("cpu"), ratio=0.6)
+    assert len(seg.chunks) > 1
+    x = torch.randn(int(counts.sum()), 3)
+    weight, bias = torch.randn(len(counts), 2, 3), torch.randn(len(counts), 2)
+    dev = np.repeat(np.arange(len(counts)), counts)
+    expected = torch.stack([weight[d] @ row + bias[d] for d, row in zip(dev, x)])
+    torch.testing.assert_close(linear(x, seg, weight, bias), expected)
+    torch.testing.assert_close(seg.sum(x), torch.stack([x[dev == d].sum(0) for d in range(len(counts))]))
+    with pytest.raises(ValueError, match="rows given"):
+        seg.apply(x[1:], lambda xp: xp)
