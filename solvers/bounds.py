@@ -246,4 +246,6 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     if problem.lam <= 0:
         return t
     loose = t + problem.lam * energy_lower_bound(problem)
-    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=SubsetEnergy(problem)))
+    # the subset LP only on unbounded rounds: at 1,000 devices / 2 s it cost +0.9 CPU s for no gain (gap 46.3 %)
+    subset = SubsetEnergy(problem) if clock is None or not clock.bounded else None
+    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))
