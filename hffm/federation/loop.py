@@ -191,7 +191,8 @@ def run_federation(
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
             validated = None if validation is None else validation_evidence(
-                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation))
+                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation),
+                defense.validation_spread)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:

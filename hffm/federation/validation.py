@@ -42,7 +42,8 @@ if TYPE_CHECKING:
     from hffm.modules.bank import ModuleBank
 
 SPREAD = 1.5
-"""Median absolute deviations below the wave's median score at which a device's evidence is 0 (-1 at twice)."""
+"""Median absolute deviations below the wave's median score at which a device's evidence is 0 (-1 at twice): the
+default of ``defense.validation_spread``."""
 
 _STREAM = 0x5A11D
 """Tag of the validation set's seed stream (the world's streams use small tags, the faults' 0xFA17)."""
@@ -125,10 +126,10 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
     return float(np.mean(gains)) if gains else 0.0
 
 
-def validation_evidence(scores: Mapping[int, float]) -> dict[int, float]:
-    """Device -> evidence in [-1, 1]: ``1 + (score - median) / (SPREAD x MAD)``, at most 1, at least -1 (MAD: the
+def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> dict[int, float]:
+    """Device -> evidence in [-1, 1]: ``1 + (score - median) / (spread x MAD)``, at most 1, at least -1 (MAD: the
     wave's median absolute deviation from the median score): no objection to a device at or above the typical
-    score, 0 at SPREAD MADs below it, -1 at twice that; empty when the wave gives no scale (fewer than 3 devices
+    score, 0 at ``spread`` MADs below it, -1 at twice that; empty when the wave gives no scale (fewer than 3 devices
     scored, or all scored alike)."""
     if len(scores) < 3:
         return {}
@@ -136,7 +137,7 @@ def validation_evidence(scores: Mapping[int, float]) -> dict[int, float]:
     mad = statistics.median(abs(s - center) for s in scores.values())
     if not mad > 0:
         return {}
-    return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (SPREAD * mad))) for d, s in scores.items()}
+    return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (spread * mad))) for d, s in scores.items()}
 
 
 def _view(data: M3TDataset, modalities: tuple[str, ...], tasks: tuple[str, ...]) -> M3TDataset | None:
