@@ -12,9 +12,12 @@ import platform
 import time
 from pathlib import Path
 
+from code_version import CODE_PATHS, commit
+
 from solvers import random_instance, solve
 
 if __name__ == "__main__":
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = []
     for n, e in ((40, 10), (1000, 10), (10000, 100)):
         p = random_instance(n, e, 6, n, lam=0.5)
@@ -28,4 +31,5 @@ if __name__ == "__main__":
             print(rows[-1], flush=True)
     out = Path("experiments/results/solver_bench/lambda_scale.json")
     machine = f"{platform.platform()}, {os.cpu_count()} CPU cores visible (shared with other jobs while it ran)"
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=1))
+    out.write_text(json.dumps({"machine": machine, "commit": code, "load_1min": os.getloadavg()[0],
+                               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows}, indent=1))
