@@ -1,7 +1,7 @@
 """lambda > 0 at scale: joint plans at lambda = 0.5 with fixed power / frequency and with them as decisions
 (p <= tx_power_w, f in [0.3, 1] x cpu_hz), 40 / 1,000 / 10,000 devices, 6 modules; wall and CPU time of solve
-(incl. check and bound; default 2 s limit). Run: python experiments/solver_lambda_scale.py (writes experiments/results/solver_bench/
-lambda_scale.json; 2-core CPU container)."""
+(incl. check and bound; default 2 s limit). Run: python experiments/solver_lambda_scale.py
+(writes experiments/results/solver_bench/lambda_scale.json; 2-core CPU container)."""
 
 from __future__ import annotations
 
