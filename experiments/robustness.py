@@ -14,9 +14,9 @@ cuts the slowest 10 % of a clean round). Each run's final accuracy is compared w
 same rule and defense; a run also records whether any non-finite value reached the edge or cloud states, and
 which share of the honest devices' and of the attackers' updates the defense accepted (``Acceptance``).
 
-Writes into ``--out``: runs/<name>.json (one per run, reused when rerun with the same overrides by the same
-code, ``code_version.code_hash``, so an interrupted sweep resumes but an edit makes every run again),
-results.json (all of them) and table.md.
+Writes into ``--out``: runs/<name>_s<seed>.json (one per run and seed, reused when rerun with the same overrides
+by the same code, ``code_version.code_hash``, so an interrupted sweep resumes but an edit makes every run again),
+results.json (all of them) and table.md (cells: means over ``--seeds``; then the clean runs seed by seed).
 """
 
 from __future__ import annotations
@@ -156,67 +156,90 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
 
 
 def plan_runs(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """(name, overrides) of every run, clean runs first."""
-    base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
-    attack_base = [*base, f"federation.rounds={args.rounds}", f"federation.eval_every={args.rounds}"]
+    """(name, overrides) of every run, clean runs first, for every seed (a run's name ends in ``_s<seed>``)."""
     runs = []
-    for defense in args.defenses:
-        for rule in args.rules:
-            cell = [*attack_base, f"federation.rule={rule}", f"defense={defense}"]
-            runs.append((f"{defense}_{rule}_clean", cell))
-            for frac in args.fractions:
-                for attack in args.attacks:
-                    runs.append((f"{defense}_{rule}_{attack}_{round(100 * frac)}", [
-                        *cell, f"faults.attack={attack}", f"faults.attack_fraction={frac}",
-                        f"faults.attack_scale={args.attack_scale}"]))
-    scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
-                     f"federation.eval_every={args.scenario_rounds}"]
-    deadline = clean_deadline(scenario_base) if args.scenario_rules and not args.table_only else math.nan
-    for rule in args.scenario_rules:
-        cell = [*scenario_base, f"federation.rule={rule}", f"defense={args.defenses[0]}"]
-        runs.append((f"tree_{rule}_clean", cell))
-        runs.append((f"tree_{rule}_scenario", [*cell, "faults=scenario", f"federation.deadline_s={deadline:.6g}"]))
+    for seed in args.seeds:
+        base = [*BASE, *(QUICK if args.quick else []), f"seed={seed}", *args.set]
+        attack_base = [*base, f"federation.rounds={args.rounds}", f"federation.eval_every={args.rounds}"]
+        for defense in args.defenses:
+            for rule in args.rules:
+                cell = [*attack_base, f"federation.rule={rule}", f"defense={defense}"]
+                runs.append((f"{defense}_{rule}_clean_s{seed}", cell))
+                for frac in args.fractions:
+                    for attack in args.attacks:
+                        runs.append((f"{defense}_{rule}_{attack}_{round(100 * frac)}_s{seed}", [
+                            *cell, f"faults.attack={attack}", f"faults.attack_fraction={frac}",
+                            f"faults.attack_scale={args.attack_scale}"]))
+        scenario_base = [*base, "federation.d2d=tree", f"federation.rounds={args.scenario_rounds}",
+                         f"federation.eval_every={args.scenario_rounds}"]
+        deadline = clean_deadline(scenario_base) if args.scenario_rules and not args.table_only else math.nan
+        for rule in args.scenario_rules:
+            cell = [*scenario_base, f"federation.rule={rule}", f"defense={args.defenses[0]}"]
+            runs.append((f"tree_{rule}_clean_s{seed}", cell))
+            runs.append((f"tree_{rule}_scenario_s{seed}", [*cell, "faults=scenario",
+                                                           f"federation.deadline_s={deadline:.6g}"]))
     return runs
 
 
 def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
-    """Markdown: final accuracy (%) and its change from the same rule and defense's clean run, per rule x defense x
-    attack x share (cells not run show as -)."""
-    def acc(name: str) -> float:
-        return 100.0 * float(records[name]["final"]["accuracy"])
+    """Markdown: final accuracy (%), the mean over the seeds run, and its change from the same rule and defense's
+    clean run over the same seeds, per rule x defense x attack x share (cells not run show as -); then the clean
+    runs seed by seed, with each defense's cost against ``none``'s clean runs."""
+    def seeds(*names: str) -> list[int]:  # the seeds every one of ``names`` was run with
+        return [s for s in args.seeds if all(f"{n}_s{s}" in records for n in names)]
+
+    def acc(name: str, over: Sequence[int]) -> float:
+        return float(np.mean([100.0 * float(records[f"{name}_s{s}"]["final"]["accuracy"]) for s in over]))
 
     def cell(name: str, clean: str) -> str:
-        if name not in records or clean not in records:
+        both = seeds(name, clean)
+        if not both:
             return "-"
-        r = records[name]
-        mark = "" if r["state_finite"] else " **NaN/Inf in state**"
-        return f"{acc(name):.1f} ({acc(name) - acc(clean):+.1f}){mark}"
+        mark = "" if all(records[f"{name}_s{s}"]["state_finite"] for s in both) else " **NaN/Inf in state**"
+        return f"{acc(name, both):.1f} ({acc(name, both) - acc(clean, both):+.1f}){mark}"
 
     def honest(name: str) -> float | None:
-        return (records[name].get("acceptance") or {}).get("honest_accepted")
+        got = [(records[f"{name}_s{s}"].get("acceptance") or {}).get("honest_accepted") for s in seeds(name)]
+        got = [x for x in got if x is not None]
+        return float(np.mean(got)) if got else None
 
     cols = [(a, f) for f in args.fractions for a in args.attacks]
-    lines = ["| defense | rule | clean | " + " | ".join(f"{a} {round(100 * f)} %" for a, f in cols)
-             + " | worst 20 % | worst 30 % | honest accepted: clean, lowest |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in cols) + " | --- | --- | --- |"]
+    lines = ["| " + " | ".join(["defense", "rule", "clean", *(f"{a} {round(100 * f)} %" for a, f in cols),
+                                "worst 20 %", "worst 30 %", "honest accepted: clean, lowest"]) + " |",
+             "| " + " | ".join("---" for _ in range(len(cols) + 6)) + " |"]
     for defense in args.defenses:
         for rule in args.rules:
             clean = f"{defense}_{rule}_clean"
-            if clean not in records:
+            if not seeds(clean):
                 continue
             worst = []
             for frac in (0.2, 0.3):
                 names = [f"{defense}_{rule}_{a}_{round(100 * frac)}" for a in args.attacks]
-                drops = [acc(n) - acc(clean) for n in names if n in records]
+                drops = [acc(n, seeds(n, clean)) - acc(clean, seeds(n, clean)) for n in names if seeds(n, clean)]
                 worst.append(f"{min(drops):+.1f}" if drops else "-")
             shares = [honest(n) for n in [clean, *(f"{defense}_{rule}_{a}_{round(100 * f)}" for a, f in cols)]
-                      if n in records]
+                      if seeds(n)]
             known = [x for x in shares if x is not None]
             accepted = (f"{100 * shares[0]:.0f} %, {100 * min(known):.0f} %" if known and shares[0] is not None
                         else "-")
-            lines.append(f"| {defense} | {rule} | {acc(clean):.1f} | "
-                         + " | ".join(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols)
-                         + f" | {worst[0]} | {worst[1]} | {accepted} |")
+            lines.append("| " + " | ".join([defense, rule, f"{acc(clean, seeds(clean)):.1f}",
+                                             *(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols),
+                                             worst[0], worst[1], accepted]) + " |")
+    lines += ["", "| clean run: defense | rule | " + " | ".join(f"seed {s}" for s in args.seeds)
+              + " | mean | cost vs none | honest accepted | CPU s |",
+              "| --- | --- | " + " | ".join("---" for _ in args.seeds) + " | --- | --- | --- | --- |"]
+    for defense in args.defenses:
+        for rule in args.rules:
+            clean, bare = f"{defense}_{rule}_clean", f"none_{rule}_clean"
+            if not seeds(clean):
+                continue
+            per = " | ".join(f"{acc(clean, [s]):.1f}" if f"{clean}_s{s}" in records else "-" for s in args.seeds)
+            both = seeds(clean, bare)
+            cost = f"{acc(clean, both) - acc(bare, both):+.1f}" if both and defense != "none" else "-"
+            share = honest(clean)
+            cpu = np.mean([records[f"{clean}_s{s}"]["cpu_seconds"] for s in seeds(clean)])
+            lines.append(f"| {defense} | {rule} | {per} | {acc(clean, seeds(clean)):.1f} | {cost} | "
+                         f"{'-' if share is None else f'{100 * share:.0f} %'} | {cpu:.1f} |")
     if not args.scenario_rules:
         return "\n".join(lines) + "\n"
     lines += ["", f"| fault scenario (D2D tree, defense={args.defenses[0]}) | clean | scenario | dropped "
@@ -224,12 +247,14 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for rule in args.scenario_rules:
         clean, hit = f"tree_{rule}_clean", f"tree_{rule}_scenario"
-        if hit not in records:
+        over = seeds(clean, hit)
+        if not over:
             continue
-        f = records[hit]["faults_total"]
-        lines.append(f"| {rule} | {acc(clean):.1f} | {cell(hit, clean)}"
-                     f" | {f['faults/dropped']:.0f} | {f['faults/stragglers']:.0f} | {f['faults/failed_relays']:.0f}"
-                     f" | {f['faults/down_edges']:.0f} | {f['faults/reattached']:.0f} |")
+        total = {k: float(np.mean([records[f"{hit}_s{s}"]["faults_total"][f"faults/{k}"] for s in over]))
+                 for k in ("dropped", "stragglers", "failed_relays", "down_edges", "reattached")}
+        lines.append(f"| {rule} | {acc(clean, over):.1f} | {cell(hit, clean)}"
+                     f" | {total['dropped']:.0f} | {total['stragglers']:.0f} | {total['failed_relays']:.0f}"
+                     f" | {total['down_edges']:.0f} | {total['reattached']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -237,7 +262,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smoke sizes: 2 edges x 2 devices, 1-2 rounds, 2 rules")
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "robustness"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; every run is made for each (default 0); "
+                   "table cells are means over the seeds")
+    p.add_argument("--seed", type=int, default=None, help="one seed (the same as --seeds SEED)")
+    p.add_argument("--clean-only", action="store_true", help="only the clean runs (no attacks, no fault scenario)")
     p.add_argument("--rounds", type=int, default=None, help="rounds of the attack runs (default 16; quick 1)")
     p.add_argument("--scenario-rounds", type=int, default=None, help="rounds of the fault scenario (default 20)")
     p.add_argument("--attack-scale", type=float, default=10.0)
@@ -253,6 +281,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], help="an extra Hydra override for every run")
     args = p.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 16)
+    args.seeds = (args.seed,) if args.seed is not None else tuple(int(x) for x in args.seeds.split(","))
     args.scenario_rounds = args.scenario_rounds or (2 if args.quick else 20)
     args.rules = tuple(args.rules.split(",")) if args.rules else ("mean", "median") if args.quick else RULES
     args.defenses = tuple(args.defenses.split(",")) if args.defenses else ("robust",) if args.quick else DEFENSES
@@ -262,6 +291,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error(f"--attacks: unknown {unknown}; choose among {list(ATTACKS)}")
     args.fractions = (tuple(float(f) for f in args.fractions.split(",")) if args.fractions
                       else (0.25,) if args.quick else FRACTIONS)
+    if args.clean_only:
+        args.fractions, args.no_scenario = (), True
     args.scenario_rules = () if args.no_scenario else ("mean",) if args.quick else (args.rules[0],)
     return args
 
@@ -274,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     code_hash()  # digest the sources now: a record names the code that ran, not what the files hold later
     args = parse(argv)
     if args.norms:
-        base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seed}", *args.set]
+        base = [*BASE, *(QUICK if args.quick else []), f"seed={args.seeds[0]}", *args.set]
         found = clean_update_norms(base)
         for module, (lo, hi) in found.items():
             print(f"{module}: {lo:.3g} .. {hi:.3g}")

@@ -139,7 +139,13 @@ class EnergyBound:
     def _relayed(self, t: float, nu_dev: np.ndarray) -> np.ndarray:
         """[N] J per bit relay j spends at least on a relayed bit: p_j / R_j(b_bar), b_bar >= the band of any
         optimal upload of up to Umax_j bits by t (the larger of the unconstrained minimizer of p U / R(b) + nu b
-        at U = Umax and the band the window needs, h(Umax / t); at most B_e)."""
+        at U = Umax and the band the window needs, h(Umax / t); at most B_e).
+
+        Valid although j's window starts at S_j > 0, not at 0 (so its band b may exceed b_bar): with
+        g(b) = p U / R(b) + nu b, j's term is >= g(b*), b* = max(b0(U), h(U / (t - S_j))). If b* <= b_bar, the
+        relayed bits cost >= p / R(b_bar) each and the own ones >= k_w (own <= (t - S_j) R(b*)). If b* > b_bar >= b0(U),
+        g rises on [b_bar, b*], so g(b*) >= g(b_bar) >= own k_w + relayed p / R(b_bar), the own part because
+        own <= Umax <= t R(b_bar) (the h(Umax / t) term). tests/test_solver_relay_bound.py checks it on late relays."""
         p = self.problem
         _, b0, _ = per_bit_cost(p.tx_power_w, p.snr_hz, self.umax, self.cap, math.inf, nu_dev)
         with np.errstate(divide="ignore", invalid="ignore"):

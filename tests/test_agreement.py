@@ -138,10 +138,13 @@ def test_a_bad_trust_setting_is_refused_at_compose_time():
         compose("defense=robust", "defense.trust_decay=1.5")
 
 
-def test_defense_robust_is_the_trust_record():
+def test_defense_robust_is_the_trust_record_with_the_validation_evidence():
     from hffm.config import compose
 
-    assert compose("defense=robust").defense == TRUST
+    robust = compose("defense=robust").defense
+    assert robust.validation_samples > 0 and robust.validation_fallback  # tests/test_validation_defense.py
+    assert dataclasses.replace(robust, validation_samples=0, validation_fallback=False, validation_spread=1.5,
+                               trust_decay=TRUST.trust_decay) == TRUST
 
 
 def test_the_trust_is_kept_in_checkpoints_and_a_resumed_run_is_exact(tmp_path):

@@ -19,18 +19,20 @@ def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: 
     out = tmp_path / "rb"
     got = rb.main(["--quick", "--out", str(out)])
     saved = json.loads((out / "results.json").read_text())["runs"]
-    assert set(saved) == {"robust_mean_clean", "robust_median_clean", "robust_mean_ipm_25", "robust_mean_nan_25",
-                          "robust_median_ipm_25", "robust_median_nan_25", "tree_mean_clean", "tree_mean_scenario"}
+    assert set(saved) == {f"{n}_s0" for n in ("robust_mean_clean", "robust_median_clean", "robust_mean_ipm_25",
+                                                "robust_mean_nan_25", "robust_median_ipm_25", "robust_median_nan_25",
+                                                "tree_mean_clean", "tree_mean_scenario")}
     assert all(r["state_finite"] for r in saved.values())
     for rule in ("mean", "median"):
-        assert saved[f"robust_{rule}_nan_25"]["final"]["faults/cum_rejected_updates"] > 0
-        assert saved[f"robust_{rule}_ipm_25"]["final"]["faults/cum_rejected_updates"] == 0  # small: no screen hit
-    assert saved["tree_mean_scenario"]["faults_total"]["faults/dropped"] > 0
+        assert saved[f"robust_{rule}_nan_25_s0"]["final"]["faults/cum_rejected_updates"] > 0
+        assert saved[f"robust_{rule}_ipm_25_s0"]["final"]["faults/cum_rejected_updates"] == 0  # small: no screen hit
+    assert saved["tree_mean_scenario_s0"]["faults_total"]["faults/dropped"] > 0
     for name, run in saved.items():  # the share of each side's updates the defense accepted
         shares = run["acceptance"]
         assert 0 <= shares["honest_accepted"] <= 1, name
         assert (shares["attacker_accepted"] is None) == ("ipm" not in name and "nan" not in name), name
-    assert all(r["code"] == saved["robust_mean_clean"]["code"] for r in saved.values())  # keyed by the code
+    assert "| clean run: defense | rule | seed 0 | mean | cost vs none |" in got["table"]
+    assert all(r["code"] == saved["robust_mean_clean_s0"]["code"] for r in saved.values())  # keyed by the code
     assert "| robust | median |" in got["table"] and (out / "table.md").read_text() == got["table"]
     again = rb.main(["--quick", "--out", str(out)])  # a rerun reuses every cached run
     assert again["records"] == got["records"]
@@ -39,3 +41,18 @@ def test_quick_sweep_writes_the_table_and_nan_never_reaches_the_state(tmp_path: 
 def test_norms_mode_reports_every_shared_modules_honest_update_norm(tmp_path: Path) -> None:
     found = load_script().main(["--quick", "--norms", "--out", str(tmp_path)])["norms"]
     assert "adapter/0" in found and all(0 < lo <= hi < 10 for lo, hi in found.values())
+
+
+def test_seeds_average_the_cells_and_clean_only_runs_no_attack(tmp_path: Path) -> None:
+    rb = load_script()
+    args = rb.parse(["--quick", "--clean-only", "--seeds", "0,1", "--rules", "mean", "--defenses", "robust,none"])
+    runs = dict(rb.plan_runs(args))
+    assert set(runs) == {f"{d}_mean_clean_s{s}" for d in ("robust", "none") for s in (0, 1)}
+    assert "seed=1" in runs["none_mean_clean_s1"] and "defense=none" in runs["none_mean_clean_s1"]
+    fake = {name: {"final": {"accuracy": acc}, "state_finite": True, "cpu_seconds": 1.0,
+                   "acceptance": {"honest_accepted": share}}
+            for name, acc, share in [("robust_mean_clean_s0", 0.40, 0.8), ("robust_mean_clean_s1", 0.44, 0.9),
+                                     ("none_mean_clean_s0", 0.41, 1.0), ("none_mean_clean_s1", 0.45, 1.0)]}
+    md = rb.table(fake, args)
+    assert "| robust | mean | 40.0 | 44.0 | 42.0 | -1.0 | 85 % | 1.0 |" in md  # per seed, mean, cost vs none
+    assert "| robust | mean | 42.0 | - | - | 85 %, 85 % |" in md

@@ -50,26 +50,41 @@ def test_validation_evidence_is_relative_to_the_wave_and_clamped():
     assert SPREAD == 1.5 and ev[5] < 0 < ev[4]
 
 
-def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark():
+def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark(caplog):
     cfg = tiny_config()
-    a = server_validation_set(cfg.data.benchmark, "benchmark", 0, 32)
+    on = DefenseConfig(min_trust=0.25, validation_samples=32)
+    a = server_validation_set(cfg.data.benchmark, "benchmark", 0, on)
     assert len(a) == 32 and torch.equal(a.inputs["iq"], server_validation_set(cfg.data.benchmark, "benchmark", 0,
-                                                                               32).inputs["iq"])
+                                                                               on).inputs["iq"])
     pool = make_benchmark(cfg.data.benchmark, 0)  # everything the devices and the test set are drawn from
     assert not any(torch.equal(a.inputs["iq"][0], row) for row in pool.inputs["iq"])
-    with pytest.raises(ValueError, match="defense.validation_samples=32 needs data.source=benchmark"):
-        server_validation_set(cfg.data.benchmark, "hapt", 0, 32)
+    assert server_validation_set(cfg.data.benchmark, "benchmark", 0, DefenseConfig()) is None  # off
+    with pytest.raises(ValueError, match="defense.validation_samples=32 needs a server validation set.*'hapt' has none"
+                                         ".*set defense.validation_samples=0"):
+        server_validation_set(cfg.data.benchmark, "hapt", 0, on)
     with pytest.raises(ValueError, match="defense.validation_samples=-1"):
         DefenseConfig(min_trust=0.25, validation_samples=-1)
     with pytest.raises(ValueError, match="needs defense.min_trust"):
         DefenseConfig(validation_samples=8)
+    with pytest.raises(ValueError, match="defense.validation_spread=0"):
+        DefenseConfig(min_trust=0.25, validation_samples=8, validation_spread=0)
+
+
+def test_without_a_validation_set_the_fallback_record_warns_how_to_provide_one(caplog):
+    fallback = DefenseConfig(name="robust", min_trust=0.25, validation_samples=32, validation_fallback=True)
+    with caplog.at_level("WARNING", logger="hffm.federation.validation"):
+        assert server_validation_set(None, "easyvqa", 0, fallback) is None  # agreement alone
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "defense=robust" in warning and "'easyvqa' has none" in warning and "label flipping" in warning
+    assert "run on data.source=benchmark" in warning and "defense.validation_samples=0" in warning
 
 
 def test_every_sender_with_a_classification_task_is_scored_and_an_unchanged_model_scores_zero():
     cfg = tiny_config()
     world = make_world(cfg)
     state = initial_state(world, tier_policy(cfg.federation))
-    data = server_validation_set(cfg.data.benchmark, "benchmark", 0, 64)
+    data = server_validation_set(cfg.data.benchmark, "benchmark", 0, DefenseConfig(min_trust=0.25,
+                                                                                    validation_samples=64))
     leaving = []
     for d in range(world.num_devices):
         group = int(world.topology.device_edge[d])
@@ -103,8 +118,13 @@ def test_a_run_with_the_validation_evidence_trains_and_keeps_trust(tmp_path):
     assert full.state.defense["trust"] and all(v == v for v in full.history[-1].values())
 
 
-def test_defense_validated_is_robust_plus_64_validation_samples():
+def test_defense_robust_carries_the_validation_evidence_with_a_loud_fallback():
+    from hydra.errors import MissingConfigException
+
     from hffm.config import compose
 
-    robust, validated = compose("defense=robust").defense, compose("defense=validated").defense
-    assert validated == dataclasses.replace(robust, name="validated", validation_samples=64)
+    robust = compose("defense=robust").defense
+    assert robust.min_trust is not None and robust.validation_samples > 0 and robust.validation_fallback
+    assert compose().defense.validation_samples == 0  # the default (screen) keeps no validation set
+    with pytest.raises(MissingConfigException, match="robust"):  # one record: the old name is gone, the error lists it
+        compose("defense=validated")

@@ -22,6 +22,7 @@ from hffm.data.dataset import M3TDataset
 from hffm.engine.batch_groups import MIN_PASS_DEVICES, Member, plan_groups
 from hffm.engine.batched import StackedGroup, batched_unsupported, stack_states, stacked_batch
 from hffm.engine.local import evaluate
+from hffm.engine.packed_eval import evaluate_packed
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
 from hffm.modules.objective import task_metrics
@@ -41,8 +42,11 @@ class EvalJob:
 
 
 def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], batched: bool = True,
-                  max_devices: int = 64, batch_size: int = 256) -> list[dict[str, float]]:
+                  max_devices: int = 64, batch_size: int = 256, packed: bool = True) -> list[dict[str, float]]:
     """Per-task metrics of each job's model, in job order.
+
+    Batched, the jobs run ``packed`` (`hffm.engine.packed_eval`: slices of every job in one pass, no padding,
+    at most ``max_devices`` jobs stacked at a time) or as vmapped passes over padded groups (below).
 
     Jobs that would compute the same thing (the same module tensors, by identity, through the same
     modalities and tasks on the same data) run once: in star mode every device holds the cloud's modules,
@@ -53,9 +57,9 @@ def evaluate_jobs(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], bat
     unique = sorted(set(index))
     if len(unique) < len(jobs):
         done = dict(zip(unique, _evaluate_unique(fabric, bank, [jobs[i] for i in unique], batched, max_devices,
-                                                 batch_size)))
+                                                 batch_size, packed)))
         return [dict(done[i]) for i in index]
-    return _evaluate_unique(fabric, bank, jobs, batched, max_devices, batch_size)
+    return _evaluate_unique(fabric, bank, jobs, batched, max_devices, batch_size, packed)
 
 
 def _identity(job: EvalJob) -> tuple:
@@ -65,8 +69,12 @@ def _identity(job: EvalJob) -> tuple:
 
 
 def _evaluate_unique(fabric: Fabric, bank: ModuleBank, jobs: Sequence[EvalJob], batched: bool, max_devices: int,
-                     batch_size: int) -> list[dict[str, float]]:
-    if not batched or batched_unsupported(bank) is not None or len(jobs) < MIN_PASS_DEVICES:
+                     batch_size: int, packed: bool) -> list[dict[str, float]]:
+    if not batched or batched_unsupported(bank) is not None:
+        return [_one(fabric, bank, job, batch_size) for job in jobs]
+    if packed:
+        return evaluate_packed(fabric, bank, jobs, max_devices)
+    if len(jobs) < MIN_PASS_DEVICES:
         return [_one(fabric, bank, job, batch_size) for job in jobs]
     # Passes as batched training groups devices: one modality set to a pass unless merging saves more
     # than the masked tokens it adds (a text-only job in an image pass pays for the image's tokens).

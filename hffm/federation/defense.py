@@ -74,6 +74,12 @@ class DefenseConfig:
     """With trust: the size of the aggregator's own labelled validation set (``hffm.federation.validation``: fresh
     benchmark samples no device holds); each round a device's evidence is at most how well its updates teach its
     model the validation labels beyond a class-prior shift (catches label flipping). 0: off."""
+    validation_fallback: bool = False
+    """With validation, when the run's data has no server validation set (a ``data.source`` without a generator):
+    true: warn, naming how to provide one, and judge devices by agreement alone; false: refuse to start."""
+    validation_spread: float = 1.5
+    """With validation: a device's validation evidence is 0 at this many median absolute deviations below the
+    wave's median score, -1 at twice that (> 0; larger: more lenient, fewer honest devices left out)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -99,6 +105,8 @@ class DefenseConfig:
         elif self.validation_samples and self.min_trust is None:
             problems.append(f"defense.validation_samples={self.validation_samples} needs defense.min_trust (the "
                             "validation evidence feeds the trust): set min_trust, or validation_samples=0")
+        if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
+            problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:
             raise ValueError("invalid defense config:\n  " + "\n  ".join(problems))
 

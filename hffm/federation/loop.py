@@ -126,8 +126,8 @@ def run_federation(
         state = FederationState.from_dict(payload["state"])
         restore_rng(payload["rng"], rng)
     memory = DefenseMemory.from_dict(state.defense)
-    validation = (server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense.validation_samples)
-                  if defense.validation_samples else None)  # the aggregator's own labelled data, no device's
+    # the aggregator's own labelled data, no device's (None: off, or none to be had and the record falls back)
+    validation = server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense)
     state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
@@ -191,7 +191,8 @@ def run_federation(
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
             validated = None if validation is None else validation_evidence(
-                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation))
+                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation),
+                defense.validation_spread)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:

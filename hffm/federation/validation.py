@@ -24,6 +24,7 @@ out most honest devices (a clean model gains little from any one update, so hone
 
 from __future__ import annotations
 
+import logging
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -37,12 +38,16 @@ if TYPE_CHECKING:
 
     from hffm.data.dataset import M3TDataset
     from hffm.federation.aggregate import ModuleUpdate
+    from hffm.federation.defense import DefenseConfig
     from hffm.federation.state import FederationState
     from hffm.federation.world import World
     from hffm.modules.bank import ModuleBank
 
+log = logging.getLogger(__name__)
+
 SPREAD = 1.5
-"""Median absolute deviations below the wave's median score at which a device's evidence is 0 (-1 at twice)."""
+"""Median absolute deviations below the wave's median score at which a device's evidence is 0 (-1 at twice): the
+default of ``defense.validation_spread``."""
 
 _STREAM = 0x5A11D
 """Tag of the validation set's seed stream (the world's streams use small tags, the faults' 0xFA17)."""
@@ -72,15 +77,25 @@ def wave_candidates(world: World, state: FederationState, leaving: Sequence[tupl
             for (g, d), s in sorted(sent.items(), key=lambda kv: kv[0][1])]
 
 
-def server_validation_set(benchmark: object, source: str, seed: int, samples: int) -> M3TDataset:
-    """``samples`` fresh samples of the built-in benchmark, from a seed stream no device's or test data uses.
-    Refused for other data sources (they have no generator to draw unseen samples from)."""
+def server_validation_set(benchmark: object, source: str, seed: int, defense: DefenseConfig) -> M3TDataset | None:
+    """``defense.validation_samples`` fresh samples of the built-in benchmark, from a seed stream no device's or test
+    data uses; None when the option is off. Other data sources have no generator to draw unseen samples from: with
+    ``defense.validation_fallback`` a warning says so and names how to provide one (None: agreement alone), else
+    the run is refused."""
     from hffm.data.benchmark import BenchmarkConfig, make_benchmark
 
+    samples = defense.validation_samples
+    if not samples:
+        return None
     if source != "benchmark" or not isinstance(benchmark, BenchmarkConfig):
-        raise ValueError(f"defense.validation_samples={samples} needs data.source=benchmark (a generator the server "
-                         f"can draw unseen samples from); data.source={source!r} has none: set "
-                         "defense.validation_samples=0")
+        missing = (f"defense.validation_samples={samples} needs a server validation set, which only data.source="
+                   f"benchmark can draw (a generator of unseen samples); data.source={source!r} has none")
+        if not defense.validation_fallback:
+            raise ValueError(f"{missing}: set defense.validation_samples=0 (agreement alone)")
+        log.warning("defense=%s: %s. Judging devices by their agreement alone, which does not hold label flipping "
+                    "(docs/faults-and-security.md). To provide one, run on data.source=benchmark; to choose agreement "
+                    "alone without this warning, set defense.validation_samples=0", defense.name, missing)
+        return None
     import dataclasses
 
     stream = int(np.random.SeedSequence([int(seed), _STREAM]).generate_state(1)[0])
@@ -92,14 +107,21 @@ def validation_scores(
 ) -> dict[int, float]:
     """Device -> ``mapping_gain`` of its updates on the validation samples of its modalities and classification
     tasks (devices with no such task or sample are not scored)."""
-    out = {}
+    out: dict[int, float] = {}
+    views: dict[tuple[tuple[str, ...], tuple[str, ...]], M3TDataset | None] = {}
+    befores: dict[tuple, dict[str, torch.Tensor]] = {}  # devices that received the same states share one pass
     for c in candidates:
         tasks = tuple(t for t in data.task_names if t in c.tasks and bank.tasks[t].kind == "classification")
         mods = tuple(m for m in data.modality_names if m in c.modalities)
-        view = _view(data, mods, tasks)
+        if (mods, tasks) not in views:
+            views[mods, tasks] = _view(data, mods, tasks)
+        view = views[mods, tasks]
         if view is None:
             continue
-        before = _outputs(fabric, bank, c.received, view)
+        received = (mods, tasks, *(id(c.received[n]) for n in bank.required_modules(list(mods), list(tasks))))
+        if received not in befores:
+            befores[received] = _outputs(fabric, bank, c.received, view)
+        before = befores[received]
         after = _outputs(fabric, bank, {**c.received, **c.sent}, view)
         out[c.device] = mapping_gain(before, after, view.targets)
     return out
@@ -125,10 +147,10 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
     return float(np.mean(gains)) if gains else 0.0
 
 
-def validation_evidence(scores: Mapping[int, float]) -> dict[int, float]:
-    """Device -> evidence in [-1, 1]: ``1 + (score - median) / (SPREAD x MAD)``, at most 1, at least -1 (MAD: the
+def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> dict[int, float]:
+    """Device -> evidence in [-1, 1]: ``1 + (score - median) / (spread x MAD)``, at most 1, at least -1 (MAD: the
     wave's median absolute deviation from the median score): no objection to a device at or above the typical
-    score, 0 at SPREAD MADs below it, -1 at twice that; empty when the wave gives no scale (fewer than 3 devices
+    score, 0 at ``spread`` MADs below it, -1 at twice that; empty when the wave gives no scale (fewer than 3 devices
     scored, or all scored alike)."""
     if len(scores) < 3:
         return {}
@@ -136,7 +158,7 @@ def validation_evidence(scores: Mapping[int, float]) -> dict[int, float]:
     mad = statistics.median(abs(s - center) for s in scores.values())
     if not mad > 0:
         return {}
-    return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (SPREAD * mad))) for d, s in scores.items()}
+    return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (spread * mad))) for d, s in scores.items()}
 
 
 def _view(data: M3TDataset, modalities: tuple[str, ...], tasks: tuple[str, ...]) -> M3TDataset | None:

@@ -1,0 +1,87 @@
+"""Packed evaluation (many models' samples in one pass, no padding) gives what each model evaluated alone gives."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_config
+from lightning.fabric import Fabric
+
+from hffm.engine.batched_eval import EvalJob, _one, evaluate_jobs
+from hffm.engine.packed_eval import evaluate_packed, plan_passes
+from hffm.run import make_world
+
+
+def _fabric():
+    return Fabric(accelerator="cpu", devices=1)
+
+
+def _world(layers: int = 1):
+    """Devices of different modality and task sets; some samples miss a modality (as in tests/test_packed.py)."""
+    cfg = tiny_config(rounds=1)
+    cfg.model.trunk_layers = layers
+    cfg.topology.devices_per_edge = 6
+    cfg.data.benchmark.num_samples = 500
+    cfg.data.benchmark.missing_prob = 0.3
+    cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
+    cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
+                                    ["modulation"], ["object"]]
+    return make_world(cfg)
+
+
+def _jobs(world):
+    """Each device's model (its own noisy copy of the bank) on its test data and, restricted, on the global set."""
+    bank = world.bank
+    gen = torch.Generator().manual_seed(3)
+    jobs = []
+    sample = world.global_test
+    for d in range(world.num_devices):
+        states = {name: {k: t + 0.05 * torch.randn(t.shape, generator=gen) if t.is_floating_point() else t
+                         for k, t in bank.state_of([name])[name].items()} for name in bank.names()}
+        test = world.test[d]
+        jobs.append(EvalJob(states, tuple(test.modality_names), tuple(test.task_names), test))
+        mods = tuple(m for m in sample.modality_names if m in world.parts[d].modalities)
+        tasks = tuple(t for t in sample.task_names if t in world.parts[d].tasks)
+        jobs.append(EvalJob(states, mods, tasks, sample, restrict=True))
+    full = jobs[0].states
+    jobs.append(EvalJob(full, tuple(sample.modality_names), tuple(sample.task_names), sample))
+    jobs.append(EvalJob(full, ("text",), ("object",), sample, restrict=True))
+    return jobs
+
+
+@pytest.mark.parametrize(("layers", "pass_samples", "max_jobs"), [(1, 1024, 64), (2, 100, 3)])
+def test_packed_evaluation_equals_each_model_evaluated_alone(layers, pass_samples, max_jobs):
+    world = _world(layers)
+    jobs = _jobs(world)
+    assert len({(j.modalities, j.tasks) for j in jobs}) >= 5
+    assert any(not p.all() for p in world.global_test.present.values())  # restrict drops some samples
+    packed = evaluate_packed(_fabric(), world.bank, jobs, max_jobs, pass_samples)
+    regression = 0
+    for i, (job, got) in enumerate(zip(jobs, packed)):
+        alone = _one(_fabric(), world.bank, job, 256)
+        assert got.keys() == alone.keys(), i
+        for key in alone:
+            assert got[key] == pytest.approx(alone[key], abs=1e-5), (i, key)
+        regression += any(k.endswith("/mae") for k in alone)
+    assert regression > 0  # a continuous metric checks the outputs, not only their argmax
+    if layers > 1:
+        return
+    mapped = evaluate_jobs(_fabric(), world.bank, jobs, packed=False)  # the vmapped passes, as before
+    for got, old in zip(packed, mapped):
+        assert got.keys() == old.keys()
+        for key in old:
+            assert got[key] == pytest.approx(old[key], abs=1e-5), key
+
+
+def test_passes_hold_at_most_the_budget_and_every_sample_once():
+    sizes = [5, 0, 12, 3]
+    assert [len(p) for p in plan_passes(sizes, [0, 2, 3], 100, max_jobs=2)] == [2, 1]
+    passes = plan_passes(sizes, [2, 0, 1, 3], pass_samples=7)
+    assert all(sum(end - first for _, first, end in p) <= 7 for p in passes)
+    assert [sum(end - first for _, first, end in p) for p in passes] == [7, 7, 6]
+    covered = {job: [] for job in range(4)}
+    for p in passes:
+        assert len({job for job, _, _ in p}) == len(p)  # a job once a pass
+        for job, first, end in p:
+            covered[job] += list(range(first, end))
+    assert all(covered[j] == list(range(sizes[j])) for j in range(4))
+    assert np.array_equal([job for p in passes for job, _, _ in p], [2, 2, 0, 0, 3])
