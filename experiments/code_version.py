@@ -15,6 +15,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("hffm", "solvers", "conf", "experiments")
 SUFFIXES = (".py", ".yaml")
+CODE_PATHS = ("hffm", "solvers", "conf", "experiments", ":(exclude)experiments/results", ":(exclude)*.md")
+"""The code as pathspecs for ``commit``: a run whose script writes its results files (or a README edited while it
+runs) is not marked dirty; an edit to the code is."""
 
 
 @functools.lru_cache(maxsize=1)

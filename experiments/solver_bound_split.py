@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from code_version import CODE_PATHS, commit
 
 from solvers import random_instance, solve
 from solvers.bounds import subset_lower_bound
@@ -47,13 +48,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="1,2")
     args = ap.parse_args()
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = [split(int(s)) for s in args.seeds.split(",")]
     for r in rows:
         print(json.dumps(r))
-    commit = os.popen(f"git -C {Path(__file__).resolve().parent} rev-parse --short HEAD").read().strip()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "bound_split.json").write_text(json.dumps(
-        {"machine": f"{platform.machine()} {os.cpu_count()}-core CPU container (shared)", "commit": commit,
+        {"machine": f"{platform.machine()} {os.cpu_count()}-core CPU container (shared)", "commit": code,
          "load_1min": os.getloadavg()[0], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows},
         indent=1))
 

@@ -15,13 +15,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from code_version import CODE_PATHS, commit  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
 from solvers import solve  # noqa: E402
@@ -43,10 +43,8 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=2.0)
     ap.add_argument("--out", default="experiments/results/solver_edge")
     a = ap.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            check=False).stdout.strip()
     meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "load_before": os.getloadavg()[0], "commit": commit, "devices": a.devices, "lambda": a.lam,
+            "load_before": os.getloadavg()[0], "commit": commit(CODE_PATHS), "devices": a.devices, "lambda": a.lam,
             "time_limit_s": a.time_limit, "bound_s": a.bound_s,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     rows = []

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from code_version import CODE_PATHS, commit
+
 ROUNDS = 10
 SOLVERS = ("greedy", "joint")
 OUT = Path(__file__).resolve().parent / "results" / "solver_engine_cost"
@@ -43,6 +45,7 @@ def run(solver: str, rounds: int, folder: str) -> dict:
 
 
 def main() -> None:
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     runs = []
     with tempfile.TemporaryDirectory() as folder:
         for solver in SOLVERS:
@@ -56,7 +59,8 @@ def main() -> None:
                              "wall_s": (many["wall_s"] - one["wall_s"]) / (ROUNDS - 1)}
     ratio = per_round["joint"]["cpu_s"] / per_round["greedy"]["cpu_s"]
     result = {"machine": f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs",
-              "command": "hffm-train experiment=demo federation.d2d=relay solver=S", "rounds": ROUNDS,
+              "command": "hffm-train experiment=demo federation.d2d=relay solver=S", "commit": code,
+              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": ROUNDS,
               "runs": runs, "per_round": per_round, "joint_over_greedy_cpu": ratio, "target": 1.2,
               "met": ratio <= 1.2}
     OUT.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ import platform
 import time
 from pathlib import Path
 
+from code_version import CODE_PATHS, commit
+
 from solvers import check_plan, random_instance, solve
 
 OUT = Path(__file__).resolve().parent / "results" / "solver_memory_tight"
@@ -27,6 +29,7 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=2)
     args = ap.parse_args()
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = []
     for seed in range(args.seeds):
         for frac in ((0.35, 0.5), (0.5, 0.7)):
@@ -43,7 +46,8 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"memory_tight_{args.devices}.json").write_text(json.dumps({
-        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs", "rows": rows},
+        "machine": f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs", "commit": code,
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows},
         indent=1))
 
 

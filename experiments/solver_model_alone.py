@@ -12,6 +12,8 @@ import json
 import os
 import time
 
+from code_version import CODE_PATHS, commit
+
 from solvers import random_instance
 from solvers.joint import joint_solve
 from solvers.model import certify
@@ -24,6 +26,8 @@ if __name__ == "__main__":
     a = ap.parse_args()
     import cvxpy  # noqa: F401  (its import is not the model's time)
 
+    code = commit(CODE_PATHS)
+
     for n in (int(s) for s in a.sizes.split(",")):
         for lam in (float(s) for s in a.lams.split(",")):
             p = random_instance(n, 1, 6, 0, lam=lam)
@@ -33,4 +37,4 @@ if __name__ == "__main__":
             print(json.dumps({"devices": n, "lambda": lam, "incumbent": inc.objective, "objective": r.objective,
                               "lower_bound": r.lower_bound, "certified_gap": 1 - r.lower_bound / r.objective,
                               "milps": r.milps, "wall_s": time.perf_counter() - w, "cpu_s": time.process_time() - c,
-                              "load": os.getloadavg()[0]}), flush=True)
+                              "load": os.getloadavg()[0], "commit": code}), flush=True)

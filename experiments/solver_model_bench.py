@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from code_version import commit
+from code_version import CODE_PATHS, commit
 
 from solvers import random_instance, solve
 from solvers.exact import exact_solve
@@ -111,6 +111,7 @@ def main() -> None:
         ap.error(f"--modes: choose from {', '.join(MODES)}, got {a.modes!r}")
     lams = tuple(float(x) for x in a.lams.split(","))
     load_before = os.getloadavg()[0]
+    code = commit(CODE_PATHS)  # before the first save: the run rewrites its own (tracked) results
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -119,7 +120,7 @@ def main() -> None:
                 "load_before": load_before, "load_now": os.getloadavg()[0], "time_limit_s": a.time_limit,
                 "heuristic_share": solvers_share(),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows),
-                "commit": commit()}
+                "commit": code}
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
         md = table(rows)
         (out / "bench.md").write_text(f"{json.dumps(meta)}\n\n{md}\n")

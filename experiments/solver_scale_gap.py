@@ -9,7 +9,7 @@ seconds are the steadier number). Targets: median certified gap <= 2 % at 1,000 
 10,000 devices <= 2 s and 100,000 <= 10 s wall at lambda = 0.
 
 Run: python experiments/solver_scale_gap.py [--seeds 3] [--quick]
-(writes experiments/results/solver_scale_gap/scale_gap.{json,md})
+(writes experiments/results/solver_scale_gap/scale_gap.{json,md}; --quick: scale_gap_quick.{json,md})
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
+from code_version import CODE_PATHS, commit
 
 from solvers import check_plan, random_instance, solve
 
@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="1,000 devices only, one seed (a smoke run)")
     args = ap.parse_args()
     sizes = [(1000, 1)] if args.quick else [(1000, args.seeds), (10_000, args.seeds), (100_000, 1)]
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = []
     for n, seeds in sizes:
         for name, lam, agg in CASES if n < 100_000 else CASES[:1]:
@@ -86,17 +87,15 @@ def main() -> None:
                 r = rows[-1]
                 print(f"{n} {name} seed {r['seed']}: gap {100 * r['gap']:.2f} % cpu {r['cpu_s']:.2f} s "
                       f"wall {r['wall_s']:.2f} s load {r['load_1min']:.1f} {r['status']}", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
     machine = f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs"
     summary = summarize(rows)
-    header = (f"Machine: {machine}; commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-              "`python experiments/solver_scale_gap.py`")
+    header = (f"Machine: {machine}; commit {code}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+              f"`python experiments/solver_scale_gap.py{' --quick' if args.quick else ''}`")
     OUT.mkdir(parents=True, exist_ok=True)
-    if not args.quick:
-        (OUT / "scale_gap.json").write_text(json.dumps({"machine": machine, "commit": commit, "summary": summary,
-                                                        "rows": rows}, indent=1))
-        (OUT / "scale_gap.md").write_text(markdown(summary, header))
+    name = "scale_gap_quick" if args.quick else "scale_gap"  # a smoke run never overwrites the full table
+    (OUT / f"{name}.json").write_text(json.dumps({"machine": machine, "commit": code, "summary": summary,
+                                                  "rows": rows}, indent=1))
+    (OUT / f"{name}.md").write_text(markdown(summary, header))
     print(markdown(summary, header))
 
 

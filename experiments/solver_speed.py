@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from code_version import CODE_PATHS, commit
+
 SIZES = ((10_000, 100), (100_000, 1_000))
 TARGET_S = {10_000: 2.0, 100_000: 10.0}
 CASES = (("columns", "auto"), ("columns", "1"), ("records", "auto"), ("decisions", "auto"))
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--out", default="experiments/results/solver_bench/speed.json")
     args = ap.parse_args()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n, e in SIZES:
@@ -94,7 +97,7 @@ def main() -> None:
     machine = (f"{platform.platform()}, {_cpu()}, {os.cpu_count()} CPU cores visible, shared with other jobs "
                "(load_before: the 1-minute load average just before each run)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "python": platform.python_version(),
+    Path(args.out).write_text(json.dumps({"machine": machine, "python": platform.python_version(), "commit": code,
                                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                           "summary": summary, "rows": rows}, indent=1))
     for s in summary:

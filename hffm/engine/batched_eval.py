@@ -1,4 +1,5 @@
-"""Batched evaluation: many models (devices' or edges') on their data in one vmapped pass per batch.
+"""Batched evaluation: many models (devices' or edges') on their data, in packed passes (`packed_eval`, the
+default) or in one vmapped pass per batch (below, ``packed=False``).
 
 The counterpart of `local.evaluate` for a list of jobs: each job is one model (its module states)
 restricted to some modalities and tasks, on a dataset. Module states are stacked as in batched

@@ -8,7 +8,8 @@
   one modality at a time (``edge/<task>/acc@<modality>``). Not reported in local mode.
 
 Every tier uses one seeded sample of the global test set (``federation.eval_samples``), and all the
-round's models are evaluated together in batched passes when ``federation.batched`` is on.
+round's models are evaluated together in packed passes (`hffm.engine.packed_eval`) when
+``federation.batched`` is on.
 """
 
 from __future__ import annotations
