@@ -7,7 +7,7 @@ and CPU seconds, and where the exact reference runs (N <= --exact-max) the gap t
 Writes experiments/results/solver_model/bench.{json,md}.
 
     python experiments/solver_model_bench.py [--sizes 4,8,12] [--seeds 2] [--time-limit 2] [--modes one-hop,...]
-        [--lams 0,0.5] [--out DIR]
+        [--lams 0,0.5] [--out DIR] [--heuristic-share 0.5]
 """
 
 from __future__ import annotations
@@ -82,6 +82,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def solvers_share() -> float:
+    import solvers.joint
+
+    return solvers.joint.HEURISTIC_SHARE
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="4,8,12")
@@ -91,7 +97,15 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES), help="a comma list of " + ", ".join(MODES))
     ap.add_argument("--lams", default=",".join(f"{x:g}" for x in LAMS))
     ap.add_argument("--out", default="experiments/results/solver_model")
+    ap.add_argument("--heuristic-share", type=float, default=None,
+                    help="override solvers.clock.HEURISTIC_SHARE (the heuristics' part of the clock) for this run")
     a = ap.parse_args()
+    if a.heuristic_share is not None:
+        if not 0 < a.heuristic_share < 1:
+            ap.error(f"--heuristic-share: must be in (0, 1), got {a.heuristic_share}")
+        import solvers.joint
+
+        solvers.joint.HEURISTIC_SHARE = a.heuristic_share  # joint_solve reads it at each call
     modes = tuple(a.modes.split(","))
     if not set(modes) <= set(MODES):
         ap.error(f"--modes: choose from {', '.join(MODES)}, got {a.modes!r}")
@@ -104,6 +118,7 @@ def main() -> None:
     def save(rows: list[dict]) -> str:
         meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
                 "load_before": load_before, "load_now": os.getloadavg()[0], "time_limit_s": a.time_limit,
+                "heuristic_share": solvers_share(),
                 "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": len(rows),
                 "commit": code}
         (out / "bench.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -31,7 +31,8 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
-from solvers.evaluate import LN2, uplink_rate
+from solvers.energy import plan_bandwidth
+from solvers.evaluate import LN2, evaluate, uplink_rate
 from solvers.instance import RoundProblem
 from solvers.latency_model import EdgeColumns
 from solvers.model import exact_cost, feasible
@@ -50,6 +51,9 @@ SHORT_S = 2.0
 """With less time left than this, one MILP gets all of it (a root LP of an 8-device edge takes about 1 CPU s)."""
 SAVED = 4
 """The last improving solutions of each MILP that are priced exactly and refined at."""
+INCUMBENT_TANGENTS = True
+"""Tangents also at the exact operating band shares of the incumbent and of every plan priced (outer approximation
+at the plans, not only at the MILP's answer values)."""
 
 
 def tangents(share: np.ndarray, snr: np.ndarray, band: float) -> tuple[np.ndarray, np.ndarray]:
@@ -175,12 +179,29 @@ class EdgeModel:
                     added += 1
         return added
 
+    def _operating(self, x: np.ndarray, relay: np.ndarray) -> tuple[float, int]:
+        """A plan's exact T + lambda E, and tangents added at its operating point: each of its columns at its
+        uploader's exact band share (the answer's own values may lie elsewhere; these make the model exact at
+        this plan up to the tangents' other terms). Any tangent of a convex function is a valid under-estimator."""
+        b = plan_bandwidth(self.p, x, relay)
+        cost = evaluate(self.p, x, relay, b).objective
+        added = 0
+        for j in self.columns(x, relay).tolist():
+            s = float(b[int(self.c.up[j])]) / self.c.band
+            have = self.cuts[j]
+            if s > 1e-9 and all(abs(s / h - 1) > NEAR for h in have):
+                have.append(min(s, 1.0))
+                added += 1
+        return cost, added
+
     def solve(self, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
               gap: float = 0.01) -> EdgeAnswer:
         """Improve and certify the incumbent (x0, relay0) of objective `upper` until the bound is within `gap` of
         the best plan found or `deadline` (time.perf_counter()) passes."""
         p = self.p
         best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
+        if INCUMBENT_TANGENTS:
+            self._operating(best_x, best_r)
         lower = 0.0
         while lower < (1 - gap) * best:
             left = deadline - time.perf_counter()
@@ -203,7 +224,8 @@ class EdgeModel:
                 cols = np.flatnonzero(v[: self.c.dev.size] > 0.5)
                 x, relay = self.c.plan(p.num_devices, cols)
                 if feasible(p, x, relay):
-                    got = exact_cost(p, x, relay)
+                    got, more = self._operating(x, relay)
+                    added += more if INCUMBENT_TANGENTS else 0
                     if got < best:
                         best_x, best_r, best = x, relay, got
                 added += self._refine(v, cols, var)

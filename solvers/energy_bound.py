@@ -136,6 +136,28 @@ class EnergyBound:
         p = self.problem
         return compute_floor(p.kappa, self.cycles, p.freq_min[self.dev], p.freq_max[self.dev], t)
 
+    def earliest(self) -> float:
+        """Least latency at which E_lb is finite: every coverable (edge, module) needs devices whose own compute of
+        it (n_i c_m / f_max) ends by T to cover its demand, so no plan is faster (below it the knapsack is inf,
+        which `energy` would read as "no plan at all" and count as 0)."""
+        p = self.problem
+        if self.dev.size == 0:
+            return 0.0
+        ne, nm = self.demand.shape
+        t = self.cycles / p.freq_max[self.dev]
+        key = p.device_edge[self.dev] * nm + self.mod
+        order = np.lexsort((t, key))
+        key, t, n = key[order], t[order], p.samples[self.dev][order]
+        cum = np.cumsum(n)
+        first = np.searchsorted(key, key, side="left")
+        got = cum - np.where(first > 0, cum[first - 1], 0.0)  # samples of the key's columns up to this one
+        need = self.demand.ravel()[key] * (1 - 1e-12)
+        done = got >= need
+        reach = np.full(ne * nm, np.inf)
+        np.minimum.at(reach, key[done], t[done])  # the first column (by time) at which the key is covered
+        reach = np.where(self.demand.ravel() > 0, reach, 0.0)
+        return float(np.max(reach[np.isfinite(reach)], initial=0.0))
+
     def _relayed(self, t: float, nu_dev: np.ndarray) -> np.ndarray:
         """[N] J per bit relay j spends at least on a relayed bit: p_j / R_j(b_bar), b_bar >= the band of any
         optimal upload of up to Umax_j bits by t (the larger of the unconstrained minimizer of p U / R(b) + nu b
@@ -262,7 +284,7 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
-    t0 = max(t_lb, 1e-12)
+    t0 = max(t_lb, eb.earliest(), 1e-12)
 
     def energy(t: float, around: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         best, nu = eb.prices(t, around, clock=clock)

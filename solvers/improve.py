@@ -31,6 +31,10 @@ MODEL_MAX_DEVICES = 16
 MODEL_MAX_MODULES = 8
 LAMBDA_SHARE = 0.6
 """lambda > 0 on one edge: the share of the time left for the least-energy bound before the round's MILP."""
+EDGE_COLUMNS_SHARE = 0.0
+"""The same where the edge MILP (solvers/edge_model.py) follows: none. From one incumbent with 2 s each, the
+least-energy column bound certified 60-95 % gaps on 8-12-device edges and the edge MILP 14-25 % on 8 devices
+(experiments/solver_bound_parts.py); the 0.6 it had left the edge MILP too little time for its root LP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -93,8 +97,9 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t
             lower = max(lower, got_lb)
     elif edge_model_applies(p):  # the least-energy pieces, then the MILP with T a variable (solvers/edge_model.py)
-        share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)
-        lower = max(lower, lambda_bound(p, plan.objective, share, gap))
+        if EDGE_COLUMNS_SHARE > 0:
+            share = time.perf_counter() + EDGE_COLUMNS_SHARE * max(deadline - time.perf_counter(), 0.0)
+            lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)

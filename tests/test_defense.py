@@ -77,6 +77,19 @@ def test_with_few_holders_the_tiers_last_trusted_scale_bounds_the_update():
     assert scale > 0 and DefenseMemory.from_dict(memory.to_dict()).scale == memory.scale
 
 
+def test_screen_skips_the_median_direction_and_reuses_the_norms_yet_refuses_the_same_updates():
+    ref, honest = _honest(5)
+    huge = ModuleUpdate(91, "m", {"w": 1e6 * honest[1].state["w"]}, 10.0)
+    screen = DefenseConfig()  # the default: reject_factor only
+    agreed = consensus([([*honest, huge], ref)], screen, DefenseMemory(), "edge")
+    assert agreed["m"].direction is None  # no direction check, no coordinate-wise median
+    assert agreed["m"].norms[91, id(huge.state)] == update_norm(huge.state, ref["m"])
+    out = defend([*honest, huge], ref, screen, agreed)
+    assert [r.node for r in out.dropped] == [91] and [u.node for u in out.kept] == list(range(5))
+    directed = consensus([([*honest, huge], ref)], ROBUST, DefenseMemory(), "edge")["m"]
+    assert directed.direction is not None and directed.norm == agreed["m"].norm
+
+
 def test_defense_none_passes_everything_and_bad_settings_name_the_key():
     ref, honest = _honest(3)
     bad = ModuleUpdate(9, "m", {"w": -1e6 * honest[0].state["w"]}, 1.0)

@@ -82,3 +82,23 @@ def test_segments_apply_each_devices_weight_to_its_rows():
     torch.testing.assert_close(seg.sum(x), torch.stack([x[dev == d].sum(0) for d in range(len(counts))]))
     with pytest.raises(ValueError, match="rows given"):
         seg.apply(x[1:], lambda xp: xp)
+
+
+@pytest.mark.slow  # seconds: 2 threads on a shared 2-core machine wait for each other
+def test_packed_training_with_two_threads_is_bit_deterministic():
+    """Same jobs, same numbers, with 2 intra-op threads too (advanced indexing's backward, index_put_ with
+    accumulate, differed in the last bits from run to run; the packed pass gathers with index_select)."""
+    world = _world()
+    jobs = _jobs(world)
+    local = LocalConfig(steps=3, batch_size=64, lr=1e-2, optimizer="adamw", packed=True, max_batch_devices=7)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = [train_batched(_fabric(), world.bank, jobs, local) for _ in range(3)]
+    finally:
+        torch.set_num_threads(threads)
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            for name in a.states:
+                for key in a.states[name]:
+                    assert torch.equal(a.states[name][key], b.states[name][key]), f"{a.device} {name}.{key}"

@@ -83,8 +83,10 @@ def test_relayed_pricing_never_exceeds_the_exact_optimum(seed: int, lam: float, 
     nus = np.concatenate([[0.0], eb.nu_ref[0] * np.geomspace(1e-5, 1e3, 17)])
     for nu in nus:  # every band price gives a valid bound, not only the searched one
         assert eb.edge_energy(plan.latency_s, np.array([nu]))[0] <= plan.energy_j * (1 + 1e-9), nu
+    assert eb.earliest() <= plan.latency_s  # no plan is faster than its modules' compute allows
     t_lb = subset_lower_bound(p, evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s)
     assert tradeoff_lower_bound(p, t_lb) <= plan.objective * (1 + 1e-9)
+    assert tradeoff_lower_bound(p, 0.0) <= plan.objective * (1 + 1e-9)  # from the compute floor alone
 
 
 @pytest.mark.parametrize("seed", range(5))

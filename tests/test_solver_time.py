@@ -171,3 +171,39 @@ def test_lambda_round_at_scale_keeps_its_time_limit() -> None:
     assert time.process_time() - cpu < limit + 1.0
     assert not plan.fallback and check_plan(p, plan) == []
     assert 0 < plan.lower_bound <= plan.objective
+
+
+def test_deadline_energy_matches_a_plain_bisection_of_the_water_level() -> None:
+    """deadline_energy's Newton steps on the water level (solvers/energy.py `_water_level`) against a 200-step
+    bisection of each group alone with exact inversions of G: the same energy, the band within budget, every
+    uploader at least its deadline's band."""
+    from solvers.bandwidth import min_bandwidth
+    from solvers.energy import LN2, deadline_energy, inv_g
+    from solvers.evaluate import uplink_rate
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        ng = int(rng.integers(1, 8))
+        group = np.sort(np.concatenate([np.arange(ng), rng.integers(0, ng, int(rng.integers(0, 20)))]))
+        n = group.size
+        start, bits = rng.uniform(0, 5, n), 10 ** rng.uniform(5, 8, n)
+        a, power = 10 ** rng.uniform(5, 9, n), rng.uniform(0.1, 1, n)
+        budget, deadline = 10 ** rng.uniform(5, 7.5, ng), 5 + 10 ** rng.uniform(-1, 3, ng)
+        e, b = deadline_energy(group, start, bits, a, power, budget, deadline)
+        for g in range(ng):
+            m = group == g
+            h = min_bandwidth(bits[m] / (deadline[g] - start[m]), a[m])
+            if not np.all(np.isfinite(h)) or h.sum() > budget[g]:
+                assert e[g] == np.inf
+                continue
+            c = a[m] ** 2 / (power[m] * bits[m] * LN2)
+            lo, hi = -200.0, 200.0  # ln nu: beta(nu) = a / inv_g(nu c)
+            for _ in range(200):
+                mid = 0.5 * (lo + hi)
+                over = np.maximum(h, a[m] / inv_g(np.exp(mid) * c)).sum() > budget[g]
+                lo, hi = (mid, hi) if over else (lo, mid)
+            ref_b = np.maximum(h, a[m] / inv_g(np.exp(hi) * c))
+            ref = float(np.sum(power[m] * bits[m] / uplink_rate(ref_b, a[m])))
+            assert e[g] == pytest.approx(ref, rel=1e-7)
+            assert b[m].sum() <= budget[g] * (1 + 1e-12)
+            assert np.all(b[m] >= h * (1 - 1e-9))

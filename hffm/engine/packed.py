@@ -91,7 +91,10 @@ class PackedLoss:
         if kind == "text":
             ids = x.long()
             table = get(key, "embed.weight")  # [D, vocab, width]
-            rows = table.flatten(0, 1)[dev[:, None] * table.shape[1] + ids]
+            flat = (dev[:, None] * table.shape[1] + ids).flatten()
+            # index_select, not advanced indexing: its backward (index_add) is deterministic with several threads,
+            # advanced indexing's (index_put_ with accumulate) is not
+            rows = table.flatten(0, 1).index_select(0, flat).view(*ids.shape, -1)
             tokens = torch.where((ids != 0)[..., None], rows, rows.detach())  # padding_idx 0: no gradient
         else:
             if self.iq[name]:
@@ -100,7 +103,7 @@ class PackedLoss:
             w1, b1, w2, b2 = (get(key, k) for k in ("stem.0.weight", "stem.0.bias", "stem.2.weight", "stem.2.bias"))
             tokens = seg.apply(_windows(x, w1.shape[-1], self.stems[name]), _stem, w1, b1, w2, b2)
         pos = get(key, "pos_embed")[:, : tokens.shape[1]]
-        return tokens + pos[dev] + get(key, "type_embed")[dev][:, None]
+        return tokens + pos.index_select(0, dev) + get(key, "type_embed").index_select(0, dev)[:, None]
 
     def _lora(self, x: Tensor, seg: Segments, get, layer: int, linear_name: str) -> Tensor:
         a = get(f"adapter/{layer}", f"lora.{linear_name}.A")  # [D, r, in]

@@ -141,11 +141,14 @@ class DefenseMemory:
 
 @dataclass(frozen=True)
 class Consensus:
-    """One module's consensus over a wave's holders: the coordinate-wise median delta and the median norm."""
+    """One module's consensus over a wave's holders: the coordinate-wise median delta (only with a direction check,
+    ``defense.min_cosine``) and the median norm."""
 
     direction: dict[str, torch.Tensor] | None
     norm: float | None
     holders: int
+    norms: Mapping[tuple[int, int], float] = field(default_factory=dict)
+    """The update norms ``consensus`` computed, by (node, id of the update's state): `defend` reads them back."""
 
 
 @dataclass(frozen=True)
@@ -180,14 +183,19 @@ def consensus(
     aggregator, which deltas are taken from); updates ``memory``'s trusted scale."""
     if not cfg.active:
         return {}
+    directed = cfg.min_cosine is not None  # only the direction check reads the coordinate-wise median
     deltas: dict[str, list[dict[str, torch.Tensor]]] = {}
     norms: dict[str, list[float]] = {}
+    known: dict[tuple[int, int], float] = {}
     sizes: dict[str, int] = {}
     for updates, reference in batches:
         for u in updates:
-            deltas.setdefault(u.module, []).append(_delta(u.state, reference[u.module]))
-            norms.setdefault(u.module, []).append(update_norm(u.state, reference[u.module]))
-            sizes[u.module] = sum(v.numel() for v in deltas[u.module][0].values()) or 1
+            ref = reference[u.module]
+            if directed:
+                deltas.setdefault(u.module, []).append(_delta(u.state, ref))
+            known[u.node, id(u.state)] = norm = update_norm(u.state, ref)
+            norms.setdefault(u.module, []).append(norm)
+            sizes[u.module] = sum(v.numel() for v in ref.values() if v.is_floating_point()) or 1
     # Adam-like steps move every coordinate about alike, so the per-coordinate size (norm / sqrt(numel)) of the
     # wave's updates, over all modules, bounds a module with too few holders of its own.
     rms = [n / math.sqrt(sizes[m]) for m, ns in norms.items() for n in ns]
@@ -195,15 +203,16 @@ def consensus(
         memory.scale[f"{tier}/*"] = statistics.median(rms)
     wave_rms = memory.scale.get(f"{tier}/*")
     out = {}
-    for module, ds in deltas.items():
+    for module, ns in norms.items():
         key = f"{tier}/{module}"
-        if len(ds) >= MIN_HOLDERS:
-            direction = {k: torch.stack([d[k] for d in ds]).quantile(0.5, dim=0) for k in ds[0]}
-            memory.scale[key] = statistics.median(norms[module])
-            out[module] = Consensus(direction, memory.scale[key], len(ds))
+        if len(ns) >= MIN_HOLDERS:
+            ds = deltas.get(module)
+            direction = {k: torch.stack([d[k] for d in ds]).quantile(0.5, dim=0) for k in ds[0]} if ds else None
+            memory.scale[key] = statistics.median(ns)
+            out[module] = Consensus(direction, memory.scale[key], len(ns), known)
         else:
             fallback = wave_rms * math.sqrt(sizes[module]) if wave_rms is not None else None
-            out[module] = Consensus(None, memory.scale.get(key, fallback), len(ds))
+            out[module] = Consensus(None, memory.scale.get(key, fallback), len(ns), known)
     return out
 
 
@@ -263,11 +272,13 @@ def defend(
                                      f"trust {untrusted[u.node]:.2f} < defense.min_trust={cfg.min_trust:g}"))
             continue
         ref, agree = reference[u.module], agreed.get(u.module, Consensus(None, None, 0))
-        delta, norm, base = _delta(u.state, ref), update_norm(u.state, ref), agree.norm
+        norm = agree.norms.get((u.node, id(u.state)))
+        norm, base = update_norm(u.state, ref) if norm is None else norm, agree.norm
         if cfg.reject_factor is not None and base is not None and base > 0 and norm > cfg.reject_factor * base:
             dropped.append(Rejection(u.node, u.module, "defense: norm far above the median",
                                      f"{norm:.3g} > defense.reject_factor={cfg.reject_factor:g} x {base:.3g}"))
             continue
+        delta = _delta(u.state, ref) if cfg.min_cosine is not None or cfg.clip_factor is not None else {}
         if cfg.min_cosine is not None and agree.direction is not None:
             cos = _cosine(delta, agree.direction)
             if cos is not None and cos < cfg.min_cosine:

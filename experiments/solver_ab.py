@@ -1,0 +1,124 @@
+"""Two checkouts of the solver on the same instances, interleaved, so both see the same machine load.
+
+For each instance of experiments/solver_model_bench.py (one edge, N devices x 6 modules) the checkouts A and B
+solve it in turn, each in a fresh process (`solve(p, "joint", time_limit_s=T)`, after a warm-up solve of a small
+instance: a round loop's process has its imports done): objective, certified lower bound,
+gap, wall and CPU seconds, the 1-minute load. The clock is wall time, so on a shared machine a comparison is only
+fair between runs that alternate like this; --cpu-clock makes the solver's deadlines read CPU time instead (what
+the time limit gives on a quiet machine; HiGHS's own time limits stay wall time). Writes a JSON with both
+checkouts' commits.
+
+    python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 2]
+        [--time-limit 2] [--share-b 0.7] [--cpu-clock] --out experiments/results/solver_model/ab.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+CHILD = """
+import json, sys, time
+wall = time.perf_counter
+if {cpu_clock!r}:
+    time.perf_counter = time.process_time  # the solver's deadlines in CPU s (HiGHS's own limits stay wall time)
+sys.path.insert(0, {root!r} + '/experiments')
+sys.path.insert(0, {root!r})
+from solver_model_bench import instance
+import solvers.joint
+from solvers import solve
+if {share!r} is not None:
+    solvers.joint.HEURISTIC_SHARE = {share!r}
+import importlib
+for name, value in {patch!r}:  # module.CONSTANT=value: a module constant changed for this checkout's runs
+    mod, _, attr = name.rpartition('.')
+    setattr(importlib.import_module(mod), attr, value)
+solve(instance(4, 'one-hop', 0.5, 99), 'joint', time_limit_s=0.5)  # warm: lazy imports (scipy.sparse: 0.55 s)
+p = instance({n}, 'one-hop', {lam}, {seed})
+w, c = wall(), time.process_time()
+plan = solve(p, 'joint', time_limit_s={limit})
+import solvers
+assert solvers.__file__.startswith({root!r}), solvers.__file__  # this checkout's code, not another's
+print(json.dumps({{'objective': plan.objective, 'lower_bound': plan.lower_bound, 'gap': plan.gap,
+                  'status': plan.status, 'wall_s': wall() - w, 'cpu_s': time.process_time() - c}}))
+"""
+
+
+def commit_of(root: str) -> str:
+    out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float | None, cpu_clock: bool,
+            patch: list[tuple[str, float]]) -> dict:
+    code = CHILD.format(root=root, n=n, lam=lam, seed=seed, limit=limit, share=share, cpu_clock=cpu_clock,
+                        patch=patch)
+    env = {**os.environ, "PYTHONPATH": root, "WANDB_MODE": "disabled"}
+    # cwd = the checkout: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
+    return {**json.loads(res.stdout.strip().splitlines()[-1]), "load_1min": os.getloadavg()[0]}
+
+
+def parse_patch(text: str) -> tuple[str, float | bool]:
+    """'solvers.improve.LAMBDA_SHARE=0' -> ('solvers.improve.LAMBDA_SHARE', 0.0); true / false for flags."""
+    name, sep, value = text.partition("=")
+    if not sep or "." not in name:
+        raise SystemExit(f"--patch: expected module.CONSTANT=value, got {text!r}")
+    low = value.strip().lower()
+    return name.strip(), (low == "true") if low in ("true", "false") else float(value)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--a", required=True, help="checkout root A (the reference)")
+    ap.add_argument("--b", required=True, help="checkout root B")
+    ap.add_argument("--sizes", default="8,12")
+    ap.add_argument("--lams", default="0.05,0.5,5,50")
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--time-limit", type=float, default=2.0)
+    ap.add_argument("--share-a", type=float, default=None, help="HEURISTIC_SHARE for A (default: A's own)")
+    ap.add_argument("--share-b", type=float, default=None, help="HEURISTIC_SHARE for B (default: B's own)")
+    ap.add_argument("--patch-a", action="append", default=[], help="module.CONSTANT=number for A (repeatable)")
+    ap.add_argument("--patch-b", action="append", default=[], help="module.CONSTANT=number for B (repeatable)")
+    ap.add_argument("--cpu-clock", action="store_true",
+                    help="the solver's deadlines read process time: what 2 CPU s give, whatever the load")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    roots = {"A": str(Path(a.a).resolve()), "B": str(Path(a.b).resolve())}
+    shares = {"A": a.share_a, "B": a.share_b}
+    patches = {k: [parse_patch(v) for v in vals] for k, vals in (("A", a.patch_a), ("B", a.patch_b))}
+    rows = []
+    for n in (int(s) for s in a.sizes.split(",")):
+        for lam in (float(s) for s in a.lams.split(",")):
+            for seed in range(a.seeds):
+                row = {"devices": n, "lambda": lam, "seed": seed}
+                for k in ("A", "B"):
+                    row[k] = run_one(roots[k], n, lam, seed, a.time_limit, shares[k], a.cpu_clock, patches[k])
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    meta = {"A": {"root": roots["A"], "commit": commit_of(roots["A"]), "heuristic_share": shares["A"],
+                  "patch": patches["A"]},
+            "B": {"root": roots["B"], "commit": commit_of(roots["B"]), "heuristic_share": shares["B"],
+                  "patch": patches["B"]},
+            "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)", "time_limit_s": a.time_limit,
+            "cpu_clock": a.cpu_clock,
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for k in ("A", "B"):
+        gaps = sorted(r[k]["gap"] for r in rows)
+        print(k, meta[k]["commit"], "median gap", gaps[len(gaps) // 2], "mean objective / A",
+              sum(r[k]["objective"] / r["A"]["objective"] for r in rows) / len(rows))
+
+
+if __name__ == "__main__":
+    main()
