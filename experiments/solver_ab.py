@@ -29,6 +29,7 @@ wall = time.perf_counter
 if {cpu_clock!r}:
     time.perf_counter = time.process_time  # the solver's deadlines in CPU s (HiGHS's own limits stay wall time)
 sys.path.insert(0, {root!r} + '/experiments')
+sys.path.insert(0, {root!r})
 from solver_model_bench import instance
 import solvers.joint
 from solvers import solve
@@ -42,6 +43,8 @@ solve(instance(4, 'one-hop', 0.5, 99), 'joint', time_limit_s=0.5)  # warm: lazy 
 p = instance({n}, 'one-hop', {lam}, {seed})
 w, c = wall(), time.process_time()
 plan = solve(p, 'joint', time_limit_s={limit})
+import solvers
+assert solvers.__file__.startswith({root!r}), solvers.__file__  # this checkout's code, not another's
 print(json.dumps({{'objective': plan.objective, 'lower_bound': plan.lower_bound, 'gap': plan.gap,
                   'status': plan.status, 'wall_s': wall() - w, 'cpu_s': time.process_time() - c}}))
 """
@@ -59,7 +62,8 @@ def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float
     code = CHILD.format(root=root, n=n, lam=lam, seed=seed, limit=limit, share=share, cpu_clock=cpu_clock,
                         patch=patch)
     env = {**os.environ, "PYTHONPATH": root, "WANDB_MODE": "disabled"}
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    # cwd = the checkout: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
     return {**json.loads(res.stdout.strip().splitlines()[-1]), "load_1min": os.getloadavg()[0]}
 
 
