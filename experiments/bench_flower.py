@@ -6,6 +6,8 @@ Per client count, in one invocation, one side after the other on the same machin
   (FedAvg: every client to the cloud every round), batched training;
 - ``hffm <cores> ranks``: the same run as ``--cores`` Fabric processes of one thread (ddp_spawn, gloo),
   each training its share of the clients (``hffm.run.train``);
+- ``hffm 1 thread`` (``--hffm thread``): the threads run with one torch thread, hffm's default, the other
+  cores left idle;
 - ``flower``: Flower's simulation engine (``flwr.simulation.run_simulation``, Ray backend, ``--cores``
   actors of 1 CPU each) running ``experiments/flower_job.py``: a ClientApp training each client with a
   plain PyTorch loop, and a FedAvg aggregating each module over the clients that trained it.
@@ -135,8 +137,14 @@ def run_hffm_ranks(world, spec: JobSpec, initial: dict, ranks: int, build_s: flo
                    {"processes": ranks, "threads": 1, "total_s": total})
 
 
-HFFM_VARIANTS = {"threads": run_hffm_threads, "ranks": run_hffm_ranks}
-"""How hffm uses the cores: one process of N threads, or N Fabric processes of one thread."""
+def run_hffm_thread(world, spec: JobSpec, initial: dict, cores: int, build_s: float) -> dict[str, Any]:
+    """hffm as it runs by default (``threads: 1``), leaving the other cores idle."""
+    return run_hffm_threads(world, spec, initial, 1, build_s)
+
+
+HFFM_VARIANTS = {"threads": run_hffm_threads, "ranks": run_hffm_ranks, "thread": run_hffm_thread}
+"""How hffm uses the cores: one process of N threads, N Fabric processes of one thread, or its default of one
+thread (``thread``: the other cores idle)."""
 
 
 def run_flower(world, spec: JobSpec, initial: dict, actors: int, threads: int) -> dict[str, Any]:
@@ -186,8 +194,9 @@ def measure(spec: JobSpec, variants: list[str], cores: int) -> dict[str, Any]:
     print(f"  world built in {build_s:.1f} s; untrained accuracy {untrained:.4f}", flush=True)
     sides: dict[str, dict[str, Any]] = {}
     for variant in variants:
-        print(f"  hffm, {cores} {variant}:", flush=True)
-        sides[f"hffm {cores} {variant}"] = HFFM_VARIANTS[variant](world, spec, initial, cores, build_s)
+        label = "hffm 1 thread" if variant == "thread" else f"hffm {cores} {variant}"
+        print(f"  {label}:", flush=True)
+        sides[label] = HFFM_VARIANTS[variant](world, spec, initial, cores, build_s)
     print(f"  flower, {cores} Ray actors x 1 CPU (start-up: Ray and its actors):", flush=True)
     flower = sides["flower"] = run_flower(world, spec, initial, cores, cores)
     for name, side in sides.items():
@@ -273,7 +282,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2, help="what each side may use: hffm's threads or ranks, "
                         "Flower's Ray actors (1 CPU each)")
     parser.add_argument("--hffm", nargs="+", choices=sorted(HFFM_VARIANTS), default=["threads", "ranks"],
-                        help="hffm in one process of --cores threads, and/or as --cores Fabric ranks of 1 thread")
+                        help="hffm in one process of --cores threads, as --cores Fabric ranks of 1 thread, "
+                        "and/or in one thread (its default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compute", action="store_true", help="no Flower: CPU seconds a round of hffm's batched "
                         "training against the per-client loop Flower's actors run, one process of one thread")

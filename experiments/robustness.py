@@ -191,12 +191,13 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     def acc(name: str, over: Sequence[int]) -> float:
         return float(np.mean([100.0 * float(records[f"{name}_s{s}"]["final"]["accuracy"]) for s in over]))
 
-    def cell(name: str, clean: str) -> str:
+    def cell(name: str, clean: str, mixed: bool = False) -> str:
         both = seeds(name, clean)
         if not both:
             return "-"
         mark = "" if all(records[f"{name}_s{s}"]["state_finite"] for s in both) else " **NaN/Inf in state**"
-        return f"{acc(name, both):.1f} ({acc(name, both) - acc(clean, both):+.1f}){mark}"
+        many = f" [{len(both)} seeds]" if mixed and len(both) > 1 else ""
+        return f"{acc(name, both):.1f} ({acc(name, both) - acc(clean, both):+.1f}){many}{mark}"
 
     def honest(name: str) -> float | None:
         got = [(records[f"{name}_s{s}"].get("acceptance") or {}).get("honest_accepted") for s in seeds(name)]
@@ -204,6 +205,7 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
         return float(np.mean(got)) if got else None
 
     cols = [(a, f) for f in args.fractions for a in args.attacks]
+    notes: set[str] = set()
     lines = ["| " + " | ".join(["defense", "rule", "clean", *(f"{a} {round(100 * f)} %" for a, f in cols),
                                 "worst 20 %", "worst 30 %", "honest accepted: clean, lowest"]) + " |",
              "| " + " | ".join("---" for _ in range(len(cols) + 6)) + " |"]
@@ -222,9 +224,20 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             known = [x for x in shares if x is not None]
             accepted = (f"{100 * shares[0]:.0f} %, {100 * min(known):.0f} %" if known and shares[0] is not None
                         else "-")
-            lines.append("| " + " | ".join([defense, rule, f"{acc(clean, seeds(clean)):.1f}",
-                                             *(cell(f"{defense}_{rule}_{a}_{round(100 * f)}", clean) for a, f in cols),
+            names = [f"{defense}_{rule}_{a}_{round(100 * f)}" for a, f in cols]
+            counts = {len(seeds(n, clean)) for n in names if seeds(n, clean)} | {len(seeds(clean))}
+            mixed = len(counts) > 1  # cells made over different seeds: say which
+            first = seeds(clean)[0]
+            clean_cell = (f"{acc(clean, seeds(clean)):.1f}" if not mixed else
+                          f"{acc(clean, seeds(clean)):.1f} [{len(seeds(clean))} seeds; seed {first}: "
+                          f"{acc(clean, [first]):.1f}]")
+            notes |= {"mixed"} if mixed else set()
+            lines.append("| " + " | ".join([defense, rule, clean_cell, *(cell(n, clean, mixed) for n in names),
                                              worst[0], worst[1], accepted]) + " |")
+    if notes:
+        lines += ["", "Cells made over different seeds: each is the mean over the seeds it was run with ([n seeds] "
+                  "where more than one, else the clean column's single seed) and its change from the clean runs "
+                  "of those same seeds."]
     lines += ["", "| clean run: defense | rule | " + " | ".join(f"seed {s}" for s in args.seeds)
               + " | mean | cost vs none | honest accepted | CPU s |",
               "| --- | --- | " + " | ".join("---" for _ in args.seeds) + " | --- | --- | --- | --- |"]
