@@ -54,6 +54,20 @@ def tiny_config(**federation):
     return resolve(cfg)
 
 
+
+def mixed_config(trunk_layers: int = 1):
+    """``tiny_config`` (1 round) with 6 devices an edge of different modality and task sets (so different batch
+    sizes) and some samples missing a modality: the packed passes' hardest layout."""
+    cfg = tiny_config(rounds=1)
+    cfg.model.trunk_layers = trunk_layers
+    cfg.topology.devices_per_edge = 6
+    cfg.data.benchmark.num_samples = 500
+    cfg.data.benchmark.missing_prob = 0.3
+    cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
+    cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
+                                    ["modulation"], ["object"]]
+    return cfg
+
 @pytest.fixture
 def cli_error(monkeypatch, capsys):
     """Run a Hydra app's ``main`` in this process on a command line that must fail; return what it printed.

@@ -5,7 +5,7 @@ training gives."""
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import mixed_config
 from lightning.fabric import Fabric
 
 from hffm.engine.batched import train_batched
@@ -17,19 +17,6 @@ from hffm.run import make_world
 
 def _fabric():
     return Fabric(accelerator="cpu", devices=1)
-
-
-def _world():
-    """6 devices an edge, of different modality and task sets (and so different batch sizes); some samples miss
-    a modality."""
-    cfg = tiny_config(rounds=1)
-    cfg.topology.devices_per_edge = 6
-    cfg.data.benchmark.num_samples = 500
-    cfg.data.benchmark.missing_prob = 0.3
-    cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
-    cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
-                                    ["modulation"], ["object"]]
-    return make_world(cfg)
 
 
 def _jobs(world):
@@ -46,7 +33,7 @@ def _jobs(world):
 
 @pytest.mark.parametrize(("optimizer", "batch_size", "atol"), [("sgd", 16, 1e-5), ("adamw", 64, 5e-4)])
 def test_packed_training_equals_each_device_training_alone(optimizer, batch_size, atol):
-    world = _world()
+    world = make_world(mixed_config())
     jobs = _jobs(world)
     signatures = {(tuple(j.data.modality_names), tuple(j.data.task_names)) for j in jobs}
     assert len(signatures) >= 4 and len({len(j.data) for j in jobs}) > 1
@@ -88,7 +75,7 @@ def test_segments_apply_each_devices_weight_to_its_rows():
 def test_packed_training_with_two_threads_is_bit_deterministic():
     """Same jobs, same numbers, with 2 intra-op threads too (advanced indexing's backward, index_put_ with
     accumulate, differed in the last bits from run to run; the packed pass gathers with index_select)."""
-    world = _world()
+    world = make_world(mixed_config())
     jobs = _jobs(world)
     local = LocalConfig(steps=3, batch_size=64, lr=1e-2, optimizer="adamw", packed=True, max_batch_devices=7)
     threads = torch.get_num_threads()

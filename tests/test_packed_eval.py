@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
+from conftest import mixed_config
 from lightning.fabric import Fabric
 
 from hffm.engine.batched_eval import EvalJob, _one, evaluate_jobs
@@ -13,19 +13,6 @@ from hffm.run import make_world
 
 def _fabric():
     return Fabric(accelerator="cpu", devices=1)
-
-
-def _world(layers: int = 1):
-    """Devices of different modality and task sets; some samples miss a modality (as in tests/test_packed.py)."""
-    cfg = tiny_config(rounds=1)
-    cfg.model.trunk_layers = layers
-    cfg.topology.devices_per_edge = 6
-    cfg.data.benchmark.num_samples = 500
-    cfg.data.benchmark.missing_prob = 0.3
-    cfg.data.partition.modality_sets = [["image"], ["text", "iq"], ["image", "text", "iq"], ["iq"], ["text"]]
-    cfg.data.partition.task_sets = [["object"], ["color", "snr"], ["object", "color", "modulation", "snr"],
-                                    ["modulation"], ["object"]]
-    return make_world(cfg)
 
 
 def _jobs(world):
@@ -50,7 +37,7 @@ def _jobs(world):
 
 @pytest.mark.parametrize(("layers", "pass_samples", "max_jobs"), [(1, 1024, 64), (2, 100, 3)])
 def test_packed_evaluation_equals_each_model_evaluated_alone(layers, pass_samples, max_jobs):
-    world = _world(layers)
+    world = make_world(mixed_config(layers))
     jobs = _jobs(world)
     assert len({(j.modalities, j.tasks) for j in jobs}) >= 5
     assert any(not p.all() for p in world.global_test.present.values())  # restrict drops some samples

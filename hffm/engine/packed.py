@@ -146,11 +146,7 @@ class PackedLoss:
         n = self.num_experts
         k = min(self.cfg.top_k, n)
         seg = batch.tokens
-        router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
-        bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
-        probs = F.softmax(linear(h, seg, router, bias), dim=-1)
-        gate, chosen = probs.topk(k, dim=-1)
-        gate = gate / gate.sum(-1, keepdim=True)
+        probs, gate, chosen = route(h, seg, get, n, k)
         picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [T, k, n]
         mask = batch.counted.to(probs.dtype)[:, None]
         count = seg.sum(mask).clamp(min=1)  # [D, 1]
@@ -159,15 +155,10 @@ class PackedLoss:
         aux = n * (f * p).sum(-1)
         rows = batch.prompt_rows
         x = h.index_select(0, rows)
-        gate_k, picked_k = gate.index_select(0, rows), picked.index_select(0, rows)
-        out = torch.zeros_like(x)
-        for i in range(n):
-            key = f"expert/{i}"
-            w1, b1, w2, b2 = (get(key, k) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
-
-            out = out + batch.prompts.apply(x, _mlp, w1, b1, w2, b2) * (gate_k * picked_k[..., i]).sum(-1, keepdim=True)
+        picked_k = picked.index_select(0, rows)
+        out = mix_experts(x, batch.prompts, gate.index_select(0, rows), chosen.index_select(0, rows), get, n)
         reached = batch.prompts.sum(picked_k.any(1).to(probs.dtype)) > 0
-        return x + out, aux, reached
+        return out, aux, reached
 
     def _task_loss(self, task: str, kind: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
         """Each device's loss of one task [D]: the mean per-sample loss over its labelled samples."""
@@ -199,6 +190,25 @@ class PackedLoss:
 def _mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
     """Per-device linear -> GELU -> linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
     return torch.baddbmm(b2[:, None], F.gelu(torch.baddbmm(b1[:, None], x, w1.transpose(1, 2))), w2.transpose(1, 2))
+
+
+def route(x: Tensor, seg: Segments, get, n: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Each row's router probabilities [rows, n], its top-k gates renormalised to sum to 1 [rows, k] and the experts
+    they pick [rows, k], with each device's own router (training and evaluation route alike)."""
+    router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
+    bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
+    probs = F.softmax(linear(x, seg, router, bias), dim=-1)
+    gate, chosen = probs.topk(k, dim=-1)
+    return probs, gate / gate.sum(-1, keepdim=True), chosen
+
+
+def mix_experts(x: Tensor, seg: Segments, gate: Tensor, chosen: Tensor, get, n: int) -> Tensor:
+    """x plus the gated sum of the experts each row chose (each device's own experts)."""
+    out = torch.zeros_like(x)
+    for i in range(n):
+        w1, b1, w2, b2 = (get(f"expert/{i}", k) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
+        out = out + seg.apply(x, _mlp, w1, b1, w2, b2) * (gate * (chosen == i)).sum(-1, keepdim=True)
+    return x + out
 
 
 def _windows(x: Tensor, kernel: int, padding: int) -> Tensor:

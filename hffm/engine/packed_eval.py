@@ -29,7 +29,7 @@ from lightning.fabric import Fabric
 from torch import Tensor
 from torch.func import functional_call
 
-from hffm.engine.packed import PackedLoss, _mlp, stacked_key
+from hffm.engine.packed import PackedLoss, _mlp, mix_experts, route, stacked_key
 from hffm.engine.packed_batch import PackedBatch, WaveLayout, pack
 from hffm.engine.segments import Segments, linear
 from hffm.modules.bank import ModuleBank
@@ -105,19 +105,8 @@ class PackedOutputs(PackedLoss):
     def _experts(self, x: Tensor, batch: PackedBatch, get) -> Tensor:
         """The MoE block on the prompt tokens (`PackedLoss._moe` without the balance loss)."""
         n = self.num_experts
-        k = min(self.cfg.top_k, n)
-        seg = batch.prompts
-        router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
-        bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
-        probs = F.softmax(linear(x, seg, router, bias), dim=-1)
-        gate, chosen = probs.topk(k, dim=-1)
-        gate = gate / gate.sum(-1, keepdim=True)
-        out = torch.zeros_like(x)
-        for i in range(n):
-            weight = (gate * (chosen == i)).sum(-1, keepdim=True)
-            w1, b1, w2, b2 = (get(f"expert/{i}", k) for k in ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"))
-            out = out + seg.apply(x, _mlp, w1, b1, w2, b2) * weight
-        return x + out
+        _, gate, chosen = route(x, batch.prompts, get, n, min(self.cfg.top_k, n))
+        return mix_experts(x, batch.prompts, gate, chosen, get, n)
 
     def _head(self, task: str, kind: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
         seg = batch.task_samples[task]
