@@ -162,18 +162,8 @@ class PackedLoss:
 
     def _task_loss(self, task: str, kind: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
         """Each device's loss of one task [D]: the mean per-sample loss over its labelled samples."""
-        seg = batch.task_samples[task]
-        key = f"head/{task}"
-        index = batch.heads[task]
-        pooled = kept.index_select(0, index.flatten()).view(*index.shape, -1).mean(1)
-        nw, nb, fw, fb = (get(key, k) for k in ("norm.weight", "norm.bias", "fc.weight", "fc.bias"))
-        eps = 1e-5  # nn.LayerNorm's default, the heads' own
-
-        def head(xp: Tensor, nw: Tensor, nb: Tensor, fw: Tensor, fb: Tensor) -> Tensor:
-            normed = F.layer_norm(xp, xp.shape[-1:], eps=eps) * nw[:, None] + nb[:, None]
-            return torch.baddbmm(fb[:, None], normed, fw.transpose(1, 2))
-
-        out = seg.apply(pooled, head, nw, nb, fw, fb)
+        seg, key = batch.task_samples[task], f"head/{task}"
+        out = task_head(task, kept, batch, get)
         y = batch.targets[task]
         dev = seg.device_of
         if kind == "classification":
@@ -190,6 +180,21 @@ class PackedLoss:
 def _mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
     """Per-device linear -> GELU -> linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
     return torch.baddbmm(b2[:, None], F.gelu(torch.baddbmm(b1[:, None], x, w1.transpose(1, 2))), w2.transpose(1, 2))
+
+
+def _norm_linear(x: Tensor, nw: Tensor, nb: Tensor, fw: Tensor, fb: Tensor) -> Tensor:
+    """Per-device LayerNorm (nn.LayerNorm's default eps, the heads' own) -> linear over padded rows."""
+    normed = F.layer_norm(x, x.shape[-1:], eps=1e-5) * nw[:, None] + nb[:, None]
+    return torch.baddbmm(fb[:, None], normed, fw.transpose(1, 2))
+
+
+def task_head(task: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
+    """Each labelled sample's output of one task's head [samples, out]: its kept tokens pooled, then each device's
+    own head (training and evaluation alike)."""
+    index = batch.heads[task]
+    pooled = kept.index_select(0, index.flatten()).view(*index.shape, -1).mean(1)
+    weights = (get(f"head/{task}", k) for k in ("norm.weight", "norm.bias", "fc.weight", "fc.bias"))
+    return batch.task_samples[task].apply(pooled, _norm_linear, *weights)
 
 
 def route(x: Tensor, seg: Segments, get, n: int, k: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -29,7 +29,7 @@ from lightning.fabric import Fabric
 from torch import Tensor
 from torch.func import functional_call
 
-from hffm.engine.packed import PackedLoss, _mlp, mix_experts, route, stacked_key
+from hffm.engine.packed import PackedLoss, _mlp, mix_experts, route, stacked_key, task_head
 from hffm.engine.packed_batch import PackedBatch, WaveLayout, pack
 from hffm.engine.segments import Segments, linear
 from hffm.modules.bank import ModuleBank
@@ -109,17 +109,8 @@ class PackedOutputs(PackedLoss):
         return mix_experts(x, batch.prompts, gate, chosen, get, n)
 
     def _head(self, task: str, kind: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
-        seg = batch.task_samples[task]
-        key = f"head/{task}"
-        index = batch.heads[task]
-        pooled = kept.index_select(0, index.flatten()).view(*index.shape, -1).mean(1)
-        nw, nb, fw, fb = (get(key, k) for k in ("norm.weight", "norm.bias", "fc.weight", "fc.bias"))
-
-        def head(xp: Tensor, nw: Tensor, nb: Tensor, fw: Tensor, fb: Tensor) -> Tensor:
-            normed = F.layer_norm(xp, xp.shape[-1:], eps=1e-5) * nw[:, None] + nb[:, None]
-            return torch.baddbmm(fb[:, None], normed, fw.transpose(1, 2))
-
-        out = seg.apply(pooled, head, nw, nb, fw, fb)
+        seg, key = batch.task_samples[task], f"head/{task}"
+        out = task_head(task, kept, batch, get)
         if kind == "classification":
             return out
         dev = seg.device_of
