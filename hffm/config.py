@@ -189,8 +189,9 @@ class Config:
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     """Dropouts, stragglers, relay failures, edge outages and attackers, seeded from ``seed`` (all off by default)."""
     defense: DefenseConfig = field(default_factory=DefenseConfig)
-    """What stands between the screened updates and the aggregation rule (conf/defense: none, screen (the
-    default: refuses an update 100 x the median size), robust)."""
+    """What stands between the screened updates and the aggregation rule (conf/defense: none, screen (refuses an
+    update 100 x the median size), robust (the default: per-device trust from agreement and a server validation
+    set, clipping and the same screen; docs/faults-and-security.md))."""
     threads: int | None = 1
     """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
     models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""

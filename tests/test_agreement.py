@@ -24,7 +24,7 @@ from hffm.federation.defense import DefenseConfig, DefenseMemory, consensus, def
 from hffm.federation.faults import FaultsConfig
 
 TRUST = DefenseConfig(name="robust", clip_factor=2.0, min_cosine=None, reject_factor=100.0, min_trust=0.25,
-                      trust_decay=0.5, norm_band=2.0)
+                      trust_decay=0.5, norm_band=2.0, validation_samples=0, validation_fallback=False)  # agreement alone
 MODULES = {"a": 40, "b": 60, "c": 30}
 
 
@@ -123,7 +123,7 @@ def test_a_persistent_attacker_stays_out_and_a_reformed_one_earns_its_way_back()
     ({"min_trust": 2.0}, "defense.min_trust=2.0: must be in [-1, 1]"),
     ({"min_trust": 0.2, "trust_decay": 1.0}, "defense.trust_decay=1.0: must be in [0, 1)"),
     ({"min_trust": 0.2, "norm_band": 0.5}, "defense.norm_band=0.5: must be >= 1"),
-    ({"norm_band": 2.0}, "defense.norm_band=2.0 needs defense.min_trust"),
+    ({"min_trust": None, "norm_band": 2.0}, "defense.norm_band=2.0 needs defense.min_trust"),
 ])
 def test_bad_trust_settings_name_the_key(fields, message):
     with pytest.raises(ValueError, match=re.escape(message)):

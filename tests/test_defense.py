@@ -80,7 +80,7 @@ def test_with_few_holders_the_tiers_last_trusted_scale_bounds_the_update():
 def test_screen_skips_the_median_direction_and_reuses_the_norms_yet_refuses_the_same_updates():
     ref, honest = _honest(5)
     huge = ModuleUpdate(91, "m", {"w": 1e6 * honest[1].state["w"]}, 10.0)
-    screen = DefenseConfig()  # the default: reject_factor only
+    screen = DefenseConfig.screen()  # reject_factor only
     agreed = consensus([([*honest, huge], ref)], screen, DefenseMemory(), "edge")
     assert agreed["m"].direction is None  # no direction check, no coordinate-wise median
     assert agreed["m"].norms[91, id(huge.state)] == update_norm(huge.state, ref["m"])
@@ -152,7 +152,8 @@ def _gap(result, clean) -> float:
 def test_the_default_config_survives_one_device_sending_a_million_times_its_update():
     from hffm.config import compose
 
-    assert compose().defense == DefenseConfig()  # the default config group (screen) is the dataclass default
+    assert compose().defense == DefenseConfig()  # the default config group (robust) is the dataclass default
+    assert compose("defense=screen").defense == DefenseConfig.screen() and compose("defense=none").defense == DefenseConfig.off()
     robust = compose("defense=robust").defense
     assert (robust.clip_factor, robust.min_cosine, robust.reject_factor, robust.norm_band) == (2.0, None, 100.0, 2.0)
     cfg = tiny_config(rounds=2)

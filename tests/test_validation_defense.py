@@ -52,20 +52,20 @@ def test_validation_evidence_is_relative_to_the_wave_and_clamped():
 
 def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark(caplog):
     cfg = tiny_config()
-    on = DefenseConfig(min_trust=0.25, validation_samples=32)
+    on = DefenseConfig(min_trust=0.25, validation_samples=32, validation_fallback=False)
     a = server_validation_set(cfg.data.benchmark, "benchmark", 0, on)
     assert len(a) == 32 and torch.equal(a.inputs["iq"], server_validation_set(cfg.data.benchmark, "benchmark", 0,
                                                                                on).inputs["iq"])
     pool = make_benchmark(cfg.data.benchmark, 0)  # everything the devices and the test set are drawn from
     assert not any(torch.equal(a.inputs["iq"][0], row) for row in pool.inputs["iq"])
-    assert server_validation_set(cfg.data.benchmark, "benchmark", 0, DefenseConfig()) is None  # off
+    assert server_validation_set(cfg.data.benchmark, "benchmark", 0, DefenseConfig.screen()) is None  # off
     with pytest.raises(ValueError, match="defense.validation_samples=32 needs a server validation set.*'hapt' has none"
                                          ".*set defense.validation_samples=0"):
         server_validation_set(cfg.data.benchmark, "hapt", 0, on)
     with pytest.raises(ValueError, match="defense.validation_samples=-1"):
         DefenseConfig(min_trust=0.25, validation_samples=-1)
     with pytest.raises(ValueError, match="needs defense.min_trust"):
-        DefenseConfig(validation_samples=8)
+        DefenseConfig(min_trust=None, norm_band=None, validation_samples=8)
     with pytest.raises(ValueError, match="defense.validation_spread=0"):
         DefenseConfig(min_trust=0.25, validation_samples=8, validation_spread=0)
 
@@ -152,6 +152,7 @@ def test_defense_robust_carries_the_validation_evidence_with_a_loud_fallback():
 
     robust = compose("defense=robust").defense
     assert robust.min_trust is not None and robust.validation_samples > 0 and robust.validation_fallback
-    assert compose().defense.validation_samples == 0  # the default (screen) keeps no validation set
+    assert compose().defense == robust  # the default
+    assert compose("defense=screen").defense.validation_samples == 0
     with pytest.raises(MissingConfigException, match="robust"):  # one record: the old name is gone, the error lists it
         compose("defense=validated")

@@ -54,27 +54,27 @@ class DefenseConfig:
 
     Each option is a record of the fields below; the code reads the fields, never the name."""
 
-    name: str = "screen"
-    """The option's name (for logs and tables only). The defaults are conf/defense/screen.yaml's (the default)."""
-    clip_factor: float | None = None
+    name: str = "robust"
+    """The option's name (for logs and tables only). The defaults are conf/defense/robust.yaml's (the default)."""
+    clip_factor: float | None = 2.0
     """Clip each update (around the aggregator's state) to this x the median honest update norm; null: no clip."""
     min_cosine: float | None = None
     """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
-    min_trust: float | None = None
+    min_trust: float | None = 0.25
     """Leave out every update of a device whose trust (``hffm.federation.agreement``: its agreement with the wave's
     consensus over all its modules, across rounds) is below this (in [-1, 1]); null: no trust."""
     trust_decay: float = 0.5
     """How much of a device's trust carries over to the next round (in [0, 1); 0: this round's evidence alone)."""
-    norm_band: float | None = None
+    norm_band: float | None = 2.0
     """With trust: a device whose median update norm (relative to each module's median) lies outside
     [1 / norm_band, norm_band] has evidence -1 for the round (>= 1); null: no such check."""
-    validation_samples: int = 0
+    validation_samples: int = 64
     """With trust: the size of the aggregator's own labelled validation set (``hffm.federation.validation``: fresh
     benchmark samples no device holds); each round a device's evidence is at most how well its updates teach its
     model the validation labels beyond a class-prior shift (catches label flipping). 0: off."""
-    validation_fallback: bool = False
+    validation_fallback: bool = True
     """With validation, when the run's data has no server validation set (a ``data.source`` without a generator):
     true: warn, naming how to provide one, and judge devices by agreement alone; false: refuse to start."""
     validation_spread: float = 1.5
@@ -113,7 +113,14 @@ class DefenseConfig:
     @classmethod
     def off(cls) -> DefenseConfig:
         """conf/defense/none.yaml: every screened update goes to the rule as sent."""
-        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None, min_trust=None)
+        return cls(name="none", clip_factor=None, min_cosine=None, reject_factor=None, min_trust=None, norm_band=None,
+                   validation_samples=0, validation_fallback=False)
+
+    @classmethod
+    def screen(cls) -> DefenseConfig:
+        """conf/defense/screen.yaml: only the adaptive screen (refuse an update 100 x the median update norm)."""
+        return cls(name="screen", clip_factor=None, min_cosine=None, reject_factor=100.0, min_trust=None,
+                   norm_band=None, validation_samples=0, validation_fallback=False)
 
     @property
     def active(self) -> bool:
