@@ -142,11 +142,14 @@ def layout(n_devices: int, devices_per_edge: int = 10) -> tuple[int, int, float]
 
 def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0, local_steps: int = 5,
                  batch_size: int = 32, samples_per_device: int = 20, participation: float = 1.0):
-    """A hierarchical run (E_agg 2, no solver, no D2D, no logger) sized for ``n_devices``."""
+    """A hierarchical run (E_agg 2, no solver, no D2D, no logger) sized for ``n_devices``, with ``defense=screen``:
+    the benchmarks time the engine (against plain FedAvg in bench_flower), not the default robust defense's
+    validation scoring (docs/faults-and-security.md measures that)."""
     from hffm.config import Config, DataConfig, LoggerConfig, TopologyGroup, resolve
     from hffm.data.benchmark import BenchmarkConfig
     from hffm.data.partition import PartitionConfig
     from hffm.federation.config import FederationConfig
+    from hffm.federation.defense import DefenseConfig
 
     edges, per_edge, area = layout(n_devices)
     cfg = Config(
@@ -161,6 +164,7 @@ def bench_config(n_devices: int, rounds: int, model: str = "tiny", seed: int = 0
         federation=FederationConfig(rounds=rounds, e_agg=2, local_steps=local_steps, batch_size=batch_size,
                                     eval_every=rounds + 1, checkpoint_every=0, participation=participation),
         logger=LoggerConfig(kind="none"),
+        defense=DefenseConfig.screen(),
         progress="none",
         plots=False,
     )
