@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = p.parse_args(argv)
 
     import torch
-    from code_version import commit
+    from code_version import CODE_PATHS, code_hash, commit
     from robustness import BASE, compose
 
     import hffm.federation.loop as loop
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from hffm.run import make_fabric, make_world
 
     torch.set_num_threads(1)
-    made_at = commit()
+    made_at = f"{code_hash()} at {commit(CODE_PATHS)}"  # Markdown and results edits do not count as code
     spent = {"validation": 0.0, "consensus": 0.0, "judge": 0.0}
     waves: list[tuple] = []
     score = loop.validation_scores
