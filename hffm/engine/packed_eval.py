@@ -177,11 +177,19 @@ def plan_passes(sizes: Sequence[int], order: Sequence[int], pass_samples: int = 
     return [p for p in passes if p]
 
 
-@torch.no_grad()
 def evaluate_packed(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: int = 64,
                     pass_samples: int | None = None) -> list[dict[str, float]]:
     """Per-task metrics of each `EvalJob`, in job order: passes of at most ``max_jobs`` jobs and ``pass_samples``
     samples (default `PASS_SAMPLES`)."""
+    return [_metrics(bank, pairs) for pairs in packed_outputs(fabric, bank, jobs, max_jobs, pass_samples)]
+
+
+@torch.no_grad()
+def packed_outputs(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: int = 64,
+                   pass_samples: int | None = None) -> list[dict[str, list[tuple[Tensor, Tensor]]]]:
+    """Each `EvalJob`'s raw outputs, in job order: task -> chunks of (outputs, targets) over the samples it counts,
+    in sample order (classification samples without a label left out), on ``fabric.device``. What
+    `evaluate_packed` scores, for callers that need more than the metrics (the defense's validation scores)."""
     device = fabric.device
     pass_samples = pass_samples or PASS_SAMPLES
     tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
@@ -202,7 +210,7 @@ def evaluate_packed(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: 
         for pass_outputs in outputs:  # in pass order: metrics see the samples in one order however they ran
             for job, task, out, y in pass_outputs:
                 collected[job][task].append((out, y))
-    return [_metrics(bank, pairs) for pairs in collected]
+    return collected
 
 
 def _blocks(passes: int, workers: int) -> list[range]:
