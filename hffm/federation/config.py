@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from hffm.config_checks import closest
 from hffm.federation.aggregate import RULES
-from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of
+from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of, topk_warmup_fraction
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
 from hffm.modules.optim import OPTIMIZERS
@@ -79,7 +80,16 @@ class FederationConfig:
     compression_kinds: dict[str, str] = field(default_factory=dict)
     """Per module kind, a codec that overrides ``compression`` for that kind (e.g. adapter: lowrank)."""
     compression_topk: float = 0.1
-    """Fraction of each tensor's entries top-k sends."""
+    """Fraction of each tensor's entries top-k sends (of each module's with ``compression_topk_scope=module``)."""
+    compression_topk_scope: str = "tensor"
+    """What top-k ranks: each ``tensor`` on its own, or the whole ``module`` (one threshold over its tensors)."""
+    compression_topk_warmup: int = 0
+    """Rounds of top-k warm-up: round t < warmup keeps the fraction compression_topk ** ((t + 1) / (warmup + 1))
+    (larger, so more bytes, which planning and the ledger charge), then compression_topk. 0: off."""
+    compression_momentum: float = 0.0
+    """Momentum correction of top-k's error feedback (Deep Gradient Compression): the device accumulates a
+    velocity u = momentum u + delta into its residual instead of the delta, clearing a sent entry's velocity.
+    0: off; needs compression_feedback=residual."""
     compression_rank: int = 2
     """Rank low-rank sends (matrices only; a matrix it would not shrink goes dense)."""
     compression_feedback: str = "residual"
@@ -192,7 +202,15 @@ class FederationConfig:
     def codebook(self) -> Codebook:
         """The run's codec choice (``hffm.federation.compression``)."""
         return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank,
-                           self.compression_feedback)
+                           self.compression_feedback, self.compression_topk_scope, self.compression_momentum)
+
+    def at_round(self, t: int) -> FederationConfig:
+        """The config in force in round ``t`` (0-based): during the top-k warm-up, the round's larger fraction, so
+        the codec, the planner and the ledger all use it; otherwise this config itself."""
+        if t >= self.compression_topk_warmup:
+            return self
+        return dataclasses.replace(self, compression_topk=topk_warmup_fraction(self.compression_topk,
+                                                                               self.compression_topk_warmup, t))
 
     def _compression_problems(self) -> list[str]:
         try:
@@ -200,6 +218,9 @@ class FederationConfig:
         except ValueError as exc:
             return [str(exc)]
         out = []
+        if self.compression_topk_warmup < 0:
+            out.append(f"federation.compression_topk_warmup={self.compression_topk_warmup}: must be >= 0 (rounds; "
+                       "0: off)")
         for name in self.compression_levels:
             try:
                 codec_of(name, "federation.compression_levels")
