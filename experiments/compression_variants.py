@@ -3,7 +3,9 @@
     .venv/bin/python experiments/compression_variants.py --out experiments/results/compression/variants \
         --seeds 0 1 2 --variants none topk topk_module topk_momentum0.5 topk_warmup4
 
-Each variant is a level plus overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
+The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05).
+``front.png``: accuracy against total latency and energy of the first seed's runs. Each variant is a level plus
+overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
 same base overrides: ``experiment=hffm model=tiny``, 10 edges x 4 devices, 2 local steps, the joint solver) for
 ``--rounds`` rounds, cached in ``runs/<variant>-s<seed>.json`` (an interrupted study resumes; a run whose overrides
 changed is run again). Writes ``results.json`` (every run, the commit, the machine and its load) and ``table.md``:
@@ -24,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression import BASE, KEEP, run_one  # noqa: E402 - the sibling script's runs
+from compression import BASE, KEEP, plot, run_one  # noqa: E402 - the sibling script's runs
 
 VARIANTS: dict[str, list[str]] = {
     "none": ["federation.compression=none"],
@@ -32,14 +34,26 @@ VARIANTS: dict[str, list[str]] = {
     "int8": ["federation.compression=int8"],
     "int8_channel": ["federation.compression=int8_channel"],
     "topk": ["federation.compression=topk"],
+    "topk_plain": ["federation.compression=topk", "federation.compression_momentum=0"],
     "topk_module": ["federation.compression=topk", "federation.compression_topk_scope=module"],
     "topk_momentum0.5": ["federation.compression=topk", "federation.compression_momentum=0.5"],
+    "topk_momentum0.7": ["federation.compression=topk", "federation.compression_momentum=0.7"],
     "topk_momentum0.9": ["federation.compression=topk", "federation.compression_momentum=0.9"],
+    "topk_momentum0.5_warmup2": ["federation.compression=topk", "federation.compression_momentum=0.5",
+                                 "federation.compression_topk_warmup=2"],
     "topk_warmup2": ["federation.compression=topk", "federation.compression_topk_warmup=2"],
     "topk_warmup4": ["federation.compression=topk", "federation.compression_topk_warmup=4"],
     "topk_ef21": ["federation.compression=topk", "federation.compression_feedback=ef21"],
 }
-"""Variant name -> its overrides on top of the base run."""
+"""Variant name -> its overrides on top of the base run (``auto`` also gets the measured distortions)."""
+AUTO_BUDGET = 0.05
+
+
+def auto_overrides(distortion: Path) -> list[str]:
+    """``auto`` as ``experiments/compression.py`` runs it: the distortions its ``--measure`` wrote, budget 0.05."""
+    dist = json.loads(distortion.read_text())["distortion"]
+    return ["federation.compression=auto", *[f"federation.compression_distortion.{c}={v:.6g}" for c, v in dist.items()],
+            f"federation.compression_budget={AUTO_BUDGET}"]
 
 
 def table(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int]) -> str:
@@ -66,8 +80,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=["none", "topk"], choices=sorted(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=["none", "topk"], choices=sorted([*VARIANTS, "auto"]))
+    ap.add_argument("--distortion", type=Path,
+                    default=Path(__file__).parent / "results/compression/r16/distortion.json",
+                    help="auto's measured distortions (experiments/compression.py --measure-only)")
     args = ap.parse_args(argv)
+    if "auto" in args.variants:
+        VARIANTS["auto"] = auto_overrides(args.distortion)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     names = ["none", *[v for v in args.variants if v != "none"]]
     runs: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
@@ -86,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         {"commit": commit(), "rounds": args.rounds, "seeds": args.seeds, "keep": KEEP, "machine": machine,
          "variants": {n: VARIANTS[n] for n in names}, "runs": runs}, indent=1))
     (args.out / "table.md").write_text(table(runs, args.seeds))
+    plot({n: runs[n][args.seeds[0]] for n in names}, args.out / "front.png")
     print(table(runs, args.seeds))
 
 

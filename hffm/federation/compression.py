@@ -103,7 +103,15 @@ def _int8_bytes(shape: Shape, per_channel: bool) -> int:
     return _numel(shape) + 4 * scales
 
 
-# ---- top-k: the k largest magnitudes, int32 indices + fp32 values; dense when that is smaller ------------------
+# ---- top-k: the k largest magnitudes, int16 indices (int32 past 65,536 entries) + fp32 values; dense when smaller --
+SHORT_INDEX = 1 << 16
+"""Tensors of at most this many entries address them with int16 indices (stored offset by -32,768)."""
+
+
+def _index_bytes(shape: Shape) -> int:
+    return 2 if _numel(shape) <= SHORT_INDEX else 4
+
+
 def _topk_k(shape: Shape, o: CodecOptions) -> int:
     return max(1, math.ceil(o.topk_fraction * _numel(shape)))
 
@@ -115,7 +123,7 @@ def topk_warmup_fraction(fraction: float, warmup: int, t: int) -> float:
 
 
 def _topk_dense(shape: Shape, o: CodecOptions) -> bool:
-    return 8 * _topk_k(shape, o) >= 4 * _numel(shape)
+    return (4 + _index_bytes(shape)) * _topk_k(shape, o) >= 4 * _numel(shape)
 
 
 def _topk_encode(d: Tensor, o: CodecOptions) -> Payload:
@@ -124,19 +132,22 @@ def _topk_encode(d: Tensor, o: CodecOptions) -> Payload:
     flat = d.reshape(-1)
     idx = torch.topk(flat.abs(), _topk_k(tuple(d.shape), o), sorted=False).indices
     idx = torch.sort(idx).values  # a canonical order: the same payload whatever topk returned first
-    return {"idx": idx.to(torch.int32), "v": flat[idx].to(torch.float32)}
+    short = _index_bytes(tuple(d.shape)) == 2
+    wire = (idx - SHORT_INDEX // 2).to(torch.int16) if short else idx.to(torch.int32)
+    return {"idx": wire, "v": flat[idx].to(torch.float32)}
 
 
 def _topk_decode(p: Payload, shape: Shape, o: CodecOptions) -> Tensor:
     if "idx" not in p:
         return p["v"].reshape(shape)
     out = torch.zeros(_numel(shape), dtype=torch.float32)
-    out[p["idx"].long()] = p["v"]
+    idx = p["idx"].long() + (SHORT_INDEX // 2 if p["idx"].dtype == torch.int16 else 0)
+    out[idx] = p["v"]
     return out.reshape(shape)
 
 
 def _topk_bytes(shape: Shape, o: CodecOptions) -> int:
-    return 4 * _numel(shape) if _topk_dense(shape, o) else 8 * _topk_k(shape, o)
+    return 4 * _numel(shape) if _topk_dense(shape, o) else (4 + _index_bytes(shape)) * _topk_k(shape, o)
 
 
 # ---- low-rank: a rank-r SVD of a matrix (adapters' projections), fp32 factors; dense when that is smaller -------

@@ -18,6 +18,9 @@ DISTORTION = {"none": 0.0, "fp16": 3.9e-8, "bf16": 2.7e-6, "int8": 7.6e-6, "int8
 """Default distortion per level: the mean relative squared error of one device update, measured by
 experiments/compression.py on the 40-device preset with the tiny model (experiments/results/compression); measure
 again for another model."""
+TOPK_MOMENTUM = 0.5
+"""Top-k's default momentum correction (``compression_momentum``): measured best of 0.5 / 0.7 / 0.9 on the 40-device
+preset, 3 seeds (docs/compression.md)."""
 
 
 @dataclass
@@ -86,10 +89,11 @@ class FederationConfig:
     compression_topk_warmup: int = 0
     """Rounds of top-k warm-up: round t < warmup keeps the fraction compression_topk ** ((t + 1) / (warmup + 1))
     (larger, so more bytes, which planning and the ledger charge), then compression_topk. 0: off."""
-    compression_momentum: float = 0.0
+    compression_momentum: float | None = None
     """Momentum correction of top-k's error feedback (Deep Gradient Compression): the device accumulates a
     velocity u = momentum u + delta into its residual instead of the delta, clearing a sent entry's velocity.
-    0: off; needs compression_feedback=residual."""
+    null: ``TOPK_MOMENTUM`` with compression_feedback=residual, off with ef21; 0: off; a value > 0 needs
+    compression_feedback=residual."""
     compression_rank: int = 2
     """Rank low-rank sends (matrices only; a matrix it would not shrink goes dense)."""
     compression_feedback: str = "residual"
@@ -202,7 +206,13 @@ class FederationConfig:
     def codebook(self) -> Codebook:
         """The run's codec choice (``hffm.federation.compression``)."""
         return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank,
-                           self.compression_feedback, self.compression_topk_scope, self.compression_momentum)
+                           self.compression_feedback, self.compression_topk_scope, self.momentum())
+
+    def momentum(self) -> float:
+        """The momentum correction in force: ``compression_momentum``, or its default for the feedback."""
+        if self.compression_momentum is not None:
+            return self.compression_momentum
+        return TOPK_MOMENTUM if self.compression_feedback == "residual" else 0.0
 
     def at_round(self, t: int) -> FederationConfig:
         """The config in force in round ``t`` (0-based): during the top-k warm-up, the round's larger fraction, so

@@ -177,6 +177,12 @@ def run_federation(
 
                 # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers; every
                 #     update through its device's codec, as the edge decodes it (error-feedback residuals stay behind).
+                #     A late device did send (past the deadline, charged as wasted): its codec ran, so its residual is
+                #     what it did not send, as for any other sender.
+                late = [u for u in updates if u.node in set(fault.late) - fault.drawn.dropped]
+                if late and not codebook.off:
+                    state.keep_residuals(compress_updates(late, state.group_states[group], codebook, world.bank.kind,
+                                                          plan.compression, state.residual)[1])
                 updates = send(updates, fault, state.group_states[group], faults, seed, t)
                 updates, kept = compress_updates(updates, state.group_states[group], codebook, world.bank.kind,
                                                  plan.compression, state.residual)
