@@ -37,6 +37,7 @@ VARIANTS: dict[str, list[str]] = {
     "topk_plain": ["federation.compression=topk", "federation.compression_momentum=0"],
     "topk_module": ["federation.compression=topk", "federation.compression_topk_scope=module"],
     "topk_momentum0.5": ["federation.compression=topk", "federation.compression_momentum=0.5"],
+    "topk_momentum0.3": ["federation.compression=topk", "federation.compression_momentum=0.3"],
     "topk_momentum0.7": ["federation.compression=topk", "federation.compression_momentum=0.7"],
     "topk_momentum0.9": ["federation.compression=topk", "federation.compression_momentum=0.9"],
     "topk_momentum0.5_warmup2": ["federation.compression=topk", "federation.compression_momentum=0.5",
@@ -97,12 +98,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             r = runs[name][seed] = run_one(f"{name}-s{seed}", overrides, args.out / "runs")
             print(f"{name} seed {seed}: accuracy {r['final']['accuracy']:.4f}, "
                   f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall, load {os.getloadavg()[0]:.1f}", flush=True)
-    from code_version import commit
+    from code_version import CODE_PATHS, commit
 
     machine = {"python": sys.version.split()[0], "platform": platform.platform(), "load_avg": list(os.getloadavg()),
                "cpus_note": "2-core CPU container shared with other jobs: CPU seconds are this process's"}
     (args.out / "results.json").write_text(json.dumps(
-        {"commit": commit(), "rounds": args.rounds, "seeds": args.seeds, "keep": KEEP, "machine": machine,
+        {"commit": commit(CODE_PATHS), "rounds": args.rounds, "seeds": args.seeds, "keep": KEEP, "machine": machine,
          "variants": {n: VARIANTS[n] for n in names}, "runs": runs}, indent=1))
     (args.out / "table.md").write_text(table(runs, args.seeds))
     plot({n: runs[n][args.seeds[0]] for n in names}, args.out / "front.png")
