@@ -175,11 +175,19 @@ def plan_passes(sizes: Sequence[int], order: Sequence[int], pass_samples: int = 
     return [p for p in passes if p]
 
 
-@torch.no_grad()
 def evaluate_packed(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: int = 64,
                     pass_samples: int | None = None) -> list[dict[str, float]]:
     """Per-task metrics of each `EvalJob`, in job order: passes of at most ``max_jobs`` jobs and ``pass_samples``
     samples (default `PASS_SAMPLES`)."""
+    return [_metrics(bank, pairs) for pairs in packed_outputs(fabric, bank, jobs, max_jobs, pass_samples)]
+
+
+@torch.no_grad()
+def packed_outputs(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: int = 64,
+                   pass_samples: int | None = None) -> list[dict[str, list[tuple[Tensor, Tensor]]]]:
+    """Each `EvalJob`'s raw outputs, in job order: task -> chunks of (outputs, targets) over the samples it counts,
+    in sample order (classification samples without a label left out), on ``fabric.device``. What
+    `evaluate_packed` scores, for callers that need more than the metrics (the defense's validation scores)."""
     device = fabric.device
     pass_samples = pass_samples or PASS_SAMPLES
     tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
@@ -211,7 +219,7 @@ def evaluate_packed(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: 
                                    batch.targets[task.name].split(counts[counts > 0].tolist())):
                 keep = y != MISSING_LABEL if task.kind == "classification" else torch.ones_like(y, dtype=torch.bool)
                 collected[job][task.name].append((out[keep], y[keep]))
-    return [_metrics(bank, pairs) for pairs in collected]
+    return collected
 
 
 def _cat(parts: list[Tensor]) -> Tensor:
