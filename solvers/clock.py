@@ -80,6 +80,10 @@ class Clock:
         now = time.perf_counter()
         return Clock(now + fraction * max(self.end - now, 0.0))
 
+    def before(self, seconds: float) -> Clock:
+        """This deadline moved `seconds` earlier (unbounded stays unbounded)."""
+        return Clock(self.end - seconds) if self.bounded else self
+
     def within(self, seconds: float | None) -> Clock:
         """This deadline or `seconds` from this instant, whichever comes first (None: this one)."""
         if seconds is None:

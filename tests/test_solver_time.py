@@ -266,3 +266,9 @@ def test_power_frequency_round_keeps_its_time_limit(monkeypatch: pytest.MonkeyPa
     assert plan.solve_seconds <= limit + 0.1, plan.solve_seconds
     assert not plan.fallback and check_plan(p, plan) == []
     assert 0 < plan.lower_bound <= plan.objective
+
+
+def test_clock_before() -> None:
+    now = time.perf_counter()
+    assert Clock(now + 1.0).before(0.25).end == now + 0.75
+    assert not Clock().before(1.0).bounded
