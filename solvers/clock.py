@@ -35,17 +35,17 @@ cover: solvers/greedy.py `repair_edge`). At 0.2 s, ten repairs took the whole 2 
 
 
 def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
-    """Import what a solve loads lazily (scipy.sparse, highspy's solver; scipy.sparse.csgraph for trees; cvxpy
-    where the round's cvxpy model may run) before the round's clock starts: a process's first solve paid 0.1-0.25
-    s for scipy.sparse quiet and 0.55 s under load, and 0.7 CPU s for cvxpy, inside its time limit. Not at `import
-    solvers`: config errors and the CLI's validation never solve and stay light (experiments/startup_time.py).
-    After the first call each import is a dictionary look-up."""
-    import scipy.sparse  # noqa: F401
-
+    """Import what a solve loads lazily (highspy's solver; scipy.sparse.csgraph for trees; cvxpy and scipy.sparse
+    where the round's cvxpy model may run) before the round's clock starts: a process's first solve paid 0.1-0.25 s
+    for scipy.sparse quiet and 0.55 s under load, and 0.7 CPU s for cvxpy, inside its time limit. Not at `import
+    solvers`: config errors and the CLI's validation never solve and stay light (experiments/startup_time.py); and
+    only what the round needs (the heuristics and the column models use no scipy). After the first call each import
+    is a dictionary look-up."""
     if tree:
         import scipy.sparse.csgraph  # noqa: F401
     if cvxpy:
         import cvxpy as _  # noqa: F401
+        import scipy.sparse  # noqa: F401
     bare_highs()
 
 
@@ -79,6 +79,10 @@ class Clock:
             return self
         now = time.perf_counter()
         return Clock(now + fraction * max(self.end - now, 0.0))
+
+    def before(self, seconds: float) -> Clock:
+        """This deadline moved `seconds` earlier (unbounded stays unbounded)."""
+        return Clock(self.end - seconds) if self.bounded else self
 
     def within(self, seconds: float | None) -> Clock:
         """This deadline or `seconds` from this instant, whichever comes first (None: this one)."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
-from solvers.clock import HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
+from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
@@ -163,8 +163,9 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
         lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
         if lower < (1 - 1e-4) * cost.objective:
+            clock_lb = None if deadline is None else deadline.before(FINISH_S)  # the plan's check after it
             lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective,
-                                                clock=deadline), exact_lb))
+                                                clock=clock_lb), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
