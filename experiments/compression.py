@@ -115,6 +115,8 @@ def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dic
 
 
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
+    from code_version import CODE_PATHS, commit
+
     from hffm.run import train
 
     path = cache / f"{name}.json"
@@ -134,6 +136,7 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
         "compressed_devices": float(sum(h.get("plan/compressed_devices", 0.0) for h in history)),
         "fallbacks": float(sum(h.get("plan/fallback", 0.0) for h in history)),
         "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu,
+        "commit": commit(CODE_PATHS), "load_avg": list(os.getloadavg()),
     }
     path.write_text(json.dumps(record, indent=1))
     return record

@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--a", required=True, help="checkout root A (the reference)")
     ap.add_argument("--b", required=True, help="checkout root B")
     ap.add_argument("--sizes", default="8,12")
+    ap.add_argument("--mode", default="one-hop", help="an instance mode of solver_model_bench.py")
     ap.add_argument("--lams", default="0.05,0.5,5,50")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=2.0)
@@ -104,8 +105,6 @@ def main() -> None:
     ap.add_argument("--scale-highs", action="store_true",
                     help="with --cpu-clock: HiGHS's own (wall) time limits x the process's wall / CPU ratio so far, "
                          "so a MILP or LP given x CPU s by the solver's clock gets about x CPU s under load")
-    ap.add_argument("--mode", default="one-hop", choices=("one-hop", "aggregates"),
-                    help="the instances' relay mode (solver_model_bench.instance)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     roots = {"A": str(Path(a.a).resolve()), "B": str(Path(a.b).resolve())}
