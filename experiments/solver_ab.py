@@ -8,8 +8,8 @@ fair between runs that alternate like this; --cpu-clock makes the solver's deadl
 the time limit gives on a quiet machine; HiGHS's own time limits stay wall time). Writes a JSON with both
 checkouts' commits.
 
-    python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 2]
-        [--time-limit 2] [--share-b 0.7] [--cpu-clock] --out experiments/results/solver_model/ab.json
+    python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--mode one-hop] [--lams 0.05,0.5,5,50]
+        [--seeds 2] [--time-limit 2] [--share-b 0.7] [--cpu-clock] --out experiments/results/solver_model/ab.json
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ for name, value in {patch!r}:  # module.CONSTANT=value: a module constant change
     mod, _, attr = name.rpartition('.')
     setattr(importlib.import_module(mod), attr, value)
 solve(instance(4, 'one-hop', 0.5, 99), 'joint', time_limit_s=0.5)  # warm: lazy imports (scipy.sparse: 0.55 s)
-p = instance({n}, 'one-hop', {lam}, {seed})
+p = instance({n}, {mode!r}, {lam}, {seed})
 w, c = wall(), time.process_time()
 plan = solve(p, 'joint', time_limit_s={limit})
 import solvers
@@ -58,9 +58,9 @@ def commit_of(root: str) -> str:
 
 
 def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float | None, cpu_clock: bool,
-            patch: list[tuple[str, float]]) -> dict:
+            patch: list[tuple[str, float]], mode: str = "one-hop") -> dict:
     code = CHILD.format(root=root, n=n, lam=lam, seed=seed, limit=limit, share=share, cpu_clock=cpu_clock,
-                        patch=patch)
+                        patch=patch, mode=mode)
     env = {**os.environ, "PYTHONPATH": root, "WANDB_MODE": "disabled"}
     # cwd = the checkout: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--a", required=True, help="checkout root A (the reference)")
     ap.add_argument("--b", required=True, help="checkout root B")
     ap.add_argument("--sizes", default="8,12")
+    ap.add_argument("--mode", default="one-hop", help="an instance mode of solver_model_bench.py")
     ap.add_argument("--lams", default="0.05,0.5,5,50")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--time-limit", type=float, default=2.0)
@@ -99,9 +100,10 @@ def main() -> None:
     for n in (int(s) for s in a.sizes.split(",")):
         for lam in (float(s) for s in a.lams.split(",")):
             for seed in range(a.seeds):
-                row = {"devices": n, "lambda": lam, "seed": seed}
+                row = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed}
                 for k in ("A", "B"):
-                    row[k] = run_one(roots[k], n, lam, seed, a.time_limit, shares[k], a.cpu_clock, patches[k])
+                    row[k] = run_one(roots[k], n, lam, seed, a.time_limit, shares[k], a.cpu_clock, patches[k],
+                                     a.mode)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     meta = {"A": {"root": roots["A"], "commit": commit_of(roots["A"]), "heuristic_share": shares["A"],

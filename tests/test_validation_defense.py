@@ -97,6 +97,33 @@ def test_every_sender_with_a_classification_task_is_scored_and_an_unchanged_mode
     assert classifies and set(scores) == classifies and all(s == 0.0 for s in scores.values())  # nothing changed
 
 
+def test_packed_scores_equal_each_model_in_its_own_pass():
+    """The packed passes score every device as one forward pass per model does (float noise apart), on a world of
+    mixed modality and task sets where devices share their edge's received states and send different updates."""
+    from conftest import mixed_config
+
+    cfg = mixed_config(trunk_layers=2)
+    world = make_world(cfg)
+    state = initial_state(world, tier_policy(cfg.federation))
+    data = server_validation_set(cfg.data.benchmark, "benchmark", 0, DefenseConfig(min_trust=0.25,
+                                                                                    validation_samples=48))
+    gen = torch.Generator().manual_seed(0)
+    leaving = []
+    for d in range(world.num_devices):
+        group = int(world.topology.device_edge[d])
+        sent = world.bank.required_modules(world.parts[d].modalities, world.parts[d].tasks)[d % 3::3]  # a share
+        leaving.append((group, [ModuleUpdate(d, m, {k: v + 0.05 * torch.randn(v.shape, generator=gen)
+                                                    if v.is_floating_point() else v
+                                                    for k, v in state.group_states[group][m].items()}, 1.0)
+                                for m in sent]))
+    candidates = wave_candidates(world, state, leaving)
+    packed = validation_scores(FABRIC, world.bank, candidates, data)
+    alone = validation_scores(FABRIC, world.bank, candidates, data, packed=False)
+    assert len(alone) >= 8 and set(packed) == set(alone)
+    assert len({round(s, 4) for s in alone.values()}) > len(alone) // 2  # the updates do change the scores
+    assert packed == pytest.approx(alone, abs=1e-6)
+
+
 def test_validation_evidence_lowers_trust_until_the_device_is_left_out():
     cfg = DefenseConfig(name="robust", min_trust=0.25, trust_decay=0.5, validation_samples=8)
     memory = DefenseMemory()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from lightning.fabric import Fabric
 
     from hffm.data.dataset import M3TDataset
+    from hffm.engine.batched_eval import EvalJob
     from hffm.federation.aggregate import ModuleUpdate
     from hffm.federation.defense import DefenseConfig
     from hffm.federation.state import FederationState
@@ -103,28 +104,42 @@ def server_validation_set(benchmark: object, source: str, seed: int, defense: De
 
 
 def validation_scores(
-    fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset,
+    fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
 ) -> dict[int, float]:
     """Device -> ``mapping_gain`` of its updates on the validation samples of its modalities and classification
-    tasks (devices with no such task or sample are not scored)."""
-    out: dict[int, float] = {}
-    views: dict[tuple[tuple[str, ...], tuple[str, ...]], M3TDataset | None] = {}
-    befores: dict[tuple, dict[str, torch.Tensor]] = {}  # devices that received the same states share one pass
+    tasks (devices with no such task or sample are not scored).
+
+    Every 'before' (the states a device received; devices that received the same states share one) and 'after'
+    (received + sent) model runs in the packed evaluation's passes (`hffm.engine.packed_eval`): a wave's ~80
+    small models in a few passes, not one forward pass each. ``packed=False``, or a model packed passes cannot
+    run (`batched_unsupported`), scores each model in its own pass (the reference the packed path is tested
+    against)."""
+    from hffm.engine.batched import batched_unsupported
+    from hffm.engine.batched_eval import EvalJob
+
+    jobs: list[EvalJob] = []
+    befores: dict[tuple, int] = {}  # devices that received the same states share one 'before' model
+    pairs: dict[int, tuple[int, int]] = {}  # device -> (its before job, its after job)
     for c in candidates:
         tasks = tuple(t for t in data.task_names if t in c.tasks and bank.tasks[t].kind == "classification")
         mods = tuple(m for m in data.modality_names if m in c.modalities)
-        if (mods, tasks) not in views:
-            views[mods, tasks] = _view(data, mods, tasks)
-        view = views[mods, tasks]
-        if view is None:
+        if not tasks or not _any_present(data, mods):
             continue
-        received = (mods, tasks, *(id(c.received[n]) for n in bank.required_modules(list(mods), list(tasks))))
+        needed = bank.required_modules(list(mods), list(tasks))
+        received = (mods, tasks, *(id(c.received[n]) for n in needed))
         if received not in befores:
-            befores[received] = _outputs(fabric, bank, c.received, view)
-        before = befores[received]
-        after = _outputs(fabric, bank, {**c.received, **c.sent}, view)
-        out[c.device] = mapping_gain(before, after, view.targets)
-    return out
+            befores[received] = len(jobs)
+            jobs.append(EvalJob({n: c.received[n] for n in needed}, mods, tasks, data, restrict=True))
+        after = {**c.received, **c.sent}
+        pairs[c.device] = befores[received], len(jobs)
+        jobs.append(EvalJob({n: after[n] for n in needed}, mods, tasks, data, restrict=True))
+    if packed and batched_unsupported(bank) is None:
+        from hffm.engine.packed_eval import packed_outputs
+
+        outputs = [_joined(chunks) for chunks in packed_outputs(fabric, bank, jobs)]
+    else:
+        outputs = [_outputs(fabric, bank, job) for job in jobs]
+    return {d: mapping_gain(outputs[b][0], outputs[a][0], outputs[b][1]) for d, (b, a) in pairs.items()}
 
 
 def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -161,32 +176,35 @@ def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> 
     return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (spread * mad))) for d, s in scores.items()}
 
 
-def _view(data: M3TDataset, modalities: tuple[str, ...], tasks: tuple[str, ...]) -> M3TDataset | None:
-    """The samples having one of ``modalities``, with only those modalities and ``tasks``; None if empty."""
+def _any_present(data: M3TDataset, modalities: tuple[str, ...]) -> bool:
+    return any(bool(data.present[m].bool().any()) for m in modalities)
+
+
+def _joined(chunks: Mapping[str, Sequence[tuple[torch.Tensor, torch.Tensor]]]
+            ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(task -> outputs, task -> labels) on the CPU from `packed_outputs`' chunks of one job."""
     import torch
 
-    if not modalities or not tasks:
-        return None
-    keep = torch.zeros(len(data), dtype=torch.bool)
-    for m in modalities:
-        keep |= data.present[m].bool()
-    if not bool(keep.any()):
-        return None
-    return data.subset(torch.nonzero(keep).flatten().numpy(), modalities=modalities, tasks=tasks)
+    outs = {t: torch.cat([o for o, _ in c]).cpu() for t, c in chunks.items() if c}
+    return outs, {t: torch.cat([y for _, y in c]).cpu() for t, c in chunks.items() if c}
 
 
-def _outputs(fabric: Fabric, bank: ModuleBank, states: Mapping[str, Mapping[str, torch.Tensor]],
-             data: M3TDataset) -> dict[str, torch.Tensor]:
-    """Task -> the logits of the sub-model for ``data``'s modalities and tasks with ``states`` loaded (one pass)."""
+def _outputs(fabric: Fabric, bank: ModuleBank, job: EvalJob) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(task -> logits, task -> labels) of one job's sub-model on the samples showing one of its modalities, in
+    one pass of its own."""
     import torch
 
     from hffm.engine.local import lightning_module
 
-    modalities, tasks = list(data.modality_names), list(data.task_names)
-    bank.load_states({name: states[name] for name in bank.required_modules(modalities, tasks)})
+    keep = torch.zeros(len(job.data), dtype=torch.bool)
+    for m in job.modalities:
+        keep |= job.data.present[m].bool()
+    view = job.data.subset(torch.nonzero(keep).flatten().numpy(), modalities=job.modalities, tasks=job.tasks)
+    modalities, tasks = list(job.modalities), list(job.tasks)
+    bank.load_states({name: job.states[name] for name in bank.required_modules(modalities, tasks)})
     model = lightning_module(bank, modalities, tasks, [], None).model.eval()
-    batch = next(iter(data.batches(len(data), shuffle=False)))
+    batch = next(iter(view.batches(len(view), shuffle=False)))
     with torch.no_grad():
         outputs, _ = model({m: v.to(fabric.device) for m, v in batch["inputs"].items()},
                            {m: v.to(fabric.device) for m, v in batch["present"].items()})
-    return {t: outputs[t].cpu() for t in tasks}
+    return {t: outputs[t].cpu() for t in tasks}, {t: view.targets[t] for t in tasks}
