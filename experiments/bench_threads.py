@@ -1,20 +1,22 @@
-"""Do 2 torch threads hurt on a busy machine? Batched training with 1 and 2 threads, OpenMP spinning or not.
+"""Do 2 threads hurt on a busy machine? Training and evaluation with 1 and 2 threads beside busy processes.
 
-torch's CPU wheel runs its intra-op threads on GNU OpenMP, whose idle threads spin (busy-wait) before they
-sleep. On a machine whose cores are taken by other processes, a spinning thread takes the core from the
-thread that has work, and a 2-thread run can end slower than a 1-thread one. ``OMP_WAIT_POLICY=PASSIVE``
-makes idle threads sleep at once; libgomp reads it when torch is imported, so ``hffm`` sets it (unless the
-environment already does) before it imports torch, and each case here runs in a fresh process.
+Two ways to spend 2 threads: ``passes`` (hffm's engine now, `hffm/engine/workers.py`: each thread runs whole
+evaluation passes or training waves with one torch intra-op thread) and ``intra-op`` (the engine before: torch
+splits every operation over both threads, and each operation waits at a barrier for the slower one). Idle
+OpenMP threads sleep in both (``OMP_WAIT_POLICY=PASSIVE``, set by ``import hffm``); ``--policy default``
+runs libgomp's spin-then-sleep instead (the failure `hffm/openmp.py` fixed: a case can take many minutes).
 
-Per case (wait policy: libgomp's default or PASSIVE; 1 or 2 threads), a worker process builds the scale
-benchmark's world (``--devices``, ``tiny`` model), collects a star round's training jobs and times
-``train_devices`` (batched) ``--repeats`` times: the best wall and CPU seconds. ``--load N`` runs N
-busy-looping processes beside every case (the machine's other jobs, made reproducible); ``--load 0``
-measures the machine as it is. The cases run one after another; the machine's load average is recorded.
+Each job is a fresh process: it builds the scale benchmark's world (``tiny`` model), then times
+``train`` (a star round's training jobs of ``--train-devices`` devices, packed) or ``eval`` (one evaluation
+round of every tier of ``--eval-devices`` devices, as experiments/bench_eval.py) in each case: one thread,
+2 threads as passes, 2 threads intra-op, interleaved repeat by repeat (``--repeats``), so a drift in the
+machine's load reaches every case alike. The best wall and CPU seconds (the process, all threads) are kept.
+``--load N`` starts N busy-looping processes beside every job (the machine's other jobs, made reproducible);
+the machine's load average is recorded before and after each job.
 
 Usage:
     .venv/bin/python experiments/bench_threads.py --load 2
-    .venv/bin/python experiments/bench_threads.py --load 0 --devices 40
+    .venv/bin/python experiments/bench_threads.py --load 0 --jobs eval
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 OUT = Path(__file__).resolve().parent / "results" / "bench_threads"
 POLICIES = {"default": None, "passive": "PASSIVE"}
-"""The OpenMP wait policy of a case: libgomp's default (spin, then sleep) or PASSIVE (sleep at once)."""
+"""The OpenMP wait policy: libgomp's default (spin, then sleep) or PASSIVE (sleep at once; hffm's default)."""
 
 
 def spin(stop_at: float) -> None:
@@ -41,83 +43,144 @@ def spin(stop_at: float) -> None:
         x += 1
 
 
-def worker(devices: int, threads: int, repeats: int) -> dict[str, Any]:
-    """In a fresh process: build the world, time batched training of one round's jobs."""
+CASES = {"one thread": (1, "passes"), "passes": (2, "passes"), "intra-op": (2, "intra-op")}
+"""A case: (torch threads, how 2 threads are spent)."""
+
+
+def worker(job: str, devices: int, cases: list[str], repeats: int) -> dict[str, Any]:
+    """In a fresh process: build the world, then time the job in every case, the cases interleaved repeat by
+    repeat (the machine's load drifts: each case sees the same drift)."""
     import warnings
 
     warnings.filterwarnings("ignore")
     import torch
-    from bench_engine import collect_jobs, timed
+
+    import hffm.engine.batched as batched
+    import hffm.engine.packed_eval as packed_eval
+    from hffm.engine import workers
+
+    call = _train_call(devices) if job == "train" else _eval_call(devices)
+    runs: dict[str, list[tuple[float, float]]] = {c: [] for c in cases}
+    for _ in range(repeats):
+        for case in cases:
+            threads, mode = CASES[case]
+            # intra-op: the engine before workers.py, one unit at a time while torch's threads split each op
+            batched.pass_workers = packed_eval.pass_workers = (
+                (lambda device: 1) if mode == "intra-op" else workers.pass_workers)
+            torch.set_num_threads(threads)
+            runs[case].append(_clock(call))
+    return {case: {"wall_s": min(w for w, _ in r), "cpu_s": min(c for _, c in r), "all": r} for case, r in runs.items()
+            } | {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def _clock(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _train_call(devices: int):
+    from bench_engine import collect_jobs
     from lightning.fabric import Fabric
     from scale_bench import bench_config
 
+    from hffm.engine import train_devices
     from hffm.run import make_world
 
-    torch.set_num_threads(threads)
     cfg = bench_config(devices, 1).replace(federation={"mode": "star", "rounds": 1, "batched": True}, seed=0)
     fabric = Fabric(accelerator="cpu", devices=1)
     _, bank, jobs, local = collect_jobs(fabric, make_world(cfg), cfg)
-    runs = [timed(fabric, bank, jobs, local, True) for _ in range(repeats)]
-    return {"wall_s": min(w for w, _ in runs), "cpu_s": min(c for _, c in runs), "all": runs,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "threads": torch.get_num_threads()}
+    return lambda: train_devices(fabric, bank, jobs, local)
 
 
-def run_case(policy: str, threads: int, args: argparse.Namespace) -> dict[str, Any]:
+def _eval_call(devices: int):
+    from bench_eval import trained_like
+    from scale_bench import bench_config
+
+    from hffm.federation.evaluation import evaluate_round
+    from hffm.federation.loop import initial_state, tier_policy
+    from hffm.run import make_fabric, make_world
+
+    cfg = bench_config(devices, 1, seed=0)
+    fabric, world = make_fabric(cfg), make_world(cfg)
+    policy = tier_policy(cfg.federation)
+    group_of = policy.group_of(world.topology.device_edge)
+    state = initial_state(world, policy)
+    trained_like(state, 0)
+    return lambda: evaluate_round(fabric, world, state, cfg.federation, policy, group_of)
+
+
+def run_job(job: str, args: argparse.Namespace) -> dict[str, Any]:
+    """One worker process for the job, beside ``--load`` busy processes."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     env["HFFM_KEEP_OMP_WAIT_POLICY"] = "1"  # hffm must not set its default: the case sets the policy
-    if POLICIES[policy] is not None:
-        env["OMP_WAIT_POLICY"] = POLICIES[policy]
+    if POLICIES[args.policy] is not None:
+        env["OMP_WAIT_POLICY"] = POLICIES[args.policy]
+    devices = args.train_devices if job == "train" else args.eval_devices
+    before = [round(x, 2) for x in os.getloadavg()]
     stop_at = time.time() + 3600
     load = [mp.Process(target=spin, args=(stop_at,), daemon=True) for _ in range(args.load)]
     for p in load:
         p.start()
+    tic = time.perf_counter()
     try:
-        before = [round(x, 2) for x in os.getloadavg()]
-        tic = time.perf_counter()
-        done = subprocess.run([sys.executable, __file__, "--worker", str(threads), "--devices", str(args.devices),
-                               "--repeats", str(args.repeats)], env=env, capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent, timeout=args.case_timeout)
+        done = subprocess.run([sys.executable, __file__, "--worker", job, "--devices-now", str(devices),
+                               "--cases", *args.cases, "--repeats", str(args.repeats)],
+                              env=env, capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+                              timeout=args.case_timeout)
         result = json.loads(done.stdout.strip().splitlines()[-1]) | {"process_s": time.perf_counter() - tic}
-    except subprocess.TimeoutExpired:  # a result too: this case ran more than case_timeout seconds
-        result = {"timed_out": True, "process_s": time.perf_counter() - tic, "threads": threads}
+    except subprocess.TimeoutExpired:  # a result too: the job ran more than case_timeout seconds
+        result = {"timed_out": True, "process_s": time.perf_counter() - tic}
     finally:
         for p in load:
             p.terminate()
             p.join()
-    case = {"policy": policy, "threads_asked": threads, "load_processes": args.load, "load_before": before, **result}
-    print(json.dumps(case), flush=True)
-    return case
+    out = {"job": job, "devices": devices, "policy": args.policy, "load_processes": args.load, "load_before": before,
+           "load_after": [round(x, 2) for x in os.getloadavg()], **result}
+    print(json.dumps(out), flush=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--jobs", nargs="+", default=["train", "eval"], choices=["train", "eval"])
+    parser.add_argument("--train-devices", type=int, default=100)
+    parser.add_argument("--eval-devices", type=int, default=1000)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--load", type=int, default=2, help="busy-looping processes beside each case")
-    parser.add_argument("--case-timeout", type=float, default=600,
-                        help="stop a case (its whole worker process: world, round, timings) after this many seconds")
-    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--load", type=int, default=2, help="busy-looping processes beside each job")
+    parser.add_argument("--policy", default="passive", choices=list(POLICIES), help="OMP_WAIT_POLICY of the jobs")
+    parser.add_argument("--case-timeout", type=float, default=1200,
+                        help="stop a job (its whole worker process: world, every case) after this many seconds")
+    parser.add_argument("--worker", choices=["train", "eval"], help=argparse.SUPPRESS)
+    parser.add_argument("--devices-now", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--tag", default="", help="suffix of the result file's name")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.devices, args.worker, args.repeats)))
+        print(json.dumps(worker(args.worker, args.devices_now, args.cases, args.repeats)))
         return
     from scale_bench import MACHINE, engine_version
 
-    cases = [run_case(policy, threads, args) for policy in POLICIES for threads in (1, 2)]
-    for c in cases:
-        took = (f"did not finish in {args.case_timeout:.0f} s" if c.get("timed_out") else
-                f"wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s")
-        print(f"OMP_WAIT_POLICY {c['policy']:>7}, {c['threads']} thread(s), {c['load_processes']} load: {took}")
-    by = {(c["policy"], c["threads"]): c for c in cases}
-    ratios = {p: (by[(p, 2)].get("wall_s", float("inf")) / by[(p, 1)].get("wall_s", float("inf")))
-              for p in POLICIES}
-    for p, r in ratios.items():
-        print(f"{p}: 2 threads take {r:.2f}x the wall time of 1")
+    engine = engine_version()
+    results = [run_job(job, args) for job in args.jobs]
+    print(f"OMP_WAIT_POLICY {args.policy}, {args.load} busy processes beside each job, best of {args.repeats}:")
+    ratios: dict[str, dict[str, float]] = {}
+    for r in results:
+        if r.get("timed_out"):
+            print(f"  {r['job']}: did not finish in {args.case_timeout:.0f} s")
+            continue
+        one = r["one thread"]["wall_s"] if "one thread" in r else float("nan")
+        for case in args.cases:
+            c = r[case]
+            ratios.setdefault(r["job"], {})[case] = c["wall_s"] / one
+            print(f"  {r['job']} ({r['devices']} devices), {case}: wall {c['wall_s']:.2f} s, CPU {c['cpu_s']:.2f} s"
+                  f" -> {c['wall_s'] / one:.2f}x one thread's wall")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"load{args.load}_{args.devices}.json"
-    path.write_text(json.dumps({"machine": MACHINE, "engine": engine_version(), "devices": args.devices,
-                                "repeats": args.repeats, "wall_2_over_1": ratios, "cases": cases}, indent=1) + "\n")
+    path = args.out / f"load{args.load}_{args.policy}{'_' + args.tag if args.tag else ''}.json"
+    path.write_text(json.dumps({"machine": MACHINE, "cpus": os.cpu_count(), "engine": engine, "repeats": args.repeats,
+                                "cases": {c: CASES[c] for c in args.cases}, "wall_over_one_thread": ratios,
+                                "jobs": results}, indent=1) + "\n")
     print(f"-> {path}")
 
 

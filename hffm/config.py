@@ -193,8 +193,11 @@ class Config:
     update 100 x the median size), robust (the default: per-device trust from agreement and a server validation
     set, clipping and the same screen; docs/faults-and-security.md))."""
     threads: int | None = 1
-    """torch intra-op threads per process (None: torch's default). The default 1 is much faster for small
-    models on a busy few-core machine (experiments/results/scale_bench/notes.md); raise it for big models."""
+    """CPU threads per process (None: torch's default), set as torch's intra-op threads. The packed engine
+    spends them on whole passes (evaluation passes, training waves), one intra-op thread each, so 2 never run
+    slower than 1 on a busy machine (hffm/engine/workers.py); one-device-at-a-time paths split each operation.
+    Evaluation gives the same numbers with any count; packed training splits its devices into equal waves, at
+    least one a thread (float noise apart from 1 thread's numbers). Raise it for big models or idle cores."""
     pretrained: str | None = None
     """Checkpoint from hffm-pretrain to start the trunk and modules from."""
     progress: str = "bar"

@@ -16,6 +16,8 @@ import math
 import time
 from dataclasses import dataclass
 
+from solvers.highs import bare_highs
+
 HEURISTIC_SHARE = 0.5
 """Part of the round's time limit the heuristics may spend before the model starts."""
 HEURISTIC_ALONE = 0.8
@@ -23,9 +25,28 @@ HEURISTIC_ALONE = 0.8
 certified bound, the final band and the checks."""
 MILP_CAP_S = 5.0
 """Most wall seconds one placement-repair MILP gets (also when the round is unbounded)."""
-MILP_FLOOR_S = 0.2
+FINISH_S = 0.08
+"""Seconds of the round kept after the model for its last steps (the final band at lambda > 0: 0.03 CPU s on a
+12-device edge; the models stop a few hundredths past their own ends, pricing HiGHS's last solutions)."""
+MILP_FLOOR_S = 0.05
 """Least wall seconds one placement-repair MILP gets, even past the deadline (HiGHS finds a first cover of a
-100-device edge in 0.05-0.1 s and a good one in 0.2-0.3 s: without a cover the round has no plan)."""
+100-device edge in 0.03-0.07 s and a better one in 0.2-0.3 s; one that finds none in its share waits for its first
+cover: solvers/greedy.py `repair_edge`). At 0.2 s, ten repairs took the whole 2 s of a 1,000-device round."""
+
+
+def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
+    """Import what a solve loads lazily (highspy's solver; scipy.sparse.csgraph for trees; cvxpy and scipy.sparse
+    where the round's cvxpy model may run) before the round's clock starts: a process's first solve paid 0.1-0.25 s
+    for scipy.sparse quiet and 0.55 s under load, and 0.7 CPU s for cvxpy, inside its time limit. Not at `import
+    solvers`: config errors and the CLI's validation never solve and stay light (experiments/startup_time.py); and
+    only what the round needs (the heuristics and the column models use no scipy). After the first call each import
+    is a dictionary look-up."""
+    if tree:
+        import scipy.sparse.csgraph  # noqa: F401
+    if cvxpy:
+        import cvxpy as _  # noqa: F401
+        import scipy.sparse  # noqa: F401
+    bare_highs()
 
 
 @dataclass(frozen=True)
@@ -58,6 +79,10 @@ class Clock:
             return self
         now = time.perf_counter()
         return Clock(now + fraction * max(self.end - now, 0.0))
+
+    def before(self, seconds: float) -> Clock:
+        """This deadline moved `seconds` earlier (unbounded stays unbounded)."""
+        return Clock(self.end - seconds) if self.bounded else self
 
     def within(self, seconds: float | None) -> Clock:
         """This deadline or `seconds` from this instant, whichever comes first (None: this one)."""

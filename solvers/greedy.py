@@ -21,6 +21,10 @@ from solvers.instance import RoundProblem
 from solvers.milp import MilpTimeout, milp_placement
 
 BIG = 1e30
+REPAIR_SHARE = 0.5
+"""Part of the heuristics' time left at the first repair that the repair MILPs share: given all of it, ten repairs of
+a memory-tight 1,000-device round took the whole clock and the steps after them ran past the time limit by 0.1-0.8 s
+(experiments/solver_memory_tight.py)."""
 
 
 @dataclass
@@ -31,6 +35,14 @@ class Repairs:
 
     clock: Clock = field(default_factory=Clock)
     done: dict[int, np.ndarray] = field(default_factory=dict)  # edge -> its rows of x
+    budget: Clock | None = None  # the repairs' part of `clock`, from the first repair on
+
+    def limit(self, pending: int) -> float:
+        """Time limit of the next of `pending` repair MILPs: an equal part of what is left of the repairs' budget
+        (REPAIR_SHARE of the clock's time left at the first repair; solvers/clock.py `milp_limit`)."""
+        if self.budget is None:
+            self.budget = self.clock.share(REPAIR_SHARE)
+        return self.budget.milp_limit(pending)
 
 
 def price(t: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -102,7 +114,7 @@ def greedy_placement(problem: RoundProblem, t_dev: np.ndarray, weights: np.ndarr
     for k, e in enumerate(todo):
         if e not in repairs.done:
             pending = sum(1 for f in todo[k:] if f not in repairs.done)
-            repair_edge(p, x, e, demand[e], repairs.clock.milp_limit(pending))
+            repair_edge(p, x, e, demand[e], repairs.limit(pending))
             repairs.done[e] = x[p.edge_devices(e)].copy()
         x[p.edge_devices(e)] = repairs.done[e]
     return x

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from solvers.clock import FINISH_S
 from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
@@ -64,6 +65,16 @@ def edge_model_applies(problem: RoundProblem) -> bool:
             and p.num_modules <= MODEL_MAX_MODULES)
 
 
+def uses_cvxpy(problem: RoundProblem) -> bool:
+    """Whether `improve` may solve the round's cvxpy model (solvers/model.py: lambda > 0 where the edge MILP does not
+    apply), so that cvxpy (0.75 CPU s to import) is loaded before the round's clock (solvers/clock.py). Power and
+    frequency do not count: the model works on the round at full power and speed."""
+    p = problem
+    if p.lam <= 0 or p.tree_aggregation or p.num_modules > MODEL_MAX_MODULES or p.num_devices > MODEL_MAX_DEVICES:
+        return False
+    return p.num_edges > 1 or p.relay_aggregates
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -73,7 +84,9 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         return plan.with_(status=STATUS_PROVEN)
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
         return plan.with_(status=STATUS_UNPROVEN)
-    deadline = t0 + time_limit_s
+    deadline = t0 + time_limit_s - FINISH_S  # the final band and the plan's check after the model
+    if p.lam > 0 and time.perf_counter() >= deadline:  # no time for the model: not even its rows or the final band
+        return plan.with_(status=STATUS_TIME if p.num_devices <= MODEL_MAX_DEVICES else STATUS_UNPROVEN)
     beyond = False
     x, relay = plan.placement.copy(), plan.relay.copy()
     lower = plan.lower_bound

@@ -24,13 +24,13 @@ import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
-from solvers.clock import HEURISTIC_ALONE, HEURISTIC_SHARE, Clock
+from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
-from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies, improve, within
+from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies, improve, uses_cvxpy, within
 from solvers.instance import RoundProblem
 from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
 from solvers.level_model import applies as level_model_applies
@@ -88,6 +88,8 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
     check_limits(time_limit_s, gap)
     cache = check_cache(cache)
+    # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
+    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)))
     t0 = time.perf_counter()
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
@@ -161,8 +163,9 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
         t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
         lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
         if lower < (1 - 1e-4) * cost.objective:
+            clock_lb = None if deadline is None else deadline.before(FINISH_S)  # the plan's check after it
             lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective,
-                                                clock=deadline), exact_lb))
+                                                clock=clock_lb), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
@@ -282,32 +285,71 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
                       message=how, status=status, solve_seconds=time.perf_counter() - t0)
 
 
+PF_BOUND_SHARE = 0.6
+"""Power and frequency at lambda > 0: the part of the time left after the heuristics that the certified bound takes
+(the latency-energy bound with the subset LP, solvers/energy_bound.py) before the fixed-power model improves the
+choices: the bound given 1 s instead of the ~0.01 s it had once the model had spent the clock lifts 12-device edges
+at lambda 0.5 from a 55 % to a 33 % gap."""
+PF_RESERVE = 1.5
+"""x the measured time of the power / frequency step on the heuristics' choices, kept at the end for the same step
+on the model's choices (0.3 CPU s on 12 devices: it ran past the deadline when the model took all of it)."""
+
+
 def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
                           cache: ModelCache | None = None, **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
     """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
     how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
     bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
-    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round)."""
+    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round). At
+    lambda > 0 the fixed-power bound does not hold (less power spends less): the bound is the latency-energy bound
+    with power and frequency priced as decisions, computed before the model (PF_BOUND_SHARE), and the model stops
+    early enough for the power / frequency step on its choices (PF_RESERVE)."""
     t0 = time.perf_counter()
     p = problem
+    bound = opts.get("bound", True)
+    deadline: Clock = opts.get("deadline") or Clock()
     base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    # at lambda > 0 the fixed-power bound of `base` does not hold here (less power spends less): the bound is below
-    plan = _solve_fixed(base, **{**opts, "bound": opts.get("bound", True) and p.lam == 0})
-    if limits is not None and limits[0] > 0 and opts.get("bound", True) and opts.get("bandwidth") != "cvxpy":
-        plan = improve(base, plan, limits[0], limits[1], t0, cache)
+    plan = _solve_fixed(base, **{**opts, "bound": bound and p.lam == 0})
+    model = limits is not None and limits[0] > 0 and bool(bound) and opts.get("bandwidth") != "cvxpy"
+    if p.lam == 0:  # full power and speed: the fixed plan and its bound are the answer
+        if model:
+            assert limits is not None
+            plan = improve(base, plan, limits[0], limits[1], t0, cache)
+        best = _power_frequency_options(p, plan, decide=False)
+        return best.with_(lower_bound=min(plan.lower_bound, best.objective), solve_seconds=time.perf_counter() - t0)
+    tic = time.perf_counter()
+    best = _power_frequency_options(p, plan)
+    step_s = time.perf_counter() - tic
+    lower = plan.lower_bound
+    if bound:  # T from the round at full power and speed, E priced for decisions
+        x, r = plan.placement, plan.relay
+        t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
+        clock = deadline.share(PF_BOUND_SHARE) if model else deadline
+        subset = SubsetEnergy(p)
+        lower = max(t_lb + p.lam * energy_lower_bound(p),
+                    tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
+        if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
+            lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
+    if model:
+        assert limits is not None
+        end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]
+        better = improve(base, plan, end - t0, limits[1], t0, cache)
+        if not (np.array_equal(better.placement, plan.placement) and np.array_equal(better.relay, plan.relay)):
+            # new choices: power and frequency for them if the step still fits the clock, else max power and speed
+            got = _power_frequency_options(p, better, decide=deadline.left() >= step_s)
+            best = got if got.objective < best.objective else best
+    return best.with_(lower_bound=min(lower, best.objective), solve_seconds=time.perf_counter() - t0)
+
+
+def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = True) -> RoundPlan:
+    """The fixed-power `plan`'s choices with the better of max power and speed (its band) and, if `decide`, the
+    power, frequency and band of solvers/powerfreq.py for T + lambda E."""
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
-    if p.lam > 0:
+    if decide:
         options.append(plan_power_frequency(p, x, r))
     costs = [evaluate(p, x, r, *o) for o in options]
     j = int(np.argmin([c.objective for c in costs]))
     b, pw, fr = options[j]
-    lower = plan.lower_bound
-    if p.lam > 0 and opts.get("bound", True):  # T from the round at full power and speed, E priced for decisions
-        t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
-        best = min(c.objective for c in costs)
-        lower = max(t_lb + p.lam * energy_lower_bound(p),
-                    tradeoff_lower_bound(p, t_lb, best, clock=opts.get("deadline"), subset=SubsetEnergy(p)))
     return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
-                      energy_j=costs[j].energy_j, objective=costs[j].objective,
-                      lower_bound=min(lower, costs[j].objective), solve_seconds=time.perf_counter() - t0)
+                      energy_j=costs[j].energy_j, objective=costs[j].objective)

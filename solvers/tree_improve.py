@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from solvers.clock import load_libraries
 from solvers.edgebatch import EdgeView
 from solvers.fields import check_limits
 from solvers.instance import RoundProblem
@@ -100,6 +101,7 @@ def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | No
     for the model; 0 = the search alone). `workers` is accepted for a uniform call with the one-hop joint solver and
     checked there; the trees are planned in one process (the plan is the same for any value)."""
     check_limits(time_limit_s, gap)
+    load_libraries(tree=True)  # before the clock (solvers/clock.py)
     t0 = time.perf_counter()
     search_end = t0 + SEARCH_SHARE * time_limit_s if time_limit_s > 0 else math.inf
     plan, known = tree_search(problem, exact=False, enum_max=enum_max, deadline=search_end)

@@ -89,3 +89,14 @@ def test_packed_training_with_two_threads_is_bit_deterministic():
             for name in a.states:
                 for key in a.states[name]:
                     assert torch.equal(a.states[name][key], b.states[name][key]), f"{a.device} {name}.{key}"
+
+
+def test_waves_are_equal_and_one_a_worker_at_least():
+    from hffm.engine.batched import _waves
+
+    assert _waves(100, 64, 1) == [list(range(64)), list(range(64, 100))]  # one worker: as before
+    two = _waves(100, 64, 2)
+    assert [len(w) for w in two] == [50, 50] and sum(two, []) == list(range(100))
+    assert [len(w) for w in _waves(130, 64, 2)] == [33, 33, 32, 32]  # 3 waves needed -> 4, a multiple of 2
+    assert [len(w) for w in _waves(20, 64, 2)] == [10, 10]
+    assert _waves(1, 64, 2) == [[0]]

@@ -72,3 +72,28 @@ def test_passes_hold_at_most_the_budget_and_every_sample_once():
             covered[job] += list(range(first, end))
     assert all(covered[j] == list(range(sizes[j])) for j in range(4))
     assert np.array_equal([job for p in passes for job, _, _ in p], [2, 2, 0, 0, 3])
+
+
+def test_threads_run_whole_passes_and_give_one_threads_numbers_exactly():
+    """With 2 torch threads the passes run on 2 workers, one intra-op thread each (hffm/engine/workers.py): the
+    metrics are bit-equal to one thread's, and torch's thread count is restored."""
+    world = make_world(mixed_config())
+    jobs = _jobs(world)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = evaluate_packed(_fabric(), world.bank, jobs, 4, 60)
+        torch.set_num_threads(2)
+        assert evaluate_packed(_fabric(), world.bank, jobs, 4, 60) == one
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_workers_keep_the_callers_autograd_mode():
+    from hffm.engine.workers import run_units
+
+    x = torch.ones(2, requires_grad=True)
+    with torch.no_grad():
+        assert run_units(lambda _: (x * 2).requires_grad, [0, 1], 2) == [False, False]
+    assert run_units(lambda _: (x * 2).requires_grad, [0, 1], 2) == [True, True]

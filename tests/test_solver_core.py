@@ -332,3 +332,14 @@ def test_solve_rejects_bad_method_and_options():
         solve(p, "magic")
     with pytest.raises(ValueError, match="opts"):
         solve(p, "joint", nonsense=1)
+
+
+def test_edge_view_rates_are_the_round_matrix_slice() -> None:
+    """EdgeView.of fills its dense D2D matrix from the edge's links: equal to the round's sparse matrix sliced."""
+    from solvers.edgebatch import EdgeView
+
+    for seed in range(3):
+        p = random_instance(120, 4, 4, seed, relay_aggregates=seed == 1)
+        for e in range(p.num_edges):
+            view = EdgeView.of(p, e)
+            assert np.array_equal(view.rate, p.d2d_matrix()[view.dev][:, view.dev].toarray())

@@ -207,3 +207,74 @@ def test_deadline_energy_matches_a_plain_bisection_of_the_water_level() -> None:
             assert e[g] == pytest.approx(ref, rel=1e-7)
             assert b[m].sum() <= budget[g] * (1 + 1e-12)
             assert np.all(b[m] >= h * (1 - 1e-9))
+
+
+_FIRST_SOLVE = """
+import sys
+import solvers.joint as joint
+import solvers.tree_improve as tree_improve
+from solvers import random_instance, solve
+import dataclasses
+seen = []
+start = joint.Clock.start
+def spy(*args, **kwargs):  # the round's clock starts here: what is imported from now on is inside the limit
+    seen.append(set(sys.modules))
+    return start(*args, **kwargs)
+joint.Clock.start = spy
+p = random_instance(12, 1, 6, 0, lam=0.5, relay_aggregates=True)  # heuristics, the subset LP, the cvxpy model
+solve(p, "joint", time_limit_s=0.3)
+late = {m for m in set(sys.modules) - seen[0] if m.split(".")[0] in ("scipy", "highspy", "cvxpy")}
+tree = dataclasses.replace(random_instance(8, 1, 4, 0, d2d_neighbours=7), tree_aggregation=True)
+search = tree_improve.tree_search
+def tree_spy(*args, **kwargs):  # called right after the tree round's clock starts
+    seen.append(set(sys.modules))
+    return search(*args, **kwargs)
+tree_improve.tree_search = tree_spy
+solve(tree, "joint", time_limit_s=0.3)
+late |= {m for m in set(sys.modules) - seen[-1] if m.split(".")[0] in ("scipy", "highspy", "cvxpy")}
+print("LATE", sorted(late))
+"""
+
+
+@pytest.mark.slow
+def test_a_process_first_solve_imports_nothing_inside_its_clock() -> None:
+    """scipy.sparse (0.55 s under load), highspy and cvxpy (0.75 CPU s) load before the round's clock starts
+    (solvers/clock.py `load_libraries`), not inside the first solve's time limit; `import solvers` stays light, and
+    a large lambda-0 round (no cvxpy model, no trees) imports no scipy at all."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _FIRST_SOLVE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LATE []" in done.stdout, done.stdout
+    light = subprocess.run([sys.executable, "-c", "import sys, solvers\n"
+                            "heavy = lambda: sorted(m for m in ('scipy', 'cvxpy', 'highspy') if m in sys.modules)\n"
+                            "print(heavy())\n"
+                            "solvers.solve(solvers.random_instance(1000, 10, 4, 0), 'joint')\n"
+                            "print(heavy())"], capture_output=True, text=True, timeout=60)
+    assert light.stdout.split("\n")[:2] == ["[]", "['highspy']"], light.stdout + light.stderr
+
+
+@pytest.mark.slow
+def test_power_frequency_round_keeps_its_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Power and frequency at lambda > 0: the model stops early enough for the power / frequency step on its
+    choices (before, that step ran 0.3 CPU s past the limit on 12 devices), and the bound gets its share before it.
+    The solver's deadlines read CPU time here (as `experiments/solver_ab.py --cpu-clock`), so load cannot hide an
+    overrun."""
+    import dataclasses
+
+    p = random_instance(12, 1, 6, 0, lam=0.5)
+    p = dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
+    solve(random_instance(4, 1, 3, 0, lam=0.5), "joint", time_limit_s=0.2)  # warm: this process's first solve
+    monkeypatch.setattr(time, "perf_counter", time.process_time)
+    limit = 1.0
+    plan = solve(p, "joint", time_limit_s=limit)
+    assert plan.solve_seconds <= limit + 0.1, plan.solve_seconds
+    assert not plan.fallback and check_plan(p, plan) == []
+    assert 0 < plan.lower_bound <= plan.objective
+
+
+def test_clock_before() -> None:
+    now = time.perf_counter()
+    assert Clock(now + 1.0).before(0.25).end == now + 0.75
+    assert not Clock().before(1.0).bounded

@@ -37,6 +37,7 @@ from hffm.engine.local import _batches, _rows, train_device
 from hffm.engine.packed import PackedLoss, stacked_key
 from hffm.engine.packed_batch import WaveLayout, pack
 from hffm.engine.stacked_optim import StackedOptimizer
+from hffm.engine.workers import pass_workers, run_units
 from hffm.modules.bank import ModuleBank
 from hffm.modules.model import M3TModel
 from hffm.modules.objective import task_losses, total_loss
@@ -78,9 +79,12 @@ def train_batched(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], c
     tokens = {m: cast(int, bank.module(f"encoder/{m}").num_tokens) for m in bank.modalities}
     results = [TrainResult(j.device, {}, {}) for j in jobs]
     if cfg.packed:  # one pass a step for each wave of at most max_devices devices, whatever they hold
-        waves = [list(range(i, min(i + max_devices, len(jobs)))) for i in range(0, len(jobs), max_devices)]
-        for wave in waves:
-            for i, result in zip(wave, _train_group(fabric, bank, [jobs[i] for i in wave], cfg, packed=True)):
+        workers = pass_workers(fabric.device)
+        waves = _waves(len(jobs), max_devices, workers)
+        trained = run_units(lambda wave: _train_group(fabric, bank, [jobs[i] for i in wave], cfg, packed=True),
+                            waves, workers)
+        for wave, wave_results in zip(waves, trained):
+            for i, result in zip(wave, wave_results):
                 results[i] = result
         return results
     for group in plan_groups(members, tokens, bank.cfg.prompt_len, max_devices):
@@ -91,6 +95,16 @@ def train_batched(fabric: Fabric, bank: ModuleBank, jobs: Sequence[DeviceJob], c
         for i, result in zip(group, _train_group(fabric, bank, [jobs[i] for i in group], cfg)):
             results[i] = result
     return results
+
+
+def _waves(jobs: int, max_devices: int, workers: int) -> list[list[int]]:
+    """Consecutive jobs of at most ``max_devices`` a wave. With several workers (`hffm.engine.workers`), at least
+    one wave a worker and waves of equal size, so the workers finish together."""
+    if workers <= 1:
+        return [list(range(i, min(i + max_devices, jobs))) for i in range(0, jobs, max_devices)]
+    count = -(-jobs // max_devices)
+    count = min(jobs, -(-count // workers) * workers)  # a multiple of the workers (while devices last)
+    return [part.tolist() for part in np.array_split(np.arange(jobs), count) if len(part)]
 
 
 class StackedGroup:

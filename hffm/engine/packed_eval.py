@@ -18,6 +18,7 @@ job's trunk weights, as `TrunkLayer` does when it evaluates one model. It comput
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -31,7 +32,7 @@ from torch.func import functional_call
 
 from hffm.engine.packed import PackedLoss, _mlp, mix_experts, route, stacked_key, task_head
 from hffm.engine.packed_batch import PackedBatch, WaveLayout, pack
-from hffm.engine.segments import Segments, linear
+from hffm.engine.workers import pass_workers, run_units
 from hffm.modules.bank import ModuleBank
 from hffm.modules.objective import task_metrics
 from hffm.spec import MISSING_LABEL
@@ -79,13 +80,6 @@ class PackedOutputs(PackedLoss):
         x = self.trunk.norm(h)  # prompt tokens only (the last layer kept them)
         kept = self._experts(x, batch, get)
         return {task.name: self._head(task.name, task.kind, kept, batch, get) for task in self.layout.tasks}
-
-    def _folded(self, x: Tensor, seg: Segments, lin, get, layer: int, name: str) -> Tensor:
-        """The trunk linear `name` with each device's LoRA delta folded into its weight: one bmm."""
-        a = get(f"adapter/{layer}", f"lora.{name}.A")  # [D, r, in]
-        b = get(f"adapter/{layer}", f"lora.{name}.B")  # [D, out, r]
-        weight = lin.weight + torch.bmm(b * self.lora_scale, a)  # [D, out, in]
-        return linear(x, seg, weight, lin.bias.expand(weight.shape[0], -1))
 
     def _eval_layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get, prompts_only: bool) -> Tensor:
         seg = batch.tokens
@@ -197,29 +191,55 @@ def packed_outputs(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: i
     family = [(id(j.data), tuple(id(j.states.get(f"encoder/{m}")) for m in bank.modalities)) for j in jobs]
     order = sorted(range(len(jobs)), key=lambda i: (family[i], jobs[i].modalities, jobs[i].tasks))
     passes = plan_passes([len(r) for r in rows], order, pass_samples, max_jobs)
-    encoders = _Encoders(bank, jobs, rows, passes, device, pass_samples)
+
+    def block(todo: range) -> list[list[tuple[int, str, Tensor, Tensor]]]:
+        encoders = _Encoders(bank, jobs, rows, passes, device, pass_samples, todo)
+        return [_run_pass(bank, jobs, rows, passes[p], p, encoders, tokens, device) for p in todo]
+
     collected: list[dict[str, list[tuple[Tensor, Tensor]]]] = [{t: [] for t in j.tasks} for j in jobs]
-    for p, ranges in enumerate(passes):
-        live = [job for job, _, _ in ranges]
-        signatures = [(jobs[i].modalities, jobs[i].tasks) for i in live]
-        layout = WaveLayout.of([bank.modalities[m] for m in bank.modalities if any(m in s[0] for s in signatures)],
-                               [bank.tasks[t] for t in bank.tasks if any(t in s[1] for s in signatures)],
-                               tokens, bank.cfg.prompt_len, signatures)
-        batches = [_batch(jobs[job], rows[job][first:end]) for job, first, end in ranges]
-        batch = pack(layout, batches, device)
-        encoded = {spec.name: _cat([encoders(p, job, spec.name, rows[job][first:end], b["inputs"][spec.name])
-                                    for (job, first, end), b in zip(ranges, batches) if spec.name in b["inputs"]])
-                   for spec in layout.modalities}
-        outputs = PackedOutputs(bank, layout)(_stacked(bank, [jobs[i] for i in live], layout, device), batch, encoded)
-        encoders.done(p)
-        for task in layout.tasks:
-            counts = batch.task_samples[task.name].counts
-            held = [job for job, c in zip(live, counts) if c]
-            for job, out, y in zip(held, outputs[task.name].split(counts[counts > 0].tolist()),
-                                   batch.targets[task.name].split(counts[counts > 0].tolist())):
-                keep = y != MISSING_LABEL if task.kind == "classification" else torch.ones_like(y, dtype=torch.bool)
-                collected[job][task.name].append((out[keep], y[keep]))
+    workers = pass_workers(device)
+    for outputs in run_units(block, _blocks(len(passes), workers), workers):
+        for pass_outputs in outputs:  # in pass order: metrics see the samples in one order however they ran
+            for job, task, out, y in pass_outputs:
+                collected[job][task].append((out, y))
     return collected
+
+
+def _blocks(passes: int, workers: int) -> list[range]:
+    """Consecutive passes a unit of work: all of them on one worker; else twice as many blocks as workers, so a
+    worker that the machine slows down leaves its share to the others (each block computes the encoder outputs
+    its passes share once more: a few per cent of the work)."""
+    if workers <= 1 or passes <= 1:
+        return [range(passes)]
+    cuts = np.linspace(0, passes, min(passes, 2 * workers) + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
+def _run_pass(bank: ModuleBank, jobs: Sequence, rows: Sequence[np.ndarray], ranges: Sequence[tuple[int, int, int]],
+              p: int, encoders: _Encoders, tokens: Mapping[str, int], device: torch.device
+              ) -> list[tuple[int, str, Tensor, Tensor]]:
+    """Pass ``p``: (job, task, outputs, targets) of each job's labelled samples in it."""
+    live = [job for job, _, _ in ranges]
+    signatures = [(jobs[i].modalities, jobs[i].tasks) for i in live]
+    layout = WaveLayout.of([bank.modalities[m] for m in bank.modalities if any(m in s[0] for s in signatures)],
+                           [bank.tasks[t] for t in bank.tasks if any(t in s[1] for s in signatures)],
+                           tokens, bank.cfg.prompt_len, signatures)
+    batches = [_batch(jobs[job], rows[job][first:end]) for job, first, end in ranges]
+    batch = pack(layout, batches, device)
+    encoded = {spec.name: _cat([encoders(p, job, spec.name, rows[job][first:end], b["inputs"][spec.name])
+                                for (job, first, end), b in zip(ranges, batches) if spec.name in b["inputs"]])
+               for spec in layout.modalities}
+    outputs = PackedOutputs(bank, layout)(_stacked(bank, [jobs[i] for i in live], layout, device), batch, encoded)
+    encoders.done(p)
+    out = []
+    for task in layout.tasks:
+        counts = batch.task_samples[task.name].counts
+        held = [job for job, c in zip(live, counts) if c]
+        for job, o, y in zip(held, outputs[task.name].split(counts[counts > 0].tolist()),
+                             batch.targets[task.name].split(counts[counts > 0].tolist())):
+            keep = y != MISSING_LABEL if task.kind == "classification" else torch.ones_like(y, dtype=torch.bool)
+            out.append((job, task.name, o[keep], y[keep]))
+    return out
 
 
 def _cat(parts: list[Tensor]) -> Tensor:
@@ -246,7 +266,10 @@ class _Encoders:
     all need, at the first pass that needs them, kept until the last."""
 
     def __init__(self, bank: ModuleBank, jobs: Sequence, rows: Sequence[np.ndarray],
-                 passes: Sequence[Sequence[tuple[int, int, int]]], device: torch.device, pass_samples: int) -> None:
+                 passes: Sequence[Sequence[tuple[int, int, int]]], device: torch.device, pass_samples: int,
+                 todo: range | None = None) -> None:
+        """``todo``: the passes this instance serves (all by default); shared outputs cover every job's rows
+        whichever passes run, so a block of passes computes what all of them would."""
         self.bank, self.jobs, self.device, self.pass_samples = bank, jobs, device, pass_samples
         users: dict[tuple, list[int]] = {}
         for i, job in enumerate(jobs):
@@ -254,10 +277,14 @@ class _Encoders:
                 users.setdefault(self.key(i, m), []).append(i)
         self.rows = {k: np.unique(np.concatenate([rows[i] for i in u])) for k, u in users.items() if len(u) > 1}
         self.last: dict[tuple, int] = {}
-        for p, ranges in enumerate(passes):
-            for job, _, _ in ranges:
+        for p in todo if todo is not None else range(len(passes)):
+            for job, _, _ in passes[p]:
                 self.last |= {self.key(job, m): p for m in jobs[job].modalities if self.key(job, m) in self.rows}
         self.kept: dict[tuple, tuple[Tensor, np.ndarray]] = {}
+        self.private = todo is not None and len(todo) < len(passes)
+        """Blocks of passes run side by side: each runs its own copies of the encoders (functional_call swaps a
+        module's tensors while it runs, so two threads must not share one)."""
+        self.modules: dict[str, torch.nn.Module] = {}
 
     def key(self, job: int, modality: str) -> tuple:
         states = self.jobs[job].states.get(f"encoder/{modality}", {})
@@ -282,6 +309,10 @@ class _Encoders:
     def _encode(self, job: int, modality: str, x: Tensor) -> Tensor:
         name = f"encoder/{modality}"
         module = self.bank.module(name)
+        if self.private:
+            if name not in self.modules:
+                self.modules[name] = copy.deepcopy(module)
+            module = self.modules[name]
         states = self.jobs[job].states.get(name) or module.state_dict()
         tensors = {k: v.to(self.device) for k, v in states.items()}
         return functional_call(module, tensors, (x.to(self.device),))[0]

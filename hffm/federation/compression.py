@@ -46,6 +46,14 @@ class CodecOptions:
     """Error feedback of top-k / low-rank (``federation.compression_feedback``): ``residual`` (the device keeps what
     it did not send and adds it to the next delta) or ``ef21`` (device and edge keep the same estimate g of the
     device's update; the device sends the compressed change delta - g, both add it to g, the edge applies g)."""
+    topk_scope: str = "tensor"
+    """What top-k ranks (``federation.compression_topk_scope``): each ``tensor`` keeps its own k largest entries,
+    or the ``module`` keeps the k largest of all its float entries (one threshold; indices into the flattened
+    module)."""
+    momentum: float = 0.0
+    """Momentum correction of top-k's residual feedback (``federation.compression_momentum``, Deep Gradient
+    Compression): the device keeps a velocity u = momentum u + delta and accumulates u, not delta, into what it has
+    not sent; an entry's velocity is cleared when it is sent (momentum factor masking). 0: off."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +103,27 @@ def _int8_bytes(shape: Shape, per_channel: bool) -> int:
     return _numel(shape) + 4 * scales
 
 
-# ---- top-k: the k largest magnitudes, int32 indices + fp32 values; dense when that is smaller ------------------
+# ---- top-k: the k largest magnitudes, int16 indices (int32 past 65,536 entries) + fp32 values; dense when smaller --
+SHORT_INDEX = 1 << 16
+"""Tensors of at most this many entries address them with int16 indices (stored offset by -32,768)."""
+
+
+def _index_bytes(shape: Shape) -> int:
+    return 2 if _numel(shape) <= SHORT_INDEX else 4
+
+
 def _topk_k(shape: Shape, o: CodecOptions) -> int:
     return max(1, math.ceil(o.topk_fraction * _numel(shape)))
 
 
+def topk_warmup_fraction(fraction: float, warmup: int, t: int) -> float:
+    """Top-k's kept fraction in round ``t`` of a ``warmup``-round warm-up: from near dense down to ``fraction``
+    geometrically (fraction ** ((t + 1) / (warmup + 1))), as Deep Gradient Compression's sparsity warm-up."""
+    return fraction if t >= warmup else fraction ** ((t + 1) / (warmup + 1))
+
+
 def _topk_dense(shape: Shape, o: CodecOptions) -> bool:
-    return 8 * _topk_k(shape, o) >= 4 * _numel(shape)
+    return (4 + _index_bytes(shape)) * _topk_k(shape, o) >= 4 * _numel(shape)
 
 
 def _topk_encode(d: Tensor, o: CodecOptions) -> Payload:
@@ -110,19 +132,22 @@ def _topk_encode(d: Tensor, o: CodecOptions) -> Payload:
     flat = d.reshape(-1)
     idx = torch.topk(flat.abs(), _topk_k(tuple(d.shape), o), sorted=False).indices
     idx = torch.sort(idx).values  # a canonical order: the same payload whatever topk returned first
-    return {"idx": idx.to(torch.int32), "v": flat[idx].to(torch.float32)}
+    short = _index_bytes(tuple(d.shape)) == 2
+    wire = (idx - SHORT_INDEX // 2).to(torch.int16) if short else idx.to(torch.int32)
+    return {"idx": wire, "v": flat[idx].to(torch.float32)}
 
 
 def _topk_decode(p: Payload, shape: Shape, o: CodecOptions) -> Tensor:
     if "idx" not in p:
         return p["v"].reshape(shape)
     out = torch.zeros(_numel(shape), dtype=torch.float32)
-    out[p["idx"].long()] = p["v"]
+    idx = p["idx"].long() + (SHORT_INDEX // 2 if p["idx"].dtype == torch.int16 else 0)
+    out[idx] = p["v"]
     return out.reshape(shape)
 
 
 def _topk_bytes(shape: Shape, o: CodecOptions) -> int:
-    return 4 * _numel(shape) if _topk_dense(shape, o) else 8 * _topk_k(shape, o)
+    return 4 * _numel(shape) if _topk_dense(shape, o) else (4 + _index_bytes(shape)) * _topk_k(shape, o)
 
 
 # ---- low-rank: a rank-r SVD of a matrix (adapters' projections), fp32 factors; dense when that is smaller -------
@@ -207,10 +232,21 @@ class Codebook:
 
 
 FEEDBACK = ("residual", "ef21")
+SCOPES = ("tensor", "module")
+VELOCITY = "@velocity"
+"""Suffix of the keys under which a device keeps its momentum-correction velocity beside its residual (so the
+velocity is checkpointed with it); no parameter name contains ``@``."""
+
+
+def _choice(value: str, valid: Sequence[str], field_name: str) -> None:
+    if value not in valid:
+        close = difflib.get_close_matches(str(value), valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{field_name}={value!r}: must be one of {list(valid)}{hint}")
 
 
 def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank: int,
-                feedback: str = "residual") -> Codebook:
+                feedback: str = "residual", topk_scope: str = "tensor", momentum: float = 0.0) -> Codebook:
     """Validate the names (the closest valid one in the error) and build the run's ``Codebook``."""
     if level != AUTO:
         codec_of(level)
@@ -227,17 +263,28 @@ def codebook_of(level: str, kinds: Mapping[str, str], topk_fraction: float, rank
                          "e.g. 0.1")
     if rank < 1:
         raise ValueError(f"federation.compression_rank={rank}: must be >= 1, e.g. 2")
-    if feedback not in FEEDBACK:
-        close = difflib.get_close_matches(str(feedback), FEEDBACK, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"federation.compression_feedback={feedback!r}: must be one of {list(FEEDBACK)}{hint}")
-    return Codebook(level, dict(kinds), CodecOptions(topk_fraction, rank, feedback))
+    _choice(feedback, FEEDBACK, "federation.compression_feedback")
+    _choice(topk_scope, SCOPES, "federation.compression_topk_scope")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"federation.compression_momentum={momentum}: must be in [0, 1), e.g. 0.5 (0: off)")
+    if momentum and feedback != "residual":
+        raise ValueError(f"federation.compression_momentum={momentum} needs federation.compression_feedback="
+                         f"residual (got {feedback!r}): the velocity feeds the residual")
+    return Codebook(level, dict(kinds), CodecOptions(topk_fraction, rank, feedback, topk_scope, momentum))
+
+
+def _module_wide(codec: Codec, options: CodecOptions) -> bool:
+    return codec.name == "topk" and options.topk_scope == "module"
 
 
 def state_wire_bytes(state: Mapping[str, Tensor], codec: Codec, options: CodecOptions) -> int:
-    """Bytes one module's update takes on the wire under ``codec`` (integer tensors raw)."""
-    return sum(codec.wire_bytes(tuple(v.shape), options) if v.is_floating_point() else v.numel() * v.element_size()
-               for v in state.values())
+    """Bytes one module's update takes on the wire under ``codec`` (integer tensors raw; module-wide top-k
+    sends the module's float entries as one flat tensor)."""
+    raw = sum(v.numel() * v.element_size() for v in state.values() if not v.is_floating_point())
+    shapes = [tuple(v.shape) for v in state.values() if v.is_floating_point()]
+    if _module_wide(codec, options) and shapes:
+        return raw + codec.wire_bytes((sum(_numel(s) for s in shapes),), options)
+    return raw + sum(codec.wire_bytes(s, options) for s in shapes)
 
 
 # ---- applying it ---------------------------------------------------------------------------------------------
@@ -251,41 +298,77 @@ class Sent:
     residual: StateDict | None
 
 
-def send_module(state: Mapping[str, Tensor], received: Mapping[str, Tensor], codec: Codec, options: CodecOptions,
-                residual: Mapping[str, Tensor] | None = None) -> Sent:
-    """Encode ``state - received`` plus the residual the device kept, decode it at the edge. A codec without
-    error feedback sends a kept residual along (left from an earlier round's top-k under ``auto``) and keeps
-    none (``Sent.residual`` is then empty)."""
-    if codec.lossless and not residual:
-        return Sent(dict(state), state_wire_bytes(state, codec, options), None)
+def _flatten(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    return {"": torch.cat([t.reshape(-1) for t in tensors.values()])} if tensors else {}
+
+
+def _split(flat: Tensor, like: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    parts = torch.split(flat, [t.numel() for t in like.values()])
+    return {k: p.reshape(t.shape) for (k, t), p in zip(like.items(), parts, strict=True)}
+
+
+def _encode_deltas(deltas: Mapping[str, Tensor], codec: Codec, options: CodecOptions,
+                   residual: Mapping[str, Tensor] | None) -> tuple[StateDict, StateDict, int]:
+    """Each float delta through the codec with its feedback: (what the edge decodes, what the device keeps,
+    bytes on the wire)."""
     ef21 = codec.error_feedback and options.feedback == "ef21"
-    if not codec.error_feedback and options.feedback == "ef21":
-        residual = None  # an ef21 estimate is not a debt: a codec without feedback sends the delta itself
-    out: StateDict = {}
+    decoded: StateDict = {}
     kept: StateDict = {}
     nbytes = 0
-    for key, value in state.items():
-        if not value.is_floating_point():
-            out[key], nbytes = value, nbytes + value.numel() * value.element_size()
-            continue
-        base = received[key].to(torch.float32)
-        delta = value.to(torch.float32) - base
+    for key, delta in deltas.items():
         if ef21 and residual is not None and key in residual:  # the change from the estimate both sides hold
             payload = codec.encode(delta - residual[key], options)
             nbytes += payload_bytes(payload)
-            estimate = residual[key] + codec.decode(payload, tuple(value.shape), options)
-            kept[key] = estimate
-            out[key] = (base + estimate).to(value.dtype)
+            decoded[key] = kept[key] = residual[key] + codec.decode(payload, tuple(delta.shape), options)
             continue
         if residual is not None and key in residual:
             delta = delta + residual[key]
         payload = codec.encode(delta, options)
         nbytes += payload_bytes(payload)
-        decoded = codec.decode(payload, tuple(value.shape), options)
+        decoded[key] = codec.decode(payload, tuple(delta.shape), options)
         if codec.error_feedback:
-            kept[key] = decoded if ef21 else delta - decoded
-        out[key] = (base + decoded).to(value.dtype)
-    return Sent(out, nbytes, kept if codec.error_feedback else ({} if residual else None))
+            kept[key] = decoded[key] if ef21 else delta - decoded[key]
+    return decoded, kept, nbytes
+
+
+def send_module(state: Mapping[str, Tensor], received: Mapping[str, Tensor], codec: Codec, options: CodecOptions,
+                residual: Mapping[str, Tensor] | None = None) -> Sent:
+    """Encode ``state - received`` plus the residual the device kept, decode it at the edge. A codec without
+    error feedback sends a kept residual along (left from an earlier round's top-k under ``auto``) and keeps
+    none (``Sent.residual`` is then empty). With momentum correction the residual also holds each tensor's
+    velocity (keys ending in ``VELOCITY``)."""
+    if codec.lossless and not residual:
+        return Sent(dict(state), state_wire_bytes(state, codec, options), None)
+    if not codec.error_feedback and options.feedback == "ef21":
+        residual = None  # an ef21 estimate is not a debt: a codec without feedback sends the delta itself
+    out: StateDict = {}
+    nbytes = 0
+    deltas: StateDict = {}
+    for key, value in state.items():
+        if value.is_floating_point():
+            deltas[key] = value.to(torch.float32) - received[key].to(torch.float32)
+        else:
+            out[key], nbytes = value, nbytes + value.numel() * value.element_size()
+    velocity: StateDict = {}
+    if codec.error_feedback and options.momentum:  # DGC: accumulate the velocity, not the delta
+        old = residual or {}
+        for key, delta in deltas.items():
+            velocity[key] = options.momentum * old[key + VELOCITY] + delta if key + VELOCITY in old else delta
+        deltas = dict(velocity)
+    owed = {k: v for k, v in (residual or {}).items() if not k.endswith(VELOCITY)}
+    if _module_wide(codec, options) and deltas:
+        flat_owed = _flatten({k: owed.get(k, torch.zeros_like(d)) for k, d in deltas.items()}) if owed else None
+        decoded, kept, sent_bytes = _encode_deltas(_flatten(deltas), codec, options, flat_owed)
+        decoded = _split(decoded[""], deltas)
+        kept = _split(kept[""], deltas) if kept else {}
+    else:
+        decoded, kept, sent_bytes = _encode_deltas(deltas, codec, options, owed or None)
+    for key, d in decoded.items():
+        out[key] = (received[key].to(torch.float32) + d).to(state[key].dtype)
+    for key, u in velocity.items():  # momentum factor masking: a sent entry's velocity starts again
+        kept[key + VELOCITY] = torch.where(decoded[key] != 0, torch.zeros_like(u), u)
+    out = {k: out[k] for k in state}
+    return Sent(out, nbytes + sent_bytes, kept if codec.error_feedback else ({} if residual else None))
 
 
 def compress_updates(

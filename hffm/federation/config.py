@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from hffm.config_checks import closest
 from hffm.federation.aggregate import RULES
-from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of
+from hffm.federation.compression import AUTO, CODECS, Codebook, codebook_of, codec_of, topk_warmup_fraction
 from hffm.federation.d2d_modes import MODES as D2D_MODES
 from hffm.federation.policy import PLACES, Mode, default_places
 from hffm.modules.optim import OPTIMIZERS
@@ -17,6 +18,10 @@ DISTORTION = {"none": 0.0, "fp16": 3.9e-8, "bf16": 2.7e-6, "int8": 7.6e-6, "int8
 """Default distortion per level: the mean relative squared error of one device update, measured by
 experiments/compression.py on the 40-device preset with the tiny model (experiments/results/compression); measure
 again for another model."""
+TOPK_MOMENTUM = 0.7
+"""Top-k's default momentum correction (``compression_momentum``): of 0.3 / 0.5 / 0.7 / 0.9 on the 40-device preset
+(16 rounds), 0.7 lost least: -0.67 points over 5 seeds against -1.23 for 0.5, better on 4 of the 5, though inside
+the plan noise (experiments/results/compression/variants, docs/compression.md)."""
 
 
 @dataclass
@@ -79,7 +84,17 @@ class FederationConfig:
     compression_kinds: dict[str, str] = field(default_factory=dict)
     """Per module kind, a codec that overrides ``compression`` for that kind (e.g. adapter: lowrank)."""
     compression_topk: float = 0.1
-    """Fraction of each tensor's entries top-k sends."""
+    """Fraction of each tensor's entries top-k sends (of each module's with ``compression_topk_scope=module``)."""
+    compression_topk_scope: str = "tensor"
+    """What top-k ranks: each ``tensor`` on its own, or the whole ``module`` (one threshold over its tensors)."""
+    compression_topk_warmup: int = 0
+    """Rounds of top-k warm-up: round t < warmup keeps the fraction compression_topk ** ((t + 1) / (warmup + 1))
+    (larger, so more bytes, which planning and the ledger charge), then compression_topk. 0: off."""
+    compression_momentum: float | None = None
+    """Momentum correction of top-k's error feedback (Deep Gradient Compression): the device accumulates a
+    velocity u = momentum u + delta into its residual instead of the delta, clearing a sent entry's velocity.
+    null: ``TOPK_MOMENTUM`` with compression_feedback=residual, off with ef21; 0: off; a value > 0 needs
+    compression_feedback=residual."""
     compression_rank: int = 2
     """Rank low-rank sends (matrices only; a matrix it would not shrink goes dense)."""
     compression_feedback: str = "residual"
@@ -192,7 +207,21 @@ class FederationConfig:
     def codebook(self) -> Codebook:
         """The run's codec choice (``hffm.federation.compression``)."""
         return codebook_of(self.compression, self.compression_kinds, self.compression_topk, self.compression_rank,
-                           self.compression_feedback)
+                           self.compression_feedback, self.compression_topk_scope, self.momentum())
+
+    def momentum(self) -> float:
+        """The momentum correction in force: ``compression_momentum``, or its default for the feedback."""
+        if self.compression_momentum is not None:
+            return self.compression_momentum
+        return TOPK_MOMENTUM if self.compression_feedback == "residual" else 0.0
+
+    def at_round(self, t: int) -> FederationConfig:
+        """The config in force in round ``t`` (0-based): during the top-k warm-up, the round's larger fraction, so
+        the codec, the planner and the ledger all use it; otherwise this config itself."""
+        if t >= self.compression_topk_warmup:
+            return self
+        return dataclasses.replace(self, compression_topk=topk_warmup_fraction(self.compression_topk,
+                                                                               self.compression_topk_warmup, t))
 
     def _compression_problems(self) -> list[str]:
         try:
@@ -200,6 +229,9 @@ class FederationConfig:
         except ValueError as exc:
             return [str(exc)]
         out = []
+        if self.compression_topk_warmup < 0:
+            out.append(f"federation.compression_topk_warmup={self.compression_topk_warmup}: must be >= 0 (rounds; "
+                       "0: off)")
         for name in self.compression_levels:
             try:
                 codec_of(name, "federation.compression_levels")

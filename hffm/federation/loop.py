@@ -107,7 +107,6 @@ def run_federation(
     policy = tier_policy(fed)
     d2d_mode = mode_of(fed.d2d)
     rule = make_rule(fed.rule, **_rule_options(fed))
-    codebook = fed.codebook()
     local = LocalConfig(fed.local_steps, fed.batch_size, fed.lr, fed.weight_decay, fed.optimizer, fed.batched,
                         fed.max_batch_devices)
     group_of = policy.group_of(world.topology.device_edge)
@@ -141,10 +140,12 @@ def run_federation(
         channel = world.draw_channel(rng)
         net = edges_this_round(world, channel, faults, seed, t, policy)
         participants, stranded = net.keep(_draw_participants(rng, world.num_devices, fed.participation))
-        plan = plan_round(world, channel, participants, fed, policy, solver, solver_options, model_cache)
+        now = fed.at_round(t)  # the round's top-k fraction during a warm-up: codec, planner and ledger agree
+        codebook = now.codebook()
+        plan = plan_round(world, channel, participants, now, policy, solver, solver_options, model_cache)
         # 1b. Faults: who drops, straggles or fails as a relay (the plan routes around them), who misses the deadline.
-        plan, fault = round_faults(world, net, plan, fed, faults, policy, seed, t, stranded, attacking)
-        links = round_links(net.channel.topology, net.channel, fed, plan)
+        plan, fault = round_faults(world, net, plan, now, faults, policy, seed, t, stranded, attacking)
+        links = round_links(net.channel.topology, net.channel, now, plan)
 
         # 2-5, one edge at a time (trained in waves of edges), so a round holds one wave's trained modules.
         fetched = _fetch(world, state, participants, policy, net.topology.adjacency) if fed.d2d_fetch else {}
@@ -176,6 +177,12 @@ def run_federation(
 
                 # 3b. What leaves the devices: nothing from dropped, failed or late ones; poison from attackers; every
                 #     update through its device's codec, as the edge decodes it (error-feedback residuals stay behind).
+                #     A late device did send (past the deadline, charged as wasted): its codec ran, so its residual is
+                #     what it did not send, as for any other sender.
+                late = [u for u in updates if u.node in set(fault.late) - fault.drawn.dropped]
+                if late and not codebook.off:
+                    state.keep_residuals(compress_updates(late, state.group_states[group], codebook, world.bank.kind,
+                                                          plan.compression, state.residual)[1])
                 updates = send(updates, fault, state.group_states[group], faults, seed, t)
                 updates, kept = compress_updates(updates, state.group_states[group], codebook, world.bank.kind,
                                                  plan.compression, state.residual)
@@ -224,7 +231,7 @@ def run_federation(
         _warn_thin(thin, fed.rule, warned_thin)
 
         # 7. The ledger charges what was actually sent, over the routes it took.
-        cost = charge_outcome(world, net.channel, plan, outcome, fed, policy, net.topology)
+        cost = charge_outcome(world, net.channel, plan, outcome, now, policy, net.topology)
         del channel, net, links  # the next round draws its own: never hold two rounds' channels at once
 
         # 8. Metrics, logging, checkpoint.

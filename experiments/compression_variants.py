@@ -1,0 +1,115 @@
+"""Top-k (and int8) variants against the uncompressed run, same seeds on both sides, on the 40-device preset.
+
+    .venv/bin/python experiments/compression_variants.py --out experiments/results/compression/variants \
+        --seeds 0 1 2 --variants none topk topk_module topk_momentum0.5 topk_warmup4
+
+The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05).
+``front.png``: accuracy against total latency and energy of the first seed's runs. Each variant is a level plus
+overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
+same base overrides: ``experiment=hffm model=tiny``, 10 edges x 4 devices, 2 local steps, the joint solver) for
+``--rounds`` rounds, cached in ``runs/<variant>-s<seed>.json`` (an interrupted study resumes; a run whose overrides
+changed, or whose code changed, is run again). Writes ``results.json`` (every run, the commit, the machine and its
+load) and ``table.md``:
+per variant the mean accuracy change against ``none`` of the same seed (with its range), the uplink cut and the
+total latency and energy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from compression import BASE, KEEP, plot, run_one  # noqa: E402 - the sibling script's runs
+
+VARIANTS: dict[str, list[str]] = {
+    "none": ["federation.compression=none"],
+    "fp16": ["federation.compression=fp16"],
+    "int8": ["federation.compression=int8"],
+    "int8_channel": ["federation.compression=int8_channel"],
+    "topk": ["federation.compression=topk"],
+    "topk_plain": ["federation.compression=topk", "federation.compression_momentum=0"],
+    "topk_module": ["federation.compression=topk", "federation.compression_topk_scope=module"],
+    "topk_momentum0.5": ["federation.compression=topk", "federation.compression_momentum=0.5"],
+    "topk_momentum0.3": ["federation.compression=topk", "federation.compression_momentum=0.3"],
+    "topk_momentum0.7": ["federation.compression=topk", "federation.compression_momentum=0.7"],
+    "topk_momentum0.9": ["federation.compression=topk", "federation.compression_momentum=0.9"],
+    "topk_momentum0.5_warmup2": ["federation.compression=topk", "federation.compression_momentum=0.5",
+                                 "federation.compression_topk_warmup=2"],
+    "topk_warmup2": ["federation.compression=topk", "federation.compression_topk_warmup=2"],
+    "topk_warmup4": ["federation.compression=topk", "federation.compression_topk_warmup=4"],
+    "topk_ef21": ["federation.compression=topk", "federation.compression_feedback=ef21"],
+}
+"""Variant name -> its overrides on top of the base run (``auto`` also gets the measured distortions)."""
+AUTO_BUDGET = 0.05
+
+
+def auto_overrides(distortion: Path) -> list[str]:
+    """``auto`` as ``experiments/compression.py`` runs it: the distortions its ``--measure`` wrote, budget 0.05."""
+    dist = json.loads(distortion.read_text())["distortion"]
+    return ["federation.compression=auto", *[f"federation.compression_distortion.{c}={v:.6g}" for c, v in dist.items()],
+            f"federation.compression_budget={AUTO_BUDGET}"]
+
+
+def table(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int]) -> str:
+    import numpy as np
+
+    base = runs["none"]
+    lines = [f"Seeds {list(seeds)}; change: per seed against that seed's `none`, then the mean [min, max].", "",
+             "| variant | accuracy (%) | change (points) | total latency (s) | total energy (J) | uplink cut | "
+             "CPU s / run |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, per_seed in runs.items():
+        acc = np.array([per_seed[s]["final"]["accuracy"] for s in seeds])
+        ch = 100 * (acc - np.array([base[s]["final"]["accuracy"] for s in seeds]))
+        lat = np.mean([per_seed[s]["final"]["cost/cum_latency_s"] for s in seeds])
+        en = np.mean([per_seed[s]["final"]["cost/cum_energy_j"] for s in seeds])
+        cut = np.mean([base[s]["uplink_bytes"] / per_seed[s]["uplink_bytes"] for s in seeds])
+        cpu = np.mean([per_seed[s]["cpu_s"] for s in seeds])
+        lines.append(f"| {name} | {100 * acc.mean():.2f} | {ch.mean():+.2f} [{ch.min():+.2f}, {ch.max():+.2f}] | "
+                     f"{lat:.2f} | {en:.1f} | {cut:.2f}x | {cpu:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--rounds", type=int, default=16)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--variants", nargs="+", default=["none", "topk"], choices=sorted([*VARIANTS, "auto"]))
+    ap.add_argument("--distortion", type=Path,
+                    default=Path(__file__).parent / "results/compression/r16/distortion.json",
+                    help="auto's measured distortions (experiments/compression.py --measure-only)")
+    args = ap.parse_args(argv)
+    if "auto" in args.variants:
+        VARIANTS["auto"] = auto_overrides(args.distortion)
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    names = ["none", *[v for v in args.variants if v != "none"]]
+    runs: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
+    for name in names:
+        for seed in args.seeds:
+            overrides = [*BASE, f"seed={seed}", *VARIANTS[name], f"federation.rounds={args.rounds}",
+                         f"federation.eval_every={args.rounds}"]
+            r = runs[name][seed] = run_one(f"{name}-s{seed}", overrides, args.out / "runs")
+            print(f"{name} seed {seed}: accuracy {r['final']['accuracy']:.4f}, "
+                  f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall, load {os.getloadavg()[0]:.1f}", flush=True)
+    from code_version import CODE_PATHS, commit
+
+    machine = {"python": sys.version.split()[0], "platform": platform.platform(), "load_avg": list(os.getloadavg()),
+               "cpus_note": "2-core CPU container shared with other jobs: CPU seconds are this process's"}
+    (args.out / "results.json").write_text(json.dumps(
+        {"commit": commit(CODE_PATHS), "rounds": args.rounds, "seeds": args.seeds, "keep": KEEP, "machine": machine,
+         "variants": {n: VARIANTS[n] for n in names}, "runs": runs}, indent=1))
+    (args.out / "table.md").write_text(table(runs, args.seeds))
+    plot({n: runs[n][args.seeds[0]] for n in names}, args.out / "front.png")
+    print(table(runs, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
