@@ -15,7 +15,8 @@ Two parts, both written into ``--out``:
 2. One run per level (none, fp16, int8, topk, auto) of ``experiment=hffm model=tiny`` on the default
    40-device topology (10 edges x 4 devices) with the joint solver (auto needs it; the fixed levels use it too, so
    they differ only in the codec): final accuracy, total latency and energy (the ledger's cumulative charge) and
-   total uplink bytes. Runs are cached in runs/<name>.json (an interrupted study resumes).
+   total uplink bytes. Runs are cached in runs/<name>.json (an interrupted study resumes; a run made by other code,
+   ``code_version.code_hash``, is run again).
 
 Writes distortion.json, results.json, table.md and front.png (accuracy vs total latency and vs total energy).
 """
@@ -115,14 +116,14 @@ def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dic
 
 
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
-    from code_version import CODE_PATHS, commit
+    from code_version import CODE_PATHS, code_hash, commit
 
     from hffm.run import train
 
     path = cache / f"{name}.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        if saved["overrides"] == list(overrides):
+        if saved["overrides"] == list(overrides) and saved.get("code") == code_hash():  # a default may have moved
             return saved
     cfg = compose(overrides)
     wall, cpu = time.perf_counter(), cpu_seconds()
@@ -136,7 +137,7 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
         "compressed_devices": float(sum(h.get("plan/compressed_devices", 0.0) for h in history)),
         "fallbacks": float(sum(h.get("plan/fallback", 0.0) for h in history)),
         "wall_s": time.perf_counter() - wall, "cpu_s": cpu_seconds() - cpu,
-        "commit": commit(CODE_PATHS), "load_avg": list(os.getloadavg()),
+        "commit": commit(CODE_PATHS), "code": code_hash(), "load_avg": list(os.getloadavg()),
     }
     path.write_text(json.dumps(record, indent=1))
     return record

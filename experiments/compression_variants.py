@@ -8,7 +8,8 @@ The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``-
 overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
 same base overrides: ``experiment=hffm model=tiny``, 10 edges x 4 devices, 2 local steps, the joint solver) for
 ``--rounds`` rounds, cached in ``runs/<variant>-s<seed>.json`` (an interrupted study resumes; a run whose overrides
-changed is run again). Writes ``results.json`` (every run, the commit, the machine and its load) and ``table.md``:
+changed, or whose code changed, is run again). Writes ``results.json`` (every run, the commit, the machine and its
+load) and ``table.md``:
 per variant the mean accuracy change against ``none`` of the same seed (with its range), the uplink cut and the
 total latency and energy.
 """

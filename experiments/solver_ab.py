@@ -5,11 +5,12 @@ solve it in turn, each in a fresh process (`solve(p, "joint", time_limit_s=T)`, 
 instance: a round loop's process has its imports done): objective, certified lower bound,
 gap, wall and CPU seconds, the 1-minute load. The clock is wall time, so on a shared machine a comparison is only
 fair between runs that alternate like this; --cpu-clock makes the solver's deadlines read CPU time instead (what
-the time limit gives on a quiet machine; HiGHS's own time limits stay wall time). Writes a JSON with both
-checkouts' commits.
+the time limit gives on a quiet machine; HiGHS's own time limits stay wall time unless --scale-highs multiplies
+each by the process's wall / CPU ratio so far). Writes a JSON with both checkouts' commits.
 
-    python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--mode one-hop] [--lams 0.05,0.5,5,50]
-        [--seeds 2] [--time-limit 2] [--share-b 0.7] [--cpu-clock] --out experiments/results/solver_model/ab.json
+    python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 2]
+        [--time-limit 2] [--share-b 0.7] [--cpu-clock [--scale-highs]] [--mode aggregates]
+        --out experiments/results/solver_model/ab.json
 """
 
 from __future__ import annotations
@@ -27,7 +28,17 @@ CHILD = """
 import json, sys, time
 wall = time.perf_counter
 if {cpu_clock!r}:
-    time.perf_counter = time.process_time  # the solver's deadlines in CPU s (HiGHS's own limits stay wall time)
+    time.perf_counter = time.process_time  # the solver's deadlines in CPU s
+    if {scale_highs!r}:  # HiGHS's own time limits (wall) x this process's wall / CPU ratio so far
+        from highspy._core import _Highs
+        _set, _w0, _c0 = _Highs.setOptionValue, wall(), time.process_time()
+
+        def _scaled(self, key, value):
+            if key == 'time_limit' and value < 1e20:
+                ratio = (wall() - _w0) / max(time.process_time() - _c0, 1e-3)
+                value = float(value) * min(max(ratio, 1.0), 20.0)
+            return _set(self, key, value)
+        _Highs.setOptionValue = _scaled
 sys.path.insert(0, {root!r} + '/experiments')
 sys.path.insert(0, {root!r})
 from solver_model_bench import instance
@@ -58,9 +69,9 @@ def commit_of(root: str) -> str:
 
 
 def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float | None, cpu_clock: bool,
-            patch: list[tuple[str, float]], mode: str = "one-hop") -> dict:
+            patch: list[tuple[str, float]], mode: str = "one-hop", scale_highs: bool = False) -> dict:
     code = CHILD.format(root=root, n=n, lam=lam, seed=seed, limit=limit, share=share, cpu_clock=cpu_clock,
-                        patch=patch, mode=mode)
+                        patch=patch, mode=mode, scale_highs=scale_highs)
     env = {**os.environ, "PYTHONPATH": root, "WANDB_MODE": "disabled"}
     # cwd = the checkout: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
@@ -91,6 +102,9 @@ def main() -> None:
     ap.add_argument("--patch-b", action="append", default=[], help="module.CONSTANT=number for B (repeatable)")
     ap.add_argument("--cpu-clock", action="store_true",
                     help="the solver's deadlines read process time: what 2 CPU s give, whatever the load")
+    ap.add_argument("--scale-highs", action="store_true",
+                    help="with --cpu-clock: HiGHS's own (wall) time limits x the process's wall / CPU ratio so far, "
+                         "so a MILP or LP given x CPU s by the solver's clock gets about x CPU s under load")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     roots = {"A": str(Path(a.a).resolve()), "B": str(Path(a.b).resolve())}
@@ -103,7 +117,7 @@ def main() -> None:
                 row = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed}
                 for k in ("A", "B"):
                     row[k] = run_one(roots[k], n, lam, seed, a.time_limit, shares[k], a.cpu_clock, patches[k],
-                                     a.mode)
+                                     a.mode, a.scale_highs and a.cpu_clock)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     meta = {"A": {"root": roots["A"], "commit": commit_of(roots["A"]), "heuristic_share": shares["A"],
@@ -111,15 +125,17 @@ def main() -> None:
             "B": {"root": roots["B"], "commit": commit_of(roots["B"]), "heuristic_share": shares["B"],
                   "patch": patches["B"]},
             "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)", "time_limit_s": a.time_limit,
-            "cpu_clock": a.cpu_clock,
+            "cpu_clock": a.cpu_clock, "scale_highs": a.scale_highs and a.cpu_clock, "mode": a.mode,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     for k in ("A", "B"):
         gaps = sorted(r[k]["gap"] for r in rows)
-        print(k, meta[k]["commit"], "median gap", gaps[len(gaps) // 2], "mean objective / A",
-              sum(r[k]["objective"] / r["A"]["objective"] for r in rows) / len(rows))
+        cpu = sorted(r[k]["cpu_s"] for r in rows)
+        print(k, meta[k]["commit"], "median gap", gaps[len(gaps) // 2], "worst", gaps[-1], "mean objective / A",
+              sum(r[k]["objective"] / r["A"]["objective"] for r in rows) / len(rows), "median CPU s",
+              cpu[len(cpu) // 2], "max", cpu[-1])
 
 
 if __name__ == "__main__":

@@ -28,9 +28,14 @@ from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.subset_energy import SubsetEnergy
+from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
+UNION_MAX_ROUTES = 4000
+"""relay_aggregates: edges of at most this many (device, subset, route) routes get the union LP of
+solvers/union_bound.py (a group charged its largest member at the relay); larger ones price relayed subsets at 0 (at
+1,000 devices / 10 edges the union LP on every edge took 5-56 CPU s a round for a gap of 29-33 % against 44-48 %)."""
 
 
 def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
@@ -85,6 +90,7 @@ class _Routes:
     ready: np.ndarray
     a: np.ndarray
     free: np.ndarray
+    up: np.ndarray  # per route: its uploader (the device itself, or the D2D neighbour)
     calls: list  # LPs solved so far (shared counter)
     lps: dict = field(default_factory=dict)  # demand bytes -> EdgeLP of this edge
 
@@ -102,6 +108,7 @@ class _Routes:
         pay = 8.0 * (mbits @ p.module_bytes)
         tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
         col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]
+        up = [dev]
         on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
         for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
             cols = np.flatnonzero(dev == s_)
@@ -109,8 +116,9 @@ class _Routes:
             ready.append(tau[cols] + pay[cols] / r_)
             a.append(np.full(cols.size, p.snr_hz[d_]))
             free.append(np.full(cols.size, p.relay_aggregates))
+            up.append(np.full(cols.size, d_))
         return cls(p, e, dev, mbits, pay, col=np.concatenate(col), ready=np.concatenate(ready), a=np.concatenate(a),
-                   free=np.concatenate(free), calls=calls)
+                   free=np.concatenate(free), up=np.concatenate(up), calls=calls)
 
     def impossible(self, t: float, demand: np.ndarray) -> bool:
         """True if no fractional choice of the edge finishes by t within B_e (the LP relaxation says so)."""
@@ -118,6 +126,8 @@ class _Routes:
         slack = t - self.ready
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
+        if p.relay_aggregates and self.col.size <= UNION_MAX_ROUTES:  # relayed payloads charged at their relay
+            return self._union_impossible(min_bandwidth(q, self.a), demand)
         w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
         cost = np.full(self.dev.size, np.inf)
         np.minimum.at(cost, self.col, w)
@@ -133,6 +143,23 @@ class _Routes:
             self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand)
         status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
         if status == "infeasible":  # no cover at all
+            return True
+        return bool(status == "optimal" and value > 1 + 1e-6)
+
+    def _union_impossible(self, w: np.ndarray, demand: np.ndarray) -> bool:
+        """relay_aggregates: True if the LP of solvers/union_bound.py (each uploader's band at least its largest
+        member's) needs more than B_e at these route bands w [routes] (Hz; inf: cannot finish in time)."""
+        p = self.problem
+        need = demand > 0
+        if not need.any():
+            return False
+        cols = np.unique(self.col[np.isfinite(w)])
+        if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
+            return True  # the columns that can finish by t cannot even cover: t is impossible
+        self.calls[0] += 1
+        status, value = union_band(self.dev, self.mbits, p.samples, demand, self.col, self.up,
+                                   w / p.edge_bandwidth_hz[self.edge])
+        if status == "infeasible":
             return True
         return bool(status == "optimal" and value > 1 + 1e-6)
 

@@ -23,6 +23,46 @@ INF = math.inf
 Row = tuple[dict[int, float], float, float]
 
 
+class Sparse:
+    """Rows kept as coordinate arrays (numpy-built rows need no dict per row): `add` appends rows at once,
+    `rows` appends dict rows; `csr` gives HiGHS's row-wise matrix."""
+
+    def __init__(self) -> None:
+        self.r: list[np.ndarray] = []
+        self.c: list[np.ndarray] = []
+        self.v: list[np.ndarray] = []
+        self.lo: list[np.ndarray] = []
+        self.hi: list[np.ndarray] = []
+        self.m = 0
+
+    def add(self, row: np.ndarray, col: np.ndarray, val: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Rows m .. m + len(lo) - 1: entries (row (relative), col, val) and the bounds of each new row."""
+        lo, hi = np.atleast_1d(np.asarray(lo, dtype=float)), np.atleast_1d(np.asarray(hi, dtype=float))
+        self.r.append(np.asarray(row, dtype=np.int64) + self.m)
+        self.c.append(np.asarray(col, dtype=np.int64))
+        self.v.append(np.asarray(val, dtype=float))
+        self.lo.append(lo)
+        self.hi.append(hi)
+        self.m += lo.size
+
+    def rows(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        lens = [len(r[0]) for r in rows]
+        self.add(np.repeat(np.arange(len(rows)), lens), np.fromiter((j for r in rows for j in r[0]), np.int64),
+                 np.fromiter((v for r in rows for v in r[0].values()), float), np.array([r[1] for r in rows]),
+                 np.array([r[2] for r in rows]))
+
+    def csr(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(starts, index, value, lower, upper) of the rows, entries sorted by row."""
+        r, c, v = (np.concatenate(a) if a else np.zeros(0) for a in (self.r, self.c, self.v))
+        order = np.argsort(r, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(np.bincount(r.astype(np.int64), minlength=self.m))])
+        lo = np.concatenate(self.lo) if self.lo else np.zeros(0)
+        hi = np.concatenate(self.hi) if self.hi else np.zeros(0)
+        return starts, c[order].astype(np.int32), v[order], lo, hi
+
+
 class Extra:
     """The continuous variables after the k binary columns: `add` returns a new one's index."""
 
@@ -88,14 +128,10 @@ def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
     return rows
 
 
-def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
-             gap: float, cutoff: float, options: dict[str, Any] | None = None, start: np.ndarray | None = None,
-             saved: list[np.ndarray] | None = None) -> tuple[str, np.ndarray | None, float]:
-    """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
-    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound). options: more HiGHS options.
-    start: the binary columns of a warm start (the others 0; HiGHS completes the continuous part, and drops the
-    start if it is infeasible). saved: when given, every improving solution HiGHS found is appended (values of
-    all variables, first found first): each is a plan to price exactly, not only the last."""
+def highs_model(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, extra: Extra,
+                integer: bool = True) -> tuple[Any, Any]:
+    """(highspy, a bare HiGHS object holding the model): binary columns (unusable ones fixed at 0), or with
+    integer=False its LP relaxation (they lie in [0, 1]); no output."""
     fast = bare_highs()
     if fast is None:
         raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
@@ -104,32 +140,44 @@ def run_milp(rows: list[Row], cost: np.ndarray, usable: np.ndarray, extra: Extra
     nv = k + ne
     inf = highspy.kHighsInf
     lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = nv, len(rows)
+    if not isinstance(rows, Sparse):
+        s = Sparse()
+        s.rows(rows)
+        rows = s
+    starts, index, value, lo, hi = rows.csr()
+    lp.num_col_, lp.num_row_ = nv, rows.m
     lp.col_cost_ = np.concatenate([np.where(usable, cost, 0.0), np.array(extra.cost)])
     lp.col_lower_ = np.zeros(nv)
     lp.col_upper_ = np.concatenate([usable.astype(float), np.minimum(np.array(extra.upper), inf)])
-    lp.row_lower_ = np.maximum(np.array([r[1] for r in rows]), -inf)
-    lp.row_upper_ = np.minimum(np.array([r[2] for r in rows]), inf)
-    starts: list[int] = [0]
-    index: list[int] = []
-    value: list[float] = []
-    for coefs, _, _ in rows:
-        index.extend(coefs.keys())
-        value.extend(coefs.values())
-        starts.append(len(index))
+    lp.row_lower_ = np.maximum(lo, -inf)
+    lp.row_upper_ = np.minimum(hi, inf)
     lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(value, dtype=float)
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * ne
+    lp.a_matrix_.start_ = starts.astype(np.int32)
+    lp.a_matrix_.index_ = index
+    lp.a_matrix_.value_ = value
+    if integer:
+        lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * ne
     h: Any = bare()
     h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    return highspy, h
+
+
+def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
+             gap: float, cutoff: float, options: dict[str, Any] | None = None, start: np.ndarray | None = None,
+             saved: list[np.ndarray] | None = None) -> tuple[str, np.ndarray | None, float]:
+    """min cost . v + extra costs over the rows, v binary (unusable columns fixed at 0), pruned above `cutoff`:
+    (infeasible | solved | unknown, all variable values or None, HiGHS's dual bound). options: more HiGHS options.
+    start: the binary columns of a warm start (the others 0; HiGHS completes the continuous part, and drops the
+    start if it is infeasible). saved: when given, every improving solution HiGHS found is appended (values of
+    all variables, first found first): each is a plan to price exactly, not only the last."""
+    highspy, h = highs_model(rows, cost, usable, extra)
+    k = cost.size
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
     for key, value in (options or {}).items():
         h.setOptionValue(key, value)
-    h.passModel(lp)
     if saved is not None:
         h.setOptionValue("mip_improving_solution_save", True)
     if start is not None:

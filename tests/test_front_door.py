@@ -146,7 +146,7 @@ def test_the_configuration_reference_lists_every_field_with_its_docstring():
     assert not missing, f"not in the configuration reference: {missing}"
     assert "| `federation.rounds` |" in page and "`topology.channel.device_tx_power_w`" in page
     docs = config_reference.field_docs(Config)
-    assert docs["threads"].startswith("torch intra-op threads") and docs["threads"].split()[0] in page
+    assert docs["threads"].startswith("CPU threads per process") and docs["threads"].split()[0] in page
 
 
 def test_every_results_folder_has_a_page_with_its_machine_and_commit():

@@ -57,3 +57,14 @@ def test_joint_uses_it_on_one_edge_rounds() -> None:
     assert plan.gap == pytest.approx(1 - plan.lower_bound / plan.objective)
     assert plan.objective == pytest.approx(exact_cost(p, plan.placement, plan.relay), rel=1e-6)
     assert np.isfinite(plan.latency_s)
+
+
+@pytest.mark.parametrize("n,seed,lam", [(4, 0, 0.05), (4, 1, 0.5), (5, 2, 5.0), (5, 3, 50.0), (4, 3, 0.5)])
+def test_lp_cutting_loop_bound_is_valid(n: int, seed: int, lam: float) -> None:
+    """The LP relaxation tightened by its cutting loop (EdgeModel.lp_bound), from the 'equal' plan and from the
+    optimum as the incumbent: positive, never above the optimum, and at least the first LP's value (0.5 s each)."""
+    p = random_instance(n, 1, 4, seed, lam=lam)
+    ex = exact_solve(p)
+    for start in (solve(p, "equal"), ex):
+        lb = EdgeModel(p).lp_bound(start.objective, time.perf_counter() + 0.5)
+        assert 0 < lb <= ex.objective * (1 + 1e-7)

@@ -99,12 +99,13 @@ def test_union_model_decides_trial_latencies_exactly_with_aggregating_relays(n, 
 
 
 def test_union_model_tightens_the_bound_of_an_eight_device_edge():
-    """Aggregating relays on 8 devices: the heuristics' bound is 29 % off; the union model's ladder certifies
+    """Aggregating relays on 8 devices: the heuristics' bound is 20 % off (29 % before the union latency bound of
+    solvers/union_bound.py); the union model's ladder certifies
     within 16 % in a few seconds (the tight 1 % test does not finish: README, where the targets stand)."""
     p = random_instance(8, 1, 6, seed=0, relay_aggregates=True)
     alone = solve(p, "joint", time_limit_s=0)
     plan = solve(p, "joint", time_limit_s=6)
-    assert alone.gap > 0.25 and plan.gap < 0.16 and plan.lower_bound <= plan.objective
+    assert alone.gap > 0.18 and plan.gap < 0.16 and plan.lower_bound <= plan.objective
 
 
 def test_one_edge_only():

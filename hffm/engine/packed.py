@@ -70,7 +70,10 @@ class PackedLoss:
                    for t in self.layout.tasks]
         encoded = [self._encode(spec.name, spec.kind, batch.inputs[spec.name], batch.samples[spec.name], get)
                    for spec in self.layout.modalities]
-        h = torch.cat(prompts + [e.flatten(0, 1) for e in encoded]).index_select(0, batch.source)
+        # the trunk works on the tokens in the padded layout of batch.tokens' chunks: every per-device op reads
+        # its chunks as views, the gathers in and out of each op are gone (padding slots copy a real token)
+        seg = batch.tokens
+        h = torch.cat(prompts + [e.flatten(0, 1) for e in encoded]).index_select(0, batch.source[seg.slot_rows])
         for i, layer in enumerate(self.trunk.layers):
             h = self._layer(i, layer, h, batch, get)
         h = self.trunk.norm(h)
@@ -105,55 +108,59 @@ class PackedLoss:
         pos = get(key, "pos_embed")[:, : tokens.shape[1]]
         return tokens + pos.index_select(0, dev) + get(key, "type_embed").index_select(0, dev)[:, None]
 
-    def _lora(self, x: Tensor, seg: Segments, get, layer: int, linear_name: str) -> Tensor:
-        a = get(f"adapter/{layer}", f"lora.{linear_name}.A")  # [D, r, in]
-        b = get(f"adapter/{layer}", f"lora.{linear_name}.B")  # [D, out, r]
-        scale = self.lora_scale
-
-        def fn(xp: Tensor, a: Tensor, b: Tensor) -> Tensor:
-            return torch.bmm(torch.bmm(xp, a.transpose(1, 2)) * scale, b.transpose(1, 2))
-        return seg.apply(x, fn, a, b)
+    def _folded(self, x: Tensor, seg: Segments, lin, get, layer: int, name: str, padded: bool = False) -> Tensor:
+        """The trunk linear `name` with each device's LoRA delta folded into its weight: one bmm (rows in the padded
+        layout of ``seg`` when ``padded``)."""
+        a = get(f"adapter/{layer}", f"lora.{name}.A")  # [D, r, in]
+        b = get(f"adapter/{layer}", f"lora.{name}.B")  # [D, out, r]
+        weight = lin.weight + torch.bmm(b * self.lora_scale, a)  # [D, out, in]
+        bias = lin.bias.expand(weight.shape[0], -1)
+        if padded:
+            return seg.apply_padded(x, _affine, weight, bias)
+        return linear(x, seg, weight, bias)
 
     def _layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get) -> Tensor:
         seg = batch.tokens
-        x = layer.ln1(h)
-        qkv = layer.qkv(x) + self._lora(x, seg, get, i, "qkv")
-        att = self._attention(qkv, batch, layer.heads)
-        h = h + (layer.out(att) + self._lora(att, seg, get, i, "out"))
-        x = layer.ln2(h)
-        mid = F.gelu(layer.fc1(x) + self._lora(x, seg, get, i, "fc1"))
-        h = h + (layer.fc2(mid) + self._lora(mid, seg, get, i, "fc2"))
+        qkv = self._folded(layer.ln1(h), seg, layer.qkv, get, i, "qkv", padded=True)
+        att = self._attention(qkv, batch, layer.heads, padded=True)
+        h = h + self._folded(att, seg, layer.out, get, i, "out", padded=True)
+        mid = F.gelu(self._folded(layer.ln2(h), seg, layer.fc1, get, i, "fc1", padded=True))
+        h = h + self._folded(mid, seg, layer.fc2, get, i, "fc2", padded=True)
         key = f"adapter/{i}"
         dw, db, uw, ub = (get(key, k) for k in ("down.weight", "down.bias", "up.weight", "up.bias"))
-
-        return h + seg.apply(h, _mlp, dw, db, uw, ub)
+        return h + seg.apply_padded(h, _mlp, dw, db, uw, ub)
 
     @staticmethod
-    def _attention(qkv: Tensor, batch: PackedBatch, heads: int) -> Tensor:
+    def _attention(qkv: Tensor, batch: PackedBatch, heads: int, padded: bool = False) -> Tensor:
+        """Attention over each sample's tokens; ``padded``: qkv's rows and the output's are in the padded layout
+        of ``batch.tokens``."""
         width = qkv.shape[1] // 3
         parts = []
         # one gather for all buckets, split (a gather's backward zero-fills all of qkv: once, not once a bucket)
-        gathered = qkv.index_select(0, batch.bucket_rows).split([b.index.numel() for b in batch.buckets])
+        seg = batch.tokens
+        index = seg.row_slots[batch.bucket_rows] if padded else batch.bucket_rows
+        gathered = qkv.index_select(0, index).split([b.index.numel() for b in batch.buckets])
         for bucket, rows in zip(batch.buckets, gathered):
             n, s = bucket.index.shape
             q, k, v = rows.view(n, s, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.attend)
             parts.append(att.transpose(1, 2).reshape(n * s, width))
-        return torch.cat(parts).index_select(0, batch.restore)
+        return torch.cat(parts).index_select(0, batch.restore[seg.slot_rows] if padded else batch.restore)
 
     def _moe(self, h: Tensor, batch: PackedBatch, get) -> tuple[Tensor, Tensor, Tensor]:
         """(prompt tokens after the MoE block [prompt tokens, width], balance loss [D], experts reached [D, n])."""
         n = self.num_experts
         k = min(self.cfg.top_k, n)
-        seg = batch.tokens
-        probs, gate, chosen = route(h, seg, get, n, k)
-        picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [T, k, n]
-        mask = batch.counted.to(probs.dtype)[:, None]
-        count = seg.sum(mask).clamp(min=1)  # [D, 1]
-        f = seg.sum(picked.sum(1).to(probs.dtype) * mask) / (count * k)
-        p = seg.sum(probs * mask) / count
+        seg = batch.tokens  # h: the tokens in its padded layout
+        probs, gate, chosen = route(h, seg, get, n, k, padded=True)
+        picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [slots, k, n]
+        mask = (batch.counted[seg.slot_rows] & seg.real_slots).to(probs.dtype)[:, None]
+        dev = seg.slot_devices
+        count = _sum(mask, dev, len(seg.counts)).clamp(min=1)  # [D, 1]
+        f = _sum(picked.sum(1).to(probs.dtype) * mask, dev, len(seg.counts)) / (count * k)
+        p = _sum(probs * mask, dev, len(seg.counts)) / count
         aux = n * (f * p).sum(-1)
-        rows = batch.prompt_rows
+        rows = seg.row_slots[batch.prompt_rows]
         x = h.index_select(0, rows)
         picked_k = picked.index_select(0, rows)
         out = mix_experts(x, batch.prompts, gate.index_select(0, rows), chosen.index_select(0, rows), get, n)
@@ -177,6 +184,16 @@ class PackedLoss:
         return seg.sum(per_sample * weight) / seg.sum(weight).clamp(min=1)
 
 
+def _affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """Per-device linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
+    return torch.baddbmm(b[:, None], x, w.transpose(1, 2))
+
+
+def _sum(values: Tensor, device_of: Tensor, devices: int) -> Tensor:
+    """Per-device sums of per-row ``values`` [rows, ...] -> [devices, ...]."""
+    return values.new_zeros(devices, *values.shape[1:]).index_add(0, device_of, values)
+
+
 def _mlp(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
     """Per-device linear -> GELU -> linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
     return torch.baddbmm(b2[:, None], F.gelu(torch.baddbmm(b1[:, None], x, w1.transpose(1, 2))), w2.transpose(1, 2))
@@ -197,12 +214,14 @@ def task_head(task: str, kept: Tensor, batch: PackedBatch, get) -> Tensor:
     return batch.task_samples[task].apply(pooled, _norm_linear, *weights)
 
 
-def route(x: Tensor, seg: Segments, get, n: int, k: int) -> tuple[Tensor, Tensor, Tensor]:
+def route(x: Tensor, seg: Segments, get, n: int, k: int, padded: bool = False) -> tuple[Tensor, Tensor, Tensor]:
     """Each row's router probabilities [rows, n], its top-k gates renormalised to sum to 1 [rows, k] and the experts
-    they pick [rows, k], with each device's own router (training and evaluation route alike)."""
+    they pick [rows, k], with each device's own router (training and evaluation route alike); ``padded``: x's rows
+    are in the padded layout of ``seg``, and so are the outputs."""
     router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
     bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
-    probs = F.softmax(linear(x, seg, router, bias), dim=-1)
+    logits = seg.apply_padded(x, _affine, router, bias) if padded else linear(x, seg, router, bias)
+    probs = F.softmax(logits, dim=-1)
     gate, chosen = probs.topk(k, dim=-1)
     return probs, gate / gate.sum(-1, keepdim=True), chosen
 

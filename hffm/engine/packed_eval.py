@@ -32,7 +32,6 @@ from torch.func import functional_call
 
 from hffm.engine.packed import PackedLoss, _mlp, mix_experts, route, stacked_key, task_head
 from hffm.engine.packed_batch import PackedBatch, WaveLayout, pack
-from hffm.engine.segments import Segments, linear
 from hffm.engine.workers import pass_workers, run_units
 from hffm.modules.bank import ModuleBank
 from hffm.modules.objective import task_metrics
@@ -81,13 +80,6 @@ class PackedOutputs(PackedLoss):
         x = self.trunk.norm(h)  # prompt tokens only (the last layer kept them)
         kept = self._experts(x, batch, get)
         return {task.name: self._head(task.name, task.kind, kept, batch, get) for task in self.layout.tasks}
-
-    def _folded(self, x: Tensor, seg: Segments, lin, get, layer: int, name: str) -> Tensor:
-        """The trunk linear `name` with each device's LoRA delta folded into its weight: one bmm."""
-        a = get(f"adapter/{layer}", f"lora.{name}.A")  # [D, r, in]
-        b = get(f"adapter/{layer}", f"lora.{name}.B")  # [D, out, r]
-        weight = lin.weight + torch.bmm(b * self.lora_scale, a)  # [D, out, in]
-        return linear(x, seg, weight, lin.bias.expand(weight.shape[0], -1))
 
     def _eval_layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get, prompts_only: bool) -> Tensor:
         seg = batch.tokens

@@ -97,6 +97,44 @@ class Segments:
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return out if self._identity else out.index_select(0, self._pick)
 
+    @property
+    def slot_rows(self) -> Tensor:
+        """Long [padded rows]: the row each slot of the chunks' padded layout holds (a padding slot: a copy of its
+        chunk's first row)."""
+        return self._gather
+
+    @property
+    def row_slots(self) -> Tensor:
+        """Long [rows]: each row's slot in the padded layout."""
+        return self._pick
+
+    @property
+    def slot_devices(self) -> Tensor:
+        """Long [padded rows]: each slot's device (a padding slot: its chunk's device that lacks the row)."""
+        if not hasattr(self, "_slot_devices"):
+            self._slot_devices = torch.cat([c.devices.repeat_interleave(c.shape[1]) for c in self.chunks]) \
+                if self.chunks else torch.zeros(0, dtype=torch.long)
+        return self._slot_devices
+
+    @property
+    def real_slots(self) -> Tensor:
+        """Bool [padded rows]: the slot holds its own device's row (not padding)."""
+        if not hasattr(self, "_real"):
+            real = torch.zeros(self.padded_rows, dtype=torch.bool, device=self._pick.device)
+            self._real = real.index_fill(0, self._pick, True)
+        return self._real
+
+    def apply_padded(self, xp: Tensor, fn: Callable[..., Tensor], *weights: Tensor) -> Tensor:
+        """`apply` on rows already in the padded layout [padded rows, ...] (no gather in, none out): the chunks are
+        views; the output stays in the padded layout."""
+        if xp.shape[0] != self.padded_rows:
+            raise ValueError(f"Segments.apply_padded: {xp.shape[0]} rows given, the padded layout holds "
+                             f"{self.padded_rows}")
+        per_weight = [w.index_select(0, self._devices).split(self._counts) for w in weights]
+        outs = [fn(r.view(*c.shape, *xp.shape[1:]), *(ws[i] for ws in per_weight)).flatten(0, 1)
+                for i, (r, c) in enumerate(zip(xp.split(self._sizes), self.chunks))]
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
     def sum(self, values: Tensor) -> Tensor:
         """Per-device sums of per-row ``values`` [rows, ...] -> [devices, ...]."""
         out = values.new_zeros(len(self.counts), *values.shape[1:])

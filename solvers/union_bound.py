@@ -1,0 +1,85 @@
+"""The latency bound's LP when relays aggregate (`relay_aggregates`): relayed payloads are charged at their relay.
+
+An aggregating relay j uploads the union of its group's modules, so a relayed subset may add nothing to j's payload
+and no per-route price is both valid and positive (solvers/bounds.py used to price such routes at 0: on relay-heavy
+edges every device could then "relay" for free and the LP proved nothing). What stays valid is the maximum: the
+union holds every member's subset and j starts after every member's payload has arrived, so j's band at latency T is
+at least R_j^-1(P_i / (T - a_i)) for each member i (own subset: a_j = its compute time; relayed: compute + D2D hop).
+So per uploader j a variable y_j >= sum over member i's routes to j of w_r x_r (one row per member: a device takes at
+most one route), and the edge's band is at least sum_j y_j. With "at most one route per device" and coverage, the LP
+min sum_j y_j > B_e proves that no plan finishes by T (its integer points include every plan's routes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from solvers.highs import bare_highs
+
+
+def union_band(
+    dev: np.ndarray,
+    mbits: np.ndarray,
+    samples: np.ndarray,
+    demand: np.ndarray,
+    route_col: np.ndarray,
+    route_up: np.ndarray,
+    w: np.ndarray,
+) -> tuple[str, float]:
+    """(optimal | infeasible | other, least sum_j y_j) over routes r (column route_col[r], uploader route_up[r],
+    band w[r]; inf: the route cannot finish in time): at most one route per device, samples per module >= demand,
+    y_j >= sum of member i's routes to j of w_r x_r for every (i, j), 0 <= x <= 1."""
+    fast = bare_highs()
+    if fast is None:
+        raise RuntimeError("the union bound LP needs highspy's bare solver (highspy._core._Highs)")
+    highspy, bare = fast
+    ok = np.isfinite(w)
+    col, up, wr = route_col[ok], route_up[ok], w[ok]
+    need = demand > 0
+    if not need.any():
+        return "optimal", 0.0
+    scale = demand[need].max()
+    rdev = dev[col]
+    devs, d_local = np.unique(rdev, return_inverse=True)
+    ups, u_local = np.unique(up, return_inverse=True)
+    pair_id = (
+        np.unique(rdev * (int(max(rdev.max(), up.max())) + 1) + up, return_inverse=True)[1]
+        if col.size
+        else np.zeros(0, dtype=np.int64)
+    )
+    npair = int(pair_id.max()) + 1 if col.size else 0
+    pair_up = np.zeros(npair, dtype=np.int64)
+    pair_up[pair_id] = u_local
+    nr, nu, nd, nm = col.size, ups.size, devs.size, int(need.sum())
+    cov = mbits[col][:, need] * (samples[rdev] / scale)[:, None]  # [routes, modules needed]
+    ci, mj = np.nonzero(cov)
+    # rows: devices (<= 1), coverage (>= demand), pairs (sum w x - y <= 0); columns: routes, then y per uploader
+    r = np.concatenate([d_local, nd + mj, nd + nm + pair_id, nd + nm + np.arange(npair)])
+    c = np.concatenate([np.arange(nr), ci, np.arange(nr), nr + pair_up])
+    v = np.concatenate([np.ones(nr), cov[ci, mj], wr, -np.ones(npair)])
+    order = np.lexsort((r, c))
+    r, c, v = r[order], c[order], v[order]
+    n, m = nr + nu, nd + nm + npair
+    inf = highspy.kHighsInf
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n, m
+    lp.col_cost_ = np.concatenate([np.zeros(nr), np.ones(nu)])
+    lp.col_lower_ = np.zeros(n)
+    lp.col_upper_ = np.concatenate([np.ones(nr), np.full(nu, inf)])
+    lp.row_lower_ = np.concatenate([np.full(nd, -inf), demand[need] / scale * (1 - 1e-9), np.full(npair, -inf)])
+    lp.row_upper_ = np.concatenate([np.ones(nd), np.full(nm, inf), np.zeros(npair)])
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32)
+    lp.a_matrix_.index_ = r.astype(np.int32)
+    lp.a_matrix_.value_ = v
+    h: Any = bare()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    status = h.getModelStatus()
+    kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
+        status, "other"
+    )
+    return kind, float(h.getInfo().objective_function_value)
