@@ -107,9 +107,9 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from code_version import commit
+    from code_version import CODE_PATHS, commit
 
-    meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container", "commit": commit(("solvers",)),
+    meta = {"machine": f"{platform.machine()} {os.cpu_count()}-CPU container", "commit": commit(CODE_PATHS),
             "load_before": os.getloadavg()[0],
             "command": f"python experiments/solver_coverage.py --sizes {args.sizes} --seeds {args.seeds} "
                        f"--time-limits {args.time_limits}"}
@@ -118,9 +118,9 @@ def main() -> None:
         body = {**meta, "load_after": os.getloadavg()[0], "rows": rows}
         (out / "coverage.json").write_text(json.dumps(body, indent=1) + "\n")
         (out / "coverage.md").write_text(
-            f"# Tree coverage of joint\n\n`{meta['command']}` at commit {commit} on a {meta['machine']} (1-minute "
-            f"load {meta['load_before']:.1f} before, {body['load_after']:.1f} after: wall times swing with it; "
-            f"CPU s beside).\n\n{table(rows)}\n")
+            f"# Tree coverage of joint\n\n`{meta['command']}` at commit {meta['commit']} on a {meta['machine']} "
+            f"(1-minute load {meta['load_before']:.1f} before, {body['load_after']:.1f} after: wall times swing with "
+            f"it; CPU s beside).\n\n{table(rows)}\n")
 
     rows = run([int(s) for s in args.sizes.split(",")], args.seeds, [float(t) for t in args.time_limits.split(",")],
                save)
