@@ -249,6 +249,12 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     return best_x, best_r, small
 
 
+LEVEL_BOUND_SHARE = 0.25
+"""Levels at lambda > 0: the share of the time left after the warm start that the relaxed round's latency-energy
+bound may take before the level model (unclocked it took 1.5 of a 2 s limit on 8 devices, leaving the model
+nothing)."""
+
+
 def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
     """Compression levels as decisions: placement and relays at full size (the plan above), then each device's
     level by the exact small program of solvers/levels.py, then the band for those payloads; the lower bound is
@@ -269,7 +275,10 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     cost = evaluate(chosen, x, r, b)
     bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
     t_floor = float(subset_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0  # the latency's
-    lower = t_floor if p.lam <= 0 or not bound else float(round_lower_bound(p.relaxed(), cost.edge_latency_s))
+    lower = t_floor
+    if p.lam > 0 and bound:  # the relaxed round's latency-energy bound: a share of the time left when the model runs
+        clock = Clock.start(limit, t0).share(LEVEL_BOUND_SHARE) if limit > 0 and level_model_applies(p) else None
+        lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s, upper=cost.objective, clock=clock))
     how = ("levels exact given placement and relays" if choice.exact else
            f"levels heuristic (lambda > 0 or edges of over {len(p.level_names)}^n vectors: "
            f"{choice.edges_enumerated}/{p.num_edges} edges enumerated)")

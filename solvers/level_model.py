@@ -299,8 +299,11 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
         return g, chosen
 
     shares = _shares(p, cols, best)
-    # priced: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder
-    t = best_cost.latency_s * (1 - TRIAL * gap) if not priced else best_cost.objective
+    # priced: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder;
+    # lambda > 0: its latency and the ladder first, U after them (at U the least-energy MILP is the hardest: on 8
+    # devices it took the whole second the model had)
+    t = best_cost.latency_s * (1 - TRIAL * gap) if not priced else best_cost.latency_s if lam > 0 else \
+        best_cost.objective
     steps = (0.0, *STEPS)
     search = deadline if priced else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
     while time.perf_counter() < search and t > t_floor:  # (no plan is faster than t_floor)
@@ -328,9 +331,13 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
             t = best_cost.latency_s * (1 - TRIAL * gap)
             continue
         floor = max([t_floor] + [a for a, g in tested if not math.isfinite(g)])
-        below = [c for c in (best_cost.latency_s * (1 - s) for s in steps) if floor < c < t * (1 - 1e-9)]
-        if below:  # the next step of the ladder below the latest point
+        seen = [a for a, _ in tested]
+        below = [c for c in (best_cost.latency_s * (1 - s) for s in steps)
+                 if floor < c and not any(abs(c - a) <= 1e-9 * c for a in seen)]
+        if below:  # the next step of the ladder below the incumbent's latency
             t = below[0]
+        elif max(seen) < best_cost.objective * (1 - 1e-9):  # (lambda > 0) then U
+            t = best_cost.objective
         elif right > left and settled < (MAX_POINTS_ENERGY if lam > 0 else MAX_POINTS):  # then split the interval
             t = 0.5 * (left + right)
         else:
