@@ -261,6 +261,9 @@ def energy_lower_bound(problem: RoundProblem) -> float:
     return float(np.sum(per_edge[np.isfinite(per_edge)]))
 
 
+UNION_ROWS = True
+"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/subset_energy.py
+`RouteLP`), not relayed uploads at 0."""
 SUBSET_CLOCKED_DEVICES = 64
 """Rounds of at most this many devices get the subset-column LP within the time limit too (larger ones only when
 unbounded)."""
@@ -281,5 +284,10 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # the subset LP on unbounded and small rounds: at 1,000 devices / 2 s it cost +0.9 CPU s for no gain (gap
     # 46.3 %); on one 12-device edge (lambda 5) it lifts the bound 188 -> 210 for about 0.4 CPU s
     small = problem.num_devices <= SUBSET_CLOCKED_DEVICES
-    subset = SubsetEnergy(problem) if clock is None or not clock.bounded or small else None
+    # on small rounds with each module's minimal covers (the knapsack's convex hull: 8-device edges, lambda 0.5 and
+    # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
+    # each uploader's upload at least each member's alone
+    union = small and problem.relay_aggregates and UNION_ROWS
+    subset = (SubsetEnergy(problem, covers=small, union=union) if clock is None or not clock.bounded or small
+              else None)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))
