@@ -321,6 +321,7 @@ class EdgeEnergy:
             ldst.append(np.full(cols.size, d_))
             lrate.append(np.full(cols.size, r_))
         own = 8.0 * ((p.eligible & (p.samples[:, None] > 0)) @ p.module_bytes)
+        agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
             np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
@@ -329,7 +330,7 @@ class EdgeEnergy:
 
         return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
                    own, rin, RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
-                                       covers, union and p.relay_aggregates), union and p.relay_aggregates)
+                                       covers, union and agg), union and agg)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
