@@ -27,11 +27,13 @@ from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
-from solvers.subset_energy import SubsetEnergy
+from solvers.subset_energy import SubsetEnergy, cover_sets
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
+LATENCY_COVERS = True
+"""The latency bound's LP gets each module's minimal covers (modules of at most 16 holders: small edges)."""
 UNION_MAX_ROUTES = 4000
 """relay_aggregates: edges of at most this many (device, subset, route) routes get the union LP of
 solvers/union_bound.py (a group charged its largest member at the relay); larger ones price relayed subsets at 0 (at
@@ -140,7 +142,7 @@ class _Routes:
         self.calls[0] += 1
         key = demand.tobytes()
         if key not in self.lps:  # one LP per edge and demand, kept: later trial latencies restart from its basis
-            self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand)
+            self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand, covers=LATENCY_COVERS)
         status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
         if status == "infeasible":  # no cover at all
             return True
@@ -170,7 +172,7 @@ class EdgeLP:
     time (the others are fixed at 0), so HiGHS re-solves from the last basis (warm start)."""
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", covers: bool = False) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -187,9 +189,45 @@ class EdgeLP:
         indices[indptr[:-1]], data[indptr[:-1]] = local, 1.0
         pos = indptr[nz_c] + 1 + np.arange(nz_c.size) - np.searchsorted(nz_c, nz_c)
         indices[pos], data[pos] = devs.size + nz_j, cov[nz_c, nz_j]
-        self.k, self.csc = k, (indptr, indices, data)
+        self.k, self.ny, self.csc = k, 0, (indptr, indices, data)
         self.b_ub = np.concatenate([np.ones(devs.size), -demand[need] / scale])
+        if covers:
+            self._covers(dev, mbits, samples, demand)
         self.highs: Any = None
+
+    def _covers(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray) -> None:
+        """Each module's minimal covers as variables y_K in [0, 1] (cost 0) after the k columns: sum_K y_K >= 1 and
+        device i trains m at least sum_{K with i} y_K (the convex hull of the module's knapsack; valid: the devices
+        that train m in a plan hold a minimal cover)."""
+        indptr, indices, data = self.csc
+        k = self.k
+        rr, cc, vv = [indices], [np.repeat(np.arange(k), np.diff(indptr))], [data]
+        ub, row, col = [self.b_ub], self.b_ub.size, k
+        for m in np.flatnonzero(demand > 0):
+            holders = np.unique(dev[mbits[:, m] > 0])
+            found = cover_sets(samples[holders], float(demand[m]))
+            if found.shape[0] == 0:
+                continue
+            y = col + np.arange(found.shape[0])
+            col += found.shape[0]
+            rr.append(np.full(y.size, row))  # -sum_K y_K <= -1
+            cc.append(y)
+            vv.append(-np.ones(y.size))
+            for a, i in enumerate(holders):  # sum_{K with i} y_K - (i's columns with m) <= 0
+                mine = np.flatnonzero((dev == i) & (mbits[:, m] > 0))
+                use = y[found[:, a]]
+                rr.append(np.full(mine.size + use.size, row + 1 + a))
+                cc.append(np.concatenate([mine, use]))
+                vv.append(np.concatenate([-np.ones(mine.size), np.ones(use.size)]))
+            ub.append(np.concatenate([[-1.0], np.zeros(holders.size)]))
+            row += 1 + holders.size
+        if col == k:
+            return
+        r, c, v = np.concatenate(rr), np.concatenate(cc), np.concatenate(vv)
+        order = np.lexsort((r, c))
+        self.csc = (np.concatenate([[0], np.cumsum(np.bincount(c, minlength=col))]).astype(np.int32),
+                    r[order].astype(np.int32), v[order])
+        self.ny, self.b_ub = col - k, np.concatenate(ub)
 
     def solve(self, c: np.ndarray) -> tuple[str, float]:
         """(optimal | infeasible | other, value) with costs c [columns]; inf marks a column that cannot be used.
@@ -199,7 +237,8 @@ class EdgeLP:
         its JSON answer. Where that object is missing (another highspy layout) or backend="scipy", the same HiGHS
         through scipy's linprog (tests/test_solver_dispatch.py checks both give the same answers)."""
         usable = np.isfinite(c)
-        cost, upper = np.where(usable, c, 0.0), usable.astype(float)
+        cost = np.concatenate([np.where(usable, c, 0.0), np.zeros(self.ny)])
+        upper = np.concatenate([usable.astype(float), np.ones(self.ny)])
         fast = bare_highs() if self.backend != "scipy" else None
         if fast is None:
             if self.backend == "highspy":
@@ -212,8 +251,8 @@ class EdgeLP:
             h = bare()
             h.setOptionValue("output_flag", False)
             lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = self.k, self.b_ub.size
-            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k), upper
+            lp.num_col_, lp.num_row_ = self.k + self.ny, self.b_ub.size
+            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k + self.ny), upper
             lp.row_lower_, lp.row_upper_ = np.full(self.b_ub.size, -highspy.kHighsInf), self.b_ub
             lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
             lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
@@ -221,8 +260,8 @@ class EdgeLP:
             self.highs = h
         else:
             idx = np.arange(self.k, dtype=np.int32)
-            self.highs.changeColsCost(self.k, idx, cost)
-            self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper)
+            self.highs.changeColsCost(self.k, idx, cost[: self.k])
+            self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper[: self.k])
         self.highs.run()
         status = self.highs.getModelStatus()
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
@@ -235,8 +274,8 @@ class EdgeLP:
 
         self.used = "scipy"
         indptr, indices, data = self.csc
-        a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
-        res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
+        a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k + self.ny))
+        res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k + self.ny), upper], axis=1),
                       method="highs")
         return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
 
