@@ -31,7 +31,7 @@ from solvers.plan import RoundPlan
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
 MODEL_MAX_MODULES = 8
-LARGE_EDGE_SHARE = 0.4
+LARGE_EDGE_SHARE = 0.6
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
@@ -95,7 +95,7 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
             break
         tried.add(e)
         sub, dev = restrict(p, np.array([e]))
-        got = round_edge(sub, float(edge_t[e]), by)
+        got = round_edge(sub, float(edge_t[e]), by, lower)
         lower = max(lower, got.lower_bound)
         if got.x is not None and got.relay is not None:
             x[dev], relay[dev], edge_t[e], changed = got.x, dev[got.relay], got.latency, True

@@ -23,10 +23,11 @@ from solvers.greedy import greedy_relays, price
 from solvers.instance import RoundProblem
 from solvers.model import exact_cost, feasible
 
-EPS = (0.0, 0.005, 0.01, 0.02, 0.03)
-"""Latencies t_lp (1 + eps) above the LP's threshold t_lp whose LP solutions are rounded (each a candidate)."""
-BISECT = 12
-"""Bisection steps for the threshold on [LOW x the edge's latency, its latency]."""
+EPS = (0.01, 0.02, 0.0, 0.005, 0.03)
+"""Latencies t_lp (1 + eps) above the LP's threshold t_lp whose LP solutions are rounded (each a candidate; the
+ones that won most often in the probes first, since the clock may stop the list)."""
+BISECT = 4
+"""Bisection steps for the threshold on [max(LOW x the edge's latency, a known bound), its latency]."""
 LOW = 0.85
 
 
@@ -78,14 +79,16 @@ def round_columns(p: RoundProblem, route: EdgeRoutes, values: np.ndarray, t: flo
     return x
 
 
-def lp_candidates(p: RoundProblem, upper: float, deadline: float) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+def lp_candidates(p: RoundProblem, upper: float, deadline: float,
+                  lower: float = 0.0) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
     """Candidate (x, relay) of the one-edge problem p (its plan's latency `upper`) read off the subset LP, and the
-    largest latency the LP proved impossible on the way (a certified lower bound on the edge; 0 if none)."""
+    largest latency the LP proved impossible on the way (a certified lower bound on the edge; 0 if none). lower: a
+    latency known to be a bound (the bisection starts there; it counts only if this LP proves it too)."""
     demand = p.coverage_demand()[0]
     if p.num_modules > 12 or not np.any(demand > 0):
         return [], 0.0
     route = EdgeRoutes.of(p, 0, [0])
-    lo, hi = LOW * upper, upper
+    lo, hi = max(LOW * upper, min(lower, upper)), upper
     proven = 0.0
     if route.impossible(lo, demand):
         proven = lo
@@ -124,9 +127,10 @@ class Rounded:
     lower_bound: float
 
 
-def round_edge(p: RoundProblem, upper: float, deadline: float) -> Rounded:
-    """The LP-rounded candidates of the one-edge problem p whose plan takes `upper`, priced exactly."""
-    cands, proven = lp_candidates(p, upper, deadline)
+def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.0) -> Rounded:
+    """The LP-rounded candidates of the one-edge problem p whose plan takes `upper`, priced exactly (lower: as in
+    `lp_candidates`)."""
+    cands, proven = lp_candidates(p, upper, deadline, lower)
     best = Rounded(None, None, np.inf, proven)
     for x, relay in cands:
         if not feasible(p, x, relay):

@@ -54,7 +54,7 @@ def test_round_columns_repairs_an_empty_lp_solution():
     assert np.all(p.samples @ x >= demand * (1 - 1e-9))
 
 
-@pytest.mark.parametrize(("seed", "tx"), [(40, 1.0), (47, 1.0), (49, 1.0), (50, 0.05), (56, 0.05)])
+@pytest.mark.parametrize(("seed", "tx"), [(40, 1.0), (47, 1.0), (49, 1.0), (59, 0.05), (56, 0.05)])
 def test_large_edge_rounding_keeps_the_bound_valid(monkeypatch, seed, tx):
     p = random_instance(10, 2, 4, seed)
     if tx != 1.0:  # weak uplinks: relays worth it
