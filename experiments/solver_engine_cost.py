@@ -32,7 +32,7 @@ SOLVERS = ("greedy", "joint")
 OUT = Path(__file__).resolve().parent / "results" / "solver_engine_cost"
 
 
-def run(solver: str, rounds: int, folder: str) -> dict:
+def run(solver: str, rounds: int, folder: str) -> dict:  # folder: a new one each call (run folders are claimed)
     """CPU and wall seconds of one hffm-train process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
@@ -58,7 +58,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for solver in (SOLVERS if repeat % 2 == 0 else SOLVERS[::-1]):
                 for rounds in (1, ROUNDS):
-                    runs.append({**run(solver, rounds, folder), "repeat": repeat})
+                    runs.append({**run(solver, rounds, f"{folder}/r{repeat}"), "repeat": repeat})
                     print(json.dumps(runs[-1]), flush=True)
     per_round = {}
     for solver in SOLVERS:
