@@ -1,11 +1,12 @@
 """A/B of the LP-rounded plans on large edges (solvers/lp_round.py, issue 18 item 4) at scale, lambda = 0.
 
-The instances of experiments/solver_scale_gap.py (`random_instance(N, N / 100, M, seed)`, seed = 1000 N + s, M in 3..10
-from the seed, default 2 s limit and 1 % gap; --raw-seeds: seed = s, as experiments/solver_lp_threshold.py). A: `improve.LARGE_EDGE_SHARE = 0` (no rounding: the code before it), B: the default
-share. A and B alternate per instance in one process after a warm-up solve, so both see the same load. Per run: the
-objective, the certified bound and gap, status, CPU and wall s, the 1-minute load before it, and `check_plan`.
---cpu-clock: the solver's deadlines read this process's CPU time (time.perf_counter patched before the import), so
-that a loaded machine does not cut the rounding off; without it the deadlines are wall clock, as in production.
+The instances of experiments/solver_scale_gap.py (`random_instance(N, N / 100, M, seed)`, seed = 1000 N + s, M in
+3..10 from the seed, default 2 s limit and 1 % gap; --raw-seeds: seed = s, as experiments/solver_lp_threshold.py).
+A: `improve.LARGE_EDGE_SHARE = 0` (no rounding: the code before it), B: the default share. A and B alternate per
+instance in one process after a warm-up solve, so both see the same load. Per run: the objective, the certified
+bound and gap, status, CPU and wall s, the 1-minute load before it, and `check_plan`. --cpu-clock: the solver's
+deadlines read this process's CPU time (time.perf_counter patched before the import), so that a loaded machine does
+not cut the rounding off; without it the deadlines are wall clock, as in production.
 
 Run: python experiments/solver_lp_round_ab.py [--sizes 1000,10000] [--seeds 0,1,2] [--raw-seeds] [--cpu-clock]
      [--out experiments/results/solver_model/s18s2/lp_round_ab.json]
