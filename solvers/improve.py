@@ -95,7 +95,9 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
             break
         tried.add(e)
         sub, dev = restrict(p, np.array([e]))
-        got = round_edge(sub, float(edge_t[e]), by, lower)
+        local = np.full(p.num_devices, -1)
+        local[dev] = np.arange(dev.size)
+        got = round_edge(sub, float(edge_t[e]), by, lower, (x[dev], local[relay[dev]]))
         lower = max(lower, got.lower_bound)
         if got.x is not None and got.relay is not None:
             x[dev], relay[dev], edge_t[e], changed = got.x, dev[got.relay], got.latency, True
