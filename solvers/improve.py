@@ -31,7 +31,7 @@ from solvers.plan import RoundPlan
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
 MODEL_MAX_MODULES = 8
-LARGE_EDGE_SHARE = 0.6
+LARGE_EDGE_SHARE = 0.4
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
