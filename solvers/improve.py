@@ -4,9 +4,11 @@ certifies it within the time limit.
 lambda = 0: the round separates by edge (T = max_e T_e), so the model works on one edge at a time (the latency
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
-edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
-is small enough (MODEL_MAX_DEVICES); a one-edge round with relays that forward gets the one MILP with T a
-variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
+edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
+subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
+edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
+with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
+of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
