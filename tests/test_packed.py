@@ -71,6 +71,30 @@ def test_segments_apply_each_devices_weight_to_its_rows():
         seg.apply(x[1:], lambda xp: xp)
 
 
+def test_affine_in_the_padded_layout_gives_each_row_its_devices_affine_and_its_gradients():
+    torch.manual_seed(0)
+    counts = np.array([5, 0, 1, 9, 4, 7])
+    seg = Segments(counts, torch.device("cpu"), ratio=0.6)
+    assert len(seg.chunks) > 1 and seg.padded_rows > seg.rows
+    x = torch.randn(seg.rows, 3, requires_grad=True)
+    weight = torch.randn(len(counts), 2, 3, requires_grad=True)
+    bias = torch.randn(len(counts), 2, requires_grad=True)
+    real = seg.real_slots
+    out = seg.affine_padded(x.index_select(0, seg.slot_rows), weight, bias)
+    assert out.shape == (seg.padded_rows, 2)
+    picked = out.index_select(0, seg.row_slots)
+    dev = np.repeat(np.arange(len(counts)), counts)
+    expected = torch.stack([weight[d] @ row + bias[d] for d, row in zip(dev, x)])
+    torch.testing.assert_close(picked, expected)
+    probe = torch.randn(seg.padded_rows, 2) * real[:, None]  # padding slots' outputs get no gradient
+    got = torch.autograd.grad((out * probe).sum(), (x, weight, bias))
+    want = torch.autograd.grad((expected * probe.index_select(0, seg.row_slots)).sum(), (x, weight, bias))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    with pytest.raises(ValueError, match="rows given"):
+        seg.affine_padded(x, weight, bias)
+
+
 @pytest.mark.slow  # seconds: 2 threads on a shared 2-core machine wait for each other
 def test_packed_training_with_two_threads_is_bit_deterministic():
     """Same jobs, same numbers, with 2 intra-op threads too (advanced indexing's backward, index_put_ with

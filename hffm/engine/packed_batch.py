@@ -56,7 +56,7 @@ class Bucket:
     """Samples whose sequences have one length: one attention call."""
 
     index: Tensor
-    """Long [samples, length]: each position's token."""
+    """Long [samples, length]: each position's token (a compact batch's left-out position: row 0, masked)."""
     attend: Tensor | None
     """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be
     attended (not text padding, not an absent modality's)."""
@@ -77,7 +77,7 @@ class PackedBatch:
     tokens: Segments
     buckets: list[Bucket]
     bucket_rows: Tensor
-    """Long [tokens]: cat(buckets' flattened indices)."""
+    """Long [bucket positions]: cat(buckets' flattened indices)."""
     restore: Tensor
     """Long [tokens]: the rows of cat(buckets' flattened outputs) in token order."""
     prompt_rows: Tensor
@@ -89,11 +89,17 @@ class PackedBatch:
     task_samples: dict[str, Segments]
     rows: np.ndarray
     """Long [D]: each device's batch size."""
+    compact: bool = False
+    """The token array holds the counted tokens only: text padding and absent modalities' tokens, keys that every
+    query masks and whose own outputs no loss reads, are left out of every per-token operation (attention still
+    sees each sample at its full length: a left-out position reads row 0 and is masked). Every token counts then."""
 
 
 def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]]],
-         device: torch.device) -> PackedBatch:
-    """The packed step of one batch per device (`M3TDataset.batches` dicts), moved to ``device``."""
+         device: torch.device, compact: bool = False) -> PackedBatch:
+    """The packed step of one batch per device (`M3TDataset.batches` dicts), moved to ``device``.
+
+    ``compact``: the flat token array holds only the counted tokens (`PackedBatch.compact`)."""
     n_dev = len(batches)
     rows = np.array([int(next(iter(b["targets"].values())).shape[0]) for b in batches], dtype=np.int64)
     plen = layout.prompt_len
@@ -135,20 +141,28 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
         starts = token_start[d] + np.arange(b) * length[d]
         prompt_parts.append((starts[:, None] + np.arange(n_tasks[d] * plen)[None, :]).reshape(-1))
     source = np.concatenate(source_parts)
-    counted = ~torch.cat(pads)[torch.as_tensor(source)]
-
-    buckets, placed = [], []
+    counted = ~torch.cat(pads).numpy()[source]
+    prompt_rows = np.concatenate(prompt_parts)
     sample_start = np.concatenate([token_start[d] + np.arange(rows[d]) * length[d] for d in range(n_dev)])
     sample_length = np.repeat(length, rows)
-    for s in np.unique(sample_length):
-        index = sample_start[sample_length == s][:, None] + np.arange(s)[None, :]
-        index_t = torch.as_tensor(index)
-        attend = counted[index_t]
-        if attend.all():  # no key to mask: the attention kernel without a mask
-            buckets.append(Bucket(index_t.to(device), None))
-        else:
-            buckets.append(Bucket(index_t.to(device), attend[:, None, None, :].to(device)))
-        placed.append(index.reshape(-1))
+    indices = [sample_start[sample_length == s][:, None] + np.arange(s)[None, :] for s in np.unique(sample_length)]
+    attends = [counted[index] for index in indices]
+    placed = np.concatenate([index.reshape(-1) for index in indices])
+    token_counts = rows * length
+    if compact:  # drop the tokens no query reads (masked keys) and no loss counts: renumber the kept ones
+        new_id = np.cumsum(counted) - 1
+        token_counts = np.bincount(np.repeat(np.arange(n_dev), rows * length)[counted], minlength=n_dev)
+        kept = counted[placed]
+        restore = np.empty(int(counted.sum()), dtype=np.int64)
+        restore[new_id[placed[kept]]] = np.flatnonzero(kept)
+        placed = np.where(kept, new_id[placed], 0)  # a masked position reads row 0: a masked key, an output dropped
+        indices = [np.where(attend, new_id[index], 0) for index, attend in zip(indices, attends)]
+        source, prompt_rows, counted = source[counted], new_id[prompt_rows], counted[counted]
+    else:
+        restore = np.argsort(placed, kind="stable")
+    buckets = [Bucket(torch.as_tensor(index, device=device),
+                      None if attend.all() else torch.as_tensor(attend[:, None, None, :], device=device))
+               for index, attend in zip(indices, attends)]  # None: no key to mask, the kernel without a mask
 
     heads, targets, task_samples = {}, {}, {}
     for k, task in enumerate(layout.tasks):
@@ -163,10 +177,9 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
 
     return PackedBatch(
         inputs={k: v.to(device) for k, v in inputs.items()}, samples=samples,
-        source=torch.as_tensor(source, device=device), counted=counted.to(device),
-        tokens=Segments(rows * length, device), buckets=buckets,
-        bucket_rows=torch.as_tensor(np.concatenate(placed), device=device),
-        restore=torch.as_tensor(np.argsort(np.concatenate(placed), kind="stable"), device=device),
-        prompt_rows=torch.as_tensor(np.concatenate(prompt_parts), device=device),
+        source=torch.as_tensor(source, device=device), counted=torch.as_tensor(counted, device=device),
+        tokens=Segments(token_counts, device), buckets=buckets, compact=compact,
+        bucket_rows=torch.as_tensor(placed, device=device), restore=torch.as_tensor(restore, device=device),
+        prompt_rows=torch.as_tensor(prompt_rows, device=device),
         prompts=Segments(rows * n_tasks * plen, device), heads=heads, targets=targets, task_samples=task_samples,
         rows=rows)
