@@ -71,7 +71,7 @@ def test_latency_bound_with_minimal_covers_is_valid_and_no_lower(seed: int, monk
     without = subset_lower_bound(p, upper, refine=8)
     assert without * (1 - 1e-9) <= with_covers <= best * (1 + 1e-9)
     assert with_covers >= 0.99 * best
-    routes = bounds._Routes.of(p, 0, [0])
+    routes = bounds.EdgeRoutes.of(p, 0, [0])
     demand = p.coverage_demand()[0]
     fast = bounds.EdgeLP(routes.dev, routes.mbits, p.samples, demand, covers=True)
     slow = bounds.EdgeLP(routes.dev, routes.mbits, p.samples, demand, backend="scipy", covers=True)
