@@ -27,13 +27,13 @@ from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
-from solvers.subset_energy import SubsetEnergy, cover_sets
+from solvers.subset_energy import LP_COVER_HOLDERS, SubsetEnergy, cover_sets
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
 LATENCY_COVERS = True
-"""The latency bound's LP gets each module's minimal covers (modules of at most 16 holders: small edges)."""
+"""The latency bound's LP gets each module's minimal covers (modules of at most LP_COVER_HOLDERS holders)."""
 UNION_MAX_ROUTES = 4000
 """relay_aggregates: edges of at most this many (device, subset, route) routes get the union LP of
 solvers/union_bound.py (a group charged its largest member at the relay); larger ones price relayed subsets at 0 (at
@@ -234,7 +234,7 @@ class EdgeLP:
         ub, row, col = [self.b_ub], self.b_ub.size, k
         for m in np.flatnonzero(demand > 0):
             holders = np.unique(dev[mbits[:, m] > 0])
-            found = cover_sets(samples[holders], float(demand[m]))
+            found = cover_sets(samples[holders], float(demand[m]), LP_COVER_HOLDERS)
             if found.shape[0] == 0:
                 continue
             y = col + np.arange(found.shape[0])

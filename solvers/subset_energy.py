@@ -121,14 +121,18 @@ def concave_upper(q: np.ndarray, nua: np.ndarray) -> np.ndarray:
 
 
 COVER_HOLDERS = 16
-"""Modules held by more devices than this get no minimal-cover rows (2^holders subsets to enumerate)."""
+"""Modules held by more devices than this get no minimal covers (2^holders subsets to enumerate)."""
+LP_COVER_HOLDERS = 12
+"""The same for the bounds' LPs (this LP and solvers/bounds.py `EdgeLP`), solved many times a round: at 13-16
+holders the covers' enumeration and the larger LP made 20-device edges' rounds 2.5x slower
+(tests/test_solver_parallel.py) for edges beyond the small and medium targets (<= 12 devices)."""
 
 
-def cover_sets(samples: np.ndarray, demand: float) -> np.ndarray:
+def cover_sets(samples: np.ndarray, demand: float, most: int = COVER_HOLDERS) -> np.ndarray:
     """[covers, holders] every minimal cover of `demand` by devices with these samples: a set that meets it and
-    loses it without any one member (none when there are more than COVER_HOLDERS holders)."""
+    loses it without any one member (none when there are more than `most` holders)."""
     k = samples.size
-    if k > COVER_HOLDERS or k == 0:
+    if k > most or k == 0:
         return np.zeros((0, k), dtype=bool)
     masks = np.arange(1, 1 << k)
     bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
@@ -186,7 +190,7 @@ class RouteLP:
             col_bits = np.concatenate([mbits, mbits[lcol]])
             for m in np.flatnonzero(need):
                 holders = np.unique(dev[mbits[:, m] > 0])
-                found = cover_sets(samples[holders], float(demand[m]))
+                found = cover_sets(samples[holders], float(demand[m]), LP_COVER_HOLDERS)
                 if found.shape[0] == 0:
                     continue
                 y = self.n + self.ny + np.arange(found.shape[0])
