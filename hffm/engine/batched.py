@@ -288,4 +288,5 @@ def _packed_step(bank: ModuleBank, group: StackedGroup, jobs: Sequence[DeviceJob
     layout = WaveLayout.of(group.modalities, group.tasks, tokens, bank.cfg.prompt_len,
                            [(j.data.modality_names, j.data.task_names) for j in jobs])
     loss = PackedLoss(bank, layout)
-    return lambda params, drawn: loss(params | stacked.buffers, pack(layout, drawn, device, compact=True))
+    cache: dict = {}  # the indices of each batch-size pattern, built once over the wave's steps
+    return lambda params, drawn: loss(params | stacked.buffers, pack(layout, drawn, device, compact=True, cache=cache))
