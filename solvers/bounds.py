@@ -60,7 +60,7 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
             break
         if known[e] > 0 or not np.any(p.device_edge == e):
             continue
-        route = _Routes.of(p, int(e), calls)
+        route = EdgeRoutes.of(p, int(e), calls)
         failed = upper[e]
         for step in ladder:
             t = upper[e] / (1 + step)
@@ -78,7 +78,7 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
 
 
 @dataclass(frozen=True)
-class _Routes:
+class EdgeRoutes:
     """Columns (device, module subset) of one edge and their routes (direct or via a D2D neighbour)."""
 
     problem: RoundProblem
@@ -95,7 +95,7 @@ class _Routes:
     lps: dict = field(default_factory=dict)  # demand bytes -> EdgeLP of this edge
 
     @classmethod
-    def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
+    def of(cls, p: RoundProblem, e: int, calls: list) -> EdgeRoutes:
         m = p.num_modules
         members = p.edge_devices(e)
         masks = np.arange(1, 1 << m)
@@ -128,23 +128,37 @@ class _Routes:
             q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
         if p.relay_aggregates and self.col.size <= UNION_MAX_ROUTES:  # relayed payloads charged at their relay
             return self._union_impossible(min_bandwidth(q, self.a), demand)
-        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
-        cost = np.full(self.dev.size, np.inf)
-        np.minimum.at(cost, self.col, w)
+        cost = self.column_cost(t, slack, q)
         cols = np.flatnonzero(np.isfinite(cost))
         need = demand > 0
         if not need.any():
             return False
         if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
             return True  # the columns that can finish by t cannot even cover: t is impossible
-        self.calls[0] += 1
-        key = demand.tobytes()
-        if key not in self.lps:  # one LP per edge and demand, kept: later trial latencies restart from its basis
-            self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand)
-        status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
+        status, value = self.solve(cost / p.edge_bandwidth_hz[self.edge], demand)
         if status == "infeasible":  # no cover at all
             return True
         return bool(status == "optimal" and value > 1 + 1e-6)
+
+    def column_cost(self, t: float, slack: np.ndarray | None = None, q: np.ndarray | None = None) -> np.ndarray:
+        """[columns] each (device, subset)'s least band (Hz) at latency t over its routes (inf: none finishes)."""
+        if slack is None or q is None:
+            slack = t - self.ready
+            with np.errstate(divide="ignore", invalid="ignore"):
+                q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
+        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
+        cost = np.full(self.dev.size, np.inf)
+        np.minimum.at(cost, self.col, w)
+        return cost
+
+    def solve(self, cost: np.ndarray, demand: np.ndarray) -> tuple[str, float]:
+        """The LP at column costs `cost` (units of B_e; inf: unusable), one LP per edge and demand, kept: later trial
+        latencies restart from its basis. Its column values: `self.lps[demand.tobytes()].values()`."""
+        self.calls[0] += 1
+        key = demand.tobytes()
+        if key not in self.lps:
+            self.lps[key] = EdgeLP(self.dev, self.mbits, self.problem.samples, demand)
+        return self.lps[key].solve(cost)
 
     def _union_impossible(self, w: np.ndarray, demand: np.ndarray) -> bool:
         """relay_aggregates: True if the LP of solvers/union_bound.py (each uploader's band at least its largest
@@ -190,6 +204,7 @@ class EdgeLP:
         self.k, self.csc = k, (indptr, indices, data)
         self.b_ub = np.concatenate([np.ones(devs.size), -demand[need] / scale])
         self.highs: Any = None
+        self.x: np.ndarray | None = None  # the scipy path's last solution
 
     def solve(self, c: np.ndarray) -> tuple[str, float]:
         """(optimal | infeasible | other, value) with costs c [columns]; inf marks a column that cannot be used.
@@ -229,6 +244,14 @@ class EdgeLP:
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
         return kind, float(self.highs.getInfo().objective_function_value)
 
+    def values(self) -> np.ndarray:
+        """[columns] the last solve's column values (solvers/lp_round.py reads a plan off them)."""
+        if self.used == "highspy":
+            return np.asarray(self.highs.getSolution().col_value)[: self.k]
+        if self.x is None:
+            raise RuntimeError("EdgeLP.values: no solution yet (call solve first)")
+        return self.x
+
     def _solve_scipy(self, cost: np.ndarray, upper: np.ndarray) -> tuple[str, float]:
         import scipy.sparse as sps
         from scipy.optimize import linprog
@@ -238,6 +261,7 @@ class EdgeLP:
         a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
         res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
                       method="highs")
+        self.x = None if res.x is None else np.asarray(res.x)
         return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
 
 
