@@ -4,9 +4,11 @@ certifies it within the time limit.
 lambda = 0: the round separates by edge (T = max_e T_e), so the model works on one edge at a time (the latency
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
-edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
-is small enough (MODEL_MAX_DEVICES); a one-edge round with relays that forward gets the one MILP with T a
-variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
+edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
+subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
+edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
+with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
+of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from solvers.plan import RoundPlan
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
 MODEL_MAX_MODULES = 8
-LARGE_EDGE_SHARE = 0.6
+LARGE_EDGE_SHARE = 0.4
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
@@ -95,7 +97,9 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
             break
         tried.add(e)
         sub, dev = restrict(p, np.array([e]))
-        got = round_edge(sub, float(edge_t[e]), by, lower)
+        local = np.full(p.num_devices, -1)
+        local[dev] = np.arange(dev.size)
+        got = round_edge(sub, float(edge_t[e]), by, lower, (x[dev], local[relay[dev]]))
         lower = max(lower, got.lower_bound)
         if got.x is not None and got.relay is not None:
             x[dev], relay[dev], edge_t[e], changed = got.x, dev[got.relay], got.latency, True

@@ -7,8 +7,9 @@ device takes its heaviest subset (when its columns carry at least half a unit), 
 marginal price per sample (the band a device's extra module costs at that latency, solvers/greedy.py `price`), the
 cover pruned back to minimal (costliest per sample first), and the relays chosen by the price greedy of
 solvers/greedy.py at that latency (the LP's own routes price each relayed payload alone, so they over-use relays).
-The candidate's exact min-max latency decides: it replaces the edge's plan only when faster. A probe at 1,000
-devices (seeds 0-2, the slowest edge): 0.6-0.75 % faster on two of three, no gain on the third.
+Then the LP is re-priced at the best plan's relay groups (a relayed column costs what it adds to its relay's upload
+with the group's later start) and rounded again, a price for plans, not for the bound. The candidate's exact min-max
+latency decides: it replaces the edge's plan only when faster.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
+from solvers.evaluate import round_timeline
 from solvers.greedy import greedy_relays, price
 from solvers.instance import RoundProblem
 from solvers.model import exact_cost, feasible
@@ -29,6 +32,10 @@ ones that won most often in the probes first, since the clock may stop the list)
 BISECT = 4
 """Bisection steps for the threshold on [max(LOW x the edge's latency, a known bound), its latency]."""
 LOW = 0.85
+REPRICE = 2
+"""Rounds of the LP re-priced at the best plan's relay groups (`group_cost`)."""
+TRIALS = (0.99, 0.995, 1.0)
+"""Latencies (x the best plan's) of each re-priced round."""
 
 
 def round_columns(p: RoundProblem, route: EdgeRoutes, values: np.ndarray, t: float) -> np.ndarray:
@@ -79,15 +86,15 @@ def round_columns(p: RoundProblem, route: EdgeRoutes, values: np.ndarray, t: flo
     return x
 
 
-def lp_candidates(p: RoundProblem, upper: float, deadline: float,
-                  lower: float = 0.0) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
+def lp_candidates(p: RoundProblem, upper: float, deadline: float, lower: float = 0.0,
+                  route: EdgeRoutes | None = None) -> tuple[list[tuple[np.ndarray, np.ndarray]], float]:
     """Candidate (x, relay) of the one-edge problem p (its plan's latency `upper`) read off the subset LP, and the
     largest latency the LP proved impossible on the way (a certified lower bound on the edge; 0 if none). lower: a
     latency known to be a bound (the bisection starts there; it counts only if this LP proves it too)."""
     demand = p.coverage_demand()[0]
     if p.num_modules > 12 or not np.any(demand > 0):
         return [], 0.0
-    route = EdgeRoutes.of(p, 0, [0])
+    route = EdgeRoutes.of(p, 0, [0]) if route is None else route
     lo, hi = max(LOW * upper, min(lower, upper)), upper
     proven = 0.0
     if route.impossible(lo, demand):
@@ -127,15 +134,70 @@ class Rounded:
     lower_bound: float
 
 
-def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.0) -> Rounded:
-    """The LP-rounded candidates of the one-edge problem p whose plan takes `upper`, priced exactly (lower: as in
-    `lp_candidates`)."""
-    cands, proven = lp_candidates(p, upper, deadline, lower)
+def group_cost(p: RoundProblem, route: EdgeRoutes, x: np.ndarray, relay: np.ndarray, t: float) -> np.ndarray:
+    """[columns] each (device, subset)'s band (Hz) at latency t when it joins the groups of the incumbent (x, relay):
+    direct at its own window, via a relay j at what it adds to j's upload (j's bits and start with the new part;
+    never less than alone), inf via a j that relays itself. A price for the next plan, not a bound."""
+    tl = round_timeline(p, x, relay)
+    direct = relay == np.arange(p.num_devices)
+    slack = t - route.ready
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(slack > 0, route.pay[route.col] / np.where(slack > 0, slack, 1.0), np.inf)
+    w = min_bandwidth(q, route.a)
+    rel = np.flatnonzero(route.up != route.dev[route.col])
+    j = route.up[rel]
+    start, bits = tl.start[j], np.where(direct[j], tl.bits[j], 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        win = t - np.maximum(start, route.ready[rel])
+        q_new = np.where(win > 0, (bits + route.pay[route.col[rel]]) / np.where(win > 0, win, 1.0), np.inf)
+        win0 = t - start
+        q_old = np.where((bits > 0) & (win0 > 0), bits / np.where(win0 > 0, win0, 1.0), 0.0)
+        add = min_bandwidth(q_new, route.a[rel]) - min_bandwidth(q_old, route.a[rel])
+    w[rel] = np.where(direct[j], np.maximum(np.nan_to_num(add, nan=np.inf), w[rel]), np.inf)
+    cost = np.full(route.dev.size, np.inf)
+    np.minimum.at(cost, route.col, w)
+    return cost
+
+
+def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.0,
+               incumbent: tuple[np.ndarray, np.ndarray] | None = None) -> Rounded:
+    """The LP-rounded candidates of the one-edge problem p whose plan (`incumbent`, when given) takes `upper`, priced
+    exactly (lower: as in `lp_candidates`); then up to REPRICE rounds of the LP re-priced at the best plan's groups
+    (`group_cost`) at TRIALS x its latency, rounded the same way."""
+    route = EdgeRoutes.of(p, 0, [0])
+    cands, proven = lp_candidates(p, upper, deadline, lower, route)
     best = Rounded(None, None, np.inf, proven)
-    for x, relay in cands:
+
+    def consider(x: np.ndarray, relay: np.ndarray) -> bool:
+        nonlocal best
         if not feasible(p, x, relay):
-            continue
+            return False
         t = exact_cost(p, x, relay)
         if t < min(upper * (1 - 1e-9), best.latency):
             best = Rounded(x, relay, t, proven)
+            return True
+        return False
+
+    for x, relay in cands:
+        consider(x, relay)
+    demand = p.coverage_demand()[0]
+    for _ in range(REPRICE):
+        if best.x is not None and best.relay is not None:
+            x0, r0, t0 = best.x, best.relay, best.latency
+        elif incumbent is not None:
+            (x0, r0), t0 = incumbent, upper
+        else:
+            break
+        found = False
+        for f in TRIALS:
+            if time.perf_counter() >= deadline:
+                return best
+            t = f * t0
+            status, _ = route.solve(group_cost(p, route, x0, r0, t) / p.edge_bandwidth_hz[0], demand)
+            if status != "optimal":
+                continue
+            x = round_columns(p, route, route.lps[demand.tobytes()].values(), t)
+            found |= consider(x, greedy_relays(p, x, np.full(p.num_devices, t)))
+        if not found:
+            break
     return best

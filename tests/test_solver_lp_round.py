@@ -12,10 +12,11 @@ import pytest
 
 import solvers.improve as improve
 from solvers import check_plan, random_instance
+from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
 from solvers.exact import exact_solve
 from solvers.joint import joint_solve
-from solvers.lp_round import lp_candidates, round_columns, round_edge
+from solvers.lp_round import group_cost, lp_candidates, round_columns, round_edge
 from solvers.model import exact_cost
 
 
@@ -70,3 +71,41 @@ def test_large_edge_rounding_keeps_the_bound_valid(monkeypatch, seed, tx):
     assert plan.objective <= plain.objective * (1 + 1e-12)
     assert plan.lower_bound >= plain.lower_bound * (1 - 1e-12)
     assert plan.objective < plain.objective or plan.lower_bound > plain.lower_bound  # the rounding did something
+
+
+def test_group_cost_charges_joining_a_group_at_least_alone_and_never_a_relay_that_relays():
+    p = random_instance(40, 1, 5, 1)
+    p = dataclasses.replace(p, tx_power_w=np.full(40, 0.05))  # weak uplinks: relayed routes worth it
+    plan = joint_solve(p, time_limit_s=0)
+    route = EdgeRoutes.of(p, 0, [0])
+    t = plan.latency_s
+    alone = route.column_cost(t)
+    joined = group_cost(p, route, plan.placement, plan.relay, t)
+    assert np.all(joined >= alone * (1 - 1e-12))
+    # a device whose every neighbour relays itself can only go direct: its columns cost their direct band (one
+    # whose relayed routes are cheaper than direct for some subset, so that the check can fail)
+    band = _direct_band(route, t)  # every route's band alone
+    rel = route.up != route.dev[route.col]
+    direct_of = np.full(route.dev.size, np.inf)
+    np.minimum.at(direct_of, route.col[~rel], band[~rel])
+    i = int(route.dev[route.col[np.flatnonzero(rel & (band < direct_of[route.col]))[0]]])
+    relay = np.arange(p.num_devices)
+    nbrs = p.d2d_dst[p.d2d_src == i]
+    for j in nbrs:  # each neighbour of i relays through one of its own other neighbours
+        other = [k for k in p.d2d_dst[p.d2d_src == j] if k != i and k not in nbrs]
+        if other:
+            relay[j] = other[0]
+    assert np.all(relay[nbrs] != nbrs)  # the instance allows it (else the check below says nothing)
+    cut = group_cost(p, route, plan.placement, relay, t)
+    cols = np.flatnonzero(route.dev == i)
+    d_routes = np.flatnonzero(route.up == route.dev[route.col])
+    direct = np.full(route.dev.size, np.inf)
+    np.minimum.at(direct, route.col[d_routes], _direct_band(route, t)[d_routes])
+    assert np.allclose(cut[cols], direct[cols], rtol=1e-12)
+
+
+def _direct_band(route, t):
+    slack = t - route.ready
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(slack > 0, route.pay[route.col] / np.where(slack > 0, slack, 1.0), np.inf)
+    return min_bandwidth(q, route.a)
