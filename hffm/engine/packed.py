@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hffm.engine import bucket_attention
 from hffm.engine.packed_batch import PackedBatch, WaveLayout
 from hffm.engine.segments import Segments, linear
 from hffm.modules.bank import ModuleBank
@@ -141,13 +142,18 @@ class PackedLoss:
         # one gather for all buckets, split (a gather's backward zero-fills all of qkv: once, not once a bucket)
         seg = batch.tokens
         index = seg.row_slots[batch.bucket_rows] if padded else batch.bucket_rows
+        restore = batch.restore[seg.slot_rows] if padded else batch.restore
+        if bucket_attention.available(qkv):
+            shapes = [(b.index.shape[0], b.index.shape[1]) for b in batch.buckets]
+            return bucket_attention.bucket_attention(qkv, index, restore, shapes, [b.attend for b in batch.buckets],
+                                                     heads)
         gathered = qkv.index_select(0, index).split([b.index.numel() for b in batch.buckets])
         for bucket, rows in zip(batch.buckets, gathered):
             n, s = bucket.index.shape
             q, k, v = rows.view(n, s, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.attend)
             parts.append(att.transpose(1, 2).reshape(n * s, width))
-        return torch.cat(parts).index_select(0, batch.restore[seg.slot_rows] if padded else batch.restore)
+        return torch.cat(parts).index_select(0, restore)
 
     def _moe(self, h: Tensor, batch: PackedBatch, get) -> tuple[Tensor, Tensor, Tensor]:
         """(prompt tokens after the MoE block [prompt tokens, width], balance loss [D], experts reached [D, n])."""
