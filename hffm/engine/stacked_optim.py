@@ -44,7 +44,7 @@ class StackedOptimizer:
         b = self.bounds
         self.tensors = [self.flat[:, b[k]:b[k + 1]].view(devices, *shape).requires_grad_(True)
                         for k, shape in enumerate(self.shapes)]
-        self.sizes = torch.tensor(sizes, device=self.flat.device)
+        self.size_list = sizes
         self.state = {key: torch.zeros_like(self.flat) for key in self.record.state}
         self.count = torch.zeros(devices, len(tensors), dtype=torch.float64, device=self.flat.device)
         """Steps taken by each slice (Adam's bias correction; SGD: whether the momentum buffer exists)."""
@@ -54,8 +54,12 @@ class StackedOptimizer:
             t.grad = None
 
     def _expand(self, per_slice: Tensor) -> Tensor:
-        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements)."""
-        return per_slice.to(self.flat.dtype).repeat_interleave(self.sizes, dim=1)
+        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements).
+
+        A concatenation of expanded columns: half the time of ``repeat_interleave`` along dim 1 (an index_select
+        across rows) on the CPU."""
+        values = per_slice.to(self.flat.dtype).split(1, 1)
+        return torch.cat([v.expand(-1, size) for v, size in zip(values, self.size_list)], 1)
 
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
