@@ -123,6 +123,15 @@ class Acceptance:
         return {f"{k}_accepted": (1 - self.dropped[k] / n if n else None) for k, n in self.sent.items()}
 
 
+def cached_run(path: Path, overrides: Sequence[str], code: str) -> dict[str, Any] | None:
+    """The run record at ``path`` if it was made with these overrides by this code (``code_version.code_hash``),
+    else None: a result made by other code is never reused."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved.get("overrides") == list(overrides) and saved.get("code") == code else None
+
+
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
@@ -132,10 +141,9 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     from hffm.run import make_fabric, make_world
 
     path = cache / f"{name}.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["overrides"] == list(overrides) and saved.get("code") == code_hash():
-            return saved
+    saved = cached_run(path, overrides, code_hash())
+    if saved is not None:
+        return saved
     cfg = compose(overrides)
     tic, cpu = time.perf_counter(), time.process_time()
     counts = Acceptance()

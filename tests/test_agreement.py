@@ -119,6 +119,18 @@ def test_a_persistent_attacker_stays_out_and_a_reformed_one_earns_its_way_back()
     assert {r.node for r in out.dropped} == {0} and 0 < memory.trust[0] < TRUST.min_trust
 
 
+def test_a_scale_outlier_is_left_out_at_once_however_slow_the_trust():
+    slow = dataclasses.replace(TRUST, trust_decay=0.9, min_trust=0.0)  # one round of -1 leaves its trust at 0.8
+    ref, deltas = _wave(10)
+    deltas[0] = {m: 10 * d for m, d in deltas[0].items()}
+    out, memory = _judge(deltas, ref, cfg=slow)
+    assert {r.node for r in out.dropped} == {0} and memory.trust[0] == pytest.approx(0.8)
+    assert {u.node for u in out.kept} == set(range(1, 10))
+    _, honest = _wave(10, seed=5)  # honest the next round: its trust (0.8 decayed toward its evidence) lets it in
+    out, memory = _judge(honest, ref, cfg=slow, memory=memory)
+    assert not out.dropped and memory.trust[0] > slow.min_trust
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"min_trust": 2.0}, "defense.min_trust=2.0: must be in [-1, 1]"),
     ({"min_trust": 0.2, "trust_decay": 1.0}, "defense.trust_decay=1.0: must be in [0, 1)"),
