@@ -156,7 +156,8 @@ def test_defense_robust_is_the_trust_record_with_the_validation_evidence():
     robust = compose("defense=robust").defense
     assert robust.validation_samples > 0 and robust.validation_fallback  # tests/test_validation_defense.py
     assert dataclasses.replace(robust, validation_samples=0, validation_fallback=False, validation_spread=1.5,
-                               trust_decay=TRUST.trust_decay) == TRUST
+                               trust_decay=TRUST.trust_decay, min_trust=TRUST.min_trust) == TRUST
+    assert (robust.trust_decay, robust.min_trust) == (0.6, -0.25)  # lenient: docs/faults-and-security.md
 
 
 def test_the_trust_is_kept_in_checkpoints_and_a_resumed_run_is_exact(tmp_path):

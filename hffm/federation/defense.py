@@ -62,10 +62,10 @@ class DefenseConfig:
     """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
-    min_trust: float | None = 0.25
+    min_trust: float | None = -0.25
     """Leave out every update of a device whose trust (``hffm.federation.agreement``: its agreement with the wave's
     consensus over all its modules, across rounds) is below this (in [-1, 1]); null: no trust."""
-    trust_decay: float = 0.5
+    trust_decay: float = 0.6
     """How much of a device's trust carries over to the next round (in [0, 1); 0: this round's evidence alone)."""
     norm_band: float | None = 2.0
     """With trust: a device whose median update norm (relative to each module's median) lies outside
