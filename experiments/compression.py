@@ -11,7 +11,11 @@ Two parts, both written into ``--out``:
    every shared module, and encodes it with every codec: a device update's distortion is
    sum ||decode(encode(delta)) - delta||^2 / sum ||delta||^2 over its modules (one round, no residual: what one
    send loses before error feedback carries the rest to the next round). The mean over updates and rounds is
-   what ``federation.compression_distortion`` holds and what ``auto`` counts. Also each codec's bytes factor.
+   what ``federation.compression_distortion`` holds and what ``auto`` counts. Also each codec's bytes factor, and
+   for the error-feedback codecs (top-k, low-rank; plain residual and momentum 0.7) the distortion with the
+   residual carried from send to send: ||sum of what the edge decoded - sum of the true deltas||^2 / ||sum of the
+   true deltas||^2 of a device after its n-th send (``distortion_feedback``, by n; n = 1 is the one-send figure).
+   ``--measure-only --measure-rounds 4 --out DIR`` measures them alone.
 2. One run per level (none, fp16, int8, topk, auto) of ``experiment=hffm model=tiny`` on the default
    40-device topology (10 edges x 4 devices) with the joint solver (auto needs it; the fixed levels use it too, so
    they differ only in the codec): final accuracy, total latency and energy (the ledger's cumulative charge) and
@@ -58,8 +62,16 @@ def cpu_seconds() -> float:
     return time.process_time()
 
 
+FEEDBACK_MOMENTUM = (0.0, 0.7)
+"""Momentum corrections under which top-k is also measured with the residual carried (0: plain residual feedback;
+0.7: the default; low-rank decodes every entry, so its velocity always restarts: measured at 0 only)."""
+
+
 def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dict[str, Any]:
-    """Each codec's mean distortion and bytes factor on the updates of ``rounds`` uncompressed rounds."""
+    """Each codec's mean distortion and bytes factor on the updates of ``rounds`` uncompressed rounds; for the
+    codecs with error feedback also the distortion with the residual carried (``distortion_feedback``)."""
+    import dataclasses
+
     import torch
 
     from hffm.engine import train_devices
@@ -74,6 +86,37 @@ def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dic
     raw = [0]
     # per module kind: summed squared error, summed squared delta, wire bytes, raw bytes (is low-rank worth it where?)
     kinds: dict[str, dict[str, list[float]]] = {}
+    # error feedback: each device keeps its residual from send to send (as the loop does), and the figure is the
+    # relative squared error of what the edge has decoded from the device so far against the device's true
+    # updates: ||sum decoded - sum delta||^2 / ||sum delta||^2 after its n-th send (n = 1: the one-send figure)
+    feedback = [(f"{c}_momentum{mom:g}", c, dataclasses.replace(Codebook(c).options, momentum=mom))
+                for c in codecs if CODECS[c].error_feedback for mom in (FEEDBACK_MOMENTUM if c == "topk" else (0.0,))]
+    carried: dict[tuple[str, int, str], Any] = {}
+    sums: dict[tuple[str, int, str], dict[str, list[Any]]] = {}
+    sends: dict[tuple[str, int], int] = {}
+    ef_err: dict[str, dict[int, list[float]]] = {label: {} for label, _, _ in feedback}
+
+    def carry(job, res, shared) -> None:  # noqa: ANN001
+        for label, c, options in feedback:
+            for m in shared:
+                key = (label, job.device, m)
+                sent = send_module(res.states[m], job.states[m], CODECS[c], options, residual=carried.get(key))
+                carried[key] = sent.residual
+                acc = sums.setdefault(key, {})
+                for k, v in res.states[m].items():
+                    if not v.is_floating_point():
+                        continue
+                    base = job.states[m][k].float()
+                    pair = acc.setdefault(k, [torch.zeros_like(base), torch.zeros_like(base)])
+                    pair[0] += v.float() - base
+                    pair[1] += sent.state[k].float() - base
+            n = sends[(label, job.device)] = sends.get((label, job.device), 0) + 1
+            mine = [p for (lab, dev, _), acc in sums.items() if lab == label and dev == job.device
+                    for p in acc.values()]
+            err = sum(float(((got - true) ** 2).sum()) for true, got in mine)
+            norm = sum(float((true ** 2).sum()) for true, _ in mine)
+            if norm > 0:
+                ef_err[label].setdefault(n, []).append(err / norm)
 
     def capture(fabric, bank, jobs, local):  # noqa: ANN001, ANN202 - the Trainer signature
         results = train_devices(fabric, bank, jobs, local)
@@ -81,6 +124,7 @@ def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dic
             shared = [m for m in res.states if policy.shared(bank.kind(m))]
             if not shared:
                 continue
+            carry(job, res, shared)
             norm = sum(float(((res.states[m][k].float() - job.states[m][k].float()) ** 2).sum())
                        for m in shared for k in res.states[m] if res.states[m][k].is_floating_point())
             if norm == 0:
@@ -111,6 +155,10 @@ def measure(overrides: Sequence[str], rounds: int, codecs: Sequence[str]) -> dic
             "distortion": {c: sum(v) / len(v) for c, v in err.items()},
             "distortion_max": {c: max(v) for c, v in err.items()},
             "bytes_factor": {c: wire[c] / raw[0] for c in codecs},
+            "distortion_feedback": {label: {str(n): sum(v) / len(v) for n, v in sorted(by_n.items())}
+                                    for label, by_n in ef_err.items()},
+            "feedback_devices": {label: {str(n): len(v) for n, v in sorted(by_n.items())}
+                                 for label, by_n in ef_err.items()},
             "by_kind": {k: {c: {"distortion": v[0] / v[1] if v[1] else 0.0, "bytes_factor": v[2] / v[3]}
                             for c, v in rows.items()} for k, rows in sorted(kinds.items())}}
 

@@ -3,7 +3,10 @@
     .venv/bin/python experiments/compression_variants.py --out experiments/results/compression/variants \
         --seeds 0 1 2 --variants none topk topk_module topk_momentum0.5 topk_warmup4
 
-The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05).
+The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05);
+``auto_feedback`` is the same with top-k's distortion measured with error feedback (``--feedback``). ``--set``
+adds overrides to every run (e.g. ``solver.lam=0.1``: energy in the solver's objective, where the level model
+prices it).
 ``front.png``: accuracy against total latency and energy of the first seed's runs. Each variant is a level plus
 overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
 same base overrides: ``experiment=hffm model=tiny``, 10 edges x 4 devices, 2 local steps, the joint solver) for
@@ -58,6 +61,16 @@ def auto_overrides(distortion: Path) -> list[str]:
             f"federation.compression_budget={AUTO_BUDGET}"]
 
 
+def auto_feedback_overrides(distortion: Path, feedback: Path) -> list[str]:
+    """``auto`` with top-k's distortion measured with error feedback (``distortion_feedback`` of
+    experiments/compression.py --measure-only: top-k with the default momentum, the mean over a device's sends
+    1..R of the relative error of what the edge has decoded from it so far) in place of the one-send figure."""
+    fb = json.loads(feedback.read_text())["distortion_feedback"]["topk_momentum0.7"]
+    topk = sum(fb.values()) / len(fb)
+    return [o if not o.startswith("federation.compression_distortion.topk=") else
+            f"federation.compression_distortion.topk={topk:.6g}" for o in auto_overrides(distortion)]
+
+
 def table(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int]) -> str:
     import numpy as np
 
@@ -82,20 +95,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--variants", nargs="+", default=["none", "topk"], choices=sorted([*VARIANTS, "auto"]))
+    ap.add_argument("--variants", nargs="+", default=["none", "topk"],
+                    choices=sorted([*VARIANTS, "auto", "auto_feedback"]))
     ap.add_argument("--distortion", type=Path,
                     default=Path(__file__).parent / "results/compression/r16/distortion.json",
                     help="auto's measured distortions (experiments/compression.py --measure-only)")
+    ap.add_argument("--feedback", type=Path,
+                    default=Path(__file__).parent / "results/compression/feedback16/distortion.json",
+                    help="auto_feedback's top-k distortion with error feedback (compression.py --measure-only)")
+    ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, e.g. solver.lam=0.1")
     args = ap.parse_args(argv)
     if "auto" in args.variants:
         VARIANTS["auto"] = auto_overrides(args.distortion)
+    if "auto_feedback" in args.variants:
+        VARIANTS["auto_feedback"] = auto_feedback_overrides(args.distortion, args.feedback)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
     names = ["none", *[v for v in args.variants if v != "none"]]
     runs: dict[str, dict[int, dict[str, Any]]] = {n: {} for n in names}
     for name in names:
         for seed in args.seeds:
             overrides = [*BASE, f"seed={seed}", *VARIANTS[name], f"federation.rounds={args.rounds}",
-                         f"federation.eval_every={args.rounds}"]
+                         f"federation.eval_every={args.rounds}", *args.set]
             r = runs[name][seed] = run_one(f"{name}-s{seed}", overrides, args.out / "runs")
             print(f"{name} seed {seed}: accuracy {r['final']['accuracy']:.4f}, "
                   f"{r['cpu_s']:.0f} CPU s, {r['wall_s']:.0f} s wall, load {os.getloadavg()[0]:.1f}", flush=True)
@@ -105,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                "cpus_note": "2-core CPU container shared with other jobs: CPU seconds are this process's"}
     (args.out / "results.json").write_text(json.dumps(
         {"commit": commit(CODE_PATHS), "rounds": args.rounds, "seeds": args.seeds, "keep": KEEP, "machine": machine,
+         "set": args.set,
          "variants": {n: VARIANTS[n] for n in names}, "runs": runs}, indent=1))
     (args.out / "table.md").write_text(table(runs, args.seeds))
     plot({n: runs[n][args.seeds[0]] for n in names}, args.out / "front.png")

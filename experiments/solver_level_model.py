@@ -1,12 +1,16 @@
 """The joint level model (solvers/level_model.py) against its warm start (levels chosen after the full-size placement).
 
     .venv/bin/python experiments/solver_level_model.py --out experiments/results/solver_level_model.json
+    .venv/bin/python experiments/solver_level_model.py --lams 0.05 0.5 5 --preset \
+        --out experiments/results/solver_level_model_lambda.json
 
 Rows: seeded random rounds with three levels (none, int8, topk: factors 1 / 0.26 / 0.12, distortions 0 / 0.01 /
 0.4, a budget of 0.4 x devices / 4, i.e. about one top-k sender per four devices), at 6-12 devices over 2-3 edges
 and 3-4 modules, plus (with --preset) the first round of the 40-device preset that experiments/compression.py runs
 (experiment=hffm model=tiny, auto's measured levels). Each row: the warm start's objective (`joint`,
-time_limit_s=0), the model's objective and certified gap at --limit seconds, and the CPU seconds of both.
+time_limit_s=0), the model's objective and certified gap at --limit seconds, and the CPU seconds of both; with
+--lams, the same rows at each lambda (at lambda > 0 the warm start's bound is the relaxed round's latency-energy
+bound and the model is solvers/level_energy.py's).
 """
 
 from __future__ import annotations
@@ -75,14 +79,20 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--limit", type=float, default=2.0)
     ap.add_argument("--preset", action="store_true", help="also the 40-device preset's first round (imports hffm)")
+    ap.add_argument("--lams", type=float, nargs="+", default=[0.0],
+                    help="lambda of every row (lambda > 0: the model of solvers/level_energy.py)")
     args = ap.parse_args()
     rows = []
-    for n, e, m in SIZES:
-        for seed in range(args.seeds):
-            rows.append(row(f"{n} devices, {e} edges, {m} modules, seed {seed}",
-                            offer(random_instance(n, e, m, seed, d2d_neighbours=2)), args.limit))
-    if args.preset:
-        rows.append(row("40-device preset, round 0", preset_problem(), args.limit))
+    preset = preset_problem() if args.preset else None
+    for lam in args.lams:
+        for n, e, m in SIZES:
+            for seed in range(args.seeds):
+                p = offer(random_instance(n, e, m, seed, d2d_neighbours=2, lam=lam))
+                rows.append({"lam": lam, **row(f"lambda {lam:g}, {n} devices, {e} edges, {m} modules, seed {seed}",
+                                               p, args.limit)})
+        if preset is not None:
+            rows.append({"lam": lam, **row(f"lambda {lam:g}, 40-device preset, round 0",
+                                           dataclasses.replace(preset, lam=lam), args.limit)})
     out = {"commit": commit(), "limit_s": args.limit, "load": os.getloadavg(), "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))

@@ -25,7 +25,7 @@ import numpy as np
 from code_version import CODE_PATHS, commit
 
 from solvers import random_instance, solve
-from solvers.bounds import _Routes
+from solvers.bounds import EdgeRoutes
 from solvers.clock import Clock
 from solvers.evaluate import evaluate
 from solvers.joint import _edge_latency
@@ -38,7 +38,7 @@ OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap"
 def threshold(p, e: int, upper: float, steps: int = 30) -> float:  # noqa: ANN001
     """The largest t in [upper / 2, upper] the edge's subset LP proves impossible (to 2^-steps of the bracket)."""
     demand = p.coverage_demand()[e]
-    route = _Routes.of(p, e, [0])
+    route = EdgeRoutes.of(p, e, [0])
     lo, hi = 0.5 * upper, upper
     if not route.impossible(lo, demand):
         return 0.0

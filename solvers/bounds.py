@@ -27,11 +27,13 @@ from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
-from solvers.subset_energy import SubsetEnergy
+from solvers.subset_energy import LP_COVER_HOLDERS, SubsetEnergy, cover_sets
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
 """Trial latencies upper / (1 + step) of the subset bound, nearest first."""
+LATENCY_COVERS = True
+"""The latency bound's LP gets each module's minimal covers (modules of at most LP_COVER_HOLDERS holders)."""
 UNION_MAX_ROUTES = 4000
 """relay_aggregates: edges of at most this many (device, subset, route) routes get the union LP of
 solvers/union_bound.py (a group charged its largest member at the relay); larger ones price relayed subsets at 0 (at
@@ -60,7 +62,7 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
             break
         if known[e] > 0 or not np.any(p.device_edge == e):
             continue
-        route = _Routes.of(p, int(e), calls)
+        route = EdgeRoutes.of(p, int(e), calls)
         failed = upper[e]
         for step in ladder:
             t = upper[e] / (1 + step)
@@ -78,7 +80,7 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
 
 
 @dataclass(frozen=True)
-class _Routes:
+class EdgeRoutes:
     """Columns (device, module subset) of one edge and their routes (direct or via a D2D neighbour)."""
 
     problem: RoundProblem
@@ -95,7 +97,7 @@ class _Routes:
     lps: dict = field(default_factory=dict)  # demand bytes -> EdgeLP of this edge
 
     @classmethod
-    def of(cls, p: RoundProblem, e: int, calls: list) -> _Routes:
+    def of(cls, p: RoundProblem, e: int, calls: list) -> EdgeRoutes:
         m = p.num_modules
         members = p.edge_devices(e)
         masks = np.arange(1, 1 << m)
@@ -127,24 +129,52 @@ class _Routes:
         with np.errstate(divide="ignore", invalid="ignore"):
             q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
         if p.relay_aggregates and self.col.size <= UNION_MAX_ROUTES:  # relayed payloads charged at their relay
-            return self._union_impossible(min_bandwidth(q, self.a), demand)
-        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
-        cost = np.full(self.dev.size, np.inf)
-        np.minimum.at(cost, self.col, w)
+            if self._union_impossible(min_bandwidth(q, self.a), demand):
+                return True
+            if not LATENCY_COVERS:
+                return False
+            # else the LP below too (relayed subsets at 0): with minimal covers it refutes t where the union LP
+            # (no covers) may not; both are valid. One trial latency counts once against the ladder's LP budget.
+            counted = self.calls[0]
+            got = self._free_impossible(t, slack, q, demand)
+            self.calls[0] = counted
+            return got
+        return self._free_impossible(t, slack, q, demand)
+
+    def _free_impossible(self, t: float, slack: np.ndarray, q: np.ndarray, demand: np.ndarray) -> bool:
+        """`impossible` by the LP of route-priced columns (relayed subsets at 0 when relays aggregate)."""
+        p = self.problem
+        cost = self.column_cost(t, slack, q)
         cols = np.flatnonzero(np.isfinite(cost))
         need = demand > 0
         if not need.any():
             return False
         if np.any((self.mbits[cols] * p.samples[self.dev[cols], None]).sum(axis=0)[need] < demand[need] * (1 - 1e-9)):
             return True  # the columns that can finish by t cannot even cover: t is impossible
-        self.calls[0] += 1
-        key = demand.tobytes()
-        if key not in self.lps:  # one LP per edge and demand, kept: later trial latencies restart from its basis
-            self.lps[key] = EdgeLP(self.dev, self.mbits, p.samples, demand)
-        status, value = self.lps[key].solve(cost / p.edge_bandwidth_hz[self.edge])
+        status, value = self.solve(cost / p.edge_bandwidth_hz[self.edge], demand)
         if status == "infeasible":  # no cover at all
             return True
         return bool(status == "optimal" and value > 1 + 1e-6)
+
+    def column_cost(self, t: float, slack: np.ndarray | None = None, q: np.ndarray | None = None) -> np.ndarray:
+        """[columns] each (device, subset)'s least band (Hz) at latency t over its routes (inf: none finishes)."""
+        if slack is None or q is None:
+            slack = t - self.ready
+            with np.errstate(divide="ignore", invalid="ignore"):
+                q = np.where(slack > 0, self.pay[self.col] / np.where(slack > 0, slack, 1.0), np.inf)
+        w = np.where(self.free & (slack > 0), 0.0, min_bandwidth(q, self.a))
+        cost = np.full(self.dev.size, np.inf)
+        np.minimum.at(cost, self.col, w)
+        return cost
+
+    def solve(self, cost: np.ndarray, demand: np.ndarray) -> tuple[str, float]:
+        """The LP at column costs `cost` (units of B_e; inf: unusable), one LP per edge and demand, kept: later trial
+        latencies restart from its basis. Its column values: `self.lps[demand.tobytes()].values()`."""
+        self.calls[0] += 1
+        key = demand.tobytes()
+        if key not in self.lps:
+            self.lps[key] = EdgeLP(self.dev, self.mbits, self.problem.samples, demand, covers=LATENCY_COVERS)
+        return self.lps[key].solve(cost)
 
     def _union_impossible(self, w: np.ndarray, demand: np.ndarray) -> bool:
         """relay_aggregates: True if the LP of solvers/union_bound.py (each uploader's band at least its largest
@@ -170,7 +200,7 @@ class EdgeLP:
     time (the others are fixed at 0), so HiGHS re-solves from the last basis (warm start)."""
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", covers: bool = False) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend: one of {BACKENDS}, got {backend!r}")
         self.backend = backend
@@ -187,9 +217,46 @@ class EdgeLP:
         indices[indptr[:-1]], data[indptr[:-1]] = local, 1.0
         pos = indptr[nz_c] + 1 + np.arange(nz_c.size) - np.searchsorted(nz_c, nz_c)
         indices[pos], data[pos] = devs.size + nz_j, cov[nz_c, nz_j]
-        self.k, self.csc = k, (indptr, indices, data)
+        self.k, self.ny, self.csc = k, 0, (indptr, indices, data)
         self.b_ub = np.concatenate([np.ones(devs.size), -demand[need] / scale])
+        if covers:
+            self._covers(dev, mbits, samples, demand)
         self.highs: Any = None
+        self.x: np.ndarray | None = None  # the scipy path's last solution
+
+    def _covers(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray) -> None:
+        """Each module's minimal covers as variables y_K in [0, 1] (cost 0) after the k columns: sum_K y_K >= 1 and
+        device i trains m at least sum_{K with i} y_K (the convex hull of the module's knapsack; valid: the devices
+        that train m in a plan hold a minimal cover)."""
+        indptr, indices, data = self.csc
+        k = self.k
+        rr, cc, vv = [indices], [np.repeat(np.arange(k), np.diff(indptr))], [data]
+        ub, row, col = [self.b_ub], self.b_ub.size, k
+        for m in np.flatnonzero(demand > 0):
+            holders = np.unique(dev[mbits[:, m] > 0])
+            found = cover_sets(samples[holders], float(demand[m]), LP_COVER_HOLDERS)
+            if found.shape[0] == 0:
+                continue
+            y = col + np.arange(found.shape[0])
+            col += found.shape[0]
+            rr.append(np.full(y.size, row))  # -sum_K y_K <= -1
+            cc.append(y)
+            vv.append(-np.ones(y.size))
+            for a, i in enumerate(holders):  # sum_{K with i} y_K - (i's columns with m) <= 0
+                mine = np.flatnonzero((dev == i) & (mbits[:, m] > 0))
+                use = y[found[:, a]]
+                rr.append(np.full(mine.size + use.size, row + 1 + a))
+                cc.append(np.concatenate([mine, use]))
+                vv.append(np.concatenate([-np.ones(mine.size), np.ones(use.size)]))
+            ub.append(np.concatenate([[-1.0], np.zeros(holders.size)]))
+            row += 1 + holders.size
+        if col == k:
+            return
+        r, c, v = np.concatenate(rr), np.concatenate(cc), np.concatenate(vv)
+        order = np.lexsort((r, c))
+        self.csc = (np.concatenate([[0], np.cumsum(np.bincount(c, minlength=col))]).astype(np.int32),
+                    r[order].astype(np.int32), v[order])
+        self.ny, self.b_ub = col - k, np.concatenate(ub)
 
     def solve(self, c: np.ndarray) -> tuple[str, float]:
         """(optimal | infeasible | other, value) with costs c [columns]; inf marks a column that cannot be used.
@@ -199,7 +266,8 @@ class EdgeLP:
         its JSON answer. Where that object is missing (another highspy layout) or backend="scipy", the same HiGHS
         through scipy's linprog (tests/test_solver_dispatch.py checks both give the same answers)."""
         usable = np.isfinite(c)
-        cost, upper = np.where(usable, c, 0.0), usable.astype(float)
+        cost = np.concatenate([np.where(usable, c, 0.0), np.zeros(self.ny)])
+        upper = np.concatenate([usable.astype(float), np.ones(self.ny)])
         fast = bare_highs() if self.backend != "scipy" else None
         if fast is None:
             if self.backend == "highspy":
@@ -212,8 +280,8 @@ class EdgeLP:
             h = bare()
             h.setOptionValue("output_flag", False)
             lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = self.k, self.b_ub.size
-            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k), upper
+            lp.num_col_, lp.num_row_ = self.k + self.ny, self.b_ub.size
+            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k + self.ny), upper
             lp.row_lower_, lp.row_upper_ = np.full(self.b_ub.size, -highspy.kHighsInf), self.b_ub
             lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
             lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
@@ -221,13 +289,21 @@ class EdgeLP:
             self.highs = h
         else:
             idx = np.arange(self.k, dtype=np.int32)
-            self.highs.changeColsCost(self.k, idx, cost)
-            self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper)
+            self.highs.changeColsCost(self.k, idx, cost[: self.k])
+            self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper[: self.k])
         self.highs.run()
         status = self.highs.getModelStatus()
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
         return kind, float(self.highs.getInfo().objective_function_value)
+
+    def values(self) -> np.ndarray:
+        """[columns] the last solve's column values (solvers/lp_round.py reads a plan off them)."""
+        if self.used == "highspy":
+            return np.asarray(self.highs.getSolution().col_value)[: self.k]
+        if self.x is None:
+            raise RuntimeError("EdgeLP.values: no solution yet (call solve first)")
+        return self.x[: self.k]
 
     def _solve_scipy(self, cost: np.ndarray, upper: np.ndarray) -> tuple[str, float]:
         import scipy.sparse as sps
@@ -235,9 +311,10 @@ class EdgeLP:
 
         self.used = "scipy"
         indptr, indices, data = self.csc
-        a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k))
-        res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k), upper], axis=1),
+        a = sps.csc_matrix((data, indices, indptr), shape=(self.b_ub.size, self.k + self.ny))
+        res = linprog(cost, A_ub=a, b_ub=self.b_ub, bounds=np.stack([np.zeros(self.k + self.ny), upper], axis=1),
                       method="highs")
+        self.x = None if res.x is None else np.asarray(res.x)
         return {0: "optimal", 2: "infeasible"}.get(res.status, "other"), float(res.fun or 0.0)
 
 
@@ -261,6 +338,9 @@ def energy_lower_bound(problem: RoundProblem) -> float:
     return float(np.sum(per_edge[np.isfinite(per_edge)]))
 
 
+UNION_ROWS = True
+"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/subset_energy.py
+`RouteLP`), not relayed uploads at 0."""
 SUBSET_CLOCKED_DEVICES = 64
 """Rounds of at most this many devices get the subset-column LP within the time limit too (larger ones only when
 unbounded)."""
@@ -281,5 +361,10 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # the subset LP on unbounded and small rounds: at 1,000 devices / 2 s it cost +0.9 CPU s for no gain (gap
     # 46.3 %); on one 12-device edge (lambda 5) it lifts the bound 188 -> 210 for about 0.4 CPU s
     small = problem.num_devices <= SUBSET_CLOCKED_DEVICES
-    subset = SubsetEnergy(problem) if clock is None or not clock.bounded or small else None
+    # on small rounds with each module's minimal covers (the knapsack's convex hull: 8-device edges, lambda 0.5 and
+    # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
+    # each uploader's upload at least each member's alone
+    union = small and problem.relay_aggregates and UNION_ROWS
+    subset = (SubsetEnergy(problem, covers=small, union=union) if clock is None or not clock.bounded or small
+              else None)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))

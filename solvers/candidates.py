@@ -37,12 +37,15 @@ class EdgeCandidates:
     power: np.ndarray
 
     @classmethod
-    def of(cls, view: EdgeView, x: np.ndarray, relay: np.ndarray) -> EdgeCandidates:
+    def of(cls, view: EdgeView, x: np.ndarray, relay: np.ndarray, factor: np.ndarray | None = None
+           ) -> EdgeCandidates:
+        """factor [K, n]: each device's bytes factor (compression levels; None: full size)."""
         p, d, n = view.problem, view.dev, view.n
         k = x.shape[0]
         lr = view.rate[np.arange(n)[None, :], relay]
         lr = np.where(relay == np.arange(n), np.inf, lr)
-        tl = timeline(x, relay, lr, p.samples[d], p.cpu_hz[d], p.module_cycles, p.module_bytes, p.relay_aggregates)
+        tl = timeline(x, relay, lr, p.samples[d], p.cpu_hz[d], p.module_cycles, p.module_bytes, p.relay_aggregates,
+                      factor)
         cycles = p.samples[d] * (x.astype(float) @ p.module_cycles)
         fixed = (p.kappa * cycles * p.cpu_hz[d] ** 2).sum(axis=1)
         with np.errstate(invalid="ignore"):

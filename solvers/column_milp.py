@@ -15,6 +15,7 @@ import numpy as np
 
 from solvers.bounds import bare_highs
 from solvers.instance import RoundProblem
+from solvers.subset_energy import cover_sets
 
 if TYPE_CHECKING:
     from solvers.latency_model import EdgeColumns
@@ -82,16 +83,7 @@ def minimal_covers(p: RoundProblem, m: int, demand: float) -> tuple[np.ndarray, 
     0/1 over those devices): a set whose samples meet the demand and lose it without any one member."""
     fits = p.eligible[:, m] & (p.samples > 0) & (p.module_memory_bytes[m] <= p.memory_bytes * (1 + 1e-12))
     holders = np.flatnonzero(fits)
-    k = holders.size
-    if k > 16:
-        return holders, np.zeros((0, k), dtype=bool)
-    masks = np.arange(1, 1 << k)
-    bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
-    n = p.samples[holders]
-    tot = bits @ n
-    least = np.where(bits, n[None, :], np.inf).min(axis=1)
-    need = demand * (1 - 1e-9)
-    return holders, bits[(tot >= need) & (tot - least < need)]
+    return holders, cover_sets(p.samples[holders], demand)
 
 
 def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:

@@ -94,8 +94,10 @@ class EdgeAnswer:
 class EdgeModel:
     """The one-edge MILP with T as a variable (see the module doc); `solve` improves and certifies an incumbent."""
 
-    def __init__(self, p: RoundProblem) -> None:
+    def __init__(self, p: RoundProblem, t_floor: float = 0.0) -> None:
+        """t_floor: a latency no plan beats (s; solvers/bounds.py's latency bound), 0 if none is known."""
         self.p = p
+        self.t_floor = float(t_floor)
         c = self.c = EdgeColumns.of(p)
         self.fixed = c.fixed_energy(p)
         self.power = p.tx_power_w[c.up]
@@ -146,15 +148,30 @@ class EdgeModel:
             for a1, s1 in zip(a_, s_, strict=True):  # perspective tangents of the time and of the energy
                 rows.append(({t: 1.0, j: -q * float(a1), b: -q * float(s1)}, 0.0, INF))
                 rows.append(({e: 1.0, j: -pw * q * float(a1), g: -pw * q * float(s1)}, 0.0, INF))
+        t_lo = self.t_floor  # T >= sum of the device's (a_c v_c + t_c) + T_lo (1 - sum v_c): see _floor_rows
         for i in np.unique(c.dev[idx]):  # T >= a_c v_c + t_c of the device's one chosen column
             mine = idx[c.dev[idx] == i]
             coefs = {t_var: 1.0}
-            coefs.update({int(j): -float(c.ready[j]) for j in mine})
+            coefs.update({int(j): -(float(c.ready[j]) - t_lo) for j in mine})
             coefs.update({upload[int(j)]: -1.0 for j in mine})
-            rows.append((coefs, 0.0, INF))
+            rows.append((coefs, t_lo, INF))
         rows.extend(self._group_rows(idx, t_var, energy))
+        rows.extend(self._floor_rows(idx, t_var, upload))
         return rows, self.fixed * lam / upper, usable, extra, {"share": share, "big": big, "g": gshare,
                                                               "t": upload, "e": energy}
+
+    def _floor_rows(self, idx: np.ndarray, t_var: int, upload: dict[int, int]) -> list[Row]:
+        """With a latency floor T_lo <= T: T >= T_lo, and per column T >= a_c v_c + t_c + T_lo (1 - v_c), from
+        the McCormick over-estimator T v_c <= T - T_lo (1 - v_c) of T v_c >= a_c v_c + t_c (a chosen column
+        finishes by T); per device the same with V = the sum of its v_c (at most one is chosen), in the device rows.
+        Without them a fractional column finishes in v_c of its time; exact at integer points."""
+        lo = self.t_floor
+        if lo <= 0:
+            return []
+        rows: list[Row] = [({t_var: 1.0}, lo, INF)]
+        for j in idx.tolist():
+            rows.append(({t_var: 1.0, j: -(float(self.c.ready[j]) - lo), upload[j]: -1.0}, lo, INF))
+        return rows
 
     def _group_rows(self, idx: np.ndarray, t_var: int, energy: dict[int, int]) -> list[Row]:
         """Each uploader j's group as one upload: T >= a_c v_c (one member's start, summed over that member's

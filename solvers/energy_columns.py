@@ -26,6 +26,17 @@ SHARES = (1.0, 0.5, 0.25, 0.12, 0.06, 0.03, 0.015)
 """Band shares where the upload energy per bit is tangent-cut."""
 
 
+def tangent(a_snr: np.ndarray | float, bw: float, share: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent (a, s) of phi(B) = 1 / R(B x bw) (s per bit; R with a = a_snr) at share B: phi >= a + s B for every
+    B > 0 (phi is convex), so a row built on it under-estimates the upload time. Elementwise over arrays."""
+    a_snr, share = np.asarray(a_snr, dtype=float), np.asarray(share, dtype=float)
+    b = share * bw
+    r = uplink_rate(b, a_snr)
+    dr = (np.log1p(a_snr / b) - (a_snr / b) / (1 + a_snr / b)) / LN2  # R'(b)
+    s = -dr * bw / r ** 2
+    return 1.0 / r - s * share, s
+
+
 class EnergyModel:
     """One edge's least-energy MILP at a trial latency."""
 
@@ -37,12 +48,8 @@ class EnergyModel:
 
     def cut(self, share: float, j: int) -> tuple[float, float]:
         """Tangent (a, s) of phi_j(B) = 1 / R_j(B x B_e) (s per bit) at share B: phi >= a + s B."""
-        a_snr = float(self.p.snr_hz[j])
-        b = share * self.bw
-        r = float(uplink_rate(np.array([b]), np.array([a_snr]))[0])
-        dr = (math.log1p(a_snr / b) - (a_snr / b) / (1 + a_snr / b)) / LN2  # R'(b)
-        s = -dr * self.bw / r ** 2
-        return 1.0 / r - s * share, s
+        a, s = tangent(float(self.p.snr_hz[j]), self.bw, share)
+        return float(a), float(s)
 
     def energy_lb(self, t: float, deadline: float, escale: float) -> float:
         """A lower bound on the least energy (J) of plans finishing by t; inf if none does; 0 if out of time."""

@@ -4,9 +4,11 @@ certifies it within the time limit.
 lambda = 0: the round separates by edge (T = max_e T_e), so the model works on one edge at a time (the latency
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
-edges that set T are modelled. lambda > 0 couples the edges through T, so the model takes the whole round, when it
-is small enough (MODEL_MAX_DEVICES); a one-edge round with relays that forward gets the one MILP with T a
-variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
+edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
+subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
+edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
+with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
+of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
+from solvers.lp_round import round_edge
 from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
@@ -30,6 +33,10 @@ from solvers.plan import RoundPlan
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
 MODEL_MAX_MODULES = 8
+LARGE_EDGE_SHARE = 0.4
+"""lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
+slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
+to end, experiments/solver_speed.py)."""
 LAMBDA_SHARE = 0.6
 """lambda > 0 on one edge: the share of the time left for the least-energy bound before the round's MILP."""
 EDGE_COLUMNS_SHARE = 0.0
@@ -75,6 +82,37 @@ def uses_cvxpy(problem: RoundProblem) -> bool:
     return p.num_edges > 1 or p.relay_aggregates
 
 
+def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: float) -> RoundPlan:
+    """lambda = 0, relays that forward: the slowest edge, while it has more than MODEL_MAX_DEVICES devices, gets the
+    LP-rounded candidates of solvers/lp_round.py (each edge once, until `by` or the gap is certified); a faster
+    candidate replaces the edge's choice, and the LP's threshold on the edge raises the round's bound."""
+    p = problem
+    x, relay = plan.placement.copy(), plan.relay.copy()
+    edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s.copy()
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    lower, tried, changed = plan.lower_bound, set(), False
+    while time.perf_counter() < by:
+        e = int(np.argmax(edge_t))
+        if lower >= (1 - gap) * edge_t[e] or e in tried or size[e] <= MODEL_MAX_DEVICES:
+            break
+        tried.add(e)
+        sub, dev = restrict(p, np.array([e]))
+        local = np.full(p.num_devices, -1)
+        local[dev] = np.arange(dev.size)
+        got = round_edge(sub, float(edge_t[e]), by, lower, (x[dev], local[relay[dev]]))
+        lower = max(lower, got.lower_bound)
+        if got.x is not None and got.relay is not None:
+            x[dev], relay[dev], edge_t[e], changed = got.x, dev[got.relay], got.latency, True
+    if not changed:
+        return plan.with_(lower_bound=min(max(lower, plan.lower_bound), plan.objective))
+    b = plan_bandwidth(p, x, relay)
+    cost = evaluate(p, x, relay, b)
+    if not cost.objective < plan.objective:
+        return plan.with_(lower_bound=min(lower, plan.objective))
+    return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
+                      objective=cost.objective, lower_bound=min(lower, cost.objective))
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -82,6 +120,11 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     p = problem
     if within(plan, gap):
         return plan.with_(status=STATUS_PROVEN)
+    if p.lam == 0 and not (p.tree_aggregation or p.has_power_frequency or p.relay_aggregates):
+        plan = round_large_edges(p, plan, min(t0 + LARGE_EDGE_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
+                                 gap)
+        if within(plan, gap):
+            return plan.with_(status=STATUS_PROVEN)
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
         return plan.with_(status=STATUS_UNPROVEN)
     deadline = t0 + time_limit_s - FINISH_S  # the final band and the plan's check after the model

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
-from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
@@ -34,6 +34,7 @@ from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies
 from solvers.instance import RoundProblem
 from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
 from solvers.level_model import applies as level_model_applies
+from solvers.level_model import refusal as level_model_refusal
 from solvers.level_model import solve_levels
 from solvers.levels import choose_levels
 from solvers.local import local_search
@@ -248,12 +249,19 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
     return best_x, best_r, small
 
 
+LEVEL_BOUND_SHARE = 0.25
+"""Levels at lambda > 0: the share of the time left after the warm start that the relaxed round's latency-energy
+bound may take before the level model (unclocked it took 1.5 of a 2 s limit on 8 devices, leaving the model
+nothing)."""
+
+
 def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
     """Compression levels as decisions: placement and relays at full size (the plan above), then each device's
     level by the exact small program of solvers/levels.py, then the band for those payloads; the lower bound is
-    the full bound of the relaxed round (every payload at the smallest factor, distortion free). At lambda = 0 on
-    edges the column model takes (solvers/level_model.py), that plan is the incumbent of the joint level model,
-    which chooses placement, relays and levels together and certifies them within the time limit."""
+    the full bound of the relaxed round (every payload at the smallest factor, distortion free). On edges the
+    column model takes (solvers/level_model.py; at lambda > 0 with energy by tangents, solvers/level_energy.py),
+    that plan is the incumbent of the joint level model, which chooses placement, relays and levels together and
+    certifies them within the time limit; where it takes no edge the message says why."""
     t0 = time.perf_counter()
     p = problem
     full = dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None, distortion_budget=None,
@@ -266,14 +274,20 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     b = plan_bandwidth(chosen, x, r)
     cost = evaluate(chosen, x, r, b)
     bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
-    lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0
+    t_floor = float(subset_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0  # the latency's
+    lower = t_floor
+    if p.lam > 0 and bound:  # the relaxed round's latency-energy bound: a share of the time left when the model runs
+        clock = Clock.start(limit, t0).share(LEVEL_BOUND_SHARE) if limit > 0 and level_model_applies(p) else None
+        lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s, upper=cost.objective, clock=clock))
     how = ("levels exact given placement and relays" if choice.exact else
            f"levels heuristic (lambda > 0 or edges of over {len(p.level_names)}^n vectors: "
            f"{choice.edges_enumerated}/{p.num_edges} edges enumerated)")
+    model = level_model_applies(p)
+    if not model:
+        how += f"; {level_model_refusal(p)}"
     status = plan.status
-    if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" \
-            and level_model_applies(p):
-        got = solve_levels(p, x, r, level, lower, t0 + limit, gap)
+    if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" and model:
+        got = solve_levels(p, x, r, level, t_floor, t0 + limit, gap)
         if got.objective < cost.objective:
             x, r, level = got.x, got.relay, got.level
             chosen = p.with_levels(level)
@@ -331,7 +345,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         x, r = plan.placement, plan.relay
         t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
         clock = deadline.share(PF_BOUND_SHARE) if model else deadline
-        subset = SubsetEnergy(p)
+        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES)  # minimal covers: small rounds
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them

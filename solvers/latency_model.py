@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.column_milp import INF, Extra, choice_rows, run_milp
+from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
 from solvers.instance import RoundProblem
 
 PAIRS_UPFRONT = True
@@ -162,8 +162,9 @@ class AtT:
 class LatencyModel:
     """One edge's column MILP; `at(t, deadline)` answers whether latency t is achievable."""
 
-    def __init__(self, p: RoundProblem) -> None:
+    def __init__(self, p: RoundProblem, pairs_upfront: bool = PAIRS_UPFRONT) -> None:
         self.p = p
+        self.pairs_upfront = pairs_upfront
         self.c = EdgeColumns.of(p)
         self.milps = 0
         self._modeled: dict[tuple[int, int], float] = {}  # the last MILP's pair-cut charges
@@ -212,13 +213,27 @@ class LatencyModel:
     def _solve(self, cost: np.ndarray, t: float, time_limit: float, gap: float) -> tuple[str, np.ndarray | None,
                                                                                           float]:
         """One HiGHS MILP: (status, chosen columns or None, dual bound)."""
+        rows, extra, usable = self.rows(cost, t)
+        k = self.c.dev.size
+        status, val, bound = run_milp(rows, cost, usable, extra, time_limit, gap, 1.0 + 1e-9)
+        if status == "infeasible":
+            return "infeasible", None, math.inf
+        if val is None:
+            return "unknown", None, bound
+        sol = np.flatnonzero(val[:k] > 0.5)
+        if float(np.where(usable, cost, 0.0)[sol].sum()) > 1 + 1e-7:
+            return "unknown", None, bound
+        return "optimal", sol, bound
+
+    def rows(self, cost: np.ndarray, t: float) -> tuple[list[Row], Extra, np.ndarray]:
+        """The MILP at latency t with column costs `cost`: (rows, continuous variables, usable columns)."""
         p, c = self.p, self.c
         usable = np.isfinite(cost)
         k = c.dev.size
         extra = Extra(k)
         rows = choice_rows(p, c, extra)
         inf = INF
-        links = {(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)} if PAIRS_UPFRONT else set()
+        links = {(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)} if self.pairs_upfront else set()
         modeled: dict[tuple[int, int], float] = {}  # (own column, relay column) -> the extra its pair cut charges
         for i, j in sorted(c.pairs | links):  # e >= extra[o, r] v_r + max_r extra[o, r] (v_o - 1), per own column o
             own, rel, excess = c.pair_extra(i, j, t)
@@ -256,15 +271,7 @@ class LatencyModel:
             e = extra.add(1.0)
             rows.append(({e: 1.0, **{int(j): -delta for j in cols}, **{int(j): delta for j in others}},
                          -delta * (cols.size - 1), inf))
-        status, val, bound = run_milp(rows, cost, usable, extra, time_limit, gap, 1.0 + 1e-9)
-        if status == "infeasible":
-            return "infeasible", None, math.inf
-        if val is None:
-            return "unknown", None, bound
-        sol = np.flatnonzero(val[:k] > 0.5)
-        if float(np.where(usable, cost, 0.0)[sol].sum()) > 1 + 1e-7:
-            return "unknown", None, bound
-        return "optimal", sol, bound
+        return rows, extra, usable
 
     def plan(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(placement [N, M], relay [N]) of chosen columns."""

@@ -1,4 +1,4 @@
-"""lambda = 0: compression levels chosen jointly with placement and relays by per-edge column MILPs.
+"""Compression levels chosen jointly with placement and relays by column MILPs at trial latencies.
 
 The columns of solvers/latency_model.py (device, module subset, route) get one more dimension, the level l: the
 payload is phi_l P, a relayed column's D2D hop takes phi_l P / r (a relay forwards each payload at its sender's
@@ -18,9 +18,15 @@ give F_lb(T) <= F(T) and, for tested T_1 < ... < T_K (T_0: the relaxed round's l
 placement, relays, levels and bandwidth. Relayed columns under-estimate a relay group's band (R^-1 is
 superadditive; the pair excesses of latency_model.py are added up front, the group cuts are not), which keeps the
 bound valid; a MILP plan is costed exactly and kept only when it beats the incumbent.
-Applies to one-hop rounds at lambda = 0 (relays that aggregate only without D2D links), on the edges of at most
-MODEL_MAX_DEVICES devices and MAX_COLUMNS columns; the other edges keep the incumbent's choice and count as free in
-the bound: `applies` says whether any edge is modelled.
+
+lambda > 0: the edges share T and the energy, so at each trial T one MILP over the modelled edges gives G_lb(T), a
+lower bound on the least lambda E + mu D of a plan finishing by T within the budget (solvers/level_energy.py:
+upload energy by tangents, valid at any time limit), and the bound is min_k T_k + G_lb(T_(k+1)) as above (G(T) in
+place of mu F(T)); the search is that of mu > 0.
+Applies to one-hop rounds (relays that aggregate only without D2D links: a relay's union goes at its own level,
+which no column prices; `refusal` says why a round is not taken), on the edges of at most MODEL_MAX_DEVICES devices
+and MAX_COLUMNS columns; the other edges keep the incumbent's choice and count as free in the bound: `applies` says
+whether any edge is modelled.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
 from solvers.latency_model import PAIR_MIN, EdgeColumns
+from solvers.level_energy import least_cost
 from solvers.parallel import restrict
 
 MESSAGE = "levels, placement and relays by the joint level model (solvers/level_model.py)"
@@ -45,6 +52,9 @@ MAX_COLUMNS = 20000
 """Most (device, subset, route, level) columns of one edge (subsets between the forced and the useful modules); a
 larger edge is not modelled: it keeps the incumbent's choice, and the bound counts it as free (no latency, no
 distortion), which keeps it valid."""
+MAX_JOINT_COLUMNS = 40000
+"""lambda > 0: most columns of the one MILP over the edges (solvers/level_energy.py); the edges past it are not
+modelled (they keep the incumbent's choice and count as free in the bound)."""
 TRIAL = 0.9
 DISTORTION_GAP = 1e-3
 """Each edge's least distortion is solved to this relative gap, and to this share of the largest level distortion
@@ -56,6 +66,9 @@ STEPS = (0.02, 0.05, 0.1, 0.2, 0.35)
 least distortion is priced (each settled point tightens the bound); then the interval that sets the bound is split,
 up to MAX_POINTS settled latencies."""
 MAX_POINTS = 16
+MAX_POINTS_ENERGY = 48
+"""lambda > 0: one MILP a point, and the pieces between them set the bound (16 left 3-5-device rounds at 1.2-2.9 %
+unproven with their optimum found)."""
 SEARCH_SHARE = 0.4
 """mu = 0: the share of the time left for the search (the ladder gets the rest)."""
 LADDER = (0.3, 0.2, 0.15, 0.1, 0.07, 0.05, 0.035, 0.025, 0.018, 0.013)
@@ -65,11 +78,26 @@ solvers/latency_search.py)."""
 
 def applies(p: RoundProblem) -> bool:
     """Whether the joint level model covers some edge of this round (see the module doc)."""
-    if p.level_factor is None or p.lam > 0 or p.tree_aggregation or p.has_power_frequency:
+    if p.level_factor is None or p.tree_aggregation or p.has_power_frequency:
         return False
     if p.relay_aggregates and p.d2d_src.size > 0:
         return False
     return any(_fits(restrict(p, np.array([e]))[0], len(p.level_factor)) for e in range(p.num_edges))
+
+
+def refusal(p: RoundProblem) -> str:
+    """Why the joint level model does not take this round (empty if it does): the plan's message says so."""
+    if p.level_factor is None:
+        return "no levels offered"
+    if p.tree_aggregation or p.has_power_frequency:
+        return "the joint level model does not take trees or power / frequency decisions"
+    if p.relay_aggregates and p.d2d_src.size > 0:
+        return ("the joint level model does not take relays that aggregate (a relay's union goes at its own "
+                "level: no column prices it); relay_aggregates=false or no D2D links")
+    if not applies(p):
+        return (f"the joint level model takes no edge here (each has over {MODEL_MAX_DEVICES} devices or "
+                f"{MAX_COLUMNS} columns)")
+    return ""
 
 
 def _reduced(sub: RoundProblem) -> tuple[np.ndarray, np.ndarray]:
@@ -152,7 +180,9 @@ class LevelColumns:
         extra = Extra(k)
         rows = choice_rows(p, c, extra)
         band: dict[int, float] = {int(j): float(cost[j]) for j in np.flatnonzero(usable)}
-        rows += self._pairs(t, usable, extra, band)
+        pair_rows, excess = self.pairs(t, usable, extra)
+        rows += pair_rows
+        band.update({var: 1.0 for _, var in excess})
         rows.append((band, -INF, 1.0 + 1e-9))
         obj = self.distortion if objective else np.zeros(k)
         status, val, bound = run_milp(rows, obj, usable, extra, time_limit, DISTORTION_GAP, cutoff,
@@ -162,16 +192,18 @@ class LevelColumns:
         sol = np.flatnonzero(val[:k] > 0.5)
         return "solved", sol, min(bound, float(self.distortion[sol].sum())) if objective else 0.0
 
-    def _pairs(self, t: float, usable: np.ndarray, extra: Extra, band: dict[int, float]) -> list[Row]:
-        """The pair excesses of latency_model.py on every D2D link (their variables enter the band row)."""
+    def pairs(self, t: float, usable: np.ndarray, extra: Extra) -> tuple[list[Row], list[tuple[int, int]]]:
+        """The pair excesses of latency_model.py on every D2D link: their rows and (relay, excess variable) of each
+        (the variables belong in the band that the relay's upload takes)."""
         c, p = self.c, self.sub
         rows: list[Row] = []
+        out: list[tuple[int, int]] = []
         for i, j in sorted({(int(a), int(b)) for a, b in zip(p.d2d_src, p.d2d_dst, strict=True)}):
             own, rel, excess = c.pair_extra(i, j, t)
             if own.size == 0 or rel.size == 0:
                 continue
             var = extra.add(0.0)
-            band[var] = 1.0
+            out.append((j, var))
             for a, o in enumerate(own):
                 if not usable[o]:
                     continue
@@ -184,7 +216,7 @@ class LevelColumns:
                     coefs = {var: 1.0, int(o): -big}
                     coefs.update({int(r): -float(v) for r, v in zip(rel[fin], row[fin], strict=True)})
                     rows.append((coefs, -big, INF))
-        return rows
+        return rows, out
 
 
 @dataclass(frozen=True)
@@ -208,32 +240,44 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
     cols = [LevelColumns.of(p, e) for e in range(p.num_edges)
             if _fits(restrict(p, np.array([e]))[0], len(p.level_factor))]
     budget = math.inf if p.distortion_budget is None else float(p.distortion_budget) * (1 + 1e-9)
-    mu = p.distortion_penalty
+    mu, lam = p.distortion_penalty, p.lam
+    priced = mu > 0 or lam > 0  # the objective has more than the latency: G(T) is priced at each trial T
     best = (np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), np.asarray(level0, dtype=int))
     best_cost = _cost(p, *best)
-    tested: list[tuple[float, float]] = []  # (T, F_lb(T))
+    if lam > 0:  # one MILP over the edges: the slowest edges first, up to MAX_JOINT_COLUMNS columns in all
+        order = np.argsort([-best_cost.edge_latency_s[int(p.device_edge[lc.dev[0]])] for lc in cols], kind="stable")
+        sizes = np.array([cols[i].c.dev.size for i in order])
+        cols = [cols[i] for i in order[: max(1, int(np.sum(np.cumsum(sizes) <= MAX_JOINT_COLUMNS)))]]
+    tested: list[tuple[float, float]] = []  # (T, G_lb(T)): a lower bound on lambda E + mu D by T; inf: no plan
     milps = settled = 0
 
     def bound() -> tuple[float, float, float]:
         """The lower bound and the interval [left, right] of tested latencies that sets it."""
         lb, left, at = best_cost.objective, t_floor, (t_floor, t_floor)
-        for t, f in sorted(tested):  # a plan of latency in [left, t] pays at least left + mu F(t); none if F(t) > D
+        for t, g in sorted(tested):  # a plan of latency in [left, t] pays at least left + G(t); none if G(t) = inf
             if t <= left:
                 continue
-            if math.isfinite(f) and f <= budget and left + mu * f < lb:
-                lb, at = left + mu * f, (left, t)
+            if left + g < lb:
+                lb, at = left + g, (left, t)
             left = t
         if left < lb:  # a plan slower than every tested latency pays at least the last
             lb, at = left, (left, left)
         return lb, *at
 
-    # mu > 0: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder
-    t = best_cost.latency_s * (1 - TRIAL * gap) if mu == 0 else best_cost.objective
-    steps = (0.0, *STEPS)
     def point(t: float, until: float) -> tuple[float, list[np.ndarray | None]]:
-        """F_lb(t) (inf: some edge cannot finish by t) and the edges' least-distortion columns (None: not solved).
-        The slowest edges first: they decide whether t is reachable; an edge not solved in time counts 0."""
+        """G_lb(t) (inf: no plan finishes by t within the budget) and the edges' columns (None: not solved).
+        lambda = 0: the edges' least distortions, the slowest edges first (they decide whether t is reachable; an
+        edge not solved in time counts 0); lambda > 0: one MILP over the edges (solvers/level_energy.py)."""
         nonlocal milps, settled
+        if lam > 0:
+            if until - time.perf_counter() <= 0.05:  # too little left to build and solve the MILP
+                return 0.0, [None] * len(cols)
+            _, picked, g = least_cost(p, cols, t, until - time.perf_counter(), best_cost.objective, budget,
+                                      max(best_cost.objective - t_floor, 0.0) * (1 + 1e-9), shares)
+            milps += 1
+            settled += 1
+            tested.append((t, g))
+            return g, picked
         order = np.argsort([-best_cost.edge_latency_s[int(p.device_edge[lc.dev[0]])] for lc in cols], kind="stable")
         total, chosen = 0.0, [None] * len(cols)  # type: tuple[float, list[np.ndarray | None]]
         for i in order.tolist():
@@ -250,14 +294,22 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
             if total > budget:
                 break
         settled += 1
-        tested.append((t, total))
-        return total, chosen
+        g = mu * total if total <= budget else math.inf
+        tested.append((t, g))
+        return g, chosen
 
-    search = deadline if mu > 0 else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
+    shares = _shares(p, cols, best)
+    # priced: first the incumbent's objective U (plans slower than U cost more), then its latency, then the ladder;
+    # lambda > 0: its latency and the ladder first, U after them (at U the least-energy MILP is the hardest: on 8
+    # devices it took the whole second the model had)
+    t = best_cost.latency_s * (1 - TRIAL * gap) if not priced else best_cost.latency_s if lam > 0 else \
+        best_cost.objective
+    steps = (0.0, *STEPS)
+    search = deadline if priced else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
     while time.perf_counter() < search and t > t_floor:  # (no plan is faster than t_floor)
-        total, chosen = point(t, search)
-        if not math.isfinite(total) or total > budget:
-            if mu == 0:
+        g, chosen = point(t, search)
+        if not math.isfinite(g):
+            if not priced:
                 break  # no plan finishes by t: t is the bound
         elif any(sol is not None for sol in chosen):
             got = _assemble(best, cols, chosen)  # edges not solved keep the incumbent's choice
@@ -266,33 +318,52 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
             fits = p.with_levels(got[2]).distortion(got[0]) <= budget
             if fits and cost.objective < best_cost.objective * (1 - 1e-12):
                 best, best_cost = got, cost
-            elif mu == 0:
+                if lam > 0:
+                    shares = _shares(p, cols, best)
+            elif not priced:
                 break  # the MILP's plan is no better: stop searching
-        elif mu == 0:
+        elif not priced:
             break
         lb, left, right = bound()
         if lb >= (1 - gap) * best_cost.objective:
             break
-        if mu == 0:
+        if not priced:
             t = best_cost.latency_s * (1 - TRIAL * gap)
             continue
-        floor = max([t_floor] + [a for a, f in tested if not (math.isfinite(f) and f <= budget)])
-        below = [c for c in (best_cost.latency_s * (1 - s) for s in steps) if floor < c < t * (1 - 1e-9)]
-        if below:  # the next step of the ladder below the latest point
+        floor = max([t_floor] + [a for a, g in tested if not math.isfinite(g)])
+        seen = [a for a, _ in tested]
+        below = [c for c in (best_cost.latency_s * (1 - s) for s in steps)
+                 if floor < c and not any(abs(c - a) <= 1e-9 * c for a in seen)]
+        if below:  # the next step of the ladder below the incumbent's latency
             t = below[0]
-        elif right > left and settled < MAX_POINTS:  # then split the interval that sets the bound
+        elif max(seen) < best_cost.objective * (1 - 1e-9):  # (lambda > 0) then U
+            t = best_cost.objective
+        elif right > left and settled < (MAX_POINTS_ENERGY if lam > 0 else MAX_POINTS):  # then split the interval
             t = 0.5 * (left + right)
         else:
             break
-    if mu == 0:  # not proven: a ladder of coarser latencies, coarse first, each one no plan reaches is a bound
+    if not priced:  # not proven: a ladder of coarser latencies, coarse first, each one no plan reaches is a bound
         for step in LADDER:
             t = best_cost.latency_s * (1 - step)
             if t <= bound()[0] or time.perf_counter() >= deadline:
                 continue
-            total, _ = point(t, deadline)
-            if math.isfinite(total) and total <= budget:
+            g, _ = point(t, deadline)
+            if math.isfinite(g):
                 break
     return LevelPlan(*best, best_cost.objective, bound()[0], milps, settled)
+
+
+def _shares(p: RoundProblem, cols: list[LevelColumns], plan: tuple[np.ndarray, np.ndarray, np.ndarray]
+            ) -> list[dict[int, list[float]]]:
+    """Per modelled edge, per local uploader: its band share in the plan's T + lambda E band (tangents there price
+    the plan's own upload energy exactly)."""
+    if p.lam <= 0:
+        return [{} for _ in cols]
+    x, relay, level = plan
+    q = p.with_levels(level)
+    b = plan_bandwidth(q, x, relay)
+    return [{j: [float(b[d]) / float(lc.sub.edge_bandwidth_hz[0])] for j, d in enumerate(lc.dev) if b[d] > 0}
+            for lc in cols]
 
 
 def _assemble(best: tuple[np.ndarray, np.ndarray, np.ndarray], cols: list[LevelColumns],

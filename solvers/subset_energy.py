@@ -8,12 +8,14 @@ work costs (compute + D2D + its share of an upload + nu x its share of the band)
 decompositions of an uploader j's term g_j(b_j) = p_j U_j / R_j(b_j) + nu b_j (U_j = own bits + relayed bits, start
 S_j >= every part's ready time):
 
-(W) windowed: g_j(b_j) >= phi_T(own) + p_j ln2 / a_j x relayed bits, with phi_T(P) = min over b >= h(P / (T - tau))
-    of p P / R(b) + nu b (b_j >= the own part's least band; every relayed bit costs at least the infinite-band
-    energy);
+(W) windowed: g_j(b_j) >= phi_T(own) + p_j / R_j(B_e) x relayed bits, with phi_T(P) = min over b >= h(P / (T - tau))
+    of p P / R(b) + nu b (b_j >= the own part's least band; b_j <= B_e, so every relayed bit costs at least the
+    energy per bit at the whole band: p U / R(b) splits into own and relayed bits, each >= its own part);
 (C) concave: g_j(b_j) >= phi(U_j) >= phi(own) + beta_j x relayed bits, phi(U) = min_b p U / R(b) + nu b concave
     (a minimum of functions linear in U), beta_j = (phi(O_j + Rin_j) - phi(O_j)) / Rin_j over j's largest own
-    payload O_j and largest relayed payload Rin_j (concavity: increments shrink as the base and the step grow).
+    payload O_j and largest relayed payload Rin_j (concavity: increments shrink as the base and the step grow);
+    also g_j(b_j) >= phi(own) + p_j / R_j(B_e) x relayed bits (p own / R(b) + nu b >= phi(own), b_j <= B_e), so a
+    relayed bit pays the larger of beta_j and p_j / R_j(B_e).
 
 Both are valid, so every convex combination theta (W) + (1 - theta) (C) is, and each gives a valid LP. A relayed
 column also pays its D2D hop (p^d2d P / r) and must arrive in time: tau + P / r < T and the relay's least band
@@ -47,7 +49,7 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
-from solvers.evaluate import LN2
+from solvers.evaluate import LN2, uplink_rate
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.powerfreq_bound import upload_per_bit
@@ -118,13 +120,35 @@ def concave_upper(q: np.ndarray, nua: np.ndarray) -> np.ndarray:
     return np.where(pos, q / _rho(s) + safe * s, q * LN2)
 
 
+COVER_HOLDERS = 16
+"""Modules held by more devices than this get no minimal covers (2^holders subsets to enumerate)."""
+LP_COVER_HOLDERS = 12
+"""The same for the bounds' LPs (this LP and solvers/bounds.py `EdgeLP`), solved many times a round: at 13-16
+holders the covers' enumeration and the larger LP made 20-device edges' rounds 2.5x slower
+(tests/test_solver_parallel.py) for edges beyond the small and medium targets (<= 12 devices)."""
+
+
+def cover_sets(samples: np.ndarray, demand: float, most: int = COVER_HOLDERS) -> np.ndarray:
+    """[covers, holders] every minimal cover of `demand` by devices with these samples: a set that meets it and
+    loses it without any one member (none when there are more than `most` holders)."""
+    k = samples.size
+    if k > most or k == 0:
+        return np.zeros((0, k), dtype=bool)
+    masks = np.arange(1, 1 << k)
+    bits = ((masks[:, None] >> np.arange(k)[None, :]) & 1).astype(bool)
+    tot = bits @ samples
+    least = np.where(bits, samples[None, :], np.inf).min(axis=1)
+    need = demand * (1 - 1e-9)
+    return bits[(tot >= need) & (tot - least < need)]
+
+
 class RouteLP:
     """min c x over columns (device, subset, route): at most one per device, samples per module >= demand, and
     one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads), 0 <= x <= 1.
     Between calls only the costs (and which columns are usable) change: HiGHS re-solves from its basis."""
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
-                 lcol: np.ndarray, ldst: np.ndarray) -> None:
+                 lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False) -> None:
         fast = bare_highs()
         if fast is None:
             raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
@@ -156,33 +180,92 @@ class RouteLP:
         for pid, j in pairs:  # the relay's direct columns: -1 in the pair row of every link into it
             mine = np.flatnonzero(dev == j)
             add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
-        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
         self.n, self.m = k + nl, npair + pairs.shape[0]
+        inf = self.highspy.kHighsInf
+        row_lo = [np.full(devs.size, -inf), demand[need] / scale, np.full(pairs.shape[0], -inf)]
+        row_hi = [np.ones(devs.size), np.full(int(need.sum()), inf), np.zeros(pairs.shape[0])]
+        self.ny = 0  # cover variables after the n columns (cost 0, in [0, 1])
+        if covers:  # each module's minimal covers: the convex hull of its knapsack (as in solvers/column_milp.py)
+            col_dev = np.concatenate([dev, dev[lcol]])
+            col_bits = np.concatenate([mbits, mbits[lcol]])
+            for m in np.flatnonzero(need):
+                holders = np.unique(dev[mbits[:, m] > 0])
+                found = cover_sets(samples[holders], float(demand[m]), LP_COVER_HOLDERS)
+                if found.shape[0] == 0:
+                    continue
+                y = self.n + self.ny + np.arange(found.shape[0])
+                self.ny += found.shape[0]
+                add(np.full(y.size, self.m), y, np.ones(y.size))  # the module's covers sum to >= 1
+                for a_, i in enumerate(holders):  # device i trains m at least as often as the covers use it
+                    mine = np.flatnonzero((col_dev == i) & (col_bits[:, m] > 0))
+                    use = y[found[:, a_]]
+                    add(np.full(mine.size + use.size, self.m + 1 + a_), np.concatenate([mine, use]),
+                        np.concatenate([np.ones(mine.size), -np.ones(use.size)]))
+                row_lo.append(np.concatenate([[1.0], np.zeros(holders.size)]))
+                row_hi.append(np.full(1 + holders.size, inf))
+                self.m += 1 + holders.size
+        self.nz = 0  # union variables after the covers: z_j >= each member's upload alone (set per solve)
+        tag = [np.full(sum(x.size for x in rows), -1)]
+        if union:
+            self.nz = devs.size
+            z = self.n + self.ny + np.arange(devs.size)
+            nrow = devs.size + int(link_id.max(initial=-1)) + 1
+            add(self.m + np.arange(devs.size), z, np.ones(devs.size))  # own row of j: z_j - w_o x_o >= 0
+            if nl:
+                dst_local = np.searchsorted(devs, ldst)
+                first = np.unique(link_id, return_index=True)[1]
+                add(self.m + devs.size + np.arange(first.size), z[dst_local[first]], np.ones(first.size))
+            tag.append(np.full(devs.size + (first.size if nl else 0), -1))
+            add(self.m + local, np.arange(k), -np.ones(k))
+            add(self.m + devs.size + link_id, k + np.arange(nl), -np.ones(nl))
+            tag.append(np.arange(k + nl))
+            row_lo.append(np.zeros(nrow))
+            row_hi.append(np.full(nrow, inf))
+            self.m += nrow
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
         order = np.lexsort((r, c))
         r, c, v = r[order], c[order], v[order]
-        self.start = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=self.n))]).astype(np.int32)
+        tags = np.concatenate(tag)[order]
+        self.union_pos = np.zeros(self.n, dtype=np.int64)
+        self.union_pos[tags[tags >= 0]] = np.flatnonzero(tags >= 0)
+        nc = self.n + self.ny + self.nz
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=nc))]).astype(np.int32)
         self.index, self.value = r.astype(np.int32), v
-        inf = self.highspy.kHighsInf
-        self.row_lo = np.concatenate([np.full(devs.size, -inf), demand[need] / scale, np.full(pairs.shape[0], -inf)])
-        self.row_hi = np.concatenate([np.ones(devs.size), np.full(int(need.sum()), inf), np.zeros(pairs.shape[0])])
+        self.row_lo, self.row_hi = np.concatenate(row_lo), np.concatenate(row_hi)
         self.h: Any = None
 
-    def solve(self, cost: np.ndarray) -> tuple[str, float]:
-        """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used)."""
+    def _lp(self, c: np.ndarray, upper: np.ndarray) -> Any:
+        hs = self.highspy
+        lp = hs.HighsLp()
+        nc = self.n + self.ny + self.nz
+        lp.num_col_, lp.num_row_ = nc, self.m
+        lp.col_cost_ = np.concatenate([c, np.zeros(self.ny), np.ones(self.nz)])
+        lp.col_lower_ = np.zeros(nc)
+        lp.col_upper_ = np.concatenate([upper, np.ones(self.ny), np.full(self.nz, hs.kHighsInf)])
+        lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
+        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
+        return lp
+
+    def solve(self, cost: np.ndarray, member: np.ndarray | None = None) -> tuple[str, float]:
+        """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used); with union rows,
+        member [K + L]: each column's upload alone at its uploader (its coefficient in the uploader's row)."""
         hs = self.highspy
         usable = np.isfinite(cost)
         c, upper = np.where(usable, cost, 0.0), usable.astype(float)
+        if self.nz:
+            if member is None:
+                raise ValueError("member: the union rows need each column's upload alone")
+            self.value[self.union_pos] = -np.where(usable & np.isfinite(member), member, 0.0)
         if self.h is None:
             h = self.bare()
             h.setOptionValue("output_flag", False)
-            lp = hs.HighsLp()
-            lp.num_col_, lp.num_row_ = self.n, self.m
-            lp.col_cost_, lp.col_lower_, lp.col_upper_ = c, np.zeros(self.n), upper
-            lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
-            lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-            lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
-            h.passModel(lp)
+            h.passModel(self._lp(c, upper))
             self.h = h
+        elif self.nz:  # new coefficients: the model again, from the last basis (same rows and columns)
+            basis = self.h.getBasis()
+            self.h.passModel(self._lp(c, upper))
+            self.h.setBasis(basis)
         else:
             idx = np.arange(self.n, dtype=np.int32)
             self.h.changeColsCost(self.n, idx, c)
@@ -210,10 +293,14 @@ class EdgeEnergy:
     own: np.ndarray  # [N] most own bits O_j (eligible payload)
     rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O)
     lp: RouteLP
+    union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
 
     @classmethod
-    def of(cls, p: RoundProblem, e: int, demand: np.ndarray) -> EdgeEnergy | None:
-        """The edge's columns; None where it has more than MAX_COLUMNS or no demand."""
+    def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
+           union: bool = False) -> EdgeEnergy | None:
+        """The edge's columns; None where it has more than MAX_COLUMNS or no demand (covers: the LP gets each
+        module's minimal covers; union, with relay_aggregates: each uploader's upload at least each member's alone,
+        `RouteLP`)."""
         m = p.num_modules
         members = p.edge_devices(e)
         if members.size == 0 or not np.any(demand > 0) or m > 20:
@@ -238,6 +325,7 @@ class EdgeEnergy:
             ldst.append(np.full(cols.size, d_))
             lrate.append(np.full(cols.size, r_))
         own = 8.0 * ((p.eligible & (p.samples[:, None] > 0)) @ p.module_bytes)
+        agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
             np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
@@ -245,7 +333,8 @@ class EdgeEnergy:
             return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
 
         return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
-                   own, rin, RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64)))
+                   own, rin, RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
+                                       covers, union and agg), union and agg)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
@@ -267,6 +356,8 @@ class EdgeEnergy:
         with np.errstate(invalid="ignore"):
             windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
         direct = phi if theta == 0 else windowed if theta == 1 else theta * windowed + (1 - theta) * phi
+        if self.union:  # the upload is the uploader's union variable's (`members`)
+            direct = np.zeros(dev.size)
         direct = np.where((w > 0) & (need <= band), direct, np.inf)
         best = direct
         if self.lcol.size:
@@ -277,12 +368,29 @@ class EdgeEnergy:
                 need_j = np.where(wj > 0, min_bandwidth(np.where(wj > 0, pay[c] / np.where(wj > 0, wj, 1.0), 0.0),
                                                         p.snr_hz[j]), np.inf)
             hop = p.d2d_power_w[dev[c]] * pay[c] / r
-            if not p.relay_aggregates:
-                hop = hop + pay[c] * (theta * p.tx_power_w[j] * LN2 / p.snr_hz[j]
-                                      + (1 - theta) * self._beta(nu)[j])  # both finite
+            if not p.relay_aggregates:  # a relayed bit costs at least its relay's energy per bit at the whole band
+                floor = p.tx_power_w[j] / uplink_rate(np.full(j.size, band), p.snr_hz[j])
+                hop = hop + pay[c] * (theta * floor + (1 - theta) * np.maximum(self._beta(nu)[j], floor))
             hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
             return np.concatenate([comp + best, comp[c] + hop])
         return comp + best
+
+    def members(self, t: float, nu: float) -> np.ndarray:
+        """[K + L] each column's upload alone at its uploader, at band price nu by latency t: min over
+        b >= h_j(P / (T - ready)) of p_j P / R_j(b) + nu b (the windowed cost; the union of a group holds every
+        member's subset and starts after every arrival, so the group's term is at least each member's)."""
+        p, dev, pay = self.p, self.dev, self.pay
+        tau = self.cycles / p.cpu_hz[dev]
+        up = np.concatenate([dev, self.ldst])
+        ready = np.concatenate([tau, tau[self.lcol] + pay[self.lcol] / self.lrate])
+        bits = np.concatenate([pay, pay[self.lcol]])
+        a, pw = p.snr_hz[up], p.tx_power_w[up]
+        phi, s_up = concave_energy(pw * bits / a, nu * a)
+        w = t - ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(w > 0, min_bandwidth(np.where(w > 0, bits / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
+            need_lo = need * (1 - 1e-9)
+            return np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
 
     def _beta(self, nu: float) -> np.ndarray:
         """[N] the (C) price of a relayed bit at relay j: (phi(O + Rin) - phi(O)) / Rin (0 where Rin = 0)."""
@@ -325,7 +433,7 @@ class EdgeEnergy:
         """A lower bound on the edge's energy of plans of latency <= t (J): LP(nu, theta) - nu B_e; inf: none
         finishes by t; -inf: the LP did not solve (no information)."""
         cost = self.costs(t, nu, theta)
-        status, val = self.lp.solve(cost)
+        status, val = self.lp.solve(cost, self.members(t, nu) if self.union else None)
         if status == "infeasible":
             return math.inf
         if status != "optimal":
@@ -338,8 +446,11 @@ class SubsetEnergy:
     reference price) for each decomposition theta in `thetas` (default (C) alone: on the scale study's 100-device
     edges it was above (W) and the mixtures at every latency tried); edges are built lazily, in the clock."""
 
-    def __init__(self, p: RoundProblem, steps: int = 6, thetas: tuple[float, ...] = (0.0,)) -> None:
+    def __init__(self, p: RoundProblem, steps: int = 6, thetas: tuple[float, ...] = (0.0,),
+                 covers: bool = False, union: bool = False) -> None:
         self.p = p
+        self.covers = covers
+        self.union = union
         self.steps = steps
         self.thetas = (0.0,) if p.has_power_frequency else thetas
         self.demand = p.coverage_demand()
@@ -348,7 +459,7 @@ class SubsetEnergy:
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
-            self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e])
+            self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e], self.covers, self.union)
         return self.edges[e]
 
     def edge_value(self, e: int, t: float, nu_ref: float, clock: Clock | None = None) -> float:

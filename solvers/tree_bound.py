@@ -11,7 +11,8 @@ Per edge and per candidate root r (no enumeration, any size):
     holds: its compute of S (the modules add up on one device), theta with the root's samples counted at no delay
     for m in S, theta without the root for m not in S;
   - energy: every placed module is computed (kappa n c f^2), and off the root it leaves its device over at least one
-    D2D hop (p^d2d 8 s_m / rate, cheapest link); a fractional knapsack per module (memory dropped), plus p_r c_r.
+    D2D hop (p^d2d 8 s_m / rate, cheapest link); a knapsack per module (memory dropped; binary: the least-cost minimal
+    cover where the holders are few), plus p_r c_r.
 So every plan of the edge with root r has T_e >= T_lb(r) and E_e >= E_lb(r). The round's bound picks one (T, E)
 pair per edge the way an exact choice would (`threshold_value`): valid because the optimum's roots give such pairs.
 Edges enumerated exactly contribute their true (finish, energy) candidates instead.
@@ -25,6 +26,7 @@ import numpy as np
 
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
+from solvers.subset_energy import LP_COVER_HOLDERS, cover_sets
 
 DENSE_MAX = 400
 """Edges above this many devices skip the shortest paths (sp = 0) and the per-root energy (weaker, still valid)."""
@@ -52,14 +54,19 @@ def _covered_at(arrive: np.ndarray, samples: np.ndarray, demand: float) -> np.nd
 
 
 def _knapsack(cost: np.ndarray, samples: np.ndarray, demand: float) -> np.ndarray:
-    """[R] per row of cost [R, K]: min sum_k cost_k x_k s.t. sum_k n_k x_k >= demand, 0 <= x <= 1 (the greedy by
-    cost per sample is optimal); inf if the samples fall short. samples [K] > 0."""
+    """[R] per row of cost [R, K] >= 0: min sum_k cost_k x_k s.t. sum_k n_k x_k >= demand, 0 <= x <= 1 (the greedy
+    by cost per sample is optimal), and with x binary where the holders are few (LP_COVER_HOLDERS): the least cost
+    of a minimal cover (the trainers of a module in any plan hold one; costs are nonnegative); inf if the samples
+    fall short. samples [K] > 0."""
     order = np.argsort(cost / samples[None, :], axis=1, kind="stable")
     n = samples[order]
     c = np.take_along_axis(cost, order, axis=1)
     before = np.cumsum(n, axis=1) - n
     frac = np.clip((demand - before) / n, 0.0, 1.0)
     total = (frac * c).sum(axis=1)
+    covers = cover_sets(samples, demand, LP_COVER_HOLDERS)
+    if covers.shape[0]:
+        total = np.maximum(total, np.where(covers[None, :, :], cost[:, None, :], 0.0).sum(axis=2).min(axis=1))
     return np.where(samples.sum() >= demand * (1 - 1e-12), total, math.inf)
 
 

@@ -8,6 +8,8 @@ from hffm.federation.aggregate import (
     make_rule,
     norm_clipped_average,
     trimmed_mean,
+    update_norm,
+    update_norms,
     weighted_average,
 )
 
@@ -73,3 +75,22 @@ def test_bad_rule_and_weights():
         weighted_average([({"w": torch.zeros(1)}, -1.0)])
     with pytest.raises(ValueError, match="at least one"):
         weighted_average([])
+
+
+def test_update_norms_of_many_updates_are_update_norms_floats_exactly():
+    """The stacked norms are the same floats as one update at a time: a defense's thresholds compare them."""
+    torch.manual_seed(0)
+    shapes = {"w": (4, 3, 2), "b": (4,), "empty": (0,), "s": ()}
+    refs = [{k: torch.randn(s) for k, s in shapes.items()} for _ in range(2)]
+    pairs = []
+    for i in range(40):
+        ref = refs[i % 2]
+        pairs.append(({k: v + torch.randn_like(v) * 10.0 ** (i % 9 - 4) for k, v in ref.items()}, ref))
+    pairs[3] = ({k: v.clone() for k, v in refs[1].items()}, refs[1])  # no change: norm 0
+    pairs[5][0]["w"][0, 0, 0] = float("nan")
+    pairs[7][0]["b"][1] = float("inf")
+    pairs[9][0]["w"][1, 1, 1] = 3e38  # finite, but its square overflows without the scaling
+    pairs.append(({"w": torch.ones(2)}, {"w": torch.zeros(2)}))  # another shape: its own group
+    got, want = update_norms(pairs), [update_norm(s, r) for s, r in pairs]
+    assert got[3] == 0.0 and got[7] == float("inf") and got[5] != got[5] and 3e38 < got[9] < float("inf")
+    assert all(g == w or (g != g and w != w) for g, w in zip(got, want))

@@ -71,6 +71,30 @@ def test_segments_apply_each_devices_weight_to_its_rows():
         seg.apply(x[1:], lambda xp: xp)
 
 
+def test_affine_in_the_padded_layout_gives_each_row_its_devices_affine_and_its_gradients():
+    torch.manual_seed(0)
+    counts = np.array([5, 0, 1, 9, 4, 7])
+    seg = Segments(counts, torch.device("cpu"), ratio=0.6)
+    assert len(seg.chunks) > 1 and seg.padded_rows > seg.rows
+    x = torch.randn(seg.rows, 3, requires_grad=True)
+    weight = torch.randn(len(counts), 2, 3, requires_grad=True)
+    bias = torch.randn(len(counts), 2, requires_grad=True)
+    real = seg.real_slots
+    out = seg.affine_padded(x.index_select(0, seg.slot_rows), weight, bias)
+    assert out.shape == (seg.padded_rows, 2)
+    picked = out.index_select(0, seg.row_slots)
+    dev = np.repeat(np.arange(len(counts)), counts)
+    expected = torch.stack([weight[d] @ row + bias[d] for d, row in zip(dev, x)])
+    torch.testing.assert_close(picked, expected)
+    probe = torch.randn(seg.padded_rows, 2) * real[:, None]  # padding slots' outputs get no gradient
+    got = torch.autograd.grad((out * probe).sum(), (x, weight, bias))
+    want = torch.autograd.grad((expected * probe.index_select(0, seg.row_slots)).sum(), (x, weight, bias))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    with pytest.raises(ValueError, match="rows given"):
+        seg.affine_padded(x, weight, bias)
+
+
 @pytest.mark.slow  # seconds: 2 threads on a shared 2-core machine wait for each other
 def test_packed_training_with_two_threads_is_bit_deterministic():
     """Same jobs, same numbers, with 2 intra-op threads too (advanced indexing's backward, index_put_ with
@@ -100,3 +124,34 @@ def test_waves_are_equal_and_one_a_worker_at_least():
     assert [len(w) for w in _waves(130, 64, 2)] == [33, 33, 32, 32]  # 3 waves needed -> 4, a multiple of 2
     assert [len(w) for w in _waves(20, 64, 2)] == [10, 10]
     assert _waves(1, 64, 2) == [[0]]
+
+
+def test_bucket_attention_equals_attention_bucket_by_bucket_and_its_gradients():
+    import torch.nn.functional as F
+
+    from hffm.engine import bucket_attention as ba
+
+    if not ba.available(torch.zeros(1)):
+        pytest.skip("this torch has no CPU flash attention op")
+    torch.manual_seed(0)
+    heads, width = 2, 8
+    shapes = [(3, 5), (2, 4)]
+    masks = [torch.rand(3, 1, 1, 5) > 0.3, None]
+    for m in masks[:1]:
+        m[..., 0] = True  # every sample attends somewhere
+    rows = 40
+    gather = torch.randint(0, rows, (sum(n * s for n, s in shapes),))
+    restore = torch.randint(0, len(gather), (rows + 3,))
+    qkv = torch.randn(rows, 3 * width, requires_grad=True)
+    got = ba.bucket_attention(qkv, gather, restore, shapes, masks, heads)
+    parts, start = [], 0
+    for (n, s), mask in zip(shapes, masks):
+        q, k, v = qkv.index_select(0, gather[start:start + n * s]).view(n, s, 3, heads, -1).permute(2, 0, 3, 1, 4)
+        parts.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(n * s, width))
+        start += n * s
+    want = torch.cat(parts).index_select(0, restore)
+    torch.testing.assert_close(got, want)
+    probe = torch.randn_like(want)
+    (g_got,) = torch.autograd.grad((got * probe).sum(), qkv)
+    (g_want,) = torch.autograd.grad((want * probe).sum(), qkv)
+    torch.testing.assert_close(g_got, g_want)

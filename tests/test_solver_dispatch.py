@@ -202,10 +202,10 @@ def test_the_package_has_no_import_circles_and_imports_no_private_names():
 
 
 def test_the_bound_lps_take_the_highspy_fast_path_and_scipy_agrees():
-    from solvers.bounds import EdgeLP, _Routes
+    from solvers.bounds import EdgeLP, EdgeRoutes
 
     p = random_instance(60, 1, 4, seed=3)
-    routes = _Routes.of(p, 0, [0])
+    routes = EdgeRoutes.of(p, 0, [0])
     demand = p.coverage_demand()[0]
     fast = EdgeLP(routes.dev, routes.mbits, p.samples, demand)
     slow = EdgeLP(routes.dev, routes.mbits, p.samples, demand, backend="scipy")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from solvers import check_plan, random_instance, solve
+from solvers.bounds import subset_lower_bound
 from solvers.edge_model import EdgeModel, solve_edge
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
@@ -68,3 +69,24 @@ def test_lp_cutting_loop_bound_is_valid(n: int, seed: int, lam: float) -> None:
     for start in (solve(p, "equal"), ex):
         lb = EdgeModel(p).lp_bound(start.objective, time.perf_counter() + 0.5)
         assert 0 < lb <= ex.objective * (1 + 1e-7)
+
+
+@pytest.mark.parametrize("n,seed,lam", [(4, 0, 0.05), (4, 1, 0.5), (5, 2, 5.0), (5, 3, 50.0), (4, 3, 0.5)])
+def test_latency_floor_keeps_the_bound_valid(n: int, seed: int, lam: float) -> None:
+    """With the latency floor at the optimum's own latency (the tightest floor under which the optimum is still a
+    plan the rows relax) the LP loop and the MILP stay at or below the optimum, and with the round's latency bound
+    as the floor the LP is no lower than without (0.5 s each)."""
+    p = random_instance(n, 1, 4, seed, lam=lam)
+    ex = exact_solve(p)
+    start = solve(p, "equal")
+    t_opt = ex.latency_s * (1 - 1e-9)
+    for inc in (start, ex):
+        lb = EdgeModel(p, t_floor=t_opt).lp_bound(inc.objective, time.perf_counter() + 0.5)
+        assert 0 < lb <= ex.objective * (1 + 1e-7)
+    a = EdgeModel(p, t_floor=t_opt).solve(start.placement, start.relay, start.objective, time.perf_counter() + 1.0)
+    assert a.lower_bound <= ex.objective * (1 + 1e-7)
+    t_lo = subset_lower_bound(p, np.array([start.latency_s]))
+    assert 0 < t_lo <= t_opt
+    with_floor = EdgeModel(p, t_floor=t_lo).lp_bound(start.objective, time.perf_counter() + 0.5)
+    without = EdgeModel(p).lp_bound(start.objective, time.perf_counter() + 0.5)
+    assert with_floor >= without * (1 - 1e-6)

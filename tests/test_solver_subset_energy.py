@@ -14,9 +14,10 @@ import pytest
 from solvers import evaluate, random_instance, solve
 from solvers.bounds import subset_lower_bound
 from solvers.energy_bound import EnergyBound, tradeoff_lower_bound
+from solvers.evaluate import uplink_rate
 from solvers.exact import exact_solve
 from solvers.reference import reference_power_frequency
-from solvers.subset_energy import EdgeEnergy, SubsetEnergy, concave_energy, concave_upper
+from solvers.subset_energy import EdgeEnergy, SubsetEnergy, concave_energy, concave_upper, cover_sets
 
 LAMS = (0.05, 0.5, 5.0, 50.0)
 
@@ -25,10 +26,10 @@ def _decisions(p):
     return dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
 
 
-def _e_lb(p, t: float, theta: tuple[float, ...] = (0.0, 1.0)) -> float:
+def _e_lb(p, t: float, theta: tuple[float, ...] = (0.0, 1.0), covers: bool = False, union: bool = False) -> float:
     """Sum over edges of the LP bound at latency t (nu searched from the knapsack's prices)."""
     best, nu = EnergyBound.of(p).prices(t)
-    se = SubsetEnergy(p, thetas=theta)
+    se = SubsetEnergy(p, thetas=theta, covers=covers, union=union)
     out = se.energy_edges(t, nu, np.full(p.num_edges, -np.inf))
     return float(out.sum())
 
@@ -56,7 +57,9 @@ def test_energy_at_the_optimum_latency_is_below_the_optimum_energy(n, seed, lam,
     p = random_instance(n, 1, 4, seed, lam=lam, relay_aggregates=agg)
     best = exact_solve(p)
     for theta in ((0.0,), (1.0,), (0.5,)):
-        assert _e_lb(p, best.latency_s * (1 + 1e-9), theta) <= best.energy_j * (1 + 1e-7)
+        for covers in (False, True):
+            for union in (False, True):
+                assert _e_lb(p, best.latency_s * (1 + 1e-9), theta, covers, union) <= best.energy_j * (1 + 1e-7)
     t_lb = subset_lower_bound(p, np.array([best.latency_s * 1.5]))
     lb = tradeoff_lower_bound(p, t_lb, subset=SubsetEnergy(p))
     assert lb <= best.objective * (1 + 1e-7)
@@ -103,3 +106,35 @@ def test_an_edge_with_too_many_columns_keeps_the_floor(monkeypatch) -> None:
     monkeypatch.setattr(se, "MAX_COLUMNS", 5)
     assert EdgeEnergy.of(p, 0, p.coverage_demand()[0]) is None
     assert SubsetEnergy(p).energy_edges(10.0, np.ones(1), np.array([3.0]))[0] == 3.0
+
+
+def test_cover_sets_are_the_minimal_covers() -> None:
+    got = {tuple(np.flatnonzero(r)) for r in cover_sets(np.array([5.0, 3.0, 2.0, 1.0]), 5.0)}
+    assert got == {(0,), (1, 2)}
+    assert cover_sets(np.ones(17), 3.0).shape == (0, 17)  # too many holders: none enumerated
+
+
+def test_a_relayed_bit_costs_at_least_its_relays_energy_at_the_whole_band() -> None:
+    """(W) prices a relayed bit at p_j / R_j(B_e) (the relay's band is at most B_e), not at the infinite-band
+    p_j ln2 / a_j, which is thousands of times smaller at these SNRs; (C) at least that too."""
+    p = random_instance(6, 1, 3, 0, lam=0.5)
+    ee = EdgeEnergy.of(p, 0, p.coverage_demand()[0])
+    assert ee is not None and ee.lcol.size
+    t, band = 50.0, float(p.edge_bandwidth_hz[0])
+    c, j, r = ee.lcol, ee.ldst, ee.lrate
+    floor = p.tx_power_w[j] / uplink_rate(np.full(j.size, band), p.snr_hz[j])
+    base = p.kappa * ee.cycles[c] * p.cpu_hz[ee.dev[c]] ** 2 + p.d2d_power_w[ee.dev[c]] * ee.pay[c] / r
+    for theta in (0.0, 1.0):
+        rel = ee.costs(t, 1e-6, theta)[ee.dev.size:]
+        ok = np.isfinite(rel)
+        assert ok.any()
+        assert np.all(rel[ok] >= (base + ee.pay[c] * floor)[ok] * (1 - 1e-9))
+    w = ee.costs(t, 1e-6, 1.0)[ee.dev.size:]
+    assert np.allclose(w[ok], (base + ee.pay[c] * floor)[ok], rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_minimal_covers_never_lower_the_lp(seed: int) -> None:
+    p = random_instance(8, 1, 4, seed, lam=0.5)
+    t = 1.2 * solve(p, "joint", time_limit_s=0).latency_s
+    assert _e_lb(p, t, (1.0,), covers=True) >= _e_lb(p, t, (1.0,)) * (1 - 1e-7)

@@ -92,3 +92,15 @@ def test_tree_aware_starts_never_hurt_and_help_where_work_must_spread():
     assert check_plan(p, with_) == [] and with_.objective <= without.objective * 0.8
     q = _tree(8, 1, 1, 0.5)
     assert tree_search(q, enum_max=0)[0].objective <= tree_search(q, enum_max=0, arrival=False)[0].objective
+
+
+def test_tree_bound_knapsack_is_binary_where_holders_are_few() -> None:
+    """Three devices of 4 samples, demand 5: any plan trains the module on two of them, so the energy is at least 2
+    unit costs, where the fractional knapsack saw 1.25; with more holders than LP_COVER_HOLDERS it stays fractional."""
+    from solvers.subset_energy import LP_COVER_HOLDERS
+    from solvers.tree_bound import _knapsack
+
+    got = _knapsack(np.array([[1.0, 1.0, 1.0], [3.0, 1.0, 1.0]]), np.full(3, 4.0), 5.0)
+    assert got == pytest.approx([2.0, 2.0])
+    many = LP_COVER_HOLDERS + 1
+    assert _knapsack(np.ones((1, many)), np.full(many, 4.0), 5.0) == pytest.approx([1.25])

@@ -43,10 +43,11 @@ def bounds_and_optimum(p: RoundProblem) -> tuple[float, float, float]:
     t = evaluate(p, ex.placement, ex.relay, ex.bandwidth_hz).edge_latency_s
     lb = subset_lower_bound(p, t)
     keep, bounds.UNION_MAX_ROUTES = bounds.UNION_MAX_ROUTES, -1
+    covers, bounds.LATENCY_COVERS = bounds.LATENCY_COVERS, False  # the same LP family (the union LP has none)
     try:
         old = subset_lower_bound(p, t)
     finally:
-        bounds.UNION_MAX_ROUTES = keep
+        bounds.UNION_MAX_ROUTES, bounds.LATENCY_COVERS = keep, covers
     return lb, old, ex.objective
 
 

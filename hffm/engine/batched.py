@@ -259,9 +259,13 @@ def _train_group(fabric: Fabric, bank: ModuleBank, jobs: list[DeviceJob], cfg: L
     totals = total.detach().tolist()
     per_task = {t: v.detach().tolist() for t, v in per_task_loss.items()}
     tensors = stacked.params | dict(zip(keys, optimizer.tensors)) | stacked.buffers
+    # each module's keys once (a module's state_dict() walks its tensors: once a device and module cost more than
+    # the clones)
+    module_keys = {name: [(key, stacked_key(name) + key) for key in bank.module(name).state_dict()]
+                   for name in {m for trained in group.trained for m in trained}}
     for d, i in enumerate(active):
-        states = {name: {key: tensors[stacked_key(name) + key][d].detach().clone()
-                         for key in bank.module(name).state_dict()} for name in group.trained[d]}
+        states = {name: {key: tensors[full][d].detach().clone() for key, full in module_keys[name]}
+                  for name in group.trained[d]}
         losses = {f"{t}/loss": per_task[t][d] for t in jobs[d].data.task_names}
         losses["loss"] = totals[d]
         results[i] = TrainResult(jobs[d].device, states, losses, float(rows[d]))
@@ -288,4 +292,5 @@ def _packed_step(bank: ModuleBank, group: StackedGroup, jobs: Sequence[DeviceJob
     layout = WaveLayout.of(group.modalities, group.tasks, tokens, bank.cfg.prompt_len,
                            [(j.data.modality_names, j.data.task_names) for j in jobs])
     loss = PackedLoss(bank, layout)
-    return lambda params, drawn: loss(params | stacked.buffers, pack(layout, drawn, device))
+    cache: dict = {}  # the indices of each batch-size pattern, built once over the wave's steps
+    return lambda params, drawn: loss(params | stacked.buffers, pack(layout, drawn, device, compact=True, cache=cache))

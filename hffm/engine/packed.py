@@ -18,13 +18,16 @@ another summation order; the parameters are the device-stacked tensors of `batch
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from functools import partial
 from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hffm.engine import bucket_attention
 from hffm.engine.packed_batch import PackedBatch, WaveLayout
 from hffm.engine.segments import Segments, linear
 from hffm.modules.bank import ModuleBank
@@ -104,7 +107,7 @@ class PackedLoss:
                 i, q = x[:, :1], x[:, 1:]
                 x = torch.cat([x, i * i + q * q, i * i - q * q, 2 * i * q], dim=1)
             w1, b1, w2, b2 = (get(key, k) for k in ("stem.0.weight", "stem.0.bias", "stem.2.weight", "stem.2.bias"))
-            tokens = seg.apply(_windows(x, w1.shape[-1], self.stems[name]), _stem, w1, b1, w2, b2)
+            tokens = seg.apply(x, partial(_stem, padding=self.stems[name]), w1, b1, w2, b2)
         pos = get(key, "pos_embed")[:, : tokens.shape[1]]
         return tokens + pos.index_select(0, dev) + get(key, "type_embed").index_select(0, dev)[:, None]
 
@@ -116,7 +119,7 @@ class PackedLoss:
         weight = lin.weight + torch.bmm(b * self.lora_scale, a)  # [D, out, in]
         bias = lin.bias.expand(weight.shape[0], -1)
         if padded:
-            return seg.apply_padded(x, _affine, weight, bias)
+            return seg.affine_padded(x, weight, bias)
         return linear(x, seg, weight, bias)
 
     def _layer(self, i: int, layer, h: Tensor, batch: PackedBatch, get) -> Tensor:
@@ -128,7 +131,7 @@ class PackedLoss:
         h = h + self._folded(mid, seg, layer.fc2, get, i, "fc2", padded=True)
         key = f"adapter/{i}"
         dw, db, uw, ub = (get(key, k) for k in ("down.weight", "down.bias", "up.weight", "up.bias"))
-        return h + seg.apply_padded(h, _mlp, dw, db, uw, ub)
+        return h + seg.affine_padded(F.gelu(seg.affine_padded(h, dw, db)), uw, ub)
 
     @staticmethod
     def _attention(qkv: Tensor, batch: PackedBatch, heads: int, padded: bool = False) -> Tensor:
@@ -139,13 +142,18 @@ class PackedLoss:
         # one gather for all buckets, split (a gather's backward zero-fills all of qkv: once, not once a bucket)
         seg = batch.tokens
         index = seg.row_slots[batch.bucket_rows] if padded else batch.bucket_rows
+        restore = batch.restore[seg.slot_rows] if padded else batch.restore
+        if bucket_attention.available(qkv):
+            shapes = [(b.index.shape[0], b.index.shape[1]) for b in batch.buckets]
+            return bucket_attention.bucket_attention(qkv, index, restore, shapes, [b.attend for b in batch.buckets],
+                                                     heads)
         gathered = qkv.index_select(0, index).split([b.index.numel() for b in batch.buckets])
         for bucket, rows in zip(batch.buckets, gathered):
             n, s = bucket.index.shape
             q, k, v = rows.view(n, s, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
             att = F.scaled_dot_product_attention(q, k, v, attn_mask=bucket.attend)
             parts.append(att.transpose(1, 2).reshape(n * s, width))
-        return torch.cat(parts).index_select(0, batch.restore[seg.slot_rows] if padded else batch.restore)
+        return torch.cat(parts).index_select(0, restore)
 
     def _moe(self, h: Tensor, batch: PackedBatch, get) -> tuple[Tensor, Tensor, Tensor]:
         """(prompt tokens after the MoE block [prompt tokens, width], balance loss [D], experts reached [D, n])."""
@@ -154,7 +162,8 @@ class PackedLoss:
         seg = batch.tokens  # h: the tokens in its padded layout
         probs, gate, chosen = route(h, seg, get, n, k, padded=True)
         picked = chosen.unsqueeze(-1) == torch.arange(n, device=h.device)  # [slots, k, n]
-        mask = (batch.counted[seg.slot_rows] & seg.real_slots).to(probs.dtype)[:, None]
+        counted = seg.real_slots if batch.compact else batch.counted[seg.slot_rows] & seg.real_slots
+        mask = counted.to(probs.dtype)[:, None]
         dev = seg.slot_devices
         count = _sum(mask, dev, len(seg.counts)).clamp(min=1)  # [D, 1]
         f = _sum(picked.sum(1).to(probs.dtype) * mask, dev, len(seg.counts)) / (count * k)
@@ -182,11 +191,6 @@ class PackedLoss:
             diff = (pred - y.to(pred.dtype)) / scale
             per_sample, weight = diff * diff, torch.ones_like(diff)
         return seg.sum(per_sample * weight) / seg.sum(weight).clamp(min=1)
-
-
-def _affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
-    """Per-device linear over padded rows [n, longest, in] (weights [n, out, in], biases [n, out])."""
-    return torch.baddbmm(b[:, None], x, w.transpose(1, 2))
 
 
 def _sum(values: Tensor, device_of: Tensor, devices: int) -> Tensor:
@@ -220,7 +224,7 @@ def route(x: Tensor, seg: Segments, get, n: int, k: int, padded: bool = False) -
     are in the padded layout of ``seg``, and so are the outputs."""
     router = torch.stack([get(f"expert/{i}", "router") for i in range(n)], 1)  # [D, n, W]
     bias = torch.stack([get(f"expert/{i}", "router_bias") for i in range(n)], 1)  # [D, n]
-    logits = seg.apply_padded(x, _affine, router, bias) if padded else linear(x, seg, router, bias)
+    logits = seg.affine_padded(x, router, bias) if padded else linear(x, seg, router, bias)
     probs = F.softmax(logits, dim=-1)
     gate, chosen = probs.topk(k, dim=-1)
     return probs, gate / gate.sum(-1, keepdim=True), chosen
@@ -235,28 +239,40 @@ def mix_experts(x: Tensor, seg: Segments, gate: Tensor, chosen: Tensor, get, n: 
     return x + out
 
 
-def _windows(x: Tensor, kernel: int, padding: int) -> Tensor:
-    """The first convolution's input windows: [N, C, *size] -> [N, *size, C * kernel ** dims] (stride 1)."""
-    if x.dim() == 4:  # image [N, C, H, W]
-        cols = F.unfold(x, kernel, padding=padding)  # [N, C * k * k, H * W], channels (C, ky, kx)
-        return cols.transpose(1, 2).reshape(x.shape[0], *x.shape[2:], -1)
-    cols = F.pad(x, (padding, padding)).unfold(2, kernel, 1)  # [N, C, T, k]
-    return cols.permute(0, 2, 1, 3).flatten(2)
+def _columns(x: Tensor, kernel: int, padding: int) -> tuple[Tensor, tuple[int, ...]]:
+    """The first convolution's input windows, im2col's layout: [N, C, *size] -> ([N, C * kernel ** dims, positions],
+    output size), channels (C, ky, kx); stride 1. Stacked shifted slices: rows of many contiguous values to copy,
+    where ``F.unfold`` and a transpose to one window a row cost several times more."""
+    out = tuple(s + 2 * padding - kernel + 1 for s in x.shape[2:])
+    xp = F.pad(x, (padding, padding) * len(out))
+    if len(out) == 2:  # image [N, C, H, W]
+        h, w = out
+        shifted = [xp[:, :, i:i + h, j:j + w] for i in range(kernel) for j in range(kernel)]
+    else:  # signal [N, C, T]
+        shifted = [xp[:, :, j:j + out[0]] for j in range(kernel)]
+    return torch.stack(shifted, 2).view(x.shape[0], -1, math.prod(out)), out
 
 
-def _stem(xp: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-    """An encoder's conv -> GELU -> patch conv as two per-device matmuls: windows [n, L, *size, C * k^dims]
-    -> tokens [n, L, patches, width] (patches in the convolution's row-major order)."""
-    n, length, *size, _ = xp.shape
-    patch = w2.shape[-1]
-    mid = F.gelu(torch.baddbmm(b1[:, None], xp.reshape(n, -1, xp.shape[-1]), w1.flatten(2).transpose(1, 2)))
-    mid = mid.view(n, length, *size, -1)
-    if len(size) == 2:  # [n, L, H, W, c] -> [n, L, H/p, W/p, c, p, p]
+def _stem(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, padding: int) -> Tensor:
+    """An encoder's conv -> GELU -> patch conv as per-device matmuls: samples [n, L, C, *size] -> tokens
+    [n, L, patches, width] (patches in the convolution's row-major order).
+
+    The first convolution multiplies each sample's windows, read transposed in place, by its device's weight, so its
+    output is channels-last; the patches then take their (ky, kx, channel) values as runs of kx * channels
+    contiguous values, and the patch convolution's weight is permuted to that order instead of the activations."""
+    n, length = x.shape[:2]
+    cols, size = _columns(x.flatten(0, 1), w1.shape[-1], padding)  # [n * L, C * k^dims, positions]
+    weight = w1.flatten(2).transpose(1, 2).repeat_interleave(length, 0)  # [n * L, C * k^dims, mid]
+    mid = F.gelu(torch.baddbmm(b1.repeat_interleave(length, 0)[:, None], cols.transpose(1, 2), weight))
+    patch, c = w2.shape[-1], mid.shape[-1]
+    if len(size) == 2:  # [n * L, H, W, c] -> [n, L * h * w, (ky, kx, c)]
         h, w = (s // patch for s in size)
-        mid = mid[:, :, :h * patch, :w * patch].reshape(n, length, h, patch, w, patch, -1)
-        patches = mid.permute(0, 1, 2, 4, 6, 3, 5).reshape(n, length * h * w, -1)
-    else:  # [n, L, T, c] -> [n, L, T/p, c, p]
+        mid = mid.view(n * length, *size, c)[:, :h * patch, :w * patch].reshape(n * length, h, patch, w, patch, c)
+        patches = mid.permute(0, 1, 3, 2, 4, 5).reshape(n, length * h * w, -1)
+        w2 = w2.permute(0, 1, 3, 4, 2)
+    else:  # [n * L, T, c] -> [n, L * t, (k, c)]: a view
         t = size[0] // patch
-        patches = mid[:, :, :t * patch].reshape(n, length, t, patch, -1).transpose(3, 4).reshape(n, length * t, -1)
+        patches = mid[:, :t * patch].reshape(n, length * t, -1)
+        w2 = w2.permute(0, 1, 3, 2)
     out = torch.baddbmm(b2[:, None], patches, w2.flatten(2).transpose(1, 2))
     return out.view(n, length, -1, out.shape[-1])

@@ -56,7 +56,7 @@ class Bucket:
     """Samples whose sequences have one length: one attention call."""
 
     index: Tensor
-    """Long [samples, length]: each position's token."""
+    """Long [samples, length]: each position's token (a compact batch's left-out position: row 0, masked)."""
     attend: Tensor | None
     """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be
     attended (not text padding, not an absent modality's)."""
@@ -77,7 +77,7 @@ class PackedBatch:
     tokens: Segments
     buckets: list[Bucket]
     bucket_rows: Tensor
-    """Long [tokens]: cat(buckets' flattened indices)."""
+    """Long [bucket positions]: cat(buckets' flattened indices)."""
     restore: Tensor
     """Long [tokens]: the rows of cat(buckets' flattened outputs) in token order."""
     prompt_rows: Tensor
@@ -89,36 +89,45 @@ class PackedBatch:
     task_samples: dict[str, Segments]
     rows: np.ndarray
     """Long [D]: each device's batch size."""
+    compact: bool = False
+    """The token array holds the counted tokens only: text padding and absent modalities' tokens, keys that every
+    query masks and whose own outputs no loss reads, are left out of every per-token operation (attention still
+    sees each sample at its full length: a left-out position reads row 0 and is masked). Every token counts then."""
 
 
-def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]]],
-         device: torch.device) -> PackedBatch:
-    """The packed step of one batch per device (`M3TDataset.batches` dicts), moved to ``device``."""
-    n_dev = len(batches)
-    rows = np.array([int(next(iter(b["targets"].values())).shape[0]) for b in batches], dtype=np.int64)
+@dataclass
+class _Skeleton:
+    """What a packed step's indices are before the batch's own values (padding, absent modalities) are known: they
+    depend on the batch sizes only, which the steps of a wave repeat (every device draws min(batch size, its
+    samples)), so `pack` builds them once per batch sizes."""
+
+    samples: dict[str, Segments]
+    source: np.ndarray
+    prompt_rows: np.ndarray
+    indices: list[np.ndarray]
+    """Per sequence length: [samples, length] token indices."""
+    placed: np.ndarray
+    heads: dict[str, Tensor]
+    task_samples: dict[str, Segments]
+    prompts: Segments
+    full: tuple[Segments, list[Tensor], Tensor, Tensor] | None = None
+    """(tokens, buckets' indices, bucket rows, restore) of a batch that keeps every token, once built."""
+
+
+def _skeleton(layout: WaveLayout, rows: np.ndarray, device: torch.device) -> _Skeleton:
+    n_dev = len(rows)
     plen = layout.prompt_len
     length = layout.lengths
     n_tasks = layout.holds_task.sum(1)
     token_start = np.concatenate([[0], np.cumsum(rows * length)[:-1]])
     prompt_start = np.concatenate([[0], np.cumsum(rows * n_tasks * plen)[:-1]])
-
-    inputs: dict[str, Tensor] = {}
     samples: dict[str, Segments] = {}
-    pads: list[Tensor] = [torch.zeros(len(layout.tasks) * n_dev * plen, dtype=torch.bool)]
     base = len(layout.tasks) * n_dev * plen  # the encoders' tokens follow the prompt rows
     modality_base, modality_start = {}, {}
     for j, spec in enumerate(layout.modalities):
-        held = layout.holds_modality[:, j]
-        counts = np.where(held, rows, 0)
-        x = torch.cat([b["inputs"][spec.name] for b, h in zip(batches, held) if h])
-        present = torch.cat([b["present"][spec.name] for b, h in zip(batches, held) if h]).bool()
-        pad = ~present[:, None].expand(-1, layout.tokens[spec.name])
-        if spec.kind == "text":
-            pad = pad | (x.long() == 0)
-        inputs[spec.name] = x
+        counts = np.where(layout.holds_modality[:, j], rows, 0)
         samples[spec.name] = Segments(counts, device)
         modality_base[spec.name], modality_start[spec.name] = base, np.concatenate([[0], np.cumsum(counts)[:-1]])
-        pads.append(pad.reshape(-1))
         base += int(counts.sum()) * layout.tokens[spec.name]
 
     source_parts, prompt_parts = [], []
@@ -134,39 +143,79 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
         source_parts.append(np.concatenate(cols, 1).reshape(-1))
         starts = token_start[d] + np.arange(b) * length[d]
         prompt_parts.append((starts[:, None] + np.arange(n_tasks[d] * plen)[None, :]).reshape(-1))
-    source = np.concatenate(source_parts)
-    counted = ~torch.cat(pads)[torch.as_tensor(source)]
-
-    buckets, placed = [], []
     sample_start = np.concatenate([token_start[d] + np.arange(rows[d]) * length[d] for d in range(n_dev)])
     sample_length = np.repeat(length, rows)
-    for s in np.unique(sample_length):
-        index = sample_start[sample_length == s][:, None] + np.arange(s)[None, :]
-        index_t = torch.as_tensor(index)
-        attend = counted[index_t]
-        if attend.all():  # no key to mask: the attention kernel without a mask
-            buckets.append(Bucket(index_t.to(device), None))
-        else:
-            buckets.append(Bucket(index_t.to(device), attend[:, None, None, :].to(device)))
-        placed.append(index.reshape(-1))
+    indices = [sample_start[sample_length == s][:, None] + np.arange(s)[None, :] for s in np.unique(sample_length)]
 
-    heads, targets, task_samples = {}, {}, {}
+    heads, task_samples = {}, {}
     for k, task in enumerate(layout.tasks):
         held = layout.holds_task[:, k]
-        counts = np.where(held, rows, 0)
         position = np.cumsum(layout.holds_task, 1)[:, k] - 1  # the task's place among the device's prompts
         first = [prompt_start[d] + np.arange(rows[d]) * n_tasks[d] * plen + position[d] * plen
                  for d in range(n_dev) if held[d]]
         heads[task.name] = torch.as_tensor(np.concatenate(first)[:, None] + np.arange(plen)[None, :], device=device)
-        targets[task.name] = torch.cat([b["targets"][task.name] for b, h in zip(batches, held) if h]).to(device)
-        task_samples[task.name] = Segments(counts, device)
+        task_samples[task.name] = Segments(np.where(held, rows, 0), device)
+    return _Skeleton(samples, np.concatenate(source_parts), np.concatenate(prompt_parts), indices,
+                     np.concatenate([index.reshape(-1) for index in indices]), heads, task_samples,
+                     Segments(rows * n_tasks * plen, device))
 
+
+def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]]],
+         device: torch.device, compact: bool = False, cache: dict | None = None) -> PackedBatch:
+    """The packed step of one batch per device (`M3TDataset.batches` dicts), moved to ``device``.
+
+    ``compact``: the flat token array holds only the counted tokens (`PackedBatch.compact`). ``cache``: a dict
+    kept over one layout's steps, where the indices that depend on the batch sizes only are kept."""
+    n_dev = len(batches)
+    rows = np.array([int(next(iter(b["targets"].values())).shape[0]) for b in batches], dtype=np.int64)
+    cache = {} if cache is None else cache
+    key = rows.tobytes()
+    if key not in cache:
+        cache[key] = _skeleton(layout, rows, device)
+    sk: _Skeleton = cache[key]
+
+    inputs: dict[str, Tensor] = {}
+    pads: list[Tensor] = [torch.zeros(len(layout.tasks) * n_dev * layout.prompt_len, dtype=torch.bool)]
+    for j, spec in enumerate(layout.modalities):
+        held = layout.holds_modality[:, j]
+        x = torch.cat([b["inputs"][spec.name] for b, h in zip(batches, held) if h])
+        present = torch.cat([b["present"][spec.name] for b, h in zip(batches, held) if h]).bool()
+        pad = ~present[:, None].expand(-1, layout.tokens[spec.name])
+        if spec.kind == "text":
+            pad = pad | (x.long() == 0)
+        inputs[spec.name] = x
+        pads.append(pad.reshape(-1))
+    counted = ~torch.cat(pads).numpy()[sk.source]
+    attends = [counted[index] for index in sk.indices]
+    if compact:  # drop the tokens no query reads (masked keys) and no loss counts: renumber the kept ones
+        new_id = np.cumsum(counted) - 1
+        length = layout.lengths
+        token_counts = np.bincount(np.repeat(np.arange(n_dev), rows * length)[counted], minlength=n_dev)
+        kept = counted[sk.placed]
+        restore = np.empty(int(counted.sum()), dtype=np.int64)
+        restore[new_id[sk.placed[kept]]] = np.flatnonzero(kept)
+        placed = np.where(kept, new_id[sk.placed], 0)  # a masked position reads row 0: a masked key, an output dropped
+        indices = [torch.as_tensor(np.where(attend, new_id[index], 0), device=device)
+                   for index, attend in zip(sk.indices, attends)]
+        tokens = Segments(token_counts, device)
+        source, prompt_rows, counted = sk.source[counted], new_id[sk.prompt_rows], counted[counted]
+        bucket_rows, restore_t = torch.as_tensor(placed, device=device), torch.as_tensor(restore, device=device)
+        prompt_rows_t = torch.as_tensor(prompt_rows, device=device)
+    else:
+        if sk.full is None:
+            sk.full = (Segments(rows * layout.lengths, device),
+                       [torch.as_tensor(index, device=device) for index in sk.indices],
+                       torch.as_tensor(sk.placed, device=device),
+                       torch.as_tensor(np.argsort(sk.placed, kind="stable"), device=device))
+        tokens, indices, bucket_rows, restore_t = sk.full
+        source, prompt_rows_t = sk.source, torch.as_tensor(sk.prompt_rows, device=device)
+    buckets = [Bucket(index, None if attend.all() else torch.as_tensor(attend[:, None, None, :], device=device))
+               for index, attend in zip(indices, attends)]  # None: no key to mask, the kernel without a mask
+    targets = {task.name: torch.cat([b["targets"][task.name] for b, h in zip(batches, layout.holds_task[:, k]) if h])
+               .to(device) for k, task in enumerate(layout.tasks)}
     return PackedBatch(
-        inputs={k: v.to(device) for k, v in inputs.items()}, samples=samples,
-        source=torch.as_tensor(source, device=device), counted=counted.to(device),
-        tokens=Segments(rows * length, device), buckets=buckets,
-        bucket_rows=torch.as_tensor(np.concatenate(placed), device=device),
-        restore=torch.as_tensor(np.argsort(np.concatenate(placed), kind="stable"), device=device),
-        prompt_rows=torch.as_tensor(np.concatenate(prompt_parts), device=device),
-        prompts=Segments(rows * n_tasks * plen, device), heads=heads, targets=targets, task_samples=task_samples,
-        rows=rows)
+        inputs={k: v.to(device) for k, v in inputs.items()}, samples=sk.samples,
+        source=torch.as_tensor(source, device=device), counted=torch.as_tensor(counted, device=device),
+        tokens=tokens, buckets=buckets, compact=compact, bucket_rows=bucket_rows, restore=restore_t,
+        prompt_rows=prompt_rows_t, prompts=sk.prompts, heads=sk.heads, targets=targets,
+        task_samples=sk.task_samples, rows=rows)

@@ -12,8 +12,10 @@ back in row order. The padding is bounded by the chunking (`PAD_RATIO`), not by 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -90,12 +92,14 @@ class Segments:
             n, longest = self.chunks[0].shape
             ws = [w.index_select(0, self._devices) for w in weights]
             return fn(x.view(n, longest, *x.shape[1:]), *ws).flatten(0, 1)
-        rows = x.index_select(0, self._gather).split(self._sizes)
+        # gathers over rows flattened to one dimension: index_select of [rows, a, b, c] with a short last dimension
+        # (an image's windows) took several times longer than of the same values as [rows, a * b * c]
+        rows = _rows(x, self._gather).split(self._sizes)
         per_weight = [w.index_select(0, self._devices).split(self._counts) for w in weights]
         outs = [fn(r.view(*c.shape, *x.shape[1:]), *(ws[i] for ws in per_weight)).flatten(0, 1)
                 for i, (r, c) in enumerate(zip(rows, self.chunks))]
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        return out if self._identity else out.index_select(0, self._pick)
+        return out if self._identity else _rows(out, self._pick)
 
     @property
     def slot_rows(self) -> Tensor:
@@ -124,21 +128,70 @@ class Segments:
             self._real = real.index_fill(0, self._pick, True)
         return self._real
 
-    def apply_padded(self, xp: Tensor, fn: Callable[..., Tensor], *weights: Tensor) -> Tensor:
-        """`apply` on rows already in the padded layout [padded rows, ...] (no gather in, none out): the chunks are
-        views; the output stays in the padded layout."""
+    def affine_padded(self, xp: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        """Row r times its device's ``weight`` [D, out, in] plus its ``bias`` [D, out], rows in the padded layout
+        [padded rows, in] -> [padded rows, out] (no gather in, none out: the chunks are views). Each chunk's product
+        is written into its slice of one output (and, backward, of one input gradient), not concatenated: a cat
+        would copy every row once more each way.
+
+        Gradients of padding slots' outputs must be zero (nothing reads those outputs).
+        """
         if xp.shape[0] != self.padded_rows:
-            raise ValueError(f"Segments.apply_padded: {xp.shape[0]} rows given, the padded layout holds "
+            raise ValueError(f"Segments.affine_padded: {xp.shape[0]} rows given, the padded layout holds "
                              f"{self.padded_rows}")
-        per_weight = [w.index_select(0, self._devices).split(self._counts) for w in weights]
-        outs = [fn(r.view(*c.shape, *xp.shape[1:]), *(ws[i] for ws in per_weight)).flatten(0, 1)
-                for i, (r, c) in enumerate(zip(xp.split(self._sizes), self.chunks))]
-        return torch.cat(outs) if len(outs) > 1 else outs[0]
+        return cast(Tensor, _PaddedAffine.apply(xp, weight, bias, self))
 
     def sum(self, values: Tensor) -> Tensor:
         """Per-device sums of per-row ``values`` [rows, ...] -> [devices, ...]."""
         out = values.new_zeros(len(self.counts), *values.shape[1:])
         return out.index_add(0, self.device_of, values)
+
+
+def _rows(x: Tensor, index: Tensor) -> Tensor:
+    """``x.index_select(0, index)``, over ``x`` viewed as [rows, everything else]."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])).index_select(0, index).view(index.shape[0], *x.shape[1:])
+
+
+class _PaddedAffine(torch.autograd.Function):
+    """`Segments.affine_padded`: one baddbmm a chunk, each into its slice of one output tensor; backward, one bmm a
+    chunk into each of the input's and the weight's gradients."""
+
+    @staticmethod
+    def forward(ctx, xp: Tensor, weight: Tensor, bias: Tensor, seg: Segments) -> Tensor:
+        xp = xp.contiguous()
+        out = xp.new_empty(xp.shape[0], weight.shape[1])
+        ws = weight.index_select(0, seg._devices).split(seg._counts)
+        bs = bias.index_select(0, seg._devices).split(seg._counts)
+        for x, w, b, o, c in zip(xp.split(seg._sizes), ws, bs, out.split(seg._sizes), seg.chunks):
+            n, longest = c.shape
+            torch.baddbmm(b[:, None], x.view(n, longest, -1), w.transpose(1, 2), out=o.view(n, longest, -1))
+        ctx.save_for_backward(xp, weight)
+        ctx.seg = seg
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None, None]:
+        xp, weight = ctx.saved_tensors
+        seg: Segments = ctx.seg
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad = grad.contiguous()
+        grad_x = xp.new_empty(xp.shape) if need_x else None
+        ws = weight.index_select(0, seg._devices).split(seg._counts)
+        gxs = grad_x.split(seg._sizes) if grad_x is not None else [None] * len(ws)
+        gws, gbs = [], []
+        for g, x, w, gx, c in zip(grad.split(seg._sizes), xp.split(seg._sizes), ws, gxs, seg.chunks):
+            n, longest = c.shape
+            g = g.view(n, longest, -1)
+            if gx is not None:
+                torch.bmm(g, w, out=gx.view(n, longest, -1))
+            if need_w:
+                gws.append(torch.bmm(g.transpose(1, 2), x.view(n, longest, -1)))
+            if need_b:
+                gbs.append(g.sum(1))
+        # every device lies in at most one chunk: its gradient is its chunk's (zero for a device without rows)
+        grad_w = weight.new_zeros(weight.shape).index_copy_(0, seg._devices, torch.cat(gws)) if need_w else None
+        grad_b = weight.new_zeros(weight.shape[:2]).index_copy_(0, seg._devices, torch.cat(gbs)) if need_b else None
+        return grad_x, grad_w, grad_b, None
 
 
 def linear(x: Tensor, segments: Segments, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -44,7 +44,7 @@ class StackedOptimizer:
         b = self.bounds
         self.tensors = [self.flat[:, b[k]:b[k + 1]].view(devices, *shape).requires_grad_(True)
                         for k, shape in enumerate(self.shapes)]
-        self.sizes = torch.tensor(sizes, device=self.flat.device)
+        self.size_list = sizes
         self.state = {key: torch.zeros_like(self.flat) for key in self.record.state}
         self.count = torch.zeros(devices, len(tensors), dtype=torch.float64, device=self.flat.device)
         """Steps taken by each slice (Adam's bias correction; SGD: whether the momentum buffer exists)."""
@@ -54,8 +54,12 @@ class StackedOptimizer:
             t.grad = None
 
     def _expand(self, per_slice: Tensor) -> Tensor:
-        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements)."""
-        return per_slice.to(self.flat.dtype).repeat_interleave(self.sizes, dim=1)
+        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements).
+
+        A concatenation of expanded columns: half the time of ``repeat_interleave`` along dim 1 (an index_select
+        across rows) on the CPU."""
+        values = per_slice.to(self.flat.dtype).split(1, 1)
+        return torch.cat([v.expand(-1, size) for v, size in zip(values, self.size_list)], 1)
 
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
@@ -67,8 +71,10 @@ class StackedOptimizer:
                           for t in self.tensors], 1)
         param, state = self.record.update(self.flat, grad, self.state, self.count, self._expand, self.lr,
                                           self.weight_decay, self.record.options)
-        on = active.repeat_interleave(self.sizes, dim=1)
-        self.flat.copy_(torch.where(on, param, self.flat))
+        # the active slices take the new values: lerp with weight 1 is exactly its end, with 0 exactly its start
+        # (finite values), and on the CPU it costs a fraction of a where over a bool mask expanded the same way
+        on = self._expand(active.to(torch.float64))
+        self.flat.lerp_(param, on)
         for key, value in state.items():
-            self.state[key] = torch.where(on, value, self.state[key])
+            self.state[key].lerp_(value, on)
         self.count += active

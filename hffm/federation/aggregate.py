@@ -71,6 +71,37 @@ def update_norm(state: Mapping[str, Tensor], reference: Mapping[str, Tensor]) ->
     return peak * math.sqrt(sum(float(((d / peak) ** 2).sum()) for d in deltas))
 
 
+def update_norms(pairs: Sequence[tuple[Mapping[str, Tensor], Mapping[str, Tensor]]]) -> list[float]:
+    """``[update_norm(state, reference) for state, reference in pairs]``, the same floats, with the pairs of one
+    reference (and the same keys and shapes) stacked: a few ops a key for all of them instead of a dozen an update.
+
+    A defense takes every update's norm each round (a hundred devices send a thousand module updates); one at a
+    time, those small ops cost more than the aggregation itself. Rows with a non-finite or zero peak, and pairs
+    that cannot stack, go through `update_norm`."""
+    out: list[float | None] = [None] * len(pairs)
+    groups: dict[tuple, list[int]] = {}
+    for i, (state, reference) in enumerate(pairs):
+        try:
+            key = (id(reference), tuple((k, tuple(state[k].shape), state[k].dtype) for k in reference))
+        except (KeyError, AttributeError):
+            out[i] = update_norm(state, reference)
+            continue
+        groups.setdefault(key, []).append(i)
+    for rows in groups.values():
+        reference = pairs[rows[0]][1]
+        deltas = [(torch.stack([pairs[i][0][k] for i in rows]).to(torch.float64)
+                   - reference[k].to(torch.float64)).reshape(len(rows), -1) for k in reference]
+        shown = [d for d in deltas if d.shape[1]]
+        peak = torch.stack([d.abs().amax(1) for d in shown]).amax(0) if shown else torch.zeros(len(rows),
+                                                                                                dtype=torch.float64)
+        total = torch.zeros(len(rows), dtype=torch.float64)
+        for d in deltas:  # key by key, in the order update_norm sums them
+            total = total + ((d / peak[:, None]) ** 2).sum(1)
+        for i, p, t in zip(rows, peak.tolist(), total.tolist()):
+            out[i] = p * math.sqrt(t) if p != 0.0 and math.isfinite(p) else update_norm(*pairs[i])
+    return [float(v) for v in out]  # type: ignore[arg-type]
+
+
 def weighted_average(results: Results, reference: Mapping[str, Tensor] | None = None) -> StateDict:
     """FedAvg: the sample-weighted mean (plain mean when every weight is zero)."""
     _check(results)

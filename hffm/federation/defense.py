@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm
+from hffm.federation.aggregate import ModuleUpdate, StateDict, update_norm, update_norms
 from hffm.federation.agreement import (
     direction_evidence,
     distrusted,
@@ -201,13 +201,13 @@ def consensus(
     norms: dict[str, list[float]] = {}
     known: dict[tuple[int, int], float] = {}
     sizes: dict[str, int] = {}
-    for updates, reference in batches:
-        for u in updates:
-            ref = reference[u.module]
-            if directed:
-                deltas.setdefault(u.module, []).append(_delta(u.state, ref))
-            known[u.node, id(u.state)] = norm = update_norm(u.state, ref)
-            norms.setdefault(u.module, []).append(norm)
+    sent = [(u, reference[u.module]) for updates, reference in batches for u in updates]
+    for norm, (u, ref) in zip(update_norms([(u.state, ref) for u, ref in sent]), sent):
+        if directed:
+            deltas.setdefault(u.module, []).append(_delta(u.state, ref))
+        known[u.node, id(u.state)] = norm
+        norms.setdefault(u.module, []).append(norm)
+        if u.module not in sizes:
             sizes[u.module] = sum(v.numel() for v in ref.values() if v.is_floating_point()) or 1
     # Adam-like steps move every coordinate about alike, so the per-coordinate size (norm / sqrt(numel)) of the
     # wave's updates, over all modules, bounds a module with too few holders of its own.
@@ -248,7 +248,9 @@ def judge_devices(
         for u in updates:
             agree = agreed.get(u.module)
             if agree is not None and agree.norm is not None and agree.norm > 0:
-                ratios.setdefault(u.module, {})[u.node] = update_norm(u.state, reference[u.module]) / agree.norm
+                norm = agree.norms.get((u.node, id(u.state)))  # consensus took it already
+                norm = update_norm(u.state, reference[u.module]) if norm is None else norm
+                ratios.setdefault(u.module, {})[u.node] = norm / agree.norm
     outliers = scale_outliers(ratios, cfg.norm_band) if cfg.norm_band is not None else set()
     flat: dict[str, dict[int, torch.Tensor]] = {}
     for updates, reference in batches:

@@ -51,9 +51,13 @@ class Screening(NamedTuple):
 
 
 def check_update(
-    update: ModuleUpdate, reference: Mapping[str, StateDict], max_update_norm: float | None = None
+    update: ModuleUpdate, reference: Mapping[str, StateDict], max_update_norm: float | None = None,
+    finite: bool | None = None,
 ) -> Rejection | None:
-    """The first reason (``REASONS``) to keep ``update`` out of an aggregate holding ``reference``; None if none."""
+    """The first reason (``REASONS``) to keep ``update`` out of an aggregate holding ``reference``; None if none.
+
+    ``finite``: True when every value of the update is known finite already (`screen_updates` checks them stacked);
+    None or False: checked here."""
 
     def reject(reason: str, detail: str = "") -> Rejection:
         return Rejection(update.node, update.module, reason, detail)
@@ -68,7 +72,7 @@ def check_update(
         if not isinstance(value, torch.Tensor) or value.shape != ref[key].shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             return reject("wrong shape", f"{key}: {got} instead of {tuple(ref[key].shape)}")
-    for key, value in update.state.items():
+    for key, value in ([] if finite else update.state.items()):
         if not bool(torch.isfinite(value).all()):
             return reject("non-finite", f"NaN or Inf in {key}")
     try:
@@ -96,13 +100,34 @@ def screen_updates(
         raise ValueError(f"federation.max_update_norm={max_update_norm}: must be > 0 or null (no norm check)")
     kept: list[ModuleUpdate] = []
     rejected: list[Rejection] = []
-    for update in updates:
-        problem = check_update(update, reference, max_update_norm)
+    finite = _all_finite(updates, reference)
+    for i, update in enumerate(updates):
+        problem = check_update(update, reference, max_update_norm, finite.get(i))
         if problem is None:
             kept.append(update)
         else:
             rejected.append(problem)
     return Screening(kept, rejected)
+
+
+def _all_finite(updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict]) -> dict[int, bool]:
+    """Index -> whether every value of the update is finite, for the updates whose keys and shapes match their
+    module's reference: one isfinite a key over each module's updates stacked, not one (and a sync) a tensor."""
+    groups: dict[tuple, list[int]] = {}
+    for i, u in enumerate(updates):
+        ref = reference.get(u.module)
+        if ref is None or set(u.state) != set(ref):
+            continue
+        if all(isinstance(v, torch.Tensor) and v.shape == ref[k].shape for k, v in u.state.items()):
+            groups.setdefault((u.module, tuple((k, v.dtype) for k, v in u.state.items())), []).append(i)
+    out: dict[int, bool] = {}
+    for (_, keys), rows in groups.items():
+        ok = torch.ones(len(rows), dtype=torch.bool)
+        for key, _ in keys:
+            stacked = torch.stack([updates[i].state[key] for i in rows])
+            ok &= torch.isfinite(stacked).reshape(len(rows), stacked[0].numel()).all(1)
+        out |= dict(zip(rows, ok.tolist()))
+    return out
 
 
 def thin_modules(updates: Sequence[ModuleUpdate], rule: str, min_holders: int = MIN_ROBUST_HOLDERS) -> dict[str, int]:

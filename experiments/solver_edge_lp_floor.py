@@ -1,0 +1,72 @@
+"""The edge model's LP relaxation (solvers/edge_model.py `EdgeModel.lp_bound`) with and without the latency floor.
+
+For each instance of experiments/solver_model_bench.py (one edge, N devices x 6 modules, relays that forward) the
+plan of `joint` (--plan-limit s) is the incumbent; its edge's latency bound T_lo (solvers/bounds.py
+`subset_lower_bound`) is the floor. The LP cutting loop runs for --lp-s CPU s (deadlines on process time) with
+t_floor = 0 and with t_floor = T_lo, each from a fresh
+model: its value / incumbent (0: no LP finished), CPU s. The round's bound (the plan's lower_bound) is reported
+beside them.
+
+    python experiments/solver_edge_lp_floor.py [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 1] [--lp-s 2]
+        [--plan-limit 2] --out experiments/results/solver_model/s18e/edge_lp_floor.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from code_version import CODE_PATHS, commit
+from solver_model_bench import instance
+
+import solvers.edge_model as edge_model
+from solvers import solve
+from solvers.bounds import subset_lower_bound
+
+
+def run_lp(p, plan, floor: float, seconds: float) -> dict:  # noqa: ANN001
+    """The LP loop from a fresh model with the incumbent's tangents: its value / incumbent, CPU s."""
+    model = edge_model.EdgeModel(p, t_floor=floor)
+    model._operating(plan.placement, plan.relay)  # the incumbent's tangents, as EdgeModel.solve adds them
+    c0 = time.process_time()
+    got = model.lp_bound(plan.objective, time.perf_counter() + seconds)
+    return {"t_floor": floor, "value": got / plan.objective, "cpu_s": time.process_time() - c0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="8,12")
+    ap.add_argument("--lams", default="0.05,0.5,5,50")
+    ap.add_argument("--seeds", type=int, default=1)
+    ap.add_argument("--lp-s", type=float, default=2.0)
+    ap.add_argument("--plan-limit", type=float, default=2.0)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    time.perf_counter = time.process_time  # every deadline in CPU s
+    rows = []
+    for n in (int(s) for s in a.sizes.split(",")):
+        for lam in (float(s) for s in a.lams.split(",")):
+            for seed in range(a.seeds):
+                p = instance(n, "one-hop", lam, seed)
+                plan = solve(p, "joint", time_limit_s=a.plan_limit)
+                t_lo = subset_lower_bound(p, np.array([plan.latency_s]))
+                row = {"devices": n, "lambda": lam, "seed": seed, "objective": plan.objective,
+                       "round_bound": plan.lower_bound / plan.objective, "latency_s": plan.latency_s,
+                       "t_lo": t_lo, "runs": [run_lp(p, plan, f, a.lp_s) for f in (0.0, t_lo)],
+                       "load_1min": os.getloadavg()[0]}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    meta = {"commit": commit(CODE_PATHS), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a)}
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
