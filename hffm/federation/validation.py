@@ -207,14 +207,14 @@ def task_evidence(scores: Mapping[int, Mapping[str, float]], spread: float = SPR
         for task, gain in gains.items():
             by.setdefault(task, {})[d] = gain
     deviations: dict[int, list[float]] = {}
-    for gains in by.values():
-        if len(gains) < 3:
+    for task_scores in by.values():
+        if len(task_scores) < 3:
             continue
-        center = statistics.median(gains.values())
-        mad = statistics.median(abs(g - center) for g in gains.values())
+        center = statistics.median(task_scores.values())
+        mad = statistics.median(abs(g - center) for g in task_scores.values())
         if mad > 0:
-            for d, g in gains.items():
-                deviations.setdefault(d, []).append((g - center) / mad)
+            for device, g in task_scores.items():
+                deviations.setdefault(device, []).append((g - center) / mad)
     return {d: max(-1.0, min(1.0, 1.0 + float(np.mean(z)) / spread)) for d, z in deviations.items()}
 
 
