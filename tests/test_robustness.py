@@ -55,12 +55,12 @@ def test_seeds_average_the_cells_and_clean_only_runs_no_attack(tmp_path: Path) -
                                      ("none_mean_clean_s0", 0.41, 1.0), ("none_mean_clean_s1", 0.45, 1.0)]}
     md = rb.table(fake, args)
     assert "| robust | mean | 40.0 | 44.0 | 42.0 | -1.0 | 85 % | 1.0 |" in md  # per seed, mean, cost vs none
-    assert "| robust | mean | 42.0 | - | - | 85 %, 85 % |" in md
+    assert "| robust | mean | 42.0 | - | - | 85 %, 85 % | 1.0 |" in md  # the last column: CPU s a run
     attacked = rb.parse(["--quick", "--seeds", "0,1", "--rules", "mean", "--defenses", "robust", "--attacks", "ipm",
                          "--fractions", "0.2", "--no-scenario"])
-    fake["robust_mean_ipm_20_s0"] = {**fake["robust_mean_clean_s0"], "final": {"accuracy": 0.37}}
+    fake["robust_mean_ipm_20_s0"] = {**fake["robust_mean_clean_s0"], "final": {"accuracy": 0.37}, "cpu_seconds": 4.0}
     md = rb.table(fake, attacked)  # the attack on seed 0 alone, against seed 0's clean run, and the table says so
-    assert "| robust | mean | 42.0 [2 seeds; seed 0: 40.0] | 37.0 (-3.0) | -3.0 | - |" in md
+    assert "| robust | mean | 42.0 [2 seeds; seed 0: 40.0] | 37.0 (-3.0) | -3.0 | - | 85 %, 80 % | 2.0 |" in md
     assert "Cells made over different seeds" in md
 
 
