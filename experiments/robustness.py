@@ -123,6 +123,15 @@ class Acceptance:
         return {f"{k}_accepted": (1 - self.dropped[k] / n if n else None) for k, n in self.sent.items()}
 
 
+def cached_run(path: Path, overrides: Sequence[str], code: str) -> dict[str, Any] | None:
+    """The run record at ``path`` if it was made with these overrides by this code (``code_version.code_hash``),
+    else None: a result made by other code is never reused."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    return saved if saved.get("overrides") == list(overrides) and saved.get("code") == code else None
+
+
 def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     """Train one run (or reuse its cached record made with the same overrides)."""
     import torch
@@ -132,10 +141,9 @@ def run_one(name: str, overrides: Sequence[str], cache: Path) -> dict[str, Any]:
     from hffm.run import make_fabric, make_world
 
     path = cache / f"{name}.json"
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved["overrides"] == list(overrides) and saved.get("code") == code_hash():
-            return saved
+    saved = cached_run(path, overrides, code_hash())
+    if saved is not None:
+        return saved
     cfg = compose(overrides)
     tic, cpu = time.perf_counter(), time.process_time()
     counts = Acceptance()
@@ -207,8 +215,8 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
     cols = [(a, f) for f in args.fractions for a in args.attacks]
     notes: set[str] = set()
     lines = ["| " + " | ".join(["defense", "rule", "clean", *(f"{a} {round(100 * f)} %" for a, f in cols),
-                                "worst 20 %", "worst 30 %", "honest accepted: clean, lowest"]) + " |",
-             "| " + " | ".join("---" for _ in range(len(cols) + 6)) + " |"]
+                                "worst 20 %", "worst 30 %", "honest accepted: clean, lowest", "CPU s a run"]) + " |",
+             "| " + " | ".join("---" for _ in range(len(cols) + 7)) + " |"]
     for defense in args.defenses:
         for rule in args.rules:
             clean = f"{defense}_{rule}_clean"
@@ -225,6 +233,8 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
             accepted = (f"{100 * shares[0]:.0f} %, {100 * min(known):.0f} %" if known and shares[0] is not None
                         else "-")
             names = [f"{defense}_{rule}_{a}_{round(100 * f)}" for a, f in cols]
+            cpus = [records[f"{n}_s{s}"]["cpu_seconds"] for n in [clean, *names] for s in seeds(n)]
+            row_cpu = f"{np.mean(cpus):.1f}" if cpus else "-"  # the mean over every run of the row
             counts = {len(seeds(n, clean)) for n in names if seeds(n, clean)} | {len(seeds(clean))}
             mixed = len(counts) > 1  # cells made over different seeds: say which
             first = seeds(clean)[0]
@@ -233,7 +243,7 @@ def table(records: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
                           f"{acc(clean, [first]):.1f}]")
             notes |= {"mixed"} if mixed else set()
             lines.append("| " + " | ".join([defense, rule, clean_cell, *(cell(n, clean, mixed) for n in names),
-                                             worst[0], worst[1], accepted]) + " |")
+                                             worst[0], worst[1], accepted, row_cpu]) + " |")
     if notes:
         lines += ["", "Cells made over different seeds: each is the mean over the seeds it was run with ([n seeds] "
                   "where more than one, else the clean column's single seed) and its change from the clean runs "

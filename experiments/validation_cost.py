@@ -4,7 +4,7 @@ in the validation scoring and the agreement evidence, and one captured wave scor
     python experiments/validation_cost.py [--seed 0] [--rounds 16] [--repeats 3] [--out FILE.json]
 
 The run is ``experiments/robustness.py``'s clean run (``defense=robust``, rule mean, 40 devices, 16 rounds);
-the loop's ``validation_scores``, ``consensus`` and ``judge_devices`` are wrapped to add up their process time.
+the loop's ``validation_task_scores``, ``consensus`` and ``judge_devices`` are wrapped to add up their process time.
 The last wave's arguments are kept and scored again ``--repeats`` times each way (``packed=True`` and
 ``packed=False``), with the largest difference between the two paths' scores. One torch thread.
 """
@@ -52,13 +52,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     made_at = f"{code_hash()} at {commit(CODE_PATHS)}"  # Markdown and results edits do not count as code
     spent = {"validation": 0.0, "consensus": 0.0, "judge": 0.0}
     waves: list[tuple] = []
-    score = loop.validation_scores
+    score = loop.validation_task_scores
 
     def keep(*a: Any, **k: Any) -> Any:
         waves[:] = [a]
         return score(*a, **k)
 
-    loop.validation_scores = timed(spent, "validation", keep)
+    loop.validation_task_scores = timed(spent, "validation", keep)
     loop.consensus = timed(spent, "consensus", loop.consensus)
     loop.judge_devices = timed(spent, "judge", loop.judge_devices)
     cfg = compose([*BASE, f"seed={args.seed}", f"federation.rounds={args.rounds}",

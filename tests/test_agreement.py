@@ -119,6 +119,18 @@ def test_a_persistent_attacker_stays_out_and_a_reformed_one_earns_its_way_back()
     assert {r.node for r in out.dropped} == {0} and 0 < memory.trust[0] < TRUST.min_trust
 
 
+def test_a_scale_outlier_is_left_out_at_once_however_slow_the_trust():
+    slow = dataclasses.replace(TRUST, trust_decay=0.9, min_trust=0.0)  # one round of -1 leaves its trust at 0.8
+    ref, deltas = _wave(10)
+    deltas[0] = {m: 10 * d for m, d in deltas[0].items()}
+    out, memory = _judge(deltas, ref, cfg=slow)
+    assert {r.node for r in out.dropped} == {0} and memory.trust[0] == pytest.approx(0.8)
+    assert {u.node for u in out.kept} == set(range(1, 10))
+    _, honest = _wave(10, seed=5)  # honest the next round: its trust (0.8 decayed toward its evidence) lets it in
+    out, memory = _judge(honest, ref, cfg=slow, memory=memory)
+    assert not out.dropped and memory.trust[0] > slow.min_trust
+
+
 @pytest.mark.parametrize(("fields", "message"), [
     ({"min_trust": 2.0}, "defense.min_trust=2.0: must be in [-1, 1]"),
     ({"min_trust": 0.2, "trust_decay": 1.0}, "defense.trust_decay=1.0: must be in [0, 1)"),
@@ -144,7 +156,8 @@ def test_defense_robust_is_the_trust_record_with_the_validation_evidence():
     robust = compose("defense=robust").defense
     assert robust.validation_samples > 0 and robust.validation_fallback  # tests/test_validation_defense.py
     assert dataclasses.replace(robust, validation_samples=0, validation_fallback=False, validation_spread=1.5,
-                               trust_decay=TRUST.trust_decay) == TRUST
+                               trust_decay=TRUST.trust_decay, min_trust=TRUST.min_trust) == TRUST
+    assert (robust.trust_decay, robust.min_trust) == (0.6, -0.25)  # lenient: docs/faults-and-security.md
 
 
 def test_the_trust_is_kept_in_checkpoints_and_a_resumed_run_is_exact(tmp_path):

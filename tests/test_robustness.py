@@ -55,10 +55,39 @@ def test_seeds_average_the_cells_and_clean_only_runs_no_attack(tmp_path: Path) -
                                      ("none_mean_clean_s0", 0.41, 1.0), ("none_mean_clean_s1", 0.45, 1.0)]}
     md = rb.table(fake, args)
     assert "| robust | mean | 40.0 | 44.0 | 42.0 | -1.0 | 85 % | 1.0 |" in md  # per seed, mean, cost vs none
-    assert "| robust | mean | 42.0 | - | - | 85 %, 85 % |" in md
+    assert "| robust | mean | 42.0 | - | - | 85 %, 85 % | 1.0 |" in md  # the last column: CPU s a run
     attacked = rb.parse(["--quick", "--seeds", "0,1", "--rules", "mean", "--defenses", "robust", "--attacks", "ipm",
                          "--fractions", "0.2", "--no-scenario"])
-    fake["robust_mean_ipm_20_s0"] = {**fake["robust_mean_clean_s0"], "final": {"accuracy": 0.37}}
+    fake["robust_mean_ipm_20_s0"] = {**fake["robust_mean_clean_s0"], "final": {"accuracy": 0.37}, "cpu_seconds": 4.0}
     md = rb.table(fake, attacked)  # the attack on seed 0 alone, against seed 0's clean run, and the table says so
-    assert "| robust | mean | 42.0 [2 seeds; seed 0: 40.0] | 37.0 (-3.0) | -3.0 | - |" in md
+    assert "| robust | mean | 42.0 [2 seeds; seed 0: 40.0] | 37.0 (-3.0) | -3.0 | - | 85 %, 80 % | 2.0 |" in md
     assert "Cells made over different seeds" in md
+
+
+def test_a_cached_run_is_reused_only_when_made_by_the_same_code(tmp_path: Path, monkeypatch) -> None:
+    rb = load_script()
+    path = tmp_path / "robust_mean_clean_s0.json"
+    overrides = ["experiment=hffm", "seed=0"]
+    assert rb.cached_run(path, overrides, "abc") is None  # nothing cached
+    path.write_text(json.dumps({"overrides": overrides, "code": "abc", "final": {"accuracy": 0.4}}))
+    assert rb.cached_run(path, overrides, "abc")["final"]["accuracy"] == 0.4
+    assert rb.cached_run(path, overrides, "abd") is None  # other code: made again
+    assert rb.cached_run(path, [*overrides, "defense=none"], "abc") is None  # other overrides
+    path.write_text(json.dumps({"overrides": overrides, "final": {"accuracy": 0.4}}))
+    assert rb.cached_run(path, overrides, "abc") is None  # a record that names no code is never reused
+
+    cv = load_experiment("code_version")  # the key: every source and config file, not Markdown or results
+    (tmp_path / "hffm").mkdir()
+    (tmp_path / "hffm" / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(cv, "ROOT", tmp_path)
+    first = cv.code_hash.__wrapped__()
+    (tmp_path / "hffm" / "notes.md").write_text("words")
+    (tmp_path / "experiments" / "results").mkdir(parents=True)
+    (tmp_path / "experiments" / "results" / "r.py").write_text("y = 2\n")
+    assert cv.code_hash.__wrapped__() == first
+    (tmp_path / "hffm" / "a.py").write_text("x = 2\n")
+    second = cv.code_hash.__wrapped__()
+    assert second != first
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "c.yaml").write_text("k: 1\n")
+    assert cv.code_hash.__wrapped__() not in (first, second)

@@ -19,6 +19,8 @@ from hffm.federation.validation import (
     SPREAD,
     mapping_gain,
     server_validation_set,
+    task_evidence,
+    task_gains,
     validation_evidence,
     validation_scores,
     wave_candidates,
@@ -50,6 +52,30 @@ def test_validation_evidence_is_relative_to_the_wave_and_clamped():
     assert SPREAD == 1.5 and ev[5] < 0 < ev[4]
 
 
+def test_task_evidence_compares_a_device_with_the_devices_of_the_same_task():
+    # Task b gains ten times less than task a for everyone: pooled, the b-only devices (4, 5, 6) look bad.
+    scores = {0: {"a": 0.10}, 1: {"a": 0.12}, 2: {"a": 0.08}, 3: {"a": 0.11},
+              4: {"b": 0.010}, 5: {"b": 0.012}, 6: {"b": 0.008}}
+    pooled = task_evidence(scores, 1.5)
+    assert pooled == validation_evidence({d: next(iter(g.values())) for d, g in scores.items()}, 1.5)
+    assert max(pooled[d] for d in (4, 5, 6)) < 0 < min(pooled[d] for d in (0, 1, 2, 3))
+    by_task = task_evidence(scores, 1.5, by_task=True)  # a: median 0.105, MAD 0.01; b: median 0.010, MAD 0.002
+    assert by_task == pytest.approx({0: 1 - 0.5 / 1.5, 1: 1.0, 2: 1 - 2.5 / 1.5, 3: 1.0, 4: 1.0, 5: 1.0, 6: 1 - 1 / 1.5})
+    few = {**scores, 0: {"a": 0.10, "c": 0.0}, 1: {"a": 0.12, "c": 0.5}}  # c: too few devices to judge
+    assert task_evidence(few, 1.5, by_task=True) == by_task
+
+
+def test_task_gains_are_the_mapping_gain_task_by_task():
+    torch.manual_seed(1)
+    y = torch.arange(4).repeat(8)
+    before = {"t": torch.randn(32, 4), "u": torch.randn(32, 4)}
+    after = {"t": before["t"] + 2.0 * torch.nn.functional.one_hot(y, 4), "u": before["u"] + torch.randn(32, 4)}
+    gains = task_gains(before, after, {"t": y, "u": y})
+    assert set(gains) == {"t", "u"} and gains["t"] > 0.5
+    assert mapping_gain(before, after, {"t": y, "u": y}) == pytest.approx((gains["t"] + gains["u"]) / 2)
+    assert task_gains(before, after, {"t": y, "u": torch.full((32,), -1)}) == {"t": gains["t"]}  # unlabelled: none
+
+
 def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmark(caplog):
     cfg = tiny_config()
     on = DefenseConfig(min_trust=0.25, validation_samples=32, validation_fallback=False)
@@ -66,6 +92,8 @@ def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmar
         DefenseConfig(min_trust=0.25, validation_samples=-1)
     with pytest.raises(ValueError, match="needs defense.min_trust"):
         DefenseConfig(min_trust=None, norm_band=None, validation_samples=8)
+    with pytest.raises(ValueError, match="defense.validation_by_task=true needs defense.validation_samples > 0"):
+        dataclasses.replace(DefenseConfig.screen(), validation_by_task=True)
     with pytest.raises(ValueError, match="defense.validation_spread=0"):
         DefenseConfig(min_trust=0.25, validation_samples=8, validation_spread=0)
 

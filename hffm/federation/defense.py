@@ -62,10 +62,10 @@ class DefenseConfig:
     """Drop an update whose cosine with the module's trend is below this (in [-1, 1]); null: no direction check."""
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
-    min_trust: float | None = 0.25
+    min_trust: float | None = -0.25
     """Leave out every update of a device whose trust (``hffm.federation.agreement``: its agreement with the wave's
     consensus over all its modules, across rounds) is below this (in [-1, 1]); null: no trust."""
-    trust_decay: float = 0.5
+    trust_decay: float = 0.6
     """How much of a device's trust carries over to the next round (in [0, 1); 0: this round's evidence alone)."""
     norm_band: float | None = 2.0
     """With trust: a device whose median update norm (relative to each module's median) lies outside
@@ -80,6 +80,9 @@ class DefenseConfig:
     validation_spread: float = 1.5
     """With validation: a device's validation evidence is 0 at this many median absolute deviations below the
     wave's median score, -1 at twice that (> 0; larger: more lenient, fewer honest devices left out)."""
+    validation_by_task: bool = False
+    """With validation: compare each task's score with the devices that train that task (true), or a device's
+    score averaged over its tasks with every device's (false)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -105,6 +108,9 @@ class DefenseConfig:
         elif self.validation_samples and self.min_trust is None:
             problems.append(f"defense.validation_samples={self.validation_samples} needs defense.min_trust (the "
                             "validation evidence feeds the trust): set min_trust, or validation_samples=0")
+        if self.validation_by_task and not self.validation_samples:
+            problems.append("defense.validation_by_task=true needs defense.validation_samples > 0 (it compares "
+                            "validation scores task by task): set validation_samples, or validation_by_task=false")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
             problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:
@@ -232,8 +238,9 @@ def judge_devices(
     device -> its validation evidence (``hffm.federation.validation``); a device's evidence is the lower of it and
     its direction evidence.
 
-    Scale first: a device far from the typical norm gets evidence -1 and stays out of the direction reference, so
-    a crowd of x10 updates cannot drag the median the honest devices are judged by."""
+    Scale first: a device far from the typical norm gets evidence -1, is left out this round whatever its trust,
+    and stays out of the direction reference, so a crowd of x10 updates cannot drag the median the honest devices
+    are judged by."""
     if cfg.min_trust is None:
         return {}
     ratios: dict[str, dict[int, float]] = {}
@@ -259,7 +266,9 @@ def judge_devices(
     evidence |= dict.fromkeys(outliers, -1.0)
     memory.trust = update_trust(memory.trust, evidence, cfg.trust_decay)
     senders = frozenset(u.node for updates, _ in batches for u in updates)
-    return distrusted(memory.trust, senders, cfg.min_trust)
+    # A scale outlier is left out this round whatever its trust: a slow trust must not let x10 or IPM updates in.
+    return dict(sorted((distrusted(memory.trust, senders, cfg.min_trust)
+                        | {n: memory.trust[n] for n in outliers & senders}).items()))
 
 
 def defend(

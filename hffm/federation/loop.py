@@ -44,7 +44,7 @@ from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Tra
 from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
 from hffm.federation.state import FederationState
 from hffm.federation.traffic import eligible_modules, round_links
-from hffm.federation.validation import server_validation_set, validation_evidence, validation_scores, wave_candidates
+from hffm.federation.validation import server_validation_set, task_evidence, validation_task_scores, wave_candidates
 from hffm.federation.world import World
 
 if TYPE_CHECKING:
@@ -197,9 +197,9 @@ def run_federation(
             # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
-            validated = None if validation is None else validation_evidence(
-                validation_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation),
-                defense.validation_spread)
+            validated = None if validation is None else task_evidence(
+                validation_task_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation),
+                defense.validation_spread, defense.validation_by_task)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:

@@ -107,7 +107,16 @@ def validation_scores(
     fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
 ) -> dict[int, float]:
     """Device -> ``mapping_gain`` of its updates on the validation samples of its modalities and classification
-    tasks (devices with no such task or sample are not scored).
+    tasks (devices with no such task or sample are not scored): ``validation_task_scores`` averaged over tasks."""
+    return {d: float(np.mean(list(g.values()))) if g else 0.0
+            for d, g in validation_task_scores(fabric, bank, candidates, data, packed).items()}
+
+
+def validation_task_scores(
+    fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
+) -> dict[int, dict[str, float]]:
+    """Device -> task -> ``task_gains`` of its updates on the validation samples of its modalities and
+    classification tasks (devices with no such task or sample are not scored).
 
     Every 'before' (the states a device received; devices that received the same states share one) and 'after'
     (received + sent) model runs in the packed evaluation's passes (`hffm.engine.packed_eval`): a wave's ~80
@@ -139,7 +148,7 @@ def validation_scores(
         outputs = [_joined(chunks) for chunks in packed_outputs(fabric, bank, jobs)]
     else:
         outputs = [_outputs(fabric, bank, job) for job in jobs]
-    return {d: mapping_gain(outputs[b][0], outputs[a][0], outputs[b][1]) for d, (b, a) in pairs.items()}
+    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1]) for d, (b, a) in pairs.items()}
 
 
 def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -147,9 +156,16 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
     """Mean over tasks of the change in each labelled sample's true-class log-probability, less its class's
     prior shift (the mean change of that class's log-probability over all the samples): how much better the
     model maps inputs to their labels, whatever the update did to the class prior. Labels < 0 are missing."""
+    gains = task_gains(before, after, targets)
+    return float(np.mean(list(gains.values()))) if gains else 0.0
+
+
+def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
+               targets: Mapping[str, torch.Tensor]) -> dict[str, float]:
+    """Task -> ``mapping_gain`` on that task alone (tasks with no labelled sample left out)."""
     import torch
 
-    gains = []
+    gains = {}
     for task, logits in before.items():
         y = targets[task]
         labelled = y >= 0
@@ -158,8 +174,8 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
         change = (torch.log_softmax(after[task][labelled].double(), -1)
                   - torch.log_softmax(logits[labelled].double(), -1))
         change = change - change.mean(0, keepdim=True)
-        gains.append(float(change.gather(1, y[labelled].long()[:, None]).mean()))
-    return float(np.mean(gains)) if gains else 0.0
+        gains[task] = float(change.gather(1, y[labelled].long()[:, None]).mean())
+    return gains
 
 
 def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> dict[int, float]:
@@ -174,6 +190,32 @@ def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> 
     if not mad > 0:
         return {}
     return {d: max(-1.0, min(1.0, 1.0 + (s - center) / (spread * mad))) for d, s in scores.items()}
+
+
+def task_evidence(scores: Mapping[int, Mapping[str, float]], spread: float = SPREAD, by_task: bool = False
+                  ) -> dict[int, float]:
+    """Device -> evidence in [-1, 1] from its per-task gains (``validation_task_scores``). ``by_task=False``:
+    ``validation_evidence`` of the gains averaged over the device's tasks. ``by_task=True``: each task's gain in
+    MADs from the median of the devices that train that task (tasks with fewer than 3 such devices, or all alike,
+    give none), averaged over the device's tasks: devices are compared with those that learn the same thing, so a
+    device whose tasks are harder or easier to improve is not judged by the others'."""
+    if not by_task:
+        return validation_evidence({d: float(np.mean(list(g.values()))) if g else 0.0 for d, g in scores.items()},
+                                   spread)
+    by: dict[str, dict[int, float]] = {}
+    for d, gains in scores.items():
+        for task, gain in gains.items():
+            by.setdefault(task, {})[d] = gain
+    deviations: dict[int, list[float]] = {}
+    for task_scores in by.values():
+        if len(task_scores) < 3:
+            continue
+        center = statistics.median(task_scores.values())
+        mad = statistics.median(abs(g - center) for g in task_scores.values())
+        if mad > 0:
+            for device, g in task_scores.items():
+                deviations.setdefault(device, []).append((g - center) / mad)
+    return {d: max(-1.0, min(1.0, 1.0 + float(np.mean(z)) / spread)) for d, z in deviations.items()}
 
 
 def _any_present(data: M3TDataset, modalities: tuple[str, ...]) -> bool:

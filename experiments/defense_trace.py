@@ -1,0 +1,213 @@
+"""Trace the robust defense's evidence, device by device and round by round, and replay trust rules on it.
+
+    .venv/bin/python experiments/defense_trace.py --seeds 0,1,2 --attacks clean,labelflip --fraction 0.3 --out /tmp/tr
+    .venv/bin/python experiments/defense_trace.py --replay /tmp/tr
+
+A run is the robustness study's cell (experiments/robustness.py: 40 devices, tiny model, 16 rounds, rule mean,
+``defense=robust``) with the defense's functions wrapped to record, for every wave: each device's pooled direction
+cosine and evidence, its median norm ratio, its validation score, its trust after the round, and whether it is an
+attacker. ``--replay`` applies trust rules to the recorded evidence offline (the trajectory of a run under another
+rule differs, the evidence's distribution much less): the share of honest and of attacker device-rounds each rule
+would leave out. A diagnostic: the measured accuracies come from experiments/robustness.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> list[dict[str, Any]]:
+    """One robustness cell's waves: a list of {round, devices: {device: {...}}}."""
+    import torch
+    from robustness import BASE, compose
+
+    import hffm.federation.defense as defense_mod
+    import hffm.federation.loop as loop_mod
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_fabric, make_world
+
+    overrides = [*BASE, f"seed={seed}", "federation.rounds=16", "federation.eval_every=16", "federation.rule=mean",
+                 "defense=robust", *sets]
+    if attack != "clean":
+        overrides += [f"faults.attack={attack}", f"faults.attack_fraction={fraction}", "faults.attack_scale=10"]
+    waves: list[dict[str, Any]] = []
+    now: dict[str, Any] = {"round": 0, "attackers": []}
+    wave: dict[str, Any] = {}
+    originals = (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
+                 loop_mod.task_evidence, loop_mod.judge_devices)
+
+    def cosines(terms):  # noqa: ANN001, ANN202
+        out = originals[0](terms)
+        wave["cos"] = out
+        return out
+
+    def outliers(ratios, band):  # noqa: ANN001, ANN202
+        by: dict[int, list[float]] = {}
+        for m in ratios.values():
+            for n, r in m.items():
+                by.setdefault(n, []).append(r)
+        wave["ratio"] = {n: statistics.median(r) for n, r in by.items()}
+        return originals[1](ratios, band)
+
+    def direction(cos):  # noqa: ANN001, ANN202
+        out = originals[2](cos)
+        wave["dir"] = out
+        return out
+
+    def validation(scores, spread, by_task):  # noqa: ANN001, ANN202
+        wave["score"] = {d: statistics.mean(g.values()) if g else 0.0 for d, g in scores.items()}
+        wave["tasks"] = {d: dict(g) for d, g in scores.items()}
+        return originals[3](scores, spread, by_task)
+
+    def judge(batches, cfg, agreed, memory, validated=None):  # noqa: ANN001, ANN202
+        out = originals[4](batches, cfg, agreed, memory, validated)
+        senders = sorted({u.node for updates, _ in batches for u in updates})
+        waves.append({"round": now["round"], "senders": senders, "trust": {n: memory.trust.get(n) for n in senders},
+                      **{k: wave.get(k, {}) for k in ("cos", "ratio", "dir", "score", "tasks")}})
+        wave.clear()
+        return out
+
+    def logger(metrics, step, plan, outcome) -> None:  # noqa: ANN001
+        now["round"] += 1
+        kept = {k: v for k, v in metrics.items() if k.startswith(("defense/", "faults/"))}
+        now.setdefault("metrics", []).append(kept)
+        now["attackers"] = sorted(int(a) for a in outcome.faults.attackers)
+
+    defense_mod.pooled_cosines, defense_mod.scale_outliers = cosines, outliers
+    defense_mod.direction_evidence = direction
+    loop_mod.task_evidence, loop_mod.judge_devices = validation, judge
+    try:
+        cfg = compose(overrides)
+        torch.manual_seed(cfg.seed)
+        world = make_world(cfg)
+        devices = {d: {"modalities": list(p.modalities), "tasks": list(p.tasks), "samples": int(world.num_samples[d])}
+                   for d, p in enumerate(world.parts)}
+        result = run_federation(make_fabric(cfg), world, cfg, loggers=[logger])
+    finally:
+        (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
+         loop_mod.task_evidence, loop_mod.judge_devices) = originals
+    for w in waves:
+        w["attackers"] = now["attackers"]
+    return [{"accuracy": result.history[-1].get("accuracy"), "overrides": overrides,
+             "metrics": now.get("metrics", []), "devices": devices}, *waves]
+
+
+# ---- replay ---------------------------------------------------------------------------------------------------
+
+def _robust_z(scores: dict[int, float]) -> dict[int, float]:
+    """Device -> (score - the wave's median) / its MAD (empty with fewer than 3 scores or no spread)."""
+    if len(scores) < 3:
+        return {}
+    center = statistics.median(scores.values())
+    mad = statistics.median(abs(s - center) for s in scores.values())
+    return {d: (s - center) / mad for d, s in scores.items()} if mad > 0 else {}
+
+
+def _task_z(wave: dict[str, Any]) -> dict[int, float]:
+    """Device -> its per-task deviations (in MADs of the devices of the same task) averaged over its tasks."""
+    by: dict[str, dict[int, float]] = {}
+    for d, gains in wave["tasks"].items():
+        for task, g in gains.items():
+            by.setdefault(task, {})[int(d)] = g
+    z: dict[int, list[float]] = {}
+    for scores in by.values():
+        for d, v in _robust_z(scores).items():
+            z.setdefault(d, []).append(v)
+    return {d: statistics.mean(v) for d, v in z.items()}
+
+
+def evidence(wave: dict[str, Any], spread: float, by_task: bool, direction: bool, band: float = 2.0
+             ) -> tuple[dict[int, float], set[int]]:
+    """(device -> its evidence, the scale outliers) as ``judge_devices`` computes them from the recorded wave."""
+    ev = {int(n): e for n, e in wave["dir"].items()} if direction else {}
+    z = _task_z(wave) if by_task else _robust_z({int(n): s for n, s in wave["score"].items()})
+    for n, v in z.items():
+        ev[n] = min(max(-1.0, min(1.0, 1.0 + v / spread)), ev.get(n, 1.0))
+    outliers = {int(n) for n, r in wave["ratio"].items() if not 1 / band <= r <= band}
+    return ev | dict.fromkeys(outliers, -1.0), outliers
+
+
+def replay(waves: list[dict[str, Any]], spread: float, by_task: bool, direction: bool, decay: float,
+           min_trust: float) -> dict[str, float]:
+    """Shares of honest and of attacker device-waves left out under a trust rule (scale outliers at once)."""
+    trust: dict[int, float] = {}
+    sent, out = {"honest": 0, "attacker": 0}, {"honest": 0, "attacker": 0}
+    for w in waves:
+        ev, outliers = evidence(w, spread, by_task, direction)
+        for n, e in ev.items():
+            trust[n] = decay * trust.get(n, 1.0) + (1 - decay) * e
+        bad = set(w["attackers"])
+        for n in w["senders"]:
+            side = "attacker" if n in bad else "honest"
+            sent[side] += 1
+            out[side] += n in outliers or (n in trust and trust[n] < min_trust)
+    return {k: out[k] / sent[k] for k in sent if sent[k]}
+
+
+def frontier(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """Every rule of a small grid (validation spread, by task, direction evidence on/off, decay, min_trust) replayed
+    on every run: honest left out (mean over all runs) and attackers left out (mean over the attack runs); the
+    rules no other rule beats on both, as Markdown rows."""
+    import itertools
+
+    rows = []
+    for spread, by_task, direction, decay, min_trust in itertools.product(
+            (1.5, 2.0, 3.0), (False, True), (True, False), (0.5, 0.6, 0.75, 0.85), (0.25, 0.0, -0.25)):
+        got = [replay(w[1:], spread, by_task, direction, decay, min_trust) for w in runs.values()]
+        honest = statistics.mean(g["honest"] for g in got)
+        attackers = [g["attacker"] for g in got if "attacker" in g]
+        rows.append((honest, -statistics.mean(attackers) if attackers else 0.0,
+                     (spread, by_task, direction, decay, min_trust)))
+    lines, best = ["| validation_spread | by task | direction | trust_decay | min_trust | honest left out | "
+                   "attackers left out |", "|" + " --- |" * 7], 1.0
+    for honest, neg, rule in sorted(rows):
+        if neg < best:
+            best = neg
+            lines.append("| " + " | ".join(str(x) for x in rule) + f" | {100 * honest:.1f} % | {-100 * neg:.1f} % |")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seeds", default="0")
+    p.add_argument("--attacks", default="clean,labelflip")
+    p.add_argument("--fraction", type=float, default=0.3)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--out", default="/tmp/defense_trace")
+    p.add_argument("--replay", default=None, help="a folder of traces: replay a grid of trust rules on them")
+    args = p.parse_args(argv)
+    if args.replay:
+        runs = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.replay).glob("*.json"))}
+        for name, tr in runs.items():
+            now = replay(tr[1:], 1.5, False, True, 0.5, 0.25)
+            recorded = {k: statistics.mean(1.0 * (w["trust"].get(str(n)) is not None and w["trust"][str(n)] < 0.25)
+                                           for w in tr[1:] for n in w["senders"] if (n in w["attackers"]) == (k == "a"))
+                        for k in ("h", "a") if any((n in w["attackers"]) == (k == "a") for w in tr[1:]
+                                                   for n in w["senders"])}
+            print(f"{name}: accuracy {tr[0]['accuracy']:.4f}; the record's rule replayed: "
+                  + ", ".join(f"{k} {100 * v:.1f} % left out" for k, v in now.items()) + f" (recorded {recorded})")
+        print("\n".join(frontier(runs)))
+        return
+    import torch
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for attack in args.attacks.split(","):
+            got = trace_run(seed, attack, args.fraction, args.set)
+            tag = attack if attack == "clean" else f"{attack}{round(100 * args.fraction)}"
+            (out / f"{tag}_s{seed}.json").write_text(json.dumps(got))
+            print(f"{tag} seed {seed}: accuracy {got[0]['accuracy']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
