@@ -1,7 +1,9 @@
 """The subset-column LP priced with energy: a certified lower bound on E_lb(T), the least energy of any plan of latency
 <= T, that sees each device's whole payload (lambda > 0; fixed power and frequency, or both as decisions).
 
-Columns, per edge: (device i, module subset S within its eligibility and memory). Rows: at most one column per
+Columns, per edge: (device i, module subset S within its eligibility and memory), and for every device a D2D link
+of the edge enters an empty column at cost 0 (a relay may train nothing and upload only what it relays; without it
+the pair rows below shut such plans out, and the LP claimed no plan finishes by T). Rows: at most one column per
 device, samples per module >= demand (coverage), 0 <= x <= 1. At a band price nu >= 0 (J per Hz) the band row
 sum_j b_j <= B_e is dualized: E_e >= LP(nu) - nu B_e for every nu, where a column costs at least what its device's
 work costs (compute + D2D + its share of an upload + nu x its share of the band). The shares follow from one of two
@@ -144,11 +146,13 @@ def cover_sets(samples: np.ndarray, demand: float, most: int = COVER_HOLDERS) ->
 
 class RouteLP:
     """min c x over columns (device, subset, route): at most one per device, samples per module >= demand, and
-    one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads), 0 <= x <= 1.
+    one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads; its empty
+    column counts), 0 <= x <= 1.
     Between calls only the costs (and which columns are usable) change: HiGHS re-solves from its basis."""
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
-                 lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False) -> None:
+                 lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False,
+                 lidle: np.ndarray | None = None) -> None:
         fast = bare_highs()
         if fast is None:
             raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
@@ -175,10 +179,14 @@ class RouteLP:
         add(devs.size + lm, k + li, cov[lcol][li, lm])
         npair = devs.size + int(need.sum())
         link_id = np.unique(dev[lcol] * (int(dev.max()) + 1) + ldst, return_inverse=True)[1]
-        add(npair + link_id, k + np.arange(nl), np.ones(nl))  # +1 in its link's pair row
-        pairs = np.unique(np.stack([link_id, ldst], axis=1), axis=0) if nl else np.zeros((0, 2), dtype=np.int64)
-        for pid, j in pairs:  # the relay's direct columns: -1 in the pair row of every link into it
-            mine = np.flatnonzero(dev == j)
+        idle = np.zeros(nl, dtype=np.int64) if lidle is None else lidle.astype(np.int64)
+        pair_id = np.unique(2 * link_id + idle, return_inverse=True)[1]
+        add(npair + pair_id, k + np.arange(nl), np.ones(nl))  # +1 in its (link, relay idle or not) pair row
+        pairs = (np.unique(np.stack([pair_id, ldst, idle], axis=1), axis=0) if nl
+                 else np.zeros((0, 3), dtype=np.int64))
+        empty = ~mbits.any(axis=1)
+        for pid, j, idl in pairs:  # the relay's direct columns (idle routes: its empty one): -1 in the pair row
+            mine = np.flatnonzero((dev == j) & (empty == bool(idl)) if lidle is not None else dev == j)
             add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
         self.n, self.m = k + nl, npair + pairs.shape[0]
         inf = self.highspy.kHighsInf
@@ -290,6 +298,7 @@ class EdgeEnergy:
     lcol: np.ndarray  # [L] per route via a D2D hop: its column
     ldst: np.ndarray  # [L] the relay
     lrate: np.ndarray  # [L] the hop's rate (bit/s)
+    lidle: np.ndarray  # [L] the route's relay trains nothing (its pair row is the relay's empty column's)
     own: np.ndarray  # [N] most own bits O_j (eligible payload)
     rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O)
     lp: RouteLP
@@ -314,16 +323,20 @@ class EdgeEnergy:
         elig = elig_bits.astype(np.int64) @ (1 << np.arange(m))
         ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
         li, cm = np.nonzero(ok)
-        dev, mbits = members[li], bits[cm]
+        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
+        hubs = np.unique(p.d2d_dst[on])  # a relay may train nothing: its empty column (cost 0) opens its pair rows
+        dev = np.concatenate([members[li], hubs])
+        mbits = np.concatenate([bits[cm], np.zeros((hubs.size, m), dtype=bits.dtype)])
         pay = 8.0 * (mbits @ p.module_bytes)
         cycles = p.samples[dev] * (mbits @ p.module_cycles)
-        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
-        lcol, ldst, lrate = [], [], []
+        lcol, ldst, lrate, lidle = [], [], [], []
         for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
-            cols = np.flatnonzero(dev == s_)
-            lcol.append(cols)
-            ldst.append(np.full(cols.size, d_))
-            lrate.append(np.full(cols.size, r_))
+            cols = np.flatnonzero((dev == s_) & mbits.any(axis=1))
+            for idle in (False, True):  # via a relay that trains, or one that trains nothing (priced apart)
+                lcol.append(cols)
+                ldst.append(np.full(cols.size, d_))
+                lrate.append(np.full(cols.size, r_))
+                lidle.append(np.full(cols.size, idle))
         own = 8.0 * ((p.eligible & (p.samples[:, None] > 0)) @ p.module_bytes)
         agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
@@ -333,15 +346,18 @@ class EdgeEnergy:
             return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
 
         return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
-                   own, rin, RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
-                                       covers, union and agg), union and agg)
+                   cat(lidle, bool), own, rin,
+                   RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
+                           covers, union and agg, cat(lidle, bool)), union and agg)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
         """[K + L] least energy + band charge of each column (direct, then via each D2D hop) at latency <= t,
         band price nu, decomposition theta (module doc); inf where the column cannot finish by t."""
         if self.p.has_power_frequency:
-            return self._costs_decisions(t, nu)
+            out = self._costs_decisions(t, nu)
+            out[:self.dev.size][self.empty] = 0.0
+            return out
         p, dev, pay = self.p, self.dev, self.pay
         band = float(p.edge_bandwidth_hz[self.edge])
         a, pw = p.snr_hz[dev], p.tx_power_w[dev]
@@ -359,7 +375,7 @@ class EdgeEnergy:
         if self.union:  # the upload is the uploader's union variable's (`members`)
             direct = np.zeros(dev.size)
         direct = np.where((w > 0) & (need <= band), direct, np.inf)
-        best = direct
+        best = np.where(self.empty, 0.0, direct)
         if self.lcol.size:
             c, j, r = self.lcol, self.ldst, self.lrate
             arrive = tau[c] + pay[c] / r
@@ -370,10 +386,16 @@ class EdgeEnergy:
             hop = p.d2d_power_w[dev[c]] * pay[c] / r
             if not p.relay_aggregates:  # a relayed bit costs at least its relay's energy per bit at the whole band
                 floor = p.tx_power_w[j] / uplink_rate(np.full(j.size, band), p.snr_hz[j])
-                hop = hop + pay[c] * (theta * floor + (1 - theta) * np.maximum(self._beta(nu)[j], floor))
+                beta = np.where(self.lidle, self._average(nu)[j], self._beta(nu)[j])
+                hop = hop + pay[c] * (theta * floor + (1 - theta) * np.maximum(beta, floor))
             hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
             return np.concatenate([comp + best, comp[c] + hop])
         return comp + best
+
+    @property
+    def empty(self) -> np.ndarray:
+        """[K] the relays' empty columns (a device that trains nothing and uploads only what it relays)."""
+        return np.asarray(~self.mbits.any(axis=1))
 
     def members(self, t: float, nu: float) -> np.ndarray:
         """[K + L] each column's upload alone at its uploader, at band price nu by latency t: min over
@@ -390,7 +412,7 @@ class EdgeEnergy:
         with np.errstate(divide="ignore", invalid="ignore"):
             need = np.where(w > 0, min_bandwidth(np.where(w > 0, bits / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
             need_lo = need * (1 - 1e-9)
-            return np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
+            return np.where(bits <= 0, 0.0, np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi))
 
     def _beta(self, nu: float) -> np.ndarray:
         """[N] the (C) price of a relayed bit at relay j: (phi(O + Rin) - phi(O)) / Rin (0 where Rin = 0)."""
@@ -402,6 +424,15 @@ class EdgeEnergy:
             beta = np.where(self.rin > 0, (lo_max - up_own) / np.where(self.rin > 0, self.rin, 1.0), 0.0)
         return np.maximum(beta, 0.0)
 
+    def _average(self, nu: float) -> np.ndarray:
+        """[N] the (C) price of a bit relayed by j when j trains nothing: phi(Rin) / Rin (phi concave with
+        phi(0) = 0, so phi(U) / U falls with U; j uploads U <= Rin relayed bits; 0 where Rin = 0)."""
+        p = self.p
+        a, pw = p.snr_hz, p.tx_power_w
+        lo, _ = concave_energy(pw * self.rin / a, nu * a)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.maximum(np.where(self.rin > 0, lo / np.where(self.rin > 0, self.rin, 1.0), 0.0), 0.0)
+
     def _costs_decisions(self, t: float, nu: float) -> np.ndarray:
         """[K] power and frequency as decisions: min over compute-time pieces of compute + upload (module doc)."""
         p, dev, pay = self.p, self.dev, self.pay
@@ -412,7 +443,8 @@ class EdgeEnergy:
         frac = np.linspace(0.0, 1.0, GRID + 1)
         span = np.where(t_min > 0, np.maximum(t_top, t_min) / np.where(t_min > 0, t_min, 1.0), 1.0)
         grid = t_min[:, None] * span[:, None] ** frac[None, :]  # [K, G+1] geometric from the least compute time
-        f = np.maximum(fmin[:, None], self.cycles[:, None] / grid)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the relays' empty columns: 0 / 0 (cost 0 below)
+            f = np.maximum(fmin[:, None], self.cycles[:, None] / grid)
         comp = np.where(f <= fmax[:, None] * (1 + 1e-12), p.kappa * self.cycles[:, None] * f * f, np.inf)
         # piece g: t_c in [grid_g, grid_(g+1)] -> comp(grid_(g+1)) + upload(t - grid_g); past t_top: comp(t_top)
         comp_hi = np.concatenate([comp[:, 1:], comp[:, -1:]], axis=1)
