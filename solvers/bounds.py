@@ -342,6 +342,9 @@ def energy_lower_bound(problem: RoundProblem) -> float:
 UNION_ROWS = True
 """relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/route_lp.py
 `RouteLP`), not relayed uploads at 0."""
+BAND_ROW = True
+"""Rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's band row (the columns' least bands alone sum to at most
+B_e, solvers/subset_energy.py `EdgeEnergy.bands`): a relay group whose parts cannot share the band by T is out."""
 SUBSET_CLOCKED_DEVICES = 64
 """Rounds of at most this many devices get the subset-column LP within the time limit too (larger ones only when
 unbounded)."""
@@ -366,6 +369,6 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
     # each uploader's upload at least each member's alone
     union = small and problem.relay_aggregates and UNION_ROWS
-    subset = (SubsetEnergy(problem, covers=small, union=union) if clock is None or not clock.bounded or small
-              else None)
+    subset = (SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
+              if clock is None or not clock.bounded or small else None)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))

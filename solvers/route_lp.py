@@ -20,7 +20,7 @@ class RouteLP:
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
                  lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False,
-                 lidle: np.ndarray | None = None) -> None:
+                 lidle: np.ndarray | None = None, band_row: bool = False) -> None:
         fast = bare_highs()
         if fast is None:
             raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
@@ -80,31 +80,52 @@ class RouteLP:
                 row_lo.append(np.concatenate([[1.0], np.zeros(holders.size)]))
                 row_hi.append(np.full(1 + holders.size, inf))
                 self.m += 1 + holders.size
-        self.nz = 0  # union variables after the covers: z_j >= each member's upload alone (set per solve)
-        tag = [np.full(sum(x.size for x in rows), -1)]
-        if union:
-            self.nz = devs.size
-            z = self.n + self.ny + np.arange(devs.size)
+        self.nz = self.nb = 0  # union variables z_j, then band variables y_j (relay_aggregates with the band row)
+
+        def group_rows(first_var: int) -> int:
+            """Per uploader j (variables first_var + local j): an own row v_j - sum_o w_o x_o >= 0 over j's direct
+            columns and a row v_j - sum_r w_r x_r >= 0 per link into j (a device has one column: v_j >= each
+            member's w alone); the w are set per solve. Returns the entry offset of the -w entries ([K + L])."""
+            v = first_var + np.arange(devs.size)
             nrow = devs.size + int(link_id.max(initial=-1)) + 1
-            add(self.m + np.arange(devs.size), z, np.ones(devs.size))  # own row of j: z_j - w_o x_o >= 0
+            add(self.m + np.arange(devs.size), v, np.ones(devs.size))
             if nl:
                 dst_local = np.searchsorted(devs, ldst)
                 first = np.unique(link_id, return_index=True)[1]
-                add(self.m + devs.size + np.arange(first.size), z[dst_local[first]], np.ones(first.size))
-            tag.append(np.full(devs.size + (first.size if nl else 0), -1))
+                add(self.m + devs.size + np.arange(first.size), v[dst_local[first]], np.ones(first.size))
+            offset = sum(x.size for x in rows)
             add(self.m + local, np.arange(k), -np.ones(k))
             add(self.m + devs.size + link_id, k + np.arange(nl), -np.ones(nl))
-            tag.append(np.arange(k + nl))
             row_lo.append(np.zeros(nrow))
             row_hi.append(np.full(nrow, inf))
             self.m += nrow
+            return offset
+
+        union_first = band_first = -1
+        if union:  # z_j >= each member's upload alone (its cost 1 in the objective)
+            self.nz = devs.size
+            union_first = group_rows(self.n + self.ny)
+        self.band_row = band_row  # the columns' least bands (units of B_e, set per solve) sum to at most 1
+        if band_row and union:  # relays that aggregate: y_j >= each member's band alone, sum_j y_j <= 1
+            self.nb = devs.size
+            band_first = group_rows(self.n + self.ny + self.nz)
+            add(np.full(devs.size, self.m), self.n + self.ny + self.nz + np.arange(devs.size), np.ones(devs.size))
+            row_lo.append(np.array([-inf]))
+            row_hi.append(np.ones(1))
+            self.m += 1
+        elif band_row:  # relays that forward: sum over columns of their bands <= 1 (an uploader's >= its parts' sum)
+            band_first = sum(x.size for x in rows)
+            add(np.full(self.n, self.m), np.arange(self.n), np.ones(self.n))
+            row_lo.append(np.array([-inf]))
+            row_hi.append(np.ones(1))
+            self.m += 1
         r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
         order = np.lexsort((r, c))
         r, c, v = r[order], c[order], v[order]
-        tags = np.concatenate(tag)[order]
-        self.union_pos = np.zeros(self.n, dtype=np.int64)
-        self.union_pos[tags[tags >= 0]] = np.flatnonzero(tags >= 0)
-        nc = self.n + self.ny + self.nz
+        where = np.argsort(order)  # an entry's position after the sort
+        self.union_pos = where[union_first + np.arange(self.n)] if union else np.zeros(0, dtype=np.int64)
+        self.band_pos = where[band_first + np.arange(self.n)] if band_row else np.zeros(0, dtype=np.int64)
+        nc = self.n + self.ny + self.nz + self.nb
         self.start = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=nc))]).astype(np.int32)
         self.index, self.value = r.astype(np.int32), v
         self.row_lo, self.row_hi = np.concatenate(row_lo), np.concatenate(row_hi)
@@ -113,19 +134,21 @@ class RouteLP:
     def _lp(self, c: np.ndarray, upper: np.ndarray) -> Any:
         hs = self.highspy
         lp = hs.HighsLp()
-        nc = self.n + self.ny + self.nz
+        nc = self.n + self.ny + self.nz + self.nb
         lp.num_col_, lp.num_row_ = nc, self.m
-        lp.col_cost_ = np.concatenate([c, np.zeros(self.ny), np.ones(self.nz)])
+        lp.col_cost_ = np.concatenate([c, np.zeros(self.ny), np.ones(self.nz), np.zeros(self.nb)])
         lp.col_lower_ = np.zeros(nc)
-        lp.col_upper_ = np.concatenate([upper, np.ones(self.ny), np.full(self.nz, hs.kHighsInf)])
+        lp.col_upper_ = np.concatenate([upper, np.ones(self.ny), np.full(self.nz + self.nb, hs.kHighsInf)])
         lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
         lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
         return lp
 
-    def solve(self, cost: np.ndarray, member: np.ndarray | None = None) -> tuple[str, float]:
+    def solve(self, cost: np.ndarray, member: np.ndarray | None = None,
+              band: np.ndarray | None = None) -> tuple[str, float]:
         """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used); with union rows,
-        member [K + L]: each column's upload alone at its uploader (its coefficient in the uploader's row)."""
+        member [K + L]: each column's upload alone at its uploader (its coefficient in the uploader's row); with the
+        band row, band [K + L]: each column's least band alone in units of B_e (its coefficient there)."""
         hs = self.highspy
         usable = np.isfinite(cost)
         c, upper = np.where(usable, cost, 0.0), usable.astype(float)
@@ -133,12 +156,17 @@ class RouteLP:
             if member is None:
                 raise ValueError("member: the union rows need each column's upload alone")
             self.value[self.union_pos] = -np.where(usable & np.isfinite(member), member, 0.0)
+        if self.band_row:
+            if band is None:
+                raise ValueError("band: the band row needs each column's least band")
+            w = np.where(usable & np.isfinite(band), band, 0.0)
+            self.value[self.band_pos] = -w if self.nb else w
         if self.h is None:
             h = self.bare()
             h.setOptionValue("output_flag", False)
             h.passModel(self._lp(c, upper))
             self.h = h
-        elif self.nz:  # new coefficients: the model again, from the last basis (same rows and columns)
+        elif self.nz or self.band_row:  # new coefficients: the model again, from the last basis (same rows and columns)
             basis = self.h.getBasis()
             self.h.passModel(self._lp(c, upper))
             self.h.setBasis(basis)

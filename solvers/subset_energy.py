@@ -77,10 +77,11 @@ class EdgeEnergy:
     rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O)
     lp: RouteLP
     union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
+    band_row: bool = False  # `lp` has the row: the columns' least bands alone sum to at most B_e (`bands`)
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
-           union: bool = False) -> EdgeEnergy | None:
+           union: bool = False, band_row: bool = False) -> EdgeEnergy | None:
         """The edge's columns; None where it has more than MAX_COLUMNS or no demand (covers: the LP gets each
         module's minimal covers; union, with relay_aggregates: each uploader's upload at least each member's alone,
         `RouteLP`)."""
@@ -122,7 +123,7 @@ class EdgeEnergy:
         return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
                    cat(lidle, bool), own, rin,
                    RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
-                           covers, union and agg, cat(lidle, bool)), union and agg)
+                           covers, union and agg, cat(lidle, bool), band_row), union and agg, band_row)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
@@ -235,11 +236,36 @@ class EdgeEnergy:
             return np.concatenate([np.where(t_min < t, best, np.inf), np.where(t_min[c] < t, rel, np.inf)])
         return np.where(t_min < t, best, np.inf)
 
+    def bands(self, t: float) -> np.ndarray:
+        """[K + L] each column's least band alone at latency t in units of B_e: its payload by t from its ready time
+        at the uploader's SNR (at p_max and f_max where power and frequency are decisions). An uploader's band is at
+        least the sum of its parts' (R^-1 convex with R^-1(0) = 0: superadditive; it starts after every part is
+        ready), and the uploaders' bands sum to at most B_e, so every plan of latency <= t meets the row.
+        With relay_aggregates a relayed part may add nothing to its relay's union, so the parts do not add up: the
+        LP's union rows take each uploader's band as at least each member's alone, else relayed parts count 0."""
+        p, dev, pay = self.p, self.dev, self.pay
+        if p.has_power_frequency:
+            a = p.power_max * p.uplink_gain / p.noise_w_per_hz
+            tau = self.cycles / p.freq_max[dev]
+        else:
+            a, tau = p.snr_hz, self.cycles / p.cpu_hz[dev]
+        up = np.concatenate([dev, self.ldst])
+        ready = np.concatenate([tau, tau[self.lcol] + pay[self.lcol] / self.lrate])
+        bits = np.concatenate([pay, pay[self.lcol]])
+        w = t - ready
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(w > 0, min_bandwidth(np.where(w > 0, bits / np.where(w > 0, w, 1.0), 0.0), a[up]), np.inf)
+        need = need * (1 - 1e-9) / float(p.edge_bandwidth_hz[self.edge])
+        if p.relay_aggregates and not self.union:  # with union rows: y_j >= each member's band alone (`RouteLP`)
+            need[dev.size:] = 0.0
+        return np.where(bits <= 0, 0.0, need)
+
     def value(self, t: float, nu: float, theta: float) -> float:
         """A lower bound on the edge's energy of plans of latency <= t (J): LP(nu, theta) - nu B_e; inf: none
         finishes by t; -inf: the LP did not solve (no information)."""
         cost = self.costs(t, nu, theta)
-        status, val = self.lp.solve(cost, self.members(t, nu) if self.union else None)
+        status, val = self.lp.solve(cost, self.members(t, nu) if self.union else None,
+                                    self.bands(t) if self.band_row else None)
         if status == "infeasible":
             return math.inf
         if status != "optimal":
@@ -253,10 +279,11 @@ class SubsetEnergy:
     edges it was above (W) and the mixtures at every latency tried); edges are built lazily, in the clock."""
 
     def __init__(self, p: RoundProblem, steps: int = 6, thetas: tuple[float, ...] = (0.0,),
-                 covers: bool = False, union: bool = False) -> None:
+                 covers: bool = False, union: bool = False, band_row: bool = False) -> None:
         self.p = p
         self.covers = covers
         self.union = union
+        self.band_row = band_row
         self.steps = steps
         self.thetas = (0.0,) if p.has_power_frequency else thetas
         self.demand = p.coverage_demand()
@@ -265,7 +292,7 @@ class SubsetEnergy:
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
-            self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e], self.covers, self.union)
+            self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e], self.covers, self.union, self.band_row)
         return self.edges[e]
 
     def edge_value(self, e: int, t: float, nu_ref: float, clock: Clock | None = None) -> float:

@@ -194,3 +194,37 @@ def test_an_idle_relay_round_is_not_certified_above_its_optimum() -> None:
     """Before the empty columns this round's plan (1.3 % above the optimum) was certified as optimal (the
     reference takes about 13 CPU s)."""
     _idle_relay_power_frequency(1, 0.05)
+
+
+BAND_CASES = [(4, seed, lam, agg) for seed in (0, 3) for lam in (0.05, 5.0) for agg in (False, True)]
+
+
+@pytest.mark.parametrize("n,seed,lam,agg", BAND_CASES)
+def test_the_band_row_keeps_the_optimum(n, seed, lam, agg) -> None:
+    """The columns' least bands alone sum to at most B_e in every plan of latency <= T: E_lb(T) with the row stays
+    below the optimum's energy at its latency, never below the LP without it, and the round bound below the
+    optimum even from a latency floor far below it (where the row makes the LP infeasible: no plan by T)."""
+    p = random_instance(n, 1, 4, seed, lam=lam, relay_aggregates=agg)
+    best = exact_solve(p)
+    t = best.latency_s * (1 + 1e-9)
+    _, nu = EnergyBound.of(p).prices(t)
+    ee = SubsetEnergy(p, covers=True, union=agg, band_row=True).edge(0)
+    plain = SubsetEnergy(p, covers=True, union=agg).edge(0)
+    assert ee is not None and plain is not None
+    for f in (0.3, 1.0, 3.0):
+        got = ee.value(t, float(nu[0]) * f, 0.0)
+        assert got <= best.energy_j * (1 + 1e-7)
+        assert got >= plain.value(t, float(nu[0]) * f, 0.0) - 1e-7 * abs(got)
+    assert ee.value(0.5 * best.latency_s, float(nu[0]), 0.0) == math.inf or agg  # no plan finishes by then
+    lb = tradeoff_lower_bound(p, 0.3 * best.latency_s, subset=SubsetEnergy(p, covers=True, union=agg, band_row=True))
+    assert lb <= best.objective * (1 + 1e-7)
+
+
+def test_the_band_row_keeps_an_idle_relay() -> None:
+    for agg in (False, True):
+        p = _hub(0, 0.5, agg, "samples")
+        best = exact_solve(p)
+        t = best.latency_s * (1 + 1e-9)
+        _, nu = EnergyBound.of(p).prices(t)
+        se = SubsetEnergy(p, thetas=(0.0, 1.0), covers=True, union=agg, band_row=True)
+        assert float(se.energy_edges(t, nu, np.full(1, -np.inf)).sum()) <= best.energy_j * (1 + 1e-7)
