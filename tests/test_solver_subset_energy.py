@@ -13,11 +13,13 @@ import pytest
 
 from solvers import evaluate, random_instance, solve
 from solvers.bounds import subset_lower_bound
+from solvers.covers import cover_sets
 from solvers.energy_bound import EnergyBound, tradeoff_lower_bound
 from solvers.evaluate import uplink_rate
 from solvers.exact import exact_solve
 from solvers.reference import reference_power_frequency
-from solvers.subset_energy import EdgeEnergy, SubsetEnergy, concave_energy, concave_upper, cover_sets
+from solvers.subset_energy import EdgeEnergy, SubsetEnergy
+from solvers.upload_table import concave_energy, concave_upper
 
 LAMS = (0.05, 0.5, 5.0, 50.0)
 
