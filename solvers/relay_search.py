@@ -20,7 +20,7 @@ from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
 from solvers.energy import deadline_energy
 from solvers.instance import RoundProblem
-from solvers.local import _relay_moves
+from solvers.local import relay_moves
 
 ROUNDS = 12
 """Rounds of batched moves per edge (each prices every single relay move of the edge once)."""
@@ -50,7 +50,7 @@ def improve_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, dead
         for _ in range(rounds):
             if clock.expired():
                 break
-            moves = _relay_moves(view, re)
+            moves = relay_moves(view, re)
             if not moves:
                 break
             ra = np.array(moves)
