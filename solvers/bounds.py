@@ -23,11 +23,12 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
+from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
-from solvers.subset_energy import LP_COVER_HOLDERS, SubsetEnergy, cover_sets
+from solvers.subset_energy import SubsetEnergy
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
@@ -339,7 +340,7 @@ def energy_lower_bound(problem: RoundProblem) -> float:
 
 
 UNION_ROWS = True
-"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/subset_energy.py
+"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/route_lp.py
 `RouteLP`), not relayed uploads at 0."""
 SUBSET_CLOCKED_DEVICES = 64
 """Rounds of at most this many devices get the subset-column LP within the time limit too (larger ones only when

@@ -36,7 +36,7 @@ from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
 from solvers.level_model import applies as level_model_applies
 from solvers.level_model import refusal as level_model_refusal
 from solvers.level_model import solve_levels
-from solvers.levels import choose_levels
+from solvers.levels import choose_levels, fewer_bytes
 from solvers.local import local_search
 from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
@@ -278,10 +278,7 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     plan = joint_solve(full, **{**opts, "bound": False})  # the heuristic plan at full size
     x, r = plan.placement, plan.relay
     choice = choose_levels(p, x, r)
-    level = choice.level
-    chosen = p.with_levels(level)
-    b = plan_bandwidth(chosen, x, r)
-    cost = evaluate(chosen, x, r, b)
+    level, b, cost = _fewer_bytes(p, x, r, choice.level)
     bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
     t_floor = float(subset_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0  # the latency's
     lower = t_floor
@@ -298,10 +295,8 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" and model:
         got = solve_levels(p, x, r, level, t_floor, t0 + limit, gap)
         if got.objective < cost.objective:
-            x, r, level = got.x, got.relay, got.level
-            chosen = p.with_levels(level)
-            b = plan_bandwidth(chosen, x, r)
-            cost = evaluate(chosen, x, r, b)
+            x, r = got.x, got.relay
+            level, b, cost = _fewer_bytes(p, x, r, got.level)
         lower = max(lower, got.lower_bound)
         proven = lower >= (1 - gap) * cost.objective
         status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= t0 + limit - 0.06 else \
@@ -312,6 +307,24 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     return plan.with_(placement=x, relay=r, bandwidth_hz=b, level=level, latency_s=cost.latency_s,
                       energy_j=cost.energy_j, objective=cost.objective, lower_bound=min(lower, cost.objective),
                       message=how, status=status, solve_seconds=time.perf_counter() - t0)
+
+
+def _fewer_bytes(p: RoundProblem, x: np.ndarray, r: np.ndarray, level: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The levels, band and cost of (x, r, level) after the tie-break of solvers/levels.py (fewest bytes among
+    levels the model cannot tell apart), kept only where the round's objective did not grow."""
+    chosen = p.with_levels(level)
+    b = plan_bandwidth(chosen, x, r)
+    cost = evaluate(chosen, x, r, b)
+    tied = fewer_bytes(p, x, level)
+    if np.array_equal(tied, level):
+        return level, b, cost
+    q = p.with_levels(tied)
+    b2 = plan_bandwidth(q, x, r)
+    cost2 = evaluate(q, x, r, b2)
+    if cost2.objective <= cost.objective * (1 + 1e-12):
+        return tied, b2, cost2
+    return level, b, cost
 
 
 PF_BOUND_SHARE = 0.6
