@@ -42,8 +42,8 @@ LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)
 TANGENTS = (0.1, 0.25, 0.5, 1.0)
 """Tangent rates of a level's union upload, x j's largest union over its window."""
 IPM_COLUMNS = 5000
-"""LPs of more columns go to HiGHS's interior point method (with crossover): on a 100-device edge (33,558 columns)
-8-11 CPU s against 44 s for the dual simplex (experiments/solver_scale_side.py)."""
+"""LPs of more columns go to HiGHS's interior point method (with crossover): on 100-device edges (21,808-33,558
+columns) 4.4-10.4 CPU s (experiments/solver_scale_side.py); the dual simplex was about 4x slower on one of them."""
 
 
 class _Rows:
