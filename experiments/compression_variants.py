@@ -4,7 +4,8 @@
         --seeds 0 1 2 --variants none topk topk_module topk_momentum0.5 topk_warmup4
 
 The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05);
-``auto_feedback`` is the same with top-k's distortion measured with error feedback (``--feedback``). ``--set``
+``auto_feedback`` is the same with top-k's distortion measured with error feedback (``--feedback``);
+``auto_budget0.2`` (and 0.1, 0.5) is ``auto`` with that budget (mean distortion per device and round). ``--set``
 adds overrides to every run (e.g. ``solver.lam=0.1``: energy in the solver's objective, where the level model
 prices it).
 ``front.png``: the accuracy change against ``none`` against total latency and energy, the mean over the seeds with
@@ -54,6 +55,8 @@ VARIANTS: dict[str, list[str]] = {
 }
 """Variant name -> its overrides on top of the base run (``auto`` also gets the measured distortions)."""
 AUTO_BUDGET = 0.05
+AUTO_BUDGETS = {f"auto_budget{b:g}": b for b in (0.1, 0.2, 0.5)}
+"""``auto`` at other budgets: how far the budget, not the solver, keeps it from top-k's latency."""
 
 
 def auto_overrides(distortion: Path) -> list[str]:
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=["none", "topk"],
-                    choices=sorted([*VARIANTS, "auto", "auto_feedback"]))
+                    choices=sorted([*VARIANTS, "auto", "auto_feedback", *AUTO_BUDGETS]))
     ap.add_argument("--distortion", type=Path,
                     default=Path(__file__).parent / "results/compression/r16/distortion.json",
                     help="auto's measured distortions (experiments/compression.py --measure-only)")
@@ -143,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if "auto" in args.variants:
         VARIANTS["auto"] = auto_overrides(args.distortion)
+    for name, budget in AUTO_BUDGETS.items():
+        if name in args.variants:
+            VARIANTS[name] = [o if not o.startswith("federation.compression_budget=") else
+                              f"federation.compression_budget={budget}" for o in auto_overrides(args.distortion)]
     if "auto_feedback" in args.variants:
         VARIANTS["auto_feedback"] = auto_feedback_overrides(args.distortion, args.feedback)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
+from solvers.relay_search import improve_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
@@ -155,6 +156,10 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
             t_fast = _edge_latency(p, [(best_x, best_r)])[0]
         best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices,
                                                        repairs=repairs)
+        sizes = np.bincount(p.device_edge, minlength=p.num_edges)
+        large = [e for e in np.argsort(-sizes).tolist() if e not in small and sizes[e] > local_max_devices]
+        if RELAY_SEARCH and large and hint is not None and not clock.expired():
+            best_r, _ = improve_relays(p, best_x, best_r, hint, large, clock.share(RELAY_SEARCH_SHARE))
     status = "optimal"
     if bandwidth == "cvxpy":
         tl = round_timeline(p, best_x, best_r)
@@ -199,6 +204,10 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
+RELAY_SEARCH = True
+"""lambda > 0: relay moves on the edges the energy search gives no local search (solvers/relay_search.py)."""
+RELAY_SEARCH_SHARE = 0.6
+"""The part of the heuristics' time left that the relay moves may take (the certified bound comes after)."""
 LATENCY_LOCAL_SHARE = 0.3
 """lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
 solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy

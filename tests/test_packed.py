@@ -56,6 +56,14 @@ def test_packed_training_equals_each_device_training_alone(optimizer, batch_size
         assert result.samples == one.samples
 
 
+def test_packed_training_with_the_autograd_attention_equals_each_device_training_alone(monkeypatch):
+    """The path CUDA runs (no `bucket_attention`: torch's attention per bucket under autograd) on the CPU."""
+    from hffm.engine import bucket_attention
+
+    monkeypatch.setattr(bucket_attention, "available", lambda x: False)
+    test_packed_training_equals_each_device_training_alone("adamw", 64, 5e-4)
+
+
 def test_segments_apply_each_devices_weight_to_its_rows():
     torch.manual_seed(0)
     counts = np.array([5, 0, 1, 9, 4, 7])

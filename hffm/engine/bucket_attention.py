@@ -77,13 +77,15 @@ def _math_forward(part: Tensor, n: int, s: int, heads: int) -> tuple[Tensor, Ten
     return torch.bmm(qkv[2], p.transpose(1, 2)), p, qkv
 
 
-def _math_backward(grad: Tensor, p: Tensor, qkv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Gradients of q, k, v transposed [n * heads, head width, s] from the output's, transposed alike."""
+def _math_backward(grad: Tensor, p: Tensor, qkv: Tensor) -> Tensor:
+    """Gradients of q, k, v transposed, [3, n * heads, head width, s], from the output's [n * heads, head width, s]."""
     q, k, v = qkv
-    grad_v = torch.bmm(grad, p)
+    out = torch.empty_like(qkv)
+    torch.bmm(grad, p, out=out[2])
     grad_s = _SOFTMAX_BACKWARD(torch.bmm(grad.transpose(1, 2), v), p, -1, p.dtype)
-    grad_q = torch.bmm(k, grad_s.transpose(1, 2)).mul_(q.shape[1] ** -0.5)
-    return grad_q, torch.bmm(q, grad_s), grad_v
+    torch.bmm(k, grad_s.transpose(1, 2), out=out[0]).mul_(q.shape[1] ** -0.5)
+    torch.bmm(q, grad_s, out=out[1])
+    return out
 
 
 class _BucketAttention(torch.autograd.Function):
@@ -125,13 +127,14 @@ class _BucketAttention(torch.autograd.Function):
             if mask is None:
                 go_t = go.new_empty(n, heads, go.shape[-1], s)
                 go_t.copy_(go.transpose(2, 3))
-                grads = [g.view(n, heads, -1, s).transpose(2, 3) for g in
-                         _math_backward(go_t.view(n * heads, -1, s), kept[2 * b], kept[2 * b + 1])]
+                grads = _math_backward(go_t.view(n * heads, -1, s), kept[2 * b], kept[2 * b + 1])
+                # [3, n, heads, head width, s] -> the rows' [n, s, 3, heads, head width]: one copy
+                grad_rows[part].view(n, s, 3, heads, -1).copy_(grads.view(3, n, heads, -1, s).permute(1, 4, 0, 2, 3))
             else:
                 q, k, v = _qkv(rows[part], n, s, heads)
-                grads = _BACKWARD(go, q, k, v, kept[2 * b], kept[2 * b + 1], 0.0, False, attn_mask=mask)
-            for dst, g in zip(_qkv(grad_rows[part], n, s, heads), grads):
-                dst.copy_(g)
+                flash = _BACKWARD(go, q, k, v, kept[2 * b], kept[2 * b + 1], 0.0, False, attn_mask=mask)
+                for dst, g in zip(_qkv(grad_rows[part], n, s, heads), flash):
+                    dst.copy_(g)
             start += n * s
         grad_qkv = grad.new_zeros(ctx.qkv_rows, rows.shape[1]).index_add_(0, gather, grad_rows)
         return grad_qkv, None, None, None, None, None
