@@ -4,10 +4,13 @@
         --seeds 0 1 2 --variants none topk topk_module topk_momentum0.5 topk_warmup4
 
 The ``auto`` variant is ``experiments/compression.py``'s (the distortions of ``--distortion``, budget 0.05);
-``auto_feedback`` is the same with top-k's distortion measured with error feedback (``--feedback``). ``--set``
+``auto_feedback`` is the same with top-k's distortion measured with error feedback (``--feedback``);
+``auto_budget0.2`` (and 0.1, 0.5) is ``auto`` with that budget (mean distortion per device and round). ``--set``
 adds overrides to every run (e.g. ``solver.lam=0.1``: energy in the solver's objective, where the level model
 prices it).
-``front.png``: accuracy against total latency and energy of the first seed's runs. Each variant is a level plus
+``front.png``: the accuracy change against ``none`` against total latency and energy, the mean over the seeds with
+their range
+(``--replot`` redraws it and the table from ``results.json`` without running). Each variant is a level plus
 overrides (``VARIANTS``); every run is ``experiments/compression.py``'s run (the
 same base overrides: ``experiment=hffm model=tiny``, 10 edges x 4 devices, 2 local steps, the joint solver) for
 ``--rounds`` rounds, cached in ``runs/<variant>-s<seed>.json`` (an interrupted study resumes; a run whose overrides
@@ -30,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from compression import BASE, KEEP, plot, run_one  # noqa: E402 - the sibling script's runs
+from compression import BASE, KEEP, run_one  # noqa: E402 - the sibling script's runs
 
 VARIANTS: dict[str, list[str]] = {
     "none": ["federation.compression=none"],
@@ -52,6 +55,8 @@ VARIANTS: dict[str, list[str]] = {
 }
 """Variant name -> its overrides on top of the base run (``auto`` also gets the measured distortions)."""
 AUTO_BUDGET = 0.05
+AUTO_BUDGETS = {f"auto_budget{b:g}": b for b in (0.1, 0.2, 0.5)}
+"""``auto`` at other budgets: how far the budget, not the solver, keeps it from top-k's latency."""
 
 
 def auto_overrides(distortion: Path) -> list[str]:
@@ -90,13 +95,38 @@ def table(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int]) -> s
     return "\n".join(lines) + "\n"
 
 
+def plot_means(runs: dict[str, dict[int, dict[str, Any]]], seeds: Sequence[int], path: Path) -> None:
+    """Accuracy change against `none` of the same seed (points) against total latency and energy: the mean over
+    the seeds, bars the seeds' range (paired, so the seeds' own spread of accuracy does not hide the levels')."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, label in ((axes[0], "cost/cum_latency_s", "total latency (s)"),
+                           (axes[1], "cost/cum_energy_j", "total energy (J)")):
+        for name, per_seed in runs.items():
+            acc = 100 * np.array([per_seed[s]["final"]["accuracy"] - runs["none"][s]["final"]["accuracy"]
+                                  for s in seeds])
+            cost = np.array([per_seed[s]["final"][key] for s in seeds])
+            ax.errorbar(cost.mean(), acc.mean(), yerr=[[acc.mean() - acc.min()], [acc.max() - acc.mean()]],
+                        xerr=[[cost.mean() - cost.min()], [cost.max() - cost.mean()]], fmt="o", capsize=3)
+            ax.annotate(name, (cost.mean(), acc.mean()), fontsize=8, xytext=(4, 4), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"accuracy change vs none (points), {len(seeds)} seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=["none", "topk"],
-                    choices=sorted([*VARIANTS, "auto", "auto_feedback"]))
+                    choices=sorted([*VARIANTS, "auto", "auto_feedback", *AUTO_BUDGETS]))
     ap.add_argument("--distortion", type=Path,
                     default=Path(__file__).parent / "results/compression/r16/distortion.json",
                     help="auto's measured distortions (experiments/compression.py --measure-only)")
@@ -104,9 +134,22 @@ def main(argv: Sequence[str] | None = None) -> None:
                     default=Path(__file__).parent / "results/compression/feedback16/distortion.json",
                     help="auto_feedback's top-k distortion with error feedback (compression.py --measure-only)")
     ap.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, e.g. solver.lam=0.1")
+    ap.add_argument("--replot", action="store_true",
+                    help="rewrite table.md and front.png from --out's results.json (no runs)")
     args = ap.parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.out / "results.json").read_text())
+        runs_saved = {n: {int(s): r for s, r in per.items()} for n, per in saved["runs"].items()}
+        (args.out / "table.md").write_text(table(runs_saved, saved["seeds"]))
+        plot_means(runs_saved, saved["seeds"], args.out / "front.png")
+        print(table(runs_saved, saved["seeds"]))
+        return
     if "auto" in args.variants:
         VARIANTS["auto"] = auto_overrides(args.distortion)
+    for name, budget in AUTO_BUDGETS.items():
+        if name in args.variants:
+            VARIANTS[name] = [o if not o.startswith("federation.compression_budget=") else
+                              f"federation.compression_budget={budget}" for o in auto_overrides(args.distortion)]
     if "auto_feedback" in args.variants:
         VARIANTS["auto_feedback"] = auto_feedback_overrides(args.distortion, args.feedback)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
@@ -128,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
          "set": args.set,
          "variants": {n: VARIANTS[n] for n in names}, "runs": runs}, indent=1))
     (args.out / "table.md").write_text(table(runs, args.seeds))
-    plot({n: runs[n][args.seeds[0]] for n in names}, args.out / "front.png")
+    plot_means(runs, args.seeds, args.out / "front.png")
     print(table(runs, args.seeds))
 
 

@@ -23,11 +23,12 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
+from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
-from solvers.subset_energy import LP_COVER_HOLDERS, SubsetEnergy, cover_sets
+from solvers.subset_energy import SubsetEnergy
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
@@ -339,8 +340,11 @@ def energy_lower_bound(problem: RoundProblem) -> float:
 
 
 UNION_ROWS = True
-"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/subset_energy.py
+"""relay_aggregates, rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's union rows (solvers/route_lp.py
 `RouteLP`), not relayed uploads at 0."""
+BAND_ROW = True
+"""Rounds of at most SUBSET_CLOCKED_DEVICES: the subset LP's band row (the columns' least bands alone sum to at most
+B_e, solvers/subset_energy.py `EdgeEnergy.bands`): a relay group whose parts cannot share the band by T is out."""
 SUBSET_CLOCKED_DEVICES = 64
 """Rounds of at most this many devices get the subset-column LP within the time limit too (larger ones only when
 unbounded)."""
@@ -365,6 +369,6 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
     # each uploader's upload at least each member's alone
     union = small and problem.relay_aggregates and UNION_ROWS
-    subset = (SubsetEnergy(problem, covers=small, union=union) if clock is None or not clock.bounded or small
-              else None)
+    subset = (SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
+              if clock is None or not clock.bounded or small else None)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solvers.bounds import bare_highs
+from solvers.covers import cover_sets
 from solvers.instance import RoundProblem
-from solvers.subset_energy import cover_sets
 
 if TYPE_CHECKING:
     from solvers.latency_model import EdgeColumns

@@ -295,14 +295,28 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
 
     e_inf = eb.energy(math.inf, clock=clock)
     e0, nu0 = energy(t0)
+    step = 0.01
+    while not math.isfinite(e0):  # no plan finishes by t0 (e.g. the subset LP's band row): every latency exceeds it
+        if step > 8:
+            return t0 + lam * e_inf
+        e_next, nu_next = energy(t0 * (1 + step))
+        if math.isfinite(e_next):
+            e0, nu0 = e_next, nu_next  # only for the span below: the pieces start at t0
+            break
+        t0, step = t0 * (1 + step), 2 * step
     t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
     late = clock is not None and clock.expired()  # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 %
     pts = list(np.geomspace(t0, t_end, 3 if late else 5))  # of the unbounded bound, which takes 3 s)
     vals = [e0] + [energy(t, nu0)[0] for t in pts[1:]]
+
+    def floors() -> list[float]:  # the least energy by T never rises with T: each value holds at every earlier T
+        return list(np.maximum.accumulate(np.array(vals[1:] + [e_inf])[::-1])[::-1])
+
     for _ in range(budget):
         if clock is not None and clock.expired():
             break
-        pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
+        low = floors()
+        pieces = [pts[k] + lam * low[k] for k in range(len(pts))]
         k = int(np.argmin(pieces))
         bound = pieces[k]
         if upper is not None and bound >= upper * (1 - rtol):
@@ -312,5 +326,5 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
         vals.insert(k + 1, energy(mid, nu0)[0])
-    pieces = [pts[k] + lam * vals[k + 1] for k in range(len(pts) - 1)] + [pts[-1] + lam * e_inf]
-    return float(min(pieces))
+    low = floors()
+    return float(min(pts[k] + lam * low[k] for k in range(len(pts))))

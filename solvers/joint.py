@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
-from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.bounds import BAND_ROW, SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
@@ -36,12 +36,13 @@ from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
 from solvers.level_model import applies as level_model_applies
 from solvers.level_model import refusal as level_model_refusal
 from solvers.level_model import solve_levels
-from solvers.levels import choose_levels
+from solvers.levels import choose_levels, fewer_bytes
 from solvers.local import local_search
 from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
+from solvers.relay_search import improve_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
@@ -155,6 +156,10 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
             t_fast = _edge_latency(p, [(best_x, best_r)])[0]
         best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices,
                                                        repairs=repairs)
+        sizes = np.bincount(p.device_edge, minlength=p.num_edges)
+        large = [e for e in np.argsort(-sizes).tolist() if e not in small and sizes[e] > local_max_devices]
+        if RELAY_SEARCH and large and hint is not None and not clock.expired():
+            best_r, _ = improve_relays(p, best_x, best_r, hint, large, clock.share(RELAY_SEARCH_SHARE))
     status = "optimal"
     if bandwidth == "cvxpy":
         tl = round_timeline(p, best_x, best_r)
@@ -199,6 +204,10 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
 
 
+RELAY_SEARCH = True
+"""lambda > 0: relay moves on the edges the energy search gives no local search (solvers/relay_search.py)."""
+RELAY_SEARCH_SHARE = 0.6
+"""The part of the heuristics' time left that the relay moves may take (the certified bound comes after)."""
 LATENCY_LOCAL_SHARE = 0.3
 """lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
 solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy
@@ -269,10 +278,7 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     plan = joint_solve(full, **{**opts, "bound": False})  # the heuristic plan at full size
     x, r = plan.placement, plan.relay
     choice = choose_levels(p, x, r)
-    level = choice.level
-    chosen = p.with_levels(level)
-    b = plan_bandwidth(chosen, x, r)
-    cost = evaluate(chosen, x, r, b)
+    level, b, cost = _fewer_bytes(p, x, r, choice.level)
     bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
     t_floor = float(subset_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0  # the latency's
     lower = t_floor
@@ -289,10 +295,8 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" and model:
         got = solve_levels(p, x, r, level, t_floor, t0 + limit, gap)
         if got.objective < cost.objective:
-            x, r, level = got.x, got.relay, got.level
-            chosen = p.with_levels(level)
-            b = plan_bandwidth(chosen, x, r)
-            cost = evaluate(chosen, x, r, b)
+            x, r = got.x, got.relay
+            level, b, cost = _fewer_bytes(p, x, r, got.level)
         lower = max(lower, got.lower_bound)
         proven = lower >= (1 - gap) * cost.objective
         status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= t0 + limit - 0.06 else \
@@ -303,6 +307,24 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     return plan.with_(placement=x, relay=r, bandwidth_hz=b, level=level, latency_s=cost.latency_s,
                       energy_j=cost.energy_j, objective=cost.objective, lower_bound=min(lower, cost.objective),
                       message=how, status=status, solve_seconds=time.perf_counter() - t0)
+
+
+def _fewer_bytes(p: RoundProblem, x: np.ndarray, r: np.ndarray, level: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """The levels, band and cost of (x, r, level) after the tie-break of solvers/levels.py (fewest bytes among
+    levels the model cannot tell apart), kept only where the round's objective did not grow."""
+    chosen = p.with_levels(level)
+    b = plan_bandwidth(chosen, x, r)
+    cost = evaluate(chosen, x, r, b)
+    tied = fewer_bytes(p, x, level)
+    if np.array_equal(tied, level):
+        return level, b, cost
+    q = p.with_levels(tied)
+    b2 = plan_bandwidth(q, x, r)
+    cost2 = evaluate(q, x, r, b2)
+    if cost2.objective <= cost.objective * (1 + 1e-12):
+        return tied, b2, cost2
+    return level, b, cost
 
 
 PF_BOUND_SHARE = 0.6
@@ -345,7 +367,8 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         x, r = plan.placement, plan.relay
         t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
         clock = deadline.share(PF_BOUND_SHARE) if model else deadline
-        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES)  # minimal covers: small rounds
+        small = p.num_devices <= SUBSET_CLOCKED_DEVICES  # minimal covers and the band row: small rounds
+        subset = SubsetEnergy(p, covers=small, band_row=small and BAND_ROW)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them

@@ -25,7 +25,9 @@ def _prune(xe: np.ndarray, k: int, samples: np.ndarray, demand: float, keep: int
             total -= samples[i]
 
 
-def _relay_moves(view: EdgeView, re: np.ndarray) -> list[np.ndarray]:
+def relay_moves(view: EdgeView, re: np.ndarray) -> list[np.ndarray]:
+    """Every single relay move of (local) relays re: a device to a direct D2D neighbour (when it serves nobody), or
+    back to direct."""
     n = view.n
     own = re == np.arange(n)
     served = np.bincount(re[~own], minlength=n)
@@ -87,7 +89,7 @@ def placement_moves(view: EdgeView, xe: np.ndarray, covers: list | None) -> list
 def neighbours(view: EdgeView, xe: np.ndarray, re: np.ndarray, compound: bool = False,
                covers: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All feasible single-move neighbours of (xe [n, M], re [n]); with compound, also relay x placement pairs."""
-    rmoves, pmoves = _relay_moves(view, re), placement_moves(view, xe, covers)
+    rmoves, pmoves = relay_moves(view, re), placement_moves(view, xe, covers)
     xs = [xe] * len(rmoves) + pmoves
     rs = rmoves + [re] * len(pmoves)
     if compound:

@@ -24,9 +24,9 @@ import math
 
 import numpy as np
 
+from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
-from solvers.subset_energy import LP_COVER_HOLDERS, cover_sets
 
 DENSE_MAX = 400
 """Edges above this many devices skip the shortest paths (sp = 0) and the per-root energy (weaker, still valid)."""

@@ -56,6 +56,14 @@ def test_packed_training_equals_each_device_training_alone(optimizer, batch_size
         assert result.samples == one.samples
 
 
+def test_packed_training_with_the_autograd_attention_equals_each_device_training_alone(monkeypatch):
+    """The path CUDA runs (no `bucket_attention`: torch's attention per bucket under autograd) on the CPU."""
+    from hffm.engine import bucket_attention
+
+    monkeypatch.setattr(bucket_attention, "available", lambda x: False)
+    test_packed_training_equals_each_device_training_alone("adamw", 64, 5e-4)
+
+
 def test_segments_apply_each_devices_weight_to_its_rows():
     torch.manual_seed(0)
     counts = np.array([5, 0, 1, 9, 4, 7])
@@ -135,8 +143,8 @@ def test_bucket_attention_equals_attention_bucket_by_bucket_and_its_gradients():
         pytest.skip("this torch has no CPU flash attention op")
     torch.manual_seed(0)
     heads, width = 2, 8
-    shapes = [(3, 5), (2, 4)]
-    masks = [torch.rand(3, 1, 1, 5) > 0.3, None]
+    shapes = [(3, 5), (2, 4), (1, 1), (4, 7)]  # masked: the flash kernel; unmasked: the transposed bmms
+    masks = [torch.rand(3, 1, 1, 5) > 0.3, None, None, None]
     for m in masks[:1]:
         m[..., 0] = True  # every sample attends somewhere
     rows = 40
@@ -155,3 +163,26 @@ def test_bucket_attention_equals_attention_bucket_by_bucket_and_its_gradients():
     (g_got,) = torch.autograd.grad((got * probe).sum(), qkv)
     (g_want,) = torch.autograd.grad((want * probe).sum(), qkv)
     torch.testing.assert_close(g_got, g_want)
+
+
+def test_a_compact_batch_buckets_each_samples_kept_tokens_once_without_masks():
+    from hffm.engine.packed_batch import WaveLayout, pack
+    from hffm.spec import ModalitySpec, TaskSpec
+
+    text, image = ModalitySpec("text", "text", (6,), vocab_size=20), ModalitySpec("image", "image", (1, 4, 4))
+    task = TaskSpec("y", "classification", num_classes=3)
+    layout = WaveLayout.of([text, image], [task], {"text": 6, "image": 4}, 2,
+                           [(["text", "image"], ["y"]), (["text"], ["y"])])
+    ids = torch.tensor([[3, 4, 0, 0, 0, 0], [5, 6, 7, 8, 9, 0], [1, 2, 3, 0, 0, 0]])
+    batches = [{"inputs": {"text": ids[:2], "image": torch.randn(2, 1, 4, 4)},
+                "present": {"text": torch.ones(2), "image": torch.tensor([1.0, 0.0])},
+                "targets": {"y": torch.tensor([0, 1])}},
+               {"inputs": {"text": ids[2:]}, "present": {"text": torch.ones(1)}, "targets": {"y": torch.tensor([2])}}]
+    batch = pack(layout, batches, torch.device("cpu"), compact=True)
+    # kept: prompts 2 + text ids + image 4 if present: 2 + 2 + 4, 2 + 5 + 0, 2 + 3
+    assert sorted(b.index.shape[1] for b in batch.buckets for _ in range(b.index.shape[0])) == [5, 7, 8]
+    assert all(b.attend is None for b in batch.buckets)
+    assert batch.tokens.rows == 20 and torch.equal(batch.bucket_rows.sort().values, torch.arange(20))
+    assert torch.equal(batch.bucket_rows[batch.restore], torch.arange(20))
+    for b in batch.buckets:  # a sample's kept tokens are consecutive in the compact array
+        assert torch.equal(b.index - b.index[:, :1], torch.arange(b.index.shape[1]).expand_as(b.index))

@@ -11,7 +11,7 @@ from solvers.check import check_plan
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.generate import random_instance
-from solvers.levels import choose_levels
+from solvers.levels import LEVEL_TIE, choose_levels, fewer_bytes
 from solvers.plan import RoundPlan
 
 NAMES = ("none", "int8", "topk")
@@ -56,6 +56,52 @@ def test_levels_cut_the_round_latency_and_respect_the_budget():
     assert (plan.level == 2).sum() <= 5  # the budget admits at most five top-k senders
     relaxed = choose_levels(p, plan.placement, plan.relay)
     assert np.array_equal(relaxed.level, plan.level)
+
+
+TIED = ("none", "fp16", "int8", "topk")
+TIED_FACTOR = np.array([1.0, 0.5, 0.26, 0.2])
+TIED_DISTORTION = np.array([0.0, 1e-8, 1e-5, 0.4])  # fp16 and int8 within LEVEL_TIE x 0.4 of none: ties
+
+
+def _tied(p: RoundProblem, budget: float | None) -> RoundProblem:
+    return dataclasses.replace(p, level_names=TIED, level_factor=TIED_FACTOR, level_distortion=TIED_DISTORTION,
+                               distortion_budget=budget)
+
+
+def test_fewer_bytes_moves_tied_levels_to_the_smallest_within_the_budget():
+    assert 1e-5 <= LEVEL_TIE * 0.4  # the premise: int8 ties with none and fp16, top-k with nothing
+    p = _tied(random_instance(8, 2, 3, 7), budget=None)
+    x = solve(dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None), "joint").placement
+    sends = (x.astype(float) @ p.module_bytes) > 0
+    assert sends.sum() >= 4
+    level = np.where(np.arange(p.num_devices) % 2 == 0, 0, 1)  # none and fp16 alternately
+    level[np.flatnonzero(sends)[0]] = 3  # one top-k sender: nothing ties with it at fewer bytes
+    out = fewer_bytes(p, x, level)
+    assert np.all(out[sends & (level < 3)] == 2) and out[np.flatnonzero(sends)[0]] == 3
+    assert np.array_equal(out[~sends], level[~sends])  # a device that sends nothing keeps its level
+    # a budget with room for two more int8 senders: the two of the largest byte savings move, the rest stay
+    spent = p.with_levels(level).distortion(x)
+    tight = _tied(p, budget=spent + 2.5e-5)
+    out = fewer_bytes(tight, x, level)
+    moved = np.flatnonzero(out != level)
+    assert len(moved) == 2 and tight.with_levels(out).distortion(x) <= tight.distortion_budget
+    payload = x.astype(float) @ p.module_bytes
+    saving = np.where(sends & (level < 3), payload * (TIED_FACTOR[level] - TIED_FACTOR[2]), -1.0)
+    assert set(moved) == set(np.argsort(-saving, kind="stable")[:2])
+
+
+@pytest.mark.parametrize(("seed", "lam"), [(8, 0.0), (9, 0.5)])
+def test_joint_sends_no_tied_level_of_more_bytes(seed, lam):
+    p = _tied(random_instance(6, 2, 3, seed, lam=lam), budget=0.45)
+    plan = solve(p, "joint", time_limit_s=0)
+    assert check_plan(p, plan) == []
+    sends = (plan.placement.astype(float) @ p.module_bytes) > 0
+    assert not np.isin(plan.level[sends], [0, 1]).any()  # none and fp16 tie with int8, which sends fewer bytes
+    before = p.with_levels(choose_levels(p, plan.placement, plan.relay).level)  # the levels without the tie-break
+    cost = evaluate(before, plan.placement, plan.relay, plan_bandwidth(before, plan.placement, plan.relay))
+    assert plan.objective <= cost.objective * (1 + 1e-12)
+    if lam == 0:  # a smaller payload shortens every upload window of the min-max band: less energy too
+        assert plan.energy_j <= cost.energy_j * (1 + 1e-9)
 
 
 def test_the_checker_refuses_a_plan_over_the_distortion_budget():

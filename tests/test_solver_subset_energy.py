@@ -13,11 +13,13 @@ import pytest
 
 from solvers import evaluate, random_instance, solve
 from solvers.bounds import subset_lower_bound
+from solvers.covers import cover_sets
 from solvers.energy_bound import EnergyBound, tradeoff_lower_bound
 from solvers.evaluate import uplink_rate
 from solvers.exact import exact_solve
 from solvers.reference import reference_power_frequency
-from solvers.subset_energy import EdgeEnergy, SubsetEnergy, concave_energy, concave_upper, cover_sets
+from solvers.subset_energy import EdgeEnergy, SubsetEnergy
+from solvers.upload_table import concave_energy, concave_upper
 
 LAMS = (0.05, 0.5, 5.0, 50.0)
 
@@ -138,3 +140,91 @@ def test_minimal_covers_never_lower_the_lp(seed: int) -> None:
     p = random_instance(8, 1, 4, seed, lam=0.5)
     t = 1.2 * solve(p, "joint", time_limit_s=0).latency_s
     assert _e_lb(p, t, (1.0,), covers=True) >= _e_lb(p, t, (1.0,)) * (1 - 1e-7)
+
+
+def _hub(seed: int, lam: float, agg: bool, idle: str, n: int = 4, m: int = 3):
+    """n devices on one edge: device 0 has the one good uplink and fast D2D links both ways, the others uplinks 50x
+    worse; device 0 has no samples (idle="samples") or a CPU 1,000x slower (idle="cpu"), so the optimum relays
+    every device through a relay that trains nothing."""
+    p = random_instance(n, 1, m, seed, lam=lam, relay_aggregates=agg)
+    g = 0.02 * p.uplink_gain
+    g[0] = 50.0 * p.uplink_gain.max()
+    samples, cpu = p.samples.copy(), p.cpu_hz.copy()
+    if idle == "samples":
+        samples[0] = 0.0
+    else:
+        cpu[0] *= 1e-3
+    others = np.arange(1, n)
+    src = np.concatenate([others, np.zeros(n - 1, dtype=int)])
+    dst = np.concatenate([np.zeros(n - 1, dtype=int), others])
+    return dataclasses.replace(p, uplink_gain=g, samples=samples, cpu_hz=cpu, d2d_src=src, d2d_dst=dst,
+                               d2d_rate_bps=np.full(src.size, 5e7))
+
+
+@pytest.mark.parametrize("agg", [False, True])
+@pytest.mark.parametrize("idle", ["samples", "cpu"])
+def test_a_relay_that_trains_nothing_stays_in_the_lp(agg: bool, idle: str) -> None:
+    """The one-hop pair rows let a device relay through j only as far as j has a column: a relay that trains
+    nothing needs its empty column, else E_lb(T) was inf (no plan by T) at the optimum's own latency."""
+    for seed, lam in ((0, 0.5), (1, 5.0)):
+        p = _hub(seed, lam, agg, idle)
+        best = exact_solve(p)
+        assert np.all(best.relay == 0) and not best.placement[0].any()  # the case: relayed through an idle relay
+        for covers in (False, True):
+            got = _e_lb(p, best.latency_s * (1 + 1e-9), (0.0, 1.0), covers, union=agg)
+            assert got <= best.energy_j * (1 + 1e-7), (got, best.energy_j)
+
+
+def _idle_relay_power_frequency(seed: int, lam: float) -> None:
+    p = _decisions(_hub(seed, lam, False, "samples", n=3, m=2))
+    ref = reference_power_frequency(p)
+    assert np.any(ref.relay[1:] == 0) and not ref.placement[0].any()  # a device relays through the idle one
+    assert _e_lb(p, ref.latency_s * (1 + 1e-9), covers=True) <= ref.energy_j * (1 + 1e-7)
+    plan = solve(p, "joint", time_limit_s=0)
+    assert plan.lower_bound <= ref.objective * (1 + 1e-7), (plan.lower_bound, ref.objective)
+
+
+def test_a_relay_that_trains_nothing_stays_in_the_lp_with_power_and_frequency() -> None:
+    """Before the empty columns E_lb at the optimum's latency was 195 J against its 2.3 J."""
+    _idle_relay_power_frequency(0, 0.5)
+
+
+@pytest.mark.slow
+def test_an_idle_relay_round_is_not_certified_above_its_optimum() -> None:
+    """Before the empty columns this round's plan (1.3 % above the optimum) was certified as optimal (the
+    reference takes about 13 CPU s)."""
+    _idle_relay_power_frequency(1, 0.05)
+
+
+BAND_CASES = [(4, seed, lam, agg) for seed in (0, 3) for lam in (0.05, 5.0) for agg in (False, True)]
+
+
+@pytest.mark.parametrize("n,seed,lam,agg", BAND_CASES)
+def test_the_band_row_keeps_the_optimum(n, seed, lam, agg) -> None:
+    """The columns' least bands alone sum to at most B_e in every plan of latency <= T: E_lb(T) with the row stays
+    below the optimum's energy at its latency, never below the LP without it, and the round bound below the
+    optimum even from a latency floor far below it (where the row makes the LP infeasible: no plan by T)."""
+    p = random_instance(n, 1, 4, seed, lam=lam, relay_aggregates=agg)
+    best = exact_solve(p)
+    t = best.latency_s * (1 + 1e-9)
+    _, nu = EnergyBound.of(p).prices(t)
+    ee = SubsetEnergy(p, covers=True, union=agg, band_row=True).edge(0)
+    plain = SubsetEnergy(p, covers=True, union=agg).edge(0)
+    assert ee is not None and plain is not None
+    for f in (0.3, 1.0, 3.0):
+        got = ee.value(t, float(nu[0]) * f, 0.0)
+        assert got <= best.energy_j * (1 + 1e-7)
+        assert got >= plain.value(t, float(nu[0]) * f, 0.0) - 1e-7 * abs(got)
+    assert ee.value(0.5 * best.latency_s, float(nu[0]), 0.0) == math.inf or agg  # no plan finishes by then
+    lb = tradeoff_lower_bound(p, 0.3 * best.latency_s, subset=SubsetEnergy(p, covers=True, union=agg, band_row=True))
+    assert lb <= best.objective * (1 + 1e-7)
+
+
+def test_the_band_row_keeps_an_idle_relay() -> None:
+    for agg in (False, True):
+        p = _hub(0, 0.5, agg, "samples")
+        best = exact_solve(p)
+        t = best.latency_s * (1 + 1e-9)
+        _, nu = EnergyBound.of(p).prices(t)
+        se = SubsetEnergy(p, thetas=(0.0, 1.0), covers=True, union=agg, band_row=True)
+        assert float(se.energy_edges(t, nu, np.full(1, -np.inf)).sum()) <= best.energy_j * (1 + 1e-7)

@@ -97,7 +97,7 @@ def test_tree_aware_starts_never_hurt_and_help_where_work_must_spread():
 def test_tree_bound_knapsack_is_binary_where_holders_are_few() -> None:
     """Three devices of 4 samples, demand 5: any plan trains the module on two of them, so the energy is at least 2
     unit costs, where the fractional knapsack saw 1.25; with more holders than LP_COVER_HOLDERS it stays fractional."""
-    from solvers.subset_energy import LP_COVER_HOLDERS
+    from solvers.covers import LP_COVER_HOLDERS
     from solvers.tree_bound import _knapsack
 
     got = _knapsack(np.array([[1.0, 1.0, 1.0], [3.0, 1.0, 1.0]]), np.full(3, 4.0), 5.0)

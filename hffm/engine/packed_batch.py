@@ -56,10 +56,10 @@ class Bucket:
     """Samples whose sequences have one length: one attention call."""
 
     index: Tensor
-    """Long [samples, length]: each position's token (a compact batch's left-out position: row 0, masked)."""
+    """Long [samples, length]: each position's token."""
     attend: Tensor | None
-    """None where every key may be attended, else bool [samples, 1, 1, length]: True where the key may be
-    attended (not text padding, not an absent modality's)."""
+    """None where every key may be attended (a compact batch's buckets: its samples' kept tokens only), else bool
+    [samples, 1, 1, length]: True where the key may be attended (not text padding, not an absent modality's)."""
 
 
 @dataclass
@@ -91,8 +91,9 @@ class PackedBatch:
     """Long [D]: each device's batch size."""
     compact: bool = False
     """The token array holds the counted tokens only: text padding and absent modalities' tokens, keys that every
-    query masks and whose own outputs no loss reads, are left out of every per-token operation (attention still
-    sees each sample at its full length: a left-out position reads row 0 and is masked). Every token counts then."""
+    query masks and whose own outputs no loss reads, are left out of every operation: a sample's attention runs over
+    its kept tokens alone (the buckets group samples by their number of kept tokens, no mask; a key every query
+    masks changes no output). Every token counts then."""
 
 
 @dataclass
@@ -107,6 +108,10 @@ class _Skeleton:
     indices: list[np.ndarray]
     """Per sequence length: [samples, length] token indices."""
     placed: np.ndarray
+    sample_start: np.ndarray
+    """Long [samples]: each sample's first token (sample by sample, device by device)."""
+    sample_length: np.ndarray
+    """Long [samples]: each sample's sequence length."""
     heads: dict[str, Tensor]
     task_samples: dict[str, Segments]
     prompts: Segments
@@ -156,7 +161,8 @@ def _skeleton(layout: WaveLayout, rows: np.ndarray, device: torch.device) -> _Sk
         heads[task.name] = torch.as_tensor(np.concatenate(first)[:, None] + np.arange(plen)[None, :], device=device)
         task_samples[task.name] = Segments(np.where(held, rows, 0), device)
     return _Skeleton(samples, np.concatenate(source_parts), np.concatenate(prompt_parts), indices,
-                     np.concatenate([index.reshape(-1) for index in indices]), heads, task_samples,
+                     np.concatenate([index.reshape(-1) for index in indices]), sample_start, sample_length, heads,
+                     task_samples,
                      Segments(rows * n_tasks * plen, device))
 
 
@@ -186,22 +192,26 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
         inputs[spec.name] = x
         pads.append(pad.reshape(-1))
     counted = ~torch.cat(pads).numpy()[sk.source]
-    attends = [counted[index] for index in sk.indices]
     if compact:  # drop the tokens no query reads (masked keys) and no loss counts: renumber the kept ones
         new_id = np.cumsum(counted) - 1
         length = layout.lengths
         token_counts = np.bincount(np.repeat(np.arange(n_dev), rows * length)[counted], minlength=n_dev)
-        kept = counted[sk.placed]
-        restore = np.empty(int(counted.sum()), dtype=np.int64)
-        restore[new_id[sk.placed[kept]]] = np.flatnonzero(kept)
-        placed = np.where(kept, new_id[sk.placed], 0)  # a masked position reads row 0: a masked key, an output dropped
-        indices = [torch.as_tensor(np.where(attend, new_id[index], 0), device=device)
-                   for index, attend in zip(sk.indices, attends)]
+        # a sample's kept tokens are consecutive in the compact array: bucket the samples by their count
+        before = np.concatenate([[0], np.cumsum(counted)])
+        first = before[sk.sample_start]
+        kept = before[sk.sample_start + sk.sample_length] - first
+        index_arrays = [first[kept == s][:, None] + np.arange(s)[None, :] for s in np.unique(kept)]
+        placed = np.concatenate([index.reshape(-1) for index in index_arrays])  # every kept token once
+        restore = np.empty_like(placed)
+        restore[placed] = np.arange(len(placed))
+        indices = [torch.as_tensor(index, device=device) for index in index_arrays]
+        attends: list[np.ndarray | None] = [None] * len(indices)
         tokens = Segments(token_counts, device)
         source, prompt_rows, counted = sk.source[counted], new_id[sk.prompt_rows], counted[counted]
         bucket_rows, restore_t = torch.as_tensor(placed, device=device), torch.as_tensor(restore, device=device)
         prompt_rows_t = torch.as_tensor(prompt_rows, device=device)
     else:
+        attends = [counted[index] for index in sk.indices]
         if sk.full is None:
             sk.full = (Segments(rows * layout.lengths, device),
                        [torch.as_tensor(index, device=device) for index in sk.indices],
@@ -209,7 +219,8 @@ def pack(layout: WaveLayout, batches: Sequence[Mapping[str, Mapping[str, Tensor]
                        torch.as_tensor(np.argsort(sk.placed, kind="stable"), device=device))
         tokens, indices, bucket_rows, restore_t = sk.full
         source, prompt_rows_t = sk.source, torch.as_tensor(sk.prompt_rows, device=device)
-    buckets = [Bucket(index, None if attend.all() else torch.as_tensor(attend[:, None, None, :], device=device))
+    buckets = [Bucket(index, None if attend is None or attend.all()
+                      else torch.as_tensor(attend[:, None, None, :], device=device))
                for index, attend in zip(indices, attends)]  # None: no key to mask, the kernel without a mask
     targets = {task.name: torch.cat([b["targets"][task.name] for b, h in zip(batches, layout.holds_task[:, k]) if h])
                .to(device) for k, task in enumerate(layout.tasks)}

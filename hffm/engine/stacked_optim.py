@@ -48,18 +48,26 @@ class StackedOptimizer:
         self.state = {key: torch.zeros_like(self.flat) for key in self.record.state}
         self.count = torch.zeros(devices, len(tensors), dtype=torch.float64, device=self.flat.device)
         """Steps taken by each slice (Adam's bias correction; SGD: whether the momentum buffer exists)."""
+        self._scratch: dict[str, Tensor] = {}
 
     def zero_grad(self) -> None:
         for t in self.tensors:
             t.grad = None
 
+    def scratch(self, name: str) -> Tensor:
+        """A buffer of the flat buffer's shape kept across steps (`hffm.modules.optim.Scratch`)."""
+        if name not in self._scratch:
+            self._scratch[name] = torch.empty_like(self.flat)
+        return self._scratch[name]
+
     def _expand(self, per_slice: Tensor) -> Tensor:
-        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements).
+        """[D, tensors] float64 -> [D, elements] in the buffer's dtype (each tensor's value over its elements), in one
+        scratch buffer: valid until the next call.
 
         A concatenation of expanded columns: half the time of ``repeat_interleave`` along dim 1 (an index_select
         across rows) on the CPU."""
         values = per_slice.to(self.flat.dtype).split(1, 1)
-        return torch.cat([v.expand(-1, size) for v, size in zip(values, self.size_list)], 1)
+        return torch.cat([v.expand(-1, size) for v, size in zip(values, self.size_list)], 1, out=self.scratch("expand"))
 
     @torch.no_grad()
     def step(self, active: Tensor) -> None:
@@ -68,9 +76,9 @@ class StackedOptimizer:
             return
         devices = self.flat.shape[0]
         grad = torch.cat([(torch.zeros_like(t) if t.grad is None else t.grad).reshape(devices, -1)
-                          for t in self.tensors], 1)
+                          for t in self.tensors], 1, out=self.scratch("grads"))
         param, state = self.record.update(self.flat, grad, self.state, self.count, self._expand, self.lr,
-                                          self.weight_decay, self.record.options)
+                                          self.weight_decay, self.record.options, self.scratch)
         # the active slices take the new values: lerp with weight 1 is exactly its end, with 0 exactly its start
         # (finite values), and on the CPU it costs a fraction of a where over a bool mask expanded the same way
         on = self._expand(active.to(torch.float64))

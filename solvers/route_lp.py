@@ -1,0 +1,181 @@
+"""The subset-column LP of solvers/subset_energy.py: columns (device, subset, route), one per device, coverage with
+each module's minimal covers, one-hop pair rows (a relay that trains or one that trains nothing), and with
+`relay_aggregates` union rows; re-solved from its basis as the costs change (HiGHS through highspy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from solvers.covers import LP_COVER_HOLDERS, cover_sets
+from solvers.highs import bare_highs
+
+
+class RouteLP:
+    """min c x over columns (device, subset, route): at most one per device, samples per module >= demand, and
+    one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads; its empty
+    column counts), 0 <= x <= 1.
+    Between calls only the costs (and which columns are usable) change: HiGHS re-solves from its basis."""
+
+    def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
+                 lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False,
+                 lidle: np.ndarray | None = None, band_row: bool = False) -> None:
+        fast = bare_highs()
+        if fast is None:
+            raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
+        self.highspy, self.bare = fast
+        need = demand > 0
+        scale = demand[need].max()
+        devs, local = np.unique(dev, return_inverse=True)
+        k, nl = dev.size, lcol.size
+        cov = mbits[:, need] * (samples[dev] / scale)[:, None]  # [K, need]
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+
+        def add(r_: np.ndarray, c_: np.ndarray, v_: np.ndarray) -> None:
+            rows.append(r_)
+            cols.append(c_)
+            vals.append(v_)
+
+        add(local, np.arange(k), np.ones(k))  # direct columns: device row, coverage rows
+        ci, mj = np.nonzero(cov)
+        add(devs.size + mj, ci, cov[ci, mj])
+        add(local[lcol], k + np.arange(nl), np.ones(nl))  # route columns k + l: device row, coverage rows
+        li, lm = np.nonzero(cov[lcol])
+        add(devs.size + lm, k + li, cov[lcol][li, lm])
+        npair = devs.size + int(need.sum())
+        link_id = np.unique(dev[lcol] * (int(dev.max()) + 1) + ldst, return_inverse=True)[1]
+        idle = np.zeros(nl, dtype=np.int64) if lidle is None else lidle.astype(np.int64)
+        pair_id = np.unique(2 * link_id + idle, return_inverse=True)[1]
+        add(npair + pair_id, k + np.arange(nl), np.ones(nl))  # +1 in its (link, relay idle or not) pair row
+        pairs = (np.unique(np.stack([pair_id, ldst, idle], axis=1), axis=0) if nl
+                 else np.zeros((0, 3), dtype=np.int64))
+        empty = ~mbits.any(axis=1)
+        for pid, j, idl in pairs:  # the relay's direct columns (idle routes: its empty one): -1 in the pair row
+            mine = np.flatnonzero((dev == j) & (empty == bool(idl)) if lidle is not None else dev == j)
+            add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
+        self.n, self.m = k + nl, npair + pairs.shape[0]
+        inf = self.highspy.kHighsInf
+        row_lo = [np.full(devs.size, -inf), demand[need] / scale, np.full(pairs.shape[0], -inf)]
+        row_hi = [np.ones(devs.size), np.full(int(need.sum()), inf), np.zeros(pairs.shape[0])]
+        self.ny = 0  # cover variables after the n columns (cost 0, in [0, 1])
+        if covers:  # each module's minimal covers: the convex hull of its knapsack (as in solvers/column_milp.py)
+            col_dev = np.concatenate([dev, dev[lcol]])
+            col_bits = np.concatenate([mbits, mbits[lcol]])
+            for m in np.flatnonzero(need):
+                holders = np.unique(dev[mbits[:, m] > 0])
+                found = cover_sets(samples[holders], float(demand[m]), LP_COVER_HOLDERS)
+                if found.shape[0] == 0:
+                    continue
+                y = self.n + self.ny + np.arange(found.shape[0])
+                self.ny += found.shape[0]
+                add(np.full(y.size, self.m), y, np.ones(y.size))  # the module's covers sum to >= 1
+                for a_, i in enumerate(holders):  # device i trains m at least as often as the covers use it
+                    mine = np.flatnonzero((col_dev == i) & (col_bits[:, m] > 0))
+                    use = y[found[:, a_]]
+                    add(np.full(mine.size + use.size, self.m + 1 + a_), np.concatenate([mine, use]),
+                        np.concatenate([np.ones(mine.size), -np.ones(use.size)]))
+                row_lo.append(np.concatenate([[1.0], np.zeros(holders.size)]))
+                row_hi.append(np.full(1 + holders.size, inf))
+                self.m += 1 + holders.size
+        self.nz = self.nb = 0  # union variables z_j, then band variables y_j (relay_aggregates with the band row)
+
+        def group_rows(first_var: int) -> int:
+            """Per uploader j (variables first_var + local j): an own row v_j - sum_o w_o x_o >= 0 over j's direct
+            columns and a row v_j - sum_r w_r x_r >= 0 per link into j (a device has one column: v_j >= each
+            member's w alone); the w are set per solve. Returns the entry offset of the -w entries ([K + L])."""
+            v = first_var + np.arange(devs.size)
+            nrow = devs.size + int(link_id.max(initial=-1)) + 1
+            add(self.m + np.arange(devs.size), v, np.ones(devs.size))
+            if nl:
+                dst_local = np.searchsorted(devs, ldst)
+                first = np.unique(link_id, return_index=True)[1]
+                add(self.m + devs.size + np.arange(first.size), v[dst_local[first]], np.ones(first.size))
+            offset = sum(x.size for x in rows)
+            add(self.m + local, np.arange(k), -np.ones(k))
+            add(self.m + devs.size + link_id, k + np.arange(nl), -np.ones(nl))
+            row_lo.append(np.zeros(nrow))
+            row_hi.append(np.full(nrow, inf))
+            self.m += nrow
+            return offset
+
+        union_first = band_first = -1
+        if union:  # z_j >= each member's upload alone (its cost 1 in the objective)
+            self.nz = devs.size
+            union_first = group_rows(self.n + self.ny)
+        self.band_row = band_row  # the columns' least bands (units of B_e, set per solve) sum to at most 1
+        if band_row and union:  # relays that aggregate: y_j >= each member's band alone, sum_j y_j <= 1
+            self.nb = devs.size
+            band_first = group_rows(self.n + self.ny + self.nz)
+            add(np.full(devs.size, self.m), self.n + self.ny + self.nz + np.arange(devs.size), np.ones(devs.size))
+            row_lo.append(np.array([-inf]))
+            row_hi.append(np.ones(1))
+            self.m += 1
+        elif band_row:  # relays that forward: sum over columns of their bands <= 1 (an uploader's >= its parts' sum)
+            band_first = sum(x.size for x in rows)
+            add(np.full(self.n, self.m), np.arange(self.n), np.ones(self.n))
+            row_lo.append(np.array([-inf]))
+            row_hi.append(np.ones(1))
+            self.m += 1
+        r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        order = np.lexsort((r, c))
+        r, c, v = r[order], c[order], v[order]
+        where = np.argsort(order)  # an entry's position after the sort
+        self.union_pos = where[union_first + np.arange(self.n)] if union else np.zeros(0, dtype=np.int64)
+        self.band_pos = where[band_first + np.arange(self.n)] if band_row else np.zeros(0, dtype=np.int64)
+        nc = self.n + self.ny + self.nz + self.nb
+        self.start = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=nc))]).astype(np.int32)
+        self.index, self.value = r.astype(np.int32), v
+        self.row_lo, self.row_hi = np.concatenate(row_lo), np.concatenate(row_hi)
+        self.h: Any = None
+
+    def _lp(self, c: np.ndarray, upper: np.ndarray) -> Any:
+        hs = self.highspy
+        lp = hs.HighsLp()
+        nc = self.n + self.ny + self.nz + self.nb
+        lp.num_col_, lp.num_row_ = nc, self.m
+        lp.col_cost_ = np.concatenate([c, np.zeros(self.ny), np.ones(self.nz), np.zeros(self.nb)])
+        lp.col_lower_ = np.zeros(nc)
+        lp.col_upper_ = np.concatenate([upper, np.ones(self.ny), np.full(self.nz + self.nb, hs.kHighsInf)])
+        lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
+        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
+        return lp
+
+    def solve(self, cost: np.ndarray, member: np.ndarray | None = None,
+              band: np.ndarray | None = None) -> tuple[str, float]:
+        """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used); with union rows,
+        member [K + L]: each column's upload alone at its uploader (its coefficient in the uploader's row); with the
+        band row, band [K + L]: each column's least band alone in units of B_e (its coefficient there)."""
+        hs = self.highspy
+        usable = np.isfinite(cost)
+        c, upper = np.where(usable, cost, 0.0), usable.astype(float)
+        if self.nz:
+            if member is None:
+                raise ValueError("member: the union rows need each column's upload alone")
+            self.value[self.union_pos] = -np.where(usable & np.isfinite(member), member, 0.0)
+        if self.band_row:
+            if band is None:
+                raise ValueError("band: the band row needs each column's least band")
+            w = np.where(usable & np.isfinite(band), band, 0.0)
+            self.value[self.band_pos] = -w if self.nb else w
+        if self.h is None:
+            h = self.bare()
+            h.setOptionValue("output_flag", False)
+            h.passModel(self._lp(c, upper))
+            self.h = h
+        elif self.nz or self.band_row:  # new coefficients: the model again, from the last basis (same rows and columns)
+            basis = self.h.getBasis()
+            self.h.passModel(self._lp(c, upper))
+            self.h.setBasis(basis)
+        else:
+            idx = np.arange(self.n, dtype=np.int32)
+            self.h.changeColsCost(self.n, idx, c)
+            self.h.changeColsBounds(self.n, idx, np.zeros(self.n), upper)
+        self.h.run()
+        status = self.h.getModelStatus()
+        kind = {hs.HighsModelStatus.kOptimal: "optimal", hs.HighsModelStatus.kInfeasible: "infeasible"}.get(
+            status, "other")
+        return kind, float(self.h.getInfo().objective_function_value)

@@ -1,0 +1,78 @@
+"""The least upload energy at a band price, as a certified table (solvers/subset_energy.py prices columns with it).
+
+phi(P) = min_b p P / R(b) + nu b = nu a F(z), z = p P / (nu a^2), F(z) = min_s z / rho(s) + s with
+rho(s) = s log2(1 + 1 / s) (b = a s; dropping b <= B_e only lowers it). F is concave and increasing: a table of
+certified lower values (golden section on ln s, bounded below on its final bracket) is interpolated along chords
+(below a concave function), below the table by the chord from F(0) = 0, above it by F(z) >= z ln2; the minimizer
+s*(z) is tabulated from above (for the windowed cost phi_T of solvers/subset_energy.py).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from solvers.evaluate import LN2
+
+GOLD = (math.sqrt(5.0) - 1.0) / 2.0
+Z_LN = (-70.0, 70.0, 4001)
+"""The table of F: ln z from, to, points."""
+
+
+def _rho(s: np.ndarray) -> np.ndarray:
+    return s * np.log1p(1.0 / s) / LN2
+
+
+@lru_cache(maxsize=1)
+def f_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z grid, certified lower bounds on F(z), upper bounds on the minimizer s*(z)), computed once."""
+    z = np.exp(np.linspace(*Z_LN))
+    lo, hi = np.full(z.shape, -80.0), np.full(z.shape, 80.0)
+
+    def g(u: np.ndarray) -> np.ndarray:
+        s = np.exp(u)
+        return z / _rho(s) + s
+
+    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+    fc, fd = g(c), g(d)
+    for _ in range(110):
+        left = fc <= fd
+        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
+        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
+        new = g(np.where(left, c, d))
+        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+    s_lo, s_hi = np.exp(lo), np.exp(hi)
+    value = z / _rho(s_hi) + s_lo  # z / rho decreases, s increases: the least on the bracket
+    value = np.maximum.accumulate(np.maximum(value, z * LN2) * (1 - 1e-12))  # F is increasing: keep it so
+    s_up = np.maximum.accumulate(s_hi)  # s* increases with z: s*(z) <= s_up at the next grid point
+    return z, value, s_up
+
+
+def concave_energy(q: np.ndarray, nua: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lower bound on phi = min_s q / rho(s) + nua s, an upper bound on its minimizer s*), elementwise; q = p P / a
+    (J, the infinite-band energy / ln2), nua = nu a (J). nua = 0: (q ln2, inf)."""
+    zg, fg, sg = f_table()
+    q, nua = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(nua, dtype=float))
+    pos = nua > 0
+    safe = np.where(pos, nua, 1.0)
+    z = np.where(pos, q / safe, 0.0)
+    chord = np.interp(z, zg, fg)  # linear in z between grid points: below the concave F; F(zK) above the table
+    chord = np.where(z < zg[0], z * (fg[0] / zg[0]), chord)
+    f = np.maximum(chord, z * LN2)
+    k = np.minimum(np.searchsorted(zg, z), zg.size - 1)
+    s_up = np.where(z <= zg[-1], sg[k], np.inf)
+    return np.where(pos, safe * f, q * LN2), np.where(pos, s_up, np.inf)
+
+
+def concave_upper(q: np.ndarray, nua: np.ndarray) -> np.ndarray:
+    """An upper bound on phi (its value at a feasible s: the tabulated minimizer of the nearest grid point)."""
+    zg, _, sg = f_table()
+    q, nua = np.broadcast_arrays(np.asarray(q, dtype=float), np.asarray(nua, dtype=float))
+    pos = nua > 0
+    safe = np.where(pos, nua, 1.0)
+    z = np.where(pos, q / safe, 0.0)
+    k = np.clip(np.searchsorted(zg, z), 0, zg.size - 1)
+    s = sg[k]
+    return np.where(pos, q / _rho(s) + safe * s, q * LN2)
