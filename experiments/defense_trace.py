@@ -2,13 +2,18 @@
 
     .venv/bin/python experiments/defense_trace.py --seeds 0,1,2 --attacks clean,labelflip --fraction 0.3 --out /tmp/tr
     .venv/bin/python experiments/defense_trace.py --replay /tmp/tr
+    .venv/bin/python experiments/defense_trace.py --method hffm_d2d_e8 --seeds 0 --attacks clean --out /tmp/tr
+    .venv/bin/python experiments/defense_trace.py --summary /tmp/tr/default_hffm_d2d_e8_clean_s0.json
 
 A run is the robustness study's cell (experiments/robustness.py: 40 devices, tiny model, 16 rounds, rule mean,
 ``defense=robust``) with the defense's functions wrapped to record, for every wave: each device's pooled direction
 cosine and evidence, its median norm ratio, its validation score, its trust after the round, and whether it is an
 attacker. ``--replay`` applies trust rules to the recorded evidence offline (the trajectory of a run under another
 rule differs, the evidence's distribution much less): the share of honest and of attacker device-rounds each rule
-would leave out. A diagnostic: the measured accuracies come from experiments/robustness.py.
+would leave out. ``--method`` traces a paper-table run instead (experiments/paper_table.py's config of that method,
+``--preset`` and seed; each device's edge and the edge and cloud defense's drops and clips are recorded too);
+``--summary`` says which honest devices a trace left out, by which evidence, and how much of the evidence's spread
+lies between edges. A diagnostic: the measured accuracies come from experiments/robustness.py and paper_table.py.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> list[dict[str, Any]]:
-    """One robustness cell's waves: a list of {round, devices: {device: {...}}}."""
+def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], method: str | None = None,
+              preset: str = "default", rounds: int = 16) -> list[dict[str, Any]]:
+    """One robustness cell's waves (or, with ``method``, one paper-table run's: experiments/paper_table.py's
+    config of that method, preset and seed): a list of {round, devices: {device: {...}}}."""
     import torch
     from robustness import BASE, compose
 
@@ -36,13 +43,18 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> l
 
     overrides = [*BASE, f"seed={seed}", "federation.rounds=16", "federation.eval_every=16", "federation.rule=mean",
                  "defense=robust", *sets]
+    if method is not None:
+        from paper_table import FULL, run_overrides
+
+        overrides = [*run_overrides(method, preset, seed, rounds, FULL), *sets]
     if attack != "clean":
         overrides += [f"faults.attack={attack}", f"faults.attack_fraction={fraction}", "faults.attack_scale=10"]
     waves: list[dict[str, Any]] = []
     now: dict[str, Any] = {"round": 0, "attackers": []}
     wave: dict[str, Any] = {}
     originals = (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-                 loop_mod.task_evidence, loop_mod.judge_devices)
+                 loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend)
+    events: list[dict[str, Any]] = []
 
     def cosines(terms):  # noqa: ANN001, ANN202
         out = originals[0](terms)
@@ -59,7 +71,7 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> l
 
     def direction(cos):  # noqa: ANN001, ANN202
         out = originals[2](cos)
-        wave["dir"] = out
+        wave["dir"] = dict(out)  # a copy: judge_devices lowers ``out`` in place to the validation evidence
         return out
 
     def validation(scores, spread, by_task):  # noqa: ANN001, ANN202
@@ -75,6 +87,14 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> l
         wave.clear()
         return out
 
+    def defend(updates, reference, cfg, agreed, untrusted=None):  # noqa: ANN001, ANN202
+        out = originals[5](updates, reference, cfg, agreed, untrusted)
+        tier = "edge" if untrusted is not None else "cloud"
+        clipped = [u.node for u in out.kept if not any(u.state is v.state for v in updates)]
+        events.append({"round": now["round"], "tier": tier, "sent": len(updates), "kept": len(out.kept),
+                       "dropped": [[r.node, r.module, r.reason] for r in out.dropped], "clipped": clipped})
+        return out
+
     def logger(metrics, step, plan, outcome) -> None:  # noqa: ANN001
         now["round"] += 1
         kept = {k: v for k, v in metrics.items() if k.startswith(("defense/", "faults/"))}
@@ -83,21 +103,22 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str]) -> l
 
     defense_mod.pooled_cosines, defense_mod.scale_outliers = cosines, outliers
     defense_mod.direction_evidence = direction
-    loop_mod.task_evidence, loop_mod.judge_devices = validation, judge
+    loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend = validation, judge, defend
     try:
         cfg = compose(overrides)
         torch.manual_seed(cfg.seed)
         world = make_world(cfg)
-        devices = {d: {"modalities": list(p.modalities), "tasks": list(p.tasks), "samples": int(world.num_samples[d])}
-                   for d, p in enumerate(world.parts)}
+        edge = world.topology.device_edge
+        devices = {d: {"modalities": list(p.modalities), "tasks": list(p.tasks), "samples": int(world.num_samples[d]),
+                       "edge": int(edge[d])} for d, p in enumerate(world.parts)}
         result = run_federation(make_fabric(cfg), world, cfg, loggers=[logger])
     finally:
         (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-         loop_mod.task_evidence, loop_mod.judge_devices) = originals
+         loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend) = originals
     for w in waves:
         w["attackers"] = now["attackers"]
     return [{"accuracy": result.history[-1].get("accuracy"), "overrides": overrides,
-             "metrics": now.get("metrics", []), "devices": devices}, *waves]
+             "metrics": now.get("metrics", []), "devices": devices, "events": events}, *waves]
 
 
 # ---- replay ---------------------------------------------------------------------------------------------------
@@ -152,6 +173,69 @@ def replay(waves: list[dict[str, Any]], spread: float, by_task: bool, direction:
     return {k: out[k] / sent[k] for k in sent if sent[k]}
 
 
+def summary(trace: list[dict[str, Any]], min_trust: float, band: float = 2.0, spread: float = 1.5) -> list[str]:
+    """Which honest device-waves one trace left out (trust below ``min_trust`` after the wave, or a scale outlier),
+    by which evidence (direction: the pooled cosine relative to the wave's median; validation: the score's MADs
+    below the wave's median), the devices left out most, and the share of each evidence's spread that lies between
+    the edges (with no edge effect about (edges - 1) / (devices - 1))."""
+    head, waves = trace[0], trace[1:]
+    devices = head["devices"]
+    sent = left = 0
+    by_evidence = {"direction": 0, "validation": 0, "both": 0, "scale": 0, "neither": 0}
+    per_device: dict[int, int] = {}
+    shares = {"cos": [0.0, 0.0], "z": [0.0, 0.0]}
+    for w in waves:
+        bad = set(w["attackers"])
+        cos = {int(n): c for n, c in w["cos"].items()}
+        median = statistics.median(cos.values()) if cos else 0.0
+        z = _robust_z({int(n): s for n, s in w["score"].items()})
+        for n in w["senders"]:
+            if n in bad:
+                continue
+            sent += 1
+            trust = w["trust"].get(str(n))
+            outlier = not 1 / band <= w["ratio"].get(str(n), 1.0) <= band
+            if not (outlier or (trust is not None and trust < min_trust)):
+                continue
+            left += 1
+            per_device[n] = per_device.get(n, 0) + 1
+            low_dir = median >= 0.02 and n in cos and cos[n] < 0
+            low_val = z.get(n, 0.0) < -spread  # validation evidence below 0
+            key = "scale" if outlier else "both" if low_dir and low_val else "direction" if low_dir else (
+                "validation" if low_val else "neither")
+            by_evidence[key] += 1
+        if "edge" in next(iter(devices.values()), {}):
+            for name, values in (("cos", cos), ("z", z)):
+                if len(values) < 2:
+                    continue
+                mean = statistics.mean(values.values())
+                edges: dict[int, list[float]] = {}
+                for n, v in values.items():
+                    edges.setdefault(devices[str(n)]["edge"], []).append(v)
+                for vs in edges.values():
+                    shares[name][0] += sum((v - mean) ** 2 for v in vs)
+                    shares[name][1] += len(vs) * (statistics.mean(vs) - mean) ** 2
+    lines = [f"accuracy {head['accuracy']:.4f}; honest device-waves left out: {left} of {sent} "
+             f"({100 * left / max(sent, 1):.1f} %); in waves with evidence below 0 (this wave's, not the trust's) by "
+             + ", ".join(f"{k} {v}" for k, v in by_evidence.items())]
+    for n, k in sorted(per_device.items(), key=lambda x: -x[1])[:8]:
+        d = devices[str(n)]
+        lines.append(f"  device {n}: left out {k} of {len(waves)} waves; edge {d.get('edge', '?')}, "
+                     f"{'+'.join(d['modalities'])}, tasks {'+'.join(d['tasks'])}, {d['samples']} samples")
+    for name, (total, between) in shares.items():
+        if total > 0:
+            lines.append(f"  between-edge share of the {'pooled cosine' if name == 'cos' else 'validation z'}'s "
+                         f"spread: {between / total:.2f}")
+    events = head.get("events", [])
+    for tier in ("edge", "cloud"):
+        got = [e for e in events if e["tier"] == tier]
+        if got:
+            dropped, clipped = sum(len(e["dropped"]) for e in got), sum(len(e["clipped"]) for e in got)
+            sent_here = sum(e["sent"] for e in got)
+            lines.append(f"  {tier} defense: {sent_here} updates, {dropped} dropped, {clipped} clipped")
+    return lines
+
+
 def frontier(runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """Every rule of a small grid (validation spread, by task, direction evidence on/off, decay, min_trust) replayed
     on every run: honest left out (mean over all runs) and attackers left out (mean over the attack runs); the
@@ -182,8 +266,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--fraction", type=float, default=0.3)
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--out", default="/tmp/defense_trace")
+    p.add_argument("--method", default=None, help="trace a paper-table run of this method (experiments/paper_table.py)"
+                   " instead of the robustness cell; --attacks clean")
+    p.add_argument("--preset", default="default", help="with --method: the network preset")
     p.add_argument("--replay", default=None, help="a folder of traces: replay a grid of trust rules on them")
+    p.add_argument("--summary", nargs="*", default=None, help="trace files: the honest devices each left out")
+    p.add_argument("--min-trust", type=float, default=-0.25, help="with --summary: the run's defense.min_trust")
     args = p.parse_args(argv)
+    if args.summary:
+        for f in args.summary:
+            print(f"{f}:", "\n".join(summary(json.loads(Path(f).read_text()), args.min_trust)))
+        return
     if args.replay:
         runs = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.replay).glob("*.json"))}
         for name, tr in runs.items():
@@ -203,8 +296,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for attack in args.attacks.split(","):
-            got = trace_run(seed, attack, args.fraction, args.set)
+            got = trace_run(seed, attack, args.fraction, args.set, args.method, args.preset)
             tag = attack if attack == "clean" else f"{attack}{round(100 * args.fraction)}"
+            tag = tag if args.method is None else f"{args.preset}_{args.method}_{tag}"
             (out / f"{tag}_s{seed}.json").write_text(json.dumps(got))
             print(f"{tag} seed {seed}: accuracy {got[0]['accuracy']:.4f}", flush=True)
 
