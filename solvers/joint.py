@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
-from solvers.bounds import BAND_ROW, SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
@@ -367,8 +367,10 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         x, r = plan.placement, plan.relay
         t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
         clock = deadline.share(PF_BOUND_SHARE) if model else deadline
-        small = p.num_devices <= SUBSET_CLOCKED_DEVICES  # minimal covers and the band row: small rounds
-        subset = SubsetEnergy(p, covers=small, band_row=small and BAND_ROW)
+        # minimal covers on small rounds; not the band row: within PF_BOUND_SHARE its LPs (passed again per solve)
+        # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
+        # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
+        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
