@@ -47,10 +47,10 @@ MILP_FLOOR_S = 0.05
 cover: solvers/greedy.py `repair_edge`). At 0.2 s, ten repairs took the whole 2 s of a 1,000-device round."""
 
 
-TICK_S = 5e-3
+TICK_S = 6e-3
 """Work budget: seconds one reading of the clock (`now`) counts for, the Python work between two readings
 (calibrated: experiments/solver_work_calibration.py)."""
-ITERATION_S = 2e-4
+ITERATION_S = 1.2e-4
 """Work budget: seconds one HiGHS simplex (or interior-point) iteration counts for."""
 NODE_S = 1e-3
 """Work budget: seconds one HiGHS branch-and-bound node counts for."""
