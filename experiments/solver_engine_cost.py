@@ -9,6 +9,8 @@ CPU seconds (user + system of the child) are reported beside wall seconds: the m
 swings with other jobs while CPU time mostly does not. Target: joint at most 1.2 x greedy per round.
 
 Run: python experiments/solver_engine_cost.py [--repeats 3]  (writes experiments/results/solver_engine_cost/cost.json)
+With --budget time|work every run sets solver.budget (solvers/clock.py: wall-clock or deterministic work seconds)
+and the results go to cost_budget_<budget>.json.
 """
 
 from __future__ import annotations
@@ -32,12 +34,14 @@ SOLVERS = ("greedy", "joint")
 OUT = Path(__file__).resolve().parent / "results" / "solver_engine_cost"
 
 
-def run(solver: str, rounds: int, folder: str) -> dict:  # folder: a new one each call (run folders are claimed)
+def run(solver: str, rounds: int, folder: str, budget: str | None = None) -> dict:
+    # folder: a new one each call (run folders are claimed)
     """CPU and wall seconds of one hffm-train process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "hffm.cli.train", "experiment=demo", "federation.d2d=relay", f"solver={solver}",
            f"federation.rounds={rounds}", "logger=none", f"hydra.run.dir={folder}/{solver}_{rounds}"]
+    cmd += [] if budget is None else [f"solver.budget={budget}"]
     env = {**os.environ, "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
@@ -51,6 +55,7 @@ def run(solver: str, rounds: int, folder: str) -> dict:  # folder: a new one eac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1, help="repeats of the 4 runs, the solvers' order alternating")
+    parser.add_argument("--budget", choices=("time", "work"), default=None, help="solver.budget of every run")
     args = parser.parse_args()
     code = commit(CODE_PATHS)  # before the run: the code it ran
     runs = []
@@ -58,7 +63,7 @@ def main() -> None:
         for repeat in range(args.repeats):
             for solver in (SOLVERS if repeat % 2 == 0 else SOLVERS[::-1]):
                 for rounds in (1, ROUNDS):
-                    runs.append({**run(solver, rounds, f"{folder}/r{repeat}"), "repeat": repeat})
+                    runs.append({**run(solver, rounds, f"{folder}/r{repeat}", args.budget), "repeat": repeat})
                     print(json.dumps(runs[-1]), flush=True)
     per_round = {}
     for solver in SOLVERS:
@@ -72,12 +77,14 @@ def main() -> None:
         per_round[solver]["cpu_s_each_repeat"] = rates["cpu_s"]
     ratio = per_round["joint"]["cpu_s"] / per_round["greedy"]["cpu_s"]
     result = {"machine": f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs",
-              "command": "hffm-train experiment=demo federation.d2d=relay solver=S", "commit": code,
+              "command": "hffm-train experiment=demo federation.d2d=relay solver=S"
+                         + ("" if args.budget is None else f" solver.budget={args.budget}"), "commit": code,
               "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rounds": ROUNDS, "repeats": args.repeats,
               "runs": runs, "per_round": per_round, "joint_over_greedy_cpu": ratio, "target": 1.2,
               "met": ratio <= 1.2}
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "cost.json").write_text(json.dumps(result, indent=1))
+    (OUT / ("cost.json" if args.budget is None else f"cost_budget_{args.budget}.json")).write_text(
+        json.dumps(result, indent=1))
     print(json.dumps({"per_round": per_round, "joint_over_greedy_cpu": ratio}))
 
 
