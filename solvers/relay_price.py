@@ -27,9 +27,12 @@ import numpy as np
 from solvers.evaluate import uplink_rate
 from solvers.upload_table import concave_energy, f_table
 
-RELAY_CLASSES = 4
+RELAY_CLASSES = 1
 """Payload buckets of a relay's non-empty columns (each route via it is split once per bucket, and once for its
-empty column); 1: one bucket (the secant from its largest payload)."""
+empty column); 1: one bucket (the secant from its largest payload). More classes lift the unclocked bound (8-device
+edges, lambda 5: 0.916 -> 0.922 -> 0.940 of the plan with 1, 2-4, 8 classes) but the larger LP (x1.3-2.7 CPU s)
+left the 2 s round less: at 4 classes the A/B on 8-12 devices certified less than at 1 on the 8-device lambda 5-50
+edges (experiments/results/solver_model/s18c/)."""
 
 
 def payload_classes(dev: np.ndarray, pay: np.ndarray, hubs: np.ndarray, classes: int) -> np.ndarray:
