@@ -4,7 +4,8 @@ Variables (per device i, link l = (i -> j), module m; see solvers/README.md "The
   x[i, m] in {0, 1} placement;  r[l] in {0, 1} "i relays through j";  d_i = 1 - sum_{l out of i} r[l] (direct);
   beta_i = b_i / B_e in [0, 1] band share;  eps_i >= 1 / R_i(b_i) seconds per bit (scaled);
   S_i upload start;  T latency;  o[i, m] = x[i, m] d_i (own bits uploaded), w[l, m] = r[l] x[i, m] (bits relayed),
-  u[j, m] (the union, with relay_aggregates);  v[k, m] = z[k, m] eps_owner(k) (the products of bits and eps).
+  u[j, m] (the union, with relay_aggregates);  v[k, m] = z[k, m] eps_owner(k) (the products of bits and eps);
+  y[i, l] the compression level where the problem offers levels (solvers/model_levels.py: per-level copies of z).
 Constraints: memory, coverage, one hop (r[l] <= d_j), relay capacity, band (sum beta <= 1 per edge), start after
 every part arrives, T >= S_j + upload time_j. Objective: T + lambda E.
 
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from solvers import model_levels as ml
 from solvers.bandwidth import min_bandwidth
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate
@@ -60,7 +62,8 @@ def _sel(rows: np.ndarray, cols: int) -> sp.csr_matrix:
 def structure_key(p: RoundProblem) -> tuple:
     """What fixes the compiled program: sizes, links, edges, the modes (numbers are Parameters)."""
     return (p.num_devices, p.num_modules, p.num_edges, tuple(p.device_edge.tolist()), tuple(p.d2d_src.tolist()),
-            tuple(p.d2d_dst.tolist()), p.relay_aggregates, p.relay_capacity is not None, p.lam > 0)
+            tuple(p.d2d_dst.tolist()), p.relay_aggregates, p.relay_capacity is not None, p.lam > 0,
+            ml.structure(p))
 
 
 @dataclass
@@ -99,6 +102,8 @@ class RoundModel:
         tau = cp.sum(cp.multiply(par["tau"], x), axis=1)
         cons.append(start >= tau)
         var: dict[str, Any] = {"x": x, "beta": beta, "eps": eps, "start": start, "T": t, "tau": tau}
+        lv = ml.LevelRows.build(n, ml.tiles(p)) if p.offers_levels else None  # solvers/model_levels.py
+        nt = ml.tiles(p)  # rows of bits come in one copy per level (1 without levels)
         energy = cp.sum(cp.multiply(par["e_comp"], x))  # lambda E / t0: the objective's energy term
         joules = cp.sum(cp.multiply(par["j_comp"], x), axis=1)  # [N] each device's energy in J
         if nl:
@@ -107,16 +112,24 @@ class RoundModel:
             direct = 1 - out_of @ r
             w = cp.Variable((nl, m), nonneg=True, name="w")
             par.update({k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
-                ("hop", (nl, m)), ("big_m", nl), ("e_d2d", (nl, m)), ("j_d2d", (nl, m)))})
+                ("hop", (nt * nl, m)), ("big_m", nl), ("e_d2d", (nt * nl, m)), ("j_d2d", (nt * nl, m)))})
+            sent, moved = s_l @ x, w  # the D2D payload and the relayed bits, per link
+
+            def per_link(rows: Any) -> Any:  # [nt * nl] level copies summed back to [nl]
+                return rows if lv is None else _sel(np.tile(np.arange(nl), nt), nl).T @ rows
+
+            if lv is not None:  # per-level copies at the sender's level
+                sent, moved = lv.split(x, _sel(np.arange(n), n), "xl"), lv.split(w, s_l, "wl")
+                sent = cp.vstack([s_l @ sent[k * n:(k + 1) * n, :] for k in range(nt)])
             cons += [out_of @ r <= 1, r + d_l @ (out_of @ r) <= 1,
                      w >= s_l @ x + r[:, None] @ np.ones((1, m)) - 1,
-                     d_l @ start >= s_l @ tau + cp.sum(cp.multiply(par["hop"], s_l @ x), axis=1)
+                     d_l @ start >= s_l @ tau + per_link(cp.sum(cp.multiply(par["hop"], sent), axis=1))
                      - cp.multiply(par["big_m"], 1 - r)]
             if p.relay_capacity is not None:
                 par["cap"] = cp.Parameter(nonneg=True, name="cap")
                 cons.append(d_l.T @ r <= par["cap"] * direct)
-            energy = energy + cp.sum(cp.multiply(par["e_d2d"], w))
-            joules = joules + out_of @ cp.sum(cp.multiply(par["j_d2d"], w), axis=1)
+            energy = energy + cp.sum(cp.multiply(par["e_d2d"], moved))
+            joules = joules + out_of @ per_link(cp.sum(cp.multiply(par["j_d2d"], moved), axis=1))
             var.update(r=r, w=w)
         else:
             direct = np.ones(n)
@@ -131,6 +144,10 @@ class RoundModel:
             terms, owner = cp.vstack([own, w]), np.concatenate([np.arange(n), dst])
         else:
             terms, owner = own, np.arange(n)
+        if lv is not None:  # each row's bits at the level of the device whose factor applies (the sender's)
+            terms = lv.split(terms, _sel(ml.factor_dev(p), n), "bits")
+            owner = np.tile(owner, nt)
+            par["row_bits"] = cp.Parameter((len(owner), m), nonneg=True, name="row_bits")
         k = len(owner)
         own_sel = _sel(owner, n)
         v = cp.Variable((k, m), nonneg=True, name="v")  # v >= terms * eps_owner, exact at integer terms
@@ -141,15 +158,25 @@ class RoundModel:
         j_up = cp.Parameter((k, m), nonneg=True, name="j_up")  # the same in J
         par.update(cap_o=cap_o, min_o=min_o, e_up=e_up, j_up=j_up)
         cons += [v >= eps_o - cp.multiply(cap_o, 1 - terms), v >= cp.multiply(min_o, terms)]
-        upload = own_sel.T @ (v @ par["bits"])  # [N] scaled upload time
+        rows = cp.sum(cp.multiply(par["row_bits"], v), axis=1) if lv is not None else v @ par["bits"]
+        upload = own_sel.T @ rows  # [N] scaled upload time
         cons.append(t >= start + upload)
         energy = energy + cp.sum(cp.multiply(e_up, v))
         joules = joules + own_sel.T @ cp.sum(cp.multiply(j_up, v), axis=1)
+        objective = t + energy
+        if lv is not None:
+            ml.add_params(par, m, nt, p.distortion_budget is not None)
+            penalty, summed = lv.distortion(x, par)
+            objective = objective + penalty
+            if "budget" in par:
+                lv.cons.append(summed <= par["budget"])
+            cons += lv.cons
+            var.update(y=lv.y, distortion=summed)
         var.update(own=own, v=v, upload=upload, energy=energy, device_energy_j=joules)
         if extra:
             for fn in extra:
                 cons += fn(var, par)
-        prob = cp.Problem(cp.Minimize(t + energy), cons)
+        prob = cp.Problem(cp.Minimize(objective), cons)
         assert prob.is_dpp()
         return cls(key=structure_key(p), problem=prob, var=var, par=par, cuts=cuts)
 
@@ -182,7 +209,7 @@ class Scales:
 def least_share(p: RoundProblem, sc: Scales) -> np.ndarray:
     """[N] the least band share an uploader can have in a plan no worse than the incumbent (time unit sc.t0): it
     sends at least the smallest module within T <= the incumbent's objective."""
-    bits = 8.0 * p.module_bytes
+    bits = 8.0 * p.module_bytes * ml.least_factor(p)  # the least payload: the smallest module at the smallest factor
     small = float(bits[bits > 0].min()) if np.any(bits > 0) else sc.sigma
     return np.clip(sc.g_inv(np.full(p.num_devices, sc.sigma / small), np.arange(p.num_devices)), 1e-12, 1.0)
 
@@ -217,18 +244,25 @@ def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, 
     if p.d2d_src.size:
         rate = p.d2d_rate_bps
         hop = bits[None, :] / rate[:, None] / t0
-        par["hop"].value = hop
         tau_max = (par["tau"].value * par["elig"].value).sum(axis=1)
-        par["big_m"].value = tau_max[p.d2d_src] + hop.sum(axis=1)
-        par["j_d2d"].value = p.d2d_power_w[p.d2d_src, None] * hop * t0
-        par["e_d2d"].value = lam * p.d2d_power_w[p.d2d_src, None] * hop
+        par["big_m"].value = tau_max[p.d2d_src] + hop.sum(axis=1) * ml.most_factor(p)
+        hop = ml.row_factor(p, p.d2d_src.size)[:, None] * np.tile(hop, (ml.tiles(p), 1))  # per level copy
+        par["hop"].value = hop
+        power = np.tile(p.d2d_power_w[p.d2d_src, None], (ml.tiles(p), 1))
+        par["j_d2d"].value = power * hop * t0
+        par["e_d2d"].value = lam * power * hop
         if "cap" in par:
             par["cap"].value = float(p.relay_capacity or 0)
     owner = owners(p)
+    factor = ml.row_factor(p, owner.size)[:, None]  # [rows, 1] each level copy's bytes factor
+    owner = np.tile(owner, ml.tiles(p))
+    if p.offers_levels:
+        ml.load_params(par, p, t0)
+        par["row_bits"].value = factor * par["bits"].value[None, :]
     par["cap_o"].value = np.repeat(eps_cap[owner, None], p.num_modules, axis=1)
     par["min_o"].value = np.repeat(par["eps_min"].value[owner, None], p.num_modules, axis=1)
-    par["e_up"].value = lam * p.tx_power_w[owner, None] * par["bits"].value[None, :]
-    par["j_up"].value = p.tx_power_w[owner, None] * par["bits"].value[None, :] * t0
+    par["e_up"].value = lam * p.tx_power_w[owner, None] * factor * par["bits"].value[None, :]
+    par["j_up"].value = p.tx_power_w[owner, None] * factor * par["bits"].value[None, :] * t0
     return sc, beta_min
 
 
@@ -267,6 +301,7 @@ class Certified:
     proven: bool  # lower_bound >= (1 - gap) objective
     milps: int
     share: np.ndarray | None = None  # [N] the MILP's band shares b / B_e of x, relay (None: the incumbent's)
+    level: np.ndarray | None = None  # [N] compression level per device where the problem offers levels
 
 
 def compiled(p: RoundProblem, cuts: int, cache: ModelCache | None = None) -> RoundModel:
@@ -276,14 +311,20 @@ def compiled(p: RoundProblem, cuts: int, cache: ModelCache | None = None) -> Rou
     return cache.get(("round", structure_key(p)), lambda: RoundModel.build(p, cuts), lambda m: m.cuts >= cuts)
 
 
-def exact_cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:
-    """T + lambda E of fixed discrete choices with their exact bandwidth."""
-    return evaluate(p, x, relay, plan_bandwidth(p, x, relay)).objective
+def exact_cost(p: RoundProblem, x: np.ndarray, relay: np.ndarray, level: np.ndarray | None = None) -> float:
+    """T + lambda E (+ the distortion penalty) of fixed discrete choices with their exact bandwidth."""
+    q = p if level is None else p.with_levels(level)
+    return evaluate(q, x, relay, plan_bandwidth(q, x, relay)).objective
 
 
-def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
-    """Coverage, memory, eligibility, one-hop relays over existing links (a MILP stopped early may return junk)."""
+
+def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray, level: np.ndarray | None = None) -> bool:
+    """Coverage, memory, eligibility, one-hop relays over existing links, the distortion budget (a MILP stopped
+    early may return junk)."""
     n = p.num_devices
+    if level is not None and p.distortion_budget is not None and \
+            p.with_levels(level).distortion(x) > p.distortion_budget * (1 + 1e-9):
+        return False
     if np.any(x & ~p.eligible) or np.any(x.astype(float) @ p.module_memory_bytes > p.memory_bytes * (1 + 1e-9)):
         return False
     got = np.zeros((p.num_edges, p.num_modules))
@@ -300,20 +341,23 @@ def feasible(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> bool:
 
 def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
             max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = (),
-            cache: ModelCache | None = None) -> Certified:
+            cache: ModelCache | None = None, level0: np.ndarray | None = None) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
     MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
     `deadline` (every MILP gets the time left). cache: compiled programs kept across rounds (None: compile).
 
     extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
-    The incumbent then only sets the units (it may break the new constraints): the answer is the model's own."""
+    The incumbent then only sets the units (it may break the new constraints): the answer is the model's own.
+    Where p offers compression levels the level per device is a decision too (solvers/model_levels.py); level0:
+    the incumbent's (default: every device at its least distorting level, which meets any valid budget)."""
     best_x, best_r = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int)
-    scale = exact_cost(p, best_x, best_r)
+    best_l = ml.start_levels(p) if level0 is None or not p.offers_levels else np.asarray(level0, dtype=int)
+    scale = exact_cost(p, best_x, best_r, best_l)
     best = math.inf if extra else scale
     n = p.num_devices
     lower, milps, share = 0.0, 0, None
     if not np.isfinite(scale) or scale <= 0:
-        return Certified(best_x, best_r, scale, 0.0, False, 0)
+        return Certified(best_x, best_r, scale, 0.0, False, 0, level=best_l)
     sc = Scales(t0=scale, sigma=float(8 * p.module_bytes.max()), band=p.edge_bandwidth_hz[p.device_edge], a=p.snr_hz)
     slots = -(-(grid_size(least_share(p, sc)) + EXTRA_CUTS) // SLOT_STEP) * SLOT_STEP  # rounded up: a cached
     # program of the same structure fits the next round's grid too
@@ -334,12 +378,13 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
             break
         if bound is not None:
             lower = max(lower, bound * sc.t0 * (1 - 1e-7))
-        if sol is not None and feasible(p, sol[0], sol[1]) and (not extra or status == "optimal"):
-            cand = exact_cost(p, sol[0], sol[1])
+        if sol is not None and feasible(p, sol[0], sol[1], sol[3]) and (not extra or status == "optimal"):
+            cand = exact_cost(p, sol[0], sol[1], sol[3])
             if extra:  # the model's own band: the exact band of other objectives may break the new constraints
-                cand = evaluate(p, sol[0], sol[1], sol[2] * p.edge_bandwidth_hz[p.device_edge]).objective
+                q = p if sol[3] is None else p.with_levels(sol[3])
+                cand = evaluate(q, sol[0], sol[1], sol[2] * p.edge_bandwidth_hz[p.device_edge]).objective
             if cand < best:
-                best, best_x, best_r, share = cand, sol[0], sol[1], sol[2]
+                best, best_x, best_r, share, best_l = cand, sol[0], sol[1], sol[2], sol[3]
         if lower >= best * (1 - gap) or status != "optimal" or sol is None or nxt >= m.cuts:
             break
         beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's own shares (>= beta_min: see load)
@@ -348,11 +393,11 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
         cut_a[:, nxt] = sc.g(beta, dev) - cut_s[:, nxt] * beta
         nxt += 1
     lower = min(lower, best)
-    return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps, share)
+    return Certified(best_x, best_r, best, lower, lower >= best * (1 - gap), milps, share, best_l)
 
 
-Solution = tuple[np.ndarray, np.ndarray, np.ndarray]
-"""A MILP's answer: placement, relays, band shares."""
+Solution = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]
+"""A MILP's answer: placement, relays, band shares, levels (None without levels)."""
 
 
 def _run(m: RoundModel, time_limit: float, gap: float,
@@ -389,4 +434,6 @@ def _run(m: RoundModel, time_limit: float, gap: float,
     status = "optimal" if prob.status == cp.OPTIMAL else "time_limit"
     if status == "optimal" and bound is None:
         bound = float(prob.value)
-    return status, (np.asarray(x) > 0.5, relay, np.asarray(m.var["beta"].value, dtype=float)), bound
+    xb = np.asarray(x) > 0.5
+    level = None if "y" not in m.var else ml.levels_of(m.var["y"].value, xb, relay, m.par["bits"].value, m.key[6])
+    return status, (xb, relay, np.asarray(m.var["beta"].value, dtype=float), level), bound
