@@ -7,17 +7,18 @@ phi_B(U) = min over 0 <= b <= B_e of p U / R(b) + nu b: concave in U (a minimum 
     phi_B(O + R) >= phi_B(O) + R s(O, L),   s(O, L) = (phi_B(O + L) - phi_B(O)) / L,
 
 s falling in O and in L. The LP charges j's own column at most phi_B(O) and each bit relayed to it s(P, L) with
-P >= O and L >= R, which stays below j's whole upload. The old price took P = the largest own payload of j and L =
-all its in-neighbours' payloads: the smallest secant, far below the increment a relay that trains little pays.
+P >= O and L >= R, which stays below j's whole upload (relay groups of several routes too: every route of a group
+gets an L at least the group's whole relayed payload, so their secants add up below the chord).
 
-So each route via j exists once per *class* of j's own column: 0 the empty column (j trains nothing: P = 0, the
-average phi_B(L) / L), 1..B buckets of j's non-empty columns by payload (B = `RELAY_CLASSES`; P = the bucket's largest
-payload), each with its pair row against j's columns of that class (solvers/route_lp.py). L is the least of: j's
-in-neighbours' largest payloads with the route's sender's own bits in place of its largest (`rin`), and what j's
-upload can still carry by T after its own bits, R_j(B_e) (T - start) - O, the start after its own column's compute
-and after the route's arrival (each bound taken at the class's most favourable column, so it holds for all of
-them; every route of a group gets an L at least the group's whole relayed payload, so the secants add up). A route whose bits cannot fit at all (L below its own
-payload) cannot be used by T. Every bit also pays at least the floor p_j / R_j(B_e) (b_j <= B_e).
+Each route via j exists once per *class* of j's own column: 0 the empty column (j trains nothing: P = 0, the
+average phi_B(L) / L), 1..B buckets of j's non-empty columns by payload (B = `RELAY_CLASSES`; P = the bucket's
+largest payload), each with its pair row against j's columns of that class (solvers/route_lp.py). L is the least
+of: j's in-neighbours' largest payloads with the route's sender's own bits in place of its largest (`rin`), and
+what j's upload can still carry by T after its own bits, R_j(B_e) (T - start) - O, the start after its own
+column's compute and after the route's arrival (each taken at the class's most favourable column, so it holds for
+all of them). A route whose bits cannot fit (L below its own payload) cannot be used by T. Every bit pays at least
+the floor p_j / R_j(B_e) (b_j <= B_e) and the slope of phi_B at P + L (`slope_at`). Before (2aff94a-215f4f2) P was
+j's whole eligible payload and L all its in-neighbours' eligible payloads, without the band cap or the time.
 """
 
 from __future__ import annotations

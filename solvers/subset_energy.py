@@ -113,7 +113,8 @@ class EdgeEnergy:
         band = float(p.edge_bandwidth_hz[e])
         rb = uplink_rate(np.full(p.num_devices, band), p.snr_hz)
         lead = rb[dev] * cycles / p.cpu_hz[dev] + pay
-        lcol, ldst, lrate, lcls, ltop, lmin, llead = [], [], [], [], [], [], []
+        parts: tuple[list[np.ndarray], ...] = ([], [], [], [], [], [], [])
+        lcol, ldst, lrate, lcls, ltop, lmin, llead = parts
         for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
             cols = np.flatnonzero((dev == s_) & mbits.any(axis=1))
             for k in np.unique(ccls[dev == d_]):  # via each class of the relay's own column (0: it trains nothing)
