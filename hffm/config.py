@@ -7,7 +7,7 @@ constructors in ``hffm.build``. No DictConfig goes further than ``resolve``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +31,7 @@ from hffm.federation.planning import POWER_FREQUENCY_SOLVERS, check_power_freque
 from hffm.federation.policy import Mode
 from hffm.modules.config import ModelConfig
 from hffm.network.config import PRESETS, ChannelConfig, ComputeConfig, NetworkConfig, TopologyConfig
-from solvers.fields import check_gap, check_time_limit
+from solvers.fields import check_budget, check_gap, check_time_limit
 
 
 @dataclass
@@ -123,7 +123,12 @@ class SolverConfig:
     cpu_scale_max: float = 1.0
     """Upper end of the CPU frequency decision, as a multiple of each device's drawn cpu_hz (>= 1)."""
     time_limit_s: float = 2.0
-    """joint: seconds per round for its model to improve and certify the plan (0: heuristics only)."""
+    """joint: seconds per round for its model to improve and certify the plan (0: heuristics only); what a second
+    is: ``budget``."""
+    budget: str = "work"
+    """joint: what time_limit_s counts. work (default): deterministic work units, calibrated to about a CPU second
+    each, so the same seed gives the same plans and numbers on any machine load; time: wall-clock seconds (the plan,
+    and then the training, depend on the machine's speed and load)."""
     gap: float = 0.01
     """joint: the target relative gap; the plan is certified once lower_bound >= (1 - gap) x objective."""
 
@@ -138,9 +143,9 @@ class SolverConfig:
         """What the round loop passes to ``build_problem`` (``hffm.federation.planning``)."""
         return {"gamma": self.gamma, "lam": self.lam, **self.power_frequency()}
 
-    def solve_options(self) -> dict[str, float]:
+    def solve_options(self) -> dict[str, float | str]:
         """The method's own options, passed to ``solvers.solve`` when the method takes them (joint)."""
-        return {"time_limit_s": self.time_limit_s, "gap": self.gap}
+        return {"time_limit_s": self.time_limit_s, "gap": self.gap, "budget": self.budget}
 
 
 @dataclass
@@ -256,8 +261,10 @@ def resolve(cfg: DictConfig | Config) -> Config:
     problems = numeric_problems(obj, channel)
     if obj.solver.name != "none" and obj.solver.name not in solvers.METHODS:
         problems.append(f"solver.name={obj.solver.name!r}: choose none or one of {sorted(solvers.METHODS)}")
-    for check, value in ((check_time_limit, obj.solver.time_limit_s), (check_gap, obj.solver.gap)):
-        try:  # the solver's own checks of its limits, so the two never disagree
+    checks: list[tuple[Callable[[Any], None], object]] = [
+        (check_time_limit, obj.solver.time_limit_s), (check_gap, obj.solver.gap), (check_budget, obj.solver.budget)]
+    for check, value in checks:
+        try:  # the solver's own checks of its limits and budget, so the two never disagree
             check(value)
         except ValueError as exc:
             problems.append(f"solver.{exc}")

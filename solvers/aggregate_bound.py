@@ -33,6 +33,7 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
+from solvers.clock import charge
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
@@ -338,6 +339,7 @@ class AggregateLP:
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
         h.passModel(lp)
         h.run()
+        charge(h.getInfo())
         self.highs = h
         status = h.getModelStatus()
         if status == hs.HighsModelStatus.kInfeasible:

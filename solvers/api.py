@@ -24,10 +24,10 @@ import numpy as np
 
 from solvers.baselines import equal_plan, equal_share_plan, full_placement, greedy_plan, random_plan
 from solvers.check import check_plan
-from solvers.clock import Clock
+from solvers.clock import Clock, under_budget
 from solvers.errors import CoverageError, InfeasibleError, TooLargeError
 from solvers.exact import exact_solve
-from solvers.fields import check_limits
+from solvers.fields import check_budget, check_limits
 from solvers.greedy import Repairs, greedy_placement
 from solvers.instance import RoundProblem
 from solvers.joint import joint_solve
@@ -84,11 +84,11 @@ class Method:
 
 
 _JOINT = frozenset({"iterations", "local_max_devices", "local_rounds", "bandwidth", "time_budget_s", "enum_max",
-                    "bound", "workers", "time_limit_s", "gap", "cache"})
+                    "bound", "workers", "time_limit_s", "gap", "cache", "budget"})
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("joint", joint_solve, _JOINT, tree=tree_joint,
-           tree_options=frozenset({"enum_max", "workers", "time_limit_s", "gap"}),
+           tree_options=frozenset({"enum_max", "workers", "time_limit_s", "gap", "budget"}),
            power_frequency=True),
     Method("greedy", greedy_plan, frozenset(), tree=tree_greedy_plan),
     Method("equal", equal_plan, frozenset(), tree=tree_equal_plan),
@@ -127,11 +127,20 @@ def solve(problem: RoundProblem, method: str = "joint", **opts: object) -> Round
         resolve_workers(problem, opts["workers"])  # type: ignore[arg-type]
     if "time_limit_s" in opts or "gap" in opts:  # the same for the model's limits
         check_limits(opts.get("time_limit_s", 0.0), opts.get("gap", 0.0))  # type: ignore[arg-type]
+    if "budget" in opts:
+        check_budget(opts["budget"])  # type: ignore[arg-type]
     if "cache" in opts:
         check_cache(opts["cache"])
     fn = m.tree if problem.tree_aggregation else m.solve
     assert fn is not None  # refusal() checked it
     t0 = time.perf_counter()
+    with under_budget(str(opts.get("budget", "time"))):  # the fallback's repairs count on the solve's budget too
+        return _planned(problem, method, fn, opts, t0)
+
+
+def _planned(problem: RoundProblem, method: str, fn: Callable[..., RoundPlan], opts: dict[str, object],
+             t0: float) -> RoundPlan:
+    """fn's checked plan, or the fallback plan (solve's failure handling)."""
     try:
         plan = fn(problem, **opts)
         bad = check_plan(problem, plan, rtol=1e-6)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import Clock
+from solvers.clock import Clock, charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
@@ -293,6 +293,7 @@ class EdgeLP:
             self.highs.changeColsCost(self.k, idx, cost[: self.k])
             self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper[: self.k])
         self.highs.run()
+        charge(self.highs.getInfo())
         status = self.highs.getModelStatus()
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")

@@ -8,14 +8,27 @@ spent (keeping the best choices so far: a heuristic is a warm start, not an answ
 solvers/milp.py) gets `milp_limit`: the time left, at most `MILP_CAP_S`, at least `MILP_FLOOR_S` (it needs a
 moment to find a cover at all, and without one the round has no plan). The clock is a value passed down, never
 a global: a forked worker (solvers/parallel.py) reads the same monotonic clock.
+
+Two budgets (the solve option `budget`, set in one place: `under_budget`): "time" reads time.perf_counter(), so
+the plan depends on the machine's speed and load; "work" (the engine's default) reads a `WorkMeter` instead,
+seconds counted from work that is the same on every run (each reading of `now`, HiGHS's simplex iterations and
+branch-and-bound nodes), and gives HiGHS iteration and node limits for its seconds (`highs_limits`), so the same
+instance gives the same plan.
+The meter is scoped to the solve (a context variable: other threads and solves read the wall clock) and travels
+to the worker processes of solvers/parallel.py.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
+from solvers.fields import check_budget
 from solvers.highs import bare_highs
 
 HEURISTIC_SHARE = 0.5
@@ -32,6 +45,105 @@ MILP_FLOOR_S = 0.05
 """Least wall seconds one placement-repair MILP gets, even past the deadline (HiGHS finds a first cover of a
 100-device edge in 0.03-0.07 s and a better one in 0.2-0.3 s; one that finds none in its share waits for its first
 cover: solvers/greedy.py `repair_edge`). At 0.2 s, ten repairs took the whole 2 s of a 1,000-device round."""
+
+
+TICK_S = 6e-3
+"""Work budget: seconds one reading of the clock (`now`) counts for, the Python work between two readings
+(calibrated: experiments/solver_work_calibration.py)."""
+ITERATION_S = 1.2e-4
+"""Work budget: seconds one HiGHS simplex (or interior-point) iteration counts for."""
+NODE_S = 1e-3
+"""Work budget: seconds one HiGHS branch-and-bound node counts for."""
+BACKSTOP = 10.0
+BACKSTOP_S = 5.0
+"""Work budget: a HiGHS call still gets a wall-clock limit of BACKSTOP x its seconds + BACKSTOP_S, a safety net
+that only a call far slower than calibrated meets (then, and only then, time decides). HiGHS's MIP does not keep
+to simplex_iteration_limit at its root: a repair MILP of a 100-device edge given 0.05 s (251 iterations) ran 2,824
+iterations in 0.55 s, past the 1.5 s backstop once under load, so the constant part is MILP_CAP_S."""
+
+
+ITERATION_COUNTS = ("simplex_iteration_count", "ipm_iteration_count", "crossover_iteration_count",
+                    "pdlp_iteration_count", "qp_iteration_count")
+"""The HighsInfo counts a call's iterations are the sum of."""
+
+
+@dataclass
+class WorkMeter:
+    """Deterministic seconds of one solve: its clock readings, simplex iterations and nodes, at calibrated costs."""
+
+    ticks: int = 0
+    iterations: int = 0
+    nodes: int = 0
+
+    def seconds(self) -> float:
+        return self.ticks * TICK_S + self.iterations * ITERATION_S + self.nodes * NODE_S
+
+
+_METER: ContextVar[WorkMeter | None] = ContextVar("solvers_work_meter", default=None)
+
+
+@contextmanager
+def under_budget(kind: str, meter: WorkMeter | None = None) -> Iterator[WorkMeter | None]:
+    """Run the enclosed solve under `kind` ("time" or "work"); yields the meter in effect (None: wall clock). A
+    solve inside a work budget keeps the enclosing meter; `meter` (work only): count on this one instead, whatever
+    encloses it (a worker process going on from its parent's count)."""
+    check_budget(kind)
+    outer = _METER.get()
+    if kind == "time" or (outer is not None and meter is None):
+        yield outer
+        return
+    token = _METER.set(WorkMeter() if meter is None else meter)
+    try:
+        yield _METER.get()
+    finally:
+        _METER.reset(token)
+
+
+def current_meter() -> WorkMeter | None:
+    """The work meter of the solve running in this context (None: the wall clock)."""
+    return _METER.get()
+
+
+def now() -> float:
+    """The solve's clock in seconds: time.perf_counter(), or under a work budget the meter's seconds (each reading
+    counts one tick of work, so a loop that checks the clock pays for its checks)."""
+    m = _METER.get()
+    if m is None:
+        return time.perf_counter()
+    m.ticks += 1
+    return m.seconds()
+
+
+def highs_limits(seconds: float) -> dict[str, Any]:
+    """HiGHS options that stop a call after `seconds` of this solve's clock: a time limit, or under a work budget
+    a simplex iteration and node limit (and the wall-clock BACKSTOP)."""
+    s = max(float(seconds), 0.0)
+    if _METER.get() is None:
+        return {"time_limit": s}
+    return {"time_limit": BACKSTOP * s + BACKSTOP_S, "simplex_iteration_limit": int(s / ITERATION_S) + 1,
+            "mip_max_nodes": int(s / NODE_S) + 1}
+
+
+def set_limits(h: Any, seconds: float) -> None:
+    """Give the HiGHS object `h` the limits of `highs_limits(seconds)`."""
+    for key, value in highs_limits(seconds).items():
+        h.setOptionValue(key, value)
+
+
+def limit_statuses(highspy: Any) -> tuple[Any, ...]:
+    """HiGHS model statuses of a call stopped by its limits (time, or the work budget's iterations and nodes)."""
+    s = highspy.HighsModelStatus
+    return s.kTimeLimit, s.kIterationLimit, s.kSolutionLimit
+
+
+def charge(info: Any) -> None:
+    """Count a finished HiGHS call's iterations and nodes (its HighsInfo) on the work meter, if one runs."""
+    m = _METER.get()
+    if m is None or info is None:
+        return
+    its = sum(max(int(getattr(info, k, 0) or 0), 0) for k in ITERATION_COUNTS)
+    m.iterations += its
+    m.nodes += max(int(getattr(info, "mip_node_count", 0) or 0), 0)
 
 
 def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
@@ -51,16 +163,16 @@ def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
 
 @dataclass(frozen=True)
 class Clock:
-    """A deadline on time.perf_counter() (inf: unbounded)."""
+    """A deadline on the solve's clock, `now` (inf: unbounded)."""
 
     end: float = math.inf
 
     @classmethod
-    def start(cls, time_limit_s: float, now: float | None = None) -> Clock:
-        """The round's clock: time_limit_s from `now` (default: this instant); 0 = unbounded."""
+    def start(cls, time_limit_s: float, at: float | None = None) -> Clock:
+        """The round's clock: time_limit_s from `at` (a reading of `now`; default: this instant); 0 = unbounded."""
         if time_limit_s <= 0:
             return cls()
-        return cls((time.perf_counter() if now is None else now) + time_limit_s)
+        return cls((now() if at is None else at) + time_limit_s)
 
     @property
     def bounded(self) -> bool:
@@ -68,17 +180,17 @@ class Clock:
 
     def left(self) -> float:
         """Seconds until the deadline (inf when unbounded, 0 once passed)."""
-        return max(self.end - time.perf_counter(), 0.0) if self.bounded else math.inf
+        return max(self.end - now(), 0.0) if self.bounded else math.inf
 
     def expired(self) -> bool:
-        return self.bounded and time.perf_counter() >= self.end
+        return self.bounded and now() >= self.end
 
     def share(self, fraction: float) -> Clock:
         """A sub-deadline: this instant plus `fraction` of the time left (unbounded stays unbounded)."""
         if not self.bounded:
             return self
-        now = time.perf_counter()
-        return Clock(now + fraction * max(self.end - now, 0.0))
+        t = now()
+        return Clock(t + fraction * max(self.end - t, 0.0))
 
     def before(self, seconds: float) -> Clock:
         """This deadline moved `seconds` earlier (unbounded stays unbounded)."""
@@ -88,7 +200,7 @@ class Clock:
         """This deadline or `seconds` from this instant, whichever comes first (None: this one)."""
         if seconds is None:
             return self
-        return Clock(min(self.end, time.perf_counter() + seconds))
+        return Clock(min(self.end, now() + seconds))
 
     def milp_limit(self, pending: int = 1) -> float:
         """Time limit of the next of `pending` MILPs that must each return an answer: an equal part of the time

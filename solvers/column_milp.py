@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solvers.bounds import bare_highs
+from solvers.clock import charge, set_limits
 from solvers.covers import cover_sets
 from solvers.instance import RoundProblem
 
@@ -165,7 +166,7 @@ def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, ext
     all variables, first found first): each is a plan to price exactly, not only the last."""
     highspy, h = highs_model(rows, cost, usable, extra)
     k = cost.size
-    h.setOptionValue("time_limit", float(time_limit))
+    set_limits(h, time_limit)
     h.setOptionValue("mip_rel_gap", float(gap))
     h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
     for key, value in (options or {}).items():
@@ -177,6 +178,7 @@ def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, ext
         idx = np.arange(k, dtype=np.int32)
         h.setSolution(k, idx, np.isin(idx, ones).astype(float))
     h.run()
+    charge(h.getInfo())
     if saved is not None:
         saved.extend(np.asarray(s.col_value) for s in h.getSavedMipSolutions())
     info = h.getInfo()

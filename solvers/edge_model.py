@@ -24,12 +24,12 @@ p_j q_c phi(1)) >= upper) is dropped and each chosen column's share is at least 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import charge, now, set_limits
 from solvers.column_milp import INF, Extra, Row, choice_rows, highs_model, run_milp
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate, uplink_rate
@@ -232,7 +232,7 @@ class EdgeModel:
         plan of objective below `upper` costs at least that (the rows relax them all; more tangents only raise
         the value), so min(upper, it) is a certified bound. The added shares stay in `cuts` for the MILPs."""
         c = self.c
-        left = deadline - time.perf_counter()
+        left = deadline - now()
         if left <= 0.02:
             return 0.0
         rows, cost, usable, extra, var = self._rows(upper)
@@ -242,11 +242,12 @@ class EdgeModel:
         lower = 0.0
         lo = self._least(upper)
         while True:
-            left = deadline - time.perf_counter()
+            left = deadline - now()
             if left <= 0.02:
                 break
-            h.setOptionValue("time_limit", float(left))
+            set_limits(h, left)
             h.run()
+            charge(h.getInfo())
             if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
                 return upper  # no plan below the incumbent
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
@@ -295,21 +296,21 @@ class EdgeModel:
     def solve(self, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
               gap: float = 0.01) -> EdgeAnswer:
         """Improve and certify the incumbent (x0, relay0) of objective `upper` until the bound is within `gap` of
-        the best plan found or `deadline` (time.perf_counter()) passes."""
+        the best plan found or `deadline` (solvers/clock.py `now`) passes."""
         p = self.p
         best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
         if INCUMBENT_TANGENTS:
             self._operating(best_x, best_r)
         lower = 0.0
         if LP_SHARE > 0:
-            now = time.perf_counter()
-            lower = self.lp_bound(best, now + LP_SHARE * max(deadline - now, 0.0))
+            t = now()
+            lower = self.lp_bound(best, t + LP_SHARE * max(deadline - t, 0.0))
         while lower < (1 - gap) * best:
-            left = deadline - time.perf_counter()
+            left = deadline - now()
             if left <= 0.02:
                 break
             rows, cost, usable, extra, var = self._rows(best)
-            left = deadline - time.perf_counter()  # building the rows took its share (0.1-0.3 s at 12 devices)
+            left = deadline - now()  # building the rows took its share (0.1-0.3 s at 12 devices)
             if left <= 0.02:
                 break
             saved: list[np.ndarray] = []

@@ -13,10 +13,10 @@ time limit. E_lb is nonincreasing in T, so on [T_k, T_(k+1)] the objective is at
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
+from solvers.clock import now
 from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
 from solvers.evaluate import LN2, uplink_rate
 from solvers.instance import RoundProblem
@@ -54,7 +54,7 @@ class EnergyModel:
     def energy_lb(self, t: float, deadline: float, escale: float) -> float:
         """A lower bound on the least energy (J) of plans finishing by t; inf if none does; 0 if out of time."""
         p, c = self.p, self.c
-        left = deadline - time.perf_counter()
+        left = deadline - now()
         if left <= 0.02:
             return 0.0
         cost = c.cost(t, dominate=False)
@@ -115,7 +115,7 @@ def lambda_bound(p: RoundProblem, upper: float, deadline: float, gap: float = 0.
     energy = [model.energy_lb(float(t), deadline, escale) for t in grid]
     below = lam * energy[0]  # T in [0, T_0]
     pieces = [(grid[k] + lam * energy[k + 1], grid[k], grid[k + 1], energy[k + 1]) for k in range(start)]
-    while time.perf_counter() < deadline:
+    while now() < deadline:
         pieces.sort()
         value, lo, hi, e_hi = pieces[0]
         if min(value, below) >= (1 - gap) * upper or hi / lo - 1 < min_width:

@@ -41,6 +41,17 @@ def check_time_limit(time_limit_s: float) -> None:
         raise ValueError(f"time_limit_s: must be a finite number of seconds >= 0 (0: no model), got {time_limit_s!r}")
 
 
+BUDGETS = ("time", "work")
+"""What a solve's seconds are: wall clock ("time") or deterministic work ("work": solvers/clock.py `WorkMeter`)."""
+
+
+def check_budget(budget: str) -> None:
+    """Refuse an unknown budget, naming the option."""
+    if not isinstance(budget, str) or budget not in BUDGETS:
+        raise ValueError(f"budget: must be 'time' (time_limit_s is wall-clock seconds: fastest answer, depends on "
+                         f"load) or 'work' (deterministic work units: same instance, same plan), got {budget!r}")
+
+
 def check_gap(gap: float) -> None:
     """Refuse a gap target that cannot be met, naming the option."""
     if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap < 1:

@@ -13,11 +13,9 @@ of the round's `time_limit_s`.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-from solvers.clock import FINISH_S
+from solvers.clock import FINISH_S, now
 from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
@@ -91,7 +89,7 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
     edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s.copy()
     size = np.bincount(p.device_edge, minlength=p.num_edges)
     lower, tried, changed = plan.lower_bound, set(), False
-    while time.perf_counter() < by:
+    while now() < by:
         e = int(np.argmax(edge_t))
         if lower >= (1 - gap) * edge_t[e] or e in tried or size[e] <= MODEL_MAX_DEVICES:
             break
@@ -128,7 +126,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
         return plan.with_(status=STATUS_UNPROVEN)
     deadline = t0 + time_limit_s - FINISH_S  # the final band and the plan's check after the model
-    if p.lam > 0 and time.perf_counter() >= deadline:  # no time for the model: not even its rows or the final band
+    if p.lam > 0 and now() >= deadline:  # no time for the model: not even its rows or the final band
         return plan.with_(status=STATUS_TIME if p.num_devices <= MODEL_MAX_DEVICES else STATUS_UNPROVEN)
     beyond = False
     x, relay = plan.placement.copy(), plan.relay.copy()
@@ -140,7 +138,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         while lower < (1 - gap) * edge_t.max():
             e = int(np.argmax(edge_t))
             beyond = size[e] > MODEL_MAX_DEVICES  # the slowest edge is not the model's: not a matter of time
-            if e in done or beyond or time.perf_counter() >= deadline:
+            if e in done or beyond or now() >= deadline:
                 break
             sub, dev = restrict(p, np.array([e]))
             local = np.full(p.num_devices, -1)
@@ -154,14 +152,14 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             lower = max(lower, got_lb)
     elif edge_model_applies(p):  # the least-energy pieces, then the MILP with T a variable (solvers/edge_model.py)
         if EDGE_COLUMNS_SHARE > 0:
-            share = time.perf_counter() + EDGE_COLUMNS_SHARE * max(deadline - time.perf_counter(), 0.0)
+            share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
         if p.num_edges == 1:  # the least-energy column MILPs over trial latencies (solvers/energy_columns.py)
-            share = time.perf_counter() + LAMBDA_SHARE * max(deadline - time.perf_counter(), 0.0)
+            share = now() + LAMBDA_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         c = certify(p, x, relay, deadline, gap, cache=cache)
         x, relay = c.x, c.relay
@@ -175,7 +173,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                                                                                      plan.bandwidth_hz)
     lower = min(lower, cost.objective)
     proven = lower >= (1 - gap) * cost.objective
-    timed_out = not beyond and time.perf_counter() >= deadline - 0.06
+    timed_out = not beyond and now() >= deadline - 0.06
     status = STATUS_PROVEN if proven else STATUS_TIME if timed_out else STATUS_UNPROVEN
     return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
                       objective=cost.objective, lower_bound=lower, status=status)

@@ -24,11 +24,11 @@ import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
-from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries
+from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries, now, under_budget
 from solvers.energy import plan_bandwidth, round_uploads
 from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
-from solvers.fields import check_limits
+from solvers.fields import check_budget, check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
 from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies, improve, uses_cvxpy, within
 from solvers.instance import RoundProblem
@@ -67,7 +67,8 @@ def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndar
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
                 enum_max: int = 3000, bound: bool = True, workers: int | None = None,
-                time_limit_s: float = 2.0, gap: float = 0.01, cache: ModelCache | None = None) -> RoundPlan:
+                time_limit_s: float = 2.0, gap: float = 0.01, cache: ModelCache | None = None,
+                budget: str = "time") -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
     Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
@@ -83,16 +84,29 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     (time_limit_s=0: unbounded, deterministic); time_budget_s, when given, bounds them further.
     cache: a solvers.ModelCache the caller keeps across rounds, so a round of the same structure re-solves the
     compiled model (None: compile each time).
+    budget: what time_limit_s and time_budget_s count (solvers/clock.py): "time", wall-clock seconds (the plan
+    depends on the machine and its load), or "work", deterministic work units calibrated to about a CPU second each
+    on the reference machine (the same instance gives the same plan: the engine's default).
 
     Raises CoverageError when coverage cannot be met within memory (solvers.solve turns it into a fallback).
     """
     if bandwidth not in ("auto", "bisection", "cvxpy"):
         raise ValueError(f"bandwidth: must be auto, bisection or cvxpy, got {bandwidth!r}")
     check_limits(time_limit_s, gap)
+    check_budget(budget)
     cache = check_cache(cache)
+    with under_budget(budget):
+        return _joint(problem, iterations, local_max_devices, local_rounds, bandwidth, time_budget_s, enum_max,
+                      bound, workers, time_limit_s, gap, cache)
+
+
+def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
+           time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None, time_limit_s: float,
+           gap: float, cache: ModelCache | None) -> RoundPlan:
+    """joint_solve within its budget (the clock `now` reads: wall or work)."""
     # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
     load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)))
-    t0 = time.perf_counter()
+    t0, wall = now(), time.perf_counter()  # t0 for the deadlines (solvers/clock.py), wall for solve_seconds
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
                                 workers=workers)
@@ -104,14 +118,14 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
     if problem.has_power_frequency:
         plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
-        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - t0)
+        return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - wall)
     plan = _heuristic(problem, **opts)
     if not bound or bandwidth == "cvxpy":
         return plan
     if time_limit_s <= 0:
         return plan.with_(status=STATUS_PROVEN if within(plan, gap) else STATUS_UNPROVEN)
     plan = improve(problem, plan, time_limit_s, gap, t0, cache)
-    return plan.with_(solve_seconds=time.perf_counter() - t0)
+    return plan.with_(solve_seconds=time.perf_counter() - wall)
 
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
@@ -271,7 +285,7 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
     column model takes (solvers/level_model.py; at lambda > 0 with energy by tangents, solvers/level_energy.py),
     that plan is the incumbent of the joint level model, which chooses placement, relays and levels together and
     certifies them within the time limit; where it takes no edge the message says why."""
-    t0 = time.perf_counter()
+    t0, wall = now(), time.perf_counter()
     p = problem
     full = dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None, distortion_budget=None,
                                distortion_penalty=0.0)
@@ -299,14 +313,14 @@ def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: join
             level, b, cost = _fewer_bytes(p, x, r, got.level)
         lower = max(lower, got.lower_bound)
         proven = lower >= (1 - gap) * cost.objective
-        status = STATUS_PROVEN if proven else STATUS_TIME if time.perf_counter() >= t0 + limit - 0.06 else \
+        status = STATUS_PROVEN if proven else STATUS_TIME if now() >= t0 + limit - 0.06 else \
             STATUS_UNPROVEN
         how = f"{LEVEL_MODEL_MESSAGE}: {got.settled} trial latencies settled, {got.milps} MILPs"
     elif bound and limit > 0:
         status = STATUS_PROVEN if lower >= (1 - gap) * cost.objective else STATUS_UNPROVEN
     return plan.with_(placement=x, relay=r, bandwidth_hz=b, level=level, latency_s=cost.latency_s,
                       energy_j=cost.energy_j, objective=cost.objective, lower_bound=min(lower, cost.objective),
-                      message=how, status=status, solve_seconds=time.perf_counter() - t0)
+                      message=how, status=status, solve_seconds=time.perf_counter() - wall)
 
 
 def _fewer_bytes(p: RoundProblem, x: np.ndarray, r: np.ndarray, level: np.ndarray
@@ -346,7 +360,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
     lambda > 0 the fixed-power bound does not hold (less power spends less): the bound is the latency-energy bound
     with power and frequency priced as decisions, computed before the model (PF_BOUND_SHARE), and the model stops
     early enough for the power / frequency step on its choices (PF_RESERVE)."""
-    t0 = time.perf_counter()
+    t0, wall = now(), time.perf_counter()
     p = problem
     bound = opts.get("bound", True)
     deadline: Clock = opts.get("deadline") or Clock()
@@ -358,10 +372,10 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
             assert limits is not None
             plan = improve(base, plan, limits[0], limits[1], t0, cache)
         best = _power_frequency_options(p, plan, decide=False)
-        return best.with_(lower_bound=min(plan.lower_bound, best.objective), solve_seconds=time.perf_counter() - t0)
-    tic = time.perf_counter()
+        return best.with_(lower_bound=min(plan.lower_bound, best.objective), solve_seconds=time.perf_counter() - wall)
+    tic = now()
     best = _power_frequency_options(p, plan)
-    step_s = time.perf_counter() - tic
+    step_s = now() - tic
     lower = plan.lower_bound
     if bound:  # T from the round at full power and speed, E priced for decisions
         x, r = plan.placement, plan.relay
@@ -383,7 +397,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
             # new choices: power and frequency for them if the step still fits the clock, else max power and speed
             got = _power_frequency_options(p, better, decide=deadline.left() >= step_s)
             best = got if got.objective < best.objective else best
-    return best.with_(lower_bound=min(lower, best.objective), solve_seconds=time.perf_counter() - t0)
+    return best.with_(lower_bound=min(lower, best.objective), solve_seconds=time.perf_counter() - wall)
 
 
 def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = True) -> RoundPlan:

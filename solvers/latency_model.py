@@ -18,13 +18,13 @@ solvers/latency_search.py searches T with it.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import now
 from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
 from solvers.instance import RoundProblem
 
@@ -176,7 +176,7 @@ class LatencyModel:
         worth having (e.g. it beats the incumbent), instead of cutting it off and re-solving."""
         c = self.c
         while True:
-            left = deadline - time.perf_counter()
+            left = deadline - now()
             if left <= 0.02:
                 return AtT(t, None, None, 0.0)
             cost = c.cost(t)

@@ -8,12 +8,12 @@ test does not finish, a ladder of coarser T (each proof a valid bound) certifies
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from solvers.clock import now
 from solvers.instance import RoundProblem
 from solvers.latency_model import LatencyModel
 from solvers.model import exact_cost, feasible
@@ -56,10 +56,10 @@ def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: f
         return feasible(p, x, relay) and exact_cost(p, x, relay) < best
 
     settled = False
-    while lower < (1 - gap) * best and time.perf_counter() < deadline:
+    while lower < (1 - gap) * best and now() < deadline:
         t = best * (1 - TRIAL * gap)
-        left = deadline - time.perf_counter()
-        r = lm.at(t, time.perf_counter() + getattr(lm, "tight_share", TIGHT_SHARE) * left, accept=better)
+        left = deadline - now()
+        r = lm.at(t, now() + getattr(lm, "tight_share", TIGHT_SHARE) * left, accept=better)
         if r.feasible is None:
             break
         if not r.feasible:
@@ -76,7 +76,7 @@ def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: f
     if not settled:  # the tight test did not finish: certify what the time allows, coarse steps first
         for step in LADDER:
             t = best * (1 - step)
-            if t <= lower or time.perf_counter() >= deadline:
+            if t <= lower or now() >= deadline:
                 continue
             if lm.at(t, deadline).feasible is not False:
                 break

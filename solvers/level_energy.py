@@ -29,11 +29,11 @@ at least T_k + G(T_(k+1)): solvers/level_model.py's search takes the least such 
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from solvers.clock import now
 from solvers.column_milp import INF, Extra, Sparse, choice_rows, run_milp
 from solvers.energy_columns import tangent
 
@@ -62,11 +62,11 @@ def least_cost(p: RoundProblem, cols: list[LevelColumns], t: float, time_limit: 
     bound on G(t)); status "infeasible" (bound inf) when no plan finishes by t with G <= cutoff. scale: the
     objective's unit (the incumbent's objective; the MILP works in it). shares: per edge, per local uploader,
     more band shares to cut at (the incumbent's)."""
-    deadline = time.perf_counter() + time_limit
+    deadline = now() + time_limit
     model = _Model(p, cols, t, scale, budget, shares)
     lower, best = 0.0, None  # type: tuple[float, np.ndarray | None]
     for _ in range(1 + OA_ROUNDS):
-        left = deadline - time.perf_counter()
+        left = deadline - now()
         if left <= 0.02:
             break
         status, val, bound = model.solve(left, cutoff / scale)

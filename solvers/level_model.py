@@ -32,11 +32,11 @@ whether any edge is modelled.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.clock import now
 from solvers.column_milp import INF, Extra, Row, choice_rows, minimal_covers, run_milp
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
@@ -270,9 +270,9 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
         edge not solved in time counts 0); lambda > 0: one MILP over the edges (solvers/level_energy.py)."""
         nonlocal milps, settled
         if lam > 0:
-            if until - time.perf_counter() <= 0.05:  # too little left to build and solve the MILP
+            if until - now() <= 0.05:  # too little left to build and solve the MILP
                 return 0.0, [None] * len(cols)
-            _, picked, g = least_cost(p, cols, t, until - time.perf_counter(), best_cost.objective, budget,
+            _, picked, g = least_cost(p, cols, t, until - now(), best_cost.objective, budget,
                                       max(best_cost.objective - t_floor, 0.0) * (1 + 1e-9), shares)
             milps += 1
             settled += 1
@@ -281,7 +281,7 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
         order = np.argsort([-best_cost.edge_latency_s[int(p.device_edge[lc.dev[0]])] for lc in cols], kind="stable")
         total, chosen = 0.0, [None] * len(cols)  # type: tuple[float, list[np.ndarray | None]]
         for i in order.tolist():
-            left = until - time.perf_counter()
+            left = until - now()
             if left <= 0.02:
                 break
             status, sol, lb = cols[i].at(t, left, budget, objective=math.isfinite(budget) or mu > 0)
@@ -305,8 +305,8 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
     t = best_cost.latency_s * (1 - TRIAL * gap) if not priced else best_cost.latency_s if lam > 0 else \
         best_cost.objective
     steps = (0.0, *STEPS)
-    search = deadline if priced else time.perf_counter() + SEARCH_SHARE * (deadline - time.perf_counter())
-    while time.perf_counter() < search and t > t_floor:  # (no plan is faster than t_floor)
+    search = deadline if priced else now() + SEARCH_SHARE * (deadline - now())
+    while now() < search and t > t_floor:  # (no plan is faster than t_floor)
         g, chosen = point(t, search)
         if not math.isfinite(g):
             if not priced:
@@ -345,7 +345,7 @@ def solve_levels(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, level0: np
     if not priced:  # not proven: a ladder of coarser latencies, coarse first, each one no plan reaches is a bound
         for step in LADDER:
             t = best_cost.latency_s * (1 - step)
-            if t <= bound()[0] or time.perf_counter() >= deadline:
+            if t <= bound()[0] or now() >= deadline:
                 continue
             g, _ = point(t, deadline)
             if math.isfinite(g):

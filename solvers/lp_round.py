@@ -14,13 +14,13 @@ latency decides: it replaces the edge's plan only when faster.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
+from solvers.clock import now
 from solvers.evaluate import round_timeline
 from solvers.greedy import greedy_relays, price
 from solvers.instance import RoundProblem
@@ -100,7 +100,7 @@ def lp_candidates(p: RoundProblem, upper: float, deadline: float, lower: float =
     if route.impossible(lo, demand):
         proven = lo
         for _ in range(BISECT):
-            if time.perf_counter() >= deadline:
+            if now() >= deadline:
                 break
             mid = 0.5 * (lo + hi)
             if route.impossible(mid, demand):
@@ -112,7 +112,7 @@ def lp_candidates(p: RoundProblem, upper: float, deadline: float, lower: float =
     out = []
     lp_key = demand.tobytes()
     for eps in EPS:
-        if time.perf_counter() >= deadline:
+        if now() >= deadline:
             break
         t = hi * (1 + eps)
         status, value = route.solve(route.column_cost(t) / p.edge_bandwidth_hz[0], demand)
@@ -190,7 +190,7 @@ def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.
             break
         found = False
         for f in TRIALS:
-            if time.perf_counter() >= deadline:
+            if now() >= deadline:
                 return best
             t = f * t0
             status, _ = route.solve(group_cost(p, route, x0, r0, t) / p.edge_bandwidth_hz[0], demand)

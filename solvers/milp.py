@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from solvers.bounds import bare_highs
-from solvers.clock import MILP_CAP_S
+from solvers.clock import MILP_CAP_S, charge, highs_limits, set_limits
 from solvers.instance import RoundProblem
 
 MILP_TIME_LIMIT_S = MILP_CAP_S
@@ -91,7 +91,7 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     data = np.stack([np.tile(mem, n), np.repeat(samples, m)], axis=1).ravel().astype(float)
     h = bare()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("time_limit", float(time_limit_s))
+    set_limits(h, time_limit_s)
     h.setOptionValue("mip_rel_gap", MILP_GAP)
     h.setOptionValue("mip_heuristic_effort", MILP_HEURISTIC_EFFORT)
     if first_cover:
@@ -106,6 +106,7 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     lp.integrality_ = [highspy.HighsVarType.kInteger] * (n * m)
     h.passModel(lp)
     h.run()
+    charge(h.getInfo())
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kInfeasible:
         return "infeasible", None
@@ -125,7 +126,8 @@ def _solve_cvxpy(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(cost, x))), cons)
     with quiet_stdout():  # HiGHS prints a banner
         extra = {"mip_max_improving_sols": 1} if first_cover else {}
-        prob.solve(solver="HIGHS", output_flag=False, time_limit=float(time_limit_s), mip_rel_gap=MILP_GAP, **extra)
+        prob.solve(solver="HIGHS", output_flag=False, mip_rel_gap=MILP_GAP, **highs_limits(time_limit_s), **extra)
+    charge(None if prob.solver_stats is None else prob.solver_stats.extra_stats)
     if prob.status in ("infeasible", "infeasible_inaccurate"):
         return "infeasible", None
     return str(prob.status), None if x.value is None else np.asarray(x.value) > 0.5

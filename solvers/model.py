@@ -25,7 +25,6 @@ modules: the training loop's rounds) re-solves the compiled program (DPP, assert
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ import numpy as np
 
 from solvers import model_levels as ml
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import charge, highs_limits, now
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate
 from solvers.instance import RoundProblem
@@ -343,7 +343,7 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
             max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = (),
             cache: ModelCache | None = None, level0: np.ndarray | None = None) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays, fixed power and frequency) with the
-    MILP, refining tangent cuts at its solutions, until the bound is within `gap` or time.perf_counter() passes
+    MILP, refining tangent cuts at its solutions, until the bound is within `gap` or now() passes
     `deadline` (every MILP gets the time left). cache: compiled programs kept across rounds (None: compile).
 
     extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
@@ -367,7 +367,7 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     cut_a[:, used:], cut_s[:, used:] = cut_a[:, [used - 1]], cut_s[:, [used - 1]]
     nxt = used
     while milps < max_milps:
-        left = deadline - time.perf_counter()
+        left = deadline - now()
         if left <= 0.05:
             break
         m.par["cut_a"].value, m.par["cut_s"].value = cut_a, cut_s
@@ -410,10 +410,11 @@ def _run(m: RoundModel, time_limit: float, gap: float,
         warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # a time limit: we read the bound
         try:
             opts = {} if cutoff is None else {"objective_bound": cutoff * (1 + 1e-9)}
-            prob.solve(solver="HIGHS", time_limit=float(time_limit), mip_rel_gap=gap / 4, output_flag=False, **opts)
+            prob.solve(solver="HIGHS", mip_rel_gap=gap / 4, output_flag=False, **highs_limits(time_limit), **opts)
         except cp.error.SolverError:
             return "error", None, None
     info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None
+    charge(info)
     bound = None
     if info is not None:
         db = float(getattr(info, "mip_dual_bound", np.nan))

@@ -5,11 +5,15 @@ Each chunk is a `RoundProblem` of its own (its edges, their devices in the origi
 Every step of the lambda-0 search is per edge and batch-invariant (root searches and Newton iterations stop per
 group or entry, running sums restart per edge, ties break stably), which is what makes the merge equal to the
 serial answer (tests/test_solver_parallel.py checks it). Workers are forked where the platform allows it (no
-re-import), else spawned; a pool that cannot start falls back to serial with a warning.
+re-import), else spawned; a pool that cannot start falls back to serial with a warning. Under a work budget
+(solvers/clock.py) each worker counts on a copy of the solve's meter as it stood when the chunks were handed out, so
+the plan stays deterministic for a given number of workers (under a bounded budget it may differ between numbers:
+each chunk's steps see their own work, as each sees its own wall time under a time budget).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
@@ -21,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.clock import WorkMeter, current_meter, under_budget
 from solvers.instance import RoundProblem
 
 log = logging.getLogger("solvers")
@@ -97,10 +102,12 @@ def map_edges(problem: RoundProblem, fn: Callable[..., EdgeChoice], workers: int
     if len(chunks) <= 1:
         return fn(problem, **opts)
     subs = [restrict(problem, edges) for edges in chunks]
+    meter = current_meter()
+    start = None if meter is None else dataclasses.replace(meter)  # the work done so far: each worker's start
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     try:
         with ProcessPoolExecutor(max_workers=len(subs) - 1, mp_context=mp.get_context(method)) as pool:
-            futures = [pool.submit(fn, sub, **opts) for sub, _ in subs[1:]]
+            futures = [pool.submit(_metered, start, fn, sub, **opts) for sub, _ in subs[1:]]
             results = [fn(subs[0][0], **opts)] + [f.result() for f in futures]
     except (BrokenProcessPool, OSError) as exc:
         log.warning("solvers: the worker pool failed (%s); solving the edges serially", exc)
@@ -113,3 +120,10 @@ def map_edges(problem: RoundProblem, fn: Callable[..., EdgeChoice], workers: int
         x[dev], relay[dev], band[dev] = part.x, dev[part.relay], part.bandwidth_hz
         t_edge[edges], known[edges] = part.edge_latency, part.known
     return EdgeChoice(x=x, relay=relay, bandwidth_hz=band, edge_latency=t_edge, known=known)
+
+
+def _metered(start: WorkMeter | None, fn: Callable[..., EdgeChoice], sub: RoundProblem, **opts: Any) -> EdgeChoice:
+    """fn(sub, **opts) in a worker: on a copy of the solve's work meter (`start`), or the wall clock (None)."""
+    with under_budget("time" if start is None else "work", meter=None if start is None else
+                      dataclasses.replace(start)):
+        return fn(sub, **opts)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.clock import charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.highs import bare_highs
 
@@ -177,6 +178,7 @@ class RouteLP:
             self.h.changeColsCost(self.n, idx, c)
             self.h.changeColsBounds(self.n, idx, np.zeros(self.n), upper)
         self.h.run()
+        charge(self.h.getInfo())
         status = self.h.getModelStatus()
         kind = {hs.HighsModelStatus.kOptimal: "optimal", hs.HighsModelStatus.kInfeasible: "infeasible"}.get(
             status, "other")

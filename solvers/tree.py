@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.clock import now
 from solvers.edgebatch import EdgeView
 from solvers.errors import InfeasibleError, TooLargeError
 from solvers.evaluate import uplink_rate
@@ -267,7 +268,7 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
     """tree_solve's plan (its lower bound from the pairs) and the per-edge knowledge behind it. Edges not enumerated
     start from the one-hop price cover on every start tree and, searched apart (arrival=False: not), from the
     tree-aware cover toward each start tree's root (solvers/tree_start.py). The local search stops descending at
-    `deadline` (time.perf_counter(); the plan then depends on the machine's speed)."""
+    `deadline` (solvers/clock.py `now`: on the wall clock the plan then depends on the machine's speed)."""
     t0 = time.perf_counter()
     p = problem
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
@@ -362,7 +363,7 @@ def _descend(view: EdgeView, x: np.ndarray, par: np.ndarray, cur: float, rounds:
     """Best-improvement descent from one tree (until no move improves, `rounds` moves, or the deadline)."""
     lam = view.problem.lam
     for _ in range(rounds):
-        if time.perf_counter() > deadline:
+        if now() > deadline:
             break
         cx, cp = [], []
         for i in range(view.n):

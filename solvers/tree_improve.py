@@ -17,9 +17,9 @@ import time
 
 import numpy as np
 
-from solvers.clock import load_libraries
+from solvers.clock import load_libraries, now, under_budget
 from solvers.edgebatch import EdgeView
-from solvers.fields import check_limits
+from solvers.fields import check_budget, check_limits
 from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
@@ -81,7 +81,7 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
         cutoff = (1 - 0.9 * gap) * edge.value(lam)
         if not cheap[r] < cutoff:
             break  # the rest are above the cutoff too
-        left = deadline - time.perf_counter()
+        left = deadline - now()
         if left <= 0.02:
             break
         kind, low, sol = model.solve([int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]),
@@ -94,22 +94,30 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
 
 
 def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,
-               time_limit_s: float = 2.0, gap: float = 0.01) -> RoundPlan:
+               time_limit_s: float = 2.0, gap: float = 0.01, budget: str = "time") -> RoundPlan:
     """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
     local search, then the tree MILP improves and certifies the plan until lower_bound >= (1 - gap) objective
     (status "optimal") or time_limit_s from the start (status "time_limit"; "not_proven" where an edge is too large
     for the model; 0 = the search alone). `workers` is accepted for a uniform call with the one-hop joint solver and
-    checked there; the trees are planned in one process (the plan is the same for any value)."""
+    checked there; the trees are planned in one process (the plan is the same for any value). budget: "time" or
+    "work", what time_limit_s counts (solvers/clock.py; joint_solve)."""
     check_limits(time_limit_s, gap)
+    check_budget(budget)
     load_libraries(tree=True)  # before the clock (solvers/clock.py)
-    t0 = time.perf_counter()
+    with under_budget(budget):
+        return _tree_joint(problem, enum_max, time_limit_s, gap)
+
+
+def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: float) -> RoundPlan:
+    """tree_joint within its budget."""
+    t0, wall = now(), time.perf_counter()
     search_end = t0 + SEARCH_SHARE * time_limit_s if time_limit_s > 0 else math.inf
     plan, known = tree_search(problem, exact=False, enum_max=enum_max, deadline=search_end)
     if time_limit_s <= 0:
         proven = plan.lower_bound >= (1 - gap) * plan.objective
         return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN)
     plan = improve_trees(problem, plan, known, time_limit_s, gap, t0)
-    return plan.with_(solve_seconds=time.perf_counter() - t0)
+    return plan.with_(solve_seconds=time.perf_counter() - wall)
 
 
 def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time_limit_s: float, gap: float,
@@ -128,16 +136,16 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
             ed = edges[k]
             if _lower(edges, lam) >= (1 - gap) * _objective(edges, lam) or ed.exact or k in tried:
                 break
-            if ed.view.n > MODEL_MAX_DEVICES or time.perf_counter() >= deadline:
+            if ed.view.n > MODEL_MAX_DEVICES or now() >= deadline:
                 covered &= ed.view.n <= MODEL_MAX_DEVICES
                 break
             tried.add(k)
             covered &= _per_root(ed, lam, deadline, gap)
-    elif sum(ed.view.n for ed in edges) <= MODEL_MAX_DEVICES and time.perf_counter() < deadline:
+    elif sum(ed.view.n for ed in edges) <= MODEL_MAX_DEVICES and now() < deadline:
         obj = _objective(edges, lam)
         model = build([ed.view for ed in edges], obj)
         if model is not None:
-            kind, low, sol = model.solve([None] * len(edges), (1 - 0.9 * gap) * obj, deadline - time.perf_counter(),
+            kind, low, sol = model.solve([None] * len(edges), (1 - 0.9 * gap) * obj, deadline - now(),
                                          0.8 * gap)
             if sol is not None:
                 _offer_round(edges, sol, lam)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bounds import bare_highs
+from solvers.clock import charge, limit_statuses, set_limits
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.tree_bound import shortest_paths
@@ -111,13 +112,15 @@ class TreeMilp:
                 lo = up = (np.arange(z.size) == r).astype(float)
             h.changeColsBounds(z.size, z.astype(np.int32), lo, up)
         h.setOptionValue("objective_bound", float(cutoff / self.scale))
-        h.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
+        set_limits(h, max(time_limit_s, 1e-3))
         h.setOptionValue("mip_rel_gap", float(gap))
         h.run()
         status = h.getModelStatus()
         info = h.getInfo()
-        kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible",
-                highspy.HighsModelStatus.kTimeLimit: "time_limit"}.get(status, "other")
+        charge(info)
+        limit = "time_limit" if status in limit_statuses(highspy) else "other"
+        kind = {highspy.HighsModelStatus.kOptimal: "optimal",
+                highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, limit)
         if kind == "infeasible":
             return kind, float(cutoff), None
         lower = float(info.mip_dual_bound) * self.scale if kind in ("optimal", "time_limit") else 0.0

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers.clock import charge
 from solvers.highs import bare_highs
 
 
@@ -78,6 +79,7 @@ def union_band(
     h.setOptionValue("output_flag", False)
     h.passModel(lp)
     h.run()
+    charge(h.getInfo())
     status = h.getModelStatus()
     kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
         status, "other"

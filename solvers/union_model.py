@@ -17,12 +17,12 @@ q is scaled by R_j(B_e) (q <= 1: a group needs at most the whole band).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
+from solvers.clock import now
 from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
 from solvers.evaluate import LN2, uplink_rate
 from solvers.instance import RoundProblem
@@ -68,7 +68,7 @@ class UnionModel:
         """Settle latency t before `deadline` (see LatencyModel.at)."""
         c = self.c
         while True:
-            left = deadline - time.perf_counter()
+            left = deadline - now()
             if left <= 0.02:
                 return AtT(t, None, None, 0.0)
             status, sol, bound = self._solve(t, left, gap)

@@ -47,6 +47,8 @@ def test_bad_values_fail_at_start_naming_the_field():
         _compose("solver.time_limit_s=-1")
     with pytest.raises(ValueError, match="solver.gap"):
         _compose("solver.gap=1.5")
+    with pytest.raises(ValueError, match="solver.budget"):
+        _compose("solver.budget=wall")
     with pytest.raises(Exception, match="not_a_field"):
         _compose("topology.channel.not_a_field=1")
     with pytest.raises(Exception, match="federation.d2d"):

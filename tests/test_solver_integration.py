@@ -73,3 +73,22 @@ def test_unknown_solver_is_rejected_at_config_time():
     cfg.solver.name = "magic"
     with pytest.raises(ValueError, match="solver.name"):
         resolve(cfg)
+
+
+WALL_CLOCK_METRICS = ("time/round_s", "plan/solve_s")
+"""The run's own timings: reported, never fed back into a plan or the training."""
+
+
+def test_joint_plans_under_the_default_work_budget_give_the_same_numbers_twice():
+    """solver=joint at lambda > 0 with a budget the model uses up (solver.budget defaults to work): two runs of one
+    seed log the same numbers, every plan's included."""
+    runs = []
+    for _ in range(2):
+        cfg = tiny_config(e_agg=1, rounds=2, d2d="relay")
+        cfg = cfg.replace(solver={"name": "joint", "lam": 0.5, "time_limit_s": 0.1})
+        assert cfg.solver.budget == "work"
+        runs.append(run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg).history)
+    strip = [[{k: v for k, v in h.items() if k not in WALL_CLOCK_METRICS} for h in run] for run in runs]
+    assert strip[0] == strip[1]
+    assert all(h["plan/solver_used"] == 1.0 for h in runs[0])
+

@@ -38,7 +38,7 @@ from solvers.bandwidth import minmax_bandwidth
 if TYPE_CHECKING:
     from hffm.federation.world import World
 
-SOLVE_OPTIONS = ("time_limit_s", "gap")
+SOLVE_OPTIONS = ("time_limit_s", "gap", "budget")
 """Solver options (``SolverConfig.solve_options``) that go to ``solvers.solve``, not to the problem."""
 MEMORY_FACTOR = 4.0
 """Training memory of a module in units of its size: weights, gradients and two Adam moments."""
@@ -53,7 +53,7 @@ def plan_round(
     cfg: FederationConfig,
     policy: TierPolicy,
     solver: str,
-    options: Mapping[str, float],
+    options: Mapping[str, float | str],
     cache: solvers.ModelCache | None = None,
 ) -> Plan:
     """The round's plan for the D2D mode that will run.
@@ -98,11 +98,11 @@ def _solve(
     eligible: Mapping[int, list[str]],
     cfg: FederationConfig,
     solver: str,
-    options: Mapping[str, float],
+    options: Mapping[str, float | str],
     cache: solvers.ModelCache | None = None,
 ) -> Plan:
-    problem = build_problem(world, channel, participants, eligible, cfg,
-                            **{k: v for k, v in options.items() if k not in SOLVE_OPTIONS})
+    problem = build_problem(world, channel, participants, eligible, cfg,  # the problem's options are numbers
+                            **{k: float(v) for k, v in options.items() if k not in SOLVE_OPTIONS})
     takes = solvers.METHODS[solver].options_for(problem)  # the method's record says what it takes
     # one process: the solver's pool forks, which a torch process with threads (or Fabric ranks) must not do
     opts: dict[str, object] = {"workers": 1} if "workers" in takes else {}
