@@ -1,5 +1,6 @@
 """The subset-column LP of solvers/subset_energy.py: columns (device, subset, route), one per device, coverage with
-each module's minimal covers, one-hop pair rows (a relay that trains or one that trains nothing), and with
+each module's minimal covers, one-hop pair rows (per class of the relay's own column: it trains nothing, or its
+payload bucket), and with
 `relay_aggregates` union rows; re-solved from its basis as the costs change (HiGHS through highspy)."""
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from solvers.highs import bare_highs
 
 class RouteLP:
     """min c x over columns (device, subset, route): at most one per device, samples per module >= demand, and
-    one hop: the columns of device i via relay j sum to at most j's direct columns (a relay uploads; its empty
-    column counts), 0 <= x <= 1.
+    one hop: the columns of device i via relay j of class k (lcls) sum to at most j's direct columns of class k
+    (ccls: 0 its empty column, others by payload, solvers/relay_price.py; default one class), 0 <= x <= 1.
     Between calls only the costs (and which columns are usable) change: HiGHS re-solves from its basis."""
 
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
                  lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False,
-                 lidle: np.ndarray | None = None, band_row: bool = False) -> None:
+                 lcls: np.ndarray | None = None, ccls: np.ndarray | None = None, band_row: bool = False) -> None:
         fast = bare_highs()
         if fast is None:
             raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
@@ -48,14 +49,15 @@ class RouteLP:
         add(devs.size + lm, k + li, cov[lcol][li, lm])
         npair = devs.size + int(need.sum())
         link_id = np.unique(dev[lcol] * (int(dev.max()) + 1) + ldst, return_inverse=True)[1]
-        idle = np.zeros(nl, dtype=np.int64) if lidle is None else lidle.astype(np.int64)
-        pair_id = np.unique(2 * link_id + idle, return_inverse=True)[1]
-        add(npair + pair_id, k + np.arange(nl), np.ones(nl))  # +1 in its (link, relay idle or not) pair row
-        pairs = (np.unique(np.stack([pair_id, ldst, idle], axis=1), axis=0) if nl
+        kind = np.zeros(nl, dtype=np.int64) if lcls is None else lcls.astype(np.int64)
+        at = np.zeros(k, dtype=np.int64) if ccls is None else ccls.astype(np.int64)
+        pair_id = np.unique(link_id * (int(max(kind.max(initial=0), at.max(initial=0))) + 1) + kind,
+                            return_inverse=True)[1]
+        add(npair + pair_id, k + np.arange(nl), np.ones(nl))  # +1 in its (link, relay's class) pair row
+        pairs = (np.unique(np.stack([pair_id, ldst, kind], axis=1), axis=0) if nl
                  else np.zeros((0, 3), dtype=np.int64))
-        empty = ~mbits.any(axis=1)
-        for pid, j, idl in pairs:  # the relay's direct columns (idle routes: its empty one): -1 in the pair row
-            mine = np.flatnonzero((dev == j) & (empty == bool(idl)) if lidle is not None else dev == j)
+        for pid, j, cl in pairs:  # the relay's direct columns of that class: -1 in the pair row
+            mine = np.flatnonzero((dev == j) & (at == cl))
             add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
         self.n, self.m = k + nl, npair + pairs.shape[0]
         inf = self.highspy.kHighsInf

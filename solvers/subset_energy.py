@@ -3,7 +3,7 @@
 
 Columns, per edge: (device i, module subset S within its eligibility and memory), and for every device a D2D link
 of the edge enters an empty column at cost 0 (a relay may train nothing and upload only what it relays; without it
-the pair rows below shut such plans out, and the LP claimed no plan finishes by T). Rows: at most one column per
+the pair rows shut such plans out, and the LP claimed no plan finishes by T). Rows: at most one column per
 device, samples per module >= demand (coverage), 0 <= x <= 1. At a band price nu >= 0 (J per Hz) the band row
 sum_j b_j <= B_e is dualized: E_e >= LP(nu) - nu B_e for every nu, where a column costs at least what its device's
 work costs (compute + D2D + its share of an upload + nu x its share of the band). The shares follow from one of two
@@ -13,11 +13,10 @@ S_j >= every part's ready time):
 (W) windowed: g_j(b_j) >= phi_T(own) + p_j / R_j(B_e) x relayed bits, with phi_T(P) = min over b >= h(P / (T - tau))
     of p P / R(b) + nu b (b_j >= the own part's least band; b_j <= B_e, so every relayed bit costs at least the
     energy per bit at the whole band: p U / R(b) splits into own and relayed bits, each >= its own part);
-(C) concave: g_j(b_j) >= phi(U_j) >= phi(own) + beta_j x relayed bits, phi(U) = min_b p U / R(b) + nu b concave
-    (a minimum of functions linear in U), beta_j = (phi(O_j + Rin_j) - phi(O_j)) / Rin_j over j's largest own
-    payload O_j and largest relayed payload Rin_j (concavity: increments shrink as the base and the step grow);
-    also g_j(b_j) >= phi(own) + p_j / R_j(B_e) x relayed bits (p own / R(b) + nu b >= phi(own), b_j <= B_e), so a
-    relayed bit pays the larger of beta_j and p_j / R_j(B_e).
+(C) concave: g_j(b_j) >= phi_B(U_j) >= phi_B(own) + s x relayed bits, phi_B(U) = min over b <= B_e of
+    p U / R(b) + nu b concave (a minimum of functions linear in U), s the secant of phi_B from the relay's own
+    payload over the most bits it can relay (solvers/relay_price.py: each route exists once per class of the
+    relay's own column, its pair row against the relay's columns of that class), and at least p_j / R_j(B_e).
 
 Both are valid, so every convex combination theta (W) + (1 - theta) (C) is, and each gives a valid LP. A relayed
 column also pays its D2D hop (p^d2d P / r) and must arrive in time: tau + P / r < T and the relay's least band
@@ -45,13 +44,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers import relay_price
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_bound import upload_per_bit
+from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
-from solvers.upload_table import GOLD, concave_energy, concave_upper
+from solvers.upload_table import GOLD, concave_energy
 
 MAX_COLUMNS = 200_000
 """Most (device, subset) columns of one edge (2^M per device); an edge with more keeps the knapsack bound."""
@@ -72,9 +73,12 @@ class EdgeEnergy:
     lcol: np.ndarray  # [L] per route via a D2D hop: its column
     ldst: np.ndarray  # [L] the relay
     lrate: np.ndarray  # [L] the hop's rate (bit/s)
-    lidle: np.ndarray  # [L] the route's relay trains nothing (its pair row is the relay's empty column's)
-    own: np.ndarray  # [N] most own bits O_j (eligible payload)
-    rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O)
+    lcls: np.ndarray  # [L] the class of the relay's own column it pairs with (0: the relay trains nothing)
+    ltop: np.ndarray  # [L] that class's largest own payload at the relay (bits; solvers/relay_price.py)
+    lmin: np.ndarray  # [L] its least own payload
+    llead: np.ndarray  # [L] its least R_j(B_e) tau + own payload (what the relay's own column uses of its upload)
+    own: np.ndarray  # [N] most own bits O_j (its largest column's payload)
+    rin: np.ndarray  # [N] most relayed bits Rin_j (the in-neighbours' O; a route of P bits from i: Rin_j - O_i + P)
     lp: RouteLP
     union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
     band_row: bool = False  # `lp` has the row: the columns' least bands alone sum to at most B_e (`bands`)
@@ -104,15 +108,22 @@ class EdgeEnergy:
         mbits = np.concatenate([bits[cm], np.zeros((hubs.size, m), dtype=bits.dtype)])
         pay = 8.0 * (mbits @ p.module_bytes)
         cycles = p.samples[dev] * (mbits @ p.module_cycles)
-        lcol, ldst, lrate, lidle = [], [], [], []
+        split = not p.relay_aggregates and not p.has_power_frequency  # else relayed bits are priced per bit
+        ccls = payload_classes(dev, pay, hubs, relay_price.RELAY_CLASSES if split else 1)
+        band = float(p.edge_bandwidth_hz[e])
+        rb = uplink_rate(np.full(p.num_devices, band), p.snr_hz)
+        lead = rb[dev] * cycles / p.cpu_hz[dev] + pay
+        parts: tuple[list[np.ndarray], ...] = ([], [], [], [], [], [], [])
+        lcol, ldst, lrate, lcls, ltop, lmin, llead = parts
         for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
             cols = np.flatnonzero((dev == s_) & mbits.any(axis=1))
-            for idle in (False, True):  # via a relay that trains, or one that trains nothing (priced apart)
-                lcol.append(cols)
-                ldst.append(np.full(cols.size, d_))
-                lrate.append(np.full(cols.size, r_))
-                lidle.append(np.full(cols.size, idle))
-        own = 8.0 * ((p.eligible & (p.samples[:, None] > 0)) @ p.module_bytes)
+            for k in np.unique(ccls[dev == d_]):  # via each class of the relay's own column (0: it trains nothing)
+                at = (dev == d_) & (ccls == k)
+                for out, v in ((lcol, cols), (ldst, d_), (lrate, r_), (lcls, k), (ltop, pay[at].max()),
+                               (lmin, pay[at].min()), (llead, lead[at].min())):
+                    out.append(np.broadcast_to(v, cols.shape))
+        own = np.zeros(p.num_devices)  # each device's largest column payload
+        np.maximum.at(own, dev, pay)
         agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
@@ -120,10 +131,11 @@ class EdgeEnergy:
         def cat(parts: list[np.ndarray], dt: type) -> np.ndarray:
             return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
 
-        return cls(p, e, dev, mbits, pay, cycles, cat(lcol, np.int64), cat(ldst, np.int64), cat(lrate, float),
-                   cat(lidle, bool), own, rin,
-                   RouteLP(dev, mbits, p.samples, demand, cat(lcol, np.int64), cat(ldst, np.int64),
-                           covers, union and agg, cat(lidle, bool), band_row), union and agg, band_row)
+        lcol_, ldst_, lcls_ = cat(lcol, np.int64), cat(ldst, np.int64), cat(lcls, np.int64)
+        return cls(p, e, dev, mbits, pay, cycles, lcol_, ldst_, cat(lrate, float), lcls_, cat(ltop, float),
+                   cat(lmin, float), cat(llead, float), own, rin,
+                   RouteLP(dev, mbits, p.samples, demand, lcol_, ldst_, covers, union and agg, lcls_, ccls,
+                           band_row), union and agg, band_row)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
@@ -146,6 +158,7 @@ class EdgeEnergy:
         need_lo = need * (1 - 1e-9)
         with np.errstate(invalid="ignore"):
             windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
+        phi = np.maximum(phi, pw * pay / uplink_rate(np.full(dev.size, band), a))  # b <= B_e: phi_B (relay_price)
         direct = phi if theta == 0 else windowed if theta == 1 else theta * windowed + (1 - theta) * phi
         if self.union:  # the upload is the uploader's union variable's (`members`)
             direct = np.zeros(dev.size)
@@ -159,10 +172,14 @@ class EdgeEnergy:
                 need_j = np.where(wj > 0, min_bandwidth(np.where(wj > 0, pay[c] / np.where(wj > 0, wj, 1.0), 0.0),
                                                         p.snr_hz[j]), np.inf)
             hop = p.d2d_power_w[dev[c]] * pay[c] / r
-            if not p.relay_aggregates:  # a relayed bit costs at least its relay's energy per bit at the whole band
+            if not p.relay_aggregates:  # a relayed bit: the secant of its relay's upload from its class (relay_price)
                 floor = p.tx_power_w[j] / uplink_rate(np.full(j.size, band), p.snr_hz[j])
-                beta = np.where(self.lidle, self._average(nu)[j], self._beta(nu)[j])
-                hop = hop + pay[c] * (theta * floor + (1 - theta) * np.maximum(beta, floor))
+                rb = uplink_rate(np.full(j.size, band), p.snr_hz[j])
+                room = np.minimum.reduce([self.rin[j] - self.own[dev[c]] + pay[c], rb * (t - arrive) - self.lmin,
+                                          rb * t - self.llead])
+                price = relayed_price(pay[c], self.ltop, room, p.tx_power_w[j], p.snr_hz[j], nu, band)
+                ok = np.isfinite(price)
+                hop = hop + np.where(ok, pay[c] * (theta * floor + (1 - theta) * np.where(ok, price, 0.0)), np.inf)
             hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
             return np.concatenate([comp + best, comp[c] + hop])
         return comp + best
@@ -188,25 +205,6 @@ class EdgeEnergy:
             need = np.where(w > 0, min_bandwidth(np.where(w > 0, bits / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
             need_lo = need * (1 - 1e-9)
             return np.where(bits <= 0, 0.0, np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi))
-
-    def _beta(self, nu: float) -> np.ndarray:
-        """[N] the (C) price of a relayed bit at relay j: (phi(O + Rin) - phi(O)) / Rin (0 where Rin = 0)."""
-        p = self.p
-        a, pw = p.snr_hz, p.tx_power_w
-        lo_max, _ = concave_energy(pw * (self.own + self.rin) / a, nu * a)
-        up_own = concave_upper(pw * self.own / a, nu * a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            beta = np.where(self.rin > 0, (lo_max - up_own) / np.where(self.rin > 0, self.rin, 1.0), 0.0)
-        return np.maximum(beta, 0.0)
-
-    def _average(self, nu: float) -> np.ndarray:
-        """[N] the (C) price of a bit relayed by j when j trains nothing: phi(Rin) / Rin (phi concave with
-        phi(0) = 0, so phi(U) / U falls with U; j uploads U <= Rin relayed bits; 0 where Rin = 0)."""
-        p = self.p
-        a, pw = p.snr_hz, p.tx_power_w
-        lo, _ = concave_energy(pw * self.rin / a, nu * a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.maximum(np.where(self.rin > 0, lo / np.where(self.rin > 0, self.rin, 1.0), 0.0), 0.0)
 
     def _costs_decisions(self, t: float, nu: float) -> np.ndarray:
         """[K] power and frequency as decisions: min over compute-time pieces of compute + upload (module doc)."""

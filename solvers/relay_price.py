@@ -1,0 +1,96 @@
+"""The price of a relayed bit in the subset-column LP (solvers/subset_energy.py), split by the relay's own payload.
+
+A relay j that uploads its own O bits and R relayed bits spends at least phi_B(O + R) (plus its D2D and compute),
+phi_B(U) = min over 0 <= b <= B_e of p U / R(b) + nu b: concave in U (a minimum of functions linear in U), so on
+[O, O + L] it lies above its chord, and for every R <= L
+
+    phi_B(O + R) >= phi_B(O) + R s(O, L),   s(O, L) = (phi_B(O + L) - phi_B(O)) / L,
+
+s falling in O and in L. The LP charges j's own column at most phi_B(O) and each bit relayed to it s(P, L) with
+P >= O and L >= R, which stays below j's whole upload (relay groups of several routes too: every route of a group
+gets an L at least the group's whole relayed payload, so their secants add up below the chord).
+
+Each route via j exists once per *class* of j's own column: 0 the empty column (j trains nothing: P = 0, the
+average phi_B(L) / L), 1..B buckets of j's non-empty columns by payload (B = `RELAY_CLASSES`; P = the bucket's
+largest payload), each with its pair row against j's columns of that class (solvers/route_lp.py). L is the least
+of: j's in-neighbours' largest payloads with the route's sender's own bits in place of its largest (`rin`), and
+what j's upload can still carry by T after its own bits, R_j(B_e) (T - start) - O, the start after its own
+column's compute and after the route's arrival (each taken at the class's most favourable column, so it holds for
+all of them). A route whose bits cannot fit (L below its own payload) cannot be used by T. Every bit pays at least
+the floor p_j / R_j(B_e) (b_j <= B_e) and the slope of phi_B at P + L (`slope_at`). Before (2aff94a-215f4f2) P was
+j's whole eligible payload and L all its in-neighbours' eligible payloads, without the band cap or the time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from solvers.evaluate import uplink_rate
+from solvers.upload_table import concave_energy, f_table
+
+RELAY_CLASSES = 1
+"""Payload buckets of a relay's non-empty columns (each route via it is split once per bucket, and once for its
+empty column); 1: one bucket (the secant from its largest payload). More classes lift the unclocked bound (8-device
+edges, lambda 5: 0.916 -> 0.922 -> 0.940 of the plan with 1, 2-4, 8 classes) but the larger LP (x1.3-2.7 CPU s)
+left the 2 s round less: at 4 classes the A/B on 8-12 devices certified less than at 1 on the 8-device lambda 5-50
+edges (experiments/results/solver_model/s18c/)."""
+
+
+def payload_classes(dev: np.ndarray, pay: np.ndarray, hubs: np.ndarray, classes: int) -> np.ndarray:
+    """[K] each column's class at its device as a relay: 0 an empty column, 1..classes its payload bucket (equal
+    counts of the relay's distinct non-zero payloads, smallest first); 1 for devices no link enters."""
+    out = np.ones(dev.size, dtype=np.int64)
+    out[pay <= 0] = 0
+    for j in hubs:
+        mine = np.flatnonzero((dev == j) & (pay > 0))
+        if mine.size == 0:
+            continue
+        values, inv = np.unique(pay[mine], return_inverse=True)
+        out[mine] = 1 + (inv * max(classes, 1)) // values.size
+    return out
+
+
+def band_energy(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) bounds on phi_B(u) = min over 0 <= b <= band of pw u / R(b) + nu b, elementwise: the lower
+    the larger of the unconstrained minimum (certified table) and pw u / R(band); the upper the cost at a feasible
+    b (the table's minimizer, capped at the band)."""
+    rb = uplink_rate(np.full(np.shape(a), band), a)
+    lo, _ = concave_energy(pw * u / a, nu * a)
+    lo = np.maximum(lo, pw * u / rb)
+    if nu <= 0:  # no band charge: the whole band is best
+        return lo, pw * u / rb
+    zg, _, sg = f_table()
+    z = pw * u / (nu * a * a)
+    s = sg[np.clip(np.searchsorted(zg, z), 0, zg.size - 1)]
+    b = np.minimum(a * s, band)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        up = np.where(u > 0, pw * u / uplink_rate(b, a) + nu * b, 0.0)
+    return np.where(u > 0, lo, 0.0), up
+
+
+def relayed_price(bits: np.ndarray, top: np.ndarray, room: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float,
+                  band: float) -> np.ndarray:
+    """[L] a lower bound on the energy per relayed bit of each route: the secant s(top, room) of phi_B at its relay
+    (module doc; top: the largest own payload of the route's class, room: the most relayed bits, >= the route's
+    own `bits`), at least the floor pw / R(band); inf where room < bits (the route's bits cannot fit by T)."""
+    floor = pw / uplink_rate(np.full(np.shape(a), band), a)
+    fits = room >= bits * (1 - 1e-9)
+    span = np.where(fits, np.maximum(room, bits), 1.0)
+    span = np.where(span > 0, span, 1.0)
+    hi, _ = band_energy(top + span, pw, a, nu, band)
+    _, at = band_energy(top, pw, a, nu, band)
+    secant = np.maximum((hi - at) / span, 0.0)
+    return np.where(fits, np.maximum.reduce([secant, slope_at(top + span, pw, a, nu, band), floor]), np.inf)
+
+
+def slope_at(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float) -> np.ndarray:
+    """A lower bound on the slope of phi_B at u, so on every secant of phi_B that ends at u (concave): the active
+    piece's p / R(b*), b* <= min(a s_up, band) (the table's upper bound on the minimizer). Unlike the difference
+    of two table values it keeps its precision where the span is small beside the payload."""
+    if nu <= 0:
+        return pw / uplink_rate(np.full(np.shape(a), band), a)
+    zg, _, sg = f_table()
+    z = pw * u / (nu * a * a)
+    k = np.minimum(np.searchsorted(zg, z), zg.size - 1)
+    b = np.where(z <= zg[-1], np.minimum(a * sg[k], band), band)
+    return pw / uplink_rate(b, a)
