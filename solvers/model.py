@@ -33,19 +33,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solvers import model_levels as ml
-from solvers.bandwidth import min_bandwidth
 from solvers.clock import charge, highs_limits, now
 from solvers.energy import plan_bandwidth
-from solvers.evaluate import LN2, evaluate
+from solvers.evaluate import evaluate
 from solvers.instance import RoundProblem
 from solvers.milp import quiet_stdout
 from solvers.model_cache import ModelCache
+from solvers.model_scales import Scales, grid_cuts, grid_size, least_share
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
-GRID_RATIO = 1.12
-"""Tangents of 1 / R at shares beta_min * GRID_RATIO^k: the piecewise under-estimator is within ~0.3 % of 1 / R."""
 EXTRA_CUTS = 6
 """Cut slots per device filled by the refinement loop (tangents at the MILP's own shares)."""
 SLOT_STEP = 16
@@ -181,39 +179,6 @@ class RoundModel:
         return cls(key=structure_key(p), problem=prob, var=var, par=par, cuts=cuts)
 
 
-@dataclass
-class Scales:
-    """The units of one load: time t0 (s), bits sigma, per-device g(beta) = sigma / (t0 R(beta B))."""
-
-    t0: float
-    sigma: float
-    band: np.ndarray  # [N] B_e(i)
-    a: np.ndarray  # [N] SNR p g / N0
-
-    def g(self, beta: np.ndarray, dev: np.ndarray) -> np.ndarray:
-        b = beta * self.band[dev]
-        return self.sigma * LN2 / (self.t0 * b * np.log1p(self.a[dev] / b))
-
-    def dg(self, beta: np.ndarray, dev: np.ndarray) -> np.ndarray:
-        b, a = beta * self.band[dev], self.a[dev]
-        rate = b * np.log1p(a / b) / LN2
-        slope = (np.log1p(a / b) - (a / b) / (1 + a / b)) / LN2
-        return -self.sigma * slope * self.band[dev] / (self.t0 * rate ** 2)
-
-    def g_inv(self, eps: np.ndarray, dev: np.ndarray) -> np.ndarray:
-        """The share whose 1 / R is eps (scaled)."""
-        q = self.sigma / (self.t0 * eps)
-        return min_bandwidth(q, self.a[dev]) / self.band[dev]
-
-
-def least_share(p: RoundProblem, sc: Scales) -> np.ndarray:
-    """[N] the least band share an uploader can have in a plan no worse than the incumbent (time unit sc.t0): it
-    sends at least the smallest module within T <= the incumbent's objective."""
-    bits = 8.0 * p.module_bytes * ml.least_factor(p)  # the least payload: the smallest module at the smallest factor
-    small = float(bits[bits > 0].min()) if np.any(bits > 0) else sc.sigma
-    return np.clip(sc.g_inv(np.full(p.num_devices, sc.sigma / small), np.arange(p.num_devices)), 1e-12, 1.0)
-
-
 def load(model: RoundModel, p: RoundProblem, incumbent: float) -> tuple[Scales, np.ndarray]:
     """Set the parameters for p with time unit = incumbent objective; returns the scales and beta_min [N]."""
     n = p.num_devices
@@ -272,22 +237,6 @@ def owners(p: RoundProblem) -> np.ndarray:
     if p.d2d_src.size and not p.relay_aggregates:
         return np.concatenate([np.arange(n), p.d2d_dst])
     return np.arange(n)
-
-
-def grid_cuts(sc: Scales, beta_min: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Tangents of g at beta_min * GRID_RATIO^k up to 1 per device (intercepts, slopes [N, slots]), and how many
-    slots are used (the rest repeat the last tangent, to be overwritten by refinement)."""
-    n = beta_min.size
-    k = np.arange(slots)
-    pts = np.minimum(beta_min[:, None] * GRID_RATIO ** k[None, :], 1.0)
-    dev = np.repeat(np.arange(n)[:, None], slots, axis=1)
-    gv, dv = sc.g(pts, dev), sc.dg(pts, dev)
-    used = int(np.ceil(np.log(1.0 / beta_min.min()) / np.log(GRID_RATIO))) + 1
-    return gv - dv * pts, dv, min(used, slots)
-
-
-def grid_size(beta_min: np.ndarray) -> int:
-    return int(np.ceil(np.log(1.0 / max(float(beta_min.min()), 1e-12)) / np.log(GRID_RATIO))) + 1
 
 
 @dataclass(frozen=True)
