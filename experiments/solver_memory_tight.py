@@ -7,7 +7,7 @@ machine is shared (2 cores): CPU seconds are reported beside wall seconds, with 
 
 Run: python experiments/solver_memory_tight.py [--devices 1000] [--out DIR] (writes
 experiments/results/solver_memory_tight/ unless --out names another folder: a loaded trial run need not overwrite the
-committed quiet one). gap = 1 - lower_bound / objective, as `plan.gap`.
+committed quiet one). gap: `plan.gap` (1 - lower_bound / objective), None without a bound.
 """
 
 from __future__ import annotations
@@ -46,11 +46,11 @@ def main() -> None:
                 c0, w0 = time.process_time(), time.perf_counter()
                 plan = solve(p, "joint")
                 cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-                gap = 1 - plan.lower_bound / plan.objective if plan.objective > 0 and plan.lower_bound > 0 else None
                 rows.append({"devices": args.devices, "seed": seed, "memory_fraction": frac, "lambda": lam,
                              "cpu_s": cpu, "wall_s": wall, "solve_s": plan.solve_seconds, "load_1min": load,
                              "status": plan.status,
-                             "fallback": plan.fallback, "feasible": check_plan(p, plan) == [], "gap": gap})
+                             "fallback": plan.fallback, "feasible": check_plan(p, plan) == [],
+                             "gap": plan.gap if plan.lower_bound > 0 else None})
                 print(json.dumps(rows[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"memory_tight_{args.devices}.json").write_text(json.dumps({
