@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from solvers.evaluate import uplink_rate
-from solvers.upload_table import concave_energy, f_table
+from solvers.upload_table import concave_energy
 
 RELAY_CLASSES = 1
 """Payload buckets of a relay's non-empty columns (each route via it is split once per bucket, and once for its
@@ -55,14 +55,11 @@ def band_energy(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: f
     the larger of the unconstrained minimum (certified table) and pw u / R(band); the upper the cost at a feasible
     b (the table's minimizer, capped at the band)."""
     rb = uplink_rate(np.full(np.shape(a), band), a)
-    lo, _ = concave_energy(pw * u / a, nu * a)
+    lo, s_up = concave_energy(pw * u / a, nu * a)
     lo = np.maximum(lo, pw * u / rb)
     if nu <= 0:  # no band charge: the whole band is best
         return lo, pw * u / rb
-    zg, _, sg = f_table()
-    z = pw * u / (nu * a * a)
-    s = sg[np.clip(np.searchsorted(zg, z), 0, zg.size - 1)]
-    b = np.minimum(a * s, band)
+    b = np.minimum(a * s_up, band)
     with np.errstate(divide="ignore", invalid="ignore"):
         up = np.where(u > 0, pw * u / uplink_rate(b, a) + nu * b, 0.0)
     return np.where(u > 0, lo, 0.0), up
@@ -87,10 +84,5 @@ def slope_at(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: floa
     """A lower bound on the slope of phi_B at u, so on every secant of phi_B that ends at u (concave): the active
     piece's p / R(b*), b* <= min(a s_up, band) (the table's upper bound on the minimizer). Unlike the difference
     of two table values it keeps its precision where the span is small beside the payload."""
-    if nu <= 0:
-        return pw / uplink_rate(np.full(np.shape(a), band), a)
-    zg, _, sg = f_table()
-    z = pw * u / (nu * a * a)
-    k = np.minimum(np.searchsorted(zg, z), zg.size - 1)
-    b = np.where(z <= zg[-1], np.minimum(a * sg[k], band), band)
-    return pw / uplink_rate(b, a)
+    _, s_up = concave_energy(pw * u / a, nu * a)  # nu = 0: s_up inf, the whole band
+    return pw / uplink_rate(np.minimum(a * s_up, band), a)
