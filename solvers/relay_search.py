@@ -18,20 +18,11 @@ import numpy as np
 from solvers.candidates import EdgeCandidates
 from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
-from solvers.energy import deadline_energy
 from solvers.instance import RoundProblem
 from solvers.local import relay_moves
 
 ROUNDS = 12
 """Rounds of batched moves per edge (each prices every single relay move of the edge once)."""
-
-
-def edge_cost(c: EdgeCandidates, t: float) -> np.ndarray:
-    """[K] compute + D2D + least upload energy by deadline t of each candidate (inf: cannot finish by t)."""
-    k = c.size
-    b = np.full(k, c.view.problem.edge_bandwidth_hz[c.view.edge])
-    up, _ = deadline_energy(c.cand, c.start, c.bits, c.a, c.power, b, np.full(k, t))
-    return c.fixed + up
 
 
 def improve_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, deadline: float, edges: list[int],
@@ -40,6 +31,7 @@ def improve_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, dead
     p = problem
     relay = relay.copy()
     taken = 0
+    at = np.array([deadline])  # each candidate's compute + D2D + least upload energy by it (EdgeCandidates.energy)
     for e in edges:
         if clock.expired():
             break
@@ -56,8 +48,7 @@ def improve_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, dead
             ra = np.array(moves)
             ra = ra[view.relay_ok(ra)]
             cand = np.vstack([re[None], ra])
-            cost = edge_cost(EdgeCandidates.of(view, np.broadcast_to(xe, (cand.shape[0], *xe.shape)), cand),
-                             deadline)
+            cost = EdgeCandidates.of(view, np.broadcast_to(xe, (cand.shape[0], *xe.shape)), cand).energy(at)[0]
             gain = cost[0] - cost[1:]
             good = np.flatnonzero(gain > 1e-9 * max(abs(cost[0]), 1e-300))
             if good.size == 0:
@@ -73,7 +64,7 @@ def improve_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, dead
             best = ra[good[np.argmax(gain[good])]]
             two = np.stack([combo, best])
             two = two[view.relay_ok(two)]
-            c2 = edge_cost(EdgeCandidates.of(view, np.broadcast_to(xe, (two.shape[0], *xe.shape)), two), deadline)
+            c2 = EdgeCandidates.of(view, np.broadcast_to(xe, (two.shape[0], *xe.shape)), two).energy(at)[0]
             re = two[int(np.argmin(c2))]
         taken += int(np.sum(re != first))
         relay[d] = d[re]

@@ -11,7 +11,7 @@ from solvers.candidates import EdgeCandidates
 from solvers.clock import Clock
 from solvers.edgebatch import EdgeView
 from solvers.energy import best_deadline, round_uploads
-from solvers.relay_search import edge_cost, improve_relays
+from solvers.relay_search import improve_relays
 
 
 def test_moves_lower_the_edge_cost_at_the_deadline() -> None:
@@ -25,7 +25,7 @@ def test_moves_lower_the_edge_cost_at_the_deadline() -> None:
     relay, moves = improve_relays(p, plan.placement, plan.relay, t, [0], Clock())
     view = EdgeView.of(p, 0)
     both = np.stack([plan.relay, relay])
-    cost = edge_cost(EdgeCandidates.of(view, np.stack([plan.placement] * 2), both), t)
+    cost = EdgeCandidates.of(view, np.stack([plan.placement] * 2), both).energy(np.array([t]))[0]
     assert view.relay_ok(both).all()
     assert moves > 0 and cost[1] < cost[0]
 
