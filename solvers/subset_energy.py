@@ -276,6 +276,7 @@ class SubsetEnergy:
         self.demand = p.coverage_demand()
         self.edges: dict[int, EdgeEnergy | None] = {}
         self.nu: dict[int, float] = {}  # the best price found per edge (the next latency starts there)
+        self.solutions: dict[int, dict[float, tuple[float, np.ndarray]]] = {}  # per edge, latency: (value, columns)
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
@@ -339,11 +340,13 @@ class SubsetEnergy:
         def probe(u: float) -> tuple[float, bool | None]:  # (value, too much band used: raise nu; None: no LP)
             nonlocal best, arg
             v = ee.value(t, math.exp(u), 0.0)
-            if v > best:
-                best, arg = v, math.exp(u)
             if not math.isfinite(v):
+                best = max(best, v)
                 return v, None
             x = ee.lp.primal()
+            if v > best:
+                best, arg = v, math.exp(u)
+                self.solutions.setdefault(e, {})[t] = (v, x)
             return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) > band
 
         if start <= 0:
