@@ -27,6 +27,7 @@ from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
+from solvers.subset_plan import subset_plan
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
@@ -41,6 +42,10 @@ EDGE_COLUMNS_SHARE = 0.0
 """The same where the edge MILP (solvers/edge_model.py) follows: none. From one incumbent with 2 s each, the
 least-energy column bound certified 60-95 % gaps on 8-12-device edges and the edge MILP 14-25 % on 8 devices
 (experiments/solver_bound_parts.py); the 0.6 it had left the edge MILP too little time for its root LP."""
+
+SUBSET_PLAN_SHARE = 0.5
+"""lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
+(solvers/subset_plan.py) before the edge MILP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -154,7 +159,11 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         if EDGE_COLUMNS_SHARE > 0:
             share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
-        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
+        upper = plan.objective  # first a plan read off the subset MILP (solvers/subset_plan.py), kept if better
+        got = subset_plan(p, plan.latency_s, now() + SUBSET_PLAN_SHARE * max(deadline - now(), 0.0))
+        if got is not None and got[2] < upper:
+            x, relay, upper = got
+        a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
