@@ -45,11 +45,7 @@ least-energy column bound certified 60-95 % gaps on 8-12-device edges and the ed
 
 SUBSET_PLAN_SHARE = 0.5
 """lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
-(solvers/subset_plan.py) before the edge MILP (which gets the rest, and all of it where the MILP ends early)."""
-SUBSET_PLAN_ALL = 10
-"""Edges of more devices give the subset MILP all of the model's time: there the edge MILP's LP stays below the
-round's bound (README "Per edge"), and the subset MILP of a 12-device edge needs 0.4-4.8 CPU s
-(experiments/solver_lp_ceiling.py)."""
+(solvers/subset_plan.py) before the edge MILP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -164,8 +160,7 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         upper = plan.objective  # first a plan read off the subset MILP (solvers/subset_plan.py), kept if better
-        share = SUBSET_PLAN_SHARE if p.num_devices <= SUBSET_PLAN_ALL else 1.0
-        got = subset_plan(p, plan.latency_s, now() + share * max(deadline - now(), 0.0))
+        got = subset_plan(p, plan.latency_s, now() + SUBSET_PLAN_SHARE * max(deadline - now(), 0.0))
         if got is not None and got[2] < upper:
             x, relay, upper = got
         a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
