@@ -7,8 +7,8 @@ first, and stops as soon as the best edge bound certifies the round's latency wi
 edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
 subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
 edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
-with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
-of the round's `time_limit_s`.
+with relays that forward first gets a plan read off the subset MILP (solvers/subset_plan.py), then the one MILP
+with T a variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
