@@ -29,8 +29,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+TRACED = ("cos", "ratio", "dir", "score", "tasks", "tasks_all", "tasks_held", "tasks_big")
+"""What a wave records: pooled cosines, norm ratios, direction evidence, validation scores (mean and per task, as the
+run scored them; every sample alike; by the device's label shares; with --reference, on the large fresh set)."""
+
+
 def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], method: str | None = None,
-              preset: str = "default", rounds: int = 16) -> list[dict[str, Any]]:
+              preset: str = "default", rounds: int = 16, reference: int = 0) -> list[dict[str, Any]]:
     """One robustness cell's waves (or, with ``method``, one paper-table run's: experiments/paper_table.py's
     config of that method, preset and seed): a list of {round, devices: {device: {...}}}."""
     import torch
@@ -38,6 +43,7 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
 
     import hffm.federation.defense as defense_mod
     import hffm.federation.loop as loop_mod
+    import hffm.federation.validation as validation_mod
     from hffm.federation.loop import run_federation
     from hffm.run import make_fabric, make_world
 
@@ -53,8 +59,22 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     now: dict[str, Any] = {"round": 0, "attackers": []}
     wave: dict[str, Any] = {}
     originals = (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-                 loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend)
+                 loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend, validation_mod.task_gains,
+                 loop_mod.validation_task_scores)
     events: list[dict[str, Any]] = []
+    gains: list[tuple[dict[str, float], dict[str, float]]] = []
+
+    def both(before, after, targets, shares=None):  # noqa: ANN001, ANN202
+        got = originals[6](before, after, targets), originals[6](before, after, targets, shares or {})
+        gains.append(got)
+        return got[now["by_class"]]
+
+    def scoring(fabric, bank, candidates, data, packed=True, by_class=False):  # noqa: ANN001, ANN202
+        now["by_class"] = by_class  # the run's choice; both scores are recorded
+        if big is not None:
+            wave["tasks_big"] = originals[7](fabric, bank, candidates, big, packed, by_class=False)
+            gains.clear()
+        return originals[7](fabric, bank, candidates, data, packed, by_class=True)
 
     def cosines(terms):  # noqa: ANN001, ANN202
         out = originals[0](terms)
@@ -77,13 +97,16 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     def validation(scores, spread, by_task):  # noqa: ANN001, ANN202
         wave["score"] = {d: statistics.mean(g.values()) if g else 0.0 for d, g in scores.items()}
         wave["tasks"] = {d: dict(g) for d, g in scores.items()}
+        wave["tasks_all"] = {d: g[0] for d, g in zip(scores, gains)}  # every sample, and by the device's classes
+        wave["tasks_held"] = {d: g[1] for d, g in zip(scores, gains)}
+        gains.clear()
         return originals[3](scores, spread, by_task)
 
     def judge(batches, cfg, agreed, memory, validated=None):  # noqa: ANN001, ANN202
         out = originals[4](batches, cfg, agreed, memory, validated)
         senders = sorted({u.node for updates, _ in batches for u in updates})
         waves.append({"round": now["round"], "senders": senders, "trust": {n: memory.trust.get(n) for n in senders},
-                      **{k: wave.get(k, {}) for k in ("cos", "ratio", "dir", "score", "tasks")}})
+                      **{k: wave.get(k, {}) for k in TRACED}})
         wave.clear()
         return out
 
@@ -104,17 +127,25 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     defense_mod.pooled_cosines, defense_mod.scale_outliers = cosines, outliers
     defense_mod.direction_evidence = direction
     loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend = validation, judge, defend
+    validation_mod.task_gains, loop_mod.validation_task_scores = both, scoring
     try:
         cfg = compose(overrides)
         torch.manual_seed(cfg.seed)
         world = make_world(cfg)
+        big = None
+        if reference:  # a large fresh set (another seed stream) to see what the small set's scores stand for
+            import dataclasses
+
+            big = validation_mod.server_validation_set(cfg.data.benchmark, cfg.data.source, cfg.seed + 7919,
+                                                       dataclasses.replace(cfg.defense, validation_samples=reference))
         edge = world.topology.device_edge
         devices = {d: {"modalities": list(p.modalities), "tasks": list(p.tasks), "samples": int(world.num_samples[d]),
                        "edge": int(edge[d])} for d, p in enumerate(world.parts)}
         result = run_federation(make_fabric(cfg), world, cfg, loggers=[logger])
     finally:
         (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-         loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend) = originals
+         loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend, validation_mod.task_gains,
+         loop_mod.validation_task_scores) = originals
     for w in waves:
         w["attackers"] = now["attackers"]
     return [{"accuracy": result.history[-1].get("accuracy"), "overrides": overrides,
@@ -270,6 +301,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    " instead of the robustness cell; --attacks clean")
     p.add_argument("--preset", default="default", help="with --method: the network preset")
     p.add_argument("--replay", default=None, help="a folder of traces: replay a grid of trust rules on them")
+    p.add_argument("--reference", type=int, default=0, help="also score every device on this many fresh samples "
+                   "(another seed stream; recorded as tasks_big)")
     p.add_argument("--summary", nargs="*", default=None, help="trace files: the honest devices each left out")
     p.add_argument("--min-trust", type=float, default=-0.25, help="with --summary: the run's defense.min_trust")
     args = p.parse_args(argv)
@@ -296,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for attack in args.attacks.split(","):
-            got = trace_run(seed, attack, args.fraction, args.set, args.method, args.preset)
+            got = trace_run(seed, attack, args.fraction, args.set, args.method, args.preset, reference=args.reference)
             tag = attack if attack == "clean" else f"{attack}{round(100 * args.fraction)}"
             tag = tag if args.method is None else f"{args.preset}_{args.method}_{tag}"
             (out / f"{tag}_s{seed}.json").write_text(json.dumps(got))
