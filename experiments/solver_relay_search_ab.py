@@ -1,4 +1,5 @@
-"""A/B of solvers/relay_search.py (lambda > 0: relay moves on large edges priced at the round's deadline) at scale.
+"""A/B of the lambda > 0 relay moves on large edges, priced at the round's deadline, at scale (solvers/relay_sweep.py
+since it replaced the per-edge exact pricing of solvers/relay_search.py in `joint`).
 
 Instances of experiments/solver_scale_gap.py at lambda = 0.5 (`random_instance(N, N / 100, M, seed, lam=0.5)`, M in
 3..10 from the seed), `solve(p, "joint")` at the default limit (2 s) with `solvers.joint.RELAY_SEARCH` off (A) and
