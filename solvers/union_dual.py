@@ -11,7 +11,8 @@ does on small edges) does not fit a 2 s round. Its dual does: for multipliers be
 
 (the device rows' multipliers chosen as small as the routes allow; no other term depends on t). w_r(t) (the
 route's least band) falls as t grows, so D is nonincreasing in t, and D(t) > 1 (units of B_e) proves that no plan
-of the edge finishes by t. So one LP at a trial t0, and a bisection over D for free: the largest t it refutes.
+of the edge finishes by t. So one LP at a trial t0, and a bisection over D for free: the largest t it refutes (also
+when that is below t0, where the LP itself refuted nothing).
 Whatever the LP's status (optimal, or stopped by the clock), the multipliers are clipped to their signs and each
 uploader's gamma scaled to sum at most 1, so the bound is valid for any numbers HiGHS returns. Under the wall clock
 the LP goes to HiGHS's interior point method without crossover (one 68,918-route LP: 1.0 against 1.66 CPU s for
@@ -32,15 +33,17 @@ from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.union_bound import union_lp
 
-TRIAL = 0.6
-"""The first LP's trial latency, x the edge's plan latency (on the 100-device edges of
-experiments/solver_scale_gap.py its dual refuted 0.645-0.657 x; the LP's own threshold lies near 0.67-0.7)."""
+TRIAL = 0.66
+"""The first LP's trial latency, x the edge's plan latency: on the slowest edges of four 1,000-device rounds not in
+the benchmark (seeds 5-8) the LP's own threshold lay at 0.68-0.71 x, and one LP at 0.6 / 0.63 / 0.66 refuted up to
+0.641-0.666 / 0.659-0.684 / 0.673-0.697 x."""
 REFINE = 0.02
-"""While time is left, the next LP's trial latency: 1 + REFINE x the largest refuted so far."""
+"""While time is left, the next LP's trial latency: 1 + REFINE x the largest refuted so far (halfway to the least
+trial whose LP refuted nothing, if nearer)."""
 STEPS = 30
+"""Bisection steps over D (each a vectorized pass over the routes)."""
 MAX_ROUTES = 200_000
 """Edges of more routes are left out (building the LP alone would outlast a 2 s round)."""
-"""Bisection steps over D (each a vectorized pass over the routes)."""
 
 
 def union_dual_bound(p: RoundProblem, e: int, upper: float, by: float, trial: float = TRIAL) -> float:
@@ -52,20 +55,22 @@ def union_dual_bound(p: RoundProblem, e: int, upper: float, by: float, trial: fl
     routes = EdgeRoutes.of(p, e, [0])
     if routes.col.size > MAX_ROUTES:
         return 0.0
-    best, t = 0.0, trial * upper
-    while t < upper and now() < by:
+    best, t, fail = 0.0, trial * upper, upper  # fail: the least trial whose own LP refuted nothing
+    while now() < by:
         got = _duals(p, routes, need, _band(p, routes, t), by - now())
         if got is None:
             break
         value = _dual_value(p, routes, need, *got)
-        if not value(t) > 1 + 1e-6:
-            break
-        lo, hi = t, upper
+        lo, hi = best, fail  # D bounds every latency: the largest it refutes, even below a trial it does not
         for _ in range(STEPS):
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if value(mid) > 1 + 1e-6 else (lo, mid)
-        best = max(best, lo)
-        t = lo * (1 + REFINE)
+        best = lo
+        if not value(t) > 1 + 1e-6:
+            fail = t
+        t = min(best * (1 + REFINE), 0.5 * (best + fail)) if best > 0 else 0.8 * t
+        if t <= best * (1 + 1e-3) or t < 0.3 * upper:
+            break
     return best
 
 
