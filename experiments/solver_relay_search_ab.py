@@ -4,16 +4,17 @@ since it replaced the per-edge exact pricing of solvers/relay_search.py in `join
 Instances of experiments/solver_scale_gap.py at lambda = 0.5 (`random_instance(N, N / 100, M, seed, lam=0.5)`, M in
 3..10 from the seed), `solve(p, "joint")` at the default limit (2 s) with `solvers.joint.RELAY_SEARCH` off (A) and
 on (B), alternating A, B, A, B in one process (after a warm-up solve), so both see the same load. --flag names
-another switch (module.NAME, e.g. solvers.improve.UNION_DUAL) and --case aggregates the `relay_aggregates`
-instances at lambda = 0 of the same script. Per run: objective,
-lower bound, certified gap, CPU and wall s, the 1-minute load before it, `check_plan`. --cpu-clock: the solver's
-deadlines read this process's CPU time (time.perf_counter = time.process_time), so a loaded machine does not cut
-one side short (HiGHS's own time limits, wall time, are multiplied by the process's wall / CPU ratio so far, as
-solver_ab.py --scale-highs does); --unbounded: time_limit_s = 0 (no clock: the heuristics and the bound run to
+another switch (module.NAME, e.g. solvers.improve.UNION_DUAL), --case aggregates the `relay_aggregates` instances at
+lambda = 0 of the same script, --case memory the memory-tight lambda = 0.5 instances of
+experiments/solver_memory_tight.py (6 modules, memory 0.5-0.7 of the full sub-model, seeds as given). Per run:
+objective, lower bound, certified gap, CPU and wall s, the 1-minute load before it, `check_plan`. --cpu-clock: the
+solver's deadlines read this process's CPU time (time.perf_counter = time.process_time), so a loaded machine does
+not cut one side short (HiGHS's own time limits, wall time, are multiplied by the process's wall / CPU ratio so far,
+as solver_ab.py --scale-highs does); --unbounded: time_limit_s = 0 (no clock: the heuristics and the bound run to
 their end).
 
 Run: python experiments/solver_relay_search_ab.py [--devices 1000,10000] [--seeds 0,1,2] [--cpu-clock] [--unbounded]
-     [--flag solvers.joint.RELAY_SEARCH] [--case lambda|aggregates]
+     [--flag solvers.joint.RELAY_SEARCH] [--case lambda|aggregates|memory]
      [--out experiments/results/solver_scale_gap/relay_search_ab.json]
 """
 
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--cpu-clock", action="store_true")
     ap.add_argument("--unbounded", action="store_true")
     ap.add_argument("--flag", default="solvers.joint.RELAY_SEARCH")
-    ap.add_argument("--case", choices=("lambda", "aggregates"), default="lambda")
+    ap.add_argument("--case", choices=("lambda", "aggregates", "memory"), default="lambda")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     wall = time.perf_counter
@@ -68,9 +69,11 @@ def main() -> None:
     rows = []
     for n in (int(v) for v in args.devices.split(",")):
         for s in (int(v) for v in args.seeds.split(",")):
-            seed = 1000 * n + s
-            modules = int(np.random.default_rng(seed).integers(3, 11))
-            p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=lam, relay_aggregates=aggregates)
+            seed = s if args.case == "memory" else 1000 * n + s
+            modules = 6 if args.case == "memory" else int(np.random.default_rng(seed).integers(3, 11))
+            tight = {"memory_fraction": (0.5, 0.7)} if args.case == "memory" else {}
+            p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=lam, relay_aggregates=aggregates,
+                                **tight)
             for flag in (False, True, False, True):
                 setattr(switch, name, flag)
                 load = os.getloadavg()[0]
