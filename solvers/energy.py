@@ -134,8 +134,7 @@ def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: n
         return np.zeros(ng), np.zeros(0)
     ok, hj, level = _deadline_level(group, start, bits, a, power, budget, deadline, iters)
     okj = ok[group]
-    lc, la = np.log(a * a / (power * bits * LN2)), np.log(a)
-    b = np.maximum(hj, np.exp(la - _inv_log_g(level[group] + lc, 0)))  # the table the level was set on: in budget
+    b = np.maximum(hj, level_band(a, power, bits, level[group]))  # the table the level was set on: in budget
     tot = np.bincount(group, weights=b, minlength=ng)
     b = np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[group], 0.0)  # the leftover only helps
     e = np.where(okj, power * bits / np.where(okj, uplink_rate(b, a), 1.0), 0.0)
@@ -150,6 +149,12 @@ def deadline_level(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np
     least at the optimal b_j (solvers/relay_sweep.py prices moves with it)."""
     ok, _, level = _deadline_level(group, start, bits, a, power, budget, deadline, iters)
     return ok, level
+
+
+def level_band(a: np.ndarray, power: np.ndarray, bits: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """beta_j: the band where uploader j's marginal energy saving equals nu = e^level (J/Hz), the water-filling's
+    choice above its least band (on the table `deadline_level` was set on)."""
+    return np.exp(np.log(a) - _inv_log_g(level + np.log(a * a / (power * bits * LN2)), 0))
 
 
 def _deadline_level(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,

@@ -21,8 +21,8 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
-from solvers.energy import _inv_log_g, deadline_energy, deadline_level
-from solvers.evaluate import LN2, Timeline, link_rates, round_timeline, uplink_rate
+from solvers.energy import deadline_energy, deadline_level, level_band
+from solvers.evaluate import Timeline, link_rates, round_timeline, uplink_rate
 from solvers.instance import RoundProblem
 
 ROUNDS = 30
@@ -53,23 +53,26 @@ def sweep_relays(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, deadli
         new_r = relay.copy()
         new_r[mover[combo]] = target[combo]
         new_cost, new_tl = _edge_cost(p, x, new_r, deadline)
-        worse = ~(new_cost < cost * (1 - 1e-12))
+        touched = np.zeros(p.num_edges, dtype=bool)
+        touched[p.device_edge[mover[combo]]] = True
+        worse = touched & ~(new_cost < cost * (1 - 1e-12))
         if worse.any():  # those edges try their best move alone
             best = np.full(p.num_edges, -1)
             order = np.argsort(gain, kind="stable")  # ascending: the last write per edge is its largest gain
             best[p.device_edge[mover[order]]] = order
             back = worse[p.device_edge]
             new_r[back] = relay[back]
-            retry = best[worse & (best >= 0)]
+            retry = best[worse]
             new_r[mover[retry]] = target[retry]
             new_cost, new_tl = _edge_cost(p, x, new_r, deadline)
-            worse = ~(new_cost < cost * (1 - 1e-12))
-            if worse.all():
+            still = worse & ~(new_cost < cost * (1 - 1e-12))
+            if not (touched & ~still).any():
                 break
-            back = worse[p.device_edge]
+            back = still[p.device_edge]
             new_r[back] = relay[back]
-            new_cost = np.where(worse, cost, new_cost)
-            new_tl = round_timeline(p, x, new_r)
+            new_cost = np.where(still, cost, new_cost)
+            if still.any():
+                new_tl = round_timeline(p, x, new_r)
         relay, cost, tl = new_r, new_cost, new_tl
         changed += 1
     return relay, changed
@@ -101,8 +104,7 @@ def _priced(bits: np.ndarray, start: np.ndarray, dev: np.ndarray, p: RoundProble
     with np.errstate(divide="ignore", invalid="ignore"):
         h = min_bandwidth(np.where(slack > 0, b_ / np.where(slack > 0, slack, 1.0), np.inf), a)
     fine = np.isfinite(h) & (h <= p.edge_bandwidth_hz[e])
-    lc = np.log(a * a / (pw * b_ * LN2))
-    b = np.maximum(h, np.exp(np.log(a) - _inv_log_g(level[e] + lc, 0)))
+    b = np.maximum(h, level_band(a, pw, b_, level[e]))
     b = np.where(fine, b, 1.0)
     val = pw * b_ / uplink_rate(b, a) + np.exp(level[e]) * b
     out[on] = np.where(fine, val, np.inf)
