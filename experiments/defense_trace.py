@@ -182,8 +182,8 @@ def evidence(wave: dict[str, Any], spread: float, by_task: bool, direction: bool
     """(device -> its evidence, the scale outliers) as ``judge_devices`` computes them from the recorded wave.
     ``score``: the validation score the run used ('score'), or one recorded beside it, averaged over the device's
     tasks ('tasks_all': every sample alike; 'tasks_held': by the device's label shares). ``against_only``: the
-    direction evidence recomputed from the pooled cosines, counting only a cosine below 0 (1 at a cosine >= 0, else
-    the cosine relative to the median, down to -1), not as recorded."""
+    direction evidence recomputed from the pooled cosines as ``agreement.direction_evidence`` does since ccdfdf2
+    (1 at a cosine >= 0, else the cosine relative to the median, down to -1), not as recorded."""
     ev = {int(n): e for n, e in wave["dir"].items()} if direction else {}
     if direction and against_only and wave["dir"]:  # "dir" is empty where the wave had no shared direction
         cos = {int(n): c for n, c in wave["cos"].items()}
@@ -219,7 +219,7 @@ def replay(waves: list[dict[str, Any]], spread: float, by_task: bool, direction:
 
 SCORINGS = (("every sample, direction as recorded (the record to 15a0d12)", "tasks_all", False),
             ("held classes, direction as recorded (15a0d12)", "tasks_held", False),
-            ("held classes, direction against the others only", "tasks_held", True))
+            ("held classes, direction evidence only against the others (ccdfdf2, the record)", "tasks_held", True))
 
 
 def scorings(runs: dict[str, list[dict[str, Any]]], spread: float = 1.5, decay: float = 0.6,
