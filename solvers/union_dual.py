@@ -40,8 +40,11 @@ the benchmark (seeds 5-8) the LP's own threshold lay at 0.68-0.71 x, and one LP 
 REFINE = 0.02
 """While time is left, the next LP's trial latency: 1 + REFINE x the largest refuted so far (halfway to the least
 trial whose LP refuted nothing, if nearer)."""
-STEPS = 30
+STEPS = 16
 """Bisection steps over D (each a vectorized pass over the routes)."""
+RESERVE = 1.5
+"""The LP stops RESERVE x STEPS x one pass's time (about 4 ms on 68,918 routes) before the deadline, so the
+bisection after it fits."""
 MAX_ROUTES = 200_000
 """Edges of more routes are left out (building the LP alone would outlast a 2 s round)."""
 
@@ -57,7 +60,12 @@ def union_dual_bound(p: RoundProblem, e: int, upper: float, by: float, trial: fl
         return 0.0
     best, t, fail = 0.0, trial * upper, upper  # fail: the least trial whose own LP refuted nothing
     while now() < by:
-        got = _duals(p, routes, need, _band(p, routes, t), by - now())
+        start = now()
+        w = _band(p, routes, t)
+        reserve = RESERVE * STEPS * (now() - start)  # the bisection over D after the LP: STEPS passes like this one
+        if now() + reserve >= by:
+            break
+        got = _duals(p, routes, need, w, by - reserve - now())
         if got is None:
             break
         value = _dual_value(p, routes, need, *got)
@@ -125,15 +133,15 @@ def _dual_value(p: RoundProblem, r: EdgeRoutes, demand: np.ndarray, beta: np.nda
     scale = float(demand[need].max())
     base = float(np.sum(beta[need] * demand[need] / scale * (1 - 1e-9)))
     cover = (r.mbits * (p.samples[r.dev] / scale)[:, None]) @ beta  # [columns] sum_m cov beta
-    gain = cover[r.col]
-    devs, dev_of_route = np.unique(r.dev[r.col], return_inverse=True)
+    order = np.argsort(r.dev[r.col], kind="stable")  # routes grouped by device: a max per group by reduceat
+    first = np.flatnonzero(np.concatenate([[True], np.diff(r.dev[r.col][order]) != 0]))
+    gain, gam = cover[r.col][order], gamma[order]
 
     def value(t: float) -> float:
-        w = _band(p, r, t)
+        w = _band(p, r, t)[order]
         ok = np.isfinite(w)
-        c = np.where(ok, gain - gamma * np.where(ok, w, 0.0), -np.inf)
-        alpha = np.zeros(devs.size)
-        np.maximum.at(alpha, dev_of_route, c)
+        c = np.where(ok, gain - gam * np.where(ok, w, 0.0), -np.inf)
+        alpha = np.maximum(np.maximum.reduceat(c, first), 0.0) if c.size else np.zeros(0)
         return base - float(alpha.sum())
 
     return value
