@@ -28,6 +28,7 @@ from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
 from solvers.subset_plan import subset_plan
+from solvers.union_dual import union_dual_bound
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
@@ -36,6 +37,8 @@ LARGE_EDGE_SHARE = 0.4
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
+UNION_DUAL = True
+"""lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
 LAMBDA_SHARE = 0.6
 """lambda > 0 on one edge: the share of the time left for the least-energy bound before the round's MILP."""
 EDGE_COLUMNS_SHARE = 0.0
@@ -116,6 +119,18 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
                       objective=cost.objective, lower_bound=min(lower, cost.objective))
 
 
+def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> RoundPlan:
+    """lambda = 0, relays that aggregate: the slowest edge, when it has more than MODEL_MAX_DEVICES devices (the
+    model's edges get their own bounds), gets the union LPs' dual bound of solvers/union_dual.py until `by`."""
+    p = problem
+    edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
+    e = int(np.argmax(edge_t))
+    if np.sum(p.device_edge == e) <= MODEL_MAX_DEVICES or now() >= by:
+        return plan
+    got = union_dual_bound(p, e, float(edge_t[e]), by)
+    return plan.with_(lower_bound=min(max(plan.lower_bound, got), plan.objective))
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -126,6 +141,10 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.lam == 0 and not (p.tree_aggregation or p.has_power_frequency or p.relay_aggregates):
         plan = round_large_edges(p, plan, min(t0 + LARGE_EDGE_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
                                  gap)
+        if within(plan, gap):
+            return plan.with_(status=STATUS_PROVEN)
+    if UNION_DUAL and p.lam == 0 and p.relay_aggregates and not (p.tree_aggregation or p.has_power_frequency):
+        plan = union_large_edge(p, plan, t0 + time_limit_s - FINISH_S)
         if within(plan, gap):
             return plan.with_(status=STATUS_PROVEN)
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
