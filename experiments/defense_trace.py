@@ -2,6 +2,7 @@
 
     .venv/bin/python experiments/defense_trace.py --seeds 0,1,2 --attacks clean,labelflip --fraction 0.3 --out /tmp/tr
     .venv/bin/python experiments/defense_trace.py --replay /tmp/tr
+    .venv/bin/python experiments/defense_trace.py --replay experiments/results/robustness/trace_9449eac --scorings
     .venv/bin/python experiments/defense_trace.py --method hffm_d2d_e8 --seeds 0 --attacks clean --out /tmp/tr
     .venv/bin/python experiments/defense_trace.py --summary /tmp/tr/default_hffm_d2d_e8_clean_s0.json
 
@@ -29,8 +30,13 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+TRACED = ("cos", "ratio", "dir", "score", "tasks", "tasks_all", "tasks_held", "tasks_big")
+"""What a wave records: pooled cosines, norm ratios, direction evidence, validation scores (mean and per task, as the
+run scored them; every sample alike; by the device's label shares; with --reference, on the large fresh set)."""
+
+
 def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], method: str | None = None,
-              preset: str = "default", rounds: int = 16) -> list[dict[str, Any]]:
+              preset: str = "default", rounds: int = 16, reference: int = 0) -> list[dict[str, Any]]:
     """One robustness cell's waves (or, with ``method``, one paper-table run's: experiments/paper_table.py's
     config of that method, preset and seed): a list of {round, devices: {device: {...}}}."""
     import torch
@@ -38,6 +44,7 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
 
     import hffm.federation.defense as defense_mod
     import hffm.federation.loop as loop_mod
+    import hffm.federation.validation as validation_mod
     from hffm.federation.loop import run_federation
     from hffm.run import make_fabric, make_world
 
@@ -53,8 +60,22 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     now: dict[str, Any] = {"round": 0, "attackers": []}
     wave: dict[str, Any] = {}
     originals = (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-                 loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend)
+                 loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend, validation_mod.task_gains,
+                 loop_mod.validation_task_scores)
     events: list[dict[str, Any]] = []
+    gains: list[tuple[dict[str, float], dict[str, float]]] = []
+
+    def both(before, after, targets, shares=None):  # noqa: ANN001, ANN202
+        got = originals[6](before, after, targets), originals[6](before, after, targets, shares or {})
+        gains.append(got)
+        return got[now["by_class"]]
+
+    def scoring(fabric, bank, candidates, data, packed=True, by_class=False):  # noqa: ANN001, ANN202
+        now["by_class"] = by_class  # the run's choice; both scores are recorded
+        if big is not None:
+            wave["tasks_big"] = originals[7](fabric, bank, candidates, big, packed, by_class=False)
+            gains.clear()
+        return originals[7](fabric, bank, candidates, data, packed, by_class=True)
 
     def cosines(terms):  # noqa: ANN001, ANN202
         out = originals[0](terms)
@@ -77,13 +98,16 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     def validation(scores, spread, by_task):  # noqa: ANN001, ANN202
         wave["score"] = {d: statistics.mean(g.values()) if g else 0.0 for d, g in scores.items()}
         wave["tasks"] = {d: dict(g) for d, g in scores.items()}
+        wave["tasks_all"] = {d: g[0] for d, g in zip(scores, gains)}  # every sample, and by the device's classes
+        wave["tasks_held"] = {d: g[1] for d, g in zip(scores, gains)}
+        gains.clear()
         return originals[3](scores, spread, by_task)
 
     def judge(batches, cfg, agreed, memory, validated=None):  # noqa: ANN001, ANN202
         out = originals[4](batches, cfg, agreed, memory, validated)
         senders = sorted({u.node for updates, _ in batches for u in updates})
         waves.append({"round": now["round"], "senders": senders, "trust": {n: memory.trust.get(n) for n in senders},
-                      **{k: wave.get(k, {}) for k in ("cos", "ratio", "dir", "score", "tasks")}})
+                      **{k: wave.get(k, {}) for k in TRACED}})
         wave.clear()
         return out
 
@@ -104,17 +128,25 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
     defense_mod.pooled_cosines, defense_mod.scale_outliers = cosines, outliers
     defense_mod.direction_evidence = direction
     loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend = validation, judge, defend
+    validation_mod.task_gains, loop_mod.validation_task_scores = both, scoring
     try:
         cfg = compose(overrides)
         torch.manual_seed(cfg.seed)
         world = make_world(cfg)
+        big = None
+        if reference:  # a large fresh set (another seed stream) to see what the small set's scores stand for
+            import dataclasses
+
+            big = validation_mod.server_validation_set(cfg.data.benchmark, cfg.data.source, cfg.seed + 7919,
+                                                       dataclasses.replace(cfg.defense, validation_samples=reference))
         edge = world.topology.device_edge
         devices = {d: {"modalities": list(p.modalities), "tasks": list(p.tasks), "samples": int(world.num_samples[d]),
                        "edge": int(edge[d])} for d, p in enumerate(world.parts)}
         result = run_federation(make_fabric(cfg), world, cfg, loggers=[logger])
     finally:
         (defense_mod.pooled_cosines, defense_mod.scale_outliers, defense_mod.direction_evidence,
-         loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend) = originals
+         loop_mod.task_evidence, loop_mod.judge_devices, loop_mod.defend, validation_mod.task_gains,
+         loop_mod.validation_task_scores) = originals
     for w in waves:
         w["attackers"] = now["attackers"]
     return [{"accuracy": result.history[-1].get("accuracy"), "overrides": overrides,
@@ -132,10 +164,10 @@ def _robust_z(scores: dict[int, float]) -> dict[int, float]:
     return {d: (s - center) / mad for d, s in scores.items()} if mad > 0 else {}
 
 
-def _task_z(wave: dict[str, Any]) -> dict[int, float]:
+def _task_z(wave: dict[str, Any], key: str = "tasks") -> dict[int, float]:
     """Device -> its per-task deviations (in MADs of the devices of the same task) averaged over its tasks."""
     by: dict[str, dict[int, float]] = {}
-    for d, gains in wave["tasks"].items():
+    for d, gains in wave[key].items():
         for task, g in gains.items():
             by.setdefault(task, {})[int(d)] = g
     z: dict[int, list[float]] = {}
@@ -145,11 +177,23 @@ def _task_z(wave: dict[str, Any]) -> dict[int, float]:
     return {d: statistics.mean(v) for d, v in z.items()}
 
 
-def evidence(wave: dict[str, Any], spread: float, by_task: bool, direction: bool, band: float = 2.0
-             ) -> tuple[dict[int, float], set[int]]:
-    """(device -> its evidence, the scale outliers) as ``judge_devices`` computes them from the recorded wave."""
+def evidence(wave: dict[str, Any], spread: float, by_task: bool, direction: bool, band: float = 2.0,
+             score: str = "score", against_only: bool = False) -> tuple[dict[int, float], set[int]]:
+    """(device -> its evidence, the scale outliers) as ``judge_devices`` computes them from the recorded wave.
+    ``score``: the validation score the run used ('score'), or one recorded beside it, averaged over the device's
+    tasks ('tasks_all': every sample alike; 'tasks_held': by the device's label shares). ``against_only``: the
+    direction evidence recomputed from the pooled cosines as ``agreement.direction_evidence`` does since ccdfdf2
+    (1 at a cosine >= 0, else the cosine relative to the median, down to -1), not as recorded."""
     ev = {int(n): e for n, e in wave["dir"].items()} if direction else {}
-    z = _task_z(wave) if by_task else _robust_z({int(n): s for n, s in wave["score"].items()})
+    if direction and against_only and wave["dir"]:  # "dir" is empty where the wave had no shared direction
+        cos = {int(n): c for n, c in wave["cos"].items()}
+        median = statistics.median(cos.values())
+        ev = {n: 1.0 if c >= 0 else max(-1.0, c / median) for n, c in cos.items()}
+    if by_task:
+        z = _task_z(wave, "tasks" if score == "score" else score)
+    else:
+        z = _robust_z({int(n): s for n, s in wave["score"].items()} if score == "score" else
+                      {int(d): statistics.mean(g.values()) if g else 0.0 for d, g in wave[score].items()})
     for n, v in z.items():
         ev[n] = min(max(-1.0, min(1.0, 1.0 + v / spread)), ev.get(n, 1.0))
     outliers = {int(n) for n, r in wave["ratio"].items() if not 1 / band <= r <= band}
@@ -157,12 +201,12 @@ def evidence(wave: dict[str, Any], spread: float, by_task: bool, direction: bool
 
 
 def replay(waves: list[dict[str, Any]], spread: float, by_task: bool, direction: bool, decay: float,
-           min_trust: float) -> dict[str, float]:
+           min_trust: float, score: str = "score", against_only: bool = False) -> dict[str, float]:
     """Shares of honest and of attacker device-waves left out under a trust rule (scale outliers at once)."""
     trust: dict[int, float] = {}
     sent, out = {"honest": 0, "attacker": 0}, {"honest": 0, "attacker": 0}
     for w in waves:
-        ev, outliers = evidence(w, spread, by_task, direction)
+        ev, outliers = evidence(w, spread, by_task, direction, score=score, against_only=against_only)
         for n, e in ev.items():
             trust[n] = decay * trust.get(n, 1.0) + (1 - decay) * e
         bad = set(w["attackers"])
@@ -171,6 +215,28 @@ def replay(waves: list[dict[str, Any]], spread: float, by_task: bool, direction:
             sent[side] += 1
             out[side] += n in outliers or (n in trust and trust[n] < min_trust)
     return {k: out[k] / sent[k] for k in sent if sent[k]}
+
+
+SCORINGS = (("every sample, direction as recorded (the record to 15a0d12)", "tasks_all", False),
+            ("held classes, direction as recorded (15a0d12)", "tasks_held", False),
+            ("held classes, direction evidence only against the others (ccdfdf2, the record)", "tasks_held", True))
+
+
+def scorings(runs: dict[str, list[dict[str, Any]]], spread: float = 1.5, decay: float = 0.6,
+             min_trust: float = -0.25) -> list[str]:
+    """The validation scores and direction evidences of ``SCORINGS`` replayed with the record's trust on traces
+    that record both scores (made since 15a0d12): honest device-waves left out of the clean runs and of the attack
+    runs, and attackers', as Markdown rows."""
+    lines = ["| scoring | honest left out (clean runs) | honest left out (attack runs) | attackers left out |",
+             "|" + " --- |" * 4]
+    for name, score, against in SCORINGS:
+        got = {n: replay(t[1:], spread, False, True, decay, min_trust, score, against) for n, t in runs.items()}
+        cells = [[g["honest"] for n, g in got.items() if "attacker" not in g],
+                 [g["honest"] for g in got.values() if "attacker" in g], [g["attacker"] for g in got.values()
+                                                                          if "attacker" in g]]
+        lines.append(f"| {name} | " + " | ".join(f"{100 * statistics.mean(c):.1f} %" if c else "-" for c in cells)
+                     + " |")
+    return lines
 
 
 def summary(trace: list[dict[str, Any]], min_trust: float, band: float = 2.0, spread: float = 1.5) -> list[str]:
@@ -270,6 +336,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                    " instead of the robustness cell; --attacks clean")
     p.add_argument("--preset", default="default", help="with --method: the network preset")
     p.add_argument("--replay", default=None, help="a folder of traces: replay a grid of trust rules on them")
+    p.add_argument("--reference", type=int, default=0, help="also score every device on this many fresh samples "
+                   "(another seed stream; recorded as tasks_big)")
+    p.add_argument("--scorings", action="store_true", help="with --replay: the validation scores and direction "
+                   "evidences of SCORINGS under the record's trust, not the grid")
     p.add_argument("--summary", nargs="*", default=None, help="trace files: the honest devices each left out")
     p.add_argument("--min-trust", type=float, default=-0.25, help="with --summary: the run's defense.min_trust")
     args = p.parse_args(argv)
@@ -279,6 +349,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     if args.replay:
         runs = {f.stem: json.loads(f.read_text()) for f in sorted(Path(args.replay).glob("*.json"))}
+        if args.scorings:
+            print("\n".join(scorings(runs)))
+            return
         for name, tr in runs.items():
             now = replay(tr[1:], 1.5, False, True, 0.5, 0.25)
             recorded = {k: statistics.mean(1.0 * (w["trust"].get(str(n)) is not None and w["trust"][str(n)] < 0.25)
@@ -296,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for seed in (int(s) for s in args.seeds.split(",")):
         for attack in args.attacks.split(","):
-            got = trace_run(seed, attack, args.fraction, args.set, args.method, args.preset)
+            got = trace_run(seed, attack, args.fraction, args.set, args.method, args.preset, reference=args.reference)
             tag = attack if attack == "clean" else f"{attack}{round(100 * args.fraction)}"
             tag = tag if args.method is None else f"{args.preset}_{args.method}_{tag}"
             (out / f"{tag}_s{seed}.json").write_text(json.dumps(got))

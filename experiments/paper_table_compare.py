@@ -26,6 +26,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: Sequence[str]) -> str:
     worst = []
     for preset in [p for p in a["table"] if p in b["table"]]:
         head = ["method"] + [f"{label} {n}" for _, label, _, _ in METRICS for n in (*names, "change")]
+        head.append("accuracy change per seed")
         lines += [f"## Preset `{preset}`", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         for method in [m for m in a["table"][preset] if m in b["table"][preset]]:
             row = [method]
@@ -34,6 +35,7 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: Sequence[str]) -> str:
                 row += [format(x, fmt), format(y, fmt), f"{y - x:+{fmt}}"]
                 if key == "accuracy":
                     worst.append((abs(y - x), y - x, preset, method))
+            row.append(", ".join(f"{seed}: {change:+.2f}" for seed, change in seed_changes(a, b, preset, method)))
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     if worst:
@@ -41,6 +43,18 @@ def compare(a: dict[str, Any], b: dict[str, Any], names: Sequence[str]) -> str:
         lines.append(f"Largest accuracy change: {change:+.2f} points ({preset}, {method}); "
                      f"{sum(1 for w in worst if w[0] > 0.5)} of {len(worst)} cells move by more than 0.5.")
     return "\n".join(lines) + "\n"
+
+
+def seed_changes(a: dict[str, Any], b: dict[str, Any], preset: str, method: str) -> list[tuple[int, float]]:
+    """(seed, B's final accuracy - A's, in points) for every seed both ran."""
+    def final(results: dict[str, Any]) -> dict[int, float]:
+        runs = results.get("runs", {}).get(preset, {}).get(method, [])
+        runs = list(runs.values()) if isinstance(runs, dict) else runs
+        return {int(r["seed"]): 100.0 * float(r["history"][-1]["accuracy"]) for r in runs
+                if isinstance(r, dict) and r.get("history") and "accuracy" in r["history"][-1]}
+
+    x, y = final(a), final(b)
+    return [(seed, y[seed] - x[seed]) for seed in sorted(set(x) & set(y))]
 
 
 def _made(results: dict[str, Any]) -> str:

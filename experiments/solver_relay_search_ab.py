@@ -1,13 +1,20 @@
-"""A/B of solvers/relay_search.py (lambda > 0: relay moves on large edges priced at the round's deadline) at scale.
+"""A/B of the lambda > 0 relay moves on large edges, priced at the round's deadline, at scale (solvers/relay_sweep.py
+since it replaced the per-edge exact pricing of solvers/relay_search.py in `joint`).
 
 Instances of experiments/solver_scale_gap.py at lambda = 0.5 (`random_instance(N, N / 100, M, seed, lam=0.5)`, M in
 3..10 from the seed), `solve(p, "joint")` at the default limit (2 s) with `solvers.joint.RELAY_SEARCH` off (A) and
-on (B), alternating A, B, A, B in one process (after a warm-up solve), so both see the same load. Per run: objective,
-lower bound, certified gap, CPU and wall s, the 1-minute load before it, `check_plan`. --cpu-clock: the solver's
-deadlines read this process's CPU time (time.perf_counter = time.process_time), so a loaded machine does not cut
-one side short; --unbounded: time_limit_s = 0 (no clock: the heuristics and the bound run to their end).
+on (B), alternating A, B, A, B in one process (after a warm-up solve), so both see the same load. --flag names
+another switch (module.NAME, e.g. solvers.improve.UNION_DUAL), --case aggregates the `relay_aggregates` instances at
+lambda = 0 of the same script, --case memory the memory-tight lambda = 0.5 instances of
+experiments/solver_memory_tight.py (6 modules, memory 0.5-0.7 of the full sub-model, seeds as given). Per run:
+objective, lower bound, certified gap, CPU and wall s, the 1-minute load before it, `check_plan`. --cpu-clock: the
+solver's deadlines read this process's CPU time (time.perf_counter = time.process_time), so a loaded machine does
+not cut one side short (HiGHS's own time limits, wall time, are multiplied by the process's wall / CPU ratio so far,
+as solver_ab.py --scale-highs does); --unbounded: time_limit_s = 0 (no clock: the heuristics and the bound run to
+their end).
 
 Run: python experiments/solver_relay_search_ab.py [--devices 1000,10000] [--seeds 0,1,2] [--cpu-clock] [--unbounded]
+     [--flag solvers.joint.RELAY_SEARCH] [--case lambda|aggregates|memory]
      [--out experiments/results/solver_scale_gap/relay_search_ab.json]
 """
 
@@ -33,30 +40,47 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--cpu-clock", action="store_true")
     ap.add_argument("--unbounded", action="store_true")
+    ap.add_argument("--flag", default="solvers.joint.RELAY_SEARCH")
+    ap.add_argument("--case", choices=("lambda", "aggregates", "memory"), default="lambda")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     wall = time.perf_counter
     if args.cpu_clock:
         time.perf_counter = time.process_time  # the solver's deadlines in CPU s
-    import solvers.joint as joint
+        from highspy._core import _Highs  # HiGHS's own time limits (wall) x this process's wall / CPU ratio so far
+        _set, w0, c0 = _Highs.setOptionValue, wall(), time.process_time()
+
+        def _scaled(self, key, value):  # noqa: ANN001, ANN202
+            if key == "time_limit" and value < 1e20:
+                value = float(value) * min(max((wall() - w0) / max(time.process_time() - c0, 1e-3), 1.0), 20.0)
+            return _set(self, key, value)
+
+        _Highs.setOptionValue = _scaled
+    import importlib
+
     from solvers import check_plan, random_instance, solve
 
+    module, name = args.flag.rsplit(".", 1)
+    switch = importlib.import_module(module)
+    lam, aggregates = (0.0, True) if args.case == "aggregates" else (0.5, False)
     code = commit(CODE_PATHS)
     limit = 0.0 if args.unbounded else 2.0
     solve(random_instance(40, 10, 5, 0, lam=0.5), "joint")  # warm-up: lazy imports
     rows = []
     for n in (int(v) for v in args.devices.split(",")):
         for s in (int(v) for v in args.seeds.split(",")):
-            seed = 1000 * n + s
-            modules = int(np.random.default_rng(seed).integers(3, 11))
-            p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5)
+            seed = s if args.case == "memory" else 1000 * n + s
+            modules = 6 if args.case == "memory" else int(np.random.default_rng(seed).integers(3, 11))
+            tight = {"memory_fraction": (0.5, 0.7)} if args.case == "memory" else {}
+            p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=lam, relay_aggregates=aggregates,
+                                **tight)
             for flag in (False, True, False, True):
-                joint.RELAY_SEARCH = flag
+                setattr(switch, name, flag)
                 load = os.getloadavg()[0]
                 w0, c0 = wall(), time.process_time()
                 plan = solve(p, "joint", time_limit_s=limit)
                 cpu, w = time.process_time() - c0, wall() - w0
-                rows.append({"devices": n, "seed": seed, "modules": modules, "relay_search": flag,
+                rows.append({"devices": n, "seed": seed, "modules": modules, "on": flag,
                              "objective": plan.objective, "lower_bound": plan.lower_bound,
                              "gap": 1 - plan.lower_bound / plan.objective, "cpu_s": cpu, "wall_s": w,
                              "load_1min": load, "feasible": not plan.fallback and check_plan(p, plan) == []})
@@ -67,12 +91,12 @@ def main() -> None:
     summary = []
     for n in sorted({r["devices"] for r in rows}):
         for flag in (False, True):
-            sel = [r for r in rows if r["devices"] == n and r["relay_search"] == flag]
-            summary.append({"devices": n, "relay_search": flag, "runs": len(sel),
+            sel = [r for r in rows if r["devices"] == n and r["on"] == flag]
+            summary.append({"devices": n, "on": flag, "runs": len(sel),
                             "median_gap": statistics.median(r["gap"] for r in sel),
                             "median_objective_ratio": statistics.median(
                                 r["objective"] / next(q["objective"] for q in rows if q["seed"] == r["seed"]
-                                                      and not q["relay_search"]) for r in sel),
+                                                      and not q["on"]) for r in sel),
                             "median_cpu_s": statistics.median(r["cpu_s"] for r in sel),
                             "median_wall_s": statistics.median(r["wall_s"] for r in sel),
                             "max_wall_s": max(r["wall_s"] for r in sel),
@@ -82,6 +106,7 @@ def main() -> None:
     machine = f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": machine, "commit": code, "cpu_clock": args.cpu_clock,
+                                    "flag": args.flag, "case": args.case,
                                     "unbounded": args.unbounded,
                                     "time": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                     "summary": summary, "rows": rows}, indent=1))

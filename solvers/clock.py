@@ -53,7 +53,12 @@ TICK_S = 6e-3
 ITERATION_S = 1.2e-4
 """Work budget: seconds one HiGHS simplex (or interior-point) iteration counts for."""
 NODE_S = 1e-3
-"""Work budget: seconds one HiGHS branch-and-bound node counts for."""
+"""Work budget: seconds one HiGHS branch-and-bound node counts for (beyond its LP iterations)."""
+NODE_ITERATIONS_PER_ROW = 2.0
+"""Work budget: simplex iterations a branch-and-bound node is expected to take, per row of the MILP, for its node
+limit. HiGHS's MIP does not keep to simplex_iteration_limit, so the limit on nodes is what stops it: a repair MILP of
+a 100-device edge (106 rows) took 113-450 iterations a node; at 1 ms a node, a 0.39 s share allowed 395 nodes, it
+ran 341 of them (38,647 iterations) into its wall-clock backstop after 8.7 s (experiments/solver_work_nodes.py)."""
 BACKSTOP = 10.0
 BACKSTOP_S = 5.0
 """Work budget: a HiGHS call still gets a wall-clock limit of BACKSTOP x its seconds + BACKSTOP_S, a safety net
@@ -114,19 +119,21 @@ def now() -> float:
     return m.seconds()
 
 
-def highs_limits(seconds: float) -> dict[str, Any]:
+def highs_limits(seconds: float, rows: int = 0) -> dict[str, Any]:
     """HiGHS options that stop a call after `seconds` of this solve's clock: a time limit, or under a work budget
-    a simplex iteration and node limit (and the wall-clock BACKSTOP)."""
+    a simplex iteration and node limit (a node of a MILP of `rows` rows priced with its expected iterations, see
+    NODE_ITERATIONS_PER_ROW) and the wall-clock BACKSTOP."""
     s = max(float(seconds), 0.0)
     if _METER.get() is None:
         return {"time_limit": s}
+    node_s = NODE_S + ITERATION_S * NODE_ITERATIONS_PER_ROW * max(int(rows), 0)
     return {"time_limit": BACKSTOP * s + BACKSTOP_S, "simplex_iteration_limit": int(s / ITERATION_S) + 1,
-            "mip_max_nodes": int(s / NODE_S) + 1}
+            "mip_max_nodes": int(s / node_s) + 1}
 
 
 def set_limits(h: Any, seconds: float) -> None:
-    """Give the HiGHS object `h` the limits of `highs_limits(seconds)`."""
-    for key, value in highs_limits(seconds).items():
+    """Give the HiGHS object `h`, its model passed, the limits of `highs_limits(seconds, its rows)`."""
+    for key, value in highs_limits(seconds, h.getNumRow()).items():
         h.setOptionValue(key, value)
 
 

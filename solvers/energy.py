@@ -132,14 +132,42 @@ def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: n
     ng = len(budget)
     if len(group) == 0:
         return np.zeros(ng), np.zeros(0)
+    ok, hj, level = _deadline_level(group, start, bits, a, power, budget, deadline, iters)
+    okj = ok[group]
+    b = np.maximum(hj, level_band(a, power, bits, level[group]))  # the table the level was set on: in budget
+    tot = np.bincount(group, weights=b, minlength=ng)
+    b = np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[group], 0.0)  # the leftover only helps
+    e = np.where(okj, power * bits / np.where(okj, uplink_rate(b, a), 1.0), 0.0)
+    energy = np.bincount(group, weights=e, minlength=ng)
+    return np.where(ok, energy, np.inf), b
+
+
+def deadline_level(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
+                   budget: np.ndarray, deadline: np.ndarray, iters: int = 36) -> tuple[np.ndarray, np.ndarray]:
+    """(feasible [G], ln nu [G]): the water level of `deadline_energy`, nu the band's price in J/Hz (the marginal
+    upload energy one more Hz saves at the optimum), so that each uploader's priced cost E_j(b) + nu b alone is
+    least at the optimal b_j (solvers/relay_sweep.py prices moves with it)."""
+    ok, _, level = _deadline_level(group, start, bits, a, power, budget, deadline, iters)
+    return ok, level
+
+
+def level_band(a: np.ndarray, power: np.ndarray, bits: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """beta_j: the band where uploader j's marginal energy saving equals nu = e^level (J/Hz), the water-filling's
+    choice above its least band (on the table `deadline_level` was set on)."""
+    return np.exp(np.log(a) - _inv_log_g(level + np.log(a * a / (power * bits * LN2)), 0))
+
+
+def _deadline_level(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
+                    budget: np.ndarray, deadline: np.ndarray, iters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(feasible [G], each uploader's least band h_j (0 in infeasible groups), the level ln nu [G])."""
+    ng = len(budget)
     slack = deadline[group] - start
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf)
     h = min_bandwidth(q, a)
     need = np.bincount(group, weights=np.where(np.isfinite(h), h, 1e300), minlength=ng)
     ok = (need <= budget * (1 + 1e-12)) & np.isfinite(need)
-    okj = ok[group]
-    hj = np.where(okj, h, 0.0)
+    hj = np.where(ok[group], h, 0.0)
     c = a * a / (power * bits * LN2)  # marginal saving of b is G(a / b) / c
     with np.errstate(divide="ignore", over="ignore"):
         lm_full = np.log(g_func(a / budget[group])) - np.log(c)
@@ -150,14 +178,7 @@ def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: n
     np.maximum.at(hi, group, lm_h)
     lo = np.where(ok, lo - 1.0, 0.0)
     hi = np.where(ok, np.maximum(hi, lo) + 1.0, 0.0)
-    lc, la = np.log(c), np.log(a)
-    hi = _water_level(group, hj, lc, la, budget, lo, hi, iters)
-    b = np.maximum(hj, np.exp(la - _inv_log_g(hi[group] + lc, 0)))  # the table the level was set on: within budget
-    tot = np.bincount(group, weights=b, minlength=ng)
-    b = np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[group], 0.0)  # the leftover only helps
-    e = np.where(okj, power * bits / np.where(okj, uplink_rate(b, a), 1.0), 0.0)
-    energy = np.bincount(group, weights=e, minlength=ng)
-    return np.where(ok, energy, np.inf), b
+    return ok, hj, _water_level(group, hj, np.log(c), np.log(a), budget, lo, hi, iters)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ first, and stops as soon as the best edge bound certifies the round's latency wi
 edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
 subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
 edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
-with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
-of the round's `time_limit_s`.
+with relays that forward first gets a plan read off the subset MILP (solvers/subset_plan.py), then the one MILP
+with T a variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
+from solvers.subset_plan import subset_plan
+from solvers.union_dual import union_dual_bound
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
@@ -35,12 +37,18 @@ LARGE_EDGE_SHARE = 0.4
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
+UNION_DUAL = True
+"""lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
 LAMBDA_SHARE = 0.6
 """lambda > 0 on one edge: the share of the time left for the least-energy bound before the round's MILP."""
 EDGE_COLUMNS_SHARE = 0.0
 """The same where the edge MILP (solvers/edge_model.py) follows: none. From one incumbent with 2 s each, the
 least-energy column bound certified 60-95 % gaps on 8-12-device edges and the edge MILP 14-25 % on 8 devices
 (experiments/solver_bound_parts.py); the 0.6 it had left the edge MILP too little time for its root LP."""
+
+SUBSET_PLAN_SHARE = 0.5
+"""lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
+(solvers/subset_plan.py) before the edge MILP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -111,6 +119,18 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
                       objective=cost.objective, lower_bound=min(lower, cost.objective))
 
 
+def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> RoundPlan:
+    """lambda = 0, relays that aggregate: the slowest edge, when it has more than MODEL_MAX_DEVICES devices (the
+    model's edges get their own bounds), gets the union LPs' dual bound of solvers/union_dual.py until `by`."""
+    p = problem
+    edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
+    e = int(np.argmax(edge_t))
+    if np.sum(p.device_edge == e) <= MODEL_MAX_DEVICES or now() >= by:
+        return plan
+    got = union_dual_bound(p, e, float(edge_t[e]), by)
+    return plan.with_(lower_bound=min(max(plan.lower_bound, got), plan.objective))
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -121,6 +141,10 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.lam == 0 and not (p.tree_aggregation or p.has_power_frequency or p.relay_aggregates):
         plan = round_large_edges(p, plan, min(t0 + LARGE_EDGE_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
                                  gap)
+        if within(plan, gap):
+            return plan.with_(status=STATUS_PROVEN)
+    if UNION_DUAL and p.lam == 0 and p.relay_aggregates and not (p.tree_aggregation or p.has_power_frequency):
+        plan = union_large_edge(p, plan, t0 + time_limit_s - FINISH_S)
         if within(plan, gap):
             return plan.with_(status=STATUS_PROVEN)
     if p.tree_aggregation or p.has_power_frequency or p.num_modules > MODEL_MAX_MODULES:
@@ -154,7 +178,11 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         if EDGE_COLUMNS_SHARE > 0:
             share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
-        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
+        upper = plan.objective  # first a plan read off the subset MILP (solvers/subset_plan.py), kept if better
+        got = subset_plan(p, plan.latency_s, now() + SUBSET_PLAN_SHARE * max(deadline - now(), 0.0))
+        if got is not None and got[2] < upper:
+            x, relay, upper = got
+        a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:

@@ -43,7 +43,7 @@ from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.powerfreq_round import from_lp
-from solvers.relay_search import improve_relays
+from solvers.relay_sweep import sweep_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
 
@@ -175,8 +175,9 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
                                                        repairs=repairs)
         sizes = np.bincount(p.device_edge, minlength=p.num_edges)
         large = [e for e in np.argsort(-sizes).tolist() if e not in small and sizes[e] > local_max_devices]
-        if RELAY_SEARCH and large and hint is not None and not clock.expired():
-            best_r, _ = improve_relays(p, best_x, best_r, hint, large, clock.share(RELAY_SEARCH_SHARE))
+        if RELAY_SEARCH and large and hint is not None:  # its first rounds run past the clock (below)
+            best_r, _ = sweep_relays(p, best_x, best_r, hint, large, clock.share(RELAY_SEARCH_SHARE),
+                                     min_rounds=SWEEP_MIN_ROUNDS)
     status = "optimal"
     if bandwidth == "cvxpy":
         tl = round_timeline(p, best_x, best_r)
@@ -222,9 +223,12 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
 
 
 RELAY_SEARCH = True
-"""lambda > 0: relay moves on the edges the energy search gives no local search (solvers/relay_search.py)."""
+"""lambda > 0: relay moves on the edges the energy search gives no local search (solvers/relay_sweep.py)."""
 RELAY_SEARCH_SHARE = 0.6
 """The part of the heuristics' time left that the relay moves may take (the certified bound comes after)."""
+SWEEP_MIN_ROUNDS = 2
+"""Rounds of relay moves that run whatever the clock says: at 10,000 devices the energy search's first selection
+spends the heuristics' clock, and two rounds (about 0.03 CPU s there) take most of what the moves gain."""
 LATENCY_LOCAL_SHARE = 0.3
 """lambda > 0: the part of the heuristics' time left that the lambda-0 local search may take (the energy search,
 solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the local search left the energy

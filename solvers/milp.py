@@ -91,7 +91,6 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     data = np.stack([np.tile(mem, n), np.repeat(samples, m)], axis=1).ravel().astype(float)
     h = bare()
     h.setOptionValue("output_flag", False)
-    set_limits(h, time_limit_s)
     h.setOptionValue("mip_rel_gap", MILP_GAP)
     h.setOptionValue("mip_heuristic_effort", MILP_HEURISTIC_EFFORT)
     if first_cover:
@@ -105,6 +104,7 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
     lp.integrality_ = [highspy.HighsVarType.kInteger] * (n * m)
     h.passModel(lp)
+    set_limits(h, time_limit_s)  # after the model: the node limit counts its rows
     h.run()
     charge(h.getInfo())
     status = h.getModelStatus()
@@ -126,7 +126,8 @@ def _solve_cvxpy(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     prob = cp.Problem(cp.Minimize(cp.sum(cp.multiply(cost, x))), cons)
     with quiet_stdout():  # HiGHS prints a banner
         extra = {"mip_max_improving_sols": 1} if first_cover else {}
-        prob.solve(solver="HIGHS", output_flag=False, mip_rel_gap=MILP_GAP, **highs_limits(time_limit_s), **extra)
+        prob.solve(solver="HIGHS", output_flag=False, mip_rel_gap=MILP_GAP,
+                   **highs_limits(time_limit_s, upper.shape[0] + upper.shape[1]), **extra)
     charge(None if prob.solver_stats is None else prob.solver_stats.extra_stats)
     if prob.status in ("infeasible", "infeasible_inaccurate"):
         return "infeasible", None

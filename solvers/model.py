@@ -359,7 +359,8 @@ def _run(m: RoundModel, time_limit: float, gap: float,
         warnings.filterwarnings("ignore", message="Solution may be inaccurate")  # a time limit: we read the bound
         try:
             opts = {} if cutoff is None else {"objective_bound": cutoff * (1 + 1e-9)}
-            prob.solve(solver="HIGHS", mip_rel_gap=gap / 4, output_flag=False, **highs_limits(time_limit), **opts)
+            rows = sum(c.size for c in prob.constraints)
+            prob.solve(solver="HIGHS", mip_rel_gap=gap / 4, output_flag=False, **highs_limits(time_limit, rows), **opts)
         except cp.error.SolverError:
             return "error", None, None
     info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None

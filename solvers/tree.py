@@ -238,7 +238,7 @@ def _choose(fin: list[np.ndarray], en: list[np.ndarray], lam: float) -> list[int
         val = max(f[i] for f, i in zip(fin, idx, strict=True)) + lam * sum(e[i] for e, i in zip(en, idx, strict=True))
         if val < best:
             best, pick = val, idx
-    # t = max over edges of the least finish is always in the loop, and costs are finite (_check_magnitudes)
+    # t = max over edges of the least finish is always in the loop, and costs are finite (check_magnitudes)
     assert pick is not None, "no finite (finish, energy) choice per edge"
     return [int(k[i]) for k, i in zip(fronts, pick, strict=True)]
 

@@ -36,19 +36,38 @@ def union_band(
     if fast is None:
         raise RuntimeError("the union bound LP needs highspy's bare solver (highspy._core._Highs)")
     highspy, bare = fast
+    lp, _ = union_lp(highspy, dev, mbits, samples, demand, route_col, route_up, w)
+    if lp is None:
+        return "optimal", 0.0
+    h: Any = bare()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    charge(h.getInfo())
+    status = h.getModelStatus()
+    kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
+        status, "other"
+    )
+    return kind, float(h.getInfo().objective_function_value)
+
+
+def union_lp(highspy: Any, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
+             route_col: np.ndarray, route_up: np.ndarray, w: np.ndarray) -> tuple[Any, tuple]:
+    """The LP of `union_band` (None when no module is needed) and its row layout: (device rows, the needed
+    modules' mask (their rows follow), each route's pair row index after those (-1: no route of its (device,
+    uploader) pair is in the LP), each pair's uploader); solvers/union_dual.py reads its duals."""
     ok = np.isfinite(w)
     col, up, wr = route_col[ok], route_up[ok], w[ok]
     need = demand > 0
     if not need.any():
-        return "optimal", 0.0
+        return None, ()
     scale = demand[need].max()
     rdev = dev[col]
     devs, d_local = np.unique(rdev, return_inverse=True)
     ups, u_local = np.unique(up, return_inverse=True)
-    pair_id = (
-        np.unique(rdev * (int(max(rdev.max(), up.max())) + 1) + up, return_inverse=True)[1]
-        if col.size
-        else np.zeros(0, dtype=np.int64)
+    span = int(max(dev.max(initial=0), route_up.max(initial=0))) + 1
+    keys, pair_id = (
+        np.unique(rdev * span + up, return_inverse=True) if col.size else (np.zeros(0, dtype=np.int64),) * 2
     )
     npair = int(pair_id.max()) + 1 if col.size else 0
     pair_up = np.zeros(npair, dtype=np.int64)
@@ -75,13 +94,8 @@ def union_band(
     lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32)
     lp.a_matrix_.index_ = r.astype(np.int32)
     lp.a_matrix_.value_ = v
-    h: Any = bare()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    h.run()
-    charge(h.getInfo())
-    status = h.getModelStatus()
-    kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
-        status, "other"
-    )
-    return kind, float(h.getInfo().objective_function_value)
+    every = dev[route_col] * span + route_up  # each route's pair, also those left out here
+    at = np.minimum(np.searchsorted(keys, every), max(keys.size - 1, 0))
+    pair_of_route = np.where(keys.size > 0, np.where(keys[at] == every, at, -1), -1) if keys.size else np.full(
+        route_col.size, -1)
+    return lp, (nd, need, pair_of_route, pair_up)

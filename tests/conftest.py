@@ -88,3 +88,18 @@ def cli_error(monkeypatch, capsys):
         return out.err + out.out
 
     return run
+
+
+LEVEL_NAMES = ("none", "int8", "topk")
+LEVEL_FACTOR = (1.0, 0.26, 0.12)
+LEVEL_DISTORTION = (0.0, 0.01, 0.4)
+
+
+def offer_levels(p, budget: float | None, penalty: float = 0.0, factor=LEVEL_FACTOR):
+    """Round problem ``p`` offering three compression levels (none, int8, top-k) under a distortion budget or
+    penalty: the solver level tests' common instance."""
+    import numpy as np
+
+    return dataclasses.replace(p, level_names=LEVEL_NAMES, level_factor=np.array(factor, dtype=float),
+                               level_distortion=np.array(LEVEL_DISTORTION), distortion_budget=budget,
+                               distortion_penalty=penalty)

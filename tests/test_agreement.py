@@ -87,6 +87,9 @@ def test_the_evidence_is_relative_to_the_typical_device_and_pooled_over_its_modu
     assert evidence[0] < -0.5 and all(-1 <= e <= 1 for e in evidence.values()) and max(evidence.values()) == 1.0
     assert direction_evidence({0: 0.01, 1: -0.02, 2: 0.015}) == {}  # no shared direction: no evidence
     assert direction_evidence({0: 0.5, 1: 0.4}) == {}  # too few devices
+    # weakly aligned is no objection; against the others counts relative to the median (0.175), down to -1
+    assert direction_evidence({0: 0.4, 1: 0.5, 2: 0.05, 3: -0.1, 4: -0.9, 5: 0.3}) == pytest.approx(
+        {0: 1.0, 1: 1.0, 2: 1.0, 3: -0.1 / 0.175, 4: -1.0, 5: 1.0})
 
 
 def test_scale_outliers_are_devices_far_from_the_typical_norm_on_most_of_their_modules():
@@ -108,15 +111,17 @@ def test_trust_carries_over_rounds_and_a_new_device_starts_trusted():
 def test_a_persistent_attacker_stays_out_and_a_reformed_one_earns_its_way_back():
     ref, _ = _wave(10)
     memory = DefenseMemory()
-    for seed in (1, 2):  # two rounds of attack: out both times, its trust falls further
+    for seed in (1, 2, 4):  # three rounds of attack: out every time, its trust falls further
         _, deltas = _wave(10, seed=seed)
         deltas[0] = {m: -10 * d for m, d in deltas[0].items()}
         out, _ = _judge(deltas, ref, memory=memory)
         assert {r.node for r in out.dropped} == {0} and len(out.kept) == 9 * len(MODULES)
-    assert memory.trust[0] == pytest.approx(-0.5)
+    assert memory.trust[0] == pytest.approx(-0.75)
     _, honest = _wave(10, seed=3)
     out, _ = _judge(honest, ref, memory=memory)  # honest now, but its record keeps it out this round
     assert {r.node for r in out.dropped} == {0} and 0 < memory.trust[0] < TRUST.min_trust
+    out, _ = _judge(_wave(10, seed=5)[1], ref, memory=memory)  # and the next honest round lets it back in
+    assert not out.dropped and memory.trust[0] > TRUST.min_trust
 
 
 def test_a_scale_outlier_is_left_out_at_once_however_slow_the_trust():

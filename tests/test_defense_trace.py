@@ -37,3 +37,21 @@ def test_summary_leaves_trusted_honest_devices_in() -> None:
         w["ratio"] = {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0}
     assert dt.summary(trace, min_trust=-0.25)[0].startswith(
         "accuracy 0.4000; honest device-waves left out: 0 of 6 (0.0 %)")
+
+
+def test_replay_recomputes_the_direction_evidence_and_reads_either_recorded_score() -> None:
+    dt = load_experiment("defense_trace")
+    wave = {"senders": [0, 1, 2, 3], "attackers": [3], "ratio": {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0},
+            "cos": {"0": -0.2, "1": 0.05, "2": 0.3, "3": 0.3}, "dir": {"0": -1.0, "1": 0.05 / 0.175, "2": 1.0,
+                                                                    "3": 1.0},
+            "score": {"0": 0.0, "1": 0.0, "2": 0.0, "3": 0.0},
+            # every sample alike: device 3 far below; by the held classes: device 2 far below
+            "tasks_all": {"0": {"c": 0.0}, "1": {"c": 0.01}, "2": {"c": 0.0}, "3": {"c": -1.0}},
+            "tasks_held": {"0": {"c": 0.0}, "1": {"c": 0.01}, "2": {"c": -1.0}, "3": {"c": 0.0}}}
+    recorded, _ = dt.evidence(wave, 1.5, False, True, score="tasks_all")
+    against, _ = dt.evidence(wave, 1.5, False, True, score="tasks_held", against_only=True)
+    assert recorded[1] == 0.05 / 0.175 and recorded[3] == -1.0 and recorded[2] == 1.0
+    assert against[1] == 1.0 and against[0] == -1.0 and against[2] == -1.0 and against[3] == 1.0
+    lines = dt.scorings({"labelflip": [{}, wave, wave]}, decay=0.0, min_trust=0.0)  # this wave's evidence alone
+    assert lines[2].startswith("| every sample") and lines[2].endswith("| - | 33.3 % | 100.0 % |")  # 0 and 3 out
+    assert lines[4].endswith("| - | 66.7 % | 0.0 % |")  # honest 0 (direction) and 2 (held score) out

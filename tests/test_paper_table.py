@@ -66,10 +66,11 @@ def test_compare_reports_each_change_and_the_largest():
     def table(acc: float) -> dict:
         cell = {"accuracy": {"mean": acc}, "edge_accuracy": {"mean": 0.4}, "latency_s": {"mean": 1.0},
                 "energy_j": {"mean": 2.0}}
-        run = {"overrides": ["seed=0", "(engine abc at 1234567)"]}
+        run = {"overrides": ["seed=0", "(engine abc at 1234567)"], "seed": 0, "history": [{"accuracy": acc}]}
         return {"command": "c", "settings": {"seeds": [0]}, "table": {"default": {"star": cell}},
                 "runs": {"default": {"star": [run]}}}
 
     md = compare(table(0.420), table(0.413), ["screen", "robust"])
     assert "| star | 42.00 | 41.30 | -0.70 | 40.00 | 40.00 | +0.00 |" in md
     assert "Largest accuracy change: -0.70 points (default, star); 1 of 1 cells" in md and "1234567" in md
+    assert "| 2 | +0 | 0: -0.70 |" in md  # the change seed by seed, last

@@ -85,10 +85,12 @@ def test_joint_plans_under_the_default_work_budget_give_the_same_numbers_twice()
     runs = []
     for _ in range(2):
         cfg = tiny_config(e_agg=1, rounds=2, d2d="relay")
+        cfg.topology.devices_per_edge = 4  # 2 devices an edge are solved, and proven, within any budget
         cfg = cfg.replace(solver={"name": "joint", "lam": 0.5, "time_limit_s": 0.1})
         assert cfg.solver.budget == "work"
         runs.append(run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg).history)
     strip = [[{k: v for k, v in h.items() if k not in WALL_CLOCK_METRICS} for h in run] for run in runs]
     assert strip[0] == strip[1]
     assert all(h["plan/solver_used"] == 1.0 for h in runs[0])
+    assert all(h["plan/proven"] == 0.0 for h in runs[0])  # the budget ran out: the deadline's path was taken
 

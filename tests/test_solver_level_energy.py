@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import LEVEL_DISTORTION, LEVEL_FACTOR, LEVEL_NAMES, offer_levels
 
 from solvers import RoundProblem, solve
 from solvers.candidates import EdgeCandidates
@@ -18,14 +19,13 @@ from solvers.generate import random_instance
 from solvers.level_energy import least_cost
 from solvers.level_model import LevelColumns, applies, refusal
 
-NAMES = ("none", "int8", "topk")
-FACTOR = np.array([1.0, 0.26, 0.12])
-DISTORTION = np.array([0.0, 0.01, 0.4])
+NAMES = LEVEL_NAMES
+FACTOR = np.array(LEVEL_FACTOR)
+DISTORTION = np.array(LEVEL_DISTORTION)
 
 
 def _offer(p: RoundProblem, budget: float | None, penalty: float = 0.0) -> RoundProblem:
-    return dataclasses.replace(p, level_names=NAMES, level_factor=FACTOR, level_distortion=DISTORTION,
-                               distortion_budget=budget, distortion_penalty=penalty)
+    return offer_levels(p, budget, penalty)
 
 
 def _edge_groups(p: RoundProblem, e: int) -> dict[float, EdgeCandidates]:

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import LEVEL_DISTORTION, LEVEL_FACTOR, LEVEL_NAMES, offer_levels
 
 from solvers import RoundProblem, solve
 from solvers.bandwidth import minmax_bandwidth
@@ -18,14 +19,13 @@ from solvers.generate import random_instance
 from solvers.level_model import LevelColumns, applies, column_count
 from solvers.parallel import restrict
 
-NAMES = ("none", "int8", "topk")
-FACTOR = np.array([1.0, 0.26, 0.12])
-DISTORTION = np.array([0.0, 0.01, 0.4])
+NAMES = LEVEL_NAMES
+FACTOR = np.array(LEVEL_FACTOR)
+DISTORTION = np.array(LEVEL_DISTORTION)
 
 
 def _offer(p: RoundProblem, budget: float | None, penalty: float = 0.0) -> RoundProblem:
-    return dataclasses.replace(p, level_names=NAMES, level_factor=FACTOR, level_distortion=DISTORTION,
-                               distortion_budget=budget, distortion_penalty=penalty)
+    return offer_levels(p, budget, penalty)
 
 
 def _edge_front(p: RoundProblem, e: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import LEVEL_DISTORTION, LEVEL_NAMES, offer_levels
 
 from solvers import RoundProblem, solve
 from solvers.check import check_plan
@@ -14,14 +15,13 @@ from solvers.generate import random_instance
 from solvers.levels import LEVEL_TIE, choose_levels, fewer_bytes
 from solvers.plan import RoundPlan
 
-NAMES = ("none", "int8", "topk")
-FACTOR = np.array([1.0, 0.26, 0.2])
-DISTORTION = np.array([0.0, 0.01, 0.4])
+NAMES = LEVEL_NAMES
+FACTOR = np.array((1.0, 0.26, 0.2))
+DISTORTION = np.array(LEVEL_DISTORTION)
 
 
 def _offer(p: RoundProblem, budget: float | None, penalty: float = 0.0) -> RoundProblem:
-    return dataclasses.replace(p, level_names=NAMES, level_factor=FACTOR, level_distortion=DISTORTION,
-                               distortion_budget=budget, distortion_penalty=penalty)
+    return offer_levels(p, budget, penalty, factor=FACTOR)
 
 
 def _brute(p: RoundProblem, x: np.ndarray, relay: np.ndarray) -> float:

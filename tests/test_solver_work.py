@@ -8,8 +8,18 @@ import threading
 import numpy as np
 import pytest
 
-from solvers import random_instance, solve
-from solvers.clock import ITERATION_S, NODE_S, TICK_S, Clock, WorkMeter, highs_limits, now, under_budget
+from solvers import check_plan, random_instance, solve
+from solvers.clock import (
+    ITERATION_S,
+    NODE_ITERATIONS_PER_ROW,
+    NODE_S,
+    TICK_S,
+    Clock,
+    WorkMeter,
+    highs_limits,
+    now,
+    under_budget,
+)
 
 
 def test_the_work_clock_counts_its_readings() -> None:
@@ -88,3 +98,25 @@ def test_a_tight_work_budget_gives_the_same_plan_under_load() -> None:
     assert np.array_equal(a.placement, b.placement) and np.array_equal(a.relay, b.relay)
     assert np.array_equal(a.bandwidth_hz, b.bandwidth_hz)
     assert (a.objective, a.lower_bound, a.status) == (b.objective, b.lower_bound, b.status)
+
+
+def test_a_node_of_a_large_milp_costs_its_expected_iterations() -> None:
+    """HiGHS's MIP ignores the iteration limit, so under a work budget its node limit stops it: priced at a node's
+    expected iterations (NODE_ITERATIONS_PER_ROW x rows), not a flat NODE_S."""
+    with under_budget("work"):
+        small, large = (highs_limits(0.5, rows)["mip_max_nodes"] for rows in (0, 106))
+    assert small == int(0.5 / NODE_S) + 1
+    assert large == int(0.5 / (NODE_S + ITERATION_S * NODE_ITERATIONS_PER_ROW * 106)) + 1 < small / 10
+
+
+@pytest.mark.slow
+def test_a_memory_tight_round_keeps_near_its_work_budget() -> None:
+    """200 devices on 2 edges with tight memory: the placement-repair MILPs of 100-device edges (106 rows) branch.
+    With nodes at 1 ms each this round spent 5.8 work seconds (45,360 iterations, 264 nodes; 5.5 CPU s) of a 1 s
+    budget and the first repair ran into its wall-clock backstop under load (then time, not work, decided the plan);
+    priced by their rows, 2.1 (the root of each repair still ignores the iteration limit)."""
+    p = random_instance(200, 2, 6, 0, memory_fraction=(0.5, 0.7))
+    with under_budget("work") as meter:
+        plan = solve(p, "joint", time_limit_s=1, budget="work")
+    assert meter is not None and meter.seconds() < 3.0
+    assert check_plan(p, plan) == []

@@ -17,7 +17,9 @@ from hffm.federation.faults import FaultsConfig
 from hffm.federation.loop import initial_state, run_federation, tier_policy
 from hffm.federation.validation import (
     SPREAD,
+    label_shares,
     mapping_gain,
+    reported_shares,
     server_validation_set,
     task_evidence,
     task_gains,
@@ -42,6 +44,49 @@ def test_a_prior_shift_gains_nothing_a_right_mapping_gains_and_a_flipped_one_los
     assert mapping_gain(before, right, targets) > 0.5 > -0.5 > mapping_gain(before, flipped, targets)
     missing = {"t": torch.full((32,), -100)}
     assert mapping_gain(before, right, missing) == 0.0
+
+
+def test_with_label_shares_each_class_counts_by_the_devices_share_of_it():
+    """A one-class honest device (class 0) that teaches class 0 and muddles the others is judged on class 0; a
+    flipper that trains class 3's labels on class 0's inputs (reporting class 3) loses on class 3's samples."""
+    torch.manual_seed(0)
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3])
+    before = {"t": torch.randn(10, 4)}
+    change = torch.zeros(10, 4)
+    change[y == 0, 0] = 2.0  # class 0 samples: more of class 0
+    change[y == 1, 2] = 1.0  # noise on the others
+    after = {"t": before["t"] + change}
+    own = task_gains(before, after, {"t": y})["t"]
+    held = task_gains(before, after, {"t": y}, {"t": torch.tensor([1.0, 0, 0, 0]).numpy()})["t"]
+    plain = (torch.log_softmax(after["t"].double(), -1) - torch.log_softmax(before["t"].double(), -1))
+    plain = plain - plain.mean(0, keepdim=True)
+    assert held == pytest.approx(float(plain[y == 0, 0].mean())) and held > own  # class 0's samples alone
+    shares = torch.tensor([0.5, 0.0, 0.0, 0.5]).numpy()  # each class's mean gain, weighted by the shares
+    assert task_gains(before, after, {"t": y}, {"t": shares})["t"] == pytest.approx(
+        0.5 * float(plain[y == 0, 0].mean()) + 0.5 * float(plain[y == 3, 3].mean()))
+    assert task_gains(before, after, {"t": y}, {"u": shares}) == {"t": pytest.approx(own)}  # no shares: every sample
+    absent = task_gains(before, after, {"t": torch.tensor([0, 0, 1, 1, 1, 2, 2, 2, 0, 1])}, {"t": [0, 0, 0, 1.0]})
+    assert absent == {}  # the device's class has no validation sample: the task gives no evidence
+    flip = torch.zeros(10, 4)
+    flip[y == 0, 3] = 2.0  # class 0's inputs taught as class 3
+    flipped = {"t": before["t"] + flip}
+    assert task_gains(before, flipped, {"t": y}, {"t": torch.tensor([0, 0, 0, 1.0]).numpy()})["t"] < 0
+
+
+def test_the_shares_are_the_labels_a_device_trains_on_flipped_for_the_flippers():
+    world = make_world(tiny_config())
+    honest = reported_shares(world)
+    assert set(honest) == set(range(world.num_devices))
+    for d, data in enumerate(world.train):
+        for task, share in honest[d].items():
+            y = data.targets[task]
+            y = y[y >= 0]
+            assert share == pytest.approx(torch.bincount(y.long(), minlength=len(share)).numpy() / len(y))
+            assert share.sum() == pytest.approx(1.0)
+    flipped = reported_shares(world, frozenset({0}))
+    assert all(flipped[0][t] == pytest.approx(honest[0][t][::-1]) for t in honest[0])  # c -> C - 1 - c
+    assert all(flipped[1][t] == pytest.approx(honest[1][t]) for t in honest[1])
+    assert label_shares(world.train[0]).keys() == honest[0].keys()
 
 
 def test_validation_evidence_is_relative_to_the_wave_and_clamped():
@@ -96,6 +141,8 @@ def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmar
         dataclasses.replace(DefenseConfig.screen(), validation_by_task=True)
     with pytest.raises(ValueError, match="defense.validation_spread=0"):
         DefenseConfig(min_trust=0.25, validation_samples=8, validation_spread=0)
+    with pytest.raises(ValueError, match="defense.validation_classes='some': must be 'all' or 'held'"):
+        DefenseConfig(min_trust=0.25, validation_samples=8, validation_classes="some")
 
 
 def test_without_a_validation_set_the_fallback_record_warns_how_to_provide_one(caplog):
@@ -180,6 +227,7 @@ def test_defense_robust_carries_the_validation_evidence_with_a_loud_fallback():
 
     robust = compose("defense=robust").defense
     assert robust.min_trust is not None and robust.validation_samples > 0 and robust.validation_fallback
+    assert robust.validation_classes == "held"  # judged on the classes each device learns
     assert compose().defense == robust  # the default
     assert compose("defense=screen").defense.validation_samples == 0
     with pytest.raises(MissingConfigException, match="robust"):  # one record: the old name is gone, the error lists it

@@ -4,9 +4,9 @@ Our modules have few holders per edge and honest updates agree only weakly (a co
 consensus), so a per-update direction check drops many honest updates and passes many bad ones. A device sends
 about a dozen module updates a round, and an attacker stays an attacker across rounds. So the evidence is pooled:
 
-- **direction**: per module, each holder's cosine with the consensus relative to the module's median cosine,
-  clamped to [-1, 1] (1: at least as aligned as the typical holder; negative: against it); a node's evidence is
-  the mean over its modules. Sign flippers score about -0.5, honest devices about 0.7.
+- **direction**: the cosine of all of a node's module updates together with the others' leave-one-out median:
+  evidence 1 when it is >= 0, else the cosine relative to the median node's, down to -1 (negative: against the
+  others). Sign flippers score about -0.5.
 - **scale**: a node whose median update norm over its modules (relative to each module's consensus norm) lies
   outside [1 / ``norm_band``, ``norm_band``] scores -1: with Adam-like steps honest norms sit within 0.7-1.3 of the
   median, a x10 update or an inner-product-manipulation update (about 0.4 x) does not.
@@ -76,14 +76,17 @@ def pooled_cosines(terms: Mapping[str, Mapping[int, tuple[float, float, float]]]
 
 
 def direction_evidence(cosines: Mapping[int, float]) -> dict[int, float]:
-    """Node -> its agreement relative to the typical node: cosine / the median cosine, clamped to [-1, 1]; empty
-    when the median is below ``MIN_MEDIAN_COSINE`` (no shared direction to agree with) or too few nodes."""
+    """Node -> 1 when it points with the others at all (cosine >= 0), else its cosine / the median cosine, at
+    least -1; empty when the median is below ``MIN_MEDIAN_COSINE`` (no shared direction to agree with) or too few
+    nodes. A weakly aligned honest device (odd data: one class, one modality) is no objection; only pointing
+    against the others is (min_trust < 0 never left out a positive cosine alone, but its evidence, the lower of
+    this and the validation evidence, dragged such devices down with a mildly low validation score)."""
     if len(cosines) < MIN_HOLDERS:
         return {}
     median = statistics.median(cosines.values())
     if median < MIN_MEDIAN_COSINE:
         return {}
-    return {n: max(-1.0, min(1.0, c / median)) for n, c in cosines.items()}
+    return {n: 1.0 if c >= 0 else max(-1.0, c / median) for n, c in cosines.items()}
 
 
 def scale_outliers(ratios: Mapping[str, Mapping[int, float]], norm_band: float) -> set[int]:

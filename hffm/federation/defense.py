@@ -83,6 +83,9 @@ class DefenseConfig:
     validation_by_task: bool = False
     """With validation: compare each task's score with the devices that train that task (true), or a device's
     score averaged over its tasks with every device's (false)."""
+    validation_classes: str = "held"
+    """With validation: score a device on every validation sample of its tasks (all), or each class's samples
+    weighted by the device's share of that class among the labels it trains on (held)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -111,6 +114,8 @@ class DefenseConfig:
         if self.validation_by_task and not self.validation_samples:
             problems.append("defense.validation_by_task=true needs defense.validation_samples > 0 (it compares "
                             "validation scores task by task): set validation_samples, or validation_by_task=false")
+        if self.validation_classes not in ("all", "held"):
+            problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all' or 'held'")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
             problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:

@@ -44,7 +44,13 @@ from hffm.federation.records import DeviceResult, Plan, RoundOutcome, Route, Tra
 from hffm.federation.screening import Rejection, log_rejections, screen_updates, thin_modules
 from hffm.federation.state import FederationState
 from hffm.federation.traffic import eligible_modules, round_links
-from hffm.federation.validation import server_validation_set, task_evidence, validation_task_scores, wave_candidates
+from hffm.federation.validation import (
+    reported_shares,
+    server_validation_set,
+    task_evidence,
+    validation_task_scores,
+    wave_candidates,
+)
 from hffm.federation.world import World
 
 if TYPE_CHECKING:
@@ -127,6 +133,8 @@ def run_federation(
     memory = DefenseMemory.from_dict(state.defense)
     # the aggregator's own labelled data, no device's (None: off, or none to be had and the record falls back)
     validation = server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense)
+    shares = None if validation is None else reported_shares(world, attacking if attacking and attack_of(
+        faults.attack).flips_labels else frozenset())  # the labels each device trains on, as it reports them
     state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
@@ -198,7 +206,8 @@ def run_federation(
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
             validated = None if validation is None else task_evidence(
-                validation_task_scores(fabric, world.bank, wave_candidates(world, state, leaving), validation),
+                validation_task_scores(fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
+                                       by_class=defense.validation_classes == "held"),
                 defense.validation_spread, defense.validation_by_task)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)

@@ -140,6 +140,7 @@ def _solve(
         "tree_links": float(sum(1 for d, p in parent.items() if p != d)),
         "lower_bound": float(plan.lower_bound),
         "gap": float(plan.gap),
+        "proven": float(plan.status == "optimal"),  # solver.gap proven; 0: time ran out or the bound is not proven
         "modules_placed": float(plan.placement.sum()),
         "modules_eligible": float(problem.eligible.sum()),
         "power_frequency": float(power is not None or cpu is not None),

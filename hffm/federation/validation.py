@@ -64,18 +64,34 @@ class Candidate:
     sent: Mapping[str, Mapping[str, torch.Tensor]]
     modalities: tuple[str, ...]
     tasks: tuple[str, ...]
+    shares: Mapping[str, np.ndarray] | None = None
+    """Task -> the share of each class among the labels the device trained on (``label_shares``); None: unknown."""
 
 
-def wave_candidates(world: World, state: FederationState, leaving: Sequence[tuple[int, Sequence[ModuleUpdate]]]
-                    ) -> list[Candidate]:
+def wave_candidates(world: World, state: FederationState, leaving: Sequence[tuple[int, Sequence[ModuleUpdate]]],
+                    shares: Mapping[int, Mapping[str, np.ndarray]] | None = None) -> list[Candidate]:
     """The wave's sending devices (``leaving``: (edge group, its screened updates)): what each received (its edge's
-    and its personal module states) and what it sent, in device order."""
+    and its personal module states) and what it sent, in device order; ``shares``: device -> its label shares."""
     sent: dict[tuple[int, int], dict[str, Mapping[str, torch.Tensor]]] = {}
     for group, updates in leaving:
         for u in updates:
             sent.setdefault((group, u.node), {})[u.module] = u.state
-    return [Candidate(d, state.device_states(g, d), s, tuple(world.parts[d].modalities), tuple(world.parts[d].tasks))
+    return [Candidate(d, state.device_states(g, d), s, tuple(world.parts[d].modalities), tuple(world.parts[d].tasks),
+                      None if shares is None else shares.get(d))
             for (g, d), s in sorted(sent.items(), key=lambda kv: kv[0][1])]
+
+
+def label_shares(data: M3TDataset) -> dict[str, np.ndarray]:
+    """Task -> the share of each class among ``data``'s labelled samples (classification tasks with a label)."""
+    out = {}
+    for task in data.tasks:
+        if task.kind != "classification" or not task.num_classes:
+            continue
+        labels = data.targets[task.name]
+        y = labels[labels >= 0].long().numpy()
+        if len(y):
+            out[task.name] = np.bincount(y, minlength=int(task.num_classes)) / len(y)
+    return out
 
 
 def server_validation_set(benchmark: object, source: str, seed: int, defense: DefenseConfig) -> M3TDataset | None:
@@ -103,6 +119,14 @@ def server_validation_set(benchmark: object, source: str, seed: int, defense: De
     return make_benchmark(dataclasses.replace(benchmark, num_samples=int(samples)), stream)
 
 
+def reported_shares(world: World, flipped: frozenset[int] = frozenset()) -> dict[int, dict[str, np.ndarray]]:
+    """Device -> ``label_shares`` of the labels it trains on, as it would report them: ``flipped`` devices (the
+    label-flipping attackers) report their flipped labels, the ones they train on."""
+    from hffm.federation.attacks import flip_labels
+
+    return {d: label_shares(flip_labels(data) if d in flipped else data) for d, data in enumerate(world.train)}
+
+
 def validation_scores(
     fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
 ) -> dict[int, float]:
@@ -114,6 +138,7 @@ def validation_scores(
 
 def validation_task_scores(
     fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
+    by_class: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Device -> task -> ``task_gains`` of its updates on the validation samples of its modalities and
     classification tasks (devices with no such task or sample are not scored).
@@ -148,7 +173,8 @@ def validation_task_scores(
         outputs = [_joined(chunks) for chunks in packed_outputs(fabric, bank, jobs)]
     else:
         outputs = [_outputs(fabric, bank, job) for job in jobs]
-    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1]) for d, (b, a) in pairs.items()}
+    shares = {c.device: c.shares if by_class else None for c in candidates}
+    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1], shares[d]) for d, (b, a) in pairs.items()}
 
 
 def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -161,8 +187,11 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
 
 
 def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
-               targets: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """Task -> ``mapping_gain`` on that task alone (tasks with no labelled sample left out)."""
+               targets: Mapping[str, torch.Tensor], shares: Mapping[str, np.ndarray] | None = None
+               ) -> dict[str, float]:
+    """Task -> ``mapping_gain`` on that task alone (tasks with no labelled sample left out). ``shares`` (task ->
+    the device's label shares): each class's mean gain weighted by the device's share of it, so the device is
+    judged on the classes it learns (tasks where it holds no class with a validation sample left out)."""
     import torch
 
     gains = {}
@@ -174,7 +203,16 @@ def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Ten
         change = (torch.log_softmax(after[task][labelled].double(), -1)
                   - torch.log_softmax(logits[labelled].double(), -1))
         change = change - change.mean(0, keepdim=True)
-        gains[task] = float(change.gather(1, y[labelled].long()[:, None]).mean())
+        own = change.gather(1, y[labelled].long()[:, None])[:, 0]
+        share = None if shares is None else shares.get(task)
+        if share is None:
+            gains[task] = float(own.mean())
+            continue
+        labels = y[labelled].long()
+        counts = torch.bincount(labels, minlength=len(share)).double()
+        weight = torch.as_tensor(share, dtype=torch.float64)[labels] / counts[labels]
+        if float(weight.sum()) > 0:
+            gains[task] = float((weight * own).sum() / weight.sum())
     return gains
 
 
