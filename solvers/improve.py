@@ -7,8 +7,8 @@ first, and stops as soon as the best edge bound certifies the round's latency wi
 edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
 subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit. lambda > 0 couples the
 edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
-with relays that forward gets the one MILP with T a variable (solvers/edge_model.py). Every MILP gets the time left
-of the round's `time_limit_s`.
+with relays that forward first gets a plan read off the subset MILP (solvers/subset_plan.py), then the one MILP
+with T a variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
+from solvers.subset_plan import subset_plan
 from solvers.union_dual import union_dual_bound
 
 MODEL_MAX_DEVICES = 16
@@ -44,6 +45,10 @@ EDGE_COLUMNS_SHARE = 0.0
 """The same where the edge MILP (solvers/edge_model.py) follows: none. From one incumbent with 2 s each, the
 least-energy column bound certified 60-95 % gaps on 8-12-device edges and the edge MILP 14-25 % on 8 devices
 (experiments/solver_bound_parts.py); the 0.6 it had left the edge MILP too little time for its root LP."""
+
+SUBSET_PLAN_SHARE = 0.5
+"""lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
+(solvers/subset_plan.py) before the edge MILP."""
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
@@ -173,7 +178,11 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         if EDGE_COLUMNS_SHARE > 0:
             share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
-        a = EdgeModel(p).solve(x, relay, plan.objective, deadline, gap)
+        upper = plan.objective  # first a plan read off the subset MILP (solvers/subset_plan.py), kept if better
+        got = subset_plan(p, plan.latency_s, now() + SUBSET_PLAN_SHARE * max(deadline - now(), 0.0))
+        if got is not None and got[2] < upper:
+            x, relay, upper = got
+        a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
         x, relay = a.x, a.relay
         lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
