@@ -42,7 +42,7 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
-from solvers.powerfreq_round import from_lp
+from solvers.powerfreq_round import PF_ITERS, PF_PRICE_STEPS, from_lp
 from solvers.relay_sweep import sweep_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
@@ -395,12 +395,12 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         # minimal covers on small rounds; not the band row: within PF_BOUND_SHARE its LPs (passed again per solve)
         # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
-        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES)
+        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
             lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
-        best = from_lp(p, subset, best, deadline, step_s)  # the bound's LP, rounded (solvers/powerfreq_round.py)
+        best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
     if model:
         assert limits is not None
         end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]
@@ -418,7 +418,7 @@ def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = Tr
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if decide:
-        options.append(plan_power_frequency(p, x, r))
+        options.append(plan_power_frequency(p, x, r, iters=PF_ITERS))
     costs = [evaluate(p, x, r, *o) for o in options]
     j = int(np.argmin([c.objective for c in costs]))
     b, pw, fr = options[j]
