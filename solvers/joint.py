@@ -42,7 +42,7 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
-from solvers.powerfreq_round import PF_ITERS, PF_PRICE_STEPS, from_lp
+from solvers.powerfreq_round import PF_ITERS, PF_LATENCIES, PF_PRICE_STEPS, from_lp
 from solvers.relay_sweep import sweep_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
@@ -397,7 +397,7 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
         subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
-                    tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
+                    tradeoff_lower_bound(p, t_lb, best.objective, PF_LATENCIES, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
             lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
         best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
