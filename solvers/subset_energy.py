@@ -351,8 +351,11 @@ class SubsetEnergy:
                 break
             # no knapsack price (with relay_aggregates its relayed parts may use no band): search around the energy
             # floor's worth of the whole band, floor / B_e (J per Hz); on 8-device aggregating edges the LP at the
-            # plan's latency went 0.36 -> 0.83 of the plan's energy (experiments/results/solver_model/s20/NOTES.md)
+            # plan's latency went 0.36 -> 0.83 of the plan's energy (experiments/results/solver_model/s20/NOTES.md).
+            # Not with power and frequency as decisions: there the extra LPs cost its clocked bound more than they
+            # gave (median certified gap 57.0 -> 59.3 %, s20/ab_nu_scale_powerfreq.json)
             band = float(self.p.edge_bandwidth_hz[e])
-            scale = float(floor[e]) / band if math.isfinite(floor[e]) and floor[e] > 0 and band > 0 else 0.0
+            scale = (float(floor[e]) / band if math.isfinite(floor[e]) and floor[e] > 0 and band > 0
+                     and not self.p.has_power_frequency else 0.0)
             out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock, scale))
         return out
