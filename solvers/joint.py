@@ -42,6 +42,7 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
+from solvers.powerfreq_round import PF_ITERS, PF_PRICE_STEPS, from_lp
 from solvers.relay_sweep import sweep_relays
 from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
@@ -113,6 +114,8 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
     if problem.offers_levels:
         return _with_levels(problem, time_limit_s=time_limit_s, gap=gap, **opts)
     share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
+    if problem.has_power_frequency and problem.lam > 0:
+        share = PF_HEURISTIC_SHARE
     opts["deadline"] = Clock.start(time_limit_s, t0)  # the round's: what the certified bound may use at lambda > 0
     opts["clock"] = opts["deadline"].share(share).within(time_budget_s)
     if problem.has_power_frequency:
@@ -350,6 +353,10 @@ PF_BOUND_SHARE = 0.6
 (the latency-energy bound with the subset LP, solvers/energy_bound.py) before the fixed-power model improves the
 choices: the bound given 1 s instead of the ~0.01 s it had once the model had spent the clock lifts 12-device edges
 at lambda 0.5 from a 55 % to a 33 % gap."""
+PF_HEURISTIC_SHARE = 0.25
+"""Power and frequency at lambda > 0: the heuristics' part of the time limit. They choose at p_max and f_max, which
+the bound's LP (priced with power and frequency free) beats at lambda >= 5 (solvers/powerfreq_round.py), so the bound
+and its LP's choices get the time."""
 PF_RESERVE = 1.5
 """x the measured time of the power / frequency step on the heuristics' choices, kept at the end for the same step
 on the model's choices (0.3 CPU s on 12 devices: it ran past the deadline when the model took all of it)."""
@@ -388,11 +395,12 @@ def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | N
         # minimal covers on small rounds; not the band row: within PF_BOUND_SHARE its LPs (passed again per solve)
         # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
-        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES)
+        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, clock=clock, subset=subset))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
             lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
+        best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
     if model:
         assert limits is not None
         end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]
@@ -410,7 +418,7 @@ def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = Tr
     x, r = plan.placement, plan.relay
     options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
     if decide:
-        options.append(plan_power_frequency(p, x, r))
+        options.append(plan_power_frequency(p, x, r, iters=PF_ITERS))
     costs = [evaluate(p, x, r, *o) for o in options]
     j = int(np.argmin([c.objective for c in costs]))
     b, pw, fr = options[j]

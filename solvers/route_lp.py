@@ -147,6 +147,10 @@ class RouteLP:
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
         return lp
 
+    def primal(self) -> np.ndarray:
+        """[K + L] the columns' values at the last solve."""
+        return np.asarray(self.h.getSolution().col_value, dtype=float)[:self.n]
+
     def solve(self, cost: np.ndarray, member: np.ndarray | None = None,
               band: np.ndarray | None = None) -> tuple[str, float]:
         """(optimal | infeasible | other, value) at costs [K + L] (inf: the column cannot be used); with union rows,

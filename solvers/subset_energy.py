@@ -27,10 +27,11 @@ phi(P) and its minimizer come from the certified table of solvers/upload_table.p
 (w = T - tau, the upload fills the window) when h(P / w) is at least the unconstrained minimizer, else phi(P).
 The LP itself (rows, covers, union rows, warm re-solves) is solvers/route_lp.py.
 
-Power and frequency as decisions: a column that computes C = n_i sum_S c_m cycles in t_c and uploads P bits in the
-rest of T spends at least kappa C max(f_min, C / t_c)^2 + P k(T - t_c, nu) (solvers/powerfreq_bound.py: the per-bit
-upload price is linear in P once power is free); t_c on a grid t_0 < ... < t_G = T: on [t_g, t_(g+1)] at least
-compute(t_(g+1)) + P k(T - t_g, nu) (each part monotone). Relayed bits pay k_j at the relay's window.
+Power and frequency as decisions: a column that computes C = n_i sum_S c_m cycles and uploads P bits, compute and
+upload sharing T, spends at least min over the compute time tau of kappa C max(f_min, C / tau)^2 + P k(T - tau, nu)
+(solvers/powerfreq_column.py: a certified golden section along the optimal spectral efficiency). A relayed column
+shares T - its hop's time, its bits at the relay's per-bit price k_j. The band price is searched by the sign of the
+LP's supergradient (`SubsetEnergy._price_by_slope`).
 
 The LP value is valid at any nu and theta; both are searched per edge (the value is concave in each), a few LPs
 each, within the round's clock (solvers/clock.py); edges it does not reach keep the knapsack bound
@@ -40,7 +41,7 @@ each, within the round's clock (solvers/clock.py); edges it does not reach keep 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,15 +50,13 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
-from solvers.powerfreq_bound import upload_per_bit
+from solvers.powerfreq_column import column_energy
 from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.upload_table import GOLD, concave_energy
 
 MAX_COLUMNS = 200_000
 """Most (device, subset) columns of one edge (2^M per device); an edge with more keeps the knapsack bound."""
-GRID = 12
-"""Compute-time grid points per column when frequency is a decision."""
 
 
 @dataclass
@@ -82,6 +81,7 @@ class EdgeEnergy:
     lp: RouteLP
     union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
     band_row: bool = False  # `lp` has the row: the columns' least bands alone sum to at most B_e (`bands`)
+    band_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] bands at the last decision costs
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
@@ -207,32 +207,21 @@ class EdgeEnergy:
             return np.where(bits <= 0, 0.0, np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi))
 
     def _costs_decisions(self, t: float, nu: float) -> np.ndarray:
-        """[K] power and frequency as decisions: min over compute-time pieces of compute + upload (module doc)."""
+        """[K + L] power and frequency as decisions: each column's compute and upload sharing its window
+        (solvers/powerfreq_column.py); a relayed column computes, hops, and its bits go up at the relay's price
+        (nothing with `relay_aggregates`: the relay may hold the module already). Keeps each column's band at its
+        price in `self.band_at` (the band price search's supergradient)."""
         p, dev, pay = self.p, self.dev, self.pay
         c0 = p.noise_w_per_hz / p.uplink_gain
         fmin, fmax = p.freq_min[dev], p.freq_max[dev]
-        t_min = self.cycles / fmax
-        t_top = np.minimum(t, self.cycles / fmin)
-        frac = np.linspace(0.0, 1.0, GRID + 1)
-        span = np.where(t_min > 0, np.maximum(t_top, t_min) / np.where(t_min > 0, t_min, 1.0), 1.0)
-        grid = t_min[:, None] * span[:, None] ** frac[None, :]  # [K, G+1] geometric from the least compute time
-        with np.errstate(divide="ignore", invalid="ignore"):  # the relays' empty columns: 0 / 0 (cost 0 below)
-            f = np.maximum(fmin[:, None], self.cycles[:, None] / grid)
-        comp = np.where(f <= fmax[:, None] * (1 + 1e-12), p.kappa * self.cycles[:, None] * f * f, np.inf)
-        # piece g: t_c in [grid_g, grid_(g+1)] -> comp(grid_(g+1)) + upload(t - grid_g); past t_top: comp(t_top)
-        comp_hi = np.concatenate([comp[:, 1:], comp[:, -1:]], axis=1)
-        start = grid  # each piece's earliest compute end
-        k_dir = upload_per_bit(c0[dev][:, None], t - start, nu)
-        best = np.min(comp_hi + pay[:, None] * k_dir, axis=1)
-        if self.lcol.size:
-            c, j, r = self.lcol, self.ldst, self.lrate
-            hop_t = (pay[c] / r)[:, None]
-            k_rel = upload_per_bit(c0[j][:, None], t - start[c] - hop_t, nu)
-            up = 0.0 if p.relay_aggregates else pay[c][:, None] * k_rel
-            via = p.d2d_power_w[dev[c]] * pay[c] / r
-            rel = np.where(np.isfinite(k_rel), via[:, None] + comp_hi[c] + up, np.inf).min(axis=1)
-            return np.concatenate([np.where(t_min < t, best, np.inf), np.where(t_min[c] < t, rel, np.inf)])
-        return np.where(t_min < t, best, np.inf)
+        c, j, r = self.lcol, self.ldst, self.lrate
+        hop = pay[c] / r
+        up_bits = np.zeros(c.size) if p.relay_aggregates else pay[c]
+        cat = np.concatenate  # direct columns, then routes via a hop: one call
+        out, self.band_at = column_energy(p.kappa, cat([self.cycles, self.cycles[c]]), cat([fmin, fmin[c]]),
+                                          cat([fmax, fmax[c]]), cat([c0[dev], c0[j]]), cat([pay, up_bits]),
+                                          cat([np.full(dev.size, t), t - hop]), nu)
+        return out + cat([np.zeros(dev.size), p.d2d_power_w[dev[c]] * hop])
 
     def bands(self, t: float) -> np.ndarray:
         """[K + L] each column's least band alone at latency t in units of B_e: its payload by t from its ready time
@@ -287,6 +276,7 @@ class SubsetEnergy:
         self.demand = p.coverage_demand()
         self.edges: dict[int, EdgeEnergy | None] = {}
         self.nu: dict[int, float] = {}  # the best price found per edge (the next latency starts there)
+        self.solutions: dict[int, dict[float, tuple[float, np.ndarray]]] = {}  # per edge, latency: (value, columns)
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
@@ -299,6 +289,8 @@ class SubsetEnergy:
         ee = self.edge(e)
         if ee is None:
             return -math.inf
+        if self.p.has_power_frequency:
+            return self._price_by_slope(ee, e, t, self.nu.get(e, nu_ref), clock)
         thetas = self.thetas
         start = self.nu.get(e, nu_ref if nu_ref > 0 else scale)
         best, arg = -math.inf, start
@@ -339,6 +331,58 @@ class SubsetEnergy:
                     best, arg = v, math.exp(u)
         if best > -math.inf:
             self.nu[e] = arg
+        return best
+
+    def _price_by_slope(self, ee: EdgeEnergy, e: int, t: float, start: float, clock: Clock | None) -> float:
+        """Power and frequency as decisions: the best LP(nu) - nu B_e over band prices nu, by the sign of its
+        supergradient (the LP's columns' bands at their prices, less B_e; LP(nu) - nu B_e is concave in nu): steps
+        out from `start` (doubling, on ln nu) until the sign turns, then bisects. Every nu gives a valid bound, so
+        a search the clock cuts short keeps the best so far. The knapsack's price (`start` at the first latency)
+        can be far from this LP's: on a 2-device round at lambda 0.5 the best was 60x above it (0.32 -> 0.96 of
+        the optimum's energy)."""
+        band = float(self.p.edge_bandwidth_hz[e])
+        best, arg = -math.inf, start
+
+        def probe(u: float) -> tuple[float, bool | None]:  # (value, too much band used: raise nu; None: no LP)
+            nonlocal best, arg
+            v = ee.value(t, math.exp(u), 0.0)
+            if not math.isfinite(v):
+                best = max(best, v)
+                return v, None
+            x = ee.lp.primal()
+            if v > best:
+                best, arg = v, math.exp(u)
+                self.solutions.setdefault(e, {})[t] = (v, x)
+            return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) > band
+
+        if start <= 0:
+            return ee.value(t, 0.0, 0.0)
+        u = math.log(start)
+        v, up = probe(u)
+        if up is None:
+            return math.inf if v == math.inf else best
+        step = 0.5 if e in self.nu else 2.0
+        lo = hi = u
+        for _ in range(10):  # out until the sign turns
+            if clock is not None and clock.expired():
+                break
+            nxt = u + (step if up else -step)
+            _, turn = probe(nxt)
+            if turn is None:
+                break
+            if turn != up:
+                lo, hi = min(u, nxt), max(u, nxt)
+                break
+            u, step = nxt, 2 * step
+        for _ in range(self.steps if hi > lo else 0):
+            if clock is not None and clock.expired():
+                break
+            mid = 0.5 * (lo + hi)
+            _, raise_ = probe(mid)
+            if raise_ is None:
+                break
+            lo, hi = (mid, hi) if raise_ else (lo, mid)
+        self.nu[e] = arg
         return best
 
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None,
