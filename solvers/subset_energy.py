@@ -283,16 +283,22 @@ class SubsetEnergy:
             self.edges[e] = EdgeEnergy.of(self.p, e, self.demand[e], self.covers, self.union, self.band_row)
         return self.edges[e]
 
-    def edge_value(self, e: int, t: float, nu_ref: float, clock: Clock | None = None) -> float:
-        """Best LP(nu, theta) - nu B_e found for edge e at latency <= t (-inf: no LP ran)."""
+    def edge_value(self, e: int, t: float, nu_ref: float, clock: Clock | None = None, scale: float = 0.0) -> float:
+        """Best LP(nu, theta) - nu B_e found for edge e at latency <= t (-inf: no LP ran). scale: where nu_ref is 0
+        (the knapsack priced no band), a price of the edge's scale to search around besides nu = 0."""
         ee = self.edge(e)
         if ee is None:
             return -math.inf
         if self.p.has_power_frequency:
             return self._price_by_slope(ee, e, t, self.nu.get(e, nu_ref), clock)
         thetas = self.thetas
-        start = self.nu.get(e, nu_ref if nu_ref > 0 else 0.0)
+        start = self.nu.get(e, nu_ref if nu_ref > 0 else scale)
         best, arg = -math.inf, start
+        if e not in self.nu and nu_ref <= 0 < scale:  # nu = 0 is valid too (what was searched before)
+            v = ee.value(t, 0.0, thetas[0])
+            if v == math.inf:
+                return math.inf
+            best, arg = v, 0.0
         for theta in thetas:
             if start <= 0:  # no reference price: nu = 0 alone (a valid bound)
                 v = ee.value(t, 0.0, theta)
@@ -387,5 +393,13 @@ class SubsetEnergy:
         for e in (range(self.p.num_edges) if order is None else order):
             if clock is not None and clock.expired():
                 break
-            out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock))
+            # no knapsack price (with relay_aggregates its relayed parts may use no band): search around the energy
+            # floor's worth of the whole band, floor / B_e (J per Hz); on 8-device aggregating edges the LP at the
+            # plan's latency went 0.36 -> 0.83 of the plan's energy (experiments/results/solver_model/s20/NOTES.md).
+            # Not with power and frequency as decisions: there the extra LPs cost its clocked bound more than they
+            # gave (median certified gap 57.0 -> 59.3 %, s20/ab_nu_scale_powerfreq.json)
+            band = float(self.p.edge_bandwidth_hz[e])
+            scale = (float(floor[e]) / band if math.isfinite(floor[e]) and floor[e] > 0 and band > 0
+                     and not self.p.has_power_frequency else 0.0)
+            out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock, scale))
         return out

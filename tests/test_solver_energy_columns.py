@@ -23,13 +23,14 @@ def test_bound_is_valid(n, seed, lam, agg):
 
 
 def test_bound_beats_the_heuristics_bound_where_they_do_not_enumerate():
-    """A 5-device edge with aggregating relays at lambda = 0.05: the heuristics' bound is 26 % below the optimum (31 %
-    before the subset LP's band row, 215f4f2; 39 % before the bounds' LPs had minimal covers, 44 % before the union
+    """A 5-device edge with aggregating relays at lambda = 0.05: the heuristics' bound is 21 % below the optimum (26 %
+    before the subset LP's band price was searched around floor / B_e where the knapsack priced no band, session 20;
+    31 % before the subset LP's band row, 215f4f2; 39 % before the bounds' LPs had minimal covers, 44 % before the union
     latency bound of solvers/union_bound.py); the least-energy pieces certify within 15 % (validity: the exact
     optimum)."""
     p = random_instance(5, 1, 4, 0, lam=0.05, relay_aggregates=True)
     best = exact_solve(p).objective
     heuristic = solve(p, "joint", time_limit_s=0)
     lb = lambda_bound(p, heuristic.objective, time.perf_counter() + 30.0)
-    assert heuristic.lower_bound < 0.76 * best and 0.84 * best <= lb <= best * (1 + 1e-7)
-    assert lb > heuristic.lower_bound + 0.1 * best
+    assert heuristic.lower_bound < 0.8 * best and 0.84 * best <= lb <= best * (1 + 1e-7)
+    assert lb > heuristic.lower_bound + 0.05 * best
