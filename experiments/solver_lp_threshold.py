@@ -27,8 +27,8 @@ from code_version import CODE_PATHS, commit
 from solvers import random_instance, solve
 from solvers.bounds import EdgeRoutes
 from solvers.clock import Clock
+from solvers.energy import edge_latency
 from solvers.evaluate import evaluate
-from solvers.joint import _edge_latency
 from solvers.local import local_search
 from solvers.parallel import restrict
 
@@ -71,7 +71,7 @@ def main() -> None:
         x2, r2 = local_search(sub, plan.placement[dev], local[plan.relay[dev]], max_devices=dev.size, rounds=200,
                               clock=Clock.start(args.search_s))
         search_cpu = time.process_time() - c0
-        t_search = float(_edge_latency(sub, [(x2, r2)])[0][0])
+        t_search = float(edge_latency(sub, [(x2, r2)])[0][0])
         rows.append({"devices": args.devices, "seed": seed, "modules": modules, "load_1min": load,
                      "latency_s": plan.latency_s, "lower_bound": plan.lower_bound, "certified_gap": plan.gap,
                      "slowest_edge": e, "lp_threshold_s": t_lp, "threshold_gap": 1 - t_lp / plan.latency_s,

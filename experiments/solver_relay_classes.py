@@ -31,8 +31,8 @@ from solver_model_bench import instance  # noqa: E402
 import solvers.relay_price as rp  # noqa: E402
 from solvers import solve  # noqa: E402
 from solvers.bounds import subset_lower_bound  # noqa: E402
+from solvers.energy import edge_latency  # noqa: E402
 from solvers.energy_bound import EnergyBound, tradeoff_lower_bound  # noqa: E402
-from solvers.joint import _edge_latency  # noqa: E402
 from solvers.subset_energy import SubsetEnergy  # noqa: E402
 
 
@@ -60,7 +60,7 @@ def main() -> None:
             for seed in range(a.seeds):
                 p = instance(n, "one-hop", lam, seed)
                 plan = plan_of(p, a.plan_limit)
-                t_lb = subset_lower_bound(p, _edge_latency(p, [(plan.placement, plan.relay)])[0])
+                t_lb = subset_lower_bound(p, edge_latency(p, [(plan.placement, plan.relay)])[0])
                 t = plan.latency_s * (1 + 1e-9)
                 _, nu = EnergyBound.of(p).prices(t)
                 row = {"devices": n, "lambda": lam, "seed": seed, "objective": plan.objective,

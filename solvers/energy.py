@@ -255,3 +255,20 @@ def plan_bandwidth(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, hint
     b = np.zeros(problem.num_devices)
     b[idx] = b_up
     return b
+
+
+def edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndarray]],
+                 rtol: float = 1e-7) -> list[np.ndarray]:
+    """Exact min-max latency per edge of several whole-round choices, in one vectorized bisection."""
+    p, ne = problem, problem.num_edges
+    grp, st, bits, a = [], [], [], []
+    for c, (x, relay) in enumerate(choices):
+        tl = round_timeline(p, x, relay)
+        idx = np.flatnonzero(tl.uploader)
+        grp.append(p.device_edge[idx] + c * ne)
+        st.append(tl.start[idx])
+        bits.append(tl.bits[idx])
+        a.append(p.snr_hz[idx])
+    t, _ = minmax_bandwidth(np.concatenate(grp), np.concatenate(st), np.concatenate(bits), np.concatenate(a),
+                            np.tile(p.edge_bandwidth_hz, len(choices)), rtol=rtol)
+    return [t[c * ne:(c + 1) * ne] for c in range(len(choices))]

@@ -16,53 +16,28 @@ carries a certified lower bound (solvers/bounds.py). See solvers/README.md for t
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Any
 
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
-from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, round_lower_bound, subset_lower_bound
+from solvers.bounds import round_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries, now, under_budget
-from solvers.energy import plan_bandwidth, round_uploads
-from solvers.energy_bound import tradeoff_lower_bound
+from solvers.energy import edge_latency, plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_budget, check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
-from solvers.improve import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, applies, improve, uses_cvxpy, within
+from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, uses_cvxpy, within
 from solvers.instance import RoundProblem
-from solvers.level_model import MESSAGE as LEVEL_MODEL_MESSAGE
-from solvers.level_model import applies as level_model_applies
-from solvers.level_model import refusal as level_model_refusal
-from solvers.level_model import solve_levels
-from solvers.levels import choose_levels, fewer_bytes
+from solvers.joint_levels import with_levels
+from solvers.joint_powerfreq import PF_HEURISTIC_SHARE, with_power_frequency
 from solvers.local import local_search
 from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
-from solvers.powerfreq import plan_power_frequency
-from solvers.powerfreq_round import PF_ITERS, PF_LATENCIES, PF_PRICE_STEPS, from_lp
 from solvers.relay_sweep import sweep_relays
-from solvers.subset_energy import SubsetEnergy
 from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
-
-
-def _edge_latency(problem: RoundProblem, choices: list[tuple[np.ndarray, np.ndarray]],
-                  rtol: float = 1e-7) -> list[np.ndarray]:
-    """Exact min-max latency per edge of several whole-round choices, in one vectorized bisection."""
-    p, ne = problem, problem.num_edges
-    grp, st, bits, a = [], [], [], []
-    for c, (x, relay) in enumerate(choices):
-        tl = round_timeline(p, x, relay)
-        idx = np.flatnonzero(tl.uploader)
-        grp.append(p.device_edge[idx] + c * ne)
-        st.append(tl.start[idx])
-        bits.append(tl.bits[idx])
-        a.append(p.snr_hz[idx])
-    t, _ = minmax_bandwidth(np.concatenate(grp), np.concatenate(st), np.concatenate(bits), np.concatenate(a),
-                            np.tile(p.edge_bandwidth_hz, len(choices)), rtol=rtol)
-    return [t[c * ne:(c + 1) * ne] for c in range(len(choices))]
 
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
@@ -112,14 +87,14 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,
                                 workers=workers)
     if problem.offers_levels:
-        return _with_levels(problem, time_limit_s=time_limit_s, gap=gap, **opts)
+        return with_levels(problem, joint_solve, time_limit_s=time_limit_s, gap=gap, **opts)
     share = HEURISTIC_SHARE if applies(problem) else HEURISTIC_ALONE
     if problem.has_power_frequency and problem.lam > 0:
         share = PF_HEURISTIC_SHARE
     opts["deadline"] = Clock.start(time_limit_s, t0)  # the round's: what the certified bound may use at lambda > 0
     opts["clock"] = opts["deadline"].share(share).within(time_budget_s)
     if problem.has_power_frequency:
-        plan = _with_power_frequency(problem, (time_limit_s, gap), cache, **opts)
+        plan = with_power_frequency(problem, _solve_fixed, (time_limit_s, gap), cache, **opts)
         proven = bound and within(plan, gap)
         return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN, solve_seconds=time.perf_counter() - wall)
     plan = _heuristic(problem, **opts)
@@ -137,9 +112,9 @@ def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, l
     """The heuristic plan (today's joint solver): the model's incumbent, within `clock`."""
     resolve_workers(problem, workers)  # a bad value raises before any work
     if problem.has_power_frequency:
-        return _with_power_frequency(problem, iterations=iterations, local_max_devices=local_max_devices,
-                                     local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
-                                     enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
+        return with_power_frequency(problem, _solve_fixed, iterations=iterations, local_max_devices=local_max_devices,
+                                    local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
+                                    enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
     return _solve_fixed(problem, iterations=iterations, local_max_devices=local_max_devices,
                         local_rounds=local_rounds, bandwidth=bandwidth, time_budget_s=time_budget_s,
                         enum_max=enum_max, bound=bound, workers=workers, clock=clock, deadline=deadline)
@@ -170,7 +145,7 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
     t_fast = None
     if p.lam > 0:
         if bound:  # the latency-first choices' edge latencies: where the latency bound's LP ladder starts (below)
-            t_fast = _edge_latency(p, [(best_x, best_r)])[0]
+            t_fast = edge_latency(p, [(best_x, best_r)])[0]
         best_x, best_r, hint, exact_lb = energy_search(p, best_x, best_r, small, local_max_devices=local_max_devices,
                                                        repairs=repairs)
         sizes = np.bincount(p.device_edge, minlength=p.num_edges)
@@ -187,7 +162,7 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
     cost = evaluate(p, best_x, best_r, b)
     lower = 0.0
     if bound:
-        t_known = _edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
+        t_known = edge_latency(p, [(best_x, best_r)])[0]  # the lambda-0 latency of each edge's final choice
         if t_fast is not None:  # both are achievable; the energy search's choices are slower (at 1,000 devices and
             # lambda 0.5 three times): from them the 16 LPs of the subset bound went down its ladder for 0.8 CPU s
             t_known = np.minimum(t_known, t_fast)
@@ -259,7 +234,7 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
         t_dev = t_edge[p.device_edge]
         x = greedy_placement(p, t_dev, repairs=repairs)
         relays = (greedy_relays(p, x, t_dev), np.arange(n))
-        for relay, t_new in zip(relays, _edge_latency(p, [(x, r) for r in relays]), strict=True):
+        for relay, t_new in zip(relays, edge_latency(p, [(x, r) for r in relays]), strict=True):
             better = t_new < best_t
             if better.any():
                 rows = better[p.device_edge]
@@ -277,150 +252,3 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
         best_x, best_r = local_search(p, best_x, best_r, max_devices=local_max_devices, rounds=local_rounds,
                                       skip=frozenset(small), clock=local_clock)
     return best_x, best_r, small
-
-
-LEVEL_BOUND_SHARE = 0.25
-"""Levels at lambda > 0: the share of the time left after the warm start that the relaxed round's latency-energy
-bound may take before the level model (unclocked it took 1.5 of a 2 s limit on 8 devices, leaving the model
-nothing)."""
-
-
-def _with_levels(problem: RoundProblem, **opts: Any) -> RoundPlan:  # opts: joint_solve's keywords
-    """Compression levels as decisions: placement and relays at full size (the plan above), then each device's
-    level by the exact small program of solvers/levels.py, then the band for those payloads; the lower bound is
-    the full bound of the relaxed round (every payload at the smallest factor, distortion free). On edges the
-    column model takes (solvers/level_model.py; at lambda > 0 with energy by tangents, solvers/level_energy.py),
-    that plan is the incumbent of the joint level model, which chooses placement, relays and levels together and
-    certifies them within the time limit; where it takes no edge the message says why."""
-    t0, wall = now(), time.perf_counter()
-    p = problem
-    full = dataclasses.replace(p, level_names=(), level_factor=None, level_distortion=None, distortion_budget=None,
-                               distortion_penalty=0.0)
-    plan = joint_solve(full, **{**opts, "bound": False})  # the heuristic plan at full size
-    x, r = plan.placement, plan.relay
-    choice = choose_levels(p, x, r)
-    level, b, cost = _fewer_bytes(p, x, r, choice.level)
-    bound, limit, gap = opts.get("bound", True), float(opts["time_limit_s"]), float(opts["gap"])
-    t_floor = float(subset_lower_bound(p.relaxed(), cost.edge_latency_s)) if bound else 0.0  # the latency's
-    lower = t_floor
-    if p.lam > 0 and bound:  # the relaxed round's latency-energy bound: a share of the time left when the model runs
-        clock = Clock.start(limit, t0).share(LEVEL_BOUND_SHARE) if limit > 0 and level_model_applies(p) else None
-        lower = float(round_lower_bound(p.relaxed(), cost.edge_latency_s, upper=cost.objective, clock=clock))
-    how = ("levels exact given placement and relays" if choice.exact else
-           f"levels heuristic (lambda > 0 or edges of over {len(p.level_names)}^n vectors: "
-           f"{choice.edges_enumerated}/{p.num_edges} edges enumerated)")
-    model = level_model_applies(p)
-    if not model:
-        how += f"; {level_model_refusal(p)}"
-    status = plan.status
-    if bound and limit > 0 and lower < (1 - gap) * cost.objective and opts.get("bandwidth") != "cvxpy" and model:
-        got = solve_levels(p, x, r, level, t_floor, t0 + limit, gap)
-        if got.objective < cost.objective:
-            x, r = got.x, got.relay
-            level, b, cost = _fewer_bytes(p, x, r, got.level)
-        lower = max(lower, got.lower_bound)
-        proven = lower >= (1 - gap) * cost.objective
-        status = STATUS_PROVEN if proven else STATUS_TIME if now() >= t0 + limit - 0.06 else \
-            STATUS_UNPROVEN
-        how = f"{LEVEL_MODEL_MESSAGE}: {got.settled} trial latencies settled, {got.milps} MILPs"
-    elif bound and limit > 0:
-        status = STATUS_PROVEN if lower >= (1 - gap) * cost.objective else STATUS_UNPROVEN
-    return plan.with_(placement=x, relay=r, bandwidth_hz=b, level=level, latency_s=cost.latency_s,
-                      energy_j=cost.energy_j, objective=cost.objective, lower_bound=min(lower, cost.objective),
-                      message=how, status=status, solve_seconds=time.perf_counter() - wall)
-
-
-def _fewer_bytes(p: RoundProblem, x: np.ndarray, r: np.ndarray, level: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, Any]:
-    """The levels, band and cost of (x, r, level) after the tie-break of solvers/levels.py (fewest bytes among
-    levels the model cannot tell apart), kept only where the round's objective did not grow."""
-    chosen = p.with_levels(level)
-    b = plan_bandwidth(chosen, x, r)
-    cost = evaluate(chosen, x, r, b)
-    tied = fewer_bytes(p, x, level)
-    if np.array_equal(tied, level):
-        return level, b, cost
-    q = p.with_levels(tied)
-    b2 = plan_bandwidth(q, x, r)
-    cost2 = evaluate(q, x, r, b2)
-    if cost2.objective <= cost.objective * (1 + 1e-12):
-        return tied, b2, cost2
-    return level, b, cost
-
-
-PF_BOUND_SHARE = 0.6
-"""Power and frequency at lambda > 0: the part of the time left after the heuristics that the certified bound takes
-(the latency-energy bound with the subset LP, solvers/energy_bound.py) before the fixed-power model improves the
-choices: the bound given 1 s instead of the ~0.01 s it had once the model had spent the clock lifts 12-device edges
-at lambda 0.5 from a 55 % to a 33 % gap."""
-PF_HEURISTIC_SHARE = 0.25
-"""Power and frequency at lambda > 0: the heuristics' part of the time limit. They choose at p_max and f_max, which
-the bound's LP (priced with power and frequency free) beats at lambda >= 5 (solvers/powerfreq_round.py), so the bound
-and its LP's choices get the time."""
-PF_RESERVE = 1.5
-"""x the measured time of the power / frequency step on the heuristics' choices, kept at the end for the same step
-on the model's choices (0.3 CPU s on 12 devices: it ran past the deadline when the model took all of it)."""
-
-
-def _with_power_frequency(problem: RoundProblem, limits: tuple[float, float] | None = None,
-                          cache: ModelCache | None = None, **opts: Any) -> RoundPlan:  # opts: _heuristic's keywords
-    """Power and frequency as decisions: discrete choices at p_max and f_max (the latency-optimal values, and
-    how the energy search prices them; improved by the model within limits = (time_limit_s, gap) when given), then
-    bandwidth, power and frequency for T + lambda E (solvers/powerfreq.py); the better of that and the max-power
-    plan is kept. At lambda = 0 the max-power plan's bound holds (more power and speed never slow a round). At
-    lambda > 0 the fixed-power bound does not hold (less power spends less): the bound is the latency-energy bound
-    with power and frequency priced as decisions, computed before the model (PF_BOUND_SHARE), and the model stops
-    early enough for the power / frequency step on its choices (PF_RESERVE)."""
-    t0, wall = now(), time.perf_counter()
-    p = problem
-    bound = opts.get("bound", True)
-    deadline: Clock = opts.get("deadline") or Clock()
-    base = dataclasses.replace(p, tx_power_w=p.power_max, cpu_hz=p.freq_max, p_max=None, f_min=None, f_max=None)
-    plan = _solve_fixed(base, **{**opts, "bound": bound and p.lam == 0})
-    model = limits is not None and limits[0] > 0 and bool(bound) and opts.get("bandwidth") != "cvxpy"
-    if p.lam == 0:  # full power and speed: the fixed plan and its bound are the answer
-        if model:
-            assert limits is not None
-            plan = improve(base, plan, limits[0], limits[1], t0, cache)
-        best = _power_frequency_options(p, plan, decide=False)
-        return best.with_(lower_bound=min(plan.lower_bound, best.objective), solve_seconds=time.perf_counter() - wall)
-    tic = now()
-    best = _power_frequency_options(p, plan)
-    step_s = now() - tic
-    lower = plan.lower_bound
-    if bound:  # T from the round at full power and speed, E priced for decisions
-        x, r = plan.placement, plan.relay
-        t_lb = subset_lower_bound(base, _edge_latency(base, [(x, r)])[0])
-        clock = deadline.share(PF_BOUND_SHARE) if model else deadline
-        # minimal covers on small rounds; not the band row: within PF_BOUND_SHARE its LPs (passed again per solve)
-        # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
-        # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
-        subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
-        lower = max(t_lb + p.lam * energy_lower_bound(p),
-                    tradeoff_lower_bound(p, t_lb, best.objective, PF_LATENCIES, clock=clock, subset=subset))
-        if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
-            lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
-        best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
-    if model:
-        assert limits is not None
-        end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]
-        better = improve(base, plan, end - t0, limits[1], t0, cache)
-        if not (np.array_equal(better.placement, plan.placement) and np.array_equal(better.relay, plan.relay)):
-            # new choices: power and frequency for them if the step still fits the clock, else max power and speed
-            got = _power_frequency_options(p, better, decide=deadline.left() >= step_s)
-            best = got if got.objective < best.objective else best
-    return best.with_(lower_bound=min(lower, best.objective), solve_seconds=time.perf_counter() - wall)
-
-
-def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = True) -> RoundPlan:
-    """The fixed-power `plan`'s choices with the better of max power and speed (its band) and, if `decide`, the
-    power, frequency and band of solvers/powerfreq.py for T + lambda E."""
-    x, r = plan.placement, plan.relay
-    options = [(plan.bandwidth_hz, p.power_max, p.freq_max)]
-    if decide:
-        options.append(plan_power_frequency(p, x, r, iters=PF_ITERS))
-    costs = [evaluate(p, x, r, *o) for o in options]
-    j = int(np.argmin([c.objective for c in costs]))
-    b, pw, fr = options[j]
-    return plan.with_(bandwidth_hz=b, tx_power_w=pw, cpu_hz=fr, latency_s=costs[j].latency_s,
-                      energy_j=costs[j].energy_j, objective=costs[j].objective)
