@@ -77,9 +77,7 @@ def test_unknown_solver_is_rejected_at_config_time():
 
 WALL_CLOCK_METRICS = ("time/round_s", "plan/solve_s")
 """The run's own timings: reported, never fed back into a plan or the training."""
-EVAL_TIERS = ("global/", "edge/", "device/")
-"""Evaluation metrics: with 4 devices an edge `global/snr/mae` varies by 1e-8 relative from run to run of one seed
-(seen at 9449eac too, not the solver's: every plan and training number is equal); compared to 1e-6."""
+
 
 
 def test_joint_plans_under_the_default_work_budget_give_the_same_numbers_twice():
@@ -92,12 +90,8 @@ def test_joint_plans_under_the_default_work_budget_give_the_same_numbers_twice()
         cfg = cfg.replace(solver={"name": "joint", "lam": 0.5, "time_limit_s": 0.1})
         assert cfg.solver.budget == "work"
         runs.append(run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg).history)
-    strip = [[{k: v for k, v in h.items() if k not in WALL_CLOCK_METRICS and not k.startswith(EVAL_TIERS)}
-              for h in run] for run in runs]
-    assert strip[0] == strip[1]  # every plan, training and cost number, bit for bit
-    for a, b in zip(*runs, strict=True):  # the evaluation's float32 MAE differs in its 8th digit between runs
-        evaluated = sorted(k for k in a if k.startswith(EVAL_TIERS))
-        assert evaluated and [a[k] for k in evaluated] == pytest.approx([b[k] for k in evaluated], rel=1e-6)
+    strip = [[{k: v for k, v in h.items() if k not in WALL_CLOCK_METRICS} for h in run] for run in runs]
+    assert strip[0] == strip[1]  # every plan, training, cost and evaluation number, bit for bit
     assert all(h["plan/solver_used"] == 1.0 for h in runs[0])
     assert all(h["plan/proven"] == 0.0 for h in runs[0])  # the budget ran out: the deadline's path was taken
 

@@ -188,7 +188,11 @@ def packed_outputs(fabric: Fabric, bank: ModuleBank, jobs: Sequence, max_jobs: i
     rows = [_counted_rows(j) for j in jobs]
     # jobs of one model and data next to each other (their shared encoder outputs are kept while they run),
     # then by modality and task set (a pass's sequences share lengths)
-    family = [(id(j.data), tuple(id(j.states.get(f"encoder/{m}")) for m in bank.modalities)) for j in jobs]
+    # (families numbered by first appearance, not by id: ordered by address, the passes, and so the outputs' last
+    # bits, changed from run to run of one seed)
+    first: dict[tuple, int] = {}
+    family = [first.setdefault((id(j.data), tuple(id(j.states.get(f"encoder/{m}")) for m in bank.modalities)),
+                               len(first)) for j in jobs]
     order = sorted(range(len(jobs)), key=lambda i: (family[i], jobs[i].modalities, jobs[i].tasks))
     passes = plan_passes([len(r) for r in rows], order, pass_samples, max_jobs)
 
