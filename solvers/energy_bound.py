@@ -35,24 +35,10 @@ from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_bound import compute_floor, upload_per_bit
+from solvers.upload_table import GOLD, golden_bracket
 
-GOLD = (math.sqrt(5.0) - 1.0) / 2.0
 SPAN = 30.0
 """The band search covers b in [B_e e^-SPAN, B_e]."""
-
-
-def _bracket(f, lo: np.ndarray, hi: np.ndarray, steps: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    """Golden-section search for a minimizer of a unimodal f on [lo, hi] (elementwise): the final bracket."""
-    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
-    fc, fd = f(c), f(d)
-    for _ in range(steps):
-        left = fc <= fd  # a minimizer lies in [lo, d]
-        hi = np.where(left, d, hi)
-        lo = np.where(left, lo, c)
-        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
-        new = f(np.where(left, c, d))
-        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
-    return lo, hi
 
 
 def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.ndarray, t: float, nu: np.ndarray,
@@ -65,7 +51,7 @@ def per_bit_cost(power: np.ndarray, a: np.ndarray, umax: np.ndarray, cap: np.nda
         r = uplink_rate(b, a)
         return power / r + nu * b / np.minimum(umax, t * r)
 
-    lo, hi = _bracket(f, np.log(cap) - SPAN, np.log(cap) + 0.0 * nu, steps)
+    lo, hi = golden_bracket(f, np.log(cap) - SPAN, np.log(cap) + 0.0 * nu, steps)
     b_lo, b_hi = np.exp(lo), np.exp(hi)
     r_hi = uplink_rate(b_hi, a)
     inside = power / r_hi + nu * b_lo / np.minimum(umax, t * r_hi)

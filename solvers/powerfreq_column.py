@@ -29,8 +29,8 @@ import numpy as np
 
 from solvers.evaluate import LN2
 from solvers.powerfreq_bound import Y_HI, Y_LO, k_func
+from solvers.upload_table import golden_bracket
 
-GOLD = (math.sqrt(5.0) - 1.0) / 2.0
 ENDS = 40
 """Bisection steps for the ends of the search range (outer sides; a wider range lets an optimum at an end, f_max,
 see a cheaper upload beyond it: 20 steps lost up to 6e-4 of the price, 40 steps 2e-9)."""
@@ -83,16 +83,7 @@ def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np
         y = np.exp(u)
         return comp(w - nu / (c0 * k_func(y))) + pay * c0 * LN2 * y_exp(y)
 
-    lo, hi = np.log(y_a), np.log(y_b)
-    p_, q_ = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
-    fp, fq = f(p_), f(q_)
-    for _ in range(steps):
-        left = fp <= fq  # a minimizer lies in [lo, q]
-        hi = np.where(left, q_, hi)
-        lo = np.where(left, lo, p_)
-        p_, q_ = np.where(left, hi - GOLD * (hi - lo), q_), np.where(left, p_, lo + GOLD * (hi - lo))
-        new = f(np.where(left, p_, q_))
-        fp, fq = np.where(left, new, fq), np.where(left, fp, new)
+    lo, hi = golden_bracket(f, np.log(y_a), np.log(y_b), steps)
     ya, yb = np.exp(lo), np.exp(hi)
     floor = np.where(lo <= math.log(Y_LO), 0.0, ya)  # at the range's clipped end: y in (0, Y_LO) too, e^y >= 1
     bound = comp(w - nu / (c0 * k_func(yb))) + pay * c0 * LN2 * y_exp(floor)

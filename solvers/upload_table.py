@@ -10,6 +10,7 @@ s*(z) is tabulated from above (for the windowed cost phi_T of solvers/subset_ene
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
@@ -19,6 +20,22 @@ from solvers.evaluate import LN2
 GOLD = (math.sqrt(5.0) - 1.0) / 2.0
 Z_LN = (-70.0, 70.0, 4001)
 """The table of F: ln z from, to, points."""
+
+
+def golden_bracket(f: Callable[[np.ndarray], np.ndarray], lo: np.ndarray, hi: np.ndarray,
+                   steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Golden-section search for a minimizer of a unimodal f on [lo, hi] (elementwise): the final bracket, which
+    holds a minimizer whatever the number of steps (what the certified bounds built on it rely on)."""
+    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+    fc, fd = f(c), f(d)
+    for _ in range(steps):
+        left = fc <= fd  # a minimizer lies in [lo, d]
+        hi = np.where(left, d, hi)
+        lo = np.where(left, lo, c)
+        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
+        new = f(np.where(left, c, d))
+        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+    return lo, hi
 
 
 def _rho(s: np.ndarray) -> np.ndarray:
@@ -35,14 +52,7 @@ def f_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s = np.exp(u)
         return z / _rho(s) + s
 
-    c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
-    fc, fd = g(c), g(d)
-    for _ in range(110):
-        left = fc <= fd
-        hi, lo = np.where(left, d, hi), np.where(left, lo, c)
-        c, d = np.where(left, hi - GOLD * (hi - lo), d), np.where(left, c, lo + GOLD * (hi - lo))
-        new = g(np.where(left, c, d))
-        fc, fd = np.where(left, new, fd), np.where(left, fc, new)
+    lo, hi = golden_bracket(g, lo, hi, 110)
     s_lo, s_hi = np.exp(lo), np.exp(hi)
     value = z / _rho(s_hi) + s_lo  # z / rho decreases, s increases: the least on the bracket
     value = np.maximum.accumulate(np.maximum(value, z * LN2) * (1 - 1e-12))  # F is increasing: keep it so
