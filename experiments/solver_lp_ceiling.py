@@ -43,6 +43,7 @@ from solvers.energy import plan_bandwidth, round_uploads  # noqa: E402
 from solvers.evaluate import evaluate, round_timeline, uplink_rate  # noqa: E402
 from solvers.model import feasible  # noqa: E402
 from solvers.subset_energy import EdgeEnergy  # noqa: E402
+from solvers.subset_plan import columns_plan  # noqa: E402
 
 NUS = np.exp(np.linspace(-40.0, 5.0, 46))
 
@@ -100,19 +101,6 @@ def fixed_energy(p, x: np.ndarray, relay: np.ndarray) -> float:  # noqa: ANN001
     return evaluate(p, x, relay, b).energy_j - upload
 
 
-def choice_of(ee: EdgeEnergy, val: np.ndarray, n_dev: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The program's integer answer as a plan (x, relay)."""
-    k = ee.dev.size
-    x, relay = np.zeros((n_dev, m), dtype=bool), np.arange(n_dev)
-    for c in np.flatnonzero(val[:k] > 0.5):
-        x[ee.dev[c]] |= ee.mbits[c] > 0
-    for li in np.flatnonzero(val[k:ee.lp.n] > 0.5):
-        c = ee.lcol[li]
-        x[ee.dev[c]] |= ee.mbits[c] > 0
-        relay[ee.dev[c]] = ee.ldst[li]
-    return x, relay
-
-
 def choice_objective(p, x: np.ndarray, relay: np.ndarray) -> float:  # noqa: ANN001
     """The integer answer's exact T + lambda E at its own best band (inf where it breaks memory or coverage)."""
     if not feasible(p, x, relay):
@@ -142,7 +130,7 @@ def row(n: int, mode: str, lam: float, seed: int, ref: float) -> dict:
     milp_nu = mi.value(t_star, nu, 0.0)
     milp_s = time.process_time() - c0
     val = np.asarray(mi.lp.h.getSolution().col_value)
-    x, relay = choice_of(mi, val, p.num_devices, p.num_modules)
+    x, relay = columns_plan(mi, val, p.num_devices, p.num_modules)
     up, _ = round_uploads(p, x, relay)
     exact_upload, _ = up.energy_at(t_star)
     fixed = fixed_energy(p, x, relay)

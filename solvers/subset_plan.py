@@ -68,14 +68,14 @@ def subset_plan(p: RoundProblem, latency: float, deadline: float) -> tuple[np.nd
     if h.getInfo().primal_solution_status != 2:  # no feasible integer answer
         return None
     val = np.asarray(h.getSolution().col_value)
-    x, relay = _choice(ee, val, p.num_devices, p.num_modules)
+    x, relay = columns_plan(ee, val, p.num_devices, p.num_modules)
     if not feasible(p, x, relay):
         return None
     return x, relay, float(evaluate(p, x, relay, plan_bandwidth(p, x, relay)).objective)
 
 
-def _choice(ee: EdgeEnergy, val: np.ndarray, n_dev: int, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The MILP's columns as a plan (x, relay)."""
+def columns_plan(ee: EdgeEnergy, val: np.ndarray, n_dev: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The subset program's integer answer (its column values `val`) as a plan (x, relay)."""
     k = ee.dev.size
     x, relay = np.zeros((n_dev, m), dtype=bool), np.arange(n_dev)
     for c in np.flatnonzero(val[:k] > 0.5):
