@@ -4,6 +4,7 @@ the round's deadline, the relays stay one-hop on existing links, and the whole p
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import solvers.joint as joint
 from solvers import check_plan, random_instance, solve
@@ -16,11 +17,9 @@ from solvers.relay_search import improve_relays
 
 def test_moves_lower_the_edge_cost_at_the_deadline() -> None:
     p = random_instance(40, 1, 4, 5, lam=0.5)
-    keep, joint.RELAY_SEARCH = joint.RELAY_SEARCH, False
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the plan without relay moves
+        mp.setattr(joint, "RELAY_SEARCH", False)
         plan = solve(p, "joint", time_limit_s=0, bound=False)
-    finally:
-        joint.RELAY_SEARCH = keep
     t, _ = best_deadline(round_uploads(p, plan.placement, plan.relay)[0], p.lam)
     relay, moves = improve_relays(p, plan.placement, plan.relay, t, [0], Clock())
     view = EdgeView.of(p, 0)
@@ -32,11 +31,9 @@ def test_moves_lower_the_edge_cost_at_the_deadline() -> None:
 
 def test_plan_feasible_and_no_worse() -> None:
     p = random_instance(60, 2, 4, 8, lam=0.5)
-    keep, joint.RELAY_SEARCH = joint.RELAY_SEARCH, False
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the plan without relay moves
+        mp.setattr(joint, "RELAY_SEARCH", False)
         a = solve(p, "joint", time_limit_s=0, bound=False)
-    finally:
-        joint.RELAY_SEARCH = keep
     b = solve(p, "joint", time_limit_s=0, bound=False)
     assert check_plan(p, b) == [] and not b.fallback
     assert b.objective <= a.objective * (1 + 1e-9)

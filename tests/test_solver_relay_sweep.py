@@ -20,11 +20,9 @@ from solvers.relay_sweep import _edge_cost, _moves, sweep_relays
 
 
 def _start(p):  # the plan before any relay moves, and its best deadline
-    keep, joint.RELAY_SEARCH = joint.RELAY_SEARCH, False
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the plan without relay moves
+        mp.setattr(joint, "RELAY_SEARCH", False)
         plan = solve(p, "joint", time_limit_s=0, bound=False)
-    finally:
-        joint.RELAY_SEARCH = keep
     t, _ = best_deadline(round_uploads(p, plan.placement, plan.relay)[0], p.lam)
     return plan, t
 
@@ -71,11 +69,9 @@ def test_matches_the_exact_search() -> None:
 def test_joint_plan_feasible_deterministic_and_no_worse() -> None:
     p = random_instance(60, 2, 4, 8, lam=0.5)
     opts = dict(budget="work", time_limit_s=0.3)
-    keep, joint.RELAY_SEARCH = joint.RELAY_SEARCH, False
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # the plan without relay moves
+        mp.setattr(joint, "RELAY_SEARCH", False)
         a = solve(p, "joint", **opts)
-    finally:
-        joint.RELAY_SEARCH = keep
     b, c = solve(p, "joint", **opts), solve(p, "joint", **opts)
     assert check_plan(p, b) == [] and not b.fallback
     assert b.objective < a.objective and b.objective == c.objective and np.array_equal(b.relay, c.relay)
