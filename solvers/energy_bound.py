@@ -262,11 +262,15 @@ class EdgeFloor(Protocol):
 
 
 def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
-                         rtol: float = 0.002, clock: Clock | None = None, subset: EdgeFloor | None = None) -> float:
+                         rtol: float = 0.002, clock: Clock | None = None, subset: EdgeFloor | None = None,
+                         cap: bool = False) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
     upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
     clock: fewer price steps and no more splits once it has run out (every price and partition is valid);
-    subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts)."""
+    subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts); cap: the
+    latencies searched end at upper - lambda E_lb(inf) (a plan of larger T costs at least `upper`: its piece
+    [T_K, inf) is valid and no better than the known plan), so the first points and splits fall where a better
+    plan can be."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
@@ -290,7 +294,10 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             e0, nu0 = e_next, nu_next  # only for the span below: the pieces start at t0
             break
         t0, step = t0 * (1 + step), 2 * step
-    t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
+    t_end = t0 + lam * max(e0 - e_inf, 0.0)
+    if cap and upper is not None:
+        t_end = min(t_end, upper - lam * e_inf)
+    t_end = max(t_end, t0 * (1 + 1e-9))
     late = clock is not None and clock.expired()  # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 %
     pts = list(np.geomspace(t0, t_end, 3 if late else 5))  # of the unbounded bound, which takes 3 s)
     vals = [e0] + [energy(t, nu0)[0] for t in pts[1:]]
