@@ -19,8 +19,9 @@ false position on ln y) keeps a minimizer in a bracket [y_a, y_b]; on it tau <= 
 whatever the number of steps. The search range comes from y at the two ends of the tau range (solvers/
 powerfreq_bound.py `y_bracket`), taken on their outer sides (a slightly larger range: still a minimum over a
 superset). The golden section on f it replaces took 34 steps (and 40 bisections per end) for what 6 Newton and
-10-20 false-position steps give: the bound's column prices in 0.4-0.5x the CPU time, the same to 1e-5. nu = 0: the band is free,
-k = c0 ln2 and compute takes the whole window. p <= p_max and b <= B_e are dropped (the LP prices the band).
+10-20 false-position steps give: the bound's column prices in 0.4-0.5x the CPU time, the same to 1e-5. nu = 0:
+the band is free, k = c0 ln2 and compute takes the whole window. p <= p_max and b <= B_e are dropped (the LP
+prices the band).
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ from solvers.powerfreq_bound import Y_HI, Y_LO, k_func, y_bracket
 
 
 def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np.ndarray, c0: np.ndarray,
-                  bits: np.ndarray, window: np.ndarray, nu: float, steps: int = 20) -> tuple[np.ndarray, np.ndarray]:
+                  bits: np.ndarray, window: np.ndarray, nu: float,
+                  steps: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(certified lower bound on min_tau F(tau) in J, band charge nu b included; the band b in Hz near the
-    minimizer), elementwise (module doc): `cycles` C trained at f in [f_min, f_max], then `bits` P uploaded at
-    c0 = N0 / g, all within `window` W; inf where C / f_max >= W (nothing left for the upload). `steps`: steps of
-    the bracketing search (`_bracket`)."""
+    minimizer; a lower bound on the slope -d/dW of the least F, J per s), elementwise (module doc): `cycles` C
+    trained at f in [f_min, f_max], then `bits` P uploaded at c0 = N0 / g, all within `window` W; inf where
+    C / f_max >= W (nothing left for the upload). `steps`: steps of the bracketing search (`_bracket`).
+
+    The slope: the least F is convex and decreasing in W, so F*(W') >= F*(W) + slope (W - W') for W' < W, a tangent
+    the latency search uses (solvers/subset_energy.py `tangent_energy`). By the envelope theorem dF*/dW = P k_t at
+    the optimum, and k_t = -nu ln2 / (y t^2) = -ln2 c0^2 K(y)^2 / (nu y) there, increasing in magnitude with y
+    (d ln(K^2 / y) / dy = 2 y e^y / K - 1 / y > 0), so its value at the least y the optimum can have is a lower
+    bound; without bits it is that of kappa C^3 / W^2 while W < C / f_min, else 0."""
     c, pay, w_all = (np.asarray(v, dtype=float) for v in np.broadcast_arrays(cycles, bits, window))
     f_min, f_max, c0 = (np.broadcast_to(np.asarray(v, dtype=float), c.shape) for v in (f_min, f_max, c0))
     tau_min = c / f_max
@@ -51,10 +59,12 @@ def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np
             f = np.maximum(f_min, np.where(tau > 0, c / np.where(tau > 0, tau, 1.0), np.inf))
             return np.where(c > 0, kappa * c * f * f, 0.0)
 
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flat = np.where(w < c / f_min, 2.0 * kappa * c ** 3 / w ** 3, 0.0)  # compute alone in the whole window
     if nu <= 0 or not np.any(ok & (pay > 0)):  # free band (or nothing to send): compute takes the whole window
         out = comp(tau_top) + pay * c0 * LN2
         band = np.where(pay > 0, np.inf if nu <= 0 else 0.0, 0.0)
-        return np.where(ok, out, np.inf), band
+        return np.where(ok, out, np.inf), band, np.where(ok, flat, 0.0)
     # y at the two ends of the tau range, outer sides: y_a <= y(t = W - tau_min), y_b >= y(t = W - tau_top)
     with np.errstate(divide="ignore", over="ignore"):
         r_a = nu / (c0 * (w - tau_min))
@@ -70,9 +80,15 @@ def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np
     ym = np.sqrt(ya * yb)
     t_m = nu / (c0 * k_func(ym))
     band = np.where(pay > 0, pay * LN2 / (ym * t_m), 0.0)
+    # the least y the optimum may have: the bracket's low end, or y at tau_top (from below) if that is lower
+    y_s = np.minimum(np.where(lo <= math.log(Y_LO), 0.0, ya), y_lo[c.size:])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ks = k_func(y_s)
+        slope = np.where(y_s > 0, pay * LN2 * c0 * c0 * ks * ks / (nu * np.where(y_s > 0, y_s, 1.0)), 0.0)
     # no bits: compute alone, the whole window
     out = np.where(pay > 0, bound, comp(tau_top))
-    return np.where(ok, out, np.inf), np.where(ok, band, 0.0)
+    slope = np.where(pay > 0, np.where(np.isfinite(slope), slope, 0.0), flat)
+    return np.where(ok, out, np.inf), np.where(ok, band, 0.0), np.where(ok, slope, 0.0)
 
 
 def _bracket(q: np.ndarray, tau_f: np.ndarray, a: np.ndarray, w: np.ndarray, v: np.ndarray, lo: np.ndarray,

@@ -55,6 +55,9 @@ from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.upload_table import GOLD, concave_energy
 
+PRICE_RTOL = 3e-4
+"""Power and frequency: the band price search at one latency stops once the tangents at its bracket's ends leave at
+most this part of the value above the best price found (`SubsetEnergy._price_by_slope`)."""
 MAX_COLUMNS = 200_000
 """Most (device, subset) columns of one edge (2^M per device); an edge with more keeps the knapsack bound."""
 
@@ -82,6 +85,8 @@ class EdgeEnergy:
     union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
     band_row: bool = False  # `lp` has the row: the columns' least bands alone sum to at most B_e (`bands`)
     band_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] bands at the last decision costs
+    slope_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] there: -d cost / dT, from below
+    cost_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] the costs of the last `value`
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
@@ -218,9 +223,11 @@ class EdgeEnergy:
         hop = pay[c] / r
         up_bits = np.zeros(c.size) if p.relay_aggregates else pay[c]
         cat = np.concatenate  # direct columns, then routes via a hop: one call
-        out, self.band_at = column_energy(p.kappa, cat([self.cycles, self.cycles[c]]), cat([fmin, fmin[c]]),
-                                          cat([fmax, fmax[c]]), cat([c0[dev], c0[j]]), cat([pay, up_bits]),
-                                          cat([np.full(dev.size, t), t - hop]), nu)
+        out, self.band_at, slope = column_energy(p.kappa, cat([self.cycles, self.cycles[c]]), cat([fmin, fmin[c]]),
+                                                 cat([fmax, fmax[c]]), cat([c0[dev], c0[j]]), cat([pay, up_bits]),
+                                                 cat([np.full(dev.size, t), t - hop]), nu)
+        self.slope_at = slope
+        self.slope_at[:dev.size][self.empty] = 0.0
         return out + cat([np.zeros(dev.size), p.d2d_power_w[dev[c]] * hop])
 
     def bands(self, t: float) -> np.ndarray:
@@ -250,7 +257,7 @@ class EdgeEnergy:
     def value(self, t: float, nu: float, theta: float) -> float:
         """A lower bound on the edge's energy of plans of latency <= t (J): LP(nu, theta) - nu B_e; inf: none
         finishes by t; -inf: the LP did not solve (no information)."""
-        cost = self.costs(t, nu, theta)
+        cost = self.cost_at = self.costs(t, nu, theta)
         status, val = self.lp.solve(cost, self.members(t, nu) if self.union else None,
                                     self.bands(t) if self.band_row else None)
         if status == "infeasible":
@@ -276,7 +283,11 @@ class SubsetEnergy:
         self.demand = p.coverage_demand()
         self.edges: dict[int, EdgeEnergy | None] = {}
         self.nu: dict[int, float] = {}  # the best price found per edge (the next latency starts there)
+        self.nu_at: dict[int, dict[float, float]] = {}  # power / frequency: per edge, latency: its best price
         self.solutions: dict[int, dict[float, tuple[float, np.ndarray]]] = {}  # per edge, latency: (value, columns)
+        # power / frequency: per edge, latency: (best price, its column costs, their slopes -dc/dT, its value)
+        self.tangents: dict[int, dict[float, tuple[float, np.ndarray, np.ndarray, float]]] = {}
+        self.at: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # latency: (per edge E_lb, coverable by the floor)
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
@@ -336,14 +347,19 @@ class SubsetEnergy:
     def _price_by_slope(self, ee: EdgeEnergy, e: int, t: float, start: float, clock: Clock | None) -> float:
         """Power and frequency as decisions: the best LP(nu) - nu B_e over band prices nu, by the sign of its
         supergradient (the LP's columns' bands at their prices, less B_e; LP(nu) - nu B_e is concave in nu): steps
-        out from `start` (doubling, on ln nu) until the sign turns, then bisects. Every nu gives a valid bound, so
-        a search the clock cuts short keeps the best so far. The knapsack's price (`start` at the first latency)
-        can be far from this LP's: on a 2-device round at lambda 0.5 the best was 60x above it (0.32 -> 0.96 of
-        the optimum's energy)."""
+        out (doubling, on ln nu) from the price of the nearest latency searched so far (`start` at the first) until
+        the sign turns, then cuts the bracket where the tangents at its ends meet (a bisection where that point is
+        near an end), and stops once those tangents leave at most PRICE_RTOL of the value above the best found
+        (concavity: the maximum lies under both). Every nu gives a valid bound, so a search the clock cuts short
+        keeps the best so far. The knapsack's price (`start` at the first latency) can be far from this LP's: on a
+        2-device round at lambda 0.5 the best was 60x above it (0.32 -> 0.96 of the optimum's energy)."""
         band = float(self.p.edge_bandwidth_hz[e])
         best, arg = -math.inf, start
+        seen = self.nu_at.setdefault(e, {})
+        if seen:  # the price of the nearest latency searched (the search over T jumps about)
+            start = seen[min(seen, key=lambda s: abs(math.log(s / t)))]
 
-        def probe(u: float) -> tuple[float, bool | None]:  # (value, too much band used: raise nu; None: no LP)
+        def probe(u: float) -> tuple[float, float | None]:  # (value, supergradient in J per Hz; None: no LP)
             nonlocal best, arg
             v = ee.value(t, math.exp(u), 0.0)
             if not math.isfinite(v):
@@ -353,36 +369,45 @@ class SubsetEnergy:
             if v > best:
                 best, arg = v, math.exp(u)
                 self.solutions.setdefault(e, {})[t] = (v, x)
-            return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) > band
+                self.tangents.setdefault(e, {})[t] = (arg, ee.cost_at, ee.slope_at, v)
+            return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) - band
 
         if start <= 0:
             return ee.value(t, 0.0, 0.0)
         u = math.log(start)
-        v, up = probe(u)
-        if up is None:
+        v, g = probe(u)
+        if g is None:
             return math.inf if v == math.inf else best
         step = 0.5 if e in self.nu else 2.0
-        lo = hi = u
+        ends: list[tuple[float, float, float]] = []  # (ln nu, value, supergradient) at the bracket's ends
         for _ in range(10):  # out until the sign turns
             if clock is not None and clock.expired():
                 break
-            nxt = u + (step if up else -step)
-            _, turn = probe(nxt)
-            if turn is None:
+            nxt = u + (step if g > 0 else -step)
+            v2, g2 = probe(nxt)
+            if g2 is None:
                 break
-            if turn != up:
-                lo, hi = min(u, nxt), max(u, nxt)
+            if (g2 > 0) != (g > 0):
+                ends = sorted([(u, v, g), (nxt, v2, g2)])
                 break
-            u, step = nxt, 2 * step
-        for _ in range(self.steps if hi > lo else 0):
+            u, v, g, step = nxt, v2, g2, 2 * step
+        for _ in range(self.steps if ends else 0):
             if clock is not None and clock.expired():
                 break
-            mid = 0.5 * (lo + hi)
-            _, raise_ = probe(mid)
-            if raise_ is None:
+            (ul, hl, gl), (uh, hh, gh) = ends
+            nl, nh = math.exp(ul), math.exp(uh)
+            cut = (hh - hl + gl * nl - gh * nh) / (gl - gh) if gl > gh else 0.0  # where the two tangents meet
+            if hl + gl * (cut - nl) - best <= PRICE_RTOL * abs(best):
                 break
-            lo, hi = (mid, hi) if raise_ else (lo, mid)
+            mid = math.log(cut) if cut > 0 else 0.5 * (ul + uh)
+            if not ul + 0.1 * (uh - ul) < mid < uh - 0.1 * (uh - ul):
+                mid = 0.5 * (ul + uh)
+            vm, gm = probe(mid)
+            if gm is None:
+                break
+            ends = [(mid, vm, gm), ends[1]] if gm > 0 else [ends[0], (mid, vm, gm)]
         self.nu[e] = arg
+        seen[t] = arg
         return best
 
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None,
@@ -402,4 +427,32 @@ class SubsetEnergy:
             scale = (float(floor[e]) / band if math.isfinite(floor[e]) and floor[e] > 0 and band > 0
                      and not self.p.has_power_frequency else 0.0)
             out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock, scale))
+        self.at[t] = (out.copy(), np.asarray(floor, dtype=float) < math.inf)  # floor inf: no cover fits
         return out
+
+    def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None:
+        """(G(b), G(a)) for a latency b that `energy_edges` evaluated and a < b, where every plan of latency
+        T in [a, b] spends at least G(T) and T + lambda G(T) is concave on [a, b], so min over the piece of
+        T + lambda E >= min(b + lambda G(b), a + lambda G(a)) (solvers/energy_bound.py `tradeoff_lower_bound`).
+        Per edge priced by its LP at b (power and frequency as decisions): the LP with b's costs lowered along
+        their tangents, c(b) + s (b - T) (s: solvers/powerfreq_column.py, a lower bound on -dc/dT, each column's
+        least cost convex in T), at b's band price: below each column's cost at T, so its value is below E_lb(T)
+        (the rows do not depend on T), and concave in T (a minimum of functions affine in T). Other edges: their
+        E_lb(b), constant. None: b was not evaluated. Where the floor was the better at b the edge keeps it."""
+        if b not in self.at:
+            return None
+        out, coverable = self.at[b]
+        at_a = out.copy()
+        for e, tans in self.tangents.items():
+            if b not in tans or not coverable[e] or not math.isfinite(out[e]):
+                continue
+            nu, cost, slope, v = tans[b]
+            if v < out[e]:  # the floor was the better at b: constant on the piece
+                continue
+            ee = self.edges[e]
+            assert ee is not None
+            status, val = ee.lp.solve(cost + slope * (b - a))
+            if status == "optimal":  # G(b) = v = out[e]: the LP at b's costs
+                at_a[e] = val * (1 - 1e-7) - nu * float(self.p.edge_bandwidth_hz[e])
+            # else no information: the constant E_lb(b) (the LP at b's costs was feasible, so this one is too)
+        return float(np.sum(out[coverable])), float(np.sum(at_a[coverable]))
