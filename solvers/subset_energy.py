@@ -29,9 +29,10 @@ The LP itself (rows, covers, union rows, warm re-solves) is solvers/route_lp.py.
 
 Power and frequency as decisions: a column that computes C = n_i sum_S c_m cycles and uploads P bits, compute and
 upload sharing T, spends at least min over the compute time tau of kappa C max(f_min, C / tau)^2 + P k(T - tau, nu)
-(solvers/powerfreq_column.py: a certified golden section along the optimal spectral efficiency). A relayed column
-shares T - its hop's time, its bits at the relay's per-bit price k_j. The band price is searched by the sign of the
-LP's supergradient (`SubsetEnergy._price_by_slope`).
+(solvers/powerfreq_column.py: certified by the sign of its slope along the optimal spectral efficiency). A relayed
+column shares T - its hop's time, its bits at the relay's per-bit price k_j. The band price is searched by the sign
+of the LP's supergradient (solvers/powerfreq_price.py `price_by_slope`), and its tangents in T lift the latency
+search's pieces (`tangent_energy`).
 
 The LP value is valid at any nu and theta; both are searched per edge (the value is concave in each), a few LPs
 each, within the round's clock (solvers/clock.py); edges it does not reach keep the knapsack bound
@@ -51,13 +52,11 @@ from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_column import column_energy
+from solvers.powerfreq_price import price_by_slope, tangent_energy
 from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.upload_table import GOLD, concave_energy
 
-PRICE_RTOL = 3e-4
-"""Power and frequency: the band price search at one latency stops once the tangents at its bracket's ends leave at
-most this part of the value above the best price found (`SubsetEnergy._price_by_slope`)."""
 MAX_COLUMNS = 200_000
 """Most (device, subset) columns of one edge (2^M per device); an edge with more keeps the knapsack bound."""
 
@@ -301,7 +300,7 @@ class SubsetEnergy:
         if ee is None:
             return -math.inf
         if self.p.has_power_frequency:
-            return self._price_by_slope(ee, e, t, self.nu.get(e, nu_ref), clock)
+            return price_by_slope(self, ee, e, t, self.nu.get(e, nu_ref), clock)
         thetas = self.thetas
         start = self.nu.get(e, nu_ref if nu_ref > 0 else scale)
         best, arg = -math.inf, start
@@ -344,72 +343,6 @@ class SubsetEnergy:
             self.nu[e] = arg
         return best
 
-    def _price_by_slope(self, ee: EdgeEnergy, e: int, t: float, start: float, clock: Clock | None) -> float:
-        """Power and frequency as decisions: the best LP(nu) - nu B_e over band prices nu, by the sign of its
-        supergradient (the LP's columns' bands at their prices, less B_e; LP(nu) - nu B_e is concave in nu): steps
-        out (doubling, on ln nu) from the price of the nearest latency searched so far (`start` at the first) until
-        the sign turns, then cuts the bracket where the tangents at its ends meet (a bisection where that point is
-        near an end), and stops once those tangents leave at most PRICE_RTOL of the value above the best found
-        (concavity: the maximum lies under both). Every nu gives a valid bound, so a search the clock cuts short
-        keeps the best so far. The knapsack's price (`start` at the first latency) can be far from this LP's: on a
-        2-device round at lambda 0.5 the best was 60x above it (0.32 -> 0.96 of the optimum's energy)."""
-        band = float(self.p.edge_bandwidth_hz[e])
-        best, arg = -math.inf, start
-        seen = self.nu_at.setdefault(e, {})
-        if seen:  # the price of the nearest latency searched (the search over T jumps about)
-            start = seen[min(seen, key=lambda s: abs(math.log(s / t)))]
-
-        def probe(u: float) -> tuple[float, float | None]:  # (value, supergradient in J per Hz; None: no LP)
-            nonlocal best, arg
-            v = ee.value(t, math.exp(u), 0.0)
-            if not math.isfinite(v):
-                best = max(best, v)
-                return v, None
-            x = ee.lp.primal()
-            if v > best:
-                best, arg = v, math.exp(u)
-                self.solutions.setdefault(e, {})[t] = (v, x)
-                self.tangents.setdefault(e, {})[t] = (arg, ee.cost_at, ee.slope_at, v)
-            return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) - band
-
-        if start <= 0:
-            return ee.value(t, 0.0, 0.0)
-        u = math.log(start)
-        v, g = probe(u)
-        if g is None:
-            return math.inf if v == math.inf else best
-        step = 0.5 if e in self.nu else 2.0
-        ends: list[tuple[float, float, float]] = []  # (ln nu, value, supergradient) at the bracket's ends
-        for _ in range(10):  # out until the sign turns
-            if clock is not None and clock.expired():
-                break
-            nxt = u + (step if g > 0 else -step)
-            v2, g2 = probe(nxt)
-            if g2 is None:
-                break
-            if (g2 > 0) != (g > 0):
-                ends = sorted([(u, v, g), (nxt, v2, g2)])
-                break
-            u, v, g, step = nxt, v2, g2, 2 * step
-        for _ in range(self.steps if ends else 0):
-            if clock is not None and clock.expired():
-                break
-            (ul, hl, gl), (uh, hh, gh) = ends
-            nl, nh = math.exp(ul), math.exp(uh)
-            cut = (hh - hl + gl * nl - gh * nh) / (gl - gh) if gl > gh else 0.0  # where the two tangents meet
-            if hl + gl * (cut - nl) - best <= PRICE_RTOL * abs(best):
-                break
-            mid = math.log(cut) if cut > 0 else 0.5 * (ul + uh)
-            if not ul + 0.1 * (uh - ul) < mid < uh - 0.1 * (uh - ul):
-                mid = 0.5 * (ul + uh)
-            vm, gm = probe(mid)
-            if gm is None:
-                break
-            ends = [(mid, vm, gm), ends[1]] if gm > 0 else [ends[0], (mid, vm, gm)]
-        self.nu[e] = arg
-        seen[t] = arg
-        return best
-
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None,
                      order: np.ndarray | None = None) -> np.ndarray:
         """[E] per edge the larger of `floor` (another valid bound, e.g. the knapsack's) and the LP's, the edges in
@@ -431,28 +364,5 @@ class SubsetEnergy:
         return out
 
     def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None:
-        """(G(b), G(a)) for a latency b that `energy_edges` evaluated and a < b, where every plan of latency
-        T in [a, b] spends at least G(T) and T + lambda G(T) is concave on [a, b], so min over the piece of
-        T + lambda E >= min(b + lambda G(b), a + lambda G(a)) (solvers/energy_bound.py `tradeoff_lower_bound`).
-        Per edge priced by its LP at b (power and frequency as decisions): the LP with b's costs lowered along
-        their tangents, c(b) + s (b - T) (s: solvers/powerfreq_column.py, a lower bound on -dc/dT, each column's
-        least cost convex in T), at b's band price: below each column's cost at T, so its value is below E_lb(T)
-        (the rows do not depend on T), and concave in T (a minimum of functions affine in T). Other edges: their
-        E_lb(b), constant. None: b was not evaluated. Where the floor was the better at b the edge keeps it."""
-        if b not in self.at:
-            return None
-        out, coverable = self.at[b]
-        at_a = out.copy()
-        for e, tans in self.tangents.items():
-            if b not in tans or not coverable[e] or not math.isfinite(out[e]):
-                continue
-            nu, cost, slope, v = tans[b]
-            if v < out[e]:  # the floor was the better at b: constant on the piece
-                continue
-            ee = self.edges[e]
-            assert ee is not None
-            status, val = ee.lp.solve(cost + slope * (b - a))
-            if status == "optimal":  # G(b) = v = out[e]: the LP at b's costs
-                at_a[e] = val * (1 - 1e-7) - nu * float(self.p.edge_bandwidth_hz[e])
-            # else no information: the constant E_lb(b) (the LP at b's costs was feasible, so this one is too)
-        return float(np.sum(out[coverable])), float(np.sum(at_a[coverable]))
+        """(G(b), G(a)): the subset LP's tangents in the latency over [a, b] (solvers/powerfreq_price.py)."""
+        return tangent_energy(self, a, b)
