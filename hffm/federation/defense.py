@@ -90,7 +90,9 @@ class DefenseConfig:
     """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
     the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
     own (device and task), and a device distrusted on a task loses only that task's modules (``head/<task>``,
-    ``prompt/<task>``), its trust for the rest coming from agreement alone."""
+    ``prompt/<task>``), its trust for the rest coming from agreement alone; both: as task, and the mean of its
+    tasks' evidence also feeds the device's trust (a device bad on one task of several keeps its other modules,
+    one bad on all of them loses every update)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -121,11 +123,12 @@ class DefenseConfig:
                             "validation scores task by task): set validation_samples, or validation_by_task=false")
         if self.validation_classes not in ("all", "held"):
             problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all' or 'held'")
-        if self.validation_scope not in ("device", "task"):
-            problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device' or 'task'")
-        elif self.validation_scope == "task" and not self.validation_samples:
-            problems.append("defense.validation_scope=task needs defense.validation_samples > 0 (it scores each "
-                            "task on the validation set): set validation_samples, or validation_scope=device")
+        if self.validation_scope not in ("device", "task", "both"):
+            problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device', 'task' or 'both'")
+        elif self.validation_scope != "device" and not self.validation_samples:
+            problems.append(f"defense.validation_scope={self.validation_scope} needs defense.validation_samples > 0 "
+                            "(it scores each task on the validation set): set validation_samples, or "
+                            "validation_scope=device")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
             problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:

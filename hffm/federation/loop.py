@@ -217,12 +217,7 @@ def run_federation(
             scores = None if validation is None else validation_task_scores(
                 fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
                 by_class=defense.validation_classes == "held")
-            by_task = defense.validation_scope == "task"  # each task's score judges that task's modules alone
-            validated = None if scores is None or by_task else task_evidence(
-                scores, defense.validation_spread, defense.validation_by_task)
-            task_out = {} if scores is None or not by_task else judge_tasks(
-                batches, defense, memory, pair_evidence(scores, defense.validation_spread, defense.validation_by_task),
-                lambda m: world.bank.tags(m).get("task"))
+            validated, task_out = _validation_evidence(scores, defense, batches, memory, world)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:
@@ -287,6 +282,26 @@ def run_federation(
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
+
+
+def _validation_evidence(
+    scores: Mapping[int, Mapping[str, float]] | None, defense: DefenseConfig, batches: Sequence[tuple],
+    memory: DefenseMemory, world: World,
+) -> tuple[dict[int, float] | None, dict[tuple[int, str], float]]:
+    """(device -> validation evidence for its trust, (device, module) -> task trust of the updates left out for
+    their task), as ``defense.validation_scope`` says (``scores``: ``validation_task_scores``; None: off)."""
+    if scores is None:
+        return None, {}
+    if defense.validation_scope == "device":
+        return task_evidence(scores, defense.validation_spread, defense.validation_by_task), {}
+    pairs = pair_evidence(scores, defense.validation_spread, defense.validation_by_task)
+    left_out = judge_tasks(batches, defense, memory, pairs, lambda m: world.bank.tags(m).get("task"))
+    if defense.validation_scope == "task":
+        return None, left_out
+    by_device: dict[int, list[float]] = {}
+    for (device, _), e in pairs.items():
+        by_device.setdefault(device, []).append(e)
+    return {d: float(np.mean(es)) for d, es in by_device.items()}, left_out
 
 
 def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],
