@@ -57,11 +57,13 @@ def test_a_device_distrusted_on_a_task_loses_that_tasks_modules_and_keeps_the_re
     assert "task_trust" not in DefenseMemory().to_dict()  # device scope writes what it wrote before
 
 
-def test_the_scope_is_checked_and_needs_the_validation_set():
+def test_the_scope_is_checked_and_robust_leaves_out_by_task_and_device():
+    from hffm.config import compose
+
     with pytest.raises(ValueError, match="defense.validation_scope='module': must be 'device', 'task' or 'both'"):
         DefenseConfig(validation_scope="module")
-    with pytest.raises(ValueError, match="validation_scope=task needs defense.validation_samples > 0"):
-        dataclasses.replace(DefenseConfig.screen(), validation_scope="task")
+    assert compose().defense.validation_scope == "both"  # the default (robust): measured in the docs
+    assert compose("defense.validation_samples=0").defense.validation_samples == 0  # agreement alone still composes
 
 
 def test_a_run_with_the_task_scope_keeps_per_task_trust():

@@ -86,7 +86,7 @@ class DefenseConfig:
     validation_classes: str = "held"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
     weighted by the device's share of that class among the labels it trains on (held)."""
-    validation_scope: str = "device"
+    validation_scope: str = "both"
     """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
     the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
     own (device and task), and a device distrusted on a task loses only that task's modules (``head/<task>``,
@@ -125,10 +125,6 @@ class DefenseConfig:
             problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all' or 'held'")
         if self.validation_scope not in ("device", "task", "both"):
             problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device', 'task' or 'both'")
-        elif self.validation_scope != "device" and not self.validation_samples:
-            problems.append(f"defense.validation_scope={self.validation_scope} needs defense.validation_samples > 0 "
-                            "(it scores each task on the validation set): set validation_samples, or "
-                            "validation_scope=device")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
             problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:
