@@ -86,7 +86,7 @@ class DefenseConfig:
     validation_classes: str = "held"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
     weighted by the device's share of that class among the labels it trains on (held)."""
-    validation_scope: str = "both"
+    validation_scope: str = "device"
     """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
     the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
     own (device and task), and a device distrusted on a task loses only that task's modules (``head/<task>``,
