@@ -303,8 +303,9 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
     subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts); cap: the
     latencies searched end at upper - lambda E_lb(inf) (a plan of larger T costs at least `upper`: its piece
     [T_K, inf) is valid and no better than the known plan), so the first points and splits fall where a better
-    plan can be; tangents_on: pieces lifted by the subset LP's tangents (`EdgeFloor.tangent_energy`, power and
-    frequency as decisions) before they are split."""
+    plan can be, and the bound is not held below t0 + lambda E_lb(t0) (the last piece without it); tangents_on:
+    pieces lifted by the subset LP's tangents (`EdgeFloor.tangent_energy`, power and frequency as decisions)
+    before they are split."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
@@ -339,9 +340,9 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
     else:
         e_inf = eb.energy(math.inf, clock=clock)
         each = now() - began - full
-        t_end = t0 + lam * max(e0 - e_inf, 0.0)
-        if cap and upper is not None:
-            t_end = min(t_end, upper - lam * e_inf)
+        t_end = t0 + lam * max(e0 - e_inf, 0.0)  # its last piece, t_end + lam e_inf, is t0 + lam e0: a ceiling
+        if cap and upper is not None:  # past upper - lam e_inf no plan beats the known one: a ceiling of upper
+            t_end = upper - lam * e_inf
         t_end = max(t_end, t0 * (1 + 1e-9))
         # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 % of the unbounded bound, which takes 3 s),
         # also where the clock has too little left for 4 more evaluations

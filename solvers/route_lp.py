@@ -184,6 +184,13 @@ class RouteLP:
         self.h.run()
         charge(self.h.getInfo())
         status = self.h.getModelStatus()
+        if status not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kInfeasible):
+            # HiGHS can end a warm start with kUnknown (a 4-device power / frequency edge, after costs at a latency
+            # 6x away; every later solve from that basis too): once more from scratch
+            self.h.clearSolver()
+            self.h.run()
+            charge(self.h.getInfo())
+            status = self.h.getModelStatus()
         kind = {hs.HighsModelStatus.kOptimal: "optimal", hs.HighsModelStatus.kInfeasible: "infeasible"}.get(
             status, "other")
         return kind, float(self.h.getInfo().objective_function_value)
