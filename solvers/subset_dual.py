@@ -212,6 +212,11 @@ class SubsetDual:
         return np.where(np.isfinite(out), np.maximum(out, best), out)  # an edge no cover fits keeps inf
 
 
+    def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None:
+        """No tangents in T here (`EdgeFloor`: the latency-energy bound splits its pieces instead)."""
+        return None
+
+
 def knapsack_beta(eb: EnergyBound, nu: np.ndarray, t: float) -> np.ndarray:
     """[E, M] the fractional knapsacks' critical ratios (J per sample) at band prices nu and latency t, with the
     (C) routes of EnergyBound.routes: with them L_e is at least that knapsack's value (each column costs at least its
