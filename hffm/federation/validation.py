@@ -122,12 +122,18 @@ def server_validation_set(benchmark: object, source: str, seed: int, defense: De
     return make_benchmark(dataclasses.replace(benchmark, num_samples=int(samples)), stream)
 
 
-def reported_shares(world: World, flipped: frozenset[int] = frozenset()) -> dict[int, dict[str, np.ndarray]]:
+def reported_shares(world: World, flipped: frozenset[int] = frozenset(), misreported: frozenset[int] = frozenset()
+                    ) -> dict[int, dict[str, np.ndarray]]:
     """Device -> ``label_shares`` of the labels it trains on, as it would report them: ``flipped`` devices (the
-    label-flipping attackers) report their flipped labels, the ones they train on."""
+    label-flipping attackers) report their flipped labels, the ones they train on; ``misreported`` devices report,
+    per task, all of their share on the class they train on least (the first such class): the report that judges
+    them on the samples their update moves least (the aggregator cannot check a report)."""
     from hffm.federation.attacks import flip_labels
 
-    return {d: label_shares(flip_labels(data) if d in flipped else data) for d, data in enumerate(world.train)}
+    out = {d: label_shares(flip_labels(data) if d in flipped else data) for d, data in enumerate(world.train)}
+    for d in misreported:
+        out[d] = {task: np.eye(len(share))[int(np.argmin(share))] for task, share in out[d].items()}
+    return out
 
 
 def validation_scores(
