@@ -291,27 +291,35 @@ class EdgeFloor(Protocol):
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray,
                      clock: Clock | None = None) -> np.ndarray: ...
 
+    def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None: ...
+
 
 def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None = None, budget: int = 20,
-                         rtol: float = 0.002, clock: Clock | None = None, subset: EdgeFloor | None = None) -> float:
+                         rtol: float = 0.002, clock: Clock | None = None, subset: EdgeFloor | None = None,
+                         cap: bool = False, tangents_on: bool = False) -> float:
     """Certified lower bound on min T + lambda E given t_lb <= any plan's latency (see the module doc).
     upper: a known plan's objective (stops once the bound is within rtol of it); budget: evaluations of E_lb;
     clock: fewer price steps and no more splits once it has run out (every price and partition is valid);
-    subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts)."""
+    subset: per edge, E_lb(T) is the larger of the knapsack's and its bound (while the clock lasts); cap: the
+    latencies searched end at upper - lambda E_lb(inf) (a plan of larger T costs at least `upper`: its piece
+    [T_K, inf) is valid and no better than the known plan), so the first points and splits fall where a better
+    plan can be; tangents_on: pieces lifted by the subset LP's tangents (`EdgeFloor.tangent_energy`, power and
+    frequency as decisions) before they are split."""
     p = problem
     lam = p.lam
     eb = EnergyBound.of(p)
     t0 = max(t_lb, eb.earliest(), 1e-12)
 
-    def energy(t: float, around: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        best, nu = eb.prices(t, around, clock=clock)
+    def energy(t: float, around: np.ndarray | None = None, search: Clock | None = None) -> tuple[float, np.ndarray]:
+        best, nu = eb.prices(t, around, clock=clock if search is None else search)
         coverable = np.isfinite(best)  # an edge no cover fits has no plan at all
         if subset is not None and math.isfinite(t):
             best = subset.energy_edges(t, nu, best, clock)
         return float(np.sum(best[coverable])), nu
 
     began = now()
-    e0, nu0 = energy(t0)
+    # E_lb(t0)'s price search stops at 3/4 of the time left: the one more evaluation of the fewest steps (below) fits
+    e0, nu0 = energy(t0, search=None if clock is None else clock.share(0.75))
     step = 0.01
     while not math.isfinite(e0):  # no plan finishes by t0 (e.g. the subset LP's band row): every latency exceeds it
         if step > 8:
@@ -332,29 +340,53 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
     else:
         e_inf = eb.energy(math.inf, clock=clock)
         each = now() - began - full
-        t_end = max(t0 + lam * max(e0 - e_inf, 0.0), t0 * (1 + 1e-9))
+        t_end = t0 + lam * max(e0 - e_inf, 0.0)
+        if cap and upper is not None:
+            t_end = min(t_end, upper - lam * e_inf)
+        t_end = max(t_end, t0 * (1 + 1e-9))
         # its fewest steps: 3 points (at 10,000 devices 0.6 CPU s, 96 % of the unbounded bound, which takes 3 s),
         # also where the clock has too little left for 4 more evaluations
         late = clock is not None and clock.left() < 4 * each
         pts = list(np.geomspace(t0, t_end, 3 if late else 5))
         vals = [e0] + [energy(t, nu0)[0] for t in pts[1:]]
 
-    def floors() -> list[float]:  # the least energy by T never rises with T: each value holds at every earlier T
-        return list(np.maximum.accumulate(np.array(vals[1:] + [e_inf])[::-1])[::-1])
+    tangents: dict[tuple[float, float], tuple[float, float] | None] = {}  # piece: (G(b), G(a)), see below
 
-    for _ in range(budget):
-        if clock is not None and clock.expired():
+    def pieces() -> list[float]:
+        """Per piece [pts[k], pts[k+1]] (the last to inf) the least T + lambda E on it: the least energy by T never
+        rises with T, so each value holds at every earlier T; and where `tangents` has the piece (the subset LP
+        with its columns' tangents, `tangent_energy`), T + lambda G(T) is concave on it: at least its value at an
+        end."""
+        low = np.maximum.accumulate(np.array(vals[1:] + [e_inf])[::-1])[::-1]
+        out = [pts[k] + lam * low[k] for k in range(len(pts))]
+        for k in range(len(pts) - 1):
+            got = tangents.get((pts[k], pts[k + 1]))
+            if got is not None:
+                out[k] = max(out[k], min(pts[k + 1] + lam * got[0], pts[k] + lam * got[1]))
+        return out
+
+    tangent = getattr(subset, "tangent_energy", None) if tangents_on else None
+    splits = 0
+    last = 0.0  # seconds of the last split's evaluation: a split starts only if that much is left
+    while splits < budget:
+        if clock is not None and (clock.expired() or clock.left() < last):
             break
-        low = floors()
-        pieces = [pts[k] + lam * low[k] for k in range(len(pts))]
-        k = int(np.argmin(pieces))
-        bound = pieces[k]
+        now_ = pieces()
+        k = int(np.argmin(now_))
+        bound = now_[k]
         if upper is not None and bound >= upper * (1 - rtol):
             return bound
-        if k == len(pts) - 1 or pts[k + 1] <= pts[k] * (1 + rtol):
+        if k == len(pts) - 1:
+            return bound
+        if tangent is not None and (pts[k], pts[k + 1]) not in tangents:  # one LP: often lifts the piece enough
+            tangents[(pts[k], pts[k + 1])] = tangent(pts[k], pts[k + 1])
+            continue
+        if pts[k + 1] <= pts[k] * (1 + rtol):
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
+        began = now()
         vals.insert(k + 1, energy(mid, nu0)[0])
-    low = floors()
-    return float(min(pts[k] + lam * low[k] for k in range(len(pts))))
+        last = now() - began
+        splits += 1
+    return float(min(pieces()))
