@@ -382,10 +382,12 @@ def run_highs(prob: Any, time_limit: float, gap: float, cutoff: float | None) ->
         bound = float(info.mip_dual_bound)
     if prob.status in ("infeasible", "infeasible_or_unbounded"):
         return "infeasible", None, False
-    if prob.status not in cp.settings.SOLUTION_PRESENT:
+    if prob.status not in cp.settings.SOLUTION_PRESENT or (info is not None and getattr(
+            info, "primal_solution_status", 2) != 2):  # a time limit before any feasible answer: the values are junk
         return "time_limit", bound, False
     if bound is not None and info is not None:
-        bound += float(prob.objective.value) - float(info.objective_function_value)
+        shifted = bound + float(prob.objective.value) - float(info.objective_function_value)
+        bound = shifted if np.isfinite(shifted) else bound
     elif prob.status == cp.OPTIMAL:
         bound = float(prob.value)
     return ("optimal" if prob.status == cp.OPTIMAL else "time_limit"), bound, True

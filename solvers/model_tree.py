@@ -172,6 +172,21 @@ def tree_round_cost(p: RoundProblem, x: np.ndarray, parent: np.ndarray) -> float
     return t + p.lam * energy
 
 
+def valid_tree(p: RoundProblem, x: np.ndarray, parent: np.ndarray) -> bool:
+    """Memory, eligibility, coverage and one tree per edge within relay_capacity (a MILP stopped early may return
+    junk)."""
+    from solvers.model_price import feasible
+    from solvers.tree import is_tree
+
+    if not feasible(p, x, np.arange(p.num_devices)):
+        return False
+    for e in range(p.num_edges):
+        v = EdgeView.of(p, e)
+        if not is_tree(v.rate, np.searchsorted(v.dev, parent[v.dev]), p.relay_capacity):
+            return False
+    return True
+
+
 def certify_tree(p: RoundProblem, x0: np.ndarray, parent0: np.ndarray, deadline: float, gap: float = 0.01,
                  extra: Sequence[Callable[[dict, dict], list]] = (), cache: ModelCache | None = None) -> Certified:
     """Improve and certify the tree plan (x0, parent0) with the tree MILP (one solve: no cuts are needed, every
@@ -193,7 +208,7 @@ def certify_tree(p: RoundProblem, x0: np.ndarray, parent0: np.ndarray, deadline:
         lower = best
     elif bound is not None:
         lower = bound * scale * (1 - 1e-7)
-    if sol is not None and (not extra or status == "optimal"):
+    if sol is not None and (not extra or status == "optimal") and valid_tree(p, *sol):
         cand = tree_round_cost(p, *sol)
         if cand < best:
             best, best_x, best_p = cand, sol[0], sol[1]
