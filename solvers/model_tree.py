@@ -33,7 +33,7 @@ from solvers.clock import now
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
-from solvers.model import Certified, RoundModel, _sel, load_choices, run_highs
+from solvers.model import Certified, RoundModel, load_choices, run_highs, selection
 from solvers.model_cache import ModelCache
 from solvers.tree_bound import shortest_paths
 
@@ -65,8 +65,8 @@ def build(p: RoundProblem, extra: Sequence[Callable[[dict, dict], list]] = ()) -
     n, m, ne, nl = p.num_devices, p.num_modules, p.num_edges, p.d2d_src.size
     pk, pr, _ = _pairs(p)
     npairs = pk.size
-    edge_of = _sel(p.device_edge, ne).T  # [E, N]
-    out_of, s_l, d_l = _sel(p.d2d_src, n).T, _sel(p.d2d_src, n), _sel(p.d2d_dst, n)
+    edge_of = selection(p.device_edge, ne).T  # [E, N]
+    out_of, s_l, d_l = selection(p.d2d_src, n).T, selection(p.d2d_src, n), selection(p.d2d_dst, n)
     par = {k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
         ("elig", (n, m)), ("tau", (n, m)), ("mem", m), ("mem_cap", n), ("samples", (ne, n)), ("demand", (ne, m)),
         ("e_comp", (n, m)), ("j_comp", (n, m)), ("up", n), ("e_root", n), ("j_root", n), ("n_e", n),
@@ -105,7 +105,7 @@ def build(p: RoundProblem, extra: Sequence[Callable[[dict, dict], list]] = ()) -
     else:
         cons.append(z == 1)
     if npairs:
-        sk, sr = _sel(pk, n), _sel(pr, n)
+        sk, sr = selection(pk, n), selection(pr, n)
         cons.append(big_t >= sk @ t + par["up_r"] + cp.sum(cp.multiply(par["sp_bits"], sk @ u), axis=1)
                     - cp.multiply(par["sp_big"], 1 - sr @ z))
     var.update(energy=energy, device_energy_j=joules)
