@@ -24,10 +24,11 @@ import numpy as np
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock, charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.energy_bound import knapsack, tradeoff_lower_bound
+from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
+from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
 from solvers.union_bound import union_band
 
@@ -353,6 +354,9 @@ SUBSET_CLOCKED_DEVICES = 64
 unbounded)."""
 
 
+SUBSET_DUAL_DEVICES = 5_000
+"""Clocked rounds over SUBSET_CLOCKED_DEVICES and up to this many devices get the subset-column Lagrangian bound of
+solvers/subset_dual.py (at 10,000 devices the bound has 0.2-0.3 s left, less than one of its evaluations)."""
 LATENCY_SHARE = 0.4
 """lambda > 0, rounds over SUBSET_CLOCKED_DEVICES: the part of the bound's time left the latency LPs may take."""
 
@@ -380,6 +384,9 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
     # each uploader's upload at least each member's alone
     union = small and problem.relay_aggregates and UNION_ROWS
-    subset = (SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
-              if clock is None or not clock.bounded or small else None)
+    subset: EdgeFloor | None = None
+    if clock is None or not clock.bounded or small:
+        subset = SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
+    elif problem.num_devices <= SUBSET_DUAL_DEVICES:  # within the clock on larger rounds: every edge at once
+        subset = SubsetDual.of(problem)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))

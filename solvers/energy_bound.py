@@ -311,15 +311,16 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
     eb = EnergyBound.of(p)
     t0 = max(t_lb, eb.earliest(), 1e-12)
 
-    def energy(t: float, around: np.ndarray | None = None) -> tuple[float, np.ndarray]:
-        best, nu = eb.prices(t, around, clock=clock)
+    def energy(t: float, around: np.ndarray | None = None, search: Clock | None = None) -> tuple[float, np.ndarray]:
+        best, nu = eb.prices(t, around, clock=clock if search is None else search)
         coverable = np.isfinite(best)  # an edge no cover fits has no plan at all
         if subset is not None and math.isfinite(t):
             best = subset.energy_edges(t, nu, best, clock)
         return float(np.sum(best[coverable])), nu
 
     began = now()
-    e0, nu0 = energy(t0)
+    # E_lb(t0)'s price search stops at 3/4 of the time left: the one more evaluation of the fewest steps (below) fits
+    e0, nu0 = energy(t0, search=None if clock is None else clock.share(0.75))
     step = 0.01
     while not math.isfinite(e0):  # no plan finishes by t0 (e.g. the subset LP's band row): every latency exceeds it
         if step > 8:
@@ -367,8 +368,9 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
 
     tangent = getattr(subset, "tangent_energy", None) if tangents_on else None
     splits = 0
+    last = 0.0  # seconds of the last split's evaluation: a split starts only if that much is left
     while splits < budget:
-        if clock is not None and clock.expired():
+        if clock is not None and (clock.expired() or clock.left() < last):
             break
         now_ = pieces()
         k = int(np.argmin(now_))
@@ -384,6 +386,8 @@ def tradeoff_lower_bound(problem: RoundProblem, t_lb: float, upper: float | None
             return bound
         mid = math.sqrt(pts[k] * pts[k + 1])
         pts.insert(k + 1, mid)
+        began = now()
         vals.insert(k + 1, energy(mid, nu0)[0])
+        last = now() - began
         splits += 1
     return float(min(pieces()))

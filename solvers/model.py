@@ -54,7 +54,7 @@ SLOT_STEP = 16
 """Cut slots come in multiples of this, so that rounds with slightly different grids share a compiled program."""
 
 
-def _sel(rows: np.ndarray, cols: int) -> sp.csr_matrix:
+def selection(rows: np.ndarray, cols: int) -> sp.csr_matrix:
     """Selection matrix: row k picks entry rows[k]."""
     import scipy.sparse as sp  # here, not at import: scipy.sparse is a third of what `import solvers` costs
 
@@ -97,7 +97,7 @@ class RoundModel:
             ("samples", (ne, n), True), ("demand", (ne, m), True), ("bits", m, True), ("eps_min", n, True),
             ("eps_cap", n, True), ("cut_a", (n, cuts), False), ("cut_s", (n, cuts), False),
             ("e_comp", (n, m), True), ("j_comp", (n, m), True))}
-        edge_of = _sel(p.device_edge, ne).T  # [E, N]
+        edge_of = selection(p.device_edge, ne).T  # [E, N]
         cons = [x <= par["elig"], x @ par["mem"] <= par["mem_cap"],
                 par["samples"] @ x >= par["demand"], edge_of @ beta <= 1,
                 eps >= par["eps_min"], eps <= par["eps_cap"],
@@ -112,7 +112,7 @@ class RoundModel:
         joules = cp.sum(cp.multiply(par["j_comp"], x), axis=1) if pf is None else pf.joules  # [N] energy in J
         if nl:
             r = cp.Variable(nl, boolean=True, name="r")
-            out_of, s_l, d_l = _sel(src, n).T, _sel(src, n), _sel(dst, n)
+            out_of, s_l, d_l = selection(src, n).T, selection(src, n), selection(dst, n)
             direct = 1 - out_of @ r
             w = cp.Variable((nl, m), nonneg=True, name="w")
             par.update({k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
@@ -120,10 +120,10 @@ class RoundModel:
             sent, moved = s_l @ x, w  # the D2D payload and the relayed bits, per link
 
             def per_link(rows: Any) -> Any:  # [nt * nl] level copies summed back to [nl]
-                return rows if lv is None else _sel(np.tile(np.arange(nl), nt), nl).T @ rows
+                return rows if lv is None else selection(np.tile(np.arange(nl), nt), nl).T @ rows
 
             if lv is not None:  # per-level copies at the sender's level
-                sent, moved = lv.split(x, _sel(np.arange(n), n), "xl"), lv.split(w, s_l, "wl")
+                sent, moved = lv.split(x, selection(np.arange(n), n), "xl"), lv.split(w, s_l, "wl")
                 sent = cp.vstack([s_l @ sent[k * n:(k + 1) * n, :] for k in range(nt)])
             cons += [out_of @ r <= 1, r + d_l @ (out_of @ r) <= 1,
                      w >= s_l @ x + r[:, None] @ np.ones((1, m)) - 1,
@@ -149,11 +149,11 @@ class RoundModel:
         else:
             terms, owner = own, np.arange(n)
         if lv is not None:  # each row's bits at the level of the device whose factor applies (the sender's)
-            terms = lv.split(terms, _sel(ml.factor_dev(p), n), "bits")
+            terms = lv.split(terms, selection(ml.factor_dev(p), n), "bits")
             owner = np.tile(owner, nt)
             par["row_bits"] = cp.Parameter((len(owner), m), nonneg=True, name="row_bits")
         k = len(owner)
-        own_sel = _sel(owner, n)
+        own_sel = selection(owner, n)
         v = cp.Variable((k, m), nonneg=True, name="v")  # v >= terms * eps_owner, exact at integer terms
         eps_o = (own_sel @ eps)[:, None] @ np.ones((1, m))
         cap_o = cp.Parameter((k, m), nonneg=True, name="cap_o")
@@ -382,10 +382,12 @@ def run_highs(prob: Any, time_limit: float, gap: float, cutoff: float | None) ->
         bound = float(info.mip_dual_bound)
     if prob.status in ("infeasible", "infeasible_or_unbounded"):
         return "infeasible", None, False
-    if prob.status not in cp.settings.SOLUTION_PRESENT:
+    if prob.status not in cp.settings.SOLUTION_PRESENT or (info is not None and getattr(
+            info, "primal_solution_status", 2) != 2):  # a time limit before any feasible answer: the values are junk
         return "time_limit", bound, False
     if bound is not None and info is not None:
-        bound += float(prob.objective.value) - float(info.objective_function_value)
+        shifted = bound + float(prob.objective.value) - float(info.objective_function_value)
+        bound = shifted if np.isfinite(shifted) else bound
     elif prob.status == cp.OPTIMAL:
         bound = float(prob.value)
     return ("optimal" if prob.status == cp.OPTIMAL else "time_limit"), bound, True

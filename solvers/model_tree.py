@@ -33,7 +33,7 @@ from solvers.clock import now
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
-from solvers.model import Certified, RoundModel, _sel, load_choices, run_highs
+from solvers.model import Certified, RoundModel, load_choices, run_highs, selection
 from solvers.model_cache import ModelCache
 from solvers.tree_bound import shortest_paths
 
@@ -65,8 +65,8 @@ def build(p: RoundProblem, extra: Sequence[Callable[[dict, dict], list]] = ()) -
     n, m, ne, nl = p.num_devices, p.num_modules, p.num_edges, p.d2d_src.size
     pk, pr, _ = _pairs(p)
     npairs = pk.size
-    edge_of = _sel(p.device_edge, ne).T  # [E, N]
-    out_of, s_l, d_l = _sel(p.d2d_src, n).T, _sel(p.d2d_src, n), _sel(p.d2d_dst, n)
+    edge_of = selection(p.device_edge, ne).T  # [E, N]
+    out_of, s_l, d_l = selection(p.d2d_src, n).T, selection(p.d2d_src, n), selection(p.d2d_dst, n)
     par = {k: cp.Parameter(shape, nonneg=True, name=k) for k, shape in (
         ("elig", (n, m)), ("tau", (n, m)), ("mem", m), ("mem_cap", n), ("samples", (ne, n)), ("demand", (ne, m)),
         ("e_comp", (n, m)), ("j_comp", (n, m)), ("up", n), ("e_root", n), ("j_root", n), ("n_e", n),
@@ -105,7 +105,7 @@ def build(p: RoundProblem, extra: Sequence[Callable[[dict, dict], list]] = ()) -
     else:
         cons.append(z == 1)
     if npairs:
-        sk, sr = _sel(pk, n), _sel(pr, n)
+        sk, sr = selection(pk, n), selection(pr, n)
         cons.append(big_t >= sk @ t + par["up_r"] + cp.sum(cp.multiply(par["sp_bits"], sk @ u), axis=1)
                     - cp.multiply(par["sp_big"], 1 - sr @ z))
     var.update(energy=energy, device_energy_j=joules)
@@ -172,6 +172,21 @@ def tree_round_cost(p: RoundProblem, x: np.ndarray, parent: np.ndarray) -> float
     return t + p.lam * energy
 
 
+def valid_tree(p: RoundProblem, x: np.ndarray, parent: np.ndarray) -> bool:
+    """Memory, eligibility, coverage and one tree per edge within relay_capacity (a MILP stopped early may return
+    junk)."""
+    from solvers.model_price import feasible
+    from solvers.tree import is_tree
+
+    if not feasible(p, x, np.arange(p.num_devices)):
+        return False
+    for e in range(p.num_edges):
+        v = EdgeView.of(p, e)
+        if not is_tree(v.rate, np.searchsorted(v.dev, parent[v.dev]), p.relay_capacity):
+            return False
+    return True
+
+
 def certify_tree(p: RoundProblem, x0: np.ndarray, parent0: np.ndarray, deadline: float, gap: float = 0.01,
                  extra: Sequence[Callable[[dict, dict], list]] = (), cache: ModelCache | None = None) -> Certified:
     """Improve and certify the tree plan (x0, parent0) with the tree MILP (one solve: no cuts are needed, every
@@ -193,7 +208,7 @@ def certify_tree(p: RoundProblem, x0: np.ndarray, parent0: np.ndarray, deadline:
         lower = best
     elif bound is not None:
         lower = bound * scale * (1 - 1e-7)
-    if sol is not None and (not extra or status == "optimal"):
+    if sol is not None and (not extra or status == "optimal") and valid_tree(p, *sol):
         cand = tree_round_cost(p, *sol)
         if cand < best:
             best, best_x, best_p = cand, sol[0], sol[1]

@@ -50,3 +50,47 @@ def test_scoring_every_sample_ignores_the_report_and_sees_the_flip():
     assert _score(before, flipped, y, None) == pytest.approx(-0.25, abs=1e-6)
     assert _score(before, flipped, y, [0.25] * CLASSES) == pytest.approx(-0.25, abs=1e-6)  # uniform = every sample
     assert _score(before, honest, y, None) > 0.5
+
+
+def test_a_misreporting_flipper_reports_one_class_per_task_the_one_it_trains_on_least():
+    from conftest import tiny_config
+
+    from hffm.federation.validation import reported_shares
+    from hffm.run import make_world
+
+    world = make_world(tiny_config())
+    flipped = reported_shares(world, frozenset({0, 1}))
+    hidden = reported_shares(world, frozenset({0, 1}), frozenset({1}))
+    assert hidden[0].keys() == flipped[0].keys() and all((hidden[0][t] == flipped[0][t]).all() for t in flipped[0])
+    for task, share in hidden[1].items():
+        assert share.sum() == 1.0 and share[int(np.argmin(flipped[1][task]))] == 1.0
+
+
+def test_a_run_with_misreporting_flippers_trains_and_its_attack_is_known():
+    import dataclasses
+
+    from conftest import tiny_config
+    from lightning.fabric import Fabric
+
+    from hffm.federation.attacks import attack_of
+    from hffm.federation.defense import DefenseConfig
+    from hffm.federation.faults import FaultsConfig
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_world
+
+    attack = attack_of("labelflip_misreport")
+    assert attack.flips_labels and attack.misreports and not attack_of("labelflip").misreports
+    cfg = tiny_config(rounds=2, local_steps=1)
+    cfg = dataclasses.replace(cfg, seed=0, faults=FaultsConfig(attack="labelflip_misreport", attack_fraction=0.25),
+                              defense=DefenseConfig(name="robust", min_trust=0.25, validation_samples=32))
+    result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg)
+    assert result.state.defense["trust"] and all(v == v for v in result.history[-1].values())
+
+
+def test_inferred_shares_read_the_trained_labels_from_the_update_whatever_the_report():
+    before, flipped, honest, y = _wave()
+    inferred = task_gains(before, flipped, y, {"t": np.eye(CLASSES)[2]}, infer_shares=True)["t"]  # report ignored
+    assert inferred == pytest.approx(_score(before, flipped, y, [0, 0, 0.5, 0.5]), abs=1e-6)  # its trained labels
+    truthful = _score(before, honest, y, [0.5, 0.5, 0, 0])
+    assert task_gains(before, honest, y, None, infer_shares=True)["t"] == pytest.approx(truthful, abs=1e-6)
+    assert task_gains(before, before, y, None, infer_shares=True)["t"] == 0.0  # no shift: every sample alike

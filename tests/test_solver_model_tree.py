@@ -12,7 +12,7 @@ import pytest
 
 from solvers import check_plan, random_instance
 from solvers.edgebatch import EdgeView
-from solvers.model_tree import build, certify_tree, load, tree_round_cost
+from solvers.model_tree import build, certify_tree, load, tree_round_cost, valid_tree
 from solvers.reference import reference_trees
 from solvers.tree import tree_cost
 from solvers.tree_rules import tree_equal_plan
@@ -105,3 +105,13 @@ def _tree_device_energy(p, x, parent) -> np.ndarray:
             rate = uplink_rate(p.edge_bandwidth_hz[p.device_edge[i]], p.snr_hz[i])
             e[i] += p.tx_power_w[i] * bits[i] / rate
     return e
+
+
+def test_answers_of_a_stopped_milp_are_checked():
+    """A MILP stopped before any feasible answer leaves junk in the variables (all zeros, every device a root):
+    certify_tree keeps only a placement that covers and one tree per edge."""
+    p = _tree(5, 1, 3, 0)
+    ref = reference_trees(p)
+    assert valid_tree(p, ref.placement, ref.parent)
+    assert not valid_tree(p, np.zeros_like(ref.placement), ref.parent)  # covers nothing
+    assert not valid_tree(p, ref.placement, np.arange(p.num_devices))  # five roots

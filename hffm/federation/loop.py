@@ -142,8 +142,9 @@ def run_federation(
     memory = DefenseMemory.from_dict(state.defense)
     # the aggregator's own labelled data, no device's (None: off, or none to be had and the record falls back)
     validation = server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense)
-    shares = None if validation is None else reported_shares(world, attacking if attacking and attack_of(
-        faults.attack).flips_labels else frozenset())  # the labels each device trains on, as it reports them
+    attack = attack_of(faults.attack)
+    shares = None if validation is None else reported_shares(  # the labels each device trains on, as it reports them
+        world, attacking if attack.flips_labels else frozenset(), attacking if attack.misreports else frozenset())
     state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
@@ -216,7 +217,7 @@ def run_federation(
             agreed = consensus(batches, defense, memory, "edge")
             scores = None if validation is None else validation_task_scores(
                 fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
-                by_class=defense.validation_classes == "held")
+                by_class=defense.validation_classes == "held", infer_shares=defense.validation_classes == "inferred")
             validated, task_out = _validation_evidence(scores, defense, batches, memory, world)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
