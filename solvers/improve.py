@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.clock import FINISH_S, now
+from solvers.bounds import subset_lower_bound
+from solvers.clock import FINISH_S, Clock, now
 from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
+from solvers.group_columns import group_applies, group_lower_bound
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
 from solvers.lp_round import round_edge
@@ -50,6 +52,15 @@ SUBSET_PLAN_SHARE = 0.5
 """lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
 (solvers/subset_plan.py) before the edge MILP."""
 
+GROUP_SHARE = 0.8
+"""lambda > 0, fixed power and frequency, one-hop relays (forwarding or aggregating), rounds of at most
+MODEL_MAX_DEVICES: the share of the model's time for the relay-group bound of solvers/group_columns.py (exact group
+prices by column generation) before the rest."""
+GROUP_MIN_S = 2.0
+"""... where the model has at least this many seconds left after the heuristics (then joint's own round bound takes
+its fewest steps; improve runs it with 0.9 x that left). One master takes 0.3-0.6 CPU s on 8-12-device edges and the
+objective bound several (experiments/solver_group_bound.py): within a 2 s limit (about 1 s for the model) it
+certified less than the subset LP it would replace, so the default limit keeps the round bound."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
 the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
@@ -68,6 +79,14 @@ def applies(problem: RoundProblem) -> bool:
         return p.num_devices <= MODEL_MAX_DEVICES
     size = np.bincount(p.device_edge, minlength=p.num_edges)
     return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
+
+
+def group_first(problem: RoundProblem, left_s: float) -> bool:
+    """Rounds whose certified bound is the relay-group bound (`GROUP_SHARE` > 0), with left_s seconds left for the
+    model (at least GROUP_MIN_S: joint's round bound then takes its fewest steps and leaves the time to it)."""
+    p = problem
+    return (p.lam > 0 and GROUP_SHARE > 0 and left_s >= GROUP_MIN_S and p.num_devices <= MODEL_MAX_DEVICES
+            and group_applies(p))
 
 
 def edge_model_applies(problem: RoundProblem) -> bool:
@@ -155,6 +174,14 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     beyond = False
     x, relay = plan.placement.copy(), plan.relay.copy()
     lower = plan.lower_bound
+    if group_first(p, (deadline - now()) / 0.9):  # joint's round bound took its fewest steps (GROUP_MIN_S)
+        clock = Clock(now() + GROUP_SHARE * max(deadline - now(), 0.0))
+        edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s
+        group_lb = group_lower_bound(p, subset_lower_bound(p, edge_t), plan.objective, plan.latency_s,
+                                     plan.energy_j, clock, gap, plan=(x, relay, plan.bandwidth_hz))
+        lower = max(lower, min(group_lb, plan.objective))
+        if lower >= (1 - gap) * plan.objective:
+            return plan.with_(lower_bound=lower, status=STATUS_PROVEN)
     if p.lam == 0:
         edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s.copy()
         size = np.bincount(p.device_edge, minlength=p.num_edges)
