@@ -111,8 +111,8 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
         wave.clear()
         return out
 
-    def defend(updates, reference, cfg, agreed, untrusted=None):  # noqa: ANN001, ANN202
-        out = originals[5](updates, reference, cfg, agreed, untrusted)
+    def defend(updates, reference, cfg, agreed, untrusted=None, untrusted_tasks=None):  # noqa: ANN001, ANN202
+        out = originals[5](updates, reference, cfg, agreed, untrusted, untrusted_tasks)
         tier = "edge" if untrusted is not None else "cloud"
         clipped = [u.node for u in out.kept if not any(u.state is v.state for v in updates)]
         events.append({"round": now["round"], "tier": tier, "sent": len(updates), "kept": len(out.kept),

@@ -36,7 +36,7 @@ import numpy as np
 
 RULES = ("mean", "median", "trimmed_mean", "clip")
 DEFENSES = ("robust", "none")
-ATTACKS = ("ipm", "alie", "labelflip", "signflip", "scale", "nan", "inf", "random")
+ATTACKS = ("ipm", "alie", "labelflip", "signflip", "scale", "nan", "inf", "random", "labelflip_misreport")
 STUDIED = ("ipm", "alie", "labelflip", "signflip", "scale", "nan")
 FRACTIONS = (0.2, 0.3)
 BASE = ["experiment=hffm", "topology=default", "model=tiny", "data=benchmark", "data.benchmark.num_samples=1200",

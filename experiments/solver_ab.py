@@ -10,6 +10,7 @@ each by the process's wall / CPU ratio so far). Writes a JSON with both checkout
 
     python experiments/solver_ab.py --a /work/main --b . [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 2]
         [--time-limit 2] [--share-b 0.7] [--cpu-clock [--scale-highs]] [--mode aggregates]
+        [--scale: the rounds of solver_scale_gap.py, --sizes 1000,10000]
         --out experiments/results/solver_model/ab.json
 """
 
@@ -51,7 +52,7 @@ for name, value in {patch!r}:  # module.CONSTANT=value: a module constant change
     mod, _, attr = name.rpartition('.')
     setattr(importlib.import_module(mod), attr, value)
 solve(instance(4, 'one-hop', 0.5, 99), 'joint', time_limit_s=0.5)  # warm: lazy imports (scipy.sparse: 0.55 s)
-p = instance({n}, {mode!r}, {lam}, {seed})
+p = {make}
 w, c = wall(), time.process_time()
 plan = solve(p, 'joint', time_limit_s={limit})
 import solvers
@@ -69,9 +70,16 @@ def commit_of(root: str) -> str:
 
 
 def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float | None, cpu_clock: bool,
-            patch: list[tuple[str, float]], mode: str = "one-hop", scale_highs: bool = False) -> dict:
-    code = CHILD.format(root=root, n=n, lam=lam, seed=seed, limit=limit, share=share, cpu_clock=cpu_clock,
-                        patch=patch, mode=mode, scale_highs=scale_highs)
+            patch: list[tuple[str, float]], mode: str = "one-hop", scale_highs: bool = False,
+            scale: bool = False) -> dict:
+    make = f"instance({n}, {mode!r}, {lam}, {seed})"
+    if scale:  # experiments/solver_scale_gap.py's round: about 100 devices an edge, M in 3..10 from the seed
+        s = 1000 * n + seed
+        make = (f"__import__('solvers').random_instance({n}, {max(1, round(n / 100))}, "
+                f"int(__import__('numpy').random.default_rng({s}).integers(3, 11)), {s}, lam={lam}, "
+                f"relay_aggregates={mode == 'aggregates'})")
+    code = CHILD.format(root=root, make=make, limit=limit, share=share, cpu_clock=cpu_clock,
+                        patch=patch, scale_highs=scale_highs)
     env = {**os.environ, "PYTHONPATH": root, "WANDB_MODE": "disabled"}
     # cwd = the checkout: `python -c` puts the working directory first on sys.path, ahead of PYTHONPATH
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=root)
@@ -105,6 +113,9 @@ def main() -> None:
     ap.add_argument("--scale-highs", action="store_true",
                     help="with --cpu-clock: HiGHS's own (wall) time limits x the process's wall / CPU ratio so far, "
                          "so a MILP or LP given x CPU s by the solver's clock gets about x CPU s under load")
+    ap.add_argument("--scale", action="store_true",
+                    help="the rounds of experiments/solver_scale_gap.py (--sizes in devices, e.g. 1000,10000; "
+                         "--mode aggregates: relay_aggregates) instead of solver_model_bench.py's single edges")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     roots = {"A": str(Path(a.a).resolve()), "B": str(Path(a.b).resolve())}
@@ -117,7 +128,7 @@ def main() -> None:
                 row = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed}
                 for k in ("A", "B"):
                     row[k] = run_one(roots[k], n, lam, seed, a.time_limit, shares[k], a.cpu_clock, patches[k],
-                                     a.mode, a.scale_highs and a.cpu_clock)
+                                     a.mode, a.scale_highs and a.cpu_clock, a.scale)
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     meta = {"A": {"root": roots["A"], "commit": commit_of(roots["A"]), "heuristic_share": shares["A"],
@@ -125,7 +136,7 @@ def main() -> None:
             "B": {"root": roots["B"], "commit": commit_of(roots["B"]), "heuristic_share": shares["B"],
                   "patch": patches["B"]},
             "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)", "time_limit_s": a.time_limit,
-            "cpu_clock": a.cpu_clock, "scale_highs": a.scale_highs and a.cpu_clock, "mode": a.mode,
+            "cpu_clock": a.cpu_clock, "scale_highs": a.scale_highs and a.cpu_clock, "mode": a.mode, "scale": a.scale,
             "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)

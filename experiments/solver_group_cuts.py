@@ -30,6 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from code_version import commit  # noqa: E402
+from cpu_clock import cpu_deadlines  # noqa: E402
 from solver_lp_ceiling import best_price, group_exact, integer_lp  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
@@ -65,12 +66,8 @@ def plan_of(ee: EdgeEnergy, cols: list[int], n_dev: int, m: int) -> tuple[np.nda
 
 def row(n: int, lam: float, seed: int, ref: float, rounds: int, milp_s: float) -> dict:
     p = instance(n, "one-hop", lam, seed)
-    real = time.perf_counter
-    time.perf_counter = time.process_time
-    try:
+    with cpu_deadlines():
         plan = solve(p, "joint", time_limit_s=ref)
-    finally:
-        time.perf_counter = real
     ev = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz)
     t_star, e_star = ev.latency_s, ev.energy_j
     demand = p.coverage_demand()[0]

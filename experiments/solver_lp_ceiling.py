@@ -35,6 +35,7 @@ from scipy.optimize import minimize_scalar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from code_version import commit  # noqa: E402
+from cpu_clock import cpu_deadlines  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
 from solvers import route_lp, solve  # noqa: E402
@@ -110,12 +111,8 @@ def choice_objective(p, x: np.ndarray, relay: np.ndarray) -> float:  # noqa: ANN
 
 def row(n: int, mode: str, lam: float, seed: int, ref: float) -> dict:
     p = instance(n, mode, lam, seed)
-    real = time.perf_counter
-    time.perf_counter = time.process_time  # the reference plan's deadlines in CPU s
-    try:
+    with cpu_deadlines():  # the reference plan's deadlines in CPU s
         plan = solve(p, "joint", time_limit_s=ref)
-    finally:
-        time.perf_counter = real
     ev = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz)
     t_star, e_star = ev.latency_s, ev.energy_j
     demand = p.coverage_demand()[0]

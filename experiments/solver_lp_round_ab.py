@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from code_version import CODE_PATHS, commit
+from cpu_clock import cpu_deadlines, wall_clock
 
 OUT = Path(__file__).resolve().parent / "results" / "solver_model" / "s18s2" / "lp_round_ab.json"
 
@@ -36,9 +37,12 @@ def main() -> None:
     ap.add_argument("--raw-seeds", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    wall = time.perf_counter
-    if args.cpu_clock:
-        time.perf_counter = time.process_time  # the solver's deadlines in CPU s
+    with cpu_deadlines(args.cpu_clock):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    wall = wall_clock
     if "solvers" in sys.modules:
         raise RuntimeError("solvers was imported before the clock was set")
     import numpy as np

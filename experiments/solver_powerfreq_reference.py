@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from code_version import CODE_PATHS, commit
+from cpu_clock import cpu_deadlines
 
 from solvers import random_instance, solve
 from solvers.reference import reference_power_frequency
@@ -42,8 +43,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--cpu-clock", action="store_true", help="the solver's deadlines in CPU s")
     a = ap.parse_args()
-    if a.cpu_clock:
-        time.perf_counter = time.process_time
+    with cpu_deadlines(a.cpu_clock):
+        run(a)
+
+
+def run(a: argparse.Namespace) -> None:
     code, load = commit(CODE_PATHS), os.getloadavg()[0]
     rows = []
     for lam in LAMS:

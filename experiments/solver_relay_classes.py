@@ -26,6 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from code_version import CODE_PATHS, commit  # noqa: E402
+from cpu_clock import cpu_deadlines  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
 import solvers.relay_price as rp  # noqa: E402
@@ -37,12 +38,8 @@ from solvers.subset_energy import SubsetEnergy  # noqa: E402
 
 
 def plan_of(p, limit: float):
-    real = time.perf_counter
-    time.perf_counter = time.process_time  # the solver's deadlines in CPU s
-    try:
+    with cpu_deadlines():
         return solve(p, "joint", time_limit_s=limit)
-    finally:
-        time.perf_counter = real
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
+from cpu_clock import cpu_deadlines, wall_clock
 
 OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap" / "relay_search_ab.json"
 
@@ -44,18 +45,12 @@ def main() -> None:
     ap.add_argument("--case", choices=("lambda", "aggregates", "memory"), default="lambda")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
-    wall = time.perf_counter
-    if args.cpu_clock:
-        time.perf_counter = time.process_time  # the solver's deadlines in CPU s
-        from highspy._core import _Highs  # HiGHS's own time limits (wall) x this process's wall / CPU ratio so far
-        _set, w0, c0 = _Highs.setOptionValue, wall(), time.process_time()
+    with cpu_deadlines(args.cpu_clock, scale_highs=True):
+        run(args)
 
-        def _scaled(self, key, value):  # noqa: ANN001, ANN202
-            if key == "time_limit" and value < 1e20:
-                value = float(value) * min(max((wall() - w0) / max(time.process_time() - c0, 1e-3), 1.0), 20.0)
-            return _set(self, key, value)
 
-        _Highs.setOptionValue = _scaled
+def run(args: argparse.Namespace) -> None:
+    wall = wall_clock
     import importlib
 
     from solvers import check_plan, random_instance, solve

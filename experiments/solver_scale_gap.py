@@ -8,8 +8,13 @@ whether it passes `check_plan`, and the 1-minute load average before it (the mac
 seconds are the steadier number). Targets: median certified gap <= 2 % at 1,000 and 10,000 devices in every case;
 10,000 devices <= 2 s and 100,000 <= 10 s wall at lambda = 0.
 
-Run: python experiments/solver_scale_gap.py [--seeds 3] [--quick]
-(writes experiments/results/solver_scale_gap/scale_gap.{json,md}; --quick: scale_gap_quick.{json,md})
+--cpu-clock: the solver's deadlines read this process's CPU time (time.perf_counter = time.process_time; HiGHS's own
+time limits x the process's wall / CPU ratio so far, as experiments/solver_ab.py --scale-highs does), so a loaded
+machine does not cut the rounds short: what the 2 s give on a quiet one (the wall columns then exceed the limit).
+
+Run: python experiments/solver_scale_gap.py [--seeds 3] [--quick] [--cpu-clock] [--out-name NAME]
+(writes experiments/results/solver_scale_gap/scale_gap.{json,md}; --quick: scale_gap_quick.{json,md}; --cpu-clock:
+scale_gap_cpu.{json,md}; --out-name: NAME.{json,md})
 """
 
 from __future__ import annotations
@@ -31,13 +36,31 @@ OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap"
 CASES = (("lambda 0", 0.0, False), ("lambda 0.5", 0.5, False), ("relay_aggregates", 0.0, True))
 
 
+WALL = time.perf_counter
+
+
+def cpu_clock() -> None:
+    """The solver's deadlines on CPU time, HiGHS's time limits scaled by the wall / CPU ratio so far (module doc)."""
+    from highspy._core import _Highs
+
+    time.perf_counter = time.process_time
+    set_option, w0, c0 = _Highs.setOptionValue, WALL(), time.process_time()
+
+    def scaled(self, key, value):  # noqa: ANN001, ANN202
+        if key == "time_limit" and value < 1e20:
+            value = float(value) * min(max((WALL() - w0) / max(time.process_time() - c0, 1e-3), 1.0), 20.0)
+        return set_option(self, key, value)
+
+    _Highs.setOptionValue = scaled
+
+
 def run_one(n: int, seed: int, lam: float, aggregates: bool) -> dict:
     modules = int(np.random.default_rng(seed).integers(3, 11))
     p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=lam, relay_aggregates=aggregates)
     load = os.getloadavg()[0]
-    c0, w0 = time.process_time(), time.perf_counter()
+    c0, w0 = time.process_time(), WALL()
     plan = solve(p, "joint")
-    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    cpu, wall = time.process_time() - c0, WALL() - w0
     gap = 1 - plan.lower_bound / plan.objective if plan.objective > 0 else None
     return {"devices": n, "edges": p.num_edges, "modules": modules, "seed": seed, "lambda": lam,
             "relay_aggregates": aggregates, "cpu_s": cpu, "wall_s": wall, "load_1min": load, "status": plan.status,
@@ -76,7 +99,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="1,000 devices only, one seed (a smoke run)")
+    ap.add_argument("--cpu-clock", action="store_true", help="deadlines on this process's CPU time (module doc)")
+    ap.add_argument("--out-name", default=None, help="file name of the results (default by the options)")
     args = ap.parse_args()
+    if args.cpu_clock:
+        cpu_clock()
     sizes = [(1000, 1)] if args.quick else [(1000, args.seeds), (10_000, args.seeds), (100_000, 1)]
     code = commit(CODE_PATHS)  # before the run: the code it ran
     rows = []
@@ -89,10 +116,12 @@ def main() -> None:
                       f"wall {r['wall_s']:.2f} s load {r['load_1min']:.1f} {r['status']}", flush=True)
     machine = f"{platform.machine()} {os.cpu_count()}-core CPU container, shared with other jobs"
     summary = summarize(rows)
+    flags = (" --quick" if args.quick else "") + (" --cpu-clock" if args.cpu_clock else "")
     header = (f"Machine: {machine}; commit {code}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-              f"`python experiments/solver_scale_gap.py{' --quick' if args.quick else ''}`")
+              f"`python experiments/solver_scale_gap.py{flags}`")
     OUT.mkdir(parents=True, exist_ok=True)
-    name = "scale_gap_quick" if args.quick else "scale_gap"  # a smoke run never overwrites the full table
+    # a smoke run or a CPU-clock run never overwrites the full table
+    name = args.out_name or ("scale_gap_quick" if args.quick else "scale_gap_cpu" if args.cpu_clock else "scale_gap")
     (OUT / f"{name}.json").write_text(json.dumps({"machine": machine, "commit": code, "summary": summary,
                                                   "rows": rows}, indent=1))
     (OUT / f"{name}.md").write_text(markdown(summary, header))

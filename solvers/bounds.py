@@ -24,10 +24,11 @@ import numpy as np
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock, charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.energy_bound import knapsack, tradeoff_lower_bound
+from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
+from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
 from solvers.union_bound import union_band
 
@@ -43,13 +44,14 @@ solvers/union_bound.py (a group charged its largest member at the relay); larger
 
 def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarray | None = None,
                        ladder: tuple[float, ...] = LADDER, refine: int = 3, min_gain: float = 0.005,
-                       max_lps: int = 16) -> float:
+                       max_lps: int = 16, clock: Clock | None = None) -> float:
     """Certified lower bound on the round's least latency (see the module doc): T_e is certified when the LP
     "at most one module subset per device, samples per module >= demand" costs more than B_e at T_e.
     Only edges that can raise max_e T_e are tried, the slowest first (`upper` [E]: latencies known achievable);
     T = upper / (1 + step) down the ladder, then `refine` bisection steps between the last failure and the first
     success. known [E] > 0 marks edges whose least latency is known exactly (enumerated): they count as they are.
-    An edge is tried only while it could raise the bound by min_gain (relative), at most max_lps LPs in all."""
+    An edge is tried only while it could raise the bound by min_gain (relative), at most max_lps LPs in all, and
+    no LP starts once `clock` has run out (the best so far is as valid)."""
     p = problem
     known = np.zeros(p.num_edges) if known is None else np.asarray(known, dtype=float)
     best = float(known.max(initial=0.0))
@@ -59,7 +61,7 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
     upper = np.asarray(upper, dtype=float)
     calls = [0]
     for e in np.argsort(-upper):
-        if upper[e] <= best * (1 + min_gain) or calls[0] >= max_lps:
+        if upper[e] <= best * (1 + min_gain) or calls[0] >= max_lps or (clock is not None and clock.expired()):
             break
         if known[e] > 0 or not np.any(p.device_edge == e):
             continue
@@ -67,11 +69,12 @@ def subset_lower_bound(problem: RoundProblem, upper: np.ndarray, known: np.ndarr
         failed = upper[e]
         for step in ladder:
             t = upper[e] / (1 + step)
-            if t <= best * (1 + min_gain) or calls[0] >= max_lps:  # too little left to gain, or out of budget
+            if (t <= best * (1 + min_gain) or calls[0] >= max_lps  # too little left to gain, or out of budget
+                    or (clock is not None and clock.expired())):
                 break
             if route.impossible(t, demand[e]):
                 lo, hi = t, failed
-                for _ in range(refine):
+                for _ in range(refine if clock is None or not clock.expired() else 0):
                     mid = 0.5 * (lo + hi)
                     lo, hi = (mid, hi) if route.impossible(mid, demand[e]) else (lo, mid)
                 best = max(best, lo)
@@ -351,6 +354,13 @@ SUBSET_CLOCKED_DEVICES = 64
 unbounded)."""
 
 
+SUBSET_DUAL_DEVICES = 5_000
+"""Clocked rounds over SUBSET_CLOCKED_DEVICES and up to this many devices get the subset-column Lagrangian bound of
+solvers/subset_dual.py (at 10,000 devices the bound has 0.2-0.3 s left, less than one of its evaluations)."""
+LATENCY_SHARE = 0.4
+"""lambda > 0, rounds over SUBSET_CLOCKED_DEVICES: the part of the bound's time left the latency LPs may take."""
+
+
 def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
                       upper: float | None = None, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the
@@ -359,7 +369,11 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     edge_latency and known are of the round at full power and speed), else the energy bound below. upper: a known
     plan's objective (the search stops once the bound is that close); clock: the latency-energy bound takes its
     fewest steps once it has run out."""
-    t = subset_lower_bound(problem, edge_latency, known)
+    # at lambda > 0 on large rounds the latency LPs get 0.4 of the time left (the latency-energy bound, which most of
+    # the bound is, needs the rest): at 10,000 devices x 8 modules they took 0.3 CPU s, their T_0 0.1 % of the bound
+    late = (clock.share(LATENCY_SHARE) if clock is not None and problem.lam > 0
+            and problem.num_devices > SUBSET_CLOCKED_DEVICES else None)
+    t = subset_lower_bound(problem, edge_latency, known, clock=late)
     if problem.lam <= 0:
         return t
     loose = t + problem.lam * energy_lower_bound(problem)
@@ -370,6 +384,9 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     # 5, 0.71 -> 0.80 and 0.68 -> 0.78 of the plan, experiments/solver_bound_curve.py) and, where relays aggregate,
     # each uploader's upload at least each member's alone
     union = small and problem.relay_aggregates and UNION_ROWS
-    subset = (SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
-              if clock is None or not clock.bounded or small else None)
+    subset: EdgeFloor | None = None
+    if clock is None or not clock.bounded or small:
+        subset = SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
+    elif problem.num_devices <= SUBSET_DUAL_DEVICES:  # within the clock on larger rounds: every edge at once
+        subset = SubsetDual.of(problem)
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))

@@ -74,9 +74,11 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
         subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
         lower = max(t_lb + p.lam * energy_lower_bound(p),
-                    tradeoff_lower_bound(p, t_lb, best.objective, PF_LATENCIES, clock=clock, subset=subset))
+                    tradeoff_lower_bound(p, t_lb, best.objective, PF_LATENCIES, clock=clock, subset=subset,
+                                         cap=True, tangents_on=True))
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
-            lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset))
+            lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset,
+                                                    cap=True, tangents_on=True))
         best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
     if model:
         assert limits is not None

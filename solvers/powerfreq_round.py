@@ -24,9 +24,9 @@ from solvers.powerfreq import plan_power_frequency
 from solvers.subset_energy import SubsetEnergy
 
 PF_PRICE_STEPS = 3
-"""Bisection steps of the subset LP's band price per latency (`SubsetEnergy._price_by_slope`) in joint's power and
-frequency path: 6 and 3 gave E_lb within 0.02 % of each other on 8-12-device bench edges, 3 in 0.7x the time, so the
-latency search gets more points."""
+"""Most bisection steps of the subset LP's band price per latency (solvers/powerfreq_price.py `price_by_slope`) in
+joint's power and frequency path: 6 and 3 gave E_lb within 0.02 % of each other on 8-12-device bench edges, 3 in
+0.7x the time, so the latency search gets more points."""
 PF_ITERS = 24
 """Golden-section steps over T of `plan_power_frequency` there (its default 40): the same objective to 6 digits on
 8-12-device bench edges in 0.65x the time."""

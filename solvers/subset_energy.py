@@ -29,9 +29,10 @@ The LP itself (rows, covers, union rows, warm re-solves) is solvers/route_lp.py.
 
 Power and frequency as decisions: a column that computes C = n_i sum_S c_m cycles and uploads P bits, compute and
 upload sharing T, spends at least min over the compute time tau of kappa C max(f_min, C / tau)^2 + P k(T - tau, nu)
-(solvers/powerfreq_column.py: a certified golden section along the optimal spectral efficiency). A relayed column
-shares T - its hop's time, its bits at the relay's per-bit price k_j. The band price is searched by the sign of the
-LP's supergradient (`SubsetEnergy._price_by_slope`).
+(solvers/powerfreq_column.py: certified by the sign of its slope along the optimal spectral efficiency). A relayed
+column shares T - its hop's time, its bits at the relay's per-bit price k_j. The band price is searched by the sign
+of the LP's supergradient (solvers/powerfreq_price.py `price_by_slope`), and its tangents in T lift the latency
+search's pieces (`tangent_energy`).
 
 The LP value is valid at any nu and theta; both are searched per edge (the value is concave in each), a few LPs
 each, within the round's clock (solvers/clock.py); edges it does not reach keep the knapsack bound
@@ -51,6 +52,7 @@ from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_column import column_energy
+from solvers.powerfreq_price import price_by_slope, tangent_energy
 from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.upload_table import GOLD, concave_energy
@@ -82,6 +84,8 @@ class EdgeEnergy:
     union: bool = False  # relay_aggregates: uploads in the union rows of `lp` (each uploader >= each member alone)
     band_row: bool = False  # `lp` has the row: the columns' least bands alone sum to at most B_e (`bands`)
     band_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] bands at the last decision costs
+    slope_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] there: -d cost / dT, from below
+    cost_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] the costs of the last `value`
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
@@ -218,9 +222,11 @@ class EdgeEnergy:
         hop = pay[c] / r
         up_bits = np.zeros(c.size) if p.relay_aggregates else pay[c]
         cat = np.concatenate  # direct columns, then routes via a hop: one call
-        out, self.band_at = column_energy(p.kappa, cat([self.cycles, self.cycles[c]]), cat([fmin, fmin[c]]),
-                                          cat([fmax, fmax[c]]), cat([c0[dev], c0[j]]), cat([pay, up_bits]),
-                                          cat([np.full(dev.size, t), t - hop]), nu)
+        out, self.band_at, slope = column_energy(p.kappa, cat([self.cycles, self.cycles[c]]), cat([fmin, fmin[c]]),
+                                                 cat([fmax, fmax[c]]), cat([c0[dev], c0[j]]), cat([pay, up_bits]),
+                                                 cat([np.full(dev.size, t), t - hop]), nu)
+        self.slope_at = slope
+        self.slope_at[:dev.size][self.empty] = 0.0
         return out + cat([np.zeros(dev.size), p.d2d_power_w[dev[c]] * hop])
 
     def bands(self, t: float) -> np.ndarray:
@@ -250,7 +256,7 @@ class EdgeEnergy:
     def value(self, t: float, nu: float, theta: float) -> float:
         """A lower bound on the edge's energy of plans of latency <= t (J): LP(nu, theta) - nu B_e; inf: none
         finishes by t; -inf: the LP did not solve (no information)."""
-        cost = self.costs(t, nu, theta)
+        cost = self.cost_at = self.costs(t, nu, theta)
         status, val = self.lp.solve(cost, self.members(t, nu) if self.union else None,
                                     self.bands(t) if self.band_row else None)
         if status == "infeasible":
@@ -276,7 +282,11 @@ class SubsetEnergy:
         self.demand = p.coverage_demand()
         self.edges: dict[int, EdgeEnergy | None] = {}
         self.nu: dict[int, float] = {}  # the best price found per edge (the next latency starts there)
+        self.nu_at: dict[int, dict[float, float]] = {}  # power / frequency: per edge, latency: its best price
         self.solutions: dict[int, dict[float, tuple[float, np.ndarray]]] = {}  # per edge, latency: (value, columns)
+        # power / frequency: per edge, latency: (best price, its column costs, their slopes -dc/dT, its value)
+        self.tangents: dict[int, dict[float, tuple[float, np.ndarray, np.ndarray, float]]] = {}
+        self.at: dict[float, tuple[np.ndarray, np.ndarray]] = {}  # latency: (per edge E_lb, coverable by the floor)
 
     def edge(self, e: int) -> EdgeEnergy | None:
         if e not in self.edges:
@@ -290,7 +300,7 @@ class SubsetEnergy:
         if ee is None:
             return -math.inf
         if self.p.has_power_frequency:
-            return self._price_by_slope(ee, e, t, self.nu.get(e, nu_ref), clock)
+            return price_by_slope(self, ee, e, t, self.nu.get(e, nu_ref), clock)
         thetas = self.thetas
         start = self.nu.get(e, nu_ref if nu_ref > 0 else scale)
         best, arg = -math.inf, start
@@ -333,58 +343,6 @@ class SubsetEnergy:
             self.nu[e] = arg
         return best
 
-    def _price_by_slope(self, ee: EdgeEnergy, e: int, t: float, start: float, clock: Clock | None) -> float:
-        """Power and frequency as decisions: the best LP(nu) - nu B_e over band prices nu, by the sign of its
-        supergradient (the LP's columns' bands at their prices, less B_e; LP(nu) - nu B_e is concave in nu): steps
-        out from `start` (doubling, on ln nu) until the sign turns, then bisects. Every nu gives a valid bound, so
-        a search the clock cuts short keeps the best so far. The knapsack's price (`start` at the first latency)
-        can be far from this LP's: on a 2-device round at lambda 0.5 the best was 60x above it (0.32 -> 0.96 of
-        the optimum's energy)."""
-        band = float(self.p.edge_bandwidth_hz[e])
-        best, arg = -math.inf, start
-
-        def probe(u: float) -> tuple[float, bool | None]:  # (value, too much band used: raise nu; None: no LP)
-            nonlocal best, arg
-            v = ee.value(t, math.exp(u), 0.0)
-            if not math.isfinite(v):
-                best = max(best, v)
-                return v, None
-            x = ee.lp.primal()
-            if v > best:
-                best, arg = v, math.exp(u)
-                self.solutions.setdefault(e, {})[t] = (v, x)
-            return v, float(np.sum(np.where(x > 1e-12, x * ee.band_at, 0.0))) > band
-
-        if start <= 0:
-            return ee.value(t, 0.0, 0.0)
-        u = math.log(start)
-        v, up = probe(u)
-        if up is None:
-            return math.inf if v == math.inf else best
-        step = 0.5 if e in self.nu else 2.0
-        lo = hi = u
-        for _ in range(10):  # out until the sign turns
-            if clock is not None and clock.expired():
-                break
-            nxt = u + (step if up else -step)
-            _, turn = probe(nxt)
-            if turn is None:
-                break
-            if turn != up:
-                lo, hi = min(u, nxt), max(u, nxt)
-                break
-            u, step = nxt, 2 * step
-        for _ in range(self.steps if hi > lo else 0):
-            if clock is not None and clock.expired():
-                break
-            mid = 0.5 * (lo + hi)
-            _, raise_ = probe(mid)
-            if raise_ is None:
-                break
-            lo, hi = (mid, hi) if raise_ else (lo, mid)
-        self.nu[e] = arg
-        return best
-
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None,
                      order: np.ndarray | None = None) -> np.ndarray:
         """[E] per edge the larger of `floor` (another valid bound, e.g. the knapsack's) and the LP's, the edges in
@@ -402,4 +360,9 @@ class SubsetEnergy:
             scale = (float(floor[e]) / band if math.isfinite(floor[e]) and floor[e] > 0 and band > 0
                      and not self.p.has_power_frequency else 0.0)
             out[e] = max(out[e], self.edge_value(int(e), t, float(nu_ref[e]), clock, scale))
+        self.at[t] = (out.copy(), np.asarray(floor, dtype=float) < math.inf)  # floor inf: no cover fits
         return out
+
+    def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None:
+        """(G(b), G(a)): the subset LP's tangents in the latency over [a, b] (solvers/powerfreq_price.py)."""
+        return tangent_energy(self, a, b)

@@ -10,7 +10,8 @@ import pytest
 
 from solvers import random_instance
 from solvers.bounds import energy_lower_bound, round_lower_bound, subset_lower_bound
-from solvers.energy_bound import EnergyBound, per_bit_cost, tradeoff_lower_bound
+from solvers.clock import Clock
+from solvers.energy_bound import EnergyBound, per_bit_cost, tradeoff_lower_bound, unwindowed_cost
 from solvers.evaluate import evaluate, uplink_rate
 from solvers.exact import exact_solve
 
@@ -31,6 +32,24 @@ def test_per_bit_cost_is_below_the_brute_force_minimum() -> None:
         assert np.all(b_hi <= cap * (1 + 1e-12))
 
 
+def test_unwindowed_cost_brackets_the_brute_force_minimum() -> None:
+    """The table-based per-bit cost at unlimited latency: below the brute-force minimum over b <= cap, its upper
+    value above it, its band at least the minimizer, both sides within 0.1 % (nu = 0: the cap binds)."""
+    rng = np.random.default_rng(1)
+    power, a = rng.uniform(0.1, 1.0, 60), 10 ** rng.uniform(5, 9, 60)
+    umax, cap = 10 ** rng.uniform(5, 8, 60), 10 ** rng.uniform(5, 7, 60)
+    nu = np.concatenate([np.zeros(10), 10 ** rng.uniform(-14, -4, 50)])
+    b = cap[:, None] * np.geomspace(1e-12, 1.0, 40001)[None, :]
+    g = power[:, None] / uplink_rate(b, a[:, None]) + nu[:, None] * b / umax[:, None]
+    brute, arg = g.min(axis=1), b[np.arange(60), g.argmin(axis=1)]
+    k, b_hi, k_up = unwindowed_cost(power, a, umax, cap, nu)
+    assert np.all(k <= brute * (1 + 1e-12)) and np.all(k >= brute * (1 - 1e-3))
+    assert np.all(k_up >= brute * (1 - 1e-6)) and np.all(k_up <= brute * (1 + 1e-3))  # the grid: 7e-4 a step
+    assert np.all(b_hi >= arg * (1 - 1e-3)) and np.all(b_hi <= cap * (1 + 1e-12))
+    k_gold, _, _ = per_bit_cost(power, a, umax, cap, math.inf, nu)
+    assert np.allclose(k, k_gold, rtol=1e-3)
+
+
 CASES = [(n, lam, seed, agg) for n in (4, 8) for lam in (0.05, 0.5, 5.0) for seed in range(2)
          for agg in (False, True)]
 
@@ -46,6 +65,16 @@ def test_tradeoff_bound_never_exceeds_the_exact_optimum(n: int, lam: float, seed
     # E_lb(T) at the optimum's own latency bounds its energy
     assert EnergyBound.of(p).energy(plan.latency_s) <= plan.energy_j * (1 + 1e-9)
     assert round_lower_bound(p, np.full(p.num_edges, plan.latency_s)) <= plan.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(("n", "lam", "seed"), [(4, 0.5, 0), (8, 5.0, 1), (8, 0.05, 0)])
+def test_tradeoff_bound_with_the_clock_out_never_exceeds_the_exact_optimum(n: int, lam: float, seed: int) -> None:
+    """The fewest steps (the clock has run out: E_lb at t0 and at t0 + lam e0, 0 past it) stay a valid bound."""
+    p = random_instance(n, max(1, n // 4), 3 + seed % 2, 500 + 7 * n + seed, lam=lam)
+    plan = exact_solve(p)
+    t_lb = subset_lower_bound(p, evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s)
+    lb = tradeoff_lower_bound(p, t_lb, clock=Clock(0.0))  # a deadline long passed
+    assert 0 < lb <= plan.objective * (1 + 1e-9), (lb, plan.objective)
 
 
 def test_tradeoff_bound_beats_the_infinite_band_bound() -> None:

@@ -26,10 +26,10 @@ def test_parallel_edges_give_the_serial_plan(aggregates):
     """Edges of 3 to 30 devices (enumerated, local search, price heuristics): 1, 2 and 3 processes agree."""
     p = random_instance(240, 14, 5, seed=5, relay_aggregates=aggregates, relay_capacity=3 if aggregates else None)
     p = restrict(p, np.arange(p.num_edges))[0]  # restrict keeps everything when given every edge
-    serial = solve(p, "joint", workers=1)
+    serial = solve(p, "joint", workers=1, budget="work")  # work, not time: the same bound whatever the load
     assert not serial.fallback and check_plan(p, serial) == [] and serial.lower_bound > 0
     for workers in (2, 3):
-        _same(serial, solve(p, "joint", workers=workers))
+        _same(serial, solve(p, "joint", workers=workers, budget="work"))
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_parallel_with_power_frequency_decisions_at_lambda_0():
     p = random_instance(120, 6, 4, seed=2)
     p = RoundProblem(**{**{f: getattr(p, f) for f in p.__dataclass_fields__}, "p_max": 1.5 * p.tx_power_w,
                         "f_min": 0.5 * p.cpu_hz, "f_max": 1.2 * p.cpu_hz})
-    _same(solve(p, "joint", workers=1), solve(p, "joint", workers=2))
+    _same(solve(p, "joint", workers=1, budget="work"), solve(p, "joint", workers=2, budget="work"))
 
 
 def test_workers_option_is_checked_and_chunks_cover_every_edge():
@@ -56,7 +56,7 @@ def test_both_instance_layouts_give_the_same_problem_and_plan(tmp_path):
         p.save(tmp_path / f"{layout}.json", layout=layout)
         q = RoundProblem.load(tmp_path / f"{layout}.json")
         assert q.to_dict() == p.to_dict() and q.to_dict("records") == p.to_dict("records")
-        plans.append(solve(q, "joint"))
+        plans.append(solve(q, "joint", budget="work"))  # the same work whatever the load
     _same(*plans)
     data = json.loads((tmp_path / "columns.json").read_text())
     assert isinstance(data["devices"], dict) and isinstance(data["devices"]["cpu_hz"], list)

@@ -32,7 +32,7 @@ def test_column_price_is_the_brute_force_minimum_from_below(nu: float) -> None:
     bits = 10 ** rng.uniform(5, 9, n)
     bits[5:10] = 0.0  # nothing to send
     window = 10 ** rng.uniform(-1, 2, n)
-    lb, band = column_energy(kappa, cycles, f_min, f_max, c0, bits, window, nu)
+    lb, band, _ = column_energy(kappa, cycles, f_min, f_max, c0, bits, window, nu)
     s = np.linspace(0.0, 1.0, 3001)[None, :]
     tau_min, tau_top = cycles / f_max, np.minimum(window, cycles / f_min)
     tau = np.minimum(tau_min[:, None] + (tau_top - tau_min)[:, None] * s, window[:, None] * (1 - 1e-12))
@@ -46,6 +46,34 @@ def test_column_price_is_the_brute_force_minimum_from_below(nu: float) -> None:
     assert np.all(lb[feasible] <= brute[feasible] * (1 + 1e-12))
     assert np.all(lb[feasible] >= brute[feasible] * (1 - 2e-3))  # tight (up to the grid of the brute force)
     assert np.all(band[feasible & (bits > 0)] > 0)
+
+
+@pytest.mark.parametrize("nu", [0.0, 1e-9, 1e-7, 1e-5])
+def test_column_slope_gives_a_tangent_below_the_price_at_shorter_windows(nu: float) -> None:
+    """F*(W') >= F*(W) + slope (W - W') for W' < W: the price at W' (itself within 1e-5 of the least energy, above)
+    is above the tangent from W, and the slope is near the secant's (it is the derivative, not just a bound)."""
+    rng = np.random.default_rng(1)
+    n, kappa = 400, 1e-28
+    cycles = 10 ** rng.uniform(8, 11, n)
+    cycles[:20] = 0.0
+    f_max = 10 ** rng.uniform(8.5, 9.5, n)
+    f_min = f_max * rng.uniform(0.1, 0.9, n)
+    c0 = 10 ** rng.uniform(-21, -15, n)
+    bits = 10 ** rng.uniform(5, 9, n)
+    bits[20:40] = 0.0
+    window = 10 ** rng.uniform(-1, 2, n)
+    at_w, _, slope = column_energy(kappa, cycles, f_min, f_max, c0, bits, window, nu)
+    assert np.all(slope >= 0)
+    for shrink in (0.5, 0.9, 0.99, 0.999):
+        at_s, _, _ = column_energy(kappa, cycles, f_min, f_max, c0, bits, window * shrink, nu)
+        ok = np.isfinite(at_s)
+        tangent = at_w + slope * window * (1 - shrink)
+        assert np.all(at_s[ok] >= tangent[ok] * (1 - 1e-5)), np.max((tangent - at_s)[ok] / at_s[ok])
+    near, _, _ = column_energy(kappa, cycles, f_min, f_max, c0, bits, window * 0.9999, nu)
+    with np.errstate(invalid="ignore"):
+        secant = (near - at_w) / (window * 1e-4)
+    ok = np.isfinite(near) & (secant > 1e-3 * at_w / window)  # where the price falls with the window at all
+    assert np.all(slope[ok] >= 0.95 * secant[ok]), np.min(slope[ok] / secant[ok])
 
 
 CASES = ([(2, 1, 0, lam, agg) for lam in (0.05, 0.5, 5.0, 50.0) for agg in (False, True)]
@@ -64,6 +92,24 @@ def test_subset_lp_is_below_the_optimum_energy_at_its_latency(n, e, seed, lam, a
     got = float(np.sum(sub.energy_edges(ref.latency_s * (1 + 1e-9), nu, floor)))
     assert got <= ref.energy_j * (1 + 1e-7), (got, ref.energy_j)
     assert got >= 0.98 * ref.energy_j, (got, ref.energy_j)
+
+
+@pytest.mark.parametrize(("n", "e", "seed", "lam", "agg"), CASES[::2])
+def test_tangent_energy_is_below_the_optimum_energy_at_its_latency(n, e, seed, lam, agg) -> None:
+    """The LP with b's column costs lowered along their tangents (`SubsetEnergy.tangent_energy`), at the exact
+    optimum's latency a < b, never claims more energy than the optimum spends, and its value at b is b's."""
+    p = _decisions(random_instance(n, e, 2, seed=seed, lam=lam, relay_aggregates=agg))
+    ref = reference_power_frequency(p)
+    a = ref.latency_s * (1 + 1e-9)
+    sub = SubsetEnergy(p, covers=True, steps=3)
+    floor = np.full(p.num_edges, -np.inf)
+    for stretch in (1.02, 1.2, 2.0):
+        b = a * stretch
+        at_b = float(np.sum(sub.energy_edges(b, np.full(p.num_edges, 1e-9), floor)))
+        got = sub.tangent_energy(a, b)
+        assert got is not None
+        assert got[0] == pytest.approx(at_b, rel=1e-12)
+        assert at_b <= got[1] <= ref.energy_j * (1 + 1e-7), (got, ref.energy_j)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from hffm.lazy import LazyModule
 
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 else:
     torch = LazyModule("torch")
 
+K = TypeVar("K", int, str)
+"""A node's key: a device (int) or, for the per-task trust, a device's task ('<device>/<task>')."""
 
 MIN_MEDIAN_COSINE = 0.02
 """A module whose holders' median cosine with the consensus is below this gives no direction evidence: there is
@@ -100,7 +102,7 @@ def scale_outliers(ratios: Mapping[str, Mapping[int, float]], norm_band: float) 
     return {n for n, m in medians.items() if not 1.0 / norm_band <= m <= norm_band}
 
 
-def update_trust(trust: Mapping[int, float], evidence: Mapping[int, float], decay: float) -> dict[int, float]:
+def update_trust(trust: Mapping[K, float], evidence: Mapping[K, float], decay: float) -> dict[K, float]:
     """The trust of every node after a round: ``decay x old + (1 - decay) x evidence`` for nodes with evidence
     (a node never seen before starts at 1), unchanged for the others."""
     if not 0.0 <= decay < 1.0:
@@ -111,6 +113,6 @@ def update_trust(trust: Mapping[int, float], evidence: Mapping[int, float], deca
     return out
 
 
-def distrusted(trust: Mapping[int, float], nodes: set[int] | frozenset[int], min_trust: float) -> dict[int, float]:
+def distrusted(trust: Mapping[K, float], nodes: set[K] | frozenset[K], min_trust: float) -> dict[K, float]:
     """Node -> its trust, for the ``nodes`` whose trust is below ``min_trust`` (never-seen nodes are trusted)."""
     return {n: trust[n] for n in sorted(nodes) if n in trust and trust[n] < min_trust}

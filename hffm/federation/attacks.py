@@ -73,6 +73,9 @@ class Attack:
     strength: str | None
     send: Send | None = None
     flips_labels: bool = False
+    misreports: bool = False
+    """With validation by held classes: reports, per task, all of its share on the class it trains on least
+    (``hffm.federation.validation.reported_shares``), so that it is judged on samples its update barely moves."""
     doc: str = ""
 
 
@@ -87,6 +90,8 @@ ATTACKS: dict[str, Attack] = {a.name: a for a in (
     Attack("alie", "alie_z", _alie, doc="received + honest mean - z x honest std (per coordinate)"),
     Attack("ipm", "ipm_epsilon", _ipm, doc="received - epsilon x honest mean"),
     Attack("labelflip", None, flips_labels=True, doc="trains on flipped labels (class c -> C - 1 - c)"),
+    Attack("labelflip_misreport", None, flips_labels=True, misreports=True,
+           doc="trains on flipped labels and reports its class shares all on the class it trains on least"),
 )}
 """faults.attack -> its record."""
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +86,13 @@ class DefenseConfig:
     validation_classes: str = "held"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
     weighted by the device's share of that class among the labels it trains on (held)."""
+    validation_scope: str = "device"
+    """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
+    the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
+    own (device and task), and a device distrusted on a task loses only that task's modules (``head/<task>``,
+    ``prompt/<task>``), its trust for the rest coming from agreement alone; both: as task, and the mean of its
+    tasks' evidence also feeds the device's trust (a device bad on one task of several keeps its other modules,
+    one bad on all of them loses every update)."""
 
     def __post_init__(self) -> None:
         problems = []
@@ -116,6 +123,8 @@ class DefenseConfig:
                             "validation scores task by task): set validation_samples, or validation_by_task=false")
         if self.validation_classes not in ("all", "held"):
             problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all' or 'held'")
+        if self.validation_scope not in ("device", "task", "both"):
+            problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device', 'task' or 'both'")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):
             problems.append(f"defense.validation_spread={self.validation_spread}: must be > 0 and finite")
         if problems:
@@ -147,14 +156,18 @@ class DefenseMemory:
     '<tier>/*' -> the median per-coordinate update size (norm / sqrt(numel)) of its last wave, over all modules."""
     trust: dict[int, float] = field(default_factory=dict)
     """Device -> its trust after the last round it took part in (``hffm.federation.agreement``)."""
+    task_trust: dict[str, float] = field(default_factory=dict)
+    """'<device>/<task>' -> the device's trust on that task (``defense.validation_scope=task``)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"scale": self.scale, "trust": {str(k): v for k, v in self.trust.items()}}
+        out: dict[str, Any] = {"scale": self.scale, "trust": {str(k): v for k, v in self.trust.items()}}
+        return out | ({"task_trust": dict(self.task_trust)} if self.task_trust else {})
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> DefenseMemory:
         d = d or {}
-        return cls(scale=dict(d.get("scale", {})), trust={int(k): float(v) for k, v in d.get("trust", {}).items()})
+        return cls(scale=dict(d.get("scale", {})), trust={int(k): float(v) for k, v in d.get("trust", {}).items()},
+                   task_trust={str(k): float(v) for k, v in d.get("task_trust", {}).items()})
 
 
 @dataclass(frozen=True)
@@ -276,23 +289,52 @@ def judge_devices(
                         | {n: memory.trust[n] for n in outliers & senders}).items()))
 
 
+def judge_tasks(
+    batches: Sequence[tuple[Sequence[ModuleUpdate], Mapping[str, StateDict]]], cfg: DefenseConfig,
+    memory: DefenseMemory, evidence: Mapping[tuple[int, str], float], task_of: Callable[[str], str | None],
+) -> dict[tuple[int, str], float]:
+    """``defense.validation_scope=task``: update each (device, task)'s trust in ``memory`` from ``evidence``
+    (``hffm.federation.validation.pair_evidence``); returns (device, module) -> the device's trust on the
+    module's task (``task_of``: a module's task, None for modules of no task) for every update of ``batches``
+    whose task trust is below ``defense.min_trust``: those updates alone are left out (``defend``)."""
+    if cfg.min_trust is None:
+        return {}
+    memory.task_trust = update_trust(memory.task_trust, {f"{d}/{t}": e for (d, t), e in evidence.items()},
+                                     cfg.trust_decay)
+    out = {}
+    for updates, _ in batches:
+        for u in updates:
+            task = task_of(u.module)
+            trust = memory.task_trust.get(f"{u.node}/{task}") if task is not None else None
+            if trust is not None and trust < cfg.min_trust:
+                out[u.node, u.module] = trust
+    return out
+
+
 def defend(
     updates: Sequence[ModuleUpdate], reference: Mapping[str, StateDict], cfg: DefenseConfig,
     agreed: Mapping[str, Consensus], untrusted: Mapping[int, float] | None = None,
+    untrusted_tasks: Mapping[tuple[int, str], float] | None = None,
 ) -> Defended:
     """Judge one aggregator's updates (``reference``: its module states) against the wave's consensus
-    (``consensus``); ``untrusted`` (``judge_devices``): nodes whose every update is left out. Non-finite and
+    (``consensus``); ``untrusted`` (``judge_devices``): nodes whose every update is left out; ``untrusted_tasks``
+    (``judge_tasks``): (node, module) pairs left out for the node's trust on the module's task. Non-finite and
     misshapen updates must be screened out first."""
     if not cfg.active:
         return Defended(list(updates), [], 0)
     kept: list[ModuleUpdate] = []
     dropped: list[Rejection] = []
     clipped = 0
-    untrusted = untrusted or {}
+    untrusted, untrusted_tasks = untrusted or {}, untrusted_tasks or {}
     for u in updates:
         if u.node in untrusted:
             dropped.append(Rejection(u.node, u.module, "defense: distrusted device",
                                      f"trust {untrusted[u.node]:.2f} < defense.min_trust={cfg.min_trust:g}"))
+            continue
+        if (u.node, u.module) in untrusted_tasks:
+            dropped.append(Rejection(u.node, u.module, "defense: distrusted on the module's task",
+                                     f"task trust {untrusted_tasks[u.node, u.module]:.2f} < "
+                                     f"defense.min_trust={cfg.min_trust:g}"))
             continue
         ref, agree = reference[u.module], agreed.get(u.module, Consensus(None, None, 0))
         norm = agree.norms.get((u.node, id(u.state)))

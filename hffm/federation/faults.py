@@ -36,7 +36,8 @@ class FaultsConfig:
     reattach: bool = True
     """During an outage, devices re-attach to the nearest edge that is up (true) or skip the round (false)."""
     attack: str = "none"
-    """none | nan | inf | scale | signflip | random | alie | ipm | labelflip (``hffm.federation.attacks.ATTACKS``)."""
+    """none | nan | inf | scale | signflip | random | alie | ipm | labelflip | labelflip_misreport
+    (``hffm.federation.attacks.ATTACKS``)."""
     attack_fraction: float = 0.0
     """Share of devices that attack, chosen once from the seed (at least one when > 0)."""
     attack_scale: float = 10.0

@@ -33,7 +33,15 @@ from hffm.federation.checkpoint import (
 from hffm.federation.compression import compress_updates
 from hffm.federation.config import FederationConfig
 from hffm.federation.d2d_modes import mode_of
-from hffm.federation.defense import Defended, DefenseConfig, DefenseMemory, consensus, defend, judge_devices
+from hffm.federation.defense import (
+    Defended,
+    DefenseConfig,
+    DefenseMemory,
+    consensus,
+    defend,
+    judge_devices,
+    judge_tasks,
+)
 from hffm.federation.distributed import gather, shard
 from hffm.federation.evaluation import evaluate_round
 from hffm.federation.fault_steps import edges_this_round, round_faults, send
@@ -45,6 +53,7 @@ from hffm.federation.screening import Rejection, log_rejections, screen_updates,
 from hffm.federation.state import FederationState
 from hffm.federation.traffic import eligible_modules, round_links
 from hffm.federation.validation import (
+    pair_evidence,
     reported_shares,
     server_validation_set,
     task_evidence,
@@ -133,8 +142,9 @@ def run_federation(
     memory = DefenseMemory.from_dict(state.defense)
     # the aggregator's own labelled data, no device's (None: off, or none to be had and the record falls back)
     validation = server_validation_set(cfg.data.benchmark, cfg.data.source, seed, defense)
-    shares = None if validation is None else reported_shares(world, attacking if attacking and attack_of(
-        faults.attack).flips_labels else frozenset())  # the labels each device trains on, as it reports them
+    attack = attack_of(faults.attack)
+    shares = None if validation is None else reported_shares(  # the labels each device trains on, as it reports them
+        world, attacking if attack.flips_labels else frozenset(), attacking if attack.misreports else frozenset())
     state.defense = memory.to_dict()  # refreshed every round: checkpoints carry what the defense remembers
 
     plan, outcome = None, None
@@ -205,14 +215,14 @@ def run_federation(
             # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
-            validated = None if validation is None else task_evidence(
-                validation_task_scores(fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
-                                       by_class=defense.validation_classes == "held"),
-                defense.validation_spread, defense.validation_by_task)
+            scores = None if validation is None else validation_task_scores(
+                fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
+                by_class=defense.validation_classes == "held")
+            validated, task_out = _validation_evidence(scores, defense, batches, memory, world)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
             for group, updates in leaving:
-                judged = defend(updates, state.group_states[group], defense, agreed, untrusted)
+                judged = defend(updates, state.group_states[group], defense, agreed, untrusted, task_out)
                 updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
 
                 # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
@@ -273,6 +283,26 @@ def run_federation(
         if ckpt_path is not None and fabric.global_rank == 0 and (due or last):
             save_checkpoint(ckpt_path, make_payload(state.to_dict(), rng, run_config))
     return FederationResult(state=state, history=state.history, last_plan=plan, last_outcome=outcome)
+
+
+def _validation_evidence(
+    scores: Mapping[int, Mapping[str, float]] | None, defense: DefenseConfig, batches: Sequence[tuple],
+    memory: DefenseMemory, world: World,
+) -> tuple[dict[int, float] | None, dict[tuple[int, str], float]]:
+    """(device -> validation evidence for its trust, (device, module) -> task trust of the updates left out for
+    their task), as ``defense.validation_scope`` says (``scores``: ``validation_task_scores``; None: off)."""
+    if scores is None:
+        return None, {}
+    if defense.validation_scope == "device":
+        return task_evidence(scores, defense.validation_spread, defense.validation_by_task), {}
+    pairs = pair_evidence(scores, defense.validation_spread, defense.validation_by_task)
+    left_out = judge_tasks(batches, defense, memory, pairs, lambda m: world.bank.tags(m).get("task"))
+    if defense.validation_scope == "task":
+        return None, left_out
+    by_device: dict[int, list[float]] = {}
+    for (device, _), e in pairs.items():
+        by_device.setdefault(device, []).append(e)
+    return {d: float(np.mean(es)) for d, es in by_device.items()}, left_out
 
 
 def _train_waves(fabric: Fabric, world: World, state: FederationState, placement: Mapping[int, Sequence[str]],

@@ -28,7 +28,7 @@ import logging
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -52,6 +52,9 @@ default of ``defense.validation_spread``."""
 
 _STREAM = 0x5A11D
 """Tag of the validation set's seed stream (the world's streams use small tags, the faults' 0xFA17)."""
+
+K = TypeVar("K", int, tuple[int, str])
+"""What a score belongs to: a device, or a (device, task) pair (``pair_evidence``)."""
 
 
 
@@ -119,12 +122,18 @@ def server_validation_set(benchmark: object, source: str, seed: int, defense: De
     return make_benchmark(dataclasses.replace(benchmark, num_samples=int(samples)), stream)
 
 
-def reported_shares(world: World, flipped: frozenset[int] = frozenset()) -> dict[int, dict[str, np.ndarray]]:
+def reported_shares(world: World, flipped: frozenset[int] = frozenset(), misreported: frozenset[int] = frozenset()
+                    ) -> dict[int, dict[str, np.ndarray]]:
     """Device -> ``label_shares`` of the labels it trains on, as it would report them: ``flipped`` devices (the
-    label-flipping attackers) report their flipped labels, the ones they train on."""
+    label-flipping attackers) report their flipped labels, the ones they train on; ``misreported`` devices report,
+    per task, all of their share on the class they train on least (the first such class): the report that judges
+    them on the samples their update moves least (the aggregator cannot check a report)."""
     from hffm.federation.attacks import flip_labels
 
-    return {d: label_shares(flip_labels(data) if d in flipped else data) for d, data in enumerate(world.train)}
+    out = {d: label_shares(flip_labels(data) if d in flipped else data) for d, data in enumerate(world.train)}
+    for d in misreported:
+        out[d] = {task: np.eye(len(share))[int(np.argmin(share))] for task, share in out[d].items()}
+    return out
 
 
 def validation_scores(
@@ -216,7 +225,7 @@ def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Ten
     return gains
 
 
-def validation_evidence(scores: Mapping[int, float], spread: float = SPREAD) -> dict[int, float]:
+def validation_evidence(scores: Mapping[K, float], spread: float = SPREAD) -> dict[K, float]:
     """Device -> evidence in [-1, 1]: ``1 + (score - median) / (spread x MAD)``, at most 1, at least -1 (MAD: the
     wave's median absolute deviation from the median score): no objection to a device at or above the typical
     score, 0 at ``spread`` MADs below it, -1 at twice that; empty when the wave gives no scale (fewer than 3 devices
@@ -254,6 +263,21 @@ def task_evidence(scores: Mapping[int, Mapping[str, float]], spread: float = SPR
             for device, g in task_scores.items():
                 deviations.setdefault(device, []).append((g - center) / mad)
     return {d: max(-1.0, min(1.0, 1.0 + float(np.mean(z)) / spread)) for d, z in deviations.items()}
+
+
+def pair_evidence(scores: Mapping[int, Mapping[str, float]], spread: float = SPREAD, by_task: bool = False
+                  ) -> dict[tuple[int, str], float]:
+    """(device, task) -> evidence in [-1, 1] from each task's gain alone (``validation_task_scores``), for the
+    per-task trust (``defense.validation_scope=task``): ``validation_evidence`` over every (device, task) gain of
+    the wave (``by_task=False``), or over the gains of the devices that train the same task (``by_task=True``;
+    tasks with fewer than 3 such devices, or all alike, give none)."""
+    pairs = {(d, t): g for d, gains in scores.items() for t, g in gains.items()}
+    if not by_task:
+        return validation_evidence(pairs, spread)
+    out: dict[tuple[int, str], float] = {}
+    for task in sorted({t for _, t in pairs}):
+        out |= validation_evidence({k: g for k, g in pairs.items() if k[1] == task}, spread)
+    return out
 
 
 def _any_present(data: M3TDataset, modalities: tuple[str, ...]) -> bool:
