@@ -58,7 +58,7 @@ MODEL_MAX_DEVICES: the share of the model's time (what the subset MILP's plan le
 relay-group bound of solvers/group_columns.py (exact group prices by column generation) before the rest."""
 GROUP_MIN_S = 1.2
 """... where the model has at least this many seconds left (after joint's round bound, which it only adds to). One
-master takes 0.3-0.6 CPU s on 8-12-device edges and the objective bound 2-5 (experiments/solver_group_bound.py):
+master takes 0.14-1.45 CPU s on 8-12-device edges and the objective bound 1.6-12.5 (experiments/solver_group_bound.py):
 within the default 2 s limit the model has 0.1-0.4 s left, too little for the first master, so there it is off."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
