@@ -70,7 +70,7 @@ def trace_run(seed: int, attack: str, fraction: float, sets: Sequence[str], meth
         gains.append(got)
         return got[now["by_class"]]
 
-    def scoring(fabric, bank, candidates, data, packed=True, by_class=False):  # noqa: ANN001, ANN202
+    def scoring(fabric, bank, candidates, data, packed=True, by_class=False, infer_shares=False):  # noqa: ANN001, ANN202
         now["by_class"] = by_class  # the run's choice; both scores are recorded
         if big is not None:
             wave["tasks_big"] = originals[7](fabric, bank, candidates, big, packed, by_class=False)

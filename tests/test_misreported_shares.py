@@ -85,3 +85,12 @@ def test_a_run_with_misreporting_flippers_trains_and_its_attack_is_known():
                               defense=DefenseConfig(name="robust", min_trust=0.25, validation_samples=32))
     result = run_federation(Fabric(accelerator="cpu", devices=1), make_world(cfg), cfg)
     assert result.state.defense["trust"] and all(v == v for v in result.history[-1].values())
+
+
+def test_inferred_shares_read_the_trained_labels_from_the_update_whatever_the_report():
+    before, flipped, honest, y = _wave()
+    inferred = task_gains(before, flipped, y, {"t": np.eye(CLASSES)[2]}, infer_shares=True)["t"]  # report ignored
+    assert inferred == pytest.approx(_score(before, flipped, y, [0, 0, 0.5, 0.5]), abs=1e-6)  # its trained labels
+    truthful = _score(before, honest, y, [0.5, 0.5, 0, 0])
+    assert task_gains(before, honest, y, None, infer_shares=True)["t"] == pytest.approx(truthful, abs=1e-6)
+    assert task_gains(before, before, y, None, infer_shares=True)["t"] == 0.0  # no shift: every sample alike

@@ -85,7 +85,8 @@ class DefenseConfig:
     score averaged over its tasks with every device's (false)."""
     validation_classes: str = "held"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
-    weighted by the device's share of that class among the labels it trains on (held)."""
+    weighted by the device's share of that class among the labels it trains on, as it reports them (held), or as
+    its update's class-prior shift shows them (inferred: no report to misreport)."""
     validation_scope: str = "device"
     """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
     the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
@@ -121,8 +122,9 @@ class DefenseConfig:
         if self.validation_by_task and not self.validation_samples:
             problems.append("defense.validation_by_task=true needs defense.validation_samples > 0 (it compares "
                             "validation scores task by task): set validation_samples, or validation_by_task=false")
-        if self.validation_classes not in ("all", "held"):
-            problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all' or 'held'")
+        if self.validation_classes not in ("all", "held", "inferred"):
+            problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all', 'held' or "
+                            "'inferred'")
         if self.validation_scope not in ("device", "task", "both"):
             problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device', 'task' or 'both'")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):

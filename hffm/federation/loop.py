@@ -217,7 +217,7 @@ def run_federation(
             agreed = consensus(batches, defense, memory, "edge")
             scores = None if validation is None else validation_task_scores(
                 fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
-                by_class=defense.validation_classes == "held")
+                by_class=defense.validation_classes == "held", infer_shares=defense.validation_classes == "inferred")
             validated, task_out = _validation_evidence(scores, defense, batches, memory, world)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)

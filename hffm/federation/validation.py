@@ -147,7 +147,7 @@ def validation_scores(
 
 def validation_task_scores(
     fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
-    by_class: bool = False,
+    by_class: bool = False, infer_shares: bool = False,
 ) -> dict[int, dict[str, float]]:
     """Device -> task -> ``task_gains`` of its updates on the validation samples of its modalities and
     classification tasks (devices with no such task or sample are not scored).
@@ -183,7 +183,8 @@ def validation_task_scores(
     else:
         outputs = [_outputs(fabric, bank, job) for job in jobs]
     shares = {c.device: c.shares if by_class else None for c in candidates}
-    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1], shares[d]) for d, (b, a) in pairs.items()}
+    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1], shares[d], infer_shares)
+            for d, (b, a) in pairs.items()}
 
 
 def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -196,11 +197,14 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
 
 
 def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
-               targets: Mapping[str, torch.Tensor], shares: Mapping[str, np.ndarray] | None = None
-               ) -> dict[str, float]:
+               targets: Mapping[str, torch.Tensor], shares: Mapping[str, np.ndarray] | None = None,
+               infer_shares: bool = False) -> dict[str, float]:
     """Task -> ``mapping_gain`` on that task alone (tasks with no labelled sample left out). ``shares`` (task ->
     the device's label shares): each class's mean gain weighted by the device's share of it, so the device is
-    judged on the classes it learns (tasks where it holds no class with a validation sample left out)."""
+    judged on the classes it learns (tasks where it holds no class with a validation sample left out).
+    ``infer_shares``: the shares read from the update itself instead of a report: each class's prior shift (its
+    mean log-probability change over the samples), where positive, since an update raises the prior of the labels
+    it trained on (no shift anywhere: every sample alike)."""
     import torch
 
     gains = {}
@@ -211,9 +215,13 @@ def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Ten
             continue
         change = (torch.log_softmax(after[task][labelled].double(), -1)
                   - torch.log_softmax(logits[labelled].double(), -1))
-        change = change - change.mean(0, keepdim=True)
+        shift = change.mean(0, keepdim=True)
+        change = change - shift
         own = change.gather(1, y[labelled].long()[:, None])[:, 0]
         share = None if shares is None else shares.get(task)
+        if infer_shares:
+            share = shift[0].clamp(min=0.0).numpy()
+            share = share if float(share.sum()) > 0 else None
         if share is None:
             gains[task] = float(own.mean())
             continue
