@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.clock import FINISH_S, now
+from solvers.bounds import subset_lower_bound
+from solvers.clock import FINISH_S, Clock, now
 from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
+from solvers.group_columns import group_applies, group_lower_bound
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
 from solvers.lp_round import round_edge
@@ -50,6 +52,14 @@ SUBSET_PLAN_SHARE = 0.5
 """lambda > 0, one edge whose relays forward: the share of the model's time for the subset MILP's plan
 (solvers/subset_plan.py) before the edge MILP."""
 
+GROUP_SHARE = 0.8
+"""lambda > 0, fixed power and frequency, one-hop relays (forwarding or aggregating), rounds of at most
+MODEL_MAX_DEVICES: the share of the model's time (what the subset MILP's plan left, with relays that forward) for the
+relay-group bound of solvers/group_columns.py (exact group prices by column generation) before the rest."""
+GROUP_MIN_S = 1.2
+"""... where the model has at least this many seconds left (after joint's round bound, which it only adds to). One
+master takes 0.14-1.45 CPU s on 8-12-device edges and the objective bound 1.6-12.5 (experiments/solver_group_bound.py):
+within the default 2 s limit the model has 0.1-0.4 s left, too little for the first master, so there it is off."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
 the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
@@ -68,6 +78,14 @@ def applies(problem: RoundProblem) -> bool:
         return p.num_devices <= MODEL_MAX_DEVICES
     size = np.bincount(p.device_edge, minlength=p.num_edges)
     return bool(np.any((size > 0) & (size <= MODEL_MAX_DEVICES)))
+
+
+def group_first(problem: RoundProblem, left_s: float) -> bool:
+    """Rounds that get the relay-group bound (`GROUP_SHARE` > 0) with left_s seconds left for the model (at least
+    GROUP_MIN_S)."""
+    p = problem
+    return (p.lam > 0 and GROUP_SHARE > 0 and left_s >= GROUP_MIN_S and p.num_devices <= MODEL_MAX_DEVICES
+            and group_applies(p))
 
 
 def edge_model_applies(problem: RoundProblem) -> bool:
@@ -131,6 +149,17 @@ def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> Round
     return plan.with_(lower_bound=min(max(plan.lower_bound, got), plan.objective))
 
 
+def _group_bound(p: RoundProblem, x: np.ndarray, relay: np.ndarray, band: np.ndarray, upper: float,
+                 deadline: float, gap: float) -> float:
+    """The relay-group bound (solvers/group_columns.py) from the plan (x, relay, band) of objective `upper`, within
+    GROUP_SHARE of the time left."""
+    clock = Clock(now() + GROUP_SHARE * max(deadline - now(), 0.0))
+    cost = evaluate(p, x, relay, band)
+    got = group_lower_bound(p, subset_lower_bound(p, cost.edge_latency_s), min(upper, cost.objective),
+                            cost.latency_s, cost.energy_j, clock, gap, plan=(x, relay, band))
+    return min(got, cost.objective)
+
+
 def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: float, t0: float,
             cache: ModelCache | None = None) -> RoundPlan:
     """The heuristic `plan` improved and certified by the model until `gap` is proven or t0 + time_limit_s
@@ -155,6 +184,11 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     beyond = False
     x, relay = plan.placement.copy(), plan.relay.copy()
     lower = plan.lower_bound
+    use_group = group_first(p, deadline - now())
+    if use_group and not edge_model_applies(p):
+        lower = max(lower, _group_bound(p, x, relay, plan.bandwidth_hz, plan.objective, deadline, gap))
+        if lower >= (1 - gap) * plan.objective:
+            return plan.with_(lower_bound=lower, status=STATUS_PROVEN)
     if p.lam == 0:
         edge_t = evaluate(p, x, relay, plan.bandwidth_hz).edge_latency_s.copy()
         size = np.bincount(p.device_edge, minlength=p.num_edges)
@@ -182,9 +216,12 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
         got = subset_plan(p, plan.latency_s, now() + SUBSET_PLAN_SHARE * max(deadline - now(), 0.0))
         if got is not None and got[2] < upper:
             x, relay, upper = got
-        a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
-        x, relay = a.x, a.relay
-        lower = max(lower, a.lower_bound)
+        if use_group:  # from the better of the two plans: its groups seed the masters, its objective bounds T
+            lower = max(lower, _group_bound(p, x, relay, plan_bandwidth(p, x, relay), upper, deadline, gap))
+        if lower < (1 - gap) * upper:
+            a = EdgeModel(p).solve(x, relay, upper, deadline, gap)
+            x, relay = a.x, a.relay
+            lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
         if p.num_edges == 1:  # the least-energy column MILPs over trial latencies (solvers/energy_columns.py)
             share = now() + LAMBDA_SHARE * max(deadline - now(), 0.0)
