@@ -227,7 +227,7 @@ def test_defense_robust_carries_the_validation_evidence_with_a_loud_fallback():
 
     robust = compose("defense=robust").defense
     assert robust.min_trust is not None and robust.validation_samples > 0 and robust.validation_fallback
-    assert robust.validation_classes == "held"  # judged on the classes each device learns
+    assert robust.validation_classes == "checked"  # judged on the classes each device learns, its report checked
     assert compose().defense == robust  # the default
     assert compose("defense=screen").defense.validation_samples == 0
     with pytest.raises(MissingConfigException, match="robust"):  # one record: the old name is gone, the error lists it

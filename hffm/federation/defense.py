@@ -83,11 +83,12 @@ class DefenseConfig:
     validation_by_task: bool = False
     """With validation: compare each task's score with the devices that train that task (true), or a device's
     score averaged over its tasks with every device's (false)."""
-    validation_classes: str = "held"
+    validation_classes: str = "checked"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
     weighted by the device's share of that class among the labels it trains on, as it reports them (held), or as
     its update's class-prior shift shows them (inferred: no report to misreport), or as reported unless the report
-    and the shift disagree by more than ``validation_check`` (checked: the shift's shares then)."""
+    and the shift disagree by more than ``validation_check`` (checked, the default: the shift's shares then; an
+    honest report is kept, one that hides the labels the update trains on is not)."""
     validation_check: float = 0.99
     """With validation_classes=checked: the total-variation distance (in (0, 1]) between a device's reported and
     inferred shares of a task beyond which its report is overruled."""
