@@ -94,3 +94,54 @@ def test_inferred_shares_read_the_trained_labels_from_the_update_whatever_the_re
     truthful = _score(before, honest, y, [0.5, 0.5, 0, 0])
     assert task_gains(before, honest, y, None, infer_shares=True)["t"] == pytest.approx(truthful, abs=1e-6)
     assert task_gains(before, before, y, None, infer_shares=True)["t"] == 0.0  # no shift: every sample alike
+
+
+def test_the_check_overrules_a_report_that_hides_the_trained_labels_and_keeps_an_honest_one():
+    from hffm.federation.validation import share_mismatch
+
+    before, flipped, honest, y = _wave()
+    lie, truth = {"t": np.eye(CLASSES)[0]}, {"t": np.array([0.5, 0.5, 0, 0])}  # least trained on; its inputs' classes
+    seen: dict[str, float] = {}
+    caught = task_gains(before, flipped, y, lie, check=0.99, mismatch=seen)["t"]
+    assert seen["t"] == pytest.approx(1.0)  # its update raises none of the reported class's prior
+    assert caught == pytest.approx(_score(before, flipped, y, [0, 0, 0.5, 0.5]), abs=1e-6)  # scored as it trains
+    kept: dict[str, float] = {}
+    assert task_gains(before, honest, y, truth, check=0.99, mismatch=kept)["t"] == _score(before, honest, y,
+                                                                                         [0.5, 0.5, 0, 0])
+    assert kept["t"] < 0.5  # an honest report is near its update's shift: kept as reported
+    assert share_mismatch(np.array([1.0, 0]), np.array([0, 2.0])) == 1.0
+    assert share_mismatch(np.array([1.0, 1.0]), np.array([3.0, 3.0])) == 0.0
+
+
+def test_the_check_is_an_option_with_a_checked_threshold():
+    from hffm.federation.defense import DefenseConfig
+
+    assert DefenseConfig(name="robust", min_trust=0.0, validation_classes="checked").validation_check == 0.99
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="defense.validation_check"):
+            DefenseConfig(name="robust", min_trust=0.0, validation_classes="checked", validation_check=bad)
+    with pytest.raises(ValueError, match="'checked'"):
+        DefenseConfig(name="robust", min_trust=0.0, validation_classes="check")
+
+
+def test_a_checked_run_counts_the_reports_it_overrules():
+    """The loop's plumbing: the threshold reaches the scoring and the overruled devices are counted (a threshold near
+    0 overrules every scored report; the default, none of the tiny run's honest ones)."""
+    import dataclasses
+
+    from conftest import tiny_config
+    from lightning.fabric import Fabric
+
+    from hffm.federation.defense import DefenseConfig
+    from hffm.federation.loop import run_federation
+    from hffm.run import make_world
+
+    cfg = tiny_config(rounds=1, local_steps=1)
+    world = make_world(cfg)
+    counts = {}
+    for check in (1e-6, 0.99):
+        run = dataclasses.replace(cfg, seed=0, defense=DefenseConfig(
+            name="robust", min_trust=0.25, validation_samples=32, validation_classes="checked", validation_check=check))
+        counts[check] = run_federation(Fabric(accelerator="cpu", devices=1), world, run).history[-1][
+            "defense/overruled_reports"]
+    assert counts[0.99] == 0 < counts[1e-6] <= world.num_devices

@@ -141,7 +141,7 @@ def test_the_validation_set_is_fresh_benchmark_samples_and_only_for_the_benchmar
         dataclasses.replace(DefenseConfig.screen(), validation_by_task=True)
     with pytest.raises(ValueError, match="defense.validation_spread=0"):
         DefenseConfig(min_trust=0.25, validation_samples=8, validation_spread=0)
-    with pytest.raises(ValueError, match="defense.validation_classes='some': must be 'all', 'held' or 'inferred'"):
+    with pytest.raises(ValueError, match="defense.validation_classes='some': must be 'all', 'held', 'inferred' or 'checked'"):
         DefenseConfig(min_trust=0.25, validation_samples=8, validation_classes="some")
 
 

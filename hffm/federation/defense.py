@@ -86,7 +86,11 @@ class DefenseConfig:
     validation_classes: str = "held"
     """With validation: score a device on every validation sample of its tasks (all), or each class's samples
     weighted by the device's share of that class among the labels it trains on, as it reports them (held), or as
-    its update's class-prior shift shows them (inferred: no report to misreport)."""
+    its update's class-prior shift shows them (inferred: no report to misreport), or as reported unless the report
+    and the shift disagree by more than ``validation_check`` (checked: the shift's shares then)."""
+    validation_check: float = 0.99
+    """With validation_classes=checked: the total-variation distance (in (0, 1]) between a device's reported and
+    inferred shares of a task beyond which its report is overruled."""
     validation_scope: str = "device"
     """With validation: what a low validation score leaves out. device: the score (over the device's tasks) feeds
     the device's trust, and a distrusted device loses every update; task: each task's score feeds a trust of its
@@ -122,9 +126,12 @@ class DefenseConfig:
         if self.validation_by_task and not self.validation_samples:
             problems.append("defense.validation_by_task=true needs defense.validation_samples > 0 (it compares "
                             "validation scores task by task): set validation_samples, or validation_by_task=false")
-        if self.validation_classes not in ("all", "held", "inferred"):
-            problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all', 'held' or "
-                            "'inferred'")
+        if self.validation_classes not in ("all", "held", "inferred", "checked"):
+            problems.append(f"defense.validation_classes={self.validation_classes!r}: must be 'all', 'held', "
+                            "'inferred' or 'checked'")
+        if not (isinstance(self.validation_check, (int, float)) and 0.0 < self.validation_check <= 1.0):
+            problems.append(f"defense.validation_check={self.validation_check}: must be in (0, 1] (a total-variation "
+                            "distance)")
         if self.validation_scope not in ("device", "task", "both"):
             problems.append(f"defense.validation_scope={self.validation_scope!r}: must be 'device', 'task' or 'both'")
         if not (isinstance(self.validation_spread, (int, float)) and 0.0 < self.validation_spread < math.inf):

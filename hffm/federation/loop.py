@@ -171,6 +171,7 @@ def run_federation(
         rejected: list[Rejection] = []
         defended: list[Rejection] = []
         distrusted: set[int] = set()
+        overruled: set[int] = set()  # devices whose class-share report the check overruled (validation_classes=checked)
         clipped = 0
         thin: dict[str, int] = {}
         routes: list[Route] = []
@@ -215,9 +216,15 @@ def run_federation(
             # 4b. Defense: each update judged against the wave's consensus (median direction and norm per module).
             batches = [(u, state.group_states[g]) for g, u in leaving]
             agreed = consensus(batches, defense, memory, "edge")
+            checked = defense.validation_classes == "checked"
+            mismatches: dict[int, dict[str, float]] | None = {} if checked else None
             scores = None if validation is None else validation_task_scores(
                 fabric, world.bank, wave_candidates(world, state, leaving, shares), validation,
-                by_class=defense.validation_classes == "held", infer_shares=defense.validation_classes == "inferred")
+                by_class=defense.validation_classes in ("held", "checked"),
+                infer_shares=defense.validation_classes == "inferred",
+                check=defense.validation_check if checked else None, mismatches=mismatches)
+            if mismatches:
+                overruled |= {d for d, m in mismatches.items() if any(v > defense.validation_check for v in m.values())}
             validated, task_out = _validation_evidence(scores, defense, batches, memory, world)
             untrusted = judge_devices(batches, defense, agreed, memory, validated)  # each device by all its updates
             distrusted |= set(untrusted)
@@ -261,6 +268,8 @@ def run_federation(
         metrics["defense/dropped_updates"] = float(len(outcome.defended) + len(outcome.cloud_defended))
         metrics["defense/cloud_dropped_updates"] = float(len(outcome.cloud_defended))
         metrics["defense/distrusted_devices"] = float(len(distrusted))
+        if defense.validation_classes == "checked":
+            metrics["defense/overruled_reports"] = float(len(overruled))
         metrics["defense/clipped_updates"] = float(outcome.clipped)
         metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}

@@ -147,10 +147,12 @@ def validation_scores(
 
 def validation_task_scores(
     fabric: Fabric, bank: ModuleBank, candidates: Sequence[Candidate], data: M3TDataset, packed: bool = True,
-    by_class: bool = False, infer_shares: bool = False,
+    by_class: bool = False, infer_shares: bool = False, check: float | None = None,
+    mismatches: dict[int, dict[str, float]] | None = None,
 ) -> dict[int, dict[str, float]]:
     """Device -> task -> ``task_gains`` of its updates on the validation samples of its modalities and
-    classification tasks (devices with no such task or sample are not scored).
+    classification tasks (devices with no such task or sample are not scored). ``check``, ``mismatches``: as in
+    ``task_gains`` (``mismatches``: filled device -> task -> distance).
 
     Every 'before' (the states a device received; devices that received the same states share one) and 'after'
     (received + sent) model runs in the packed evaluation's passes (`hffm.engine.packed_eval`): a wave's ~80
@@ -183,8 +185,11 @@ def validation_task_scores(
     else:
         outputs = [_outputs(fabric, bank, job) for job in jobs]
     shares = {c.device: c.shares if by_class else None for c in candidates}
-    return {d: task_gains(outputs[b][0], outputs[a][0], outputs[b][1], shares[d], infer_shares)
-            for d, (b, a) in pairs.items()}
+    out = {}
+    for d, (b, a) in pairs.items():
+        seen: dict[str, float] | None = None if mismatches is None else mismatches.setdefault(d, {})
+        out[d] = task_gains(outputs[b][0], outputs[a][0], outputs[b][1], shares[d], infer_shares, check, seen)
+    return out
 
 
 def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
@@ -198,13 +203,17 @@ def mapping_gain(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.T
 
 def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Tensor],
                targets: Mapping[str, torch.Tensor], shares: Mapping[str, np.ndarray] | None = None,
-               infer_shares: bool = False) -> dict[str, float]:
+               infer_shares: bool = False, check: float | None = None, mismatch: dict[str, float] | None = None,
+               ) -> dict[str, float]:
     """Task -> ``mapping_gain`` on that task alone (tasks with no labelled sample left out). ``shares`` (task ->
     the device's label shares): each class's mean gain weighted by the device's share of it, so the device is
     judged on the classes it learns (tasks where it holds no class with a validation sample left out).
     ``infer_shares``: the shares read from the update itself instead of a report: each class's prior shift (its
     mean log-probability change over the samples), where positive, since an update raises the prior of the labels
-    it trained on (no shift anywhere: every sample alike)."""
+    it trained on (no shift anywhere: every sample alike). ``check`` (with ``shares``): where the report and the
+    inferred shares are further apart than this (``share_mismatch``), the report is overruled and the inferred
+    shares score the task: an honest report is kept, one that hides the labels the update trains on is not.
+    ``mismatch``: filled task -> that distance (tasks with a report and a shift)."""
     import torch
 
     gains = {}
@@ -219,9 +228,16 @@ def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Ten
         change = change - shift
         own = change.gather(1, y[labelled].long()[:, None])[:, 0]
         share = None if shares is None else shares.get(task)
+        raised = shift[0].clamp(min=0.0).numpy()
+        inferred = raised if float(raised.sum()) > 0 else None
         if infer_shares:
-            share = shift[0].clamp(min=0.0).numpy()
-            share = share if float(share.sum()) > 0 else None
+            share = inferred
+        elif share is not None and inferred is not None and (check is not None or mismatch is not None):
+            distance = share_mismatch(share, inferred)
+            if mismatch is not None:
+                mismatch[task] = distance
+            if check is not None and distance > check:
+                share = inferred
         if share is None:
             gains[task] = float(own.mean())
             continue
@@ -231,6 +247,16 @@ def task_gains(before: Mapping[str, torch.Tensor], after: Mapping[str, torch.Ten
         if float(weight.sum()) > 0:
             gains[task] = float((weight * own).sum() / weight.sum())
     return gains
+
+
+def share_mismatch(reported: np.ndarray, inferred: np.ndarray) -> float:
+    """Total-variation distance in [0, 1] between a reported share vector and an inferred one (non-negative
+    weights, normalised here; a zero report counts as uniform): 0 when they agree, 1 when disjoint."""
+    p = np.asarray(reported, dtype=np.float64)
+    q = np.asarray(inferred, dtype=np.float64)
+    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
+    q = q / q.sum() if q.sum() > 0 else np.full(len(q), 1.0 / len(q))
+    return float(0.5 * np.abs(p - q).sum())
 
 
 def validation_evidence(scores: Mapping[K, float], spread: float = SPREAD) -> dict[K, float]:
