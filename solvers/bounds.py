@@ -359,6 +359,9 @@ SUBSET_DUAL_DEVICES = 5_000
 solvers/subset_dual.py (at 10,000 devices the bound has 0.2-0.3 s left, less than one of its evaluations)."""
 LATENCY_SHARE = 0.4
 """lambda > 0, rounds over SUBSET_CLOCKED_DEVICES: the part of the bound's time left the latency LPs may take."""
+LATENCY_CAP = True
+"""lambda > 0: the latency-energy bound's search ends at upper - lambda E_lb(inf) (solvers/energy_bound.py `cap`;
+a plan of larger T costs at least upper), so its points and splits fall where a better plan can be."""
 
 
 def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
@@ -389,4 +392,4 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
         subset = SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
     elif problem.num_devices <= SUBSET_DUAL_DEVICES:  # within the clock on larger rounds: every edge at once
         subset = SubsetDual.of(problem)
-    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset))
+    return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset, cap=LATENCY_CAP))

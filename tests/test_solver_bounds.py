@@ -108,3 +108,21 @@ def test_latency_bound_with_minimal_covers_is_valid_and_no_lower(seed: int, monk
     c = np.random.default_rng(seed).uniform(0.1, 2.0, routes.dev.size)
     (s1, v1), (s2, v2) = fast.solve(c), slow.solve(c)
     assert s1 == s2 == "optimal" and v1 == pytest.approx(v2, rel=1e-7)
+
+
+@pytest.mark.parametrize(("n", "lam", "seed", "agg"), [c for c in CASES if c[0] == 4 and c[2] == 0])
+def test_capped_round_bound_never_exceeds_the_exact_optimum(n: int, lam: float, seed: int, agg: bool) -> None:
+    """The fixed-power bound given a known plan's objective (bounds.LATENCY_CAP: the latency search ends at
+    upper - lambda E_lb(inf)) stays below the exact optimum: upper a plan 20 % worse (about 0.4 CPU s), and with the
+    clock out (the fewest steps) upper the optimum itself or that plan."""
+    import solvers.bounds as bounds
+
+    assert bounds.LATENCY_CAP
+    p = random_instance(n, max(1, n // 4), 3 + seed % 2, 500 + 7 * n + seed, lam=lam, relay_aggregates=agg)
+    plan = exact_solve(p)
+    t_known = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
+    lb = round_lower_bound(p, t_known, upper=1.2 * plan.objective)
+    assert 0 < lb <= plan.objective * (1 + 1e-9), (lb, plan.objective)
+    for upper in (plan.objective, 1.2 * plan.objective):
+        clocked = round_lower_bound(p, t_known, upper=upper, clock=Clock(0.0))
+        assert 0 < clocked <= plan.objective * (1 + 1e-9), (clocked, upper, plan.objective)

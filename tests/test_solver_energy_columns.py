@@ -23,7 +23,8 @@ def test_bound_is_valid(n, seed, lam, agg):
 
 
 def test_bound_beats_the_heuristics_bound_where_they_do_not_enumerate():
-    """A 5-device edge with aggregating relays at lambda = 0.05: the heuristics' bound is 21 % below the optimum (26 %
+    """A 5-device edge with aggregating relays at lambda = 0.05: the heuristics' bound is 20 % below the optimum (21 %
+    before its latency search was capped at upper - lambda E_lb(inf), bounds.LATENCY_CAP, session 21; 26 %
     before the subset LP's band price was searched around floor / B_e where the knapsack priced no band, session 20;
     31 % before the subset LP's band row, 215f4f2; 39 % before the bounds' LPs had minimal covers, 44 % before the union
     latency bound of solvers/union_bound.py); the least-energy pieces certify within 15 % (validity: the exact
@@ -32,5 +33,5 @@ def test_bound_beats_the_heuristics_bound_where_they_do_not_enumerate():
     best = exact_solve(p).objective
     heuristic = solve(p, "joint", time_limit_s=0)
     lb = lambda_bound(p, heuristic.objective, time.perf_counter() + 30.0)
-    assert heuristic.lower_bound < 0.8 * best and 0.84 * best <= lb <= best * (1 + 1e-7)
-    assert lb > heuristic.lower_bound + 0.05 * best
+    assert heuristic.lower_bound < 0.81 * best and 0.84 * best <= lb <= best * (1 + 1e-7)
+    assert lb > heuristic.lower_bound + 0.04 * best
