@@ -30,6 +30,7 @@ from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
+from solvers.subsets import trainable_subsets
 from solvers.union_bound import union_band
 
 LADDER = (0.005, 0.01, 0.02, 0.035, 0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0, 2.0, 4.0)
@@ -102,15 +103,9 @@ class EdgeRoutes:
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, calls: list) -> EdgeRoutes:
-        m = p.num_modules
         members = p.edge_devices(e)
-        masks = np.arange(1, 1 << m)
-        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
-        mem = bits @ p.module_memory_bytes
-        elig = (p.eligible[members] & (p.samples[members, None] > 0)).astype(int) @ (1 << np.arange(m))
-        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
-        li, cm = np.nonzero(ok)
-        dev, mbits = members[li], bits[cm]
+        li, _, mbits = trainable_subsets(p, members)
+        dev = members[li]
         pay = 8.0 * (mbits @ p.module_bytes)
         tau = p.samples[dev] * (mbits @ p.module_cycles) / p.cpu_hz[dev]
         col, ready, a, free = [np.arange(dev.size)], [tau], [p.snr_hz[dev]], [np.zeros(dev.size, dtype=bool)]

@@ -42,6 +42,7 @@ from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.evaluate import LN2, uplink_rate
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
+from solvers.subsets import trainable_subsets
 from solvers.upload_table import GOLD, concave_energy
 
 MAX_SUBSETS = 4096
@@ -81,16 +82,11 @@ def edge_parts(p: RoundProblem, e: int) -> Parts | None:
     elig_bits = p.eligible[members] & (p.samples[members, None] > 0)
     if m > 12 or float(np.sum(2.0 ** elig_bits.sum(axis=1))) > MAX_SUBSETS:
         return None
-    masks = np.arange(1, 1 << m)
-    bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
-    mem = bits @ p.module_memory_bytes
-    elig = elig_bits.astype(np.int64) @ (1 << np.arange(m))
-    ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
-    li, cm = np.nonzero(ok)
+    li, mask, bits = trainable_subsets(p, members)
     dev = members[li]
-    mb = bits[cm].astype(float)
+    mb = bits.astype(float)
     cycles = p.samples[dev] * (mb @ p.module_cycles)
-    return Parts(dev=dev, mask=masks[cm], mbits=mb, bits=8.0 * (mb @ p.module_bytes),
+    return Parts(dev=dev, mask=mask, mbits=mb, bits=8.0 * (mb @ p.module_bytes),
                  energy=p.kappa * cycles * p.cpu_hz[dev] ** 2, tau=cycles / p.cpu_hz[dev])
 
 

@@ -27,6 +27,7 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import now
 from solvers.column_milp import INF, Extra, Row, choice_rows, run_milp
 from solvers.instance import RoundProblem
+from solvers.subsets import trainable_subsets
 
 PAIRS_UPFRONT = True
 """Pair cuts on every D2D link from the first MILP (else only on the links of groups found under-estimated)."""
@@ -54,14 +55,7 @@ class EdgeColumns:
     def of(cls, p: RoundProblem) -> EdgeColumns:
         if p.num_edges != 1:
             raise ValueError(f"num_edges = {p.num_edges}: the latency model takes one edge (solvers.parallel.restrict)")
-        m = p.num_modules
-        masks = np.arange(1, 1 << m)
-        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
-        mem = bits @ p.module_memory_bytes
-        elig = (p.eligible & (p.samples[:, None] > 0)).astype(np.int64) @ (1 << np.arange(m))
-        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[:, None] * (1 + 1e-12))
-        dev, cm = np.nonzero(ok)
-        mask = bits[cm]
+        dev, _, mask = trainable_subsets(p, np.arange(p.num_devices))
         pay = 8.0 * (mask @ p.module_bytes)
         tau = p.samples[dev] * (mask @ p.module_cycles) / p.cpu_hz[dev]
         devs, masks_, ups, ready, pays, twins = [dev], [mask], [dev], [tau], [pay], [np.arange(dev.size)]

@@ -55,6 +55,7 @@ from solvers.powerfreq_column import column_energy
 from solvers.powerfreq_price import price_by_slope, tangent_energy
 from solvers.relay_price import payload_classes, relayed_price
 from solvers.route_lp import RouteLP
+from solvers.subsets import trainable_subsets
 from solvers.upload_table import GOLD, concave_energy
 
 MAX_COLUMNS = 200_000
@@ -100,16 +101,11 @@ class EdgeEnergy:
         elig_bits = (p.eligible[members] & (p.samples[members, None] > 0))
         if float(np.sum(2.0 ** elig_bits.sum(axis=1))) > MAX_COLUMNS:
             return None
-        masks = np.arange(1, 1 << m)
-        bits = (masks[:, None] >> np.arange(m)[None, :]) & 1
-        mem = bits @ p.module_memory_bytes
-        elig = elig_bits.astype(np.int64) @ (1 << np.arange(m))
-        ok = ((masks[None, :] & ~elig[:, None]) == 0) & (mem[None, :] <= p.memory_bytes[members, None] * (1 + 1e-12))
-        li, cm = np.nonzero(ok)
+        li, _, bits = trainable_subsets(p, members)
         on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
         hubs = np.unique(p.d2d_dst[on])  # a relay may train nothing: its empty column (cost 0) opens its pair rows
         dev = np.concatenate([members[li], hubs])
-        mbits = np.concatenate([bits[cm], np.zeros((hubs.size, m), dtype=bits.dtype)])
+        mbits = np.concatenate([bits, np.zeros((hubs.size, m), dtype=bits.dtype)])
         pay = 8.0 * (mbits @ p.module_bytes)
         cycles = p.samples[dev] * (mbits @ p.module_cycles)
         split = not p.relay_aggregates and not p.has_power_frequency  # else relayed bits are priced per bit
