@@ -103,3 +103,18 @@ def offer_levels(p, budget: float | None, penalty: float = 0.0, factor=LEVEL_FAC
     return dataclasses.replace(p, level_names=LEVEL_NAMES, level_factor=np.array(factor, dtype=float),
                                level_distortion=np.array(LEVEL_DISTORTION), distortion_budget=budget,
                                distortion_penalty=penalty)
+
+
+def aggregating_edge(n: int, seed: int, dense: bool, cap: int | None = None):
+    """One seeded edge of n devices with aggregating relays, D2D links dense (every pair) or sparse (2 neighbours),
+    band, D2D rate and gamma drawn from the seed: the instances the union and aggregate bounds are checked on against
+    exact_solve."""
+    import numpy as np
+
+    from solvers import random_instance
+
+    rng = np.random.default_rng(seed)
+    p = random_instance(n, 1, int(rng.integers(2, 5)), 7300 + seed, relay_aggregates=True,
+                        d2d_neighbours=n - 1 if dense else 2, d2d_bandwidth_hz=float(10 ** rng.uniform(6, 8)),
+                        bandwidth_per_device_hz=float(10 ** rng.uniform(5.0, 6.5)), gamma=float(rng.uniform(0.3, 0.9)))
+    return dataclasses.replace(p, relay_capacity=cap)

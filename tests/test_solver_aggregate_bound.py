@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
+from conftest import aggregating_edge
 
 from solvers import random_instance
 from solvers.aggregate_bound import AggregateLP
@@ -14,14 +14,6 @@ from solvers.bounds import EdgeRoutes
 from solvers.evaluate import evaluate
 from solvers.exact import exact_solve
 from solvers.instance import RoundProblem
-
-
-def instance(n: int, seed: int, dense: bool, cap: int | None = None) -> RoundProblem:
-    rng = np.random.default_rng(seed)
-    p = random_instance(n, 1, int(rng.integers(2, 5)), 7300 + seed, relay_aggregates=True,
-                        d2d_neighbours=n - 1 if dense else 2, d2d_bandwidth_hz=float(10 ** rng.uniform(6, 8)),
-                        bandwidth_per_device_hz=float(10 ** rng.uniform(5.0, 6.5)), gamma=float(rng.uniform(0.3, 0.9)))
-    return dataclasses.replace(p, relay_capacity=cap)
 
 
 def threshold(p: RoundProblem, upper: float, steps: int = 10) -> tuple[float, AggregateLP]:
@@ -40,7 +32,7 @@ def threshold(p: RoundProblem, upper: float, steps: int = 10) -> tuple[float, Ag
                           (5, 4, True, 1), pytest.param(6, 5, True, None, marks=pytest.mark.slow),
                           (6, 6, False, None), (4, 7, True, 2)])
 def test_never_refutes_the_optimum(n: int, seed: int, dense: bool, cap: int | None) -> None:
-    p = instance(n, seed, dense, cap)
+    p = aggregating_edge(n, seed, dense, cap)
     ex = exact_solve(p)
     t_opt = float(evaluate(p, ex.placement, ex.relay, ex.bandwidth_hz).edge_latency_s[0])
     lo, lp = threshold(p, t_opt * (1 + 1e-7))

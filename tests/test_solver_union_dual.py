@@ -4,10 +4,8 @@ edges, whatever trial latency it starts from, and in `joint` it only raises a la
 
 from __future__ import annotations
 
-import dataclasses
-
-import numpy as np
 import pytest
+from conftest import aggregating_edge
 
 import solvers.bounds as bounds
 import solvers.improve as improve
@@ -15,17 +13,8 @@ from solvers import check_plan, random_instance, solve
 from solvers.bounds import EdgeRoutes
 from solvers.evaluate import evaluate
 from solvers.exact import exact_solve
-from solvers.instance import RoundProblem
 from solvers.union_bound import union_band
 from solvers.union_dual import _band, _dual_value, _duals, union_dual_bound
-
-
-def instance(n: int, seed: int, dense: bool, cap: int | None = None) -> RoundProblem:
-    rng = np.random.default_rng(seed)
-    p = random_instance(n, 1, int(rng.integers(2, 5)), 7300 + seed, relay_aggregates=True,
-                        d2d_neighbours=n - 1 if dense else 2, d2d_bandwidth_hz=float(10 ** rng.uniform(6, 8)),
-                        bandwidth_per_device_hz=float(10 ** rng.uniform(5.0, 6.5)), gamma=float(rng.uniform(0.3, 0.9)))
-    return dataclasses.replace(p, relay_capacity=cap)
 
 
 def test_dual_value_is_the_lp_optimum() -> None:
@@ -47,7 +36,7 @@ def test_dual_value_is_the_lp_optimum() -> None:
                           (5, 4, True, 1), (6, 6, False, None), (4, 7, True, 2)])
 @pytest.mark.parametrize("trial", [0.4, 0.8])
 def test_never_refutes_the_optimum(n: int, seed: int, dense: bool, cap: int | None, trial: float) -> None:
-    p = instance(n, seed, dense, cap)
+    p = aggregating_edge(n, seed, dense, cap)
     ex = exact_solve(p)
     t_opt = float(evaluate(p, ex.placement, ex.relay, ex.bandwidth_hz).edge_latency_s[0])
     lb = union_dual_bound(p, 0, 1.5 * t_opt, float("inf"), trial=trial)  # it may try latencies above the optimum
