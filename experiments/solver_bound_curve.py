@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-from code_version import CODE_PATHS, commit
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 import solvers.subset_energy as subset_energy
@@ -68,10 +65,7 @@ def curve(ts: list[float], es: list[float], lam: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--mode", default="one-hop")
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=1, mode="one-hop")
     ap.add_argument("--plan-limit", type=float, default=0.0)
     ap.add_argument("--factors", default=",".join(map(str, FACTORS)))
     ap.add_argument("--thetas", default="0,1")
@@ -85,59 +79,52 @@ def main() -> None:
     factors = [float(s) for s in a.factors.split(",")]
     thetas = [float(s) for s in a.thetas.split(",")]
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                p = instance(n, a.mode, lam, seed)
+    for n, lam, seed in grid(a):
+        p = instance(n, a.mode, lam, seed)
+        c0 = time.process_time()
+        plan = solve(p, "joint", time_limit_s=a.plan_limit)
+        cost = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz)
+        tp, ep = float(cost.latency_s), float(cost.energy_j)
+        row: dict = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed, "objective": plan.objective,
+                     "plan_lower_bound": plan.lower_bound, "latency_s": tp, "energy_j": ep,
+                     "plan_cpu_s": time.process_time() - c0}
+        c0 = time.process_time()
+        row["round_lower_bound"] = round_lower_bound(p, np.array([tp]), upper=plan.objective)
+        row["round_bound_cpu_s"] = time.process_time() - c0
+        row["t_lb"] = subset_lower_bound(p, np.array([tp]))  # the least latency of any plan, bounded
+        ts = [tp * f for f in factors]
+        eb = EnergyBound.of(p)
+        curves: dict[str, list[float]] = {"knapsack": [eb.energy(t) for t in ts]}
+        kinds = [("lp", False, False, False)] + (
+            [("lp_oldrelay", False, True, False)] if a.old_relay else []) + (
+            [("lp_covers", False, False, True)] if a.covers else []) + (
+            [("milp", True, False, False)] if a.milp else [])
+        for kind, whole, old, covers in kinds + ([("lp_union", False, False, "union")] if a.union else []):
+            for th in thetas:
+                # old: a relayed bit at its relay's infinite-band energy p ln2 / a (before s18e)
+                subset_energy.uplink_rate = (lambda b, snr: snr / LN2) if old else uplink_rate
+                se = SubsetEnergy(p, steps=a.steps, thetas=(th,), covers=covers is True,
+                                  union=covers == "union")
+                if whole:
+                    integral(se)
                 c0 = time.process_time()
-                plan = solve(p, "joint", time_limit_s=a.plan_limit)
-                cost = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz)
-                tp, ep = float(cost.latency_s), float(cost.energy_j)
-                row: dict = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed, "objective": plan.objective,
-                             "plan_lower_bound": plan.lower_bound, "latency_s": tp, "energy_j": ep,
-                             "plan_cpu_s": time.process_time() - c0}
-                c0 = time.process_time()
-                row["round_lower_bound"] = round_lower_bound(p, np.array([tp]), upper=plan.objective)
-                row["round_bound_cpu_s"] = time.process_time() - c0
-                row["t_lb"] = subset_lower_bound(p, np.array([tp]))  # the least latency of any plan, bounded
-                ts = [tp * f for f in factors]
-                eb = EnergyBound.of(p)
-                curves: dict[str, list[float]] = {"knapsack": [eb.energy(t) for t in ts]}
-                kinds = [("lp", False, False, False)] + (
-                    [("lp_oldrelay", False, True, False)] if a.old_relay else []) + (
-                    [("lp_covers", False, False, True)] if a.covers else []) + (
-                    [("milp", True, False, False)] if a.milp else [])
-                for kind, whole, old, covers in kinds + ([("lp_union", False, False, "union")] if a.union else []):
-                    for th in thetas:
-                        # old: a relayed bit at its relay's infinite-band energy p ln2 / a (before s18e)
-                        subset_energy.uplink_rate = (lambda b, snr: snr / LN2) if old else uplink_rate
-                        se = SubsetEnergy(p, steps=a.steps, thetas=(th,), covers=covers is True,
-                                          union=covers == "union")
-                        if whole:
-                            integral(se)
-                        c0 = time.process_time()
-                        vals = []
-                        for t in ts:
-                            _, nu = eb.prices(t)
-                            v = se.edge_value(0, t, float(nu[0]))
-                            vals.append(v if math.isfinite(v) or v > 0 else 0.0)
-                        curves[f"{kind}_theta{th:g}"] = vals
-                        row[f"{kind}_theta{th:g}_cpu_s"] = time.process_time() - c0
-                row["T"] = ts
-                row["E_lb"] = curves
-                row["curve"] = {k: curve(ts, v, lam) for k, v in curves.items()}
-                rows.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k not in ("T", "E_lb")}), flush=True)
-                print("  T/T_p", factors, flush=True)
-                for k, v in curves.items():
-                    print(f"  {k:>14} E_lb/E_p", [round(x / ep, 3) for x in v], "curve/obj",
-                          round(row["curve"][k] / plan.objective, 3), flush=True)
-    meta = {"commit": commit(CODE_PATHS), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_1min": os.getloadavg()[0],
-            "args": vars(a)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+                vals = []
+                for t in ts:
+                    _, nu = eb.prices(t)
+                    v = se.edge_value(0, t, float(nu[0]))
+                    vals.append(v if math.isfinite(v) or v > 0 else 0.0)
+                curves[f"{kind}_theta{th:g}"] = vals
+                row[f"{kind}_theta{th:g}_cpu_s"] = time.process_time() - c0
+        row["T"] = ts
+        row["E_lb"] = curves
+        row["curve"] = {k: curve(ts, v, lam) for k, v in curves.items()}
+        rows.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k not in ("T", "E_lb")}), flush=True)
+        print("  T/T_p", factors, flush=True)
+        for k, v in curves.items():
+            print(f"  {k:>14} E_lb/E_p", [round(x / ep, 3) for x in v], "curve/obj",
+                  round(row["curve"][k] / plan.objective, 3), flush=True)
+    write_results(a.out, rows, {"args": vars(a)})
 
 
 if __name__ == "__main__":

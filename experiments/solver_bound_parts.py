@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from pathlib import Path
 
-from code_version import commit
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 import solvers.edge_model as edge_model
@@ -29,40 +27,31 @@ from solvers.energy_columns import lambda_bound
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=2)
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=2, mode=None)
     ap.add_argument("--budget", type=float, default=2.0)
     ap.add_argument("--out", default="experiments/results/solver_model/bound_parts.json")
     a = ap.parse_args()
     rows = []
     load = os.getloadavg()[0]
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                p = instance(n, "one-hop", lam, seed)
-                plan = solve(p, "joint", time_limit_s=0)
-                up = plan.objective
-                row = {"devices": n, "lambda": lam, "seed": seed, "incumbent": up,
-                       "heuristic_gap": 1 - plan.lower_bound / up}
-                c = time.process_time()
-                lb = lambda_bound(p, up, time.perf_counter() + a.budget)
-                row.update(columns_gap=1 - lb / up, columns_cpu_s=time.process_time() - c)
-                for name, on in (("edge_milp", False), ("edge_milp_tangents", True)):
-                    edge_model.INCUMBENT_TANGENTS = on
-                    c = time.process_time()
-                    got = edge_model.EdgeModel(p).solve(plan.placement, plan.relay, up, time.perf_counter() + a.budget)
-                    row.update({f"{name}_gap": 1 - got.lower_bound / up, f"{name}_cpu_s": time.process_time() - c,
-                                f"{name}_objective": got.objective, f"{name}_milps": got.milps})
-                edge_model.INCUMBENT_TANGENTS = True
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    meta = {"commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "load_before": load, "load_after": os.getloadavg()[0], "budget_s": a.budget,
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        p = instance(n, "one-hop", lam, seed)
+        plan = solve(p, "joint", time_limit_s=0)
+        up = plan.objective
+        row = {"devices": n, "lambda": lam, "seed": seed, "incumbent": up,
+               "heuristic_gap": 1 - plan.lower_bound / up}
+        c = time.process_time()
+        lb = lambda_bound(p, up, time.perf_counter() + a.budget)
+        row.update(columns_gap=1 - lb / up, columns_cpu_s=time.process_time() - c)
+        for name, on in (("edge_milp", False), ("edge_milp_tangents", True)):
+            edge_model.INCUMBENT_TANGENTS = on
+            c = time.process_time()
+            got = edge_model.EdgeModel(p).solve(plan.placement, plan.relay, up, time.perf_counter() + a.budget)
+            row.update({f"{name}_gap": 1 - got.lower_bound / up, f"{name}_cpu_s": time.process_time() - c,
+                        f"{name}_objective": got.objective, f"{name}_milps": got.milps})
+        edge_model.INCUMBENT_TANGENTS = True
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write_results(a.out, rows, {"load_before": load, "budget_s": a.budget})
 
 
 if __name__ == "__main__":

@@ -18,12 +18,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
-from code_version import CODE_PATHS, commit
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 import solvers.bounds as bounds
@@ -46,9 +44,7 @@ def one(p: RoundProblem, plan: RoundPlan, cap: bool, seconds: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--modes", default="one-hop,aggregates")
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.05,0.5,5,50")
-    ap.add_argument("--seeds", type=int, default=2)
+    add_grid(ap, sizes="8,12", lams="0.05,0.5,5,50", seeds=2, mode=None)
     ap.add_argument("--time-limit", type=float, default=2.0, help="the plan's (work budget)")
     ap.add_argument("--bound-s", default="0.5,1", help="CPU seconds of each bound")
     ap.add_argument("--out", required=True)
@@ -57,19 +53,17 @@ def main() -> None:
     rows = []
     k = 0
     for mode in a.modes.split(","):
-        for n in (int(s) for s in a.sizes.split(",")):
-            for lam in (float(s) for s in a.lams.split(",")):
-                for seed in range(a.seeds):
-                    p = instance(n, mode, lam, seed)
-                    plan = solve(p, "joint", time_limit_s=a.time_limit, budget="work")
-                    for sec in (float(v) for v in a.bound_s.split(",")):
-                        order = (False, True) if k % 2 == 0 else (True, False)
-                        got = {cap: one(p, plan, cap, sec) for cap in order}
-                        k += 1
-                        row = {"mode": mode, "devices": n, "lambda": lam, "seed": seed, "bound_s": sec,
-                               "objective": plan.objective, "off": got[False], "on": got[True]}
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
+        for n, lam, seed in grid(a):
+            p = instance(n, mode, lam, seed)
+            plan = solve(p, "joint", time_limit_s=a.time_limit, budget="work")
+            for sec in (float(v) for v in a.bound_s.split(",")):
+                order = (False, True) if k % 2 == 0 else (True, False)
+                got = {cap: one(p, plan, cap, sec) for cap in order}
+                k += 1
+                row = {"mode": mode, "devices": n, "lambda": lam, "seed": seed, "bound_s": sec,
+                       "objective": plan.objective, "off": got[False], "on": got[True]}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     summary = []
     for mode in a.modes.split(","):
         for n in (int(v) for v in a.sizes.split(",")):
@@ -80,11 +74,8 @@ def main() -> None:
                                 "median_gap_on": statistics.median(on), "worst_off": max(off), "worst_on": max(on),
                                 "lower_on_off": [r["on"]["lower_bound"] / r["off"]["lower_bound"] for r in rs]})
                 print(json.dumps(summary[-1]), flush=True)
-    meta = {"commit": commit(CODE_PATHS), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "plan": f"time_limit_s={a.time_limit}, budget=work", "bound_clock": "CPU s",
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=1))
+    write_results(a.out, rows, {"plan": f"time_limit_s={a.time_limit}, budget=work", "bound_clock": "CPU s"},
+                  summary=summary)
 
 
 if __name__ == "__main__":

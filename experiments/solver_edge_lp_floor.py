@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
-from code_version import CODE_PATHS, commit
 from cpu_clock import cpu_deadlines
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 import solvers.edge_model as edge_model
@@ -41,9 +39,7 @@ def run_lp(p, plan, floor: float, seconds: float) -> dict:  # noqa: ANN001
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.05,0.5,5,50")
-    ap.add_argument("--seeds", type=int, default=1)
+    add_grid(ap, sizes="8,12", lams="0.05,0.5,5,50", seeds=1, mode=None)
     ap.add_argument("--lp-s", type=float, default=2.0)
     ap.add_argument("--plan-limit", type=float, default=2.0)
     ap.add_argument("--out", required=True)
@@ -54,23 +50,17 @@ def main() -> None:
 
 def run(a: argparse.Namespace) -> None:
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                p = instance(n, "one-hop", lam, seed)
-                plan = solve(p, "joint", time_limit_s=a.plan_limit)
-                t_lo = subset_lower_bound(p, np.array([plan.latency_s]))
-                row = {"devices": n, "lambda": lam, "seed": seed, "objective": plan.objective,
-                       "round_bound": plan.lower_bound / plan.objective, "latency_s": plan.latency_s,
-                       "t_lo": t_lo, "runs": [run_lp(p, plan, f, a.lp_s) for f in (0.0, t_lo)],
-                       "load_1min": os.getloadavg()[0]}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    meta = {"commit": commit(CODE_PATHS), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "args": vars(a)}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        p = instance(n, "one-hop", lam, seed)
+        plan = solve(p, "joint", time_limit_s=a.plan_limit)
+        t_lo = subset_lower_bound(p, np.array([plan.latency_s]))
+        row = {"devices": n, "lambda": lam, "seed": seed, "objective": plan.objective,
+               "round_bound": plan.lower_bound / plan.objective, "latency_s": plan.latency_s,
+               "t_lo": t_lo, "runs": [run_lp(p, plan, f, a.lp_s) for f in (0.0, t_lo)],
+               "load_1min": os.getloadavg()[0]}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write_results(a.out, rows, {"args": vars(a)})
 
 
 if __name__ == "__main__":

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
 from cpu_clock import cpu_deadlines, wall_clock
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 import solvers.column_milp as column_milp
@@ -143,10 +142,7 @@ def profile(n: int, mode: str, lam: float, seed: int, limit: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--mode", default="one-hop")
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=1, mode="one-hop")
     ap.add_argument("--time-limit", type=float, default=2.0)
     ap.add_argument("--cpu-clock", action="store_true")
     ap.add_argument(
@@ -164,23 +160,12 @@ def run(a: argparse.Namespace) -> None:
     version = commit(CODE_PATHS)
     solve(instance(4, "one-hop", 0.5, 99), "joint", time_limit_s=0.5)  # warm: lazy imports
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                row = profile(n, a.mode, lam, seed, a.time_limit)
-                rows.append(row)
-                print(json.dumps(row, default=str), flush=True)
-    meta = {
-        "commit": version,
-        "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-        "time_limit_s": a.time_limit,
-        "cpu_clock": a.cpu_clock,
-        "scale_highs": a.scale_highs,
-        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1, default=str))
+    for n, lam, seed in grid(a):
+        row = profile(n, a.mode, lam, seed, a.time_limit)
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+    write_results(a.out, rows, {"commit": version, "time_limit_s": a.time_limit, "cpu_clock": a.cpu_clock,
+                                "scale_highs": a.scale_highs})
 
 
 if __name__ == "__main__":

@@ -14,12 +14,10 @@ import argparse
 import cProfile
 import json
 import os
-import platform
 import pstats
 import time
-from pathlib import Path
 
-from code_version import commit
+from solver_grid import add_grid, grid, write_results
 from solver_model_bench import instance
 
 from solvers import solve
@@ -32,42 +30,33 @@ def cumulative(stats: pstats.Stats, name: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="5")
-    ap.add_argument("--seeds", type=int, default=1)
+    add_grid(ap, sizes="8,12", lams="5", seeds=1, mode=None)
     ap.add_argument("--time-limit", type=float, default=2.0)
     ap.add_argument("--out", default="experiments/results/solver_model/energy_profile.json")
     a = ap.parse_args()
     rows = []
     load = os.getloadavg()[0]
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                p = instance(n, "one-hop", lam, seed)
-                prof = cProfile.Profile(time.process_time)
-                c = time.process_time()
-                prof.enable()
-                free = solve(p, "joint", time_limit_s=0)
-                prof.disable()
-                cpu = time.process_time() - c
-                st = pstats.Stats(prof)
-                c, w = time.process_time(), time.perf_counter()
-                clocked = solve(p, "joint", time_limit_s=a.time_limit)
-                row = {"devices": n, "lambda": lam, "seed": seed, "unbounded_objective": free.objective,
-                       "unbounded_cpu_s": cpu, "energy_search_cpu_s": cumulative(st, "energy_search"),
-                       "deadline_energy_cpu_s": cumulative(st, "deadline_energy"),
-                       "clocked_objective": clocked.objective, "clocked_lower_bound": clocked.lower_bound,
-                       "clocked_cpu_s": time.process_time() - c, "clocked_wall_s": time.perf_counter() - w,
-                       "clocked_over_unbounded": clocked.objective / free.objective}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-    meta = {"commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "load_before": load, "load_after": os.getloadavg()[0], "time_limit_s": a.time_limit,
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "note": "cProfile adds overhead to the unbounded run's CPU s; compare as ratios within one run"}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        p = instance(n, "one-hop", lam, seed)
+        prof = cProfile.Profile(time.process_time)
+        c = time.process_time()
+        prof.enable()
+        free = solve(p, "joint", time_limit_s=0)
+        prof.disable()
+        cpu = time.process_time() - c
+        st = pstats.Stats(prof)
+        c, w = time.process_time(), time.perf_counter()
+        clocked = solve(p, "joint", time_limit_s=a.time_limit)
+        row = {"devices": n, "lambda": lam, "seed": seed, "unbounded_objective": free.objective,
+               "unbounded_cpu_s": cpu, "energy_search_cpu_s": cumulative(st, "energy_search"),
+               "deadline_energy_cpu_s": cumulative(st, "deadline_energy"),
+               "clocked_objective": clocked.objective, "clocked_lower_bound": clocked.lower_bound,
+               "clocked_cpu_s": time.process_time() - c, "clocked_wall_s": time.perf_counter() - w,
+               "clocked_over_unbounded": clocked.objective / free.objective}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    write_results(a.out, rows, {"load_before": load, "time_limit_s": a.time_limit,
+                                "note": "cProfile slows the unbounded run; compare ratios in one run"})
 
 
 if __name__ == "__main__":

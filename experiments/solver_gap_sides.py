@@ -13,17 +13,15 @@ its certified gap, the best plan's excess over the 2 s bound the bound's part. W
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from code_version import commit  # noqa: E402
 from cpu_clock import cpu_deadlines  # noqa: E402
+from solver_grid import add_grid, grid, show, write_results  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
 from solvers import solve  # noqa: E402
@@ -39,38 +37,27 @@ def run(p, limit: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--mode", default="one-hop")
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=2, mode="one-hop")
     ap.add_argument("--time-limit", type=float, default=2.0)
     ap.add_argument("--long", type=float, default=30.0)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     solve(instance(4, "one-hop", 0.5, 99), "joint", time_limit_s=0.5)  # warm: lazy imports
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                p = instance(n, a.mode, lam, seed)
-                short, long_ = run(p, a.time_limit), run(p, a.long)
-                best_plan = min(short["objective"], long_["objective"])
-                best_bound = max(short["lower_bound"], long_["lower_bound"])
-                row = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed, "short": short, "long": long_,
-                       "gap_short": 1 - short["lower_bound"] / short["objective"],
-                       "plan_excess": short["objective"] / best_plan - 1,
-                       "bound_short_of_best_plan": 1 - short["lower_bound"] / best_plan,
-                       "gap_long": 1 - long_["lower_bound"] / long_["objective"],
-                       "bracket": 1 - best_bound / best_plan}
-                rows.append(row)
-                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                                  if k not in ("short", "long")}), flush=True)
-    meta = {"commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "time_limit_s": a.time_limit, "long_s": a.long, "clock": "CPU s",
-            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        p = instance(n, a.mode, lam, seed)
+        short, long_ = run(p, a.time_limit), run(p, a.long)
+        best_plan = min(short["objective"], long_["objective"])
+        best_bound = max(short["lower_bound"], long_["lower_bound"])
+        row = {"devices": n, "mode": a.mode, "lambda": lam, "seed": seed, "short": short, "long": long_,
+               "gap_short": 1 - short["lower_bound"] / short["objective"],
+               "plan_excess": short["objective"] / best_plan - 1,
+               "bound_short_of_best_plan": 1 - short["lower_bound"] / best_plan,
+               "gap_long": 1 - long_["lower_bound"] / long_["objective"],
+               "bracket": 1 - best_bound / best_plan}
+        rows.append(row)
+        show(row, skip=("short", "long"))
+    write_results(a.out, rows, {"time_limit_s": a.time_limit, "long_s": a.long, "clock": "CPU s"})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from code_version import commit  # noqa: E402
 from cpu_clock import cpu_deadlines  # noqa: E402
+from solver_grid import add_grid, grid, write_results  # noqa: E402
 from solver_lp_ceiling import best_price, group_exact, integer_lp  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
@@ -118,27 +117,19 @@ def row(n: int, lam: float, seed: int, ref: float, rounds: int, milp_s: float) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=2)
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=2, mode=None)
     ap.add_argument("--ref", type=float, default=2.0)
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--milp-s", type=float, default=5.0)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                r = row(n, lam, seed, a.ref, a.rounds, a.milp_s)
-                rows.append(r)
-                print(json.dumps({k: ([round(v, 4) for v in r[k]] if k == "trace" else
-                                      round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in r}), flush=True)
-    meta = {"commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "ref_cpu_s": a.ref, "milp_s": a.milp_s, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        r = row(n, lam, seed, a.ref, a.rounds, a.milp_s)
+        rows.append(r)
+        print(json.dumps({k: ([round(v, 4) for v in r[k]] if k == "trace" else
+                              round(r[k], 4) if isinstance(r[k], float) else r[k]) for k in r}), flush=True)
+    write_results(a.out, rows, {"ref_cpu_s": a.ref, "milp_s": a.milp_s})
 
 
 if __name__ == "__main__":

@@ -21,10 +21,8 @@ T + lambda E at its own best band over the plan's (below 1: a better plan than t
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,8 +32,8 @@ from scipy.optimize import minimize_scalar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from code_version import commit  # noqa: E402
 from cpu_clock import cpu_deadlines  # noqa: E402
+from solver_grid import add_grid, grid, show, write_results  # noqa: E402
 from solver_model_bench import instance  # noqa: E402
 
 from solvers import route_lp, solve  # noqa: E402
@@ -145,25 +143,16 @@ def row(n: int, mode: str, lam: float, seed: int, ref: float) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", default="8,12")
-    ap.add_argument("--lams", default="0.5,5")
-    ap.add_argument("--seeds", type=int, default=2)
-    ap.add_argument("--mode", default="one-hop")
+    add_grid(ap, sizes="8,12", lams="0.5,5", seeds=2, mode="one-hop")
     ap.add_argument("--ref", type=float, default=10.0)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     rows = []
-    for n in (int(s) for s in a.sizes.split(",")):
-        for lam in (float(s) for s in a.lams.split(",")):
-            for seed in range(a.seeds):
-                r = row(n, a.mode, lam, seed, a.ref)
-                rows.append(r)
-                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()}), flush=True)
-    meta = {"commit": commit(), "machine": f"{platform.machine()} {os.cpu_count()}-CPU container (shared)",
-            "ref_cpu_s": a.ref, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    for n, lam, seed in grid(a):
+        r = row(n, a.mode, lam, seed, a.ref)
+        rows.append(r)
+        show(r)
+    write_results(a.out, rows, {"ref_cpu_s": a.ref})
 
 
 if __name__ == "__main__":
