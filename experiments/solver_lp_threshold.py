@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from code_version import CODE_PATHS, commit
 
-from solvers import random_instance, solve
+from solvers import RoundPlan, RoundProblem, random_instance, solve
 from solvers.bounds import EdgeRoutes
 from solvers.clock import Clock
 from solvers.energy import edge_latency
@@ -33,6 +33,16 @@ from solvers.local import local_search
 from solvers.parallel import restrict
 
 OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap"
+
+
+def slowest_edge(devices: int, seed: int) -> tuple[RoundProblem, RoundPlan, np.ndarray, int]:
+    """The scale bench's seeded round (its module count drawn from the seed), its joint plan, the plan's edge
+    latencies and its slowest edge, which bounds the round's latency."""
+    modules = int(np.random.default_rng(seed).integers(3, 11))
+    p = random_instance(devices, max(1, round(devices / 100)), modules, seed)
+    plan = solve(p, "joint")
+    edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
+    return p, plan, edge_t, int(np.argmax(edge_t))
 
 
 def threshold(p, e: int, upper: float, steps: int = 30) -> float:  # noqa: ANN001
@@ -57,12 +67,9 @@ def main() -> None:
     code = commit(CODE_PATHS)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        modules = int(np.random.default_rng(seed).integers(3, 11))
-        p = random_instance(args.devices, max(1, round(args.devices / 100)), modules, seed)
         load = os.getloadavg()[0]
-        plan = solve(p, "joint")
-        edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
-        e = int(np.argmax(edge_t))
+        p, plan, edge_t, e = slowest_edge(args.devices, seed)
+        modules = p.num_modules
         t_lp = threshold(p, e, float(edge_t[e]))
         sub, dev = restrict(p, np.array([e]))
         local = np.full(p.num_devices, -1)

@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
-from solver_lp_threshold import threshold
+from solver_lp_threshold import slowest_edge, threshold
 
-from solvers import random_instance, solve
 from solvers.column_milp import highs_model
-from solvers.evaluate import evaluate
 from solvers.latency_model import LatencyModel
 from solvers.model import exact_cost, feasible
 from solvers.parallel import restrict
@@ -109,12 +107,9 @@ def main() -> None:
     code = commit(CODE_PATHS)
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        modules = int(np.random.default_rng(seed).integers(3, 11))
-        p = random_instance(args.devices, max(1, round(args.devices / 100)), modules, seed)
         load = os.getloadavg()[0]
-        plan = solve(p, "joint")
-        edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
-        e = int(np.argmax(edge_t))
+        p, plan, edge_t, e = slowest_edge(args.devices, seed)
+        modules = p.num_modules
         t0 = float(edge_t[e])
         c0 = time.process_time()
         t_lp = threshold(p, e, t0)
