@@ -118,3 +118,27 @@ def aggregating_edge(n: int, seed: int, dense: bool, cap: int | None = None):
                         d2d_neighbours=n - 1 if dense else 2, d2d_bandwidth_hz=float(10 ** rng.uniform(6, 8)),
                         bandwidth_per_device_hz=float(10 ** rng.uniform(5.0, 6.5)), gamma=float(rng.uniform(0.3, 0.9)))
     return dataclasses.replace(p, relay_capacity=cap)
+
+
+def model_at_plan(p, x, relay, share, want, extra=lambda var: []):
+    """solvers/model.py's round model with a plan's placement, relays and band shares fixed (and ``extra(var)``'s
+    rows) and one tangent of each upload time at its share: where the cuts touch, its optimum is the plan's cost
+    (``want``). Returns the model and its scale (``m.problem.value * scale.t0`` is in the round's units)."""
+    import numpy as np
+
+    from solvers.model import RoundModel, load
+
+    def fix(var, par):
+        cons = [var["x"] == x.astype(float), var["beta"] == share, *extra(var)]
+        if "r" in var:
+            cons.append(var["r"] == (relay[p.d2d_src] == p.d2d_dst).astype(float))
+        return cons
+
+    m = RoundModel.build(p, 1, [fix])
+    sc, beta_min = load(m, p, want)
+    dev = np.arange(p.num_devices)
+    at = np.maximum(share, beta_min)  # devices without an upload: any valid tangent
+    slope = sc.dg(at, dev)
+    m.par["cut_s"].value = slope[:, None]
+    m.par["cut_a"].value = (sc.g(at, dev) - slope * at)[:, None]
+    return m, sc

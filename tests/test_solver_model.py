@@ -6,12 +6,13 @@ import time
 
 import numpy as np
 import pytest
+from conftest import model_at_plan
 
 from solvers import random_instance, solve
 from solvers.evaluate import evaluate, link_rates, round_timeline, uplink_rate
 from solvers.exact import exact_solve
 from solvers.joint import joint_solve
-from solvers.model import RoundModel, Scales, certify, compiled, least_share, load
+from solvers.model import Scales, certify, compiled, least_share
 from solvers.model_cache import ModelCache
 
 
@@ -29,19 +30,7 @@ def test_model_objective_equals_evaluate_at_a_fixed_plan(lam, aggregates):
     assert np.any(plan.relay != np.arange(p.num_devices)), "the instance should exercise relays"
     share = plan.bandwidth_hz / p.edge_bandwidth_hz[p.device_edge]
 
-    def fix(var, par):
-        cons = [var["x"] == plan.placement.astype(float), var["beta"] == share]
-        if "r" in var:
-            cons.append(var["r"] == (plan.relay[p.d2d_src] == p.d2d_dst).astype(float))
-        return cons
-
-    m = RoundModel.build(p, 1, [fix])
-    sc, beta_min = load(m, p, plan.objective)
-    dev = np.arange(p.num_devices)
-    at = np.maximum(share, beta_min)  # devices without an upload: any valid tangent
-    slope = sc.dg(at, dev)
-    m.par["cut_s"].value = slope[:, None]
-    m.par["cut_a"].value = (sc.g(at, dev) - slope * at)[:, None]
+    m, sc = model_at_plan(p, plan.placement, plan.relay, share, plan.objective)
     m.problem.solve(solver="HIGHS")
     want = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).objective
     assert m.problem.value * sc.t0 == pytest.approx(want, rel=1e-6)

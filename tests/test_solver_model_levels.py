@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import model_at_plan
 from test_solver_levels import NAMES, _offer  # the same offer: none, int8, top-k (distortions 0, 0.01, 0.4)
 
 from solvers import RoundProblem, random_instance
@@ -16,7 +17,7 @@ from solvers.edgebatch import EdgeView
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.exact import edge_placements, relay_maps
-from solvers.model import RoundModel, certify, load
+from solvers.model import certify
 
 
 def _brute(p: RoundProblem) -> float:
@@ -59,19 +60,7 @@ def test_model_objective_equals_evaluate_at_fixed_levels(lam, aggregates):
     share = band / p.edge_bandwidth_hz[p.device_edge]
     want = evaluate(q, x, relay, band).objective
 
-    def fix(var, par):
-        cons = [var["x"] == x.astype(float), var["beta"] == share, var["y"] == np.eye(3)[level]]
-        if "r" in var:
-            cons.append(var["r"] == (relay[p.d2d_src] == p.d2d_dst).astype(float))
-        return cons
-
-    m = RoundModel.build(p, 1, [fix])
-    sc, beta_min = load(m, p, want)
-    dev = np.arange(p.num_devices)
-    at = np.maximum(share, beta_min)
-    slope = sc.dg(at, dev)
-    m.par["cut_s"].value = slope[:, None]
-    m.par["cut_a"].value = (sc.g(at, dev) - slope * at)[:, None]
+    m, sc = model_at_plan(p, x, relay, share, want, lambda var: [var["y"] == np.eye(3)[level]])
     m.problem.solve(solver="HIGHS")
     assert m.problem.value * sc.t0 == pytest.approx(want, rel=1e-6)
 

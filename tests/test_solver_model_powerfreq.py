@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import model_at_plan
 
 from solvers import random_instance, solve
 from solvers.evaluate import evaluate, link_rates, round_timeline, uplink_rate
-from solvers.model import RoundModel, certify, load
+from solvers.model import certify
 from solvers.powerfreq import plan_power_frequency
 from solvers.reference import reference_power_frequency
 
@@ -41,19 +42,8 @@ def test_model_objective_equals_evaluate_at_a_fixed_plan(lam, aggregates):
     sigma = float(8 * p.module_bytes.max())
     eps_pt = sigma / want / np.where(up, uplink_rate(band, power * p.uplink_gain / p.noise_w_per_hz), 1.0)
 
-    def fix(var, par):
-        cons = [var["x"] == x.astype(float), var["beta"] == share, var["zeta"] == p.cpu_hz / freq]
-        cons.append(var["eps"][np.flatnonzero(up)] == eps_pt[up])
-        if "r" in var:
-            cons.append(var["r"] == (relay[p.d2d_src] == p.d2d_dst).astype(float))
-        return cons
-
-    m = RoundModel.build(p, 1, [fix])
-    sc, beta_min = load(m, p, want)
-    dev = np.arange(p.num_devices)
-    at = np.maximum(share, beta_min)
-    m.par["cut_s"].value = sc.dg(at, dev)[:, None]
-    m.par["cut_a"].value = (sc.g(at, dev) - sc.dg(at, dev) * at)[:, None]
+    m, sc = model_at_plan(p, x, relay, share, want, lambda var: [
+        var["zeta"] == p.cpu_hz / freq, var["eps"][np.flatnonzero(up)] == eps_pt[up]])
     m.pf.add_plan(p, (want, band, power, freq))
     m.pf.push(m.par)
     m.problem.solve(solver="HIGHS")
