@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import Clock, charge
+from solvers.clock import Clock
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, run_settled
 from solvers.instance import RoundProblem
 from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
@@ -290,9 +290,7 @@ class EdgeLP:
             idx = np.arange(self.k, dtype=np.int32)
             self.highs.changeColsCost(self.k, idx, cost[: self.k])
             self.highs.changeColsBounds(self.k, idx, np.zeros(self.k), upper[: self.k])
-        self.highs.run()
-        charge(self.highs.getInfo())
-        status = self.highs.getModelStatus()
+        status = run_settled(self.highs, highspy)
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, "other")
         return kind, float(self.highs.getInfo().objective_function_value)

@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from solvers.clock import charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, run_settled
 
 
 class RouteLP:
@@ -181,16 +180,7 @@ class RouteLP:
             idx = np.arange(self.n, dtype=np.int32)
             self.h.changeColsCost(self.n, idx, c)
             self.h.changeColsBounds(self.n, idx, np.zeros(self.n), upper)
-        self.h.run()
-        charge(self.h.getInfo())
-        status = self.h.getModelStatus()
-        if status not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kInfeasible):
-            # HiGHS can end a warm start with kUnknown (a 4-device power / frequency edge, after costs at a latency
-            # 6x away; every later solve from that basis too): once more from scratch
-            self.h.clearSolver()
-            self.h.run()
-            charge(self.h.getInfo())
-            status = self.h.getModelStatus()
+        status = run_settled(self.h, hs)
         kind = {hs.HighsModelStatus.kOptimal: "optimal", hs.HighsModelStatus.kInfeasible: "infeasible"}.get(
             status, "other")
         return kind, float(self.h.getInfo().objective_function_value)
