@@ -31,7 +31,9 @@ from solvers import solve  # noqa: E402
 from solvers.bounds import subset_lower_bound  # noqa: E402
 from solvers.clock import Clock  # noqa: E402
 from solvers.evaluate import evaluate  # noqa: E402
-from solvers.group_columns import GroupBound, edge_parts, group_lower_bound  # noqa: E402
+from solvers.group_bound import group_lower_bound  # noqa: E402
+from solvers.group_columns import GroupBound  # noqa: E402
+from solvers.group_parts import edge_parts  # noqa: E402
 
 
 def row(n: int, mode: str, lam: float, seed: int, ref: float) -> dict:

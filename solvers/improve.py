@@ -21,7 +21,7 @@ from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
 from solvers.energy_columns import lambda_bound
 from solvers.evaluate import evaluate
-from solvers.group_columns import group_applies, group_lower_bound
+from solvers.group_bound import group_applies, group_lower_bound
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
 from solvers.lp_round import round_edge

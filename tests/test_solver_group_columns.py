@@ -13,7 +13,9 @@ from solvers.bounds import subset_lower_bound
 from solvers.clock import Clock
 from solvers.evaluate import evaluate
 from solvers.exact import exact_solve
-from solvers.group_columns import GroupBound, edge_parts, group_applies, group_lower_bound
+from solvers.group_bound import group_applies, group_lower_bound
+from solvers.group_columns import GroupBound
+from solvers.group_parts import edge_parts
 
 
 def _bound(p, plan) -> float:  # noqa: ANN001

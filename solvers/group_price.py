@@ -1,0 +1,226 @@
+"""Exact prices of relay groups (the columns of solvers/group_columns.py) and the pricing problem: per uploader j, a
+lower bound on the least reduced cost of any group j uploads at latency T, and that group.
+
+`price` enumerates: for each start threshold s (the parts' ready times), each member's parts ready by s, their
+combinations kept on a Pareto set over (ready time, bits, reduced cost) (a larger payload never lowers the upload
+term), and the upload term min over b of p U / R(b) + nu b with b >= h(U / (T - s)), bounded below by the certified
+table of solvers/upload_table.py; with relays that aggregate, per union Q of modules (each member's best subset
+within Q). Pricing is exact, so the Lagrangian bound of group_columns.py is valid at any multipliers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from solvers.bandwidth import min_bandwidth
+from solvers.evaluate import LN2, uplink_rate
+from solvers.group_parts import Parts, pareto3
+from solvers.instance import RoundProblem
+from solvers.upload_table import GOLD, concave_energy
+
+
+class GroupPricing:
+    """One edge's relay groups: their exact prices (`column`) and the pricing problem (`price`)."""
+
+    def __init__(self, p: RoundProblem, e: int, parts: Parts) -> None:
+        self.p, self.e, self.parts = p, e, parts
+        self.band = float(p.edge_bandwidth_hz[e])
+        self.devices = p.edge_devices(e)
+        demand = p.coverage_demand()[e]
+        self.need = np.flatnonzero(demand > 0)
+        self.cov = parts.mbits[:, self.need] * (p.samples[parts.dev][:, None] / demand[self.need][None, :])
+        on = np.flatnonzero(p.device_edge[p.d2d_src] == e)
+        self.links = [(int(s), int(d), float(r)) for s, d, r in
+                      zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True)]
+        self.into = {int(j): [(s, r) for s, d, r in self.links if d == j] for j in self.devices}
+        self.rb = uplink_rate(np.full(p.num_devices, self.band), p.snr_hz)  # each device's rate on the whole band
+        self.row_of = {int(i): k for k, i in enumerate(self.devices)}
+        self.by_dev = {int(i): np.flatnonzero(parts.dev == i) for i in self.devices}
+        self.scale = 1.0  # energy unit (J), set per latency
+        self.sup = np.zeros((0, 0), dtype=bool)
+        self.qbits = np.zeros(0)
+        if p.relay_aggregates:
+            q = np.arange(1 << p.num_modules)
+            self.sup = (parts.mask[:, None] & ~q[None, :]) == 0  # [K, 2^M] the part's subset lies within Q
+            self.qbits = 8.0 * (((q[:, None] >> np.arange(p.num_modules)[None, :]) & 1) @ p.module_bytes)
+
+    # ---- the upload term ---------------------------------------------------------------------------------------
+    def upload_lb(self, j: int, u: np.ndarray, w: float | np.ndarray, nu: float) -> np.ndarray:
+        """Lower bound on min over b in [h_j(u / w), B_e] of p_j u / R_j(b) + nu b (J); inf where no band finishes
+        u bits in w; 0 for u = 0."""
+        p = self.p
+        a, pw = float(p.snr_hz[j]), float(p.tx_power_w[j])
+        u = np.asarray(u, dtype=float)
+        w = np.broadcast_to(np.asarray(w, dtype=float), u.shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            need = np.where(w > 0, min_bandwidth(np.where(w > 0, u / np.where(w > 0, w, 1.0), 0.0),
+                                                 np.full(u.shape, a)), np.inf)
+        need_lo = need * (1 - 1e-9)
+        phi, s_up = concave_energy(pw * u / a, np.full(u.shape, nu * a))
+        with np.errstate(invalid="ignore"):
+            val = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
+        val = np.maximum(val, pw * u / float(self.rb[j]) + (nu * need_lo if nu > 0 else 0.0))
+        val = np.where(need <= self.band, val, np.inf)
+        return np.where(u > 0, val * (1 - 1e-9), 0.0)
+
+    def upload_at(self, j: int, u: float, w: float, nu: float, band: float | None = None) -> tuple[float, float]:
+        """(energy, band) of a real upload of u bits in at most w at band price nu (a band in [need, B_e] near the
+        priced optimum, or `band` clamped to that range); (inf, inf) where none fits."""
+        p = self.p
+        if u <= 0:
+            return 0.0, 0.0
+        a, pw = float(p.snr_hz[j]), float(p.tx_power_w[j])
+        need = float(min_bandwidth(np.array([u / w]), np.array([a]))[0]) if w > 0 else math.inf
+        if need > self.band:
+            return math.inf, math.inf
+        if band is not None:
+            b = min(max(band, need), self.band)
+            return pw * u * LN2 / (b * math.log1p(a / b)), b
+        lo, hi = math.log(max(need, 1e-12 * self.band)), math.log(self.band)
+
+        def f(x: float) -> float:
+            b = math.exp(x)
+            return pw * u * LN2 / (b * math.log1p(a / b)) + nu * b
+
+        for _ in range(40):  # golden section on ln b (p u / R(b) + nu b is convex in b, so unimodal in ln b)
+            c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+            if f(c) <= f(d):
+                hi = d
+            else:
+                lo = c
+        b = min(max(math.exp(0.5 * (lo + hi)), need), self.band)
+        return pw * u * LN2 / (b * math.log1p(a / b)), b
+
+    # ---- pricing -----------------------------------------------------------------------------------------------
+    def price(self, j: int, t: float, red: np.ndarray, mu: np.ndarray, nu: float
+              ) -> tuple[float, list[tuple[int, int]] | None]:
+        """(lower bound on the least reduced cost of a group uploaded by j at latency t, in energy units; that
+        group as [(device, part index or -1 for j's empty own part)], None where it is the empty group)."""
+        pa, p = self.parts, self.p
+        nu_j = nu * self.scale / self.band  # J per Hz
+        own = self.by_dev[j]
+        own = own[pa.tau[own] < t]
+        sides = [(np.concatenate([[-1], own]), np.concatenate([[0.0], pa.tau[own]]),
+                  np.concatenate([[0.0], red[own]]) + mu[self.row_of[j]])]
+        for i, r in self.into[j]:
+            k = self.by_dev[i]
+            arrive = pa.tau[k] + pa.bits[k] / r
+            ok = arrive < t
+            k = k[ok]
+            hop = p.d2d_power_w[i] * pa.bits[k] / r / self.scale
+            sides.append((k, arrive[ok], red[k] + hop + mu[self.row_of[i]]))
+        # every bit a group uploads costs at least p_j / R_j(B_e) more (at any band b <= B_e that fits the larger
+        # upload, the smaller one fits too), so with that charge moved onto the parts (not with relay_aggregates,
+        # where a member's modules may add no bits) a member whose part costs >= 0 never lowers the price
+        floor = 0.0 if p.relay_aggregates else float(p.tx_power_w[j] / self.rb[j]) / self.scale
+        sides = [(k, r_, c + floor * pa.bits[np.maximum(k, 0)] * (k >= 0)) for k, r_, c in sides]
+        sides = [sides[0]] + [(k, r_, c) for k, r_, c in ((k[c < 0], r_[c < 0], c[c < 0]) for k, r_, c in sides[1:])]
+        ready_all = np.unique(np.concatenate([s[1] for s in sides]))
+        if p.relay_aggregates:
+            return self._price_union(j, t, sides, ready_all, nu_j)
+        return self._price_sum(j, t, sides, nu_j, floor)
+
+
+    def _price_sum(self, j: int, t: float, sides: list, nu_j: float, floor: float
+                   ) -> tuple[float, list | None]:
+        """Sum of the parts' bits: the members' combinations (each member out or one part), kept where no other
+        is ready as early with as few bits at as low a cost, against every own part at once."""
+        pa = self.parts
+        ready = np.zeros(1)
+        bits = np.zeros(1)
+        cost = np.zeros(1)
+        pick = np.zeros((1, 0), dtype=np.int64)
+        for k, r_, c in sides[1:]:
+            b_ = pa.bits[k]
+            n0 = ready.size
+            ready = np.concatenate([ready, np.maximum(ready[:, None], r_[None, :]).ravel()])
+            bits = np.concatenate([bits, (bits[:, None] + b_[None, :]).ravel()])
+            cost = np.concatenate([cost, (cost[:, None] + c[None, :]).ravel()])
+            pick = np.concatenate([np.concatenate([pick, np.full((n0, 1), -2)], axis=1),
+                                   np.concatenate([np.repeat(pick, k.size, axis=0),
+                                                   np.tile(k, n0)[:, None]], axis=1)])
+            keep = pareto3(ready, bits, cost)
+            ready, bits, cost, pick = ready[keep], bits[keep], cost[keep], pick[keep]
+        k0, r0, c0 = sides[0]
+        b0 = np.where(k0 >= 0, pa.bits[np.maximum(k0, 0)], 0.0)
+        keep = pareto3(r0, b0, c0)
+        k0, r0, c0, b0 = k0[keep], r0[keep], c0[keep], b0[keep]
+        start = np.maximum(r0[:, None], ready[None, :])
+        u = b0[:, None] + bits[None, :]
+        val = c0[:, None] + cost[None, :] + self.upload_lb(j, u, t - start, nu_j) / self.scale - floor * u
+        at = int(np.argmin(val))
+        a0, a1 = divmod(at, ready.size)
+        best = float(val.flat[at])
+        if not math.isfinite(best):
+            return math.inf, None
+        chosen = [int(k0[a0])] + [int(x) for x in pick[a1]]
+        return best, [(int(dv), kx) for dv, kx in zip([j] + [d for d, _ in self.into[j]], chosen, strict=True)
+                      if kx != -2]
+
+    def _price_union(self, j: int, t: float, sides: list, ready_all: np.ndarray, nu_j: float
+                     ) -> tuple[float, list | None]:
+        """relay_aggregates: per start threshold s and union Q of modules, each side's least cost among its parts
+        ready by s within Q (a member's at most 0: it may stay out; j's own part is one, maybe empty), plus the
+        upload of Q's bits in T - s (the union of the chosen parts lies within Q, and fewer bits never cost more)."""
+        nq = self.qbits.size
+        total = np.zeros((ready_all.size, nq))
+        for q, (k, ready, c) in enumerate(sides):
+            if k.size == 0:
+                continue
+            inside = np.ones((k.size, nq), dtype=bool)
+            real = k >= 0
+            inside[real] = self.sup[k[real]]
+            order = np.argsort(ready, kind="stable")
+            run = np.minimum.accumulate(np.where(inside, c[:, None], np.inf)[order], axis=0)
+            at = np.searchsorted(ready[order], ready_all, side="right")
+            got = np.where((at > 0)[:, None], run[np.maximum(at - 1, 0)], np.inf)
+            total += np.minimum(got, 0.0) if q > 0 else got
+        total += self.upload_lb(j, np.broadcast_to(self.qbits[None, :], total.shape),
+                                np.broadcast_to(t - ready_all[:, None], total.shape), nu_j) / self.scale
+        arg = int(np.argmin(total))
+        best = float(total.flat[arg])
+        if not math.isfinite(best):
+            return math.inf, None
+        s_, qm = ready_all[arg // nq], arg % nq
+        group = []
+        for q, (dv, (k, ready, c)) in enumerate(zip([j] + [d for d, _ in self.into[j]], sides, strict=True)):
+            ok = (ready <= s_) & np.where(k >= 0, self.sup[np.maximum(k, 0), qm], True)
+            if not ok.any():
+                continue
+            i = int(np.argmin(np.where(ok, c, np.inf)))
+            if q == 0 or c[i] < 0:
+                group.append((int(dv), int(k[i])))
+        return best, group
+
+    # ---- the exact column --------------------------------------------------------------------------------------
+    def column(self, j: int, group: list[tuple[int, int]], t: float, nu: float, band: float | None = None
+               ) -> tuple[float, np.ndarray, np.ndarray, float] | None:
+        """(energy J, device rows, coverage [need], band Hz) of the group priced exactly; None: it cannot finish."""
+        pa, p = self.parts, self.p
+        energy, start = 0.0, 0.0
+        cov = np.zeros(self.need.size)
+        rows = []
+        union = np.zeros(p.num_modules)
+        u = 0.0
+        rate = {i: r for i, r in self.into[j]}
+        for dv, k in group:
+            rows.append(self.row_of[dv])
+            if k < 0:
+                continue
+            energy += pa.energy[k]
+            cov += self.cov[k]
+            union = np.maximum(union, pa.mbits[k])
+            u += pa.bits[k]
+            ready = pa.tau[k]
+            if dv != j:
+                ready += pa.bits[k] / rate[dv]
+                energy += p.d2d_power_w[dv] * pa.bits[k] / rate[dv]
+            start = max(start, ready)
+        if p.relay_aggregates:
+            u = 8.0 * float(union @ p.module_bytes)
+        up, b = self.upload_at(j, u, t - start, nu, band)
+        if not math.isfinite(up):
+            return None
+        return energy + up, np.array(rows), cov, b
