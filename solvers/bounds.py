@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import Clock
+from solvers.clock import Clock, run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs, run_settled
+from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from solvers.clock import run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.highs import bare_highs, run_settled
+from solvers.highs import bare_highs
 
 
 class RouteLP:
