@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers import pair_dual
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock, run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
@@ -28,6 +29,7 @@ from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
+from solvers.pair_dual import PairDual
 from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
 from solvers.subsets import trainable_subsets
@@ -383,6 +385,10 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     subset: EdgeFloor | None = None
     if clock is None or not clock.bounded or small:
         subset = SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
-    elif problem.num_devices <= SUBSET_DUAL_DEVICES:  # within the clock on larger rounds: every edge at once
-        subset = SubsetDual.of(problem)
+    else:  # within the clock on larger rounds: every edge at once, and one pair-row LP an edge while time lasts
+        subset = SubsetDual.of(problem) if problem.num_devices <= SUBSET_DUAL_DEVICES else None
+        if pair_dual.PAIR_DUAL and not problem.has_power_frequency and clock is not None:
+            pairs = PairDual(problem, then=subset)
+            pairs.solve(clock.share(pair_dual.LP_SHARE))
+            subset = pairs
     return max(loose, tradeoff_lower_bound(problem, t, upper, clock=clock, subset=subset, cap=LATENCY_CAP))

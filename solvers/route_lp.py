@@ -54,11 +54,19 @@ class RouteLP:
         pair_id = np.unique(link_id * (int(max(kind.max(initial=0), at.max(initial=0))) + 1) + kind,
                             return_inverse=True)[1]
         add(npair + pair_id, k + np.arange(nl), np.ones(nl))  # +1 in its (link, relay's class) pair row
-        pairs = (np.unique(np.stack([pair_id, ldst, kind], axis=1), axis=0) if nl
-                 else np.zeros((0, 3), dtype=np.int64))
-        for pid, j, cl in pairs:  # the relay's direct columns of that class: -1 in the pair row
-            mine = np.flatnonzero((dev == j) & (at == cl))
-            add(np.full(mine.size, npair + pid), mine, -np.ones(mine.size))
+        once = np.unique(pair_id, return_index=True)[1]  # a pair id fixes its relay and class
+        pairs = np.stack([pair_id[once], ldst[once], kind[once]], axis=1).astype(np.int64)
+        if pairs.shape[0]:  # the relay's direct columns of that class: -1 in the pair row (grouped by (relay, class))
+            ncls = int(max(kind.max(initial=0), at.max(initial=0))) + 1
+            col_key = dev.astype(np.int64) * ncls + at
+            by_key = np.argsort(col_key, kind="stable")
+            sorted_key = col_key[by_key]
+            pair_key = pairs[:, 1] * ncls + pairs[:, 2]
+            lo_, hi_ = np.searchsorted(sorted_key, pair_key), np.searchsorted(sorted_key, pair_key, side="right")
+            size = hi_ - lo_
+            step = np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+            mine = by_key[np.repeat(lo_, size) + step]
+            add(npair + np.repeat(pairs[:, 0], size), mine, -np.ones(mine.size))
         self.n, self.m = k + nl, npair + pairs.shape[0]
         inf = self.highspy.kHighsInf
         row_lo = [np.full(devs.size, -inf), demand[need] / scale, np.full(pairs.shape[0], -inf)]
@@ -123,7 +131,7 @@ class RouteLP:
             row_hi.append(np.ones(1))
             self.m += 1
         r, c, v = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        order = np.lexsort((r, c))
+        order = np.argsort(c.astype(np.int64) * (int(r.max(initial=0)) + 1) + r)  # by column, then row
         r, c, v = r[order], c[order], v[order]
         where = np.argsort(order)  # an entry's position after the sort
         self.union_pos = where[union_first + np.arange(self.n)] if union else np.zeros(0, dtype=np.int64)

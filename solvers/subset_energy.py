@@ -113,27 +113,15 @@ class EdgeEnergy:
         band = float(p.edge_bandwidth_hz[e])
         rb = uplink_rate(np.full(p.num_devices, band), p.snr_hz)
         lead = rb[dev] * cycles / p.cpu_hz[dev] + pay
-        parts: tuple[list[np.ndarray], ...] = ([], [], [], [], [], [], [])
-        lcol, ldst, lrate, lcls, ltop, lmin, llead = parts
-        for s_, d_, r_ in zip(p.d2d_src[on], p.d2d_dst[on], p.d2d_rate_bps[on], strict=True):
-            cols = np.flatnonzero((dev == s_) & mbits.any(axis=1))
-            for k in np.unique(ccls[dev == d_]):  # via each class of the relay's own column (0: it trains nothing)
-                at = (dev == d_) & (ccls == k)
-                for out, v in ((lcol, cols), (ldst, d_), (lrate, r_), (lcls, k), (ltop, pay[at].max()),
-                               (lmin, pay[at].min()), (llead, lead[at].min())):
-                    out.append(np.broadcast_to(v, cols.shape))
+        lcol_, ldst_, lrate, lcls_, ltop, lmin, llead = routes(dev, mbits, pay, ccls, lead, p.d2d_src[on],
+                                                               p.d2d_dst[on], p.d2d_rate_bps[on])
         own = np.zeros(p.num_devices)  # each device's largest column payload
         np.maximum.at(own, dev, pay)
         agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
             np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
-        def cat(parts: list[np.ndarray], dt: type) -> np.ndarray:
-            return np.concatenate(parts).astype(dt) if parts else np.zeros(0, dtype=dt)
-
-        lcol_, ldst_, lcls_ = cat(lcol, np.int64), cat(ldst, np.int64), cat(lcls, np.int64)
-        return cls(p, e, dev, mbits, pay, cycles, lcol_, ldst_, cat(lrate, float), lcls_, cat(ltop, float),
-                   cat(lmin, float), cat(llead, float), own, rin,
+        return cls(p, e, dev, mbits, pay, cycles, lcol_, ldst_, lrate, lcls_, ltop, lmin, llead, own, rin,
                    RouteLP(dev, mbits, p.samples, demand, lcol_, ldst_, covers, union and agg, lcls_, ccls,
                            band_row), union and agg, band_row)
 
@@ -260,6 +248,35 @@ class EdgeEnergy:
         if status != "optimal":
             return -math.inf
         return val * (1 - 1e-7) - abs(val) * 0.0 - nu * float(self.p.edge_bandwidth_hz[self.edge])
+
+
+def ragged(size: np.ndarray) -> np.ndarray:
+    """0, 1, ..., size[0] - 1, 0, 1, ..., size[1] - 1, ...: the position within each block."""
+    return np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
+
+
+def routes(dev: np.ndarray, mbits: np.ndarray, pay: np.ndarray, ccls: np.ndarray, lead: np.ndarray, src: np.ndarray,
+           dst: np.ndarray, rate: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(lcol, ldst, lrate, lcls, ltop, lmin, llead) of `EdgeEnergy`: per link (src -> dst, in order), per class of
+    the relay's own columns (ascending), the sender's non-empty columns (ascending), with the class's largest and
+    least payload and least lead. Vectorized: a 100-device edge has 300 links."""
+    nonempty = np.flatnonzero(mbits.any(axis=1))
+    sending = nonempty[np.argsort(dev[nonempty], kind="stable")]
+    lo, hi = np.searchsorted(dev[sending], src), np.searchsorted(dev[sending], src, side="right")
+    ncls = int(ccls.max(initial=0)) + 1
+    keys, inv = np.unique(dev.astype(np.int64) * ncls + ccls, return_inverse=True)
+    top, least, first = np.full(keys.size, -np.inf), np.full(keys.size, np.inf), np.full(keys.size, np.inf)
+    np.maximum.at(top, inv, pay)
+    np.minimum.at(least, inv, pay)
+    np.minimum.at(first, inv, lead)
+    a, b = np.searchsorted(keys, dst.astype(np.int64) * ncls), np.searchsorted(keys, (dst.astype(np.int64) + 1) * ncls)
+    link = np.repeat(np.arange(src.size), b - a)  # per (link, class of its relay)
+    q = np.repeat(a, b - a) + ragged(b - a)
+    size = (hi - lo)[link]
+    pair = np.repeat(np.arange(link.size), size)  # per route: its (link, class)
+    lcol = sending[np.repeat(lo[link], size) + ragged(size)].astype(np.int64)
+    return (lcol, dst[link][pair].astype(np.int64), rate[link][pair].astype(float), (keys[q] % ncls)[pair],
+            top[q][pair], least[q][pair], first[q][pair])
 
 
 class SubsetEnergy:

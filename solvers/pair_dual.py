@@ -1,0 +1,224 @@
+"""The subset LP with its pair rows, one solve an edge, its dual evaluated at every latency (lambda > 0, large rounds).
+
+solvers/subset_energy.py solves its LP (columns: device, subset, route; rows: one column a device, coverage, and
+the one-hop pair rows: a route via relay j of class k counts against j's own columns of that class) once per edge,
+band price and latency: at 1,000 devices within 2 s it reaches few edges. Here each edge's LP is solved once, at
+unlimited latency (every column that can finish at all is usable), and its row multipliers price every latency:
+beta >= 0 on the coverage rows, mu >= 0 on the pair rows. By weak duality, with the device rows kept (at most one
+column a device), every plan of latency <= T spends on edge e at least
+
+    sum_r beta_r d_r - nu_e B_e + sum_i min(0, min over device i's columns k usable by T of c_k(T) - a_k . (beta, -mu))
+
+(c_k(T): the column's cost at T, `EdgeEnergy.costs`; a_k its coverage and pair entries). With the LP's optimal
+multipliers this is the LP's value at T = inf. At T < inf a column costs at least its cost at inf (a plan of latency
+<= T also has latency <= inf), and fewer columns are usable, so the value only rises from there: only the columns
+whose reduced cost at inf is negative can enter the minimum, and later latencies price those alone (a few per
+device). The value comes from the multipliers, never from HiGHS's objective, so it is valid whatever the LP returned.
+
+What it gives over the subset columns' Lagrangian (solvers/subset_dual.py): a relay must upload (its own column's
+class pays its upload), priced by the LP's exact multipliers rather than subgradient steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from solvers.clock import Clock, charge, set_limits
+from solvers.energy_bound import EdgeFloor, EnergyBound
+from solvers.instance import RoundProblem
+from solvers.route_lp import RouteLP
+from solvers.subset_dual import knapsack_beta
+from solvers.subset_energy import EdgeEnergy
+
+PAIR_DUAL = True
+"""Clocked rounds over SUBSET_CLOCKED_DEVICES (solvers/bounds.py) get this bound on the edges its LPs reach."""
+ROUNDS = 30
+"""Most rounds of column generation an edge (each a warm re-solve of the restricted LP and one pricing pass)."""
+LP_SHARE = 0.75
+"""Part of the bound's time left that the edges' LPs may take (the latency-energy search needs the rest)."""
+
+
+@dataclass
+class EdgeDual:
+    """One edge's multipliers, reduced to the columns that can enter the minimum (negative reduced cost at inf)."""
+
+    sub: EdgeEnergy  # the edge's columns restricted to those (and the direct columns their routes hang on)
+    pick: np.ndarray  # positions of those columns in `sub.costs`' output
+    owner: np.ndarray  # [len(pick)] their device
+    shift: np.ndarray  # [len(pick)] a_k . (beta, -mu)
+    at_inf: np.ndarray  # [len(pick)] their costs at T = inf
+    const: float  # sum_r beta_r d_r - nu B_e, in J
+    nu: float
+
+    def value(self, t: float) -> float:
+        """The module doc's lower bound on the edge's energy of plans of latency <= t (J; inf: none finishes)."""
+        cost = self.sub.costs(t, self.nu, 0.0)[self.pick]
+        cost = np.where(np.isfinite(cost), np.maximum(cost, self.at_inf), np.inf)
+        reduced = cost - self.shift
+        best = np.zeros(int(self.owner.max(initial=-1)) + 1)
+        np.minimum.at(best, self.owner, np.where(np.isfinite(reduced), reduced, 0.0))
+        val = self.const + float(best.sum())
+        return val - 1e-9 * abs(val)
+
+
+def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.ndarray | None = None,
+              clock: Clock | None = None) -> EdgeDual | None:
+    """Edge e's LP at T = inf and band price nu by column generation (`generate`), and its best multipliers; None
+    where the edge has no columns or no LP gave multipliers. beta [M]: J per sample of each module, to choose the
+    first columns (the knapsack's critical ratios)."""
+    ee = EdgeEnergy.of(p, e, demand)
+    if ee is None:
+        return None
+    lp = ee.lp
+    cost = ee.costs(math.inf, nu, 0.0)
+    usable = np.isfinite(cost)
+    if not usable.any() or lp.start.size - 1 > lp.n:  # extra variables (covers, unions) would need their own terms
+        return None
+    owner = np.concatenate([ee.dev, ee.dev[ee.lcol]])
+    cover = np.concatenate([ee.mbits, ee.mbits[ee.lcol]]) * p.samples[owner, None]
+    score = cost - (cover @ (np.zeros(p.num_modules) if beta is None else beta))
+    got = generate(lp, cost, usable, score, clock)
+    if got is None:
+        return None
+    lam, const, shift = got
+    k = ee.dev.size
+    neg = np.flatnonzero(usable & (cost - shift < 0))
+    direct, route = neg[neg < k], neg[neg >= k] - k
+    keep = np.union1d(direct, ee.lcol[route])  # direct columns, and those the kept routes hang on
+    sub = replace(ee, dev=ee.dev[keep], mbits=ee.mbits[keep], pay=ee.pay[keep], cycles=ee.cycles[keep],
+                  lcol=np.searchsorted(keep, ee.lcol[route]), ldst=ee.ldst[route], lrate=ee.lrate[route],
+                  lcls=ee.lcls[route], ltop=ee.ltop[route], lmin=ee.lmin[route], llead=ee.llead[route])
+    pick = np.concatenate([np.searchsorted(keep, direct), keep.size + np.arange(route.size)])
+    devs = np.unique(owner[neg])
+    return EdgeDual(sub, pick, np.searchsorted(devs, owner[neg]), shift[neg], cost[neg],
+                    const - nu * float(p.edge_bandwidth_hz[e]), nu)
+
+
+def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarray,
+             clock: Clock | None = None) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Row multipliers of the LP `lp` at column costs `cost` (usable: the columns that can be used) by column
+    generation: first, per device and group (direct, or each pair row) its column of least `score`, then per round
+    the columns of negative reduced cost (the least per device and group) until none is left, the restricted LP's
+    value is reached, ROUNDS pass or the clock runs out; coverage slacks at a large cost keep every restricted LP
+    feasible. Each round's row duals y (HiGHS's signs: >= 0 on a >= row, <= 0 on a <= row), clipped to those signs
+    with the device rows dropped, give the module doc's bound at T = inf,
+    sum_r lam_r bound_r + sum_i min(0, min over i's usable columns of cost - A^T lam), valid whatever y is.
+    Returns (lam, sum_r lam_r bound_r, A^T lam) of the round whose bound was largest."""
+    hs = lp.highspy
+    lo, hi = lp.row_lo, lp.row_hi
+    ge, le = np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
+    size = np.diff(lp.start)
+    entry_col = np.repeat(np.arange(lp.n), size)
+    devrow = lp.index[lp.start[:-1]]  # a column's first entry is its device row (rows ascend in a column)
+    ndev = int(devrow.max()) + 1
+    last = lp.index[lp.start[1:] - 1]  # its last: a pair row, else a coverage row
+    group = np.where(last >= ndev + int(ge.sum()), last, -1)
+    tag = np.unique(devrow.astype(np.int64) * (lp.m + 2) + group + 1, return_inverse=True)[1]
+    ntag = int(tag.max()) + 1
+
+    def least(cand: np.ndarray, key: np.ndarray) -> np.ndarray:
+        """Of the candidate columns, the one of least key per (device, group)."""
+        low = np.full(ntag, np.inf)
+        np.minimum.at(low, tag[cand], key[cand])
+        hit = cand[key[cand] <= low[tag[cand]]]
+        return hit[np.unique(tag[hit], return_index=True)[1]]
+
+    def bound(y: np.ndarray) -> tuple[float, np.ndarray, float, np.ndarray]:
+        lam = np.where(ge, np.maximum(y, 0.0), np.where(le, np.minimum(y, 0.0), 0.0))
+        lam[:ndev] = 0.0
+        const = float(np.sum(lam[ge] * lo[ge]) + np.sum(lam[le] * hi[le]))
+        shift = np.bincount(entry_col, weights=lp.value * lam[lp.index], minlength=lp.n)
+        low = np.zeros(ndev)
+        np.minimum.at(low, devrow, np.where(usable, cost - shift, 0.0))
+        return const + float(low.sum()), lam, const, shift
+
+    cov_rows = np.flatnonzero(ge)
+    add = least(np.flatnonzero(usable), score)
+    big = 10.0 * float(np.sum(np.abs(cost[add]))) / max(float(np.min(np.abs(lp.value), initial=1.0)), 1e-12) + 1.0
+    h = lp.bare()
+    h.setOptionValue("output_flag", False)
+    model = hs.HighsLp()
+    model.num_col_, model.num_row_ = cov_rows.size, lp.m
+    model.col_cost_, model.col_lower_ = np.full(cov_rows.size, big), np.zeros(cov_rows.size)
+    model.col_upper_ = np.full(cov_rows.size, hs.kHighsInf)
+    model.row_lower_, model.row_upper_ = lo, hi
+    model.a_matrix_.format_ = hs.MatrixFormat.kColwise
+    model.a_matrix_.start_ = np.arange(cov_rows.size + 1, dtype=np.int32)
+    model.a_matrix_.index_, model.a_matrix_.value_ = cov_rows.astype(np.int32), np.ones(cov_rows.size)
+    h.passModel(model)
+    inside = np.zeros(lp.n, dtype=bool)
+    tol = 1e-9 * float(np.abs(cost[usable]).max(initial=1.0))
+    best: tuple[float, np.ndarray, float, np.ndarray] | None = None
+    for _ in range(ROUNDS):
+        if add.size == 0:
+            break
+        inside[add] = True
+        n_add = size[add]
+        begin = np.concatenate([[0], np.cumsum(n_add)[:-1]])
+        pos = np.repeat(lp.start[add] - begin, n_add) + np.arange(int(n_add.sum()))
+        h.addCols(add.size, cost[add], np.zeros(add.size), np.ones(add.size), int(n_add.sum()),
+                  begin.astype(np.int32), lp.index[pos], lp.value[pos])
+        if clock is not None and clock.bounded:
+            set_limits(h, clock.left())
+        h.run()
+        charge(h.getInfo())
+        if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
+            break
+        y = np.asarray(h.getSolution().row_dual, dtype=float)
+        got = bound(y)
+        if best is None or got[0] > best[0]:
+            best = got
+        restricted = float(h.getInfo().objective_function_value)  # at least the LP's value
+        if got[0] >= restricted - 1e-4 * abs(restricted) or (clock is not None and clock.expired()):
+            break
+        reduced = cost - got[3] - np.minimum(y[:ndev], 0.0)[devrow]
+        add = least(np.flatnonzero(usable & ~inside & (reduced < -tol)), reduced)
+    if best is None:
+        return None
+    return best[1], best[2], best[3]
+
+
+class PairDual:
+    """E_lb per edge: the larger of the floor it is given (and of `then`'s, another EdgeFloor) and the edge's LP
+    dual (module doc), for the edges `solve` reached."""
+
+    def __init__(self, p: RoundProblem, then: EdgeFloor | None = None) -> None:
+        self.p = p
+        self.then = then
+        self.duals: dict[int, EdgeDual] = {}
+
+    def solve(self, clock: Clock | None = None, order: np.ndarray | None = None) -> None:
+        """One LP an edge (at the knapsack's best band price at T = inf), the edges in `order` (default: by the
+        knapsack's energy, largest first) while the clock lasts."""
+        p = self.p
+        eb = EnergyBound.of(p)
+        floor, nu = eb.prices(math.inf, clock=clock)
+        demand = eb.demand
+        beta = knapsack_beta(eb, nu, math.inf)
+        if order is None:
+            order = np.argsort(-np.where(np.isfinite(floor), floor, -np.inf))
+        for e in order:
+            if clock is not None and clock.expired():
+                break
+            if not np.any(demand[e] > 0):
+                continue
+            got = edge_dual(p, int(e), demand[e], float(nu[e]), beta[e], clock)
+            if got is not None:
+                self.duals[int(e)] = got
+
+    def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None) -> np.ndarray:
+        """[E] per edge the larger of `floor`, `then`'s value and the edge's dual at latency <= t."""
+        out = np.array(floor, dtype=float)
+        if self.then is not None:
+            out = self.then.energy_edges(t, nu_ref, out, clock)
+        for e, d in self.duals.items():
+            if math.isfinite(out[e]):  # an edge no cover fits keeps inf
+                out[e] = max(out[e], d.value(t))
+        return out
+
+    def tangent_energy(self, a: float, b: float) -> tuple[float, float] | None:
+        """No tangents in T here (`EdgeFloor`: the latency-energy bound splits its pieces instead)."""
+        return None
