@@ -351,7 +351,9 @@ unbounded)."""
 
 SUBSET_DUAL_DEVICES = 5_000
 """Clocked rounds over SUBSET_CLOCKED_DEVICES and up to this many devices get the subset-column Lagrangian bound of
-solvers/subset_dual.py (at 10,000 devices the bound has 0.2-0.3 s left, less than one of its evaluations)."""
+solvers/subset_dual.py and the pair-row LPs of solvers/pair_dual.py (at 10,000 devices the bound has 0.2-0.3 s left,
+less than one of the Lagrangian's evaluations; the LPs, 0.1 CPU s an edge, reached one of 100 edges and left the
+latency-energy search its fewest steps: certified gap 28.2 / 28.5 / 30.1 -> 28.0 / 30.5 / 32.2 %, s23)."""
 LATENCY_SHARE = 0.4
 """lambda > 0, rounds over SUBSET_CLOCKED_DEVICES: the part of the bound's time left the latency LPs may take."""
 LATENCY_CAP = True
@@ -385,8 +387,8 @@ def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np
     subset: EdgeFloor | None = None
     if clock is None or not clock.bounded or small:
         subset = SubsetEnergy(problem, covers=small, union=union, band_row=small and BAND_ROW)
-    else:  # within the clock on larger rounds: every edge at once, and one pair-row LP an edge while time lasts
-        subset = SubsetDual.of(problem) if problem.num_devices <= SUBSET_DUAL_DEVICES else None
+    elif problem.num_devices <= SUBSET_DUAL_DEVICES:  # within the clock on larger rounds: every edge at once, and
+        subset = SubsetDual.of(problem)  # one pair-row LP an edge while the time lasts
         if pair_dual.PAIR_DUAL and not problem.has_power_frequency and clock is not None:
             pairs = PairDual(problem, then=subset)
             pairs.solve(clock.share(pair_dual.LP_SHARE))
