@@ -1,6 +1,7 @@
 """Which energy bound sees what at scale (lambda > 0): the knapsack of solvers/energy_bound.py, the subset columns'
-Lagrangian of solvers/subset_dual.py (every edge at once) and the per-edge subset LP of solvers/subset_energy.py
-(HiGHS, with its pair rows), on one round of experiments/solver_scale_gap.py, at several latencies T.
+Lagrangian of solvers/subset_dual.py (every edge at once), the pair-row LP's dual of solvers/pair_dual.py (one LP an
+edge at T = inf, unclocked: every edge) and the per-edge subset LP of solvers/subset_energy.py (HiGHS, with its pair
+rows), on one round of experiments/solver_scale_gap.py, at several latencies T.
 
 Per T: the sum over edges of each bound on E_lb(T) (J) at the knapsack's best band prices (the LP: one solve per
 edge at that price, no search, so below what its own search reaches), their CPU seconds, and how fractional the LP's
@@ -27,6 +28,7 @@ from code_version import CODE_PATHS, commit
 
 from solvers import random_instance, solve
 from solvers.energy_bound import EnergyBound
+from solvers.pair_dual import PairDual
 from solvers.subset_dual import SubsetDual
 from solvers.subset_energy import SubsetEnergy
 
@@ -51,6 +53,11 @@ def main() -> None:
     print(json.dumps(out["plan"]), flush=True)
     eb, sd = EnergyBound.of(p), SubsetDual.of(p)
     assert sd is not None
+    c = time.process_time()
+    pairs = PairDual(p)
+    pairs.solve()
+    out["pair_dual_lps"] = {"edges": len(pairs.duals), "cpu_s": time.process_time() - c}
+    print(json.dumps(out["pair_dual_lps"]), flush=True)
     se = SubsetEnergy(p) if a.lps else None
     for t in (15.0, 20.0, 30.0, 50.0, plan.latency_s, math.inf):
         c = time.process_time()
@@ -60,6 +67,9 @@ def main() -> None:
         dual = sd.energy_edges(t, nu, np.zeros(p.num_edges))
         row = {"T": t, "knapsack_j": float(np.sum(knap)), "knapsack_cpu_s": c_knap, "dual_j": float(np.sum(dual)),
                "dual_cpu_s": time.process_time() - c}
+        c = time.process_time()
+        row["pair_dual_j"] = float(np.sum(pairs.energy_edges(t, nu, knap)))
+        row["pair_dual_cpu_s"] = time.process_time() - c
         if se is not None and math.isfinite(t):
             c, total, frac, ones = time.process_time(), 0.0, 0, 0
             for e in range(p.num_edges):
