@@ -6,8 +6,9 @@ were 40-50 % above the best (a 4-device bench edge at lambda 50: 327 against 93 
 subset-column LP of the latency-energy bound (solvers/subset_energy.py) prices every device's subset, direct or
 relayed, at its least energy with power and frequency free, and at the latencies near the bound's optimum it is
 often integral. So its columns at the latencies where t + lambda E_lb(t) is least are rounded (per device its
-largest column; a route whose relay does not upload directly goes direct) into candidate choices, which the caller
-prices exactly (solvers/powerfreq.py) and keeps if better. A candidate that breaks a constraint (coverage after
+largest column; a route whose relay does not upload directly goes direct) into candidate choices, and the same
+program with integer columns (HiGHS, at the least latency's band price) gives one more; the caller prices each
+exactly (solvers/powerfreq.py) and keeps it if better. A candidate that breaks a constraint (coverage after
 rounding a fractional LP) is dropped.
 """
 
@@ -30,6 +31,8 @@ joint's power and frequency path: 6 and 3 gave E_lb within 0.02 % of each other 
 PF_ITERS = 24
 """Golden-section steps over T of `plan_power_frequency` there (its default 40): the same objective to 6 digits on
 8-12-device bench edges in 0.65x the time."""
+PF_MILP_S = 1.0
+"""Most seconds of the integer subset program (`milp_choices`) per round."""
 PF_LATENCIES = 60
 """Most latencies the bound's search (solvers/energy_bound.py `tradeoff_lower_bound`, default 20) evaluates there,
 the clock permitting: on 2-3-device rounds 20 left it at 0.985-0.993 of the optimum, 60 at 0.998."""
@@ -37,10 +40,13 @@ the clock permitting: on 2-3-device rounds 20 left it at 0.985-0.993 of the opti
 
 def from_lp(p: RoundProblem, sub: SubsetEnergy, best: RoundPlan, deadline: Clock, step_s: float,
             iters: int = 40) -> RoundPlan:
-    """`best`, or the better plan of the LP's rounded choices with their own band, power and frequency
+    """`best`, or the better plan of the integer program's choice (`milp_choices`, first: at lambda 0.05-0.5 it
+    needs most of the time left) and the LP's rounded choices with their own band, power and frequency
     (solvers/powerfreq.py, `iters` steps over T), each tried while the deadline leaves `step_s` (the time one such
     step took)."""
-    for x, relay in lp_choices(p, sub, best):
+    first = milp_choices(p, sub, best, deadline, step_s)
+    seen = {(x.tobytes(), r.tobytes()) for x, r in first}
+    for x, relay in first + [c for c in lp_choices(p, sub, best) if (c[0].tobytes(), c[1].tobytes()) not in seen]:
         if deadline.bounded and deadline.left() < step_s:
             break
         b, power, freq = plan_power_frequency(p, x, relay, iters=iters)
@@ -78,6 +84,35 @@ def lp_choices(p: RoundProblem, sub: SubsetEnergy, plan: RoundPlan, top: int = 2
         if not check_plan(p, trial, check_cost=False):
             out.append((x, relay))
     return out
+
+
+def milp_choices(p: RoundProblem, sub: SubsetEnergy, plan: RoundPlan, deadline: Clock,
+                 reserve_s: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The subset program with integer columns at the least latency's band price (HiGHS, within PF_MILP_S and what
+    the deadline leaves after `reserve_s`), its choice where new and valid: the LP's largest columns can
+    break its coupling (a 12-device bench edge at lambda 0.05: 16.25 from the LP's roundings, 15.96 from this)."""
+    edges = [e for e in range(p.num_edges) if sub.tangents.get(e)]
+    if not edges:
+        return []
+    common = set.intersection(*(set(sub.tangents[e]) for e in edges))
+    if not common:
+        return []
+    t = min(common, key=lambda t: t + p.lam * sum(sub.tangents[e][t][3] for e in edges))
+    x, relay = plan.placement.copy(), plan.relay.copy()
+    for e in edges:
+        limit = PF_MILP_S if not deadline.bounded else min(PF_MILP_S, deadline.left() - reserve_s)
+        if limit <= 0:
+            return []
+        ee = sub.edge(e)
+        assert ee is not None
+        col = ee.lp.integer(sub.tangents[e][t][1], limit / len(edges))
+        if col is None:
+            return []
+        _round_edge(sub, e, col, x, relay)
+    if (x.tobytes(), relay.tobytes()) == (plan.placement.tobytes(), plan.relay.tobytes()):
+        return []
+    trial = plan.with_(placement=x, relay=relay, bandwidth_hz=np.where(relay == np.arange(p.num_devices), 1.0, 0.0))
+    return [] if check_plan(p, trial, check_cost=False) else [(x, relay)]
 
 
 def _round_edge(sub: SubsetEnergy, e: int, col: np.ndarray, x: np.ndarray, relay: np.ndarray) -> None:

@@ -155,6 +155,29 @@ class RouteLP:
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
         return lp
 
+    def integer(self, cost: np.ndarray, time_limit: float, gap: float = 0.01) -> np.ndarray | None:
+        """[K + L] an integer solution (each device one column) of the program at costs [K + L] (inf: unusable),
+        HiGHS's best within `time_limit` s and relative `gap`; None where it found none. Forwarding relays only
+        (no union or band rows). A fresh solver: the LP's own keeps its basis."""
+        from solvers.clock import charge
+
+        if self.nz or self.band_row:
+            raise ValueError("integer: forwarding relays without the band row only")
+        hs = self.highspy
+        usable = np.isfinite(cost)
+        lp = self._lp(np.where(usable, cost, 0.0), usable.astype(float))
+        lp.integrality_ = [hs.HighsVarType.kInteger] * self.n + [hs.HighsVarType.kContinuous] * self.ny
+        h = self.bare()
+        h.setOptionValue("output_flag", False)
+        h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
+        h.setOptionValue("mip_rel_gap", gap)
+        h.passModel(lp)
+        h.run()
+        charge(h.getInfo())
+        if h.getInfo().primal_solution_status != 2:  # kSolutionStatusFeasible
+            return None
+        return np.asarray(h.getSolution().col_value, dtype=float)[:self.n]
+
     def primal(self) -> np.ndarray:
         """[K + L] the columns' values at the last solve."""
         return np.asarray(self.h.getSolution().col_value, dtype=float)[:self.n]
