@@ -1,0 +1,60 @@
+"""Which band price for the pair-row LP at T = inf (solvers/pair_dual.py)? Its value (the edge's E_lb at every T,
+summed over edges) at the knapsack's best price at T = inf times each factor, on the rounds of
+experiments/solver_scale_gap.py at lambda 0.5 (unclocked: every edge). Any price gives a valid bound; the knapsack's
+is best for the knapsack, not for the LP, which sees each device's concave upload cost in its whole payload.
+
+Run: python experiments/solver_pair_dual_nu.py --out experiments/results/solver_scale_gap/s23/pair_dual_nu.json
+[--devices 1000] [--seeds 3] [--factors 0.5,0.7,1,1.2,1.4,1.6,1.8,2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from code_version import CODE_PATHS, commit
+
+from solvers import random_instance
+from solvers.energy_bound import EnergyBound
+from solvers.pair_dual import edge_dual
+from solvers.subset_dual import knapsack_beta
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=1000)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--factors", default="0.5,0.7,1,1.2,1.4,1.6,1.8,2")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    factors = [float(f) for f in a.factors.split(",")]
+    out: dict = {"commit": commit(CODE_PATHS), "load_start": os.getloadavg()[0], "rows": []}
+    for s in range(a.seeds):
+        n, seed = a.devices, 1000 * a.devices + s
+        modules = int(np.random.default_rng(seed).integers(3, 11))
+        p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5)
+        eb = EnergyBound.of(p)
+        knap, nu = eb.prices(math.inf)
+        beta = knapsack_beta(eb, nu, math.inf)
+        row: dict = {"devices": n, "seed": seed, "modules": modules, "knapsack_j": float(np.sum(knap)), "lp_j": {},
+                     "cpu_s": {}}
+        for f in factors:
+            c, total = time.process_time(), 0.0
+            for e in range(p.num_edges):
+                d = edge_dual(p, e, eb.demand[e], float(nu[e]) * f, beta[e])
+                total += max(float(knap[e]), d.value(math.inf) if d is not None else -math.inf)
+            row["lp_j"][f], row["cpu_s"][f] = total, time.process_time() - c
+        out["rows"].append(row)
+        print(json.dumps(row), flush=True)
+    out["load_end"] = os.getloadavg()[0]
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
