@@ -4,13 +4,13 @@ Each edge's devices form one tree over the D2D links (parent[i] = the next hop, 
 one uploader r). Timeline (what the cost assumes, and what an engine must run to match it):
   - device i computes its placed modules in tau_i = n_i sum_m c_m x_im / f_i;
   - it waits for every child's transfer, then sends ONE payload to its parent: the union of the modules placed
-    in its subtree, P_i = 8 sum_m s_m max_{k in subtree(i)} x_km bits, taking P_i / r_{i,parent(i)} seconds
-    (ready_i = max(tau_i, arrivals of its children); arrival_i = ready_i + P_i / r_{i,parent(i)});
+    in its subtree, P_i = 8 sum_m s_m max_{k in subtree(i)} x_km bits, from ready_i = max(tau_i, arrivals of
+    its children) to arrival_i = ready_i + P_i / r_{i,parent(i)};
   - the root uploads its subtree's union over the whole band B_e from ready_root; T = max_e of those finishes.
   - E = sum_i kappa n_i c x f_i^2 + sum_{i not root} p^d2d_i P_i / r_{i,parent(i)} + p_root U_root / R(B_e).
 One uploader per edge owns the band, so the bandwidth decision is trivial; the decisions are placement, tree and
-root. Exact for small edges by enumeration (minimal covers x every spanning tree x every root); otherwise the
-best shortest-path tree (Dijkstra on 1 / rate) over roots, then local search on parents and placements.
+root. Exact for small edges by enumeration (minimal covers x spanning trees x roots); otherwise the best
+shortest-path tree (Dijkstra on 1 / rate) over roots, then local search on parents and placements.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from solvers.instance import RoundProblem
 from solvers.local import placement_moves
 from solvers.plan import RoundPlan
 from solvers.tree_bound import edge_root_bounds, threshold_value
+from solvers.tree_energy import flat_pairs, ladder_pairs
 
 
 def tree_cost(view: EdgeView, x: np.ndarray, parent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -261,6 +262,7 @@ class TreeEdges:
     pairs: list[tuple[np.ndarray, np.ndarray]]
     """(finish, energy) pairs bounding every tree plan of the edge: its exact candidates or per-root bounds."""
     enumerated: list[bool]
+    ladders: list[list[tuple[np.ndarray, np.ndarray]] | None]  # lambda > 0, per root: solvers/tree_energy.py's pairs
 
 
 def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_000, arrival: bool = True,
@@ -274,7 +276,7 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
     views = [EdgeView.of(p, e) for e in range(p.num_edges)]
     views = [v for v in views if v.n > 0]
     greedy = greedy_placement(p, np.full(p.num_devices, np.inf))
-    cands, bounds, flags = [], [], []
+    cands, bounds, flags, ladders = [], [], [], []
     for v in views:
         trees = all_trees(v.rate, capacity=p.relay_capacity) if v.n <= 7 else None
         if trees is not None and len(trees) == 0:
@@ -305,6 +307,7 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
         cands.append((v, xs, ps, f, e))
         bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
         flags.append(enumerated)
+        ladders.append(ladder_pairs(v, *bounds[-1]) if p.lam > 0 and not enumerated else None)
     pick = _choose([c[3] for c in cands], [c[4] for c in cands], p.lam)
     x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
     parent = np.arange(p.num_devices)
@@ -315,8 +318,7 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
         b[v.dev[np.flatnonzero(ps[j] == np.arange(v.n))[0]]] = p.edge_bandwidth_hz[v.edge]
     t = max(float(c[3][j]) for c, j in zip(cands, pick, strict=True))
     en = sum(float(c[4][j]) for c, j in zip(cands, pick, strict=True))
-    lower = threshold_value([f for f, _ in bounds], [e for _, e in bounds], p.lam)
-    known = TreeEdges(views, bounds, flags)
+    lower, known = threshold_value(*flat_pairs(bounds, ladders), p.lam), TreeEdges(views, bounds, flags, ladders)
     return RoundPlan(placement=x, relay=parent, bandwidth_hz=b, latency_s=t, energy_j=en, objective=t + p.lam * en,
                      solver="exact" if exact else "joint", status="optimal" if exact else "solved",
                      solve_seconds=time.perf_counter() - t0, parent=parent,

@@ -24,6 +24,7 @@ from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
+from solvers.tree_energy import flat_pairs, root_values
 from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
@@ -36,8 +37,9 @@ SEARCH_SHARE = 0.5
 class _Edge:
     """One edge's incumbent (x, parent local), its exact cost, and its certified pairs."""
 
-    def __init__(self, view: EdgeView, plan: RoundPlan, pairs: tuple[np.ndarray, np.ndarray], exact: bool) -> None:
-        self.view, self.exact = view, exact
+    def __init__(self, view: EdgeView, plan: RoundPlan, pairs: tuple[np.ndarray, np.ndarray], exact: bool,
+                 ladder: list[tuple[np.ndarray, np.ndarray]] | None) -> None:
+        self.view, self.exact, self.ladder = view, exact, ladder
         self.x = plan.placement[view.dev].copy()
         assert plan.parent is not None
         local = np.full(view.problem.num_devices, -1)
@@ -73,6 +75,8 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     v = edge.view
     t_lb, e_lb = edge.pairs
     cheap = t_lb + lam * e_lb
+    if edge.ladder is not None:  # T + lam E_lb(T) per root (solvers/tree_energy.py): orders, skips, bounds roots
+        cheap = np.maximum(cheap, root_values(edge.ladder, lam))
     model = build([v], max(edge.value(lam), 1e-300))
     if model is None:
         return False
@@ -90,6 +94,7 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
             edge.offer(*sol[0], lam)
         lower[r] = max(cheap[r], low)
     edge.pairs = (lower, np.zeros_like(lower)) if lam > 0 else (lower, e_lb)
+    edge.ladder = None  # folded into lower
     return True
 
 
@@ -127,7 +132,8 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
     if plan.lower_bound >= (1 - gap) * plan.objective:
         return plan.with_(status=STATUS_PROVEN)
     deadline = t0 + time_limit_s
-    edges = [_Edge(v, plan, pr, ex) for v, pr, ex in zip(known.views, known.pairs, known.enumerated, strict=True)]
+    edges = [_Edge(v, plan, pr, ex, lad) for v, pr, ex, lad in zip(known.views, known.pairs, known.enumerated,
+                                                                   known.ladders, strict=True)]
     covered, joint_lower = True, 0.0
     if lam == 0 or len(edges) == 1:
         tried: set[int] = set()
@@ -177,7 +183,7 @@ def _objective(edges: list[_Edge], lam: float) -> float:
 
 
 def _lower(edges: list[_Edge], lam: float) -> float:
-    return threshold_value([ed.pairs[0] for ed in edges], [ed.pairs[1] for ed in edges], lam)
+    return threshold_value(*flat_pairs([ed.pairs for ed in edges], [ed.ladder for ed in edges]), lam)
 
 
 def _plan(p: RoundProblem, plan: RoundPlan, edges: list[_Edge], gap: float, covered: bool,
