@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from code_version import CODE_PATHS, commit
+from solver_grid import write_results
 
 from solvers import random_instance
 from solvers.energy_bound import EnergyBound
@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
     factors = [float(f) for f in a.factors.split(",")]
-    out: dict = {"commit": commit(CODE_PATHS), "load_start": os.getloadavg()[0], "rows": []}
+    load, rows = os.getloadavg()[0], []
     for s in range(a.seeds):
         n, seed = a.devices, 1000 * a.devices + s
         modules = int(np.random.default_rng(seed).integers(3, 11))
@@ -49,11 +49,9 @@ def main() -> None:
                 d = edge_dual(p, e, eb.demand[e], float(nu[e]) * f, beta[e])
                 total += max(float(knap[e]), d.value(math.inf) if d is not None else -math.inf)
             row["lp_j"][f], row["cpu_s"][f] = total, time.process_time() - c
-        out["rows"].append(row)
+        rows.append(row)
         print(json.dumps(row), flush=True)
-    out["load_end"] = os.getloadavg()[0]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1))
+    write_results(a.out, rows, {"load_1min_at_start": load})
 
 
 if __name__ == "__main__":

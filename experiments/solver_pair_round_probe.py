@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from code_version import CODE_PATHS, commit
+from solver_grid import write_results
 
 from solvers import check_plan, random_instance, solve
 from solvers.energy import plan_bandwidth
@@ -92,7 +92,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    out: dict = {"commit": commit(CODE_PATHS), "load_start": os.getloadavg()[0], "rows": []}
+    load, rows = os.getloadavg()[0], []
     for s in range(a.seeds):
         n, seed = a.devices, 1000 * a.devices + s
         modules = int(np.random.default_rng(seed).integers(3, 11))
@@ -131,11 +131,9 @@ def main() -> None:
                                "feasible": feasible},
                    "mixed_objective": mix, "lp_fractional": frac, "lp_nonzero": nonzero,
                    "cpu_s": time.process_time() - c0}
-            out["rows"].append(row)
+            rows.append(row)
             print(json.dumps(row), flush=True)
-    out["load_end"] = os.getloadavg()[0]
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out, indent=1))
+    write_results(a.out, rows, {"load_1min_at_start": load})
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ PAIR_DUAL = True
 NU_FACTOR = 1.5
 """The LP's band price: this times the knapsack's best price at T = inf (any price is valid). The knapsack's is best
 for the knapsack, not for the LP, which sees each device's concave upload cost in its whole payload: at 1.5 the LP's
-value summed over edges is 1.1-1.4 % higher than at 1 on five 500- and 1,000-device rounds, within 0.05 % of the
+value summed over edges is 1.0-1.4 % higher than at 1 on five 500- and 1,000-device rounds, within 0.1 % of the
 best of 1-2 (experiments/solver_pair_dual_nu.py)."""
 ROUNDS = 30
 """Most rounds of column generation an edge (each a warm re-solve of the restricted LP and one pricing pass)."""
