@@ -307,7 +307,7 @@ def tree_search(problem: RoundProblem, exact: bool = False, enum_max: int = 200_
         cands.append((v, xs, ps, f, e))
         bounds.append((f, e) if enumerated else edge_root_bounds(v))  # exact candidates, or per-root bounds
         flags.append(enumerated)
-        ladders.append(ladder_pairs(v, *bounds[-1]) if p.lam > 0 and not enumerated else None)
+        ladders.append(ladder_pairs(v, *bounds[-1]) if p.lam > 0 and not enumerated and now() < deadline else None)
     pick = _choose([c[3] for c in cands], [c[4] for c in cands], p.lam)
     x = np.zeros((p.num_devices, p.num_modules), dtype=bool)
     parent = np.arange(p.num_devices)

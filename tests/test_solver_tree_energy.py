@@ -79,3 +79,15 @@ def test_tree_bounds_with_ladders_stay_below_the_reference(lam):
         assert threshold_value(*flat_pairs(known.pairs, known.ladders), lam) >= old * (1 - 1e-12)
         joint = solve(p, "joint", enum_max=0, time_limit_s=0.2)
         assert joint.lower_bound <= ref.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("lam", [0.5, 5.0])
+def test_ladder_pairs_of_several_edges_stay_below_the_reference(lam):
+    """Two edges share T: the threshold choice over every root's pairs is still a bound on the round."""
+    for seed in (0, 1, 3):
+        p = dataclasses.replace(random_instance(8, 2, 3, seed=seed, lam=lam), tree_aggregation=True)
+        ref = reference_trees(p)
+        plan, known = tree_search(p, enum_max=0)
+        assert all(lad is not None for lad in known.ladders)
+        assert plan.lower_bound <= ref.objective * (1 + 1e-9)
+        assert solve(p, "joint", enum_max=0, time_limit_s=0.2).lower_bound <= ref.objective * (1 + 1e-9)
