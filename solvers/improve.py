@@ -27,6 +27,7 @@ from solvers.latency_search import search_latency
 from solvers.lp_round import round_edge
 from solvers.model import certify
 from solvers.model_cache import ModelCache
+from solvers.pair_moves import pair_moves
 from solvers.parallel import restrict
 from solvers.plan import RoundPlan
 from solvers.subset_plan import subset_plan
@@ -39,6 +40,9 @@ LARGE_EDGE_SHARE = 0.4
 """lambda = 0: edges of more than MODEL_MAX_DEVICES devices get the LP-rounded candidates of solvers/lp_round.py,
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
+PAIR_MOVES_SHARE = 0.5
+"""lambda = 0: after the LP-rounded candidates, the slowest edges above MODEL_MAX_DEVICES get the module transfers
+and exchanges of solvers/pair_moves.py (0.05-0.1 CPU s a 100-device edge), until this share of time_limit_s."""
 UNION_DUAL = True
 """lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
 LAMBDA_SHARE = 0.6
@@ -137,6 +141,35 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
                       objective=cost.objective, lower_bound=min(lower, cost.objective))
 
 
+def move_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: float) -> RoundPlan:
+    """lambda = 0, relays that forward: the slowest edge, while it has more than MODEL_MAX_DEVICES devices and is not
+    certified within `gap`, gets solvers/pair_moves.py's moves (each edge once, until `by`)."""
+    p = problem
+    x = plan.placement.copy()
+    edge_t = evaluate(p, x, plan.relay, plan.bandwidth_hz).edge_latency_s.copy()
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    tried: set[int] = set()
+    while now() < by:
+        e = int(np.argmax(edge_t))
+        if plan.lower_bound >= (1 - gap) * edge_t[e] or e in tried or size[e] <= MODEL_MAX_DEVICES:
+            break
+        tried.add(e)
+        sub, dev = restrict(p, np.array([e]))
+        local = np.full(p.num_devices, -1)
+        local[dev] = np.arange(dev.size)
+        got_x, _, got_t = pair_moves(sub, x[dev], local[plan.relay[dev]], Clock(by))
+        if got_t < edge_t[e]:
+            x[dev], edge_t[e] = got_x, got_t
+    if not tried or np.array_equal(x, plan.placement):
+        return plan
+    b = plan_bandwidth(p, x, plan.relay)
+    cost = evaluate(p, x, plan.relay, b)
+    if not cost.objective < plan.objective:
+        return plan
+    return plan.with_(placement=x, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
+                      objective=cost.objective, lower_bound=min(plan.lower_bound, cost.objective))
+
+
 def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> RoundPlan:
     """lambda = 0, relays that aggregate: the slowest edge, when it has more than MODEL_MAX_DEVICES devices (the
     model's edges get their own bounds), gets the union LPs' dual bound of solvers/union_dual.py until `by`."""
@@ -170,6 +203,8 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.lam == 0 and not (p.tree_aggregation or p.has_power_frequency or p.relay_aggregates):
         plan = round_large_edges(p, plan, min(t0 + LARGE_EDGE_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
                                  gap)
+        plan = move_large_edges(p, plan, min(t0 + PAIR_MOVES_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
+                                gap)
         if within(plan, gap):
             return plan.with_(status=STATUS_PROVEN)
     if UNION_DUAL and p.lam == 0 and p.relay_aggregates and not (p.tree_aggregation or p.has_power_frequency):
