@@ -43,7 +43,8 @@ slowest first, until this share of time_limit_s from the round's start (a 10,000
 to end, experiments/solver_speed.py)."""
 PAIR_MOVES_SHARE = 0.5
 """lambda = 0: after the LP-rounded candidates, the slowest edges above MODEL_MAX_DEVICES get the module transfers
-and exchanges of solvers/pair_moves.py (+0.00-0.09 CPU s a 1,000-10,000-device round), until this share of time_limit_s."""
+and exchanges of solvers/pair_moves.py (+0.00-0.09 CPU s a 1,000-10,000-device round), until this share of
+time_limit_s."""
 UNION_DUAL = True
 """lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
 LAMBDA_SHARE = 0.6

@@ -89,7 +89,7 @@ def pair_moves(p: RoundProblem, x: np.ndarray, relay: np.ndarray, clock: Clock,
         moves = _moves(p, x, relay, t)
         if not moves:
             break
-        trial, used = x.copy(), set()
+        trial, used = x.copy(), set[int]()
         cov = s @ trial.astype(float)
         demand = p.coverage_demand()[0] * (1 - 1e-12)
         applied = 0
