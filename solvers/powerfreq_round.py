@@ -33,6 +33,8 @@ PF_ITERS = 24
 8-12-device bench edges in 0.65x the time."""
 PF_MILP_S = 1.0
 """Most seconds of the integer subset program (`milp_choices`) per round."""
+PF_MILP_SLACK = 0.01
+"""It keeps the columns whose LP reduced cost is at most this part of the LP's value."""
 PF_LATENCIES = 60
 """Most latencies the bound's search (solvers/energy_bound.py `tradeoff_lower_bound`, default 20) evaluates there,
 the clock permitting: on 2-3-device rounds 20 left it at 0.985-0.993 of the optimum, 60 at 0.998."""
@@ -105,7 +107,7 @@ def milp_choices(p: RoundProblem, sub: SubsetEnergy, plan: RoundPlan, deadline: 
             return []
         ee = sub.edge(e)
         assert ee is not None
-        col = ee.lp.integer(sub.tangents[e][t][1], limit / len(edges))
+        col = ee.lp.integer(sub.tangents[e][t][1], limit / len(edges), slack=PF_MILP_SLACK)
         if col is None:
             return []
         _round_edge(sub, e, col, x, relay)

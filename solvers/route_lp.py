@@ -155,16 +155,24 @@ class RouteLP:
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
         return lp
 
-    def integer(self, cost: np.ndarray, time_limit: float, gap: float = 0.01) -> np.ndarray | None:
+    def integer(self, cost: np.ndarray, time_limit: float, gap: float = 0.01,
+                slack: float | None = None) -> np.ndarray | None:
         """[K + L] an integer solution (each device one column) of the program at costs [K + L] (inf: unusable),
         HiGHS's best within `time_limit` s and relative `gap`; None where it found none. Forwarding relays only
-        (no union or band rows). A fresh solver: the LP's own keeps its basis."""
+        (no union or band rows). A fresh solver: the LP's own keeps its basis. slack: only the columns whose LP
+        reduced cost is at most this part of the LP's value (a heuristic: a smaller program, not the optimum)."""
         from solvers.clock import charge
 
         if self.nz or self.band_row:
             raise ValueError("integer: forwarding relays without the band row only")
         hs = self.highspy
         usable = np.isfinite(cost)
+        if slack is not None:
+            status, value = self.solve(cost)
+            if status != "optimal":
+                return None
+            reduced = np.asarray(self.h.getSolution().col_dual, dtype=float)[:self.n]
+            usable &= reduced <= slack * abs(value)
         lp = self._lp(np.where(usable, cost, 0.0), usable.astype(float))
         lp.integrality_ = [hs.HighsVarType.kInteger] * self.n + [hs.HighsVarType.kContinuous] * self.ny
         h = self.bare()

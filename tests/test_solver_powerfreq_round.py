@@ -56,6 +56,11 @@ def test_integer_columns_are_the_brute_force_optimum(seed: int) -> None:
     assert value == pytest.approx(best, rel=1e-6)
     status, lp_value = ee.lp.solve(cost)
     assert status == "optimal" and lp_value <= value * (1 + 1e-9)
+    # reduced-cost fixing: a column whose reduced cost exceeds best - LP is in no optimum, so the program kept to
+    # the columns within that slack still finds the optimum
+    near = ee.lp.integer(cost, 5.0, gap=0.0, slack=(best - lp_value) / abs(lp_value) + 1e-6)
+    assert near is not None and _rows_hold(ee.lp, np.round(near))
+    assert float(np.sum(np.where(np.round(near) > 0, cost, 0.0))) == pytest.approx(best, rel=1e-6)
 
 
 @pytest.mark.parametrize("seed", [0, 2, 3])  # each gives one choice
