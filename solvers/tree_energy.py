@@ -18,6 +18,7 @@ Exponential in the devices: edges of at most STEINER_MAX_DEVICES (2^12 x 12 valu
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,9 +54,22 @@ def steiner(cost: np.ndarray) -> np.ndarray:
     return dp
 
 
-def ladder_pairs(view: EdgeView, t_lb: np.ndarray, e_lb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Per root r: the (T, E) pairs one of which every plan rooted at r dominates (see the module doc; E at least
-    e_lb[r] too); empty arrays where r cannot be the root. None for an edge above STEINER_MAX_DEVICES."""
+@dataclass(frozen=True)
+class EdgeParts:
+    """What the ladder and its Lagrangian refinement (solvers/tree_lagrange.py) share for one edge."""
+
+    members: np.ndarray  # [H, n] bool: the devices of subset H
+    need: np.ndarray  # demanded modules
+    covers: list[np.ndarray]  # per demanded module: [H] bool, H a cover of it (eligible, memory, samples)
+    energy: list[np.ndarray]  # per demanded module: [H, r] compute of H + its bits' Steiner energy to r
+    comp: np.ndarray  # [n, M] compute energy of one module
+    deliver: np.ndarray  # [k, M, r] k's compute of m plus m's bits along the shortest path to r
+    up: np.ndarray  # [r] the root's upload time c_r
+    up_energy: np.ndarray  # [r] p_r c_r
+
+
+def edge_parts(view: EdgeView) -> EdgeParts | None:
+    """The edge's Steiner energies and delivery times; None above STEINER_MAX_DEVICES."""
     p, d, n = view.problem, view.dev, view.n
     if n > STEINER_MAX_DEVICES:
         return None
@@ -72,19 +86,30 @@ def ladder_pairs(view: EdgeView, t_lb: np.ndarray, e_lb: np.ndarray) -> list[tup
     samples = members @ n_k
     bits_e = 8.0 * float(p.module_bytes[need].sum())
     up = bits_e / uplink_rate(np.full(n, p.edge_bandwidth_hz[view.edge]), p.snr_hz[d]) if need.size else np.zeros(n)
-    steps = []  # per module: (cover sets ok [H], their energy [H, r])
+    covers, energy = [], []
     for m in need:
-        ok = (~members | can[:, m][None, :]).all(axis=1) & (samples >= view.demand[m] * (1 - 1e-12))
-        bits = 8.0 * float(p.module_bytes[m])
-        steps.append((m, ok, (members[ok].astype(float) @ comp[:, m])[:, None] + bits * tree[ok]))
+        covers.append((~members | can[:, m][None, :]).all(axis=1) & (samples >= view.demand[m] * (1 - 1e-12)))
+        energy.append(members.astype(float) @ comp[:, m][:, None] + 8.0 * float(p.module_bytes[m]) * tree)
+    deliver = tau[:, :, None] + 8.0 * p.module_bytes[None, :, None] * sp[:, None, :]
+    return EdgeParts(members, need, covers, energy, comp, deliver, up, p.tx_power_w[d] * up)
+
+
+def ladder_pairs(view: EdgeView, t_lb: np.ndarray, e_lb: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Per root r: the (T, E) pairs one of which every plan rooted at r dominates (see the module doc; E at least
+    e_lb[r] too); empty arrays where r cannot be the root. None for an edge above STEINER_MAX_DEVICES."""
+    parts = edge_parts(view)
+    if parts is None:
+        return None
+    members, up = parts.members, parts.up
+    steps = [(m, ok, en[ok]) for m, ok, en in zip(parts.need, parts.covers, parts.energy, strict=True)]
     out = []
-    for r in range(n):
+    for r in range(view.n):
         if not np.isfinite(t_lb[r]):
             out.append((np.zeros(0), np.zeros(0)))
             continue
         fronts = []
         for m, ok, energy in steps:
-            arrive = tau[:, m] + 8.0 * float(p.module_bytes[m]) * sp[:, r]  # [k]
+            arrive = parts.deliver[:, m, r]  # [k]
             when = np.where(members[ok], arrive[None, :], -math.inf).max(axis=1) + up[r]  # [H]: m at r, uploaded
             fronts.append(pareto(when, energy[:, r]))
         if any(f.size == 0 for f, _ in fronts):
@@ -92,7 +117,7 @@ def ladder_pairs(view: EdgeView, t_lb: np.ndarray, e_lb: np.ndarray) -> list[tup
             continue
         ts = np.unique(np.concatenate([[t_lb[r]], *[f for f, _ in fronts]]))
         ts = ts[ts >= t_lb[r]]
-        total = np.full(ts.size, p.tx_power_w[d[r]] * up[r])
+        total = np.full(ts.size, parts.up_energy[r])
         for f, e in fronts:
             at = np.searchsorted(f, ts, side="right") - 1
             total += np.where(at >= 0, e[np.maximum(at, 0)], math.inf)

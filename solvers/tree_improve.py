@@ -24,13 +24,16 @@ from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
-from solvers.tree_energy import flat_pairs, root_values
+from solvers.tree_energy import edge_parts, flat_pairs, root_values
+from solvers.tree_lagrange import coupled_value
 from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0, or one edge) or round (lambda > 0, several edges) given to the tree MILP."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 SEARCH_SHARE = 0.5
+COUPLE_SHARE = 0.3
+"""Part of the time left at most for coupling the ladder's devices (solvers/tree_lagrange.py) before the MILP."""
 """Part of time_limit_s after which the search stops descending (the model gets the rest)."""
 
 
@@ -77,6 +80,7 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     cheap = t_lb + lam * e_lb
     if edge.ladder is not None:  # T + lam E_lb(T) per root (solvers/tree_energy.py): orders, skips, bounds roots
         cheap = np.maximum(cheap, root_values(edge.ladder, lam))
+        _couple(edge, cheap, lam, t_lb, now() + COUPLE_SHARE * (deadline - now()), gap)
     model = build([v], max(edge.value(lam), 1e-300))
     if model is None:
         return False
@@ -96,6 +100,19 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     edge.pairs = (lower, np.zeros_like(lower)) if lam > 0 else (lower, e_lb)
     edge.ladder = None  # folded into lower
     return True
+
+
+def _couple(edge: _Edge, cheap: np.ndarray, lam: float, t_lb: np.ndarray, until: float, gap: float) -> None:
+    """Raise cheap[r] (in place) by the ladder with each device's modules coupled (solvers/tree_lagrange.py), roots
+    in the order of their bound while it is below the cutoff, until `until`."""
+    parts = edge_parts(edge.view)
+    if parts is None or edge.ladder is None:
+        return
+    for r in np.argsort(cheap, kind="stable"):
+        if not cheap[r] < (1 - 0.9 * gap) * edge.value(lam) or now() >= until:
+            break
+        cheap[r] = max(cheap[r], coupled_value(edge.view, parts, int(r), edge.ladder[int(r)], float(t_lb[r]), lam,
+                                               edge.value(lam)))
 
 
 def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,
