@@ -5,8 +5,8 @@ lambda = 0: the round separates by edge (T = max_e T_e), so the model works on o
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
 edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
-subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit, then the two-device moves
-of solvers/pair_moves.py. lambda > 0 couples the
+subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit, then the moves of two
+or three devices of solvers/pair_moves.py. lambda > 0 couples the
 edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
 with relays that forward first gets a plan read off the subset MILP (solvers/subset_plan.py), then the one MILP
 with T a variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
@@ -42,8 +42,8 @@ LARGE_EDGE_SHARE = 0.4
 slowest first, until this share of time_limit_s from the round's start (a 10,000-device round stays within 2 s end
 to end, experiments/solver_speed.py)."""
 PAIR_MOVES_SHARE = 0.5
-"""lambda = 0: after the LP-rounded candidates, the slowest edges above MODEL_MAX_DEVICES get the module transfers
-and exchanges of solvers/pair_moves.py (+0.00-0.09 CPU s a 1,000-10,000-device round), until this share of
+"""lambda = 0: after the LP-rounded candidates, the slowest edges above MODEL_MAX_DEVICES get the moves of
+solvers/pair_moves.py (+0.00-0.2 CPU s a 1,000-10,000-device round), until this share of
 time_limit_s."""
 UNION_DUAL = True
 """lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
