@@ -24,7 +24,8 @@ from hffm.federation.defense import DefenseConfig, DefenseMemory, consensus, def
 from hffm.federation.faults import FaultsConfig
 
 TRUST = DefenseConfig(name="robust", clip_factor=2.0, min_cosine=None, reject_factor=100.0, min_trust=0.25,
-                      trust_decay=0.5, norm_band=2.0, validation_samples=0, validation_fallback=False)  # agreement alone
+                      trust_decay=0.5, norm_band=2.0, validation_samples=0, validation_fallback=False,
+                      distrusted_weight=0.0)  # agreement alone; a distrusted device left out (tests/test_distrusted_weight.py)
 MODULES = {"a": 40, "b": 60, "c": 30}
 
 
@@ -161,8 +162,8 @@ def test_defense_robust_is_the_trust_record_with_the_validation_evidence():
     robust = compose("defense=robust").defense
     assert robust.validation_samples > 0 and robust.validation_fallback  # tests/test_validation_defense.py
     assert dataclasses.replace(robust, validation_samples=0, validation_fallback=False, validation_spread=1.5,
-                               trust_decay=TRUST.trust_decay, min_trust=TRUST.min_trust) == TRUST
-    assert (robust.trust_decay, robust.min_trust) == (0.6, -0.25)  # lenient: docs/faults-and-security.md
+                               trust_decay=TRUST.trust_decay, min_trust=TRUST.min_trust, distrusted_weight=0.0) == TRUST
+    assert (robust.trust_decay, robust.min_trust, robust.distrusted_weight) == (0.6, -0.25, 0.25)  # docs/faults-and-security.md
 
 
 def test_the_trust_is_kept_in_checkpoints_and_a_resumed_run_is_exact(tmp_path):

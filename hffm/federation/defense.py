@@ -63,8 +63,13 @@ class DefenseConfig:
     reject_factor: float | None = 100.0
     """Refuse an update whose norm exceeds this x the median update norm; null: no such screen."""
     min_trust: float | None = -0.25
-    """Leave out every update of a device whose trust (``hffm.federation.agreement``: its agreement with the wave's
-    consensus over all its modules, across rounds) is below this (in [-1, 1]); null: no trust."""
+    """Distrust a device whose trust (``hffm.federation.agreement``: its agreement with the wave's consensus over all
+    its modules, across rounds) is below this (in [-1, 1]): its updates count at ``distrusted_weight``; null: no
+    trust."""
+    distrusted_weight: float = 0.25
+    """With trust: the weight of a distrusted device's updates in the aggregation rule, as a share of its sample
+    count (in [0, 1)), so a wrongly distrusted honest device still teaches a little. 0: left out. A device whose
+    norm is off by more than ``norm_band`` this round is left out whatever this is."""
     trust_decay: float = 0.6
     """How much of a device's trust carries over to the next round (in [0, 1); 0: this round's evidence alone)."""
     norm_band: float | None = 2.0
@@ -110,6 +115,8 @@ class DefenseConfig:
             problems.append(f"defense.min_cosine={self.min_cosine}: must be in [-1, 1], or null (off)")
         if self.min_trust is not None and not -1.0 <= self.min_trust <= 1.0:
             problems.append(f"defense.min_trust={self.min_trust}: must be in [-1, 1], or null (off)")
+        if not (isinstance(self.distrusted_weight, (int, float)) and 0.0 <= self.distrusted_weight < 1.0):
+            problems.append(f"defense.distrusted_weight={self.distrusted_weight}: must be in [0, 1) (0: left out)")
         if not (isinstance(self.trust_decay, (int, float)) and 0.0 <= self.trust_decay < 1.0):
             problems.append(f"defense.trust_decay={self.trust_decay}: must be in [0, 1)")
         if self.norm_band is not None and not (isinstance(self.norm_band, (int, float)) and 1.0 <= self.norm_band
@@ -199,6 +206,18 @@ class Defended:
     kept: list[ModuleUpdate]
     dropped: list[Rejection]
     clipped: int
+    damped: int = 0
+    """Kept updates of distrusted devices, weighted by ``defense.distrusted_weight``."""
+
+
+class Untrusted(dict[int, float]):
+    """``judge_devices``' answer: device -> trust for every device left out of the round, and ``dampable``: those
+    left out for their trust alone (not a scale outlier this round), whose updates ``defense.distrusted_weight``
+    may keep at a reduced weight. A plain dict passed to ``defend`` dampens nobody."""
+
+    def __init__(self, trust: Mapping[int, float], dampable: frozenset[int] = frozenset()) -> None:
+        super().__init__(trust)
+        self.dampable = dampable
 
 
 def _delta(state: Mapping[str, torch.Tensor], ref: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -270,7 +289,7 @@ def judge_devices(
     and stays out of the direction reference, so a crowd of x10 updates cannot drag the median the honest devices
     are judged by."""
     if cfg.min_trust is None:
-        return {}
+        return Untrusted({})
     ratios: dict[str, dict[int, float]] = {}
     for updates, reference in batches:
         for u in updates:
@@ -295,8 +314,9 @@ def judge_devices(
     memory.trust = update_trust(memory.trust, evidence, cfg.trust_decay)
     senders = frozenset(u.node for updates, _ in batches for u in updates)
     # A scale outlier is left out this round whatever its trust: a slow trust must not let x10 or IPM updates in.
-    return dict(sorted((distrusted(memory.trust, senders, cfg.min_trust)
-                        | {n: memory.trust[n] for n in outliers & senders}).items()))
+    low = distrusted(memory.trust, senders, cfg.min_trust)
+    return Untrusted(dict(sorted((low | {n: memory.trust[n] for n in outliers & senders}).items())),
+                     frozenset(low) - outliers)
 
 
 def judge_tasks(
@@ -327,17 +347,22 @@ def defend(
     untrusted_tasks: Mapping[tuple[int, str], float] | None = None,
 ) -> Defended:
     """Judge one aggregator's updates (``reference``: its module states) against the wave's consensus
-    (``consensus``); ``untrusted`` (``judge_devices``): nodes whose every update is left out; ``untrusted_tasks``
+    (``consensus``); ``untrusted`` (``judge_devices``): nodes whose every update is left out, but for its
+    ``dampable`` nodes (an ``Untrusted``), whose updates go on at ``defense.distrusted_weight`` of their sample
+    weight; ``untrusted_tasks``
     (``judge_tasks``): (node, module) pairs left out for the node's trust on the module's task. Non-finite and
     misshapen updates must be screened out first."""
     if not cfg.active:
         return Defended(list(updates), [], 0)
     kept: list[ModuleUpdate] = []
     dropped: list[Rejection] = []
-    clipped = 0
+    clipped = damped = 0
     untrusted, untrusted_tasks = untrusted or {}, untrusted_tasks or {}
+    dampable: frozenset[int] = frozenset()
+    if cfg.distrusted_weight > 0 and isinstance(untrusted, Untrusted):
+        dampable = untrusted.dampable
     for u in updates:
-        if u.node in untrusted:
+        if u.node in untrusted and u.node not in dampable:
             dropped.append(Rejection(u.node, u.module, "defense: distrusted device",
                                      f"trust {untrusted[u.node]:.2f} < defense.min_trust={cfg.min_trust:g}"))
             continue
@@ -366,5 +391,8 @@ def defend(
                      else u.state[key] for key in ref}
             u = ModuleUpdate(u.node, u.module, state, u.num_samples)
             clipped += 1
+        if u.node in untrusted:
+            u = ModuleUpdate(u.node, u.module, u.state, u.num_samples * cfg.distrusted_weight)
+            damped += 1
         kept.append(u)
-    return Defended(kept, dropped, clipped)
+    return Defended(kept, dropped, clipped, damped)

@@ -172,7 +172,7 @@ def run_federation(
         defended: list[Rejection] = []
         distrusted: set[int] = set()
         overruled: set[int] = set()  # devices whose class-share report the check overruled (validation_classes=checked)
-        clipped = 0
+        clipped = damped = 0  # damped: distrusted devices' updates kept at defense.distrusted_weight
         thin: dict[str, int] = {}
         routes: list[Route] = []
         transfers: list[Transfer] = [
@@ -231,6 +231,7 @@ def run_federation(
             for group, updates in leaving:
                 judged = defend(updates, state.group_states[group], defense, agreed, untrusted, task_out)
                 updates, defended, clipped = judged.kept, defended + judged.dropped, clipped + judged.clipped
+                damped += judged.damped
 
                 # 4c. D2D in the configured mode (none, relay, tree or gossip): what reaches the edge, and how.
                 sent = d2d_mode.exchange(updates, links)
@@ -271,6 +272,8 @@ def run_federation(
         if defense.validation_classes == "checked":
             metrics["defense/overruled_reports"] = float(len(overruled))
         metrics["defense/clipped_updates"] = float(outcome.clipped)
+        if defense.distrusted_weight > 0:
+            metrics["defense/damped_updates"] = float(damped)
         metrics |= outcome.faults.metrics() | plan.metrics() | cost.as_metrics("cost/")
         previous = state.history[-1] if state.history else {}
         for key in ("cost/latency_s", "cost/energy_j", "faults/rejected_updates", "faults/stragglers", "faults/dropped",
