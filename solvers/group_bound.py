@@ -18,6 +18,8 @@ MAX_POINTS = 64
 """Most trial latencies of the objective bound (each one pricing pass)."""
 MAX_MASTERS = 8
 """Most masters (column generation runs) of the objective bound."""
+NEAR = 2
+"""A trial latency's Lagrangian bound takes the best of the NEAR nearest masters' multipliers."""
 
 
 def group_applies(p: RoundProblem) -> bool:
@@ -56,8 +58,8 @@ def group_lower_bound(p: RoundProblem, t_lb: float, upper: float, t_ref: float, 
         if all(g.duals for g in edges):
             found.append((t, [g.duals[-1] for g in edges]))
 
-    def value(t: float) -> float:  # with the multipliers of the nearest masters on either side
-        near = sorted(found, key=lambda f: abs(math.log(f[0] / t)))[:2]
+    def value(t: float) -> float:  # with the multipliers of the NEAR nearest masters
+        near = sorted(found, key=lambda f: abs(math.log(f[0] / t)))[:NEAR]
         return max(sum(g.lagrangian(t, d) for g, d in zip(edges, ds, strict=True)) for _, ds in near)
 
     master(t_ref)

@@ -27,12 +27,14 @@ master's optimum) or after `iters` rounds. solvers/group_bound.py turns these bo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock, charge
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
+from solvers.evaluate import LN2
 from solvers.group_parts import Parts
 from solvers.group_price import GroupPricing
 from solvers.highs import bare_highs
@@ -46,6 +48,8 @@ ITERS = 60
 SMOOTH = 0.5
 """Pricing first at SMOOTH x the best multipliers so far + the rest x the master's (dual stabilization); at the
 master's alone where that finds no column."""
+COLUMNS = 3
+"""Most columns an uploader adds per pricing pass (its least reduced costs)."""
 TOL = 1e-3
 """Pricing stops once the bound is within TOL of the master's value."""
 
@@ -59,6 +63,7 @@ class Duals:
     red: np.ndarray
     mu: np.ndarray
     nu: float
+    memo: dict = field(default_factory=dict)  # pricing's work for these multipliers at any latency (`lagrangian`)
 
 
 class GroupBound(GroupPricing):
@@ -69,8 +74,7 @@ class GroupBound(GroupPricing):
         demand = p.coverage_demand()[e]
         self.part_of = {(int(d), int(m)): k for k, (d, m) in enumerate(zip(parts.dev, parts.mask, strict=True))}
         self.duals: list[Duals] = []  # the multipliers of each latency's best bound (J units)
-        self.columns: dict[tuple, int] = {}  # relay groups' column index in the last master
-        self.known: dict[tuple, float] = {}  # relay groups kept from the last master, with their bands
+        self.known: dict[tuple, float] = {}  # every relay group priced so far, with its band: the next master's start
         # each module's minimal covers (the knapsack's convex hull, as in solvers/route_lp.py): rows "the module's
         # covers sum to >= 1" and per holder i "i trains m in its group >= the covers that use i"
         self.cover_rows: list[tuple[int, np.ndarray, np.ndarray]] = []  # (module, holders, covers [C, holders])
@@ -152,11 +156,7 @@ class GroupBound(GroupPricing):
         self.link0 = link0
         best = -math.inf
         seen: set = set()
-        self.columns = {}
-        for k in range(self.parts.dev.size):  # every part alone, direct, at its least band and at the whole band
-            i = int(self.parts.dev[k])
-            for b in (0.0, self.band):
-                self._add(h, (i, ((i, k),)), t, 0.0, seen, b)
+        self._add_singles(h, t, seen)
         for g, b in list(self.known.items()) + list(seed or []):
             self._add(h, g, t, 0.0, seen, b)
         center: np.ndarray | None = None
@@ -177,11 +177,11 @@ class GroupBound(GroupPricing):
                 added = 0
                 lb = const
                 for j in self.devices:
-                    rc, group = self.price(int(j), t, red, mu, nu)
-                    if rc < 0:
-                        lb += rc
-                    if rc < -1e-9 and group is not None:
-                        added += self._add(h, (int(j), tuple(group)), t, nu * self.scale / self.band, seen)
+                    rc, groups = self.price(int(j), t, red, mu, nu, many=COLUMNS)
+                    lb += min(rc, 0.0)
+                    if rc < -1e-9:
+                        for group in groups:
+                            added += self._add(h, (int(j), tuple(group)), t, nu * self.scale / self.band, seen)
                 if lb > best:
                     best, center = lb, dual
                     self.duals.append(Duals(const * scale, red * scale, mu * scale, nu * scale))
@@ -190,9 +190,6 @@ class GroupBound(GroupPricing):
             if added == 0 or best >= obj - TOL * abs(obj) or (target is not None and best * scale >= target) or (
                     clock is not None and clock.expired()):
                 break
-        x = np.asarray(h.getSolution().col_value, dtype=float)
-        used = {g for g, c in self.columns.items() if c < x.size and x[c] > 1e-9}
-        self.known = {g: b for g, b in self.known.items() if g in used}  # the next latency starts from these
         return best * scale
 
     def lagrangian(self, t: float, d: Duals) -> float:
@@ -200,10 +197,41 @@ class GroupBound(GroupPricing):
         keep, self.scale = self.scale, 1.0
         lb = d.const
         for j in self.devices:
-            rc, _ = self.price(int(j), t, d.red, d.mu, d.nu)
+            rc, _ = self.price(int(j), t, d.red, d.mu, d.nu, d.memo)
             lb += min(rc, 0.0)
         self.scale = keep
         return lb
+
+    def _add_singles(self, h, t: float, seen: set) -> None:  # noqa: ANN001
+        """Every part alone, uploaded directly, at its least band and at the whole band (one `addCols`; the same
+        columns `_add` makes one at a time)."""
+        pa, p, nm, nd = self.parts, self.p, self.need.size, self.devices.size
+        a, pw = p.snr_hz[pa.dev], p.tx_power_w[pa.dev]
+        w = t - pa.tau
+        ok = w > 0
+        need = np.full(pa.dev.size, np.inf)
+        need[ok] = min_bandwidth(pa.bits[ok] / w[ok], a[ok])
+        ok &= need <= self.band
+        cols: list[tuple[float, np.ndarray, np.ndarray]] = []
+        for k in np.flatnonzero(ok).tolist():
+            i = int(pa.dev[k])
+            base = np.concatenate([np.flatnonzero(self.cov[k] > 0), [nm + self.row_of[i]]])
+            for b in (float(need[k]), self.band):
+                key = (i, ((i, k),), round(b / self.band, 6))
+                if key in seen:
+                    continue
+                seen.add(key)
+                energy = pa.energy[k] + pw[k] * pa.bits[k] * LN2 / (b * math.log1p(a[k] / b))
+                idx = np.concatenate([base, [nm + nd], self.link0 + self.part_link[k]])
+                val = np.concatenate([self.cov[k][self.cov[k] > 0], [1.0, b / self.band],
+                                      np.ones(self.part_link[k].size)])
+                cols.append((energy / self.scale, idx, val))
+        if not cols:
+            return
+        starts = np.cumsum([0] + [c[1].size for c in cols[:-1]]).astype(np.int32)
+        idx = np.concatenate([c[1] for c in cols]).astype(np.int32)
+        h.addCols(len(cols), np.array([c[0] for c in cols]), np.zeros(len(cols)), np.full(len(cols), np.inf),
+                  idx.size, starts, idx, np.concatenate([c[2] for c in cols]))
 
     def _add(self, h, g: tuple, t: float, nu_hz: float, seen: set, band: float | None = None) -> int:  # noqa: ANN001
         j, group = g
@@ -214,7 +242,6 @@ class GroupBound(GroupPricing):
         links = np.concatenate([self.part_link[k] for _, k in group if k >= 0] + [np.zeros(0, dtype=np.int64)])
         if len(group) > 1 or group[0][0] != j:
             self.known[g] = b
-            self.columns[g] = h.getNumCol()
         key = (j, group, round(b / self.band, 6))
         if key in seen:
             return 0

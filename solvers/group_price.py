@@ -94,45 +94,66 @@ class GroupPricing:
         return pw * u * LN2 / (b * math.log1p(a / b)), b
 
     # ---- pricing -----------------------------------------------------------------------------------------------
-    def price(self, j: int, t: float, red: np.ndarray, mu: np.ndarray, nu: float
-              ) -> tuple[float, list[tuple[int, int]] | None]:
-        """(lower bound on the least reduced cost of a group uploaded by j at latency t, in energy units; that
-        group as [(device, part index or -1 for j's empty own part)], None where it is the empty group)."""
-        pa, p = self.parts, self.p
+    def price(self, j: int, t: float, red: np.ndarray, mu: np.ndarray, nu: float, memo: dict | None = None,
+              many: int = 1) -> tuple[float, list[list[tuple[int, int]]]]:
+        """(lower bound on the least reduced cost of a group uploaded by j at latency t, in energy units, where
+        negative, else 0; up to `many` groups of the least priced reduced costs, where negative, the least first,
+        each as [(device, part index or -1 for j's empty own part)]). memo: a dict kept with these multipliers
+        across latencies (relays that forward: j's members' combinations are enumerated once, for any latency, and
+        filtered by t)."""
+        p = self.p
         nu_j = nu * self.scale / self.band  # J per Hz
-        own = self.by_dev[j]
-        own = own[pa.tau[own] < t]
-        sides = [(np.concatenate([[-1], own]), np.concatenate([[0.0], pa.tau[own]]),
-                  np.concatenate([[0.0], red[own]]) + mu[self.row_of[j]])]
-        for i, r in self.into[j]:
-            k = self.by_dev[i]
-            arrive = pa.tau[k] + pa.bits[k] / r
-            ok = arrive < t
-            k = k[ok]
-            hop = p.d2d_power_w[i] * pa.bits[k] / r / self.scale
-            sides.append((k, arrive[ok], red[k] + hop + mu[self.row_of[i]]))
         # every bit a group uploads costs at least p_j / R_j(B_e) more (at any band b <= B_e that fits the larger
         # upload, the smaller one fits too), so with that charge moved onto the parts (not with relay_aggregates,
         # where a member's modules may add no bits) a member whose part costs >= 0 never lowers the price
         floor = 0.0 if p.relay_aggregates else float(p.tx_power_w[j] / self.rb[j]) / self.scale
-        sides = [(k, r_, c + floor * pa.bits[np.maximum(k, 0)] * (k >= 0)) for k, r_, c in sides]
-        sides = [sides[0]] + [(k, r_, c) for k, r_, c in ((k[c < 0], r_[c < 0], c[c < 0]) for k, r_, c in sides[1:])]
-        ready_all = np.unique(np.concatenate([s[1] for s in sides]))
+        if memo is not None and not p.relay_aggregates:
+            if j not in memo:
+                memo[j] = self._combos(j, math.inf, self._sides(j, math.inf, red, mu, floor))
+            own, members = memo[j]
+            return self._finish(j, t, own, members, nu_j, floor, many)
+        sides = self._sides(j, t, red, mu, floor)
         if p.relay_aggregates:
-            return self._price_union(j, t, sides, ready_all, nu_j)
-        return self._price_sum(j, t, sides, nu_j, floor)
+            ready_all = np.unique(np.concatenate([s[1] for s in sides]))
+            return self._price_union(j, t, sides, ready_all, nu_j, many)
+        own, members = self._combos(j, t, sides)
+        return self._finish(j, t, own, members, nu_j, floor, many)
 
+    def _sides(self, j: int, t: float, red: np.ndarray, mu: np.ndarray, floor: float) -> list:
+        """[(part indices, ready times, reduced costs)] of j's own parts (-1: none) and of each member's parts
+        that arrive before t (those that could lower the price: cost < 0 after the bits' floor charge)."""
+        pa, p = self.parts, self.p
+        own = self.by_dev[j]
+        own = own[pa.tau[own] < t]
+        sides = [(np.concatenate([[-1], own]), np.concatenate([[0.0], pa.tau[own]]),
+                  np.concatenate([[0.0], red[own] + floor * pa.bits[own]]) + mu[self.row_of[j]])]
+        for i, r in self.into[j]:
+            k = self.by_dev[i]
+            arrive = pa.tau[k] + pa.bits[k] / r
+            c = red[k] + p.d2d_power_w[i] * pa.bits[k] / r / self.scale + mu[self.row_of[i]] + floor * pa.bits[k]
+            ok = (arrive < t) & (c < 0)
+            sides.append((k[ok], arrive[ok], c[ok]))
+        return sides
 
-    def _price_sum(self, j: int, t: float, sides: list, nu_j: float, floor: float
-                   ) -> tuple[float, list | None]:
-        """Sum of the parts' bits: the members' combinations (each member out or one part), kept where no other
-        is ready as early with as few bits at as low a cost, against every own part at once."""
+    def _combos(self, j: int, t: float, sides: list) -> tuple[tuple, tuple]:
+        """Sum of the parts' bits: j's own parts and the members' combinations (each member out or one part), each
+        kept where no other is ready as early with as few bits at as low a cost. Only a negative reduced cost
+        counts (the bound takes min(0, rc)), so a combination is dropped where even the rest's least costs
+        cannot make it negative (the upload term less the bit charge is >= 0 and never falls as bits or the start
+        grow) or where its bits cannot finish by t on the whole band."""
         pa = self.parts
+        rate = float(self.rb[j])  # the most bits a second j can upload
+        k0, r0, c0 = sides[0]
+        b0 = np.where(k0 >= 0, pa.bits[np.maximum(k0, 0)], 0.0)
+        keep = pareto3(r0, b0, c0)
+        k0, r0, c0, b0 = k0[keep], r0[keep], c0[keep], b0[keep]
+        least = [float(c.min()) if c.size else 0.0 for _, _, c in sides[1:]]  # each member's least (< 0)
+        rest = float(c0.min()) + np.concatenate([np.cumsum(least[::-1])[::-1][1:], [0.0]]) if least else np.zeros(0)
         ready = np.zeros(1)
         bits = np.zeros(1)
         cost = np.zeros(1)
         pick = np.zeros((1, 0), dtype=np.int64)
-        for k, r_, c in sides[1:]:
+        for q, (k, r_, c) in enumerate(sides[1:]):
             b_ = pa.bits[k]
             n0 = ready.size
             ready = np.concatenate([ready, np.maximum(ready[:, None], r_[None, :]).ravel()])
@@ -141,29 +162,45 @@ class GroupPricing:
             pick = np.concatenate([np.concatenate([pick, np.full((n0, 1), -2)], axis=1),
                                    np.concatenate([np.repeat(pick, k.size, axis=0),
                                                    np.tile(k, n0)[:, None]], axis=1)])
+            live = (cost + rest[q] < 0) & (bits < rate * (t - ready))
+            ready, bits, cost, pick = ready[live], bits[live], cost[live], pick[live]
             keep = pareto3(ready, bits, cost)
             ready, bits, cost, pick = ready[keep], bits[keep], cost[keep], pick[keep]
-        k0, r0, c0 = sides[0]
-        b0 = np.where(k0 >= 0, pa.bits[np.maximum(k0, 0)], 0.0)
-        keep = pareto3(r0, b0, c0)
-        k0, r0, c0, b0 = k0[keep], r0[keep], c0[keep], b0[keep]
+        return (k0, r0, c0, b0), (ready, bits, cost, pick)
+
+    def _finish(self, j: int, t: float, own: tuple, members: tuple, nu_j: float, floor: float, many: int
+                ) -> tuple[float, list]:
+        """Every own part against every members' combination ready before t, with the upload term."""
+        k0, r0, c0, b0 = own
+        ready, bits, cost, pick = members
+        rate = float(self.rb[j])
+        a0 = r0 < t
+        a1 = ready < t
+        k0, r0, c0, b0 = k0[a0], r0[a0], c0[a0], b0[a0]
+        ready, bits, cost, pick = ready[a1], bits[a1], cost[a1], pick[a1]
         start = np.maximum(r0[:, None], ready[None, :])
         u = b0[:, None] + bits[None, :]
-        val = c0[:, None] + cost[None, :] + self.upload_lb(j, u, t - start, nu_j) / self.scale - floor * u
-        at = int(np.argmin(val))
-        a0, a1 = divmod(at, ready.size)
-        best = float(val.flat[at])
-        if not math.isfinite(best):
-            return math.inf, None
-        chosen = [int(k0[a0])] + [int(x) for x in pick[a1]]
-        return best, [(int(dv), kx) for dv, kx in zip([j] + [d for d, _ in self.into[j]], chosen, strict=True)
-                      if kx != -2]
+        i0, i1 = np.nonzero((c0[:, None] + cost[None, :] < 0) & (u < rate * (t - start)))
+        if i0.size == 0:
+            return 0.0, []
+        su, ss = u[i0, i1], start[i0, i1]
+        val = c0[i0] + cost[i1] + self.upload_lb(j, su, t - ss, nu_j) / self.scale - floor * su
+        order = _least(val, many)
+        if order.size == 0:
+            return 0.0, []
+        devs = [j] + [d for d, _ in self.into[j]]
+        groups = []
+        for at in order.tolist():
+            chosen = [int(k0[i0[at]])] + [int(x) for x in pick[i1[at]]]
+            groups.append([(int(dv), kx) for dv, kx in zip(devs, chosen, strict=True) if kx != -2])
+        return float(val[order[0]]), groups
 
-    def _price_union(self, j: int, t: float, sides: list, ready_all: np.ndarray, nu_j: float
-                     ) -> tuple[float, list | None]:
+    def _price_union(self, j: int, t: float, sides: list, ready_all: np.ndarray, nu_j: float, many: int
+                     ) -> tuple[float, list]:
         """relay_aggregates: per start threshold s and union Q of modules, each side's least cost among its parts
         ready by s within Q (a member's at most 0: it may stay out; j's own part is one, maybe empty), plus the
-        upload of Q's bits in T - s (the union of the chosen parts lies within Q, and fewer bits never cost more)."""
+        upload of Q's bits in T - s (the union of the chosen parts lies within Q, and fewer bits never cost more);
+        the upload term (>= 0) only where the parts' sum is negative and Q's bits can finish on the whole band."""
         nq = self.qbits.size
         total = np.zeros((ready_all.size, nq))
         for q, (k, ready, c) in enumerate(sides):
@@ -177,22 +214,28 @@ class GroupPricing:
             at = np.searchsorted(ready[order], ready_all, side="right")
             got = np.where((at > 0)[:, None], run[np.maximum(at - 1, 0)], np.inf)
             total += np.minimum(got, 0.0) if q > 0 else got
-        total += self.upload_lb(j, np.broadcast_to(self.qbits[None, :], total.shape),
-                                np.broadcast_to(t - ready_all[:, None], total.shape), nu_j) / self.scale
-        arg = int(np.argmin(total))
-        best = float(total.flat[arg])
-        if not math.isfinite(best):
-            return math.inf, None
-        s_, qm = ready_all[arg // nq], arg % nq
-        group = []
-        for q, (dv, (k, ready, c)) in enumerate(zip([j] + [d for d, _ in self.into[j]], sides, strict=True)):
-            ok = (ready <= s_) & np.where(k >= 0, self.sup[np.maximum(k, 0), qm], True)
-            if not ok.any():
-                continue
-            i = int(np.argmin(np.where(ok, c, np.inf)))
-            if q == 0 or c[i] < 0:
-                group.append((int(dv), int(k[i])))
-        return best, group
+        rs, qs = np.nonzero((total < 0) & (self.qbits[None, :] < float(self.rb[j]) * (t - ready_all[:, None])))
+        if rs.size == 0:
+            return 0.0, []
+        w = t - ready_all[rs]
+        val = total[rs, qs] + self.upload_lb(j, self.qbits[qs], w, nu_j) / self.scale
+        best = _least(val, many)
+        if best.size == 0:
+            return 0.0, []
+        groups = []
+        for arg in best.tolist():
+            s_, qm = ready_all[rs[arg]], qs[arg]
+            group = []
+            for q, (dv, (k, ready, c)) in enumerate(zip([j] + [d for d, _ in self.into[j]], sides, strict=True)):
+                ok = (ready <= s_) & np.where(k >= 0, self.sup[np.maximum(k, 0), qm], True)
+                if not ok.any():
+                    continue
+                i = int(np.argmin(np.where(ok, c, np.inf)))
+                if q == 0 or c[i] < 0:
+                    group.append((int(dv), int(k[i])))
+            if group not in groups:
+                groups.append(group)
+        return float(val[best[0]]), groups
 
     # ---- the exact column --------------------------------------------------------------------------------------
     def column(self, j: int, group: list[tuple[int, int]], t: float, nu: float, band: float | None = None
@@ -224,3 +267,11 @@ class GroupPricing:
         if not math.isfinite(up):
             return None
         return energy + up, np.array(rows), cov, b
+
+
+def _least(val: np.ndarray, many: int) -> np.ndarray:
+    """Indices of the `many` least negative entries of val, the least first."""
+    neg = np.flatnonzero(val < 0)
+    if neg.size > many:
+        neg = neg[np.argpartition(val[neg], many - 1)[:many]]
+    return neg[np.argsort(val[neg], kind="stable")]

@@ -64,8 +64,15 @@ MODEL_MAX_DEVICES: the share of the model's time (what the subset MILP's plan le
 relay-group bound of solvers/group_columns.py (exact group prices by column generation) before the rest."""
 GROUP_MIN_S = 1.2
 """... where the model has at least this many seconds left (after joint's round bound, which it only adds to). One
-master takes 0.14-1.45 CPU s on 8-12-device edges and the objective bound 1.6-12.5 (experiments/solver_group_bound.py):
-within the default 2 s limit the model has 0.1-0.4 s left, too little for the first master, so there it is off."""
+master takes 0.21-0.55 CPU s on 8-12-device edges and the objective bound 2.2-5.5 (experiments/solver_group_speed.py):
+within the default 2 s limit the model has 0.1-0.4 s left, and a round bound cut short for it doubled the median
+certified gap (2 s A/B: 8.99 -> 16.26 %), so with relays that forward it is off there."""
+AGGREGATES_GROUP_MIN_S = 0.3
+"""The same with relays that aggregate, where the group bound reaches the plan's own bound within 1 CPU s ..."""
+AGGREGATES_ROUND_RESERVE_S = 1.0
+"""... and joint's round bound stops this many seconds before the deadline to leave it the time (at 2 s: the round
+bound at its fewest steps; A/B at 2 s on the bench's 16 edges of 8 and 12 devices at lambda > 0: median certified
+gap 15.39 -> 13.27 %, 15 of 16 lower; experiments/results/solver_model/s23g/NOTES.md)."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
 the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
@@ -88,10 +95,19 @@ def applies(problem: RoundProblem) -> bool:
 
 def group_first(problem: RoundProblem, left_s: float) -> bool:
     """Rounds that get the relay-group bound (`GROUP_SHARE` > 0) with left_s seconds left for the model (at least
-    GROUP_MIN_S)."""
+    GROUP_MIN_S, AGGREGATES_GROUP_MIN_S with relays that aggregate)."""
     p = problem
-    return (p.lam > 0 and GROUP_SHARE > 0 and left_s >= GROUP_MIN_S and p.num_devices <= MODEL_MAX_DEVICES
+    least = AGGREGATES_GROUP_MIN_S if p.relay_aggregates else GROUP_MIN_S
+    return (p.lam > 0 and GROUP_SHARE > 0 and left_s >= least and p.num_devices <= MODEL_MAX_DEVICES
             and group_applies(p))
+
+
+def round_bound_clock(problem: RoundProblem, clock: Clock) -> Clock:
+    """The deadline of joint's round bound: `clock`, or AGGREGATES_ROUND_RESERVE_S before it in rounds with relays
+    that aggregate that get the relay-group bound after it."""
+    if clock.bounded and problem.relay_aggregates and group_first(problem, clock.left()):
+        return clock.before(AGGREGATES_ROUND_RESERVE_S)
+    return clock
 
 
 def edge_model_applies(problem: RoundProblem) -> bool:

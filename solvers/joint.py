@@ -28,7 +28,7 @@ from solvers.energy import edge_latency, plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
 from solvers.fields import check_budget, check_limits
 from solvers.greedy import Repairs, greedy_placement, greedy_relays
-from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, uses_cvxpy, within
+from solvers.improve import STATUS_PROVEN, STATUS_UNPROVEN, applies, improve, round_bound_clock, uses_cvxpy, within
 from solvers.instance import RoundProblem
 from solvers.joint_levels import with_levels
 from solvers.joint_powerfreq import PF_HEURISTIC_SHARE, with_power_frequency
@@ -168,7 +168,7 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
             t_known = np.minimum(t_known, t_fast)
         lower = exact_lb  # every edge enumerated: the branch and bound's certificate; else the general bound
         if lower < (1 - 1e-4) * cost.objective:
-            clock_lb = None if deadline is None else deadline.before(FINISH_S)  # the plan's check after it
+            clock_lb = None if deadline is None else round_bound_clock(p, deadline.before(FINISH_S))  # the plan's check
             lower = float(max(round_lower_bound(p, t_known, _known(p, small), upper=cost.objective,
                                                 clock=clock_lb), exact_lb))
     return RoundPlan(placement=best_x, relay=best_r, bandwidth_hz=b, latency_s=cost.latency_s,
