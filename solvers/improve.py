@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.bounds import subset_lower_bound
+from solvers.bounds import EdgeRoutes, subset_lower_bound
 from solvers.clock import FINISH_S, Clock, now
 from solvers.edge_model import EdgeModel
 from solvers.energy import plan_bandwidth
@@ -25,7 +25,7 @@ from solvers.evaluate import evaluate
 from solvers.group_bound import group_applies, group_lower_bound
 from solvers.instance import RoundProblem
 from solvers.latency_search import search_latency
-from solvers.lp_round import round_edge
+from solvers.lp_round import Polish, round_edge
 from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.pair_moves import pair_moves
@@ -45,6 +45,15 @@ PAIR_MOVES_SHARE = 0.5
 """lambda = 0: after the LP-rounded candidates, the slowest edges above MODEL_MAX_DEVICES get the moves of
 solvers/pair_moves.py (+0.00-0.2 CPU s a 1,000-10,000-device round), until this share of
 time_limit_s."""
+POLISH = True
+"""lambda = 0: the slowest large edge's plan and its LP-rounded candidates each go through solvers/pair_moves.py
+before they are compared."""
+THRESHOLD_SHARE = 0.75
+"""lambda = 0: then, until this share of time_limit_s, the THRESHOLD_EDGES slowest edges' subset LP thresholds are
+bisected between the round's bound and the edge's latency (THRESHOLD_STEPS LPs from the last basis): the bound's
+ladder and the LP-rounding's few steps leave them under it, and an edge below the slowest may prove more."""
+THRESHOLD_STEPS = 10
+THRESHOLD_EDGES = 4
 UNION_DUAL = True
 """lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
 LAMBDA_SHARE = 0.6
@@ -128,6 +137,11 @@ def uses_cvxpy(problem: RoundProblem) -> bool:
     return p.num_edges > 1 or p.relay_aggregates
 
 
+def _polisher(sub: RoundProblem, by: float) -> Polish:
+    """solvers/pair_moves.py on the one-edge problem `sub` until `by`, as lp_round's polish."""
+    return lambda x, relay: pair_moves(sub, x, relay, Clock(by))[:2]
+
+
 def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: float) -> RoundPlan:
     """lambda = 0, relays that forward: the slowest edge, while it has more than MODEL_MAX_DEVICES devices, gets the
     LP-rounded candidates of solvers/lp_round.py (each edge once, until `by` or the gap is certified); a faster
@@ -145,7 +159,13 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
         sub, dev = restrict(p, np.array([e]))
         local = np.full(p.num_devices, -1)
         local[dev] = np.arange(dev.size)
-        got = round_edge(sub, float(edge_t[e]), by, lower, (x[dev], local[relay[dev]]))
+        inc_x, inc_r, inc_t = x[dev], local[relay[dev]], float(edge_t[e])
+        if POLISH:  # the incumbent and every LP-rounded candidate at their moves' local optimum
+            inc_x, inc_r, inc_t = pair_moves(sub, inc_x, inc_r, Clock(by))
+            if inc_t < edge_t[e]:
+                x[dev], relay[dev], edge_t[e], changed = inc_x, dev[inc_r], inc_t, True
+        got = round_edge(sub, inc_t, by, lower, (inc_x, inc_r),
+                         polish=_polisher(sub, by) if POLISH else None)
         lower = max(lower, got.lower_bound)
         if got.x is not None and got.relay is not None:
             x[dev], relay[dev], edge_t[e], changed = got.x, dev[got.relay], got.latency, True
@@ -188,6 +208,33 @@ def move_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: flo
                       objective=cost.objective, lower_bound=min(plan.lower_bound, cost.objective))
 
 
+def bisect_slowest(problem: RoundProblem, plan: RoundPlan, by: float, steps: int = THRESHOLD_STEPS,
+                   edges: int = THRESHOLD_EDGES) -> RoundPlan:
+    """lambda = 0: the `edges` slowest edges above MODEL_MAX_DEVICES, slowest first, each prove by their subset LP
+    (solvers/bounds.py) the largest latency they can between the round's bound and their own latency: no plan
+    finishes an edge by a latency its LP refutes, so the round's latency is at least it."""
+    p = problem
+    edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    lower = plan.lower_bound
+    for e in np.argsort(-edge_t)[:edges].tolist():
+        if now() >= by or edge_t[e] <= lower:
+            break
+        if size[e] <= MODEL_MAX_DEVICES:
+            continue
+        route, demand = EdgeRoutes.of(p, e, [0]), p.coverage_demand()[e]
+        lo, hi = lower, float(edge_t[e])
+        if not route.impossible(lo * (1 + 1e-6), demand):  # its LP proves no more than the bound has
+            continue
+        for _ in range(steps):
+            if now() >= by:
+                break
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if route.impossible(mid, demand) else (lo, mid)
+        lower = max(lower, lo)
+    return plan.with_(lower_bound=min(lower, plan.objective))
+
+
 def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> RoundPlan:
     """lambda = 0, relays that aggregate: the slowest edge, when it has more than MODEL_MAX_DEVICES devices (the
     model's edges get their own bounds), gets the union LPs' dual bound of solvers/union_dual.py until `by`."""
@@ -223,6 +270,8 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                                  gap)
         plan = move_large_edges(p, plan, min(t0 + PAIR_MOVES_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
                                 gap)
+        if not within(plan, gap):
+            plan = bisect_slowest(p, plan, min(t0 + THRESHOLD_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S))
         if within(plan, gap):
             return plan.with_(status=STATUS_PROVEN)
     if UNION_DUAL and p.lam == 0 and p.relay_aggregates and not (p.tree_aggregation or p.has_power_frequency):

@@ -14,6 +14,7 @@ latency decides: it replaces the edge's plan only when faster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -159,11 +160,15 @@ def group_cost(p: RoundProblem, route: EdgeRoutes, x: np.ndarray, relay: np.ndar
     return cost
 
 
+Polish = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
 def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.0,
-               incumbent: tuple[np.ndarray, np.ndarray] | None = None) -> Rounded:
+               incumbent: tuple[np.ndarray, np.ndarray] | None = None, polish: Polish | None = None) -> Rounded:
     """The LP-rounded candidates of the one-edge problem p whose plan (`incumbent`, when given) takes `upper`, priced
     exactly (lower: as in `lp_candidates`); then up to REPRICE rounds of the LP re-priced at the best plan's groups
-    (`group_cost`) at TRIALS x its latency, rounded the same way."""
+    (`group_cost`) at TRIALS x its latency, rounded the same way. polish(x, relay): a feasible candidate's local
+    search (solvers/pair_moves.py) before it is priced."""
     route = EdgeRoutes.of(p, 0, [0])
     cands, proven = lp_candidates(p, upper, deadline, lower, route)
     best = Rounded(None, None, np.inf, proven)
@@ -172,6 +177,8 @@ def round_edge(p: RoundProblem, upper: float, deadline: float, lower: float = 0.
         nonlocal best
         if not feasible(p, x, relay):
             return False
+        if polish is not None:
+            x, relay = polish(x, relay)
         t = exact_cost(p, x, relay)
         if t < min(upper * (1 - 1e-9), best.latency):
             best = Rounded(x, relay, t, proven)

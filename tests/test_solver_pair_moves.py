@@ -5,6 +5,7 @@ round's certified bound unchanged by the moves (so still never above the optimum
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -108,3 +109,17 @@ def test_moves_on_large_edges_keep_the_bound_valid(monkeypatch, seed):
     ref = exact_solve(p)
     assert plan.lower_bound <= ref.objective * (1 + 1e-9)
     assert plan.objective >= ref.objective * (1 - 1e-9)
+
+
+def test_bisected_thresholds_stay_below_the_optimum(monkeypatch):
+    """improve.bisect_slowest on edges made "large": never above exact_solve's optimum, never below the plan's
+    bound, and above it on some seeded round (else the test could not fail)."""
+    monkeypatch.setattr(improve, "MODEL_MAX_DEVICES", 2)
+    raised = 0
+    for seed in (40, 47, 59, 61):
+        p = random_instance(10, 2, 4, seed)
+        plan = joint_solve(p, enum_max=0, local_rounds=0, time_limit_s=0)
+        got = improve.bisect_slowest(p, plan, math.inf, steps=20, edges=2)
+        assert plan.lower_bound * (1 - 1e-12) <= got.lower_bound <= exact_solve(p).objective * (1 + 1e-9)
+        raised += got.lower_bound > plan.lower_bound * (1 + 1e-6)
+    assert raised > 0
