@@ -48,7 +48,7 @@ time_limit_s."""
 POLISH = True
 """lambda = 0: the slowest large edge's plan and its LP-rounded candidates each go through solvers/pair_moves.py
 before they are compared."""
-THRESHOLD_SHARE = 0.75
+THRESHOLD_SHARE = 0.6
 """lambda = 0: then, until this share of time_limit_s, the THRESHOLD_EDGES slowest edges' subset LP thresholds are
 bisected between the round's bound and the edge's latency (THRESHOLD_STEPS LPs from the last basis): the bound's
 ladder and the LP-rounding's few steps leave them under it, and an edge below the slowest may prove more."""
