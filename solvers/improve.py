@@ -5,8 +5,9 @@ lambda = 0: the round separates by edge (T = max_e T_e), so the model works on o
 column model of solvers/latency_model.py, or solvers/union_model.py when relays aggregate), the slowest
 first, and stops as soon as the best edge bound certifies the round's latency within `gap`: at scale only the few
 edges that set T are modelled; edges above MODEL_MAX_DEVICES (relays that forward) first get plans read off the
-subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit, then the moves of two
-or three devices of solvers/pair_moves.py. lambda > 0 couples the
+subset LP (solvers/lp_round.py), the slowest first, within LARGE_EDGE_SHARE of the limit, the slowest one's candidates
+polished by the moves of solvers/pair_moves.py, then those moves on the next slowest, and the slowest edges' LP
+thresholds bisected (the round's bound). lambda > 0 couples the
 edges through T, so the model takes the whole round, when it is small enough (MODEL_MAX_DEVICES); a one-edge round
 with relays that forward first gets a plan read off the subset MILP (solvers/subset_plan.py), then the one MILP
 with T a variable (solvers/edge_model.py). Every MILP gets the time left of the round's `time_limit_s`.
