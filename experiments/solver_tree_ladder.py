@@ -2,9 +2,9 @@
 
 Per instance (experiments/solver_model_bench.py's tree mode, one edge): the search's plan without a time limit
 (solvers/tree.py `tree_search`, deterministic) is the incumbent; then the bound of tree_bound.py's per-root pairs
-alone, the ladder's (solvers/tree_energy.py), the ladder with each device's modules coupled (solvers/tree_lagrange.py,
-every root below the incumbent), the ladder's own energy bound at the plan's root against the plan's energy, and
-the CPU s of each. No MILP: what `joint` knows before its model starts.
+alone, the ladder's (solvers/tree_energy.py), the ladder with each device's modules coupled in latency and energy
+(solvers/tree_lagrange.py `coupled_root`, every root below the incumbent), the ladder's own energy bound at the
+plan's root against the plan's energy, and the CPU s of each. No MILP: what `joint` knows before its model starts.
 
     python experiments/solver_tree_ladder.py [--sizes 8,12] [--lams 0.05,0.5,5,50] [--seeds 2]
         [--out experiments/results/solver_model/tree_ladder.json]
@@ -23,7 +23,7 @@ from solvers.edgebatch import EdgeView
 from solvers.tree import tree_cost, tree_search
 from solvers.tree_bound import edge_root_bounds, threshold_value
 from solvers.tree_energy import edge_parts, ladder_pairs, root_values
-from solvers.tree_lagrange import coupled_value
+from solvers.tree_lagrange import coupled_root, latency_columns
 
 
 def main() -> None:
@@ -46,10 +46,11 @@ def main() -> None:
         assert pairs is not None
         ladder = root_values(pairs, lam)
         c = time.process_time()
-        parts = edge_parts(v)
-        assert parts is not None
-        coupled = np.array([coupled_value(v, parts, r, pairs[r], float(t_lb[r]), lam, plan.objective)
-                            if ladder[r] < plan.objective else ladder[r] for r in range(v.n)])
+        parts, cols = edge_parts(v), latency_columns(v)
+        assert parts is not None and cols is not None
+        coupled = np.array([coupled_root(v, parts, cols, r, pairs[r], float(t_lb[r]), float(e_lb[r]), lam,
+                                         plan.objective)[1] if ladder[r] < plan.objective else ladder[r]
+                            for r in range(v.n)])
         cpu_coupled = time.process_time() - c
         row = {"devices": n, "lambda": lam, "seed": seed, "incumbent": plan.objective,
                "pairs_gap": 1 - threshold_value([t_lb], [e_lb], lam) / plan.objective,

@@ -25,7 +25,7 @@ from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
 from solvers.tree_energy import edge_parts, flat_pairs, root_values
-from solvers.tree_lagrange import coupled_value
+from solvers.tree_lagrange import coupled_root, latency_columns
 from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
@@ -76,11 +76,11 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     not take the edge (a device with too many subsets); running out of time leaves the other roots at their cheap
     bound."""
     v = edge.view
-    t_lb, e_lb = edge.pairs
+    t_lb, e_lb = edge.pairs[0].copy(), edge.pairs[1]
     cheap = t_lb + lam * e_lb
     if edge.ladder is not None:  # T + lam E_lb(T) per root (solvers/tree_energy.py): orders, skips, bounds roots
         cheap = np.maximum(cheap, root_values(edge.ladder, lam))
-        _couple(edge, cheap, lam, t_lb, now() + COUPLE_SHARE * (deadline - now()), gap)
+        _couple(edge, cheap, t_lb, e_lb, lam, now() + COUPLE_SHARE * (deadline - now()), gap)
     model = build([v], max(edge.value(lam), 1e-300))
     if model is None:
         return False
@@ -102,17 +102,20 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     return True
 
 
-def _couple(edge: _Edge, cheap: np.ndarray, lam: float, t_lb: np.ndarray, until: float, gap: float) -> None:
-    """Raise cheap[r] (in place) by the ladder with each device's modules coupled (solvers/tree_lagrange.py), roots
-    in the order of their bound while it is below the cutoff, until `until`."""
-    parts = edge_parts(edge.view)
-    if parts is None or edge.ladder is None:
+def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, lam: float, until: float,
+            gap: float) -> None:
+    """Raise t_lb[r] and cheap[r] (in place) with each device's modules coupled (solvers/tree_lagrange.py): the
+    coupled latency, the ladder from it, the coupled ladder; roots in the order of their bound while it is below the
+    cutoff, until `until`."""
+    ladder, parts, cols = edge.ladder, edge_parts(edge.view), latency_columns(edge.view)
+    if ladder is None or parts is None or cols is None:
         return
-    for r in np.argsort(cheap, kind="stable"):
+    for r in (int(k) for k in np.argsort(cheap, kind="stable")):
         if not cheap[r] < (1 - 0.9 * gap) * edge.value(lam) or now() >= until:
             break
-        cheap[r] = max(cheap[r], coupled_value(edge.view, parts, int(r), edge.ladder[int(r)], float(t_lb[r]), lam,
-                                               edge.value(lam)))
+        t_lb[r], value = coupled_root(edge.view, parts, cols, r, ladder[r], float(t_lb[r]), float(e_lb[r]), lam,
+                                      edge.value(lam))
+        cheap[r] = max(cheap[r], value)
 
 
 def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,

@@ -18,11 +18,17 @@ of s + lambda max(E_ladder(s), L(t_k+1)).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from solvers.clock import charge
 from solvers.edgebatch import EdgeView
+from solvers.evaluate import uplink_rate
+from solvers.highs import bare_highs
+from solvers.tree_bound import shortest_paths
 from solvers.tree_energy import EdgeParts
+from solvers.tree_model import device_subsets
 
 GRID = 6
 """Intervals of the latency grid per root."""
@@ -68,26 +74,115 @@ def coupled_energy(view: EdgeView, parts: EdgeParts, r: int, t: float, start: fl
 
 
 def coupled_value(view: EdgeView, parts: EdgeParts, r: int, pairs: tuple[np.ndarray, np.ndarray], t_lb: float,
-                  lam: float, upper: float) -> float:
+                  lam: float, upper: float, floor: float = -math.inf) -> float:
     """A bound on T + lam E over the plans rooted at r that is at least min(the ladder's, upper) (module doc);
-    pairs: r's ladder pairs (t ascending), upper: the incumbent's objective."""
+    pairs: r's ladder pairs (t ascending), upper: the incumbent's objective, floor: a bound on T of these plans
+    above t_lb (the grid still starts at t_lb, each point counts at least floor)."""
     ts, es = pairs
     if ts.size == 0:
         return math.inf
     top = upper - lam * float(es[-1])
     if not t_lb < top:
-        return min(float(np.min(ts + lam * es)), upper)
+        return min(float(np.min(np.maximum(ts, floor) + lam * es)), upper)
     grid = np.linspace(t_lb, top, GRID + 1)
     best = upper
     for k in range(GRID):
         lo, hi = float(grid[k]), float(grid[k + 1])
-        if lo >= best:
+        if max(lo, floor) >= best:
             break
         inside = ts[(ts > lo) & (ts < hi)]
         points = np.concatenate([[lo], inside])
         at = np.searchsorted(ts, points, side="right") - 1
+        points = np.maximum(points, floor)
         ladder_e = np.where(at >= 0, es[np.maximum(at, 0)], math.inf)
         start = float(es[max(int(np.searchsorted(ts, hi, side="right")) - 1, 0)])
         coupled = coupled_energy(view, parts, r, hi, start)
         best = min(best, float(np.min(points + lam * np.maximum(ladder_e, coupled))))
     return best
+
+
+@dataclass(frozen=True)
+class LatencyColumns:
+    """Per device and memory-feasible subset S of its demanded modules (solvers/tree_model.py's columns): its
+    compute time, bits and samples per module, for the coupled latency bound."""
+
+    device: np.ndarray  # [C]
+    compute: np.ndarray  # [C] seconds
+    bits: np.ndarray  # [C]
+    cover: np.ndarray  # [m, C] samples the column gives each demanded module
+    demand: np.ndarray  # [m]
+    sp: np.ndarray  # [k, r] shortest D2D path (sum of 1 / rate)
+    up: np.ndarray  # [r] the root's upload time c_r
+
+
+def latency_columns(view: EdgeView) -> LatencyColumns | None:
+    """The edge's columns; None where a device has too many subsets."""
+    p, d = view.problem, view.dev
+    subs = device_subsets(view)
+    if subs is None:
+        return None
+    need = np.flatnonzero(view.demand > 0)
+    device = np.concatenate([np.full(len(s), k) for k, s in enumerate(subs)])
+    rows = np.concatenate(subs).astype(float)
+    n_k = p.samples[d][device].astype(float)
+    bits_e = 8.0 * float(p.module_bytes[need].sum())
+    up = bits_e / uplink_rate(np.full(view.n, p.edge_bandwidth_hz[view.edge]), p.snr_hz[d]) if need.size else \
+        np.zeros(view.n)
+    return LatencyColumns(device, n_k * (rows @ p.module_cycles) / p.cpu_hz[d][device], 8.0 * (rows @ p.module_bytes),
+                          (rows[:, need] * n_k[:, None]).T, view.demand[need], shortest_paths(view), up)
+
+
+def coupled_latency(view: EdgeView, cols: LatencyColumns, r: int, t_lb: float, top: float = math.inf) -> float:
+    """A bound on T over the plans rooted at r, at least t_lb: the least t at which each device can pick one column
+    (fractionally: an LP) whose compute plus its bits along the shortest D2D path to r plus c_r is at most t and the
+    columns cover the demand (every plan rooted at r finishing by t gives such a pick). Bisection over the columns'
+    own times up to `top` (no pick by top: top, every plan has T above it)."""
+    import highspy
+
+    if not math.isfinite(t_lb):
+        return t_lb
+    when = cols.compute + cols.bits * cols.sp[cols.device, r] + float(cols.up[r])
+    steps = np.unique(when[(when > t_lb) & (when <= top)])
+    fast = bare_highs()
+    h = (fast[1] if fast is not None else highspy.Highs)()  # the bare class prints no banner
+    h.setOptionValue("output_flag", False)
+    size = when.size
+    h.addCols(size, np.zeros(size), np.zeros(size), np.ones(size), 0, np.zeros(size, dtype=np.int32),
+              np.zeros(0, dtype=np.int32), np.zeros(0))
+    a = np.concatenate([(cols.device[None, :] == np.arange(view.n)[:, None]).astype(float), cols.cover])
+    nz = a != 0
+    inf = highspy.kHighsInf
+    h.addRows(a.shape[0], np.concatenate([np.full(view.n, -inf), cols.demand * (1 - 1e-9)]),
+              np.concatenate([np.ones(view.n), np.full(cols.demand.size, inf)]), int(nz.sum()),
+              np.concatenate([[0], np.cumsum(nz.sum(axis=1))[:-1]]).astype(np.int32),
+              np.nonzero(nz)[1].astype(np.int32), a[nz])
+    idx = np.arange(size, dtype=np.int32)
+
+    def feasible(t: float) -> bool:
+        h.changeColsBounds(size, idx, np.zeros(size), (when <= t * (1 + 1e-12)).astype(float))
+        h.run()
+        charge(h.getInfo())
+        return bool(h.getModelStatus() != highspy.HighsModelStatus.kInfeasible)  # unsure: the weaker answer
+
+    if feasible(t_lb):
+        return t_lb
+    if steps.size == 0 or not feasible(float(steps[-1])):
+        return max(t_lb, top if math.isfinite(top) else float(steps[-1]) if steps.size else t_lb)
+    lo, hi = -1, steps.size - 1  # steps[lo] infeasible (t_lb at -1), steps[hi] feasible
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if feasible(float(steps[mid])):
+            hi = mid
+        else:
+            lo = mid
+    return float(steps[hi])
+
+
+def coupled_root(view: EdgeView, parts: EdgeParts, cols: LatencyColumns, r: int, pairs: tuple[np.ndarray, np.ndarray],
+                 t_lb: float, e_lb: float, lam: float, upper: float) -> tuple[float, float]:
+    """(T bound, T + lam E bound) of the plans rooted at r: the coupled latency, the ladder from it (every plan
+    has T at least that and dominates one of r's pairs) and the coupled ladder; upper: the incumbent's objective."""
+    t = max(t_lb, coupled_latency(view, cols, r, t_lb, upper - lam * e_lb))
+    ts, es = pairs
+    value = max(t + lam * e_lb, float(np.min(np.maximum(ts, t) + lam * es)) if ts.size else math.inf)
+    return t, max(value, coupled_value(view, parts, r, pairs, t_lb, lam, upper, floor=t))

@@ -17,7 +17,7 @@ from solvers.reference import reference_trees
 from solvers.tree import all_trees, tree_cost, tree_search
 from solvers.tree_bound import edge_root_bounds, threshold_value
 from solvers.tree_energy import edge_parts, flat_pairs, ladder_pairs, root_values, steiner
-from solvers.tree_lagrange import coupled_value
+from solvers.tree_lagrange import coupled_latency, coupled_root, coupled_value, latency_columns
 
 
 def _tree(n: int, seed: int, lam: float, cap: int | None = None, links: int = 3):
@@ -53,8 +53,8 @@ def test_every_plan_dominates_a_pair_of_its_root(n, seed, cap):
     t_lb, e_lb = edge_root_bounds(v)
     pairs = ladder_pairs(v, t_lb, e_lb)
     trees, pls = all_trees(v.rate, capacity=cap), placements_upto(v, 5000)
-    parts = edge_parts(v)
-    assert pairs is not None and parts is not None and trees is not None and pls is not None and len(trees) and len(pls)
+    parts, cols = edge_parts(v), latency_columns(v)
+    assert pairs is not None and parts is not None and cols is not None and trees is not None and pls is not None and len(trees) and len(pls)
     a, b = np.divmod(np.arange(len(pls) * len(trees)), len(trees))
     fin, en = tree_cost(v, pls[a], trees[b])
     roots = np.argmax(trees[b] == np.arange(n), axis=1)
@@ -66,10 +66,13 @@ def test_every_plan_dominates_a_pair_of_its_root(n, seed, cap):
         ok = (fin[mine, None] >= t[None, :] * (1 - 1e-9)) & (en[mine, None] >= e[None, :] * (1 - 1e-9))
         assert ok.any(axis=1).all()
         assert root_values(pairs, 0.5)[r] >= t_lb[r] + 0.5 * e_lb[r] * (1 - 1e-12)  # never below tree_bound's
+        assert coupled_latency(v, cols, r, float(t_lb[r])) <= float(np.min(fin[mine])) * (1 + 1e-9)
         for lam in (0.5, 5.0):  # the coupled ladder: every plan rooted at r costs at least its value
             best = float(np.min(fin[mine] + lam * en[mine]))
             upper = 1.5 * float(np.min(fin + lam * en))
             assert coupled_value(v, parts, r, pairs[r], float(t_lb[r]), lam, upper) <= best * (1 + 1e-9)
+            t_r, value = coupled_root(v, parts, cols, r, pairs[r], float(t_lb[r]), float(e_lb[r]), lam, upper)
+            assert t_r <= float(np.min(fin[mine])) * (1 + 1e-9) and value <= best * (1 + 1e-9)
 
 
 @pytest.mark.parametrize("lam", [0.05, 0.5, 5.0, 50.0])
