@@ -54,6 +54,9 @@ THRESHOLD_SHARE = 0.6
 bisected between the round's bound and the edge's latency (THRESHOLD_STEPS LPs from the last basis): the bound's
 ladder and the LP-rounding's few steps leave them under it, and an edge below the slowest may prove more."""
 THRESHOLD_STEPS = 10
+LATE_MIN_S = 0.15
+"""... and each of the two at least this long where the heuristics ran past their shares (at 100,000 devices they
+end after 0.6 of the limit), within the limit."""
 THRESHOLD_EDGES = 4
 UNION_DUAL = True
 """lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
@@ -269,10 +272,10 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     if p.lam == 0 and not (p.tree_aggregation or p.has_power_frequency or p.relay_aggregates):
         plan = round_large_edges(p, plan, min(t0 + LARGE_EDGE_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
                                  gap)
-        plan = move_large_edges(p, plan, min(t0 + PAIR_MOVES_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S),
-                                gap)
+        end = t0 + time_limit_s - FINISH_S
+        plan = move_large_edges(p, plan, min(max(t0 + PAIR_MOVES_SHARE * time_limit_s, now() + LATE_MIN_S), end), gap)
         if not within(plan, gap):
-            plan = bisect_slowest(p, plan, min(t0 + THRESHOLD_SHARE * time_limit_s, t0 + time_limit_s - FINISH_S))
+            plan = bisect_slowest(p, plan, min(max(t0 + THRESHOLD_SHARE * time_limit_s, now() + LATE_MIN_S), end))
         if within(plan, gap):
             return plan.with_(status=STATUS_PROVEN)
     if UNION_DUAL and p.lam == 0 and p.relay_aggregates and not (p.tree_aggregation or p.has_power_frequency):
