@@ -25,7 +25,7 @@ from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
 from solvers.tree_energy import edge_parts, flat_pairs, root_values
-from solvers.tree_lagrange import coupled_root, latency_columns
+from solvers.tree_lagrange import coupled_latency, coupled_root, latency_columns
 from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
@@ -80,6 +80,7 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     cheap = t_lb + lam * e_lb
     if edge.ladder is not None:  # T + lam E_lb(T) per root (solvers/tree_energy.py): orders, skips, bounds roots
         cheap = np.maximum(cheap, root_values(edge.ladder, lam))
+    if edge.ladder is not None or lam == 0:
         _couple(edge, cheap, t_lb, e_lb, lam, now() + COUPLE_SHARE * (deadline - now()), gap)
     model = build([v], max(edge.value(lam), 1e-300))
     if model is None:
@@ -105,14 +106,19 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
 def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, lam: float, until: float,
             gap: float) -> None:
     """Raise t_lb[r] and cheap[r] (in place) with each device's modules coupled (solvers/tree_lagrange.py): the
-    coupled latency, the ladder from it, the coupled ladder; roots in the order of their bound while it is below the
-    cutoff, until `until`."""
-    ladder, parts, cols = edge.ladder, edge_parts(edge.view), latency_columns(edge.view)
-    if ladder is None or parts is None or cols is None:
+    coupled latency, and where the edge has a ladder the ladder from it and the coupled ladder; roots in the order of
+    their bound while it is below the cutoff, until `until`."""
+    ladder, cols = edge.ladder, latency_columns(edge.view)
+    parts = edge_parts(edge.view) if ladder is not None else None
+    if cols is None or (ladder is not None and parts is None):
         return
     for r in (int(k) for k in np.argsort(cheap, kind="stable")):
-        if not cheap[r] < (1 - 0.9 * gap) * edge.value(lam) or now() >= until:
+        cutoff = (1 - 0.9 * gap) * edge.value(lam)
+        if not cheap[r] < cutoff or now() >= until:
             break
+        if ladder is None or parts is None:  # lambda = 0: cheap is T's bound
+            t_lb[r] = cheap[r] = max(cheap[r], coupled_latency(edge.view, cols, r, float(t_lb[r]), cutoff))
+            continue
         t_lb[r], value = coupled_root(edge.view, parts, cols, r, ladder[r], float(t_lb[r]), float(e_lb[r]), lam,
                                       edge.value(lam))
         cheap[r] = max(cheap[r], value)
