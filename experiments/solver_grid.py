@@ -15,7 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from code_version import CODE_PATHS, commit
+
+from solvers import RoundProblem, random_instance
+
+
+def scale_round(devices: int, seed: int, **kw: Any) -> RoundProblem:
+    """solver_scale_gap's seeded round: about 100 devices an edge, its module count (3..10) drawn from the seed;
+    ``kw`` goes to random_instance (lam, relay_aggregates, d2d_neighbours, ...)."""
+    modules = int(np.random.default_rng(seed).integers(3, 11))
+    return random_instance(devices, max(1, round(devices / 100)), modules, seed, **kw)
 
 
 def add_grid(ap: argparse.ArgumentParser, *, sizes: str = "8,12", lams: str = "0.5,5", seeds: int = 2,

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
+from solver_grid import scale_round
 
-from solvers import RoundPlan, RoundProblem, random_instance, solve
+from solvers import RoundPlan, RoundProblem, solve
 from solvers.bounds import EdgeRoutes
 from solvers.clock import Clock
 from solvers.energy import edge_latency
@@ -38,8 +39,7 @@ OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap"
 def slowest_edge(devices: int, seed: int) -> tuple[RoundProblem, RoundPlan, np.ndarray, int]:
     """The scale bench's seeded round (its module count drawn from the seed), its joint plan, the plan's edge
     latencies and its slowest edge, which bounds the round's latency."""
-    modules = int(np.random.default_rng(seed).integers(3, 11))
-    p = random_instance(devices, max(1, round(devices / 100)), modules, seed)
+    p = scale_round(devices, seed)
     plan = solve(p, "joint")
     edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
     return p, plan, edge_t, int(np.argmax(edge_t))

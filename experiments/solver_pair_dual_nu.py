@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from solver_grid import write_results
+from solver_grid import scale_round, write_results
 
-from solvers import random_instance
 from solvers.energy_bound import EnergyBound
 from solvers.pair_dual import edge_dual
 from solvers.subset_dual import knapsack_beta
@@ -36,8 +35,8 @@ def main() -> None:
     load, rows = os.getloadavg()[0], []
     for s in range(a.seeds):
         n, seed = a.devices, 1000 * a.devices + s
-        modules = int(np.random.default_rng(seed).integers(3, 11))
-        p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5)
+        p = scale_round(n, seed, lam=0.5)
+        modules = p.num_modules
         eb = EnergyBound.of(p)
         knap, nu = eb.prices(math.inf)
         beta = knapsack_beta(eb, nu, math.inf)

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from solver_grid import write_results
+from solver_grid import scale_round, write_results
 
-from solvers import check_plan, random_instance, solve
+from solvers import check_plan, solve
 from solvers.energy import plan_bandwidth
 from solvers.energy_bound import EnergyBound
 from solvers.evaluate import evaluate
@@ -95,8 +95,8 @@ def main() -> None:
     load, rows = os.getloadavg()[0], []
     for s in range(a.seeds):
         n, seed = a.devices, 1000 * a.devices + s
-        modules = int(np.random.default_rng(seed).integers(3, 11))
-        p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5)
+        p = scale_round(n, seed, lam=0.5)
+        modules = p.num_modules
         plan = solve(p, "joint")
         x0, r0 = np.asarray(plan.placement, dtype=bool), np.asarray(plan.relay, dtype=int)
         eb = EnergyBound.of(p)

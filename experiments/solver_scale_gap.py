@@ -27,10 +27,10 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 from code_version import CODE_PATHS, commit
+from solver_grid import scale_round
 
-from solvers import check_plan, random_instance, solve
+from solvers import check_plan, solve
 
 OUT = Path(__file__).resolve().parent / "results" / "solver_scale_gap"
 CASES = (("lambda 0", 0.0, False), ("lambda 0.5", 0.5, False), ("relay_aggregates", 0.0, True))
@@ -55,8 +55,8 @@ def cpu_clock() -> None:
 
 
 def run_one(n: int, seed: int, lam: float, aggregates: bool) -> dict:
-    modules = int(np.random.default_rng(seed).integers(3, 11))
-    p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=lam, relay_aggregates=aggregates)
+    p = scale_round(n, seed, lam=lam, relay_aggregates=aggregates)
+    modules = p.num_modules
     load = os.getloadavg()[0]
     c0, w0 = time.process_time(), WALL()
     plan = solve(p, "joint")

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
+from solver_grid import scale_round
 
-from solvers import random_instance, solve
+from solvers import solve
 from solvers.energy_bound import EnergyBound
 from solvers.pair_dual import PairDual
 from solvers.subset_dual import SubsetDual
@@ -43,8 +44,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     n, seed = a.devices, 1000 * a.devices + a.seed
-    modules = int(np.random.default_rng(seed).integers(3, 11))
-    p = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5)
+    p = scale_round(n, seed, lam=0.5)
+    modules = p.num_modules
     code, load = commit(CODE_PATHS), os.getloadavg()[0]
     plan = solve(p, "joint")
     out: dict = {"commit": code, "load_1min": load, "devices": n, "seed": seed, "modules": modules,
@@ -83,7 +84,7 @@ def main() -> None:
             row |= {"lp_j": total, "lp_cpu_s": time.process_time() - c, "lp_fractional": frac, "lp_ones": ones}
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
-    bare = random_instance(n, max(1, round(n / 100)), modules, seed, lam=0.5, d2d_neighbours=0)
+    bare = scale_round(n, seed, lam=0.5, d2d_neighbours=0)
     eb0, sd0 = EnergyBound.of(bare), SubsetDual.of(bare, iterations=60)
     assert sd0 is not None
     knap0, nu0 = eb0.prices(math.inf)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
+from solver_grid import scale_round
 
 import solvers.union_dual as ud
-from solvers import random_instance, solve
+from solvers import solve
 from solvers.bounds import EdgeRoutes
 from solvers.evaluate import evaluate
 
@@ -41,8 +42,8 @@ def main() -> None:
     code, rows = commit(CODE_PATHS), []
     limits = ud.set_limits
     for seed in (int(v) for v in args.seeds.split(",")):
-        modules = int(np.random.default_rng(seed).integers(3, 11))
-        p = random_instance(1000, 10, modules, seed, relay_aggregates=True)
+        p = scale_round(1000, seed, relay_aggregates=True)
+        modules = p.num_modules
         plan = solve(p, "joint", time_limit_s=0)
         t_edge = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
         e = int(np.argmax(t_edge))
