@@ -141,6 +141,15 @@ def uses_cvxpy(problem: RoundProblem) -> bool:
     return p.num_edges > 1 or p.relay_aggregates
 
 
+def _one_edge(problem: RoundProblem, e: int, relay: np.ndarray) -> tuple[RoundProblem, np.ndarray, np.ndarray]:
+    """Edge e alone: its sub-problem, its devices' indices in the whole problem, and `relay` of those devices in the
+    sub-problem's indices (a relay is in its device's cluster)."""
+    sub, dev = restrict(problem, np.array([e]))
+    local = np.full(problem.num_devices, -1)
+    local[dev] = np.arange(dev.size)
+    return sub, dev, local[relay[dev]]
+
+
 def _polisher(sub: RoundProblem, by: float) -> Polish:
     """solvers/pair_moves.py on the one-edge problem `sub` until `by`, as lp_round's polish."""
     return lambda x, relay: pair_moves(sub, x, relay, Clock(by))[:2]
@@ -160,10 +169,8 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
         if lower >= (1 - gap) * edge_t[e] or e in tried or size[e] <= MODEL_MAX_DEVICES:
             break
         tried.add(e)
-        sub, dev = restrict(p, np.array([e]))
-        local = np.full(p.num_devices, -1)
-        local[dev] = np.arange(dev.size)
-        inc_x, inc_r, inc_t = x[dev], local[relay[dev]], float(edge_t[e])
+        sub, dev, inc_r = _one_edge(p, e, relay)
+        inc_x, inc_t = x[dev], float(edge_t[e])
         if POLISH:  # the incumbent and every LP-rounded candidate at their moves' local optimum
             inc_x, inc_r, inc_t = pair_moves(sub, inc_x, inc_r, Clock(by))
             if inc_t < edge_t[e]:
@@ -196,10 +203,8 @@ def move_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: flo
         if plan.lower_bound >= (1 - gap) * edge_t[e] or e in tried or size[e] <= MODEL_MAX_DEVICES:
             break
         tried.add(e)
-        sub, dev = restrict(p, np.array([e]))
-        local = np.full(p.num_devices, -1)
-        local[dev] = np.arange(dev.size)
-        got_x, _, got_t = pair_moves(sub, x[dev], local[plan.relay[dev]], Clock(by))
+        sub, dev, sub_relay = _one_edge(p, e, plan.relay)
+        got_x, _, got_t = pair_moves(sub, x[dev], sub_relay, Clock(by))
         if got_t < edge_t[e]:
             x[dev], edge_t[e] = got_x, got_t
     if not tried or np.array_equal(x, plan.placement):
@@ -304,11 +309,9 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             beyond = size[e] > MODEL_MAX_DEVICES  # the slowest edge is not the model's: not a matter of time
             if e in done or beyond or now() >= deadline:
                 break
-            sub, dev = restrict(p, np.array([e]))
-            local = np.full(p.num_devices, -1)
-            local[dev] = np.arange(dev.size)
+            sub, dev, sub_relay = _one_edge(p, e, relay)
             # the column model at trial latencies (solvers/latency_model.py; union_model.py when relays aggregate)
-            s = search_latency(sub, x[dev], local[relay[dev]], float(edge_t[e]), deadline, gap)
+            s = search_latency(sub, x[dev], sub_relay, float(edge_t[e]), deadline, gap)
             got_x, got_r, got_t, got_lb = s.x, s.relay, s.latency, s.lower_bound
             done.add(e)
             if got_t < edge_t[e]:
