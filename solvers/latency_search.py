@@ -43,13 +43,13 @@ class Searched:
 
 
 def search_latency(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, upper: float, deadline: float,
-                   gap: float = 0.01, model: Any = None) -> Searched:
-    """Improve and certify the incumbent (x0, relay0) of latency `upper` on the one-edge problem p."""
+                   gap: float = 0.01, model: Any = None, lower: float = 0.0) -> Searched:
+    """Improve and certify the incumbent (x0, relay0) of latency `upper` on the one-edge problem p (lower: a latency
+    already proven out of reach; the ladder starts above it)."""
     if model is None:
         model = UnionModel(p) if p.relay_aggregates else LatencyModel(p)
     lm = model
     best_x, best_r, best = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int), float(upper)
-    lower = 0.0
 
     def better(cols: np.ndarray) -> bool:
         x, relay = lm.plan(cols)
