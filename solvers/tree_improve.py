@@ -12,6 +12,7 @@ MODEL_MAX_DEVICES devices in all). Edges enumerated by the search are exact alre
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -22,19 +23,21 @@ from solvers.edgebatch import EdgeView
 from solvers.fields import check_budget, check_limits
 from solvers.instance import RoundProblem
 from solvers.plan import RoundPlan
-from solvers.tree import TreeEdges, is_tree, tree_cost, tree_search
+from solvers.tree import TreeEdges, is_tree, spt_trees, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
 from solvers.tree_energy import edge_parts, flat_pairs, root_values
-from solvers.tree_lagrange import coupled_latency, coupled_root, latency_columns
+from solvers.tree_lagrange import coupled_latency, coupled_root, ladder_value, latency_columns
 from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0, or one edge) or round (lambda > 0, several edges) given to the tree MILP."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 SEARCH_SHARE = 0.5
+"""Part of time_limit_s after which the search stops descending (the model gets the rest)."""
 COUPLE_SHARE = 0.3
 """Part of the time left at most for coupling the ladder's devices (solvers/tree_lagrange.py) before the MILP."""
-"""Part of time_limit_s after which the search stops descending (the model gets the rest)."""
+INTEGER_SHARE = 0.3
+"""Part of the time left after that at most for the coupled latency with integer columns (one MILP test per step)."""
 
 
 class _Edge:
@@ -81,7 +84,7 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     if edge.ladder is not None:  # T + lam E_lb(T) per root (solvers/tree_energy.py): orders, skips, bounds roots
         cheap = np.maximum(cheap, root_values(edge.ladder, lam))
     if edge.ladder is not None or lam == 0:
-        _couple(edge, cheap, t_lb, e_lb, lam, now() + COUPLE_SHARE * (deadline - now()), gap)
+        _couple(edge, cheap, t_lb, e_lb, lam, now() + COUPLE_SHARE * (deadline - now()), gap, deadline)
     model = build([v], max(edge.value(lam), 1e-300))
     if model is None:
         return False
@@ -104,10 +107,11 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
 
 
 def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, lam: float, until: float,
-            gap: float) -> None:
+            gap: float, deadline: float) -> None:
     """Raise t_lb[r] and cheap[r] (in place) with each device's modules coupled (solvers/tree_lagrange.py): the
     coupled latency, and where the edge has a ladder the ladder from it and the coupled ladder; roots in the order of
-    their bound while it is below the cutoff, until `until`."""
+    their bound while it is below the cutoff, until `until`. Then the coupled latency with integer columns, roots in
+    their new order, for INTEGER_SHARE of the time left to `deadline`."""
     ladder, cols = edge.ladder, latency_columns(edge.view)
     parts = edge_parts(edge.view) if ladder is not None else None
     if cols is None or (ladder is not None and parts is None):
@@ -122,6 +126,23 @@ def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, 
         t_lb[r], value = coupled_root(edge.view, parts, cols, r, ladder[r], float(t_lb[r]), float(e_lb[r]), lam,
                                       edge.value(lam))
         cheap[r] = max(cheap[r], value)
+    whole = now() + INTEGER_SHARE * (deadline - now())
+    for r in (int(k) for k in np.argsort(cheap, kind="stable")):  # the integer test, roots in their new order
+        cutoff = (1 - 0.9 * gap) * edge.value(lam)
+        if not cheap[r] < cutoff or now() >= whole:
+            break
+        t = coupled_latency(edge.view, cols, r, float(t_lb[r]), cutoff - lam * float(e_lb[r]), whole,
+                            functools.partial(_try_pick, edge, r, lam))
+        t_lb[r] = max(t_lb[r], t)
+        cheap[r] = max(cheap[r], t + lam * float(e_lb[r]) if ladder is None else
+                       ladder_value(ladder[r], t, float(e_lb[r]), lam))
+
+
+def _try_pick(edge: _Edge, r: int, lam: float, x: np.ndarray) -> None:
+    """Offer an integer pick of the coupled latency as a plan: its placement on the shortest-path tree to r."""
+    parent = spt_trees(edge.view)[r]
+    if (parent >= 0).all():
+        edge.offer(x, parent, lam)
 
 
 def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,

@@ -18,11 +18,12 @@ of s + lambda max(E_ladder(s), L(t_k+1)).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.clock import charge
+from solvers.clock import charge, now, set_limits
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.highs import bare_highs
@@ -113,6 +114,7 @@ class LatencyColumns:
     demand: np.ndarray  # [m]
     sp: np.ndarray  # [k, r] shortest D2D path (sum of 1 / rate)
     up: np.ndarray  # [r] the root's upload time c_r
+    modules: np.ndarray  # [C, M] bool: the column's subset
 
 
 def latency_columns(view: EdgeView) -> LatencyColumns | None:
@@ -129,20 +131,25 @@ def latency_columns(view: EdgeView) -> LatencyColumns | None:
     up = bits_e / uplink_rate(np.full(view.n, p.edge_bandwidth_hz[view.edge]), p.snr_hz[d]) if need.size else \
         np.zeros(view.n)
     return LatencyColumns(device, n_k * (rows @ p.module_cycles) / p.cpu_hz[d][device], 8.0 * (rows @ p.module_bytes),
-                          (rows[:, need] * n_k[:, None]).T, view.demand[need], shortest_paths(view), up)
+                          (rows[:, need] * n_k[:, None]).T, view.demand[need], shortest_paths(view), up, rows > 0)
 
 
-def coupled_latency(view: EdgeView, cols: LatencyColumns, r: int, t_lb: float, top: float = math.inf) -> float:
+def coupled_latency(view: EdgeView, cols: LatencyColumns, r: int, t_lb: float, top: float = math.inf,
+                    until: float | None = None, on_pick: Callable[[np.ndarray], None] | None = None) -> float:
     """A bound on T over the plans rooted at r, at least t_lb: the least t at which each device can pick one column
     (fractionally: an LP) whose compute plus its bits along the shortest D2D path to r plus c_r is at most t and the
     columns cover the demand (every plan rooted at r finishing by t gives such a pick). Bisection over the columns'
-    own times up to `top` (no pick by top: top, every plan has T above it)."""
+    own times up to `top` (no pick by top: top, every plan has T above it). With `until` (a time on the solve's
+    clock), the same test with integer columns (one whole column per device, as a plan picks; a MILP) goes on up
+    from the LP's answer until then: feasibility changes only at the columns' times, so the step after the last
+    one proven infeasible bounds T whenever time runs out. on_pick(x [n, M]) gets each integer pick found (a
+    placement that covers the demand within memory: the caller may try it as a plan)."""
     import highspy
 
     if not math.isfinite(t_lb):
         return t_lb
     when = cols.compute + cols.bits * cols.sp[cols.device, r] + float(cols.up[r])
-    steps = np.unique(when[(when > t_lb) & (when <= top)])
+    points = np.concatenate([[t_lb], np.unique(when[(when > t_lb) & (when <= top)])])
     fast = bare_highs()
     h = (fast[1] if fast is not None else highspy.Highs)()  # the bare class prints no banner
     h.setOptionValue("output_flag", False)
@@ -157,25 +164,75 @@ def coupled_latency(view: EdgeView, cols: LatencyColumns, r: int, t_lb: float, t
               np.concatenate([[0], np.cumsum(nz.sum(axis=1))[:-1]]).astype(np.int32),
               np.nonzero(nz)[1].astype(np.int32), a[nz])
     idx = np.arange(size, dtype=np.int32)
+    stop = math.inf if until is None else until
 
-    def feasible(t: float) -> bool:
-        h.changeColsBounds(size, idx, np.zeros(size), (when <= t * (1 + 1e-12)).astype(float))
+    def feasible(k: int) -> bool | None:
+        """Is there a pick by points[k]? None: unsure (the MILP's limit)."""
+        h.changeColsBounds(size, idx, np.zeros(size), (when <= points[k] * (1 + 1e-12)).astype(float))
+        if integer and math.isfinite(stop):
+            set_limits(h, stop - now())
         h.run()
         charge(h.getInfo())
-        return bool(h.getModelStatus() != highspy.HighsModelStatus.kInfeasible)  # unsure: the weaker answer
+        status = h.getModelStatus()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return False
+        if integer and on_pick is not None and status == highspy.HighsModelStatus.kOptimal:
+            on_pick(_placement(cols, np.asarray(h.getSolution().col_value)[:size], view.n))
+        return True if status == highspy.HighsModelStatus.kOptimal or not integer else None
 
-    if feasible(t_lb):
-        return t_lb
-    if steps.size == 0 or not feasible(float(steps[-1])):
-        return max(t_lb, top if math.isfinite(top) else float(steps[-1]) if steps.size else t_lb)
-    lo, hi = -1, steps.size - 1  # steps[lo] infeasible (t_lb at -1), steps[hi] feasible
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if feasible(float(steps[mid])):
-            hi = mid
-        else:
-            lo = mid
-    return float(steps[hi])
+    def bisect(lo: int, hi: int) -> tuple[int, int]:
+        """(last infeasible, first feasible) index between lo (infeasible) and hi (feasible); stops where unsure."""
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            ok = feasible(mid)
+            if ok is None:
+                break
+            lo, hi = (lo, mid) if ok else (mid, hi)
+        return lo, hi
+
+    integer = False
+    last = points.size - 1
+    if not feasible(last):  # not even at top (the LP: no integer pick either)
+        return max(t_lb, top if math.isfinite(top) else float(points[-1]))
+    lo, hi = -1, last
+    if feasible(0):
+        hi = 0
+    else:
+        lo, hi = bisect(0, last)
+    if until is None or now() >= until:
+        return float(points[hi])
+    integer = True  # the same test with whole columns, from the LP's answer up: galloping, then bisection
+    h.changeColsIntegrality(size, idx, np.full(size, highspy.HighsVarType.kInteger))
+    step, k = 1, hi
+    while True:
+        if now() >= stop:
+            return float(points[lo + 1])
+        ok = feasible(k)
+        if ok is None:
+            return float(points[lo + 1])
+        if ok:
+            break
+        lo = k
+        if k == last:  # no integer pick by top
+            return max(t_lb, top if math.isfinite(top) else float(points[-1]))
+        k, step = min(k + step, last), 2 * step
+    lo, _ = bisect(lo, k)
+    return float(points[lo + 1])
+
+
+def _placement(cols: LatencyColumns, value: np.ndarray, n: int) -> np.ndarray:
+    """[n, M] the subsets of an integer pick (per device its column of largest value)."""
+    x = np.zeros((n, cols.modules.shape[1]), dtype=bool)
+    for k in range(n):
+        mine = np.flatnonzero(cols.device == k)
+        x[k] = cols.modules[mine[int(np.argmax(value[mine]))]]
+    return x
+
+
+def ladder_value(pairs: tuple[np.ndarray, np.ndarray], t: float, e_lb: float, lam: float) -> float:
+    """A bound on T + lam E over the plans rooted at r with T >= t: each dominates one of r's ladder pairs."""
+    ts, es = pairs
+    return max(t + lam * e_lb, float(np.min(np.maximum(ts, t) + lam * es)) if ts.size else math.inf)
 
 
 def coupled_root(view: EdgeView, parts: EdgeParts, cols: LatencyColumns, r: int, pairs: tuple[np.ndarray, np.ndarray],
@@ -183,6 +240,5 @@ def coupled_root(view: EdgeView, parts: EdgeParts, cols: LatencyColumns, r: int,
     """(T bound, T + lam E bound) of the plans rooted at r: the coupled latency, the ladder from it (every plan
     has T at least that and dominates one of r's pairs) and the coupled ladder; upper: the incumbent's objective."""
     t = max(t_lb, coupled_latency(view, cols, r, t_lb, upper - lam * e_lb))
-    ts, es = pairs
-    value = max(t + lam * e_lb, float(np.min(np.maximum(ts, t) + lam * es)) if ts.size else math.inf)
+    value = ladder_value(pairs, t, e_lb, lam)
     return t, max(value, coupled_value(view, parts, r, pairs, t_lb, lam, upper, floor=t))

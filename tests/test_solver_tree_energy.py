@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -100,3 +101,34 @@ def test_ladder_pairs_of_several_edges_stay_below_the_reference(lam):
         assert all(lad is not None for lad in known.ladders)
         assert plan.lower_bound <= ref.objective * (1 + 1e-9)
         assert solve(p, "joint", enum_max=0, time_limit_s=0.2).lower_bound <= ref.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(("n", "seed", "cap", "links"), [(4, 3, None, 2), (5, 2, None, 2), (5, 4, 2, 3), (6, 1, 2, 2)])
+def test_integer_coupled_latency_is_valid_and_lifts_the_lp(n, seed, cap, links):
+    """With whole columns (until given) the coupled latency stays at or below the least finish of every enumerated
+    plan rooted at r and never below the LP's; on these edges it lifts some root strictly, reaching the optimum on
+    some; with a top below that least finish it answers at most the top."""
+    p = _tree(n, seed, 0.0, cap, links)
+    v = EdgeView.of(p, 0)
+    t_lb, _ = edge_root_bounds(v)
+    trees, pls, cols = all_trees(v.rate, capacity=cap), placements_upto(v, 20000), latency_columns(v)
+    assert trees is not None and pls is not None and cols is not None and len(trees) and len(pls)
+    a, b = np.divmod(np.arange(len(pls) * len(trees)), len(trees))
+    fin, _ = tree_cost(v, pls[a], trees[b])
+    roots = np.argmax(trees[b] == np.arange(n), axis=1)
+    lifted = tight = 0
+    for r in range(n):
+        mine = roots == r
+        if not mine.any():
+            continue
+        best = float(np.min(fin[mine]))
+        lp = coupled_latency(v, cols, r, float(t_lb[r]))
+        whole = coupled_latency(v, cols, r, float(t_lb[r]), until=math.inf)
+        assert lp * (1 - 1e-12) <= whole <= best * (1 + 1e-9)
+        lifted += whole > lp * (1 + 1e-9)
+        tight += lp < best * (1 - 1e-9) and whole >= best * (1 - 1e-9)
+        top = 0.5 * (float(t_lb[r]) + best)
+        assert coupled_latency(v, cols, r, float(t_lb[r]), top, until=math.inf) <= max(top, float(t_lb[r]))
+    assert lifted >= 1
+    if (n, seed) in ((4, 3), (6, 1)):
+        assert tight >= 1
