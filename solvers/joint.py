@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from solvers import pair_dual
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
 from solvers.bounds import round_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries, now, under_budget
@@ -81,7 +82,8 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
            gap: float, cache: ModelCache | None) -> RoundPlan:
     """joint_solve within its budget (the clock `now` reads: wall or work)."""
     # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
-    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)))
+    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)),
+                   sparse=bound and time_limit_s > 0 and pair_dual.applies(problem))
     t0, wall = now(), time.perf_counter()  # t0 for the deadlines (solvers/clock.py), wall for solve_seconds
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,

@@ -40,10 +40,24 @@ NU_FACTOR = 1.5
 for the knapsack, not for the LP, which sees each device's concave upload cost in its whole payload: at 1.5 the LP's
 value summed over edges is 1.0-1.4 % higher than at 1 on five 500- and 1,000-device rounds, within 0.1 % of the
 best of 1-2 (experiments/solver_pair_dual_nu.py)."""
+CLASSES = 1
+"""Payload classes of a relay's own columns in the LP (solvers/relay_price.py): a relayed bit is priced by the secant
+of its relay's upload from the largest own payload of the class. 2 lifts the LPs' sum at T = inf on 1,000-device seed
+0 at lambda 0.5 from 5,088 to 5,239 J (plan 6,778 J) for 1.6x their CPU: within the 2 s it paid only where the LPs
+reach every edge (experiments/results/solver_scale_gap/s24/NOTES.md)."""
 ROUNDS = 30
 """Most rounds of column generation an edge (each a warm re-solve of the restricted LP and one pricing pass)."""
 LP_SHARE = 0.75
 """Part of the bound's time left that the edges' LPs may take (the latency-energy search needs the rest)."""
+
+
+def applies(p: RoundProblem) -> bool:
+    """Whether a clocked round at lambda > 0 may solve these LPs (solvers/bounds.py `round_lower_bound`): its
+    scipy.sparse then loads before the round's clock (solvers/joint.py, `load_libraries`)."""
+    from solvers.bounds import SUBSET_CLOCKED_DEVICES, SUBSET_DUAL_DEVICES
+
+    return (PAIR_DUAL and p.lam > 0 and not p.has_power_frequency
+            and SUBSET_CLOCKED_DEVICES < p.num_devices <= SUBSET_DUAL_DEVICES)
 
 
 @dataclass
@@ -74,7 +88,7 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
     """Edge e's LP at T = inf and band price nu by column generation (`generate`), and its best multipliers; None
     where the edge has no columns or no LP gave multipliers. beta [M]: J per sample of each module, to choose the
     first columns (the knapsack's critical ratios)."""
-    ee = EdgeEnergy.of(p, e, demand)
+    ee = EdgeEnergy.of(p, e, demand, classes=CLASSES)
     if ee is None:
         return None
     lp = ee.lp
@@ -115,8 +129,10 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
     hs = lp.highspy
     lo, hi = lp.row_lo, lp.row_hi
     ge, le = np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
+    import scipy.sparse as sp  # loaded before the round's clock where these LPs may run (`applies`, solvers/clock.py)
+
     size = np.diff(lp.start)
-    entry_col = np.repeat(np.arange(lp.n), size)
+    at = sp.csr_matrix((lp.value, lp.index, lp.start), shape=(lp.n, lp.m))  # A^T: a sparse product per round
     devrow = lp.index[lp.start[:-1]]  # a column's first entry is its device row (rows ascend in a column)
     ndev = int(devrow.max()) + 1
     last = lp.index[lp.start[1:] - 1]  # its last: a pair row, else a coverage row
@@ -135,7 +151,7 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
         lam = np.where(ge, np.maximum(y, 0.0), np.where(le, np.minimum(y, 0.0), 0.0))
         lam[:ndev] = 0.0
         const = float(np.sum(lam[ge] * lo[ge]) + np.sum(lam[le] * hi[le]))
-        shift = np.bincount(entry_col, weights=lp.value * lam[lp.index], minlength=lp.n)
+        shift = at @ lam
         low = np.zeros(ndev)
         np.minimum.at(low, devrow, np.where(usable, cost - shift, 0.0))
         return const + float(low.sum()), lam, const, shift

@@ -90,10 +90,10 @@ class EdgeEnergy:
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
-           union: bool = False, band_row: bool = False) -> EdgeEnergy | None:
+           union: bool = False, band_row: bool = False, classes: int | None = None) -> EdgeEnergy | None:
         """The edge's columns; None where it has more than MAX_COLUMNS or no demand (covers: the LP gets each
         module's minimal covers; union, with relay_aggregates: each uploader's upload at least each member's alone,
-        `RouteLP`)."""
+        `RouteLP`; classes: payload classes of a relay's own columns, default relay_price.RELAY_CLASSES)."""
         m = p.num_modules
         members = p.edge_devices(e)
         if members.size == 0 or not np.any(demand > 0) or m > 20:
@@ -109,7 +109,8 @@ class EdgeEnergy:
         pay = 8.0 * (mbits @ p.module_bytes)
         cycles = p.samples[dev] * (mbits @ p.module_cycles)
         split = not p.relay_aggregates and not p.has_power_frequency  # else relayed bits are priced per bit
-        ccls = payload_classes(dev, pay, hubs, relay_price.RELAY_CLASSES if split else 1)
+        classes = relay_price.RELAY_CLASSES if classes is None else classes
+        ccls = payload_classes(dev, pay, hubs, classes if split else 1)
         band = float(p.edge_bandwidth_hz[e])
         rb = uplink_rate(np.full(p.num_devices, band), p.snr_hz)
         lead = rb[dev] * cycles / p.cpu_hz[dev] + pay

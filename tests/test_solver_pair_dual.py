@@ -74,3 +74,41 @@ def test_round_bound_with_pair_dual_at_least_without(monkeypatch: pytest.MonkeyP
     assert got[True] > got[False]
     assert got[True] <= plan.objective * (1 + 1e-9)
     assert bounds.SUBSET_CLOCKED_DEVICES < p.num_devices
+
+
+@pytest.mark.parametrize(("n", "lam", "seed"), [(4, 0.5, 0), (5, 5.0, 1), (5, 0.05, 0)])
+def test_pair_dual_with_payload_classes_stays_below_the_optimum(
+    n: int, lam: float, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`CLASSES` 2 (a relay's own columns in two payload buckets, each route priced from its bucket's largest own
+    payload): still never above exact_solve's energy at the optimum's latency, and at T = inf at least the one-class
+    LP's value less the generation's tolerance (more pair rows, dearer relayed bits: a tighter LP)."""
+    p = random_instance(n, 1, 4, 900 + 7 * n + seed, lam=lam, d2d_neighbours=3)
+    plan = exact_solve(p)
+    got = {}
+    for classes in (1, 2):
+        monkeypatch.setattr(pair_dual, "CLASSES", classes)
+        pairs = PairDual(p)
+        pairs.solve()
+        assert pairs.duals
+        for t in (plan.latency_s, math.inf):
+            val = float(np.sum(pairs.energy_edges(t, np.zeros(1), np.zeros(1))))
+            assert val <= plan.energy_j * (1 + 1e-9), (classes, t, val, plan.energy_j)
+        got[classes] = pairs.duals[0].value(math.inf)
+    assert got[2] >= got[1] - 2e-4 * abs(got[1]) - 1e-9, got
+
+
+def test_route_lp_columns_keep_their_rows_ascending() -> None:
+    """RouteLP sorts its entries by column alone (stable), relying on each block adding a column's rows in ascending
+    order; `generate` reads a column's first entry as its device row and its last as its pair (or coverage) row.
+    Every column's rows ascend strictly, with covers, union and band rows and two payload classes."""
+    for seed, agg in ((0, False), (1, True), (2, False)):
+        p = random_instance(8, 1, 4, 60 + seed, lam=0.5, relay_aggregates=agg, d2d_neighbours=3)
+        demand = EnergyBound.of(p).demand[0]
+        for kw in ({}, {"covers": True}, {"union": agg, "band_row": True}, {"classes": 2}):
+            ee = EdgeEnergy.of(p, 0, demand, **kw)
+            assert ee is not None
+            lp = ee.lp
+            for j in range(lp.start.size - 1):
+                rows = lp.index[lp.start[j] : lp.start[j + 1]]
+                assert np.all(np.diff(rows) > 0), (seed, kw, j, rows)
