@@ -36,7 +36,7 @@ SEARCH_SHARE = 0.5
 """Part of time_limit_s after which the search stops descending (the model gets the rest)."""
 COUPLE_SHARE = 0.3
 """Part of the time left at most for coupling the ladder's devices (solvers/tree_lagrange.py) before the MILP."""
-INTEGER_SHARE = 0.3
+INTEGER_SHARE = 0.5
 """Part of the time left after that at most for the coupled latency with integer columns (one MILP test per step)."""
 
 
