@@ -21,6 +21,7 @@ from solvers.instance import RoundProblem
 from solvers.model_cache import ModelCache
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
+from solvers.powerfreq_buckets import bucket_bound
 from solvers.powerfreq_round import PF_ITERS, PF_LATENCIES, PF_PRICE_STEPS, from_lp
 from solvers.subset_energy import SubsetEnergy
 
@@ -33,6 +34,20 @@ PF_HEURISTIC_SHARE = 0.25
 """Power and frequency at lambda > 0: the heuristics' part of the time limit. They choose at p_max and f_max, which
 the bound's LP (priced with power and frequency free) beats at lambda >= 5 (solvers/powerfreq_round.py), so the bound
 and its LP's choices get the time."""
+PF_BUCKET_SHARE = 0.7
+"""Power and frequency at lambda > 0, a relay group in the bound's LP and the gap not yet proven: the part of the time
+left (less PF_RESERVE) that the bound with upload-start buckets takes (solvers/powerfreq_buckets.py) before the
+model."""
+PF_BUCKET_MIN_S = 0.2
+"""Least seconds of that share for the buckets to start (and no less than the plain bound's search took): its search
+runs two latencies whatever the clock (with the bucketed LP's build, 0.1-0.3 CPU s on 8 devices), so a smaller share
+only ran past the round's end."""
+PF_BUCKET_REACH = 0.03
+"""Nor where the gap is above this: the buckets lifted the bound by 0.9 points at most on the bench's edges (4 devices
+lambda 0.05: 1.11 -> 0.20 %; 8 devices: 4.06 -> 3.15 %, 1.19 -> 1.07 %); a larger gap is a weak plan (under load,
+8-device edges at 30 %), whose time the model needs."""
+PF_BUCKET_GAP = 0.01
+"""The gap below which the buckets are not tried where joint has no model limits (its default `solver.gap`)."""
 PF_RESERVE = 1.5
 """x the measured time of the power / frequency step on the heuristics' choices, kept at the end for the same step
 on the model's choices (0.3 CPU s on 12 devices: it ran past the deadline when the model took all of it)."""
@@ -73,13 +88,21 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
         # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
         subset = SubsetEnergy(p, covers=p.num_devices <= SUBSET_CLOCKED_DEVICES, steps=PF_PRICE_STEPS)
+        plain_s = now()
         lower = max(t_lb + p.lam * energy_lower_bound(p),
                     tradeoff_lower_bound(p, t_lb, best.objective, PF_LATENCIES, clock=clock, subset=subset,
                                          cap=True, tangents_on=True))
+        plain_s = now() - plain_s
         if clock.bounded:  # its fewest steps too (0.01 s): a search the clock cuts short can end below them
             lower = max(lower, tradeoff_lower_bound(p, t_lb, best.objective, clock=Clock(0.0), subset=subset,
                                                     cap=True, tangents_on=True))
         best = from_lp(p, subset, best, deadline, step_s, PF_ITERS)  # the LP's choices (powerfreq_round.py)
+        target = limits[1] if limits is not None else PF_BUCKET_GAP
+        near = (1 - PF_BUCKET_REACH) * best.objective <= lower < (1 - target) * best.objective
+        if near and p.d2d_src.size:  # relay groups' shared starts (buckets)
+            left = (deadline.before(PF_RESERVE * step_s) if model else deadline).share(PF_BUCKET_SHARE)
+            if left.left() >= max(PF_BUCKET_MIN_S, plain_s):
+                lower = max(lower, bucket_bound(p, subset, plan.relay, t_lb, best.objective, PF_LATENCIES, left))
     if model:
         assert limits is not None
         end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]

@@ -35,12 +35,15 @@ from solvers.powerfreq_bound import Y_HI, Y_LO, k_func, y_bracket
 
 
 def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np.ndarray, c0: np.ndarray,
-                  bits: np.ndarray, window: np.ndarray, nu: float,
-                  steps: int = 20) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  bits: np.ndarray, window: np.ndarray, nu: float, steps: int = 20,
+                  span: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(certified lower bound on min_tau F(tau) in J, band charge nu b included; the band b in Hz near the
     minimizer; a lower bound on the slope -d/dW of the least F, J per s), elementwise (module doc): `cycles` C
     trained at f in [f_min, f_max], then `bits` P uploaded at c0 = N0 / g, all within `window` W; inf where
-    C / f_max >= W (nothing left for the upload). `steps`: steps of the bracketing search (`_bracket`).
+    C / f_max >= W (nothing left for the upload). `steps`: steps of the bracketing search (`_bracket`). `span`:
+(lo, hi), the compute time tau restricted to [lo, hi] besides its own range (F is convex in tau, so the least F on
+the meet is the same search on a smaller range: solvers/powerfreq_buckets.py's upload-start buckets); inf where
+the meet is empty.
 
     The slope: the least F is convex and decreasing in W, so F*(W') >= F*(W) + slope (W - W') for W' < W, a tangent
     the latency search uses (solvers/subset_energy.py `tangent_energy`). By the envelope theorem dF*/dW = P k_t at
@@ -51,8 +54,15 @@ def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np
     f_min, f_max, c0 = (np.broadcast_to(np.asarray(v, dtype=float), c.shape) for v in (f_min, f_max, c0))
     tau_min = c / f_max
     ok = (w_all > 0) & (tau_min < w_all)
+    if span is not None:  # the meet with [lo, hi]: past C / f_min F rises, so the top is then tau_min at the latest
+        lo_, hi_ = (np.broadcast_to(np.asarray(v, dtype=float), c.shape) for v in span)
+        tau_min = np.maximum(tau_min, lo_)
+        ok &= (tau_min < w_all) & (tau_min <= hi_)
+        cap = np.maximum(tau_min, np.minimum(c / f_min, hi_))
     w = np.where(ok, w_all, 1.0)
     tau_top = np.minimum(w, c / f_min)  # computing longer than at f_min saves nothing
+    if span is not None:
+        tau_top = np.minimum(w, cap)
 
     def comp(tau: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -61,6 +71,8 @@ def column_energy(kappa: float, cycles: np.ndarray, f_min: np.ndarray, f_max: np
 
     with np.errstate(divide="ignore", invalid="ignore"):
         flat = np.where(w < c / f_min, 2.0 * kappa * c ** 3 / w ** 3, 0.0)  # compute alone in the whole window
+    if span is not None:
+        flat = np.where(tau_top < w, 0.0, flat)  # within the span, not the window: 0 (the cost never rises in W)
     if nu <= 0 or not np.any(ok & (pay > 0)):  # free band (or nothing to send): compute takes the whole window
         out = comp(tau_top) + pay * c0 * LN2
         band = np.where(pay > 0, np.inf if nu <= 0 else 0.0, 0.0)
