@@ -88,7 +88,7 @@ _JOINT = frozenset({"iterations", "local_max_devices", "local_rounds", "bandwidt
 
 METHODS: dict[str, Method] = {m.name: m for m in (
     Method("joint", joint_solve, _JOINT, tree=tree_joint,
-           tree_options=frozenset({"enum_max", "workers", "time_limit_s", "gap", "budget"}),
+           tree_options=frozenset({"enum_max", "workers", "time_limit_s", "gap", "budget", "cache"}),
            power_frequency=True),
     Method("greedy", greedy_plan, frozenset(), tree=tree_greedy_plan),
     Method("equal", equal_plan, frozenset(), tree=tree_equal_plan),

@@ -12,13 +12,16 @@ from typing import Any
 import numpy as np
 
 from solvers.bounds import SUBSET_CLOCKED_DEVICES, energy_lower_bound, subset_lower_bound
+from solvers.check import check_plan
 from solvers.clock import Clock, now
 from solvers.energy import edge_latency
 from solvers.energy_bound import tradeoff_lower_bound
 from solvers.evaluate import evaluate
 from solvers.improve import improve
 from solvers.instance import RoundProblem
+from solvers.model import certify
 from solvers.model_cache import ModelCache
+from solvers.model_gate import model_seconds
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.powerfreq_buckets import bucket_bound
@@ -48,6 +51,8 @@ lambda 0.05: 1.11 -> 0.20 %; 8 devices: 4.06 -> 3.15 %, 1.19 -> 1.07 %); a large
 8-device edges at 30 %), whose time the model needs."""
 PF_BUCKET_GAP = 0.01
 """The gap below which the buckets are not tried where joint has no model limits (its default `solver.gap`)."""
+MODEL_MILPS = 8
+"""Most MILPs of the round's model (each refines its cuts at the last one's answer; 2-3 certified 4-device rounds)."""
 PF_RESERVE = 1.5
 """x the measured time of the power / frequency step on the heuristics' choices, kept at the end for the same step
 on the model's choices (0.3 CPU s on 12 devices: it ran past the deadline when the model took all of it)."""
@@ -80,10 +85,13 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
     best = _power_frequency_options(p, plan)
     step_s = now() - tic
     lower = plan.lower_bound
+    # the round's cvxpy model with power and frequency as decisions, where it pays (solvers/model_gate.py): it keeps
+    # its seconds from the bound's share and takes the place of the fixed-power model below
+    model_s = model_seconds(p, deadline.left() - PF_RESERVE * step_s) if model else 0.0
     if bound:  # T from the round at full power and speed, E priced for decisions
         x, r = plan.placement, plan.relay
         t_lb = subset_lower_bound(base, edge_latency(base, [(x, r)])[0])
-        clock = deadline.share(PF_BOUND_SHARE) if model else deadline
+        clock = deadline.before(model_s).share(PF_BOUND_SHARE) if model else deadline
         # minimal covers on small rounds; not the band row: within PF_BOUND_SHARE its LPs (passed again per solve)
         # left fewer pieces (215f4f2, 8-12 devices, lambda 0.05-50: median gap 57.0 -> 66.4 %,
         # experiments/results/solver_model/s18a/ab_band_row_power-frequency.json)
@@ -100,10 +108,14 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
         target = limits[1] if limits is not None else PF_BUCKET_GAP
         near = (1 - PF_BUCKET_REACH) * best.objective <= lower < (1 - target) * best.objective
         if near and p.d2d_src.size:  # relay groups' shared starts (buckets)
-            left = (deadline.before(PF_RESERVE * step_s) if model else deadline).share(PF_BUCKET_SHARE)
+            left = (deadline.before(PF_RESERVE * step_s + model_s) if model else deadline).share(PF_BUCKET_SHARE)
             if left.left() >= max(PF_BUCKET_MIN_S, plain_s):
                 lower = max(lower, bucket_bound(p, subset, plan.relay, t_lb, best.objective, PF_LATENCIES, left))
-    if model:
+    if model_s > 0:
+        assert limits is not None
+        if lower < (1 - limits[1]) * best.objective:
+            best, lower = _round_model(p, best, lower, deadline.end - PF_RESERVE * step_s, limits[1], cache)
+    elif model:
         assert limits is not None
         end = deadline.end - PF_RESERVE * step_s if deadline.bounded else t0 + limits[0]
         better = improve(base, plan, end - t0, limits[1], t0, cache)
@@ -112,6 +124,22 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
             got = _power_frequency_options(p, better, decide=deadline.left() >= step_s)
             best = got if got.objective < best.objective else best
     return best.with_(lower_bound=min(lower, best.objective), solve_seconds=time.perf_counter() - wall)
+
+
+def _round_model(p: RoundProblem, best: RoundPlan, lower: float, end: float, gap: float,
+                 cache: ModelCache | None) -> tuple[RoundPlan, float]:
+    """The round's cvxpy model with power and frequency as decisions (solvers/model.py) from `best` until `end` or
+    max(its bound, `lower`) certifies `gap`: (the better plan, kept only where solvers/check.py passes it, and the
+    larger bound). Its bound is valid for the round: the MILP relaxes every plan no worse than the incumbent."""
+    got = certify(p, best.placement, best.relay, end, gap, max_milps=MODEL_MILPS, cache=cache, lower0=lower)
+    lower = max(lower, got.lower_bound)
+    if got.objective < best.objective and got.band is not None:
+        cost = evaluate(p, got.x, got.relay, got.band, got.power, got.freq)
+        cand = best.with_(placement=got.x, relay=got.relay, bandwidth_hz=got.band, tx_power_w=got.power,
+                          cpu_hz=got.freq, latency_s=cost.latency_s, energy_j=cost.energy_j, objective=cost.objective)
+        if cand.objective < best.objective and not check_plan(p, cand):
+            best = cand
+    return best, lower
 
 
 def _power_frequency_options(p: RoundProblem, plan: RoundPlan, decide: bool = True) -> RoundPlan:

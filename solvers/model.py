@@ -287,7 +287,7 @@ def compiled(p: RoundProblem, cuts: int, cache: ModelCache | None = None) -> Rou
 
 def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float, gap: float = 0.01,
             max_milps: int = 6, extra: Sequence[Callable[[dict, dict], list]] = (),
-            cache: ModelCache | None = None, level0: np.ndarray | None = None) -> Certified:
+            cache: ModelCache | None = None, level0: np.ndarray | None = None, lower0: float = 0.0) -> Certified:
     """Improve and certify the incumbent (x0, relay0) of p (one-hop relays; power and frequency as decisions where p
     offers them, solvers/model_powerfreq.py: the answer's band, power and frequency in Certified) with the
     MILP, refining tangent cuts at its solutions, until the bound is within `gap` or now() passes
@@ -296,7 +296,9 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
     extra: functions (variables, parameters) -> more cvxpy constraints (solvers/README.md, "Adding a constraint").
     The incumbent then only sets the units (it may break the new constraints): the answer is the model's own.
     Where p offers compression levels the level per device is a decision too (solvers/model_levels.py); level0:
-    the incumbent's (default: every device at its least distorting level, which meets any valid budget)."""
+    the incumbent's (default: every device at its least distorting level, which meets any valid budget).
+    lower0: a valid lower bound the caller has already (joint's): the loop stops once it or the model's certifies
+    the gap (the answer's lower_bound is the model's own)."""
     best_x, best_r = np.asarray(x0, dtype=bool), np.asarray(relay0, dtype=int)
     best_l = ml.start_levels(p) if level0 is None or not p.offers_levels else np.asarray(level0, dtype=int)
     memo: dict = {}  # powerfreq.py's answers by discrete choice
@@ -337,7 +339,7 @@ def certify(p: RoundProblem, x0: np.ndarray, relay0: np.ndarray, deadline: float
             if cand < best:
                 best, best_x, best_r, share, best_l, pf_plan = cand, sol[0], sol[1], sol[2], sol[3], priced
         tight = not extra or m.pf is None or sol is None or mp.loose(m) <= LOOSE  # energies exact enough for `extra`
-        if (lower >= best * (1 - gap) and tight) or status != "optimal" or sol is None or nxt >= m.cuts:
+        if (max(lower, lower0) >= best * (1 - gap) and tight) or status != "optimal" or sol is None or nxt >= m.cuts:
             break
         beta = np.clip(sol[2], beta_min, 1.0)  # tangents at the MILP's own shares (>= beta_min: see load)
         dev = np.arange(n)

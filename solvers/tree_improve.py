@@ -22,6 +22,9 @@ from solvers.clock import load_libraries, now, under_budget
 from solvers.edgebatch import EdgeView
 from solvers.fields import check_budget, check_limits
 from solvers.instance import RoundProblem
+from solvers.model_cache import ModelCache, check_cache
+from solvers.model_gate import model_seconds
+from solvers.model_tree import certify_tree
 from solvers.plan import RoundPlan
 from solvers.tree import TreeEdges, is_tree, spt_trees, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
@@ -146,21 +149,27 @@ def _try_pick(edge: _Edge, r: int, lam: float, x: np.ndarray) -> None:
 
 
 def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,
-               time_limit_s: float = 2.0, gap: float = 0.01, budget: str = "time") -> RoundPlan:
+               time_limit_s: float = 2.0, gap: float = 0.01, budget: str = "time",
+               cache: ModelCache | None = None) -> RoundPlan:
     """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
     local search, then the tree MILP improves and certifies the plan until lower_bound >= (1 - gap) objective
     (status "optimal") or time_limit_s from the start (status "time_limit"; "not_proven" where an edge is too large
     for the model; 0 = the search alone). `workers` is accepted for a uniform call with the one-hop joint solver and
     checked there; the trees are planned in one process (the plan is the same for any value). budget: "time" or
-    "work", what time_limit_s counts (solvers/clock.py; joint_solve)."""
+    "work", what time_limit_s counts (solvers/clock.py; joint_solve). Where it pays (solvers/model_gate.py) the
+    round's cvxpy tree model (solvers/model_tree.py) goes on from the plan; cache: its compiled programs kept
+    across rounds (a solvers.ModelCache; None: compile each time)."""
     check_limits(time_limit_s, gap)
     check_budget(budget)
-    load_libraries(tree=True)  # before the clock (solvers/clock.py)
+    cache = check_cache(cache)
+    # before the clock (solvers/clock.py); cvxpy where the tree model may run
+    load_libraries(tree=True, cvxpy=time_limit_s > 0 and model_seconds(problem, time_limit_s) > 0)
     with under_budget(budget):
-        return _tree_joint(problem, enum_max, time_limit_s, gap)
+        return _tree_joint(problem, enum_max, time_limit_s, gap, cache)
 
 
-def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: float) -> RoundPlan:
+def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: float,
+                cache: ModelCache | None = None) -> RoundPlan:
     """tree_joint within its budget."""
     t0, wall = now(), time.perf_counter()
     search_end = t0 + SEARCH_SHARE * time_limit_s if time_limit_s > 0 else math.inf
@@ -168,17 +177,20 @@ def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: 
     if time_limit_s <= 0:
         proven = plan.lower_bound >= (1 - gap) * plan.objective
         return plan.with_(status=STATUS_PROVEN if proven else STATUS_UNPROVEN)
-    plan = improve_trees(problem, plan, known, time_limit_s, gap, t0)
+    plan = improve_trees(problem, plan, known, time_limit_s, gap, t0, cache)
     return plan.with_(solve_seconds=time.perf_counter() - wall)
 
 
 def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time_limit_s: float, gap: float,
-                  t0: float) -> RoundPlan:
-    """The search's `plan` improved and certified by the tree MILP until gap is proven or t0 + time_limit_s."""
+                  t0: float, cache: ModelCache | None = None) -> RoundPlan:
+    """The search's `plan` improved and certified by the tree MILP until gap is proven or t0 + time_limit_s; where
+    the round's cvxpy tree model pays (solvers/model_gate.py) it keeps its seconds at the end (`_round_model`)."""
     p, lam = problem, problem.lam
     if plan.lower_bound >= (1 - gap) * plan.objective:
         return plan.with_(status=STATUS_PROVEN)
-    deadline = t0 + time_limit_s
+    end = t0 + time_limit_s
+    model_s = model_seconds(p, end - now())
+    deadline = end - model_s  # the per-root MILPs' (all of it where the model does not pay)
     edges = [_Edge(v, plan, pr, ex, lad) for v, pr, ex, lad in zip(known.views, known.pairs, known.enumerated,
                                                                    known.ladders, strict=True)]
     covered, joint_lower = True, 0.0
@@ -206,7 +218,32 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
                 joint_lower = low
     else:
         covered = False
+    if model_s > 0:
+        got = _round_model(p, edges, gap, max(_lower(edges, lam), plan.lower_bound, joint_lower), end, cache)
+        joint_lower = max(joint_lower, got)
+        covered = True
     return _plan(p, plan, edges, gap, covered, joint_lower)
+
+
+def _round_model(p: RoundProblem, edges: list[_Edge], gap: float, lower: float, end: float,
+                 cache: ModelCache | None) -> float:
+    """The round's cvxpy tree model (solvers/model_tree.py) from the edges' incumbents until `end`, unless `lower`
+    (a valid bound) certifies them already: its plan is offered to the edges (taken where every tree is feasible
+    and the round's objective drops), its bound returned (valid for every plan: the MILP relaxes every plan no
+    worse than the incumbent, and proves the incumbent where it finds none)."""
+    obj = _objective(edges, p.lam)
+    if lower >= (1 - gap) * obj or now() >= end:
+        return 0.0
+    x, parent = np.zeros((p.num_devices, p.num_modules), dtype=bool), np.arange(p.num_devices)
+    for ed in edges:
+        x[ed.view.dev], parent[ed.view.dev] = ed.x, ed.view.dev[ed.parent]
+    got = certify_tree(p, x, parent, end, gap, cache=cache)
+    if got.objective < obj:
+        local = np.full(p.num_devices, -1)
+        for ed in edges:
+            local[ed.view.dev] = np.arange(ed.view.n)
+        _offer_round(edges, [(got.x[ed.view.dev], local[got.relay[ed.view.dev]]) for ed in edges], p.lam)
+    return got.lower_bound
 
 
 def _offer_round(edges: list[_Edge], sol: list[tuple[np.ndarray, np.ndarray]], lam: float) -> None:
