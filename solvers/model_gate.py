@@ -40,14 +40,14 @@ lambda 0.5 / 5. So 6 devices at 1 s (between the median and the worst), 8 at 4 s
 MODEL_SHARE = 0.5
 """The most of the time left the model may take (the rest: joint's own bound and search, which it only adds to)."""
 MIN_SECONDS = 1.0
-"""The least the model is given: below it compiling (0.1-0.3 s) and HiGHS's root leave it nothing (6 devices given
+"""The model is given more than this or nothing (so never at the default 2 s limit): below it compiling (0.1-0.3 s) and HiGHS's root leave it nothing (6 devices given
 0.5 s at the 2 s limit: 7.7 % certified where joint alone had 6.8 %)."""
 MAX_MODULES = 8
 
 
 def model_seconds(problem: RoundProblem, left_s: float) -> float:
     """Seconds of the `left_s` left in the round to give the cvxpy model (0: it does not pay): MODEL_SHARE of it
-    where the round's estimated cost fits that share and it is at least MIN_SECONDS. Power and frequency at lambda = 0
+    where the round's estimated cost fits that share and it is more than MIN_SECONDS. Power and frequency at lambda = 0
     never (the max-power plan and its bound are the answer), one-hop rounds at fixed power never (solvers/improve.py
     decides those)."""
     p = problem
@@ -60,4 +60,4 @@ def model_seconds(problem: RoundProblem, left_s: float) -> float:
     if p.num_modules > MAX_MODULES or not math.isfinite(left_s) or left_s <= 0:
         return 0.0
     give = MODEL_SHARE * left_s
-    return give if give >= MIN_SECONDS and cost.estimate(p.num_devices) <= give else 0.0
+    return give if give > MIN_SECONDS and cost.estimate(p.num_devices) <= give else 0.0
