@@ -51,15 +51,6 @@ LP_SHARE = 0.75
 """Part of the bound's time left that the edges' LPs may take (the latency-energy search needs the rest)."""
 
 
-def applies(p: RoundProblem) -> bool:
-    """Whether a clocked round at lambda > 0 may solve these LPs (solvers/bounds.py `round_lower_bound`): its
-    scipy.sparse then loads before the round's clock (solvers/joint.py, `load_libraries`)."""
-    from solvers.bounds import SUBSET_CLOCKED_DEVICES, SUBSET_DUAL_DEVICES
-
-    return (PAIR_DUAL and p.lam > 0 and not p.has_power_frequency
-            and SUBSET_CLOCKED_DEVICES < p.num_devices <= SUBSET_DUAL_DEVICES)
-
-
 @dataclass
 class EdgeDual:
     """One edge's multipliers, reduced to the columns that can enter the minimum (negative reduced cost at inf)."""
@@ -129,7 +120,8 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
     hs = lp.highspy
     lo, hi = lp.row_lo, lp.row_hi
     ge, le = np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
-    import scipy.sparse as sp  # loaded before the round's clock where these LPs may run (`applies`, solvers/clock.py)
+    # loaded before the round's clock where these LPs may run (solvers/bounds.py `pair_dual_applies`)
+    import scipy.sparse as sp
 
     size = np.diff(lp.start)
     at = sp.csr_matrix((lp.value, lp.index, lp.start), shape=(lp.n, lp.m))  # A^T: a sparse product per round
