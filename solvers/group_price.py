@@ -14,11 +14,19 @@ import math
 
 import numpy as np
 
-from solvers.bandwidth import min_bandwidth
+from solvers.bandwidth import min_bandwidth, min_bandwidth_one
 from solvers.evaluate import LN2, uplink_rate
 from solvers.group_parts import Parts, pareto3
 from solvers.instance import RoundProblem
 from solvers.upload_table import GOLD, concave_energy
+
+LAZY = 16
+"""Entries of a pricing pass whose exact upload term is taken first (`GroupPricing._lazy`; 0: every entry)."""
+CHORDS = 9
+"""Points of the cheap upload term's chords (`GroupPricing.upload_cheap`)."""
+GOLDEN_STEPS = 40
+"""Golden-section steps of a column's band (`GroupPricing.upload_at`: any band in range gives a real column; 40 steps
+leave the bracket 4e-9 of its log-width, as before)."""
 
 
 class GroupPricing:
@@ -72,7 +80,7 @@ class GroupPricing:
         if u <= 0:
             return 0.0, 0.0
         a, pw = float(p.snr_hz[j]), float(p.tx_power_w[j])
-        need = float(min_bandwidth(np.array([u / w]), np.array([a]))[0]) if w > 0 else math.inf
+        need = min_bandwidth_one(u / w, a) if w > 0 else math.inf
         if need > self.band:
             return math.inf, math.inf
         if band is not None:
@@ -84,12 +92,17 @@ class GroupPricing:
             b = math.exp(x)
             return pw * u * LN2 / (b * math.log1p(a / b)) + nu * b
 
-        for _ in range(40):  # golden section on ln b (p u / R(b) + nu b is convex in b, so unimodal in ln b)
-            c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
-            if f(c) <= f(d):
-                hi = d
+        c, d = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
+        fc, fd = f(c), f(d)
+        for _ in range(GOLDEN_STEPS):  # golden section on ln b (p u / R(b) + nu b is convex in b: unimodal in ln b)
+            if fc <= fd:
+                hi, d, fd = d, c, fc
+                c = hi - GOLD * (hi - lo)
+                fc = f(c)
             else:
-                lo = c
+                lo, c, fc = c, d, fd
+                d = lo + GOLD * (hi - lo)
+                fd = f(d)
         b = min(max(math.exp(0.5 * (lo + hi)), need), self.band)
         return pw * u * LN2 / (b * math.log1p(a / b)), b
 
@@ -152,48 +165,77 @@ class GroupPricing:
         ready = np.zeros(1)
         bits = np.zeros(1)
         cost = np.zeros(1)
-        pick = np.zeros((1, 0), dtype=np.int64)
+        levels: list[tuple[np.ndarray, np.ndarray]] = []  # per member: each kept combination's parent, its part
         for q, (k, r_, c) in enumerate(sides[1:]):
             b_ = pa.bits[k]
             n0 = ready.size
             ready = np.concatenate([ready, np.maximum(ready[:, None], r_[None, :]).ravel()])
             bits = np.concatenate([bits, (bits[:, None] + b_[None, :]).ravel()])
             cost = np.concatenate([cost, (cost[:, None] + c[None, :]).ravel()])
-            pick = np.concatenate([np.concatenate([pick, np.full((n0, 1), -2)], axis=1),
-                                   np.concatenate([np.repeat(pick, k.size, axis=0),
-                                                   np.tile(k, n0)[:, None]], axis=1)])
-            live = (cost + rest[q] < 0) & (bits < rate * (t - ready))
-            ready, bits, cost, pick = ready[live], bits[live], cost[live], pick[live]
-            keep = pareto3(ready, bits, cost)
-            ready, bits, cost, pick = ready[keep], bits[keep], cost[keep], pick[keep]
-        return (k0, r0, c0, b0), (ready, bits, cost, pick)
+            sel = np.flatnonzero((cost + rest[q] < 0) & (bits < rate * (t - ready)))
+            sel = sel[pareto3(ready[sel], bits[sel], cost[sel])]
+            ready, bits, cost = ready[sel], bits[sel], cost[sel]
+            out, rel, ks = sel < n0, sel - n0, max(k.size, 1)  # the member out (-2), else its part k[rel % ks]
+            levels.append((np.where(out, sel, rel // ks), np.where(out, -2, k[rel % ks] if k.size else -2)))
+        return (k0, r0, c0, b0), (ready, bits, cost, levels)
 
     def _finish(self, j: int, t: float, own: tuple, members: tuple, nu_j: float, floor: float, many: int
                 ) -> tuple[float, list]:
         """Every own part against every members' combination ready before t, with the upload term."""
         k0, r0, c0, b0 = own
-        ready, bits, cost, pick = members
+        ready, bits, cost, levels = members
         rate = float(self.rb[j])
         a0 = r0 < t
-        a1 = ready < t
+        a1 = np.flatnonzero(ready < t)
         k0, r0, c0, b0 = k0[a0], r0[a0], c0[a0], b0[a0]
-        ready, bits, cost, pick = ready[a1], bits[a1], cost[a1], pick[a1]
+        ready, bits, cost = ready[a1], bits[a1], cost[a1]
         start = np.maximum(r0[:, None], ready[None, :])
         u = b0[:, None] + bits[None, :]
         i0, i1 = np.nonzero((c0[:, None] + cost[None, :] < 0) & (u < rate * (t - start)))
         if i0.size == 0:
             return 0.0, []
         su, ss = u[i0, i1], start[i0, i1]
-        val = c0[i0] + cost[i1] + self.upload_lb(j, su, t - ss, nu_j) / self.scale - floor * su
+        val = self._lazy(j, c0[i0] + cost[i1] - floor * su, su, t - ss, nu_j, many)
         order = _least(val, many)
         if order.size == 0:
             return 0.0, []
         devs = [j] + [d for d, _ in self.into[j]]
         groups = []
         for at in order.tolist():
-            chosen = [int(k0[i0[at]])] + [int(x) for x in pick[i1[at]]]
+            chosen = [int(k0[i0[at]])] + _trace(levels, int(a1[i1[at]]))
             groups.append([(int(dv), kx) for dv, kx in zip(devs, chosen, strict=True) if kx != -2])
         return float(val[order[0]]), groups
+
+    def _lazy(self, j: int, base: np.ndarray, u: np.ndarray, w: np.ndarray, nu_j: float, many: int) -> np.ndarray:
+        """base + upload_lb(u, w) / scale where that may be among the `many` least negative values, +inf elsewhere.
+        The upload term's lower bound (a Newton root per entry) is taken first on the LAZY entries least by a
+        cheaper one, `upload_cheap`, then only where the cheap value is below the `many`-th least found: a group
+        skipped has a real reduced cost >= its cheap value >= that, so the least stays <= every real one."""
+        cheap = base + self.upload_cheap(j, u, nu_j) / self.scale
+        val = np.full(base.size, np.inf)
+        if not LAZY:
+            cand = np.flatnonzero(cheap < 0)
+            val[cand] = base[cand] + self.upload_lb(j, u[cand], w[cand], nu_j) / self.scale
+            return val
+        cand = np.flatnonzero(cheap < 0)
+        if cand.size > LAZY:
+            first = cand[np.argpartition(cheap[cand], LAZY - 1)[:LAZY]]
+            val[first] = base[first] + self.upload_lb(j, u[first], w[first], nu_j) / self.scale
+            got = np.sort(val[first])
+            cut = min(float(got[many - 1]), 0.0) if got.size >= many else 0.0
+            cand = cand[(cheap[cand] < cut) & ~np.isfinite(val[cand])]
+        val[cand] = base[cand] + self.upload_lb(j, u[cand], w[cand], nu_j) / self.scale
+        return val
+
+    def upload_cheap(self, j: int, u: np.ndarray, nu: float) -> np.ndarray:
+        """A lower bound on the real upload term (min over b in [h_j(u / w), B_e] of p_j u / R_j(b) + nu b) for any
+        w, without the least band's root: the larger of p_j u / R_j(B_e) and the chords of phi(u) = min over every
+        b > 0 (concave in u, as a least of functions linear in u, and 0 at u = 0: its chords lie below it) through
+        the table's certified lower values at CHORDS points from 0 to max u."""
+        a, pw = float(self.p.snr_hz[j]), float(self.p.tx_power_w[j])
+        grid = np.linspace(0.0, float(u.max()), CHORDS)
+        phi, _ = concave_energy(pw * grid / a, np.full(grid.shape, nu * a))
+        return np.maximum(np.interp(u, grid, phi), pw * u / float(self.rb[j]))
 
     def _price_union(self, j: int, t: float, sides: list, ready_all: np.ndarray, nu_j: float, many: int
                      ) -> tuple[float, list]:
@@ -217,8 +259,7 @@ class GroupPricing:
         rs, qs = np.nonzero((total < 0) & (self.qbits[None, :] < float(self.rb[j]) * (t - ready_all[:, None])))
         if rs.size == 0:
             return 0.0, []
-        w = t - ready_all[rs]
-        val = total[rs, qs] + self.upload_lb(j, self.qbits[qs], w, nu_j) / self.scale
+        val = self._lazy(j, total[rs, qs], self.qbits[qs], t - ready_all[rs], nu_j, many)
         best = _least(val, many)
         if best.size == 0:
             return 0.0, []
@@ -275,3 +316,12 @@ def _least(val: np.ndarray, many: int) -> np.ndarray:
     if neg.size > many:
         neg = neg[np.argpartition(val[neg], many - 1)[:many]]
     return neg[np.argsort(val[neg], kind="stable")]
+
+
+def _trace(levels: list[tuple[np.ndarray, np.ndarray]], i: int) -> list[int]:
+    """Each member's part (-2: out) of the members' combination i of `GroupPricing._combos`."""
+    out = []
+    for parent, part in reversed(levels):
+        out.append(int(part[i]))
+        i = int(parent[i])
+    return out[::-1]

@@ -98,3 +98,57 @@ def test_pareto3_keeps_exactly_the_undominated_points() -> None:
         strictly = (dom & ~same).any(axis=1)
         assert not (keep & strictly).any()  # nothing kept that another beats
         assert all(keep[same[i]].sum() == 1 for i in np.flatnonzero(~strictly))  # one of each undominated point
+
+
+@pytest.mark.parametrize("aggregates", [False, True])
+def test_cheap_upload_term_never_above_the_real_one(aggregates: bool) -> None:
+    """`upload_cheap` (the chords of the unconstrained least upload, the whole band's energy per bit) is below the
+    upload at its best feasible band, for any window (what lets `_lazy` skip entries)."""
+    p = random_instance(4, 1, 4, 3, lam=0.5, relay_aggregates=aggregates, d2d_neighbours=3)
+    g = GroupBound(p, 0, edge_parts(p, 0))
+    rng = np.random.default_rng(1)
+    for j in g.devices.tolist():
+        a, pw = float(p.snr_hz[j]), float(p.tx_power_w[j])
+        u = np.concatenate([[0.0], rng.uniform(0, 1, 200) ** 3 * 8.0 * p.module_bytes.sum() * 4])
+        for nu in (0.0, 1e-9, 1e-6, 1e-3):
+            cheap = g.upload_cheap(j, u, nu)
+            for w in (1e-3, 0.1, 1.0, 10.0):
+                need = min_bandwidth(u / w, np.full(u.shape, a))
+                ok = (need <= g.band) & (u > 0)
+                lo, hi = np.log(np.maximum(need[ok], 1e-9 * g.band)), np.full(int(ok.sum()), np.log(g.band))
+
+                def f(
+                    x: np.ndarray, uu: np.ndarray = u[ok], nu: float = nu, a: float = a, pw: float = pw
+                ) -> np.ndarray:
+                    b = np.exp(x)
+                    return pw * uu * LN2 / (b * np.log1p(a / b)) + nu * b
+
+                lo, hi = golden_bracket(f, lo, hi, 80)
+                real = np.minimum(f(lo), f(hi))
+                assert np.all(cheap[ok] <= real * (1 + 1e-9))
+                assert np.all(cheap[ok] <= g.upload_lb(j, u[ok], w, nu) * (1 + 1e-6))  # at most the exact term
+        assert cheap[0] == 0.0
+
+
+@pytest.mark.parametrize("aggregates", [False, True])
+def test_lazy_upload_term_prices_as_the_eager_one(aggregates: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pricing with the upload term taken lazily (`LAZY` entries first, then only where the cheap term is below the
+    many-th least) finds the same least reduced cost as with the term on every entry."""
+    import solvers.group_price as gp  # noqa: PLC0415
+
+    p = random_instance(6, 1, 4, 2, lam=5.0, relay_aggregates=aggregates, d2d_neighbours=4)
+    plan = solve(p, "joint", time_limit_s=0)
+    g = GroupBound(p, 0, edge_parts(p, 0))
+    g.energy(plan.latency_s, plan.energy_j, seed=g.plan_groups(plan.placement, plan.relay, plan.bandwidth_hz))
+    g.scale = 1.0
+    negative = 0
+    for d in g.duals[:1] + g.duals[-1:]:
+        for t in (0.7 * plan.latency_s, plan.latency_s, 1.5 * plan.latency_s):
+            for j in g.devices.tolist():
+                got = {}
+                for lazy in (0, 2, 4):
+                    monkeypatch.setattr(gp, "LAZY", lazy)
+                    got[lazy] = g.price(j, t, d.red, d.mu, d.nu, many=3)
+                assert got[2][0] == pytest.approx(got[0][0], rel=1e-12, abs=1e-12) == got[4][0]
+                negative += got[0][0] < 0
+    assert negative > 0
