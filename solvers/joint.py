@@ -34,7 +34,6 @@ from solvers.joint_levels import with_levels
 from solvers.joint_powerfreq import PF_HEURISTIC_SHARE, with_power_frequency
 from solvers.local import local_search
 from solvers.model_cache import ModelCache, check_cache
-from solvers.model_gate import model_seconds
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.relay_sweep import sweep_relays
@@ -82,8 +81,8 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
            gap: float, cache: ModelCache | None) -> RoundPlan:
     """joint_solve within its budget (the clock `now` reads: wall or work)."""
     # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
-    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and (
-        uses_cvxpy(problem) or model_seconds(problem, time_limit_s) > 0)),
+    # (not for model_gate.py's model: it runs on few rounds, and imports cvxpy within its own share)
+    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)),
                    sparse=bound and time_limit_s > 0 and pair_dual_applies(problem))
     t0, wall = now(), time.perf_counter()  # t0 for the deadlines (solvers/clock.py), wall for solve_seconds
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,

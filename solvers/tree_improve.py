@@ -162,8 +162,8 @@ def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | No
     check_limits(time_limit_s, gap)
     check_budget(budget)
     cache = check_cache(cache)
-    # before the clock (solvers/clock.py); cvxpy where the tree model may run
-    load_libraries(tree=True, cvxpy=time_limit_s > 0 and model_seconds(problem, time_limit_s) > 0)
+    # before the clock (solvers/clock.py); not cvxpy: model_gate.py's model imports it within its own share
+    load_libraries(tree=True)
     with under_budget(budget):
         return _tree_joint(problem, enum_max, time_limit_s, gap, cache)
 
