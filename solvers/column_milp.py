@@ -156,6 +156,16 @@ def highs_model(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, 
     return highspy, h
 
 
+def beyond_cutoff(info: Any, cutoff: float) -> bool:
+    """Whether HiGHS, given `objective_bound` = cutoff, proved that nothing lies below it although it reports a
+    solution. HiGHS prunes every node whose bound reaches the cutoff, so its dual bound holds only up to the cutoff:
+    1.16 returns a solution above the cutoff (from its heuristics) as "optimal" with that solution's value as the dual
+    bound, while pruned nodes held cheaper points between the two (a 6-device tree root: bound 326.9, cutoff 316.5, a
+    plan at 319.0). A valid bound is min(dual bound, cutoff); at or above the cutoff that is "nothing below it"."""
+    return (info.primal_solution_status == 2 and math.isfinite(cutoff)
+            and float(info.objective_function_value) > cutoff and float(info.mip_dual_bound) >= cutoff)
+
+
 def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
              gap: float, cutoff: float, options: dict[str, Any] | None = None, start: np.ndarray | None = None,
              saved: list[np.ndarray] | None = None) -> tuple[str, np.ndarray | None, float]:
@@ -183,8 +193,9 @@ def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, ext
         saved.extend(np.asarray(s.col_value) for s in h.getSavedMipSolutions())
     info = h.getInfo()
     bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
-    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
+    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible or beyond_cutoff(info, cutoff):
         return "infeasible", None, math.inf
+    bound = min(bound, cutoff)
     if info.primal_solution_status != 2:  # no feasible point
         return "unknown", None, bound
     return "solved", np.asarray(h.getSolution().col_value), bound

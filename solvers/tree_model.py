@@ -33,6 +33,7 @@ import numpy as np
 
 from solvers.bounds import bare_highs
 from solvers.clock import charge, limit_statuses, set_limits
+from solvers.column_milp import beyond_cutoff
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.tree_bound import shortest_paths
@@ -121,11 +122,12 @@ class TreeMilp:
         limit = "time_limit" if status in limit_statuses(highspy) else "other"
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, limit)
-        if kind == "infeasible":
-            return kind, float(cutoff), None
+        if kind == "infeasible" or beyond_cutoff(info, cutoff / self.scale):
+            return "infeasible", float(cutoff), None
         lower = float(info.mip_dual_bound) * self.scale if kind in ("optimal", "time_limit") else 0.0
         if not np.isfinite(lower):
             lower = 0.0
+        lower = min(lower, float(cutoff))  # the dual bound holds up to the cutoff only (column_milp.beyond_cutoff)
         sol = None
         if info.primal_solution_status == 2:  # kSolutionStatusFeasible
             col = np.asarray(h.getSolution().col_value)
