@@ -153,6 +153,17 @@ def charge(info: Any) -> None:
     m.nodes += max(int(getattr(info, "mip_node_count", 0) or 0), 0)
 
 
+def run_lp(bare: Any, lp: Any) -> Any:
+    """A quiet solver of highspy's bare class (solvers/highs.py) run once on `lp`, its work charged to the clock; read
+    its status and solution from the returned solver."""
+    h = bare()
+    h.setOptionValue("output_flag", False)
+    h.passModel(lp)
+    h.run()
+    charge(h.getInfo())
+    return h
+
+
 def run_settled(h: Any, highspy: Any) -> Any:
     """Run an LP and return its model status; a status other than optimal or infeasible runs once more from scratch.
 

@@ -213,12 +213,8 @@ class GroupPricing:
         skipped has a real reduced cost >= its cheap value >= that, so the least stays <= every real one."""
         cheap = base + self.upload_cheap(j, u, nu_j) / self.scale
         val = np.full(base.size, np.inf)
-        if not LAZY:
-            cand = np.flatnonzero(cheap < 0)
-            val[cand] = base[cand] + self.upload_lb(j, u[cand], w[cand], nu_j) / self.scale
-            return val
         cand = np.flatnonzero(cheap < 0)
-        if cand.size > LAZY:
+        if LAZY and cand.size > LAZY:
             first = cand[np.argpartition(cheap[cand], LAZY - 1)[:LAZY]]
             val[first] = base[first] + self.upload_lb(j, u[first], w[first], nu_j) / self.scale
             got = np.sort(val[first])

@@ -323,15 +323,14 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
                     done.add(e)
                     continue
             # the column model at trial latencies (solvers/latency_model.py; union_model.py when relays aggregate)
-            s_upper = float(edge_t[e])
-            s = search_latency(sub, x[dev], sub_relay, s_upper, deadline, gap, lower=lower)
+            s = search_latency(sub, x[dev], sub_relay, float(edge_t[e]), deadline, gap, lower=lower)
             got_x, got_r, got_t, got_lb = s.x, s.relay, s.latency, s.lower_bound
             done.add(e)
             if got_t < edge_t[e]:
                 x[dev], relay[dev], edge_t[e] = got_x, dev[got_r], got_t
             lower = max(lower, got_lb)
-            if groups is not None and lower < (1 - gap) * min(got_t, s_upper) and now() < deadline:
-                lower = union_refute(sub, min(got_t, s_upper), deadline, gap, groups, lower)  # the time left
+            if groups is not None and lower < (1 - gap) * got_t and now() < deadline:  # got_t <= the search's upper
+                lower = union_refute(sub, got_t, deadline, gap, groups, lower)  # the time left
     elif edge_model_applies(p):  # the least-energy pieces, then the MILP with T a variable (solvers/edge_model.py)
         if EDGE_COLUMNS_SHARE > 0:
             share = now() + EDGE_COLUMNS_SHARE * max(deadline - now(), 0.0)

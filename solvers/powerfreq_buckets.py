@@ -196,8 +196,6 @@ def used_relays(sub: SubsetEnergy, plan_relay: np.ndarray | None = None) -> dict
     return out
 
 
-
-
 def bucket_bound(p: RoundProblem, sub: SubsetEnergy, plan_relay: np.ndarray, t_lb: float, upper: float,
                  budget: int, clock: Clock) -> float:
     """The latency-energy bound (solvers/energy_bound.py) with the bucketed LP on the relays `sub`'s LP solutions

@@ -61,6 +61,11 @@ class _Edge:
     def value(self, lam: float) -> float:
         return self.finish + lam * self.energy
 
+    @functools.cached_property
+    def spt(self) -> np.ndarray:
+        """[n, n] the shortest-path tree to each root (solvers/tree.py `spt_trees`): one Dijkstra an edge."""
+        return spt_trees(self.view)
+
     def offer(self, x: np.ndarray, parent: np.ndarray, lam: float) -> bool:
         """Take (x, parent) if it is a feasible tree that costs less (exactly, by tree_cost)."""
         v = self.view
@@ -143,7 +148,7 @@ def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, 
 
 def _try_pick(edge: _Edge, r: int, lam: float, x: np.ndarray) -> None:
     """Offer an integer pick of the coupled latency as a plan: its placement on the shortest-path tree to r."""
-    parent = spt_trees(edge.view)[r]
+    parent = edge.spt[r]
     if (parent >= 0).all():
         edge.offer(x, parent, lam)
 

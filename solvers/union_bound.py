@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.clock import charge
+from solvers.clock import run_lp
 from solvers.highs import bare_highs
 
 
@@ -39,11 +39,7 @@ def union_band(
     lp, _ = union_lp(highspy, dev, mbits, samples, demand, route_col, route_up, w)
     if lp is None:
         return "optimal", 0.0
-    h: Any = bare()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    h.run()
-    charge(h.getInfo())
+    h = run_lp(bare, lp)
     status = h.getModelStatus()
     kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
         status, "other"

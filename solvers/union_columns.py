@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import charge, now
+from solvers.clock import now, run_lp
 from solvers.column_milp import minimal_covers
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
@@ -239,12 +239,7 @@ class UnionColumns:
         lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
         lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
         lp.a_matrix_.value_ = np.array(value, dtype=float)
-        h: Any = bare()
-        h.setOptionValue("output_flag", False)
-        h.passModel(lp)
-        h.run()
-        charge(h.getInfo())
-        sol = h.getSolution()
+        sol = run_lp(bare, lp).getSolution()
         if not sol.dual_valid:
             return None, np.zeros(n), np.zeros(self.nrho)
         dual = np.asarray(sol.row_dual, dtype=float)
