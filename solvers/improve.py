@@ -35,6 +35,7 @@ from solvers.plan import RoundPlan
 from solvers.subset_plan import subset_plan
 from solvers.union_columns import UnionColumns, union_refute
 from solvers.union_dual import union_dual_bound
+from solvers.union_scale import union_scale_bound
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0) or round (lambda > 0) given to the model; larger ones keep the heuristics' bound."""
@@ -60,7 +61,11 @@ LATE_MIN_S = 0.15
 end after 0.6 of the limit), within the limit."""
 THRESHOLD_EDGES = 4
 UNION_DUAL = True
-"""lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound."""
+"""lambda = 0, relays that aggregate: the slowest edge above MODEL_MAX_DEVICES gets solvers/union_dual.py's bound ..."""
+UNION_SCALE_SHARE = 1.0
+"""... first, the share of the time left for the relay-group master (solvers/union_scale.py; rounds of at most
+MODEL_MAX_MODULES modules), the union LP's dual after it with the rest. A/B (CPU clock, 3 seeds): median certified gap
+29.5 -> 19.0 % at 1,000 devices, 31.5 -> 19.4 % at 10,000 (experiments/results/solver_scale_gap/s25ra/NOTES.md)."""
 UNION_COLUMNS_SHARE = 0.8
 """lambda = 0, relays that aggregate, edges of at most MODEL_MAX_DEVICES: share of the model's time the relay-group
 master (solvers/union_columns.py) may take to refute trial latencies before the column model's search; it bisects
@@ -251,14 +256,19 @@ def bisect_slowest(problem: RoundProblem, plan: RoundPlan, by: float, steps: int
 
 def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> RoundPlan:
     """lambda = 0, relays that aggregate: the slowest edge, when it has more than MODEL_MAX_DEVICES devices (the
-    model's edges get their own bounds), gets the union LPs' dual bound of solvers/union_dual.py until `by`."""
+    model's edges get their own bounds), gets the relay-group master of solvers/union_scale.py, then the union LPs'
+    dual bound of solvers/union_dual.py, until `by`."""
     p = problem
     edge_t = evaluate(p, plan.placement, plan.relay, plan.bandwidth_hz).edge_latency_s
     e = int(np.argmax(edge_t))
     if np.sum(p.device_edge == e) <= MODEL_MAX_DEVICES or now() >= by:
         return plan
-    got = union_dual_bound(p, e, float(edge_t[e]), by)
-    return plan.with_(lower_bound=min(max(plan.lower_bound, got), plan.objective))
+    lower = plan.lower_bound
+    if UNION_SCALE_SHARE > 0 and p.num_modules <= MODEL_MAX_MODULES:
+        lower = union_scale_bound(p, e, float(edge_t[e]), lower, now() + UNION_SCALE_SHARE * (by - now()))
+    if now() < by:
+        lower = max(lower, union_dual_bound(p, e, float(edge_t[e]), by))
+    return plan.with_(lower_bound=min(lower, plan.objective))
 
 
 def _group_bound(p: RoundProblem, x: np.ndarray, relay: np.ndarray, band: np.ndarray, upper: float,
