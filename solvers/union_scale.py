@@ -15,17 +15,18 @@ step) finds the largest latency they refute, also below t0; the next trial start
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from solvers.bandwidth import _snr_root
+from solvers.bandwidth import min_bandwidth
 from solvers.clock import charge, now
 from solvers.evaluate import LN2
 from solvers.highs import bare_highs
 from solvers.instance import RoundProblem
 from solvers.parallel import restrict
-from solvers.union_columns import PENALTY, TOL, UnionColumns, _Uploader
+from solvers.union_columns import PENALTY, TOL, UnionColumns
 
 Duals = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -56,7 +57,8 @@ SMALL, SMALL_RATIO = 16, 0.999
 STEP = 2.5e-4
 """`lower_band`'s table: log k in steps of STEP."""
 _LOG_K0 = math.log(1e-12)
-_Z = 1.0 / _snr_root(np.exp(_LOG_K0 + STEP * np.arange(int(-_LOG_K0 / STEP))))  # z(k) = b / a at the table's k
+_K = np.exp(_LOG_K0 + STEP * np.arange(int(-_LOG_K0 / STEP)))
+_Z = min_bandwidth(_K / LN2, np.ones_like(_K))  # z(k) = b / a at the table's k (a = 1)
 
 
 def slack_bins(slack: np.ndarray, ratio: float) -> np.ndarray:
@@ -73,6 +75,18 @@ def lower_band(log_q: np.ndarray, a: np.ndarray | float) -> np.ndarray:
     idx = np.minimum(np.floor((log_k - _LOG_K0) / STEP) - 1, _Z.size - 1)
     out = np.where(log_k < 1e-12, a * _Z[np.maximum(idx, 0).astype(np.int64)], np.inf)
     return np.where(idx < 0, 0.0, out)
+
+
+@dataclass
+class _Uploader:
+    """One uploader's pricing tables at a trial latency (as union_columns.py's)."""
+
+    j: int
+    ents: list[tuple[int, np.ndarray]]  # (device, its columns to j in ready order); j's own first if any
+    starts: np.ndarray  # [S] the group starts tried (each a slack bin's latest)
+    band: np.ndarray  # [Q, S] a lower bound on R_j^-1(bits(Q) / slack) / B_e
+    at: list[np.ndarray]  # per entity: [S] columns ready by each start
+    sub: list[np.ndarray]  # per entity: [Q, its columns] the column's modules lie within Q
 
 
 class ScaleColumns(UnionColumns):
@@ -100,7 +114,7 @@ class ScaleColumns(UnionColumns):
             self._ents.append((j, ents))
         self._logq = np.log(np.maximum(self.qbits, 1e-300))
 
-    def _tables(self, t: float) -> list[_Uploader]:
+    def _scale_tables(self, t: float) -> list[_Uploader]:
         """The pricing tables at t (union_columns.py) with a lower band: the starts of one slack bin (`slack_bins`)
         priced as one, members ready by its latest start, the band at the bin's largest slack through `lower_band`:
         no group starting in the bin is cheaper, so the least reduced cost is at most the exact one."""
@@ -125,7 +139,7 @@ class ScaleColumns(UnionColumns):
             out.append(_Uploader(j, ents, starts, band, at, subs))
         return out
 
-    def _price(self, u: _Uploader, gain: np.ndarray, mu: np.ndarray) -> tuple[float, list[int]]:
+    def _scale_price(self, u: _Uploader, gain: np.ndarray, mu: np.ndarray) -> tuple[float, list[int]]:
         """union_columns.py's pricing over each member's columns of positive worth only (the others add nothing:
         a member joins only for a positive worth), members of none left out: the same least reduced cost."""
         value = np.full(u.band.shape, -mu[u.j])
@@ -157,7 +171,7 @@ class ScaleColumns(UnionColumns):
         pi, mu, rho = duals
         c = self.c
         if self._at is None or self._at[0] != t:
-            self._at = (t, self._tables(t))
+            self._at = (t, self._scale_tables(t))
         ups = self._at[1]
         if not ups:
             return math.inf, False  # nothing finishes by t, and some module needs training
@@ -174,7 +188,7 @@ class ScaleColumns(UnionColumns):
             gain[hit[inside]] += r[pos[inside]]
         grew = False
         for u in ups:
-            rc, group = self._price(u, gain, mu)
+            rc, group = self._scale_price(u, gain, mu)
             bound += min(0.0, rc)
             if grow and rc < -TOL and group:
                 key = (u.j, *sorted(group))
