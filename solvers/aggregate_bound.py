@@ -33,9 +33,8 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
-from solvers.clock import charge
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs, highs_lp, run
 from solvers.instance import RoundProblem
 
 LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)
@@ -327,19 +326,9 @@ class AggregateLP:
         dyn = self.ref >= 0
         data = data.copy()
         data[dyn] = data[dyn] * scale[self.ref[dyn]]
-        h = self._bare()
-        h.setOptionValue("output_flag", False)
-        if self.ncol > IPM_COLUMNS:
-            h.setOptionValue("solver", "ipm")
-        lp = hs.HighsLp()
-        lp.num_col_, lp.num_row_ = self.ncol, self.row_lo.size
-        lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.ncol), up
-        lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
-        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
-        h.passModel(lp)
-        h.run()
-        charge(h.getInfo())
+        ipm: dict[str, Any] = {"solver": "ipm"} if self.ncol > IPM_COLUMNS else {}
+        lp = highs_lp(hs, cost, np.zeros(self.ncol), up, self.row_lo, self.row_hi, indptr, indices, data)
+        h = run(highs(self._bare, lp, **ipm))
         self.highs = h
         status = h.getModelStatus()
         if status == hs.HighsModelStatus.kInfeasible:

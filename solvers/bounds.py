@@ -27,7 +27,7 @@ from solvers.clock import Clock, run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs, highs_lp
 from solvers.instance import RoundProblem
 from solvers.pair_dual import PairDual
 from solvers.subset_dual import SubsetDual
@@ -276,18 +276,9 @@ class EdgeLP:
             return self._solve_scipy(cost, upper)
         self.used = "highspy"
         highspy, bare = fast
-        indptr, indices, data = self.csc
         if self.highs is None:
-            h = bare()
-            h.setOptionValue("output_flag", False)
-            lp = highspy.HighsLp()
-            lp.num_col_, lp.num_row_ = self.k + self.ny, self.b_ub.size
-            lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, np.zeros(self.k + self.ny), upper
-            lp.row_lower_, lp.row_upper_ = np.full(self.b_ub.size, -highspy.kHighsInf), self.b_ub
-            lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-            lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
-            h.passModel(lp)
-            self.highs = h
+            self.highs = highs(bare, highs_lp(highspy, cost, np.zeros(self.k + self.ny), upper,
+                                              np.full(self.b_ub.size, -highspy.kHighsInf), self.b_ub, *self.csc))
         else:
             idx = np.arange(self.k, dtype=np.int32)
             self.highs.changeColsCost(self.k, idx, cost[: self.k])

@@ -20,6 +20,7 @@ to the worker processes of solvers/parallel.py.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
@@ -29,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from solvers.fields import check_budget
-from solvers.highs import bare_highs
 
 HEURISTIC_SHARE = 0.5
 """Part of the round's time limit the heuristics may spend before the model starts."""
@@ -153,17 +153,6 @@ def charge(info: Any) -> None:
     m.nodes += max(int(getattr(info, "mip_node_count", 0) or 0), 0)
 
 
-def run_lp(bare: Any, lp: Any) -> Any:
-    """A quiet solver of highspy's bare class (solvers/highs.py) run once on `lp`, its work charged to the clock; read
-    its status and solution from the returned solver."""
-    h = bare()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    h.run()
-    charge(h.getInfo())
-    return h
-
-
 def run_settled(h: Any, highspy: Any) -> Any:
     """Run an LP and return its model status; a status other than optimal or infeasible runs once more from scratch.
 
@@ -195,7 +184,8 @@ def load_libraries(tree: bool = False, cvxpy: bool = False, sparse: bool = False
     if cvxpy:
         import cvxpy as _  # noqa: F401
         import scipy.sparse  # noqa: F401
-    bare_highs()
+    with contextlib.suppress(ImportError):  # solvers/highs.py's bare solver (it imports this module: not from there)
+        import highspy._core  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from solvers.bounds import bare_highs
-from solvers.clock import charge, set_limits
 from solvers.covers import cover_sets
+from solvers.highs import bare_highs, cutoff_bound, highs, highs_lp, run
 from solvers.instance import RoundProblem
 
 if TYPE_CHECKING:
@@ -122,9 +121,10 @@ def choice_rows(p: RoundProblem, c: EdgeColumns, extra: Extra) -> list[Row]:
 
 
 def highs_model(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, extra: Extra,
-                integer: bool = True) -> tuple[Any, Any]:
+                integer: bool = True, seconds: float | None = None, **options: Any) -> tuple[Any, Any]:
     """(highspy, a bare HiGHS object holding the model): binary columns (unusable ones fixed at 0), or with
-    integer=False its LP relaxation (they lie in [0, 1]); no output."""
+    integer=False its LP relaxation (they lie in [0, 1]); no output; seconds and options as solvers/highs.py's
+    `highs`."""
     fast = bare_highs()
     if fast is None:
         raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
@@ -132,38 +132,16 @@ def highs_model(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, 
     k, ne = cost.size, len(extra.cost)
     nv = k + ne
     inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
     if not isinstance(rows, Sparse):
         s = Sparse()
         s.rows(rows)
         rows = s
     starts, index, value, lo, hi = rows.csr()
-    lp.num_col_, lp.num_row_ = nv, rows.m
-    lp.col_cost_ = np.concatenate([np.where(usable, cost, 0.0), np.array(extra.cost)])
-    lp.col_lower_ = np.zeros(nv)
-    lp.col_upper_ = np.concatenate([usable.astype(float), np.minimum(np.array(extra.upper), inf)])
-    lp.row_lower_ = np.maximum(lo, -inf)
-    lp.row_upper_ = np.minimum(hi, inf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = starts.astype(np.int32)
-    lp.a_matrix_.index_ = index
-    lp.a_matrix_.value_ = value
-    if integer:
-        lp.integrality_ = [highspy.HighsVarType.kInteger] * k + [highspy.HighsVarType.kContinuous] * ne
-    h: Any = bare()
-    h.setOptionValue("output_flag", False)
-    h.passModel(lp)
-    return highspy, h
-
-
-def beyond_cutoff(info: Any, cutoff: float) -> bool:
-    """Whether HiGHS, given `objective_bound` = cutoff, proved that nothing lies below it although it reports a
-    solution. HiGHS prunes every node whose bound reaches the cutoff, so its dual bound holds only up to the cutoff:
-    1.16 returns a solution above the cutoff (from its heuristics) as "optimal" with that solution's value as the dual
-    bound, while pruned nodes held cheaper points between the two (a 6-device tree root: bound 326.9, cutoff 316.5, a
-    plan at 319.0). A valid bound is min(dual bound, cutoff); at or above the cutoff that is "nothing below it"."""
-    return (info.primal_solution_status == 2 and math.isfinite(cutoff)
-            and float(info.objective_function_value) > cutoff and float(info.mip_dual_bound) >= cutoff)
+    lp = highs_lp(highspy, np.concatenate([np.where(usable, cost, 0.0), np.array(extra.cost)]), np.zeros(nv),
+                  np.concatenate([usable.astype(float), np.minimum(np.array(extra.upper), inf)]),
+                  np.maximum(lo, -inf), np.minimum(hi, inf), starts.astype(np.int32), index, value, rowwise=True,
+                  integer=[True] * k + [False] * ne if integer else None)
+    return highspy, highs(bare, lp, seconds, **options)
 
 
 def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, extra: Extra, time_limit: float,
@@ -174,28 +152,22 @@ def run_milp(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, ext
     start: the binary columns of a warm start (the others 0; HiGHS completes the continuous part, and drops the
     start if it is infeasible). saved: when given, every improving solution HiGHS found is appended (values of
     all variables, first found first): each is a plan to price exactly, not only the last."""
-    highspy, h = highs_model(rows, cost, usable, extra)
-    k = cost.size
-    set_limits(h, time_limit)
-    h.setOptionValue("mip_rel_gap", float(gap))
-    h.setOptionValue("objective_bound", float(cutoff))  # prune every choice that cannot fit the band
-    for key, value in (options or {}).items():
-        h.setOptionValue(key, value)
+    # objective_bound: prune every choice that cannot fit the band
+    opts = {"mip_rel_gap": float(gap), "objective_bound": float(cutoff), **(options or {})}
     if saved is not None:
-        h.setOptionValue("mip_improving_solution_save", True)
+        opts["mip_improving_solution_save"] = True
+    _, h = highs_model(rows, cost, usable, extra, seconds=time_limit, **opts)
+    k = cost.size
     if start is not None:
         ones = np.asarray(start, dtype=np.int32)
         idx = np.arange(k, dtype=np.int32)
         h.setSolution(k, idx, np.isin(idx, ones).astype(float))
-    h.run()
-    charge(h.getInfo())
+    run(h)
     if saved is not None:
         saved.extend(np.asarray(s.col_value) for s in h.getSavedMipSolutions())
-    info = h.getInfo()
-    bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else 0.0
-    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible or beyond_cutoff(info, cutoff):
+    bound = cutoff_bound(h, cutoff)
+    if bound == math.inf:  # nothing below the cutoff
         return "infeasible", None, math.inf
-    bound = min(bound, cutoff)
-    if info.primal_solution_status != 2:  # no feasible point
+    if h.getInfo().primal_solution_status != 2:  # no feasible point
         return "unknown", None, bound
     return "solved", np.asarray(h.getSolution().col_value), bound

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import charge, now, set_limits
+from solvers.clock import now, set_limits
 from solvers.column_milp import INF, Extra, Row, choice_rows, highs_model, run_milp
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import LN2, evaluate, uplink_rate
+from solvers.highs import run
 from solvers.instance import RoundProblem
 from solvers.latency_model import EdgeColumns
 from solvers.model import exact_cost, feasible
@@ -246,8 +247,7 @@ class EdgeModel:
             if left <= 0.02:
                 break
             set_limits(h, left)
-            h.run()
-            charge(h.getInfo())
+            run(h)
             if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible:
                 return upper  # no plan below the incumbent
             if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:

@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import Clock, charge
+from solvers.clock import Clock
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.evaluate import LN2
 from solvers.group_parts import Parts
 from solvers.group_price import GroupPricing
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, run
 from solvers.instance import RoundProblem
 
 PENALTY = 100.0
@@ -161,8 +161,7 @@ class GroupBound(GroupPricing):
             self._add(h, g, t, 0.0, seen, b)
         center: np.ndarray | None = None
         for _ in range(iters):
-            h.run()
-            charge(h.getInfo())
+            run(h)
             obj = float(h.getInfo().objective_function_value)
             raw = np.asarray(h.getSolution().row_dual, dtype=float)
             for weight in ((SMOOTH, 0.0) if center is not None else (0.0,)):  # Wentges: toward the best multipliers

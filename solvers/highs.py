@@ -1,8 +1,14 @@
-"""highspy's bare solver object, where this highspy has it (no banner on stdout, no scipy import)."""
+"""HiGHS through highspy: its bare solver object where this highspy has it (no banner on stdout, no scipy import),
+and the one way the solvers build, run and read a model (every LP / MILP of solvers/ goes through here, so a
+quiet solver, the clock's limits and its work meter, and the cutoff's bound are done once)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
+
+from solvers.clock import charge, set_limits
 
 
 def bare_highs() -> tuple[Any, Any] | None:
@@ -13,3 +19,82 @@ def bare_highs() -> tuple[Any, Any] | None:
     except ImportError:
         return None
     return highspy, _Highs
+
+
+def highs_lp(
+    highspy: Any,
+    cost: Any,
+    lower: Any,
+    upper: Any,
+    row_lower: Any,
+    row_upper: Any,
+    start: Any,
+    index: Any,
+    value: Any,
+    rowwise: bool = False,
+    integer: Sequence[bool] | None = None,
+) -> Any:
+    """A HighsLp: columns (cost, lower, upper), rows (lower, upper), the matrix compressed by column (by row where
+    rowwise) as (start, index, value); integer: per column whether it is integer (None: all continuous)."""
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = len(cost), len(row_lower)
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lower, upper
+    lp.row_lower_, lp.row_upper_ = row_lower, row_upper
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise if rowwise else highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = start, index, value
+    if integer is not None:
+        kind = highspy.HighsVarType
+        lp.integrality_ = [kind.kInteger if k else kind.kContinuous for k in integer]
+    return lp
+
+
+def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> Any:
+    """A quiet solver of class `bare` holding `lp`, with these HiGHS options; seconds: the clock's limits
+    (clock.set_limits, after the model: a MILP's node limit counts its rows)."""
+    h = bare()
+    h.setOptionValue("output_flag", False)
+    for key, value in options.items():
+        h.setOptionValue(key, value)
+    h.passModel(lp)
+    if seconds is not None:
+        set_limits(h, seconds)
+    return h
+
+
+def run(h: Any) -> Any:
+    """Run `h` once, its work charged to the clock; returns `h` (read its status and solution there)."""
+    h.run()
+    charge(h.getInfo())
+    return h
+
+
+def run_lp(bare: Any, lp: Any) -> Any:
+    """A quiet solver of class `bare` run once on `lp` (read its status and solution from the returned solver)."""
+    return run(highs(bare, lp))
+
+
+def beyond_cutoff(info: Any, cutoff: float) -> bool:
+    """Whether HiGHS, given `objective_bound` = cutoff, proved that nothing lies below it although it reports a
+    solution. HiGHS prunes every node whose bound reaches the cutoff, so its dual bound holds only up to the cutoff:
+    1.16 returns a solution above the cutoff (from its heuristics) as "optimal" with that solution's value as the dual
+    bound, while pruned nodes held cheaper points between the two (a 6-device tree root: bound 326.9, cutoff 316.5, a
+    plan at 319.0). A valid bound is min(dual bound, cutoff); at or above the cutoff that is "nothing below it"."""
+    return (
+        info.primal_solution_status == 2
+        and math.isfinite(cutoff)
+        and float(info.objective_function_value) > cutoff
+        and float(info.mip_dual_bound) >= cutoff
+    )
+
+
+def cutoff_bound(h: Any, cutoff: float, scale: float = 1.0) -> float:
+    """The valid lower bound of a MILP run with `objective_bound` = cutoff / scale, in units of scale: inf where
+    nothing lies below the cutoff (infeasible, or `beyond_cutoff`), else min(dual bound x scale, cutoff), a dual
+    bound HiGHS does not give counting as 0."""
+    import highspy
+
+    info = h.getInfo()
+    if h.getModelStatus() == highspy.HighsModelStatus.kInfeasible or beyond_cutoff(info, cutoff / scale):
+        return math.inf
+    dual = float(info.mip_dual_bound)
+    return min(dual * scale if math.isfinite(dual) else 0.0, cutoff)

@@ -15,11 +15,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
-from solvers.bounds import bare_highs
-from solvers.clock import MILP_CAP_S, charge, highs_limits, set_limits
+from solvers.clock import MILP_CAP_S, charge, highs_limits
+from solvers.highs import bare_highs, highs, highs_lp, run
 from solvers.instance import RoundProblem
 
 MILP_TIME_LIMIT_S = MILP_CAP_S
@@ -89,24 +90,11 @@ def _solve_highs(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     indptr = np.arange(0, 2 * n * m + 1, 2, dtype=np.int32)
     indices = np.stack([np.repeat(np.arange(n), m), n + np.tile(np.arange(m), n)], axis=1).ravel().astype(np.int32)
     data = np.stack([np.tile(mem, n), np.repeat(samples, m)], axis=1).ravel().astype(float)
-    h = bare()
-    h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", MILP_GAP)
-    h.setOptionValue("mip_heuristic_effort", MILP_HEURISTIC_EFFORT)
-    if first_cover:
-        h.setOptionValue("mip_max_improving_sols", 1)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n * m, n + m
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost.ravel().astype(float), np.zeros(n * m), upper.ravel() * 1.0
-    lp.row_lower_ = np.concatenate([np.full(n, -highspy.kHighsInf), demand])
-    lp.row_upper_ = np.concatenate([cap, np.full(m, highspy.kHighsInf)])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = indptr, indices, data
-    lp.integrality_ = [highspy.HighsVarType.kInteger] * (n * m)
-    h.passModel(lp)
-    set_limits(h, time_limit_s)  # after the model: the node limit counts its rows
-    h.run()
-    charge(h.getInfo())
+    lp = highs_lp(highspy, cost.ravel().astype(float), np.zeros(n * m), upper.ravel() * 1.0,
+                  np.concatenate([np.full(n, -highspy.kHighsInf), demand]),
+                  np.concatenate([cap, np.full(m, highspy.kHighsInf)]), indptr, indices, data, integer=[True] * (n * m))
+    first: dict[str, Any] = {"mip_max_improving_sols": 1} if first_cover else {}
+    h = run(highs(bare, lp, time_limit_s, mip_rel_gap=MILP_GAP, mip_heuristic_effort=MILP_HEURISTIC_EFFORT, **first))
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kInfeasible:
         return "infeasible", None

@@ -382,7 +382,7 @@ def run_highs(prob: Any, time_limit: float, gap: float, cutoff: float | None) ->
     bound = None
     if info is not None and np.isfinite(float(getattr(info, "mip_dual_bound", np.nan))):
         bound = float(info.mip_dual_bound)
-        if cutoff is not None:  # it holds up to the cutoff only (solvers/column_milp.py `beyond_cutoff`)
+        if cutoff is not None:  # it holds up to the cutoff only (solvers/highs.py `beyond_cutoff`)
             bound = min(bound, opts["objective_bound"])
     if prob.status in ("infeasible", "infeasible_or_unbounded"):
         return "infeasible", None, False

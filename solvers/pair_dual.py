@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from solvers.clock import Clock, charge, set_limits
+from solvers.clock import Clock, set_limits
 from solvers.energy_bound import EdgeFloor, EnergyBound
+from solvers.highs import highs, highs_lp, run
 from solvers.instance import RoundProblem
 from solvers.route_lp import RouteLP
 from solvers.subset_dual import knapsack_beta
@@ -151,17 +152,9 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
     cov_rows = np.flatnonzero(ge)
     add = least(np.flatnonzero(usable), score)
     big = 10.0 * float(np.sum(np.abs(cost[add]))) / max(float(np.min(np.abs(lp.value), initial=1.0)), 1e-12) + 1.0
-    h = lp.bare()
-    h.setOptionValue("output_flag", False)
-    model = hs.HighsLp()
-    model.num_col_, model.num_row_ = cov_rows.size, lp.m
-    model.col_cost_, model.col_lower_ = np.full(cov_rows.size, big), np.zeros(cov_rows.size)
-    model.col_upper_ = np.full(cov_rows.size, hs.kHighsInf)
-    model.row_lower_, model.row_upper_ = lo, hi
-    model.a_matrix_.format_ = hs.MatrixFormat.kColwise
-    model.a_matrix_.start_ = np.arange(cov_rows.size + 1, dtype=np.int32)
-    model.a_matrix_.index_, model.a_matrix_.value_ = cov_rows.astype(np.int32), np.ones(cov_rows.size)
-    h.passModel(model)
+    nc = cov_rows.size
+    h = highs(lp.bare, highs_lp(hs, np.full(nc, big), np.zeros(nc), np.full(nc, hs.kHighsInf), lo, hi,
+                                np.arange(nc + 1, dtype=np.int32), cov_rows.astype(np.int32), np.ones(nc)))
     inside = np.zeros(lp.n, dtype=bool)
     tol = 1e-9 * float(np.abs(cost[usable]).max(initial=1.0))
     best: tuple[float, np.ndarray, float, np.ndarray] | None = None
@@ -176,8 +169,7 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
                   begin.astype(np.int32), lp.index[pos], lp.value[pos])
         if clock is not None and clock.bounded:
             set_limits(h, clock.left())
-        h.run()
-        charge(h.getInfo())
+        run(h)
         if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
             break
         y = np.asarray(h.getSolution().row_dual, dtype=float)

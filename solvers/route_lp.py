@@ -11,7 +11,7 @@ import numpy as np
 
 from solvers.clock import run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs, highs_lp, run
 
 
 class RouteLP:
@@ -146,18 +146,11 @@ class RouteLP:
         self.row_lo, self.row_hi = np.concatenate(row_lo), np.concatenate(row_hi)
         self.h: Any = None
 
-    def _lp(self, c: np.ndarray, upper: np.ndarray) -> Any:
-        hs = self.highspy
-        lp = hs.HighsLp()
-        nc = self.n + self.ny + self.nz + self.nb
-        lp.num_col_, lp.num_row_ = nc, self.m
-        lp.col_cost_ = np.concatenate([c, np.zeros(self.ny), np.ones(self.nz), np.zeros(self.nb)])
-        lp.col_lower_ = np.zeros(nc)
-        lp.col_upper_ = np.concatenate([upper, np.ones(self.ny), np.full(self.nz + self.nb, hs.kHighsInf)])
-        lp.row_lower_, lp.row_upper_ = self.row_lo, self.row_hi
-        lp.a_matrix_.format_ = hs.MatrixFormat.kColwise
-        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = self.start, self.index, self.value
-        return lp
+    def _lp(self, c: np.ndarray, upper: np.ndarray, integer: list[bool] | None = None) -> Any:
+        nc, inf = self.n + self.ny + self.nz + self.nb, self.highspy.kHighsInf
+        return highs_lp(self.highspy, np.concatenate([c, np.zeros(self.ny), np.ones(self.nz), np.zeros(self.nb)]),
+                        np.zeros(nc), np.concatenate([upper, np.ones(self.ny), np.full(self.nz + self.nb, inf)]),
+                        self.row_lo, self.row_hi, self.start, self.index, self.value, integer=integer)
 
     def integer(self, cost: np.ndarray, time_limit: float, gap: float = 0.01,
                 slack: float | None = None) -> np.ndarray | None:
@@ -165,11 +158,8 @@ class RouteLP:
         HiGHS's best within `time_limit` s and relative `gap`; None where it found none. Forwarding relays only
         (no union or band rows). A fresh solver: the LP's own keeps its basis. slack: only the columns whose LP
         reduced cost is at most this part of the LP's value (a heuristic: a smaller program, not the optimum)."""
-        from solvers.clock import charge
-
         if self.nz or self.band_row:
             raise ValueError("integer: forwarding relays without the band row only")
-        hs = self.highspy
         usable = np.isfinite(cost)
         if slack is not None:
             status, value = self.solve(cost)
@@ -177,15 +167,8 @@ class RouteLP:
                 return None
             reduced = np.asarray(self.h.getSolution().col_dual, dtype=float)[:self.n]
             usable &= reduced <= slack * abs(value)
-        lp = self._lp(np.where(usable, cost, 0.0), usable.astype(float))
-        lp.integrality_ = [hs.HighsVarType.kInteger] * self.n + [hs.HighsVarType.kContinuous] * self.ny
-        h = self.bare()
-        h.setOptionValue("output_flag", False)
-        h.setOptionValue("time_limit", max(float(time_limit), 1e-3))
-        h.setOptionValue("mip_rel_gap", gap)
-        h.passModel(lp)
-        h.run()
-        charge(h.getInfo())
+        lp = self._lp(np.where(usable, cost, 0.0), usable.astype(float), integer=[True] * self.n + [False] * self.ny)
+        h = run(highs(self.bare, lp, time_limit=max(float(time_limit), 1e-3), mip_rel_gap=gap))
         if h.getInfo().primal_solution_status != 2:  # kSolutionStatusFeasible
             return None
         return np.asarray(h.getSolution().col_value, dtype=float)[:self.n]
@@ -212,10 +195,7 @@ class RouteLP:
             w = np.where(usable & np.isfinite(band), band, 0.0)
             self.value[self.band_pos] = -w if self.nb else w
         if self.h is None:
-            h = self.bare()
-            h.setOptionValue("output_flag", False)
-            h.passModel(self._lp(c, upper))
-            self.h = h
+            self.h = highs(self.bare, self._lp(c, upper))
         elif self.nz or self.band_row:  # new coefficients: the model again, from the last basis (same rows and columns)
             basis = self.h.getBasis()
             self.h.passModel(self._lp(c, upper))

@@ -16,9 +16,10 @@ import math
 
 import numpy as np
 
-from solvers.clock import charge, now, set_limits
+from solvers.clock import now
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
+from solvers.highs import highs, run
 from solvers.instance import RoundProblem
 from solvers.model import feasible
 from solvers.subset_energy import EdgeEnergy
@@ -55,16 +56,10 @@ def subset_plan(p: RoundProblem, latency: float, deadline: float) -> tuple[np.nd
     lp = ee.lp
     cost = ee.costs(latency, nu, 0.0)
     usable = np.isfinite(cost)
-    model = lp._lp(np.where(usable, cost, 0.0), usable.astype(float))  # the band row as the LP calls set it
     nc = lp.n + lp.ny + lp.nz + lp.nb
-    hs = lp.highspy
-    model.integrality_ = [hs.HighsVarType.kInteger] * lp.n + [hs.HighsVarType.kContinuous] * (nc - lp.n)
-    h = lp.bare()
-    h.setOptionValue("output_flag", False)
-    set_limits(h, left)
-    h.passModel(model)
-    h.run()
-    charge(h.getInfo())
+    # the band row as the LP calls set it
+    model = lp._lp(np.where(usable, cost, 0.0), usable.astype(float), integer=[True] * lp.n + [False] * (nc - lp.n))
+    h = run(highs(lp.bare, model, left))
     if h.getInfo().primal_solution_status != 2:  # no feasible integer answer
         return None
     val = np.asarray(h.getSolution().col_value)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.clock import charge, now, set_limits
+from solvers.clock import now, set_limits
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, run
 from solvers.tree_bound import shortest_paths
 from solvers.tree_energy import EdgeParts
 from solvers.tree_model import device_subsets
@@ -171,8 +171,7 @@ def coupled_latency(view: EdgeView, cols: LatencyColumns, r: int, t_lb: float, t
         h.changeColsBounds(size, idx, np.zeros(size), (when <= points[k] * (1 + 1e-12)).astype(float))
         if integer and math.isfinite(stop):
             set_limits(h, stop - now())
-        h.run()
-        charge(h.getInfo())
+        run(h)
         status = h.getModelStatus()
         if status == highspy.HighsModelStatus.kInfeasible:
             return False

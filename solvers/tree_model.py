@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from solvers.bounds import bare_highs
-from solvers.clock import charge, limit_statuses, set_limits
-from solvers.column_milp import beyond_cutoff
+from solvers.clock import limit_statuses, set_limits
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
+from solvers.highs import bare_highs, cutoff_bound, highs, highs_lp, run
 from solvers.tree_bound import shortest_paths
 
 MAX_SUBSETS = 256
@@ -115,19 +114,15 @@ class TreeMilp:
         h.setOptionValue("objective_bound", float(cutoff / self.scale))
         set_limits(h, max(time_limit_s, 1e-3))
         h.setOptionValue("mip_rel_gap", float(gap))
-        h.run()
-        status = h.getModelStatus()
+        status = run(h).getModelStatus()
         info = h.getInfo()
-        charge(info)
         limit = "time_limit" if status in limit_statuses(highspy) else "other"
         kind = {highspy.HighsModelStatus.kOptimal: "optimal",
                 highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, limit)
-        if kind == "infeasible" or beyond_cutoff(info, cutoff / self.scale):
+        bound = cutoff_bound(h, float(cutoff), self.scale)  # inf: nothing below the cutoff
+        if bound == np.inf:
             return "infeasible", float(cutoff), None
-        lower = float(info.mip_dual_bound) * self.scale if kind in ("optimal", "time_limit") else 0.0
-        if not np.isfinite(lower):
-            lower = 0.0
-        lower = min(lower, float(cutoff))  # the dual bound holds up to the cutoff only (column_milp.beyond_cutoff)
+        lower = bound if kind in ("optimal", "time_limit") else 0.0
         sol = None
         if info.primal_solution_status == 2:  # kSolutionStatusFeasible
             col = np.asarray(h.getSolution().col_value)
@@ -264,18 +259,9 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
         cols = np.flatnonzero(np.array(b.cost) != 0)
         cols = cols[cols != t_col]
         b.row(cols, np.array(b.cost)[cols], lo=0.0)
-    h = solver()
-    h.setOptionValue("output_flag", False)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = len(b.lo), len(b.r_lo)
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = np.array(b.cost), np.array(b.lo), np.array(b.hi)
     inf = highspy.kHighsInf
-    lp.row_lower_ = np.where(np.isfinite(b.r_lo), b.r_lo, -inf)
-    lp.row_upper_ = np.where(np.isfinite(b.r_hi), b.r_hi, inf)
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
-    lp.a_matrix_.start_ = np.array(b.start, dtype=np.int32)
-    lp.a_matrix_.index_ = np.array(b.index, dtype=np.int32)
-    lp.a_matrix_.value_ = np.array(b.value)
-    lp.integrality_ = [highspy.HighsVarType.kInteger if k else highspy.HighsVarType.kContinuous for k in b.integer]
-    h.passModel(lp)
+    h = highs(solver, highs_lp(highspy, np.array(b.cost), np.array(b.lo), np.array(b.hi),
+                               np.where(np.isfinite(b.r_lo), b.r_lo, -inf), np.where(np.isfinite(b.r_hi), b.r_hi, inf),
+                               np.array(b.start, dtype=np.int32), np.array(b.index, dtype=np.int32),
+                               np.array(b.value), rowwise=True, integer=b.integer))
     return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed, int(t_col), energy_row)

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.clock import run_lp
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs_lp, run_lp
 
 
 def union_band(
@@ -77,19 +76,13 @@ def union_lp(highspy: Any, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarr
     v = np.concatenate([np.ones(nr), cov[ci, mj], wr, -np.ones(npair)])
     order = np.lexsort((r, c))
     r, c, v = r[order], c[order], v[order]
-    n, m = nr + nu, nd + nm + npair
+    n = nr + nu
     inf = highspy.kHighsInf
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n, m
-    lp.col_cost_ = np.concatenate([np.zeros(nr), np.ones(nu)])
-    lp.col_lower_ = np.zeros(n)
-    lp.col_upper_ = np.concatenate([np.ones(nr), np.full(nu, inf)])
-    lp.row_lower_ = np.concatenate([np.full(nd, -inf), demand[need] / scale * (1 - 1e-9), np.full(npair, -inf)])
-    lp.row_upper_ = np.concatenate([np.ones(nd), np.full(nm, inf), np.zeros(npair)])
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32)
-    lp.a_matrix_.index_ = r.astype(np.int32)
-    lp.a_matrix_.value_ = v
+    lp = highs_lp(highspy, np.concatenate([np.zeros(nr), np.ones(nu)]), np.zeros(n),
+                  np.concatenate([np.ones(nr), np.full(nu, inf)]),
+                  np.concatenate([np.full(nd, -inf), demand[need] / scale * (1 - 1e-9), np.full(npair, -inf)]),
+                  np.concatenate([np.ones(nd), np.full(nm, inf), np.zeros(npair)]),
+                  np.concatenate([[0], np.cumsum(np.bincount(c, minlength=n))]).astype(np.int32), r.astype(np.int32), v)
     every = dev[route_col] * span + route_up  # each route's pair, also those left out here
     at = np.minimum(np.searchsorted(keys, every), max(keys.size - 1, 0))
     pair_of_route = np.where(keys.size > 0, np.where(keys[at] == every, at, -1), -1) if keys.size else np.full(

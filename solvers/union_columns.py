@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import now, run_lp
+from solvers.clock import now
 from solvers.column_milp import minimal_covers
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs_lp, run_lp
 from solvers.instance import RoundProblem
 from solvers.latency_model import EdgeColumns
 
@@ -227,18 +227,11 @@ class UnionColumns:
                 starts.append(len(index))
             k += holders.size
         nv = len(cost)
-        lp = highspy.HighsLp()
         inf = highspy.kHighsInf
-        lp.num_col_, lp.num_row_ = nv, base + self.nrho
-        lp.col_cost_ = np.array(cost)
-        lp.col_lower_ = np.zeros(nv)
-        lp.col_upper_ = np.full(nv, inf)
-        lp.row_lower_ = np.concatenate([np.ones(nm), np.full(n, -inf), np.ones(nc), np.zeros(self.nrho)])
-        lp.row_upper_ = np.concatenate([np.full(nm, inf), np.ones(n), np.full(nc + self.nrho, inf)])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(value, dtype=float)
+        lp = highs_lp(highspy, np.array(cost), np.zeros(nv), np.full(nv, inf),
+                      np.concatenate([np.ones(nm), np.full(n, -inf), np.ones(nc), np.zeros(self.nrho)]),
+                      np.concatenate([np.full(nm, inf), np.ones(n), np.full(nc + self.nrho, inf)]),
+                      np.array(starts, dtype=np.int32), np.array(index, dtype=np.int32), np.array(value, dtype=float))
         sol = run_lp(bare, lp).getSolution()
         if not sol.dual_valid:
             return None, np.zeros(n), np.zeros(self.nrho)

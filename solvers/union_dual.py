@@ -28,8 +28,8 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
-from solvers.clock import charge, current_meter, now, set_limits
-from solvers.highs import bare_highs
+from solvers.clock import current_meter, now
+from solvers.highs import bare_highs, highs, run
 from solvers.instance import RoundProblem
 from solvers.union_bound import union_lp
 
@@ -101,16 +101,9 @@ def _duals(p: RoundProblem, r: EdgeRoutes, demand: np.ndarray, w: np.ndarray,
     lp, rows = union_lp(highspy, r.dev, r.mbits, p.samples, demand, r.col, r.up, w)
     if lp is None:
         return None
-    h: Any = bare()
-    h.setOptionValue("output_flag", False)
-    if current_meter() is None:  # wall clock: the interior point method, no crossover (any duals serve)
-        h.setOptionValue("solver", "ipm")
-        h.setOptionValue("run_crossover", "off")
-    set_limits(h, seconds)
-    h.passModel(lp)
-    h.run()
-    charge(h.getInfo())
-    sol = h.getSolution()
+    # wall clock: the interior point method, no crossover (any duals serve)
+    ipm: dict[str, Any] = {"solver": "ipm", "run_crossover": "off"} if current_meter() is None else {}
+    sol = run(highs(bare, lp, seconds, **ipm)).getSolution()
     if not sol.dual_valid:
         return None
     dual = np.asarray(sol.row_dual, dtype=float)

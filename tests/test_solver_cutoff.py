@@ -1,15 +1,18 @@
 """HiGHS given a cutoff (objective_bound) prunes every node whose bound reaches it, so its dual bound holds only up to
 the cutoff: highspy 1.16 returned a tree root's solution above the cutoff as "optimal" with that solution's value as
 the bound, while pruned nodes held a plan 2.4 % cheaper, and `joint` certified a 6-device tree plan at 0 % with a
-better plan 0.11 % below it (solvers/column_milp.py `beyond_cutoff`)."""
+better plan 0.11 % below it (solvers/highs.py `beyond_cutoff`)."""
 
 import dataclasses
+import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import solvers.tree_improve as tree_improve
 from solvers import random_instance, solve
+from solvers.highs import cutoff_bound
 from solvers.tree import tree_cost
 from solvers.tree_model import build
 
@@ -64,3 +67,28 @@ def test_joint_tree_bound_stays_below_a_known_plan(monkeypatch: pytest.MonkeyPat
     plan = solve(p, "joint", time_limit_s=5.0, budget="work")
     assert plan.lower_bound <= float(f[0] + p.lam * e[0]) * (1 + 1e-9)
     assert plan.lower_bound <= plan.objective
+
+
+class _Run:  # what cutoff_bound reads of a finished HiGHS run
+    def __init__(self, status: str, value: float, dual: float, feasible: bool = True) -> None:
+        import highspy
+
+        self.status = getattr(highspy.HighsModelStatus, status)
+        self.info = SimpleNamespace(primal_solution_status=2 if feasible else 0, objective_function_value=value,
+                                    mip_dual_bound=dual)
+
+    def getModelStatus(self):  # noqa: ANN201, N802
+        return self.status
+
+    def getInfo(self):  # noqa: ANN201, N802
+        return self.info
+
+
+def test_the_cutoff_bound_is_the_dual_up_to_the_cutoff_and_inf_beyond_it() -> None:
+    assert cutoff_bound(_Run("kOptimal", 319.0, 319.0), 316.5) == math.inf  # a solution above: nothing below
+    assert cutoff_bound(_Run("kInfeasible", 0.0, math.inf, feasible=False), 316.5) == math.inf
+    assert cutoff_bound(_Run("kOptimal", 319.0, 300.0), 316.5) == 300.0  # the dual below the cutoff holds
+    assert cutoff_bound(_Run("kTimeLimit", 310.0, 320.0), 316.5) == 316.5  # a plan below: min(dual, cutoff)
+    assert cutoff_bound(_Run("kTimeLimit", 0.0, math.inf, feasible=False), 316.5) == 0.0  # no dual bound: 0
+    assert cutoff_bound(_Run("kOptimal", 319.0, 319.0), 316.5 * 2.0, scale=2.0) == math.inf  # in units of scale
+    assert cutoff_bound(_Run("kOptimal", 150.0, 150.0), 316.5 * 2.0, scale=2.0) == 300.0
