@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import charge, now
+from solvers.clock import now
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs
+from solvers.highs import bare_highs, highs, highs_lp, run
 from solvers.instance import RoundProblem
 from solvers.parallel import restrict
 from solvers.union_columns import PENALTY, TOL, UnionColumns
@@ -265,20 +265,18 @@ class _Master:
                 starts.append(len(index))
             k += holders.size
         nv, inf = len(cost), highspy.kHighsInf
-        lp = highspy.HighsLp()
-        lp.num_col_, lp.num_row_ = nv, self.base + uc.nrho
-        lp.col_cost_ = np.array(cost)
-        lp.col_lower_ = np.zeros(nv)
-        lp.col_upper_ = np.full(nv, inf)
-        lp.row_lower_ = np.concatenate([np.ones(nm), np.full(n, -inf), np.ones(nc), np.zeros(uc.nrho)])
-        lp.row_upper_ = np.concatenate([np.full(nm, inf), np.ones(n), np.full(nc + uc.nrho, inf)])
-        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-        lp.a_matrix_.start_ = np.array(starts, dtype=np.int32)
-        lp.a_matrix_.index_ = np.array(index, dtype=np.int32)
-        lp.a_matrix_.value_ = np.array(value, dtype=float)
-        self.h = bare()
-        self.h.setOptionValue("output_flag", False)
-        self.h.passModel(lp)
+        lp = highs_lp(
+            highspy,
+            np.array(cost),
+            np.zeros(nv),
+            np.full(nv, inf),
+            np.concatenate([np.ones(nm), np.full(n, -inf), np.ones(nc), np.zeros(uc.nrho)]),
+            np.concatenate([np.full(nm, inf), np.ones(n), np.full(nc + uc.nrho, inf)]),
+            np.array(starts, dtype=np.int32),
+            np.array(index, dtype=np.int32),
+            np.array(value, dtype=float),
+        )
+        self.h = highs(bare, lp)
         self.first = nv  # the groups' columns follow
         self.groups: list[list[int]] = []
         self.add(list(uc.pool))
@@ -339,9 +337,7 @@ class _Master:
 
     def solve(self) -> Duals | None:
         """(pi, mu, rho) clipped to their signs; None where HiGHS gives no duals."""
-        self.h.run()
-        charge(self.h.getInfo())
-        sol = self.h.getSolution()
+        sol = run(self.h).getSolution()
         if not sol.dual_valid:
             return None
         dual = np.asarray(sol.row_dual, dtype=float)
