@@ -352,13 +352,6 @@ LATENCY_CAP = True
 a plan of larger T costs at least upper), so its points and splits fall where a better plan can be."""
 
 
-def pair_dual_applies(problem: RoundProblem) -> bool:
-    """Whether a clocked round may solve solvers/pair_dual.py's LPs in `round_lower_bound` (the same test as there,
-    less the clock): its scipy.sparse then loads before the round's clock (solvers/joint.py, `load_libraries`)."""
-    return (pair_dual.PAIR_DUAL and problem.lam > 0 and not problem.has_power_frequency
-            and SUBSET_CLOCKED_DEVICES < problem.num_devices <= SUBSET_DUAL_DEVICES)
-
-
 def round_lower_bound(problem: RoundProblem, edge_latency: np.ndarray, known: np.ndarray | None = None,
                       upper: float | None = None, clock: Clock | None = None) -> float:
     """Certified lower bound on min T + lambda E: T >= the subset bound (or an exact edge); at lambda > 0 the

@@ -170,15 +170,13 @@ def run_settled(h: Any, highspy: Any) -> Any:
     return status
 
 
-def load_libraries(tree: bool = False, cvxpy: bool = False, sparse: bool = False) -> None:
+def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
     """Import what a solve loads lazily (highspy's solver; scipy.sparse.csgraph for trees; cvxpy and scipy.sparse
     where the round's cvxpy model may run) before the round's clock starts: a process's first solve paid 0.1-0.25 s
     for scipy.sparse quiet and 0.55 s under load, and 0.7 CPU s for cvxpy, inside its time limit. Not at `import
     solvers`: config errors and the CLI's validation never solve and stay light (experiments/startup_time.py); and
     only what the round needs (the heuristics and the column models use no scipy). After the first call each import
-    is a dictionary look-up. sparse: scipy.sparse alone (solvers/pair_dual.py's LPs)."""
-    if sparse:
-        import scipy.sparse  # noqa: F401
+    is a dictionary look-up."""
     if tree:
         import scipy.sparse.csgraph  # noqa: F401
     if cvxpy:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from solvers.bandwidth import ConvexBandwidth, minmax_bandwidth
-from solvers.bounds import pair_dual_applies, round_lower_bound
+from solvers.bounds import round_lower_bound
 from solvers.clock import FINISH_S, HEURISTIC_ALONE, HEURISTIC_SHARE, Clock, load_libraries, now, under_budget
 from solvers.energy import edge_latency, plan_bandwidth, round_uploads
 from solvers.evaluate import evaluate, round_timeline, uplink_rate
@@ -91,8 +91,7 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
     """joint_solve within its budget (the clock `now` reads: wall or work)."""
     # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
     # (not for model_gate.py's model: it runs on few rounds, and imports cvxpy within its own share)
-    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)),
-                   sparse=bound and time_limit_s > 0 and pair_dual_applies(problem))
+    load_libraries(cvxpy=bandwidth == "cvxpy" or (bound and time_limit_s > 0 and uses_cvxpy(problem)))
     t0, wall = now(), time.perf_counter()  # t0 for the deadlines (solvers/clock.py), wall for solve_seconds
     opts: dict[str, Any] = dict(iterations=iterations, local_max_devices=local_max_devices, local_rounds=local_rounds,
                                 bandwidth=bandwidth, time_budget_s=time_budget_s, enum_max=enum_max, bound=bound,

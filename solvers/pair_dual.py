@@ -30,7 +30,7 @@ from solvers.clock import Clock, set_limits
 from solvers.energy_bound import EdgeFloor, EnergyBound
 from solvers.highs import highs, highs_lp, run
 from solvers.instance import RoundProblem
-from solvers.route_lp import RouteLP
+from solvers.pair_rows import PairRows
 from solvers.subset_dual import knapsack_beta
 from solvers.subset_energy import EdgeEnergy
 
@@ -80,17 +80,17 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
     """Edge e's LP at T = inf and band price nu by column generation (`generate`), and its best multipliers; None
     where the edge has no columns or no LP gave multipliers. beta [M]: J per sample of each module, to choose the
     first columns (the knapsack's critical ratios)."""
-    ee = EdgeEnergy.of(p, e, demand, classes=CLASSES)
+    ee = EdgeEnergy.of(p, e, demand, classes=int(CLASSES), lp=False)
     if ee is None:
         return None
-    lp = ee.lp
     cost = ee.costs(math.inf, nu, 0.0)
     usable = np.isfinite(cost)
-    if not usable.any() or lp.start.size - 1 > lp.n:  # extra variables (covers, unions) would need their own terms
+    if not usable.any():
         return None
+    lp = PairRows(ee.dev, ee.mbits, p.samples, demand, ee.lcol, ee.ldst, ee.lcls, ee.ccls)
     owner = np.concatenate([ee.dev, ee.dev[ee.lcol]])
-    cover = np.concatenate([ee.mbits, ee.mbits[ee.lcol]]) * p.samples[owner, None]
-    score = cost - (cover @ (np.zeros(p.num_modules) if beta is None else beta))
+    worth = (ee.mbits @ (np.zeros(p.num_modules) if beta is None else beta)) * p.samples[ee.dev]
+    score = cost - np.concatenate([worth, worth[ee.lcol]])  # a route covers what its column covers
     got = generate(lp, cost, usable, score, clock)
     if got is None:
         return None
@@ -108,7 +108,7 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
                     const - nu * float(p.edge_bandwidth_hz[e]), nu)
 
 
-def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarray,
+def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarray,
              clock: Clock | None = None) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Row multipliers of the LP `lp` at column costs `cost` (usable: the columns that can be used) by column
     generation: first, per device and group (direct, or each pair row) its column of least `score`, then per round
@@ -121,15 +121,8 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
     hs = lp.highspy
     lo, hi = lp.row_lo, lp.row_hi
     ge, le = np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
-    # loaded before the round's clock where these LPs may run (solvers/bounds.py `pair_dual_applies`)
-    import scipy.sparse as sp
-
-    size = np.diff(lp.start)
-    at = sp.csr_matrix((lp.value, lp.index, lp.start), shape=(lp.n, lp.m))  # A^T: a sparse product per round
-    devrow = lp.index[lp.start[:-1]]  # a column's first entry is its device row (rows ascend in a column)
-    ndev = int(devrow.max()) + 1
-    last = lp.index[lp.start[1:] - 1]  # its last: a pair row, else a coverage row
-    group = np.where(last >= ndev + int(ge.sum()), last, -1)
+    devrow, group = lp.devrow, lp.group  # a column's device row; its largest pair row (-1: none)
+    ndev = lp.nd
     tag = np.unique(devrow.astype(np.int64) * (lp.m + 2) + group + 1, return_inverse=True)[1]
     ntag = int(tag.max()) + 1
 
@@ -144,14 +137,14 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
         lam = np.where(ge, np.maximum(y, 0.0), np.where(le, np.minimum(y, 0.0), 0.0))
         lam[:ndev] = 0.0
         const = float(np.sum(lam[ge] * lo[ge]) + np.sum(lam[le] * hi[le]))
-        shift = at @ lam
+        shift = lp.shift(lam)
         low = np.zeros(ndev)
         np.minimum.at(low, devrow, np.where(usable, cost - shift, 0.0))
         return const + float(low.sum()), lam, const, shift
 
     cov_rows = np.flatnonzero(ge)
     add = least(np.flatnonzero(usable), score)
-    big = 10.0 * float(np.sum(np.abs(cost[add]))) / max(float(np.min(np.abs(lp.value), initial=1.0)), 1e-12) + 1.0
+    big = 10.0 * float(np.sum(np.abs(cost[add]))) / max(lp.min_coef, 1e-12) + 1.0
     nc = cov_rows.size
     h = highs(lp.bare, highs_lp(hs, np.full(nc, big), np.zeros(nc), np.full(nc, hs.kHighsInf), lo, hi,
                                 np.arange(nc + 1, dtype=np.int32), cov_rows.astype(np.int32), np.ones(nc)))
@@ -162,11 +155,9 @@ def generate(lp: RouteLP, cost: np.ndarray, usable: np.ndarray, score: np.ndarra
         if add.size == 0:
             break
         inside[add] = True
-        n_add = size[add]
-        begin = np.concatenate([[0], np.cumsum(n_add)[:-1]])
-        pos = np.repeat(lp.start[add] - begin, n_add) + np.arange(int(n_add.sum()))
-        h.addCols(add.size, cost[add], np.zeros(add.size), np.ones(add.size), int(n_add.sum()),
-                  begin.astype(np.int32), lp.index[pos], lp.value[pos])
+        begin, index, value = lp.entries(add)
+        h.addCols(add.size, cost[add], np.zeros(add.size), np.ones(add.size), int(begin[-1]), begin[:-1], index,
+                  value)
         if clock is not None and clock.bounded:
             set_limits(h, clock.left())
         run(h)

@@ -72,12 +72,17 @@ def relayed_price(bits: np.ndarray, top: np.ndarray, room: np.ndarray, pw: np.nd
     """[L] a lower bound on the energy per relayed bit of each route: the secant s(top, room) of phi_B at its relay
     (module doc; top: the largest own payload of the route's class, room: the most relayed bits, >= the route's
     own `bits`), at least the floor pw / R(band); inf where room < bits (the route's bits cannot fit by T)."""
-    floor = pw / uplink_rate(np.full(np.shape(a), band), a)
+    top, pw, a = np.broadcast_arrays(top, pw, a)
+    # the floor and phi_B(top) depend on the relay and class alone: once per run of equal (top, pw, a) (the routes of
+    # a (link, class) come in a run, solvers/subset_energy.py `routes`), the same values elementwise
+    run = np.flatnonzero(np.concatenate([[True], (top[1:] != top[:-1]) | (pw[1:] != pw[:-1]) | (a[1:] != a[:-1])]))
+    length = np.diff(np.append(run, top.size))
+    floor = np.repeat(pw[run] / uplink_rate(np.full(run.size, band), a[run]), length)
     fits = room >= bits * (1 - 1e-9)
     span = np.where(fits, np.maximum(room, bits), 1.0)
     span = np.where(span > 0, span, 1.0)
     hi, _ = band_energy(top + span, pw, a, nu, band)
-    _, at = band_energy(top, pw, a, nu, band)
+    at = np.repeat(band_energy(top[run], pw[run], a[run], nu, band)[1], length)
     secant = np.maximum((hi - at) / span, 0.0)
     return np.where(fits, np.maximum.reduce([secant, slope_at(top + span, pw, a, nu, band), floor]), np.inf)
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -87,13 +88,16 @@ class EdgeEnergy:
     band_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] bands at the last decision costs
     slope_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] there: -d cost / dT, from below
     cost_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] the costs of the last `value`
+    ccls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [K] class as a relay (`lp`'s)
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
-           union: bool = False, band_row: bool = False, classes: int | None = None) -> EdgeEnergy | None:
+           union: bool = False, band_row: bool = False, classes: int | None = None,
+           lp: bool = True) -> EdgeEnergy | None:
         """The edge's columns; None where it has more than MAX_COLUMNS or no demand (covers: the LP gets each
         module's minimal covers; union, with relay_aggregates: each uploader's upload at least each member's alone,
-        `RouteLP`; classes: payload classes of a relay's own columns, default relay_price.RELAY_CLASSES)."""
+        `RouteLP`; classes: payload classes of a relay's own columns, default relay_price.RELAY_CLASSES; lp=False:
+        no `RouteLP`, `lp` is None: solvers/pair_dual.py builds its rows with solvers/pair_rows.py)."""
         m = p.num_modules
         members = p.edge_devices(e)
         if members.size == 0 or not np.any(demand > 0) or m > 20:
@@ -124,7 +128,7 @@ class EdgeEnergy:
             np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
         return cls(p, e, dev, mbits, pay, cycles, lcol_, ldst_, lrate, lcls_, ltop, lmin, llead, own, rin,
                    RouteLP(dev, mbits, p.samples, demand, lcol_, ldst_, covers, union and agg, lcls_, ccls,
-                           band_row), union and agg, band_row)
+                           band_row) if lp else cast(RouteLP, None), union and agg, band_row, ccls=ccls)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
@@ -162,8 +166,9 @@ class EdgeEnergy:
                                                         p.snr_hz[j]), np.inf)
             hop = p.d2d_power_w[dev[c]] * pay[c] / r
             if not p.relay_aggregates:  # a relayed bit: the secant of its relay's upload from its class (relay_price)
-                floor = p.tx_power_w[j] / uplink_rate(np.full(j.size, band), p.snr_hz[j])
-                rb = uplink_rate(np.full(j.size, band), p.snr_hz[j])
+                relays = np.unique(j)  # the rate at the whole band once per relay (the same values)
+                rb = uplink_rate(np.full(relays.size, band), p.snr_hz[relays])[np.searchsorted(relays, j)]
+                floor = p.tx_power_w[j] / rb
                 room = np.minimum.reduce([self.rin[j] - self.own[dev[c]] + pay[c], rb * (t - arrive) - self.lmin,
                                           rb * t - self.llead])
                 price = relayed_price(pay[c], self.ltop, room, p.tx_power_w[j], p.snr_hz[j], nu, band)

@@ -112,3 +112,37 @@ def test_route_lp_columns_keep_their_rows_ascending() -> None:
             for j in range(lp.start.size - 1):
                 rows = lp.index[lp.start[j] : lp.start[j + 1]]
                 assert np.all(np.diff(rows) > 0), (seed, kw, j, rows)
+
+
+@pytest.mark.parametrize("classes", [1, 2])
+def test_pair_rows_are_route_lps_rows_without_its_matrix(classes: int) -> None:
+    """solvers/pair_rows.py: the same row bounds as `RouteLP` (no covers, union or band rows), A^T lambda equal to
+    RouteLP's sparse product for random lambda, and each column's entries (rows, values, ascending) as RouteLP's;
+    with two payload classes (relays' direct columns in several pair rows) and relays that train nothing."""
+    from solvers.pair_rows import PairRows
+
+    p = random_instance(150, 1, 5, 17, lam=0.5, d2d_neighbours=3)
+    demand = EnergyBound.of(p).demand[0]
+    ee = EdgeEnergy.of(p, 0, demand, classes=classes)
+    assert ee is not None
+    lp = ee.lp
+    rows = PairRows(ee.dev, ee.mbits, p.samples, demand, ee.lcol, ee.ldst, ee.lcls, ee.ccls)
+    assert (rows.n, rows.m) == (lp.n, lp.m)
+    assert np.array_equal(rows.row_lo, lp.row_lo) and np.array_equal(rows.row_hi, lp.row_hi)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        lam = rng.normal(size=lp.m)
+        ref = np.zeros(lp.n)
+        col = np.repeat(np.arange(lp.n), np.diff(lp.start))
+        np.add.at(ref, col, lp.value * lam[lp.index])
+        assert np.allclose(rows.shift(lam), ref, rtol=1e-12, atol=1e-12)
+    cols = np.sort(rng.choice(lp.n, size=500, replace=False))
+    start, index, value = rows.entries(cols)
+    for i, c in enumerate(cols):
+        lo_, hi_ = lp.start[c], lp.start[c + 1]
+        assert np.array_equal(index[start[i]:start[i + 1]], lp.index[lo_:hi_]), c
+        assert np.allclose(value[start[i]:start[i + 1]], lp.value[lo_:hi_], rtol=1e-15), c
+    assert np.array_equal(rows.devrow, lp.index[lp.start[:-1]])
+    last = lp.index[lp.start[1:] - 1]
+    assert np.array_equal(rows.group, np.where(last >= rows.npair0, last, -1))
+    assert np.any(ee.ccls[: ee.dev.size] == 0)  # relays' empty columns are in
