@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from solvers.clock import now
+from solvers.clock import highs_limits, now
 from solvers.energy import plan_bandwidth
 from solvers.evaluate import evaluate
 from solvers.highs import highs, run
@@ -59,7 +59,7 @@ def subset_plan(p: RoundProblem, latency: float, deadline: float) -> tuple[np.nd
     nc = lp.n + lp.ny + lp.nz + lp.nb
     # the band row as the LP calls set it
     model = lp._lp(np.where(usable, cost, 0.0), usable.astype(float), integer=[True] * lp.n + [False] * (nc - lp.n))
-    h = run(highs(lp.bare, model, left))
+    h = run(highs(lp.bare, model, **highs_limits(left)))  # its limits as set before the model: rows 0 in the node limit
     if h.getInfo().primal_solution_status != 2:  # no feasible integer answer
         return None
     val = np.asarray(h.getSolution().col_value)

@@ -28,7 +28,7 @@ import numpy as np
 
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
-from solvers.clock import current_meter, now
+from solvers.clock import current_meter, highs_limits, now
 from solvers.highs import bare_highs, highs, run
 from solvers.instance import RoundProblem
 from solvers.union_bound import union_lp
@@ -103,7 +103,7 @@ def _duals(p: RoundProblem, r: EdgeRoutes, demand: np.ndarray, w: np.ndarray,
         return None
     # wall clock: the interior point method, no crossover (any duals serve)
     ipm: dict[str, Any] = {"solver": "ipm", "run_crossover": "off"} if current_meter() is None else {}
-    sol = run(highs(bare, lp, seconds, **ipm)).getSolution()
+    sol = run(highs(bare, lp, **highs_limits(seconds), **ipm)).getSolution()  # limits as set before the model
     if not sol.dual_valid:
         return None
     dual = np.asarray(sol.row_dual, dtype=float)
