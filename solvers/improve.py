@@ -96,6 +96,10 @@ AGGREGATES_ROUND_RESERVE_S = 1.0
 """... and joint's round bound stops this many seconds before the deadline to leave it the time (at 2 s: the round
 bound at its fewest steps; A/B at 2 s on the bench's 16 edges of 8 and 12 devices at lambda > 0: median certified
 gap 15.39 -> 13.27 %, 15 of 16 lower; experiments/results/solver_model/s23g/NOTES.md)."""
+AGGREGATES_GROUP_SHARE = 0.95
+"""With relays that aggregate, the relay-group bound's share of the model's time, and the least-energy column MILPs of
+solvers/energy_columns.py after it are skipped: on 8-12-device edges at 2 s they got 0.05-0.1 CPU s and bounded
+0.0-0.22 of the objective, under the group bound (0.6-0.77), which rises 0.05-0.2 from 0.5 to 1 CPU s."""
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
 the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
@@ -274,8 +278,9 @@ def union_large_edge(problem: RoundProblem, plan: RoundPlan, by: float) -> Round
 def _group_bound(p: RoundProblem, x: np.ndarray, relay: np.ndarray, band: np.ndarray, upper: float,
                  deadline: float, gap: float) -> float:
     """The relay-group bound (solvers/group_columns.py) from the plan (x, relay, band) of objective `upper`, within
-    GROUP_SHARE of the time left."""
-    clock = Clock(now() + GROUP_SHARE * max(deadline - now(), 0.0))
+    GROUP_SHARE of the time left (AGGREGATES_GROUP_SHARE with relays that aggregate)."""
+    share = AGGREGATES_GROUP_SHARE if p.relay_aggregates else GROUP_SHARE
+    clock = Clock(now() + share * max(deadline - now(), 0.0))
     cost = evaluate(p, x, relay, band)
     got = group_lower_bound(p, subset_lower_bound(p, cost.edge_latency_s), min(upper, cost.objective),
                             cost.latency_s, cost.energy_j, clock, gap, plan=(x, relay, band))
@@ -356,7 +361,8 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
             x, relay = a.x, a.relay
             lower = max(lower, a.lower_bound)
     elif p.num_devices <= MODEL_MAX_DEVICES:
-        if p.num_edges == 1:  # the least-energy column MILPs over trial latencies (solvers/energy_columns.py)
+        if p.num_edges == 1 and not (use_group and p.relay_aggregates):  # the least-energy column MILPs over trial
+            # latencies (solvers/energy_columns.py); with relays that aggregate the group bound's (above) is higher
             share = now() + LAMBDA_SHARE * max(deadline - now(), 0.0)
             lower = max(lower, lambda_bound(p, plan.objective, share, gap))
         c = certify(p, x, relay, deadline, gap, cache=cache)
