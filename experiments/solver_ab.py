@@ -70,7 +70,7 @@ def commit_of(root: str) -> str:
 
 
 def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float | None, cpu_clock: bool,
-            patch: list[tuple[str, float]], mode: str = "one-hop", scale_highs: bool = False,
+            patch: list[tuple[str, int | float | bool]], mode: str = "one-hop", scale_highs: bool = False,
             scale: bool = False) -> dict:
     make = f"instance({n}, {mode!r}, {lam}, {seed})"
     if scale:  # experiments/solver_scale_gap.py's round: about 100 devices an edge, M in 3..10 from the seed
@@ -86,13 +86,23 @@ def run_one(root: str, n: int, lam: float, seed: int, limit: float, share: float
     return {**json.loads(res.stdout.strip().splitlines()[-1]), "load_1min": os.getloadavg()[0]}
 
 
-def parse_patch(text: str) -> tuple[str, float | bool]:
-    """'solvers.improve.LAMBDA_SHARE=0' -> ('solvers.improve.LAMBDA_SHARE', 0.0); true / false for flags."""
+def parse_patch(text: str) -> tuple[str, int | float | bool]:
+    """'solvers.improve.LAMBDA_SHARE=0.5' -> ('solvers.improve.LAMBDA_SHARE', 0.5); an integer literal stays an int
+    (counts such as group_price.COLUMNS index arrays), true / false for flags."""
     name, sep, value = text.partition("=")
     if not sep or "." not in name:
         raise SystemExit(f"--patch: expected module.CONSTANT=value, got {text!r}")
     low = value.strip().lower()
-    return name.strip(), (low == "true") if low in ("true", "false") else float(value)
+    if low in ("true", "false"):
+        return name.strip(), low == "true"
+    try:
+        return name.strip(), int(low)
+    except ValueError:
+        pass
+    try:
+        return name.strip(), float(low)
+    except ValueError:
+        raise SystemExit(f"--patch: {name.strip()}'s value must be a number, true or false, got {value!r}") from None
 
 
 def main() -> None:

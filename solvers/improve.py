@@ -31,7 +31,7 @@ from solvers.model import certify
 from solvers.model_cache import ModelCache
 from solvers.pair_moves import pair_moves
 from solvers.parallel import restrict
-from solvers.plan import RoundPlan
+from solvers.plan import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, RoundPlan
 from solvers.subset_plan import subset_plan
 from solvers.union_columns import UnionColumns, union_refute
 from solvers.union_dual import union_dual_bound
@@ -100,9 +100,6 @@ AGGREGATES_GROUP_SHARE = 0.95
 """With relays that aggregate, the relay-group bound's share of the model's time, and the least-energy column MILPs of
 solvers/energy_columns.py after it are skipped: on 8-12-device edges at 2 s they got 0.05-0.1 CPU s and bounded
 0.0-0.22 of the objective, under the group bound (0.6-0.77), which rises 0.05-0.2 from 0.5 to 1 CPU s."""
-STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
-"""The plan's status: lower_bound >= (1 - gap) objective was proven; the time limit stopped the model before it;
-the model does not cover the round (too large, trees, power / frequency) and the heuristics' bound is looser."""
 
 
 def within(plan: RoundPlan, gap: float) -> bool:

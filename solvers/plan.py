@@ -14,6 +14,11 @@ from solvers.fields import id_key
 from solvers.instance import RoundProblem, paused_gc
 from solvers.instance_io import LAYOUTS, row_names
 
+STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
+"""A certified plan's status (`joint`, trees included): lower_bound >= (1 - gap) objective was proven; the time limit
+stopped the model before it; the model does not cover the round (too large, trees the per-root MILP does not take,
+power / frequency) and the heuristics' bound is looser."""
+
 
 @dataclass(frozen=True, eq=False)
 class RoundPlan:

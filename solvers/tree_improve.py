@@ -25,7 +25,7 @@ from solvers.instance import RoundProblem
 from solvers.model_cache import ModelCache, check_cache
 from solvers.model_gate import model_seconds
 from solvers.model_tree import certify_tree
-from solvers.plan import RoundPlan
+from solvers.plan import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, RoundPlan
 from solvers.tree import TreeEdges, is_tree, spt_trees, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
 from solvers.tree_energy import edge_parts, flat_pairs, root_values
@@ -34,7 +34,6 @@ from solvers.tree_model import build
 
 MODEL_MAX_DEVICES = 16
 """Largest edge (lambda = 0, or one edge) or round (lambda > 0, several edges) given to the tree MILP."""
-STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 SEARCH_SHARE = 0.5
 """Part of time_limit_s after which the search stops descending (the model gets the rest)."""
 COUPLE_SHARE = 0.3
