@@ -21,6 +21,7 @@ to the worker processes of solvers/parallel.py.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from solvers.fields import check_budget
+
+log = logging.getLogger(__name__)
 
 HEURISTIC_SHARE = 0.5
 """Part of the round's time limit the heuristics may spend before the model starts."""
@@ -62,9 +65,13 @@ ran 341 of them (38,647 iterations) into its wall-clock backstop after 8.7 s (ex
 BACKSTOP = 10.0
 BACKSTOP_S = 5.0
 """Work budget: a HiGHS call still gets a wall-clock limit of BACKSTOP x its seconds + BACKSTOP_S, a safety net
-that only a call far slower than calibrated meets (then, and only then, time decides). HiGHS's MIP does not keep
-to simplex_iteration_limit at its root: a repair MILP of a 100-device edge given 0.05 s (251 iterations) ran 2,824
-iterations in 0.55 s, past the 1.5 s backstop once under load, so the constant part is MILP_CAP_S."""
+(where a call meets it, time decides its answer and so the plan: `backstop_met` logs it). HiGHS's MIP keeps to
+neither simplex_iteration_limit nor, within its root, the node limit, so a MILP whose root overruns its work meets
+it: the edge model's column MILP of a 12-device power / frequency edge at lambda 0.5 given 0.05 s (407 iterations,
+1 node) ran 19,534 iterations in 16.7 s with a 30 s constant (so 5.5 s here, on a quiet machine too); a repair MILP
+of a 100-device edge of random_instance(1000, 10, 6, 0, memory_fraction=(0.5, 0.7)) at lambda 0.5 given 0.08 s ran
+7,202 iterations in 2.6 s quiet, 9.3 s beside three CPU hogs (the plan 3,558.72 -> 3,562.88 at this constant).
+A larger constant is not the cure (16.7 s for a 2 s round): a deterministic stop of the MIP root is needed."""
 
 
 ITERATION_COUNTS = ("simplex_iteration_count", "ipm_iteration_count", "crossover_iteration_count",
@@ -132,8 +139,12 @@ def highs_limits(seconds: float, rows: int = 0) -> dict[str, Any]:
 
 
 def set_limits(h: Any, seconds: float) -> None:
-    """Give the HiGHS object `h`, its model passed, the limits of `highs_limits(seconds, its rows)`."""
+    """Give the HiGHS object `h`, its model passed, the limits of `highs_limits(seconds, its rows)`. Under a work
+    budget the backstop is counted from this call on: HiGHS checks its time limit against its run clock, which adds
+    up every run of the object (a warm-started LP solved again and again)."""
     for key, value in highs_limits(seconds, h.getNumRow()).items():
+        if key == "time_limit" and _METER.get() is not None:
+            value += h.getRunTime()
         h.setOptionValue(key, value)
 
 
@@ -141,6 +152,24 @@ def limit_statuses(highspy: Any) -> tuple[Any, ...]:
     """HiGHS model statuses of a call stopped by its limits (time, or the work budget's iterations and nodes)."""
     s = highspy.HighsModelStatus
     return s.kTimeLimit, s.kIterationLimit, s.kSolutionLimit
+
+
+_BACKSTOP_LOGGED = False
+"""Whether this process logged a met backstop as a warning (the later ones go to debug)."""
+
+
+def backstop_met(h: Any) -> bool:
+    """Whether the HiGHS call just run on `h` stopped at its wall-clock backstop under a work budget (a time limit
+    there is only the backstop); logs it (a warning the first time in a process): time, not work, decided that
+    call's answer."""
+    global _BACKSTOP_LOGGED
+    if _METER.get() is None or getattr(h.getModelStatus(), "name", "") != "kTimeLimit":
+        return False
+    report = log.debug if _BACKSTOP_LOGGED else log.warning
+    report("solvers: a HiGHS call (%d rows) met its wall-clock backstop under budget='work': its answer, and so the "
+           "plan, depend on the machine's speed and load (solvers/clock.py BACKSTOP_S)", h.getNumRow())
+    _BACKSTOP_LOGGED = True
+    return True
 
 
 def charge(info: Any) -> None:
@@ -161,11 +190,13 @@ def run_settled(h: Any, highspy: Any) -> Any:
     Both runs' work is charged to the clock."""
     h.run()
     charge(h.getInfo())
+    backstop_met(h)
     status = h.getModelStatus()
     if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
         h.clearSolver()
         h.run()
         charge(h.getInfo())
+        backstop_met(h)
         status = h.getModelStatus()
     return status
 

@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from solvers.clock import charge, set_limits
+from solvers.clock import backstop_met, charge, set_limits
 
 
 def bare_highs() -> tuple[Any, Any] | None:
@@ -62,9 +62,11 @@ def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> A
 
 
 def run(h: Any) -> Any:
-    """Run `h` once, its work charged to the clock; returns `h` (read its status and solution there)."""
+    """Run `h` once, its work charged to the clock (a backstop met under a work budget logged); returns `h` (read its
+    status and solution there)."""
     h.run()
     charge(h.getInfo())
+    backstop_met(h)
     return h
 
 

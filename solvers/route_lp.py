@@ -155,9 +155,11 @@ class RouteLP:
     def integer(self, cost: np.ndarray, time_limit: float, gap: float = 0.01,
                 slack: float | None = None) -> np.ndarray | None:
         """[K + L] an integer solution (each device one column) of the program at costs [K + L] (inf: unusable),
-        HiGHS's best within `time_limit` s and relative `gap`; None where it found none. Forwarding relays only
-        (no union or band rows). A fresh solver: the LP's own keeps its basis. slack: only the columns whose LP
-        reduced cost is at most this part of the LP's value (a heuristic: a smaller program, not the optimum)."""
+        HiGHS's best within `time_limit` s of the solve's clock (its limits: clock.set_limits; a raw HiGHS time
+        limit made the plan depend on load under budget="work") and relative `gap`; None where it found none.
+        Forwarding relays only (no union or band rows). A fresh solver: the LP's own keeps its basis. slack: only
+        the columns whose LP reduced cost is at most this part of the LP's value (a heuristic: a smaller program, not
+        the optimum)."""
         if self.nz or self.band_row:
             raise ValueError("integer: forwarding relays without the band row only")
         usable = np.isfinite(cost)
@@ -168,7 +170,7 @@ class RouteLP:
             reduced = np.asarray(self.h.getSolution().col_dual, dtype=float)[:self.n]
             usable &= reduced <= slack * abs(value)
         lp = self._lp(np.where(usable, cost, 0.0), usable.astype(float), integer=[True] * self.n + [False] * self.ny)
-        h = run(highs(self.bare, lp, time_limit=max(float(time_limit), 1e-3), mip_rel_gap=gap))
+        h = run(highs(self.bare, lp, max(float(time_limit), 1e-3), mip_rel_gap=gap))
         if h.getInfo().primal_solution_status != 2:  # kSolutionStatusFeasible
             return None
         return np.asarray(h.getSolution().col_value, dtype=float)[:self.n]

@@ -3,13 +3,18 @@ instance gives the same plan whatever else the machine runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from solvers import check_plan, random_instance, solve
+from solvers import RoundProblem, check_plan, random_instance, solve
 from solvers.clock import (
+    BACKSTOP,
+    BACKSTOP_S,
     ITERATION_S,
     NODE_ITERATIONS_PER_ROW,
     NODE_S,
@@ -18,6 +23,7 @@ from solvers.clock import (
     WorkMeter,
     highs_limits,
     now,
+    set_limits,
     under_budget,
 )
 
@@ -120,3 +126,116 @@ def test_a_memory_tight_round_keeps_near_its_work_budget() -> None:
         plan = solve(p, "joint", time_limit_s=1, budget="work")
     assert meter is not None and meter.seconds() < 3.0
     assert check_plan(p, plan) == []
+
+
+def _skewed(read: Callable[[], float], factor: float) -> Callable[[], float]:
+    base = read()
+    return lambda: base + (read() - base) * factor
+
+
+def _on_a_slower_machine(monkeypatch: pytest.MonkeyPatch, factor: float) -> None:
+    """Make this machine look `factor` times slower: Python's clocks run `factor` times faster and every HiGHS
+    time limit (the bare solver's and cvxpy's) is reached after 1 / factor of its seconds."""
+    import highspy
+    import highspy._core
+
+    for name in ("perf_counter", "monotonic", "process_time", "time"):
+        monkeypatch.setattr(time, name, _skewed(getattr(time, name), factor))
+    bare, full = highspy._core._Highs, highspy.Highs.setOptionValue
+
+    def scaled(key: str, value: object) -> object:
+        return value / factor if key == "time_limit" and isinstance(value, int | float) else value
+
+    class Slow(bare):  # type: ignore[misc, valid-type]
+        def setOptionValue(self, key: str, value: object) -> object:  # noqa: N802 (HiGHS's name)
+            return super().setOptionValue(key, scaled(key, value))
+
+    monkeypatch.setattr(highspy._core, "_Highs", Slow)
+    monkeypatch.setattr(highspy.Highs, "setOptionValue", lambda self, key, value: full(self, key, scaled(key, value)))
+
+
+def _power_frequency(n: int, lam: float, seed: int, d2d_neighbours: int = 3) -> RoundProblem:
+    p = random_instance(n, 1, 6 if n > 3 else 3, seed, lam=lam, d2d_neighbours=d2d_neighbours)
+    return dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
+
+
+class _Options:
+    """HiGHS options as a test's fake solver object records them."""
+
+    def __init__(self, run_time: float = 0.0) -> None:
+        self.set: dict[str, object] = {}
+        self.run_time = run_time
+
+    def getNumRow(self) -> int:  # noqa: N802 (HiGHS's names)
+        return 10
+
+    def getRunTime(self) -> float:  # noqa: N802
+        return self.run_time
+
+    def setOptionValue(self, key: str, value: object) -> None:  # noqa: N802
+        self.set[key] = value
+
+
+def test_the_backstop_counts_from_the_call_not_from_the_solvers_first_run() -> None:
+    """HiGHS checks its time limit against a run clock that adds up every run of the object: under a work budget
+    set_limits puts the backstop past what the object has run already (a warm-started LP solved again and again)."""
+    h = _Options(run_time=7.0)
+    set_limits(h, 0.5)
+    assert h.set == {"time_limit": 0.5}  # budget="time": as before
+    with under_budget("work"):
+        h = _Options(run_time=7.0)
+        set_limits(h, 0.5)
+    assert h.set["time_limit"] == pytest.approx(7.0 + BACKSTOP * 0.5 + BACKSTOP_S)
+    assert h.set["simplex_iteration_limit"] == int(0.5 / ITERATION_S) + 1
+
+
+def test_the_integer_route_milp_gets_the_clocks_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RouteLP.integer (powerfreq_round's MILP choices) took a raw HiGHS time limit, so under budget="work" the wall
+    clock stopped it (a 12-device power / frequency edge: 26.19 quiet, 26.32 beside three CPU hogs); it gets the
+    clock's limits: its seconds as iterations and nodes, time only as the backstop."""
+    import highspy._core
+
+    from solvers.subset_energy import SubsetEnergy
+
+    p = _power_frequency(3, 0.5, 0, d2d_neighbours=2)
+    plan = solve(p, "joint", time_limit_s=0.5, budget="work")
+    seen: list[dict[str, object]] = []
+
+    class Spy(highspy._core._Highs):  # type: ignore[misc]
+        def setOptionValue(self, key: str, value: object) -> object:  # noqa: N802 (HiGHS's name)
+            if not seen or key in seen[-1]:
+                seen.append({})
+            seen[-1][key] = value
+            return super().setOptionValue(key, value)
+
+    monkeypatch.setattr(highspy._core, "_Highs", Spy)
+    ee = SubsetEnergy(p).edge(0)  # its RouteLP keeps the solver class it was built with
+    assert ee is not None
+    cost = ee.costs(plan.latency_s * 1.05, 1e-7, 0.0)
+    seen.clear()
+    with under_budget("work"):
+        assert ee.lp.integer(cost, 0.01) is not None
+    limits = [s for s in seen if "time_limit" in s]
+    assert limits and all(s["time_limit"] == pytest.approx(BACKSTOP * 0.01 + BACKSTOP_S) for s in limits)
+    assert all(s["simplex_iteration_limit"] == int(0.01 / ITERATION_S) + 1 for s in limits)
+    seen.clear()
+    assert ee.lp.integer(cost, 0.01) is not None  # budget="time": the wall-clock limit, as before
+    assert [s["time_limit"] for s in seen if "time_limit" in s] == [pytest.approx(0.01)]
+
+
+@pytest.mark.slow
+def test_a_work_budget_gives_the_same_plan_on_a_slower_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No wall clock decides a branch under budget="work": the same solve on a machine 5x slower (Python's clocks
+    and HiGHS's time limits skewed) gives the same plan to the last digit. A 12-device power / frequency edge at
+    lambda 0.5: its bounds' LPs, the integer route MILP of powerfreq_round (which had a wall-clock time limit: 26.19
+    -> 26.32 here, as beside three CPU hogs). Not covered: a MILP whose root overruns its work into the wall-clock
+    backstop (solvers/clock.py BACKSTOP_S): this edge's column MILP meets it (5.5 s, 1.1 s skewed) without changing
+    the plan; the memory-tight repairs meet it under load and do change it."""
+    p = _power_frequency(12, 0.5, 0)
+    a = solve(p, "joint", time_limit_s=2, budget="work")
+    with monkeypatch.context() as m:
+        _on_a_slower_machine(m, 5.0)
+        b = solve(p, "joint", time_limit_s=2, budget="work")
+    assert (a.objective, a.lower_bound, a.status) == (b.objective, b.lower_bound, b.status)
+    assert np.array_equal(a.placement, b.placement) and np.array_equal(a.relay, b.relay)
+    assert np.array_equal(a.bandwidth_hz, b.bandwidth_hz)
