@@ -157,16 +157,7 @@ class UnionColumns:
                 return False
             gain = self.cov @ pi
             bound = float(pi.sum() - mu.sum())
-            k = 0
-            for a, holders, covers in self.covers:  # each module's cheapest minimal cover at rho
-                r = rho[k:k + holders.size]
-                k += holders.size
-                bound += float((covers @ r).min())
-                mm = self.need[a]
-                hit = np.flatnonzero(c.mask[:, mm] > 0)
-                pos = np.searchsorted(holders, c.dev[hit])
-                inside = (pos < holders.size) & (holders[np.minimum(pos, holders.size - 1)] == c.dev[hit])
-                gain[hit[inside]] += r[pos[inside]]
+            bound += self._cover_terms(rho, gain)
             grew = False
             for u in ups:
                 rc, group = self._price(u, gain, mu)
@@ -183,6 +174,20 @@ class UnionColumns:
                 return False
         return False
 
+    def _cover_terms(self, rho: np.ndarray, gain: np.ndarray) -> float:
+        """The Lagrangian's cover part at rho: each module's cheapest minimal cover (returned, summed), and each
+        column's rho of the holders it trains added to `gain` (in place)."""
+        c, bound, k = self.c, 0.0, 0
+        for a, holders, covers in self.covers:
+            r = rho[k:k + holders.size]
+            k += holders.size
+            bound += float((covers @ r).min())
+            hit = np.flatnonzero(c.mask[:, self.need[a]] > 0)
+            pos = np.searchsorted(holders, c.dev[hit])
+            inside = (pos < holders.size) & (holders[np.minimum(pos, holders.size - 1)] == c.dev[hit])
+            gain[hit[inside]] += r[pos[inside]]
+        return bound
+
     def _master(self, highspy: Any, bare: Any, groups: list[tuple[int, list[int], float]], t: float, nm: int,
                 n: int) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """The master LP's (pi [M'], mu [N], rho [cover holders]) clipped to their signs; pi None where HiGHS gives
@@ -191,12 +196,7 @@ class UnionColumns:
         c = self.c
         nc = len(self.covers)
         base = nm + n + nc  # the first rho row
-        rho_row = {}
-        k = 0
-        for mod, holders, _ in self.covers:
-            for i in holders:
-                rho_row[(int(self.need[mod]), int(i))] = base + k
-                k += 1
+        rho_row = cover_rows(self.covers, self.need, base)
         cost, starts, index, value = [], [0], [], []
         for j, cols, b in groups:
             cost.append(b)
@@ -213,19 +213,7 @@ class UnionColumns:
             index += ix
             value += vals
             starts.append(len(index))
-        for r in range(nm + nc):  # slack on coverage and on the covers' rows
-            cost.append(PENALTY)
-            index.append(r if r < nm else nm + n + r - nm)
-            value.append(1.0)
-            starts.append(len(index))
-        k = 0
-        for a, (_, holders, covers) in enumerate(self.covers):
-            for cover in covers:
-                cost.append(0.0)
-                index += [nm + n + a] + [base + k + int(h) for h in np.flatnonzero(cover)]
-                value += [1.0] + [-1.0] * int(cover.sum())
-                starts.append(len(index))
-            k += holders.size
+        slack_and_cover_columns(self.covers, nm, n, base, cost, starts, index, value)
         nv = len(cost)
         inf = highspy.kHighsInf
         lp = highs_lp(highspy, np.array(cost), np.zeros(nv), np.full(nv, inf),
@@ -246,6 +234,35 @@ then halvings between the largest refuted and the least not refuted."""
 TRIAL = 0.9
 RESOLUTION = 1e-3
 """Bisection stops once the bracket is this narrow (x upper)."""
+
+
+def cover_rows(covers: list[Any], need: np.ndarray, base: int) -> dict[tuple[int, int], int]:
+    """The master's row of each (module, cover holder): base on, in the order of `covers` (module index into
+    `need`, holders, covers) and their holders."""
+    rows: dict[tuple[int, int], int] = {}
+    for mod, holders, _ in covers:
+        for i in holders:
+            rows[(int(need[mod]), int(i))] = base + len(rows)
+    return rows
+
+
+def slack_and_cover_columns(covers: list[Any], nm: int, n: int, base: int, cost: list[float], starts: list[int],
+                            index: list[int], value: list[float]) -> None:
+    """Append to a master's CSC columns a slack (at PENALTY) on each coverage row and each module's covers row, then
+    each minimal cover c of module a: +1 on the module's row nm + n + a, -1 on its holders' rows (from base)."""
+    for r in range(nm + len(covers)):
+        cost.append(PENALTY)
+        index.append(r if r < nm else nm + n + r - nm)
+        value.append(1.0)
+        starts.append(len(index))
+    k = 0
+    for a, (_, holders, module_covers) in enumerate(covers):
+        for cover in module_covers:
+            cost.append(0.0)
+            index += [nm + n + a] + [base + k + int(h) for h in np.flatnonzero(cover)]
+            value += [1.0] + [-1.0] * int(cover.sum())
+            starts.append(len(index))
+        k += holders.size
 
 
 def union_refute(p: RoundProblem, upper: float, deadline: float, gap: float = 0.01,

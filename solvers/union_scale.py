@@ -26,7 +26,7 @@ from solvers.evaluate import LN2
 from solvers.highs import bare_highs, highs, highs_lp, run
 from solvers.instance import RoundProblem
 from solvers.parallel import restrict
-from solvers.union_columns import PENALTY, TOL, UnionColumns
+from solvers.union_columns import TOL, UnionColumns, cover_rows, slack_and_cover_columns
 
 Duals = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -169,7 +169,6 @@ class ScaleColumns(UnionColumns):
     def lagrange(self, t: float, duals: Duals, grow: bool = False) -> tuple[float, bool]:
         """(L(t) at these multipliers, whether pricing added a group to the pool; only with `grow`)."""
         pi, mu, rho = duals
-        c = self.c
         if self._at is None or self._at[0] != t:
             self._at = (t, self._scale_tables(t))
         ups = self._at[1]
@@ -177,15 +176,7 @@ class ScaleColumns(UnionColumns):
             return math.inf, False  # nothing finishes by t, and some module needs training
         gain = self.cov @ pi
         bound = float(pi.sum() - mu.sum())
-        k = 0
-        for a, holders, covers in self.covers:  # each module's cheapest minimal cover at rho (union_columns.py)
-            r = rho[k : k + holders.size]
-            k += holders.size
-            bound += float((covers @ r).min())
-            hit = np.flatnonzero(c.mask[:, self.need[a]] > 0)
-            pos = np.searchsorted(holders, c.dev[hit])
-            inside = (pos < holders.size) & (holders[np.minimum(pos, holders.size - 1)] == c.dev[hit])
-            gain[hit[inside]] += r[pos[inside]]
+        bound += self._cover_terms(rho, gain)  # each module's cheapest minimal cover at rho
         grew = False
         for u in ups:
             rc, group = self._scale_price(u, gain, mu)
@@ -244,26 +235,12 @@ class _Master:
         self.uc, self.t = uc, 0.0
         nm, n, nc = uc.need.size, uc.p.num_devices, len(uc.covers)
         self.nm, self.n, self.base = nm, n, nm + n + nc
-        self.rho_row: dict[tuple[int, int], int] = {}
-        k = 0
-        for mod, holders, _ in uc.covers:
-            for i in holders:
-                self.rho_row[(int(uc.need[mod]), int(i))] = self.base + k
-                k += 1
-        cost, starts, index, value = [], [0], [], []
-        for r in range(nm + nc):  # slacks on the coverage rows and the covers' rows
-            cost.append(PENALTY)
-            index.append(r if r < nm else nm + n + r - nm)
-            value.append(1.0)
-            starts.append(len(index))
-        k = 0
-        for a, (_, holders, covers) in enumerate(uc.covers):
-            for cover in covers:
-                cost.append(0.0)
-                index += [nm + n + a] + [self.base + k + int(h) for h in np.flatnonzero(cover)]
-                value += [1.0] + [-1.0] * int(cover.sum())
-                starts.append(len(index))
-            k += holders.size
+        self.rho_row = cover_rows(uc.covers, uc.need, self.base)
+        cost: list[float] = []
+        value: list[float] = []
+        starts: list[int] = [0]
+        index: list[int] = []
+        slack_and_cover_columns(uc.covers, nm, n, self.base, cost, starts, index, value)
         nv, inf = len(cost), highspy.kHighsInf
         lp = highs_lp(
             highspy,
