@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.evaluate import uplink_rate
+from solvers.evaluate import LN2, uplink_rate
 from solvers.upload_table import concave_energy
 
 RELAY_CLASSES = 1
@@ -54,11 +54,11 @@ def payload_classes(dev: np.ndarray, pay: np.ndarray, hubs: np.ndarray, classes:
 
 def band_energy(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper) bounds on phi_B(u) = min over 0 <= b <= band of pw u / R(b) + nu b, elementwise: the lower
-    the larger of the unconstrained minimum (certified table) and pw u / R(band); the upper the cost at a feasible
-    b (the table's minimizer, capped at the band)."""
+    the larger of the unconstrained minimum (certified table) and `at_band`; the upper the cost at a feasible b (the
+    table's minimizer, capped at the band)."""
     rb = uplink_rate(np.full(np.shape(a), band), a)
     lo, s_up = concave_energy(pw * u / a, nu * a)
-    lo = np.maximum(lo, pw * u / rb)
+    lo = np.maximum(lo, at_band(u, pw, a, nu, band, rb))
     if nu <= 0:  # no band charge: the whole band is best
         return lo, pw * u / rb
     b = np.minimum(a * s_up, band)
@@ -67,24 +67,53 @@ def band_energy(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: f
     return np.where(u > 0, lo, 0.0), up
 
 
-def relayed_price(bits: np.ndarray, top: np.ndarray, room: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float,
-                  band: float) -> np.ndarray:
+def at_band(
+    u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float, rb: np.ndarray, dr: np.ndarray | None = None
+) -> np.ndarray:
+    """A lower bound on phi_B(u) from the whole band (rb = R(band), dr = R'(band) or None): g(b) = pw u / R(b) + nu b
+    is convex in b (1 / R convex, R concave and positive), so on [0, band] g >= g(band) - max(g'(band), 0) band:
+    g(band) itself where the band binds (g'(band) <= 0), which the table's unconstrained minimum and pw u / rb alone
+    miss by up to nu band; else pw u / rb (1 + band R'(band) / rb), at least pw u / rb."""
+    lead = pw * u / rb
+    if nu <= 0:
+        return lead
+    if dr is None:
+        dr = band_slope(a, band)
+    binds = nu * rb * rb <= pw * u * dr  # g'(band) = nu - pw u R'(band) / rb^2 <= 0
+    return np.where(binds, lead + nu * band, lead * (1.0 + band * dr / rb))
+
+
+def band_slope(a: np.ndarray, band: float) -> np.ndarray:
+    """R'(band) = log2(1 + x) - x / ((1 + x) ln 2), x = a / band (> 0: R increases)."""
+    x = a / band
+    return (np.log1p(x) - x / (1.0 + x)) / LN2
+
+
+def relayed_price(
+    bits: np.ndarray, top: np.ndarray, room: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float
+) -> np.ndarray:
     """[L] a lower bound on the energy per relayed bit of each route: the secant s(top, room) of phi_B at its relay
     (module doc; top: the largest own payload of the route's class, room: the most relayed bits, >= the route's
     own `bits`), at least the floor pw / R(band); inf where room < bits (the route's bits cannot fit by T)."""
     top, pw, a = np.broadcast_arrays(top, pw, a)
-    # the floor and phi_B(top) depend on the relay and class alone: once per run of equal (top, pw, a) (the routes of
-    # a (link, class) come in a run, solvers/subset_energy.py `routes`), the same values elementwise
+    # the floor, R(band), R'(band) and phi_B(top) depend on the relay and class alone: once per run of equal (top, pw,
+    # a) (the routes of a (link, class) come in a run, solvers/subset_energy.py `routes`), the same values elementwise
     run = np.flatnonzero(np.concatenate([[True], (top[1:] != top[:-1]) | (pw[1:] != pw[:-1]) | (a[1:] != a[:-1])]))
     length = np.diff(np.append(run, top.size))
-    floor = np.repeat(pw[run] / uplink_rate(np.full(run.size, band), a[run]), length)
+    rb_run = uplink_rate(np.full(run.size, band), a[run])
+    floor = np.repeat(pw[run] / rb_run, length)
     fits = room >= bits * (1 - 1e-9)
     span = np.where(fits, np.maximum(room, bits), 1.0)
     span = np.where(span > 0, span, 1.0)
-    hi, _ = band_energy(top + span, pw, a, nu, band)
+    u = top + span  # > 0
+    # band_energy's lower bound at u and slope_at(u) from one table look-up (the same values as calling each)
+    lo, s_up = concave_energy(pw * u / a, nu * a)
+    dr = np.repeat(band_slope(a[run], band), length) if nu > 0 else None
+    hi = np.maximum(lo, at_band(u, pw, a, nu, band, np.repeat(rb_run, length), dr))
     at = np.repeat(band_energy(top[run], pw[run], a[run], nu, band)[1], length)
     secant = np.maximum((hi - at) / span, 0.0)
-    return np.where(fits, np.maximum.reduce([secant, slope_at(top + span, pw, a, nu, band), floor]), np.inf)
+    slope = pw / uplink_rate(np.minimum(a * s_up, band), a)
+    return np.where(fits, np.maximum.reduce([secant, slope, floor]), np.inf)
 
 
 def slope_at(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float) -> np.ndarray:

@@ -54,7 +54,7 @@ from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_column import column_energy
 from solvers.powerfreq_price import price_by_slope, tangent_energy
-from solvers.relay_price import payload_classes, relayed_price
+from solvers.relay_price import at_band, payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.subsets import trainable_subsets
 from solvers.upload_table import GOLD, concave_energy
@@ -151,7 +151,7 @@ class EdgeEnergy:
         need_lo = need * (1 - 1e-9)
         with np.errstate(invalid="ignore"):
             windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
-        phi = np.maximum(phi, pw * pay / uplink_rate(np.full(dev.size, band), a))  # b <= B_e: phi_B (relay_price)
+        phi = np.maximum(phi, at_band(pay, pw, a, nu, band, uplink_rate(np.full(dev.size, band), a)))  # b <= B_e
         direct = phi if theta == 0 else windowed if theta == 1 else theta * windowed + (1 - theta) * phi
         if self.union:  # the upload is the uploader's union variable's (`members`)
             direct = np.zeros(dev.size)

@@ -15,7 +15,7 @@ from solvers import random_instance
 from solvers.energy_bound import EnergyBound
 from solvers.evaluate import uplink_rate
 from solvers.exact import exact_solve
-from solvers.relay_price import band_energy, payload_classes, relayed_price
+from solvers.relay_price import at_band, band_energy, payload_classes, relayed_price
 from solvers.subset_energy import SubsetEnergy
 
 
@@ -48,6 +48,30 @@ def test_own_column_plus_relayed_bits_stay_below_the_whole_upload() -> None:
         secant = (_brute(top + room, pw, a, nu, band) - np.where(top > 0, _brute(top, pw, a, nu, band), 0.0)) / room
         assert np.all(price <= secant * (1 + 1e-6) + 1e-18)
     assert np.isinf(relayed_price(np.array([2.0]), np.array([1.0]), np.array([1.0]), pw[:1], a[:1], 1e-7, band)[0])
+
+
+def test_at_band_stays_below_the_banded_upload_and_is_exact_where_the_band_binds() -> None:
+    """phi_B(u) >= g(B) - max(g'(B), 0) B (g convex in the band): never above a brute-force minimum over the band,
+    equal to it (pw u / R(B) + nu B) where the band binds, where the table's unconstrained minimum falls short."""
+    rng = np.random.default_rng(5)
+    n, band = 400, 2e6
+    pw = 10 ** rng.uniform(-1.5, 0, n)
+    a = 10 ** rng.uniform(5, 9, n)
+    u = 10 ** rng.uniform(4, 10, n)
+    rb = uplink_rate(np.full(n, band), a)
+    for nu in (0.0, 1e-10, 1e-8, 1e-6, 1e-4):
+        whole = _brute(u, pw, a, nu, band)
+        got = at_band(u, pw, a, nu, band, rb)
+        assert np.all(got <= whole * (1 + 1e-9)), nu
+        lo, _ = band_energy(u, pw, a, nu, band)
+        assert np.all(lo <= whole * (1 + 1e-9)) and np.all(lo >= got * (1 - 1e-12)), nu
+        x = a / band
+        binds = nu * rb**2 <= pw * u * (np.log1p(x) - x / (1 + x)) / np.log(2)  # the least g lies at the band
+        if nu > 0:
+            assert binds.sum() >= 10 and (~binds).sum() >= 10, (nu, binds.sum())  # both cases are tried
+        np.testing.assert_allclose(got[binds], (pw * u / rb + nu * band)[binds], rtol=1e-12)
+        np.testing.assert_allclose(got[binds], whole[binds], rtol=1e-9)
+    assert at_band(np.zeros(1), pw[:1], a[:1], 1e-6, band, rb[:1])[0] == 0.0  # nothing to send: phi_B(0) = 0
 
 
 def test_payload_classes_are_buckets_of_each_relays_payloads() -> None:
