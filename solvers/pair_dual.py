@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from solvers.clock import Clock, set_limits
+from solvers.clock import Clock, now, set_limits
 from solvers.energy_bound import EdgeFloor, EnergyBound
 from solvers.highs import highs, highs_lp, run
 from solvers.instance import RoundProblem
@@ -46,6 +46,11 @@ CLASSES = 1
 of its relay's upload from the largest own payload of the class. 2 lifts the LPs' sum at T = inf on 1,000-device seed
 0 at lambda 0.5 from 5,088 to 5,239 J (plan 6,778 J) for 1.6x their CPU: within the 2 s it paid only where the LPs
 reach every edge (experiments/results/solver_scale_gap/s24/NOTES.md)."""
+LEVELS = 2
+"""Load levels per relay (solvers/relay_levels.py) in an edge's LP where the clock allows (`PairDual.levels`): 2 lift
+the LPs' sum at T = inf on 1,000-device rounds at lambda 0.5 by 2.9-3.0 % for 2.2-2.4x their CPU."""
+LEVEL_COST = 2.5
+"""An edge's LP with LEVELS over its flat LP, in clock seconds, until both are measured."""
 ROUNDS = 30
 """Most rounds of column generation an edge (each a warm re-solve of the restricted LP and one pricing pass)."""
 LP_SHARE = 0.75
@@ -76,11 +81,11 @@ class EdgeDual:
 
 
 def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.ndarray | None = None,
-              clock: Clock | None = None) -> EdgeDual | None:
+              clock: Clock | None = None, levels: int = 1) -> EdgeDual | None:
     """Edge e's LP at T = inf and band price nu by column generation (`generate`), and its best multipliers; None
     where the edge has no columns or no LP gave multipliers. beta [M]: J per sample of each module, to choose the
-    first columns (the knapsack's critical ratios)."""
-    ee = EdgeEnergy.of(p, e, demand, classes=int(CLASSES), lp=False)
+    first columns (the knapsack's critical ratios); levels: load levels per relay (solvers/relay_levels.py)."""
+    ee = EdgeEnergy.of(p, e, demand, classes=int(CLASSES), levels=levels, lp=False)
     if ee is None:
         return None
     cost = ee.costs(math.inf, nu, 0.0)
@@ -102,6 +107,8 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
     sub = replace(ee, dev=ee.dev[keep], mbits=ee.mbits[keep], pay=ee.pay[keep], cycles=ee.cycles[keep],
                   lcol=np.searchsorted(keep, ee.lcol[route]), ldst=ee.ldst[route], lrate=ee.lrate[route],
                   lcls=ee.lcls[route], ltop=ee.ltop[route], lmin=ee.lmin[route], llead=ee.llead[route])
+    if ee.clvl.size:  # load levels (solvers/relay_levels.py)
+        sub = replace(sub, clvl=ee.clvl[keep], cends=ee.cends[keep], ctop=ee.ctop[keep], lends=ee.lends[route])
     pick = np.concatenate([np.searchsorted(keep, direct), keep.size + np.arange(route.size)])
     devs = np.unique(owner[neg])
     return EdgeDual(sub, pick, np.searchsorted(devs, owner[neg]), shift[neg], cost[neg],
@@ -143,7 +150,7 @@ def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarr
         return const + float(low.sum()), lam, const, shift
 
     cov_rows = np.flatnonzero(ge)
-    add = least(np.flatnonzero(usable), score)
+    add = least(np.flatnonzero(usable[: lp.k]), score)  # direct columns first: routes enter by their prices
     big = 10.0 * float(np.sum(np.abs(cost[add]))) / max(lp.min_coef, 1e-12) + 1.0
     nc = cov_rows.size
     h = highs(lp.bare, highs_lp(hs, np.full(nc, big), np.zeros(nc), np.full(nc, hs.kHighsInf), lo, hi,
@@ -196,14 +203,31 @@ class PairDual:
         beta = knapsack_beta(eb, nu, math.inf)
         if order is None:
             order = np.argsort(-np.where(np.isfinite(floor), floor, -np.inf))
-        for e in order:
+        todo = [int(e) for e in order if np.any(demand[e] > 0)]
+        spent = {1: [0.0, 0], LEVELS: [0.0, 0]}  # per level count: clock seconds and edges
+        for k, e in enumerate(todo):
             if clock is not None and clock.expired():
                 break
-            if not np.any(demand[e] > 0):
-                continue
-            got = edge_dual(p, int(e), demand[e], NU_FACTOR * float(nu[e]), beta[e], clock)
+            levels = self.levels(clock, spent, len(todo) - k - 1)
+            began = now()
+            got = edge_dual(p, e, demand[e], NU_FACTOR * float(nu[e]), beta[e], clock, levels)
+            spent[levels][0] += now() - began
+            spent[levels][1] += 1
             if got is not None:
-                self.duals[int(e)] = got
+                self.duals[e] = got
+
+    @staticmethod
+    def levels(clock: Clock | None, spent: dict[int, list], after: int) -> int:
+        """LEVELS for the next edge where the clock leaves, after its LP, the `after` edges left their flat LPs (the
+        seconds an edge measured so far, else LEVEL_COST x the other's); 1 for the first edge (it measures them)."""
+        if LEVELS <= 1 or clock is None or not clock.bounded:
+            return LEVELS
+        flat, lv = (s / n if n else 0.0 for s, n in (spent[1], spent[LEVELS]))
+        if not flat and not lv:
+            return 1
+        flat = flat or lv / LEVEL_COST
+        lv = lv or flat * LEVEL_COST
+        return LEVELS if clock.left() - lv >= 1.2 * after * flat else 1
 
     def energy_edges(self, t: float, nu_ref: np.ndarray, floor: np.ndarray, clock: Clock | None = None) -> np.ndarray:
         """[E] per edge the larger of `floor`, `then`'s value and the edge's dual at latency <= t."""

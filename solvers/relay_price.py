@@ -122,3 +122,23 @@ def slope_at(u: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: floa
     of two table values it keeps its precision where the span is small beside the payload."""
     _, s_up = concave_energy(pw * u / a, nu * a)  # nu = 0: s_up inf, the whole band
     return pw / uplink_rate(np.minimum(a * s_up, band), a)
+
+
+def level_chord(
+    lo: np.ndarray, hi: np.ndarray, top: np.ndarray, pw: np.ndarray, a: np.ndarray, nu: float, band: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(slope, intercept) of a line below g(R) = phi_B(top + R) - phi_B(top) for R in the load level [lo, hi], and so
+    below phi_B(O + R) - phi_B(O) for every own payload O <= top (increments of a concave function shrink): the
+    chord of g on the level anchored at its left end, intercept + slope R = g_lo(lo) + slope (R - lo), with g_lo(lo)
+    <= g(lo) (table bounds) and slope <= the true chord's (the table's chord, the slope at top + hi and the floor
+    p / R(B_e) are each at most it). Level [0, hi]: intercept 0 (g(0) = 0). Where hi <= lo: (inf, inf)."""
+    wide = hi > lo * (1 + 1e-12)
+    span = np.where(wide, hi - lo, 1.0)
+    hi_lo, _ = band_energy(top + np.where(wide, hi, lo + 1.0), pw, a, nu, band)
+    at_lo_lo, at_lo_up = band_energy(top + lo, pw, a, nu, band)
+    _, at_top = band_energy(top, pw, a, nu, band)
+    floor = pw / uplink_rate(np.full(np.shape(a), band), a)
+    slope = np.maximum.reduce([(hi_lo - at_lo_up) / span, slope_at(top + hi, pw, a, nu, band), floor])
+    g_lo = np.maximum(at_lo_lo - at_top, lo * slope_at(top + lo, pw, a, nu, band))  # g(lo) >= both (concave g)
+    intercept = np.where(lo > 0, np.maximum(g_lo - slope * lo, 0.0), 0.0)  # g(lo) - slope lo >= 0: concave, g(0) = 0
+    return np.where(wide, slope, np.inf), np.where(wide, intercept, np.inf)

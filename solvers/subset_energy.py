@@ -47,14 +47,14 @@ from typing import cast
 
 import numpy as np
 
-from solvers import relay_price
+from solvers import relay_levels, relay_price
 from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.evaluate import uplink_rate
 from solvers.instance import RoundProblem
 from solvers.powerfreq_column import column_energy
 from solvers.powerfreq_price import price_by_slope, tangent_energy
-from solvers.relay_price import at_band, payload_classes, relayed_price
+from solvers.relay_price import at_band, level_chord, payload_classes, relayed_price
 from solvers.route_lp import RouteLP
 from solvers.subsets import trainable_subsets
 from solvers.upload_table import GOLD, concave_energy
@@ -88,16 +88,23 @@ class EdgeEnergy:
     band_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] bands at the last decision costs
     slope_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] there: -d cost / dT, from below
     cost_at: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K + L] the costs of the last `value`
+    # load levels (solvers/relay_levels.py; none: empty): per column its level (0: the column itself) and
+    # level ends, per route its relay's level ends
+    clvl: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    cends: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [K, 2]
+    ctop: np.ndarray = field(default_factory=lambda: np.zeros(0))  # [K] its class's largest payload at its device
+    lends: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # [L, 2]
     ccls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # [K] class as a relay (`lp`'s)
 
     @classmethod
     def of(cls, p: RoundProblem, e: int, demand: np.ndarray, covers: bool = False,
            union: bool = False, band_row: bool = False, classes: int | None = None,
-           lp: bool = True) -> EdgeEnergy | None:
+           levels: int = 1, lp: bool = True) -> EdgeEnergy | None:
         """The edge's columns; None where it has more than MAX_COLUMNS or no demand (covers: the LP gets each
         module's minimal covers; union, with relay_aggregates: each uploader's upload at least each member's alone,
-        `RouteLP`; classes: payload classes of a relay's own columns, default relay_price.RELAY_CLASSES; lp=False:
-        no `RouteLP`, `lp` is None: solvers/pair_dual.py builds its rows with solvers/pair_rows.py)."""
+        `RouteLP`; classes: payload classes of a relay's own columns, default relay_price.RELAY_CLASSES; levels:
+        load levels per relay, solvers/relay_levels.py, where relayed bits pay the relay's upload; lp=False: no
+        `RouteLP` (`lp` is then None: solvers/pair_dual.py prices the columns from solvers/pair_rows.py))."""
         m = p.num_modules
         members = p.edge_devices(e)
         if members.size == 0 or not np.any(demand > 0) or m > 20:
@@ -116,19 +123,33 @@ class EdgeEnergy:
         classes = relay_price.RELAY_CLASSES if classes is None else classes
         ccls = payload_classes(dev, pay, hubs, classes if split else 1)
         band = float(p.edge_bandwidth_hz[e])
+        own = np.zeros(p.num_devices)  # each device's largest column payload
+        np.maximum.at(own, dev, pay)
+        extra: dict[str, np.ndarray] = {}
+        send = None
+        if levels > 1 and split and on.size:  # copies of the relays' columns per load level (solvers/relay_levels.py)
+            bp = relay_levels.breakpoints(own, p.d2d_src[on], p.d2d_dst[on], levels)
+            take, ccls, clvl, ctop = relay_levels.expand(dev, pay, ccls, bp, hubs, levels)
+            dev, mbits, pay, cycles = dev[take], mbits[take], pay[take], cycles[take]
+            d_ = dev[clvl > 0]
+            cends = np.zeros((dev.size, 2))
+            cends[clvl > 0] = np.stack([bp[d_, clvl[clvl > 0]], bp[d_, clvl[clvl > 0] + 1]], axis=1)
+            extra = {"clvl": clvl, "cends": cends, "ctop": ctop}
+            send = clvl == 0  # a sender's own columns, not the copies
         rb = uplink_rate(np.full(p.num_devices, band), p.snr_hz)
         lead = rb[dev] * cycles / p.cpu_hz[dev] + pay
         lcol_, ldst_, lrate, lcls_, ltop, lmin, llead = routes(dev, mbits, pay, ccls, lead, p.d2d_src[on],
-                                                               p.d2d_dst[on], p.d2d_rate_bps[on])
-        own = np.zeros(p.num_devices)  # each device's largest column payload
-        np.maximum.at(own, dev, pay)
+                                                               p.d2d_dst[on], p.d2d_rate_bps[on], send)
+        if extra:
+            lv = lcls_ % levels
+            extra["lends"] = np.stack([bp[ldst_, lv], bp[ldst_, lv + 1]], axis=1)
         agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
             np.add.at(rin, p.d2d_dst[on], own[p.d2d_src[on]])
         return cls(p, e, dev, mbits, pay, cycles, lcol_, ldst_, lrate, lcls_, ltop, lmin, llead, own, rin,
                    RouteLP(dev, mbits, p.samples, demand, lcol_, ldst_, covers, union and agg, lcls_, ccls,
-                           band_row) if lp else cast(RouteLP, None), union and agg, band_row, ccls=ccls)
+                           band_row) if lp else cast(RouteLP, None), union and agg, band_row, ccls=ccls, **extra)
 
     # ---- column costs ----------------------------------------------------------------------------------------
     def costs(self, t: float, nu: float, theta: float) -> np.ndarray:
@@ -157,6 +178,12 @@ class EdgeEnergy:
             direct = np.zeros(dev.size)
         direct = np.where((w > 0) & (need <= band), direct, np.inf)
         best = np.where(self.empty, 0.0, direct)
+        if self.clvl.size and np.any(self.clvl > 0):  # a relay's column at load level >= 1: its chord's intercept
+            up = self.clvl > 0
+            run, length = runs(self.cends[up, 0], self.cends[up, 1], self.ctop[up], pw[up], a[up])  # one chord a run
+            at = np.flatnonzero(up)[run]
+            _, icpt = level_chord(self.cends[at, 0], self.cends[at, 1], self.ctop[at], pw[at], a[at], nu, band)
+            best[up] = best[up] + (1 - theta) * np.repeat(icpt, length)
         if self.lcol.size:
             c, j, r = self.lcol, self.ldst, self.lrate
             arrive = tau[c] + pay[c] / r
@@ -171,7 +198,22 @@ class EdgeEnergy:
                 floor = p.tx_power_w[j] / rb
                 room = np.minimum.reduce([self.rin[j] - self.own[dev[c]] + pay[c], rb * (t - arrive) - self.lmin,
                                           rb * t - self.llead])
-                price = relayed_price(pay[c], self.ltop, room, p.tx_power_w[j], p.snr_hz[j], nu, band)
+                if self.lends.shape[0]:  # the chord of the route's load level (solvers/relay_levels.py)
+                    lo, hi = self.lends[:, 0], self.lends[:, 1]
+                    fits = (pay[c] <= hi * (1 + 1e-9)) & (room >= np.maximum(pay[c], lo) * (1 - 1e-9))
+                    pw_j, a_j = p.tx_power_w[j], p.snr_hz[j]
+                    price = np.full(c.size, np.inf)
+                    z = np.flatnonzero(lo <= 0)  # level 0: the secant over its own room too (intercept 0)
+                    price[z] = relayed_price(pay[c][z], self.ltop[z], np.minimum(hi[z], room[z]), pw_j[z], a_j[z],
+                                             nu, band)
+                    u = np.flatnonzero(lo > 0)  # levels >= 1: one chord a run of equal (level, top, relay)
+                    run, length = runs(lo[u], hi[u], self.ltop[u], pw_j[u], a_j[u])
+                    at = u[run]
+                    slope, _ = level_chord(lo[at], hi[at], self.ltop[at], pw_j[at], a_j[at], nu, band)
+                    price[u] = np.repeat(slope, length)
+                    price = np.where(fits, price, np.inf)
+                else:
+                    price = relayed_price(pay[c], self.ltop, room, p.tx_power_w[j], p.snr_hz[j], nu, band)
                 ok = np.isfinite(price)
                 hop = hop + np.where(ok, pay[c] * (theta * floor + (1 - theta) * np.where(ok, price, 0.0)), np.inf)
             hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
@@ -256,17 +298,31 @@ class EdgeEnergy:
         return val * (1 - 1e-7) - abs(val) * 0.0 - nu * float(self.p.edge_bandwidth_hz[self.edge])
 
 
+def runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first position, length) of each run of consecutive equal entries of the arrays `keys` (same length)."""
+    n = keys[0].size
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for k in keys:
+        change[1:] |= k[1:] != k[:-1]
+    first = np.flatnonzero(change)
+    return first, np.diff(np.append(first, n))
+
+
 def ragged(size: np.ndarray) -> np.ndarray:
     """0, 1, ..., size[0] - 1, 0, 1, ..., size[1] - 1, ...: the position within each block."""
     return np.arange(int(size.sum())) - np.repeat(np.cumsum(size) - size, size)
 
 
 def routes(dev: np.ndarray, mbits: np.ndarray, pay: np.ndarray, ccls: np.ndarray, lead: np.ndarray, src: np.ndarray,
-           dst: np.ndarray, rate: np.ndarray) -> tuple[np.ndarray, ...]:
+           dst: np.ndarray, rate: np.ndarray, send: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """(lcol, ldst, lrate, lcls, ltop, lmin, llead) of `EdgeEnergy`: per link (src -> dst, in order), per class of
     the relay's own columns (ascending), the sender's non-empty columns (ascending), with the class's largest and
-    least payload and least lead. Vectorized: a 100-device edge has 300 links."""
-    nonempty = np.flatnonzero(mbits.any(axis=1))
+    least payload and least lead (send: the columns that may send, default all). Vectorized: a 100-device edge has
+    300 links."""
+    nonempty = np.flatnonzero(mbits.any(axis=1) & (True if send is None else send))
     sending = nonempty[np.argsort(dev[nonempty], kind="stable")]
     lo, hi = np.searchsorted(dev[sending], src), np.searchsorted(dev[sending], src, side="right")
     ncls = int(ccls.max(initial=0)) + 1
