@@ -69,8 +69,16 @@ def main() -> None:
     ti._couple(ed, cheap, t_lb, e_lb, lam, now() + 0.3, gap, now() + 1.0)
     t2 = time.process_time()
     u = ed.value(lam)
-    print(json.dumps({"search_cpu": t1 - t0, "couple_cpu": t2 - t1, "objective": u, "plan_root":
-                      int(np.flatnonzero(ed.parent == np.arange(ed.view.n))[0])}))
+    print(
+        json.dumps(
+            {
+                "search_cpu": t1 - t0,
+                "couple_cpu": t2 - t1,
+                "objective": u,
+                "plan_root": int(np.flatnonzero(ed.parent == np.arange(ed.view.n))[0]),
+            }
+        )
+    )
     model = build([ed.view], max(u, 1e-300))
     assert model is not None
     h = model.highs
@@ -84,17 +92,30 @@ def main() -> None:
         if not cheap[r] < cutoff:
             break
         c = time.process_time()
-        kind, low, sol = model.solve([int(r)], cutoff, a.limit, 0.8 * gap, floor=float(t_lb[r]),
-                                     energy_floor=float(lam * e_lb[r]))
+        kind, low, sol = model.solve(
+            [int(r)], cutoff, a.limit, 0.8 * gap, floor=float(t_lb[r]), energy_floor=float(lam * e_lb[r])
+        )
         dt = time.process_time() - c
         total += dt
         info = h.getInfo()
         better = None
         if sol is not None:
             better = ed.offer(*sol[0], lam)
-        print(json.dumps({"root": int(r), "ladder/U": ladder[r] / u, "coupled/U": cheap[r] / u, "kind": kind,
-                          "low/U": low / u, "cpu": round(dt, 3), "nodes": int(info.mip_node_count),
-                          "lp_its": int(info.simplex_iteration_count), "improved": better}))
+        print(
+            json.dumps(
+                {
+                    "root": int(r),
+                    "ladder/U": ladder[r] / u,
+                    "coupled/U": cheap[r] / u,
+                    "kind": kind,
+                    "low/U": low / u,
+                    "cpu": round(dt, 3),
+                    "nodes": int(info.mip_node_count),
+                    "lp_its": int(info.simplex_iteration_count),
+                    "improved": better,
+                }
+            )
+        )
     print("total MILP cpu", round(total, 2), "objective", ed.value(lam) / u)
     if a.again:  # the same roots once more, from the improved plan (its cutoff)
         u2 = ed.value(lam)
@@ -104,10 +125,25 @@ def main() -> None:
             if not cheap[r] < (1 - 0.9 * gap) * u2:
                 break
             c = time.process_time()
-            kind, low, _ = model.solve([int(r)], (1 - 0.9 * gap) * u2, a.limit, 0.8 * gap, floor=float(t_lb[r]),
-                                       energy_floor=float(lam * e_lb[r]))
-            print(json.dumps({"again root": int(r), "kind": kind, "low/U2": low / u2, "cpu": round(
-                time.process_time() - c, 3), "nodes": int(model.highs.getInfo().mip_node_count)}))
+            kind, low, _ = model.solve(
+                [int(r)],
+                (1 - 0.9 * gap) * u2,
+                a.limit,
+                0.8 * gap,
+                floor=float(t_lb[r]),
+                energy_floor=float(lam * e_lb[r]),
+            )
+            print(
+                json.dumps(
+                    {
+                        "again root": int(r),
+                        "kind": kind,
+                        "low/U2": low / u2,
+                        "cpu": round(time.process_time() - c, 3),
+                        "nodes": int(model.highs.getInfo().mip_node_count),
+                    }
+                )
+            )
 
 
 if __name__ == "__main__":

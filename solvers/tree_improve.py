@@ -28,7 +28,7 @@ from solvers.model_tree import certify_tree
 from solvers.plan import STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN, RoundPlan
 from solvers.tree import TreeEdges, is_tree, spt_trees, tree_cost, tree_search
 from solvers.tree_bound import threshold_value
-from solvers.tree_energy import edge_parts, flat_pairs, root_values
+from solvers.tree_energy import EdgeParts, edge_parts, flat_pairs, root_values
 from solvers.tree_lagrange import coupled_latency, coupled_root, ladder_value, latency_columns
 from solvers.tree_model import build
 
@@ -45,8 +45,14 @@ INTEGER_SHARE = 0.5
 class _Edge:
     """One edge's incumbent (x, parent local), its exact cost, and its certified pairs."""
 
-    def __init__(self, view: EdgeView, plan: RoundPlan, pairs: tuple[np.ndarray, np.ndarray], exact: bool,
-                 ladder: list[tuple[np.ndarray, np.ndarray]] | None) -> None:
+    def __init__(
+        self,
+        view: EdgeView,
+        plan: RoundPlan,
+        pairs: tuple[np.ndarray, np.ndarray],
+        exact: bool,
+        ladder: list[tuple[np.ndarray, np.ndarray]] | None,
+    ) -> None:
         self.view, self.exact, self.ladder = view, exact, ladder
         self.x = plan.placement[view.dev].copy()
         assert plan.parent is not None
@@ -59,6 +65,11 @@ class _Edge:
 
     def value(self, lam: float) -> float:
         return self.finish + lam * self.energy
+
+    @functools.cached_property
+    def parts(self) -> EdgeParts | None:
+        """solvers/tree_energy.py `edge_parts` (None above its size): the coupled ladder's and the MILP's covers'."""
+        return edge_parts(self.view)
 
     @functools.cached_property
     def spt(self) -> np.ndarray:
@@ -92,19 +103,24 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
         cheap = np.maximum(cheap, root_values(edge.ladder, lam))
     if edge.ladder is not None or lam == 0:
         _couple(edge, cheap, t_lb, e_lb, lam, now() + COUPLE_SHARE * (deadline - now()), gap, deadline)
-    model = build([v], max(edge.value(lam), 1e-300))
-    if model is None:
-        return False
+    model = None
     lower = cheap.copy()
     for r in np.argsort(cheap, kind="stable"):
         cutoff = (1 - 0.9 * gap) * edge.value(lam)
         if not cheap[r] < cutoff:
             break  # the rest are above the cutoff too
+        if deadline - now() <= 0.02:
+            break
+        if model is None:  # built where a root needs it (its covers only at lambda > 0)
+            model = build([v], max(edge.value(lam), 1e-300), [edge.parts if lam > 0 else None])
+            if model is None:
+                return False
         left = deadline - now()
         if left <= 0.02:
             break
-        kind, low, sol = model.solve([int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]),
-                                     energy_floor=float(lam * e_lb[r]))
+        kind, low, sol = model.solve(
+            [int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]), energy_floor=float(lam * e_lb[r])
+        )
         if sol is not None:
             edge.offer(*sol[0], lam)
         lower[r] = max(cheap[r], low)
@@ -113,14 +129,22 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     return True
 
 
-def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, lam: float, until: float,
-            gap: float, deadline: float) -> None:
+def _couple(
+    edge: _Edge,
+    cheap: np.ndarray,
+    t_lb: np.ndarray,
+    e_lb: np.ndarray,
+    lam: float,
+    until: float,
+    gap: float,
+    deadline: float,
+) -> None:
     """Raise t_lb[r] and cheap[r] (in place) with each device's modules coupled (solvers/tree_lagrange.py): the
     coupled latency, and where the edge has a ladder the ladder from it and the coupled ladder; roots in the order of
     their bound while it is below the cutoff, until `until`. Then the coupled latency with integer columns, roots in
     their new order, for INTEGER_SHARE of the time left to `deadline`."""
     ladder, cols = edge.ladder, latency_columns(edge.view)
-    parts = edge_parts(edge.view) if ladder is not None else None
+    parts = edge.parts if ladder is not None else None
     if cols is None or (ladder is not None and parts is None):
         return
     for r in (int(k) for k in np.argsort(cheap, kind="stable")):
@@ -130,19 +154,28 @@ def _couple(edge: _Edge, cheap: np.ndarray, t_lb: np.ndarray, e_lb: np.ndarray, 
         if ladder is None or parts is None:  # lambda = 0: cheap is T's bound
             t_lb[r] = cheap[r] = max(cheap[r], coupled_latency(edge.view, cols, r, float(t_lb[r]), cutoff))
             continue
-        t_lb[r], value = coupled_root(edge.view, parts, cols, r, ladder[r], float(t_lb[r]), float(e_lb[r]), lam,
-                                      edge.value(lam))
+        t_lb[r], value = coupled_root(
+            edge.view, parts, cols, r, ladder[r], float(t_lb[r]), float(e_lb[r]), lam, edge.value(lam)
+        )
         cheap[r] = max(cheap[r], value)
     whole = now() + INTEGER_SHARE * (deadline - now())
     for r in (int(k) for k in np.argsort(cheap, kind="stable")):  # the integer test, roots in their new order
         cutoff = (1 - 0.9 * gap) * edge.value(lam)
         if not cheap[r] < cutoff or now() >= whole:
             break
-        t = coupled_latency(edge.view, cols, r, float(t_lb[r]), cutoff - lam * float(e_lb[r]), whole,
-                            functools.partial(_try_pick, edge, r, lam))
+        t = coupled_latency(
+            edge.view,
+            cols,
+            r,
+            float(t_lb[r]),
+            cutoff - lam * float(e_lb[r]),
+            whole,
+            functools.partial(_try_pick, edge, r, lam),
+        )
         t_lb[r] = max(t_lb[r], t)
-        cheap[r] = max(cheap[r], t + lam * float(e_lb[r]) if ladder is None else
-                       ladder_value(ladder[r], t, float(e_lb[r]), lam))
+        cheap[r] = max(
+            cheap[r], t + lam * float(e_lb[r]) if ladder is None else ladder_value(ladder[r], t, float(e_lb[r]), lam)
+        )
 
 
 def _try_pick(edge: _Edge, r: int, lam: float, x: np.ndarray) -> None:
@@ -152,9 +185,15 @@ def _try_pick(edge: _Edge, r: int, lam: float, x: np.ndarray) -> None:
         edge.offer(x, parent, lam)
 
 
-def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | None = None,
-               time_limit_s: float = 2.0, gap: float = 0.01, budget: str = "time",
-               cache: ModelCache | None = None) -> RoundPlan:
+def tree_joint(
+    problem: RoundProblem,
+    enum_max: int = 200_000,
+    workers: int | None = None,
+    time_limit_s: float = 2.0,
+    gap: float = 0.01,
+    budget: str = "time",
+    cache: ModelCache | None = None,
+) -> RoundPlan:
     """Placement, tree and root per edge: exact on edges small enough to enumerate, else shortest-path trees and
     local search, then the tree MILP improves and certifies the plan until lower_bound >= (1 - gap) objective
     (status "optimal") or time_limit_s from the start (status "time_limit"; "not_proven" where an edge is too large
@@ -172,8 +211,9 @@ def tree_joint(problem: RoundProblem, enum_max: int = 200_000, workers: int | No
         return _tree_joint(problem, enum_max, time_limit_s, gap, cache)
 
 
-def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: float,
-                cache: ModelCache | None = None) -> RoundPlan:
+def _tree_joint(
+    problem: RoundProblem, enum_max: int, time_limit_s: float, gap: float, cache: ModelCache | None = None
+) -> RoundPlan:
     """tree_joint within its budget."""
     t0, wall = now(), time.perf_counter()
     search_end = t0 + SEARCH_SHARE * time_limit_s if time_limit_s > 0 else math.inf
@@ -185,8 +225,15 @@ def _tree_joint(problem: RoundProblem, enum_max: int, time_limit_s: float, gap: 
     return plan.with_(solve_seconds=time.perf_counter() - wall)
 
 
-def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time_limit_s: float, gap: float,
-                  t0: float, cache: ModelCache | None = None) -> RoundPlan:
+def improve_trees(
+    problem: RoundProblem,
+    plan: RoundPlan,
+    known: TreeEdges,
+    time_limit_s: float,
+    gap: float,
+    t0: float,
+    cache: ModelCache | None = None,
+) -> RoundPlan:
     """The search's `plan` improved and certified by the tree MILP until gap is proven or t0 + time_limit_s; where
     the round's cvxpy tree model pays (solvers/model_gate.py) it keeps its seconds at the end (`_round_model`)."""
     p, lam = problem, problem.lam
@@ -195,8 +242,10 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
     end = t0 + time_limit_s
     model_s = model_seconds(p, end - now())
     deadline = end - model_s  # the per-root MILPs' (all of it where the model does not pay)
-    edges = [_Edge(v, plan, pr, ex, lad) for v, pr, ex, lad in zip(known.views, known.pairs, known.enumerated,
-                                                                   known.ladders, strict=True)]
+    edges = [
+        _Edge(v, plan, pr, ex, lad)
+        for v, pr, ex, lad in zip(known.views, known.pairs, known.enumerated, known.ladders, strict=True)
+    ]
     covered, joint_lower = True, 0.0
     if lam == 0 or len(edges) == 1:
         tried: set[int] = set()
@@ -212,10 +261,9 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
             covered &= _per_root(ed, lam, deadline, gap)
     elif sum(ed.view.n for ed in edges) <= MODEL_MAX_DEVICES and now() < deadline:
         obj = _objective(edges, lam)
-        model = build([ed.view for ed in edges], obj)
+        model = build([ed.view for ed in edges], obj, [ed.parts for ed in edges])
         if model is not None:
-            kind, low, sol = model.solve([None] * len(edges), (1 - 0.9 * gap) * obj, deadline - now(),
-                                         0.8 * gap)
+            kind, low, sol = model.solve([None] * len(edges), (1 - 0.9 * gap) * obj, deadline - now(), 0.8 * gap)
             if sol is not None:
                 _offer_round(edges, sol, lam)
             if kind in ("optimal", "infeasible", "time_limit"):
@@ -229,8 +277,9 @@ def improve_trees(problem: RoundProblem, plan: RoundPlan, known: TreeEdges, time
     return _plan(p, plan, edges, gap, covered, joint_lower)
 
 
-def _round_model(p: RoundProblem, edges: list[_Edge], gap: float, lower: float, end: float,
-                 cache: ModelCache | None) -> float:
+def _round_model(
+    p: RoundProblem, edges: list[_Edge], gap: float, lower: float, end: float, cache: ModelCache | None
+) -> float:
     """The round's cvxpy tree model (solvers/model_tree.py) from the edges' incumbents until `end`, unless `lower`
     (a valid bound) certifies them already: its plan is offered to the edges (taken where every tree is feasible
     and the round's objective drops), its bound returned (valid for every plan: the MILP relaxes every plan no
@@ -274,12 +323,16 @@ def _lower(edges: list[_Edge], lam: float) -> float:
     return threshold_value(*flat_pairs([ed.pairs for ed in edges], [ed.ladder for ed in edges]), lam)
 
 
-def _plan(p: RoundProblem, plan: RoundPlan, edges: list[_Edge], gap: float, covered: bool,
-          joint_lower: float) -> RoundPlan:
+def _plan(
+    p: RoundProblem, plan: RoundPlan, edges: list[_Edge], gap: float, covered: bool, joint_lower: float
+) -> RoundPlan:
     """The plan of the edges' incumbents; its bound: the best of the pairs' choice, the round MILP's and the
     search's. Status: optimal (gap proven), not_proven (an edge the model does not take), else time_limit."""
-    x, parent, b = plan.placement.copy(), plan.parent.copy() if plan.parent is not None else None, np.zeros(
-        p.num_devices)
+    x, parent, b = (
+        plan.placement.copy(),
+        plan.parent.copy() if plan.parent is not None else None,
+        np.zeros(p.num_devices),
+    )
     assert parent is not None
     for ed in edges:
         d = ed.view.dev
@@ -295,5 +348,14 @@ def _plan(p: RoundProblem, plan: RoundPlan, edges: list[_Edge], gap: float, cove
         lower = plan.lower_bound
     proven = lower >= (1 - gap) * obj
     status = STATUS_PROVEN if proven else STATUS_TIME if covered else STATUS_UNPROVEN
-    return plan.with_(placement=x, relay=parent, parent=parent, bandwidth_hz=b, latency_s=t, energy_j=en,
-                      objective=obj, lower_bound=lower, status=status)
+    return plan.with_(
+        placement=x,
+        relay=parent,
+        parent=parent,
+        bandwidth_hz=b,
+        latency_s=t,
+        energy_j=en,
+        objective=obj,
+        lower_bound=lower,
+        status=status,
+    )

@@ -20,7 +20,10 @@ At integer points T and E are exactly tree_cost's (the last two inequalities are
 optimum), so HiGHS's optimum -- and its dual bound when the time limit stops it -- bounds every tree plan of these
 edges from below (restricted to demanded modules, which loses nothing: dropping a module never costs more). The
 caller fixes the root (z bounds) to split an edge into n smaller MILPs and passes a cutoff (objective_bound):
-"infeasible" then proves no plan with that root beats the cutoff.
+"infeasible" then proves no plan with that root beats the cutoff. Each solve also sets T <= (cutoff - lambda E's
+floor) / U0 and the ready-time rows' big-M from it, and at lambda > 0 prices each module's minimal covers by their
+Steiner arborescence to the root (solvers/tree_rows.py): plans above the cutoff are cut off, which keeps
+min(dual bound, cutoff) valid.
 """
 
 from __future__ import annotations
@@ -36,10 +39,11 @@ from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.highs import bare_highs, cutoff_bound, highs, highs_lp, run
 from solvers.tree_bound import shortest_paths
-from solvers.tree_energy import EdgeParts, edge_parts, steiner
+from solvers.tree_energy import EdgeParts, edge_parts
+from solvers.tree_rows import Chain, Covers, cover_rows
 
 COVER_ENERGY = True
-"""Whether the model at lambda > 0 carries the cover columns and rows (`_Covers`, edges of <= 12 devices)."""
+"""Whether the model at lambda > 0 carries the cover rows (solvers/tree_rows.py `Covers`; edges of <= 12 devices)."""
 MAX_SUBSETS = 256
 """Columns per device at most (2^8: edges of more demanded modules are not modelled)."""
 
@@ -67,63 +71,16 @@ class _Rows:
         return np.arange(first, first + k)
 
     def row(self, idx: Any, coef: Any, lo: float = -np.inf, hi: float = np.inf) -> None:
-        idx, coef = np.atleast_1d(np.asarray(idx, dtype=int)), np.broadcast_to(np.asarray(coef, dtype=float),
-                                                                              np.shape(np.atleast_1d(idx)))
+        idx, coef = (
+            np.atleast_1d(np.asarray(idx, dtype=int)),
+            np.broadcast_to(np.asarray(coef, dtype=float), np.shape(np.atleast_1d(idx))),
+        )
         keep = coef != 0
         self.index += idx[keep].tolist()
         self.value += coef[keep].tolist()
         self.start.append(len(self.index))
         self.r_lo.append(lo)
         self.r_hi.append(hi)
-
-
-@dataclass
-class _Chain:
-    """One edge's ready-time rows t_j >= t_i + hop_l u_i - big_l (1 - y_l), their big-M set per solve from T's upper
-    bound `top` (units): t_i <= T always, so big_l = top + hop_l.sum() is valid; with the root r fixed t_i <= top - c_r
-    and the path row t_i + sum_m 8 s_m sp(i, r) u_im <= top - c_r leave big_l = top - c_r + `extra`[l, r] with
-    extra = sum_m 8 s_m max(0, 1 / r_ij - sp(i, r)) (t_j >= 0)."""
-
-    rows: np.ndarray  # [L] the arcs' ready-time rows
-    y: np.ndarray  # [L] the arcs' columns
-    t: np.ndarray  # [n] the ready-time columns
-    hop: np.ndarray  # [L] hop_l.sum(): the whole union over the arc, units
-    extra: np.ndarray  # [L, n] per root (inf: the root cannot be one)
-    up: np.ndarray  # [n] c_r, units
-
-    def tighten(self, h: Any, root: int | None, top: float) -> None:
-        import highspy
-
-        if root is None or not np.isfinite(self.extra[:, root]).all():
-            big, t_up = top + self.hop, top
-        else:
-            t_up = max(top - float(self.up[root]), 0.0)
-            big = t_up + self.extra[:, root]
-        big = np.maximum(big, 0.0)
-        for row, col, b in zip(self.rows.tolist(), self.y.tolist(), big.tolist(), strict=True):
-            h.changeCoeff(row, col, -b)
-        h.changeRowsBounds(self.rows.size, self.rows.astype(np.int32), -big, np.full(big.size, highspy.kHighsInf))
-        h.changeColsBounds(self.t.size, self.t.astype(np.int32), np.zeros(self.t.size), np.full(self.t.size, t_up))
-
-
-@dataclass
-class _Covers:
-    """One edge's cover columns v_mH in [0, 1] (H a minimal cover of module m: samples reach the demand, removing any
-    device breaks it): sum_H v_mH = 1, x_km >= sum_{H ni k} v_mH, and sum_i e_i >= sum_m sum_H 8 s_m st(H, r) v_mH,
-    st the least per-bit cost of arcs joining H to the root r (solvers/tree_energy.py `steiner`). A plan's holders
-    of m contain a minimal cover H, and the arcs carrying m join H to r (every hop carries the union) and add up over
-    the modules, so the plan meets the rows with v_mH = 1. The last row's coefficients are set per solve: the fixed
-    root's, or the least over the roots where it is free."""
-
-    row: int  # the energy row
-    v: np.ndarray  # [K] the cover columns
-    cost: np.ndarray  # [K, n] 8 s_m st(H, r), units (inf: H cannot reach r)
-
-    def fix(self, h: Any, root: int | None) -> None:
-        coef = self.cost.min(axis=1) if root is None else self.cost[:, root]
-        coef = np.where(np.isfinite(coef), coef, 0.0)
-        for col, c in zip(self.v.tolist(), coef.tolist(), strict=True):
-            h.changeCoeff(self.row, col, -c)
 
 
 @dataclass
@@ -140,12 +97,18 @@ class TreeMilp:
     fixed: list[np.ndarray] = field(default_factory=list)  # per edge: roots that cannot be the root (unreachable)
     t_col: int = 0  # the column of T
     energy_row: int = -1  # the row lam E >= its floor (lambda > 0), or -1
-    chain: list[_Chain] = field(default_factory=list)  # per edge: the ready-time rows' big-M, set per solve
-    covers: list[_Covers] = field(default_factory=list)  # per edge (lambda > 0): the cover rows, set per solve
+    chain: list[Chain] = field(default_factory=list)  # per edge: the ready-time rows' big-M, set per solve
+    covers: list[Covers] = field(default_factory=list)  # per edge (lambda > 0): the cover rows, set per solve
 
-    def solve(self, roots: list[int | None], cutoff: float, time_limit_s: float, gap: float,
-              floor: float = 0.0, energy_floor: float = 0.0) -> tuple[str, float,
-                                                                         list[tuple[np.ndarray, np.ndarray]] | None]:
+    def solve(
+        self,
+        roots: list[int | None],
+        cutoff: float,
+        time_limit_s: float,
+        gap: float,
+        floor: float = 0.0,
+        energy_floor: float = 0.0,
+    ) -> tuple[str, float, list[tuple[np.ndarray, np.ndarray]] | None]:
         """(status, lower bound in seconds of T + lambda E, the best solution per edge as (x local, parent local) or
         None) with each edge's root fixed where `roots` names one; cutoff in seconds; floor: a known lower bound on
         T in seconds for these roots (solvers/tree_bound.py), given to HiGHS as T's lower bound, energy_floor one on
@@ -159,8 +122,12 @@ class TreeMilp:
         top = min((cutoff - energy_floor) / self.scale, 1.0)  # T of a plan below the cutoff (module doc)
         if floor / self.scale > top:  # every plan of these roots costs at least floor + energy_floor > cutoff
             return "infeasible", float(cutoff), None
-        h.changeColsBounds(1, np.array([self.t_col], dtype=np.int32), np.array([min(floor / self.scale, 1.0)]),
-                           np.array([max(top, 0.0)]))
+        h.changeColsBounds(
+            1,
+            np.array([self.t_col], dtype=np.int32),
+            np.array([min(floor / self.scale, 1.0)]),
+            np.array([max(top, 0.0)]),
+        )
         for ch, r in zip(self.chain, roots, strict=True):
             ch.tighten(h, r, top)
         for cv, r in zip(self.covers, roots, strict=False):
@@ -178,8 +145,9 @@ class TreeMilp:
         status = run(h).getModelStatus()
         info = h.getInfo()
         limit = "time_limit" if status in limit_statuses(highspy) else "other"
-        kind = {highspy.HighsModelStatus.kOptimal: "optimal",
-                highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(status, limit)
+        kind = {highspy.HighsModelStatus.kOptimal: "optimal", highspy.HighsModelStatus.kInfeasible: "infeasible"}.get(
+            status, limit
+        )
         bound = cutoff_bound(h, float(cutoff), self.scale)  # inf: nothing below the cutoff
         if bound == np.inf:
             return "infeasible", float(cutoff), None
@@ -203,35 +171,6 @@ class TreeMilp:
         return x, parent
 
 
-def _cover_rows(b: _Rows, parts: EdgeParts, view: EdgeView, e: np.ndarray, lcols: list[np.ndarray],
-                subs: list[np.ndarray], need: np.ndarray, scale: float) -> _Covers:
-    """The cover columns and rows of one edge (`_Covers`) added to b; e: its D2D energy columns."""
-    p, n = view.problem, view.n
-    with np.errstate(divide="ignore"):
-        cost = np.where(view.rate > 0, p.d2d_power_w[view.dev][:, None] / np.where(view.rate > 0, view.rate, 1.0),
-                        np.inf)
-    tree = steiner(cost)  # [H, r]
-    cols, costs, holders = [], [], []
-    for m, ok in zip(parts.need, parts.covers, strict=True):
-        okset = set(np.flatnonzero(ok).tolist())
-        hs = [h for h in sorted(okset) if all((h & ~(1 << k)) not in okset for k in range(n) if h >> k & 1)]
-        v = b.cols(len(hs), 0.0, 1.0)
-        b.row(v, 1.0, 1.0, 1.0)
-        cols.append(v)
-        costs.append(8.0 * float(p.module_bytes[m]) * tree[hs] / scale)
-        holders.append(parts.members[hs])
-    for k in range(n):
-        for jm, m in enumerate(need):
-            on = holders[jm][:, k]
-            if on.any():
-                idx = np.concatenate([lcols[k][subs[k][:, m]], cols[jm][on]])
-                b.row(idx, np.concatenate([np.ones(int(subs[k][:, m].sum())), -np.ones(int(on.sum()))]), lo=0.0)
-    v_all = np.concatenate(cols)
-    row = len(b.r_lo)
-    b.row(e, 1.0, lo=0.0)
-    return _Covers(row, v_all, np.concatenate(costs))
-
-
 def device_subsets(view: EdgeView) -> list[np.ndarray] | None:
     """Per device [S, M]: every subset of its demanded, eligible modules within its memory (none for a device without
     samples: dropping its modules never costs more); None if some device has over MAX_SUBSETS."""
@@ -241,7 +180,7 @@ def device_subsets(view: EdgeView) -> list[np.ndarray] | None:
         mods = np.flatnonzero(p.eligible[d[i]] & (view.demand > 0) & (p.module_memory_bytes <= p.memory_bytes[d[i]]))
         if p.samples[d[i]] <= 0:
             mods = mods[:0]
-        if 2 ** mods.size > MAX_SUBSETS:
+        if 2**mods.size > MAX_SUBSETS:
             return None
         rows = []
         for k in range(mods.size + 1):
@@ -252,10 +191,11 @@ def device_subsets(view: EdgeView) -> list[np.ndarray] | None:
     return out
 
 
-def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
+def build(views: list[EdgeView], scale: float, parts: list[EdgeParts | None] | None = None) -> TreeMilp | None:
     """The MILP of these edges (one shared T; lambda from the problem); times in units of `scale` seconds (the
     incumbent's objective: every plan worth finding has T <= scale, so ready times are bounded by 1). None if an edge
-    has a device with too many subsets."""
+    has a device with too many subsets. parts: each edge's solvers/tree_energy.py `edge_parts` where the caller has
+    them (None: computed here)."""
     import highspy
 
     fast = bare_highs()
@@ -266,7 +206,7 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
     t_col = b.cols(1, 0.0, 1.0)[0]
     b.cost[t_col] = 1.0
     roots, arcs, subsets, lam_cols, fixed, chain, covers = [], [], [], [], [], [], []
-    for v in views:
+    for ev, v in enumerate(views):
         d, n = v.dev, v.n
         subs = device_subsets(v)
         if subs is None:
@@ -296,8 +236,11 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
         u = b.cols(n * need.size, 0.0, 1.0).reshape(n, need.size)
         for i in range(n):
             for jm, m in enumerate(need):
-                b.row(np.concatenate([[u[i, jm]], lcols[i][subs[i][:, m]]]), np.concatenate([[1.0], -np.ones(
-                    int(subs[i][:, m].sum()))]), lo=0.0)
+                b.row(
+                    np.concatenate([[u[i, jm]], lcols[i][subs[i][:, m]]]),
+                    np.concatenate([[1.0], -np.ones(int(subs[i][:, m].sum()))]),
+                    lo=0.0,
+                )
         t = b.cols(n, 0.0, 1.0)
         for i in range(n):
             b.row(np.concatenate([[t[i]], lcols[i]]), np.concatenate([[1.0], -cyc[i] / p.cpu_hz[d[i]] / scale]), lo=0)
@@ -313,14 +256,28 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
                 b.row([u[j, jm], u[i, jm], y[k]], [1.0, -1.0, -1.0], lo=-1.0)
             rows.append(len(b.r_lo))
             hops.append(float(hop.sum()))
-            extra.append(np.where(np.isfinite(sp[i]), float(sbytes.sum()) * np.maximum(
-                0.0, 1.0 / v.rate[i, j] / scale - np.where(np.isfinite(sp[i]), sp[i], 0.0)), np.inf))
+            extra.append(
+                np.where(
+                    np.isfinite(sp[i]),
+                    float(sbytes.sum())
+                    * np.maximum(0.0, 1.0 / v.rate[i, j] / scale - np.where(np.isfinite(sp[i]), sp[i], 0.0)),
+                    np.inf,
+                )
+            )
             b.row(np.concatenate([[t[j], t[i], y[k]], u[i]]), np.concatenate([[1.0, -1.0, -big], -hop]), lo=-big)
             b.row([dep[i], dep[j], y[k]], [1.0, -1.0, -float(n)], lo=1.0 - n)
         band = np.full(n, p.edge_bandwidth_hz[v.edge])
         up = float(sbytes.sum()) / uplink_rate(band, p.snr_hz[d]) / scale if need.size else np.zeros(n)
-        chain.append(_Chain(np.array(rows, dtype=int), y.copy(), t.copy(), np.array(hops),
-                            np.array(extra).reshape(len(rows), n), np.broadcast_to(up, (n,)).astype(float)))
+        chain.append(
+            Chain(
+                np.array(rows, dtype=int),
+                y.copy(),
+                t.copy(),
+                np.array(hops),
+                np.array(extra).reshape(len(rows), n),
+                np.broadcast_to(up, (n,)).astype(float),
+            )
+        )
         for i in range(n):
             b.row(np.concatenate([[t_col, t[i]], z]), np.concatenate([[1.0, -1.0], -up]), lo=0.0)
         bad = ~np.isfinite(sp).all(axis=0)
@@ -330,8 +287,11 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
                     continue
                 coef = sbytes * sp[k, r]
                 big = up[r] + 1.0 + coef.sum()
-                b.row(np.concatenate([[t_col, t[k], z[r]], u[k]]), np.concatenate([[1.0, -1.0, -big], -coef]),
-                      lo=up[r] - big)
+                b.row(
+                    np.concatenate([[t_col, t[k], z[r]], u[k]]),
+                    np.concatenate([[1.0, -1.0, -big], -coef]),
+                    lo=up[r] - big,
+                )
         if lam > 0:
             for i in range(n):
                 b.cost[z[i]] += lam * p.tx_power_w[d[i]] * up[i]  # up is in units: energy / scale already
@@ -345,9 +305,9 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
                 if np.any(src == i):
                     q = p.d2d_power_w[d[i]] * sbytes / v.rate[i].max() / scale
                     b.row(np.concatenate([[e[i], z[i]], u[i]]), np.concatenate([[1.0, q.sum()], -q]), lo=0.0)
-            parts = edge_parts(v) if COVER_ENERGY else None
-            if parts is not None:
-                covers.append(_cover_rows(b, parts, v, e, lcols, subs, need, scale))
+            got = (edge_parts(v) if parts is None else parts[ev]) if COVER_ENERGY else None
+            if got is not None:
+                covers.append(cover_rows(b, got, v, e, lcols, subs, need, scale))
         roots.append(z)
         arcs.append((src, dst, y))
         subsets.append(subs)
@@ -360,9 +320,33 @@ def build(views: list[EdgeView], scale: float) -> TreeMilp | None:
         cols = cols[cols != t_col]
         b.row(cols, np.array(b.cost)[cols], lo=0.0)
     inf = highspy.kHighsInf
-    h = highs(solver, highs_lp(highspy, np.array(b.cost), np.array(b.lo), np.array(b.hi),
-                               np.where(np.isfinite(b.r_lo), b.r_lo, -inf), np.where(np.isfinite(b.r_hi), b.r_hi, inf),
-                               np.array(b.start, dtype=np.int32), np.array(b.index, dtype=np.int32),
-                               np.array(b.value), rowwise=True, integer=b.integer))
-    return TreeMilp(views, scale, h, roots, arcs, subsets, lam_cols, fixed, int(t_col), energy_row, chain,
-                    covers if len(covers) == len(views) else [])
+    h = highs(
+        solver,
+        highs_lp(
+            highspy,
+            np.array(b.cost),
+            np.array(b.lo),
+            np.array(b.hi),
+            np.where(np.isfinite(b.r_lo), b.r_lo, -inf),
+            np.where(np.isfinite(b.r_hi), b.r_hi, inf),
+            np.array(b.start, dtype=np.int32),
+            np.array(b.index, dtype=np.int32),
+            np.array(b.value),
+            rowwise=True,
+            integer=b.integer,
+        ),
+    )
+    return TreeMilp(
+        views,
+        scale,
+        h,
+        roots,
+        arcs,
+        subsets,
+        lam_cols,
+        fixed,
+        int(t_col),
+        energy_row,
+        chain,
+        covers if len(covers) == len(views) else [],
+    )
