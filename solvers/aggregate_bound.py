@@ -34,7 +34,7 @@ import numpy as np
 from solvers.bandwidth import min_bandwidth
 from solvers.bounds import EdgeRoutes
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs, highs, highs_lp, run
+from solvers.highs import highs, highs_lp, require_bare_highs, run
 from solvers.instance import RoundProblem
 
 LEVELS = (0.2, 0.35, 0.5, 0.65, 0.8)
@@ -86,10 +86,7 @@ class AggregateLP:
     def __init__(self, p: RoundProblem, e: int, dev: np.ndarray, mbits: np.ndarray, pay: np.ndarray,
                  tau: np.ndarray, levels: tuple[float, ...] = LEVELS,
                  tangents: tuple[float, ...] = TANGENTS) -> None:
-        fast = bare_highs()
-        if fast is None:
-            raise RuntimeError("the aggregate bound LP needs highspy's bare solver (highspy._core._Highs)")
-        self.highspy, self._bare = fast
+        self.highspy, self._bare = require_bare_highs("the aggregate bound LP")
         self.p, self.e, self.levels, self.tangents = p, e, levels, tangents
         m, kk, nt = p.num_modules, len(levels), len(tangents)
         members = p.edge_devices(e)

@@ -23,11 +23,11 @@ import numpy as np
 
 from solvers import pair_dual
 from solvers.bandwidth import min_bandwidth
-from solvers.clock import Clock, run_settled
+from solvers.clock import Clock
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.energy_bound import EdgeFloor, knapsack, tradeoff_lower_bound
 from solvers.evaluate import LN2
-from solvers.highs import bare_highs, highs, highs_lp
+from solvers.highs import bare_highs, highs, highs_lp, run_settled
 from solvers.instance import RoundProblem
 from solvers.pair_dual import PairDual
 from solvers.subset_dual import SubsetDual

@@ -182,25 +182,6 @@ def charge(info: Any) -> None:
     m.nodes += max(int(getattr(info, "mip_node_count", 0) or 0), 0)
 
 
-def run_settled(h: Any, highspy: Any) -> Any:
-    """Run an LP and return its model status; a status other than optimal or infeasible runs once more from scratch.
-
-    HiGHS can end a warm-started LP with kUnknown, and every later solve from that basis too (a 4-device power /
-    frequency edge after costs at a latency 6x away went from a 0.06 % to a 29.8 % gap): a cold rerun settles it.
-    Both runs' work is charged to the clock."""
-    h.run()
-    charge(h.getInfo())
-    backstop_met(h)
-    status = h.getModelStatus()
-    if status not in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible):
-        h.clearSolver()
-        h.run()
-        charge(h.getInfo())
-        backstop_met(h)
-        status = h.getModelStatus()
-    return status
-
-
 def load_libraries(tree: bool = False, cvxpy: bool = False) -> None:
     """Import what a solve loads lazily (highspy's solver; scipy.sparse.csgraph for trees; cvxpy and scipy.sparse
     where the round's cvxpy model may run) before the round's clock starts: a process's first solve paid 0.1-0.25 s

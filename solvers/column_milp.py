@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from solvers.covers import cover_sets
-from solvers.highs import bare_highs, cutoff_bound, highs, highs_lp, run
+from solvers.highs import cutoff_bound, highs, highs_lp, require_bare_highs, run
 from solvers.instance import RoundProblem
 
 if TYPE_CHECKING:
@@ -125,10 +125,7 @@ def highs_model(rows: list[Row] | Sparse, cost: np.ndarray, usable: np.ndarray, 
     """(highspy, a bare HiGHS object holding the model): binary columns (unusable ones fixed at 0), or with
     integer=False its LP relaxation (they lie in [0, 1]); no output; seconds and options as solvers/highs.py's
     `highs`."""
-    fast = bare_highs()
-    if fast is None:
-        raise RuntimeError("the column models need highspy's bare solver (highspy._core._Highs)")
-    highspy, bare = fast
+    highspy, bare = require_bare_highs("the column models")
     k, ne = cost.size, len(extra.cost)
     nv = k + ne
     inf = highspy.kHighsInf

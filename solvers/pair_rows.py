@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from solvers.highs import bare_highs
+from solvers.highs import require_bare_highs
 
 
 class PairRows:
@@ -31,10 +31,7 @@ class PairRows:
         lcls: np.ndarray,
         ccls: np.ndarray,
     ) -> None:
-        fast = bare_highs()
-        if fast is None:
-            raise RuntimeError("the pair-row LP needs highspy's bare solver (highspy._core._Highs)")
-        self.highspy, self.bare = fast
+        self.highspy, self.bare = require_bare_highs("the pair-row LP")
         need = demand > 0
         scale = demand[need].max()
         devs, self.local = np.unique(dev, return_inverse=True)

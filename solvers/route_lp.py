@@ -9,9 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from solvers.clock import run_settled
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
-from solvers.highs import bare_highs, highs, highs_lp, run
+from solvers.highs import highs, highs_lp, require_bare_highs, run, run_settled
 
 
 class RouteLP:
@@ -23,10 +22,7 @@ class RouteLP:
     def __init__(self, dev: np.ndarray, mbits: np.ndarray, samples: np.ndarray, demand: np.ndarray,
                  lcol: np.ndarray, ldst: np.ndarray, covers: bool = False, union: bool = False,
                  lcls: np.ndarray | None = None, ccls: np.ndarray | None = None, band_row: bool = False) -> None:
-        fast = bare_highs()
-        if fast is None:
-            raise RuntimeError("the subset energy LP needs highspy's bare solver (highspy._core._Highs)")
-        self.highspy, self.bare = fast
+        self.highspy, self.bare = require_bare_highs("the subset energy LP")
         need = demand > 0
         scale = demand[need].max()
         devs, local = np.unique(dev, return_inverse=True)

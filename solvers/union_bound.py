@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.highs import bare_highs, highs_lp, run_lp
+from solvers.highs import highs_lp, require_bare_highs, run_lp
 
 
 def union_band(
@@ -31,10 +31,7 @@ def union_band(
     """(optimal | infeasible | other, least sum_j y_j) over routes r (column route_col[r], uploader route_up[r],
     band w[r]; inf: the route cannot finish in time): at most one route per device, samples per module >= demand,
     y_j >= sum of member i's routes to j of w_r x_r for every (i, j), 0 <= x <= 1."""
-    fast = bare_highs()
-    if fast is None:
-        raise RuntimeError("the union bound LP needs highspy's bare solver (highspy._core._Highs)")
-    highspy, bare = fast
+    highspy, bare = require_bare_highs("the union bound LP")
     lp, _ = union_lp(highspy, dev, mbits, samples, demand, route_col, route_up, w)
     if lp is None:
         return "optimal", 0.0
