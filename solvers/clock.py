@@ -62,16 +62,25 @@ NODE_ITERATIONS_PER_ROW = 2.0
 limit. HiGHS's MIP does not keep to simplex_iteration_limit, so the limit on nodes is what stops it: a repair MILP of
 a 100-device edge (106 rows) took 113-450 iterations a node; at 1 ms a node, a 0.39 s share allowed 395 nodes, it
 ran 341 of them (38,647 iterations) into its wall-clock backstop after 8.7 s (experiments/solver_work_nodes.py)."""
+MIP_ITERATIONS = 2.0
+"""Work budget: a MILP stops once its LP iterations reach this many times its iteration limit (solvers/highs.py
+`run_mip_within`; HiGHS's MIP ignores the limit itself). 1 cut the last MILP of a level-model round short of its
+first node (607 iterations given 547; finished at 1,019): its certified gap 0.015 -> 0.076
+(tests/test_solver_level_energy.py seed 9); the iterations run are charged as they are, so what a MILP runs past
+its share comes off the round's later steps."""
 BACKSTOP = 10.0
-BACKSTOP_S = 5.0
+BACKSTOP_S = 20.0
 """Work budget: a HiGHS call still gets a wall-clock limit of BACKSTOP x its seconds + BACKSTOP_S, a safety net
-(where a call meets it, time decides its answer and so the plan: `backstop_met` logs it). HiGHS's MIP keeps to
-neither simplex_iteration_limit nor, within its root, the node limit, so a MILP whose root overruns its work meets
-it: the edge model's column MILP of a 12-device power / frequency edge at lambda 0.5 given 0.05 s (407 iterations,
-1 node) ran 19,534 iterations in 16.7 s with a 30 s constant (so 5.5 s here, on a quiet machine too); a repair MILP
-of a 100-device edge of random_instance(1000, 10, 6, 0, memory_fraction=(0.5, 0.7)) at lambda 0.5 given 0.08 s ran
-7,202 iterations in 2.6 s quiet, 9.3 s beside three CPU hogs (the plan 3,558.72 -> 3,562.88 at this constant).
-A larger constant is not the cure (16.7 s for a 2 s round): a deterministic stop of the MIP root is needed."""
+(where a call meets it, time decides its answer and so the plan: `backstop_met` logs it). Every call stops by work
+first: an LP at its iteration limit, a MILP at its node limit or, in its root, where its display lines show
+MIP_ITERATIONS x the iteration limit reached (solvers/highs.py `run_mip_within`: HiGHS's MIP ignores
+simplex_iteration_limit), so the backstop bounds only the one step a MILP runs past it (a root LP, a cut round, a
+sub-MIP heuristic). Such a step of a 106-row repair MILP (a RENS sub-MIP, 1,200 iterations) took 6.5 s beside two
+CPU hogs at load 9 (with the limit at 1x, 5 s met it: the plan of random_instance(1000, 10, 6, 0, lam=0.5,
+memory_fraction=(0.5, 0.7)) 3,263.18 -> 3,245.50);
+before that stop, MILP roots ran 10x their iterations and more into the 5 s backstop (the repairs of that round:
+3,558.72 quiet, 3,562.88 loaded; experiments/solver_work_backstop.py). Not stopped so: cvxpy's MILPs
+(solvers/model.py `run_highs`, the cvxpy repair), no callback there (small rounds; none met it in the probe)."""
 
 
 ITERATION_COUNTS = ("simplex_iteration_count", "ipm_iteration_count", "crossover_iteration_count",
@@ -149,9 +158,10 @@ def set_limits(h: Any, seconds: float) -> None:
 
 
 def limit_statuses(highspy: Any) -> tuple[Any, ...]:
-    """HiGHS model statuses of a call stopped by its limits (time, or the work budget's iterations and nodes)."""
+    """HiGHS model statuses of a call stopped by its limits (time, or the work budget's iterations and nodes; a MILP
+    stopped at its iterations by solvers/highs.py `run_mip_within` reads kInterrupt)."""
     s = highspy.HighsModelStatus
-    return s.kTimeLimit, s.kIterationLimit, s.kSolutionLimit
+    return s.kTimeLimit, s.kIterationLimit, s.kSolutionLimit, s.kInterrupt
 
 
 _BACKSTOP_LOGGED = False

@@ -5,10 +5,22 @@ quiet solver, the clock's limits and its work meter, and the cutoff's bound are 
 from __future__ import annotations
 
 import math
+import re
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
-from solvers.clock import backstop_met, charge, set_limits
+from solvers.clock import MIP_ITERATIONS, backstop_met, charge, current_meter, set_limits
+
+_MILPS: weakref.WeakSet[Any] = weakref.WeakSet()
+"""The solvers `highs` built with integer columns: under a work budget `run` holds them to their iteration limit."""
+LOGGED_ITERATIONS = re.compile(r"%\s.*\s(\d+)([km]?)\s*$")
+"""The LP iterations at the end of a MIP display line of HiGHS (timeless_log: no time after them; k, m: thousands,
+millions)."""
+_IDLE = [0, 2**62]
+"""The callback state a MILP's solver keeps between runs (highspy holds only a pointer to it)."""
+LOG_TO_CALLBACK = {"output_flag": True, "log_to_console": False, "timeless_log": True, "mip_min_logging_interval": 0.0}
+"""HiGHS options that send each MIP display line to the logging callback, none to the console."""
 
 
 def bare_highs() -> tuple[Any, Any] | None:
@@ -66,16 +78,65 @@ def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> A
     h.passModel(lp)
     if seconds is not None:
         set_limits(h, seconds)
+    if len(lp.integrality_):
+        _MILPS.add(h)
     return h
 
 
 def run(h: Any) -> Any:
     """Run `h` once, its work charged to the clock (a backstop met under a work budget logged); returns `h` (read its
-    status and solution there)."""
-    h.run()
+    status and solution there). Under a work budget a MILP of `highs` keeps its iteration limit (`run_mip_within`)."""
+    if current_meter() is not None and h in _MILPS:
+        run_mip_within(h)
+    else:
+        h.run()
     charge(h.getInfo())
     backstop_met(h)
     return h
+
+
+def _logged_iterations(kind: Any, message: str, _out: Any, into: Any, state: list[int]) -> None:
+    """HiGHS callback of `run_mip_within`: a display line sets state[0] to the LP iterations it shows; a check of
+    the MIP's limits with state[0] at or past the limit state[1] interrupts it."""
+    import highspy
+
+    if int(kind) == int(highspy.cb.HighsCallbackType.kCallbackLogging):
+        m = LOGGED_ITERATIONS.search(message)
+        if m is not None and "|" not in message:
+            state[0] = int(m.group(1)) * {"k": 1000, "m": 1000000}.get(m.group(2), 1)
+    elif into is not None and state[0] >= state[1]:
+        into.user_interrupt = True
+
+
+def run_mip_within(h: Any) -> None:
+    """Run the MILP of `h` stopped at MIP_ITERATIONS x its simplex iteration limit (status kInterrupt).
+
+    HiGHS's MIP ignores simplex_iteration_limit (its LPs run without it) and checks its node limit only between
+    nodes, so under a work budget a MILP whose root overran its work met the wall-clock backstop, and time, not
+    work, decided its answer (a 106-row repair MILP given 417 iterations ran 4,596-7,202; solvers/clock.py
+    BACKSTOP_S). Its display lines (logged to a callback, none printed) show the LP iterations so far, sub-MIP
+    heuristics included, and at each check of its limits (between root LPs, cut rounds, heuristics and nodes) the
+    MIP stops once they reach MIP_ITERATIONS x the limit: the same point on every run, a root LP or heuristic past it at
+    most."""
+    import highspy
+
+    kinds = (highspy.cb.HighsCallbackType.kCallbackLogging, highspy.cb.HighsCallbackType.kCallbackMipInterrupt)
+    before = {key: h.getOptionValue(key)[1] for key in LOG_TO_CALLBACK}
+    for key, value in LOG_TO_CALLBACK.items():
+        h.setOptionValue(key, value)
+    # held here: highspy keeps no reference to it
+    state = [0, int(MIP_ITERATIONS * h.getOptionValue("simplex_iteration_limit")[1])]
+    h.setCallback(_logged_iterations, state)
+    for kind in kinds:
+        h.startCallback(kind)
+    try:
+        h.run()
+    finally:
+        for kind in kinds:
+            h.stopCallback(kind)
+        h.setCallback(_logged_iterations, _IDLE)  # what the solver keeps a pointer to outlives it
+        for key, value in before.items():
+            h.setOptionValue(key, value)
 
 
 def run_settled(h: Any, highspy: Any) -> Any:

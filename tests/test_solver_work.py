@@ -16,6 +16,7 @@ from solvers.clock import (
     BACKSTOP,
     BACKSTOP_S,
     ITERATION_S,
+    MIP_ITERATIONS,
     NODE_ITERATIONS_PER_ROW,
     NODE_S,
     TICK_S,
@@ -120,7 +121,8 @@ def test_a_memory_tight_round_keeps_near_its_work_budget() -> None:
     """200 devices on 2 edges with tight memory: the placement-repair MILPs of 100-device edges (106 rows) branch.
     With nodes at 1 ms each this round spent 5.8 work seconds (45,360 iterations, 264 nodes; 5.5 CPU s) of a 1 s
     budget and the first repair ran into its wall-clock backstop under load (then time, not work, decided the plan);
-    priced by their rows, 2.1 (the root of each repair still ignores the iteration limit)."""
+    priced by their rows, 2.1; each repair's root now keeps its iteration limit too (solvers/highs.py
+    `run_mip_within`)."""
     p = random_instance(200, 2, 6, 0, memory_fraction=(0.5, 0.7))
     with under_budget("work") as meter:
         plan = solve(p, "joint", time_limit_s=1, budget="work")
@@ -223,19 +225,60 @@ def test_the_integer_route_milp_gets_the_clocks_limits(monkeypatch: pytest.Monke
     assert [s["time_limit"] for s in seen if "time_limit" in s] == [pytest.approx(0.01)]
 
 
+def _repair_weights(p: RoundProblem, e: int) -> np.ndarray:
+    """solvers/greedy.py `repair_edge`'s weights of edge e's devices and modules."""
+    from solvers.evaluate import uplink_rate
+
+    d = p.edge_devices(e)
+    rate = uplink_rate(p.edge_bandwidth_hz[e] / d.size, p.snr_hz[d])
+    return (
+        p.samples[d, None] * p.module_cycles[None, :] / p.cpu_hz[d, None] + 8 * p.module_bytes[None, :] / rate[:, None]
+    ) / np.maximum(p.samples[d], 1e-12)[:, None]
+
+
+def test_a_milp_keeps_its_iteration_limit_under_a_work_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS's MIP ignores simplex_iteration_limit and checks its node limit only between nodes, so the root of a
+    placement-repair MILP (a 100-device memory-tight edge, 106 rows) given 0.05 s (417 iterations) ran 4,331 into its
+    wall-clock backstop (5.5 s): time, not work, decided its cover. solvers/highs.py `run_mip_within` stops it where
+    its display lines show MIP_ITERATIONS x the limit reached (1,554: a sub-MIP heuristic past it): the same
+    iterations and cover on a machine 5x slower."""
+    from solvers.milp import milp_placement
+
+    p = random_instance(200, 2, 6, 0, lam=0.5, memory_fraction=(0.5, 0.7))
+    w = _repair_weights(p, 0)
+    runs = []
+    for factor in (1.0, 5.0):
+        with monkeypatch.context() as m:
+            if factor > 1:
+                _on_a_slower_machine(m, factor)
+            with under_budget("work") as meter:
+                xe = milp_placement(p, 0, w, 0.05)
+        assert meter is not None and xe is not None
+        runs.append((meter.iterations, meter.nodes, xe))
+    limit = int(0.05 / ITERATION_S) + 1
+    assert MIP_ITERATIONS * limit <= runs[0][0] < 5 * limit  # a cut round or a heuristic past it at most
+    assert runs[0][:2] == runs[1][:2] and np.array_equal(runs[0][2], runs[1][2])
+
+
 @pytest.mark.slow
 def test_a_work_budget_gives_the_same_plan_on_a_slower_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     """No wall clock decides a branch under budget="work": the same solve on a machine 5x slower (Python's clocks
-    and HiGHS's time limits skewed) gives the same plan to the last digit. A 12-device power / frequency edge at
-    lambda 0.5: its bounds' LPs, the integer route MILP of powerfreq_round (which had a wall-clock time limit: 26.19
-    -> 26.32 here, as beside three CPU hogs). Not covered: a MILP whose root overruns its work into the wall-clock
-    backstop (solvers/clock.py BACKSTOP_S): this edge's column MILP meets it (5.5 s, 1.1 s skewed) without changing
-    the plan; the memory-tight repairs meet it under load and do change it."""
+    and HiGHS's time limits skewed) gives the same plan to the last digit, and no HiGHS call meets its wall-clock
+    backstop. A 12-device power / frequency edge at lambda 0.5: its bounds' LPs, the integer route MILP of
+    powerfreq_round (which had a wall-clock time limit: 26.19 -> 26.32 here, as beside three CPU hogs), and the edge
+    model's column MILP, which ran its root 5.5 s into the backstop (3,739 iterations given 407): its LP relaxation
+    already stops at its iteration limit, so under a work budget the MILP is not started."""
+    import solvers.highs as highs
+
+    met: list[int] = []
+    watched = highs.backstop_met
+    monkeypatch.setattr(highs, "backstop_met", lambda h: met.append(h.getNumRow()) if watched(h) else False)
     p = _power_frequency(12, 0.5, 0)
     a = solve(p, "joint", time_limit_s=2, budget="work")
     with monkeypatch.context() as m:
         _on_a_slower_machine(m, 5.0)
         b = solve(p, "joint", time_limit_s=2, budget="work")
+    assert met == []
     assert (a.objective, a.lower_bound, a.status) == (b.objective, b.lower_bound, b.status)
     assert np.array_equal(a.placement, b.placement) and np.array_equal(a.relay, b.relay)
     assert np.array_equal(a.bandwidth_hz, b.bandwidth_hz)
