@@ -25,6 +25,7 @@ from solvers.model_gate import model_seconds
 from solvers.plan import RoundPlan
 from solvers.powerfreq import plan_power_frequency
 from solvers.powerfreq_buckets import bucket_bound
+from solvers.powerfreq_moves import plan_moves
 from solvers.powerfreq_round import PF_ITERS, PF_LATENCIES, PF_PRICE_STEPS, from_lp
 from solvers.subset_energy import SubsetEnergy
 
@@ -49,6 +50,11 @@ PF_BUCKET_REACH = 0.03
 """Nor where the gap is above this: the buckets lifted the bound by 0.9 points at most on the bench's edges (4 devices
 lambda 0.05: 1.11 -> 0.20 %; 8 devices: 4.06 -> 3.15 %, 1.19 -> 1.07 %); a larger gap is a weak plan (under load,
 8-device edges at 30 %), whose time the model needs."""
+PF_MOVES_PASS = 1.0
+"""x the power / frequency step's measured time: what the first pass of the one-device moves
+(solvers/powerfreq_moves.py, all priced in one batched screen) is taken to cost (0.5-0.85 of a step on 8-12-device
+bench edges); they start only where the clock leaves that, after the buckets, in the time the fixed-power model
+would get (it had none left on 8-12-device bench edges)."""
 PF_BUCKET_GAP = 0.01
 """The gap below which the buckets are not tried where joint has no model limits (its default `solver.gap`)."""
 MODEL_MILPS = 8
@@ -111,6 +117,9 @@ def with_power_frequency(problem: RoundProblem, solve_fixed: Callable[..., Round
             left = (deadline.before(PF_RESERVE * step_s + model_s) if model else deadline).share(PF_BUCKET_SHARE)
             if left.left() >= max(PF_BUCKET_MIN_S, plain_s):
                 lower = max(lower, bucket_bound(p, subset, plan.relay, t_lb, best.objective, PF_LATENCIES, left))
+        if lower < (1 - target) * best.objective:  # one device's relay or module at a time (powerfreq_moves.py)
+            moves = deadline.before(model_s) if model else deadline
+            best = plan_moves(p, best, moves, lambda c: _power_frequency_options(p, c), step_s, PF_MOVES_PASS * step_s)
     if model_s > 0:
         assert limits is not None
         if lower < (1 - limits[1]) * best.objective:

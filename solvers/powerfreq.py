@@ -104,7 +104,7 @@ class Groups:
         return np.bincount(self.owner, weights=e, minlength=self.up.size), tau
 
 
-def _bands(g: Groups, t: np.ndarray, budget: np.ndarray, iters: int = 48) -> np.ndarray:
+def band_block(g: Groups, t: np.ndarray, budget: np.ndarray, iters: int = 48) -> np.ndarray:
     """Block (a): least upload energy bands for windows t (inf-free; b = 0 for all of an infeasible edge)."""
     ne = budget.size
     h = min_bandwidth(g.k / LN2 / np.where(t > 0, t, 1e-300), g.a_max)
@@ -132,7 +132,7 @@ def _bands(g: Groups, t: np.ndarray, budget: np.ndarray, iters: int = 48) -> np.
     return np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[g.edge], 0.0)
 
 
-def _starts(g: Groups, b: np.ndarray, t_round: float, iters: int = 40) -> np.ndarray:
+def start_block(g: Groups, b: np.ndarray, t_round: float, iters: int = 40) -> np.ndarray:
     """Block (b): each group's upload start at fixed band, minimizing its compute + upload energy."""
     lo = g.start_min()
     t_need = (g.k / LN2) / np.maximum(np.where(b > 0, b * np.log1p(g.a_max / np.maximum(b, 1e-300)) / LN2, 0), 1e-300)
@@ -143,13 +143,14 @@ def _starts(g: Groups, b: np.ndarray, t_round: float, iters: int = 40) -> np.nda
 
     x1, x2 = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
     f1, f2 = cost(x1), cost(x2)
-    for _ in range(iters):
+    for _ in range(iters):  # golden section: the kept inner point is reused, one new cost a step
         left = f1 <= f2
         hi = np.where(left, x2, hi)
         lo = np.where(left, lo, x1)
-        x1n, x2n = hi - GOLD * (hi - lo), lo + GOLD * (hi - lo)
-        x1, x2 = x1n, x2n
-        f1, f2 = cost(x1), cost(x2)
+        new = np.where(left, hi - GOLD * (hi - lo), lo + GOLD * (hi - lo))
+        fn = cost(new)
+        x1, f1, x2, f2 = (np.where(left, new, x2), np.where(left, fn, f2), np.where(left, x1, new),
+                          np.where(left, f1, fn))
     return np.where(f1 <= f2, x1, x2)
 
 
@@ -158,13 +159,13 @@ def energy_at(g: Groups, t_round: float, budget: np.ndarray, rounds: int = 3) ->
     s = g.start_min()
     best = (np.inf, np.zeros(g.up.size), s)
     for _ in range(rounds):
-        b = _bands(g, t_round - s, budget)
+        b = band_block(g, t_round - s, budget)
         if not np.all(b[g.k > 0] > 0):
             return best
         e = float(g.compute_energy(s)[0].sum() + upload_energy(b, t_round - s, g.k, g.n0g).sum()) + g.fixed
         if e < best[0]:
             best = (e, b, s)
-        s = _starts(g, b, t_round)
+        s = start_block(g, b, t_round)
         e = float(g.compute_energy(s)[0].sum() + upload_energy(b, t_round - s, g.k, g.n0g).sum()) + g.fixed
         if e < best[0]:
             best = (e, b, s)
@@ -205,6 +206,16 @@ def plan_power_frequency(p: RoundProblem, x: np.ndarray, relay: np.ndarray,
             x2 = a + GOLD * (c - a)
             r2 = energy_at(g, x2, p.edge_bandwidth_hz)
     _, t_round, (_, b, s) = best
+    return decisions(p, g, t_round, b, s)
+
+
+def decisions(p: RoundProblem, g: Groups, t_round: float, b: np.ndarray,
+              s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bandwidth, uplink power, CPU frequency) per device of `g`'s choice from deadline t_round and each
+    uploader's band b and start s: the least power that sends by t_round, the least frequency that computes by
+    the start (members that compute)."""
+    power, freq = p.power_max.copy(), p.freq_max.copy()
+    b_all = np.zeros(p.num_devices)
     _, tau = g.compute_energy(s)
     b_all[g.up] = b
     t = t_round - s

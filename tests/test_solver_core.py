@@ -164,13 +164,13 @@ def test_power_and_frequency_decisions(lam, tmp_path):
 
 def test_power_bandwidth_block_matches_cvxpy():
     """The water-filling over bands with the least power per band agrees with the exponential-cone program."""
-    from solvers.powerfreq import Groups, _bands, power_bandwidth_cvxpy, upload_energy
+    from solvers.powerfreq import Groups, band_block, power_bandwidth_cvxpy, upload_energy
 
     p = _with_decisions(random_instance(8, 1, 3, seed=11, lam=1.0))
     g = Groups.of(p, p.eligible & (p.eligible @ p.module_memory_bytes <= p.memory_bytes)[:, None],
                   np.arange(p.num_devices))
     t = 1.5 * float(np.max(g.start_min() + g.k / np.log(2) / (p.edge_bandwidth_hz[0] / g.up.size))) - g.start_min()
-    b_wf = _bands(g, t, p.edge_bandwidth_hz)
+    b_wf = band_block(g, t, p.edge_bandwidth_hz)
     b_cvx = power_bandwidth_cvxpy(t, g.k / np.log(2), g.n0g, g.a_max, float(p.edge_bandwidth_hz[0]))
     e_wf = upload_energy(b_wf, t, g.k, g.n0g).sum()
     e_cvx = upload_energy(b_cvx, t, g.k, g.n0g).sum()
