@@ -46,17 +46,18 @@ from solvers.model_cache import ModelCache, check_cache
 from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.relay_sweep import sweep_relays
-from solvers.tradeoff import energy_search, enumerate_latency, small_edge_candidates
+from solvers.tradeoff import energy_search, enum_limits, enumerate_latency, small_edge_candidates
 
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
                 local_rounds: int = 40, bandwidth: str = "auto", time_budget_s: float | None = None,
-                enum_max: int = 3000, bound: bool = True, workers: int | None = None,
+                enum_max: int | None = None, bound: bool = True, workers: int | None = None,
                 time_limit_s: float = 2.0, gap: float = 0.01, cache: ModelCache | None = None,
                 budget: str = "time") -> RoundPlan:
     """Joint plan (see module doc). bandwidth: "auto" (exact: bisection at lambda = 0, the water-filling over a
     1-D search of T at lambda > 0), "bisection" (same), "cvxpy" (the conic program, a cross-check).
-    Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off).
+    Edges of at most 8 devices and enum_max undominated choices are enumerated (0 turns that off; None: 3,000,
+    and at lambda > 0 a round-wide pool of 47,000 more, solvers/tradeoff.py ENERGY_ENUM_EXTRA).
     bound: compute the plan's certified lower_bound (solvers/bounds.py; else 0).
     workers: processes over independent edges at lambda = 0 (solvers/parallel.py; None: 2 on large instances,
     else 1); the plan is the same for any value. A time budget keeps to one process (it is per process).
@@ -86,7 +87,7 @@ def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: i
 
 
 def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
-           time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None, time_limit_s: float,
+           time_budget_s: float | None, enum_max: int | None, bound: bool, workers: int | None, time_limit_s: float,
            gap: float, cache: ModelCache | None) -> RoundPlan:
     """joint_solve within its budget (the clock `now` reads: wall or work)."""
     # before the clock: a process's first solve imported them inside it (0.55 s under load, cvxpy 0.7 s)
@@ -119,7 +120,7 @@ def _joint(problem: RoundProblem, iterations: int, local_max_devices: int, local
 
 
 def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
-               time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
+               time_budget_s: float | None, enum_max: int | None, bound: bool, workers: int | None,
                clock: Clock, deadline: Clock) -> RoundPlan:
     """The heuristic plan (today's joint solver): the model's incumbent, within `clock`."""
     resolve_workers(problem, workers)  # a bad value raises before any work
@@ -133,7 +134,7 @@ def _heuristic(problem: RoundProblem, iterations: int, local_max_devices: int, l
 
 
 def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, bandwidth: str,
-                 time_budget_s: float | None, enum_max: int, bound: bool, workers: int | None,
+                 time_budget_s: float | None, enum_max: int | None, bound: bool, workers: int | None,
                  clock: Clock, deadline: Clock | None = None) -> RoundPlan:
     """Fixed power and frequency: the price-guided choices, enumeration, local search, the exact band (the
     heuristic steps stop early when `clock` runs out; at lambda > 0 the certified bound takes fewer steps once the
@@ -233,7 +234,7 @@ MIN_PRICE_STEPS = 3
 """Price steps (placement, relays, band) that run whatever the clock says (of `iterations`)."""
 
 
-def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, enum_max: int,
+def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, enum_max: int | None,
             clock: Clock, repairs: Repairs) -> tuple[np.ndarray, np.ndarray, dict]:
     """Placement and relays by prices (steps 1-3, `iterations` times), then enumeration of small edges and local
     search on mid-size ones: (x, relay, the enumerated edges' candidates). Once `clock` has run out, the steps left
@@ -265,7 +266,8 @@ def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_roun
         t_edge = np.where(np.isfinite(best_t), best_t, t_edge)
         if step + 1 >= MIN_PRICE_STEPS and clock.expired():
             break
-    small = small_edge_candidates(p, enum_max) if enum_max > 0 else {}  # bounded work: never cut
+    limit, extra = enum_limits(p, enum_max)
+    small = small_edge_candidates(p, limit, extra=extra) if limit > 0 else {}  # bounded work: never cut
     best_x, best_r = enumerate_latency(p, best_x, best_r, small)
     if local_rounds > 0 and not clock.expired():
         # at lambda > 0 this latency search only seeds the energy search: it gets a part of the clock, not all

@@ -31,21 +31,43 @@ RELAY_DEADLINES = (1.0, 4.0, 100.0)
 """Deadlines (x the current best T) at which the greedy relays of the band-priced cover are drawn (lambda > 0)."""
 
 
+ENUM_MAX = 3000
+"""Undominated choices an edge of at most 8 devices may have and still be enumerated (joint's `enum_max` default)."""
+ENERGY_ENUM_EXTRA = 47_000
+"""At lambda > 0 (enum_max left to its default), the round's pool of choices beyond ENUM_MAX: edges enumerate up to
+ENUM_MAX + what is left of it (one edge up to 50,000 choices). There the alternative is the round's model, which
+left 4- and 5-device edges of 10,000-36,000 choices 0.2-12 % from their bound at 2 s, where their enumeration is
+exact in 0.2-0.6 CPU s (experiments/results/solver_model/s26enum/NOTES.md). A pool, not a per-edge limit, so a round of many small
+edges does bounded work: an edge that overflows its limit spends its extra too (its cover search ran that far)."""
+
+
+def enum_limits(problem: RoundProblem, enum_max: int | None) -> tuple[int, int]:
+    """(per-edge limit, the round's extra pool) for `small_edge_candidates`; enum_max None: the defaults above."""
+    if enum_max is None:
+        return ENUM_MAX, ENERGY_ENUM_EXTRA if problem.lam > 0 else 0
+    return enum_max, 0
+
+
 def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int = 8,
-                          clock: Clock | None = None) -> dict[int, EdgeCandidates]:
-    """Every edge with at most max_devices devices and enum_max choices: all its undominated choices (the edges
-    reached before `clock` runs out; the others keep the heuristics' choice)."""
+                          clock: Clock | None = None, extra: int = 0) -> dict[int, EdgeCandidates]:
+    """Every edge with at most max_devices devices and enum_max choices (plus what is left of the round's `extra`
+    pool): all its undominated choices (the edges reached before `clock` runs out; the others keep the heuristics'
+    choice)."""
     out = {}
     sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
     for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
         if clock is not None and clock.expired():
             break
         view = EdgeView.of(problem, int(e))
+        limit = enum_max + extra
         try:
-            c = edge_candidates(view, enum_max)
+            c = edge_candidates(view, limit)
         except ValueError:  # coverage or memory: leave the edge to the heuristics, which report it
             continue
-        if c is not None:
+        if c is None:
+            extra = 0 if limit > enum_max else extra  # the cover search ran to its limit: the pool is spent
+        else:
+            extra -= max(c.size - enum_max, 0)
             out[int(e)] = c
     return out
 
