@@ -37,8 +37,9 @@ ENERGY_ENUM_EXTRA = 47_000
 """At lambda > 0 (enum_max left to its default), the round's pool of choices beyond ENUM_MAX: edges enumerate up to
 ENUM_MAX + what is left of it (one edge up to 50,000 choices). There the alternative is the round's model, which
 left 4- and 5-device edges of 10,000-36,000 choices 0.2-12 % from their bound at 2 s, where their enumeration is
-exact in 0.2-0.6 CPU s (experiments/results/solver_model/s26enum/NOTES.md). A pool, not a per-edge limit, so a round of many small
-edges does bounded work: an edge that overflows its limit spends its extra too (its cover search ran that far)."""
+exact in 0.2-0.8 CPU s (experiments/results/solver_model/s26enum/NOTES.md). A pool, not a per-edge limit, so a
+round of many small edges does bounded work: an edge that overflows its limit spends its extra too (its cover search
+ran that far)."""
 
 
 def enum_limits(problem: RoundProblem, enum_max: int | None) -> tuple[int, int]:
