@@ -198,7 +198,9 @@ def _total(cands: list[EdgeCandidates], ts: np.ndarray, iters: int = 36, probe: 
         least = np.stack([probed[:, offset[i]:offset[i + 1]].min(axis=1, initial=np.inf)
                           for i in range(len(cands))], axis=1)  # [P, edges]
         bound = np.where(ts[:, None] <= far[None, :], least[:, edge_of], np.inf)
-        e = priced(feas & (e_inf[None, :] <= bound * (1 + 1e-12)))
+        on = feas & (e_inf[None, :] <= bound * (1 + 1e-12))
+        # the probe's numbers where it priced them (each group's water level is its own)
+        e = np.where(first & on, probed, priced(on & ~first))
     tot = np.zeros(pts)
     arg = []
     for i in range(len(cands)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from solvers.bandwidth import minmax_bandwidth
+from solvers.bandwidth import min_bandwidth, minmax_bandwidth
 from solvers.evaluate import timeline
 from solvers.instance import RoundProblem
 
@@ -48,8 +48,11 @@ class EdgeView:
         cov = np.einsum("knm,n->km", x.astype(float), p.samples[self.dev]) >= self.demand * (1 - 1e-12)
         return mem.all(axis=1) & cov.all(axis=1)
 
-    def latency(self, x: np.ndarray, relay: np.ndarray) -> np.ndarray:
-        """[K] exact min-max latency of candidates x [K, n, M], relay [K, n] (local indices, one hop)."""
+    def latency(self, x: np.ndarray, relay: np.ndarray, below: float | None = None) -> np.ndarray:
+        """[K] exact min-max latency of candidates x [K, n, M], relay [K, n] (local indices, one hop). below: only
+        the candidates whose least bands at that latency fit the edge's band (so their latency is at most it) are
+        solved, the others get inf (their latency exceeds it): one pricing instead of a search for most neighbours
+        of a local search's choice."""
         p, k, n = self.problem, x.shape[0], self.n
         d = self.dev
         lr = self.rate[np.arange(n)[None, :], relay]
@@ -57,9 +60,19 @@ class EdgeView:
         tl = timeline(x, relay, lr, p.samples[d], p.cpu_hz[d], p.module_cycles, p.module_bytes,
                       p.relay_aggregates)
         kk, jj = np.nonzero(tl.uploader)
-        t, _ = minmax_bandwidth(kk, tl.start[kk, jj], tl.bits[kk, jj], p.snr_hz[d][jj],
-                                np.full(k, p.edge_bandwidth_hz[self.edge]), rtol=1e-9)
-        return t
+        start, bits, a = tl.start[kk, jj], tl.bits[kk, jj], p.snr_hz[d][jj]
+        budget = p.edge_bandwidth_hz[self.edge]
+        out = np.full(k, np.inf)
+        keep = np.ones(k, dtype=bool)
+        if below is not None:
+            slack = below - start
+            with np.errstate(divide="ignore"):
+                need = min_bandwidth(np.where(slack > 0, bits / np.where(slack > 0, slack, 1.0), np.inf), a)
+            keep = np.bincount(kk, weights=np.where(np.isfinite(need), need, 1e300), minlength=k) <= budget
+            on = keep[kk]
+            kk, start, bits, a = np.cumsum(keep)[kk[on]] - 1, start[on], bits[on], a[on]
+        out[keep] = minmax_bandwidth(kk, start, bits, a, np.full(int(keep.sum()), budget), rtol=1e-9)[0]
+        return out
 
     def relay_ok(self, relay: np.ndarray) -> np.ndarray:
         """[K] one hop, links exist, capacity respected."""

@@ -81,6 +81,27 @@ def _table_slope(lc: np.ndarray) -> np.ndarray:
     return np.where((lc < _LG[0]) | (lc > _LG[-1]), 0.5, (_LYC[i + 1] - _LYC[i]) / _STEP)
 
 
+_DLYC = (_LYC[1:] - _LYC[:-1]) / _STEP  # the table's slope per segment (`_table_slope`'s numbers)
+_TOP = _LC.size - 1.000001
+
+
+def _table_both(lc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(`_inv_log_g`(lc, 0), `_table_slope`(lc)) with one look-up: the same floats, a third of the numpy calls
+    (the water level's loop is most of the energy search's time, and on one edge's dozen uploaders numpy's per-call
+    overhead is most of the loop's)."""
+    pos = np.minimum(np.maximum((lc - _LC[0]) / _STEP, 0.0), _TOP)
+    i = pos.astype(int)
+    w = pos - i
+    ly = _LYC[i] * (1.0 - w) + _LYC[i + 1] * w
+    slope = _DLYC[i]
+    low, high = lc < _LG[0], lc > _LG[-1]
+    if low.any() or high.any():
+        ly = np.where(low, 0.5 * (lc + np.log(2.0)), ly)
+        ly = np.where(high, 0.5 * (lc + np.log(np.maximum(0.5 * lc, 1.0))), ly)
+        slope = np.where(low | high, 0.5, slope)
+    return ly, slope
+
+
 def _water_level(group: np.ndarray, hj: np.ndarray, lc: np.ndarray, la: np.ndarray, budget: np.ndarray,
                  lo: np.ndarray, hi: np.ndarray, iters: int) -> np.ndarray:
     """[G] a level mu = ln nu (per group) with sum_j max(h_j, beta_j(mu)) <= budget, as close to equality as
@@ -89,25 +110,31 @@ def _water_level(group: np.ndarray, hj: np.ndarray, lc: np.ndarray, la: np.ndarr
     to the root from the over side in a few steps (a bisection step where one would leave the bracket); one probe
     past each converged point moves hi there. It replaced `iters` bisection steps (the same hi within 1e-10 of the
     bracket, in 6-9 evaluations instead of 36: the energy search spent 80 % of its time here)."""
+    with np.errstate(divide="ignore", invalid="ignore"):  # once, not per step (a tenth of the loop's time)
+        return _water_steps(group, hj, lc, la, budget, lo, hi, iters)
+
+
+def _water_steps(group: np.ndarray, hj: np.ndarray, lc: np.ndarray, la: np.ndarray, budget: np.ndarray,
+                 lo: np.ndarray, hi: np.ndarray, iters: int) -> np.ndarray:
+    """`_water_level`'s loop."""
     ng = budget.size
     x = lo.copy()
     active = hi > lo
     for _ in range(iters):
         if not active.any():
             break
-        ly = _inv_log_g(x[group] + lc, 0)
+        ly, dly = _table_both(x[group] + lc)
         beta = np.exp(la - ly)
         free = beta > hj
         b = np.where(free, beta, hj)
         tot = np.bincount(group, weights=b, minlength=ng)
-        slope = np.bincount(group, weights=np.where(free, -beta * _table_slope(x[group] + lc), 0.0), minlength=ng)
+        slope = np.bincount(group, weights=np.where(free, -beta * dly, 0.0), minlength=ng)
         over = tot > budget
         lo = np.where(active & over, np.maximum(lo, x), lo)
         hi = np.where(active & ~over, np.minimum(hi, x), hi)
         excess = tot - budget
         done = np.abs(excess) <= 1e-13 * budget
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope < 0, -excess / slope, np.inf)
+        step = np.where(slope < 0, -excess / slope, np.inf)
         if (done & active & over).any():  # converged from the over side: one probe just past the root
             probe = done & active & over
             x_try = x + 2.0 * np.abs(np.where(np.isfinite(step), step, 0.0)) + 1e-12 * np.maximum(np.abs(x), 1.0)
@@ -129,17 +156,41 @@ def deadline_energy(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: n
 
     Arrays are per uploader (bits > 0). A group that cannot meet its deadline gets energy inf (and b = 0).
     """
+    energy, b, _ = deadline_energy_slope(group, start, bits, a, power, budget, deadline, iters, slope=False)
+    return energy, b
+
+
+def deadline_energy_slope(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
+                          budget: np.ndarray, deadline: np.ndarray, iters: int = 36,
+                          slope: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`deadline_energy` and dE_g / d deadline_g [G] (0 where not `slope`; nan in infeasible groups).
+
+    Envelope theorem: with multipliers mu_j >= 0 on b_j >= h_j(T) and nu on the band, dE/dT = sum_j mu_j h_j'(T),
+    and stationarity gives mu_j = nu - s_j(h_j) on the uploaders held at their least band (s_j(b) = G(a_j / b) / c_j
+    the marginal saving, at most nu there), 0 on the others; h' < 0 as in solvers/bandwidth.py `_need_slope`."""
     ng = len(budget)
     if len(group) == 0:
-        return np.zeros(ng), np.zeros(0)
+        return np.zeros(ng), np.zeros(0), np.zeros(ng)
     ok, hj, level = _deadline_level(group, start, bits, a, power, budget, deadline, iters)
     okj = ok[group]
-    b = np.maximum(hj, level_band(a, power, bits, level[group]))  # the table the level was set on: in budget
+    beta = level_band(a, power, bits, level[group])
+    b = np.maximum(hj, beta)  # the table the level was set on: in budget
     tot = np.bincount(group, weights=b, minlength=ng)
     b = np.where(okj, b * (budget / np.where(tot > 0, tot, 1.0))[group], 0.0)  # the leftover only helps
     e = np.where(okj, power * bits / np.where(okj, uplink_rate(b, a), 1.0), 0.0)
-    energy = np.bincount(group, weights=e, minlength=ng)
-    return np.where(ok, energy, np.inf), b
+    energy = np.where(ok, np.bincount(group, weights=e, minlength=ng), np.inf)
+    if not slope:
+        return energy, b, np.zeros(ng)
+    held = np.flatnonzero(okj & (hj >= beta) & (hj > 0))
+    g, h, aj = group[held], hj[held], a[held]
+    y = aj / h
+    slack = deadline[g] - start[held]
+    k = bits[held] * LN2 / (aj * slack)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        dh = aj * k / (y * (1.0 / (1.0 + y) - k) * slack)
+        mu = np.maximum(np.exp(level[g]) - g_func(y) * power[held] * bits[held] * LN2 / (aj * aj), 0.0)
+        d = np.bincount(g, weights=mu * dh, minlength=ng)
+    return energy, b, np.where(ok, d, np.nan)
 
 
 def deadline_level(group: np.ndarray, start: np.ndarray, bits: np.ndarray, a: np.ndarray, power: np.ndarray,
@@ -202,42 +253,78 @@ class Uploads:
                                np.full(len(self.budget), t))
         return float(e.sum()), b
 
+    def energy_slope_at(self, t: float) -> tuple[float, np.ndarray, float]:
+        """`energy_at` and its derivative in t (`deadline_energy_slope`)."""
+        e, b, d = deadline_energy_slope(self.group, self.start, self.bits, self.a, self.power, self.budget,
+                                        np.full(len(self.budget), t))
+        return float(e.sum()), b, float(d.sum())
+
 
 def best_deadline(up: Uploads, lam: float, tol: float = 1e-10, max_iter: int = 200,
-                  hint: float | None = None) -> tuple[float, np.ndarray]:
-    """argmin over T of T + lam E(T) for fixed discrete choices: (T, b per uploader); `hint` is also tried."""
+                  hint: float | None = None, ftol: float = 1e-15) -> tuple[float, np.ndarray]:
+    """argmin over T of T + lam E(T) for fixed discrete choices: (T, b per uploader); `hint` is tried first.
+
+    f(T) = T + lam E(T) is convex, so its least point is where f' = 1 + lam E'(T) turns positive (E' from
+    `deadline_energy_slope`): regula falsi on f' with the Illinois rule (a bisection where its point leaves the
+    bracket) to a bracket of relative width tol, the best f evaluated returned. It replaced a golden-section search
+    on f (48 water-fillings a call to tol 1e-10: 40 % of the energy search's time on 12-device edges) with about a
+    fifth of the evaluations (experiments/results/solver_model/s26bd/NOTES.md)."""
     if len(up.group) == 0 or lam == 0:  # one bisection: its band and the latency that band achieves
         t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
         return float(t_edge.max(initial=0.0)), b_up
     t_min = float(up.min_latency().max(initial=0.0))
     lo = t_min * (1 + 1e-9) + 1e-300
-    e_lo, b_lo = up.energy_at(lo)
-    e_inf, _ = up.energy_at(1e6 * lo + 1e6)
+    seen: dict[float, tuple[float, np.ndarray]] = {}
+
+    slopes: dict[float, float] = {}
+
+    def slope_at(t: float) -> float:  # f'(t), keeping f(t) and its band
+        e, bb, d = up.energy_slope_at(t)
+        seen[t] = (t + lam * e, bb)
+        slopes[t] = 1.0 + lam * d
+        return slopes[t]
+
+    def floor(a: float, b: float) -> float:  # f is above each point's tangent: the least f on [a, b] is above
+        return max(seen[t][0] + min(d * (a - t), d * (b - t)) for t, d in slopes.items() if np.isfinite(d))
+
+    g_lo = slope_at(lo)
+    e_lo = (seen[lo][0] - lo) / lam
+    e_inf, b_inf = up.energy_at(1e6 * lo + 1e6)
     hi = max(lo + (e_lo - e_inf) * lam * (1 + 1e-9), lo)  # beyond hi, T + lam E(T) > the value at lo
-    best = (lo + lam * e_lo, lo, b_lo)
-    a, b = lo, hi
-    x1, x2 = b - GOLD * (b - a), a + GOLD * (b - a)
-    f = {}
-    for x in (x1, x2) + ((hint,) if hint is not None and hint >= lo else ()):
-        e, bb = up.energy_at(x)
-        f[x] = (x + lam * e, bb)
-    for _ in range(max_iter):
-        if b - a <= tol * max(b, 1e-300):
-            break
-        if f[x1][0] <= f[x2][0]:
-            b, x2 = x2, x1
-            x1 = b - GOLD * (b - a)
-            e, bb = up.energy_at(x1)
-            f[x1] = (x1 + lam * e, bb)
-        else:
-            a, x1 = x1, x2
-            x2 = a + GOLD * (b - a)
-            e, bb = up.energy_at(x2)
-            f[x2] = (x2 + lam * e, bb)
-    for x, (val, bb) in f.items():
-        if val < best[0]:
-            best = (val, x, bb)
-    return best[1], best[2]
+    if np.isfinite(e_inf):  # the least energy's band finishes by t_free: there E is least, so f rises beyond it
+        t_free = float(np.max(up.start + up.bits / uplink_rate(b_inf, up.a)))
+        hi = max(min(hi, t_free * (1 + 1e-9)), lo)
+    if hi > lo and not g_lo >= 0:  # else f rises from lo: lo is the least point
+        g_hi = slope_at(hi)
+        a, b, ga, gb = lo, hi, g_lo, g_hi  # the bracket, and f' at its ends (the Illinois rule halves them)
+        side = 0
+        x = hint if hint is not None and lo < hint < hi else None
+        for _ in range(max_iter):
+            w = b - a
+            if not gb > 0 or w <= tol * max(b, 1e-300):
+                break
+            if floor(a, b) >= (1.0 - ftol) * min(v[0] for v in seen.values()):
+                break
+            if x is None:
+                x = b - gb * w / (gb - ga) if np.isfinite(ga) else None
+                if x is None or not a < x < b:
+                    x = a + 0.5 * w
+            gx = slope_at(x)
+            if gx > 0:
+                b, gb = x, gx
+                if side == 1:
+                    ga *= 0.5
+                side = 1
+            elif gx < 0 or np.isnan(gx):
+                a, ga = x, gx
+                if side == -1:
+                    gb *= 0.5
+                side = -1
+            else:
+                break
+            x = None
+    best = min(seen, key=lambda t: seen[t][0])
+    return best, seen[best][1]
 
 
 def round_uploads(problem: RoundProblem, x: np.ndarray, relay: np.ndarray) -> tuple[Uploads, np.ndarray]:

@@ -135,7 +135,7 @@ def local_search(problem: RoundProblem, x: np.ndarray, relay: np.ndarray, max_de
             xa, ra = neighbours(view, xe, re, compound=view.n <= compound_max_devices, covers=covers)
             if len(xa) == 0:
                 break
-            t = view.latency(xa, ra)
+            t = view.latency(xa, ra, below=cur * (1 - 1e-9))  # only a neighbour that finishes by then is taken
             j = int(np.argmin(t))
             if not t[j] < cur * (1 - 1e-9):
                 break
