@@ -31,7 +31,7 @@ def test_bound_beats_the_heuristics_bound_where_they_do_not_enumerate():
     optimum)."""
     p = random_instance(5, 1, 4, 0, lam=0.05, relay_aggregates=True)
     best = exact_solve(p).objective
-    heuristic = solve(p, "joint", time_limit_s=0)
+    heuristic = solve(p, "joint", time_limit_s=0, enum_max=3000)  # 3000: no pool (at its default it enumerates)
     lb = lambda_bound(p, heuristic.objective, time.perf_counter() + 30.0)
     assert heuristic.lower_bound < 0.81 * best and 0.84 * best <= lb <= best * (1 + 1e-7)
     assert lb > heuristic.lower_bound + 0.04 * best
