@@ -68,11 +68,19 @@ def highs_lp(
     return lp
 
 
+FEASIBILITY_JUMP = 0
+"""1: leave HiGHS's feasibility-jump heuristic on in MILPs. Off (0): HiGHS 1.16 can take the jump's point as optimal
+without solving the root LP over the continuous variables where propagation fixes every binary, a dual bound above
+the optimum (solvers/level_energy.py HIGHS); our bounds read that dual."""
+
+
 def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> Any:
     """A quiet solver of class `bare` holding `lp`, with these HiGHS options; seconds: the clock's limits
     (clock.set_limits, after the model: a MILP's node limit counts its rows)."""
     h = bare()
     h.setOptionValue("output_flag", False)
+    if len(lp.integrality_) and not FEASIBILITY_JUMP:
+        h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
     for key, value in options.items():
         h.setOptionValue(key, value)
     h.passModel(lp)
