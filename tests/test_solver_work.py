@@ -240,7 +240,7 @@ def test_a_milp_keeps_its_iteration_limit_under_a_work_budget(monkeypatch: pytes
     """HiGHS's MIP ignores simplex_iteration_limit and checks its node limit only between nodes, so the root of a
     placement-repair MILP (a 100-device memory-tight edge, 106 rows) given 0.05 s (417 iterations) ran 4,331 into its
     wall-clock backstop (5.5 s): time, not work, decided its cover. solvers/highs.py `run_mip_within` stops it where
-    its display lines show MIP_ITERATIONS x the limit reached (1,554: a sub-MIP heuristic past it): the same
+    its display lines show MIP_ITERATIONS x the limit reached (2,141 with the feasibility jump off: a sub-MIP past it): the same
     iterations and cover on a machine 5x slower."""
     from solvers.milp import milp_placement
 
@@ -256,7 +256,7 @@ def test_a_milp_keeps_its_iteration_limit_under_a_work_budget(monkeypatch: pytes
         assert meter is not None and xe is not None
         runs.append((meter.iterations, meter.nodes, xe))
     limit = int(0.05 / ITERATION_S) + 1
-    assert MIP_ITERATIONS * limit <= runs[0][0] < 5 * limit  # a cut round or a heuristic past it at most
+    assert MIP_ITERATIONS * limit <= runs[0][0] < 6 * limit  # a cut round or a heuristic past it at most
     assert runs[0][:2] == runs[1][:2] and np.array_equal(runs[0][2], runs[1][2])
 
 
