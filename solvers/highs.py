@@ -69,9 +69,10 @@ def highs_lp(
 
 
 FEASIBILITY_JUMP = 0
-"""1: leave HiGHS's feasibility-jump heuristic on in MILPs. Off (0): HiGHS 1.16 can take the jump's point as optimal
-without solving the root LP over the continuous variables where propagation fixes every binary, a dual bound above
-the optimum (solvers/level_energy.py HIGHS); our bounds read that dual."""
+"""1: leave HiGHS's feasibility-jump heuristic on in MILPs. Off (0): it runs before the root LP, and where the root's
+propagation fixes every binary HiGHS 1.16 (presolve off) took its point as optimal without solving the LP over the
+continuous variables: a dual bound above the optimum, which our bounds read (level_energy's least-cost MILP, T
+within ~1e-6 of the least latency: 4e-6 above G(T), seed 2; tests/test_solver_level_energy.py)."""
 
 
 def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> Any:

@@ -43,11 +43,9 @@ if TYPE_CHECKING:
 
 SHARES = (1.0, 0.5, 0.25, 0.12, 0.06, 0.03, 0.015)
 """Band shares (of B_e) where every uploader's upload time per bit is tangent-cut from the start."""
-HIGHS = {"presolve": "off", "mip_heuristic_run_feasibility_jump": False}
+HIGHS = {"presolve": "off"}
 """HiGHS's presolve off: on an 8-device round (729 columns, 1,331 rows) the MILP took 6.5 s with it, 2.7 s without
-(as solvers/level_model.py's lambda-0 MILPs). Feasibility jump off: it runs before the root LP, and where the root's
-propagation fixes every binary (T within ~1e-6 of the least latency, one usable plan) HiGHS 1.16 took its point as
-optimal without solving the LP over the continuous shares B_j, g_c, e_g: a dual bound 4e-6 above G(T) (seed 2)."""
+(as solvers/level_model.py's lambda-0 MILPs). Its feasibility jump is off, as in every MILP of solvers/highs.py."""
 OA_ROUNDS = 3
 """Re-solves with tangents at the answer's shares (outer approximation), while the time lasts."""
 OA_TOL = 1e-4

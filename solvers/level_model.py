@@ -60,8 +60,7 @@ DISTORTION_GAP = 1e-3
 """Each edge's least distortion is solved to this relative gap, and to this share of the largest level distortion
 as an absolute gap (its dual bound enters the round's bound, so a gap costs tightness, never validity; without the
 absolute gap HiGHS spent seconds separating int8 from fp16 at 1e-6 on the 40-device preset). HiGHS's presolve is
-off: on those edges it took 1.1 of 1.45 s. Its feasibility jump is off too: with presolve off and continuous excess
-variables, HiGHS 1.16 can take the jump's point as optimal without the root LP (solvers/level_energy.py HIGHS)."""
+off: on those edges it took 1.1 of 1.45 s (its feasibility jump is off, as in every MILP of solvers/highs.py)."""
 STEPS = (0.02, 0.05, 0.1, 0.2, 0.35)
 """mu > 0: after the incumbent's objective and latency, T = (1 - step) x its latency: the ladder of latencies whose
 least distortion is priced (each settled point tightens the bound); then the interval that sets the bound is split,
@@ -187,8 +186,7 @@ class LevelColumns:
         rows.append((band, -INF, 1.0 + 1e-9))
         obj = self.distortion if objective else np.zeros(k)
         status, val, bound = run_milp(rows, obj, usable, extra, time_limit, DISTORTION_GAP, cutoff,
-                                      {"presolve": "off", "mip_abs_gap": self.abs_gap,
-                                       "mip_heuristic_run_feasibility_jump": False})
+                                      {"presolve": "off", "mip_abs_gap": self.abs_gap})
         if status != "solved" or val is None:
             return status, None, bound
         sol = np.flatnonzero(val[:k] > 0.5)
