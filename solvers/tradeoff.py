@@ -66,7 +66,7 @@ def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int
         except ValueError:  # coverage or memory: leave the edge to the heuristics, which report it
             continue
         if c is None:
-            extra = 0 if limit > enum_max else extra  # the cover search ran to its limit: the pool is spent
+            extra = 0  # the cover search ran to its limit: the pool is spent
         else:
             extra -= max(c.size - enum_max, 0)
             out[int(e)] = c
