@@ -73,6 +73,15 @@ FEASIBILITY_JUMP = 0
 propagation fixes every binary HiGHS 1.16 (presolve off) took its point as optimal without solving the LP over the
 continuous variables: a dual bound above the optimum, which our bounds read (level_energy's least-cost MILP, T
 within ~1e-6 of the least latency: 4e-6 above G(T), seed 2; tests/test_solver_level_energy.py)."""
+JUMP_OPTION = "mip_heuristic_run_feasibility_jump"
+"""HiGHS's option for FEASIBILITY_JUMP."""
+
+
+def cvxpy_milp_options() -> dict[str, Any]:
+    """The HiGHS options every MILP solved through cvxpy passes to `Problem.solve(solver="HIGHS", ...)` (its HiGHS
+    interface sets each keyword with setOptionValue): the feasibility jump as `highs` sets it (FEASIBILITY_JUMP,
+    read at the call, so a patched value reaches both)."""
+    return {JUMP_OPTION: bool(FEASIBILITY_JUMP)}
 
 
 def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> Any:
@@ -81,7 +90,7 @@ def highs(bare: Any, lp: Any, seconds: float | None = None, **options: Any) -> A
     h = bare()
     h.setOptionValue("output_flag", False)
     if len(lp.integrality_) and not FEASIBILITY_JUMP:
-        h.setOptionValue("mip_heuristic_run_feasibility_jump", False)
+        h.setOptionValue(JUMP_OPTION, False)
     for key, value in options.items():
         h.setOptionValue(key, value)
     h.passModel(lp)

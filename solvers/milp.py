@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from solvers.clock import MILP_CAP_S, charge, highs_limits
-from solvers.highs import bare_highs, highs, highs_lp, run
+from solvers.highs import bare_highs, cvxpy_milp_options, highs, highs_lp, run
 from solvers.instance import RoundProblem
 
 MILP_TIME_LIMIT_S = MILP_CAP_S
@@ -115,7 +115,7 @@ def _solve_cvxpy(cost: np.ndarray, upper: np.ndarray, mem: np.ndarray, cap: np.n
     with quiet_stdout():  # HiGHS prints a banner
         extra = {"mip_max_improving_sols": 1} if first_cover else {}
         prob.solve(solver="HIGHS", output_flag=False, mip_rel_gap=MILP_GAP,
-                   **highs_limits(time_limit_s, upper.shape[0] + upper.shape[1]), **extra)
+                   **highs_limits(time_limit_s, upper.shape[0] + upper.shape[1]), **extra, **cvxpy_milp_options())
     charge(None if prob.solver_stats is None else prob.solver_stats.extra_stats)
     if prob.status in ("infeasible", "infeasible_inaccurate"):
         return "infeasible", None

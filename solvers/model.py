@@ -37,6 +37,7 @@ import numpy as np
 from solvers import model_levels as ml
 from solvers import model_powerfreq as mp
 from solvers.clock import charge, highs_limits, now
+from solvers.highs import cvxpy_milp_options
 from solvers.instance import RoundProblem
 from solvers.milp import quiet_stdout
 from solvers.model_cache import ModelCache
@@ -374,7 +375,8 @@ def run_highs(prob: Any, time_limit: float, gap: float, cutoff: float | None) ->
         try:
             opts = {} if cutoff is None else {"objective_bound": cutoff * (1 + 1e-9)}
             rows = sum(c.size for c in prob.constraints)
-            prob.solve(solver="HIGHS", mip_rel_gap=gap / 4, output_flag=False, **highs_limits(time_limit, rows), **opts)
+            prob.solve(solver="HIGHS", mip_rel_gap=gap / 4, output_flag=False, **highs_limits(time_limit, rows), **opts,
+                       **cvxpy_milp_options())
         except cp.error.SolverError:
             return "error", None, False
     info = prob.solver_stats.extra_stats if prob.solver_stats is not None else None
