@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from solvers.clock import limit_statuses, set_limits
+from solvers.clock import current_meter, limit_statuses, set_limits
 from solvers.edgebatch import EdgeView
 from solvers.evaluate import uplink_rate
 from solvers.highs import bare_highs, cutoff_bound, highs, highs_lp, run
@@ -116,29 +116,9 @@ class TreeMilp:
         infeasible (no plan below the cutoff: the bound is the cutoff), time_limit, or other (no bound: 0)."""
         import highspy
 
-        h = self.highs
-        if self.energy_row >= 0:
-            h.changeRowBounds(self.energy_row, float(energy_floor / self.scale), highspy.kHighsInf)
-        top = min((cutoff - energy_floor) / self.scale, 1.0)  # T of a plan below the cutoff (module doc)
-        if floor / self.scale > top:  # every plan of these roots costs at least floor + energy_floor > cutoff
+        if not self._set(roots, cutoff, floor, energy_floor):
             return "infeasible", float(cutoff), None
-        h.changeColsBounds(
-            1,
-            np.array([self.t_col], dtype=np.int32),
-            np.array([min(floor / self.scale, 1.0)]),
-            np.array([max(top, 0.0)]),
-        )
-        for ch, r in zip(self.chain, roots, strict=True):
-            ch.tighten(h, r, top)
-        for cv, r in zip(self.covers, roots, strict=False):
-            cv.fix(h, r)
-        for z, r, bad in zip(self.root, roots, self.fixed, strict=True):
-            if r is None:
-                lo, up = np.zeros(z.size), np.ones(z.size)
-                up[bad] = 0.0
-            else:
-                lo = up = (np.arange(z.size) == r).astype(float)
-            h.changeColsBounds(z.size, z.astype(np.int32), lo, up)
+        h = self.highs
         h.setOptionValue("objective_bound", float(cutoff / self.scale))
         set_limits(h, max(time_limit_s, 1e-3))
         h.setOptionValue("mip_rel_gap", float(gap))
@@ -157,6 +137,63 @@ class TreeMilp:
             col = np.asarray(h.getSolution().col_value)
             sol = [self._read(col, e) for e in range(len(self.views))]
         return kind, lower, sol
+
+    def relax(
+        self, roots: list[int | None], cutoff: float, time_limit_s: float, floor: float = 0.0, energy_floor: float = 0.0
+    ) -> float:
+        """A lower bound in seconds of T + lambda E over the plans of these roots from the LP relaxation of the model
+        as `solve` sets it up (the same floors and rows from the cutoff): min(LP value, cutoff), the cutoff where the
+        LP is infeasible, 0 where it does not finish. Valid: the rows set from the cutoff cut off only plans above it,
+        and the LP relaxes every plan below it (tests/test_solver_tree_covers.py)."""
+        import highspy
+
+        if not self._set(roots, cutoff, floor, energy_floor):
+            return float(cutoff)
+        h = self.highs
+        h.setOptionValue("objective_bound", highspy.kHighsInf)
+        h.setOptionValue("solve_relaxation", True)
+        set_limits(h, max(time_limit_s, 1e-3))
+        if current_meter() is None:  # an LP's time limit counts every run of the object (set_limits: the meter's)
+            h.setOptionValue("time_limit", max(time_limit_s, 1e-3) + h.getRunTime())
+        try:
+            status = run(h).getModelStatus()
+        finally:
+            h.setOptionValue("solve_relaxation", False)
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return float(cutoff)
+        if status != highspy.HighsModelStatus.kOptimal:
+            return 0.0
+        return min(float(h.getInfo().objective_function_value) * self.scale, float(cutoff))
+
+    def _set(self, roots: list[int | None], cutoff: float, floor: float, energy_floor: float) -> bool:
+        """The model's bounds and rows for these roots, cutoff and floors (see `solve`); False where the floors
+        alone pass the cutoff's T (no plan of these roots lies below the cutoff)."""
+        import highspy
+
+        h = self.highs
+        if self.energy_row >= 0:
+            h.changeRowBounds(self.energy_row, float(energy_floor / self.scale), highspy.kHighsInf)
+        top = min((cutoff - energy_floor) / self.scale, 1.0)  # T of a plan below the cutoff (module doc)
+        if floor / self.scale > top:  # every plan of these roots costs at least floor + energy_floor > cutoff
+            return False
+        h.changeColsBounds(
+            1,
+            np.array([self.t_col], dtype=np.int32),
+            np.array([min(floor / self.scale, 1.0)]),
+            np.array([max(top, 0.0)]),
+        )
+        for ch, r in zip(self.chain, roots, strict=True):
+            ch.tighten(h, r, top)
+        for cv, r in zip(self.covers, roots, strict=False):
+            cv.fix(h, r)
+        for z, r, bad in zip(self.root, roots, self.fixed, strict=True):
+            if r is None:
+                lo, up = np.zeros(z.size), np.ones(z.size)
+                up[bad] = 0.0
+            else:
+                lo = up = (np.arange(z.size) == r).astype(float)
+            h.changeColsBounds(z.size, z.astype(np.int32), lo, up)
+        return True
 
     def _read(self, col: np.ndarray, e: int) -> tuple[np.ndarray, np.ndarray]:
         v = self.views[e]

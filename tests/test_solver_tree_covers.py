@@ -1,7 +1,8 @@
 """solvers/tree_model.py per root: the cover columns (a minimal cover per module joined to the root by a Steiner
 arborescence) and the ready-time big-M taken from the cutoff. Against every enumerated plan of seeded 4-5-device
 edges, with and without relay_capacity: the fixed-root MILP's optimum is the root's best plan (tight), its bound
-with a cutoff and floors never passes it, and the LP relaxation stays below it while the cover rows lift it."""
+with a cutoff and floors never passes it (nor does its LP's, `relax`, the per-root skip test of solvers/tree_improve.py),
+and the LP relaxation stays below it while the cover rows lift it."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _lp(view: EdgeView, scale: float, root: int) -> float:
 
 @pytest.mark.parametrize("lam", [0.05, 0.5, 5.0, 50.0])
 def test_fixed_root_model_is_the_roots_best_plan_and_its_bounds_stay_below(lam, monkeypatch):
-    lifted = 0
+    lifted, relaxed = 0, []
     for n, seed, cap, links in CASES:
         v, best = _edge(n, seed, lam, cap, links)
         scale = float(np.max(best[np.isfinite(best)])) * 1.2  # every root's plans below it
@@ -72,16 +73,24 @@ def test_fixed_root_model_is_the_roots_best_plan_and_its_bounds_stay_below(lam, 
                     [int(r)], cut * best[r], 30.0, 0.008, floor=float(t_lb[r]), energy_floor=float(lam * e_lb[r])
                 )
                 assert kind in ("optimal", "infeasible") and low <= best[r] * (1 + 1e-9), (n, seed, r, cut, kind)
+                lp = model.relax([int(r)], cut * best[r], 30.0, float(t_lb[r]), float(lam * e_lb[r]))
+                assert 0 < lp <= min(cut, 1.0) * best[r] * (1 + 1e-9), (n, seed, r, cut, lp)
+                relaxed.append((lp / (cut * best[r]), cut))
+            kind, low, _ = model.solve([int(r)], np.inf, 30.0, 1e-9)  # the relaxation left the integers whole
+            assert kind == "optimal" and low == pytest.approx(best[r], rel=2e-5)
             if lam < 5:  # the LP comparison where energy weighs
                 continue
             with_covers = _lp(v, scale, int(r))
             assert with_covers <= best[r] * (1 + 1e-9)
+            assert model.relax([int(r)], np.inf, 30.0) == pytest.approx(with_covers, rel=1e-6)
             monkeypatch.setattr(tm, "COVER_ENERGY", False)
             plain = _lp(v, scale, int(r))
             monkeypatch.setattr(tm, "COVER_ENERGY", True)
             assert with_covers >= plain * (1 - 1e-9)
             lifted += with_covers > plain * (1 + 1e-6)
     assert lifted > 0 or lam < 5  # where energy weighs, the cover rows lift the LP somewhere
+    proved = [q for q, cut in relaxed if cut < 1 and q >= 1 - 1e-9]  # the LP alone proves the cutoff (tight)
+    assert proved and min(q for q, _ in relaxed) < 0.95  # and stays well below it elsewhere
 
 
 def test_several_edges_with_free_roots_stay_below_the_reference():
