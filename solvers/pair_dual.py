@@ -131,8 +131,13 @@ def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarr
     ge, le = np.isfinite(lo) & ~np.isfinite(hi), ~np.isfinite(lo) & np.isfinite(hi)
     devrow, group = lp.devrow, lp.group  # a column's device row; its largest pair row (-1: none)
     ndev = lp.nd
-    tag = np.unique(devrow.astype(np.int64) * (lp.m + 2) + group + 1, return_inverse=True)[1]
+    tag = devrow.astype(np.int64) * (lp.m + 2) + group + 1  # (device, group), in that order
+    if ndev * (lp.m + 2) > 4 * lp.n + 1_000_000:  # numbered densely where the pairs would be too many
+        tag = np.unique(tag, return_inverse=True)[1]
     ntag = int(tag.max()) + 1
+    seg = np.flatnonzero(np.diff(devrow, prepend=-1))  # runs of one device's columns (a device's least: of its runs')
+    seg_dev = devrow[seg]
+    open_cost = np.where(usable, cost, np.inf)
 
     def least(cand: np.ndarray, key: np.ndarray) -> np.ndarray:
         """Of the candidate columns, the one of least key per (device, group)."""
@@ -141,14 +146,15 @@ def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarr
         hit = cand[key[cand] <= low[tag[cand]]]
         return hit[np.unique(tag[hit], return_index=True)[1]]
 
-    def bound(y: np.ndarray) -> tuple[float, np.ndarray, float, np.ndarray]:
+    def bound(y: np.ndarray) -> tuple[float, np.ndarray, float, np.ndarray, np.ndarray]:
         lam = np.where(ge, np.maximum(y, 0.0), np.where(le, np.minimum(y, 0.0), 0.0))
         lam[:ndev] = 0.0
         const = float(np.sum(lam[ge] * lo[ge]) + np.sum(lam[le] * hi[le]))
         shift = lp.shift(lam)
+        open_reduced = open_cost - shift  # inf where unusable
         low = np.zeros(ndev)
-        np.minimum.at(low, devrow, np.where(usable, cost - shift, 0.0))
-        return const + float(low.sum()), lam, const, shift
+        np.minimum.at(low, seg_dev, np.minimum.reduceat(open_reduced, seg))
+        return const + float(low.sum()), lam, const, shift, open_reduced
 
     cov_rows = np.flatnonzero(ge)
     add = least(np.flatnonzero(usable[: lp.k]), score)  # direct columns first: routes enter by their prices
@@ -158,7 +164,7 @@ def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarr
                                 np.arange(nc + 1, dtype=np.int32), cov_rows.astype(np.int32), np.ones(nc)))
     inside = np.zeros(lp.n, dtype=bool)
     tol = 1e-9 * float(np.abs(cost[usable]).max(initial=1.0))
-    best: tuple[float, np.ndarray, float, np.ndarray] | None = None
+    best: tuple[float, np.ndarray, float, np.ndarray, np.ndarray] | None = None
     for _ in range(ROUNDS):
         if add.size == 0:
             break
@@ -178,8 +184,8 @@ def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarr
         restricted = float(h.getInfo().objective_function_value)  # at least the LP's value
         if got[0] >= restricted - 1e-4 * abs(restricted) or (clock is not None and clock.expired()):
             break
-        reduced = cost - got[3] - np.minimum(y[:ndev], 0.0)[devrow]
-        add = least(np.flatnonzero(usable & ~inside & (reduced < -tol)), reduced)
+        reduced = got[4] - np.minimum(y[:ndev], 0.0)[devrow]
+        add = least(np.flatnonzero(~inside & (reduced < -tol)), reduced)
     if best is None:
         return None
     return best[1], best[2], best[3]

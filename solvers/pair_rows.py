@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from solvers.highs import require_bare_highs
+from solvers.subset_energy import runs
 
 
 class PairRows:
@@ -39,10 +40,13 @@ class PairRows:
         self.k, self.lcol = k, lcol
         self.nd, self.nc = devs.size, int(need.sum())
         self.cov = mbits[:, need] * (samples[dev] / scale)[:, None]  # [K, need]
-        link_id = np.unique(dev[lcol] * (int(dev.max()) + 1) + ldst, return_inverse=True)[1]
         kind, at = lcls.astype(np.int64), ccls.astype(np.int64)
         ncls = int(max(kind.max(initial=0), at.max(initial=0))) + 1
-        self.pair_id = np.unique(link_id * ncls + kind, return_inverse=True)[1]
+        # routes come in runs of one (link, class) (subset_energy.routes): the ids of the runs' keys, repeated
+        sender = dev[lcol].astype(np.int64)
+        first, length = runs(sender, ldst, kind)
+        link_id = np.unique(sender[first] * (int(dev.max()) + 1) + ldst[first], return_inverse=True)[1]
+        self.pair_id = np.repeat(np.unique(link_id * ncls + kind[first], return_inverse=True)[1], length)
         once = np.unique(self.pair_id, return_index=True)[1]  # a pair id fixes its relay and class
         npair = once.size
         self.npair0 = self.nd + self.nc  # the first pair row
@@ -72,9 +76,11 @@ class PairRows:
         pair = lam[self.npair0 :]
         per_key = np.concatenate([[0.0], np.cumsum(pair[self.pair_by_key])])  # prefix sums in key order
         minus = per_key[self.key_lo + self.key_n] - per_key[self.key_lo]
-        direct = lam[self.local] + cov - minus
-        route = lam[self.local[self.lcol]] + cov[self.lcol] + pair[self.pair_id]
-        return np.concatenate([direct, route])
+        base = lam[self.local] + cov
+        out = np.empty(self.n)
+        np.subtract(base, minus, out=out[: self.k])
+        np.add(base[self.lcol], pair[self.pair_id], out=out[self.k :])
+        return out
 
     def entries(self, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start [len(cols) + 1], row index, value) of the columns `cols` (CSC, rows ascending in a column)."""

@@ -167,11 +167,11 @@ class EdgeEnergy:
         w = t - tau
         q = pw * pay / a
         phi, s_up = concave_energy(q, nu * a)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            need = np.where(w > 0, min_bandwidth(np.where(w > 0, pay / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
-        need_lo = need * (1 - 1e-9)
-        with np.errstate(invalid="ignore"):
-            windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
+        need = window_band(pay, w, a, t)
+        if theta != 0:
+            need_lo = need * (1 - 1e-9)
+            with np.errstate(invalid="ignore"):
+                windowed = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
         phi = np.maximum(phi, at_band(pay, pw, a, nu, band, uplink_rate(np.full(dev.size, band), a)))  # b <= B_e
         direct = phi if theta == 0 else windowed if theta == 1 else theta * windowed + (1 - theta) * phi
         if self.union:  # the upload is the uploader's union variable's (`members`)
@@ -188,24 +188,35 @@ class EdgeEnergy:
             c, j, r = self.lcol, self.ldst, self.lrate
             arrive = tau[c] + pay[c] / r
             wj = t - arrive
-            with np.errstate(divide="ignore", invalid="ignore"):
-                need_j = np.where(wj > 0, min_bandwidth(np.where(wj > 0, pay[c] / np.where(wj > 0, wj, 1.0), 0.0),
-                                                        p.snr_hz[j]), np.inf)
+            need_j = window_band(pay[c], wj, p.snr_hz[j], t)
             hop = p.d2d_power_w[dev[c]] * pay[c] / r
             if not p.relay_aggregates:  # a relayed bit: the secant of its relay's upload from its class (relay_price)
-                relays = np.unique(j)  # the rate at the whole band once per relay (the same values)
-                rb = uplink_rate(np.full(relays.size, band), p.snr_hz[relays])[np.searchsorted(relays, j)]
+                relays = j[runs(j)[0]]  # the rate at the whole band once per relay (the same values)
+                rate = np.zeros(p.num_devices)
+                rate[relays] = uplink_rate(np.full(relays.size, band), p.snr_hz[relays])
+                rb = rate[j]
                 floor = p.tx_power_w[j] / rb
-                room = np.minimum.reduce([self.rin[j] - self.own[dev[c]] + pay[c], rb * (t - arrive) - self.lmin,
-                                          rb * t - self.llead])
+                room = self.rin[j] - self.own[dev[c]] + pay[c]
+                if math.isfinite(t):  # by t after its arrival and after the relay's own column
+                    room = np.minimum(np.minimum(room, rb * (t - arrive) - self.lmin), rb * t - self.llead)
                 if self.lends.shape[0]:  # the chord of the route's load level (solvers/relay_levels.py)
                     lo, hi = self.lends[:, 0], self.lends[:, 1]
                     fits = (pay[c] <= hi * (1 + 1e-9)) & (room >= np.maximum(pay[c], lo) * (1 - 1e-9))
                     pw_j, a_j = p.tx_power_w[j], p.snr_hz[j]
                     price = np.full(c.size, np.inf)
-                    z = np.flatnonzero(lo <= 0)  # level 0: the secant over its own room too (intercept 0)
-                    price[z] = relayed_price(pay[c][z], self.ltop[z], np.minimum(hi[z], room[z]), pw_j[z], a_j[z],
-                                             nu, band)
+                    # level 0: the secant over its own room too (intercept 0); where the room and the bits are
+                    # within the level, the secant over the whole level, one a run of equal (level, top, relay)
+                    level0 = lo <= 0
+                    whole = np.flatnonzero(level0 & (room >= hi) & (pay[c] <= hi))
+                    if whole.size:
+                        run, length = runs(hi[whole], self.ltop[whole], pw_j[whole], a_j[whole])
+                        at = whole[run]
+                        price[whole] = np.repeat(relayed_price(hi[at], self.ltop[at], hi[at], pw_j[at], a_j[at], nu,
+                                                               band), length)
+                    z = np.flatnonzero(level0 & ((room < hi) | (pay[c] > hi)))
+                    if z.size:
+                        price[z] = relayed_price(pay[c][z], self.ltop[z], np.minimum(hi[z], room[z]), pw_j[z], a_j[z],
+                                                 nu, band)
                     u = np.flatnonzero(lo > 0)  # levels >= 1: one chord a run of equal (level, top, relay)
                     run, length = runs(lo[u], hi[u], self.ltop[u], pw_j[u], a_j[u])
                     at = u[run]
@@ -296,6 +307,15 @@ class EdgeEnergy:
         if status != "optimal":
             return -math.inf
         return val * (1 - 1e-7) - abs(val) * 0.0 - nu * float(self.p.edge_bandwidth_hz[self.edge])
+
+
+def window_band(bits: np.ndarray, w: np.ndarray, a: np.ndarray, t: float) -> np.ndarray:
+    """The least band that sends `bits` within the window w (inf where w <= 0) at SNR a: 0 everywhere at t = inf
+    (no bits by a positive window), without the work."""
+    if t == math.inf:
+        return np.where(w > 0, 0.0, np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(w > 0, min_bandwidth(np.where(w > 0, bits / np.where(w > 0, w, 1.0), 0.0), a), np.inf)
 
 
 def runs(*keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -60,6 +60,25 @@ def f_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, value, s_up
 
 
+@lru_cache(maxsize=1)
+def slopes() -> np.ndarray:
+    """[len(grid) - 1] the slope of each chord of the table (np.interp's)."""
+    zg, fg, _ = f_table()
+    return np.diff(fg) / np.diff(zg)
+
+
+def segment(z: np.ndarray) -> np.ndarray:
+    """Per z its table segment j, zg[j] <= z < zg[j + 1] (0 below the table, the last one above): from ln z on the
+    log-uniform grid, then one step each way where rounding put it next to its segment (what a search would give)."""
+    zg = f_table()[0]
+    lo, hi, n = Z_LN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = (np.log(z) - lo) * ((n - 1) / (hi - lo))
+    j = np.clip(np.nan_to_num(at, nan=0.0, neginf=0.0), 0, n - 2).astype(np.int64)
+    j = j - ((zg[j] > z) & (j > 0))
+    return j + ((zg[j + 1] <= z) & (j < n - 2))
+
+
 def concave_energy(q: np.ndarray, nua: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(lower bound on phi = min_s q / rho(s) + nua s, an upper bound on its minimizer s*), elementwise; q = p P / a
     (J, the infinite-band energy / ln2), nua = nu a (J). nua = 0: (q ln2, inf)."""
@@ -68,10 +87,11 @@ def concave_energy(q: np.ndarray, nua: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pos = nua > 0
     safe = np.where(pos, nua, 1.0)
     z = np.where(pos, q / safe, 0.0)
-    chord = np.interp(z, zg, fg)  # linear in z between grid points: below the concave F; F(zK) above the table
-    chord = np.where(z < zg[0], z * (fg[0] / zg[0]), chord)
+    j = segment(z)  # zg[j] <= z < zg[j + 1] (np.interp's segment)
+    chord = np.where(z == zg[j], fg[j], slopes()[j] * (z - zg[j]) + fg[j])  # np.interp's values: below the concave F
+    chord = np.where(z < zg[0], z * (fg[0] / zg[0]), np.where(z >= zg[-1], fg[-1], chord))  # F(zK) above the table
     f = np.maximum(chord, z * LN2)
-    k = np.minimum(np.searchsorted(zg, z), zg.size - 1)
+    k = np.where(z <= zg[j], j, j + 1)  # np.searchsorted(zg, z): the first grid point >= z
     s_up = np.where(z <= zg[-1], sg[k], np.inf)
     return np.where(pos, safe * f, q * LN2), np.where(pos, s_up, np.inf)
 
