@@ -93,9 +93,8 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
     if not usable.any():
         return None
     lp = PairRows(ee.dev, ee.mbits, p.samples, demand, ee.lcol, ee.ldst, ee.lcls, ee.ccls)
-    owner = np.concatenate([ee.dev, ee.dev[ee.lcol]])
     worth = (ee.mbits @ (np.zeros(p.num_modules) if beta is None else beta)) * p.samples[ee.dev]
-    score = cost - np.concatenate([worth, worth[ee.lcol]])  # a route covers what its column covers
+    score = cost[: ee.dev.size] - worth  # the direct columns' (the first ones)
     got = generate(lp, cost, usable, score, clock)
     if got is None:
         return None
@@ -103,23 +102,28 @@ def edge_dual(p: RoundProblem, e: int, demand: np.ndarray, nu: float, beta: np.n
     k = ee.dev.size
     neg = np.flatnonzero(usable & (cost - shift < 0))
     direct, route = neg[neg < k], neg[neg >= k] - k
-    keep = np.union1d(direct, ee.lcol[route])  # direct columns, and those the kept routes hang on
+    held = np.zeros(k, dtype=bool)  # direct columns, and those the kept routes hang on
+    held[direct] = True
+    held[ee.lcol[route]] = True
+    keep = np.flatnonzero(held)
     sub = replace(ee, dev=ee.dev[keep], mbits=ee.mbits[keep], pay=ee.pay[keep], cycles=ee.cycles[keep],
                   lcol=np.searchsorted(keep, ee.lcol[route]), ldst=ee.ldst[route], lrate=ee.lrate[route],
                   lcls=ee.lcls[route], ltop=ee.ltop[route], lmin=ee.lmin[route], llead=ee.llead[route])
     if ee.clvl.size:  # load levels (solvers/relay_levels.py)
         sub = replace(sub, clvl=ee.clvl[keep], cends=ee.cends[keep], ctop=ee.ctop[keep], lends=ee.lends[route])
     pick = np.concatenate([np.searchsorted(keep, direct), keep.size + np.arange(route.size)])
-    devs = np.unique(owner[neg])
-    return EdgeDual(sub, pick, np.searchsorted(devs, owner[neg]), shift[neg], cost[neg],
+    who = np.concatenate([ee.dev[direct], ee.dev[ee.lcol[route]]])  # their devices, numbered from 0 in order
+    rank = np.zeros(p.num_devices, dtype=np.int64)
+    rank[who] = 1
+    return EdgeDual(sub, pick, (np.cumsum(rank) - 1)[who], shift[neg], cost[neg],
                     const - nu * float(p.edge_bandwidth_hz[e]), nu)
 
 
 def generate(lp: PairRows, cost: np.ndarray, usable: np.ndarray, score: np.ndarray,
              clock: Clock | None = None) -> tuple[np.ndarray, float, np.ndarray] | None:
     """Row multipliers of the LP `lp` at column costs `cost` (usable: the columns that can be used) by column
-    generation: first, per device and group its direct column of least `score` (routes enter by their prices: with
-    load levels 0.65x HiGHS's time, the same value within 1e-5), then per round
+    generation: first, per device and group its direct column of least `score` ([K], the direct columns'; routes
+    enter by their prices: with load levels 0.65x HiGHS's time, the same value within 1e-5), then per round
     the columns of negative reduced cost (the least per device and group) until none is left, the restricted LP's
     value is reached, ROUNDS pass or the clock runs out; coverage slacks at a large cost keep every restricted LP
     feasible. Each round's row duals y (HiGHS's signs: >= 0 on a >= row, <= 0 on a <= row), clipped to those signs

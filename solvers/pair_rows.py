@@ -46,8 +46,9 @@ class PairRows:
         sender = dev[lcol].astype(np.int64)
         first, length = runs(sender, ldst, kind)
         link_id = np.unique(sender[first] * (int(dev.max()) + 1) + ldst[first], return_inverse=True)[1]
-        self.pair_id = np.repeat(np.unique(link_id * ncls + kind[first], return_inverse=True)[1], length)
-        once = np.unique(self.pair_id, return_index=True)[1]  # a pair id fixes its relay and class
+        run_id = np.unique(link_id * ncls + kind[first], return_inverse=True)[1]
+        self.pair_id = np.repeat(run_id, length)
+        once = first[np.unique(run_id, return_index=True)[1]]  # a pair id fixes its relay and class
         npair = once.size
         self.npair0 = self.nd + self.nc  # the first pair row
         self.n, self.m = k + nl, self.npair0 + npair
