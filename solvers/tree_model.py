@@ -44,6 +44,10 @@ from solvers.tree_rows import Chain, Covers, cover_rows
 
 COVER_ENERGY = True
 """Whether the model at lambda > 0 carries the cover rows (solvers/tree_rows.py `Covers`; edges of <= 12 devices)."""
+RESTART = False
+"""HiGHS's restarts of the MILP in its root node (mip_allow_restart). Off: a 12-device root proved its cutoff in
+0.85-1.9 CPU s where the restarts (4-5 in the root node) took 3.9-6.3; A/B on 8-device tree edges, seeds 0-3: 11 -> 12
+of 16 certified at lambda > 0 (experiments/results/solver_model/s27tr/NOTES.md)."""
 MAX_SUBSETS = 256
 """Columns per device at most (2^8: edges of more demanded modules are not modelled)."""
 
@@ -372,6 +376,7 @@ def build(views: list[EdgeView], scale: float, parts: list[EdgeParts | None] | N
             rowwise=True,
             integer=b.integer,
         ),
+        mip_allow_restart=bool(RESTART),
     )
     return TreeMilp(
         views,
