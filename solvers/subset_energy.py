@@ -186,36 +186,37 @@ class EdgeEnergy:
             best[up] = best[up] + (1 - theta) * np.repeat(icpt, length)
         if self.lcol.size:
             c, j, r = self.lcol, self.ldst, self.lrate
-            arrive = tau[c] + pay[c] / r
+            pay_c, dev_c = pay[c], dev[c]  # each route's bits and sender (gathered once)
+            arrive = tau[c] + pay_c / r
             wj = t - arrive
-            need_j = window_band(pay[c], wj, p.snr_hz[j], t)
-            hop = p.d2d_power_w[dev[c]] * pay[c] / r
+            need_j = window_band(pay_c, wj, p.snr_hz[j], t)
+            hop = p.d2d_power_w[dev_c] * pay_c / r
             if not p.relay_aggregates:  # a relayed bit: the secant of its relay's upload from its class (relay_price)
                 relays = j[runs(j)[0]]  # the rate at the whole band once per relay (the same values)
                 rate = np.zeros(p.num_devices)
                 rate[relays] = uplink_rate(np.full(relays.size, band), p.snr_hz[relays])
                 rb = rate[j]
-                floor = p.tx_power_w[j] / rb
-                room = self.rin[j] - self.own[dev[c]] + pay[c]
+                pw_j, a_j = p.tx_power_w[j], p.snr_hz[j]
+                floor = pw_j / rb
+                room = self.rin[j] - self.own[dev_c] + pay_c
                 if math.isfinite(t):  # by t after its arrival and after the relay's own column
                     room = np.minimum(np.minimum(room, rb * (t - arrive) - self.lmin), rb * t - self.llead)
                 if self.lends.shape[0]:  # the chord of the route's load level (solvers/relay_levels.py)
                     lo, hi = self.lends[:, 0], self.lends[:, 1]
-                    fits = (pay[c] <= hi * (1 + 1e-9)) & (room >= np.maximum(pay[c], lo) * (1 - 1e-9))
-                    pw_j, a_j = p.tx_power_w[j], p.snr_hz[j]
+                    fits = (pay_c <= hi * (1 + 1e-9)) & (room >= np.maximum(pay_c, lo) * (1 - 1e-9))
                     price = np.full(c.size, np.inf)
                     # level 0: the secant over its own room too (intercept 0); where the room and the bits are
                     # within the level, the secant over the whole level, one a run of equal (level, top, relay)
                     level0 = lo <= 0
-                    whole = np.flatnonzero(level0 & (room >= hi) & (pay[c] <= hi))
+                    whole = np.flatnonzero(level0 & (room >= hi) & (pay_c <= hi))
                     if whole.size:
                         run, length = runs(hi[whole], self.ltop[whole], pw_j[whole], a_j[whole])
                         at = whole[run]
                         price[whole] = np.repeat(relayed_price(hi[at], self.ltop[at], hi[at], pw_j[at], a_j[at], nu,
                                                                band), length)
-                    z = np.flatnonzero(level0 & ((room < hi) | (pay[c] > hi)))
+                    z = np.flatnonzero(level0 & ((room < hi) | (pay_c > hi)))
                     if z.size:
-                        price[z] = relayed_price(pay[c][z], self.ltop[z], np.minimum(hi[z], room[z]), pw_j[z], a_j[z],
+                        price[z] = relayed_price(pay_c[z], self.ltop[z], np.minimum(hi[z], room[z]), pw_j[z], a_j[z],
                                                  nu, band)
                     u = np.flatnonzero(lo > 0)  # levels >= 1: one chord a run of equal (level, top, relay)
                     run, length = runs(lo[u], hi[u], self.ltop[u], pw_j[u], a_j[u])
@@ -224,9 +225,9 @@ class EdgeEnergy:
                     price[u] = np.repeat(slope, length)
                     price = np.where(fits, price, np.inf)
                 else:
-                    price = relayed_price(pay[c], self.ltop, room, p.tx_power_w[j], p.snr_hz[j], nu, band)
+                    price = relayed_price(pay_c, self.ltop, room, pw_j, a_j, nu, band)
                 ok = np.isfinite(price)
-                hop = hop + np.where(ok, pay[c] * (theta * floor + (1 - theta) * np.where(ok, price, 0.0)), np.inf)
+                hop = hop + np.where(ok, pay_c * (theta * floor + (1 - theta) * np.where(ok, price, 0.0)), np.inf)
             hop = np.where((wj > 0) & (need_j <= band), hop, np.inf)
             return np.concatenate([comp + best, comp[c] + hop])
         return comp + best
