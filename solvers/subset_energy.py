@@ -141,8 +141,9 @@ class EdgeEnergy:
         lcol_, ldst_, lrate, lcls_, ltop, lmin, llead = routes(dev, mbits, pay, ccls, lead, p.d2d_src[on],
                                                                p.d2d_dst[on], p.d2d_rate_bps[on], send)
         if extra:
-            lv = lcls_ % levels
-            extra["lends"] = np.stack([bp[ldst_, lv], bp[ldst_, lv + 1]], axis=1)
+            first, length = runs(ldst_, lcls_)  # routes come in runs of one (link, class): a relay and level
+            d_, lv = ldst_[first], lcls_[first] % levels
+            extra["lends"] = np.repeat(np.stack([bp[d_, lv], bp[d_, lv + 1]], axis=1), length, axis=0)
         agg = p.relay_aggregates and not p.has_power_frequency  # union rows price uploads at fixed power
         rin = np.zeros(p.num_devices)
         if on.size:
@@ -356,10 +357,13 @@ def routes(dev: np.ndarray, mbits: np.ndarray, pay: np.ndarray, ccls: np.ndarray
     link = np.repeat(np.arange(src.size), b - a)  # per (link, class of its relay)
     q = np.repeat(a, b - a) + ragged(b - a)
     size = (hi - lo)[link]
-    pair = np.repeat(np.arange(link.size), size)  # per route: its (link, class)
     lcol = sending[np.repeat(lo[link], size) + ragged(size)].astype(np.int64)
-    return (lcol, dst[link][pair].astype(np.int64), rate[link][pair].astype(float), (keys[q] % ncls)[pair],
-            top[q][pair], least[q][pair], first[q][pair])
+
+    def each(v: np.ndarray) -> np.ndarray:  # a (link, class)'s value on each of its routes
+        return np.repeat(v, size)
+
+    return (lcol, each(dst[link].astype(np.int64)), each(rate[link].astype(float)), each(keys[q] % ncls),
+            each(top[q]), each(least[q]), each(first[q]))
 
 
 class SubsetEnergy:
