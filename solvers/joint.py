@@ -191,7 +191,9 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
 
 
 def _known(p: RoundProblem, small: dict) -> np.ndarray:
-    """[E] the exact least latency of each enumerated edge (a hair below, for the bound), 0 elsewhere."""
+    """[E] the exact least latency of each enumerated edge (a hair below, for the bound), 0 elsewhere. An edge
+    enumerated with pruning (solvers/enum_prune.py) gives the least over the choices that can be optimal: the
+    optimum's latency is at least that, all the bound needs."""
     known = np.zeros(p.num_edges)
     for e, c in small.items():
         known[e] = float(c.t_min.min()) * (1 - 1e-9)

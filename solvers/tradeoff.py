@@ -18,6 +18,7 @@ from solvers.clock import Clock, now
 from solvers.edgebatch import EdgeView
 from solvers.energy import best_deadline, round_uploads
 from solvers.energy_bound import EnergyBound
+from solvers.enum_prune import pruned_candidates
 from solvers.evaluate import evaluate
 from solvers.exact import edge_candidates, minimal_covers
 from solvers.greedy import Repairs, energy_weights, greedy_placement, greedy_relays
@@ -42,6 +43,12 @@ round of many small edges does bounded work: an edge that overflows its limit sp
 ran that far)."""
 
 
+PRUNE_MAX = 400_000
+"""At lambda > 0 (the pool on), a round of one edge: its choices up to this many are bounded cheaply and only those
+that can be optimal are priced (solvers/enum_prune.py), as many as the per-edge limit + pool: 5- and 6-device edges
+of 150,000-365,000 choices exact in 0.4-1.0 CPU s (were 1-20 % from their bound at 2 s, s27us/NOTES.md)."""
+
+
 def enum_limits(problem: RoundProblem, enum_max: int | None) -> tuple[int, int]:
     """(per-edge limit, the round's extra pool) for `small_edge_candidates`; enum_max None: the defaults above."""
     if enum_max is None:
@@ -56,13 +63,14 @@ def small_edge_candidates(problem: RoundProblem, enum_max: int, max_devices: int
     choice)."""
     out = {}
     sizes = np.bincount(problem.device_edge, minlength=problem.num_edges)
+    prune = problem.lam > 0 and extra > 0 and np.count_nonzero(sizes) == 1  # solvers/enum_prune.py
     for e in np.flatnonzero((sizes > 0) & (sizes <= max_devices)):
         if clock is not None and clock.expired():
             break
         view = EdgeView.of(problem, int(e))
         limit = enum_max + extra
         try:
-            c = edge_candidates(view, limit)
+            c = pruned_candidates(view, problem.lam, PRUNE_MAX, limit) if prune else edge_candidates(view, limit)
         except ValueError:  # coverage or memory: leave the edge to the heuristics, which report it
             continue
         if c is None:
