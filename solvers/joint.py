@@ -47,6 +47,7 @@ from solvers.parallel import EdgeChoice, map_edges, resolve_workers
 from solvers.plan import RoundPlan
 from solvers.relay_sweep import sweep_relays
 from solvers.tradeoff import energy_search, enum_limits, enumerate_latency, small_edge_candidates
+from solvers.union_build import grouped_plans
 
 
 def joint_solve(problem: RoundProblem, iterations: int = 4, local_max_devices: int = 16,
@@ -146,6 +147,8 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
                                 enum_max=enum_max, clock=clock)
     if p.lam == 0 and bandwidth != "cvxpy":  # the round separates by edge
         part = map_edges(p, latency_choice, 1 if time_budget_s is not None else n_workers, **opts)
+        if UNION_BUILD and p.relay_aggregates:
+            part = _grouped(p, part, local_max_devices, clock)
         cost = evaluate(p, part.x, part.relay, part.bandwidth_hz)
         lower = float(round_lower_bound(p, part.edge_latency, part.known)) if bound else 0.0
         return RoundPlan(placement=part.x, relay=part.relay, bandwidth_hz=part.bandwidth_hz,
@@ -188,6 +191,21 @@ def _solve_fixed(problem: RoundProblem, iterations: int, local_max_devices: int,
                      energy_j=cost.energy_j, objective=cost.objective, solver="joint",
                      status="solved" if status == "optimal" else status,
                      solve_seconds=time.perf_counter() - t0, lower_bound=min(lower, cost.objective))
+
+
+def _grouped(p: RoundProblem, part: EdgeChoice, local_max_devices: int, clock: Clock) -> EdgeChoice:
+    """lambda = 0, relays that aggregate: the edges above local_max_devices near the round's latency get plans built
+    group by group (solvers/union_build.py), kept where faster (on the whole round: the edges it takes depend on
+    the round's latency, so the plan does not depend on how map_edges split the round)."""
+    size = np.bincount(p.device_edge, minlength=p.num_edges)
+    x, relay, t = grouped_plans(p, part.x, part.relay, part.edge_latency, size > local_max_devices, clock=clock)
+    if np.array_equal(relay, part.relay) and np.array_equal(x, part.x):
+        return part
+    up, idx = round_uploads(p, x, relay)
+    t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
+    b = np.zeros(p.num_devices)
+    b[idx] = b_up
+    return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=part.known)
 
 
 def _known(p: RoundProblem, small: dict) -> np.ndarray:
@@ -234,6 +252,9 @@ solvers/tradeoff.py, which chooses the plan, gets the rest; given all of it, the
 search nothing on 8-device edges: 42-67 against 28-55 for the uncut search, experiments/solver_edge_diagnosis.py)."""
 MIN_PRICE_STEPS = 3
 """Price steps (placement, relays, band) that run whatever the clock says (of `iterations`)."""
+UNION_BUILD = True
+"""lambda = 0, relays that aggregate: edges above local_max_devices also get plans built group by group
+(solvers/union_build.py), kept where faster."""
 
 
 def _choose(p: RoundProblem, iterations: int, local_max_devices: int, local_rounds: int, enum_max: int | None,
