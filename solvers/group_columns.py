@@ -35,6 +35,7 @@ from solvers.bandwidth import min_bandwidth
 from solvers.clock import Clock
 from solvers.covers import LP_COVER_HOLDERS, cover_sets
 from solvers.evaluate import LN2
+from solvers.group_batch import UnionLayout, price_union_all, union_layout
 from solvers.group_parts import Parts
 from solvers.group_price import GroupPricing
 from solvers.highs import bare_highs, run
@@ -52,6 +53,8 @@ COLUMNS = 3
 """Most columns an uploader adds per pricing pass (its least reduced costs)."""
 TOL = 1e-3
 """Pricing stops once the bound is within TOL of the master's value."""
+BATCH = True
+"""Relays that aggregate: every uploader priced in one batched pass (solvers/group_batch.py); False: one call each."""
 
 
 @dataclass
@@ -74,6 +77,7 @@ class GroupBound(GroupPricing):
         demand = p.coverage_demand()[e]
         self.part_of = {(int(d), int(m)): k for k, (d, m) in enumerate(zip(parts.dev, parts.mask, strict=True))}
         self.duals: list[Duals] = []  # the multipliers of each latency's best bound (J units)
+        self.layout: UnionLayout | None = None  # relays that aggregate: the batched pricing's parts (group_batch.py)
         self.known: dict[tuple, float] = {}  # every relay group priced so far, with its band: the next master's start
         # each module's minimal covers (the knapsack's convex hull, as in solvers/route_lp.py): rows "the module's
         # covers sum to >= 1" and per holder i "i trains m in its group >= the covers that use i"
@@ -148,6 +152,7 @@ class GroupBound(GroupPricing):
                 h.addCol(0.0, 0.0, 1.0, idx.size, idx, np.concatenate([[1.0], -np.ones(links.size)]))
                 ycols.append((base + c, links))
             first += holders.size
+        ycover = _cover_index(ycols)
         for m in range(nm):  # slack: uncovered demand
             h.addCol(PENALTY, 0.0, inf, 1, np.array([m], dtype=np.int32), np.array([1.0]))
         for c in range(ncr):
@@ -171,12 +176,12 @@ class GroupBound(GroupPricing):
                 mu = np.maximum(-dual[nm:nm + nd], 0.0)
                 nu = max(-float(dual[nm + nd]), 0.0)
                 const = float(pi.sum() + alpha.sum() - mu.sum() - nu)
-                const += sum(min(0.0, float(pos[links].sum() - pos[row])) for row, links in ycols)  # y in [0, 1]
+                const += _cover_terms(pos, *ycover)  # y in [0, 1]
                 red = self.parts.energy / scale - self.cov @ pi - self.link_mat[:, :self.nlink] @ sigma
                 added = 0
                 lb = const
-                for j in self.devices:
-                    rc, groups = self.price(int(j), t, red, mu, nu, many=COLUMNS)
+                for j, (rc, groups) in zip(self.devices.tolist(), self.price_all(t, red, mu, nu, many=COLUMNS),
+                                           strict=True):
                     lb += min(rc, 0.0)
                     if rc < -1e-9:
                         for group in groups:
@@ -195,11 +200,20 @@ class GroupBound(GroupPricing):
         """The bound of multipliers d at latency t (J): one pricing pass, no LP; valid at any t (module doc)."""
         keep, self.scale = self.scale, 1.0
         lb = d.const
-        for j in self.devices:
-            rc, _ = self.price(int(j), t, d.red, d.mu, d.nu, d.memo)
+        for rc, _ in self.price_all(t, d.red, d.mu, d.nu, d.memo, groups=False):
             lb += min(rc, 0.0)
         self.scale = keep
         return lb
+
+    def price_all(self, t: float, red: np.ndarray, mu: np.ndarray, nu: float, memo: dict | None = None,
+                  many: int = 1, groups: bool = True) -> list[tuple[float, list]]:
+        """`price` for every uploader, in `devices` order: one batched pass with relays that aggregate
+        (solvers/group_batch.py, the same cells and least), else one call each."""
+        if self.p.relay_aggregates and BATCH:
+            if self.layout is None:
+                self.layout = union_layout(self)
+            return price_union_all(self, self.layout, t, red, mu, nu, many, groups)
+        return [self.price(j, t, red, mu, nu, memo, many) for j in self.devices.tolist()]
 
     def _add_singles(self, h, t: float, seen: set) -> None:  # noqa: ANN001
         """Every part alone, uploaded directly, at its least band and at the whole band (one `addCols`; the same
@@ -251,3 +265,20 @@ class GroupBound(GroupPricing):
         val = np.concatenate([cov[cov > 0], np.ones(rows.size), [b / self.band], np.ones(links.size)])
         h.addCol(energy / self.scale, 0.0, np.inf, idx.size, idx, val)
         return 1
+
+
+def _cover_index(ycols: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(each cover variable's cover row, their link rows in one array (and a last 0), where each one's start, whether
+    it has any)."""
+    sizes = np.array([x.size for _, x in ycols], dtype=np.int64)
+    flat = np.concatenate([x for _, x in ycols] + [np.zeros(1, dtype=np.int64)]).astype(np.int64)
+    return np.array([r for r, _ in ycols], dtype=np.int64), flat, np.cumsum(sizes) - sizes, sizes > 0
+
+
+def _cover_terms(pos: np.ndarray, rows: np.ndarray, flat: np.ndarray, starts: np.ndarray, some: np.ndarray) -> float:
+    """Sum over the cover variables y in [0, 1] of min(0, their link rows' multipliers less their cover row's), in
+    order."""
+    if rows.size == 0:
+        return 0.0
+    links = np.where(some, np.add.reduceat(pos[flat], starts), 0.0)  # the last one's run ends with flat's 0
+    return float(np.cumsum(np.minimum(links - pos[rows], 0.0))[-1])

@@ -58,20 +58,9 @@ class GroupPricing:
     def upload_lb(self, j: int, u: np.ndarray, w: float | np.ndarray, nu: float) -> np.ndarray:
         """Lower bound on min over b in [h_j(u / w), B_e] of p_j u / R_j(b) + nu b (J); inf where no band finishes
         u bits in w; 0 for u = 0."""
-        p = self.p
-        a, pw = float(p.snr_hz[j]), float(p.tx_power_w[j])
         u = np.asarray(u, dtype=float)
-        w = np.broadcast_to(np.asarray(w, dtype=float), u.shape)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            need = np.where(w > 0, min_bandwidth(np.where(w > 0, u / np.where(w > 0, w, 1.0), 0.0),
-                                                 np.full(u.shape, a)), np.inf)
-        need_lo = need * (1 - 1e-9)
-        phi, s_up = concave_energy(pw * u / a, np.full(u.shape, nu * a))
-        with np.errstate(invalid="ignore"):
-            val = np.where(need_lo >= a * s_up, pw * w + nu * need_lo, phi)
-        val = np.maximum(val, pw * u / float(self.rb[j]) + (nu * need_lo if nu > 0 else 0.0))
-        val = np.where(need <= self.band, val, np.inf)
-        return np.where(u > 0, val * (1 - 1e-9), 0.0)
+        return upload_lb(float(self.p.snr_hz[j]), float(self.p.tx_power_w[j]), float(self.rb[j]), self.band, u,
+                         np.broadcast_to(np.asarray(w, dtype=float), u.shape), nu)
 
     def upload_at(self, j: int, u: float, w: float, nu: float, band: float | None = None) -> tuple[float, float]:
         """(energy, band) of a real upload of u bits in at most w at band price nu (a band in [need, B_e] near the
@@ -321,3 +310,19 @@ def _trace(levels: list[tuple[np.ndarray, np.ndarray]], i: int) -> list[int]:
         out.append(int(part[i]))
         i = int(parent[i])
     return out[::-1]
+
+
+def upload_lb(a: float | np.ndarray, pw: float | np.ndarray, rb: float | np.ndarray, band: float, u: np.ndarray,
+              w: np.ndarray, nu: float) -> np.ndarray:
+    """`GroupPricing.upload_lb` elementwise, for uploaders of SNR a (Hz), power pw (W) and whole-band rate rb (bit/s),
+    scalars or arrays like u (the same floats either way)."""
+    a_, pw_, rb_ = (np.broadcast_to(np.asarray(x, dtype=float), u.shape) for x in (a, pw, rb))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(w > 0, min_bandwidth(np.where(w > 0, u / np.where(w > 0, w, 1.0), 0.0), a_), np.inf)
+    need_lo = need * (1 - 1e-9)
+    phi, s_up = concave_energy(pw_ * u / a_, nu * a_)
+    with np.errstate(invalid="ignore"):
+        val = np.where(need_lo >= a_ * s_up, pw_ * w + nu * need_lo, phi)
+    val = np.maximum(val, pw_ * u / rb_ + (nu * need_lo if nu > 0 else 0.0))
+    val = np.where(need <= band, val, np.inf)
+    return np.where(u > 0, val * (1 - 1e-9), 0.0)
