@@ -42,6 +42,8 @@ INTEGER_SHARE = 0.5
 """Part of the time left after that at most for the coupled latency with integer columns (one MILP test per step)."""
 LP_SHARE = 0.3
 """Part of the time left at most for the per-root LPs (lambda > 0, several roots below the cutoff) before the MILPs."""
+FIRST_SHARE = 0.8
+"""Where the LPs ran: part of the time left for the first root's MILP; the rest to the others, least bound first."""
 
 
 class _Edge:
@@ -99,8 +101,9 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
     not take the edge (a device with too many subsets); running out of time leaves the other roots at their cheap
     bound. At lambda > 0, where several roots lie below the cutoff, each root's LP (solvers/tree_model.py `relax`,
     0.01-0.06 CPU s on 12 devices) comes first: it raises the root's bound (where no MILP reaches it) and skips its
-    MILP where it reaches the cutoff. The MILPs keep the cheap bound's order (ordered by the LPs, the plan's root ran
-    later and found less: branch tr26-lp)."""
+    MILP where it reaches the cutoff. The first MILP is the cheap bound's (ordered by the LPs, the plan's root ran
+    later and found less: branch tr26-lp), with FIRST_SHARE of the time left; then the others, least bound first
+    (the edge's bound is the least over its roots)."""
     v = edge.view
     t_lb, e_lb = edge.pairs[0].copy(), edge.pairs[1]
     cheap = t_lb + lam * e_lb
@@ -123,9 +126,14 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
                     return False
             cutoff = (1 - 0.9 * gap) * edge.value(lam)
             lower[r] = max(lower[r], model.relax([r], cutoff, until - now(), float(t_lb[r]), float(lam * e_lb[r])))
-    for r in order:
+    todo, ranked = [int(r) for r in order], len(below) > 1 and lam > 0 and edge.parts is not None
+    first = True
+    while todo:
+        r = todo.pop(0)
         cutoff = (1 - 0.9 * gap) * edge.value(lam)
         if not cheap[r] < cutoff:
+            if ranked and not first:
+                continue
             break  # the rest are above the cutoff too
         if not lower[r] < cutoff:
             continue  # its LP reached the cutoff
@@ -138,12 +146,21 @@ def _per_root(edge: _Edge, lam: float, deadline: float, gap: float) -> bool:
         left = deadline - now()
         if left <= 0.02:
             break
+        others = ranked and any(cheap[q] < cutoff and lower[q] < cutoff for q in todo)
         kind, low, sol = model.solve(
-            [int(r)], cutoff, left, 0.8 * gap, floor=float(t_lb[r]), energy_floor=float(lam * e_lb[r])
+            [r],
+            cutoff,
+            left * (FIRST_SHARE if first and others else 1.0),
+            0.8 * gap,
+            float(t_lb[r]),
+            float(lam * e_lb[r]),
         )
         if sol is not None:
             edge.offer(*sol[0], lam)
         lower[r] = max(lower[r], low)
+        if first and others:  # then the least bound first: the edge's bound is the least over its roots
+            todo.sort(key=lambda q: lower[q])
+        first = False
     edge.pairs = (lower, np.zeros_like(lower)) if lam > 0 else (lower, e_lb)
     edge.ladder = None  # folded into lower
     return True
