@@ -37,7 +37,7 @@ def band_moves(
     rounds: int = ROUNDS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(relay, t_edge) with the relays of `edges` [E bool] improved (t_edge: the plan's exact latency of each edge);
-    x is kept. Stops when `clock` runs out (after one round at least)."""
+    x is kept. Stops when `clock` runs out."""
     relay = np.asarray(relay, dtype=int).copy()
     t = np.asarray(t_edge, dtype=float).copy()
     mine = edges & np.isfinite(t)
@@ -50,7 +50,7 @@ def band_moves(
     def moves_of(r: np.ndarray, tl: Timeline, ok: np.ndarray, at: np.ndarray) -> Moved | None:
         return _moves(p, x, r, tl, at, ok)
 
-    relay, t, _ = move_sweep(p, x, relay, mine, cost_of, moves_of, clock, rounds, 1)
+    relay, t, _ = move_sweep(p, x, relay, mine, cost_of, moves_of, clock, rounds, 0)
     return relay, t
 
 
