@@ -221,7 +221,7 @@ def test_the_integer_route_milp_gets_the_clocks_limits(monkeypatch: pytest.Monke
     assert limits and all(s["time_limit"] == pytest.approx(BACKSTOP * 0.01 + BACKSTOP_S) for s in limits)
     assert all(s["simplex_iteration_limit"] == int(0.01 / ITERATION_S) + 1 for s in limits)
     seen.clear()
-    assert ee.lp.integer(cost, 0.01) is not None  # budget="time": the wall-clock limit, as before
+    ee.lp.integer(cost, 0.01)  # budget="time": the wall-clock limit, as before (under load 0.01 s may find nothing)
     assert [s["time_limit"] for s in seen if "time_limit" in s] == [pytest.approx(0.01)]
 
 
