@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from solvers import RoundPlan, RoundProblem, check_plan, evaluate, random_instance, solve
-from solvers.bandwidth import ConvexBandwidth, bisection_bandwidth, min_bandwidth
-from solvers.evaluate import round_timeline, uplink_rate
+from solvers.bandwidth import ConvexBandwidth, _snr_root, bisection_bandwidth, min_bandwidth, min_bandwidth_one
+from solvers.evaluate import LN2, round_timeline, uplink_rate
 from solvers.exact import exact_solve
 
 EXAMPLE = Path(str(files("solvers") / "examples" / "instance_small.json"))  # package data, as a user has it
@@ -26,6 +26,23 @@ def test_min_bandwidth_inverts_rate():
     b = min_bandwidth(q, a)
     np.testing.assert_allclose(uplink_rate(b, a), q, rtol=1e-9)
     assert np.isinf(min_bandwidth(np.array([1e6]), np.array([1e5]))[0])  # above sup R = a / ln 2
+
+
+def test_snr_root_fixed_steps_reach_the_root_from_its_right():
+    """SNR_NEWTON fixed steps: within 1e-12 of Newton run to its per-entry stop (40 steps) over k in (1e-300, 1), near
+    k = 1 included, never left of the root by more than rounding (a / y never above the least band); the scalar
+    min_bandwidth_one gives the same."""
+    rng = np.random.default_rng(0)
+    k = np.concatenate([10 ** rng.uniform(-300, 0, 20000), 1 - 10 ** rng.uniform(-15, 0, 5000)])
+    k = k[(k > 0) & (k < 1)]
+    y = _snr_root(k)
+    ref = y.copy()
+    for _ in range(40):
+        ref = ref - (np.log1p(ref) - k * ref) / (1.0 / (1.0 + ref) - k)
+    assert np.max(np.abs(y - ref) / ref) < 1e-12
+    assert np.all(y >= ref * (1 - 1e-12))
+    a = 1e6
+    assert [min_bandwidth_one(q, a) for q in k[:200] * a / LN2] == pytest.approx(a / y[:200], rel=1e-12)
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.05])
