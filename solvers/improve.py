@@ -92,10 +92,12 @@ within the default 2 s limit the model has 0.1-0.4 s left, and a round bound cut
 certified gap (2 s A/B: 8.99 -> 16.26 %), so with relays that forward it is off there."""
 AGGREGATES_GROUP_MIN_S = 0.3
 """The same with relays that aggregate, where the group bound reaches the plan's own bound within 1 CPU s ..."""
-AGGREGATES_ROUND_RESERVE_S = 1.0
+AGGREGATES_ROUND_RESERVE_S = 1.4
 """... and joint's round bound stops this many seconds before the deadline to leave it the time (at 2 s: the round
 bound at its fewest steps; A/B at 2 s on the bench's 16 edges of 8 and 12 devices at lambda > 0: median certified
-gap 15.39 -> 13.27 %, 15 of 16 lower; experiments/results/solver_model/s23g/NOTES.md)."""
+gap 15.39 -> 13.27 %, 15 of 16 lower; experiments/results/solver_model/s23g/NOTES.md). 1.0 -> 1.4 once the group
+bound's pricing was batched (solvers/group_batch.py): 11.89 -> 10.92 %, 10 lower, none higher; 1.8 mixed
+(experiments/results/solver_model/s27gp/NOTES.md)."""
 AGGREGATES_GROUP_SHARE = 0.95
 """With relays that aggregate, the relay-group bound's share of the model's time, and the least-energy column MILPs of
 solvers/energy_columns.py after it are skipped: on 8-12-device edges at 2 s they got 0.05-0.1 CPU s and bounded
