@@ -35,6 +35,7 @@ import solvers.clock as clock  # noqa: E402
 import solvers.highs as highs  # noqa: E402
 from solvers import RoundProblem, random_instance, solve  # noqa: E402
 from solvers.clock import under_budget  # noqa: E402
+from solvers.slower_machine import slow_down  # noqa: E402
 
 
 def power_frequency(n: int, lam: float, seed: int) -> RoundProblem:
@@ -139,28 +140,6 @@ def watch() -> None:
             mod.run = run  # type: ignore[attr-defined]
         if getattr(mod, "run_highs", None) is cvx:
             mod.run_highs = run_highs  # type: ignore[attr-defined]
-
-
-def slow_down(factor: float) -> None:
-    """Python's clocks and HiGHS's time limits as on a machine `factor` times slower (tests/test_solver_work.py)."""
-    import highspy
-    import highspy._core
-
-    for name in ("perf_counter", "monotonic", "process_time", "time"):
-        read = getattr(time, name)
-        base = read()
-        setattr(time, name, lambda read=read, base=base: base + (read() - base) * factor)
-    bare, full = highspy._core._Highs, highspy.Highs.setOptionValue
-
-    def scaled(key: str, value: object) -> object:
-        return value / factor if key == "time_limit" and isinstance(value, int | float) else value
-
-    class Slow(bare):  # type: ignore[misc, valid-type]
-        def setOptionValue(self, key: str, value: object) -> object:  # noqa: N802 (HiGHS's name)
-            return super().setOptionValue(key, scaled(key, value))
-
-    highspy._core._Highs = Slow
-    highspy.Highs.setOptionValue = lambda self, key, value: full(self, key, scaled(key, value))  # type: ignore
 
 
 def _burn() -> None:  # at the niceness of this process

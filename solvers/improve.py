@@ -199,8 +199,7 @@ def round_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: fl
     cost = evaluate(p, x, relay, b)
     if not cost.objective < plan.objective:
         return plan.with_(lower_bound=min(lower, plan.objective))
-    return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
-                      objective=cost.objective, lower_bound=min(lower, cost.objective))
+    return plan.costed(cost, placement=x, relay=relay, bandwidth_hz=b, lower_bound=min(lower, cost.objective))
 
 
 def move_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: float) -> RoundPlan:
@@ -226,8 +225,7 @@ def move_large_edges(problem: RoundProblem, plan: RoundPlan, by: float, gap: flo
     cost = evaluate(p, x, plan.relay, b)
     if not cost.objective < plan.objective:
         return plan
-    return plan.with_(placement=x, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
-                      objective=cost.objective, lower_bound=min(plan.lower_bound, cost.objective))
+    return plan.costed(cost, placement=x, bandwidth_hz=b, lower_bound=min(plan.lower_bound, cost.objective))
 
 
 def bisect_slowest(problem: RoundProblem, plan: RoundPlan, by: float, steps: int = THRESHOLD_STEPS,
@@ -378,5 +376,4 @@ def improve(problem: RoundProblem, plan: RoundPlan, time_limit_s: float, gap: fl
     proven = lower >= (1 - gap) * cost.objective
     timed_out = not beyond and now() >= deadline - 0.06
     status = STATUS_PROVEN if proven else STATUS_TIME if timed_out else STATUS_UNPROVEN
-    return plan.with_(placement=x, relay=relay, bandwidth_hz=b, latency_s=cost.latency_s, energy_j=cost.energy_j,
-                      objective=cost.objective, lower_bound=lower, status=status)
+    return plan.costed(cost, placement=x, relay=relay, bandwidth_hz=b, lower_bound=lower, status=status)

@@ -6,13 +6,16 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from solvers.fields import id_key
 from solvers.instance import RoundProblem, paused_gc
 from solvers.instance_io import LAYOUTS, row_names
+
+if TYPE_CHECKING:
+    from solvers.evaluate import Cost
 
 STATUS_PROVEN, STATUS_TIME, STATUS_UNPROVEN = "optimal", "time_limit", "not_proven"
 """A certified plan's status (`joint`, trees included): lower_bound >= (1 - gap) objective was proven; the time limit
@@ -90,6 +93,11 @@ class RoundPlan:
 
     def with_(self, **changes: Any) -> RoundPlan:
         return replace(self, **changes)
+
+    def costed(self, cost: Cost, **changes: Any) -> RoundPlan:
+        """This plan with `changes` (its decisions: placement, relay, bandwidth_hz, tx_power_w, cpu_hz, ...) and the
+        latency, energy and objective of `cost`, solvers/evaluate.py's Cost of those decisions."""
+        return replace(self, latency_s=cost.latency_s, energy_j=cost.energy_j, objective=cost.objective, **changes)
 
     def to_dict(self, problem: RoundProblem, layout: str = "columns") -> dict[str, Any]:
         """The plan's JSON: "columns" (lists in the order of `device_ids`; fast) or "records" (objects keyed by

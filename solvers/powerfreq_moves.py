@@ -141,13 +141,4 @@ def _at(p: RoundProblem, plan: RoundPlan, x: np.ndarray, relay: np.ndarray, t_ro
     _, b, s = energy_at(g, t_round, p.edge_bandwidth_hz)
     band, power, freq = decisions(p, g, t_round, b, s)
     c = evaluate(p, x, relay, band, power, freq)
-    return plan.with_(
-        placement=x,
-        relay=relay,
-        bandwidth_hz=band,
-        tx_power_w=power,
-        cpu_hz=freq,
-        latency_s=c.latency_s,
-        energy_j=c.energy_j,
-        objective=c.objective,
-    )
+    return plan.costed(c, placement=x, relay=relay, bandwidth_hz=band, tx_power_w=power, cpu_hz=freq)

@@ -47,16 +47,7 @@ def test_batch_values_are_feasible_plans_near_the_step(lam: float) -> None:
         band, pw, fr = decisions(p, g, float(t), b, s)
         here = evaluate(p, x, r, band, pw, fr)
         assert v == pytest.approx(here.objective, rel=1e-6)
-        trial = plan.with_(
-            placement=x,
-            relay=r,
-            bandwidth_hz=band,
-            tx_power_w=pw,
-            cpu_hz=fr,
-            latency_s=here.latency_s,
-            energy_j=here.energy_j,
-            objective=here.objective,
-        )
+        trial = plan.costed(here, placement=x, relay=r, bandwidth_hz=band, tx_power_w=pw, cpu_hz=fr)
         assert check_plan(p, trial) == []
         step = evaluate(p, x, r, *plan_power_frequency(p, x, r, iters=8)).objective
         assert v == pytest.approx(step, rel=0.02)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -27,6 +25,7 @@ from solvers.clock import (
     set_limits,
     under_budget,
 )
+from solvers.slower_machine import slow_down
 
 
 def test_the_work_clock_counts_its_readings() -> None:
@@ -130,32 +129,6 @@ def test_a_memory_tight_round_keeps_near_its_work_budget() -> None:
     assert check_plan(p, plan) == []
 
 
-def _skewed(read: Callable[[], float], factor: float) -> Callable[[], float]:
-    base = read()
-    return lambda: base + (read() - base) * factor
-
-
-def _on_a_slower_machine(monkeypatch: pytest.MonkeyPatch, factor: float) -> None:
-    """Make this machine look `factor` times slower: Python's clocks run `factor` times faster and every HiGHS
-    time limit (the bare solver's and cvxpy's) is reached after 1 / factor of its seconds."""
-    import highspy
-    import highspy._core
-
-    for name in ("perf_counter", "monotonic", "process_time", "time"):
-        monkeypatch.setattr(time, name, _skewed(getattr(time, name), factor))
-    bare, full = highspy._core._Highs, highspy.Highs.setOptionValue
-
-    def scaled(key: str, value: object) -> object:
-        return value / factor if key == "time_limit" and isinstance(value, int | float) else value
-
-    class Slow(bare):  # type: ignore[misc, valid-type]
-        def setOptionValue(self, key: str, value: object) -> object:  # noqa: N802 (HiGHS's name)
-            return super().setOptionValue(key, scaled(key, value))
-
-    monkeypatch.setattr(highspy._core, "_Highs", Slow)
-    monkeypatch.setattr(highspy.Highs, "setOptionValue", lambda self, key, value: full(self, key, scaled(key, value)))
-
-
 def _power_frequency(n: int, lam: float, seed: int, d2d_neighbours: int = 3) -> RoundProblem:
     p = random_instance(n, 1, 6 if n > 3 else 3, seed, lam=lam, d2d_neighbours=d2d_neighbours)
     return dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
@@ -250,7 +223,7 @@ def test_a_milp_keeps_its_iteration_limit_under_a_work_budget(monkeypatch: pytes
     for factor in (1.0, 5.0):
         with monkeypatch.context() as m:
             if factor > 1:
-                _on_a_slower_machine(m, factor)
+                slow_down(factor, m.setattr)
             with under_budget("work") as meter:
                 xe = milp_placement(p, 0, w, 0.05)
         assert meter is not None and xe is not None
@@ -276,7 +249,7 @@ def test_a_work_budget_gives_the_same_plan_on_a_slower_machine(monkeypatch: pyte
     p = _power_frequency(12, 0.5, 0)
     a = solve(p, "joint", time_limit_s=2, budget="work")
     with monkeypatch.context() as m:
-        _on_a_slower_machine(m, 5.0)
+        slow_down(5.0, m.setattr)
         b = solve(p, "joint", time_limit_s=2, budget="work")
     assert met == []
     assert (a.objective, a.lower_bound, a.status) == (b.objective, b.lower_bound, b.status)
