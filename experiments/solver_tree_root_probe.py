@@ -21,6 +21,7 @@ from solver_model_bench import instance  # noqa: E402
 
 from solvers import tree_improve as ti  # noqa: E402
 from solvers import tree_model as tm  # noqa: E402
+from solvers import tree_rows as tr  # noqa: E402
 from solvers.clock import load_libraries, now  # noqa: E402
 from solvers.tree import tree_search  # noqa: E402
 from solvers.tree_energy import root_values  # noqa: E402
@@ -52,8 +53,8 @@ def main() -> None:
     a = ap.parse_args()
     tm.PATH_ENERGY = not a.no_paths
     if a.loose:
-        real = tm._Chain.tighten
-        tm._Chain.tighten = lambda self, h, root, top: real(self, h, None, 1.0)  # type: ignore[method-assign]
+        real = tr.Chain.tighten
+        tr.Chain.tighten = lambda self, h, root, top: real(self, h, None, 1.0)  # type: ignore[method-assign]
     load_libraries(tree=True)
     p = instance(a.n, "tree", a.lam, a.seed)
     lam, gap = p.lam, a.gap
