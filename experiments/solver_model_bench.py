@@ -30,8 +30,8 @@ LAMS = (0.0, 0.05, 0.5, 5.0, 50.0)
 MODES = ("one-hop", "aggregates", "tree", "power-frequency")
 
 
-def instance(n: int, mode: str, lam: float, seed: int):
-    p = random_instance(n, 1, 6, seed, lam=lam, relay_aggregates=mode == "aggregates",
+def instance(n: int, mode: str, lam: float, seed: int, modules: int = 6):
+    p = random_instance(n, 1, modules, seed, lam=lam, relay_aggregates=mode == "aggregates",
                         d2d_neighbours=min(n - 1, 6) if mode == "tree" else 3)
     if mode == "tree":
         p = dataclasses.replace(p, tree_aggregation=True)

@@ -15,7 +15,6 @@ experiments/solver_ab.py does, so a loaded machine does not starve the solve. Wr
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -23,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 from code_version import CODE_PATHS, commit
+from solver_model_bench import instance
 
-from solvers import random_instance, solve
+from solvers import solve
 from solvers.edgebatch import EdgeView
 from solvers.errors import TooLargeError
 from solvers.exact import exact_solve, placements_upto, relay_maps
@@ -34,17 +34,6 @@ from solvers.tree import all_trees
 LAMS = (0.0, 0.05, 0.5, 5.0, 50.0)
 MODES = ("one-hop", "aggregates", "tree", "power-frequency")
 WALL = time.perf_counter
-
-
-def instance(n: int, m: int, mode: str, lam: float, seed: int):
-    """experiments/solver_model_bench.py's instance with M modules."""
-    p = random_instance(n, 1, m, seed, lam=lam, relay_aggregates=mode == "aggregates",
-                        d2d_neighbours=min(n - 1, 6) if mode == "tree" else 3)
-    if mode == "tree":
-        p = dataclasses.replace(p, tree_aggregation=True)
-    if mode == "power-frequency":
-        p = dataclasses.replace(p, p_max=p.tx_power_w.copy(), f_min=0.3 * p.cpu_hz, f_max=p.cpu_hz.copy())
-    return p
 
 
 def choices(p, mode: str, cap: int) -> int | None:
@@ -108,14 +97,14 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"load_before": os.getloadavg()[0], "commit": commit(CODE_PATHS), "cpu_clock": a.cpu_clock,
             "time_limit_s": a.time_limit, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    solve(instance(4, 6, "one-hop", 0.5, 99), "joint", time_limit_s=0.5)  # warm the lazy imports
+    solve(instance(4, "one-hop", 0.5, 99), "joint", time_limit_s=0.5)  # warm the lazy imports
     rows: list[dict] = []
     for n in (int(s) for s in a.sizes.split(",")):
         for m in (int(s) for s in a.modules.split(",")):
             for mode in a.modes.split(","):
                 for lam in (float(x) for x in a.lams.split(",")):
                     for seed in range(a.seeds):
-                        p = instance(n, m, mode, lam, seed)
+                        p = instance(n, mode, lam, seed, modules=m)
                         w, c = WALL(), time.process_time()
                         plan = solve(p, "joint", time_limit_s=a.time_limit)
                         row = {"devices": n, "modules": m, "mode": mode, "lambda": lam, "seed": seed,

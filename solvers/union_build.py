@@ -22,6 +22,7 @@ import numpy as np
 
 from solvers.clock import Clock
 from solvers.energy import edge_latency
+from solvers.evaluate import link_rates
 from solvers.greedy import BIG, price, segment_cumsum
 from solvers.instance import RoundProblem
 from solvers.parallel import restrict
@@ -97,27 +98,16 @@ def build(
         pick = np.lexsort((-cum, ratio, g))
         head = np.concatenate([[True], g[pick][1:] != g[pick][:-1]]) if pick.size else np.zeros(0, dtype=bool)
         best = pick[head]  # one index per group: its prefix ends there
-        gb, e = g[best], p.device_edge[g[best]]
-        by = np.lexsort((ratio[best], e))
-        best, gb, e = best[by], gb[by], e[by]
-        before = segment_cumsum(cum[best], e) - cum[best]
-        take = before < need[e] * (1 - 1e-12)
-        got = np.bincount(e[take], weights=cum[best[take]], minlength=p.num_edges)
+        best, e, take, got = _take(p, g, cum, ratio, best, need)
         short = (got < need * (1 - 1e-12)) & (need > 0)
         if short.any():  # the whole candidate lists of the short edges' groups, by the same order
             last = np.flatnonzero(np.append(g[1:] != g[:-1], True))  # each group's full prefix
             full = short[p.device_edge[g[last]]]
             extra = last[full]
             alt = np.flatnonzero(~short[e])
-            best = np.concatenate([best[alt], extra])
-            gb, e = g[best], p.device_edge[g[best]]
-            by = np.lexsort((ratio[best], e))
-            best, gb, e = best[by], gb[by], e[by]
-            before = segment_cumsum(cum[best], e) - cum[best]
-            take = before < need[e] * (1 - 1e-12)
-            got = np.bincount(e[take], weights=cum[best[take]], minlength=p.num_edges)
+            best, e, take, got = _take(p, g, cum, ratio, np.concatenate([best[alt], extra]), need)
             ok_edge &= ~((got < need * (1 - 1e-12)) & (need > 0))
-        best, gb, e = best[take], gb[take], e[take]
+        best, e = best[take], e[take]
         # prune whole groups, worst ratio first, while the surplus allows
         left = (got - need).tolist()
         tol = (1e-12 * need).tolist()
@@ -158,13 +148,18 @@ def build(
     return x, relay, ok_edge
 
 
-def member_rates(p: RoundProblem, owner: np.ndarray) -> np.ndarray:
-    """[N] each member's D2D rate to its uploader, inf for an uploader."""
-    rate = np.full(p.num_devices, np.inf)
-    moved = np.flatnonzero(owner != np.arange(p.num_devices))
-    if moved.size:
-        rate[moved] = p.link_rate(moved, owner[moved])
-    return rate
+def _take(
+    p: RoundProblem, g: np.ndarray, cum: np.ndarray, ratio: np.ndarray, rows: np.ndarray, need: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The groups' prefixes `rows` per edge by least ratio, taken until the edge's need is met: (rows in that
+    order, their edges, taken, samples got per edge)."""
+    e = p.device_edge[g[rows]]
+    by = np.lexsort((ratio[rows], e))
+    rows, e = rows[by], e[by]
+    before = segment_cumsum(cum[rows], e) - cum[rows]
+    take = before < need[e] * (1 - 1e-12)
+    got = np.bincount(e[take], weights=cum[rows[take]], minlength=p.num_edges)
+    return rows, e, take, got
 
 
 BUILD_STEPS = 2
@@ -211,7 +206,7 @@ def grouped_plans(
         if clock is not None and clock.expired():
             break
         owner = star_groups(p, members, p.snr_hz * p.samples if by_samples else None, weaker)
-        rate = member_rates(p, owner)
+        rate = link_rates(p, owner)  # each member's D2D rate to its uploader, inf for an uploader
         t = t_edge.astype(float).copy()
         for _ in range(steps):
             bx, br, ok = build(p, t[p.device_edge], owner, rate)

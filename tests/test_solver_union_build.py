@@ -11,9 +11,9 @@ import pytest
 import solvers.joint as joint
 from solvers import check_plan, random_instance, solve
 from solvers.energy import edge_latency, plan_bandwidth
-from solvers.evaluate import evaluate
+from solvers.evaluate import evaluate, link_rates
 from solvers.plan import RoundPlan
-from solvers.union_build import build, grouped_plans, member_rates, star_groups
+from solvers.union_build import build, grouped_plans, star_groups
 from solvers.union_moves import band_moves
 
 
@@ -58,7 +58,7 @@ def test_stars_follow_links_and_capacity(seed: int, cap: int | None, members: in
     assert np.all(p.link_rate(moved, owner[moved]) > 0)
     most = min(x for x in (cap, members, n) if x is not None)
     assert np.bincount(owner[moved], minlength=n).max(initial=0) <= most
-    assert np.all(np.isinf(member_rates(p, owner)[owner == np.arange(n)]))
+    assert np.all(np.isinf(link_rates(p, owner)[owner == np.arange(n)]))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
@@ -67,7 +67,7 @@ def test_build_covers_and_checks(seed: int) -> None:
     owner = star_groups(p)
     greedy = _greedy(p)
     t = edge_latency(p, [(greedy.placement, greedy.relay)])[0]
-    x, relay, ok = build(p, t[p.device_edge], owner, member_rates(p, owner))
+    x, relay, ok = build(p, t[p.device_edge], owner, link_rates(p, owner))
     assert ok.all()
     got = np.zeros((p.num_edges, p.num_modules))
     np.add.at(got, p.device_edge, x * p.samples[:, None])
