@@ -115,10 +115,10 @@ def main() -> None:
                         opt = reference(p, mode, [int(x) for x in a.max_choices.split(",")])
                         row["ref_s"] = WALL() - w
                         if opt is not None:
-                            row["optimum"] = opt
-                            row["gap_to_optimum"] = plan.objective / opt - 1
-                            row["bound_valid"] = plan.lower_bound <= opt * (1 + 1e-6)
-                            row["objective_valid"] = plan.objective >= opt * (1 - 1e-6)
+                            row["optimum"] = float(opt)
+                            row["gap_to_optimum"] = float(plan.objective / opt - 1)
+                            row["bound_valid"] = bool(plan.lower_bound <= opt * (1 + 1e-6))
+                            row["objective_valid"] = bool(plan.objective >= opt * (1 - 1e-6))
                             if not (row["bound_valid"] and row["objective_valid"]):
                                 print("VIOLATION", flush=True)
                         rows.append(row)
