@@ -16,10 +16,10 @@ import numpy as np
 
 from solvers.clock import Clock
 from solvers.energy import edge_latency
-from solvers.evaluate import Timeline, link_rates, round_timeline
+from solvers.evaluate import Timeline, round_timeline
 from solvers.greedy import price
 from solvers.instance import RoundProblem
-from solvers.relay_sweep import group_with, group_without, move_sweep
+from solvers.relay_sweep import move_sweep, single_moves
 
 Moved = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -63,35 +63,13 @@ def _moves(
     p: RoundProblem, x: np.ndarray, relay: np.ndarray, tl: Timeline, t: np.ndarray, edges: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(mover, new relay, band saved in Hz) of every improving single move on `edges`, or None."""
-    n = p.num_devices
-    own = relay == np.arange(n)
-    served = np.bincount(relay[~own], minlength=n)
-    lr = link_rates(p, relay)
-    payload = tl.payload_bits
-    arrival = np.where(own, tl.tau, tl.tau + payload / np.where(own, 1.0, lr))
-    src, dst, rate = p.d2d_src, p.d2d_dst, p.d2d_rate_bps
-    cap = p.relay_capacity
-    keep = (
-        edges[p.device_edge[src]]
-        & (payload[src] > 0)
-        & (served[src] == 0)
-        & own[dst]
-        & (relay[src] != dst)
-        & ((served[dst] < cap) if cap is not None else True)
-    )
-    mover = np.concatenate([src[keep], np.flatnonzero(~own & edges[p.device_edge] & (payload > 0))])
-    target = np.concatenate([dst[keep], mover[keep.sum() :]])
-    if mover.size == 0:
+    m = single_moves(p, x, relay, tl, edges)
+    if m is None:
         return None
-    new_rate = np.concatenate([rate[keep], np.full(mover.size - keep.sum(), np.inf)])
-    old = relay[mover]
-    cur = _band(p, tl.bits, tl.start, np.arange(n), t)
-    o_bits, o_start = group_without(p, x, relay, tl, arrival, mover, old)
-    lose = _band(p, o_bits, o_start, old, t) - cur[old]
-    arr_new = tl.tau[mover] + np.where(target != mover, payload[mover] / new_rate, 0.0)
-    g_bits = group_with(p, x, relay, tl, mover, target)
-    g_start = np.where(target != mover, np.maximum(tl.start[target], arr_new), tl.tau[mover])
-    join = _band(p, g_bits, g_start, target, t) - np.where(target != mover, cur[target], 0.0)
+    mover, target, old = m.mover, m.target, m.old
+    cur = _band(p, tl.bits, tl.start, np.arange(p.num_devices), t)
+    lose = _band(p, m.lose_bits, m.lose_start, old, t) - cur[old]
+    join = _band(p, m.gain_bits, m.gain_start, target, t) - np.where(target != mover, cur[target], 0.0)
     with np.errstate(invalid="ignore"):
         delta = lose + join
     scale = np.maximum(cur[old] + np.where(target != mover, cur[target], 0.0), 1e-300)
