@@ -201,11 +201,7 @@ def _grouped(p: RoundProblem, part: EdgeChoice, local_max_devices: int, clock: C
     x, relay, t = grouped_plans(p, part.x, part.relay, part.edge_latency, size > local_max_devices, clock=clock)
     if np.array_equal(relay, part.relay) and np.array_equal(x, part.x):
         return part
-    up, idx = round_uploads(p, x, relay)
-    t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
-    b = np.zeros(p.num_devices)
-    b[idx] = b_up
-    return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=part.known)
+    return _edge_choice(p, x, relay, part.known)
 
 
 def _known(p: RoundProblem, small: dict) -> np.ndarray:
@@ -223,11 +219,16 @@ def latency_choice(problem: RoundProblem, **opts: Any) -> EdgeChoice:
     solvers/parallel.py runs on chunks of edges)."""
     p = problem
     x, relay, small = _choose(p, **opts, repairs=Repairs(opts["clock"]))
+    return _edge_choice(p, x, relay, _known(p, small))
+
+
+def _edge_choice(p: RoundProblem, x: np.ndarray, relay: np.ndarray, known: np.ndarray) -> EdgeChoice:
+    """lambda = 0: these choices with every edge's exact min-max band and latency."""
     up, idx = round_uploads(p, x, relay)
     t_edge, b_up = minmax_bandwidth(up.group, up.start, up.bits, up.a, up.budget)
     b = np.zeros(p.num_devices)
     b[idx] = b_up
-    return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=_known(p, small))
+    return EdgeChoice(x=x, relay=relay, bandwidth_hz=b, edge_latency=t_edge, known=known)
 
 
 ONEHOP_HEURISTIC_SHARE = 0.6
